@@ -1,0 +1,115 @@
+"""Tools of the accounts pack: ``search_accounts`` and ``get_account``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from peewee import fn
+from pydantic import BaseModel, Field
+
+from plugins.accounts.models import SEARCH_KIND, Account, find_account, normalise_domain
+from poggio import ToolContext, ToolError, ToolResult, search, tool
+from poggio.paging import keyset_page
+
+Limit = Annotated[int, Field(ge=1, le=100, description="How many results to return (1-100).")]
+Cursor = Annotated[
+    str | None,
+    Field(max_length=2000, description="The next_cursor of a previous call with the same filters, to get the next page."),
+]
+
+
+class AccountOut(BaseModel):
+    id: int
+    domain: str
+    name: str
+    industry: str
+    employees: int | None
+    country: str
+    description: str
+
+    @classmethod
+    def of(cls, account: Account) -> "AccountOut":
+        return cls(id=account.id, domain=account.domain, name=account.name, industry=account.industry,
+                   employees=account.employees, country=account.country, description=account.description)
+
+
+class AccountPage(BaseModel):
+    accounts: list[AccountOut]
+    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+
+
+class Section(BaseModel):
+    title: str
+    pack: str
+    data: dict[str, Any]
+
+
+class AccountProfile(BaseModel):
+    account: AccountOut
+    sections: dict[str, Section] = Field(description="What each tool pack in scope knows about the account.")
+
+
+def _line(a: AccountOut) -> str:
+    facts = ", ".join(x for x in (a.industry, f"{a.employees:,} employees" if a.employees else "", a.country) if x)
+    return f"- {a.name} ({a.domain})" + (f": {facts}" if facts else "")
+
+
+@tool(title="Search accounts")
+def search_accounts(
+    ctx: ToolContext,
+    query: Annotated[str, Field(max_length=200, description="Words to find in the account's name or domain; each word matches the start of a word (\"acm ind\" finds \"Acme Industries\"). Empty lists all accounts.")] = "",
+    industry: Annotated[str | None, Field(max_length=100, description="Only accounts in this industry (exact, case-insensitive).")] = None,
+    country: Annotated[str | None, Field(min_length=2, max_length=2, description="Only accounts in this country (ISO 3166 two-letter code).")] = None,
+    min_employees: Annotated[int | None, Field(ge=0, description="Only accounts with at least this many employees.")] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> AccountPage:
+    """Search the workspace's accounts (companies) by name or domain, with optional filters.
+    Results are ordered by name; use next_cursor to page."""
+    q = Account.select().where(Account.workspace == ctx.workspace_id)
+    ids = search.matching_ids(SEARCH_KIND, ctx.workspace_id, query)
+    if ids is not None:
+        q = q.where(Account.id.in_(ids))
+    if industry:
+        q = q.where(fn.LOWER(Account.industry) == industry.strip().lower())
+    if country:
+        q = q.where(Account.country == country.upper())
+    if min_employees is not None:
+        q = q.where(Account.employees >= min_employees)
+    filters = {"query": search.words(query), "industry": (industry or "").strip().lower(), "country": (country or "").upper(), "min": min_employees}
+    rows, next_cursor = keyset_page(ctx, q, [Account.name, Account.id], filters, cursor, limit)
+    page = AccountPage(accounts=[AccountOut.of(a) for a in rows], next_cursor=next_cursor)
+    if not rows:
+        text = "No accounts match." if cursor is None else "No more accounts."
+    else:
+        text = f"{len(rows)} account(s):\n" + "\n".join(_line(a) for a in page.accounts)
+        if next_cursor:
+            text += "\nMore results: call again with the next_cursor."
+    return ToolResult(page, text)
+
+
+@tool(title="Get an account's profile")
+def get_account(
+    ctx: ToolContext,
+    domain: Annotated[str, Field(min_length=1, max_length=253, description="The account's web domain, e.g. example.com (a URL works too).")],
+) -> AccountProfile:
+    """Everything the workspace knows about one account, found by its domain: the account itself,
+    and a section from every tool pack in scope (its contacts, its revenue and opportunities, ...)."""
+    wanted = normalise_domain(domain)
+    if not wanted:
+        raise ToolError("domain", "give a domain such as example.com")
+    account = find_account(ctx.workspace_id, wanted)
+    if account is None:
+        raise ToolError("domain", f"no account with domain {wanted!r} in this workspace; search_accounts finds accounts by name")
+    out = AccountOut.of(account)
+    sections = ctx.account_profile(account)
+    profile = AccountProfile(
+        account=out,
+        sections={s.key: Section(title=s.title, pack=s.key, data=s.data) for s in sections},
+    )
+    lines = [f"# {out.name} ({out.domain})", _line(out)[2:]]
+    if out.description:
+        lines.append(out.description)
+    for s in sections:
+        lines += ["", f"## {s.title}", s.text]
+    return ToolResult(profile, "\n".join(lines))

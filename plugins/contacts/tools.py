@@ -1,0 +1,110 @@
+"""Tools of the contacts pack: ``search_contacts`` and ``get_contact``, and the profile section."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from peewee import JOIN, fn
+from pydantic import BaseModel, Field
+
+from plugins.accounts.models import Account, find_account, normalise_domain
+from plugins.accounts.tools import Cursor, Limit
+from plugins.contacts.models import SEARCH_KIND, Contact
+from poggio import ProfileSection, ToolContext, ToolError, ToolResult, search, tool
+from poggio.paging import keyset_page
+
+PROFILE_CONTACTS = 10
+
+
+class ContactOut(BaseModel):
+    id: int
+    email: str
+    first_name: str
+    last_name: str
+    title: str
+    account_domain: str | None
+    account_name: str | None
+
+    @classmethod
+    def of(cls, c: Contact) -> "ContactOut":
+        account = c.account if c.account_id else None
+        return cls(id=c.id, email=c.email, first_name=c.first_name, last_name=c.last_name, title=c.title,
+                   account_domain=account.domain if account else None, account_name=account.name if account else None)
+
+
+class ContactPage(BaseModel):
+    contacts: list[ContactOut]
+    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+
+
+def _line(c: ContactOut) -> str:
+    who = f"{c.first_name} {c.last_name}".strip() or c.email
+    at = f" at {c.account_name} ({c.account_domain})" if c.account_domain else ""
+    return f"- {who}, {c.title or 'no title'}{at} <{c.email}>"
+
+
+def _with_account():
+    return Contact.select(Contact, Account).join(Account, JOIN.LEFT_OUTER, on=(Contact.account == Account.id))
+
+
+@tool(title="Search contacts")
+def search_contacts(
+    ctx: ToolContext,
+    query: Annotated[str, Field(max_length=200, description="Words to find in the contact's name, e-mail or title; each word matches the start of a word. Empty lists all contacts.")] = "",
+    account_domain: Annotated[str | None, Field(max_length=253, description="Only contacts at the account with this domain, e.g. example.com.")] = None,
+    title: Annotated[str | None, Field(max_length=150, description="Only contacts whose job title contains this text (case-insensitive).")] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> ContactPage:
+    """Search the workspace's contacts (people at accounts) by name, e-mail or title, optionally at
+    one account. Results are ordered by last name; use next_cursor to page."""
+    q = _with_account().where(Contact.workspace == ctx.workspace_id)
+    ids = search.matching_ids(SEARCH_KIND, ctx.workspace_id, query)
+    if ids is not None:
+        q = q.where(Contact.id.in_(ids))
+    if account_domain:
+        account = find_account(ctx.workspace_id, account_domain)
+        if account is None:
+            raise ToolError("account_domain", f"no account with domain {normalise_domain(account_domain)!r} in this workspace")
+        q = q.where(Contact.account == account.id)
+    if title:
+        q = q.where(fn.LOWER(Contact.title).contains(title.strip().lower()))
+    filters = {"query": search.words(query), "account": normalise_domain(account_domain or ""),
+               "title": (title or "").strip().lower()}
+    rows, next_cursor = keyset_page(ctx, q, [Contact.last_name, Contact.first_name, Contact.id], filters, cursor, limit)
+    page = ContactPage(contacts=[ContactOut.of(c) for c in rows], next_cursor=next_cursor)
+    if not rows:
+        text = "No contacts match." if cursor is None else "No more contacts."
+    else:
+        text = f"{len(rows)} contact(s):\n" + "\n".join(_line(c) for c in page.contacts)
+        if next_cursor:
+            text += "\nMore results: call again with the next_cursor."
+    return ToolResult(page, text)
+
+
+@tool(title="Get a contact")
+def get_contact(
+    ctx: ToolContext,
+    email: Annotated[str, Field(min_length=3, max_length=254, description="The contact's e-mail address.")],
+) -> ContactOut:
+    """One contact, found by e-mail address, with the account they work at."""
+    wanted = email.strip().lower()
+    contact = _with_account().where((Contact.workspace == ctx.workspace_id) & (Contact.email == wanted)).first()
+    if contact is None:
+        raise ToolError("email", f"no contact with e-mail {wanted!r} in this workspace; search_contacts finds contacts by name")
+    out = ContactOut.of(contact)
+    return ToolResult(out, _line(out)[2:])
+
+
+def profile_section(ctx: ToolContext, account: Account) -> ProfileSection:
+    base = Contact.select().where((Contact.workspace == ctx.workspace_id) & (Contact.account == account.id))
+    total = base.count()
+    shown = list(base.order_by(Contact.last_name, Contact.first_name, Contact.id).limit(PROFILE_CONTACTS))
+    people = [
+        {"email": c.email, "first_name": c.first_name, "last_name": c.last_name, "title": c.title} for c in shown
+    ]
+    lines = [f"- {p['first_name']} {p['last_name']}, {p['title'] or 'no title'} <{p['email']}>" for p in people]
+    if total > len(shown):
+        lines.append(f"… and {total - len(shown)} more (search_contacts with account_domain={account.domain}).")
+    return ProfileSection(key="contacts", title=f"Contacts ({total})",
+                          data={"total": total, "contacts": people}, text="\n".join(lines) or "No contacts.")

@@ -1,0 +1,1 @@
+"""The revenue tool pack: opportunities per account, pipeline and won revenue summaries."""

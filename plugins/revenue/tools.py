@@ -1,0 +1,196 @@
+"""Tools of the revenue pack: ``get_revenue_summary`` and ``list_opportunities``, and the profile section."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from peewee import fn
+from pydantic import BaseModel, Field
+
+from plugins.accounts.models import Account, find_account, normalise_domain
+from plugins.accounts.tools import Cursor, Limit
+from plugins.revenue.models import OPEN_STAGES, STAGES, Opportunity
+from poggio import ProfileSection, ToolContext, ToolError, ToolResult, tool
+from poggio.paging import keyset_page
+
+Stage = Literal["prospecting", "qualification", "proposal", "negotiation", "won", "lost"]
+AccountDomain = Annotated[str | None, Field(max_length=253, description="Only the account with this domain, e.g. example.com.")]
+After = Annotated[dt.date | None, Field(description="Only opportunities closing on or after this date (YYYY-MM-DD).")]
+Before = Annotated[dt.date | None, Field(description="Only opportunities closing on or before this date (YYYY-MM-DD).")]
+
+
+class StageTotal(BaseModel):
+    count: int
+    amount: Decimal
+
+
+class CurrencySummary(BaseModel):
+    currency: str
+    won: Decimal = Field(description="Total amount of won opportunities.")
+    lost: Decimal
+    open_pipeline: Decimal = Field(description="Total amount of opportunities still open.")
+    win_rate: float | None = Field(description="Won / (won + lost) by count; null when nothing closed yet.")
+    stages: dict[str, StageTotal]
+
+
+class RevenueSummary(BaseModel):
+    account_domain: str | None
+    closing_after: dt.date | None
+    closing_before: dt.date | None
+    opportunities: int
+    currencies: list[CurrencySummary]
+
+
+class OpportunityOut(BaseModel):
+    id: int
+    name: str
+    stage: str
+    amount: Decimal
+    currency: str
+    close_date: dt.date
+    account_domain: str
+    account_name: str
+
+
+class OpportunityPage(BaseModel):
+    opportunities: list[OpportunityOut]
+    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+
+
+def _account_id(ctx: ToolContext, account_domain: str | None) -> int | None:
+    if not account_domain:
+        return None
+    account = find_account(ctx.workspace_id, account_domain)
+    if account is None:
+        raise ToolError("account_domain", f"no account with domain {normalise_domain(account_domain)!r} in this workspace")
+    return account.id
+
+
+def _check_range(after: dt.date | None, before: dt.date | None) -> None:
+    if after and before and after > before:
+        raise ToolError("closing_before", "must be on or after closing_after")
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    return f"{amount:,.2f} {currency}"
+
+
+def summarise(workspace_id: int, account_id: int | None, after=None, before=None) -> tuple[int, list[CurrencySummary]]:
+    q = Opportunity.select(Opportunity.currency, Opportunity.stage, fn.COUNT(Opportunity.id), fn.SUM(Opportunity.amount))
+    q = q.where(Opportunity.workspace == workspace_id)
+    if account_id is not None:
+        q = q.where(Opportunity.account == account_id)
+    if after:
+        q = q.where(Opportunity.close_date >= after)
+    if before:
+        q = q.where(Opportunity.close_date <= before)
+    per: dict[str, dict[str, StageTotal]] = {}
+    total = 0
+    for currency, stage, count, amount in q.group_by(Opportunity.currency, Opportunity.stage).tuples():
+        per.setdefault(currency, {})[stage] = StageTotal(count=count, amount=Decimal(str(amount or 0)).quantize(Decimal("0.01")))
+        total += count
+    zero = StageTotal(count=0, amount=Decimal("0.00"))
+    out = []
+    for currency in sorted(per, key=lambda c: -sum(s.amount for s in per[c].values())):
+        stages = {s: per[currency].get(s, zero) for s in STAGES}
+        won, lost = stages["won"], stages["lost"]
+        closed = won.count + lost.count
+        out.append(CurrencySummary(
+            currency=currency, won=won.amount, lost=lost.amount,
+            open_pipeline=sum((stages[s].amount for s in OPEN_STAGES), Decimal("0.00")),
+            win_rate=round(won.count / closed, 3) if closed else None, stages=stages,
+        ))
+    return total, out
+
+
+def _summary_text(total: int, currencies: list[CurrencySummary]) -> str:
+    if not total:
+        return "No opportunities."
+    lines = [f"{total} opportunit{'y' if total == 1 else 'ies'}."]
+    for c in currencies:
+        rate = f", win rate {c.win_rate:.0%}" if c.win_rate is not None else ""
+        lines.append(f"- {c.currency}: won {_money(c.won, c.currency)}, open pipeline {_money(c.open_pipeline, c.currency)}, "
+                     f"lost {_money(c.lost, c.currency)}{rate}")
+    return "\n".join(lines)
+
+
+@tool(title="Revenue summary")
+def get_revenue_summary(
+    ctx: ToolContext,
+    account_domain: AccountDomain = None,
+    closing_after: After = None,
+    closing_before: Before = None,
+) -> RevenueSummary:
+    """Won revenue, open pipeline, lost amounts and win rate, per currency and per stage, for the
+    whole workspace or one account, optionally for a range of close dates."""
+    _check_range(closing_after, closing_before)
+    total, currencies = summarise(ctx.workspace_id, _account_id(ctx, account_domain), closing_after, closing_before)
+    summary = RevenueSummary(account_domain=normalise_domain(account_domain) if account_domain else None,
+                             closing_after=closing_after, closing_before=closing_before,
+                             opportunities=total, currencies=currencies)
+    return ToolResult(summary, _summary_text(total, currencies))
+
+
+@tool(title="List opportunities")
+def list_opportunities(
+    ctx: ToolContext,
+    account_domain: AccountDomain = None,
+    stage: Annotated[Stage | None, Field(description="Only opportunities in this stage.")] = None,
+    closing_after: After = None,
+    closing_before: Before = None,
+    min_amount: Annotated[Decimal | None, Field(ge=0, description="Only opportunities of at least this amount.")] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> OpportunityPage:
+    """Opportunities (deals) ordered by close date, filtered by account, stage, close dates or amount."""
+    _check_range(closing_after, closing_before)
+    account_id = _account_id(ctx, account_domain)
+    q = (Opportunity.select(Opportunity, Account).join(Account)
+         .where(Opportunity.workspace == ctx.workspace_id))
+    if account_id is not None:
+        q = q.where(Opportunity.account == account_id)
+    if stage:
+        q = q.where(Opportunity.stage == stage)
+    if closing_after:
+        q = q.where(Opportunity.close_date >= closing_after)
+    if closing_before:
+        q = q.where(Opportunity.close_date <= closing_before)
+    if min_amount is not None:
+        q = q.where(Opportunity.amount >= min_amount)
+    filters = {"account": account_id, "stage": stage, "after": closing_after, "before": closing_before, "min": min_amount}
+    rows, next_cursor = keyset_page(ctx, q, [Opportunity.close_date, Opportunity.id], filters, cursor, limit)
+    items = [OpportunityOut(id=o.id, name=o.name, stage=o.stage, amount=o.amount, currency=o.currency,
+                            close_date=o.close_date, account_domain=o.account.domain, account_name=o.account.name)
+             for o in rows]
+    page = OpportunityPage(opportunities=items, next_cursor=next_cursor)
+    if not items:
+        text = "No opportunities match." if cursor is None else "No more opportunities."
+    else:
+        text = f"{len(items)} opportunit{'y' if len(items) == 1 else 'ies'}:\n" + "\n".join(
+            f"- {o.close_date} {o.name} ({o.account_name}): {o.stage}, {_money(o.amount, o.currency)}" for o in items)
+        if next_cursor:
+            text += "\nMore results: call again with the next_cursor."
+    return ToolResult(page, text)
+
+
+def profile_section(ctx: ToolContext, account: Account) -> ProfileSection:
+    total, currencies = summarise(ctx.workspace_id, account.id)
+    open_opps = list(
+        Opportunity.select()
+        .where((Opportunity.workspace == ctx.workspace_id) & (Opportunity.account == account.id)
+               & Opportunity.stage.in_(OPEN_STAGES))
+        .order_by(Opportunity.close_date, Opportunity.id).limit(5)
+    )
+    opps = [{"name": o.name, "stage": o.stage, "amount": str(o.amount), "currency": o.currency,
+             "close_date": o.close_date.isoformat()} for o in open_opps]
+    text = _summary_text(total, currencies)
+    if opps:
+        text += "\nNext to close:\n" + "\n".join(
+            f"- {o['close_date']} {o['name']}: {o['stage']}, {o['amount']} {o['currency']}" for o in opps)
+    return ProfileSection(key="revenue", title="Revenue", text=text, data={
+        "opportunities": total,
+        "currencies": [c.model_dump(mode="json") for c in currencies],
+        "open_opportunities": opps,
+    })

@@ -1,0 +1,49 @@
+"""The audit log: who did what to which token, user or workspace, when, and from where."""
+
+from __future__ import annotations
+
+import json
+
+from poggio.models import AuditEvent, User, Workspace
+
+ACTIONS = {
+    "token.created": "Token created",
+    "token.renamed": "Token renamed",
+    "token.expiry_changed": "Token expiry changed",
+    "token.rotated": "Token rotated",
+    "token.revoked": "Token revoked",
+    "user.signed_in": "Signed in",
+    "user.sign_in_failed": "Sign-in failed",
+    "user.signed_out": "Signed out",
+    "user.created": "User created",
+    "workspace.created": "Workspace created",
+    "workspace.entitlement_changed": "MCP entitlement changed",
+    "data.imported": "Data imported",
+}
+
+
+class Actor:
+    """Who acts: a signed-in user, or the command line."""
+
+    def __init__(self, user: User | None = None, label: str | None = None, ip: str | None = None):
+        self.user = user
+        self.label = label or (user.email if user else "system")
+        self.ip = ip
+
+    @classmethod
+    def cli(cls) -> "Actor":
+        return cls(label="cli")
+
+
+def record(action: str, actor: Actor, workspace: Workspace | int | None = None, target: str = "", **detail) -> AuditEvent:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    return AuditEvent.create(
+        workspace=workspace,
+        actor=actor.user,
+        actor_label=actor.label[:254],
+        action=action,
+        target=target[:254],
+        detail=json.dumps(detail, sort_keys=True, default=str) if detail else "",
+        ip=actor.ip,
+    )

@@ -1,0 +1,378 @@
+"""The ``poggio`` command."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from poggio import __version__
+from poggio.audit import Actor
+from poggio.errors import InvalidInput, NotFound, PoggioError
+from poggio.settings import Settings, SettingsError, load_settings
+
+
+class App:
+    """What every command needs, built on first use: settings, the bound database, the packs."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._registry = None
+        self._db = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings()
+            except SettingsError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._settings
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            from poggio.plugins import PackRegistry
+
+            self._registry = PackRegistry.load(self.settings.packs)
+        return self._registry
+
+    def db(self):
+        if self._db is None:
+            from poggio.db import bind
+
+            self._db = bind(self.settings.database_url)
+            self._db.connect(reuse_if_open=True)
+        return self._db
+
+    def tokens(self):
+        from poggio.tokens import TokenService
+
+        return TokenService.from_settings(self.settings, set(self.registry.names))
+
+    def workspace(self, slug: str):
+        from poggio.workspaces import get_workspace
+
+        self.db()
+        return get_workspace(slug)
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+def friendly_errors(fn):
+    """Turn the core's input errors into a one-line message and exit status 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InvalidInput as exc:
+            raise click.ClickException(f"{exc.field}: {exc.message}") from None
+        except (NotFound, PoggioError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="poggio")
+def main() -> None:
+    """Poggio: a sales workspace whose admins give outside software access over MCP."""
+
+
+# -- db ----------------------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@pass_app
+@friendly_errors
+def db_upgrade(app: App) -> None:
+    """Create or migrate the schema (core and every loaded pack). Safe to run again."""
+    from poggio.schema import upgrade
+
+    app.db()
+    applied = upgrade(app.registry)
+    done = [f"{component}: {', '.join(names)}" for component, names in applied.items() if names]
+    click.echo("\n".join(done) if done else "Schema is up to date.")
+
+
+# -- workspace ---------------------------------------------------------------------------------------
+@main.group()
+def workspace() -> None:
+    """Workspaces and their MCP entitlement."""
+
+
+@workspace.command("create")
+@click.argument("slug")
+@click.option("--name", required=True, help="Display name.")
+@click.option("--mcp/--no-mcp", default=False, help="Grant the MCP server entitlement.")
+@pass_app
+@friendly_errors
+def workspace_create(app: App, slug: str, name: str, mcp: bool) -> None:
+    """Create the workspace SLUG."""
+    from poggio.workspaces import create_workspace
+
+    app.db()
+    ws = create_workspace(slug, name, mcp, Actor.cli())
+    click.echo(f"Created workspace {ws.slug} ({ws.name}); MCP {'enabled' if ws.mcp_enabled else 'not enabled'}.")
+
+
+@workspace.command("entitle")
+@click.argument("slug")
+@click.option("--mcp/--no-mcp", required=True, help="Grant or withdraw the MCP server entitlement.")
+@pass_app
+@friendly_errors
+def workspace_entitle(app: App, slug: str, mcp: bool) -> None:
+    """Grant or withdraw the MCP entitlement of workspace SLUG (takes effect on the next request)."""
+    from poggio.workspaces import set_entitlement
+
+    ws = set_entitlement(app.workspace(slug), mcp, Actor.cli())
+    click.echo(f"Workspace {ws.slug}: MCP {'enabled' if ws.mcp_enabled else 'disabled'}.")
+
+
+# -- user ----------------------------------------------------------------------------------------------
+@main.group()
+def user() -> None:
+    """Portal users."""
+
+
+@user.command("create")
+@click.argument("email")
+@click.option("--workspace", "slug", required=True, help="Workspace slug.")
+@click.option("--role", type=click.Choice(["admin", "member"]), default="member", show_default=True)
+@click.option("--name", default="", help="Display name.")
+@click.option("--password", envvar="POGGIO_PASSWORD", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Read from POGGIO_PASSWORD, or prompted.", show_envvar=True)
+@pass_app
+@friendly_errors
+def user_create(app: App, email: str, slug: str, role: str, name: str, password: str) -> None:
+    """Create user EMAIL in a workspace (or add an existing user to it)."""
+    from poggio.workspaces import create_user
+
+    ws = app.workspace(slug)
+    created = create_user(email, password, ws, role, Actor.cli(), name=name)
+    click.echo(f"{created.email} is {role} of {ws.slug}.")
+
+
+# -- token -----------------------------------------------------------------------------------------------
+@main.group()
+def token() -> None:
+    """API tokens of the MCP server."""
+
+
+@token.command("create")
+@click.option("--workspace", "slug", required=True, help="Workspace slug.")
+@click.option("--name", required=True, help="A name that says what the token is for.")
+@click.option("--expires-in", default="90d", show_default=True, help="Days (30d), a date (YYYY-MM-DD) or 'never'.")
+@click.option("--packs", default=None, help="Restrict the token to these tool packs (comma-separated).")
+@pass_app
+@friendly_errors
+def token_create(app: App, slug: str, name: str, expires_in: str, packs: str | None) -> None:
+    """Create a token and print it, once, on standard output (everything else goes to stderr)."""
+    ws = app.workspace(slug)
+    issued = app.tokens().create(ws, name, Actor.cli(), expires=expires_in, packs=packs)
+    if issued.token.expires_at is None:
+        click.echo("Warning: this token never expires. Revoke it when it is no longer needed.", err=True)
+    click.echo(f"Created token {issued.token.name!r} (id {issued.token.id}). It is shown only now:", err=True)
+    click.echo(issued.plaintext)
+
+
+@token.command("list")
+@click.option("--workspace", "slug", required=True)
+@pass_app
+@friendly_errors
+def token_list(app: App, slug: str) -> None:
+    """The workspace's tokens, masked."""
+    from poggio.tokens import status
+
+    ws = app.workspace(slug)
+    rows = app.tokens().list(ws)
+    if not rows:
+        click.echo("No tokens.")
+        return
+    click.echo(f"{'ID':>5}  {'NAME':30}  {'TOKEN':12}  {'STATUS':9}  {'EXPIRES':16}  {'LAST USED':16}  PACKS")
+    for t in rows:
+        click.echo(
+            f"{t.id:>5}  {t.name[:30]:30}  {t.masked:12}  {status(t):9}  "
+            f"{t.expires_at.strftime('%Y-%m-%d %H:%M') if t.expires_at else 'never':16}  "
+            f"{t.last_used_at.strftime('%Y-%m-%d %H:%M') if t.last_used_at else '-':16}  {t.packs or 'all'}"
+        )
+
+
+@token.command("revoke")
+@click.option("--workspace", "slug", required=True)
+@click.argument("name_or_id")
+@pass_app
+@friendly_errors
+def token_revoke(app: App, slug: str, name_or_id: str) -> None:
+    """Revoke a token by name or id; the next request with it is refused."""
+    service = app.tokens()
+    target = service.get(app.workspace(slug), name_or_id)
+    if target.revoked_at is not None:
+        click.echo(f"Token {target.name!r} was already revoked.")
+        return
+    service.revoke(target, Actor.cli())
+    click.echo(f"Revoked token {target.name!r} (id {target.id}).")
+
+
+# -- import, demo, packs ------------------------------------------------------------------------------
+@main.command("import")
+@click.argument("kind", type=click.Choice(["accounts", "contacts", "opportunities"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--workspace", "slug", required=True)
+@pass_app
+@friendly_errors
+def import_command(app: App, kind: str, file: Path, slug: str) -> None:
+    """Import a CSV file: every row is checked first, then all are written, or none."""
+    from poggio.csv_import import MAX_REPORTED, import_csv
+
+    report = import_csv(app.registry, app.workspace(slug), kind, file.read_bytes(), Actor.cli())
+    if report.errors:
+        for line, column, message in report.errors[:MAX_REPORTED]:
+            click.echo(f"{file.name}:{line}: {column}: {message}", err=True)
+        more = len(report.errors) - MAX_REPORTED
+        if more > 0:
+            click.echo(f"... and {more} more", err=True)
+        raise click.ClickException(f"{len(report.errors)} bad row(s); nothing was imported.")
+    click.echo(f"Imported {report.imported} {kind}.")
+
+
+@main.command("demo")
+@click.option("--workspace", "slug", default="acme", show_default=True)
+@click.option("--accounts", default=200, show_default=True, type=click.IntRange(1, 5_000_000))
+@click.option("--seed", default=7, show_default=True, type=int)
+@pass_app
+@friendly_errors
+def demo_command(app: App, slug: str, accounts: int, seed: int) -> None:
+    """Build a deterministic demo workspace with the MCP entitlement, an admin and data from every pack."""
+    from poggio import demo
+    from poggio.schema import upgrade
+
+    app.db()
+    upgrade(app.registry)
+    bars: dict[str, object] = {}
+    closed: set[str] = set()
+    started = time.monotonic()
+
+    def progress(pack: str, done: int, total: int) -> None:
+        bar = bars.get(pack)
+        if bar is None:
+            bar = bars[pack] = click.progressbar(length=total, label=f"{pack:>10}", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+        if done >= total and pack not in closed:
+            closed.add(pack)
+            bar.__exit__(None, None, None)
+
+    result = demo.build(app.registry, slug, accounts, seed, progress)
+    for pack, bar in bars.items():
+        if pack not in closed:
+            bar.__exit__(None, None, None)
+    if result.seeded:
+        click.echo(f"Demo workspace {result.workspace.slug}: {accounts:,} accounts in {time.monotonic() - started:.1f}s.")
+    else:
+        click.echo(f"Demo workspace {result.workspace.slug} already has data; left as it is.")
+    if result.admin_password:
+        click.echo(f"Sign in to the portal as {result.admin_email} with password {result.admin_password}")
+    else:
+        click.echo(f"Admin: {result.admin_email} (password unchanged).")
+
+
+@main.group()
+def packs() -> None:
+    """Tool packs."""
+
+
+@packs.command("list")
+@pass_app
+def packs_list(app: App) -> None:
+    """Installed tool packs: versions, tools, and load errors."""
+    registry = app.registry
+    for name, pack in registry.packs.items():
+        read_only = {t.name: t.read_only for t in pack.tools}
+        click.echo(f"{name} {pack.info.version}  {pack.info.title}: {pack.info.description}")
+        for t in pack.tools:
+            click.echo(f"    {t.name}{'' if read_only[t.name] else ' (writes)'}  {t.title}")
+    for name, reason in sorted(registry.errors.items()):
+        click.echo(f"{name}  FAILED: {reason}")
+    if not registry.packs and not registry.errors:
+        click.echo("No tool packs installed.")
+
+
+# -- servers -----------------------------------------------------------------------------------------------
+def _mcp_argv(settings: Settings, host: str | None, port: int | None, workers: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "mcp_server.app:create_app", "--factory",
+            "--host", host or settings.mcp_host, "--port", str(port or settings.mcp_port),
+            "--workers", str(workers), "--no-server-header", "--timeout-graceful-shutdown", "10",
+            "--log-level", "warning"]
+
+
+def _portal_argv(settings: Settings, host: str | None, port: int | None, workers: int = 2) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "portal:create_app()",
+            "--bind", f"{host or settings.portal_host}:{port or settings.portal_port}",
+            "--workers", str(workers), "--threads", "4", "--graceful-timeout", "10", "--access-logfile", "-"]
+
+
+@main.command("mcp")
+@click.option("--host", default=None, help="Bind address (default POGGIO_MCP_HOST or 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default POGGIO_MCP_PORT or 8001).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@pass_app
+def mcp_command(app: App, host: str | None, port: int | None, workers: int) -> None:
+    """Run the MCP server (uvicorn)."""
+    os.execv(sys.executable, _mcp_argv(app.settings, host, port, workers))
+
+
+@main.command("portal")
+@click.option("--host", default=None)
+@click.option("--port", default=None, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@pass_app
+def portal_command(app: App, host: str | None, port: int | None, workers: int) -> None:
+    """Run the admin portal (gunicorn)."""
+    os.execv(sys.executable, _portal_argv(app.settings, host, port, workers))
+
+
+@main.command("up")
+@pass_app
+def up_command(app: App) -> None:
+    """Run the portal on :8000 and the MCP server on :8001 together; Ctrl-C stops both cleanly."""
+    from poggio.schema import upgrade
+
+    app.db()
+    upgrade(app.registry)
+    s = app.settings
+    procs = [subprocess.Popen(_portal_argv(s, None, None, 1)), subprocess.Popen(_mcp_argv(s, None, None, 1))]
+    click.echo(f"Portal: http://{s.portal_host}:{s.portal_port}/   MCP server: {s.mcp_public_url}   (Ctrl-C stops both)")
+
+    def stop(*_):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    codes = [p.returncode for p in procs]
+    if any(c not in (0, -signal.SIGTERM, -signal.SIGINT) for c in codes):
+        raise SystemExit(1)

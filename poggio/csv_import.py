@@ -1,0 +1,72 @@
+"""``poggio import KIND FILE.csv``: validate every row first, then write all of them or none."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from poggio import audit
+from poggio.audit import Actor
+from poggio.db import database
+from poggio.errors import InvalidInput
+from poggio.models import Workspace
+from poggio.plugins import PackRegistry
+
+MAX_ROWS = 2_000_000
+MAX_REPORTED = 50
+
+
+@dataclass
+class ImportReport:
+    kind: str
+    rows: int
+    imported: int
+    errors: list[tuple[int, str, str]]
+
+
+def read_rows(text: str, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise InvalidInput("file", "the file is empty; the first line must be the header") from None
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise InvalidInput("header", f"line 1: missing column(s) {', '.join(missing)}; expected {','.join(columns)}")
+    index = {c: header.index(c) for c in columns}
+    rows = []
+    for record in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in record):
+            continue
+        if len(record) != len(header):
+            rows.append((line, {"__error__": f"{len(record)} fields, the header has {len(header)}"}))
+            continue
+        rows.append((line, {c: record[i] for c, i in index.items()}))
+        if len(rows) > MAX_ROWS:
+            raise InvalidInput("file", f"more than {MAX_ROWS:,} rows; split the file")
+    return rows
+
+
+def import_csv(registry: PackRegistry, workspace: Workspace, kind: str, data: bytes, actor: Actor) -> ImportReport:
+    importer = registry.importer(kind)
+    if importer is None:
+        kinds = sorted(i.kind for p in registry.packs.values() for i in p.importers)
+        raise InvalidInput("kind", f"unknown kind {kind!r}; one of {', '.join(kinds)}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("file", f"not UTF-8 (byte {exc.start})") from None
+    rows = read_rows(text, importer.columns)
+    shape_errors = [(line, "row", row["__error__"]) for line, row in rows if "__error__" in row]
+    good = [(line, row) for line, row in rows if "__error__" not in row]
+    with database.atomic() as txn:
+        cleaned, errors = importer.validate(workspace.id, good)
+        errors = sorted(shape_errors + list(errors))
+        if errors:
+            txn.rollback()
+            return ImportReport(kind, len(rows), 0, errors)
+        written = importer.write(workspace.id, cleaned)
+        audit.record("data.imported", actor, workspace, target=kind, rows=written)
+    return ImportReport(kind, len(rows), written, [])

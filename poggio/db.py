@@ -1,0 +1,61 @@
+"""The one database both processes share: binding from a URL, the model base class, the clock.
+
+``POGGIO_DATABASE_URL`` is parsed by :mod:`playhouse.db_url`. Plain ``sqlite://`` and
+``postgresql://`` URLs are served by peewee's pooled classes so that worker threads reuse
+connections instead of opening one per request; SQLite runs in WAL mode with a busy timeout so the
+portal and the MCP server can write at the same time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from peewee import DatabaseProxy, Model, SqliteDatabase
+from playhouse import db_url
+
+database = DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 10_000,
+    "synchronous": "normal",
+    "foreign_keys": 1,
+    "cache_size": -32_000,
+}
+
+_POOLED = {"sqlite": "sqlite+pool", "postgres": "postgresql+pool", "postgresql": "postgresql+pool"}
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC, the one time representation stored in the database."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+def open_database(url: str, *, max_connections: int = 32):
+    """A peewee database for ``url``, pooled, with SQLite tuned for concurrent processes."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a database URL: {url!r}")
+    scheme = _POOLED.get(scheme, scheme)
+    params: dict[str, object] = {}
+    if scheme.endswith("+pool"):
+        params.update(max_connections=max_connections, stale_timeout=300, timeout=30)
+    if scheme.startswith("sqlite"):
+        params["pragmas"] = SQLITE_PRAGMAS
+    return db_url.connect(f"{scheme}://{rest}", **params)
+
+
+def bind(url: str, **kwargs):
+    """Bind the shared proxy to the database at ``url`` and return it."""
+    db = open_database(url, **kwargs)
+    database.initialize(db)
+    return db
+
+
+def is_sqlite() -> bool:
+    return isinstance(database.obj, SqliteDatabase)

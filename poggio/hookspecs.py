@@ -1,0 +1,66 @@
+"""The hooks a Poggio tool pack implements. Every hook is optional except :func:`poggio_pack`.
+
+A pack is a module registered under the ``poggio`` entry-point group; its hook implementations are
+functions named like the hooks below and marked with ``@poggio.hookimpl``. The registry calls each
+pack's implementation on its own, so a pack that raises is reported and left out while the others
+keep working.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("poggio")
+
+
+@hookspec
+def poggio_pack():
+    """Declare the pack: return a :class:`poggio.PackInfo` (name, title, version, description,
+    and the names of the packs it requires, whose models it references).
+
+    The name must match the entry point's name; it is what ``POGGIO_PACKS`` and a token's pack
+    restriction refer to."""
+
+
+@hookspec
+def poggio_tools():
+    """Return the pack's tools: a list of functions decorated with :func:`poggio.tool`.
+
+    A tool's first parameter is the :class:`poggio.ToolContext` of the call (workspace, scope,
+    cursors); the other parameters are the tool's arguments, whose type hints (``Annotated`` with a
+    pydantic ``Field(description=...)``) become the input schema. The return annotation, a pydantic
+    model, becomes the output schema; the tool returns a :class:`poggio.ToolResult` with that model
+    and a readable text rendering. Tools run in a worker thread with a database connection open;
+    every query must be scoped by ``ctx.workspace_id``."""
+
+
+@hookspec
+def poggio_migrations():
+    """Return the directory of the pack's schema migrations (``playhouse.migrations`` scripts,
+    ``0001_name.py``, ...). ``poggio db upgrade`` applies them after the core's and those of the packs
+    this one requires, and records them in a history table of the pack's own."""
+
+
+@hookspec
+def poggio_account_profile(ctx, account):
+    """Contribute a section to an account's profile, as ``get_account`` shows it.
+
+    ``account`` is the accounts pack's ``Account`` row, already scoped to ``ctx.workspace_id``.
+    Return a :class:`poggio.ProfileSection`, or ``None`` when the pack has nothing to say. Only packs
+    in the calling token's scope are asked."""
+
+
+@hookspec
+def poggio_seed_demo(workspace_id, rng, accounts, progress):
+    """Add deterministic demo data to a workspace.
+
+    ``rng`` is a :class:`random.Random` seeded for this pack alone; ``accounts`` is the number of
+    accounts the demo asks for (the accounts pack creates them, the others add data in proportion);
+    call ``progress(done, total)`` now and then. Use bulk inserts: ``accounts`` may be 1,000,000."""
+
+
+@hookspec
+def poggio_csv_importers():
+    """Return the CSV kinds this pack imports: a list of :class:`poggio.CsvKind` (kind name,
+    columns, a validator that checks every row and a writer that inserts the validated rows).
+    ``poggio import`` validates the whole file first and writes all rows or none."""

@@ -1,0 +1,176 @@
+"""What a tool pack builds with: its declaration, tools, results, errors, cursors, profile sections
+and CSV kinds. Imported by packs (``from poggio import tool, ToolContext, ...``); imports no web
+framework and no MCP SDK: the MCP server turns these into MCP tools.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import inspect
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from poggio.plugins import PackRegistry
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    name: str
+    title: str
+    version: str
+    description: str = ""
+    requires: tuple[str, ...] = ()
+
+
+class ToolError(Exception):
+    """A tool's answer to bad input or a missing object; the message reaches the caller as a tool
+    error. Name the argument: ``ToolError("domain", "no account with this domain")``."""
+
+    def __init__(self, field: str | None, message: str):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+@dataclass
+class ToolResult:
+    data: BaseModel
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    fn: Callable[..., ToolResult]
+    title: str
+    description: str
+    read_only: bool
+    idempotent: bool
+    open_world: bool
+    output_model: type[BaseModel] | None
+    pack: str = ""
+
+    def with_pack(self, pack: str) -> "ToolSpec":
+        return ToolSpec(**{**self.__dict__, "pack": pack})
+
+
+def tool(*, title: str, read_only: bool = True, idempotent: bool = True, open_world: bool = False,
+         name: str | None = None) -> Callable[[Callable[..., ToolResult]], ToolSpec]:
+    """Mark a function as a tool. Its docstring is the description the client (and the LLM) reads."""
+
+    def decorate(fn: Callable[..., ToolResult]) -> ToolSpec:
+        hints = typing.get_type_hints(fn)
+        output = hints.get("return")
+        description = inspect.getdoc(fn)
+        if not description:
+            raise TypeError(f"tool {fn.__name__} needs a docstring: it is the description clients show")
+        return ToolSpec(
+            name=name or fn.__name__,
+            fn=fn,
+            title=title,
+            description=description,
+            read_only=read_only,
+            idempotent=idempotent,
+            open_world=open_world,
+            output_model=output if isinstance(output, type) and issubclass(output, BaseModel) else None,
+        )
+
+    return decorate
+
+
+@dataclass
+class ProfileSection:
+    """One pack's part of an account profile: ``data`` for programs, ``text`` for people."""
+
+    key: str
+    title: str
+    data: dict[str, Any]
+    text: str
+
+
+@dataclass
+class CsvKind:
+    """A kind of CSV row a pack imports.
+
+    ``validate(workspace_id, rows)`` gets ``[(line_number, {column: value})]`` and returns
+    ``(cleaned, errors)`` with errors as ``[(line_number, column, message)]``;
+    ``write(workspace_id, cleaned)`` inserts them (inside the caller's transaction) and returns
+    how many rows it wrote."""
+
+    kind: str
+    columns: tuple[str, ...]
+    validate: Callable[[int, list[tuple[int, dict[str, str]]]], tuple[list[Any], list[tuple[int, str, str]]]]
+    write: Callable[[int, list[Any]], int]
+
+
+class CursorCodec:
+    """Opaque pagination cursors, signed and bound to the workspace, the tool and the query's
+    filters: a cursor from another workspace, another tool or another query, or one altered in any
+    byte, is refused."""
+
+    def __init__(self, key: bytes):
+        self._key = hashlib.sha256(b"poggio-cursor:" + key).digest()
+
+    def _sign(self, payload: bytes) -> str:
+        return base64.urlsafe_b64encode(hmac.new(self._key, payload, hashlib.sha256).digest()[:18]).decode()
+
+    @staticmethod
+    def _fingerprint(query: dict[str, Any]) -> str:
+        return hashlib.sha256(json.dumps(query, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def encode(self, workspace_id: int, tool: str, query: dict[str, Any], position: list[Any]) -> str:
+        payload = json.dumps({"w": workspace_id, "t": tool, "q": self._fingerprint(query), "p": position},
+                             separators=(",", ":"), default=str).encode()
+        body = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+        return f"{body}.{self._sign(payload)}"
+
+    def decode(self, cursor: str, workspace_id: int, tool: str, query: dict[str, Any]) -> list[Any]:
+        bad = ToolError("cursor", "not a cursor of this query: pass back the next_cursor of the same call unchanged")
+        if not isinstance(cursor, str) or len(cursor) > 2000 or cursor.count(".") != 1:
+            raise bad
+        body, signature = cursor.split(".")
+        try:
+            payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except (ValueError, TypeError):
+            raise bad from None
+        if not hmac.compare_digest(self._sign(payload), signature):
+            raise bad
+        data = json.loads(payload)
+        if data.get("w") != workspace_id or data.get("t") != tool or data.get("q") != self._fingerprint(query):
+            raise bad
+        return data["p"]
+
+
+@dataclass
+class ToolContext:
+    """What a tool knows about the call: the token's workspace and pack scope."""
+
+    workspace_id: int
+    token_id: int | None
+    packs: frozenset[str] | None
+    registry: "PackRegistry"
+    cursors: CursorCodec
+    tool_name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def in_scope(self, pack: str) -> bool:
+        return self.packs is None or pack in self.packs
+
+    def encode_cursor(self, query: dict[str, Any], position: list[Any]) -> str:
+        return self.cursors.encode(self.workspace_id, self.tool_name, query, position)
+
+    def decode_cursor(self, cursor: str | None, query: dict[str, Any]) -> list[Any] | None:
+        if cursor in (None, ""):
+            return None
+        return self.cursors.decode(cursor, self.workspace_id, self.tool_name, query)
+
+    def account_profile(self, account) -> list[ProfileSection]:
+        return self.registry.account_profile(self, account)

@@ -1,0 +1,43 @@
+"""A logging filter that masks anything shaped like a Poggio token, wherever it appears."""
+
+from __future__ import annotations
+
+import logging
+
+from poggio.tokens import TOKEN_PATTERN
+
+
+def redact(text: str) -> str:
+    return TOKEN_PATTERN.sub(lambda m: f"pgo_…{m.group(0)[-4:]}[redacted]", text)
+
+
+class TokenRedactingFilter(logging.Filter):
+    """Rewrites a record's message (after %-formatting) and its exception text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is logging's problem, not ours
+            return True
+        if "pgo_" in message:
+            record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and "pgo_" in record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+def install(logger: logging.Logger | None = None) -> None:
+    """Attach the filter to every handler of ``logger`` (the root logger by default)."""
+    logger = logger or logging.getLogger()
+    for handler in logger.handlers:
+        if not any(isinstance(f, TokenRedactingFilter) for f in handler.filters):
+            handler.addFilter(TokenRedactingFilter())
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install()
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access"):
+        install(logging.getLogger(name))

@@ -1,0 +1,333 @@
+"""API tokens: their format, their digests, and their whole life cycle.
+
+A token is ``pgo_`` + 27 random base62 characters (160.7 bits) + a 6-character base62 CRC32 of them,
+so secret scanners can match ``pgo_[A-Za-z0-9]{30,}`` and a mistyped token is refused before any
+database work. Only a SHA-256 digest (HMAC-SHA-256 when a pepper is configured) and the last four
+characters are stored. Verification reads the database on every request, so a revocation or an
+expiry holds on the very next request in every process: there is no cache to outlive it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+import zlib
+from dataclasses import dataclass
+
+from peewee import IntegrityError, JOIN, fn
+
+from poggio import audit
+from poggio.audit import Actor
+from poggio.db import database, utcnow
+from poggio.errors import InvalidInput, NotFound
+from poggio.models import ApiToken, User, Workspace
+
+PREFIX = "pgo_"
+BODY_LENGTH = 27
+CHECKSUM_LENGTH = 6
+TOKEN_LENGTH = len(PREFIX) + BODY_LENGTH + CHECKSUM_LENGTH
+TOKEN_PATTERN = re.compile(r"pgo_[A-Za-z0-9]{30,}")
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_FULL = re.compile(rf"pgo_[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}")
+MAX_NAME = 100
+EXPIRY_CHOICES = (7, 30, 60, 90)
+EXPIRING_SOON = dt.timedelta(days=7)
+
+
+def _base62(number: int, width: int) -> str:
+    out = []
+    while number:
+        number, rem = divmod(number, 62)
+        out.append(_ALPHABET[rem])
+    return "".join(reversed(out)).rjust(width, "0")
+
+
+def _checksum(body: str) -> str:
+    return _base62(zlib.crc32(body.encode()), CHECKSUM_LENGTH)
+
+
+def generate() -> str:
+    body = "".join(secrets.choice(_ALPHABET) for _ in range(BODY_LENGTH))
+    return f"{PREFIX}{body}{_checksum(body)}"
+
+
+def well_formed(token: str) -> bool:
+    """Shape and checksum; costs no database work."""
+    if len(token) != TOKEN_LENGTH or not _FULL.fullmatch(token):
+        return False
+    body, check = token[len(PREFIX):-CHECKSUM_LENGTH], token[-CHECKSUM_LENGTH:]
+    return hmac.compare_digest(_checksum(body), check)
+
+
+def digest(token: str, pepper: str | None = None) -> str:
+    if pepper:
+        return hmac.new(pepper.encode(), token.encode(), hashlib.sha256).hexdigest()
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_expiry(value: str | int | dt.date | None, now: dt.datetime | None = None) -> dt.datetime | None:
+    """``30d``, ``30``, ``never``, or an ISO date (the token then lasts through that day, UTC)."""
+    now = now or utcnow()
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        moment = dt.datetime.combine(value + dt.timedelta(days=1), dt.time())
+    else:
+        text = str(value).strip().lower()
+        if text in ("never", "none", ""):
+            return None
+        match = re.fullmatch(r"(\d{1,4})\s*d?", text)
+        if match:
+            days = int(match.group(1))
+            if not 1 <= days <= 3650:
+                raise InvalidInput("expires", "must be between 1 and 3650 days")
+            return now + dt.timedelta(days=days)
+        try:
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput("expires", "use a number of days (30d), a date (YYYY-MM-DD) or 'never'") from None
+        moment = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+    if moment <= now:
+        raise InvalidInput("expires", "the date must be in the future")
+    return moment
+
+
+def status(token: ApiToken, now: dt.datetime | None = None) -> str:
+    """``revoked``, ``expired``, ``expiring`` (within a week) or ``active``."""
+    now = now or utcnow()
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None:
+        if token.expires_at <= now:
+            return "expired"
+        if token.expires_at - now <= EXPIRING_SOON:
+            return "expiring"
+    return "active"
+
+
+class TokenRejected(Exception):
+    """Why a presented token does not open the door. ``reason`` is one of:
+    ``missing``, ``malformed``, ``invalid`` (unknown, revoked or expired: one answer, so a caller
+    learns nothing about whether a token ever existed) and ``not_entitled``."""
+
+    MESSAGES = {
+        "missing": "No bearer token: send 'Authorization: Bearer <token>'.",
+        "malformed": "The bearer token is malformed: a Poggio token looks like pgo_ followed by 33 letters and digits.",
+        "invalid": "The bearer token is not valid: it is unknown, revoked or expired.",
+        "not_entitled": "This workspace does not have the MCP server entitlement. Ask your Poggio administrator or support.",
+    }
+
+    def __init__(self, reason: str):
+        super().__init__(self.MESSAGES[reason])
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    token_id: int
+    name: str
+    workspace_id: int
+    workspace_slug: str
+    workspace_name: str
+    packs: frozenset[str] | None
+    expires_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    plaintext: str
+
+
+class TokenService:
+    """Every change to a token goes through here, and leaves an audit event."""
+
+    def __init__(self, pepper: str | None = None, max_active_tokens: int = 100, known_packs: set[str] | None = None):
+        self.pepper = pepper
+        self.max_active_tokens = max_active_tokens
+        self.known_packs = known_packs
+
+    @classmethod
+    def from_settings(cls, settings, known_packs: set[str] | None = None) -> "TokenService":
+        return cls(settings.token_pepper, settings.max_active_tokens, known_packs)
+
+    # -- verification: the hot path of every MCP request ------------------------------------
+    def verify(self, presented: str | None, now: dt.datetime | None = None) -> VerifiedToken:
+        if not presented:
+            raise TokenRejected("missing")
+        if not well_formed(presented):
+            raise TokenRejected("malformed")
+        now = now or utcnow()
+        row = (
+            ApiToken.select(
+                ApiToken.id, ApiToken.name, ApiToken.packs, ApiToken.expires_at, ApiToken.revoked_at,
+                Workspace.id, Workspace.slug, Workspace.name, Workspace.mcp_enabled,
+            )
+            .join(Workspace)
+            .where(ApiToken.digest == digest(presented, self.pepper))
+            .tuples()
+            .first()
+        )
+        if row is None:
+            raise TokenRejected("invalid")
+        token_id, name, packs, expires_at, revoked_at, ws_id, ws_slug, ws_name, mcp_enabled = row
+        if revoked_at is not None or (expires_at is not None and expires_at <= now):
+            raise TokenRejected("invalid")
+        if not mcp_enabled:
+            raise TokenRejected("not_entitled")
+        return VerifiedToken(
+            token_id=token_id,
+            name=name,
+            workspace_id=ws_id,
+            workspace_slug=ws_slug,
+            workspace_name=ws_name,
+            packs=None if packs is None else frozenset(p for p in packs.split(",") if p),
+            expires_at=expires_at,
+        )
+
+    # -- reads -----------------------------------------------------------------------------
+    def list(self, workspace: Workspace, include_inactive: bool = True) -> list[ApiToken]:
+        creator = User.alias()
+        query = (
+            ApiToken.select(ApiToken, creator)
+            .join(creator, JOIN.LEFT_OUTER, on=(ApiToken.created_by == creator.id))
+            .where(ApiToken.workspace == workspace)
+            .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+        )
+        if not include_inactive:
+            now = utcnow()
+            query = query.where(ApiToken.revoked_at.is_null() & (ApiToken.expires_at.is_null() | (ApiToken.expires_at > now)))
+        return list(query)
+
+    def get(self, workspace: Workspace, name_or_id: str | int) -> ApiToken:
+        """A token of the workspace by id, or by name (an active one first)."""
+        query = ApiToken.select().where(ApiToken.workspace == workspace)
+        text = str(name_or_id)
+        if text.isdigit():
+            found = query.where(ApiToken.id == int(text)).first()
+            if found:
+                return found
+        found = query.where(ApiToken.name == text).order_by(ApiToken.revoked_at.is_null(False), ApiToken.id.desc()).first()
+        if found is None:
+            raise NotFound(f"no token {text!r} in workspace {workspace.slug}")
+        return found
+
+    # -- changes ---------------------------------------------------------------------------
+    def _clean_name(self, workspace: Workspace, name: str | None, exclude_id: int | None = None) -> str:
+        name = " ".join((name or "").split())
+        if not name:
+            raise InvalidInput("name", "a name is required")
+        if len(name) > MAX_NAME:
+            raise InvalidInput("name", f"at most {MAX_NAME} characters")
+        clash = ApiToken.select(ApiToken.id).where(
+            (ApiToken.workspace == workspace) & (ApiToken.revoked_at.is_null()) & (fn.LOWER(ApiToken.name) == name.lower())
+        )
+        if exclude_id is not None:
+            clash = clash.where(ApiToken.id != exclude_id)
+        if clash.exists():
+            raise InvalidInput("name", f"an active token is already named {name!r}")
+        return name
+
+    def _clean_packs(self, packs) -> str | None:
+        if packs is None:
+            return None
+        names = sorted({p.strip() for p in (packs.split(",") if isinstance(packs, str) else packs) if p and p.strip()})
+        if not names:
+            return None
+        if self.known_packs is not None:
+            unknown = [p for p in names if p not in self.known_packs]
+            if unknown:
+                raise InvalidInput("packs", f"unknown tool pack(s): {', '.join(unknown)}")
+        return ",".join(names)
+
+    def create(
+        self,
+        workspace: Workspace,
+        name: str,
+        actor: Actor,
+        expires: str | dt.datetime | dt.date | None = "90d",
+        packs=None,
+    ) -> IssuedToken:
+        expires_at = parse_expiry(expires)
+        pack_text = self._clean_packs(packs)
+        with database.atomic():
+            clean = self._clean_name(workspace, name)
+            active = ApiToken.select().where((ApiToken.workspace == workspace) & ApiToken.revoked_at.is_null()).count()
+            if active >= self.max_active_tokens:
+                raise InvalidInput("name", f"this workspace already has {active} active tokens, the limit; revoke one first")
+            plaintext = generate()
+            try:
+                token = ApiToken.create(
+                    workspace=workspace,
+                    name=clean,
+                    digest=digest(plaintext, self.pepper),
+                    last_four=plaintext[-4:],
+                    packs=pack_text,
+                    created_by=actor.user,
+                    expires_at=expires_at,
+                )
+            except IntegrityError:
+                raise InvalidInput("name", f"an active token is already named {clean!r}") from None
+            audit.record("token.created", actor, workspace, target=clean, token_id=token.id,
+                         expires_at=expires_at, packs=pack_text)
+        return IssuedToken(token, plaintext)
+
+    def rotate(self, token: ApiToken, actor: Actor) -> IssuedToken:
+        if token.revoked_at is not None:
+            raise InvalidInput("token", "a revoked token cannot be rotated")
+        plaintext = generate()
+        with database.atomic():
+            token.digest = digest(plaintext, self.pepper)
+            token.last_four = plaintext[-4:]
+            token.rotated_at = utcnow()
+            token.save(only=[ApiToken.digest, ApiToken.last_four, ApiToken.rotated_at])
+            audit.record("token.rotated", actor, token.workspace_id, target=token.name, token_id=token.id)
+        return IssuedToken(token, plaintext)
+
+    def revoke(self, token: ApiToken, actor: Actor) -> ApiToken:
+        with database.atomic():
+            changed = (
+                ApiToken.update(revoked_at=utcnow(), revoked_by=actor.user)
+                .where((ApiToken.id == token.id) & ApiToken.revoked_at.is_null())
+                .execute()
+            )
+            if changed:
+                audit.record("token.revoked", actor, token.workspace_id, target=token.name, token_id=token.id)
+        return ApiToken.get_by_id(token.id)
+
+    def rename(self, token: ApiToken, name: str, actor: Actor) -> ApiToken:
+        with database.atomic():
+            clean = self._clean_name(token.workspace, name, exclude_id=token.id)
+            if clean != token.name:
+                old = token.name
+                token.name = clean
+                try:
+                    token.save(only=[ApiToken.name])
+                except IntegrityError:
+                    raise InvalidInput("name", f"an active token is already named {clean!r}") from None
+                audit.record("token.renamed", actor, token.workspace_id, target=clean, token_id=token.id, old_name=old)
+        return token
+
+    def set_expiry(self, token: ApiToken, expires, actor: Actor) -> ApiToken:
+        if token.revoked_at is not None:
+            raise InvalidInput("expires", "a revoked token stays revoked")
+        expires_at = parse_expiry(expires)
+        with database.atomic():
+            if expires_at != token.expires_at:
+                old = token.expires_at
+                token.expires_at = expires_at
+                token.save(only=[ApiToken.expires_at])
+                audit.record("token.expiry_changed", actor, token.workspace_id, target=token.name,
+                             token_id=token.id, old=old, new=expires_at)
+        return token
+
+    def get_token_by_id(self, token_id: int) -> ApiToken:
+        try:
+            return ApiToken.get_by_id(token_id)
+        except ApiToken.DoesNotExist:
+            raise NotFound(f"no token {token_id}") from None

@@ -1,0 +1,100 @@
+"""Workspaces, users and memberships: creation, entitlement, passwords (bcrypt)."""
+
+from __future__ import annotations
+
+import re
+
+import bcrypt
+from peewee import IntegrityError
+
+from poggio import audit
+from poggio.audit import Actor
+from poggio.db import database
+from poggio.errors import InvalidInput, NotFound
+from poggio.models import ROLES, Membership, User, Workspace
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+MIN_PASSWORD = 10
+BCRYPT_ROUNDS = 12
+# A real hash to check against when the e-mail is unknown, so timing does not tell who has an account.
+_DUMMY_HASH = bcrypt.hashpw(b"poggio-timing-equaliser", bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+
+
+def get_workspace(slug: str) -> Workspace:
+    ws = Workspace.get_or_none(Workspace.slug == slug)
+    if ws is None:
+        raise NotFound(f"no workspace {slug!r}")
+    return ws
+
+
+def create_workspace(slug: str, name: str, mcp: bool, actor: Actor) -> Workspace:
+    if not SLUG.match(slug or ""):
+        raise InvalidInput("slug", "1-63 lower-case letters, digits and dashes, not starting or ending with a dash")
+    if not (name or "").strip():
+        raise InvalidInput("name", "a name is required")
+    with database.atomic():
+        try:
+            ws = Workspace.create(slug=slug, name=name.strip(), mcp_enabled=mcp)
+        except IntegrityError:
+            raise InvalidInput("slug", f"workspace {slug!r} already exists") from None
+        audit.record("workspace.created", actor, ws, target=slug, mcp=mcp)
+    return ws
+
+
+def set_entitlement(ws: Workspace, mcp: bool, actor: Actor) -> Workspace:
+    with database.atomic():
+        if ws.mcp_enabled != mcp:
+            ws.mcp_enabled = mcp
+            ws.save(only=[Workspace.mcp_enabled])
+            audit.record("workspace.entitlement_changed", actor, ws, target=ws.slug, mcp=mcp)
+    return ws
+
+
+def hash_password(password: str) -> str:
+    if len(password or "") < MIN_PASSWORD:
+        raise InvalidInput("password", f"at least {MIN_PASSWORD} characters")
+    if len(password.encode()) > 72:
+        raise InvalidInput("password", "at most 72 bytes (bcrypt's limit)")
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+
+
+def check_password(user: User | None, password: str) -> bool:
+    """Constant-effort check: an unknown user costs the same bcrypt work as a wrong password."""
+    candidate = (password or "").encode()[:72]
+    if user is None or not user.is_active:
+        bcrypt.checkpw(candidate, _DUMMY_HASH.encode())
+        return False
+    return bcrypt.checkpw(candidate, user.password_hash.encode())
+
+
+def find_user(email: str) -> User | None:
+    return User.get_or_none(User.email == (email or "").strip().lower())
+
+
+def create_user(email: str, password: str, workspace: Workspace, role: str, actor: Actor, name: str = "") -> User:
+    """Create the user, or add an existing user to the workspace with ``role``."""
+    email = (email or "").strip().lower()
+    if not EMAIL.match(email):
+        raise InvalidInput("email", f"{email!r} is not an e-mail address")
+    if role not in ROLES:
+        raise InvalidInput("role", f"one of {', '.join(ROLES)}")
+    with database.atomic():
+        user = find_user(email)
+        if user is None:
+            user = User.create(email=email, name=name or email.split("@")[0], password_hash=hash_password(password))
+        membership = Membership.get_or_none(user=user, workspace=workspace)
+        if membership is None:
+            Membership.create(user=user, workspace=workspace, role=role)
+        elif membership.role != role:
+            membership.role = role
+            membership.save(only=[Membership.role])
+        audit.record("user.created", actor, workspace, target=email, role=role)
+    return user
+
+
+def memberships(user: User) -> list[Membership]:
+    return list(
+        Membership.select(Membership, Workspace).join(Workspace)
+        .where(Membership.user == user).order_by(Workspace.name)
+    )
