@@ -1,0 +1,100 @@
+"""The ASGI application: ``uvicorn mcp_server.app:create_app --factory``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import anyio
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, protect
+from mcp_server.binding import build_server
+from mcp_server.metrics import Metrics
+from poggio import redaction
+from poggio.db import bind, database
+from poggio.plugins import PackRegistry
+from poggio.settings import Settings, load_settings
+from poggio.tokens import TokenService
+from poggio.usage import UsageRecorder
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, registry: PackRegistry | None = None) -> Starlette:
+    settings = settings or load_settings()
+    redaction.configure_logging()
+    registry = registry if registry is not None else PackRegistry.load(settings.packs)
+    bind(settings.database_url)
+    limiter = anyio.CapacityLimiter(16)  # worker threads for database work: bounded, like the pool
+    recorder = UsageRecorder(settings.usage_flush_seconds)
+    metrics = Metrics([t.name for t in registry.tools()])
+    server = build_server(settings, registry, recorder, metrics, limiter)
+    sessions = StreamableHTTPSessionManager(
+        app=server._lowlevel_server,  # the documented way to mount MCPServer in an app of our own
+        stateless=True,  # any replica answers any request: no session state to share
+        json_response=True,
+        security_settings=TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=settings.mcp_allowed_hosts,
+            allowed_origins=settings.mcp_allowed_origins,
+        ),
+        max_request_body_size=settings.max_body_bytes,
+    )
+    backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter)
+
+    def counted_error(conn, exc):
+        metrics.auth_failures.labels(exc.reason if isinstance(exc, Rejected) else "invalid").inc()
+        return auth_error(conn, exc)
+
+    endpoint = protect(StreamableHTTPASGIApp(sessions), backend, on_error=counted_error)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    def _ping_db() -> None:
+        with database.connection_context():
+            database.execute_sql("SELECT 1")
+
+    async def readyz(request: Request) -> Response:
+        try:
+            with anyio.fail_after(3):
+                await anyio.to_thread.run_sync(_ping_db, limiter=limiter)
+        except Exception as exc:  # the reason goes to the log, not to the caller
+            log.warning("readiness check failed: %s", exc)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ready", "database": "ok", "packs": registry.names,
+                             "pack_errors": sorted(registry.errors)})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        metrics.usage_pending.set(recorder.pending())
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        recorder.start()
+        try:
+            async with sessions.run():
+                yield
+        finally:
+            await anyio.to_thread.run_sync(recorder.close)
+            log.info("usage flushed on shutdown")
+
+    app = Starlette(
+        routes=[
+            Route("/mcp", endpoint=endpoint, methods=["GET", "POST", "DELETE"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.recorder = recorder
+    app.state.registry = registry
+    app.state.settings = settings
+    return app

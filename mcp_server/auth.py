@@ -1,0 +1,111 @@
+"""Bearer-token authentication on the SDK's auth layer.
+
+The token is checked by :class:`poggio.tokens.TokenService` (digest look-up, expiry, revocation,
+entitlement) in a worker thread; on success the SDK's ``AuthenticatedUser``/``AccessToken`` land in
+the request scope and the SDK's ``AuthContextMiddleware`` puts them in the context variable that
+``mcp.server.auth.middleware.auth_context.get_access_token()`` reads. On failure the answer is a 401
+with ``WWW-Authenticate: Bearer`` (or a 403 for a workspace without the MCP entitlement) and a JSON
+body that says what was wrong, never whether a token existed.
+
+Why not the SDK's ``BearerAuthBackend`` + ``RequireAuthMiddleware`` alone: they answer every
+failure with the same "Authentication required" and cannot produce the 403 our contract needs, so
+the backend here raises the reason and Starlette's ``on_error`` renders it; the SDK's
+``RequireAuthMiddleware`` still guards the endpoint behind it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import anyio.to_thread
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware, get_access_token
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, RequireAuthMiddleware
+from mcp.server.auth.provider import AccessToken
+from starlette.authentication import AuthCredentials, AuthenticationBackend, AuthenticationError
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+
+from poggio.db import database
+from poggio.tokens import TokenRejected, TokenService, VerifiedToken, well_formed
+
+REALM = "Poggio"
+
+
+class Rejected(AuthenticationError):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the verified token, and from where."""
+
+    token: VerifiedToken
+    ip: str | None
+
+
+def current_principal() -> Principal | None:
+    access = get_access_token()
+    if access is None or not access.claims:
+        return None
+    return access.claims.get("principal")
+
+
+class TokenAuthBackend(AuthenticationBackend):
+    def __init__(self, service: TokenService, limiter: anyio.CapacityLimiter):
+        self.service = service
+        self.limiter = limiter
+
+    def _verify(self, presented: str) -> VerifiedToken:
+        with database.connection_context():
+            return self.service.verify(presented)
+
+    async def authenticate(self, conn: HTTPConnection):
+        header = conn.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if not header:
+            raise Rejected("missing")
+        if scheme.lower() != "bearer":
+            raise Rejected("malformed")
+        presented = presented.strip()
+        if not presented:
+            raise Rejected("missing")
+        if not well_formed(presented):  # shape and checksum: junk costs no database work
+            raise Rejected("malformed")
+        try:
+            verified = await anyio.to_thread.run_sync(self._verify, presented, limiter=self.limiter)
+        except TokenRejected as exc:
+            raise Rejected(exc.reason) from None
+        principal = Principal(verified, conn.client.host if conn.client else None)
+        access = AccessToken(
+            token=f"pgo_…{presented[-4:]}",  # the secret itself never rides along in the request scope
+            client_id=f"token:{verified.token_id}",
+            scopes=sorted(verified.packs) if verified.packs is not None else ["*"],
+            expires_at=int(verified.expires_at.timestamp()) if verified.expires_at else None,
+            subject=f"workspace:{verified.workspace_id}",
+            claims={"principal": principal},
+        )
+        return AuthCredentials(access.scopes), AuthenticatedUser(access)
+
+
+def auth_error(conn: HTTPConnection, exc: Exception) -> Response:
+    reason = exc.reason if isinstance(exc, Rejected) else "invalid"
+    message = TokenRejected.MESSAGES.get(reason, TokenRejected.MESSAGES["invalid"])
+    if reason == "not_entitled":
+        body = {"error": "not_entitled", "error_description": message}
+        return Response(json.dumps(body), status_code=403, media_type="application/json")
+    error = "invalid_request" if reason == "missing" else "invalid_token"
+    challenge = f'Bearer realm="{REALM}"' if reason == "missing" else \
+        f'Bearer realm="{REALM}", error="{error}", error_description="{message}"'
+    body = {"error": error, "reason": reason, "error_description": message}
+    return Response(json.dumps(body), status_code=401, media_type="application/json",
+                    headers={"WWW-Authenticate": challenge})
+
+
+def protect(app, backend: TokenAuthBackend, on_error=auth_error):
+    """Wrap the MCP endpoint: authenticate, require a user, expose it to the SDK's context variable."""
+    inner = RequireAuthMiddleware(AuthContextMiddleware(app), required_scopes=[])
+    return AuthenticationMiddleware(inner, backend=backend, on_error=on_error)

@@ -1,0 +1,183 @@
+"""Tool packs' tools as MCP tools, bound per request to the caller's workspace and pack scope.
+
+One :class:`MCPServer` holds every loaded pack's tools. Each tool is wrapped so that it runs in a
+worker thread (peewee is synchronous; the event loop keeps serving other requests) with a database
+connection, a per-call timeout and the :class:`poggio.ToolContext` of the calling token. The
+:class:`ScopeMiddleware` hides tools outside a token's packs from ``tools/list``, refuses calls to
+them, and counts every request for the token's usage.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
+from mcp_types import CallToolResult, ListToolsResult, TextContent, ToolAnnotations
+
+from mcp_server.auth import current_principal
+from mcp_server.metrics import Metrics
+from poggio import ToolContext, __version__
+from poggio.db import database
+from poggio.packs import CursorCodec, ToolError, ToolSpec
+from poggio.plugins import PackRegistry
+from poggio.settings import Settings
+from poggio.usage import UsageRecorder
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = (
+    "Poggio is a sales workspace. These tools read the accounts (companies), contacts and revenue "
+    "(opportunities) of the workspace the API token belongs to. Start with search_accounts or "
+    "get_account(domain) for everything known about one account."
+)
+
+
+class ToolTimeout(MCPToolError):
+    pass
+
+
+def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter: anyio.CapacityLimiter,
+          timeout: float, metrics: Metrics):
+    """An async MCP tool function for ``spec`` with the signature of its arguments (no context)."""
+    signature = inspect.signature(spec.fn, eval_str=True)
+    params = list(signature.parameters.values())[1:]  # drop the ToolContext parameter
+    returns = Annotated[CallToolResult, spec.output_model] if spec.output_model else CallToolResult
+
+    async def call(**arguments: Any) -> CallToolResult:
+        principal = current_principal()
+        if principal is None:  # unreachable behind the auth middleware; refuse rather than guess
+            raise MCPToolError("not authenticated")
+        token = principal.token
+        if token.packs is not None and spec.pack not in token.packs:
+            raise MCPToolError(f"Tool {spec.name} is not available to this token")
+        ctx = ToolContext(workspace_id=token.workspace_id, token_id=token.token_id, packs=token.packs,
+                          registry=registry, cursors=cursors, tool_name=spec.name)
+
+        def run():
+            with database.connection_context():
+                return spec.fn(ctx, **arguments)
+
+        with metrics.tool_seconds.labels(spec.name).time():
+            try:
+                with anyio.fail_after(timeout):
+                    result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=limiter)
+            except TimeoutError:
+                log.warning("tool %s timed out after %ss", spec.name, timeout)
+                raise ToolTimeout(f"{spec.name} took longer than {timeout:g} s and was stopped; "
+                                  "narrow the request (filters, a smaller limit) and try again") from None
+            except ToolError as exc:
+                raise MCPToolError(str(exc)) from None
+            except Exception:
+                log.exception("tool %s (pack %s) raised", spec.name, spec.pack)
+                raise MCPToolError(f"{spec.name} failed because of an internal error; it has been logged") from None
+        return CallToolResult(
+            content=[TextContent(type="text", text=result.text)],
+            structured_content=result.data.model_dump(mode="json", by_alias=True),
+        )
+
+    call.__name__ = spec.name
+    call.__doc__ = spec.description
+    call.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
+    return call
+
+
+class ScopeMiddleware:
+    """SDK middleware: per-token tool visibility, and usage counting for every request."""
+
+    def __init__(self, registry: PackRegistry, recorder: UsageRecorder, metrics: Metrics):
+        self.registry = registry
+        self.recorder = recorder
+        self.metrics = metrics
+
+    @staticmethod
+    def _client(ctx) -> str | None:
+        info = None
+        if ctx.method == "initialize" and isinstance(ctx.params, dict):
+            info = ctx.params.get("clientInfo")
+        elif ctx.session is not None and ctx.session.client_params is not None:
+            ci = ctx.session.client_params.client_info
+            info = {"name": ci.name, "version": ci.version}
+        if isinstance(info, dict) and info.get("name"):
+            return f"{info.get('name')} {info.get('version') or ''}".strip()[:200]
+        return None
+
+    async def __call__(self, ctx, call_next):
+        principal = current_principal()
+        if ctx.request_id is None or principal is None:
+            return await call_next(ctx)
+        token = principal.token
+        label = ctx.method
+        if ctx.method == "tools/call" and isinstance(ctx.params, dict):
+            name = ctx.params.get("name")
+            spec = self.registry.tool(name) if isinstance(name, str) else None
+            label = spec.name if spec else "tools/call:unknown"
+            if spec is not None and token.packs is not None and spec.pack not in token.packs:
+                self._count(principal, ctx, label, ok=False)
+                return CallToolResult(
+                    content=[TextContent(type="text", text=(
+                        f"Tool {name} is not available to this token: it is restricted to the "
+                        f"{', '.join(sorted(token.packs))} tool pack(s)."))],
+                    is_error=True,
+                )
+        ok = True
+        try:
+            result = await call_next(ctx)
+        except BaseException:
+            ok = False
+            raise
+        finally:
+            if not ok:
+                self._count(principal, ctx, label, ok=False)
+        if ctx.method == "tools/list" and token.packs is not None:
+            result = self._filter(result, token.packs)
+        if isinstance(result, CallToolResult) and result.is_error:
+            ok = False
+        self._count(principal, ctx, label, ok)
+        return result
+
+    def _filter(self, result, packs: frozenset[str]):
+        allowed = {t.name for t in self.registry.tools(packs)}
+        if isinstance(result, ListToolsResult):
+            return result.model_copy(update={"tools": [t for t in result.tools if t.name in allowed]})
+        if isinstance(result, dict) and isinstance(result.get("tools"), list):
+            return {**result, "tools": [t for t in result["tools"] if t.get("name") in allowed]}
+        return result
+
+    def _count(self, principal, ctx, label: str, ok: bool) -> None:
+        self.recorder.record(principal.token.token_id, label, ok=ok, ip=principal.ip, client=self._client(ctx))
+        self.metrics.requests.labels(label if label in self.metrics.known_labels else "other",
+                                     "ok" if ok else "error").inc()
+
+
+def build_server(settings: Settings, registry: PackRegistry, recorder: UsageRecorder, metrics: Metrics,
+                 limiter: anyio.CapacityLimiter) -> MCPServer:
+    server = MCPServer(
+        name=settings.product_name,
+        title=settings.product_name,
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        middleware=[ScopeMiddleware(registry, recorder, metrics)],
+        log_level="WARNING",
+    )
+    cursors = CursorCodec(settings.secret_key.encode())
+    for spec in registry.tools():
+        server.add_tool(
+            _bind(spec, registry, cursors, limiter, settings.tool_timeout_seconds, metrics),
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            annotations=ToolAnnotations(
+                title=spec.title,
+                read_only_hint=spec.read_only,
+                destructive_hint=False if spec.read_only else None,
+                idempotent_hint=spec.idempotent,
+                open_world_hint=spec.open_world,
+            ),
+            meta={"io.poggio/pack": spec.pack},
+        )
+    return server
