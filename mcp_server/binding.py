@@ -135,7 +135,8 @@ class ScopeMiddleware:
                 self._count(principal, ctx, label, ok=False)
         if ctx.method == "tools/list" and token.packs is not None:
             result = self._filter(result, token.packs)
-        if isinstance(result, CallToolResult) and result.is_error:
+        if (isinstance(result, CallToolResult) and result.is_error) or (
+                isinstance(result, dict) and (result.get("isError") or result.get("is_error"))):
             ok = False
         self._count(principal, ctx, label, ok)
         return result

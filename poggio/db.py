@@ -47,6 +47,8 @@ def open_database(url: str, *, max_connections: int = 32):
         params.update(max_connections=max_connections, stale_timeout=300, timeout=30)
     if scheme.startswith("sqlite"):
         params["pragmas"] = SQLITE_PRAGMAS
+        # The pool hands a connection to one thread at a time, but not always the thread that opened it.
+        params["check_same_thread"] = False
     return db_url.connect(f"{scheme}://{rest}", **params)
 
 

@@ -1,0 +1,91 @@
+"""An MCP client over real HTTP for tests: the official SDK's Streamable HTTP client with a bearer header."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(url: str, token: str | None, mode: str = "auto", client_name: str = "poggio-tests",
+                     statuses: list[int] | None = None):
+    """The SDK client with a bearer header. The SDK reports an HTTP 401/403 only as a generic
+    JSON-RPC error, so the HTTP statuses it met are collected in ``statuses`` for tests to read."""
+    from mcp_types import Implementation
+
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+
+    async def keep_status(response):
+        if statuses is not None:
+            statuses.append(response.status_code)
+
+    async with httpx2.AsyncClient(headers=headers, timeout=30, event_hooks={"response": [keep_status]}) as http:
+        async with Client(streamable_http_client(url, http_client=http), mode=mode,
+                          client_info=Implementation(name=client_name, version="1.2.3")) as client:
+            yield client
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status inside whatever the client raised (it may be an exception group)."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        e = seen.pop()
+        response = getattr(e, "response", None)
+        if response is not None and getattr(response, "status_code", None):
+            return response.status_code
+        seen.extend(getattr(e, "exceptions", ()))
+        for nxt in (e.__cause__, e.__context__):
+            if nxt is not None:
+                seen.append(nxt)
+    return None
+
+
+class Mcp:
+    """Synchronous façade for tests: one connection per call, like a stateless client."""
+
+    def __init__(self, url: str, token: str | None, mode: str = "auto"):
+        self.url, self.token, self.mode = url, token, mode
+
+    def _run(self, fn):
+        self.statuses: list[int] = []
+
+        async def main():
+            async with mcp_client(self.url, self.token, self.mode, statuses=self.statuses) as client:
+                return await fn(client)
+        return anyio.run(main)
+
+    def tool_names(self) -> list[str]:
+        async def go(c):
+            return [t.name for t in (await c.list_tools()).tools]
+        return self._run(go)
+
+    def tools(self):
+        async def go(c):
+            return (await c.list_tools()).tools
+        return self._run(go)
+
+    def call(self, name: str, arguments: dict[str, Any] | None = None):
+        async def go(c):
+            return await c.call_tool(name, arguments or {})
+        return self._run(go)
+
+    def calls(self, calls: list[tuple[str, dict[str, Any]]]):
+        async def go(c):
+            return [await c.call_tool(n, a) for n, a in calls]
+        return self._run(go)
+
+    def status_of_failure(self) -> int | None:
+        """Connect and list tools; returns the HTTP status the server refused with (or None if it worked)."""
+        try:
+            self.tool_names()
+        except BaseException as exc:  # noqa: BLE001 - the client wraps HTTP errors in groups
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            failed = [s for s in self.statuses if s >= 400]
+            return failed[0] if failed else http_status(exc)
+        return None
