@@ -89,3 +89,22 @@ class Mcp:
             failed = [s for s in self.statuses if s >= 400]
             return failed[0] if failed else http_status(exc)
         return None
+
+
+def install_pack(site: "Path", dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]) -> "Path":
+    """Install a tool pack distribution into the folder ``site`` as pip would lay it out: its modules
+    and a ``*.dist-info`` with ``entry_points.txt`` in the ``poggio`` group. Put ``site`` on
+    ``sys.path``/``PYTHONPATH`` and ``importlib.metadata`` finds it like any installed package."""
+    from pathlib import Path
+
+    site = Path(site)
+    site.mkdir(parents=True, exist_ok=True)
+    for name, source in modules.items():
+        (site / f"{name}.py").write_text(source)
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(
+        "[poggio]\n" + "".join(f"{name} = {target}\n" for name, target in entry_points.items()))
+    (info / "RECORD").write_text("")
+    return site

@@ -1,0 +1,3 @@
+from poggio.cli import main
+
+main()

@@ -1,0 +1,214 @@
+"""The ``poggio`` command, every subcommand, in-process through click's runner and as real processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT, free_port
+from poggio.cli import main
+from poggio.models import ApiToken, AuditEvent, Membership, User, Workspace
+from poggio.tokens import TOKEN_PATTERN
+
+
+@pytest.fixture
+def run(instance):
+    runner = CliRunner()
+
+    def invoke(*args, input=None, env=None):
+        result = runner.invoke(main, list(args), input=input, env=env, catch_exceptions=False)
+        return result
+
+    return invoke
+
+
+def test_db_upgrade_is_idempotent(run):
+    result = run("db", "upgrade")
+    assert result.exit_code == 0 and "up to date" in result.output
+
+
+def test_workspace_create_and_entitle(run):
+    assert run("workspace", "create", "acme", "--name", "Acme Inc.", "--mcp").exit_code == 0
+    ws = Workspace.get(slug="acme")
+    assert ws.mcp_enabled and ws.name == "Acme Inc."
+    duplicate = run("workspace", "create", "acme", "--name", "Again")
+    assert duplicate.exit_code == 1 and "already exists" in duplicate.output
+    bad = run("workspace", "create", "Not A Slug", "--name", "x")
+    assert bad.exit_code == 1 and "slug" in bad.output and "Traceback" not in bad.output
+    assert run("workspace", "entitle", "acme", "--no-mcp").exit_code == 0
+    assert not Workspace.get(slug="acme").mcp_enabled
+    assert AuditEvent.select().where(AuditEvent.action == "workspace.entitlement_changed").count() == 1
+    assert run("workspace", "entitle", "nope", "--mcp").exit_code == 1
+
+
+def test_user_create_with_env_password_and_prompt(run, monkeypatch):
+    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
+    run("workspace", "create", "acme", "--name", "Acme", "--mcp")
+    result = run("user", "create", "Ada@Acme.example", "--workspace", "acme", "--role", "admin",
+                 env={"POGGIO_PASSWORD": "a-long-password"})
+    assert result.exit_code == 0, result.output
+    user = User.get(email="ada@acme.example")
+    assert user.password_hash.startswith("$2") and "a-long-password" not in user.password_hash
+    assert Membership.get(user=user).role == "admin"
+    prompted = run("user", "create", "bob@acme.example", "--workspace", "acme",
+                   input="another-password\nanother-password\n")
+    assert prompted.exit_code == 0 and Membership.get(user=User.get(email="bob@acme.example")).role == "member"
+    short = run("user", "create", "carl@acme.example", "--workspace", "acme", env={"POGGIO_PASSWORD": "short"})
+    assert short.exit_code == 1 and "password" in short.output
+
+
+def test_token_create_list_revoke(run):
+    run("workspace", "create", "acme", "--name", "Acme", "--mcp")
+    created = run("token", "create", "--workspace", "acme", "--name", "Slack agent", "--packs", "accounts")
+    assert created.exit_code == 0
+    plaintext = created.stdout.strip()
+    assert TOKEN_PATTERN.fullmatch(plaintext)  # stdout holds the token alone
+    assert "shown only now" in created.stderr
+    never = run("token", "create", "--workspace", "acme", "--name", "Forever", "--expires-in", "never")
+    assert "never expires" in never.stderr
+    listed = run("token", "list", "--workspace", "acme")
+    assert "Slack agent" in listed.output and f"pgo_…{plaintext[-4:]}" in listed.output
+    assert plaintext not in listed.output
+    assert run("token", "create", "--workspace", "acme", "--name", "x", "--packs", "nope").exit_code == 1
+    assert run("token", "create", "--workspace", "acme", "--name", "x", "--expires-in", "2001-01-01").exit_code == 1
+    revoked = run("token", "revoke", "--workspace", "acme", "Slack agent")
+    assert revoked.exit_code == 0 and ApiToken.get(name="Slack agent").revoked_at is not None
+    by_id = run("token", "revoke", "--workspace", "acme", str(ApiToken.get(name="Forever").id))
+    assert by_id.exit_code == 0
+    assert "already revoked" in run("token", "revoke", "--workspace", "acme", "Slack agent").output
+    missing = run("token", "revoke", "--workspace", "acme", "ghost")
+    assert missing.exit_code == 1 and "no token" in missing.output
+
+
+def test_import_all_or_nothing_with_line_numbers(run, tmp_path):
+    run("workspace", "create", "acme", "--name", "Acme", "--mcp")
+    good = tmp_path / "accounts.csv"
+    good.write_text("domain,name,industry,employees,country,description\n"
+                    "example.com,Example Corp,Software,1200,US,First\n"
+                    "acme.io,Acme,Retail,,de,Second\n", encoding="utf-8")
+    result = run("import", "accounts", str(good), "--workspace", "acme")
+    assert result.exit_code == 0 and "Imported 2 accounts" in result.output
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text("email,first_name,last_name,title,account_domain\n"
+                        "ada@example.com,Ada,Lovelace,CTO,example.com\n"
+                        "not-an-email,Bad,Row,CEO,example.com\n"
+                        "bob@acme.io,Bob,Builder,CEO,unknown.example\n")
+    bad = run("import", "contacts", str(contacts), "--workspace", "acme")
+    assert bad.exit_code == 1
+    assert "contacts.csv:3: email:" in bad.stderr and "contacts.csv:4: account_domain:" in bad.stderr
+    assert "nothing was imported" in bad.output
+    from plugins.contacts.models import Contact
+
+    assert Contact.select().count() == 0
+    opps = tmp_path / "opps.csv"
+    opps.write_text("account_domain,name,stage,amount,currency,close_date\n"
+                    "example.com,Renewal,won,12500.00,USD,2026-03-01\n"
+                    "example.com,Upsell,maybe,1,USD,2026-03-01\n")
+    bad_opps = run("import", "opportunities", str(opps), "--workspace", "acme")
+    assert bad_opps.exit_code == 1 and "opps.csv:3: stage:" in bad_opps.stderr
+    header = tmp_path / "header.csv"
+    header.write_text("email,name\nx@y.z,X\n")
+    wrong = run("import", "contacts", str(header), "--workspace", "acme")
+    assert wrong.exit_code == 1 and "missing column" in wrong.output
+    binary = tmp_path / "latin1.csv"
+    binary.write_bytes("domain,name,industry,employees,country,description\nm\xfcller.de,M\xfcller,,,,\n".encode("latin-1"))
+    assert "not UTF-8" in run("import", "accounts", str(binary), "--workspace", "acme").output
+
+
+def test_demo_is_deterministic_and_idempotent(run, instance):
+    first = run("demo", "--accounts", "120", "--seed", "3")
+    assert first.exit_code == 0, first.output
+    assert "admin@acme.example" in first.output and "password" in first.output
+    from plugins.accounts.models import Account
+    from plugins.contacts.models import Contact
+    from plugins.revenue.models import Opportunity
+
+    counts = (Account.select().count(), Contact.select().count(), Opportunity.select().count())
+    names = [a.name for a in Account.select().order_by(Account.id).limit(20)]
+    assert counts[0] == 120 and counts[1] > 120 and counts[2] > 100
+    assert Account.get(domain="example.com").name == "Example Corp"
+    again = run("demo", "--accounts", "120", "--seed", "3")
+    assert "already has data" in again.output
+    assert (Account.select().count(), Contact.select().count(), Opportunity.select().count()) == counts
+    assert Workspace.get(slug="acme").mcp_enabled
+    other = run("demo", "--workspace", "beta", "--accounts", "120", "--seed", "3")
+    assert other.exit_code == 0
+    beta = Workspace.get(slug="beta")
+    assert [a.name for a in Account.select().where(Account.workspace == beta).order_by(Account.id).limit(20)] == names
+
+
+def test_packs_list(run):
+    result = run("packs", "list")
+    assert result.exit_code == 0
+    for name in ("accounts", "contacts", "revenue", "search_accounts", "get_account", "search_contacts",
+                 "get_contact", "get_revenue_summary", "list_opportunities"):
+        assert name in result.output
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"exited with {proc.returncode}"
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer")
+
+
+def _poggio(*args, env):
+    return subprocess.Popen([sys.executable, "-m", "poggio", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_mcp_and_portal_commands_serve(instance):
+    env = {**os.environ, **instance.env}
+    port = free_port()
+    mcp = _poggio("mcp", "--port", str(port), env={**env, "POGGIO_MCP_PUBLIC_URL": f"http://127.0.0.1:{port}/mcp"})
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/readyz", mcp)
+        assert httpx.post(f"http://127.0.0.1:{port}/mcp", json={}).status_code == 401
+    finally:
+        mcp.send_signal(signal.SIGINT)
+        assert mcp.wait(timeout=20) == 0
+    port = free_port()
+    portal = _poggio("portal", "--port", str(port), "--workers", "1", env=env)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", portal)
+    finally:
+        portal.send_signal(signal.SIGTERM)
+        assert portal.wait(timeout=20) == 0
+
+
+def test_up_runs_both_and_stops_cleanly_on_ctrl_c(instance):
+    portal_port, mcp_port = free_port(), free_port()
+    env = {**os.environ, **instance.env, "POGGIO_PORTAL_PORT": str(portal_port), "POGGIO_MCP_PORT": str(mcp_port)}
+    up = _poggio("up", env=env)
+    try:
+        _wait_http(f"http://127.0.0.1:{mcp_port}/healthz", up)
+        _wait_http(f"http://127.0.0.1:{portal_port}/healthz", up)
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(timeout=30)
+    output = up.stdout.read()
+    assert code == 0, output
+    assert "Traceback" not in output
+    for port in (portal_port, mcp_port):
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+
+
+def test_settings_errors_are_one_line(instance, monkeypatch):
+    monkeypatch.setenv("POGGIO_MCP_PORT", "eighty")
+    result = CliRunner().invoke(main, ["packs", "list"])
+    assert result.exit_code == 1 and "POGGIO_MCP_PORT must be a number" in result.output
+    assert re.search(r"Traceback", result.output) is None

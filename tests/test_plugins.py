@@ -1,0 +1,140 @@
+"""Tool packs: third-party packs through the entry-point group, failing packs reported and left out."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+from conftest import ServerProcess, make_instance
+from helpers import Mcp, install_pack
+from poggio.audit import Actor
+from poggio.plugins import PackRegistry
+from poggio.schema import upgrade
+from poggio.tokens import TokenService
+from poggio.workspaces import create_workspace
+
+WEATHER = '''
+from typing import Annotated
+from pydantic import BaseModel, Field
+from poggio import PackInfo, ToolResult, hookimpl, tool
+
+
+class Forecast(BaseModel):
+    city: str
+    forecast: str
+    workspace_id: int
+
+
+@tool(title="Sales weather")
+def sales_weather(ctx, city: Annotated[str, Field(min_length=1, max_length=50, description="A city.")]) -> Forecast:
+    """How the sales weather looks in a city (a third-party pack)."""
+    data = Forecast(city=city, forecast="sunny with a chance of renewals", workspace_id=ctx.workspace_id)
+    return ToolResult(data, f"{city}: {data.forecast}")
+
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="weather", title="Sales weather", version="1.0.0", description="A third-party pack.")
+
+
+@hookimpl
+def poggio_tools():
+    return [sales_weather]
+'''
+
+BROKEN = '''
+raise RuntimeError("this pack cannot even be imported")
+'''
+
+BAD_HOOK = '''
+from poggio import PackInfo, hookimpl
+
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="badhook", title="Bad hook", version="0.1")
+
+
+@hookimpl
+def poggio_tools():
+    raise ValueError("tools exploded")
+'''
+
+TYPO = '''
+from poggio import PackInfo, hookimpl
+
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="typo", title="Typo", version="0.1")
+
+
+@hookimpl
+def poggio_toolz():
+    return []
+'''
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    site = install_pack(tmp_path / "site", "poggio-weather", "1.0.0",
+                        {"poggio_weather": WEATHER, "poggio_broken": BROKEN, "poggio_badhook": BAD_HOOK,
+                         "poggio_typo": TYPO},
+                        {"weather": "poggio_weather", "broken": "poggio_broken", "badhook": "poggio_badhook",
+                         "typo": "poggio_typo"})
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    yield site
+    for name in ("poggio_weather", "poggio_broken", "poggio_badhook", "poggio_typo"):
+        sys.modules.pop(name, None)
+
+
+def test_registry_loads_third_party_pack_and_reports_broken_ones(site):
+    registry = PackRegistry.load()
+    assert set(registry.names) == {"accounts", "contacts", "revenue", "weather"}
+    assert registry.tool("sales_weather").pack == "weather"
+    assert registry.packs["weather"].distribution == "poggio-weather 1.0.0"
+    assert "import failed: RuntimeError: this pack cannot even be imported" in registry.errors["broken"]
+    assert "tools exploded" in registry.errors["badhook"]
+    assert "poggio_toolz" in registry.errors["typo"]
+
+
+def test_poggio_packs_selects_packs_and_requirements_hold(site):
+    registry = PackRegistry.load(["contacts", "weather", "nonexistent"])
+    assert registry.names == ["weather"]
+    assert "requires pack 'accounts'" in registry.errors["contacts"]
+    assert "not installed" in registry.errors["nonexistent"]
+    assert set(PackRegistry.load(["accounts", "contacts"]).names) == {"accounts", "contacts"}
+
+
+def test_registry_from_modules_builds_exactly_what_a_test_wants():
+    from plugins.accounts import pack as accounts_pack
+
+    registry = PackRegistry.from_modules({"accounts": accounts_pack})
+    assert [t.name for t in registry.tools()] == ["search_accounts", "get_account"]
+
+
+def test_third_party_pack_served_over_mcp_while_broken_ones_stay_out(site, tmp_path):
+    inst = make_instance(tmp_path / "inst", "sqlite")
+    db = inst.activate()
+    with db.connection_context():
+        upgrade(PackRegistry.load())
+        ws = create_workspace("acme", "Acme", True, Actor.cli())
+        token = TokenService().create(ws, "weather", Actor.cli()).plaintext
+        weather_only = TokenService().create(ws, "weather only", Actor.cli(), packs="weather").plaintext
+    server = ServerProcess(inst, extra_env={"PYTHONPATH": str(site)})
+    try:
+        client = Mcp(server.mcp_url, token)
+        names = client.tool_names()
+        assert "sales_weather" in names and "search_accounts" in names
+        result = client.call("sales_weather", {"city": "Lisbon"})
+        assert not result.is_error
+        assert result.structured_content["forecast"].startswith("sunny")
+        assert result.structured_content["workspace_id"] == ws.id
+        assert not client.call("search_accounts", {"limit": 1}).is_error
+        assert Mcp(server.mcp_url, weather_only).tool_names() == ["sales_weather"]
+        assert "this pack cannot even be imported" in server.log()
+    finally:
+        server.stop()
