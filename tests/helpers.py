@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -91,12 +92,10 @@ class Mcp:
         return None
 
 
-def install_pack(site: "Path", dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]) -> "Path":
+def install_pack(site: Path, dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]) -> Path:
     """Install a tool pack distribution into the folder ``site`` as pip would lay it out: its modules
     and a ``*.dist-info`` with ``entry_points.txt`` in the ``poggio`` group. Put ``site`` on
     ``sys.path``/``PYTHONPATH`` and ``importlib.metadata`` finds it like any installed package."""
-    from pathlib import Path
-
     site = Path(site)
     site.mkdir(parents=True, exist_ok=True)
     for name, source in modules.items():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, ServerProcess, free_port
+from instances import ROOT, ServerProcess, free_port
 from poggio import demo
 from poggio.audit import Actor
 from poggio.plugins import PackRegistry

@@ -9,12 +9,12 @@ import json
 import httpx
 import pytest
 
-from conftest import BACKENDS, ServerProcess, drop_instance, make_instance
+from instances import BACKENDS, ServerProcess, drop_instance, make_instance
 from helpers import Mcp
 from poggio import demo
 from poggio.audit import Actor
 from poggio.csv_import import import_csv
-from poggio.db import bind, database
+from poggio.db import bind
 from poggio.models import ApiToken
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade

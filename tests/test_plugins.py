@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ServerProcess, make_instance
+from instances import ServerProcess, make_instance
 from helpers import Mcp, install_pack
 from poggio.audit import Actor
 from poggio.plugins import PackRegistry

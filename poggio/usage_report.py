@@ -1,0 +1,50 @@
+"""Token activity for the portal: calls per day and per tool, in one query for a whole token list."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from peewee import fn
+
+from poggio.db import utcnow
+from poggio.models import TokenUsage
+
+DAYS = 30
+
+
+def daily(token_ids: list[int], days: int = DAYS, today: dt.date | None = None) -> dict[int, list[tuple[dt.date, int, int]]]:
+    """For each token: ``days`` entries of (day, calls, errors), oldest first, zero-filled."""
+    today = today or utcnow().date()
+    start = today - dt.timedelta(days=days - 1)
+    found: dict[int, dict[dt.date, tuple[int, int]]] = defaultdict(dict)
+    if token_ids:
+        rows = (
+            TokenUsage.select(TokenUsage.token, TokenUsage.day, fn.SUM(TokenUsage.calls), fn.SUM(TokenUsage.errors))
+            .where(TokenUsage.token.in_(token_ids) & (TokenUsage.day >= start))
+            .group_by(TokenUsage.token, TokenUsage.day)
+            .tuples()
+        )
+        for token_id, day, calls, errors in rows:
+            if isinstance(day, str):
+                day = dt.date.fromisoformat(day)
+            found[token_id][day] = (int(calls), int(errors))
+    series = {}
+    for token_id in token_ids:
+        per_day = found.get(token_id, {})
+        series[token_id] = [
+            (start + dt.timedelta(days=i), *per_day.get(start + dt.timedelta(days=i), (0, 0))) for i in range(days)
+        ]
+    return series
+
+
+def by_tool(token_id: int, days: int = DAYS) -> list[tuple[str, int, int]]:
+    """(tool, calls, errors) over the last ``days`` days, busiest first."""
+    start = utcnow().date() - dt.timedelta(days=days - 1)
+    rows = (
+        TokenUsage.select(TokenUsage.tool, fn.SUM(TokenUsage.calls), fn.SUM(TokenUsage.errors))
+        .where((TokenUsage.token == token_id) & (TokenUsage.day >= start))
+        .group_by(TokenUsage.tool)
+        .tuples()
+    )
+    return sorted(((t, int(c), int(e)) for t, c, e in rows), key=lambda r: (-r[1], r[0]))

@@ -1,0 +1,120 @@
+"""The admin portal: a Flask application factory (``gunicorn 'portal:create_app()'``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, jsonify, send_from_directory
+from flask_login import LoginManager, UserMixin
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from htmx_flask import Htmx
+
+import js_lib_htmx
+from poggio import redaction
+from poggio.db import bind, database
+from poggio.models import User
+from poggio.plugins import PackRegistry
+from poggio.settings import PROJECT_ROOT, Settings, load_settings
+from poggio.tokens import TokenService
+
+HTMX_DIR = Path(js_lib_htmx.__file__).parent / "static" / "htmx"
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+login_manager.login_view = "auth.sign_in"
+login_manager.login_message = "Sign in to continue."
+
+
+class SessionUser(UserMixin, User):
+    """The core's user with what flask-login asks of a user (the data layer knows nothing of Flask)."""
+
+    class Meta:
+        table_name = "user"
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+@login_manager.user_loader
+def load_user(user_id: str):
+    user = SessionUser.get_or_none(SessionUser.id == int(user_id)) if str(user_id).isdigit() else None
+    return user if user is not None and user.is_active else None
+
+
+def create_app(settings: Settings | None = None, registry: PackRegistry | None = None) -> Flask:
+    settings = settings or load_settings()
+    redaction.configure_logging()
+    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder="static")
+    https = settings.mcp_public_url.startswith("https://")
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=https,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=https,
+        WTF_CSRF_TIME_LIMIT=None,  # bound to the session instead
+        MAX_CONTENT_LENGTH=1_000_000,
+    )
+    bind(settings.database_url)
+    registry = registry if registry is not None else PackRegistry.load(settings.packs)
+    app.extensions["poggio"] = {
+        "settings": settings,
+        "registry": registry,
+        "tokens": TokenService.from_settings(settings, set(registry.names)),
+    }
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    Htmx(app)
+
+    from portal import audit_log, auth, mcp_settings, views
+    from portal.throttle import Throttle
+
+    app.extensions["poggio"]["throttle"] = Throttle(settings.redis_url)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(mcp_settings.bp)
+    app.register_blueprint(audit_log.bp)
+
+    @app.before_request
+    def _connect():
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc):
+        if not database.is_closed():
+            database.close()
+
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+        )
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc):
+        return views.error_page(400, "Your form expired or came from elsewhere. Reload the page and try again.")
+
+    for code, message in ((403, "You do not have access to this page."), (404, "This page does not exist."),
+                          (405, "That action is not allowed here."), (413, "That upload is too large."),
+                          (500, "Something went wrong on our side. It has been logged.")):
+        app.register_error_handler(code, lambda exc, c=code, m=message: views.error_page(c, m))
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/vendor/htmx.min.js")
+    def htmx_js():
+        return send_from_directory(HTMX_DIR, "htmx.min.js", max_age=86400)
+
+    return app

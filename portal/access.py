@@ -1,0 +1,62 @@
+"""Who is signed in, in which workspace, with which role; and the guards of admin pages."""
+
+from __future__ import annotations
+
+import functools
+
+from flask import abort, current_app, g, session
+from flask_login import current_user, login_required
+
+from poggio.models import Membership, Workspace
+
+
+def core():
+    return current_app.extensions["poggio"]
+
+
+def client_ip() -> str | None:
+    from flask import request
+
+    return request.remote_addr
+
+
+def current_membership() -> Membership | None:
+    """The membership of the workspace chosen in the session (the first one otherwise)."""
+    if "membership" in g:
+        return g.membership
+    membership = None
+    if current_user.is_authenticated:
+        query = (Membership.select(Membership, Workspace).join(Workspace)
+                 .where(Membership.user == current_user.id).order_by(Workspace.name))
+        chosen = session.get("workspace_id")
+        membership = (query.where(Membership.workspace == chosen).first() if chosen else None) or query.first()
+    g.membership = membership
+    return membership
+
+
+def mcp_admin_required(view):
+    """The MCP Server pages: 404 when the workspace lacks the entitlement, 403 for members."""
+
+    @functools.wraps(view)
+    @login_required
+    def wrapper(*args, **kwargs):
+        membership = current_membership()
+        if membership is None or not membership.workspace.mcp_enabled:
+            abort(404)
+        if membership.role != "admin":
+            abort(403)
+        return view(membership.workspace, *args, **kwargs)
+
+    return wrapper
+
+
+def admin_required(view):
+    @functools.wraps(view)
+    @login_required
+    def wrapper(*args, **kwargs):
+        membership = current_membership()
+        if membership is None or membership.role != "admin":
+            abort(403)
+        return view(membership.workspace, *args, **kwargs)
+
+    return wrapper

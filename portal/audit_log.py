@@ -1,0 +1,25 @@
+"""The audit log of a workspace, for its admins."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, render_template, request
+
+from poggio.audit import ACTIONS
+from poggio.models import AuditEvent
+from portal.access import admin_required
+
+bp = Blueprint("audit_log", __name__, url_prefix="/settings/audit")
+PAGE = 50
+
+
+@bp.get("/")
+@admin_required
+def index(workspace):
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    query = AuditEvent.select().where(AuditEvent.workspace == workspace).order_by(AuditEvent.id.desc())
+    events = list(query.paginate(page, PAGE + 1))
+    rows = [{"event": e, "label": ACTIONS.get(e.action, e.action),
+             "detail": json.loads(e.detail) if e.detail else {}} for e in events[:PAGE]]
+    return render_template("settings/audit.html", rows=rows, page=page, more=len(events) > PAGE)

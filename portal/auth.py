@@ -1,0 +1,90 @@
+"""Sign in, sign out, switch workspace."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from poggio import audit
+from poggio.audit import Actor
+from poggio.models import Membership
+from poggio.workspaces import check_password, find_user, memberships
+from portal.access import client_ip, core
+from portal.forms import ActionForm, SignInForm
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("views.home")
+
+
+def _workspace_of(user) -> int | None:
+    """The workspace whose audit log records a sign-in: the user's first (a user of several
+    workspaces sees their sign-ins in the first one's log)."""
+    if user is None:
+        return None
+    first = Membership.select(Membership.workspace).where(Membership.user == user).order_by(Membership.id).first()
+    return first.workspace_id if first else None
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+def sign_in():
+    if current_user.is_authenticated:
+        return redirect(url_for("views.home"))
+    form = SignInForm()
+    error = None
+    status = 200
+    if form.validate_on_submit():
+        email, ip = form.email.data.strip().lower(), client_ip() or "-"
+        throttle = core()["throttle"]
+        wait = throttle.blocked(email, ip)
+        if wait:
+            error = f"Too many failed sign-ins. Try again in {max(1, wait // 60)} minute(s)."
+            status = 429
+        else:
+            user = find_user(email)
+            if check_password(user, form.password.data):
+                from portal import SessionUser
+
+                user = SessionUser.get_by_id(user.id)
+                throttle.succeeded(email)
+                session.clear()
+                login_user(user)
+                audit.record("user.signed_in", Actor(user, ip=ip), _workspace_of(user), target=email)
+                return redirect(_safe_next(request.args.get("next")))
+            throttle.failed(email, ip)
+            audit.record("user.sign_in_failed", Actor(label=email, ip=ip), _workspace_of(user), target=email)
+            error = "That e-mail and password do not match."
+            status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("sign_in.html", form=form, error=error), status
+
+
+@bp.post("/sign-out")
+@login_required
+def sign_out():
+    form = ActionForm()
+    if form.validate_on_submit():
+        audit.record("user.signed_out", Actor(current_user._get_current_object(), ip=client_ip()),
+                     session.get("workspace_id"), target=current_user.email)
+        logout_user()
+        session.clear()
+        flash("You are signed out.")
+    return redirect(url_for("auth.sign_in"))
+
+
+@bp.post("/workspace")
+@login_required
+def switch_workspace():
+    form = ActionForm()
+    wanted = request.form.get("workspace_id", "")
+    if form.validate_on_submit() and wanted.isdigit():
+        if any(m.workspace_id == int(wanted) for m in memberships(current_user._get_current_object())):
+            session["workspace_id"] = int(wanted)
+    return redirect(url_for("views.home"))

@@ -1,0 +1,37 @@
+"""A small server-rendered SVG bar chart of calls per day (errors marked), and relative times."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from poggio.db import utcnow
+
+BAR, GAP, HEIGHT = 4, 1, 28
+
+
+def activity_bars(series: list[tuple[dt.date, int, int]]) -> dict:
+    peak = max((calls for _, calls, _ in series), default=0)
+    bars = []
+    for i, (day, calls, errors) in enumerate(series):
+        h = 0 if not peak else max(1, round(calls / peak * HEIGHT)) if calls else 0
+        eh = 0 if not calls else max(1, round(errors / calls * h)) if errors else 0
+        bars.append({"x": i * (BAR + GAP), "h": h, "y": HEIGHT - h, "eh": eh, "ey": HEIGHT - eh,
+                     "title": f"{day.isoformat()}: {calls} call(s), {errors} error(s)"})
+    total = sum(c for _, c, _ in series)
+    errors = sum(e for _, _, e in series)
+    return {"bars": bars, "width": len(series) * (BAR + GAP), "height": HEIGHT, "total": total, "errors": errors,
+            "bar": BAR}
+
+
+def ago(moment: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    if moment is None:
+        return "never"
+    seconds = int(((now or utcnow()) - moment).total_seconds())
+    future = seconds < 0
+    seconds = abs(seconds)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            text = f"{n} {unit}{'s' if n != 1 else ''}"
+            return f"in {text}" if future else f"{text} ago"
+    return "just now"

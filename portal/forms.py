@@ -1,0 +1,45 @@
+"""Forms of the portal (flask-wtf: every one carries a CSRF token)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, EmailField, PasswordField, RadioField, SelectMultipleField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+EXPIRY_OPTIONS = [("7", "7 days"), ("30", "30 days"), ("60", "60 days"), ("90", "90 days"),
+                  ("date", "On a date"), ("never", "No expiry")]
+
+
+class SignInForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+
+
+class MultiCheckbox(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class TokenForm(FlaskForm):
+    name = StringField("Name", validators=[Length(max=100)], description='e.g. "ACME Slack agent"')
+    expiry = RadioField("Expires", choices=EXPIRY_OPTIONS, default="30")
+    expiry_date = DateField("Expiry date", validators=[Optional()])
+    packs = MultiCheckbox("Restrict to tool packs (none checked: all packs)", choices=[])
+
+    def expiry_value(self) -> str:
+        if self.expiry.data == "date":
+            return self.expiry_date.data.isoformat() if self.expiry_date.data else "missing-date"
+        return "never" if self.expiry.data == "never" else f"{self.expiry.data}d"
+
+
+class EditTokenForm(FlaskForm):
+    name = StringField("Name", validators=[Length(max=100)])
+    expiry = RadioField("Expires", choices=[("keep", "Keep")] + EXPIRY_OPTIONS, default="keep")
+    expiry_date = DateField("Expiry date", validators=[Optional()])
+
+    expiry_value = TokenForm.expiry_value
+
+
+class ActionForm(FlaskForm):
+    """A bare form for buttons (revoke, rotate, sign out): only the CSRF token."""

@@ -1,0 +1,41 @@
+"""The workspace home and the settings menu."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+from flask_login import current_user, login_required
+
+from poggio.workspaces import memberships
+from portal.access import current_membership
+from portal.forms import ActionForm
+
+bp = Blueprint("views", __name__)
+
+
+def error_page(code: int, message: str):
+    return render_template("error.html", code=code, message=message), code
+
+
+@bp.app_context_processor
+def layout_context():
+    if not current_user.is_authenticated:
+        return {}
+    membership = current_membership()
+    return {
+        "membership": membership,
+        "workspace": membership.workspace if membership else None,
+        "all_memberships": memberships(current_user._get_current_object()),
+        "action_form": ActionForm(),
+    }
+
+
+@bp.get("/")
+@login_required
+def home():
+    return render_template("home.html")
+
+
+@bp.get("/settings")
+@login_required
+def settings_index():
+    return render_template("settings/index.html")

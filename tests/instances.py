@@ -1,0 +1,140 @@
+"""Test instances on SQLite or PostgreSQL, and real server processes.
+
+PostgreSQL is the server at ``POGGIO_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``);
+each test session works in a schema of its own, dropped at the end. When it is unreachable the
+Postgres tests fail, they do not skip.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg2
+import pytest
+from playhouse.pool import PooledDatabase
+
+from poggio.db import bind, database
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("POGGIO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ["sqlite", "postgres"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Instance:
+    """One Poggio installation for a test: its folder, database URL and environment."""
+
+    path: Path
+    database_url: str
+    backend: str
+    env: dict[str, str] = field(default_factory=dict)
+    pg_schema: str | None = None
+
+    def activate(self):
+        os.environ.update(self.env)
+        db = bind(self.database_url)
+        return db
+
+
+def _pg_schema_url(schema: str) -> str:
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
+
+def _pg_admin(sql: str) -> None:
+    conn = psycopg2.connect(PG_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql)
+    conn.close()
+
+
+def make_instance(tmp: Path, backend: str, extra_env: dict[str, str] | None = None) -> Instance:
+    tmp.mkdir(parents=True, exist_ok=True)
+    schema = None
+    if backend == "postgres":
+        schema = f"poggio_test_{secrets.token_hex(4)}"
+        try:
+            _pg_admin(f"CREATE SCHEMA {schema}")
+        except psycopg2.OperationalError as exc:
+            pytest.fail(f"PostgreSQL is not reachable at {PG_URL}: {exc}")
+        url = _pg_schema_url(schema)
+    else:
+        url = f"sqlite:///{tmp / 'poggio.db'}"
+    env = {
+        "POGGIO_INSTANCE_PATH": str(tmp),
+        "POGGIO_DATABASE_URL": url,
+        "POGGIO_SECRET_KEY": "test-secret-" + secrets.token_hex(8),
+        "POGGIO_USAGE_FLUSH_SECONDS": "0.2",
+        **(extra_env or {}),
+    }
+    return Instance(tmp, url, backend, env, schema)
+
+
+def drop_instance(instance: Instance) -> None:
+    if instance.backend == "postgres" and instance.pg_schema:
+        if isinstance(database.obj, PooledDatabase):
+            database.obj.close_all()
+        _pg_admin(f"DROP SCHEMA IF EXISTS {instance.pg_schema} CASCADE")
+
+
+class ServerProcess:
+    """``poggio``'s MCP server (uvicorn) in a subprocess, as production runs it."""
+
+    def __init__(self, instance: Instance, port: int | None = None, extra_env: dict[str, str] | None = None,
+                 workers: int = 1):
+        self.instance = instance
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.mcp_url = f"{self.url}/mcp"
+        env = {**os.environ, **instance.env, "POGGIO_MCP_PUBLIC_URL": self.mcp_url, **(extra_env or {})}
+        self.log_path = instance.path / f"mcp-{self.port}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "mcp_server.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", str(workers), "--timeout-graceful-shutdown", "5"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"MCP server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"MCP server did not become ready:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode

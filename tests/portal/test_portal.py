@@ -1,0 +1,256 @@
+"""Every portal route through Flask's test client: access rules, CSRF, HTMX fragments vs full pages,
+the token shown exactly once."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from poggio.models import ApiToken, AuditEvent, TokenUsage
+from poggio.tokens import TOKEN_PATTERN
+from poggio.usage import UsageRecorder
+
+
+def body(r) -> str:
+    return r.get_data(as_text=True)
+
+
+def create(admin, name="Slack agent", expiry="30", htmx=True, **extra):
+    return admin.post("/settings/mcp/tokens", {"name": name, "expiry": expiry, **extra}, htmx=htmx)
+
+
+# -- access -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("url", ["/", "/settings", "/settings/mcp/", "/settings/audit/", "/settings/mcp/tokens/new"])
+def test_anonymous_goes_to_sign_in(browser, url):
+    r = browser.get(url)
+    assert r.status_code == 302 and r.headers["Location"].startswith("/sign-in")
+
+
+def test_member_gets_403_and_no_menu_item(browser):
+    browser.sign_in("member@acme.example")
+    assert browser.get("/settings/mcp/").status_code == 403
+    assert browser.get("/settings/audit/").status_code == 403
+    assert "MCP Server" not in body(browser.get("/settings"))
+
+
+def test_non_entitled_admin_gets_404_and_the_note(browser):
+    browser.sign_in("admin@initrode.example")
+    assert browser.get("/settings/mcp/").status_code == 404
+    page = body(browser.get("/settings"))
+    assert "may not be enabled for your workspace" in page
+    assert 'href="/settings/mcp/"' not in page
+
+
+def test_entitled_admin_sees_menu_and_url(admin):
+    page = body(admin.get("/settings"))
+    assert 'href="/settings/mcp/"' in page
+    mcp = admin.get("/settings/mcp/")
+    assert mcp.status_code == 200
+    assert "http://127.0.0.1:8001/mcp" in body(mcp) and "acme" not in re.search(r'<code id="server-url">([^<]*)', body(mcp)).group(1)
+
+
+def test_switching_workspace_changes_what_the_menu_offers(browser):
+    browser.sign_in("both@example.com")
+    assert browser.get("/settings/mcp/").status_code == 200
+    from poggio.models import Workspace
+
+    initrode = Workspace.get(slug="initrode")
+    browser.post("/workspace", {"workspace_id": initrode.id})
+    assert browser.get("/settings/mcp/").status_code == 404
+    browser.post("/workspace", {"workspace_id": 99999})  # not a member: ignored
+    assert browser.get("/settings/mcp/").status_code == 404
+
+
+# -- sign in ---------------------------------------------------------------------------------------------
+def test_sign_in_failures_are_inline_and_throttled(browser):
+    r = browser.sign_in("admin@acme.example", "wrong password")
+    assert r.status_code == 401 and "do not match" in body(r)
+    for _ in range(4):
+        browser.sign_in("admin@acme.example", "wrong password")
+    blocked = browser.sign_in("admin@acme.example")  # even the right password waits now
+    assert blocked.status_code == 429 and "Too many failed sign-ins" in body(blocked)
+    assert AuditEvent.select().where(AuditEvent.action == "user.sign_in_failed").count() == 5
+
+
+def test_sign_in_redirects_only_to_local_paths(browser):
+    browser.get("/sign-in")
+    r = browser.post("/sign-in?next=https://evil.example/", {"email": "admin@acme.example", "password": "correct horse battery"})
+    assert r.headers["Location"] == "/"
+
+
+def test_sign_out_needs_csrf_and_ends_the_session(admin):
+    assert admin.post("/sign-out", csrf=False).status_code == 400
+    assert admin.post("/sign-out").status_code == 302
+    assert admin.get("/settings/mcp/").status_code == 302
+
+
+def test_session_cookie_flags(browser):
+    r = browser.sign_in("admin@acme.example")
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+# -- CSRF and headers -------------------------------------------------------------------------------------
+def test_every_state_change_needs_a_csrf_token(admin):
+    create(admin)
+    token = ApiToken.get()
+    for url in ("/settings/mcp/tokens", f"/settings/mcp/tokens/{token.id}", f"/settings/mcp/tokens/{token.id}/revoke",
+                f"/settings/mcp/tokens/{token.id}/rotate", "/workspace"):
+        assert admin.post(url, {"name": "x", "expiry": "30"}, csrf=False).status_code == 400, url
+        assert admin.post(url, {"name": "x", "expiry": "30"}, htmx=True, csrf=False).status_code == 400, url
+    assert ApiToken.get().revoked_at is None and ApiToken.select().count() == 1
+
+
+def test_security_headers_and_local_htmx(browser):
+    r = browser.get("/sign-in")
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert r.headers["X-Frame-Options"] == "DENY" and r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Referrer-Policy"] == "same-origin"
+    assert "<script>" not in body(r) and "http" not in re.findall(r'<script src="([^"]+)"', body(r))[0]
+    js = browser.get("/vendor/htmx.min.js")
+    assert js.status_code == 200 and b"htmx" in js.data[:2000]
+
+
+# -- token life cycle -------------------------------------------------------------------------------------
+def test_generate_shows_the_token_exactly_once(admin):
+    dialog = admin.get("/settings/mcp/tokens/new", htmx=True)
+    assert "<html" not in body(dialog) and "Create API Token".lower() in body(dialog).lower()
+    r = create(admin, packs="accounts")
+    assert r.status_code == 201
+    shown = TOKEN_PATTERN.findall(body(r))
+    assert len(shown) == 1
+    plaintext = shown[0]
+    assert "will not be shown again" in body(r)
+    assert 'id="token-list" hx-swap-oob="true"' in body(r) and "Slack agent" in body(r)
+    for url in ("/settings/mcp/", "/settings/mcp/?show=all", "/settings/audit/", f"/settings/mcp/tokens/{ApiToken.get().id}"):
+        page = body(admin.get(url))
+        assert plaintext not in page and plaintext[4:-4] not in page
+    assert f"pgo_…{plaintext[-4:]}" in body(admin.get("/settings/mcp/"))
+    assert ApiToken.get().packs == "accounts"
+
+
+def test_generate_without_javascript_renders_the_full_page_once(admin):
+    r = create(admin, htmx=False, expiry="never")
+    assert r.status_code == 201 and "<html" in body(r)
+    assert len(TOKEN_PATTERN.findall(body(r))) == 1 and "never expires" in body(r)
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"name": "", "expiry": "30"}, "a name is required"),
+    ({"name": "x" * 101, "expiry": "30"}, "100"),
+    ({"name": "ok", "expiry": "date", "expiry_date": "2001-01-01"}, "in the future"),
+    ({"name": "ok", "expiry": "date"}, "choose a date"),
+    ({"name": "ok", "expiry": "30", "packs": "nonexistent"}, "not a valid choice"),
+])
+def test_validation_errors_show_inline_in_the_dialog(admin, data, message):
+    r = admin.post("/settings/mcp/tokens", data, htmx=True)
+    assert r.status_code == 422 and message in body(r)
+    assert "<html" not in body(r) and 'class="field-error"' in body(r)
+    assert ApiToken.select().count() == 0
+
+
+def test_duplicate_name_is_refused_inline(admin):
+    create(admin, "RevOps Control Panel")
+    r = create(admin, "revops control panel")
+    assert r.status_code == 422 and "already named" in body(r)
+
+
+def test_full_page_renders_the_same_partials(admin):
+    create(admin)
+    token = ApiToken.get()
+    page = body(admin.get("/settings/mcp/"))
+    fragment = body(admin.get("/settings/mcp/?show=active", htmx=True, headers={"HX-Target": "token-list"}))
+    assert fragment.strip().startswith('<div id="token-list"')
+    row = body(admin.get(f"/settings/mcp/tokens/{token.id}", htmx=True))
+    assert row.strip() in page  # the row inside the page is byte for byte the row HTMX swaps in
+    assert fragment.strip() in page
+
+
+def test_inline_edit_swaps_row_into_form_and_back(admin):
+    create(admin)
+    token = ApiToken.get()
+    form = admin.get(f"/settings/mcp/tokens/{token.id}/edit", htmx=True)
+    assert 'class="editing"' in body(form) and "<html" not in body(form)
+    bad = admin.post(f"/settings/mcp/tokens/{token.id}", {"name": "", "expiry": "keep"}, htmx=True)
+    assert bad.status_code == 422 and "a name is required" in body(bad)
+    ok = admin.post(f"/settings/mcp/tokens/{token.id}", {"name": "Renamed", "expiry": "7"}, htmx=True)
+    assert ok.status_code == 200 and "Renamed" in body(ok) and 'class="editing"' not in body(ok)
+    token = ApiToken.get()
+    assert token.name == "Renamed" and token.expires_at is not None
+    assert "Expiring soon" in body(ok)
+    no_js = admin.post(f"/settings/mcp/tokens/{token.id}", {"name": "Again", "expiry": "never"})
+    assert no_js.status_code == 302 and ApiToken.get().expires_at is None
+
+
+def test_revoke_shows_revoked_at_once(admin):
+    create(admin)
+    token = ApiToken.get()
+    r = admin.post(f"/settings/mcp/tokens/{token.id}/revoke", htmx=True)
+    assert r.status_code == 200 and "Revoked" in body(r) and f'id="token-{token.id}"' in body(r)
+    assert ApiToken.get().revoked_at is not None
+    assert "Revoked" not in body(admin.get("/settings/mcp/")) or "No active tokens" in body(admin.get("/settings/mcp/"))
+    assert "Revoked" in body(admin.get("/settings/mcp/?show=all"))
+
+
+def test_rotate_shows_the_new_secret_once(admin):
+    first = TOKEN_PATTERN.findall(body(create(admin)))[0]
+    token = ApiToken.get()
+    r = admin.post(f"/settings/mcp/tokens/{token.id}/rotate", htmx=True)
+    shown = TOKEN_PATTERN.findall(body(r))
+    assert len(shown) == 1 and shown[0] != first
+    assert ApiToken.get().last_four == shown[0][-4:]
+
+
+def test_another_workspaces_token_is_404(admin, app):
+    from poggio.audit import Actor
+    from poggio.models import Workspace
+    from poggio.tokens import TokenService
+
+    foreign = TokenService().create(Workspace.get(slug="initrode"), "theirs", Actor.cli()).token
+    for url in (f"/settings/mcp/tokens/{foreign.id}", f"/settings/mcp/tokens/{foreign.id}/edit",
+                f"/settings/mcp/tokens/{foreign.id}/activity"):
+        assert admin.get(url, htmx=True).status_code == 404
+    assert admin.post(f"/settings/mcp/tokens/{foreign.id}/revoke", htmx=True).status_code == 404
+    assert ApiToken.get_by_id(foreign.id).revoked_at is None
+
+
+def test_activity_chart_and_breakdown(admin):
+    create(admin)
+    token = ApiToken.get()
+    recorder = UsageRecorder()
+    for i in range(12):
+        recorder.record(token.id, "search_accounts", ok=i != 0, ip="203.0.113.9", client="Claude 1.0")
+    recorder.record(token.id, "get_account")
+    recorder.flush()
+    page = body(admin.get("/settings/mcp/"))
+    assert "13 calls, 1 errors" in page and 'class="err"' in page and "Claude 1.0" in page and "203.0.113.9" in page
+    breakdown = admin.get(f"/settings/mcp/tokens/{token.id}/activity", htmx=True)
+    assert "search_accounts" in body(breakdown) and "1 errors" in body(breakdown)
+    assert TokenUsage.select().count() == 2
+
+
+def test_audit_log_lists_token_events(admin):
+    create(admin)
+    token = ApiToken.get()
+    admin.post(f"/settings/mcp/tokens/{token.id}", {"name": "Renamed", "expiry": "keep"}, htmx=True)
+    admin.post(f"/settings/mcp/tokens/{token.id}/revoke", htmx=True)
+    page = body(admin.get("/settings/audit/"))
+    for label in ("Token created", "Token renamed", "Token revoked", "Signed in"):
+        assert label in page
+    assert "admin@acme.example" in page and "127.0.0.1" in page
+
+
+def test_connect_panel_has_the_url_and_no_secret(admin):
+    create(admin)
+    page = body(admin.get("/settings/mcp/"))
+    for snippet in ("streamable_http_client(\"http://127.0.0.1:8001/mcp\"", "@modelcontextprotocol/inspector",
+                    "mcp-remote", "mcpServers", "&lt;YOUR_TOKEN&gt;"):
+        assert snippet in page
+    assert not TOKEN_PATTERN.search(page)
+
+
+def test_errors_are_pages_not_tracebacks(admin):
+    r = admin.get("/settings/mcp/tokens/999999/edit")
+    assert r.status_code == 404 and "Traceback" not in body(r)
