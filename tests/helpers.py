@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,9 @@ class Mcp:
         async def main():
             async with mcp_client(self.url, self.token, self.mode, statuses=self.statuses) as client:
                 return await fn(client)
-        return anyio.run(main)
+        # A thread of its own, so it also works where the caller's thread runs an event loop (Playwright).
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(anyio.run, main).result()
 
     def tool_names(self) -> list[str]:
         async def go(c):
