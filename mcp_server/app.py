@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 
 import anyio
@@ -16,6 +17,7 @@ from starlette.routing import Route
 from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, protect
 from mcp_server.binding import build_server
 from mcp_server.metrics import Metrics
+from mcp_server.ratelimit import TokenRateLimit
 from poggio import redaction
 from poggio.db import bind, database
 from poggio.plugins import PackRegistry
@@ -24,6 +26,11 @@ from poggio.tokens import TokenService
 from poggio.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
+
+
+def _installation(settings: Settings) -> str:
+    """A name for this installation in shared stores (Redis), derived from its secret key."""
+    return "poggio:" + hashlib.sha256(settings.secret_key.encode()).hexdigest()[:12]
 
 
 def create_app(settings: Settings | None = None, registry: PackRegistry | None = None) -> Starlette:
@@ -46,7 +53,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         ),
         max_request_body_size=settings.max_body_bytes,
     )
-    backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter)
+    backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter,
+                               TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings)))
 
     def counted_error(conn, exc):
         metrics.auth_failures.labels(exc.reason if isinstance(exc, Rejected) else "invalid").inc()

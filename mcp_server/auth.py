@@ -34,9 +34,10 @@ REALM = "Poggio"
 
 
 class Rejected(AuthenticationError):
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, retry_after: int | None = None):
         super().__init__(reason)
         self.reason = reason
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,10 @@ def current_principal() -> Principal | None:
 
 
 class TokenAuthBackend(AuthenticationBackend):
-    def __init__(self, service: TokenService, limiter: anyio.CapacityLimiter):
+    def __init__(self, service: TokenService, limiter: anyio.CapacityLimiter, rate_limit=None):
         self.service = service
         self.limiter = limiter
+        self.rate_limit = rate_limit
 
     def _verify(self, presented: str) -> VerifiedToken:
         with database.connection_context():
@@ -79,6 +81,10 @@ class TokenAuthBackend(AuthenticationBackend):
             verified = await anyio.to_thread.run_sync(self._verify, presented, limiter=self.limiter)
         except TokenRejected as exc:
             raise Rejected(exc.reason) from None
+        if self.rate_limit is not None:
+            wait = await self.rate_limit.retry_after(verified.token_id)
+            if wait is not None:
+                raise Rejected("rate_limited", retry_after=wait)
         principal = Principal(verified, conn.client.host if conn.client else None)
         access = AccessToken(
             token=f"pgo_…{presented[-4:]}",  # the secret itself never rides along in the request scope
@@ -94,6 +100,11 @@ class TokenAuthBackend(AuthenticationBackend):
 def auth_error(conn: HTTPConnection, exc: Exception) -> Response:
     reason = exc.reason if isinstance(exc, Rejected) else "invalid"
     message = TokenRejected.MESSAGES.get(reason, TokenRejected.MESSAGES["invalid"])
+    if reason == "rate_limited":
+        body = {"error": "rate_limited", "error_description": "Too many requests with this token; slow down.",
+                "retry_after": exc.retry_after}
+        return Response(json.dumps(body), status_code=429, media_type="application/json",
+                        headers={"Retry-After": str(exc.retry_after)})
     if reason == "not_entitled":
         body = {"error": "not_entitled", "error_description": message}
         return Response(json.dumps(body), status_code=403, media_type="application/json")

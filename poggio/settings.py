@@ -36,7 +36,7 @@ class Settings:
     packs: tuple[str, ...] | None = None
     usage_flush_seconds: float = 2.0
     redis_url: str | None = None
-    rate_limit: str = "600/minute"
+    rate_limit: str = "1200/minute"
     max_active_tokens: int = 100
     tool_timeout_seconds: float = 10.0
     max_body_bytes: int = 1_000_000

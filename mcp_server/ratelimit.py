@@ -1,0 +1,27 @@
+"""Per-token request limits with the `limits` library: in memory per process by default, shared by
+every process and host when ``POGGIO_REDIS_URL`` points at Redis."""
+
+from __future__ import annotations
+
+import time
+
+from limits import parse
+from limits.aio.storage import MemoryStorage
+from limits.storage import storage_from_string
+from limits.aio.strategies import MovingWindowRateLimiter
+
+
+class TokenRateLimit:
+    def __init__(self, limit: str, redis_url: str | None = None, namespace: str = "poggio"):
+        self.item = parse(limit)
+        self.namespace = namespace
+        storage = storage_from_string(f"async+{redis_url}", implementation="redispy") if redis_url else MemoryStorage()
+        self.limiter = MovingWindowRateLimiter(storage)
+
+    async def retry_after(self, token_id: int) -> int | None:
+        """Count one request of the token; seconds to wait when it is over its limit, else None."""
+        key = f"{self.namespace}:mcp:token:{token_id}"
+        if await self.limiter.hit(self.item, key):
+            return None
+        reset, _ = await self.limiter.get_window_stats(self.item, key)
+        return max(1, int(reset - time.time()) + 1)
