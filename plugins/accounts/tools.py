@@ -60,7 +60,7 @@ def search_accounts(
     query: Annotated[str, Field(max_length=200, description="Words to find in the account's name or domain; each word matches the start of a word (\"acm ind\" finds \"Acme Industries\"). Empty lists all accounts.")] = "",
     industry: Annotated[str | None, Field(max_length=100, description="Only accounts in this industry (exact, case-insensitive).")] = None,
     country: Annotated[str | None, Field(min_length=2, max_length=2, description="Only accounts in this country (ISO 3166 two-letter code).")] = None,
-    min_employees: Annotated[int | None, Field(ge=0, description="Only accounts with at least this many employees.")] = None,
+    min_employees: Annotated[int | None, Field(ge=0, le=10_000_000, description="Only accounts with at least this many employees.")] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> AccountPage:

@@ -140,7 +140,7 @@ def list_opportunities(
     stage: Annotated[Stage | None, Field(description="Only opportunities in this stage.")] = None,
     closing_after: After = None,
     closing_before: Before = None,
-    min_amount: Annotated[Decimal | None, Field(ge=0, description="Only opportunities of at least this amount.")] = None,
+    min_amount: Annotated[Decimal | None, Field(ge=0, le=10**12, max_digits=15, description="Only opportunities of at least this amount.")] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> OpportunityPage:
