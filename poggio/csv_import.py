@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from poggio import audit
 from poggio.audit import Actor
-from poggio.db import database
+from poggio.db import writing
 from poggio.errors import InvalidInput
 from poggio.models import Workspace
 from poggio.plugins import PackRegistry
@@ -61,7 +61,7 @@ def import_csv(registry: PackRegistry, workspace: Workspace, kind: str, data: by
     rows = read_rows(text, importer.columns)
     shape_errors = [(line, "row", row["__error__"]) for line, row in rows if "__error__" in row]
     good = [(line, row) for line, row in rows if "__error__" not in row]
-    with database.atomic() as txn:
+    with writing() as txn:
         cleaned, errors = importer.validate(workspace.id, good)
         errors = sorted(shape_errors + list(errors))
         if errors:

@@ -59,5 +59,14 @@ def bind(url: str, **kwargs):
     return db
 
 
+def writing():
+    """A transaction that will write. On SQLite it takes the write lock up front (BEGIN IMMEDIATE),
+    so it waits out the busy timeout instead of failing with "database is locked" when a read
+    transaction would have to be upgraded while another process writes."""
+    if isinstance(database.obj, SqliteDatabase):
+        return database.atomic("IMMEDIATE")
+    return database.atomic()
+
+
 def is_sqlite() -> bool:
     return isinstance(database.obj, SqliteDatabase)

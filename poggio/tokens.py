@@ -21,7 +21,7 @@ from peewee import IntegrityError, JOIN, fn
 
 from poggio import audit
 from poggio.audit import Actor
-from poggio.db import database, utcnow
+from poggio.db import utcnow, writing
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import ApiToken, User, Workspace
 
@@ -255,7 +255,7 @@ class TokenService:
     ) -> IssuedToken:
         expires_at = parse_expiry(expires)
         pack_text = self._clean_packs(packs)
-        with database.atomic():
+        with writing():
             clean = self._clean_name(workspace, name)
             active = ApiToken.select().where((ApiToken.workspace == workspace) & ApiToken.revoked_at.is_null()).count()
             if active >= self.max_active_tokens:
@@ -281,7 +281,7 @@ class TokenService:
         if token.revoked_at is not None:
             raise InvalidInput("token", "a revoked token cannot be rotated")
         plaintext = generate()
-        with database.atomic():
+        with writing():
             token.digest = digest(plaintext, self.pepper)
             token.last_four = plaintext[-4:]
             token.rotated_at = utcnow()
@@ -290,7 +290,7 @@ class TokenService:
         return IssuedToken(token, plaintext)
 
     def revoke(self, token: ApiToken, actor: Actor) -> ApiToken:
-        with database.atomic():
+        with writing():
             changed = (
                 ApiToken.update(revoked_at=utcnow(), revoked_by=actor.user)
                 .where((ApiToken.id == token.id) & ApiToken.revoked_at.is_null())
@@ -301,7 +301,7 @@ class TokenService:
         return ApiToken.get_by_id(token.id)
 
     def rename(self, token: ApiToken, name: str, actor: Actor) -> ApiToken:
-        with database.atomic():
+        with writing():
             clean = self._clean_name(token.workspace, name, exclude_id=token.id)
             if clean != token.name:
                 old = token.name
@@ -317,7 +317,7 @@ class TokenService:
         if token.revoked_at is not None:
             raise InvalidInput("expires", "a revoked token stays revoked")
         expires_at = parse_expiry(expires)
-        with database.atomic():
+        with writing():
             if expires_at != token.expires_at:
                 old = token.expires_at
                 token.expires_at = expires_at

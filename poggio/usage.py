@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from peewee import EXCLUDED
 
-from poggio.db import database, utcnow
+from poggio.db import database, utcnow, writing
 from poggio.models import ApiToken, TokenUsage
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class UsageRecorder:
         if not calls and not last:
             return 0
         try:
-            with database.connection_context(), database.atomic():
+            with database.connection_context(), writing():
                 rows = [
                     {"token": t, "day": d, "tool": tool, "calls": n, "errors": errors.get((t, d, tool), 0)}
                     for (t, d, tool), n in sorted(calls.items())

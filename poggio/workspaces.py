@@ -9,7 +9,7 @@ from peewee import IntegrityError
 
 from poggio import audit
 from poggio.audit import Actor
-from poggio.db import database
+from poggio.db import writing
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import ROLES, Membership, User, Workspace
 
@@ -33,7 +33,7 @@ def create_workspace(slug: str, name: str, mcp: bool, actor: Actor) -> Workspace
         raise InvalidInput("slug", "1-63 lower-case letters, digits and dashes, not starting or ending with a dash")
     if not (name or "").strip():
         raise InvalidInput("name", "a name is required")
-    with database.atomic():
+    with writing():
         try:
             ws = Workspace.create(slug=slug, name=name.strip(), mcp_enabled=mcp)
         except IntegrityError:
@@ -43,7 +43,7 @@ def create_workspace(slug: str, name: str, mcp: bool, actor: Actor) -> Workspace
 
 
 def set_entitlement(ws: Workspace, mcp: bool, actor: Actor) -> Workspace:
-    with database.atomic():
+    with writing():
         if ws.mcp_enabled != mcp:
             ws.mcp_enabled = mcp
             ws.save(only=[Workspace.mcp_enabled])
@@ -79,7 +79,7 @@ def create_user(email: str, password: str, workspace: Workspace, role: str, acto
         raise InvalidInput("email", f"{email!r} is not an e-mail address")
     if role not in ROLES:
         raise InvalidInput("role", f"one of {', '.join(ROLES)}")
-    with database.atomic():
+    with writing():
         user = find_user(email)
         if user is None:
             user = User.create(email=email, name=name or email.split("@")[0], password_hash=hash_password(password))

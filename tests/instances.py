@@ -125,7 +125,8 @@ class ServerProcess:
         raise RuntimeError(f"MCP server did not become ready:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from plugins.accounts.models import insert_accounts
-from poggio.db import database, utcnow
+from poggio.db import utcnow, writing
 
 INDUSTRIES = ["Software", "Manufacturing", "Financial Services", "Healthcare", "Retail", "Logistics",
               "Energy", "Media", "Education", "Telecommunications", "Biotech", "Construction"]
@@ -53,7 +53,7 @@ def seed(workspace_id: int, rng: random.Random, accounts: int, progress) -> None
     done, batch = 0, []
 
     def write(rows: list[dict]) -> None:
-        with database.atomic():
+        with writing():
             insert_accounts(workspace_id, rows, now)
 
     for row in generate(rng, accounts):

@@ -6,7 +6,7 @@ import random
 
 from plugins.accounts.models import Account
 from plugins.contacts.models import insert_contacts
-from poggio.db import database, utcnow
+from poggio.db import utcnow, writing
 
 FIRST = ["Ada", "Ben", "Chloe", "David", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kara", "Liam",
          "Maya", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Wei", "Yara", "Zoe"]
@@ -36,7 +36,7 @@ def seed(workspace_id: int, rng: random.Random, accounts: int, progress) -> None
                 rows.append({"account": account_id, "email": f"{first}.{last}{'' if n == 0 else n}@{domain}".lower(),
                              "first_name": first, "last_name": last, "title": rng.choice(TITLES)})
         unique = list({r["email"]: r for r in rows}.values())
-        with database.atomic():
+        with writing():
             insert_contacts(workspace_id, unique, now)
         last_id = chunk[-1][0]
         done += len(chunk)

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from plugins.accounts.models import Account
 from plugins.revenue.models import STAGES, Opportunity
-from poggio.db import database, utcnow
+from poggio.db import utcnow, writing
 
 PRODUCTS = ["Platform licence", "Renewal", "Expansion", "Pilot", "Support plan", "Onboarding", "Enterprise tier"]
 CURRENCIES = {"US": "USD", "CA": "USD", "GB": "GBP", "JP": "JPY", "CH": "CHF", "BR": "USD", "IN": "USD", "AU": "USD"}
@@ -41,7 +41,7 @@ def seed(workspace_id: int, rng: random.Random, accounts: int, progress) -> None
                     "close_date": BASE_DAY + dt.timedelta(days=rng.randrange(-365, 365)),
                     "created_at": now,
                 })
-        with database.atomic():
+        with writing():
             for start in range(0, len(rows), 1000):
                 Opportunity.insert_many(rows[start:start + 1000]).execute()
         last_id = chunk[-1][0]
