@@ -95,3 +95,22 @@ def matching_ids(kind: str, workspace_id: int, query: str):
     for sub in subqueries[1:]:
         result = result & sub  # INTERSECT
     return result
+
+
+SPARSE = 500
+
+
+def restrict(query, id_field, kind: str, workspace_id: int, text: str):
+    """``query`` limited to the rows of ``kind`` matching ``text`` (unchanged when ``text`` has no word).
+
+    When few rows match (at most ``SPARSE``), their ids go into the query as a list, so the database
+    fetches just those rows by primary key and sorts them; when many match, a sub-query lets it walk
+    its ordering index and stop at the first page. Either way the cost follows the page and the
+    matches, not the size of the workspace."""
+    ids = matching_ids(kind, workspace_id, text)
+    if ids is None:
+        return query
+    few = [ref for (ref,) in ids.limit(SPARSE + 1).tuples()]
+    if len(few) <= SPARSE:
+        return query.where(id_field.in_(few)) if few else query.where(id_field == -1)
+    return query.where(id_field.in_(ids))

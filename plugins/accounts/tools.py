@@ -67,9 +67,7 @@ def search_accounts(
     """Search the workspace's accounts (companies) by name or domain, with optional filters.
     Results are ordered by name; use next_cursor to page."""
     q = Account.select().where(Account.workspace == ctx.workspace_id)
-    ids = search.matching_ids(SEARCH_KIND, ctx.workspace_id, query)
-    if ids is not None:
-        q = q.where(Account.id.in_(ids))
+    q = search.restrict(q, Account.id, SEARCH_KIND, ctx.workspace_id, query)
     if industry:
         q = q.where(fn.LOWER(Account.industry) == industry.strip().lower())
     if country:

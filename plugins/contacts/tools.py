@@ -59,9 +59,7 @@ def search_contacts(
     """Search the workspace's contacts (people at accounts) by name, e-mail or title, optionally at
     one account. Results are ordered by last name; use next_cursor to page."""
     q = _with_account().where(Contact.workspace == ctx.workspace_id)
-    ids = search.matching_ids(SEARCH_KIND, ctx.workspace_id, query)
-    if ids is not None:
-        q = q.where(Contact.id.in_(ids))
+    q = search.restrict(q, Contact.id, SEARCH_KIND, ctx.workspace_id, query)
     if account_domain:
         account = find_account(ctx.workspace_id, account_domain)
         if account is None:
