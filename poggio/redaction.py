@@ -36,8 +36,16 @@ def install(logger: logging.Logger | None = None) -> None:
             handler.addFilter(TokenRedactingFilter())
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str | None = None) -> None:
+    """WARNING by default (``POGGIO_LOG_LEVEL`` to change): per-request INFO lines of the MCP SDK
+    ("Terminating session") cost more CPU than a whole tools/list."""
+    import os
+
+    level = level or os.environ.get("POGGIO_LOG_LEVEL", "WARNING").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+    for noisy in ("mcp", "httpx"):
+        logging.getLogger(noisy).setLevel(max(logging.getLogger().level, logging.WARNING))
     install()
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access"):
         install(logging.getLogger(name))
