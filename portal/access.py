@@ -34,29 +34,24 @@ def current_membership() -> Membership | None:
     return membership
 
 
-def mcp_admin_required(view):
-    """The MCP Server pages: 404 when the workspace lacks the entitlement, 403 for members."""
-
+def _admin_page(view, needs_mcp: bool):
     @functools.wraps(view)
     @login_required
     def wrapper(*args, **kwargs):
         membership = current_membership()
-        if membership is None or not membership.workspace.mcp_enabled:
-            abort(404)
-        if membership.role != "admin":
-            abort(403)
-        return view(membership.workspace, *args, **kwargs)
-
-    return wrapper
-
-
-def admin_required(view):
-    @functools.wraps(view)
-    @login_required
-    def wrapper(*args, **kwargs):
-        membership = current_membership()
+        if needs_mcp and (membership is None or not membership.workspace.mcp_enabled):
+            abort(404)  # the page does not exist for a workspace without the entitlement
         if membership is None or membership.role != "admin":
             abort(403)
         return view(membership.workspace, *args, **kwargs)
 
     return wrapper
+
+
+def mcp_admin_required(view):
+    """The MCP Server pages: 404 when the workspace lacks the entitlement, 403 for members."""
+    return _admin_page(view, needs_mcp=True)
+
+
+def admin_required(view):
+    return _admin_page(view, needs_mcp=False)
