@@ -20,7 +20,7 @@ from poggio.audit import Actor
 from poggio.db import bind
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
-from poggio.tokens import TokenService, digest, generate, well_formed
+from poggio.tokens import TokenService, digest, well_formed
 from poggio.workspaces import create_workspace
 
 

@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             await anyio.to_thread.run_sync(recorder.close)
             log.info("usage flushed on shutdown")
 
-    app = Starlette(
+    return Starlette(
         routes=[
             Route("/mcp", endpoint=endpoint, methods=["GET", "POST", "DELETE"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -102,7 +102,3 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         ],
         lifespan=lifespan,
     )
-    app.state.recorder = recorder
-    app.state.registry = registry
-    app.state.settings = settings
-    return app

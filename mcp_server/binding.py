@@ -124,21 +124,16 @@ class ScopeMiddleware:
                         f"{', '.join(sorted(token.packs))} tool pack(s)."))],
                     is_error=True,
                 )
-        ok = True
         try:
             result = await call_next(ctx)
         except BaseException:
-            ok = False
+            self._count(principal, ctx, label, ok=False)
             raise
-        finally:
-            if not ok:
-                self._count(principal, ctx, label, ok=False)
         if ctx.method == "tools/list" and token.packs is not None:
             result = self._filter(result, token.packs)
-        if (isinstance(result, CallToolResult) and result.is_error) or (
-                isinstance(result, dict) and (result.get("isError") or result.get("is_error"))):
-            ok = False
-        self._count(principal, ctx, label, ok)
+        failed = (isinstance(result, CallToolResult) and result.is_error) or (
+            isinstance(result, dict) and bool(result.get("isError") or result.get("is_error")))
+        self._count(principal, ctx, label, ok=not failed)
         return result
 
     def _filter(self, result, packs: frozenset[str]):

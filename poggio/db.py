@@ -66,7 +66,3 @@ def writing():
     if isinstance(database.obj, SqliteDatabase):
         return database.atomic("IMMEDIATE")
     return database.atomic()
-
-
-def is_sqlite() -> bool:
-    return isinstance(database.obj, SqliteDatabase)

@@ -7,7 +7,6 @@ Tool packs own their own models (accounts, contacts, opportunities); every one o
 from __future__ import annotations
 
 from peewee import (
-    SQL,
     BooleanField,
     CharField,
     DateField,
@@ -102,12 +101,3 @@ class AuditEvent(BaseModel):
 
     class Meta:
         indexes = ((("workspace", "created_at"), False),)
-
-
-# Only one active token per name in a workspace; revoked tokens keep their names for the record.
-ACTIVE_NAME_INDEX = (
-    ApiToken.index(ApiToken.workspace, ApiToken.name, unique=True, name="api_token_active_name")
-    .where(SQL("revoked_at IS NULL"))
-)
-
-CORE_MODELS = [Workspace, User, Membership, ApiToken, TokenUsage, AuditEvent]

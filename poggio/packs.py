@@ -12,7 +12,7 @@ import inspect
 import json
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -159,7 +159,6 @@ class ToolContext:
     registry: "PackRegistry"
     cursors: CursorCodec
     tool_name: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def in_scope(self, pack: str) -> bool:
         return self.packs is None or pack in self.packs

@@ -28,11 +28,3 @@ def upgrade(registry: PackRegistry) -> dict[str, list[str]]:
         for name, runner in runners(registry):
             applied[name] = runner.up()
     return applied
-
-
-def pending(registry: PackRegistry) -> dict[str, list[str]]:
-    with database.connection_context():
-        return {
-            name: [m.name for m in runner.status() if m.path and not m.applied]
-            for name, runner in runners(registry)
-        }

@@ -325,9 +325,3 @@ class TokenService:
                 audit.record("token.expiry_changed", actor, token.workspace_id, target=token.name,
                              token_id=token.id, old=old, new=expires_at)
         return token
-
-    def get_token_by_id(self, token_id: int) -> ApiToken:
-        try:
-            return ApiToken.get_by_id(token_id)
-        except ApiToken.DoesNotExist:
-            raise NotFound(f"no token {token_id}") from None
