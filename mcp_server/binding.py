@@ -9,6 +9,7 @@ them, and counts every request for the token's usage.
 
 from __future__ import annotations
 
+import base64
 import inspect
 import logging
 from typing import Annotated, Any
@@ -17,13 +18,24 @@ import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
-from mcp_types import CallToolResult, ListToolsResult, TextContent, ToolAnnotations
+from mcp_types import (
+    AudioContent,
+    BlobResourceContents,
+    CallToolResult,
+    ContentBlock,
+    EmbeddedResource,
+    ImageContent,
+    ListToolsResult,
+    TextContent,
+    TextResourceContents,
+    ToolAnnotations,
+)
 
 from mcp_server.auth import current_principal
 from mcp_server.metrics import Metrics
 from poggio import ToolContext, __version__
 from poggio.db import database
-from poggio.packs import CursorCodec, ToolError, ToolSpec
+from poggio.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
 from poggio.plugins import PackRegistry
 from poggio.settings import Settings
 from poggio.usage import UsageRecorder
@@ -39,6 +51,27 @@ INSTRUCTIONS = (
 
 class ToolTimeout(MCPToolError):
     pass
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _content(result: ToolResult) -> list[ContentBlock]:
+    """A tool result's text, then its attachments, as MCP content blocks."""
+    blocks: list[ContentBlock] = [TextContent(type="text", text=result.text)]
+    for item in result.attachments:
+        if isinstance(item, Image):
+            blocks.append(ImageContent(type="image", data=_b64(item.data), mime_type=item.mime_type))
+        elif isinstance(item, Audio):
+            blocks.append(AudioContent(type="audio", data=_b64(item.data), mime_type=item.mime_type))
+        elif item.text is not None:
+            blocks.append(EmbeddedResource(type="resource", resource=TextResourceContents(
+                uri=item.uri, mime_type=item.mime_type, text=item.text)))
+        else:
+            blocks.append(EmbeddedResource(type="resource", resource=BlobResourceContents(
+                uri=item.uri, mime_type=item.mime_type, blob=_b64(item.blob or b""))))
+    return blocks
 
 
 def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter: anyio.CapacityLimiter,
@@ -58,9 +91,12 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
         ctx = ToolContext(workspace_id=token.workspace_id, token_id=token.token_id, packs=token.packs,
                           registry=registry, cursors=cursors, tool_name=spec.name)
 
-        def run():
+        def run() -> ToolResult:
             with database.connection_context():
-                return spec.fn(ctx, **arguments)
+                result = spec.fn(ctx, **arguments)
+            if not isinstance(result, ToolResult):
+                raise TypeError(f"returned {type(result).__name__}, not a ToolResult")
+            return result
 
         with metrics.tool_seconds.labels(spec.name).time():
             try:
@@ -76,8 +112,8 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
                 log.exception("tool %s (pack %s) raised", spec.name, spec.pack)
                 raise MCPToolError(f"{spec.name} failed because of an internal error; it has been logged") from None
         return CallToolResult(
-            content=[TextContent(type="text", text=result.text)],
-            structured_content=result.data.model_dump(mode="json", by_alias=True),
+            content=_content(result),
+            structured_content=None if result.data is None else result.data.model_dump(mode="json", by_alias=True),
         )
 
     call.__name__ = spec.name

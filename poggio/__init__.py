@@ -7,9 +7,12 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("poggio")
 
 from poggio.packs import (  # noqa: E402  (hookimpl first: packs import it from here)
+    Audio,
     CsvKind,
+    Image,
     PackInfo,
     ProfileSection,
+    Resource,
     ToolContext,
     ToolError,
     ToolResult,
@@ -18,5 +21,5 @@ from poggio.packs import (  # noqa: E402  (hookimpl first: packs import it from 
 
 __all__ = [
     "__version__", "hookimpl", "tool", "PackInfo", "ToolContext", "ToolError", "ToolResult",
-    "ProfileSection", "CsvKind",
+    "ProfileSection", "CsvKind", "Image", "Audio", "Resource",
 ]

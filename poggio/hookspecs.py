@@ -30,7 +30,8 @@ def poggio_tools():
     cursors); the other parameters are the tool's arguments, whose type hints (``Annotated`` with a
     pydantic ``Field(description=...)``) become the input schema. The return annotation, a pydantic
     model, becomes the output schema; the tool returns a :class:`poggio.ToolResult` with that model
-    and a readable text rendering. Tools run in a worker thread with a database connection open;
+    and a readable text rendering, optionally followed by attachments (:class:`poggio.Image`,
+    :class:`poggio.Audio`, :class:`poggio.Resource`). Tools run in a worker thread with a database connection open;
     every query must be scoped by ``ctx.workspace_id``."""
 
 

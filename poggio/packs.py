@@ -40,10 +40,45 @@ class ToolError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Image:
+    """An image a tool returns beside its text (``data`` is the raw bytes, e.g. a PNG)."""
+
+    data: bytes
+    mime_type: str
+
+
+@dataclass(frozen=True)
+class Audio:
+    """A sound a tool returns beside its text (``data`` is the raw bytes, e.g. ``audio/wav``)."""
+
+    data: bytes
+    mime_type: str
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A document a tool returns embedded in its answer, named by ``uri``: ``text`` or ``blob``."""
+
+    uri: str
+    mime_type: str
+    text: str | None = None
+    blob: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.blob is None):
+            raise ValueError("a Resource carries exactly one of text or blob")
+
+
 @dataclass
 class ToolResult:
-    data: BaseModel
+    """What a tool returns: ``data`` (its output model, for programs; ``None`` for a tool without
+    one), ``text`` (the same for people and LLMs) and optional ``attachments`` that follow the text
+    in the answer's content."""
+
+    data: BaseModel | None
     text: str
+    attachments: tuple[Image | Audio | Resource, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -138,3 +138,24 @@ def test_third_party_pack_served_over_mcp_while_broken_ones_stay_out(site, tmp_p
         assert "this pack cannot even be imported" in server.log()
     finally:
         server.stop()
+
+
+def test_tool_result_attachments_become_mcp_content_blocks():
+    from mcp_server.binding import _content
+    from poggio import Audio, Image, Resource, ToolResult
+
+    result = ToolResult(None, "see attached", (
+        Image(b"\x89PNG", "image/png"), Audio(b"RIFF", "audio/wav"),
+        Resource("test://notes", "text/plain", text="hello"), Resource("test://raw", "application/octet-stream", blob=b"\x00\x01")))
+    blocks = [b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in _content(result)]
+    assert blocks == [
+        {"type": "text", "text": "see attached"},
+        {"type": "image", "data": "iVBORw==", "mimeType": "image/png"},
+        {"type": "audio", "data": "UklGRg==", "mimeType": "audio/wav"},
+        {"type": "resource", "resource": {"uri": "test://notes", "mimeType": "text/plain", "text": "hello"}},
+        {"type": "resource", "resource": {"uri": "test://raw", "mimeType": "application/octet-stream", "blob": "AAE="}},
+    ]
+    with pytest.raises(ValueError):
+        Resource("test://both", "text/plain", text="a", blob=b"b")
+    with pytest.raises(ValueError):
+        Resource("test://neither", "text/plain")

@@ -1,0 +1,92 @@
+"""A test-only tool pack with the fixture tools the MCP conformance suite calls.
+
+It is installed into the test environment the way a third party ships a pack (a distribution with
+an entry point in the ``poggio`` group, see ``helpers.install_pack``), so the conformance run also
+proves the plugin route: discovery, binding, and the image, audio and embedded-resource content a
+pack can return. The texts, URIs and MIME types are the ones the suite's scenarios check.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import wave
+import zlib
+
+from poggio import Audio, Image, PackInfo, Resource, ToolError, ToolResult, hookimpl, tool
+
+
+def _png() -> bytes:
+    """A valid 1x1 red PNG."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)  # 1x1, 8-bit RGB
+    pixels = zlib.compress(b"\x00\xff\x00\x00")  # filter byte + one red pixel
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def _wav() -> bytes:
+    """A valid tenth of a second of silence, 8 kHz mono 16-bit."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x00" * 800)
+    return out.getvalue()
+
+
+PNG, WAV = _png(), _wav()
+
+
+@tool(title="Simple text")
+def test_simple_text(ctx) -> ToolResult:
+    """Returns a simple text response (conformance fixture)."""
+    return ToolResult(None, "This is a simple text response for testing.")
+
+
+@tool(title="Image content")
+def test_image_content(ctx) -> ToolResult:
+    """Returns a PNG image (conformance fixture)."""
+    return ToolResult(None, "A 1x1 red PNG.", (Image(PNG, "image/png"),))
+
+
+@tool(title="Audio content")
+def test_audio_content(ctx) -> ToolResult:
+    """Returns a WAV sound (conformance fixture)."""
+    return ToolResult(None, "A tenth of a second of silence.", (Audio(WAV, "audio/wav"),))
+
+
+@tool(title="Embedded resource")
+def test_embedded_resource(ctx) -> ToolResult:
+    """Returns an embedded text resource (conformance fixture)."""
+    return ToolResult(None, "An embedded resource follows.", (
+        Resource("test://embedded-resource", "text/plain", text="This is an embedded resource content."),))
+
+
+@tool(title="Mixed content")
+def test_multiple_content_types(ctx) -> ToolResult:
+    """Returns text, an image and an embedded JSON resource (conformance fixture)."""
+    return ToolResult(None, "Multiple content types test:", (
+        Image(PNG, "image/png"),
+        Resource("test://mixed-content-resource", "application/json", text=json.dumps({"test": "data", "value": 123})),
+    ))
+
+
+@tool(title="Error handling")
+def test_error_handling(ctx) -> ToolResult:
+    """Always answers with a tool error (conformance fixture)."""
+    raise ToolError(None, "This tool intentionally returns an error for testing")
+
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="conformance", title="MCP conformance fixtures", version="1.0.0",
+                    description="Test-only tools the MCP conformance suite calls.")
+
+
+@hookimpl
+def poggio_tools():
+    return [test_simple_text, test_image_content, test_audio_content, test_embedded_resource,
+            test_multiple_content_types, test_error_handling]
