@@ -7,6 +7,7 @@ import hashlib
 import logging
 
 import anyio
+from peewee import SqliteDatabase
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -54,7 +55,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         max_request_body_size=settings.max_body_bytes,
     )
     backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter,
-                               TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings)))
+                               TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings)),
+                               inline=isinstance(database.obj, SqliteDatabase))
 
     def counted_error(conn, exc):
         metrics.auth_failures.labels(exc.reason if isinstance(exc, Rejected) else "invalid").inc()

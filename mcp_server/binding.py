@@ -129,6 +129,10 @@ class ScopeMiddleware:
         self.registry = registry
         self.recorder = recorder
         self.metrics = metrics
+        # tools/list answers, already filtered and shaped for the wire, per (protocol version, pack
+        # scope): the tools are fixed for the life of the process, and building and validating the
+        # list was most of the cost of answering it.
+        self._tool_lists: dict[tuple[str, frozenset[str] | None], dict[str, Any]] = {}
 
     @staticmethod
     def _client(ctx) -> str | None:
@@ -160,6 +164,12 @@ class ScopeMiddleware:
                         f"{', '.join(sorted(token.packs))} tool pack(s)."))],
                     is_error=True,
                 )
+        listing = ctx.method == "tools/list" and (ctx.params is None or (
+            isinstance(ctx.params, dict) and set(ctx.params) <= {"_meta"}))  # no cursor, nothing to validate
+        cache_key = (ctx.protocol_version, token.packs)
+        if listing and (cached := self._tool_lists.get(cache_key)) is not None:
+            self._count(principal, ctx, label, ok=True)
+            return cached
         try:
             result = await call_next(ctx)
         except BaseException:
@@ -167,6 +177,8 @@ class ScopeMiddleware:
             raise
         if ctx.method == "tools/list" and token.packs is not None:
             result = self._filter(result, token.packs)
+        if listing and isinstance(result, dict) and len(self._tool_lists) < 256:
+            self._tool_lists[cache_key] = result
         failed = (isinstance(result, CallToolResult) and result.is_error) or (
             isinstance(result, dict) and bool(result.get("isError") or result.get("is_error")))
         self._count(principal, ctx, label, ok=not failed)

@@ -113,6 +113,13 @@ def test_pack_restricted_token_sees_and_calls_only_its_pack(stack):
     assert not summary.is_error
 
 
+def test_tool_lists_stay_per_scope_when_served_again(stack):
+    """tools/list answers are kept per pack scope: asking in turns never hands one scope's list to another."""
+    for _ in range(3):
+        assert set(stack.mcp("acme_revenue").tool_names()) == {"get_revenue_summary", "list_opportunities"}
+        assert set(stack.mcp("acme").tool_names()) == ALL_TOOLS
+
+
 def test_get_account_aggregates_every_pack(stack):
     result = stack.mcp("acme").call("get_account", {"domain": "https://www.Example.com/"})
     assert not result.is_error, text(result)

@@ -2,6 +2,7 @@ from peewee import CharField, DateTimeField, ForeignKeyField, IntegerField, Text
 
 from poggio.db import BaseModel, utcnow
 from poggio.models import Workspace
+from poggio.prepared import Prepared, slot
 
 SEARCH_KIND = "account"
 
@@ -24,13 +25,13 @@ class Account(BaseModel):
         )
 
 
+_BY_DOMAIN = Prepared(lambda: Account.select().where(
+    (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))))
+
+
 def find_account(workspace_id: int, domain: str) -> Account | None:
     """The workspace's account with this domain (case-insensitive, ``www.`` and a URL's scheme ignored)."""
-    return (
-        Account.select()
-        .where((Account.workspace == workspace_id) & (Account.domain == normalise_domain(domain)))
-        .first()
-    )
+    return _BY_DOMAIN.first(workspace=workspace_id, domain=normalise_domain(domain))
 
 
 def normalise_domain(value: str) -> str:

@@ -12,6 +12,7 @@ from plugins.accounts.tools import Cursor, Limit
 from plugins.contacts.models import SEARCH_KIND, Contact
 from poggio import ProfileSection, ToolContext, ToolError, ToolResult, search, tool
 from poggio.paging import keyset_page
+from poggio.prepared import Prepared, slot
 
 PROFILE_CONTACTS = 10
 
@@ -94,12 +95,24 @@ def get_contact(
     return ToolResult(out, _line(out)[2:])
 
 
+# The first contacts of an account, each row carrying the account's total (a window count, taken
+# before the LIMIT): one query for the profile section.
+_PROFILE_CONTACTS = Prepared(lambda: (
+    Contact.select(Contact.email, Contact.first_name, Contact.last_name, Contact.title,
+                   fn.COUNT(Contact.id).over().alias("total"))
+    .where((Contact.workspace == slot("workspace")) & (Contact.account == slot("account")))
+    .order_by(Contact.last_name, Contact.first_name, Contact.id)
+    .limit(PROFILE_CONTACTS)
+    .tuples()
+))
+
+
 def profile_section(ctx: ToolContext, account: Account) -> ProfileSection:
-    base = Contact.select().where((Contact.workspace == ctx.workspace_id) & (Contact.account == account.id))
-    total = base.count()
-    shown = list(base.order_by(Contact.last_name, Contact.first_name, Contact.id).limit(PROFILE_CONTACTS))
+    shown = _PROFILE_CONTACTS.all(workspace=ctx.workspace_id, account=account.id)
+    total = shown[0][4] if shown else 0
     people = [
-        {"email": c.email, "first_name": c.first_name, "last_name": c.last_name, "title": c.title} for c in shown
+        {"email": email, "first_name": first, "last_name": last, "title": title}
+        for email, first, last, title, _ in shown
     ]
     lines = [f"- {p['first_name']} {p['last_name']}, {p['title'] or 'no title'} <{p['email']}>" for p in people]
     if total > len(shown):

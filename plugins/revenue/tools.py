@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -14,6 +15,7 @@ from plugins.accounts.tools import Cursor, Limit
 from plugins.revenue.models import OPEN_STAGES, STAGES, Opportunity
 from poggio import ProfileSection, ToolContext, ToolError, ToolResult, tool
 from poggio.paging import keyset_page
+from poggio.prepared import Prepared, slot
 
 Stage = Literal["prospecting", "qualification", "proposal", "negotiation", "won", "lost"]
 AccountDomain = Annotated[str | None, Field(max_length=253, description="Only the account with this domain, e.g. example.com.")]
@@ -77,18 +79,38 @@ def _money(amount: Decimal, currency: str) -> str:
     return f"{amount:,.2f} {currency}"
 
 
+@functools.cache
+def _totals_query(by_account: bool, after: bool, before: bool) -> Prepared:
+    """Count and amount per currency and stage, for one combination of filters."""
+    def build():
+        q = Opportunity.select(Opportunity.currency, Opportunity.stage, fn.COUNT(Opportunity.id), fn.SUM(Opportunity.amount))
+        q = q.where(Opportunity.workspace == slot("workspace"))
+        if by_account:
+            q = q.where(Opportunity.account == slot("account"))
+        if after:
+            q = q.where(Opportunity.close_date >= slot("after", Opportunity.close_date))
+        if before:
+            q = q.where(Opportunity.close_date <= slot("before", Opportunity.close_date))
+        return q.group_by(Opportunity.currency, Opportunity.stage).tuples()
+    return Prepared(build)
+
+
+_NEXT_TO_CLOSE = Prepared(lambda: (
+    Opportunity.select(Opportunity.name, Opportunity.stage, Opportunity.amount, Opportunity.currency,
+                       Opportunity.close_date)
+    .where((Opportunity.workspace == slot("workspace")) & (Opportunity.account == slot("account"))
+           & Opportunity.stage.in_(OPEN_STAGES))
+    .order_by(Opportunity.close_date, Opportunity.id)
+    .limit(5)
+))
+
+
 def summarise(workspace_id: int, account_id: int | None, after=None, before=None) -> tuple[int, list[CurrencySummary]]:
-    q = Opportunity.select(Opportunity.currency, Opportunity.stage, fn.COUNT(Opportunity.id), fn.SUM(Opportunity.amount))
-    q = q.where(Opportunity.workspace == workspace_id)
-    if account_id is not None:
-        q = q.where(Opportunity.account == account_id)
-    if after:
-        q = q.where(Opportunity.close_date >= after)
-    if before:
-        q = q.where(Opportunity.close_date <= before)
+    query = _totals_query(account_id is not None, bool(after), bool(before))
     per: dict[str, dict[str, StageTotal]] = {}
     total = 0
-    for currency, stage, count, amount in q.group_by(Opportunity.currency, Opportunity.stage).tuples():
+    for currency, stage, count, amount in query.run(workspace=workspace_id, account=account_id, after=after,
+                                                    before=before):
         per.setdefault(currency, {})[stage] = StageTotal(count=count, amount=Decimal(str(amount or 0)).quantize(Decimal("0.01")))
         total += count
     zero = StageTotal(count=0, amount=Decimal("0.00"))
@@ -177,12 +199,7 @@ def list_opportunities(
 
 def profile_section(ctx: ToolContext, account: Account) -> ProfileSection:
     total, currencies = summarise(ctx.workspace_id, account.id)
-    open_opps = list(
-        Opportunity.select()
-        .where((Opportunity.workspace == ctx.workspace_id) & (Opportunity.account == account.id)
-               & Opportunity.stage.in_(OPEN_STAGES))
-        .order_by(Opportunity.close_date, Opportunity.id).limit(5)
-    )
+    open_opps = _NEXT_TO_CLOSE.all(workspace=ctx.workspace_id, account=account.id)
     opps = [{"name": o.name, "stage": o.stage, "amount": str(o.amount), "currency": o.currency,
              "close_date": o.close_date.isoformat()} for o in open_opps]
     text = _summary_text(total, currencies)

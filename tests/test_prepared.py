@@ -1,0 +1,34 @@
+"""Prepared queries give exactly what the peewee query they were built from gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from plugins.accounts.models import Account
+from plugins.revenue.models import Opportunity
+from poggio import demo
+from poggio.plugins import PackRegistry
+from poggio.prepared import Prepared, slot
+
+
+def test_prepared_queries_match_their_peewee_query(instance):
+    ws = demo.build(PackRegistry.load(), "acme", accounts=40).workspace
+    by_domain = Prepared(lambda: Account.select().where(
+        (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))))
+    for domain in ("example.com", "no-such.example"):
+        plain = Account.select().where((Account.workspace == ws.id) & (Account.domain == domain)).first()
+        prepared = by_domain.first(workspace=ws.id, domain=domain)
+        assert (prepared and prepared.__data__) == (plain and plain.__data__)
+    assert by_domain.first(workspace=ws.id + 1, domain="example.com") is None  # the slot, not the first value, decides
+
+    closing = Prepared(lambda: (
+        Opportunity.select(Opportunity.name, Opportunity.close_date, Opportunity.amount)
+        .where((Opportunity.workspace == slot("workspace"))
+               & (Opportunity.close_date >= slot("after", Opportunity.close_date)))
+        .order_by(Opportunity.close_date, Opportunity.id).tuples()))
+    for after in (dt.date(2020, 1, 1), dt.date(2026, 6, 1), dt.date(2100, 1, 1)):
+        plain = list(Opportunity.select(Opportunity.name, Opportunity.close_date, Opportunity.amount)
+                     .where((Opportunity.workspace == ws.id) & (Opportunity.close_date >= after))
+                     .order_by(Opportunity.close_date, Opportunity.id).tuples())
+        assert closing.all(workspace=ws.id, after=after) == plain
+        assert all(isinstance(row[1], dt.date) for row in plain)
