@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/mcp_throughput.py [--seconds 10] [--connections 16] [--runs 3]
         [--workers 1] [--postgres] [--accounts 2000]
 
-Starts both servers (uvicorn, one worker each unless --workers), builds demo data and a token for
+Starts the servers (uvicorn, one worker each unless --workers: Poggio, the reference with its echo
+tool, and the reference also listing Poggio's tool schemas), builds demo data and a token for
 Poggio, and drives each with wrk (Debian package `wrk`, a Lua POST script per call), alternating
 Poggio and the reference so both see the same machine. Prints medians over --runs.
 Usage recording and rate limiting stay on (the limit is raised so the load is not refused).
@@ -101,23 +102,31 @@ def main() -> None:
     subprocess.run([*poggio, "demo", "--accounts", str(args.accounts)], env=env, check=True, capture_output=True)
     token = subprocess.run([*poggio, "token", "create", "--workspace", "acme", "--name", "bench"], env=env,
                            check=True, capture_output=True, text=True).stdout.strip()
-    p_port, r_port = free_port(), free_port()
+    p_port, r_port, s_port = free_port(), free_port(), free_port()
     env["POGGIO_MCP_PUBLIC_URL"] = f"http://127.0.0.1:{p_port}/mcp"
+    poggio_log = open(tmp / "poggio-mcp.log", "wb")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}  # the SDK logs each cut connection
     procs = [
         subprocess.Popen([sys.executable, "-m", "uvicorn", "mcp_server.app:create_app", "--factory", "--port",
                           str(p_port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
-                         cwd=ROOT, env=env),
+                         cwd=ROOT, env=env, stdout=poggio_log, stderr=subprocess.STDOUT),
         subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.reference_server:app", "--port", str(r_port),
-                          "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env),
+                          "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env,
+                         **quiet),
+        subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.reference_server:same_tools_app", "--port",
+                          str(s_port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
+                         cwd=ROOT, env=env, **quiet),
     ]
     try:
         wait(f"http://127.0.0.1:{p_port}/healthz", procs[0])
         wait(f"http://127.0.0.1:{r_port}/mcp", procs[1])
+        wait(f"http://127.0.0.1:{s_port}/mcp", procs[2])
         call = lambda name, a: {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": a}}  # noqa: E731
         listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
         cases = [
             ("reference tools/list", r_port, listing, "reference-token"),
             ("reference echo", r_port, call("echo", {"text": "hi"}), "reference-token"),
+            ("reference tools/list 7 tools", s_port, listing, "reference-token"),
             ("poggio tools/list", p_port, listing, token),
             ("poggio get_account", p_port, call("get_account", {"domain": "example.com"}), token),
             ("poggio search_accounts", p_port, call("search_accounts", {"query": "acme", "limit": 20}), token),
@@ -135,12 +144,17 @@ def main() -> None:
         for name, m in med.items():
             print(f"{name:28} {m['rps']:8.0f} {m['p50']:8.1f} {m['p99']:8.1f} {m['errors']:7.0f}")
         ref_list, ref_echo = med["reference tools/list"]["rps"], med["reference echo"]["rps"]
-        print(f"tools/list ratio {med['poggio tools/list']['rps'] / ref_list:.2f} (target >= 0.9); "
+        same = med["reference tools/list 7 tools"]["rps"]
+        print(f"tools/list ratio {med['poggio tools/list']['rps'] / ref_list:.2f} (target >= 0.9; "
+              f"{med['poggio tools/list']['rps'] / same:.2f} against the reference listing Poggio's tools too); "
               f"get_account vs echo {med['poggio get_account']['rps'] / ref_echo:.2f} (target >= 0.7)")
     finally:
         for p in procs:
             p.terminate()
             p.wait(timeout=20)
+        poggio_log.close()
+        logged = (tmp / "poggio-mcp.log").read_text(errors="replace")
+        print(f"Poggio's log: {logged.count(' ERROR ')} ERROR lines, {logged.count('Traceback')} tracebacks")
         if schema:
             conn.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
         shutil.rmtree(tmp, ignore_errors=True)
