@@ -202,7 +202,9 @@ class TokenService:
         )
 
     # -- reads -----------------------------------------------------------------------------
-    def list(self, workspace: Workspace, include_inactive: bool = True) -> list[ApiToken]:
+    def list(self, workspace: Workspace, include_inactive: bool = True, limit: int | None = None,
+             offset: int = 0) -> list[ApiToken]:
+        """The workspace's tokens, newest first; ``limit``/``offset`` take one page of them."""
         creator = User.alias()
         query = (
             ApiToken.select(ApiToken, creator)
@@ -213,6 +215,8 @@ class TokenService:
         if not include_inactive:
             now = utcnow()
             query = query.where(ApiToken.revoked_at.is_null() & (ApiToken.expires_at.is_null() | (ApiToken.expires_at > now)))
+        if limit is not None:
+            query = query.limit(limit).offset(offset)
         return list(query)
 
     def get(self, workspace: Workspace, name_or_id: str | int) -> ApiToken:

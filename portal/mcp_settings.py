@@ -32,8 +32,16 @@ def _actor() -> Actor:
     return Actor(current_user._get_current_object(), ip=client_ip())
 
 
+PAGE_SIZE = 50  # tokens per page of the list: the page costs the same with 50 tokens or 5,000
+
+
 def _show() -> str:
     return "all" if request.values.get("show") == "all" else "active"
+
+
+def _page_number() -> int:
+    value = request.values.get("page", "1")
+    return max(1, min(int(value), 10_000)) if value.isdigit() else 1
 
 
 def _token(workspace, token_id: int):
@@ -49,10 +57,13 @@ def _row(token, series=None) -> dict:
     return {"t": token, "status": status(token), "chart": activity_bars(series)}
 
 
-def _rows(workspace, show: str) -> list[dict]:
-    tokens = core()["tokens"].list(workspace, include_inactive=(show == "all"))
-    series = daily([t.id for t in tokens])  # one query for the whole list
-    return [_row(t, series[t.id]) for t in tokens]
+def _listing(workspace, show: str, page: int = 1) -> dict:
+    """The template context of one page of the token list."""
+    tokens = core()["tokens"].list(workspace, include_inactive=(show == "all"), limit=PAGE_SIZE + 1,
+                                   offset=(page - 1) * PAGE_SIZE)
+    more, tokens = len(tokens) > PAGE_SIZE, tokens[:PAGE_SIZE]
+    series = daily([t.id for t in tokens])  # one query for the whole page
+    return {"rows": [_row(t, series[t.id]) for t in tokens], "show": show, "page": page, "more": more}
 
 
 def _token_form() -> TokenForm:
@@ -65,8 +76,7 @@ def _token_form() -> TokenForm:
 def _page(workspace, status_code=200, **extra):
     show = _show()
     context = {
-        "rows": _rows(workspace, show),
-        "show": show,
+        **_listing(workspace, show, _page_number()),
         "server_url": core()["settings"].mcp_public_url,
         "product": core()["settings"].product_name,
         "form": extra.pop("form", None) or _token_form(),
@@ -86,7 +96,7 @@ def _field_error(form, exc: InvalidInput) -> None:
 @mcp_admin_required
 def page(workspace):
     if request.htmx and request.htmx.target == "token-list":
-        return render_template("settings/_token_list.html", rows=_rows(workspace, _show()), show=_show())
+        return render_template("settings/_token_list.html", **_listing(workspace, _show(), _page_number()))
     return _page(workspace)
 
 
@@ -117,7 +127,7 @@ def create_token(workspace):
     # The one and only response that ever carries the plaintext token.
     if request.htmx:
         body = render_template("settings/_token_created.html", issued=issued, rotated=False) + render_template(
-            "settings/_token_list.html", rows=_rows(workspace, "active"), show="active", oob=True)
+            "settings/_token_list.html", **_listing(workspace, "active"), oob=True)
         return make_response(body, 201)
     return _page(workspace, 201, issued=issued, rotated=False)
 

@@ -231,6 +231,24 @@ def test_activity_chart_and_breakdown(admin):
     assert TokenUsage.select().count() == 2
 
 
+def test_long_token_lists_come_in_pages(admin):
+    from poggio.audit import Actor
+    from poggio.models import Workspace
+    from poggio.tokens import TokenService
+    from portal.mcp_settings import PAGE_SIZE
+
+    acme = Workspace.get(Workspace.slug == "acme")
+    for i in range(PAGE_SIZE + 3):
+        TokenService().create(acme, f"bot {i:02d}", Actor.cli())
+    first = body(admin.get("/settings/mcp/"))
+    assert first.count('<tr id="token-') == PAGE_SIZE and "bot 52" in first and "bot 02" not in first  # newest first
+    assert "Older &rarr;" in first and "&larr; Newer" not in first
+    second = body(admin.get("/settings/mcp/?page=2", htmx=True, headers={"HX-Target": "token-list"}))
+    assert "<html" not in second and second.count('<tr id="token-') == 3 and "bot 00" in second
+    assert "&larr; Newer" in second and "Older &rarr;" not in second
+    assert admin.get("/settings/mcp/?page=junk").status_code == 200  # a bad page number is page 1
+
+
 def test_audit_log_lists_token_events(admin):
     create(admin)
     token = ApiToken.get()
