@@ -35,6 +35,24 @@ def test_db_upgrade_is_idempotent(run):
     assert result.exit_code == 0 and "up to date" in result.output
 
 
+def test_a_pack_migration_goes_down_and_up_again(run):
+    """The revenue pack's covering index (0002) can be reverted and re-applied."""
+    from poggio.db import database
+    from poggio.plugins import PackRegistry
+    from poggio.schema import runners
+
+    def indexes():
+        return {i.name for i in database.obj.get_indexes("opportunity")}
+
+    revenue = dict(runners(PackRegistry.load()))["revenue"]
+    assert "opportunity_workspace_id_currency_stage_close_date_amount" in indexes()
+    assert revenue.down() == ["0002_revenue_totals_index"]
+    assert "opportunity_workspace_id_currency_stage_close_date_amount" not in indexes()
+    result = run("db", "upgrade")
+    assert result.exit_code == 0 and "0002_revenue_totals_index" in result.output
+    assert "opportunity_workspace_id_currency_stage_close_date_amount" in indexes()
+
+
 def test_workspace_create_and_entitle(run):
     assert run("workspace", "create", "acme", "--name", "Acme Inc.", "--mcp").exit_code == 0
     ws = Workspace.get(slug="acme")

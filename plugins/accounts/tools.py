@@ -9,7 +9,6 @@ from pydantic import BaseModel, Field
 
 from plugins.accounts.models import SEARCH_KIND, Account, find_account, normalise_domain
 from poggio import ToolContext, ToolError, ToolResult, search, tool
-from poggio.paging import keyset_page
 
 Limit = Annotated[int, Field(ge=1, le=100, description="How many results to return (1-100).")]
 Cursor = Annotated[
@@ -65,9 +64,9 @@ def search_accounts(
     cursor: Cursor = None,
 ) -> AccountPage:
     """Search the workspace's accounts (companies) by name or domain, with optional filters.
-    Results are ordered by name; use next_cursor to page."""
+    With a query, the closest matches come first (a word equal to a query word before longer
+    words); without one, accounts are ordered by name. Use next_cursor to page."""
     q = Account.select().where(Account.workspace == ctx.workspace_id)
-    q = search.restrict(q, Account.id, SEARCH_KIND, ctx.workspace_id, query)
     if industry:
         q = q.where(fn.LOWER(Account.industry) == industry.strip().lower())
     if country:
@@ -75,7 +74,8 @@ def search_accounts(
     if min_employees is not None:
         q = q.where(Account.employees >= min_employees)
     filters = {"query": search.words(query), "industry": (industry or "").strip().lower(), "country": (country or "").upper(), "min": min_employees}
-    rows, next_cursor = keyset_page(ctx, q, [Account.name, Account.id], filters, cursor, limit)
+    rows, next_cursor = search.page(ctx, q, Account.id, SEARCH_KIND, query, filters, cursor, limit,
+                                    order=[Account.name, Account.id])
     page = AccountPage(accounts=[AccountOut.of(a) for a in rows], next_cursor=next_cursor)
     if not rows:
         text = "No accounts match." if cursor is None else "No more accounts."

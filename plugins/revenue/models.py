@@ -23,4 +23,6 @@ class Opportunity(BaseModel):
             (("workspace", "close_date", "id"), False),
             (("account", "close_date", "id"), False),
             (("workspace", "stage", "close_date"), False),
+            # covers the revenue summary's count and sum per currency and stage (migration 0002)
+            (("workspace", "currency", "stage", "close_date", "amount"), False),
         )

@@ -7,7 +7,7 @@ import functools
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from peewee import fn
+from peewee import SQL, fn
 from pydantic import BaseModel, Field
 
 from plugins.accounts.models import Account, find_account, normalise_domain
@@ -83,10 +83,13 @@ def _money(amount: Decimal, currency: str) -> str:
 def _totals_query(by_account: bool, after: bool, before: bool) -> Prepared:
     """Count and amount per currency and stage, for one combination of filters."""
     def build():
-        q = Opportunity.select(Opportunity.currency, Opportunity.stage, fn.COUNT(Opportunity.id), fn.SUM(Opportunity.amount))
-        q = q.where(Opportunity.workspace == slot("workspace"))
+        q = Opportunity.select(Opportunity.currency, Opportunity.stage, fn.COUNT(SQL("*")), fn.SUM(Opportunity.amount))
         if by_account:
-            q = q.where(Opportunity.account == slot("account"))
+            # "+ 0" keeps the workspace check off the planner's index choice: without it SQLite walks
+            # the whole workspace's totals index (3 s at 1M accounts) instead of the account's rows
+            q = q.where(((Opportunity.workspace + 0) == slot("workspace")) & (Opportunity.account == slot("account")))
+        else:
+            q = q.where(Opportunity.workspace == slot("workspace"))
         if after:
             q = q.where(Opportunity.close_date >= slot("after", Opportunity.close_date))
         if before:
