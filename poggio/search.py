@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-
 from typing import Any
 
 from peewee import SQL, CharField, ForeignKeyField, IntegerField, Tuple, fn
