@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -165,6 +166,32 @@ def test_contacts_and_revenue_tools(stack):
     assert dates == sorted(dates)
     summary = client.call("get_revenue_summary", {}).structured_content
     assert summary["opportunities"] > 0 and summary["currencies"]
+
+
+@pytest.mark.parametrize("workspace,args", [
+    ("acme", {}), ("acme", {"closing_after": "2026-01-01"}), ("acme", {"closing_before": "2025-06-30"}),
+    ("acme", {"closing_after": "2025-03-01", "closing_before": "2026-03-01"}), ("globex", {}),
+])
+def test_workspace_revenue_summary_adds_up_its_opportunities(stack, workspace, args):
+    """The workspace-wide summary reads the day totals kept as opportunities are written (demo and
+    CSV import); it must give what adding up the opportunities themselves gives."""
+    from plugins.revenue.models import Opportunity
+    from poggio.models import Workspace
+
+    ws = Workspace.get(Workspace.slug == workspace)
+    rows = Opportunity.select().where(Opportunity.workspace == ws)
+    if "closing_after" in args:
+        rows = rows.where(Opportunity.close_date >= dt.date.fromisoformat(args["closing_after"]))
+    if "closing_before" in args:
+        rows = rows.where(Opportunity.close_date <= dt.date.fromisoformat(args["closing_before"]))
+    expected: dict = {}
+    for o in rows:
+        count, amount = expected.get((o.currency, o.stage), (0, 0))
+        expected[(o.currency, o.stage)] = (count + 1, amount + o.amount)
+    summary = stack.mcp(workspace).call("get_revenue_summary", args).structured_content
+    got = {(c["currency"], stage): (t["count"], Decimal(t["amount"]))
+           for c in summary["currencies"] for stage, t in c["stages"].items() if t["count"]}
+    assert expected and got == expected and summary["opportunities"] == sum(n for n, _ in expected.values())
 
 
 @pytest.mark.parametrize("tool,args,field", [

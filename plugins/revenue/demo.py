@@ -7,7 +7,7 @@ import random
 from decimal import Decimal
 
 from plugins.accounts.models import Account
-from plugins.revenue.models import STAGES, Opportunity
+from plugins.revenue.models import STAGES, insert_opportunities
 from poggio.db import utcnow, writing
 
 PRODUCTS = ["Platform licence", "Renewal", "Expansion", "Pilot", "Support plan", "Onboarding", "Enterprise tier"]
@@ -33,17 +33,15 @@ def seed(workspace_id: int, rng: random.Random, accounts: int, progress) -> None
             for n in range(count):
                 stage = STAGES[n] if domain == "example.com" and n < 2 else rng.choice(STAGES)
                 rows.append({
-                    "workspace": workspace_id, "account": account_id,
+                    "account": account_id,
                     "name": f"{rng.choice(PRODUCTS)} {BASE_DAY.year + n // 2}",
                     "stage": "won" if domain == "example.com" and n >= 2 else stage,
                     "amount": Decimal(rng.randrange(1_000, 500_000, 250)),
                     "currency": CURRENCIES.get(country, "EUR"),
                     "close_date": BASE_DAY + dt.timedelta(days=rng.randrange(-365, 365)),
-                    "created_at": now,
                 })
         with writing():
-            for start in range(0, len(rows), 1000):
-                Opportunity.insert_many(rows[start:start + 1000]).execute()
+            insert_opportunities(workspace_id, rows, now)
         last_id = chunk[-1][0]
         done += len(chunk)
         progress(done, accounts)

@@ -7,7 +7,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from plugins.accounts.models import Account, normalise_domain
-from plugins.revenue.models import STAGES, Opportunity
+from plugins.revenue.models import STAGES, insert_opportunities
 from poggio import CsvKind
 from poggio.db import utcnow
 
@@ -52,10 +52,7 @@ def validate(workspace_id: int, rows):
 
 
 def write(workspace_id: int, cleaned) -> int:
-    now = utcnow()
-    for start in range(0, len(cleaned), 1000):
-        Opportunity.insert_many([{**r, "workspace": workspace_id, "created_at": now}
-                                 for r in cleaned[start:start + 1000]]).execute()
+    insert_opportunities(workspace_id, cleaned, utcnow())
     return len(cleaned)
 
 
