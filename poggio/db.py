@@ -9,6 +9,8 @@ portal and the MCP server can write at the same time.
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import parse_qs, urlsplit
+
 from peewee import DatabaseProxy, Model, SqliteDatabase
 from playhouse import db_url
 
@@ -21,6 +23,13 @@ SQLITE_PRAGMAS = {
     "foreign_keys": 1,
     "cache_size": -32_000,
 }
+
+# PostgreSQL sessions plan for data in memory or on SSD: random_page_cost 1.1, the usual setting for
+# both (the server's default of 4 is for spinning disks). With 4, PostgreSQL answered a search page by
+# reading and sorting every match instead of walking the word index to the first 21 (14 -> 0.9 ms at
+# 100k accounts). Given as a connection option, it costs nothing per request; a `-c` in the URL's own
+# `options` comes after it and wins.
+POSTGRES_OPTIONS = "-c random_page_cost=1.1"
 
 _POOLED = {"sqlite": "sqlite+pool", "postgres": "postgresql+pool", "postgresql": "postgresql+pool"}
 
@@ -45,6 +54,9 @@ def open_database(url: str, *, max_connections: int = 32):
     params: dict[str, object] = {}
     if scheme.endswith("+pool"):
         params.update(max_connections=max_connections, stale_timeout=300, timeout=30)
+    if scheme.startswith("postgres"):
+        own = parse_qs(urlsplit(url).query).get("options", [])
+        params["options"] = " ".join([POSTGRES_OPTIONS, *own])
     if scheme.startswith("sqlite"):
         params["pragmas"] = SQLITE_PRAGMAS
         # The pool hands a connection to one thread at a time, but not always the thread that opened it.
