@@ -13,6 +13,7 @@ OPEN_STAGES = STAGES[:4]
 
 class Opportunity(BaseModel):
     """A deal. Written only through :func:`insert_opportunities`, which keeps :class:`RevenueDay`."""
+
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
     account = ForeignKeyField(Account, on_delete="CASCADE", backref="+")
     name = CharField(max_length=200)
