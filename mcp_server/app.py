@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, protect
-from mcp_server.binding import build_server
+from mcp_server.binding import STATEMENT_GRACE, build_server
 from mcp_server.metrics import Metrics
 from mcp_server.ratelimit import TokenRateLimit
 from poggio import redaction
@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     settings = settings or load_settings()
     redaction.configure_logging()
     registry = registry if registry is not None else PackRegistry.load(settings.packs)
-    bind(settings.database_url)
+    # a statement outlives its tool call's timeout by STATEMENT_GRACE at most (PostgreSQL; SQLite per call)
+    bind(settings.database_url, statement_timeout=settings.tool_timeout_seconds + STATEMENT_GRACE)
     limiter = anyio.CapacityLimiter(16)  # worker threads for database work: bounded, like the pool
     recorder = UsageRecorder(settings.usage_flush_seconds)
     metrics = Metrics([t.name for t in registry.tools()])

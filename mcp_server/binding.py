@@ -34,13 +34,16 @@ from mcp_types import (
 from mcp_server.auth import current_principal
 from mcp_server.metrics import Metrics
 from poggio import ToolContext, __version__
-from poggio.db import database
+from poggio.db import database, statement_deadline
 from poggio.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
 from poggio.plugins import PackRegistry
 from poggio.settings import Settings
 from poggio.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
+
+# how long a tool call's SQL may run on after the call's timeout answered the caller
+STATEMENT_GRACE = 1.0
 
 INSTRUCTIONS = (
     "Poggio is a sales workspace. These tools read the accounts (companies), contacts and revenue "
@@ -92,7 +95,9 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
                           registry=registry, cursors=cursors, tool_name=spec.name)
 
         def run() -> ToolResult:
-            with database.connection_context():
+            # past the timeout the caller has its answer and this thread is abandoned: its SQL is
+            # stopped soon after, so it does not hold a connection and a core for minutes
+            with database.connection_context(), statement_deadline(timeout + STATEMENT_GRACE):
                 result = spec.fn(ctx, **arguments)
             if not isinstance(result, ToolResult):
                 raise TypeError(f"returned {type(result).__name__}, not a ToolResult")

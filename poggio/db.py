@@ -8,7 +8,9 @@ portal and the MCP server can write at the same time.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import time
 from urllib.parse import parse_qs, urlsplit
 
 from peewee import DatabaseProxy, Model, SqliteDatabase
@@ -45,8 +47,11 @@ class BaseModel(Model):
         legacy_table_names = False
 
 
-def open_database(url: str, *, max_connections: int = 32):
-    """A peewee database for ``url``, pooled, with SQLite tuned for concurrent processes."""
+def open_database(url: str, *, max_connections: int = 32, statement_timeout: float | None = None):
+    """A peewee database for ``url``, pooled, with SQLite tuned for concurrent processes.
+
+    ``statement_timeout`` (seconds) makes PostgreSQL cancel any statement that runs longer; SQLite
+    has no such setting, :func:`statement_deadline` does it there per call."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"not a database URL: {url!r}")
@@ -56,7 +61,8 @@ def open_database(url: str, *, max_connections: int = 32):
         params.update(max_connections=max_connections, stale_timeout=300, timeout=30)
     if scheme.startswith("postgres"):
         own = parse_qs(urlsplit(url).query).get("options", [])
-        params["options"] = " ".join([POSTGRES_OPTIONS, *own])
+        limit = [f"-c statement_timeout={round(statement_timeout * 1000)}"] if statement_timeout else []
+        params["options"] = " ".join([POSTGRES_OPTIONS, *limit, *own])
     if scheme.startswith("sqlite"):
         params["pragmas"] = SQLITE_PRAGMAS
         # The pool hands a connection to one thread at a time, but not always the thread that opened it.
@@ -78,3 +84,22 @@ def writing():
     if isinstance(database.obj, SqliteDatabase):
         return database.atomic("IMMEDIATE")
     return database.atomic()
+
+
+@contextlib.contextmanager
+def statement_deadline(seconds: float):
+    """Stop the SQL of the current connection once ``seconds`` have passed: the statement running
+    then fails with "interrupted". For work whose caller has stopped waiting (a tool call past its
+    timeout), so its query does not run on for minutes holding a connection and a core. On SQLite a
+    progress handler checks the clock every few thousand instructions; PostgreSQL sessions get
+    ``statement_timeout`` from :func:`open_database` instead."""
+    if not isinstance(database.obj, SqliteDatabase):
+        yield
+        return
+    conn = database.connection()
+    deadline = time.monotonic() + seconds
+    conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+    try:
+        yield
+    finally:
+        conn.set_progress_handler(None, 0)

@@ -25,3 +25,21 @@ def test_postgres_sessions_plan_for_cached_data_and_keep_the_url_options(options
             assert db.execute_sql("SHOW search_path").fetchone()[0] == search_path
     finally:
         db.close_all()
+
+
+def test_postgres_statement_timeout_cancels_a_long_statement():
+    """The MCP server's sessions: a statement running past the tool timeout (and its grace) is cancelled."""
+    import time
+
+    from peewee import DatabaseError
+
+    db = open_database(PG_URL, statement_timeout=0.5)
+    try:
+        with db.connection_context():
+            assert db.execute_sql("SHOW statement_timeout").fetchone()[0] == "500ms"
+            started = time.monotonic()
+            with pytest.raises(DatabaseError, match="statement timeout"):
+                db.execute_sql("SELECT pg_sleep(5)")
+            assert time.monotonic() - started < 2
+    finally:
+        db.close_all()

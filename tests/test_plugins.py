@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +78,44 @@ def poggio_pack():
 @hookimpl
 def poggio_toolz():
     return []
+'''
+
+
+FAULTY = '''
+import time
+from typing import Annotated
+from pydantic import Field
+from poggio import PackInfo, hookimpl, tool
+from poggio.db import database
+
+
+@tool(title="Explode")
+def explode(ctx) -> None:
+    """Raises, as a buggy pack's tool would."""
+    raise RuntimeError("the faulty pack's tool blew up")
+
+
+@tool(title="Nap")
+def nap(ctx, seconds: Annotated[float, Field(ge=0, le=60)] = 30) -> None:
+    """Sleeps, as a tool waiting on a slow outside service would."""
+    time.sleep(seconds)
+
+
+@tool(title="Grind")
+def grind(ctx) -> None:
+    """Runs SQL that would take minutes."""
+    database.execute_sql("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) "
+                         "SELECT COUNT(*) FROM (SELECT x FROM n LIMIT 10000000000)").fetchone()
+
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="faulty", title="Faulty", version="0.1", description="Tools that fail.")
+
+
+@hookimpl
+def poggio_tools():
+    return [explode, nap, grind]
 '''
 
 
@@ -159,3 +201,50 @@ def test_tool_result_attachments_become_mcp_content_blocks():
         Resource("test://both", "text/plain", text="a", blob=b"b")
     with pytest.raises(ValueError):
         Resource("test://neither", "text/plain")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_faulty_tools_are_contained_and_slow_ones_cut(tmp_path):
+    """A tool that raises gives an internal-error result; one that sleeps is cut by the per-call
+    timeout while the server keeps answering others at once; one whose SQL would run for minutes is
+    cut too, and its query stopped: the server goes idle instead of grinding on."""
+    site = install_pack(tmp_path / "site", "poggio-faulty", "0.1", {"poggio_faulty": FAULTY}, {"faulty": "poggio_faulty"})
+    inst = make_instance(tmp_path / "inst", "sqlite")
+    db = inst.activate()
+    with db.connection_context():
+        upgrade(PackRegistry.load())
+        ws = create_workspace("acme", "Acme", True, Actor.cli())
+        token = TokenService().create(ws, "faults", Actor.cli()).plaintext
+    server = ServerProcess(inst, extra_env={"PYTHONPATH": str(site), "POGGIO_TOOL_TIMEOUT_SECONDS": "1"})
+    try:
+        client = Mcp(server.mcp_url, token)
+        boom = client.call("explode", {})
+        assert boom.is_error and "explode failed because of an internal error" in boom.content[0].text
+        assert "blew up" not in boom.content[0].text  # the cause is logged, not sent
+
+        with ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            sleeping = pool.submit(client.call, "nap", {"seconds": 20})
+            time.sleep(0.3)
+            for _ in range(3):  # the event loop is free while the tool sleeps in its thread
+                t = time.monotonic()
+                assert not client.call("search_accounts", {"limit": 1}).is_error
+                assert time.monotonic() - t < 0.8
+            napped = sleeping.result(timeout=10)
+        assert napped.is_error and "nap took longer than 1 s and was stopped" in napped.content[0].text
+        assert time.monotonic() - started < 4
+
+        ground = client.call("grind", {})
+        assert ground.is_error and "grind took longer than 1 s" in ground.content[0].text
+        time.sleep(1.5)  # the statement deadline (timeout + 1 s grace) has passed
+        before = _cpu_seconds(server.proc.pid)
+        time.sleep(2)
+        assert _cpu_seconds(server.proc.pid) - before < 0.5, "the abandoned query is still running"
+        assert not client.call("search_accounts", {"limit": 1}).is_error
+        assert "the faulty pack's tool blew up" in server.log()
+    finally:
+        server.stop()
