@@ -158,15 +158,21 @@ def test_registry_from_modules_builds_exactly_what_a_test_wants():
     assert [t.name for t in registry.tools()] == ["search_accounts", "get_account"]
 
 
-def test_third_party_pack_served_over_mcp_while_broken_ones_stay_out(site, tmp_path):
+def _serve(tmp_path, site, *token_packs: str | None, env=None):
+    """A SQLite instance with workspace "acme" and a token per pack scope given, served by an MCP
+    server process that sees the packs installed in ``site``: ``(server, workspace, tokens)``."""
     inst = make_instance(tmp_path / "inst", "sqlite")
     db = inst.activate()
     with db.connection_context():
         upgrade(PackRegistry.load())
         ws = create_workspace("acme", "Acme", True, Actor.cli())
-        token = TokenService().create(ws, "weather", Actor.cli()).plaintext
-        weather_only = TokenService().create(ws, "weather only", Actor.cli(), packs="weather").plaintext
-    server = ServerProcess(inst, extra_env={"PYTHONPATH": str(site)})
+        tokens = [TokenService().create(ws, f"token {i}", Actor.cli(), packs=packs).plaintext
+                  for i, packs in enumerate(token_packs)]
+    return ServerProcess(inst, extra_env={"PYTHONPATH": str(site), **(env or {})}), ws, tokens
+
+
+def test_third_party_pack_served_over_mcp_while_broken_ones_stay_out(site, tmp_path):
+    server, ws, (token, weather_only) = _serve(tmp_path, site, None, "weather")
     try:
         client = Mcp(server.mcp_url, token)
         names = client.tool_names()
@@ -213,13 +219,7 @@ def test_faulty_tools_are_contained_and_slow_ones_cut(tmp_path):
     timeout while the server keeps answering others at once; one whose SQL would run for minutes is
     cut too, and its query stopped: the server goes idle instead of grinding on."""
     site = install_pack(tmp_path / "site", "poggio-faulty", "0.1", {"poggio_faulty": FAULTY}, {"faulty": "poggio_faulty"})
-    inst = make_instance(tmp_path / "inst", "sqlite")
-    db = inst.activate()
-    with db.connection_context():
-        upgrade(PackRegistry.load())
-        ws = create_workspace("acme", "Acme", True, Actor.cli())
-        token = TokenService().create(ws, "faults", Actor.cli()).plaintext
-    server = ServerProcess(inst, extra_env={"PYTHONPATH": str(site), "POGGIO_TOOL_TIMEOUT_SECONDS": "1"})
+    server, _, (token,) = _serve(tmp_path, site, None, env={"POGGIO_TOOL_TIMEOUT_SECONDS": "1"})
     try:
         client = Mcp(server.mcp_url, token)
         boom = client.call("explode", {})
