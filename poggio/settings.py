@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,13 +63,20 @@ class Settings:
         return sorted(origins)
 
 
-_INT = {"portal_port", "mcp_port", "max_active_tokens", "max_body_bytes"}
-_FLOAT = {"usage_flush_seconds", "tool_timeout_seconds"}
-_KNOWN = {
-    "database_url", "secret_key", "mcp_public_url", "product_name", "portal_host", "portal_port",
-    "mcp_host", "mcp_port", "token_pepper", "packs", "usage_flush_seconds", "redis_url", "rate_limit",
-    "max_active_tokens", "tool_timeout_seconds", "max_body_bytes", "allowed_hosts",
-}
+def _kinds() -> dict[str, type]:
+    """Every setting a file or the environment may give, with the type it is parsed to: read off the
+    dataclass, so a new setting is one new field."""
+    kinds: dict[str, type] = {}
+    for f in fields(Settings):
+        if f.name == "instance_path":
+            continue
+        text = str(f.type)
+        kinds[f.name] = int if text.startswith("int") else float if text.startswith("float") else \
+            tuple if text.startswith("tuple") else str
+    return kinds
+
+
+_KINDS = _kinds()
 
 
 def _read_config_file(instance: Path) -> dict[str, object]:
@@ -80,7 +87,7 @@ def _read_config_file(instance: Path) -> dict[str, object]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: {exc}") from exc
-    unknown = set(data) - _KNOWN
+    unknown = set(data) - set(_KINDS)
     if unknown:
         raise SettingsError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
     return data
@@ -107,22 +114,24 @@ def load_settings(env: dict[str, str] | None = None, instance_path: Path | str |
     env = dict(os.environ if env is None else env)
     instance = Path(instance_path or env.get("POGGIO_INSTANCE_PATH") or DEFAULT_INSTANCE).resolve()
     values: dict[str, object] = _read_config_file(instance)
-    for key in _KNOWN:
+    for key in _KINDS:
         env_value = env.get(f"POGGIO_{key.upper()}")
         if env_value not in (None, ""):
             values[key] = env_value
 
-    for key in _INT | _FLOAT:
-        if key in values:
+    for key, kind in _KINDS.items():
+        if key not in values:
+            continue
+        if kind in (int, float):
             try:
-                values[key] = (int if key in _INT else float)(values[key])  # type: ignore[arg-type]
+                values[key] = kind(values[key])  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 raise SettingsError(f"POGGIO_{key.upper()} must be a number, got {values[key]!r}") from None
-    for key in ("packs", "allowed_hosts"):
-        if isinstance(values.get(key), str):
-            values[key] = tuple(p.strip() for p in str(values[key]).split(",") if p.strip())
-        elif isinstance(values.get(key), list):
-            values[key] = tuple(values[key])  # type: ignore[arg-type]
+        elif kind is tuple:
+            if isinstance(values[key], str):
+                values[key] = tuple(p.strip() for p in str(values[key]).split(",") if p.strip())
+            elif isinstance(values[key], list):
+                values[key] = tuple(values[key])  # type: ignore[arg-type]
 
     values.setdefault("database_url", f"sqlite:///{instance / 'poggio.db'}")
     if not values.get("secret_key"):
