@@ -225,6 +225,95 @@ def token_revoke(app: App, slug: str, name_or_id: str) -> None:
     click.echo(f"Revoked token {target.name!r} (id {target.id}).")
 
 
+# -- OAuth: connected apps and clients ----------------------------------------------------------------
+@main.group()
+def oauth() -> None:
+    """OAuth: connected apps (grants) and OAuth clients of a workspace."""
+
+
+def _oauth_service(app: App):
+    from poggio.oauth import OAuthService
+
+    app.db()
+    return OAuthService.from_settings(app.settings, set(app.registry.names))
+
+
+@oauth.command("list")
+@click.option("--workspace", "slug", required=True)
+@click.option("--all", "show_all", is_flag=True, help="Include revoked and expired ones.")
+@pass_app
+@friendly_errors
+def oauth_list(app: App, slug: str, show_all: bool) -> None:
+    """Connected apps (id gN) and the workspace's OAuth clients (id cN)."""
+    ws = app.workspace(slug)
+    service = _oauth_service(app)
+    grants, clients = service.grants(ws, include_inactive=show_all), service.clients(ws, include_inactive=show_all)
+    if not grants and not clients:
+        click.echo("No connected apps and no OAuth clients.")
+        return
+    from poggio.db import utcnow
+
+    now = utcnow()
+    stamp = lambda moment: moment.strftime("%Y-%m-%d %H:%M") if moment else "-"  # noqa: E731
+    if grants:
+        click.echo("Connected apps")
+        click.echo(f"{'ID':>6}  {'APP':30}  {'APPROVED BY':25}  {'STATUS':8}  {'CREATED':16}  {'LAST USED':16}  PACKS")
+        for g in grants:
+            state = "revoked" if g.revoked_at else "expired" if g.expires_at and g.expires_at <= now else "active"
+            who = g.user.email if g.user_id else "-"
+            click.echo(f"{'g' + str(g.id):>6}  {g.client.name[:30]:30}  {who[:25]:25}  {state:8}  "
+                       f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  {g.packs.replace(',', ' ')}")
+    if clients:
+        click.echo("OAuth clients (client_credentials)")
+        click.echo(f"{'ID':>6}  {'NAME':30}  {'CLIENT ID':30}  {'STATUS':8}  {'CREATED':16}  PACKS")
+        for c in clients:
+            click.echo(f"{'c' + str(c.id):>6}  {c.name[:30]:30}  {c.client_id:30}  "
+                       f"{'revoked' if c.revoked_at else 'active':8}  {stamp(c.created_at):16}  "
+                       f"{(c.packs or '').replace(',', ' ')}")
+
+
+@oauth.command("revoke")
+@click.option("--workspace", "slug", required=True)
+@click.argument("ident", metavar="ID")
+@pass_app
+@friendly_errors
+def oauth_revoke(app: App, slug: str, ident: str) -> None:
+    """Revoke a connected app (gN) or an OAuth client (cN or its client id); the next request with any
+    of its tokens is refused."""
+    ws = app.workspace(slug)
+    service = _oauth_service(app)
+    if ident.startswith("g") and ident[1:].isdigit():
+        grant = service.grant(ws, ident[1:])
+        service.revoke_grant(grant, Actor.cli())
+        click.echo(f"Disconnected {grant.client.name!r} (g{grant.id}).")
+        return
+    client = service.workspace_client(ws, ident[1:] if ident.startswith("c") and ident[1:].isdigit() else ident)
+    service.revoke_client(client, Actor.cli())
+    click.echo(f"Revoked OAuth client {client.name!r} ({client.client_id}).")
+
+
+@oauth.group("client")
+def oauth_client() -> None:
+    """OAuth clients that get tokens with the client_credentials grant (machine to machine)."""
+
+
+@oauth_client.command("create")
+@click.option("--workspace", "slug", required=True)
+@click.option("--name", required=True, help="A name that says what the client is.")
+@click.option("--packs", default=None, help="The tool packs it may read (comma-separated; default all).")
+@pass_app
+@friendly_errors
+def oauth_client_create(app: App, slug: str, name: str, packs: str | None) -> None:
+    """Create a confidential client; its id and secret are printed once on standard output."""
+    ws = app.workspace(slug)
+    issued = _oauth_service(app).create_confidential(ws, name, Actor.cli(), packs=packs,
+                                                     resource=app.settings.mcp_public_url)
+    click.echo(f"Created OAuth client {issued.client.name!r}. The secret is shown only now; the token "
+               f"endpoint is {app.settings.portal_public_url}/oauth/token.", err=True)
+    click.echo(f"client_id={issued.client.client_id}")
+    click.echo(f"client_secret={issued.secret}")
+
+
 # -- import, demo, packs ------------------------------------------------------------------------------
 @main.command("import")
 @click.argument("kind", type=click.Choice(["accounts", "contacts", "opportunities"]))
