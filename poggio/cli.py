@@ -412,6 +412,29 @@ def _portal_argv(settings: Settings, host: str | None, port: int | None, workers
             "--workers", str(workers), "--threads", "4", "--graceful-timeout", "10", "--access-logfile", "-"]
 
 
+def _check_port_free(host: str, port: int, moved_by: str) -> None:
+    """Fail in one line, before any banner, when the port cannot be listened on (the servers would
+    print that they are starting and then die, or gunicorn retry for seconds)."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and gunicorn bind
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.ClickException(
+                    f"Port {port} on {host} is already in use by another program; "
+                    f"choose another port with {moved_by}.") from None
+            raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+
+
 @main.command("mcp")
 @click.option("--host", default=None, help="Bind address (default POGGIO_MCP_HOST or 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default POGGIO_MCP_PORT or 8001).")
@@ -419,6 +442,8 @@ def _portal_argv(settings: Settings, host: str | None, port: int | None, workers
 @pass_app
 def mcp_command(app: App, host: str | None, port: int | None, workers: int) -> None:
     """Run the MCP server (uvicorn)."""
+    s = app.settings
+    _check_port_free(host or s.mcp_host, port or s.mcp_port, "POGGIO_MCP_PORT or --port")
     os.execv(sys.executable, _mcp_argv(app.settings, host, port, workers))
 
 
@@ -429,6 +454,8 @@ def mcp_command(app: App, host: str | None, port: int | None, workers: int) -> N
 @pass_app
 def portal_command(app: App, host: str | None, port: int | None, workers: int) -> None:
     """Run the admin portal (gunicorn)."""
+    s = app.settings
+    _check_port_free(host or s.portal_host, port or s.portal_port, "POGGIO_PORTAL_PORT or --port")
     os.execv(sys.executable, _portal_argv(app.settings, host, port, workers))
 
 
@@ -438,9 +465,11 @@ def up_command(app: App) -> None:
     """Run the portal on :8000 and the MCP server on :8001 together; Ctrl-C stops both cleanly."""
     from poggio.schema import upgrade
 
+    s = app.settings
+    _check_port_free(s.portal_host, s.portal_port, "POGGIO_PORTAL_PORT")
+    _check_port_free(s.mcp_host, s.mcp_port, "POGGIO_MCP_PORT")
     app.db()
     upgrade(app.registry)
-    s = app.settings
     procs = [subprocess.Popen(_portal_argv(s, None, None, 1)), subprocess.Popen(_mcp_argv(s, None, None, 1))]
     click.echo(f"Portal: http://{s.portal_host}:{s.portal_port}/   MCP server: {s.mcp_public_url}   (Ctrl-C stops both)")
 
