@@ -168,3 +168,15 @@ def test_workspace_isolation_and_entitlement(stack):
     assert result.is_error  # acme's example.com is not Globex's
     set_entitlement(other, False, cli)
     assert client.status_of_failure() == 403
+
+
+def test_a_grant_ends_when_its_approver_is_no_longer_an_admin(stack):
+    cli = Actor.cli()
+    other = create_workspace(f"umbrella-{time.monotonic_ns()}", "Umbrella", True, cli)
+    email = f"boss{time.monotonic_ns()}@umbrella.example"
+    user = create_user(email, "correct horse battery", other, "admin", cli)
+    _, tokens = mint(stack.service, other, user, {"accounts"}, stack.url)
+    client = Mcp(stack.url, tokens["access_token"])
+    assert client.tool_names()
+    create_user(email, "correct horse battery", other, "member", cli)  # demoted
+    assert client.status_of_failure() == 401
