@@ -301,7 +301,8 @@ def test_deny_redirects_access_denied_and_grants_nothing(app_client):
     assert params == {"error": "access_denied", "state": "st4te", **({"error_description": params["error_description"]}
                                                                      if "error_description" in params else {})}
     assert OAuthCode.select().count() == 0 and OAuthGrant.select().count() == 0
-    assert "oauth.denied" in [e.action for e in AuditEvent.select()]
+    denied = AuditEvent.get(AuditEvent.action == "oauth.denied")
+    assert denied.workspace.slug == "acme" and denied.target == "Claude"  # where acme's admins see it
 
 
 @pytest.mark.parametrize("email", ["member@acme.example", "admin@initrode.example"])
@@ -320,6 +321,7 @@ def test_members_and_non_entitled_workspaces_cannot_approve(browser, email, clie
                                            "packs": ["accounts"], "lifetime": "90"}))
     assert params["error"] == "access_denied"
     assert OAuthCode.select().count() == 0 and OAuthGrant.select().count() == 0
+    assert AuditEvent.get(AuditEvent.action == "oauth.denied").workspace is not None
 
 
 def test_forged_state_or_tampered_request_is_refused(app_client):
