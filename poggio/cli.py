@@ -330,6 +330,12 @@ def _portal_argv(settings: Settings, host: str | None, port: int | None, workers
 @pass_app
 def mcp_command(app: App, host: str | None, port: int | None, workers: int) -> None:
     """Run the MCP server (uvicorn)."""
+    if workers > 1 and not app.settings.redis_url:
+        # each worker would count a token's requests by itself: the limit would hold N times over
+        raise click.ClickException(
+            f"--workers {workers} needs POGGIO_REDIS_URL: without Redis each worker counts the rate limit "
+            f"({app.settings.rate_limit} per token) on its own, so a token could make {workers} times as many "
+            "requests. Set POGGIO_REDIS_URL, or run one worker per process behind a load balancer.")
     os.execv(sys.executable, _mcp_argv(app.settings, host, port, workers))
 
 
