@@ -59,6 +59,11 @@ INSTRUCTIONS = (
 # counted as "other", so junk method names cannot add rows to the usage table.
 COUNTED_METHODS = frozenset({"initialize", "ping", "tools/list", "server/discover"})
 OTHER = "other"
+NO_SUCH_THING = {
+    "prompts/get": (INVALID_PARAMS, "Unknown prompt: this server offers tools only, no prompts"),
+    "resources/subscribe": (METHOD_NOT_FOUND, "Method not found: this server offers no resources to subscribe to"),
+    "resources/unsubscribe": (METHOD_NOT_FOUND, "Method not found: this server offers no resources to subscribe to"),
+}
 UNKNOWN_TOOL = "tools/call:unknown"
 
 
@@ -208,11 +213,11 @@ class ScopeMiddleware:
             return await call_next(ctx)
         token = principal.token
         label = ctx.method if ctx.method in COUNTED_METHODS else OTHER
-        if ctx.method.startswith(("prompts/", "resources/")):
-            # MCPServer serves these with empty lists and "Unknown prompt" as error code 0; this server
-            # offers tools only, and says so in its capabilities
+        if ctx.method in NO_SUCH_THING:
+            # tools only, as the capabilities say; the list methods still answer their empty lists for
+            # clients that ask without looking, but MCPServer's "Unknown prompt" carried error code 0
             self._count(principal, ctx, label, ok=False)
-            raise MCPError(METHOD_NOT_FOUND, f"Method not found: {ctx.method} (this server offers tools only)")
+            raise MCPError(*NO_SUCH_THING[ctx.method])
         if ctx.method == "tools/list" and isinstance(ctx.params, dict) and ctx.params.get("cursor") is not None:
             self._count(principal, ctx, label, ok=False)
             raise MCPError(INVALID_PARAMS, "Invalid cursor: tools/list answers on one page and issues no cursor; "

@@ -172,7 +172,7 @@ def test_capabilities_advertise_only_tools(served):
 @pytest.mark.parametrize("version", [LEGACY, MODERN])
 def test_unknown_prompt_is_not_error_code_zero(served, version):
     error = rpc(served, "prompts/get", {"name": "nope"}, version=version).json()["error"]
-    assert error["code"] in (-32601, -32602), error
+    assert error["code"] == -32602 and "prompt" in error["message"], error
 
 
 # -- item 14: cursors and protocol versions --------------------------------------------------------------------------
