@@ -444,6 +444,12 @@ def mcp_command(app: App, host: str | None, port: int | None, workers: int) -> N
     """Run the MCP server (uvicorn)."""
     s = app.settings
     _check_port_free(host or s.mcp_host, port or s.mcp_port, "POGGIO_MCP_PORT or --port")
+    if workers > 1 and not s.redis_url:
+        # each worker would count a token's requests by itself: the limit would hold N times over
+        raise click.ClickException(
+            f"--workers {workers} needs POGGIO_REDIS_URL: without Redis each worker counts the rate limit "
+            f"({s.rate_limit} per token) on its own, so a token could make {workers} times as many "
+            "requests. Set POGGIO_REDIS_URL, or run one worker per process behind a load balancer.")
     os.execv(sys.executable, _mcp_argv(app.settings, host, port, workers))
 
 

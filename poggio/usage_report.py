@@ -12,6 +12,7 @@ from poggio.db import utcnow
 from poggio.models import GrantUsage, TokenUsage
 
 DAYS = 30
+MAX_TOOLS = 50  # rows of a token's per-tool breakdown; the rest are added up in one last row
 
 
 def _owner(usage):
@@ -46,8 +47,11 @@ def daily(token_ids: list[int], days: int = DAYS, today: dt.date | None = None,
     return series
 
 
-def by_tool(token_id: int, days: int = DAYS, usage=TokenUsage) -> list[tuple[str, int, int]]:
-    """(tool, calls, errors) over the last ``days`` days, busiest first."""
+def by_tool(token_id: int, days: int = DAYS, limit: int = MAX_TOOLS, usage=TokenUsage) -> list[tuple[str, int, int]]:
+    """(tool, calls, errors) of a token (or grant, with ``usage=GrantUsage``) over the last ``days``
+    days, busiest first: ``limit`` rows at most, and then one row that adds up all the others (rows
+    stored before unknown names were counted as one would otherwise make the list as long as a
+    caller liked)."""
     start = utcnow().date() - dt.timedelta(days=days - 1)
     rows = (
         usage.select(usage.tool, fn.SUM(usage.calls), fn.SUM(usage.errors))
@@ -55,4 +59,8 @@ def by_tool(token_id: int, days: int = DAYS, usage=TokenUsage) -> list[tuple[str
         .group_by(usage.tool)
         .tuples()
     )
-    return sorted(((t, int(c), int(e)) for t, c, e in rows), key=lambda r: (-r[1], r[0]))
+    ranked = sorted(((t, int(c), int(e)) for t, c, e in rows), key=lambda r: (-r[1], r[0]))
+    if len(ranked) <= limit:
+        return ranked
+    rest = ranked[limit:]
+    return ranked[:limit] + [(f"{len(rest)} other names", sum(r[1] for r in rest), sum(r[2] for r in rest))]
