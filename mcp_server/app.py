@@ -23,6 +23,7 @@ from starlette.routing import Route
 from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, protect
 from mcp_server.binding import STATEMENT_GRACE, build_server
 from mcp_server.cors import cors_route, public_route
+from mcp_server.lean import LeanPath
 from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
 from mcp_server.ratelimit import TokenRateLimit
 from poggio import redaction
@@ -95,15 +96,16 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     metrics = Metrics([t.name for t in registry.tools()], multiprocess_dir(settings.instance_path))
     _warn_about_rate_limits_per_worker(settings)
     server = build_server(settings, registry, recorder, metrics, limiter)
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=settings.mcp_allowed_hosts,
+        allowed_origins=settings.mcp_allowed_origins,
+    )
     sessions = StreamableHTTPSessionManager(
         app=server._lowlevel_server,  # the documented way to mount MCPServer in an app of our own
         stateless=True,  # any replica answers any request: no session state to share
         json_response=True,
-        security_settings=TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=settings.mcp_allowed_hosts,
-            allowed_origins=settings.mcp_allowed_origins,
-        ),
+        security_settings=security,
         max_request_body_size=settings.max_body_bytes,
     )
     resource = normalise_resource(settings.mcp_public_url)
@@ -132,7 +134,10 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             headers={"Cache-Control": "public, max-age=300"},
         )
 
-    endpoint = KnownProtocolVersion(protect(StreamableHTTPASGIApp(sessions), backend, on_error=counted_error))
+    mcp_app = StreamableHTTPASGIApp(sessions)
+    if settings.mcp_lean_path:  # the hot requests without the SDK's per-request machinery (same answers)
+        mcp_app = LeanPath(mcp_app, server, security, settings.max_body_bytes)
+    endpoint = KnownProtocolVersion(protect(mcp_app, backend, on_error=counted_error))
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

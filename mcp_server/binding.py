@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import inspect
 import logging
+import time
 from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
+from peewee import SqliteDatabase
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
@@ -138,6 +140,10 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
     signature = inspect.signature(spec.fn, eval_str=True)
     params = list(signature.parameters.values())[1:]  # drop the ToolContext parameter
     returns = Annotated[CallToolResult, spec.output_model] if spec.output_model else CallToolResult
+    # SQLite is an in-process library: a call costs less on the event loop than the hop to a worker
+    # thread, and the statement deadline stops runaway SQL. PostgreSQL is a network round trip, and
+    # a tool that may block otherwise says so (ToolSpec.thread): those run in a worker thread.
+    inline = isinstance(database.obj, SqliteDatabase) and not spec.thread
 
     async def call(**arguments: Any) -> CallToolResult:
         principal = current_principal()
@@ -149,26 +155,41 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
         ctx = ToolContext(workspace_id=token.workspace_id, token_id=token.token_id, packs=token.packs,
                           registry=registry, cursors=cursors, tool_name=spec.name)
 
-        def run() -> ToolResult:
-            # past the timeout the caller has its answer and this thread is abandoned: its SQL is
-            # stopped soon after, so it does not hold a connection and a core for minutes
-            with database.connection_context(), statement_deadline(timeout + STATEMENT_GRACE):
+        def run(deadline: float) -> ToolResult:
+            with database.connection_context(), statement_deadline(deadline):
                 result = spec.fn(ctx, **arguments)
             if not isinstance(result, ToolResult):
                 raise TypeError(f"returned {type(result).__name__}, not a ToolResult")
             return result
 
+        def timed_out() -> ToolTimeout:
+            log.warning("tool %s timed out after %ss", spec.name, timeout)
+            return ToolTimeout(f"{spec.name} took longer than {timeout:g} s and was stopped; "
+                               "narrow the request (filters, a smaller limit) and try again")
+
         with metrics.tool_seconds.labels(spec.name).time():
+            started = time.monotonic()
             try:
-                with anyio.fail_after(timeout):
-                    result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=limiter)
+                if inline:
+                    # on the event loop: its SQL is stopped at the timeout itself ("interrupted")
+                    result = run(timeout)
+                    if time.monotonic() - started > timeout:
+                        raise timed_out()
+                else:
+                    # past the timeout the caller has its answer and this thread is abandoned: its SQL
+                    # is stopped soon after, so it does not hold a connection and a core for minutes
+                    with anyio.fail_after(timeout):
+                        result = await anyio.to_thread.run_sync(run, timeout + STATEMENT_GRACE,
+                                                                abandon_on_cancel=True, limiter=limiter)
             except TimeoutError:
-                log.warning("tool %s timed out after %ss", spec.name, timeout)
-                raise ToolTimeout(f"{spec.name} took longer than {timeout:g} s and was stopped; "
-                                  "narrow the request (filters, a smaller limit) and try again") from None
+                raise timed_out() from None
+            except ToolTimeout:
+                raise
             except ToolError as exc:
                 raise MCPToolError(str(exc)) from None
             except Exception:
+                if inline and time.monotonic() - started >= timeout:
+                    raise timed_out() from None
                 log.exception("tool %s (pack %s) raised", spec.name, spec.pack)
                 raise MCPToolError(f"{spec.name} failed because of an internal error; it has been logged") from None
         return CallToolResult(
@@ -207,6 +228,17 @@ class ScopeMiddleware:
             return f"{info.get('name')} {info.get('version') or ''}".strip()[:200]
         return None
 
+    def refusal(self, token, spec: ToolSpec, arguments: Any) -> str | None:
+        """Why ``token`` may not call ``spec`` with ``arguments`` (a tool error's text), or None."""
+        if token.packs is not None and spec.pack not in token.packs:
+            return (f"Tool {spec.name} is not available to this token: it is restricted to the "
+                    f"{', '.join(sorted(token.packs))} tool pack(s).")
+        return self._arguments[spec.name].problem(arguments)
+
+    def cached_list(self, protocol_version: str, packs: frozenset[str] | None) -> dict[str, Any] | None:
+        """The ``tools/list`` result already shaped for this protocol version and pack scope, if any."""
+        return self._tool_lists.get((protocol_version, packs))
+
     async def __call__(self, ctx, call_next):
         principal = current_principal()
         if ctx.request_id is None or principal is None:
@@ -226,12 +258,7 @@ class ScopeMiddleware:
             name = ctx.params.get("name")
             spec = self.registry.tool(name) if isinstance(name, str) else None
             label = spec.name if spec else UNKNOWN_TOOL
-            refusal = None
-            if spec is not None and token.packs is not None and spec.pack not in token.packs:
-                refusal = (f"Tool {name} is not available to this token: it is restricted to the "
-                           f"{', '.join(sorted(token.packs))} tool pack(s).")
-            elif spec is not None:
-                refusal = self._arguments[spec.name].problem(ctx.params.get("arguments"))
+            refusal = None if spec is None else self.refusal(token, spec, ctx.params.get("arguments"))
             if refusal is not None:
                 self._count(principal, ctx, label, ok=False)
                 return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
@@ -273,7 +300,11 @@ class ScopeMiddleware:
         return result
 
     def _count(self, principal, ctx, label: str, ok: bool) -> None:
-        self.recorder.record(principal.token.token_id, label, ok=ok, ip=principal.ip, client=self._client(ctx),
+        self.count(principal, label, ok, self._client(ctx))
+
+    def count(self, principal, label: str, ok: bool, client: str | None) -> None:
+        """Count one request of ``principal`` (usage and metrics) under ``label``."""
+        self.recorder.record(principal.token.token_id, label, ok=ok, ip=principal.ip, client=client,
                              kind=principal.token.kind)
         self.metrics.requests.labels(label if label in self.metrics.known_labels else OTHER,
                                      "ok" if ok else "error").inc()

@@ -92,14 +92,20 @@ class ToolSpec:
     open_world: bool
     output_model: type[BaseModel] | None
     pack: str = ""
+    thread: bool = False  # run in a worker thread, never on the MCP server's event loop
 
     def with_pack(self, pack: str) -> "ToolSpec":
         return ToolSpec(**{**self.__dict__, "pack": pack})
 
 
 def tool(*, title: str, read_only: bool = True, idempotent: bool = True, open_world: bool = False,
-         name: str | None = None) -> Callable[[Callable[..., ToolResult]], ToolSpec]:
-    """Mark a function as a tool. Its docstring is the description the client (and the LLM) reads."""
+         name: str | None = None, thread: bool | None = None) -> Callable[[Callable[..., ToolResult]], ToolSpec]:
+    """Mark a function as a tool. Its docstring is the description the client (and the LLM) reads.
+
+    On SQLite the MCP server runs a tool's database work on its event loop (cheaper than the hop to a
+    thread; the per-call timeout stops its SQL). A tool that may block otherwise (a network call, a
+    long computation) must say ``thread=True``; ``open_world=True`` (it reaches outside Poggio)
+    implies it unless ``thread=False`` is given."""
 
     def decorate(fn: Callable[..., ToolResult]) -> ToolSpec:
         hints = typing.get_type_hints(fn)
@@ -116,6 +122,7 @@ def tool(*, title: str, read_only: bool = True, idempotent: bool = True, open_wo
             idempotent=idempotent,
             open_world=open_world,
             output_model=output if isinstance(output, type) and issubclass(output, BaseModel) else None,
+            thread=open_world if thread is None else thread,
         )
 
     return decorate

@@ -39,6 +39,7 @@ class Settings:
     rate_limit: str = "1200/minute"
     max_active_tokens: int = 100
     tool_timeout_seconds: float = 10.0
+    mcp_lean_path: bool = True  # tools/list and tools/call without the SDK's per-request machinery
     max_body_bytes: int = 1_000_000
     allowed_hosts: tuple[str, ...] = ()
     portal_public_url: str = ""  # the portal's own public URL, the OAuth issuer; from portal_port if unset

@@ -95,7 +95,7 @@ def explode(ctx) -> None:
     raise RuntimeError("the faulty pack's tool blew up")
 
 
-@tool(title="Nap")
+@tool(title="Nap", thread=True)  # waits like a network call: not on the event loop
 def nap(ctx, seconds: Annotated[float, Field(ge=0, le=60)] = 30) -> None:
     """Sleeps, as a tool waiting on a slow outside service would."""
     time.sleep(seconds)

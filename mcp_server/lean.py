@@ -1,0 +1,315 @@
+"""The lean path: ``tools/list`` and ``tools/call`` POSTs answered without the SDK's per-request machinery.
+
+For a stateless JSON-response POST the SDK builds a transport, a dispatcher, a connection and a
+server task per request (legacy generation), or a dispatch context and a connection (2026-07-28),
+then runs the handler kernel: ~1 ms of work around a tool that takes tenths of one. This path
+answers the two hot methods itself, with the SDK's types, validators and serialisers
+(``mcp_types``) and Poggio's own :class:`~mcp_server.binding.ScopeMiddleware` rules, and gives the
+bytes, the HTTP status and the headers the SDK would give. Everything else, and every request this
+path is not sure about (an odd envelope, a header to check, an error the SDK words), goes to the SDK
+untouched: it *declines* and the SDK answers. ``tests/test_lean_path.py`` sends a corpus of
+requests to both paths and requires the same answers.
+
+The SDK's objects this reads are in :class:`SdkAdapter`, checked at start-up and by
+``tests/test_lean_path.py::test_sdk_adapter_matches_the_installed_sdk``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pydantic_core
+from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http import check_accept_headers
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    MCP_PARAM_HEADER_PREFIX,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+    x_mcp_header_map,
+)
+from mcp_types import (
+    DEFAULT_NEGOTIATED_VERSION,
+    SERVER_INFO_META_KEY,
+    CallToolResult,
+    ClientCapabilities,
+    Implementation,
+    TextContent,
+)
+from mcp_types import methods as surfaces
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from mcp_server.auth import current_principal
+from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware
+
+log = logging.getLogger(__name__)
+
+HOT = frozenset({"tools/list", "tools/call"})
+ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
+CALL_KEYS = {False: frozenset({"name", "arguments"}), True: frozenset({"name", "arguments", "_meta"})}
+LIST_KEYS = {False: frozenset({"cursor"}), True: frozenset({"cursor", "_meta"})}
+MAX_ID = 2**53  # ids beyond what every JSON reader keeps exactly go to the SDK
+PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower().encode("latin-1")
+
+
+class Decline(Exception):
+    """This request is the SDK's to answer."""
+
+
+class SdkAdapter:
+    """What the lean path needs of the SDK's server object beyond public functions, in one place.
+
+    ``MCPServer._lowlevel_server`` is how the SDK documents mounting an MCPServer in an app of one's
+    own; ``middleware``, ``cache_hints``, ``server_info_stamp`` and ``get_tool_input_schema`` are
+    attributes of that low-level server. If a version of the SDK adds a middleware of its own, or
+    cache hints for the tool methods, the lean path could no longer promise the SDK's answer: it
+    refuses to start (and the adapter test fails) rather than answer differently."""
+
+    KNOWN_MIDDLEWARE = frozenset({"OpenTelemetryMiddleware", "RequestStateBoundary", "ScopeMiddleware"})
+
+    def __init__(self, server: MCPServer):
+        self.lowlevel = server._lowlevel_server
+        self.server = server
+        names = {type(m).__name__ for m in self.lowlevel.middleware}
+        unknown = names - self.KNOWN_MIDDLEWARE
+        if unknown:
+            raise RuntimeError(f"the lean MCP path does not know the SDK middleware {sorted(unknown)}")
+        if any(m in self.lowlevel.cache_hints for m in HOT):
+            raise RuntimeError("the SDK now sets cache hints on tools/list or tools/call: the lean path "
+                               "would not add them")
+        self.scope = next(m for m in self.lowlevel.middleware if isinstance(m, ScopeMiddleware))
+
+    def server_info_stamp(self) -> dict[str, Any]:
+        return self.lowlevel.server_info_stamp
+
+    def input_schema(self, name: str) -> Any:
+        return self.lowlevel.get_tool_input_schema(name)
+
+
+def _legacy_bytes(request_id: Any, result: dict[str, Any]) -> bytes:
+    # what the legacy transport sends: JSONRPCResponse.model_dump_json(by_alias=True, exclude_unset=True)
+    return b'{"jsonrpc":"2.0","id":' + pydantic_core.to_json(request_id) + b',"result":' + \
+        pydantic_core.to_json(result) + b"}"
+
+
+def _modern_bytes(request_id: Any, result: dict[str, Any]) -> bytes:
+    # what the 2026-07-28 entry sends: json.dumps of the response's model_dump, compact
+    return ('{"jsonrpc":"2.0","id":' + json.dumps(request_id) + ',"result":'
+            + json.dumps(result, separators=(",", ":")) + "}").encode()
+
+
+class LeanPath:
+    """ASGI app in front of the SDK's endpoint (behind authentication)."""
+
+    def __init__(self, sdk_app, server: MCPServer, security: TransportSecuritySettings, max_body: int):
+        self.sdk_app = sdk_app
+        self.sdk = SdkAdapter(server)
+        self.server = server
+        self.scope_rules: ScopeMiddleware = self.sdk.scope
+        self.security = TransportSecurityMiddleware(security)
+        self.max_body = max_body
+        self._lists: dict[tuple[str, frozenset[str] | None], bytes] = {}
+        # tools whose input schema asks for Mcp-Param headers: the SDK checks those, so their calls go there
+        self._param_headers = {spec.name for spec in self.scope_rules.registry.tools()
+                               if x_mcp_header_map(self.sdk.input_schema(spec.name) or {})}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.sdk_app(scope, receive, send)
+        declared = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                declared = value
+            elif key.startswith(PARAM_PREFIX):
+                return await self.sdk_app(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            return await self.sdk_app(scope, receive, send)
+        chunks, message = [], None
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body or not message.get("more_body", False):
+                message = None
+                break
+        body = b"".join(chunks)
+        try:
+            if message is not None or size > self.max_body:
+                raise Decline
+            answer = await self._answer(scope, body)
+        except Decline:
+            return await self.sdk_app(scope, _replay(body, message, receive), send)
+        status, headers, payload = answer
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _answer(self, scope, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        request = Request(scope)
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip() != "application/json":
+            raise Decline  # the SDK's two checks disagree on odd spellings: let it answer them
+        if await self.security.validate_request(request, is_post=True) is not None:
+            raise Decline
+        if not check_accept_headers(request)[0]:
+            raise Decline
+        version = request.headers.get("mcp-protocol-version")
+        modern = version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS
+        if modern and version not in MODERN_PROTOCOL_VERSIONS:
+            raise Decline
+        try:
+            decoded = json.loads(body)
+        except (ValueError, RecursionError):
+            raise Decline from None
+        if not isinstance(decoded, dict) or not decoded.keys() <= ENVELOPE_KEYS or decoded.get("jsonrpc") != "2.0":
+            raise Decline
+        request_id, method, params = decoded.get("id"), decoded.get("method"), decoded.get("params")
+        if method not in HOT or type(request_id) not in (int, str) or (
+                type(request_id) is int and abs(request_id) > MAX_ID):
+            raise Decline
+        if params is not None and not isinstance(params, dict):
+            raise Decline
+        params = params or {}
+        if not params.keys() <= (CALL_KEYS if method == "tools/call" else LIST_KEYS)[modern]:
+            raise Decline
+        client = None
+        if modern:
+            if find_duplicated_routing_header(request.headers.items()) is not None:
+                raise Decline
+            verdict = classify_inbound_request(decoded, headers=dict(request.headers))
+            if isinstance(verdict, InboundLadderRejection):
+                raise Decline
+            version = verdict.protocol_version
+            client = _client(verdict.client_info, verdict.client_capabilities)
+        else:
+            version = version or DEFAULT_NEGOTIATED_VERSION
+        principal = current_principal()
+        if principal is None:
+            raise Decline
+        try:
+            surfaces.validate_client_request(method, version, decoded.get("params"))
+        except (ValidationError, KeyError, ValueError):
+            raise Decline from None
+        if method == "tools/list":
+            result = self._listing(version, principal, params, modern, client)
+        else:
+            result = await self._call(version, principal, params, modern, client)
+        if isinstance(result, MCPError):
+            error = result.error.model_dump(mode="json", by_alias=True, exclude_none=True)
+            if modern:
+                payload = ('{"jsonrpc":"2.0","id":' + json.dumps(request_id) + ',"error":'
+                           + json.dumps(error, separators=(",", ":")) + "}").encode()
+                status = ERROR_CODE_HTTP_STATUS.get(result.error.code, 200)
+            else:
+                payload = (b'{"jsonrpc":"2.0","id":' + pydantic_core.to_json(request_id) + b',"error":'
+                           + pydantic_core.to_json(result.error.model_dump(by_alias=True, exclude_unset=True)) + b"}")
+                status = 200
+        else:
+            status = 200
+            if isinstance(result, bytes):
+                prefix = b'{"jsonrpc":"2.0","id":' + (json.dumps(request_id).encode() if modern
+                                                      else pydantic_core.to_json(request_id))
+                payload = prefix + b',"result":' + result + b"}"
+            else:
+                payload = (_modern_bytes if modern else _legacy_bytes)(request_id, result)
+        length = str(len(payload)).encode()
+        if modern:
+            headers = [(b"content-length", length), (b"content-type", b"application/json")]
+        else:
+            headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+        return status, headers, payload
+
+    def _listing(self, version: str, principal, params: dict, modern: bool, client: str | None) -> bytes:
+        if params.get("cursor") is not None:
+            raise Decline  # the SDK words the refusal (and counts it)
+        packs = principal.token.packs
+        cached = self._lists.get((version, packs))
+        if cached is None:
+            shaped = self.scope_rules.cached_list(version, packs)
+            if shaped is None:
+                raise Decline  # the first listing per version and scope goes through the SDK, which keeps it
+            cached = json.dumps(shaped, separators=(",", ":")).encode() if modern else pydantic_core.to_json(shaped)
+            if len(self._lists) < 256:
+                self._lists[(version, packs)] = cached
+        self.scope_rules.count(principal, "tools/list", ok=True, client=client)
+        return cached
+
+    async def _call(self, version: str, principal, params: dict, modern: bool, client: str | None):
+        name = params.get("name")
+        spec = self.scope_rules.registry.tool(name) if isinstance(name, str) else None
+        if spec is None or name in self._param_headers:
+            raise Decline  # unknown tools: the SDK words the error
+        arguments = params.get("arguments")
+        refusal = self.scope_rules.refusal(principal.token, spec, arguments)
+        if refusal is not None:
+            self.scope_rules.count(principal, spec.name, ok=False, client=client)
+            return _plain(CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True))
+        try:
+            result = await self.server.call_tool(name, arguments or {})
+        except MCPError as exc:
+            self.scope_rules.count(principal, spec.name, ok=False, client=client)
+            return exc
+        except Exception as exc:  # what MCPServer's tools/call handler makes of a failed call
+            result = CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+        try:
+            dumped = surfaces.serialize_server_result("tools/call", version, _plain(result))
+        except ValidationError:
+            log.exception("tool %r returned an invalid result", spec.name)
+            self.scope_rules.count(principal, spec.name, ok=False, client=client)
+            return MCPError(code=-32603, message="Handler returned an invalid result")
+        if modern:
+            if dumped.get("resultType") is None:
+                dumped["resultType"] = "complete"
+            meta = dumped.get("_meta")
+            if meta is None:
+                dumped["_meta"] = {SERVER_INFO_META_KEY: self.sdk.server_info_stamp()}
+            elif isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
+                dumped["_meta"] = {**meta, SERVER_INFO_META_KEY: self.sdk.server_info_stamp()}
+        self.scope_rules.count(principal, spec.name, ok=not result.is_error, client=client)
+        return dumped
+
+
+def _plain(result: CallToolResult) -> dict[str, Any]:
+    return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def _client(info: Any, capabilities: Any) -> str | None:
+    """The client named in a 2026-07-28 envelope, as the SDK's connection records it (both the
+    client's info and its capabilities well formed, else no client)."""
+    if not isinstance(info, Mapping) or not isinstance(capabilities, Mapping):
+        return None
+    try:
+        ClientCapabilities.model_validate(capabilities)
+        implementation = Implementation.model_validate(info)
+    except ValidationError:
+        return None
+    if not implementation.name:
+        return None
+    return f"{implementation.name} {implementation.version or ''}".strip()[:200]
+
+
+def _replay(body: bytes, trailing, receive):
+    """A ``receive`` that gives the SDK the body this path already read."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+    if trailing is not None:
+        pending = [{"type": "http.request", "body": body, "more_body": True}, trailing]
+
+    async def replay():
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+__all__ = ["LeanPath", "SdkAdapter", "UNKNOWN_TOOL"]
