@@ -136,7 +136,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
 
     mcp_app = StreamableHTTPASGIApp(sessions)
     if settings.mcp_lean_path:  # the hot requests without the SDK's per-request machinery (same answers)
-        mcp_app = LeanPath(mcp_app, server, security, settings.max_body_bytes)
+        mcp_app = LeanPath(mcp_app, server, security, settings.max_body_bytes, metrics)
     endpoint = KnownProtocolVersion(protect(mcp_app, backend, on_error=counted_error))
 
     async def healthz(request: Request) -> Response:

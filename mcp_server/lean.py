@@ -49,6 +49,7 @@ from starlette.requests import Request
 
 from mcp_server.auth import current_principal
 from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware
+from mcp_server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,10 @@ def _modern_bytes(request_id: Any, result: dict[str, Any]) -> bytes:
 class LeanPath:
     """ASGI app in front of the SDK's endpoint (behind authentication)."""
 
-    def __init__(self, sdk_app, server: MCPServer, security: TransportSecuritySettings, max_body: int):
+    def __init__(self, sdk_app, server: MCPServer, security: TransportSecuritySettings, max_body: int,
+                 metrics: Metrics):
         self.sdk_app = sdk_app
+        self.served, self.declined = metrics.lean.labels("served"), metrics.lean.labels("declined")
         self.sdk = SdkAdapter(server)
         self.server = server
         self.scope_rules: ScopeMiddleware = self.sdk.scope
@@ -129,8 +132,10 @@ class LeanPath:
             if key == b"content-length":
                 declared = value
             elif key.startswith(PARAM_PREFIX):
+                self.declined.inc()
                 return await self.sdk_app(scope, receive, send)
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            self.declined.inc()
             return await self.sdk_app(scope, receive, send)
         chunks, message = [], None
         size = 0
@@ -149,7 +154,9 @@ class LeanPath:
                 raise Decline
             answer = await self._answer(scope, body)
         except Decline:
+            self.declined.inc()
             return await self.sdk_app(scope, _replay(body, message, receive), send)
+        self.served.inc()
         status, headers, payload = answer
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})

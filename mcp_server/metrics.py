@@ -85,6 +85,8 @@ class Metrics:
         self.tool_seconds = Histogram("poggio_mcp_tool_seconds", "Time spent in tools", ["tool"],
                                       registry=self.registry,
                                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+        self.lean = Counter("poggio_mcp_lean", "POSTs to /mcp answered by the lean path (served) or handed to the "
+                            "SDK (declined)", ["outcome"], registry=self.registry)
         self.usage_pending = Gauge("poggio_usage_pending_calls", "Calls counted but not yet written",
                                    registry=self.registry, multiprocess_mode="livesum")
 
