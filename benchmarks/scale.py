@@ -8,6 +8,12 @@ tools in process, as the MCP server's worker threads do (the HTTP layer is `mcp_
 subject), with arguments drawn from the data itself, and prints p50/p95/max per kind of query.
 With `--keep DIR` the SQLite instances live in DIR/<size> and are reused when already built.
 Target: p95 under 50 ms at 1M accounts on SQLite; roughly flat growth for indexed look-ups.
+
+    .venv/bin/python benchmarks/scale.py --bulk 50000 [--demo 1000000] [--code DIR] [--postgres]
+
+times the bulk writes instead: `poggio import` of generated CSV files (N accounts, then 3N contacts
+and 2N opportunities of them) into a fresh workspace, and `poggio demo --accounts` of the --demo
+size, in rows per second; ``--code DIR`` runs another checkout's CLI (before/after in one run).
 """
 
 from __future__ import annotations
@@ -118,13 +124,78 @@ def measure(size: int, url: str, key: str, calls: int) -> dict[str, tuple[float,
     return out
 
 
+def _csv(path: Path, header: str, lines) -> Path:
+    with path.open("w") as fh:
+        fh.write(header + "\n")
+        fh.writelines(line + "\n" for line in lines)
+    return path
+
+
+def bulk(accounts: int, demo_size: int, folder: Path, url: str, key: str, code: Path | None) -> dict[str, float]:
+    """Seconds of each bulk write and its rate: the imports into a fresh workspace, then the demo."""
+    env = {**os.environ, "POGGIO_INSTANCE_PATH": str(folder), "POGGIO_DATABASE_URL": url, "POGGIO_SECRET_KEY": key}
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(code.resolve()), *os.environ.get("PYTHONPATH", "").split(os.pathsep)[1:]])
+    run = lambda *a: subprocess.run([sys.executable, "-m", "poggio", *a], env=env, check=True,  # noqa: E731
+                                    capture_output=True, text=True, cwd=code or Path(__file__).parent.parent)
+    run("db", "upgrade")
+    run("workspace", "create", "bulk", "--name", "Bulk")
+    rng = random.Random(1)
+    domains = [f"company{i}-{rng.randrange(10 ** 6)}.example" for i in range(accounts)]
+    files = {
+        "accounts": _csv(folder / "accounts.csv", "domain,name,industry,employees,country,description",
+                         (f"{d},Company {i} Holdings,Software,{rng.randrange(1, 5000)},DE,Maker of things number {i}"
+                          for i, d in enumerate(domains))),
+        "contacts": _csv(folder / "contacts.csv", "email,first_name,last_name,title,account_domain",
+                         (f"p{n}.{i}@{d},Person{n},Surname{i},Buyer,{d}" for i, d in enumerate(domains) for n in range(3))),
+        "opportunities": _csv(folder / "opportunities.csv", "account_domain,name,stage,amount,currency,close_date",
+                              (f"{d},Deal {n},won,{rng.randrange(1000, 90000)}.50,EUR,2026-0{1 + n}-1{n}"
+                               for d in domains for n in range(2))),
+    }
+    out: dict[str, float] = {}
+    for kind, path in files.items():
+        rows = sum(1 for _ in path.open()) - 1
+        start = time.perf_counter()
+        run("import", kind, str(path), "--workspace", "bulk")
+        out[f"import {kind}"] = time.perf_counter() - start
+        out[f"import {kind} rows/s"] = rows / out[f"import {kind}"]
+        print(f"import {rows:,} {kind}: {out[f'import {kind}']:.1f} s, {out[f'import {kind} rows/s']:,.0f} rows/s",
+              flush=True)
+    if demo_size:
+        start = time.perf_counter()
+        run("demo", "--accounts", str(demo_size))
+        out["demo"] = time.perf_counter() - start
+        print(f"demo --accounts {demo_size:,}: {out['demo']:.1f} s", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--keep", type=Path, help="keep (and reuse) the SQLite instances in this folder")
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--bulk", type=int, default=0, help="time imports of this many accounts (and the demo)")
+    parser.add_argument("--demo", type=int, default=0, help="with --bulk: also time the demo of this size")
+    parser.add_argument("--code", type=Path, help="with --bulk: the checkout whose CLI runs")
     args = parser.parse_args()
+    if args.bulk:
+        folder = Path(tempfile.mkdtemp(prefix="poggio-bulk-"))
+        schema = None
+        if args.postgres:
+            import psycopg2
+
+            conn = psycopg2.connect(PG_URL)
+            conn.autocommit = True
+            schema = f"bulk_{secrets.token_hex(3)}"
+            conn.cursor().execute(f"CREATE SCHEMA {schema}")
+        url = f"{PG_URL}?options=-csearch_path%3D{schema}" if schema else f"sqlite:///{folder / 'poggio.db'}"
+        try:
+            bulk(args.bulk, args.demo, folder, url, "bulk-benchmark-" + "k" * 16, args.code)
+        finally:
+            if schema:
+                conn.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     root = args.keep or Path(tempfile.mkdtemp(prefix="poggio-scale-"))
     key = "scale-benchmark-" + "k" * 16  # cursors only: nothing here is secret

@@ -325,7 +325,12 @@ def import_command(app: App, kind: str, file: Path, slug: str) -> None:
     """Import a CSV file: every row is checked first, then all are written, or none."""
     from poggio.csv_import import MAX_REPORTED, import_csv
 
-    report = import_csv(app.registry, app.workspace(slug), kind, file.read_bytes(), Actor.cli())
+    workspace = app.workspace(slug)
+    started = time.monotonic()
+    with file.open("rb") as stream, click.progressbar(length=file.stat().st_size, label=f"{kind:>13}",
+                                                      file=sys.stderr) as bar:
+        report = import_csv(app.registry, workspace, kind, stream, Actor.cli(),
+                            progress=lambda read: bar.update(read - bar.pos))
     if report.errors:
         for line, column, message in report.errors[:MAX_REPORTED]:
             click.echo(f"{file.name}:{line}: {column}: {message}", err=True)
@@ -333,7 +338,8 @@ def import_command(app: App, kind: str, file: Path, slug: str) -> None:
         if more > 0:
             click.echo(f"... and {more} more", err=True)
         raise click.ClickException(f"{len(report.errors)} bad row(s); nothing was imported.")
-    click.echo(f"Imported {report.imported} {kind}.")
+    seconds = time.monotonic() - started
+    click.echo(f"Imported {report.imported} {kind} in {seconds:.1f}s ({report.imported / max(seconds, 1e-6):,.0f}/s).")
 
 
 @main.command("demo")

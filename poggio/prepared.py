@@ -40,10 +40,16 @@ def slot(name: str, field: Field | None = None) -> Value:
     return Value(Slot(name, field), converter=False)  # converter=False: the slot reaches the params as is
 
 
+# what peewee's CursorWrapper sets per cursor; everything else its initialize() derives from the
+# query and the result's columns, the same at every run of one compiled query
+_PER_CURSOR = frozenset({"cursor", "count", "index", "initialized", "populated", "row_cache"})
+
+
 class Prepared:
     def __init__(self, build: Callable[[], Any]):
         self._build = build
         self._compiled: dict[type, tuple[Any, str, list[Any]]] = {}
+        self._readers: dict[type, dict[str, Any]] = {}
 
     def _compile(self) -> tuple[Any, str, list[Any]]:
         kind = type(database.obj)  # the dialect: quoting and placeholder style
@@ -54,8 +60,7 @@ class Prepared:
             compiled = self._compiled[kind] = (query, sql, params)
         return compiled
 
-    def run(self, **values: Any):
-        """Execute with ``values`` for the slots; an iterable of rows as the query would give them."""
+    def _rows(self, values: dict[str, Any], limit: int | None = None) -> list[Any]:
         query, sql, params = self._compile()
         bound = []
         for p in params:
@@ -64,12 +69,28 @@ class Prepared:
                 bound.append(p.field.db_value(value) if p.field is not None and value is not None else value)
             else:
                 bound.append(p)
-        return query._get_cursor_wrapper(database.execute_sql(sql, bound))
+        cursor = database.execute_sql(sql, bound)
+        raw = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+        if not raw:
+            return []
+        # peewee's reader for these rows (models, tuples or dicts, with the fields' conversions); how
+        # it reads the columns is worked out once per dialect and reused, it costs more than the query
+        reader = query._get_cursor_wrapper(cursor)
+        state = self._readers.get(type(database.obj))
+        if state is None:
+            reader.initialize()
+            self._readers[type(database.obj)] = {k: v for k, v in vars(reader).items() if k not in _PER_CURSOR}
+        else:
+            vars(reader).update(state)
+        return [reader.process_row(row) for row in raw]
+
+    def run(self, **values: Any) -> list[Any]:
+        """Execute with ``values`` for the slots; the rows as the query would give them."""
+        return self._rows(values)
 
     def all(self, **values: Any) -> list[Any]:
-        return list(self.run(**values))
+        return self._rows(values)
 
     def first(self, **values: Any) -> Any | None:
-        for row in self.run(**values):
-            return row
-        return None
+        rows = self._rows(values, limit=1)
+        return rows[0] if rows else None

@@ -47,6 +47,8 @@ def words(text: str | None) -> list[str]:
     """The normalised words of ``text``, in order, each cut to ``MAX_TERM`` characters."""
     if not text:
         return []
+    if text.isascii():  # no accents to fold, and casefold is lower: the common case, 5x cheaper
+        return [w[:MAX_TERM] for w in _WORD.findall(text.lower())]
     folded = unicodedata.normalize("NFKD", text).casefold()
     folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
     return [w[:MAX_TERM] for w in _WORD.findall(folded)]
@@ -68,15 +70,19 @@ def index(kind: str, workspace_id: int, ref_id: int, *texts: str | None) -> None
         SearchTerm.insert_many(rows).execute()
 
 
-def bulk_insert(rows: Iterable[dict], batch: int = 2000) -> None:
-    buf: list[dict] = []
-    for row in rows:
-        buf.append(row)
-        if len(buf) >= batch:
-            SearchTerm.insert_many(buf).execute()
-            buf.clear()
-    if buf:
-        SearchTerm.insert_many(buf).execute()
+def bulk_index(kind: str, workspace_id: int, items: Iterable[tuple[int, tuple[str | None, ...]]]) -> int:
+    """Index many new objects, ``(ref_id, texts)`` each, with :mod:`poggio.bulk` (in the caller's
+    transaction); returns the number of ``search_term`` rows written."""
+    from poggio import bulk
+
+    rows = []
+    for ref_id, texts in items:
+        terms: set[str] = set()
+        for text in texts:
+            terms.update(words(text))
+        rows += [(workspace_id, kind, term, ref_id) for term in terms]
+    return bulk.insert_rows(SearchTerm, [SearchTerm.workspace, SearchTerm.kind, SearchTerm.term, SearchTerm.ref_id],
+                            rows, batch=len(rows) or 1)
 
 
 def query_words(text: str | None) -> list[str]:

@@ -5,19 +5,26 @@ from __future__ import annotations
 import re
 
 from plugins.accounts.models import Account, insert_accounts, normalise_domain
-from poggio import CsvKind
+from poggio import CsvKind, bulk
 from poggio.db import utcnow
 
 COLUMNS = ("domain", "name", "industry", "employees", "country", "description")
 _DOMAIN = re.compile(r"^(?=.{3,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
+def existing_domains(workspace_id: int, domains) -> set[str]:
+    """Which of ``domains`` the workspace's accounts already have."""
+    return {d for d, _ in bulk.existing(Account.domain, domains, Account.workspace, workspace_id)}
+
+
 def validate(workspace_id: int, rows):
+    """One chunk of the file; the earlier chunks are in the database already."""
     cleaned, errors = [], []
-    existing = {d for (d,) in Account.select(Account.domain).where(Account.workspace == workspace_id).tuples()}
+    domains = {line: normalise_domain(row["domain"]) for line, row in rows}
+    existing = existing_domains(workspace_id, set(domains.values()))
     in_file: dict[str, int] = {}
     for line, row in rows:
-        domain = normalise_domain(row["domain"])
+        domain = domains[line]
         if not _DOMAIN.match(domain):
             errors.append((line, "domain", f"{row['domain']!r} is not a domain such as example.com"))
             continue
@@ -51,9 +58,7 @@ def validate(workspace_id: int, rows):
 
 
 def write(workspace_id: int, cleaned) -> int:
-    now = utcnow()
-    for start in range(0, len(cleaned), 1000):
-        insert_accounts(workspace_id, cleaned[start:start + 1000], now)
+    insert_accounts(workspace_id, cleaned, utcnow())
     return len(cleaned)
 
 

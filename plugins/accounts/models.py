@@ -43,15 +43,14 @@ def normalise_domain(value: str) -> str:
 
 
 def insert_accounts(workspace_id: int, rows: list[dict], now) -> None:
-    """Bulk-insert account dicts (no workspace key) and index their names and domains for search."""
-    from poggio import search
+    """Bulk-insert account dicts (no workspace key) and index their names and domains for search, in
+    the caller's write transaction."""
+    from poggio import bulk, search
 
-    Account.insert_many([{**r, "workspace": workspace_id, "created_at": now} for r in rows]).execute()
-    ids = dict(
-        Account.select(Account.domain, Account.id)
-        .where((Account.workspace == workspace_id) & Account.domain.in_([r["domain"] for r in rows]))
-        .tuples()
-    )
-    search.bulk_insert(
-        t for r in rows for t in search.term_rows(SEARCH_KIND, workspace_id, ids[r["domain"]], r["name"], r["domain"])
-    )
+    ids = bulk.reserve_ids(Account, len(rows))
+    columns = (Account.id, Account.workspace, Account.domain, Account.name, Account.industry, Account.employees,
+               Account.country, Account.description, Account.created_at)
+    bulk.insert_rows(Account, columns, [
+        (i, workspace_id, r["domain"], r["name"], r.get("industry", ""), r.get("employees"), r.get("country", ""),
+         r.get("description", ""), now) for i, r in zip(ids, rows)])
+    search.bulk_index(SEARCH_KIND, workspace_id, ((i, (r["name"], r["domain"])) for i, r in zip(ids, rows)))

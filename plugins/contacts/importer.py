@@ -6,16 +6,19 @@ import re
 
 from plugins.accounts.models import Account, normalise_domain
 from plugins.contacts.models import Contact, insert_contacts
-from poggio import CsvKind
+from poggio import CsvKind, bulk
 
 COLUMNS = ("email", "first_name", "last_name", "title", "account_domain")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
 
 def validate(workspace_id: int, rows):
+    """One chunk of the file; the earlier chunks are in the database already."""
     cleaned, errors = [], []
-    accounts = dict(Account.select(Account.domain, Account.id).where(Account.workspace == workspace_id).tuples())
-    existing = {e for (e,) in Contact.select(Contact.email).where(Contact.workspace == workspace_id).tuples()}
+    accounts = dict(bulk.existing(Account.domain, {normalise_domain(row["account_domain"]) for _, row in rows},
+                                  Account.workspace, workspace_id))
+    existing = {e for e, _ in bulk.existing(Contact.email, {row["email"].strip().lower() for _, row in rows},
+                                            Contact.workspace, workspace_id)}
     in_file: dict[str, int] = {}
     for line, row in rows:
         email = row["email"].strip().lower()
@@ -43,8 +46,7 @@ def validate(workspace_id: int, rows):
 
 
 def write(workspace_id: int, cleaned) -> int:
-    for start in range(0, len(cleaned), 1000):
-        insert_contacts(workspace_id, cleaned[start:start + 1000])
+    insert_contacts(workspace_id, cleaned)
     return len(cleaned)
 
 

@@ -26,15 +26,16 @@ class Contact(BaseModel):
 
 
 def insert_contacts(workspace_id: int, rows: list[dict], now=None) -> None:
-    """Bulk-insert contact dicts (``account`` is an id or None) and index them for search."""
+    """Bulk-insert contact dicts (``account`` is an id or None) and index them for search, in the
+    caller's write transaction."""
+    from poggio import bulk
+
     now = now or utcnow()
-    Contact.insert_many([{**r, "workspace": workspace_id, "created_at": now} for r in rows]).execute()
-    ids = dict(
-        Contact.select(Contact.email, Contact.id)
-        .where((Contact.workspace == workspace_id) & Contact.email.in_([r["email"] for r in rows]))
-        .tuples()
-    )
-    search.bulk_insert(
-        t for r in rows
-        for t in search.term_rows(SEARCH_KIND, workspace_id, ids[r["email"]], r["first_name"], r["last_name"], r["email"], r["title"])
-    )
+    ids = bulk.reserve_ids(Contact, len(rows))
+    columns = (Contact.id, Contact.workspace, Contact.account, Contact.email, Contact.first_name, Contact.last_name,
+               Contact.title, Contact.created_at)
+    bulk.insert_rows(Contact, columns, [
+        (i, workspace_id, r.get("account"), r["email"], r.get("first_name", ""), r.get("last_name", ""),
+         r.get("title", ""), now) for i, r in zip(ids, rows)])
+    search.bulk_index(SEARCH_KIND, workspace_id, (
+        (i, (r.get("first_name"), r.get("last_name"), r["email"], r.get("title"))) for i, r in zip(ids, rows)))

@@ -8,15 +8,17 @@ from decimal import Decimal, InvalidOperation
 
 from plugins.accounts.models import Account, normalise_domain
 from plugins.revenue.models import STAGES, insert_opportunities
-from poggio import CsvKind
+from poggio import CsvKind, bulk
 from poggio.db import utcnow
 
 COLUMNS = ("account_domain", "name", "stage", "amount", "currency", "close_date")
 
 
 def validate(workspace_id: int, rows):
+    """One chunk of the file (accounts looked up for its domains only)."""
     cleaned, errors = [], []
-    accounts = dict(Account.select(Account.domain, Account.id).where(Account.workspace == workspace_id).tuples())
+    accounts = dict(bulk.existing(Account.domain, {normalise_domain(row["account_domain"]) for _, row in rows},
+                                  Account.workspace, workspace_id))
     for line, row in rows:
         domain = normalise_domain(row["account_domain"])
         if domain not in accounts:

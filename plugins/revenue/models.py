@@ -49,22 +49,23 @@ class RevenueDay(BaseModel):
 def insert_opportunities(workspace_id: int, rows: list[dict], now) -> None:
     """Insert opportunity dicts (no workspace key) and add them to the day totals, in the caller's
     transaction: the one way opportunities are written, so the totals always match them."""
-    for start in range(0, len(rows), 1000):
-        Opportunity.insert_many([{**r, "workspace": workspace_id, "created_at": now}
-                                 for r in rows[start:start + 1000]]).execute()
+    from poggio import bulk
+
+    columns = (Opportunity.workspace, Opportunity.account, Opportunity.name, Opportunity.stage, Opportunity.amount,
+               Opportunity.currency, Opportunity.close_date, Opportunity.created_at)
+    bulk.insert_rows(Opportunity, columns, [
+        (workspace_id, r["account"], r["name"], r["stage"], r["amount"], r["currency"], r["close_date"], now)
+        for r in rows])
     days: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
     for r in rows:
         total = days[(r["currency"], r["stage"], r["close_date"])]
         total[0] += 1
         total[1] += Decimal(r["amount"])
-    keys = list(days)
-    for start in range(0, len(keys), 1000):
-        RevenueDay.insert_many([
-            {"workspace": workspace_id, "currency": currency, "stage": stage, "close_date": day,
-             "count": days[(currency, stage, day)][0], "amount": days[(currency, stage, day)][1]}
-            for currency, stage, day in keys[start:start + 1000]
-        ]).on_conflict(
-            conflict_target=[RevenueDay.workspace, RevenueDay.currency, RevenueDay.stage, RevenueDay.close_date],
-            update={RevenueDay.count: RevenueDay.count + EXCLUDED.count,
-                    RevenueDay.amount: RevenueDay.amount + EXCLUDED.amount},
-        ).execute()
+    # the day totals: an upsert that adds to what is stored (several imports may add to one day)
+    bulk.insert_rows(RevenueDay, (RevenueDay.workspace, RevenueDay.currency, RevenueDay.stage, RevenueDay.close_date,
+                                  RevenueDay.count, RevenueDay.amount),
+                     [(workspace_id, currency, stage, day, count, amount)
+                      for (currency, stage, day), (count, amount) in days.items()],
+                     on_conflict='ON CONFLICT ("workspace_id", "currency", "stage", "close_date") DO UPDATE SET '
+                                 '"count" = "revenue_day"."count" + excluded."count", '
+                                 '"amount" = "revenue_day"."amount" + excluded."amount"')
