@@ -7,6 +7,7 @@ from pathlib import Path
 from flask import Flask, jsonify, send_from_directory
 from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.routing import IntegerConverter
 from htmx_flask import Htmx
 
 import js_lib_htmx
@@ -23,6 +24,15 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 login_manager.login_view = "auth.sign_in"
 login_manager.login_message = "Sign in to continue."
+
+
+class DatabaseInt(IntegerConverter):
+    """``<int:...>`` in a URL: only ids the database can hold (a larger one is a 404, not an overflow
+    error in the query), for every route, the ones added later included."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)  # PostgreSQL serial ids are 32-bit
+        super().__init__(map, *args, **kwargs)
 
 
 class SessionUser(UserMixin, User):
@@ -45,6 +55,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     settings = settings or load_settings()
     redaction.configure_logging()
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder="static")
+    app.url_map.converters["int"] = DatabaseInt
     https = settings.mcp_public_url.startswith("https://")
     app.config.update(
         SECRET_KEY=settings.secret_key,

@@ -11,7 +11,7 @@ from poggio import audit
 from poggio.audit import Actor
 from poggio.models import Membership
 from poggio.workspaces import check_password, find_user, memberships
-from portal.access import client_ip, core
+from portal.access import client_ip, core, current_membership
 from portal.forms import ActionForm, SignInForm
 
 bp = Blueprint("auth", __name__)
@@ -71,8 +71,9 @@ def sign_in():
 def sign_out():
     form = ActionForm()
     if form.validate_on_submit():
+        membership = current_membership()
         audit.record("user.signed_out", Actor(current_user._get_current_object(), ip=client_ip()),
-                     session.get("workspace_id"), target=current_user.email)
+                     membership.workspace_id if membership else None, target=current_user.email)
         logout_user()
         session.clear()
         flash("You are signed out.")

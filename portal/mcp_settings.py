@@ -16,7 +16,7 @@ from poggio.errors import InvalidInput, NotFound
 from poggio.db import utcnow
 from poggio.tokens import status
 from poggio.usage_report import by_tool, daily
-from portal.access import client_ip, core, mcp_admin_required
+from portal.access import client_ip, core, mcp_admin_required, page_number
 from portal.charts import activity_bars, ago
 from portal.forms import ActionForm, EditTokenForm, TokenForm
 
@@ -37,11 +37,6 @@ PAGE_SIZE = 50  # tokens per page of the list: the page costs the same with 50 t
 
 def _show() -> str:
     return "all" if request.values.get("show") == "all" else "active"
-
-
-def _page_number() -> int:
-    value = request.values.get("page", "1")
-    return max(1, min(int(value), 10_000)) if value.isdigit() else 1
 
 
 def _token(workspace, token_id: int):
@@ -76,7 +71,7 @@ def _token_form() -> TokenForm:
 def _page(workspace, status_code=200, **extra):
     show = _show()
     context = {
-        **_listing(workspace, show, _page_number()),
+        **_listing(workspace, show, page_number()),
         "server_url": core()["settings"].mcp_public_url,
         "product": core()["settings"].product_name,
         "form": extra.pop("form", None) or _token_form(),
@@ -96,7 +91,7 @@ def _field_error(form, exc: InvalidInput) -> None:
 @mcp_admin_required
 def page(workspace):
     if request.htmx and request.htmx.target == "token-list":
-        return render_template("settings/_token_list.html", **_listing(workspace, _show(), _page_number()))
+        return render_template("settings/_token_list.html", **_listing(workspace, _show(), page_number()))
     return _page(workspace)
 
 

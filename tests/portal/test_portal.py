@@ -295,3 +295,16 @@ def test_an_expired_token_can_only_be_rotated_back(admin):
     secret = TOKEN_PATTERN.findall(body(rotated))
     assert len(secret) == 1 and secret[0] != first
     assert ApiToken.get().expires_at > utcnow() + dt.timedelta(days=29)
+
+
+def test_sign_out_is_in_the_workspace_audit_log(admin):
+    admin.post("/sign-out")
+    admin.sign_in("admin@acme.example")
+    page = body(admin.get("/settings/audit/"))
+    assert "Signed out" in page
+
+
+@pytest.mark.parametrize("page", ["99999999999999999999", "-99999999999999999999", "9223372036854775807", "0", "x"])
+def test_audit_page_number_out_of_range_is_not_an_error(admin, page):
+    r = admin.get(f"/settings/audit/?page={page}")
+    assert r.status_code == 200 and "Audit log" in body(r)
