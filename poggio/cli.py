@@ -285,7 +285,7 @@ def demo_command(app: App, slug: str, accounts: int, seed: int) -> None:
     if result.admin_password:
         click.echo(f"Sign in to the portal as {result.admin_email} with password {result.admin_password}")
     else:
-        click.echo(f"Admin: {result.admin_email} (password unchanged).")
+        click.echo(f"Admin: {result.admin_email} (its password was changed since the demo was built).")
 
 
 @main.group()

@@ -155,6 +155,8 @@ def test_demo_is_deterministic_and_idempotent(run, instance):
     assert Account.get(domain="example.com").name == "Example Corp"
     again = run("demo", "--accounts", "120", "--seed", "3")
     assert "already has data" in again.output
+    # `make run` runs `poggio demo` every time: the login is printed every time, not only on first build.
+    assert "Sign in to the portal as admin@acme.example with password poggio-demo-admin" in again.output
     assert (Account.select().count(), Contact.select().count(), Opportunity.select().count()) == counts
     assert Workspace.get(slug="acme").mcp_enabled
     other = run("demo", "--workspace", "beta", "--accounts", "120", "--seed", "3")
