@@ -164,6 +164,44 @@ def user_create(app: App, email: str, slug: str, role: str, name: str, password:
     click.echo(f"{created.email} is {role} of {ws.slug}.")
 
 
+def _user(app: App, email: str):
+    from poggio.workspaces import find_user
+
+    app.db()
+    found = find_user(email)
+    if found is None:
+        raise NotFound(f"no user {email.strip().lower()!r}")
+    return found
+
+
+@user.command("password")
+@click.argument("email")
+@click.option("--password", envvar="POGGIO_PASSWORD", prompt="New password", hide_input=True,
+              confirmation_prompt=True, help="Read from POGGIO_PASSWORD, or prompted.", show_envvar=True)
+@pass_app
+@friendly_errors
+def user_password(app: App, email: str, password: str) -> None:
+    """Set a new password for user EMAIL; every portal session of theirs ends."""
+    from poggio.workspaces import change_password
+
+    changed = change_password(_user(app, email), password, Actor.cli())
+    click.echo(f"New password set for {changed.email}; their portal sessions have ended.")
+
+
+@user.command("remove")
+@click.argument("email")
+@click.option("--workspace", "slug", required=True, help="Workspace slug.")
+@pass_app
+@friendly_errors
+def user_remove(app: App, email: str, slug: str) -> None:
+    """Remove user EMAIL from a workspace (deactivated when in no workspace left); their sessions end."""
+    from poggio.workspaces import remove_user
+
+    ws = app.workspace(slug)
+    removed = remove_user(_user(app, email), ws, Actor.cli())
+    click.echo(f"{removed.email} removed from {ws.slug}{'' if removed.is_active else ' and deactivated'}.")
+
+
 # -- token -----------------------------------------------------------------------------------------------
 @main.group()
 def token() -> None:

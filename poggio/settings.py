@@ -41,6 +41,9 @@ class Settings:
     tool_timeout_seconds: float = 10.0
     max_body_bytes: int = 1_000_000
     allowed_hosts: tuple[str, ...] = ()
+    session_idle_hours: float = 12.0
+    session_max_days: float = 7.0
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def mcp_allowed_hosts(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""Workspaces, users and memberships: creation, entitlement, passwords (bcrypt)."""
+"""Workspaces, users and memberships: creation, entitlement, passwords (bcrypt), and the changes that
+end a user's portal sessions (a new password, removal, deactivation)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 import bcrypt
 from peewee import IntegrityError
 
-from poggio import audit
+from poggio import audit, sessions
 from poggio.audit import Actor
 from poggio.db import writing
 from poggio.errors import InvalidInput, NotFound
@@ -98,3 +99,44 @@ def memberships(user: User) -> list[Membership]:
         Membership.select(Membership, Workspace).join(Workspace)
         .where(Membership.user == user).order_by(Workspace.name)
     )
+
+
+def _record_in_each_workspace(action: str, user: User, actor: Actor, workspaces=None, **detail) -> None:
+    for ws_id in workspaces if workspaces is not None else [m.workspace_id for m in user.memberships]:
+        audit.record(action, actor, ws_id, target=user.email, **detail)
+
+
+def change_password(user: User, password: str, actor: Actor) -> User:
+    """Set a new password and end every portal session of the user."""
+    password_hash = hash_password(password)
+    with writing():
+        User.update(password_hash=password_hash).where(User.id == user.id).execute()
+        user.password_hash = password_hash
+        ended = sessions.end_all(user)
+        _record_in_each_workspace("user.password_changed", user, actor, sessions_ended=ended)
+    return user
+
+
+def deactivate_user(user: User, actor: Actor) -> User:
+    """The user can no longer sign in, and every session of theirs ends now."""
+    with writing():
+        User.update(is_active=False).where(User.id == user.id).execute()
+        user.is_active = False
+        ended = sessions.end_all(user)
+        _record_in_each_workspace("user.deactivated", user, actor, sessions_ended=ended)
+    return user
+
+
+def remove_user(user: User, workspace: Workspace, actor: Actor) -> User:
+    """Take the user out of ``workspace``, ending every session of theirs (a session may be in that
+    workspace); a user left in no workspace is deactivated."""
+    with writing():
+        removed = Membership.delete().where((Membership.user == user) & (Membership.workspace == workspace)).execute()
+        if not removed:
+            raise NotFound(f"{user.email} is not a member of workspace {workspace.slug}")
+        ended = sessions.end_all(user)
+        audit.record("user.removed", actor, workspace, target=user.email, sessions_ended=ended)
+        if not Membership.select().where(Membership.user == user).exists():
+            User.update(is_active=False).where(User.id == user.id).execute()
+            user.is_active = False
+    return user

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, jsonify, send_from_directory
+from flask import Flask, current_app, jsonify, send_from_directory, session
 from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.routing import IntegerConverter
 from htmx_flask import Htmx
 
 import js_lib_htmx
-from poggio import redaction
+from poggio import redaction, sessions
 from poggio.db import bind, database
 from poggio.models import User
 from poggio.plugins import PackRegistry
@@ -47,7 +47,15 @@ class SessionUser(UserMixin, User):
 
 @login_manager.user_loader
 def load_user(user_id: str):
-    user = SessionUser.get_or_none(SessionUser.id == int(user_id)) if str(user_id).isdigit() else None
+    """The signed-in user, only while the session the cookie names is alive on the server (a cookie
+    alone, or flask-login's remember cookie, opens nothing)."""
+    if not str(user_id).isdigit() or len(str(user_id)) > 18:
+        return None
+    settings = current_app.extensions["poggio"]["settings"]
+    if not sessions.alive(session.get("sid"), int(user_id), *sessions.lifetimes(settings)):
+        session.clear()
+        return None
+    user = SessionUser.get_or_none(SessionUser.id == int(user_id))
     return user if user is not None and user.is_active else None
 
 
@@ -62,9 +70,6 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=https,
-        REMEMBER_COOKIE_HTTPONLY=True,
-        REMEMBER_COOKIE_SAMESITE="Lax",
-        REMEMBER_COOKIE_SECURE=https,
         WTF_CSRF_TIME_LIMIT=None,  # bound to the session instead
         MAX_CONTENT_LENGTH=1_000_000,
     )

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from poggio import audit
+from poggio import audit, sessions
 from poggio.audit import Actor
 from poggio.models import Membership
 from poggio.workspaces import check_password, find_user, memberships
@@ -54,7 +54,9 @@ def sign_in():
                 user = SessionUser.get_by_id(user.id)
                 throttle.succeeded(email)
                 session.clear()
-                login_user(user)
+                sessions.purge(*sessions.lifetimes(core()["settings"]))
+                session["sid"] = sessions.start(user, ip)
+                login_user(user)  # never remember=True: sessions live on the server (poggio.sessions)
                 audit.record("user.signed_in", Actor(user, ip=ip), _workspace_of(user), target=email)
                 return redirect(_safe_next(request.args.get("next")))
             throttle.failed(email, ip)
@@ -74,6 +76,7 @@ def sign_out():
         membership = current_membership()
         audit.record("user.signed_out", Actor(current_user._get_current_object(), ip=client_ip()),
                      membership.workspace_id if membership else None, target=current_user.email)
+        sessions.end(session.get("sid"))
         logout_user()
         session.clear()
         flash("You are signed out.")
