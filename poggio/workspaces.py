@@ -101,30 +101,27 @@ def memberships(user: User) -> list[Membership]:
     )
 
 
-def _record_in_each_workspace(action: str, user: User, actor: Actor, workspaces=None, **detail) -> None:
-    for ws_id in workspaces if workspaces is not None else [m.workspace_id for m in user.memberships]:
-        audit.record(action, actor, ws_id, target=user.email, **detail)
+def _change_and_end_sessions(user: User, action: str, actor: Actor, **changes) -> User:
+    """Write ``changes`` to the user, end every portal session of theirs, and note it in the audit
+    log of each of their workspaces."""
+    with writing():
+        User.update(**changes).where(User.id == user.id).execute()
+        for name, value in changes.items():
+            setattr(user, name, value)
+        ended = sessions.end_all(user)
+        for membership in user.memberships:
+            audit.record(action, actor, membership.workspace_id, target=user.email, sessions_ended=ended)
+    return user
 
 
 def change_password(user: User, password: str, actor: Actor) -> User:
     """Set a new password and end every portal session of the user."""
-    password_hash = hash_password(password)
-    with writing():
-        User.update(password_hash=password_hash).where(User.id == user.id).execute()
-        user.password_hash = password_hash
-        ended = sessions.end_all(user)
-        _record_in_each_workspace("user.password_changed", user, actor, sessions_ended=ended)
-    return user
+    return _change_and_end_sessions(user, "user.password_changed", actor, password_hash=hash_password(password))
 
 
 def deactivate_user(user: User, actor: Actor) -> User:
     """The user can no longer sign in, and every session of theirs ends now."""
-    with writing():
-        User.update(is_active=False).where(User.id == user.id).execute()
-        user.is_active = False
-        ended = sessions.end_all(user)
-        _record_in_each_workspace("user.deactivated", user, actor, sessions_ended=ended)
-    return user
+    return _change_and_end_sessions(user, "user.deactivated", actor, is_active=False)
 
 
 def remove_user(user: User, workspace: Workspace, actor: Actor) -> User:
