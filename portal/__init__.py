@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     from portal import audit_log, auth, mcp_settings, views
     from portal.throttle import Throttle
 
-    app.extensions["poggio"]["throttle"] = Throttle(settings.redis_url)
+    app.extensions["poggio"]["throttle"] = Throttle()
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(mcp_settings.bp)

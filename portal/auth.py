@@ -42,9 +42,10 @@ def sign_in():
     if form.validate_on_submit():
         email, ip = form.email.data.strip().lower(), client_ip() or "-"
         throttle = core()["throttle"]
-        wait = throttle.blocked(email, ip)
+        wait = throttle.attempt(email, ip)
         if wait:
-            error = f"Too many failed sign-ins. Try again in {max(1, wait // 60)} minute(s)."
+            later = f"{wait} seconds" if wait < 120 else f"{wait // 60} minutes"
+            error = f"Too many failed sign-ins from here. Try again in {later}."
             status = 429
         else:
             user = find_user(email)
@@ -52,14 +53,13 @@ def sign_in():
                 from portal import SessionUser
 
                 user = SessionUser.get_by_id(user.id)
-                throttle.succeeded(email)
+                throttle.succeeded(email, ip)
                 session.clear()
                 sessions.purge(*sessions.lifetimes(core()["settings"]))
                 session["sid"] = sessions.start(user, ip)
                 login_user(user)  # never remember=True: sessions live on the server (poggio.sessions)
                 audit.record("user.signed_in", Actor(user, ip=ip), _workspace_of(user), target=email)
                 return redirect(_safe_next(request.args.get("next")))
-            throttle.failed(email, ip)
             audit.record("user.sign_in_failed", Actor(label=email, ip=ip), _workspace_of(user), target=email)
             error = "That e-mail and password do not match."
             status = 401

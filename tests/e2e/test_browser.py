@@ -3,18 +3,14 @@ MCP server process on one database: the whole token life cycle as an admin lives
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from helpers import Mcp
-from instances import ROOT, ServerProcess, free_port, make_instance
+from instances import ROOT, PortalProcess, ServerProcess, make_instance
 from poggio import demo
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
@@ -36,24 +32,10 @@ def stack(tmp_path_factory):
         upgrade(PackRegistry.load())
         result = demo.build(PackRegistry.load(), "acme", accounts=25)
     mcp = ServerProcess(inst)
-    port = free_port()
-    env = {**os.environ, **inst.env, "POGGIO_MCP_PUBLIC_URL": mcp.mcp_url}
-    log = open(inst.path / "portal.log", "wb")
-    portal = subprocess.Popen([sys.executable, "-m", "poggio", "portal", "--port", str(port), "--workers", "1"],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert portal.poll() is None and time.monotonic() < deadline, (inst.path / "portal.log").read_text()
-        time.sleep(0.2)
+    portal = PortalProcess(inst, extra_env={"POGGIO_MCP_PUBLIC_URL": mcp.mcp_url})
+    base = portal.url
     yield {"portal": base, "mcp": mcp, "email": result.admin_email, "password": result.admin_password}
-    portal.terminate()
-    portal.wait(timeout=20)
+    portal.stop()
     mcp.stop()
 
 
