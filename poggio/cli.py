@@ -349,16 +349,22 @@ def packs_list(app: App) -> None:
 
 # -- servers -----------------------------------------------------------------------------------------------
 def _mcp_argv(settings: Settings, host: str | None, port: int | None, workers: int) -> list[str]:
+    # Forwarded headers only from POGGIO_TRUSTED_PROXIES; uvicorn's own default trusts 127.0.0.1.
+    proxies = (["--proxy-headers", "--forwarded-allow-ips", ",".join(settings.trusted_proxies)]
+               if settings.trusted_proxies else ["--no-proxy-headers"])
     return [sys.executable, "-m", "uvicorn", "mcp_server.app:create_app", "--factory",
             "--host", host or settings.mcp_host, "--port", str(port or settings.mcp_port),
             "--workers", str(workers), "--no-server-header", "--timeout-graceful-shutdown", "10",
-            "--log-level", "warning"]
+            "--log-level", "warning", *proxies]
 
 
 def _portal_argv(settings: Settings, host: str | None, port: int | None, workers: int = 2) -> list[str]:
+    # gunicorn believes X-Forwarded-Proto from loopback by default; the portal app applies
+    # X-Forwarded-For itself (portal.TrustedProxies), both from POGGIO_TRUSTED_PROXIES only.
     return [sys.executable, "-m", "gunicorn", "portal:create_app()",
             "--bind", f"{host or settings.portal_host}:{port or settings.portal_port}",
-            "--workers", str(workers), "--threads", "4", "--graceful-timeout", "10", "--access-logfile", "-"]
+            "--workers", str(workers), "--threads", "4", "--graceful-timeout", "10", "--access-logfile", "-",
+            "--forwarded-allow-ips", ",".join(settings.trusted_proxies)]
 
 
 @main.command("mcp")

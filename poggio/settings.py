@@ -6,6 +6,7 @@ server) read the same settings, so they agree on the database, the secret key an
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -144,4 +145,9 @@ def load_settings(env: dict[str, str] | None = None, instance_path: Path | str |
     public = urlsplit(str(values["mcp_public_url"]))
     if public.scheme not in ("http", "https") or not public.netloc:
         raise SettingsError(f"POGGIO_MCP_PUBLIC_URL must be an http(s) URL, got {values['mcp_public_url']!r}")
+    for proxy in values.get("trusted_proxies", ()):  # type: ignore[union-attr]
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(f"POGGIO_TRUSTED_PROXIES: {proxy!r} is not an IP address or network (CIDR)") from None
     return Settings(instance_path=instance, **values)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from flask import Flask, current_app, jsonify, send_from_directory, session
@@ -9,6 +10,8 @@ from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.routing import IntegerConverter
 from htmx_flask import Htmx
+
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import js_lib_htmx
 from poggio import redaction, sessions
@@ -33,6 +36,27 @@ class DatabaseInt(IntegerConverter):
     def __init__(self, map, *args, **kwargs):
         kwargs.setdefault("max", 2**31 - 1)  # PostgreSQL serial ids are 32-bit
         super().__init__(map, *args, **kwargs)
+
+
+class TrustedProxies:
+    """werkzeug's ProxyFix (one proxy hop: X-Forwarded-For and -Proto), applied only to requests whose
+    peer is in POGGIO_TRUSTED_PROXIES; anyone else's forwarded headers are ignored."""
+
+    def __init__(self, wsgi_app, trusted: tuple[str, ...]):
+        self.plain = wsgi_app
+        self.fixed = ProxyFix(wsgi_app, x_for=1, x_proto=1)
+        self.networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+
+    def _trusted(self, peer: str | None) -> bool:
+        try:
+            address = ipaddress.ip_address(peer or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def __call__(self, environ, start_response):
+        app = self.fixed if self.networks and self._trusted(environ.get("REMOTE_ADDR")) else self.plain
+        return app(environ, start_response)
 
 
 class SessionUser(UserMixin, User):
@@ -64,6 +88,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     redaction.configure_logging()
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder="static")
     app.url_map.converters["int"] = DatabaseInt
+    app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     https = settings.mcp_public_url.startswith("https://")
     app.config.update(
         SECRET_KEY=settings.secret_key,

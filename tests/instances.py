@@ -104,9 +104,14 @@ class ServerProcess:
         env = {**os.environ, **instance.env, "POGGIO_MCP_PUBLIC_URL": self.mcp_url, **(extra_env or {})}
         self.log_path = instance.path / f"mcp-{self.port}.log"
         self._log = open(self.log_path, "wb")
+        # The argv `poggio mcp` builds (proxy headers, server header...), with a shorter shutdown and
+        # info logs for the tests: uvicorn takes the last value of a repeated option.
+        from poggio.cli import _mcp_argv
+        from poggio.settings import load_settings
+
+        argv = _mcp_argv(load_settings(env), "127.0.0.1", self.port, workers)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "mcp_server.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(workers), "--timeout-graceful-shutdown", "5"],
+            [*argv, "--timeout-graceful-shutdown", "5", "--log-level", "info"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         self.wait_ready()
