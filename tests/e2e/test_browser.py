@@ -58,14 +58,18 @@ def page(stack):
         browser.close()
 
 
+def _sign_in(page, stack) -> None:
+    page.goto(f"{stack['portal']}/")
+    page.fill("#email", stack["email"])
+    page.fill("#password", stack["password"])
+    page.click("button[type=submit]")
+
+
 def test_token_life_cycle_in_the_browser(stack, page):
     from playwright.sync_api import expect
 
     portal, mcp = stack["portal"], stack["mcp"]
-    page.goto(f"{portal}/")
-    page.fill("#email", stack["email"])
-    page.fill("#password", stack["password"])
-    page.click("button[type=submit]")
+    _sign_in(page, stack)
     page.click("nav.sidebar >> text=Settings")
     page.click("nav.sidebar >> text=MCP Server")
     expect(page.locator("h1")).to_have_text("MCP Server")
@@ -117,3 +121,27 @@ def test_token_life_cycle_in_the_browser(stack, page):
 
     page.click("text=Audit log")
     expect(page.locator("table.grid")).to_contain_text("Token revoked")
+
+
+@pytest.mark.parametrize("how", ["escape", "backdrop", "done"])
+def test_the_secret_leaves_the_page_however_the_dialog_closes(stack, page, how):
+    from playwright.sync_api import expect
+
+    _sign_in(page, stack)
+    page.goto(f"{stack['portal']}/settings/mcp/")
+    page.click("text=Generate token")
+    page.fill("#dialog-body #name", f"closed by {how}")
+    page.click("#dialog-body button[type=submit]")
+    secret = page.locator("#new-token")
+    expect(secret).to_be_visible()
+    token = secret.inner_text().strip()
+    if how == "escape":
+        page.keyboard.press("Escape")
+    elif how == "backdrop":
+        page.mouse.click(5, 5)  # outside the dialog's box: on its backdrop
+    else:
+        page.click("#dialog-body [data-close-dialog]")
+    expect(page.locator("#token-dialog")).not_to_be_visible()
+    expect(page.locator("#new-token")).to_have_count(0)
+    assert token not in page.content()
+    assert page.evaluate("document.getElementById('dialog-body').innerHTML") == ""
