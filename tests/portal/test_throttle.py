@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from conftest import PASSWORD, Browser
-from instances import PortalProcess
+from instances import BACKENDS, PortalProcess, drop_instance, make_instance
+from poggio.db import database
 from poggio.models import AuditEvent
 from poggio.sessions import SignInThrottle
 
@@ -55,17 +56,27 @@ def test_one_client_guessing_many_accounts_is_slowed(app):
 
 
 # -- a real portal with several gunicorn workers -----------------------------------------------------
-@pytest.fixture
-def portal_server(instance):
+@pytest.fixture(params=BACKENDS)
+def portal_server(request, tmp_path, monkeypatch):
     from poggio.audit import Actor
+    from poggio.plugins import PackRegistry
+    from poggio.schema import upgrade
     from poggio.workspaces import create_user, create_workspace
 
-    acme = create_workspace("acme", "Acme", True, Actor.cli())
-    create_user("admin@acme.example", PASSWORD, acme, "admin", Actor.cli())
-    portal = PortalProcess(instance, workers=4)
-    time.sleep(1)  # every worker up
-    yield portal.url
-    portal.stop()
+    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
+    inst = make_instance(tmp_path / request.param, request.param)
+    db = inst.activate()
+    try:
+        with db.connection_context():
+            upgrade(PackRegistry.load())
+            create_user("admin@acme.example", PASSWORD, create_workspace("acme", "Acme", True, Actor.cli()),
+                        "admin", Actor.cli())
+        portal = PortalProcess(inst, workers=4)
+        time.sleep(1)  # every worker up
+        yield portal.url
+        portal.stop()
+    finally:
+        drop_instance(inst)
 
 
 def _attempt(base: str, password: str) -> int:
@@ -80,6 +91,7 @@ def test_a_burst_against_several_workers_tries_five_passwords(portal_server):
     with ThreadPoolExecutor(40) as pool:
         answers = list(pool.map(lambda i: _attempt(portal_server, f"guess {i}"), range(40)))
     assert answers.count(401) == 5 and answers.count(429) == 35, answers
-    assert AuditEvent.select().where(AuditEvent.action == "user.sign_in_failed").count() == 5
+    with database.connection_context():
+        assert AuditEvent.select().where(AuditEvent.action == "user.sign_in_failed").count() == 5
     answers = [_attempt(portal_server, "wrong again") for _ in range(14)]
     assert answers.count(429) == 14
