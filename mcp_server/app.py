@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+from urllib.parse import urlsplit
 
 import anyio
 from peewee import SqliteDatabase
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
 
 from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, protect
 from mcp_server.binding import STATEMENT_GRACE, build_server
@@ -21,6 +23,7 @@ from mcp_server.metrics import Metrics
 from mcp_server.ratelimit import TokenRateLimit
 from poggio import redaction
 from poggio.db import bind, database
+from poggio.oauth import OAuthService, normalise_resource
 from poggio.plugins import PackRegistry
 from poggio.settings import Settings, load_settings
 from poggio.tokens import TokenService
@@ -32,6 +35,18 @@ log = logging.getLogger(__name__)
 def _installation(settings: Settings) -> str:
     """A name for this installation in shared stores (Redis), derived from its secret key."""
     return "poggio:" + hashlib.sha256(settings.secret_key.encode()).hexdigest()[:12]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def protected_resource_paths(public_url: str) -> list[str]:
+    """Where RFC 9728 metadata is served: at the root, and with the resource's path inserted (what
+    the 401 challenge points at)."""
+    path = urlsplit(public_url).path.rstrip("/")
+    return ["/.well-known/oauth-protected-resource"] + ([f"/.well-known/oauth-protected-resource{path}"] if path else [])
 
 
 def create_app(settings: Settings | None = None, registry: PackRegistry | None = None) -> Starlette:
@@ -55,13 +70,35 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         ),
         max_request_body_size=settings.max_body_bytes,
     )
+    resource = normalise_resource(settings.mcp_public_url)
     backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter,
                                TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings)),
-                               inline=isinstance(database.obj, SqliteDatabase))
+                               inline=isinstance(database.obj, SqliteDatabase),
+                               oauth=OAuthService.from_settings(settings, set(registry.names)), resource=resource)
+    metadata_paths = protected_resource_paths(settings.mcp_public_url)
+    resource_metadata = f"{_origin(settings.mcp_public_url)}{metadata_paths[-1]}"
 
     def counted_error(conn, exc):
         metrics.auth_failures.labels(exc.reason if isinstance(exc, Rejected) else "invalid").inc()
-        return auth_error(conn, exc)
+        return auth_error(conn, exc, resource_metadata)
+
+    async def protected_resource(request: Request) -> Response:
+        """RFC 9728: this resource, the authorization server that issues its tokens, its scopes."""
+        return JSONResponse(
+            {
+                "resource": settings.mcp_public_url,
+                "authorization_servers": [settings.portal_public_url],
+                "scopes_supported": [f"{name}:read" for name in registry.names],
+                "bearer_methods_supported": ["header"],
+                "resource_name": settings.product_name,
+                "resource_documentation": f"{settings.portal_public_url}/settings/mcp/",
+            },
+            headers={"Cache-Control": "public, max-age=300"},
+        )
+
+    # Public metadata: browser-based clients read it from any origin, without credentials.
+    metadata_app = CORSMiddleware(request_response(protected_resource), allow_origins=["*"],
+                                  allow_methods=["GET"], allow_headers=["*"], max_age=86400)
 
     endpoint = protect(StreamableHTTPASGIApp(sessions), backend, on_error=counted_error)
 
@@ -99,6 +136,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     return Starlette(
         routes=[
             Route("/mcp", endpoint=endpoint, methods=["GET", "POST", "DELETE"]),
+            *(Route(path, endpoint=metadata_app, methods=["GET", "OPTIONS"]) for path in metadata_paths),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -28,7 +28,8 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from poggio.db import database
-from poggio.tokens import TokenRejected, TokenService, VerifiedToken, well_formed
+from poggio.oauth import OAuthService
+from poggio.tokens import ACCESS_PREFIX, TokenRejected, TokenService, VerifiedToken, well_formed
 
 REALM = "Poggio"
 
@@ -57,17 +58,22 @@ def current_principal() -> Principal | None:
 
 class TokenAuthBackend(AuthenticationBackend):
     def __init__(self, service: TokenService, limiter: anyio.CapacityLimiter, rate_limit=None, *,
-                 inline: bool = False):
+                 inline: bool = False, oauth: OAuthService | None = None, resource: str = ""):
         """``inline``: verify on the event loop rather than in a worker thread. Right for SQLite,
         where the look-up is an in-process index read of some 30 µs, less than the hop to a thread
-        costs; wrong for a database across a network, whose round trip must not stall the loop."""
+        costs; wrong for a database across a network, whose round trip must not stall the loop.
+        ``oauth`` verifies OAuth access tokens (``pgoa_…``), which must be bound to ``resource``."""
         self.service = service
         self.limiter = limiter
         self.rate_limit = rate_limit
         self.inline = inline
+        self.oauth = oauth or OAuthService(service.pepper)
+        self.resource = resource
 
     def _verify(self, presented: str) -> VerifiedToken:
         with database.connection_context():
+            if presented.startswith(ACCESS_PREFIX):
+                return self.oauth.verify_access(presented, self.resource)
             return self.service.verify(presented)
 
     async def authenticate(self, conn: HTTPConnection):
@@ -80,8 +86,8 @@ class TokenAuthBackend(AuthenticationBackend):
         presented = presented.strip()
         if not presented:
             raise Rejected("missing")
-        if not well_formed(presented):  # shape and checksum: junk costs no database work
-            raise Rejected("malformed")
+        if not (well_formed(presented) or well_formed(presented, ACCESS_PREFIX)):
+            raise Rejected("malformed")  # shape and checksum: junk costs no database work
         try:
             if self.inline:
                 verified = self._verify(presented)
@@ -90,13 +96,13 @@ class TokenAuthBackend(AuthenticationBackend):
         except TokenRejected as exc:
             raise Rejected(exc.reason) from None
         if self.rate_limit is not None:
-            wait = await self.rate_limit.retry_after(verified.token_id)
+            wait = await self.rate_limit.retry_after(f"{verified.kind}:{verified.token_id}")
             if wait is not None:
                 raise Rejected("rate_limited", retry_after=wait)
         principal = Principal(verified, conn.client.host if conn.client else None)
         access = AccessToken(
-            token=f"pgo_…{presented[-4:]}",  # the secret itself never rides along in the request scope
-            client_id=f"token:{verified.token_id}",
+            token=f"{presented.split('_', 1)[0]}_…{presented[-4:]}",  # never the secret itself
+            client_id=f"{verified.kind}:{verified.token_id}",
             scopes=sorted(verified.packs) if verified.packs is not None else ["*"],
             expires_at=int(verified.expires_at.timestamp()) if verified.expires_at else None,
             subject=f"workspace:{verified.workspace_id}",
@@ -105,7 +111,12 @@ class TokenAuthBackend(AuthenticationBackend):
         return AuthCredentials(access.scopes), AuthenticatedUser(access)
 
 
-def auth_error(conn: HTTPConnection, exc: Exception) -> Response:
+def auth_error(conn: HTTPConnection, exc: Exception, resource_metadata: str | None = None) -> Response:
+    """The refusal: 429 with ``Retry-After``, 403 for a workspace without the entitlement, else 401
+    with a ``WWW-Authenticate: Bearer`` challenge. The challenge always names the protected resource
+    metadata (RFC 9728 §5.1; the MCP authorization spec), so an OAuth client can find the portal and
+    sign in; it carries ``error="invalid_token"`` only when a token was presented (RFC 6750 §3.1),
+    so a client configured with a fixed header can tell its person that the token is the problem."""
     reason = exc.reason if isinstance(exc, Rejected) else "invalid"
     message = TokenRejected.MESSAGES.get(reason, TokenRejected.MESSAGES["invalid"])
     if reason == "rate_limited":
@@ -117,8 +128,11 @@ def auth_error(conn: HTTPConnection, exc: Exception) -> Response:
         body = {"error": "not_entitled", "error_description": message}
         return Response(json.dumps(body), status_code=403, media_type="application/json")
     error = "invalid_request" if reason == "missing" else "invalid_token"
-    challenge = f'Bearer realm="{REALM}"' if reason == "missing" else \
-        f'Bearer realm="{REALM}", error="{error}", error_description="{message}"'
+    challenge = f'Bearer realm="{REALM}"'
+    if resource_metadata:
+        challenge += f', resource_metadata="{resource_metadata}"'
+    if reason != "missing":
+        challenge += f', error="{error}", error_description="{message}"'
     body = {"error": error, "reason": reason, "error_description": message}
     return Response(json.dumps(body), status_code=401, media_type="application/json",
                     headers={"WWW-Authenticate": challenge})

@@ -198,7 +198,8 @@ class ScopeMiddleware:
         return result
 
     def _count(self, principal, ctx, label: str, ok: bool) -> None:
-        self.recorder.record(principal.token.token_id, label, ok=ok, ip=principal.ip, client=self._client(ctx))
+        self.recorder.record(principal.token.token_id, label, ok=ok, ip=principal.ip, client=self._client(ctx),
+                             kind=principal.token.kind)
         self.metrics.requests.labels(label if label in self.metrics.known_labels else "other",
                                      "ok" if ok else "error").inc()
 

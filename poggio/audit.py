@@ -22,6 +22,14 @@ ACTIONS = {
     "workspace.created": "Workspace created",
     "workspace.entitlement_changed": "MCP entitlement changed",
     "data.imported": "Data imported",
+    "oauth.client_registered": "OAuth app registered",
+    "oauth.client_created": "OAuth client created",
+    "oauth.client_revoked": "OAuth client revoked",
+    "oauth.approved": "App approved",
+    "oauth.denied": "App denied",
+    "oauth.code_reused": "Authorization code reused",
+    "oauth.refresh_reused": "Refresh token reused: app disconnected",
+    "oauth.grant_revoked": "App disconnected",
 }
 
 

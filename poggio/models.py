@@ -101,3 +101,109 @@ class AuditEvent(BaseModel):
 
     class Meta:
         indexes = ((("workspace", "created_at"), False),)
+
+
+class OAuthClient(BaseModel):
+    """An application that may ask for access through OAuth.
+
+    ``kind`` says how Poggio knows it: ``dynamic`` (registered through RFC 7591), ``metadata`` (its
+    ``client_id`` is the https URL of a Client ID Metadata Document, fetched and cached) or
+    ``confidential`` (created by a workspace admin for the ``client_credentials`` grant; bound to that
+    workspace and its packs). A client secret is stored only as a digest, like an API token."""
+
+    client_id = CharField(max_length=500, unique=True)
+    kind = CharField(max_length=16)
+    name = CharField(max_length=200)
+    metadata = TextField(default="{}")  # the registered or fetched client metadata, as JSON
+    secret_digest = CharField(max_length=64, null=True)
+    secret_last_four = CharField(max_length=4, null=True)
+    workspace = ForeignKeyField(Workspace, null=True, backref="oauth_clients", on_delete="CASCADE")
+    packs = TextField(null=True)
+    created_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
+    created_at = DateTimeField(default=utcnow)
+    metadata_expires_at = DateTimeField(null=True)  # a metadata document is fetched again after this
+    revoked_at = DateTimeField(null=True)
+    revoked_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
+
+    class Meta:
+        table_name = "oauth_client"
+
+
+
+class OAuthGrant(BaseModel):
+    """A connected app: one approval of a client by a workspace admin (or a confidential client's
+    standing permission), with the packs it may use. Every OAuth token belongs to one grant, and
+    revoking the grant ends them all."""
+
+    workspace = ForeignKeyField(Workspace, backref="oauth_grants", on_delete="CASCADE")
+    client = ForeignKeyField(OAuthClient, backref="grants", on_delete="CASCADE")
+    user = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")  # who approved it
+    packs = TextField()  # comma-separated pack names
+    resource = CharField(max_length=500)  # the MCP server URL its tokens are bound to (RFC 8707)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+    revoked_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
+    revoked_reason = CharField(max_length=64, null=True)
+    last_used_at = DateTimeField(null=True)
+    last_used_ip = CharField(max_length=45, null=True)
+    last_used_client = CharField(max_length=200, null=True)
+
+    class Meta:
+        table_name = "oauth_grant"
+        indexes = ((("workspace", "created_at"), False),)
+
+
+class OAuthCode(BaseModel):
+    """An authorization code between consent and the token request: single use, minutes long."""
+
+    digest = CharField(max_length=64, unique=True)
+    client = ForeignKeyField(OAuthClient, on_delete="CASCADE", backref="+")
+    user = ForeignKeyField(User, on_delete="CASCADE", backref="+")
+    workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+    packs = TextField()
+    redirect_uri = TextField()
+    resource = CharField(max_length=500)
+    code_challenge = CharField(max_length=128)
+    code_challenge_method = CharField(max_length=8)
+    grant_expires_at = DateTimeField(null=True)  # how long the approved access lasts
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+    used_at = DateTimeField(null=True)
+    grant = ForeignKeyField(OAuthGrant, null=True, on_delete="CASCADE", backref="+")  # set when exchanged
+
+    class Meta:
+        table_name = "oauth_code"
+
+
+
+class OAuthToken(BaseModel):
+    """One access token (and the refresh token issued with it) of a grant; digests only.
+
+    A refresh token is spent when used (rotation): ``refreshed_at`` is set, and presenting it again
+    revokes the whole grant."""
+
+    grant = ForeignKeyField(OAuthGrant, backref="tokens", on_delete="CASCADE")
+    access_digest = CharField(max_length=64, unique=True)
+    refresh_digest = CharField(max_length=64, unique=True, null=True)
+    created_at = DateTimeField(default=utcnow)
+    access_expires_at = DateTimeField()
+    refreshed_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "oauth_token"
+
+
+
+class GrantUsage(BaseModel):
+    """Calls of one connected app on one day to one tool (or MCP method), as TokenUsage for tokens."""
+
+    grant = ForeignKeyField(OAuthGrant, backref="usage", on_delete="CASCADE")
+    day = DateField()
+    tool = CharField(max_length=100)
+    calls = IntegerField(default=0)
+    errors = IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("grant", "day", "tool"), True),)

@@ -1,4 +1,5 @@
-"""A logging filter that masks anything shaped like a Poggio token, wherever it appears."""
+"""A logging filter that masks anything shaped like a Poggio secret (API token, OAuth token or client
+secret), wherever it appears."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from poggio.tokens import TOKEN_PATTERN
 
 
 def redact(text: str) -> str:
-    return TOKEN_PATTERN.sub(lambda m: f"pgo_…{m.group(0)[-4:]}[redacted]", text)
+    return TOKEN_PATTERN.sub(lambda m: f"{m.group(0).split('_', 1)[0]}_…{m.group(0)[-4:]}[redacted]", text)
 
 
 class TokenRedactingFilter(logging.Filter):
@@ -19,11 +20,11 @@ class TokenRedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string is logging's problem, not ours
             return True
-        if "pgo_" in message:
+        if "pgo" in message:
             record.msg, record.args = redact(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text and "pgo_" in record.exc_text:
+        if record.exc_text and "pgo" in record.exc_text:
             record.exc_text = redact(record.exc_text)
         return True
 

@@ -45,6 +45,10 @@ class Settings:
     session_idle_hours: float = 12.0
     session_max_days: float = 7.0
     trusted_proxies: tuple[str, ...] = ()
+    portal_public_url: str = ""  # the portal's own public URL, the OAuth issuer; from portal_port if unset
+    oauth_access_token_seconds: int = 3600
+    oauth_registration_limit: str = "20/hour"  # dynamic client registrations per client IP
+    oauth_metadata_allow_private: bool = False  # fetch client metadata documents from private addresses
 
     @property
     def mcp_allowed_hosts(self) -> list[str]:
@@ -76,7 +80,7 @@ def _kinds() -> dict[str, type]:
             continue
         text = str(f.type)
         kinds[f.name] = int if text.startswith("int") else float if text.startswith("float") else \
-            tuple if text.startswith("tuple") else str
+            tuple if text.startswith("tuple") else bool if text.startswith("bool") else str
     return kinds
 
 
@@ -131,6 +135,11 @@ def load_settings(env: dict[str, str] | None = None, instance_path: Path | str |
                 values[key] = kind(values[key])  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 raise SettingsError(f"POGGIO_{key.upper()} must be a number, got {values[key]!r}") from None
+        elif kind is bool and not isinstance(values[key], bool):
+            text = str(values[key]).strip().lower()
+            if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise SettingsError(f"POGGIO_{key.upper()} must be true or false, got {values[key]!r}")
+            values[key] = text in ("1", "true", "yes", "on")
         elif kind is tuple:
             if isinstance(values[key], str):
                 values[key] = tuple(p.strip() for p in str(values[key]).split(",") if p.strip())
@@ -142,9 +151,12 @@ def load_settings(env: dict[str, str] | None = None, instance_path: Path | str |
         values["secret_key"] = _secret_key(instance)
     port = values.get("mcp_port", 8001)
     values.setdefault("mcp_public_url", f"http://127.0.0.1:{port}/mcp")
-    public = urlsplit(str(values["mcp_public_url"]))
-    if public.scheme not in ("http", "https") or not public.netloc:
-        raise SettingsError(f"POGGIO_MCP_PUBLIC_URL must be an http(s) URL, got {values['mcp_public_url']!r}")
+    values.setdefault("portal_public_url", f"http://127.0.0.1:{values.get('portal_port', 8000)}")
+    values["portal_public_url"] = str(values["portal_public_url"]).rstrip("/")
+    for key in ("mcp_public_url", "portal_public_url"):
+        public = urlsplit(str(values[key]))
+        if public.scheme not in ("http", "https") or not public.netloc:
+            raise SettingsError(f"POGGIO_{key.upper()} must be an http(s) URL, got {values[key]!r}")
     for proxy in values.get("trusted_proxies", ()):  # type: ignore[union-attr]
         try:
             ipaddress.ip_network(proxy, strict=False)

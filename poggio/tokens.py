@@ -27,12 +27,15 @@ from poggio.errors import InvalidInput, NotFound
 from poggio.models import ApiToken, User, Workspace
 
 PREFIX = "pgo_"
+# The other secrets Poggio hands out share the format under prefixes of their own, so a leaked one says
+# what it is: OAuth access tokens, OAuth refresh tokens, OAuth client secrets.
+ACCESS_PREFIX, REFRESH_PREFIX, CLIENT_SECRET_PREFIX = "pgoa_", "pgor_", "pgos_"
 BODY_LENGTH = 27
 CHECKSUM_LENGTH = 6
 TOKEN_LENGTH = len(PREFIX) + BODY_LENGTH + CHECKSUM_LENGTH
-TOKEN_PATTERN = re.compile(r"pgo_[A-Za-z0-9]{30,}")
+TOKEN_PATTERN = re.compile(r"pgo[ars]?_[A-Za-z0-9]{30,}")
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_FULL = re.compile(rf"pgo_[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}")
+_BODY = re.compile(rf"[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}")
 MAX_NAME = 100
 EXPIRY_CHOICES = (7, 30, 60, 90)
 EXPIRING_SOON = dt.timedelta(days=7)
@@ -50,17 +53,19 @@ def _checksum(body: str) -> str:
     return _base62(zlib.crc32(body.encode()), CHECKSUM_LENGTH)
 
 
-def generate() -> str:
+def generate(prefix: str = PREFIX) -> str:
     body = "".join(secrets.choice(_ALPHABET) for _ in range(BODY_LENGTH))
-    return f"{PREFIX}{body}{_checksum(body)}"
+    return f"{prefix}{body}{_checksum(body)}"
 
 
-def well_formed(token: str) -> bool:
+def well_formed(token: str, prefix: str = PREFIX) -> bool:
     """Shape and checksum; costs no database work."""
-    if len(token) != TOKEN_LENGTH or not _FULL.fullmatch(token):
+    if not token.startswith(prefix) or len(token) != len(prefix) + BODY_LENGTH + CHECKSUM_LENGTH:
         return False
-    body, check = token[len(PREFIX):-CHECKSUM_LENGTH], token[-CHECKSUM_LENGTH:]
-    return hmac.compare_digest(_checksum(body), check)
+    rest = token[len(prefix):]
+    if not _BODY.fullmatch(rest):
+        return False
+    return hmac.compare_digest(_checksum(rest[:BODY_LENGTH]), rest[BODY_LENGTH:])
 
 
 def digest(token: str, pepper: str | None = None) -> str:
@@ -117,9 +122,11 @@ class TokenRejected(Exception):
     learns nothing about whether a token ever existed) and ``not_entitled``."""
 
     MESSAGES = {
-        "missing": "No bearer token: send 'Authorization: Bearer <token>'.",
+        "missing": "No bearer token: sign in with OAuth, or send 'Authorization: Bearer <token>' with an API "
+                   "token from Settings > MCP Server.",
         "malformed": "The bearer token is malformed: a Poggio token looks like pgo_ followed by 33 letters and digits.",
-        "invalid": "The bearer token is not valid: it is unknown, revoked or expired.",
+        "invalid": "The bearer token is not valid: it is unknown, revoked or expired. Create a new API token in "
+                   "Settings > MCP Server, or sign in again.",
         "not_entitled": "This workspace does not have the MCP server entitlement. Ask your Poggio administrator or support.",
     }
 
@@ -137,6 +144,7 @@ class VerifiedToken:
     workspace_name: str
     packs: frozenset[str] | None
     expires_at: dt.datetime | None
+    kind: str = "token"  # "token": an API token (token_id is its id); "grant": an OAuth grant (its id)
 
 
 @functools.cache

@@ -1,6 +1,6 @@
 """Recording token use without a database write per MCP call.
 
-Calls are counted in memory per (token, day, tool) and the newest "last used" per token is kept;
+Calls are counted in memory per (token or connected app, day, tool) and the newest "last used" per token is kept;
 a background thread flushes both every ``interval`` seconds in one transaction (upserts that add
 to what is stored, so several processes can flush side by side), and :meth:`close` flushes what is
 left on a clean shutdown. A flush that fails keeps its counts for the next try.
@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from peewee import EXCLUDED
 
 from poggio.db import database, utcnow, writing
-from poggio.models import ApiToken, TokenUsage
+from poggio.models import ApiToken, GrantUsage, OAuthGrant, TokenUsage
+
+# What a call is counted against: an API token ("token") or an OAuth grant, a connected app ("grant").
+SUBJECTS = {"token": (TokenUsage, TokenUsage.token, ApiToken), "grant": (GrantUsage, GrantUsage.grant, OAuthGrant)}
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +36,25 @@ class UsageRecorder:
     def __init__(self, interval: float = 2.0):
         self.interval = interval
         self._lock = threading.Lock()
-        self._calls: Counter[tuple[int, dt.date, str]] = Counter()
-        self._errors: Counter[tuple[int, dt.date, str]] = Counter()
-        self._last: dict[int, LastUse] = {}
+        self._calls: Counter[tuple[str, int, dt.date, str]] = Counter()
+        self._errors: Counter[tuple[str, int, dt.date, str]] = Counter()
+        self._last: dict[tuple[str, int], LastUse] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.flushes = 0
 
-    def record(self, token_id: int, tool: str, ok: bool = True, ip: str | None = None, client: str | None = None) -> None:
+    def record(self, token_id: int, tool: str, ok: bool = True, ip: str | None = None, client: str | None = None,
+               kind: str = "token") -> None:
+        """Count one call of an API token (``kind="token"``) or of an OAuth grant (``"grant"``)."""
         now = utcnow()
-        key = (token_id, now.date(), tool[:100])
+        key = (kind, token_id, now.date(), tool[:100])
         with self._lock:
             self._calls[key] += 1
             if not ok:
                 self._errors[key] += 1
-            previous = self._last.get(token_id)
-            self._last[token_id] = LastUse(now, ip or (previous.ip if previous else None),
-                                           client or (previous.client if previous else None))
+            previous = self._last.get((kind, token_id))
+            self._last[(kind, token_id)] = LastUse(now, ip or (previous.ip if previous else None),
+                                                   client or (previous.client if previous else None))
 
     def pending(self) -> int:
         with self._lock:
@@ -64,32 +69,32 @@ class UsageRecorder:
             return 0
         try:
             with database.connection_context(), writing():
-                rows = [
-                    {"token": t, "day": d, "tool": tool, "calls": n, "errors": errors.get((t, d, tool), 0)}
-                    for (t, d, tool), n in sorted(calls.items())
-                ]
-                for start in range(0, len(rows), 500):
-                    (
-                        TokenUsage.insert_many(rows[start:start + 500])
-                        .on_conflict(
-                            conflict_target=[TokenUsage.token, TokenUsage.day, TokenUsage.tool],
-                            update={
-                                TokenUsage.calls: TokenUsage.calls + EXCLUDED.calls,
-                                TokenUsage.errors: TokenUsage.errors + EXCLUDED.errors,
-                            },
+                for kind, (usage, owner, _) in SUBJECTS.items():
+                    rows = [
+                        {owner.name: i, "day": d, "tool": tool, "calls": n, "errors": errors.get((k, i, d, tool), 0)}
+                        for (k, i, d, tool), n in sorted(calls.items()) if k == kind
+                    ]
+                    for start in range(0, len(rows), 500):
+                        (
+                            usage.insert_many(rows[start:start + 500])
+                            .on_conflict(
+                                conflict_target=[owner, usage.day, usage.tool],
+                                update={usage.calls: usage.calls + EXCLUDED.calls,
+                                        usage.errors: usage.errors + EXCLUDED.errors},
+                            )
+                            .execute()
                         )
-                        .execute()
-                    )
-                for token_id, use in sorted(last.items()):
-                    fields = {ApiToken.last_used_at: use.at}
+                for (kind, subject_id), use in sorted(last.items()):
+                    model = SUBJECTS[kind][2]
+                    fields = {model.last_used_at: use.at}
                     if use.ip:
-                        fields[ApiToken.last_used_ip] = use.ip[:45]
+                        fields[model.last_used_ip] = use.ip[:45]
                     if use.client:
-                        fields[ApiToken.last_used_client] = use.client[:200]
+                        fields[model.last_used_client] = use.client[:200]
                     (
-                        ApiToken.update(fields)
-                        .where((ApiToken.id == token_id)
-                               & (ApiToken.last_used_at.is_null() | (ApiToken.last_used_at <= use.at)))
+                        model.update(fields)
+                        .where((model.id == subject_id)
+                               & (model.last_used_at.is_null() | (model.last_used_at <= use.at)))
                         .execute()
                     )
         except Exception:
@@ -97,8 +102,8 @@ class UsageRecorder:
             with self._lock:
                 self._calls.update(calls)
                 self._errors.update(errors)
-                for token_id, use in last.items():
-                    self._last.setdefault(token_id, use)
+                for subject, use in last.items():
+                    self._last.setdefault(subject, use)
             return 0
         self.flushes += 1
         return sum(calls.values())

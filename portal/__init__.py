@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flask import Flask, current_app, jsonify, send_from_directory, session
 from flask_login import LoginManager, UserMixin
+from flask_cors import CORS
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.routing import IntegerConverter
 from htmx_flask import Htmx
@@ -17,6 +18,7 @@ import js_lib_htmx
 from poggio import redaction, sessions
 from poggio.db import bind, database
 from poggio.models import User
+from poggio.oauth import OAuthService
 from poggio.plugins import PackRegistry
 from poggio.settings import PROJECT_ROOT, Settings, load_settings
 from poggio.tokens import TokenService
@@ -89,7 +91,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder="static")
     app.url_map.converters["int"] = DatabaseInt
     app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
-    https = settings.mcp_public_url.startswith("https://")
+    https = settings.portal_public_url.startswith("https://")
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
@@ -104,19 +106,29 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         "settings": settings,
         "registry": registry,
         "tokens": TokenService.from_settings(settings, set(registry.names)),
+        "oauth": OAuthService.from_settings(settings, set(registry.names)),
     }
     csrf.init_app(app)
     login_manager.init_app(app)
     Htmx(app)
 
-    from portal import audit_log, auth, mcp_settings, views
+    from portal import audit_log, auth, connected_apps, mcp_settings, oauth, views
     from portal.throttle import Throttle
 
     app.extensions["poggio"]["throttle"] = Throttle()
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(mcp_settings.bp)
+    app.register_blueprint(connected_apps.bp)
     app.register_blueprint(audit_log.bp)
+    oauth.init_app(app)
+    for endpoint in ("oauth.token", "oauth.register", "oauth.revoke"):  # called by apps, not browsers
+        csrf.exempt(app.view_functions[endpoint])
+    # Browser-based MCP clients call the metadata and the machine endpoints from their own origin.
+    # No cookies ride along (credentials are not allowed), so any origin may.
+    CORS(app, resources={r"/\.well-known/oauth-authorization-server.*": {}, r"/oauth/(token|register|revoke)": {}},
+         origins="*", send_wildcard=True, supports_credentials=False, allow_headers=["Authorization", "Content-Type"],
+         max_age=86400)
 
     @app.before_request
     def _connect():

@@ -1,0 +1,437 @@
+"""OAuth 2.1 in the core: clients, grants (connected apps), authorization codes, access and refresh
+tokens, and the check the MCP server runs on an OAuth access token.
+
+The protocol (endpoints, parameters, error answers) is Authlib's, in the portal; this module is what
+it stores and what it checks, and what the CLI and Settings > MCP Server use. Every secret is stored
+as a digest, like an API token: access tokens ``pgoa_…``, refresh tokens ``pgor_…`` and client
+secrets ``pgos_…`` share the API token's format (random base62 body and checksum) under prefixes of
+their own. Verification of an access token is one indexed look-up on every request, as for an API
+token: revoking a token, a grant or a client holds on the very next request in every process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import ipaddress
+import json
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from peewee import JOIN
+
+from poggio import audit
+from poggio.audit import Actor
+from poggio.db import database, utcnow, writing
+from poggio.errors import InvalidInput, NotFound
+from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, User, Workspace
+from poggio.tokens import (
+    ACCESS_PREFIX,
+    CLIENT_SECRET_PREFIX,
+    REFRESH_PREFIX,
+    TokenRejected,
+    VerifiedToken,
+    digest,
+    generate,
+    well_formed,
+)
+
+READ = "read"
+CLIENT_KINDS = ("dynamic", "metadata", "confidential")
+GRANT_LIFETIMES = {"7": 7, "30": 30, "90": 90, "never": None}  # days an approval lasts
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def normalise_resource(url: str) -> str:
+    """A resource indicator in one spelling: lower-case scheme and host, no fragment, no trailing slash."""
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}" + (
+        f"?{parts.query}" if parts.query else "")
+
+
+def scope_of(packs) -> str:
+    """The OAuth scope that grants read access to ``packs``: ``accounts:read contacts:read``."""
+    return " ".join(f"{p}:{READ}" for p in sorted(packs))
+
+
+def packs_of_scope(scope: str | None, known: set[str]) -> set[str]:
+    """The packs a scope string names; no scope at all means every known pack. An unknown pack, or an
+    access level Poggio does not grant, raises :class:`InvalidInput` naming it."""
+    if not scope or not scope.strip():
+        return set(known)
+    packs: set[str] = set()
+    for item in scope.split():
+        pack, _, level = item.partition(":")
+        if item == "offline_access":
+            continue
+        if pack not in known or level != READ:
+            raise InvalidInput("scope", f"unknown scope {item!r}; this server grants "
+                                        f"{', '.join(f'{p}:{READ}' for p in sorted(known))}")
+        packs.add(pack)
+    return packs
+
+
+def pack_set(text: str | None) -> frozenset[str]:
+    return frozenset(p for p in (text or "").split(",") if p)
+
+
+def check_redirect_uri(uri: str, field: str = "redirect_uris") -> str:
+    """A redirect URI a client may register: https, or http to a loopback address (a native app's
+    local listener, RFC 8252); never with a fragment, and compared exactly later."""
+    if not isinstance(uri, str) or not uri or len(uri) > 2000:
+        raise InvalidInput(field, "each redirect URI must be a non-empty string of at most 2,000 characters")
+    parts = urlsplit(uri)
+    if parts.fragment:
+        raise InvalidInput(field, f"{uri!r} has a fragment; redirect URIs must not")
+    if parts.scheme == "https" and parts.hostname:
+        return uri
+    if parts.scheme == "http" and (parts.hostname or "") in LOOPBACK_HOSTS:
+        return uri
+    raise InvalidInput(field, f"{uri!r} is not allowed: use https, or http to 127.0.0.1, [::1] or localhost")
+
+
+def is_public_address(host: str) -> bool:
+    """False for loopback, private, link-local and other addresses that are not on the internet."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return address.is_global
+
+
+@dataclass(frozen=True)
+class IssuedSecret:
+    client: OAuthClient
+    secret: str | None  # shown once; None for a public client
+
+
+class RefreshReused(Exception):
+    """A refresh token was presented again after it had been exchanged: the grant is revoked."""
+
+
+@functools.cache
+def _verify_sql(param: str) -> str:
+    """The access-token check as SQL, built once (as the API token's check is)."""
+    sql, _ = (
+        OAuthToken.select(
+            OAuthToken.access_expires_at, OAuthToken.revoked_at,
+            OAuthGrant.id, OAuthGrant.packs, OAuthGrant.resource, OAuthGrant.expires_at, OAuthGrant.revoked_at,
+            OAuthGrant.user, Membership.role,
+            OAuthClient.revoked_at, OAuthClient.name,
+            Workspace.id, Workspace.slug, Workspace.name, Workspace.mcp_enabled,
+        )
+        .join(OAuthGrant).join(OAuthClient)
+        .switch(OAuthGrant).join(Workspace)
+        .switch(OAuthGrant)
+        .join(Membership, JOIN.LEFT_OUTER,
+              on=((Membership.user == OAuthGrant.user) & (Membership.workspace == OAuthGrant.workspace)))
+        .where(OAuthToken.access_digest == "")
+        .sql()
+    )
+    return sql
+
+
+class OAuthService:
+    """Every change to OAuth clients, grants and tokens goes through here, and leaves an audit event."""
+
+    def __init__(self, pepper: str | None = None, known_packs: set[str] | None = None,
+                 access_seconds: int = 3600, code_seconds: int = 300):
+        self.pepper = pepper
+        self.known_packs = set(known_packs or ())
+        self.access_seconds = access_seconds
+        self.code_seconds = code_seconds
+
+    @classmethod
+    def from_settings(cls, settings, known_packs: set[str] | None = None) -> "OAuthService":
+        return cls(settings.token_pepper, known_packs, settings.oauth_access_token_seconds)
+
+    def _digest(self, secret: str) -> str:
+        return digest(secret, self.pepper)
+
+    # -- clients ---------------------------------------------------------------------------
+    def client(self, client_id: str | None) -> OAuthClient | None:
+        """An active client by its ``client_id``."""
+        if not client_id or len(client_id) > 500:
+            return None
+        return OAuthClient.get_or_none((OAuthClient.client_id == client_id) & OAuthClient.revoked_at.is_null())
+
+    def check_secret(self, client: OAuthClient, secret: str | None) -> bool:
+        if not client.secret_digest or not secret or not well_formed(secret, CLIENT_SECRET_PREFIX):
+            return False
+        return secrets.compare_digest(client.secret_digest, self._digest(secret))
+
+    def register(self, metadata: dict, *, ip: str | None = None) -> IssuedSecret:
+        """A client registered through RFC 7591 from its (already validated) metadata. It gets a
+        secret when it asks for a secret-based token endpoint authentication."""
+        uris = [check_redirect_uri(u) for u in metadata.get("redirect_uris") or []]
+        if not uris:
+            raise InvalidInput("redirect_uris", "at least one redirect URI is required")
+        method = metadata.get("token_endpoint_auth_method") or "client_secret_basic"
+        secret = generate(CLIENT_SECRET_PREFIX) if method != "none" else None
+        name = str(metadata.get("client_name") or urlsplit(uris[0]).hostname or "Unnamed app")[:200]
+        with writing():
+            client = OAuthClient.create(
+                client_id="pgc_" + secrets.token_urlsafe(18), kind="dynamic", name=name,
+                metadata=json.dumps({**metadata, "redirect_uris": uris, "token_endpoint_auth_method": method}),
+                secret_digest=self._digest(secret) if secret else None,
+                secret_last_four=secret[-4:] if secret else None,
+            )
+            audit.record("oauth.client_registered", Actor(label="dynamic registration", ip=ip), None,
+                         target=name, client_id=client.client_id, redirect_uris=uris)
+        return IssuedSecret(client, secret)
+
+    def remember_metadata_client(self, url: str, metadata: dict, fresh_until: dt.datetime) -> OAuthClient:
+        """The client a Client ID Metadata Document describes, created or refreshed from it."""
+        uris = [check_redirect_uri(u) for u in metadata.get("redirect_uris") or []]
+        if not uris:
+            raise InvalidInput("redirect_uris", "the metadata document lists no redirect URI")
+        name = str(metadata.get("client_name") or urlsplit(url).hostname)[:200]
+        fields = {"name": name, "metadata": json.dumps({**metadata, "redirect_uris": uris,
+                                                        "token_endpoint_auth_method": "none"}),
+                  "metadata_expires_at": fresh_until}
+        with writing():
+            client = OAuthClient.get_or_none(OAuthClient.client_id == url)
+            if client is None:
+                client = OAuthClient.create(client_id=url, kind="metadata", **fields)
+            elif client.revoked_at is None:
+                OAuthClient.update(fields).where(OAuthClient.id == client.id).execute()
+                client = OAuthClient.get_by_id(client.id)
+        return client
+
+    def create_confidential(self, workspace: Workspace, name: str, actor: Actor, packs=None,
+                            resource: str = "") -> IssuedSecret:
+        """A machine-to-machine client of one workspace (``client_credentials``), with its standing
+        grant over ``packs`` (all packs when none are named). The secret is returned once."""
+        name = " ".join((name or "").split())
+        if not name:
+            raise InvalidInput("name", "a name is required")
+        if len(name) > 100:
+            raise InvalidInput("name", "at most 100 characters")
+        chosen = self._clean_packs(packs)
+        secret = generate(CLIENT_SECRET_PREFIX)
+        with writing():
+            client = OAuthClient.create(
+                client_id="pgc_" + secrets.token_urlsafe(18), kind="confidential", name=name,
+                metadata=json.dumps({"grant_types": ["client_credentials"], "redirect_uris": [],
+                                     "token_endpoint_auth_method": "client_secret_basic"}),
+                secret_digest=self._digest(secret), secret_last_four=secret[-4:],
+                workspace=workspace, packs=",".join(sorted(chosen)), created_by=actor.user,
+            )
+            # the standing grant has no approver: it lives as long as the client, whoever made it
+            OAuthGrant.create(workspace=workspace, client=client, user=None,
+                              packs=",".join(sorted(chosen)), resource=normalise_resource(resource))
+            audit.record("oauth.client_created", actor, workspace, target=name, client_id=client.client_id,
+                         packs=",".join(sorted(chosen)))
+        return IssuedSecret(client, secret)
+
+    def _clean_packs(self, packs) -> set[str]:
+        if packs is None or packs == "" or packs == []:
+            return set(self.known_packs)
+        names = {p.strip() for p in (packs.split(",") if isinstance(packs, str) else packs) if p and p.strip()}
+        unknown = sorted(names - self.known_packs)
+        if unknown:
+            raise InvalidInput("packs", f"unknown tool pack(s): {', '.join(unknown)}")
+        if not names:
+            raise InvalidInput("packs", "choose at least one tool pack")
+        return names
+
+    def revoke_client(self, client: OAuthClient, actor: Actor) -> None:
+        """End a client and every grant it holds."""
+        now = utcnow()
+        with writing():
+            changed = (OAuthClient.update(revoked_at=now, revoked_by=actor.user)
+                       .where((OAuthClient.id == client.id) & OAuthClient.revoked_at.is_null()).execute())
+            (OAuthGrant.update(revoked_at=now, revoked_by=actor.user, revoked_reason="client revoked")
+             .where((OAuthGrant.client == client.id) & OAuthGrant.revoked_at.is_null()).execute())
+            if changed:
+                audit.record("oauth.client_revoked", actor, client.workspace_id, target=client.name,
+                             client_id=client.client_id)
+
+    # -- authorization codes ---------------------------------------------------------------
+    def issue_code(self, *, code: str, client: OAuthClient, user: User, workspace: Workspace, packs: set[str],
+                   redirect_uri: str, resource: str, code_challenge: str, code_challenge_method: str,
+                   grant_days: int | None, actor: Actor) -> None:
+        """Store the digest of ``code``, the approval it carries and its PKCE challenge."""
+        now = utcnow()
+        with writing():
+            OAuthCode.create(
+                digest=self._digest(code), client=client, user=user, workspace=workspace,
+                packs=",".join(sorted(packs)), redirect_uri=redirect_uri, resource=normalise_resource(resource),
+                code_challenge=code_challenge, code_challenge_method=code_challenge_method,
+                grant_expires_at=None if grant_days is None else now + dt.timedelta(days=grant_days),
+                expires_at=now + dt.timedelta(seconds=self.code_seconds),
+            )
+            audit.record("oauth.approved", actor, workspace, target=client.name, client_id=client.client_id,
+                         packs=",".join(sorted(packs)), lasts_days=grant_days if grant_days else "until revoked")
+
+    def find_code(self, code: str | None, client: OAuthClient) -> OAuthCode | None:
+        """The unused, unexpired code issued to ``client``. A code presented a second time revokes the
+        grant its first use created (RFC 6749 §4.1.2) and is refused."""
+        if not code or len(code) > 200:
+            return None
+        row = OAuthCode.get_or_none((OAuthCode.digest == self._digest(code)) & (OAuthCode.client == client.id))
+        if row is None:
+            return None
+        if row.used_at is not None:
+            if row.grant_id is not None:
+                self.revoke_grant(OAuthGrant.get_by_id(row.grant_id), Actor(label="system"), "code reused")
+            audit.record("oauth.code_reused", Actor(label="system"), row.workspace_id, target=client.name,
+                         client_id=client.client_id)
+            return None
+        if row.expires_at <= utcnow():
+            return None
+        return row
+
+    def grant_from_code(self, code: OAuthCode) -> OAuthGrant | None:
+        """Spend the code (once, atomically) and create the grant it approved."""
+        with writing():
+            spent = (OAuthCode.update(used_at=utcnow())
+                     .where((OAuthCode.id == code.id) & OAuthCode.used_at.is_null()).execute())
+            if not spent:
+                return None
+            grant = OAuthGrant.create(workspace=code.workspace_id, client=code.client_id, user=code.user_id,
+                                      packs=code.packs, resource=code.resource, expires_at=code.grant_expires_at)
+            OAuthCode.update(grant=grant).where(OAuthCode.id == code.id).execute()
+        return grant
+
+    # -- tokens ----------------------------------------------------------------------------
+    def standing_grant(self, client: OAuthClient) -> OAuthGrant | None:
+        return (OAuthGrant.select()
+                .where((OAuthGrant.client == client.id) & OAuthGrant.revoked_at.is_null())
+                .order_by(OAuthGrant.id).first())
+
+    def issue_tokens(self, grant: OAuthGrant, refresh: bool = True) -> dict:
+        """A new access token (and refresh token) for ``grant``: the response body of the token endpoint."""
+        access = generate(ACCESS_PREFIX)
+        refresh_token = generate(REFRESH_PREFIX) if refresh else None
+        now = utcnow()
+        lifetime = self.access_seconds
+        if grant.expires_at is not None:  # no access token outlives its grant
+            lifetime = max(1, min(lifetime, int((grant.expires_at - now).total_seconds())))
+        with writing():
+            OAuthToken.create(grant=grant, access_digest=self._digest(access),
+                              refresh_digest=self._digest(refresh_token) if refresh_token else None,
+                              access_expires_at=now + dt.timedelta(seconds=lifetime))
+        body = {"access_token": access, "token_type": "Bearer", "expires_in": lifetime,
+                "scope": scope_of(pack_set(grant.packs))}
+        if refresh_token:
+            body["refresh_token"] = refresh_token
+        return body
+
+    def spend_refresh(self, presented: str | None, client: OAuthClient) -> OAuthToken | None:
+        """The token row whose refresh token this is, spent now (rotation: each works once). A refresh
+        token presented after it was spent revokes its whole grant and raises :class:`RefreshReused`."""
+        if not presented or not well_formed(presented, REFRESH_PREFIX):
+            return None
+        row = (OAuthToken.select(OAuthToken, OAuthGrant).join(OAuthGrant)
+               .where(OAuthToken.refresh_digest == self._digest(presented)).first())
+        if row is None or row.grant.client_id != client.id:
+            return None
+        grant = row.grant
+        if grant.revoked_at is not None or row.revoked_at is not None:
+            return None
+        if grant.expires_at is not None and grant.expires_at <= utcnow():
+            return None
+        with writing():
+            spent = (OAuthToken.update(refreshed_at=utcnow())
+                     .where((OAuthToken.id == row.id) & OAuthToken.refreshed_at.is_null()).execute())
+        if not spent:
+            self.revoke_grant(grant, Actor(label="system"), "refresh token reused")
+            audit.record("oauth.refresh_reused", Actor(label="system"), grant.workspace_id,
+                         target=client.name, grant_id=grant.id, client_id=client.client_id)
+            raise RefreshReused()
+        return row
+
+    def revoke_grant(self, grant: OAuthGrant, actor: Actor, reason: str = "revoked") -> None:
+        with writing():
+            changed = (OAuthGrant.update(revoked_at=utcnow(), revoked_by=actor.user, revoked_reason=reason[:64])
+                       .where((OAuthGrant.id == grant.id) & OAuthGrant.revoked_at.is_null()).execute())
+            if changed:
+                audit.record("oauth.grant_revoked", actor, grant.workspace_id, target=str(grant.id),
+                             grant_id=grant.id, reason=reason)
+
+    def revoke_presented(self, presented: str, client: OAuthClient, actor: Actor) -> None:
+        """RFC 7009: revoke the token a client presents, if it is the client's. A refresh token ends its
+        whole grant; an access token ends itself. Unknown tokens are ignored, as the RFC asks."""
+        if well_formed(presented, REFRESH_PREFIX):
+            where = OAuthToken.refresh_digest == self._digest(presented)
+        elif well_formed(presented, ACCESS_PREFIX):
+            where = OAuthToken.access_digest == self._digest(presented)
+        else:
+            return
+        row = OAuthToken.select(OAuthToken, OAuthGrant).join(OAuthGrant).where(where).first()
+        if row is None or row.grant.client_id != client.id:
+            return
+        if presented.startswith(REFRESH_PREFIX):
+            self.revoke_grant(row.grant, actor, "revoked by the app")
+        else:
+            with writing():
+                OAuthToken.update(revoked_at=utcnow()).where(OAuthToken.id == row.id).execute()
+
+    # -- the MCP server's check ------------------------------------------------------------
+    def verify_access(self, presented: str, resource: str, now: dt.datetime | None = None) -> VerifiedToken:
+        """The access token's grant, workspace and packs; or :class:`TokenRejected`. Unknown,
+        expired, revoked, of a revoked grant or client, minted for another resource, or approved by
+        someone who is no longer an admin of the workspace: all ``invalid``."""
+        if not well_formed(presented, ACCESS_PREFIX):
+            raise TokenRejected("malformed")
+        now = now or utcnow()
+        cursor = database.execute_sql(_verify_sql(database.param), (self._digest(presented),))
+        row = cursor.fetchone()
+        cursor.close()
+        if row is None:
+            raise TokenRejected("invalid")
+        (expires_at, revoked_at, grant_id, packs, bound_to, grant_expires, grant_revoked, approver, role,
+         client_revoked, client_name, ws_id, ws_slug, ws_name, mcp_enabled) = row
+        expires_at = OAuthToken.access_expires_at.python_value(expires_at)
+        grant_expires = OAuthGrant.expires_at.python_value(grant_expires)
+        if (revoked_at is not None or grant_revoked is not None or client_revoked is not None
+                or expires_at <= now or (grant_expires is not None and grant_expires <= now)
+                or bound_to != resource
+                or (approver is not None and role != "admin")):  # the approver is no longer an admin here
+            raise TokenRejected("invalid")
+        if not mcp_enabled:
+            raise TokenRejected("not_entitled")
+        return VerifiedToken(token_id=grant_id, name=client_name, workspace_id=ws_id, workspace_slug=ws_slug,
+                             workspace_name=ws_name, packs=pack_set(packs), expires_at=expires_at, kind="grant")
+
+    # -- reads -----------------------------------------------------------------------------
+    def grants(self, workspace: Workspace, include_inactive: bool = False, limit: int = 200) -> list[OAuthGrant]:
+        """The workspace's connected apps, newest first."""
+        approver = User.alias()
+        query = (OAuthGrant.select(OAuthGrant, OAuthClient, approver)
+                 .join(OAuthClient).switch(OAuthGrant)
+                 .join(approver, JOIN.LEFT_OUTER, on=(OAuthGrant.user == approver.id))
+                 .where(OAuthGrant.workspace == workspace)
+                 .order_by(OAuthGrant.created_at.desc(), OAuthGrant.id.desc()).limit(limit))
+        if not include_inactive:
+            now = utcnow()
+            query = query.where(OAuthGrant.revoked_at.is_null()
+                                & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > now)))
+        return list(query)
+
+    def grant(self, workspace: Workspace, grant_id: int | str) -> OAuthGrant:
+        found = (OAuthGrant.select(OAuthGrant, OAuthClient).join(OAuthClient)
+                 .where((OAuthGrant.workspace == workspace) & (OAuthGrant.id == int(grant_id))).first()
+                 if str(grant_id).isdigit() else None)
+        if found is None:
+            raise NotFound(f"no connected app {grant_id!r} in workspace {workspace.slug}")
+        return found
+
+    def clients(self, workspace: Workspace, include_inactive: bool = False) -> list[OAuthClient]:
+        """The workspace's own (confidential) OAuth clients, newest first."""
+        query = (OAuthClient.select().where(OAuthClient.workspace == workspace)
+                 .order_by(OAuthClient.created_at.desc(), OAuthClient.id.desc()).limit(200))
+        if not include_inactive:
+            query = query.where(OAuthClient.revoked_at.is_null())
+        return list(query)
+
+    def workspace_client(self, workspace: Workspace, ident: str | int) -> OAuthClient:
+        text = str(ident)
+        query = OAuthClient.select().where(OAuthClient.workspace == workspace)
+        found = (query.where(OAuthClient.id == int(text)).first() if text.isdigit() else None) or \
+            query.where(OAuthClient.client_id == text).first()
+        if found is None:
+            raise NotFound(f"no OAuth client {text!r} in workspace {workspace.slug}")
+        return found

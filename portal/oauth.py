@@ -1,0 +1,538 @@
+"""The portal as OAuth 2.1 authorization server for the MCP server (Authlib).
+
+Endpoints: RFC 8414 metadata at ``/.well-known/oauth-authorization-server``; ``/oauth/authorize``
+(authorization code + PKCE S256, through the portal's own sign-in and a consent page that is a plain
+HTML form); ``/oauth/token`` (authorization_code, refresh_token with rotation, client_credentials);
+``/oauth/register`` (RFC 7591, open and rate-limited); ``/oauth/revoke`` (RFC 7009). A ``client_id``
+that is an https URL is a Client ID Metadata Document, fetched by :mod:`portal.client_metadata`.
+
+What is stored and checked lives in :mod:`poggio.oauth`; this module adapts it to Authlib's grants.
+Tokens are bound to the MCP server's URL (RFC 8707 ``resource``): a ``resource`` naming anything else
+is refused with ``invalid_target``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import ClientMixin, grants
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    OAuth2Error,
+)
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7591 import ClientRegistrationEndpoint
+from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError
+from authlib.oauth2.rfc7636 import CodeChallenge
+from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
+from flask_login import current_user, login_required
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from limits import parse
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from poggio import audit
+from poggio.audit import Actor
+from poggio.errors import InvalidInput
+from poggio.models import Membership, OAuthClient, OAuthCode, User, Workspace
+from poggio.oauth import (
+    GRANT_LIFETIMES,
+    OAuthService,
+    RefreshReused,
+    normalise_resource,
+    pack_set,
+    packs_of_scope,
+    scope_of,
+)
+from portal.access import client_ip, core
+from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url
+from portal.forms import ActionForm
+
+log = logging.getLogger(__name__)
+bp = Blueprint("oauth", __name__)
+CONSENT_MAX_AGE = 30 * 60  # seconds a consent page may stay open before its approval is refused
+
+
+class InvalidTargetError(OAuth2Error):
+    """RFC 8707: the ``resource`` is not this authorization server's MCP server."""
+
+    error = "invalid_target"
+
+
+class InvalidRedirectURIError(OAuth2Error):
+    """RFC 7591 §3.2.2."""
+
+    error = "invalid_redirect_uri"
+
+
+def service() -> OAuthService:
+    return core()["oauth"]
+
+
+def resource_url() -> str:
+    return normalise_resource(core()["settings"].mcp_public_url)
+
+
+def issuer() -> str:
+    return core()["settings"].portal_public_url
+
+
+# -- Authlib's view of our rows ---------------------------------------------------------------
+class Client(ClientMixin):
+    """An :class:`OAuthClient` row as Authlib's client."""
+
+    def __init__(self, row: OAuthClient):
+        self.row = row
+        self.meta = json.loads(row.metadata or "{}")
+
+    @property
+    def redirect_uris(self) -> list[str]:
+        return list(self.meta.get("redirect_uris") or [])
+
+    @property
+    def auth_method(self) -> str:
+        return self.meta.get("token_endpoint_auth_method") or "client_secret_basic"
+
+    def get_client_id(self):
+        return self.row.client_id
+
+    def get_default_redirect_uri(self):
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope):
+        known = core()["registry"].names
+        if not scope:
+            return scope_of(self.row.packs.split(",") if self.row.packs else known)
+        return " ".join(s for s in scope.split() if s.partition(":")[0] in known or s == "offline_access")
+
+    def check_redirect_uri(self, redirect_uri):
+        return redirect_uri in self.redirect_uris  # exact match, as OAuth 2.1 asks
+
+    def check_client_secret(self, client_secret):
+        return service().check_secret(self.row, client_secret)
+
+    def check_endpoint_auth_method(self, method, endpoint):
+        return method == self.auth_method
+
+    def check_response_type(self, response_type):
+        return response_type == "code" and self.row.kind != "confidential"
+
+    def check_grant_type(self, grant_type):
+        if self.row.kind == "confidential":
+            return grant_type == "client_credentials"
+        return grant_type in ("authorization_code", "refresh_token")
+
+
+class Code:
+    """An :class:`OAuthCode` row as Authlib's authorization code."""
+
+    def __init__(self, row: OAuthCode):
+        self.row = row
+        self.code_challenge = row.code_challenge
+        self.code_challenge_method = row.code_challenge_method
+
+    def get_redirect_uri(self):
+        return self.row.redirect_uri
+
+    def get_scope(self):
+        return scope_of(pack_set(self.row.packs))
+
+
+class Refresh:
+    """A spent refresh token's row, for Authlib's refresh grant."""
+
+    def __init__(self, row):
+        self.row = row
+
+    def check_client(self, client: Client):
+        return self.row.grant.client_id == client.row.id
+
+    def get_scope(self):
+        return scope_of(pack_set(self.row.grant.packs))
+
+
+@dataclass(frozen=True)
+class Approval:
+    """What the admin approved on the consent page: Authlib's ``grant_user``."""
+
+    user: User
+    workspace: Workspace
+    packs: frozenset[str]
+    days: int | None
+
+
+def _check_resource(req) -> None:
+    """RFC 8707: a ``resource`` must name this server's MCP endpoint (it may be left out)."""
+    wanted = req.payload.data.get("resource") if hasattr(req, "payload") else None
+    if wanted is None:
+        wanted = request.values.get("resource")
+    if wanted and normalise_resource(wanted) != resource_url():
+        raise InvalidTargetError(f"This authorization server issues tokens for {resource_url()} only, "
+                                 f"not for {wanted}.")
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE required of every client, with S256 only (OAuth 2.1, MCP authorization)."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE is required: send 'code_challenge' with 'code_challenge_method=S256'.")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("'code_challenge_method' must be S256.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def validate_authorization_request(self):
+        redirect_uri = super().validate_authorization_request()
+        try:
+            _check_resource(self.request)
+        except OAuth2Error as error:
+            error.redirect_uri = redirect_uri
+            raise
+        return redirect_uri
+
+    def save_authorization_code(self, code, request):
+        approval: Approval = request.user
+        payload = request.payload.data
+        service().issue_code(
+            code=code, client=request.client.row, user=approval.user, workspace=approval.workspace,
+            packs=set(approval.packs), redirect_uri=request.payload.redirect_uri or request.client.redirect_uris[0],
+            resource=payload.get("resource") or resource_url(), code_challenge=payload["code_challenge"],
+            code_challenge_method=payload["code_challenge_method"], grant_days=approval.days,
+            actor=Actor(approval.user, ip=client_ip()),
+        )
+
+    def query_authorization_code(self, code, client):
+        row = service().find_code(code, client.row)
+        return Code(row) if row is not None else None
+
+    def delete_authorization_code(self, authorization_code):
+        """Nothing to do: the code was spent, atomically, when its grant was created."""
+
+    def authenticate_user(self, authorization_code):
+        return User.get_or_none(User.id == authorization_code.row.user_id)
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True  # rotation: every refresh token works once
+
+    def authenticate_refresh_token(self, refresh_token):
+        try:
+            row = service().spend_refresh(refresh_token, self.request.client.row)
+        except RefreshReused:
+            raise InvalidGrantError("This refresh token was already used. For safety the app's access has "
+                                    "been revoked; connect it again.") from None
+        return Refresh(row) if row is not None else None
+
+    def authenticate_user(self, refresh_token):
+        return refresh_token.row.grant.user_id or True  # a grant outlives its approver's account
+
+    def revoke_old_credential(self, refresh_token):
+        """Nothing to do: the refresh token was spent when it was accepted."""
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def query_token(self, token_string, token_type_hint):
+        return None  # ownership is checked in revoke_token, which the endpoint calls either way
+
+    def create_endpoint_response(self, request):
+        client = self.authenticate_endpoint_client(request)
+        self.check_params(request, client)
+        service().revoke_presented(request.form["token"], client.row, Actor(label=client.row.name, ip=client_ip()))
+        return 200, {}, [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+
+    def revoke_token(self, token, request):  # pragma: no cover - create_endpoint_response does it
+        raise NotImplementedError
+
+
+class Registration(ClientRegistrationEndpoint):
+    """RFC 7591, open to anyone (rate-limited per client IP in the view)."""
+
+    def authenticate_token(self, request):
+        return True
+
+    def get_server_metadata(self):
+        return metadata()
+
+    def generate_client_id(self, request):
+        return None  # chosen by poggio.oauth when the client is saved
+
+    def generate_client_secret(self, request):
+        return None
+
+    def save_client(self, client_info, client_metadata, request):
+        if "client_credentials" in (client_metadata.get("grant_types") or []):
+            raise InvalidClientMetadataError("client_credentials clients are created by a workspace admin in "
+                                             "Settings > MCP Server, not registered")
+        method = client_metadata.get("token_endpoint_auth_method") or "client_secret_basic"
+        if method not in ("none", "client_secret_basic", "client_secret_post"):
+            raise InvalidClientMetadataError(f"token_endpoint_auth_method {method!r} is not supported")
+        try:
+            issued = service().register(client_metadata, ip=client_ip())
+        except InvalidInput as exc:
+            raise InvalidRedirectURIError(exc.message) from None
+        return issued
+
+    def generate_client_registration_info(self, client, request):
+        """The identifiers chosen when the client was saved (the secret, if any, shown this once)."""
+        return {"client_id": client.client.client_id, "client_secret": client.secret}
+
+
+def _bearer_placeholder(grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True):
+    """Authlib's token generator. The tokens themselves are made by :meth:`OAuthService.issue_tokens`
+    in :func:`_save_token`, which knows the grant they belong to; this only carries Authlib's decision
+    whether a refresh token is due."""
+    return {"token_type": "Bearer", "_refresh": include_refresh_token}
+
+
+def _save_token(token: dict, req) -> None:
+    """Create (or find) the grant the token request stands for, then issue its tokens into ``token``."""
+    _check_resource(req)
+    svc = service()
+    if req.payload.grant_type == "authorization_code":
+        code = req.authorization_code.row
+        if code.resource != resource_url() and req.payload.data.get("resource") is None:
+            raise InvalidTargetError("The code was issued for another resource.")
+        grant = svc.grant_from_code(code)
+        if grant is None:
+            raise InvalidGrantError("Invalid 'code' in request.")
+    elif req.payload.grant_type == "refresh_token":
+        grant = req.refresh_token.row.grant
+    else:  # client_credentials
+        grant = svc.standing_grant(req.client.row)
+        if grant is None:
+            raise InvalidGrantError("This client has no active grant.")
+        if grant.resource != resource_url():  # created before the MCP URL changed: follow it
+            grant.resource = resource_url()
+            grant.save(only=["resource"])
+    refresh = token.pop("_refresh", False)
+    token.update(svc.issue_tokens(grant, refresh=refresh))
+
+
+def _query_client(client_id):
+    row = service().client(client_id)
+    return Client(row) if row is not None else None
+
+
+authorization = AuthorizationServer()
+
+
+def init_app(app) -> None:
+    authorization.init_app(app, query_client=_query_client, save_token=_save_token)
+    authorization.register_token_generator("default", _bearer_placeholder)
+    authorization.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
+    authorization.register_grant(RefreshTokenGrant)
+    authorization.register_grant(ClientCredentialsGrant)
+    authorization.register_endpoint(Revocation)
+    authorization.register_endpoint(Registration)
+    settings = app.extensions["poggio"]["settings"]
+    storage = storage_from_string(settings.redis_url) if settings.redis_url else MemoryStorage()
+    app.extensions["poggio"]["registrations"] = (MovingWindowRateLimiter(storage),
+                                                 parse(settings.oauth_registration_limit))
+    app.register_blueprint(bp)
+
+
+def metadata() -> dict:
+    base = issuer()
+    scopes = [f"{p}:read" for p in core()["registry"].names]
+    return {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/oauth/authorize",
+        "token_endpoint": f"{base}/oauth/token",
+        "registration_endpoint": f"{base}/oauth/register",
+        "revocation_endpoint": f"{base}/oauth/revoke",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "scopes_supported": scopes,
+        "client_id_metadata_document_supported": True,
+        "service_documentation": f"{base}/",
+    }
+
+
+# -- endpoints --------------------------------------------------------------------------------
+@bp.get("/.well-known/oauth-authorization-server")
+def authorization_server_metadata():
+    response = jsonify(metadata())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+def _json_error(status: int, error: str, description: str) -> Response:
+    response = jsonify(error=error, error_description=description)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/oauth/token")
+def token():
+    return authorization.create_token_response()
+
+
+@bp.post("/oauth/revoke")
+def revoke():
+    return authorization.create_endpoint_response(Revocation.ENDPOINT_NAME)
+
+
+@bp.post("/oauth/register")
+def register():
+    limiter, limit = current_app.extensions["poggio"]["registrations"]
+    if not limiter.hit(limit, f"oauth:register:{client_ip() or '-'}"):
+        return _json_error(429, "too_many_requests", "Too many client registrations from this address; try later.")
+    if not request.is_json:
+        return _json_error(400, "invalid_client_metadata", "Send the client metadata as a JSON object "
+                                                           "(Content-Type: application/json).")
+    response = authorization.create_endpoint_response(Registration.ENDPOINT_NAME)
+    if response.status_code == 201:  # a public client has no secret: leave the member out, not null
+        body = {k: v for k, v in response.get_json().items() if v is not None}
+        response.set_data(json.dumps(body))
+    return response
+
+
+def _load_client_for_authorize(client_id: str | None) -> str | None:
+    """Make sure a Client ID Metadata Document client is known and fresh; returns an error message."""
+    if not is_metadata_url(client_id):
+        return None
+    settings = core()["settings"]
+    row = OAuthClient.get_or_none(OAuthClient.client_id == client_id)
+    from poggio.db import utcnow
+
+    if row is not None and row.metadata_expires_at and row.metadata_expires_at > utcnow():
+        return None
+    try:
+        document, fresh_until = fetch_client_metadata(client_id, allow_private=settings.oauth_metadata_allow_private)
+        service().remember_metadata_client(client_id, document, fresh_until)
+    except (MetadataError, InvalidInput) as exc:
+        return str(exc.message if isinstance(exc, InvalidInput) else exc)
+    return None
+
+
+def _admin_workspaces(user) -> list[Workspace]:
+    return [m.workspace for m in
+            Membership.select(Membership, Workspace).join(Workspace)
+            .where((Membership.user == user.id) & (Membership.role == "admin") & (Workspace.mcp_enabled == True))  # noqa: E712
+            .order_by(Workspace.name)]
+
+
+def _seal(user_id: int) -> str:
+    """Binds the consent form to the exact authorization request it showed and to its viewer."""
+    return URLSafeTimedSerializer(current_app.secret_key, salt="oauth-consent").dumps(
+        [user_id, request.query_string.decode("latin-1")])
+
+
+def _seal_matches(value: str | None, user_id: int) -> bool:
+    try:
+        data = URLSafeTimedSerializer(current_app.secret_key, salt="oauth-consent").loads(
+            value or "", max_age=CONSENT_MAX_AGE)
+    except BadSignature:
+        return False
+    return data == [user_id, request.query_string.decode("latin-1")]
+
+
+def _error_page(status: int, title: str, message: str):
+    return render_template("oauth/error.html", title=title, message=message), status
+
+
+def _consent_csp(response, redirect_uri: str | None):
+    """The consent form posts to the portal, which redirects to the app: browsers hold that redirect
+    to the form-action directive, so the app's origin is added to it for this page alone."""
+    origin = ""
+    if redirect_uri:
+        parts = urlsplit(redirect_uri)
+        origin = f" {parts.scheme}://{parts.netloc}"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        f"frame-ancestors 'none'; form-action 'self'{origin}; base-uri 'none'; object-src 'none'")
+    return response
+
+
+@bp.route("/oauth/authorize", methods=["GET", "POST"])
+@login_required
+def authorize():
+    problem = _load_client_for_authorize(request.args.get("client_id"))
+    if problem:
+        return _error_page(400, "This app could not be identified", problem)
+    user = current_user._get_current_object()
+    try:
+        grant = authorization.get_consent_grant(end_user=user)
+    except OAuth2Error as error:
+        if error.redirect_uri:  # a known client and a checked redirect URI: the app hears of it
+            return authorization.handle_error_response(None, error)
+        return _error_page(400, "This sign-in link is not valid", error.description or error.error)
+    client: Client = grant.client
+    redirect_uri = grant.request.payload.redirect_uri or client.get_default_redirect_uri()
+    known = set(core()["registry"].names)
+    try:
+        asked = packs_of_scope(grant.request.payload.scope, known)
+    except InvalidInput as exc:
+        return authorization.handle_error_response(None, _redirect_error("invalid_scope", exc.message, redirect_uri))
+    workspaces = _admin_workspaces(user)
+    form = ActionForm()
+
+    if request.method == "POST":
+        if not form.validate_on_submit() or not _seal_matches(request.form.get("seal"), user.id):
+            return _error_page(400, "This approval form is no longer valid",
+                               "The approval did not match the request it was shown for, or it expired. "
+                               "Start again from the app.")
+        actor = Actor(user, ip=client_ip())
+        if request.form.get("decision") != "approve" or not workspaces:
+            audit.record("oauth.denied", actor, workspaces[0] if len(workspaces) == 1 else None,
+                         target=client.row.name, client_id=client.row.client_id)
+            return authorization.create_authorization_response(grant_user=None, grant=grant)
+        chosen = next((w for w in workspaces if str(w.id) == request.form.get("workspace")), None)
+        packs = set(request.form.getlist("packs")) & asked
+        lifetime = request.form.get("lifetime", "90")
+        if chosen is None or not packs or lifetime not in GRANT_LIFETIMES:
+            error = ("Choose a workspace." if chosen is None else "Choose at least one tool pack." if not packs
+                     else "Choose how long access lasts.")
+            return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked, error=error,
+                                                         chosen=chosen, packs=packs), status=422), redirect_uri)
+        approval = Approval(user, chosen, frozenset(packs), GRANT_LIFETIMES[lifetime])
+        return authorization.create_authorization_response(grant_user=approval, grant=grant)
+
+    return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked)), redirect_uri)
+
+
+def _redirect_error(error: str, description: str, redirect_uri: str | None) -> OAuth2Error:
+    exc = OAuth2Error(description=description, redirect_uri=redirect_uri)
+    exc.error = error
+    exc.state = request.args.get("state")
+    return exc
+
+
+def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None, chosen=None, packs=None) -> str:
+    registry = core()["registry"]
+    return render_template(
+        "oauth/consent.html",
+        client=client.row, kind=client.row.kind, redirect_host=urlsplit(redirect_uri or "").netloc,
+        workspaces=workspaces, chosen=chosen or (workspaces[0] if workspaces else None),
+        packs=[(name, registry.packs[name].info.title, name in (packs if packs is not None else asked))
+               for name in sorted(asked) if name in registry.packs],
+        lifetimes=[("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("never", "Until revoked")],
+        seal=_seal(current_user.id), error=error, form=ActionForm(),
+        product=core()["settings"].product_name,
+        deny_only=not workspaces,
+    )
+
