@@ -175,12 +175,4 @@ class PortalProcess:
                 raise RuntimeError(f"portal did not start:\n{self.log_path.read_text(errors='replace')}")
             time.sleep(0.2)
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+    stop = ServerProcess.stop
