@@ -20,7 +20,7 @@ DEMO_PASSWORD = "poggio-demo-admin"  # a demo login on a local install, printed 
 class DemoResult:
     workspace: Workspace
     admin_email: str
-    admin_password: str | None
+    admin_password: str | None  # the login that works now; None once someone changed it
     seeded: bool
 
 
@@ -31,15 +31,16 @@ def build(registry: PackRegistry, slug: str = "acme", accounts: int = 200, seed:
     if ws is None:
         ws = workspaces.create_workspace(slug, "Acme Inc." if slug == "acme" else slug.title(), True, actor)
     email = DEMO_ADMIN if slug == "acme" else f"admin@{slug}.example"
-    created_password = None
+    login = password or DEMO_PASSWORD
     if User.get_or_none(User.email == email) is None or not Membership.select().join(User).where(
             (User.email == email) & (Membership.workspace == ws)).exists():
-        created_password = password or DEMO_PASSWORD
-        workspaces.create_user(email, created_password, ws, "admin", actor, name="Demo Admin")
+        workspaces.create_user(email, login, ws, "admin", actor, name="Demo Admin")
+    elif not workspaces.check_password(workspaces.find_user(email), login):
+        login = None  # someone changed it since: it is theirs, not ours to print
     has_data = SearchTerm.select().where(SearchTerm.workspace == ws).exists()
     if not has_data:
         for name in registry.packs:
             rng = random.Random(seed * 1_000_003 + zlib.crc32(name.encode()))
             registry.call_pack(name, "poggio_seed_demo", workspace_id=ws.id, rng=rng, accounts=accounts,
                                progress=lambda done, total, _n=name: progress(_n, done, total))
-    return DemoResult(ws, email, created_password, not has_data)
+    return DemoResult(ws, email, login, not has_data)

@@ -6,6 +6,7 @@ server) read the same settings, so they agree on the database, the secret key an
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -41,6 +42,9 @@ class Settings:
     tool_timeout_seconds: float = 10.0
     max_body_bytes: int = 1_000_000
     allowed_hosts: tuple[str, ...] = ()
+    session_idle_hours: float = 12.0
+    session_max_days: float = 7.0
+    trusted_proxies: tuple[str, ...] = ()
     portal_public_url: str = ""  # the portal's own public URL, the OAuth issuer; from portal_port if unset
     oauth_access_token_seconds: int = 3600
     oauth_registration_limit: str = "20/hour"  # dynamic client registrations per client IP
@@ -158,4 +162,9 @@ def load_settings(env: dict[str, str] | None = None, instance_path: Path | str |
         public = urlsplit(str(values[key]))
         if public.scheme not in ("http", "https") or not public.netloc:
             raise SettingsError(f"POGGIO_{key.upper()} must be an http(s) URL, got {values[key]!r}")
+    for proxy in values.get("trusted_proxies", ()):  # type: ignore[union-attr]
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(f"POGGIO_TRUSTED_PROXIES: {proxy!r} is not an IP address or network (CIDR)") from None
     return Settings(instance_path=instance, **values)  # type: ignore[arg-type]

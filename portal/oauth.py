@@ -477,6 +477,8 @@ def authorize():
     user = current_user._get_current_object()
     try:
         grant = authorization.get_consent_grant(end_user=user)
+    except ValueError:  # authlib refuses to build an error whose description quotes a control character
+        return _error_page(400, "This sign-in link is not valid", "A parameter holds characters OAuth does not allow.")
     except OAuth2Error as error:
         if error.redirect_uri:  # a known client and a checked redirect URI: the app hears of it
             return authorization.handle_error_response(None, error)

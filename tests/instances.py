@@ -109,9 +109,14 @@ class ServerProcess:
         env = {**os.environ, **instance.env, "POGGIO_MCP_PUBLIC_URL": self.mcp_url, **(extra_env or {})}
         self.log_path = instance.path / f"mcp-{self.port}.log"
         self._log = open(self.log_path, "wb")
+        # The argv `poggio mcp` builds (proxy headers, server header...), with a shorter shutdown and
+        # info logs for the tests: uvicorn takes the last value of a repeated option.
+        from poggio.cli import _mcp_argv
+        from poggio.settings import load_settings
+
+        argv = _mcp_argv(load_settings(env), "127.0.0.1", self.port, workers)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "mcp_server.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(workers), "--timeout-graceful-shutdown", "5"],
+            [*argv, "--timeout-graceful-shutdown", "5", "--log-level", "info"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         self.wait_ready()
@@ -144,3 +149,30 @@ class ServerProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+class PortalProcess:
+    """``poggio portal`` (gunicorn) in a subprocess, started by the command production uses."""
+
+    def __init__(self, instance: Instance, workers: int = 1, extra_env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, **instance.env, "PYTHONPATH": str(ROOT), **(extra_env or {})}
+        self.log_path = instance.path / f"portal-{self.port}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "poggio", "portal", "--port", str(self.port), "--workers", str(workers)],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"portal did not start:\n{self.log_path.read_text(errors='replace')}")
+            time.sleep(0.2)
+
+    stop = ServerProcess.stop
