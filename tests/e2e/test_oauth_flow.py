@@ -7,8 +7,6 @@ admin's ``client_credentials`` client. Every test runs on SQLite and on PostgreS
 from __future__ import annotations
 
 import base64
-import contextlib
-from pathlib import Path
 
 import anyio
 import httpx
@@ -22,13 +20,12 @@ from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull,
 from helpers import Mcp
 from oauth_support import (
     ALL_TOOLS,
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     MetadataDocumentServer,
     OAuthStack,
     RedirectListener,
+    chromium,
     oauth_stack,
+    sign_in_and_approve,
 )
 from poggio.audit import Actor
 from poggio.models import AuditEvent, OAuthClient, OAuthGrant, Workspace
@@ -92,46 +89,13 @@ class Person:
         self.urls.append(url)
         if not self.approving:
             raise Reauthorization(url)
-        context = await self.browser.new_context(viewport={"width": 1100, "height": 900})
-        page = await context.new_page()
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-        await page.goto(url)
-        assert "/sign-in" in page.url, page.url  # not signed in yet: the portal asks first
-        await page.fill("#email", self.stack.email)
-        await page.fill("#password", self.stack.password)
-        await page.click("button[type=submit]")
-        await page.wait_for_selector("form.consent-form")
-        assert page.url.startswith(f"{self.stack.portal.url}/oauth/authorize?"), page.url
-        self.consent_text = await page.inner_text("section.consent")
-        if self.screenshot:
-            ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / self.screenshot), full_page=True)
-        await page.click("button[value=approve]")
-        await page.wait_for_url(f"{self.listener.uri}?**")
-        assert "You can close this window" in await page.content()
-        assert not errors, f"browser console errors: {errors}"  # a CSP form-action refusal shows up here
-        await context.close()
+        self.consent_text, landed = await sign_in_and_approve(self.browser, self.stack, url, self.screenshot)
+        assert "You can close this window" in landed  # the listener's page: the redirect arrived
 
     async def callback_handler(self) -> AuthorizationCodeResult:
         got = await anyio.to_thread.run_sync(self.listener.wait)
         assert "error" not in got, got
         return AuthorizationCodeResult(code=got["code"], state=got.get("state"), iss=got.get("iss"))
-
-
-@contextlib.asynccontextmanager
-async def chromium():
-    from playwright.async_api import async_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make system-deps)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 def _provider(stack: OAuthStack, person: Person, storage: MemoryStorage, listener: RedirectListener,
