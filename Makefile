@@ -35,9 +35,9 @@ node-tools:
 test: install system-deps node-tools
 	$(PY) -m pytest
 
-## Quick loop while developing: no browser, no Node clients, no long reliability runs.
+## Quick loop while developing: no browser, no Node clients, no long reliability runs, no PostgreSQL or Redis.
 test-fast: install
-	$(PY) -m pytest -m "not browser and not clients and not slow"
+	$(PY) -m pytest -m "not browser and not clients and not slow and not postgres and not redis"
 
 clean:
 	rm -rf build test-artifacts .pytest_cache

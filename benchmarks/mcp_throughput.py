@@ -7,7 +7,9 @@ Starts the servers (uvicorn, one worker each unless --workers: Poggio, the refer
 tool, and the reference also listing Poggio's tool schemas), builds demo data and a token for
 Poggio, and drives each with wrk (Debian package `wrk`, a Lua POST script per call), alternating
 Poggio and the reference so both see the same machine. Prints medians over --runs.
-Usage recording and rate limiting stay on (the limit is raised so the load is not refused).
+Usage recording and rate limiting stay on (the limit is raised so the load is not refused). Poggio's
+calls are made with an API token and again with an OAuth access token (of a client_credentials
+client), whose verification takes the same one look-up.
 """
 
 from __future__ import annotations
@@ -30,6 +32,21 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
            "MCP-Protocol-Version": "2025-06-18"}
+
+
+# An OAuth access token as the client_credentials grant issues it, made through the core (no portal).
+MINT_OAUTH = """
+from poggio.audit import Actor
+from poggio.db import bind
+from poggio.oauth import OAuthService
+from poggio.settings import load_settings
+from poggio.workspaces import get_workspace
+settings = load_settings()
+with bind(settings.database_url).connection_context():
+    service = OAuthService.from_settings(settings, {"accounts", "contacts", "revenue"})
+    issued = service.create_confidential(get_workspace("acme"), "bench", Actor.cli(), resource=settings.mcp_public_url)
+    print(service.issue_tokens(service.standing_grant(issued.client), refresh=False)["access_token"])
+"""
 
 
 def free_port() -> int:
@@ -104,6 +121,8 @@ def main() -> None:
                            check=True, capture_output=True, text=True).stdout.strip()
     p_port, r_port, s_port = free_port(), free_port(), free_port()
     env["POGGIO_MCP_PUBLIC_URL"] = f"http://127.0.0.1:{p_port}/mcp"
+    access = subprocess.run([sys.executable, "-c", MINT_OAUTH], env=env, check=True, capture_output=True,
+                            text=True).stdout.strip()
     poggio_log = open(tmp / "poggio-mcp.log", "wb")
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}  # the SDK logs each cut connection
     procs = [
@@ -131,6 +150,8 @@ def main() -> None:
             ("poggio get_account", p_port, call("get_account", {"domain": "example.com"}), token),
             ("poggio search_accounts", p_port, call("search_accounts", {"query": "acme", "limit": 20}), token),
             ("poggio get_revenue_summary", p_port, call("get_revenue_summary", {"account_domain": "example.com"}), token),
+            ("poggio tools/list, OAuth", p_port, listing, access),
+            ("poggio get_account, OAuth", p_port, call("get_account", {"domain": "example.com"}), access),
         ]
         results: dict[str, list[dict]] = {name: [] for name, *_ in cases}
         for _ in range(args.runs):
@@ -145,6 +166,8 @@ def main() -> None:
             print(f"{name:28} {m['rps']:8.0f} {m['p50']:8.1f} {m['p99']:8.1f} {m['errors']:7.0f}")
         ref_list, ref_echo = med["reference tools/list"]["rps"], med["reference echo"]["rps"]
         same = med["reference tools/list 7 tools"]["rps"]
+        print(f"OAuth against API token: tools/list {med['poggio tools/list, OAuth']['rps'] / med['poggio tools/list']['rps']:.2f}, "
+              f"get_account {med['poggio get_account, OAuth']['rps'] / med['poggio get_account']['rps']:.2f}")
         print(f"tools/list ratio {med['poggio tools/list']['rps'] / ref_list:.2f} (target >= 0.9; "
               f"{med['poggio tools/list']['rps'] / same:.2f} against the reference listing Poggio's tools too); "
               f"get_account vs echo {med['poggio get_account']['rps'] / ref_echo:.2f} (target >= 0.7)")

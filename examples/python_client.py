@@ -4,7 +4,8 @@
 
 Lists the tools your token can use, then prints what Poggio knows about one account. Exits non-zero
 with a one-line reason when the token is refused (401), the workspace lacks the MCP entitlement
-(403), or the server cannot be reached.
+(403), the URL is not the MCP server's (the portal's address, a missing /mcp), or the server cannot
+be reached.
 """
 
 from __future__ import annotations
@@ -23,21 +24,33 @@ class Refused(Exception):
     pass
 
 
-async def main(url: str, token: str, domain: str) -> int:
-    statuses: list[int] = []
+HINT = "is this the MCP server URL shown in Settings > MCP Server?"
 
-    async def remember(response: httpx2.Response) -> None:
-        statuses.append(response.status_code)
-        if response.status_code in (401, 403):
+
+async def main(url: str, token: str, domain: str) -> int:
+    async def check(response: httpx2.Response) -> None:
+        """Turn an answer that is not MCP into one line; the SDK would bury it in an exception group."""
+        status = response.status_code
+        if status in (401, 403):
             await response.aread()
             try:
                 reason = response.json().get("error_description", "")
             except ValueError:
                 reason = ""
-            raise Refused(f"HTTP {response.status_code}: {reason or 'refused'}")
+            raise Refused(f"HTTP {status}: {reason or 'refused'}")
+        if response.request.method != "POST":
+            return  # the SDK copes with a server that offers no GET stream or DELETE
+        if status == 429:
+            raise Refused(f"HTTP 429: rate limited; retry after {response.headers.get('Retry-After', 'a while')} s")
+        kind = response.headers.get("content-type", "").split(";")[0].strip()
+        if status >= 300:
+            moved = f" (a redirect to {response.headers['location']})" if "location" in response.headers else ""
+            raise Refused(f"{url} answered {status}{moved}: {HINT}")
+        if status < 300 and kind not in ("application/json", "text/event-stream", ""):
+            raise Refused(f"{url} answered {status} with {kind}, not MCP: {HINT}")
 
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx2.AsyncClient(headers=headers, timeout=30, event_hooks={"response": [remember]}) as http:
+    async with httpx2.AsyncClient(headers=headers, timeout=30, event_hooks={"response": [check]}) as http:
         async with Client(streamable_http_client(url, http_client=http)) as client:
             print(f"Connected to {client.server_info.name if client.server_info else 'server'} at {url}")
             tools = await client.list_tools()

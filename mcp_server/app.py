@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
+import json
 import logging
 from urllib.parse import urlsplit
 
@@ -11,15 +13,17 @@ import anyio
 from peewee import SqliteDatabase
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import UNSUPPORTED_PROTOCOL_VERSION
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, request_response
+from starlette.routing import Route
 
 from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, protect
 from mcp_server.binding import STATEMENT_GRACE, build_server
-from mcp_server.metrics import Metrics
+from mcp_server.cors import cors_route, public_route
+from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
 from mcp_server.ratelimit import TokenRateLimit
 from poggio import redaction
 from poggio.db import bind, database
@@ -49,6 +53,37 @@ def protected_resource_paths(public_url: str) -> list[str]:
     return ["/.well-known/oauth-protected-resource"] + ([f"/.well-known/oauth-protected-resource{path}"] if path else [])
 
 
+SUPPORTED_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
+
+
+class KnownProtocolVersion:
+    """Refuse an ``MCP-Protocol-Version`` this server does not speak with the versions it does speak
+    (the SDK's answer to an unknown version complains about a missing ``_meta`` envelope)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        requested = next((v.decode("latin-1") for k, v in scope.get("headers", ())
+                          if k == b"mcp-protocol-version"), None)
+        if requested is None or requested in SUPPORTED_VERSIONS:
+            return await self.app(scope, receive, send)
+        body = {"jsonrpc": "2.0", "id": None, "error": {
+            "code": UNSUPPORTED_PROTOCOL_VERSION,
+            "message": f"Unsupported protocol version {requested[:40]!r}: this server supports "
+                       f"{', '.join(SUPPORTED_VERSIONS)} (MCP-Protocol-Version header)",
+            "data": {"supported": list(SUPPORTED_VERSIONS), "requested": requested[:40]}}}
+        await Response(json.dumps(body), status_code=400, media_type="application/json")(scope, receive, send)
+
+
+def _warn_about_rate_limits_per_worker(settings: Settings) -> None:
+    if server_pid() is not None and not settings.redis_url:
+        log.warning("POGGIO_RATE_LIMIT (%s per token) is counted per worker: this server runs several worker "
+                    "processes without POGGIO_REDIS_URL, so a token may make that many requests in each of "
+                    "them. Set POGGIO_REDIS_URL to share the counters, or run one worker per process.",
+                    settings.rate_limit)
+
+
 def create_app(settings: Settings | None = None, registry: PackRegistry | None = None) -> Starlette:
     settings = settings or load_settings()
     redaction.configure_logging()
@@ -57,7 +92,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     bind(settings.database_url, statement_timeout=settings.tool_timeout_seconds + STATEMENT_GRACE)
     limiter = anyio.CapacityLimiter(16)  # worker threads for database work: bounded, like the pool
     recorder = UsageRecorder(settings.usage_flush_seconds)
-    metrics = Metrics([t.name for t in registry.tools()])
+    metrics = Metrics([t.name for t in registry.tools()], multiprocess_dir(settings.instance_path))
+    _warn_about_rate_limits_per_worker(settings)
     server = build_server(settings, registry, recorder, metrics, limiter)
     sessions = StreamableHTTPSessionManager(
         app=server._lowlevel_server,  # the documented way to mount MCPServer in an app of our own
@@ -96,11 +132,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             headers={"Cache-Control": "public, max-age=300"},
         )
 
-    # Public metadata: browser-based clients read it from any origin, without credentials.
-    metadata_app = CORSMiddleware(request_response(protected_resource), allow_origins=["*"],
-                                  allow_methods=["GET"], allow_headers=["*"], max_age=86400)
-
-    endpoint = protect(StreamableHTTPASGIApp(sessions), backend, on_error=counted_error)
+    endpoint = KnownProtocolVersion(protect(StreamableHTTPASGIApp(sessions), backend, on_error=counted_error))
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -110,16 +142,28 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             database.execute_sql("SELECT 1")
 
     async def readyz(request: Request) -> Response:
+        """For load balancers, which anyone may be: the status and nothing else (pack load errors
+        are in the log and ``poggio packs list``)."""
         try:
             with anyio.fail_after(3):
                 await anyio.to_thread.run_sync(_ping_db, limiter=limiter)
         except Exception as exc:  # the reason goes to the log, not to the caller
             log.warning("readiness check failed: %s", exc)
-            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-        return JSONResponse({"status": "ready", "database": "ok", "packs": registry.names,
-                             "pack_errors": sorted(registry.errors)})
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    expected = f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
 
     async def metrics_endpoint(request: Request) -> Response:
+        """Every workspace's tool usage: only for the holder of ``POGGIO_METRICS_TOKEN``; without
+        one configured, there is no metrics endpoint."""
+        if expected is None:
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        presented = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(presented, expected):
+            return JSONResponse({"error": "invalid_token", "error_description": "/metrics needs the bearer "
+                                 "token set in POGGIO_METRICS_TOKEN."}, status_code=401,
+                                headers={"WWW-Authenticate": 'Bearer realm="Poggio metrics"'})
         metrics.usage_pending.set(recorder.pending())
         return Response(metrics.render(), media_type=metrics.content_type)
 
@@ -131,12 +175,15 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
                 yield
         finally:
             await anyio.to_thread.run_sync(recorder.close)
+            metrics.close()
             log.info("usage flushed on shutdown")
 
     return Starlette(
         routes=[
-            Route("/mcp", endpoint=endpoint, methods=["GET", "POST", "DELETE"]),
-            *(Route(path, endpoint=metadata_app, methods=["GET", "OPTIONS"]) for path in metadata_paths),
+            # no GET: a stateless server has no stream to offer, so an idle one is not held open
+            # (405, as the transport specification allows); CORS for the origins the Origin check accepts
+            cors_route("/mcp", endpoint, settings.mcp_allowed_origins, methods=["POST", "DELETE"]),
+            *(public_route(path, protected_resource) for path in metadata_paths),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -82,7 +82,9 @@ class TokenAuthBackend(AuthenticationBackend):
         if not header:
             raise Rejected("missing")
         if scheme.lower() != "bearer":
-            raise Rejected("malformed")
+            # another scheme (Basic, ...) carries no bearer token at all: a bare challenge, without
+            # an error code (RFC 6750 section 3.1)
+            raise Rejected("missing")
         presented = presented.strip()
         if not presented:
             raise Rejected("missing")

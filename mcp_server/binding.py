@@ -18,6 +18,9 @@ import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
+from pydantic import ConfigDict, ValidationError, create_model
 from mcp_types import (
     AudioContent,
     BlobResourceContents,
@@ -52,8 +55,60 @@ INSTRUCTIONS = (
 )
 
 
+# Methods whose usage is counted under their own name; every other method name a caller sends is
+# counted as "other", so junk method names cannot add rows to the usage table.
+COUNTED_METHODS = frozenset({"initialize", "ping", "tools/list", "server/discover"})
+OTHER = "other"
+NO_SUCH_THING = {
+    "prompts/get": (INVALID_PARAMS, "Unknown prompt: this server offers tools only, no prompts"),
+    "resources/subscribe": (METHOD_NOT_FOUND, "Method not found: this server offers no resources to subscribe to"),
+    "resources/unsubscribe": (METHOD_NOT_FOUND, "Method not found: this server offers no resources to subscribe to"),
+}
+UNKNOWN_TOOL = "tools/call:unknown"
+
+
 class ToolTimeout(MCPToolError):
     pass
+
+
+class Arguments:
+    """A tool's arguments checked before the SDK sees them: unknown names refused (the SDK drops them
+    silently, so a misspelt filter would return unfiltered data), and every problem in plain words
+    that name the argument and the allowed values rather than pydantic's model names and URLs."""
+
+    def __init__(self, spec: ToolSpec):
+        self.tool = spec.name
+        params = list(inspect.signature(spec.fn, eval_str=True).parameters.values())[1:]
+        self.names = [p.name for p in params]
+        self.model = create_model(
+            f"{spec.name}_arguments", __config__=ConfigDict(extra="forbid"),
+            **{p.name: (p.annotation, ... if p.default is inspect.Parameter.empty else p.default) for p in params})
+
+    def problem(self, arguments: Any) -> str | None:
+        """None when the arguments are acceptable; else a message for the caller."""
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            return f"The arguments of {self.tool} must be an object (name: value), not {type(arguments).__name__}."
+        try:
+            self.model.model_validate(arguments)
+        except ValidationError as exc:
+            parts = [self._describe(e) for e in exc.errors(include_url=False)]
+            takes = ", ".join(self.names) or "no arguments"
+            return f"Invalid arguments for {self.tool}: {'; '.join(parts)}. {self.tool} takes: {takes}."
+        return None
+
+    @staticmethod
+    def _describe(error: dict[str, Any]) -> str:
+        name = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
+        if error["type"] == "extra_forbidden":
+            return f"unknown argument '{name}'"
+        if error["type"] == "missing":
+            return f"'{name}' is required"
+        shown = repr(error.get("input"))
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        message = error["msg"].replace("Input should be", "should be").replace("Value error, ", "")
+        return f"'{name}' {message} (got {shown})" if message.startswith("should") else f"'{name}': {message} (got {shown})"
 
 
 def _b64(data: bytes) -> str:
@@ -138,6 +193,7 @@ class ScopeMiddleware:
         # scope): the tools are fixed for the life of the process, and building and validating the
         # list was most of the cost of answering it.
         self._tool_lists: dict[tuple[str, frozenset[str] | None], dict[str, Any]] = {}
+        self._arguments = {spec.name: Arguments(spec) for spec in registry.tools()}
 
     @staticmethod
     def _client(ctx) -> str | None:
@@ -156,21 +212,30 @@ class ScopeMiddleware:
         if ctx.request_id is None or principal is None:
             return await call_next(ctx)
         token = principal.token
-        label = ctx.method
+        label = ctx.method if ctx.method in COUNTED_METHODS else OTHER
+        if ctx.method in NO_SUCH_THING:
+            # tools only, as the capabilities say; the list methods still answer their empty lists for
+            # clients that ask without looking, but MCPServer's "Unknown prompt" carried error code 0
+            self._count(principal, ctx, label, ok=False)
+            raise MCPError(*NO_SUCH_THING[ctx.method])
+        if ctx.method == "tools/list" and isinstance(ctx.params, dict) and ctx.params.get("cursor") is not None:
+            self._count(principal, ctx, label, ok=False)
+            raise MCPError(INVALID_PARAMS, "Invalid cursor: tools/list answers on one page and issues no cursor; "
+                                           "call it without one")
         if ctx.method == "tools/call" and isinstance(ctx.params, dict):
             name = ctx.params.get("name")
             spec = self.registry.tool(name) if isinstance(name, str) else None
-            label = spec.name if spec else "tools/call:unknown"
+            label = spec.name if spec else UNKNOWN_TOOL
+            refusal = None
             if spec is not None and token.packs is not None and spec.pack not in token.packs:
+                refusal = (f"Tool {name} is not available to this token: it is restricted to the "
+                           f"{', '.join(sorted(token.packs))} tool pack(s).")
+            elif spec is not None:
+                refusal = self._arguments[spec.name].problem(ctx.params.get("arguments"))
+            if refusal is not None:
                 self._count(principal, ctx, label, ok=False)
-                return CallToolResult(
-                    content=[TextContent(type="text", text=(
-                        f"Tool {name} is not available to this token: it is restricted to the "
-                        f"{', '.join(sorted(token.packs))} tool pack(s)."))],
-                    is_error=True,
-                )
-        listing = ctx.method == "tools/list" and (ctx.params is None or (
-            isinstance(ctx.params, dict) and set(ctx.params) <= {"_meta"}))  # no cursor, nothing to validate
+                return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
+        listing = ctx.method == "tools/list"
         cache_key = (ctx.protocol_version, token.packs)
         if listing and (cached := self._tool_lists.get(cache_key)) is not None:
             self._count(principal, ctx, label, ok=True)
@@ -180,28 +245,50 @@ class ScopeMiddleware:
         except BaseException:
             self._count(principal, ctx, label, ok=False)
             raise
-        if ctx.method == "tools/list" and token.packs is not None:
-            result = self._filter(result, token.packs)
-        if listing and isinstance(result, dict) and len(self._tool_lists) < 256:
-            self._tool_lists[cache_key] = result
+        if listing:
+            result = self._shape_list(result, token.packs)
+            if isinstance(result, dict) and len(self._tool_lists) < 256:
+                self._tool_lists[cache_key] = result
+        if ctx.method in ("initialize", "server/discover"):
+            result = _tools_only(result)
         failed = (isinstance(result, CallToolResult) and result.is_error) or (
             isinstance(result, dict) and bool(result.get("isError") or result.get("is_error")))
         self._count(principal, ctx, label, ok=not failed)
         return result
 
-    def _filter(self, result, packs: frozenset[str]):
-        allowed = {t.name for t in self.registry.tools(packs)}
+    def _shape_list(self, result, packs: frozenset[str] | None):
+        """The token's tools only, each input schema closed (``additionalProperties: false``): the
+        arguments it does not name are refused."""
+        allowed = None if packs is None else {t.name for t in self.registry.tools(packs)}
+
+        def shape(tool: dict[str, Any]) -> dict[str, Any]:
+            key = "inputSchema" if "inputSchema" in tool else "input_schema"
+            return {**tool, key: {**tool.get(key, {}), "additionalProperties": False}}
+
         if isinstance(result, ListToolsResult):
-            return result.model_copy(update={"tools": [t for t in result.tools if t.name in allowed]})
+            result = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         if isinstance(result, dict) and isinstance(result.get("tools"), list):
-            return {**result, "tools": [t for t in result["tools"] if t.get("name") in allowed]}
+            return {**result, "tools": [shape(t) for t in result["tools"]
+                                        if allowed is None or t.get("name") in allowed]}
         return result
 
     def _count(self, principal, ctx, label: str, ok: bool) -> None:
         self.recorder.record(principal.token.token_id, label, ok=ok, ip=principal.ip, client=self._client(ctx),
                              kind=principal.token.kind)
-        self.metrics.requests.labels(label if label in self.metrics.known_labels else "other",
+        self.metrics.requests.labels(label if label in self.metrics.known_labels else OTHER,
                                      "ok" if ok else "error").inc()
+
+
+def _tools_only(result):
+    """An ``initialize`` or ``server/discover`` answer that advertises what is served: tools, whose
+    list never changes while the process runs. MCPServer always registers prompt and resource
+    handlers, so the SDK would advertise both (and, on 2026-07-28, change notifications)."""
+    if not isinstance(result, dict) or not isinstance(result.get("capabilities"), dict):
+        return result
+    capabilities = {k: v for k, v in result["capabilities"].items() if k not in ("prompts", "resources")}
+    if isinstance(capabilities.get("tools"), dict):
+        capabilities["tools"] = {**capabilities["tools"], "listChanged": False}
+    return {**result, "capabilities": capabilities}
 
 
 def build_server(settings: Settings, registry: PackRegistry, recorder: UsageRecorder, metrics: Metrics,
@@ -213,6 +300,7 @@ def build_server(settings: Settings, registry: PackRegistry, recorder: UsageReco
         instructions=INSTRUCTIONS,
         middleware=[ScopeMiddleware(registry, recorder, metrics)],
         log_level="WARNING",
+        subscriptions=False,  # no subscriptions/listen: nothing here ever changes or notifies
     )
     cursors = CursorCodec(settings.secret_key.encode())
     for spec in registry.tools():

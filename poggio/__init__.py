@@ -18,8 +18,10 @@ from poggio.packs import (  # noqa: E402  (hookimpl first: packs import it from 
     ToolResult,
     tool,
 )
+from poggio.money import format_money  # noqa: E402
+
 
 __all__ = [
     "__version__", "hookimpl", "tool", "PackInfo", "ToolContext", "ToolError", "ToolResult",
-    "ProfileSection", "CsvKind", "Image", "Audio", "Resource",
+    "ProfileSection", "CsvKind", "Image", "Audio", "Resource", "format_money",
 ]

@@ -225,6 +225,95 @@ def token_revoke(app: App, slug: str, name_or_id: str) -> None:
     click.echo(f"Revoked token {target.name!r} (id {target.id}).")
 
 
+# -- OAuth: connected apps and clients ----------------------------------------------------------------
+@main.group()
+def oauth() -> None:
+    """OAuth: connected apps (grants) and OAuth clients of a workspace."""
+
+
+def _oauth_service(app: App):
+    from poggio.oauth import OAuthService
+
+    app.db()
+    return OAuthService.from_settings(app.settings, set(app.registry.names))
+
+
+@oauth.command("list")
+@click.option("--workspace", "slug", required=True)
+@click.option("--all", "show_all", is_flag=True, help="Include revoked and expired ones.")
+@pass_app
+@friendly_errors
+def oauth_list(app: App, slug: str, show_all: bool) -> None:
+    """Connected apps (id gN) and the workspace's OAuth clients (id cN)."""
+    ws = app.workspace(slug)
+    service = _oauth_service(app)
+    grants, clients = service.grants(ws, include_inactive=show_all), service.clients(ws, include_inactive=show_all)
+    if not grants and not clients:
+        click.echo("No connected apps and no OAuth clients.")
+        return
+    from poggio.db import utcnow
+
+    now = utcnow()
+    stamp = lambda moment: moment.strftime("%Y-%m-%d %H:%M") if moment else "-"  # noqa: E731
+    if grants:
+        click.echo("Connected apps")
+        click.echo(f"{'ID':>6}  {'APP':30}  {'APPROVED BY':25}  {'STATUS':8}  {'CREATED':16}  {'LAST USED':16}  PACKS")
+        for g in grants:
+            state = "revoked" if g.revoked_at else "expired" if g.expires_at and g.expires_at <= now else "active"
+            who = g.user.email if g.user_id else "-"
+            click.echo(f"{'g' + str(g.id):>6}  {g.client.name[:30]:30}  {who[:25]:25}  {state:8}  "
+                       f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  {g.packs.replace(',', ' ')}")
+    if clients:
+        click.echo("OAuth clients (client_credentials)")
+        click.echo(f"{'ID':>6}  {'NAME':30}  {'CLIENT ID':30}  {'STATUS':8}  {'CREATED':16}  PACKS")
+        for c in clients:
+            click.echo(f"{'c' + str(c.id):>6}  {c.name[:30]:30}  {c.client_id:30}  "
+                       f"{'revoked' if c.revoked_at else 'active':8}  {stamp(c.created_at):16}  "
+                       f"{(c.packs or '').replace(',', ' ')}")
+
+
+@oauth.command("revoke")
+@click.option("--workspace", "slug", required=True)
+@click.argument("ident", metavar="ID")
+@pass_app
+@friendly_errors
+def oauth_revoke(app: App, slug: str, ident: str) -> None:
+    """Revoke a connected app (gN) or an OAuth client (cN or its client id); the next request with any
+    of its tokens is refused."""
+    ws = app.workspace(slug)
+    service = _oauth_service(app)
+    if ident.startswith("g") and ident[1:].isdigit():
+        grant = service.grant(ws, ident[1:])
+        service.revoke_grant(grant, Actor.cli())
+        click.echo(f"Disconnected {grant.client.name!r} (g{grant.id}).")
+        return
+    client = service.workspace_client(ws, ident[1:] if ident.startswith("c") and ident[1:].isdigit() else ident)
+    service.revoke_client(client, Actor.cli())
+    click.echo(f"Revoked OAuth client {client.name!r} ({client.client_id}).")
+
+
+@oauth.group("client")
+def oauth_client() -> None:
+    """OAuth clients that get tokens with the client_credentials grant (machine to machine)."""
+
+
+@oauth_client.command("create")
+@click.option("--workspace", "slug", required=True)
+@click.option("--name", required=True, help="A name that says what the client is.")
+@click.option("--packs", default=None, help="The tool packs it may read (comma-separated; default all).")
+@pass_app
+@friendly_errors
+def oauth_client_create(app: App, slug: str, name: str, packs: str | None) -> None:
+    """Create a confidential client; its id and secret are printed once on standard output."""
+    ws = app.workspace(slug)
+    issued = _oauth_service(app).create_confidential(ws, name, Actor.cli(), packs=packs,
+                                                     resource=app.settings.mcp_public_url)
+    click.echo(f"Created OAuth client {issued.client.name!r}. The secret is shown only now; the token "
+               f"endpoint is {app.settings.portal_public_url}/oauth/token.", err=True)
+    click.echo(f"client_id={issued.client.client_id}")
+    click.echo(f"client_secret={issued.secret}")
+
+
 # -- import, demo, packs ------------------------------------------------------------------------------
 @main.command("import")
 @click.argument("kind", type=click.Choice(["accounts", "contacts", "opportunities"]))
@@ -323,6 +412,29 @@ def _portal_argv(settings: Settings, host: str | None, port: int | None, workers
             "--workers", str(workers), "--threads", "4", "--graceful-timeout", "10", "--access-logfile", "-"]
 
 
+def _check_port_free(host: str, port: int, moved_by: str) -> None:
+    """Fail in one line, before any banner, when the port cannot be listened on (the servers would
+    print that they are starting and then die, or gunicorn retry for seconds)."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and gunicorn bind
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.ClickException(
+                    f"Port {port} on {host} is already in use by another program; "
+                    f"choose another port with {moved_by}.") from None
+            raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+
+
 @main.command("mcp")
 @click.option("--host", default=None, help="Bind address (default POGGIO_MCP_HOST or 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default POGGIO_MCP_PORT or 8001).")
@@ -330,6 +442,14 @@ def _portal_argv(settings: Settings, host: str | None, port: int | None, workers
 @pass_app
 def mcp_command(app: App, host: str | None, port: int | None, workers: int) -> None:
     """Run the MCP server (uvicorn)."""
+    s = app.settings
+    _check_port_free(host or s.mcp_host, port or s.mcp_port, "POGGIO_MCP_PORT or --port")
+    if workers > 1 and not s.redis_url:
+        # each worker would count a token's requests by itself: the limit would hold N times over
+        raise click.ClickException(
+            f"--workers {workers} needs POGGIO_REDIS_URL: without Redis each worker counts the rate limit "
+            f"({s.rate_limit} per token) on its own, so a token could make {workers} times as many "
+            "requests. Set POGGIO_REDIS_URL, or run one worker per process behind a load balancer.")
     os.execv(sys.executable, _mcp_argv(app.settings, host, port, workers))
 
 
@@ -340,6 +460,8 @@ def mcp_command(app: App, host: str | None, port: int | None, workers: int) -> N
 @pass_app
 def portal_command(app: App, host: str | None, port: int | None, workers: int) -> None:
     """Run the admin portal (gunicorn)."""
+    s = app.settings
+    _check_port_free(host or s.portal_host, port or s.portal_port, "POGGIO_PORTAL_PORT or --port")
     os.execv(sys.executable, _portal_argv(app.settings, host, port, workers))
 
 
@@ -349,9 +471,11 @@ def up_command(app: App) -> None:
     """Run the portal on :8000 and the MCP server on :8001 together; Ctrl-C stops both cleanly."""
     from poggio.schema import upgrade
 
+    s = app.settings
+    _check_port_free(s.portal_host, s.portal_port, "POGGIO_PORTAL_PORT")
+    _check_port_free(s.mcp_host, s.mcp_port, "POGGIO_MCP_PORT")
     app.db()
     upgrade(app.registry)
-    s = app.settings
     procs = [subprocess.Popen(_portal_argv(s, None, None, 1)), subprocess.Popen(_mcp_argv(s, None, None, 1))]
     click.echo(f"Portal: http://{s.portal_host}:{s.portal_port}/   MCP server: {s.mcp_public_url}   (Ctrl-C stops both)")
 

@@ -25,7 +25,7 @@ from poggio import audit
 from poggio.audit import Actor
 from poggio.db import database, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
-from poggio.models import OAuthClient, OAuthCode, OAuthGrant, OAuthToken, User, Workspace
+from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, User, Workspace
 from poggio.tokens import (
     ACCESS_PREFIX,
     CLIENT_SECRET_PREFIX,
@@ -117,11 +117,15 @@ def _verify_sql(param: str) -> str:
         OAuthToken.select(
             OAuthToken.access_expires_at, OAuthToken.revoked_at,
             OAuthGrant.id, OAuthGrant.packs, OAuthGrant.resource, OAuthGrant.expires_at, OAuthGrant.revoked_at,
+            OAuthGrant.user, Membership.role,
             OAuthClient.revoked_at, OAuthClient.name,
             Workspace.id, Workspace.slug, Workspace.name, Workspace.mcp_enabled,
         )
         .join(OAuthGrant).join(OAuthClient)
         .switch(OAuthGrant).join(Workspace)
+        .switch(OAuthGrant)
+        .join(Membership, JOIN.LEFT_OUTER,
+              on=((Membership.user == OAuthGrant.user) & (Membership.workspace == OAuthGrant.workspace)))
         .where(OAuthToken.access_digest == "")
         .sql()
     )
@@ -214,7 +218,8 @@ class OAuthService:
                 secret_digest=self._digest(secret), secret_last_four=secret[-4:],
                 workspace=workspace, packs=",".join(sorted(chosen)), created_by=actor.user,
             )
-            OAuthGrant.create(workspace=workspace, client=client, user=actor.user,
+            # the standing grant has no approver: it lives as long as the client, whoever made it
+            OAuthGrant.create(workspace=workspace, client=client, user=None,
                               packs=",".join(sorted(chosen)), resource=normalise_resource(resource))
             audit.record("oauth.client_created", actor, workspace, target=name, client_id=client.client_id,
                          packs=",".join(sorted(chosen)))
@@ -367,7 +372,8 @@ class OAuthService:
     # -- the MCP server's check ------------------------------------------------------------
     def verify_access(self, presented: str, resource: str, now: dt.datetime | None = None) -> VerifiedToken:
         """The access token's grant, workspace and packs; or :class:`TokenRejected`. Unknown,
-        expired, revoked, of a revoked grant or client, or minted for another resource: all ``invalid``."""
+        expired, revoked, of a revoked grant or client, minted for another resource, or approved by
+        someone who is no longer an admin of the workspace: all ``invalid``."""
         if not well_formed(presented, ACCESS_PREFIX):
             raise TokenRejected("malformed")
         now = now or utcnow()
@@ -376,13 +382,14 @@ class OAuthService:
         cursor.close()
         if row is None:
             raise TokenRejected("invalid")
-        (expires_at, revoked_at, grant_id, packs, bound_to, grant_expires, grant_revoked, client_revoked,
-         client_name, ws_id, ws_slug, ws_name, mcp_enabled) = row
+        (expires_at, revoked_at, grant_id, packs, bound_to, grant_expires, grant_revoked, approver, role,
+         client_revoked, client_name, ws_id, ws_slug, ws_name, mcp_enabled) = row
         expires_at = OAuthToken.access_expires_at.python_value(expires_at)
         grant_expires = OAuthGrant.expires_at.python_value(grant_expires)
         if (revoked_at is not None or grant_revoked is not None or client_revoked is not None
                 or expires_at <= now or (grant_expires is not None and grant_expires <= now)
-                or bound_to != resource):
+                or bound_to != resource
+                or (approver is not None and role != "admin")):  # the approver is no longer an admin here
             raise TokenRejected("invalid")
         if not mcp_enabled:
             raise TokenRejected("not_entitled")

@@ -13,7 +13,9 @@ def redact(text: str) -> str:
 
 
 class TokenRedactingFilter(logging.Filter):
-    """Rewrites a record's message (after %-formatting) and its exception text."""
+    """Rewrites a record's message and arguments, and its exception text, keeping the record's shape:
+    formatters that read ``record.args`` themselves (uvicorn's access log unpacks them) still get
+    them, so the line is written, redacted, rather than lost."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -21,12 +23,33 @@ class TokenRedactingFilter(logging.Filter):
         except Exception:  # a broken format string is logging's problem, not ours
             return True
         if "pgo" in message:
-            record.msg, record.args = redact(message), None
+            if isinstance(record.msg, str):
+                record.msg = redact(record.msg)
+            if isinstance(record.args, dict):
+                record.args = {k: _redacted(v) for k, v in record.args.items()}
+            elif isinstance(record.args, tuple):
+                record.args = tuple(_redacted(v) for v in record.args)
+            try:
+                still = "pgo" in record.getMessage() and TOKEN_PATTERN.search(record.getMessage())
+            except Exception:
+                still = True
+            if still:  # a token only an argument's formatting revealed: keep the line, as plain text
+                record.msg, record.args = redact(message), ()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text and "pgo" in record.exc_text:
             record.exc_text = redact(record.exc_text)
         return True
+
+
+def _redacted(value):
+    """A log argument with any token masked; values that show none keep their type (``%d`` needs it)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (int, float)) or value is None:
+        return value
+    text = str(value)
+    return redact(text) if "pgo_" in text else value
 
 
 def install(logger: logging.Logger | None = None) -> None:

@@ -45,6 +45,8 @@ class Settings:
     oauth_access_token_seconds: int = 3600
     oauth_registration_limit: str = "20/hour"  # dynamic client registrations per client IP
     oauth_metadata_allow_private: bool = False  # fetch client metadata documents from private addresses
+    cors_origins: tuple[str, ...] = ()
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def mcp_allowed_hosts(self) -> list[str]:
@@ -60,10 +62,13 @@ class Settings:
 
     @property
     def mcp_allowed_origins(self) -> list[str]:
+        """Browser origins the MCP server accepts, in its Origin check and in CORS alike: the public
+        URL's origin, loopback on any port, and ``cors_origins``."""
         public = urlsplit(self.mcp_public_url)
         origins = {"http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"}
         if public.scheme and public.netloc:
             origins.add(f"{public.scheme}://{public.netloc}")
+        origins.update(o.rstrip("/") for o in self.cors_origins)
         return sorted(origins)
 
 

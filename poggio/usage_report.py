@@ -1,4 +1,5 @@
-"""Token activity for the portal: calls per day and per tool, in one query for a whole token list."""
+"""Activity for the portal: calls per day and per tool of API tokens (TokenUsage) or connected apps
+(GrantUsage), in one query for a whole list."""
 
 from __future__ import annotations
 
@@ -8,21 +9,29 @@ from collections import defaultdict
 from peewee import fn
 
 from poggio.db import utcnow
-from poggio.models import TokenUsage
+from poggio.models import GrantUsage, TokenUsage
 
 DAYS = 30
+MAX_TOOLS = 50  # rows of a token's per-tool breakdown; the rest are added up in one last row
 
 
-def daily(token_ids: list[int], days: int = DAYS, today: dt.date | None = None) -> dict[int, list[tuple[dt.date, int, int]]]:
-    """For each token: ``days`` entries of (day, calls, errors), oldest first, zero-filled."""
+def _owner(usage):
+    return usage.grant if usage is GrantUsage else usage.token
+
+
+def daily(token_ids: list[int], days: int = DAYS, today: dt.date | None = None,
+          usage=TokenUsage) -> dict[int, list[tuple[dt.date, int, int]]]:
+    """For each token (or grant, with ``usage=GrantUsage``): ``days`` entries of (day, calls, errors),
+    oldest first, zero-filled."""
     today = today or utcnow().date()
     start = today - dt.timedelta(days=days - 1)
     found: dict[int, dict[dt.date, tuple[int, int]]] = defaultdict(dict)
     if token_ids:
+        owner = _owner(usage)
         rows = (
-            TokenUsage.select(TokenUsage.token, TokenUsage.day, fn.SUM(TokenUsage.calls), fn.SUM(TokenUsage.errors))
-            .where(TokenUsage.token.in_(token_ids) & (TokenUsage.day >= start))
-            .group_by(TokenUsage.token, TokenUsage.day)
+            usage.select(owner, usage.day, fn.SUM(usage.calls), fn.SUM(usage.errors))
+            .where(owner.in_(token_ids) & (usage.day >= start))
+            .group_by(owner, usage.day)
             .tuples()
         )
         for token_id, day, calls, errors in rows:
@@ -38,13 +47,20 @@ def daily(token_ids: list[int], days: int = DAYS, today: dt.date | None = None) 
     return series
 
 
-def by_tool(token_id: int, days: int = DAYS) -> list[tuple[str, int, int]]:
-    """(tool, calls, errors) over the last ``days`` days, busiest first."""
+def by_tool(token_id: int, days: int = DAYS, limit: int = MAX_TOOLS, usage=TokenUsage) -> list[tuple[str, int, int]]:
+    """(tool, calls, errors) of a token (or grant, with ``usage=GrantUsage``) over the last ``days``
+    days, busiest first: ``limit`` rows at most, and then one row that adds up all the others (rows
+    stored before unknown names were counted as one would otherwise make the list as long as a
+    caller liked)."""
     start = utcnow().date() - dt.timedelta(days=days - 1)
     rows = (
-        TokenUsage.select(TokenUsage.tool, fn.SUM(TokenUsage.calls), fn.SUM(TokenUsage.errors))
-        .where((TokenUsage.token == token_id) & (TokenUsage.day >= start))
-        .group_by(TokenUsage.tool)
+        usage.select(usage.tool, fn.SUM(usage.calls), fn.SUM(usage.errors))
+        .where((_owner(usage) == token_id) & (usage.day >= start))
+        .group_by(usage.tool)
         .tuples()
     )
-    return sorted(((t, int(c), int(e)) for t, c, e in rows), key=lambda r: (-r[1], r[0]))
+    ranked = sorted(((t, int(c), int(e)) for t, c, e in rows), key=lambda r: (-r[1], r[0]))
+    if len(ranked) <= limit:
+        return ranked
+    rest = ranked[limit:]
+    return ranked[:limit] + [(f"{len(rest)} other names", sum(r[1] for r in rest), sum(r[2] for r in rest))]

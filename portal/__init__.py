@@ -71,13 +71,14 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     login_manager.init_app(app)
     Htmx(app)
 
-    from portal import audit_log, auth, mcp_settings, oauth, views
+    from portal import audit_log, auth, connected_apps, mcp_settings, oauth, views
     from portal.throttle import Throttle
 
     app.extensions["poggio"]["throttle"] = Throttle(settings.redis_url)
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(mcp_settings.bp)
+    app.register_blueprint(connected_apps.bp)
     app.register_blueprint(audit_log.bp)
     oauth.init_app(app)
     for endpoint in ("oauth.token", "oauth.register", "oauth.revoke"):  # called by apps, not browsers
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     # Browser-based MCP clients call the metadata and the machine endpoints from their own origin.
     # No cookies ride along (credentials are not allowed), so any origin may.
     CORS(app, resources={r"/\.well-known/oauth-authorization-server.*": {}, r"/oauth/(token|register|revoke)": {}},
-         origins="*", supports_credentials=False, allow_headers=["Authorization", "Content-Type"],
+         origins="*", send_wildcard=True, supports_credentials=False, allow_headers=["Authorization", "Content-Type"],
          max_age=86400)
 
     @app.before_request

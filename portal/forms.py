@@ -43,3 +43,10 @@ class EditTokenForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A bare form for buttons (revoke, rotate, sign out): only the CSRF token."""
+
+
+class OAuthClientForm(FlaskForm):
+    """A confidential OAuth client for the client_credentials grant."""
+
+    name = StringField("Name", validators=[Length(max=100)], description='e.g. "Nightly CRM sync"')
+    packs = MultiCheckbox("Tool packs it may read (none checked: all packs)", choices=[])

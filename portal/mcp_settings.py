@@ -18,6 +18,7 @@ from poggio.tokens import status
 from poggio.usage_report import by_tool, daily
 from portal.access import client_ip, core, mcp_admin_required
 from portal.charts import activity_bars, ago
+from portal.connected_apps import apps_context, client_form
 from portal.forms import ActionForm, EditTokenForm, TokenForm
 
 bp = Blueprint("mcp_settings", __name__, url_prefix="/settings/mcp")
@@ -73,10 +74,13 @@ def _token_form() -> TokenForm:
     return form
 
 
-def _page(workspace, status_code=200, **extra):
+def render_page(workspace, status_code=200, **extra):
+    """The whole Settings > MCP Server page: server URL, API tokens, connected apps, OAuth clients."""
     show = _show()
     context = {
         **_listing(workspace, show, _page_number()),
+        **apps_context(workspace),
+        "client_form": extra.pop("client_form", None) or client_form(),
         "server_url": core()["settings"].mcp_public_url,
         "product": core()["settings"].product_name,
         "form": extra.pop("form", None) or _token_form(),
@@ -97,7 +101,7 @@ def _field_error(form, exc: InvalidInput) -> None:
 def page(workspace):
     if request.htmx and request.htmx.target == "token-list":
         return render_template("settings/_token_list.html", **_listing(workspace, _show(), _page_number()))
-    return _page(workspace)
+    return render_page(workspace)
 
 
 @bp.get("/tokens/new")
@@ -105,7 +109,7 @@ def page(workspace):
 def new_token(workspace):
     if request.htmx:
         return render_template("settings/_token_dialog.html", form=_token_form())
-    return _page(workspace, dialog_open=True)
+    return render_page(workspace, dialog_open=True)
 
 
 @bp.post("/tokens")
@@ -123,13 +127,13 @@ def create_token(workspace):
     if issued is None:
         if request.htmx:
             return render_template("settings/_token_dialog.html", form=form), 422
-        return _page(workspace, 422, form=form, dialog_open=True)
+        return render_page(workspace, 422, form=form, dialog_open=True)
     # The one and only response that ever carries the plaintext token.
     if request.htmx:
         body = render_template("settings/_token_created.html", issued=issued, rotated=False) + render_template(
             "settings/_token_list.html", **_listing(workspace, "active"), oob=True)
         return make_response(body, 201)
-    return _page(workspace, 201, issued=issued, rotated=False)
+    return render_page(workspace, 201, issued=issued, rotated=False)
 
 
 @bp.get("/tokens/<int:token_id>")
@@ -197,7 +201,7 @@ def rotate_token(workspace, token_id):
         body = render_template("settings/_token_created.html", issued=issued, rotated=True) + render_template(
             "settings/_token_row.html", row=_row(issued.token), oob=True)
         return make_response(body, 200)
-    return _page(workspace, 200, issued=issued, rotated=True)
+    return render_page(workspace, 200, issued=issued, rotated=True)
 
 
 @bp.get("/tokens/<int:token_id>/activity")

@@ -497,11 +497,14 @@ def authorize():
                                "The approval did not match the request it was shown for, or it expired. "
                                "Start again from the app.")
         actor = Actor(user, ip=client_ip())
+        chosen = next((w for w in workspaces if str(w.id) == request.form.get("workspace")), None)
         if request.form.get("decision") != "approve" or not workspaces:
-            audit.record("oauth.denied", actor, workspaces[0] if len(workspaces) == 1 else None,
+            # on record where the workspace's admins look: the one chosen, else the user's first
+            where = chosen or (workspaces[0] if workspaces else Membership.select(Membership.workspace)
+                               .where(Membership.user == user.id).order_by(Membership.id).first())
+            audit.record("oauth.denied", actor, getattr(where, "workspace_id", None) or where,
                          target=client.row.name, client_id=client.row.client_id)
             return authorization.create_authorization_response(grant_user=None, grant=grant)
-        chosen = next((w for w in workspaces if str(w.id) == request.form.get("workspace")), None)
         packs = set(request.form.getlist("packs")) & asked
         lifetime = request.form.get("lifetime", "90")
         if chosen is None or not packs or lifetime not in GRANT_LIFETIMES:

@@ -1,8 +1,11 @@
 """Test instances on SQLite or PostgreSQL, and real server processes.
 
 PostgreSQL is the server at ``POGGIO_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``);
-each test session works in a schema of its own, dropped at the end. When it is unreachable the
-Postgres tests fail, they do not skip.
+each test session works in a schema of its own, dropped at the end. Redis is the server at
+``POGGIO_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``). Tests that need either carry the
+``postgres`` / ``redis`` marker (the PostgreSQL half of a backend parametrisation too, through
+``BACKENDS``), so ``make test-fast`` can leave them out; when a service is unreachable its tests
+fail, they do not skip.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from poggio.db import bind, database
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("POGGIO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-BACKENDS = ["sqlite", "postgres"]
+REDIS_URL = os.environ.get("POGGIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# For ``params=`` and ``parametrize``: the PostgreSQL case carries the ``postgres`` marker.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def free_port() -> int:

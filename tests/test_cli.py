@@ -230,3 +230,35 @@ def test_settings_errors_are_one_line(instance, monkeypatch):
     result = CliRunner().invoke(main, ["packs", "list"])
     assert result.exit_code == 1 and "POGGIO_MCP_PORT must be a number" in result.output
     assert re.search(r"Traceback", result.output) is None
+
+
+@pytest.mark.parametrize("args,env_port,setting", [
+    (["up"], "POGGIO_PORTAL_PORT", "POGGIO_PORTAL_PORT"),
+    (["up"], "POGGIO_MCP_PORT", "POGGIO_MCP_PORT"),
+    (["mcp"], "POGGIO_MCP_PORT", "POGGIO_MCP_PORT or --port"),
+    (["mcp", "--port", "{port}"], None, "POGGIO_MCP_PORT or --port"),
+    (["portal", "--workers", "1"], "POGGIO_PORTAL_PORT", "POGGIO_PORTAL_PORT or --port"),
+    (["portal", "--port", "{port}"], None, "POGGIO_PORTAL_PORT or --port"),
+], ids=["up-portal", "up-mcp", "mcp-setting", "mcp-option", "portal-setting", "portal-option"])
+def test_a_busy_port_is_named_before_any_banner(instance, args, env_port, setting):
+    """Another program listens on the port: one line names the port and what moves it, exit 1, no banner."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, **instance.env, "POGGIO_PORTAL_PORT": str(free_port()), "POGGIO_MCP_PORT": str(free_port())}
+        if env_port:
+            env[env_port] = str(port)
+        proc = _poggio(*[a.format(port=port) for a in args], env=env)
+        try:
+            code = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        output = proc.stdout.read()
+    assert code == 1, output
+    assert f"Port {port} on 127.0.0.1 is already in use" in output and setting in output, output
+    assert not re.search(r"running|Listening at|Portal: http|Traceback", output, re.I), output

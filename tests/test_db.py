@@ -9,6 +9,8 @@ import pytest
 from instances import PG_URL
 from poggio.db import open_database
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.mark.parametrize("options,search_path,cost", [
     (None, '"$user", public', "1.1"),

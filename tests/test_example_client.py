@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -58,3 +59,41 @@ def test_refusals_are_one_line_and_non_zero(served):
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
     missing = example(server.mcp_url, None)
     assert missing.returncode == 2 and "POGGIO_TOKEN" in missing.stderr
+
+
+@pytest.fixture
+def portal(instance):
+    """The real portal (``poggio portal``, gunicorn) on a port of its own: the URL people paste by mistake."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, **instance.env}
+    proc = subprocess.Popen([sys.executable, "-m", "poggio", "portal", "--port", str(port), "--workers", "1"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(150):
+            assert proc.poll() is None, "the portal exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("wrong", ["portal", "portal-mcp", "no-mcp-path"])
+def test_a_wrong_url_is_named_in_one_line(served, portal, wrong):
+    """The portal's address (with or without /mcp) or the server's without /mcp: the URL, what it
+    answered, and where the right URL is shown; not an ExceptionGroup from the SDK's task group."""
+    server, token = served
+    url = {"portal": portal, "portal-mcp": f"{portal}/mcp", "no-mcp-path": server.url}[wrong]
+    done = example(url, token)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: {url} answered "), lines[0]
+    assert "is this the MCP server URL shown in Settings > MCP Server?" in lines[0]
+    assert "ExceptionGroup" not in done.stderr and "TaskGroup" not in done.stderr

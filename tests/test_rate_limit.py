@@ -5,12 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from instances import ServerProcess
+from instances import REDIS_URL, ServerProcess
 from poggio.audit import Actor
 from poggio.tokens import TokenService
 from poggio.workspaces import create_workspace
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def tools_list(server, token) -> httpx.Response:
@@ -40,6 +38,7 @@ def test_limit_is_per_token_with_retry_after(instance, tokens):
         server.stop()
 
 
+@pytest.mark.redis
 def test_limit_is_shared_across_processes_through_redis(instance, tokens):
     import redis
 

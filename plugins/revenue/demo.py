@@ -1,4 +1,6 @@
-"""Deterministic demo opportunities: a couple of deals per account, over two years of close dates."""
+"""Demo opportunities, a couple of deals per account, dated from today so the demo looks alive: won and
+lost deals closed in the past year and a half, open ones close in the coming weeks and months, and
+some are overdue. The same seed on the same day builds the same deals."""
 
 from __future__ import annotations
 
@@ -7,17 +9,30 @@ import random
 from decimal import Decimal
 
 from plugins.accounts.models import Account
-from plugins.revenue.models import STAGES, insert_opportunities
+from plugins.revenue.models import OPEN_STAGES, STAGES, insert_opportunities
 from poggio.db import utcnow, writing
 
 PRODUCTS = ["Platform licence", "Renewal", "Expansion", "Pilot", "Support plan", "Onboarding", "Enterprise tier"]
 CURRENCIES = {"US": "USD", "CA": "USD", "GB": "GBP", "JP": "JPY", "CH": "CHF", "BR": "USD", "IN": "USD", "AU": "USD"}
 CHUNK = 2000
-BASE_DAY = dt.date(2026, 1, 1)  # fixed, so the demo is the same whenever it is built
+OVERDUE_SHARE = 0.15  # of the open deals
+
+
+def close_date(rng: random.Random, stage: str, today: dt.date, overdue: bool | None = None) -> dt.date:
+    """Closed deals: up to 540 days ago. Open ones: mostly in the coming weeks (most within three
+    months, none past ten), or, for about one in seven (or when ``overdue`` says so), up to 60 days late."""
+    if stage not in OPEN_STAGES:
+        return today - dt.timedelta(days=rng.randrange(1, 541))
+    if overdue is None:
+        overdue = rng.random() < OVERDUE_SHARE
+    if overdue:
+        return today - dt.timedelta(days=rng.randrange(1, 61))
+    return today + dt.timedelta(days=int(rng.triangular(3, 300, 20)))
 
 
 def seed(workspace_id: int, rng: random.Random, accounts: int, progress) -> None:
     now = utcnow()
+    today = now.date()
     done, last_id = 0, 0
     while True:
         chunk = list(
@@ -31,14 +46,17 @@ def seed(workspace_id: int, rng: random.Random, accounts: int, progress) -> None
         for account_id, domain, country in chunk:
             count = 4 if domain == "example.com" else rng.randint(0, 4)
             for n in range(count):
-                stage = STAGES[n] if domain == "example.com" and n < 2 else rng.choice(STAGES)
+                example = domain == "example.com"  # two open deals (one of them late) and two won
+                stage = (STAGES[n] if n < 2 else "won") if example else rng.choice(STAGES)
+                product, amount = rng.choice(PRODUCTS), Decimal(rng.randrange(1_000, 500_000, 250))
+                day = close_date(rng, stage, today, overdue=(n == 1) if example else None)
                 rows.append({
                     "account": account_id,
-                    "name": f"{rng.choice(PRODUCTS)} {BASE_DAY.year + n // 2}",
-                    "stage": "won" if domain == "example.com" and n >= 2 else stage,
-                    "amount": Decimal(rng.randrange(1_000, 500_000, 250)),
+                    "name": f"{product} {day.year}",
+                    "stage": stage,
+                    "amount": amount,
                     "currency": CURRENCIES.get(country, "EUR"),
-                    "close_date": BASE_DAY + dt.timedelta(days=rng.randrange(-365, 365)),
+                    "close_date": day,
                 })
         with writing():
             insert_opportunities(workspace_id, rows, now)

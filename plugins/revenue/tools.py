@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 from plugins.accounts.models import Account, find_account, normalise_domain
 from plugins.accounts.tools import Cursor, Limit
 from plugins.revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay
-from poggio import ProfileSection, ToolContext, ToolError, ToolResult, tool
+from poggio import ProfileSection, ToolContext, ToolError, ToolResult, format_money, tool
+from poggio.db import utcnow
 from poggio.paging import keyset_page
 from poggio.prepared import Prepared, slot
 
@@ -33,6 +34,7 @@ class CurrencySummary(BaseModel):
     won: Decimal = Field(description="Total amount of won opportunities.")
     lost: Decimal
     open_pipeline: Decimal = Field(description="Total amount of opportunities still open.")
+    overdue_pipeline: Decimal = Field(description="The part of open_pipeline whose close date has passed.")
     win_rate: float | None = Field(description="Won / (won + lost) by count; null when nothing closed yet.")
     stages: dict[str, StageTotal]
 
@@ -75,14 +77,16 @@ def _check_range(after: dt.date | None, before: dt.date | None) -> None:
         raise ToolError("closing_before", "must be on or after closing_after")
 
 
-def _money(amount: Decimal, currency: str) -> str:
-    return f"{amount:,.2f} {currency}"
+def _today() -> dt.date:
+    """The day that separates overdue deals from those still to close (UTC, like every stored time)."""
+    return utcnow().date()
 
 
 @functools.cache
-def _totals_query(by_account: bool, after: bool, before: bool) -> Prepared:
+def _totals_query(by_account: bool, after: bool, before: bool, overdue: bool = False) -> Prepared:
     """Count and amount per currency and stage, for one combination of filters: one account's from
-    its opportunities, the workspace's from the day totals (a few thousand rows at any size)."""
+    its opportunities, the workspace's from the day totals (a few thousand rows at any size).
+    ``overdue``: only the open stages, closing before ``today``."""
     def build():
         if by_account:
             q = (Opportunity.select(Opportunity.currency, Opportunity.stage, fn.COUNT(SQL("*")), fn.SUM(Opportunity.amount))
@@ -96,28 +100,49 @@ def _totals_query(by_account: bool, after: bool, before: bool) -> Prepared:
             q = q.where(source.close_date >= slot("after", source.close_date))
         if before:
             q = q.where(source.close_date <= slot("before", source.close_date))
+        if overdue:
+            q = q.where(source.stage.in_(OPEN_STAGES) & (source.close_date < slot("today", source.close_date)))
         return q.group_by(source.currency, source.stage).tuples()
     return Prepared(build)
 
 
-_NEXT_TO_CLOSE = Prepared(lambda: (
-    Opportunity.select(Opportunity.name, Opportunity.stage, Opportunity.amount, Opportunity.currency,
-                       Opportunity.close_date)
-    .where((Opportunity.workspace == slot("workspace")) & (Opportunity.account == slot("account"))
-           & Opportunity.stage.in_(OPEN_STAGES))
-    .order_by(Opportunity.close_date, Opportunity.id)
-    .limit(5)
-))
+def _open_deals(upcoming: bool) -> Prepared:
+    """An account's first five open deals by close date: from today on, or those already late."""
+    def build():
+        day = Opportunity.close_date >= slot("today", Opportunity.close_date) if upcoming else \
+            Opportunity.close_date < slot("today", Opportunity.close_date)
+        return (Opportunity.select(Opportunity.name, Opportunity.stage, Opportunity.amount, Opportunity.currency,
+                                   Opportunity.close_date)
+                .where((Opportunity.workspace == slot("workspace")) & (Opportunity.account == slot("account"))
+                       & Opportunity.stage.in_(OPEN_STAGES) & day)
+                .order_by(Opportunity.close_date, Opportunity.id)
+                .limit(5))
+    return Prepared(build)
 
 
-def summarise(workspace_id: int, account_id: int | None, after=None, before=None) -> tuple[int, list[CurrencySummary]]:
-    query = _totals_query(account_id is not None, bool(after), bool(before))
+_NEXT_TO_CLOSE, _OVERDUE = _open_deals(upcoming=True), _open_deals(upcoming=False)
+
+
+def _cents(amount) -> Decimal:
+    return Decimal(str(amount or 0)).quantize(Decimal("0.01"))
+
+
+def summarise(workspace_id: int, account_id: int | None, after=None, before=None, today: dt.date | None = None,
+              ) -> tuple[int, list[CurrencySummary], int]:
+    """(opportunities, per-currency summaries, how many open ones are overdue on ``today``)."""
+    by_account = account_id is not None
+    args = {"workspace": workspace_id, "account": account_id, "after": after, "before": before,
+            "today": today or _today()}
     per: dict[str, dict[str, StageTotal]] = {}
     total = 0
-    for currency, stage, count, amount in query.run(workspace=workspace_id, account=account_id, after=after,
-                                                    before=before):
-        per.setdefault(currency, {})[stage] = StageTotal(count=count, amount=Decimal(str(amount or 0)).quantize(Decimal("0.01")))
+    for currency, stage, count, amount in _totals_query(by_account, bool(after), bool(before)).run(**args):
+        per.setdefault(currency, {})[stage] = StageTotal(count=count, amount=_cents(amount))
         total += count
+    overdue: dict[str, Decimal] = {}
+    late = 0
+    for currency, _, count, amount in _totals_query(by_account, bool(after), bool(before), overdue=True).run(**args):
+        overdue[currency] = overdue.get(currency, Decimal("0.00")) + _cents(amount)
+        late += count
     zero = StageTotal(count=0, amount=Decimal("0.00"))
     out = []
     for currency in sorted(per, key=lambda c: -sum(s.amount for s in per[c].values())):
@@ -127,9 +152,10 @@ def summarise(workspace_id: int, account_id: int | None, after=None, before=None
         out.append(CurrencySummary(
             currency=currency, won=won.amount, lost=lost.amount,
             open_pipeline=sum((stages[s].amount for s in OPEN_STAGES), Decimal("0.00")),
+            overdue_pipeline=overdue.get(currency, Decimal("0.00")),
             win_rate=round(won.count / closed, 3) if closed else None, stages=stages,
         ))
-    return total, out
+    return total, out, late
 
 
 def _summary_text(total: int, currencies: list[CurrencySummary]) -> str:
@@ -137,10 +163,26 @@ def _summary_text(total: int, currencies: list[CurrencySummary]) -> str:
         return "No opportunities."
     lines = [f"{total} opportunit{'y' if total == 1 else 'ies'}."]
     for c in currencies:
+        money = functools.partial(format_money, currency=c.currency)
         rate = f", win rate {c.win_rate:.0%}" if c.win_rate is not None else ""
-        lines.append(f"- {c.currency}: won {_money(c.won, c.currency)}, open pipeline {_money(c.open_pipeline, c.currency)}, "
-                     f"lost {_money(c.lost, c.currency)}{rate}")
+        late = f" ({money(c.overdue_pipeline)} overdue)" if c.overdue_pipeline else ""
+        lines.append(f"- {c.currency}: won {money(c.won)}, open pipeline {money(c.open_pipeline)}{late}, "
+                     f"lost {money(c.lost)}{rate}")
     return "\n".join(lines)
+
+
+def _deal_line(o, note: str = "", account_name: str | None = None) -> str:
+    """``- 2026-11-05 Old Pilot (Example Corp): proposal, USD 320,500.00, overdue``."""
+    at = f" ({account_name})" if account_name else ""
+    return f"- {o.close_date} {o.name}{at}: {o.stage}, {format_money(o.amount, o.currency)}" + (f", {note}" if note else "")
+
+
+def _overdue(o, today: dt.date) -> bool:
+    return o.stage in OPEN_STAGES and o.close_date < today
+
+
+def _days(n: int) -> str:
+    return f"{n} day{'' if n == 1 else 's'}"
 
 
 @tool(title="Revenue summary")
@@ -153,7 +195,7 @@ def get_revenue_summary(
     """Won revenue, open pipeline, lost amounts and win rate, per currency and per stage, for the
     whole workspace or one account, optionally for a range of close dates."""
     _check_range(closing_after, closing_before)
-    total, currencies = summarise(ctx.workspace_id, _account_id(ctx, account_domain), closing_after, closing_before)
+    total, currencies, _ = summarise(ctx.workspace_id, _account_id(ctx, account_domain), closing_after, closing_before)
     summary = RevenueSummary(account_domain=normalise_domain(account_domain) if account_domain else None,
                              closing_after=closing_after, closing_before=closing_before,
                              opportunities=total, currencies=currencies)
@@ -171,7 +213,8 @@ def list_opportunities(
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> OpportunityPage:
-    """Opportunities (deals) ordered by close date, filtered by account, stage, close dates or amount."""
+    """Opportunities (deals) ordered by close date, filtered by account, stage, close dates or amount.
+    An open deal whose close date has passed is marked overdue in the text."""
     _check_range(closing_after, closing_before)
     account_id = _account_id(ctx, account_domain)
     q = (Opportunity.select(Opportunity, Account).join(Account)
@@ -195,24 +238,35 @@ def list_opportunities(
     if not items:
         text = "No opportunities match." if cursor is None else "No more opportunities."
     else:
+        today = _today()
         text = f"{len(items)} opportunit{'y' if len(items) == 1 else 'ies'}:\n" + "\n".join(
-            f"- {o.close_date} {o.name} ({o.account_name}): {o.stage}, {_money(o.amount, o.currency)}" for o in items)
+            _deal_line(o, "overdue" if _overdue(o, today) else "", o.account_name) for o in items)
         if next_cursor:
             text += "\nMore results: call again with the next_cursor."
     return ToolResult(page, text)
 
 
 def profile_section(ctx: ToolContext, account: Account) -> ProfileSection:
-    total, currencies = summarise(ctx.workspace_id, account.id)
-    open_opps = _NEXT_TO_CLOSE.all(workspace=ctx.workspace_id, account=account.id)
-    opps = [{"name": o.name, "stage": o.stage, "amount": str(o.amount), "currency": o.currency,
-             "close_date": o.close_date.isoformat()} for o in open_opps]
+    today = _today()
+    total, currencies, late = summarise(ctx.workspace_id, account.id, today=today)
+    args = {"workspace": ctx.workspace_id, "account": account.id, "today": today}
+    overdue, upcoming = _OVERDUE.all(**args), _NEXT_TO_CLOSE.all(**args)
     text = _summary_text(total, currencies)
-    if opps:
+    if overdue:
+        more = f", the first {len(overdue)}" if late > len(overdue) else ""
+        text += f"\nOverdue: {late} open deal{'' if late == 1 else 's'} past the close date{more}:\n" + "\n".join(
+            _deal_line(o, f"{_days((today - o.close_date).days)} late") for o in overdue)
+    if upcoming:
         text += "\nNext to close:\n" + "\n".join(
-            f"- {o['close_date']} {o['name']}: {o['stage']}, {o['amount']} {o['currency']}" for o in opps)
+            _deal_line(o, f"in {_days(n)}" if (n := (o.close_date - today).days) else "today") for o in upcoming)
+
+    def out(rows):
+        return [{"name": o.name, "stage": o.stage, "amount": str(o.amount), "currency": o.currency,
+                 "close_date": o.close_date.isoformat()} for o in rows]
     return ProfileSection(key="revenue", title="Revenue", text=text, data={
         "opportunities": total,
         "currencies": [c.model_dump(mode="json") for c in currencies],
-        "open_opportunities": opps,
+        "open_opportunities": out(upcoming),
+        "overdue_opportunities": out(overdue),
     })
+

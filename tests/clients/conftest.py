@@ -1,5 +1,5 @@
 """The client tests' report: after the run, CI's log lists each client test with its result and
-what it showed (the conformance suite's own ``Total: N passed, M failed`` line among them)."""
+what it showed (for the conformance suite: scenarios passed, expected failures, unexpected ones)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,18 @@
+"""Amounts as people read them: one format for every pack's text (structured content keeps numbers)."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+# ISO 4217 currencies without a minor unit; every other currency shows two decimals.
+ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+                          "VND", "VUV", "XAF", "XOF", "XPF"})
+
+
+def format_money(amount: Decimal | int | float | str, currency: str) -> str:
+    """``USD 482,500.00``: the ISO currency code, thousands separators, the currency's decimals
+    (two, none for JPY and the like), rounded half up."""
+    code = currency.strip().upper()
+    places = 0 if code in ZERO_DECIMAL else 2
+    value = Decimal(str(amount)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f"{code} {value:,.{places}f}"
