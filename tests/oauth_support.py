@@ -135,6 +135,92 @@ async def chromium():
             await browser.close()
 
 
+@contextlib.asynccontextmanager
+async def portal_page(browser, stack: OAuthStack):
+    """A fresh browser context's page on which a console error from a portal page (a CSP form-action
+    refusal, a script error, a failed load) fails the test when the block ends."""
+    context = await browser.new_context(viewport={"width": 1100, "height": 900})
+    try:
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(f"{m.location.get('url')}: {m.text}")
+                if m.type == "error" and m.location.get("url", "").startswith(stack.portal.url) else None)
+        page.on("dialog", lambda d: d.accept())  # confirmations (disconnect, revoke)
+        yield page
+        assert not errors, f"browser console errors: {errors}"
+    finally:
+        await context.close()
+
+
+async def sign_in(page, stack: OAuthStack, url: str) -> None:
+    """Open ``url``; the portal asks for a sign-in first and then goes on to it."""
+    await page.goto(url)
+    assert "/sign-in" in page.url, page.url
+    await page.fill("#email", stack.email)
+    await page.fill("#password", stack.password)
+    await page.click("button[type=submit]")
+
+
+async def sign_in_and_approve(browser, stack: OAuthStack, url: str, screenshot: str | None = None) -> tuple[str, str]:
+    """What the person does with an authorization URL: open it in a fresh browser context, sign in
+    to the portal when it asks, approve on the consent page as shown, and land on the app's redirect
+    URI. Returns (the consent page's text, the text of the page the redirect landed on)."""
+    redirect_uri = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+    async with portal_page(browser, stack) as page:
+        await sign_in(page, stack, url)
+        await page.wait_for_selector("form.consent-form")
+        assert page.url.startswith(f"{stack.portal.url}/oauth/authorize?"), page.url
+        consent = await page.inner_text("section.consent")
+        if screenshot:
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+        await page.click("button[value=approve]")
+        await page.wait_for_url(f"{redirect_uri}?**")
+        return consent, await page.inner_text("body")
+
+
+async def disconnect_in_settings(browser, stack: OAuthStack, grant_id: int, screenshot: str | None = None) -> str:
+    """The admin disconnects a connected app in Settings > MCP Server; returns its row's text after."""
+    from playwright.async_api import expect
+
+    async with portal_page(browser, stack) as page:
+        await sign_in(page, stack, f"{stack.portal.url}/")
+        await page.click("nav.sidebar >> text=Settings")
+        await page.click("nav.sidebar >> text=MCP Server")
+        row = page.locator(f"#app-{grant_id}")
+        await expect(row).to_contain_text("Connected")
+        if screenshot:
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+        await row.locator("button[title=Disconnect]").click()
+        await expect(page.locator(f"#app-{grant_id}")).to_contain_text("Disconnected")
+        return await page.locator(f"#app-{grant_id}").inner_text()
+
+
+def _send(handler: http.server.BaseHTTPRequestHandler, body: bytes, content_type: str,
+          headers: dict[str, str] | None = None) -> None:
+    handler.send_response(200)
+    for name, value in {"Content-Type": content_type, "Content-Length": str(len(body)), **(headers or {})}.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+@contextlib.asynccontextmanager
+async def chromium():
+    """Debian's Chromium, headless, through Playwright's async API."""
+    from playwright.async_api import async_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium (make system-deps)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
 async def sign_in_and_approve(browser, stack: OAuthStack, url: str, screenshot: str | None = None) -> tuple[str, str]:
     """What the person does with an authorization URL: open it in a fresh browser context, sign in
     to the portal when it asks, approve on the consent page as shown, and land on the app's redirect

@@ -7,6 +7,9 @@ admin's ``client_credentials`` client. Every test runs on SQLite and on PostgreS
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 
 import anyio
 import httpx
@@ -18,18 +21,18 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 from helpers import Mcp
+from instances import ROOT
 from oauth_support import (
     ALL_TOOLS,
     MetadataDocumentServer,
     OAuthStack,
     RedirectListener,
     chromium,
+    disconnect_in_settings,
     oauth_stack,
     sign_in_and_approve,
 )
-from poggio.audit import Actor
-from poggio.models import AuditEvent, OAuthClient, OAuthGrant, Workspace
-from poggio.oauth import OAuthService
+from poggio.models import AuditEvent, OAuthClient, OAuthGrant
 from poggio.tokens import generate
 
 ACCESS_SECONDS = 6  # short, so the SDK's own refresh is seen within the test
@@ -41,10 +44,6 @@ def stack(request, tmp_path_factory):
     with oauth_stack(tmp_path_factory.mktemp(f"oauth-{request.param}"), request.param,
                      access_token_seconds=ACCESS_SECONDS) as s:
         yield s
-
-
-def service() -> OAuthService:
-    return OAuthService(known_packs={"accounts", "contacts", "revenue"})
 
 
 # -- the SDK's side ---------------------------------------------------------------------------
@@ -173,9 +172,11 @@ def test_python_sdk_connects_through_oauth_and_loses_access_when_revoked(stack):
                 assert second.access_token != first.access_token
                 assert second.refresh_token and second.refresh_token != first.refresh_token  # rotated
 
-                # The admin disconnects the app (Settings > MCP Server's connected apps, or the CLI).
+                # The admin disconnects the app in Settings > MCP Server.
                 grant = _grant_of(storage.client.client_id)
-                service().revoke_grant(grant, Actor(label="test admin"))
+                row = await disconnect_in_settings(browser, stack, grant.id,
+                                                   screenshot=f"oauth-connected-apps-{stack.instance.backend}.png")
+                assert "Poggio e2e (Python SDK)" in row and "revoked" in row
                 person.approving = False
                 with pytest.RaisesGroup(Reauthorization, allow_unwrapped=True, flatten_subgroups=True):
                     await _tools_and_account(http, stack.mcp_url)
@@ -307,13 +308,23 @@ def test_python_sdk_with_a_client_id_metadata_document(stack):
 
 
 # -- 3. client_credentials ---------------------------------------------------------------------
+def _poggio(stack: OAuthStack, *args: str) -> str:
+    """The ``poggio`` command on the stack's instance, as an operator runs it; its standard output."""
+    env = {**os.environ, **stack.instance.env, "POGGIO_MCP_PUBLIC_URL": stack.mcp_url,
+           "POGGIO_PORTAL_PUBLIC_URL": stack.portal.url}
+    proc = subprocess.run([sys.executable, "-m", "poggio", *args], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 def test_client_credentials_for_an_admins_client(stack):
-    """An admin's machine client gets a token with HTTP Basic, sees only the packs it was created
-    for, and is shut out on the next request once revoked."""
-    svc = service()
-    ws = Workspace.get(Workspace.slug == "acme")
-    issued = svc.create_confidential(ws, "Robot", Actor(label="test admin"), packs="accounts")
-    client_id, secret = issued.client.client_id, issued.secret
+    """``poggio oauth client create``'s client gets a token with HTTP Basic, sees only the packs it
+    was created for, and is shut out on the next request once ``poggio oauth revoke`` ends it."""
+    printed = dict(line.split("=", 1) for line in
+                   _poggio(stack, "oauth", "client", "create", "--workspace", "acme", "--name", "Robot",
+                           "--packs", "accounts").split())
+    client_id, secret = printed["client_id"], printed["client_secret"]
 
     wrong = _token_request(stack, {"grant_type": "client_credentials"}, basic=(client_id, generate("pgos_")))
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
@@ -329,8 +340,8 @@ def test_client_credentials_for_an_admins_client(stack):
     account = robot.call("get_account", {"domain": "example.com"})
     assert not account.is_error and account.structured_content["account"]["name"] == "Example Corp"
 
-    svc.revoke_client(OAuthClient.get(OAuthClient.client_id == client_id), Actor(label="test admin"))
+    assert "Robot" in _poggio(stack, "oauth", "revoke", "--workspace", "acme", client_id)
     assert robot.status_of_failure() == 401
     again = _token_request(stack, {"grant_type": "client_credentials"}, basic=(client_id, secret))
     assert again.status_code == 401 and again.json()["error"] == "invalid_client"
-    assert AuditEvent.select().where(AuditEvent.action == "oauth.client_revoked").count() >= 1
+    assert AuditEvent.select().where(AuditEvent.action == "oauth.client_revoked").count() == 1
