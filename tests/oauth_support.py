@@ -197,62 +197,6 @@ async def disconnect_in_settings(browser, stack: OAuthStack, grant_id: int, scre
         return await page.locator(f"#app-{grant_id}").inner_text()
 
 
-def _send(handler: http.server.BaseHTTPRequestHandler, body: bytes, content_type: str,
-          headers: dict[str, str] | None = None) -> None:
-    handler.send_response(200)
-    for name, value in {"Content-Type": content_type, "Content-Length": str(len(body)), **(headers or {})}.items():
-        handler.send_header(name, value)
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
-@contextlib.asynccontextmanager
-async def chromium():
-    """Debian's Chromium, headless, through Playwright's async API."""
-    from playwright.async_api import async_playwright
-
-    if not Path(CHROMIUM).exists():
-        raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium (make system-deps)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-async def sign_in_and_approve(browser, stack: OAuthStack, url: str, screenshot: str | None = None) -> tuple[str, str]:
-    """What the person does with an authorization URL: open it in a fresh browser context, sign in
-    to the portal when it asks, approve on the consent page as shown, and land on the app's redirect
-    URI. Returns (the consent page's text, the text of the page the redirect landed on). A console
-    error on a portal page (a CSP form-action refusal, a script error, a failed load) fails it."""
-    redirect_uri = parse_qs(urlsplit(url).query)["redirect_uri"][0]
-    context = await browser.new_context(viewport={"width": 1100, "height": 900})
-    try:
-        page = await context.new_page()
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(f"{m.location.get('url')}: {m.text}")
-                if m.type == "error" and m.location.get("url", "").startswith(stack.portal.url) else None)
-        await page.goto(url)
-        assert "/sign-in" in page.url, page.url  # not signed in yet: the portal asks first
-        await page.fill("#email", stack.email)
-        await page.fill("#password", stack.password)
-        await page.click("button[type=submit]")
-        await page.wait_for_selector("form.consent-form")
-        assert page.url.startswith(f"{stack.portal.url}/oauth/authorize?"), page.url
-        consent = await page.inner_text("section.consent")
-        if screenshot:
-            ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
-        await page.click("button[value=approve]")
-        await page.wait_for_url(f"{redirect_uri}?**")
-        landed = await page.inner_text("body")
-        assert not errors, f"browser console errors: {errors}"
-        return consent, landed
-    finally:
-        await context.close()
-
-
 class RedirectListener:
     """An app's loopback redirect URI (RFC 8252): a real HTTP server on 127.0.0.1 that keeps the
     query of every request to ``/callback`` and answers the browser with a short page."""
