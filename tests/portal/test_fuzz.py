@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 from werkzeug.routing import IntegerConverter
 
-from conftest import Browser
+from portal_client import Browser
 import portal
 import portal.forms  # noqa: F401  (its forms are FlaskForm subclasses by the time names are read)
 

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from conftest import PASSWORD, Browser
+from portal_client import PASSWORD, Browser
 from poggio.audit import Actor
 from poggio.models import ApiToken, AuditEvent, Membership, User, Workspace
 from poggio.sessions import UserSession

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from conftest import PASSWORD, Browser
+from portal_client import PASSWORD, Browser
 from instances import BACKENDS, PortalProcess, drop_instance, make_instance
 from poggio.db import database
 from poggio.models import AuditEvent
