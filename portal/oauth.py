@@ -38,6 +38,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from poggio import audit
 from poggio.audit import Actor
+from poggio.db import utcnow
 from poggio.errors import InvalidInput
 from poggio.models import Membership, OAuthClient, OAuthCode, User, Workspace
 from poggio.oauth import (
@@ -417,8 +418,6 @@ def _load_client_for_authorize(client_id: str | None) -> str | None:
         return None
     settings = core()["settings"]
     row = OAuthClient.get_or_none(OAuthClient.client_id == client_id)
-    from poggio.db import utcnow
-
     if row is not None and row.metadata_expires_at and row.metadata_expires_at > utcnow():
         return None
     try:
