@@ -46,8 +46,8 @@ def cases(rng: random.Random, workspace_id: int) -> list[tuple[str, str, list[di
     """(label, tool, argument sets) drawn from the data."""
     from peewee import fn
 
-    from plugins.accounts.models import Account
-    from plugins.contacts.models import Contact
+    from poggio_accounts.models import Account
+    from poggio_contacts.models import Contact
     from poggio.search import SearchTerm
 
     def sample(query, n=50):
@@ -88,7 +88,7 @@ def cases(rng: random.Random, workspace_id: int) -> list[tuple[str, str, list[di
 def measure(size: int, url: str, key: str, calls: int) -> dict[str, tuple[float, float, float]]:
     from poggio.db import bind, database
     from poggio.models import Workspace
-    from poggio.packs import CursorCodec, ToolContext, ToolError
+    from poggio.packs import CursorCodec, ToolError
     from poggio.plugins import PackRegistry
 
     db = bind(url)
@@ -99,8 +99,7 @@ def measure(size: int, url: str, key: str, calls: int) -> dict[str, tuple[float,
         rng = random.Random(size)
         for label, tool, arguments in cases(rng, workspace_id):
             spec = registry.tool(tool)
-            ctx = ToolContext(workspace_id=workspace_id, token_id=None, packs=None, registry=registry,
-                              cursors=CursorCodec(key.encode()), tool_name=tool)
+            ctx = registry.tool_context(CursorCodec(key.encode()), workspace_id, None, None, tool)
             times = []
             for i in range(calls + 10):
                 args = arguments[i % len(arguments)]

@@ -41,7 +41,6 @@ class UsageRecorder:
         self._last: dict[tuple[str, int], LastUse] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.flushes = 0
 
     def record(self, token_id: int, tool: str, ok: bool = True, ip: str | None = None, client: str | None = None,
                kind: str = "token") -> None:
@@ -105,7 +104,6 @@ class UsageRecorder:
                 for subject, use in last.items():
                     self._last.setdefault(subject, use)
             return 0
-        self.flushes += 1
         return sum(calls.values())
 
     def _run(self) -> None:

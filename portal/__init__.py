@@ -10,16 +10,19 @@ from flask_cors import CORS
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from htmx_flask import Htmx
 
-import js_lib_htmx
 from poggio import redaction
 from poggio.db import bind, database
 from poggio.models import User
 from poggio.oauth import OAuthService
 from poggio.plugins import PackRegistry
-from poggio.settings import PROJECT_ROOT, Settings, load_settings
+from poggio.settings import Settings, load_settings
 from poggio.tokens import TokenService
 
-HTMX_DIR = Path(js_lib_htmx.__file__).parent / "static" / "htmx"
+HTMX_DIR = Path(__file__).parent / "static" / "vendor" / "htmx"  # htmx.org 2.0.3, see its README.md
+# The portal's Jinja templates: the top-level templates/ folder of a checkout, shipped inside the
+# package (portal/templates) by the wheel.
+TEMPLATES = next(p for p in (Path(__file__).parent / "templates", Path(__file__).parent.parent / "templates")
+                 if p.is_dir())
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
@@ -46,7 +49,7 @@ def load_user(user_id: str):
 def create_app(settings: Settings | None = None, registry: PackRegistry | None = None) -> Flask:
     settings = settings or load_settings()
     redaction.configure_logging()
-    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder="static")
+    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder="static")
     https = settings.portal_public_url.startswith("https://")
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -57,7 +60,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=https,
         WTF_CSRF_TIME_LIMIT=None,  # bound to the session instead
-        MAX_CONTENT_LENGTH=1_000_000,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
     bind(settings.database_url)
     registry = registry if registry is not None else PackRegistry.load(settings.packs)

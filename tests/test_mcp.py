@@ -175,7 +175,7 @@ def test_contacts_and_revenue_tools(stack):
 def test_workspace_revenue_summary_adds_up_its_opportunities(stack, workspace, args):
     """The workspace-wide summary reads the day totals kept as opportunities are written (demo and
     CSV import); it must give what adding up the opportunities themselves gives."""
-    from plugins.revenue.models import Opportunity
+    from poggio_revenue.models import Opportunity
     from poggio.models import Workspace
 
     ws = Workspace.get(Workspace.slug == workspace)

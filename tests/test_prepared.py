@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from plugins.accounts.models import Account
-from plugins.revenue.models import Opportunity
+from poggio_accounts.models import Account
+from poggio_revenue.models import Opportunity
 from poggio import demo
 from poggio.plugins import PackRegistry
 from poggio.prepared import Prepared, slot

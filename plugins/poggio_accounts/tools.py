@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from peewee import fn
 from pydantic import BaseModel, Field
 
-from plugins.accounts.models import SEARCH_KIND, Account, find_account, normalise_domain
-from poggio import ToolContext, ToolError, ToolResult, search, tool
+from poggio import Cursor, Limit, Page, ToolContext, ToolError, ToolResult, hookimpl, page_text, search_page, tool
+from poggio_accounts.hookspecs import ProfileSection
+from poggio_accounts.models import SEARCH_KIND, Account, find_account, normalise_domain
 
-Limit = Annotated[int, Field(ge=1, le=100, description="How many results to return (1-100).")]
-Cursor = Annotated[
-    str | None,
-    Field(max_length=2000, description="The next_cursor of a previous call with the same filters, to get the next page."),
-]
+log = logging.getLogger(__name__)
 
 
 class AccountOut(BaseModel):
@@ -32,9 +30,7 @@ class AccountOut(BaseModel):
                    employees=account.employees, country=account.country, description=account.description)
 
 
-class AccountPage(BaseModel):
-    accounts: list[AccountOut]
-    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+AccountPage = Page.of(AccountOut, "accounts")
 
 
 class Section(BaseModel):
@@ -73,17 +69,11 @@ def search_accounts(
         q = q.where(Account.country == country.upper())
     if min_employees is not None:
         q = q.where(Account.employees >= min_employees)
-    filters = {"query": search.words(query), "industry": (industry or "").strip().lower(), "country": (country or "").upper(), "min": min_employees}
-    rows, next_cursor = search.page(ctx, q, Account.id, SEARCH_KIND, query, filters, cursor, limit,
+    filters = {"industry": (industry or "").strip().lower(), "country": (country or "").upper(), "min": min_employees}
+    rows, next_cursor = search_page(ctx, q, Account.id, SEARCH_KIND, query, filters, cursor, limit,
                                     order=[Account.name, Account.id])
-    page = AccountPage(accounts=[AccountOut.of(a) for a in rows], next_cursor=next_cursor)
-    if not rows:
-        text = "No accounts match." if cursor is None else "No more accounts."
-    else:
-        text = f"{len(rows)} account(s):\n" + "\n".join(_line(a) for a in page.accounts)
-        if next_cursor:
-            text += "\nMore results: call again with the next_cursor."
-    return ToolResult(page, text)
+    page = AccountPage(items=[AccountOut.of(a) for a in rows], next_cursor=next_cursor)
+    return ToolResult(page, page_text(page, _line, "account", first=cursor is None))
 
 
 @tool(title="Get an account's profile")
@@ -100,7 +90,12 @@ def get_account(
     if account is None:
         raise ToolError("domain", f"no account with domain {wanted!r} in this workspace; search_accounts finds accounts by name")
     out = AccountOut.of(account)
-    sections = ctx.account_profile(account)
+    sections = []
+    for pack, section in ctx.call_hook("poggio_account_profile", ctx=ctx, account=account):
+        if isinstance(section, ProfileSection):
+            sections.append(section)
+        else:
+            log.error("tool pack %r returned %r from poggio_account_profile, not a ProfileSection", pack, section)
     profile = AccountProfile(
         account=out,
         sections={s.key: Section(title=s.title, pack=s.key, data=s.data) for s in sections},
@@ -111,3 +106,8 @@ def get_account(
     for s in sections:
         lines += ["", f"## {s.title}", s.text]
     return ToolResult(profile, "\n".join(lines))
+
+
+@hookimpl
+def poggio_tools():
+    return [search_accounts, get_account]

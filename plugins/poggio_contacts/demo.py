@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from plugins.accounts.models import Account
-from plugins.contacts.models import insert_contacts
-from poggio.db import utcnow, writing
+from poggio import hookimpl, utcnow, writing
+from poggio_accounts import Account, account_chunks
+from poggio_contacts.models import Contact, insert_contacts
 
 FIRST = ["Ada", "Ben", "Chloe", "David", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kara", "Liam",
          "Maya", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Wei", "Yara", "Zoe"]
@@ -15,20 +15,15 @@ LAST = ["Adams", "Bauer", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Hansen"
         "Weber", "Young", "Zimmer"]
 TITLES = ["CEO", "CFO", "CTO", "VP Sales", "Head of Procurement", "IT Director", "Operations Manager",
           "Account Manager", "Engineering Manager", "Finance Director", "Buyer", "Office Manager"]
-CHUNK = 2000
 
 
-def seed(workspace_id: int, rng: random.Random, accounts: int, progress) -> None:
+@hookimpl
+def poggio_seed_demo(workspace_id: int, rng: random.Random, accounts: int, progress) -> bool:
+    if Contact.select().where(Contact.workspace == workspace_id).exists():
+        return False
     now = utcnow()
-    done, last_id = 0, 0
-    while True:
-        chunk = list(
-            Account.select(Account.id, Account.domain)
-            .where((Account.workspace == workspace_id) & (Account.id > last_id))
-            .order_by(Account.id).limit(CHUNK).tuples()
-        )
-        if not chunk:
-            break
+    done = 0
+    for chunk in account_chunks(workspace_id, Account.domain):
         rows = []
         for account_id, domain in chunk:
             for n in range(3 if domain == "example.com" else rng.randint(1, 5)):
@@ -38,6 +33,6 @@ def seed(workspace_id: int, rng: random.Random, accounts: int, progress) -> None
         unique = list({r["email"]: r for r in rows}.values())
         with writing():
             insert_contacts(workspace_id, unique, now)
-        last_id = chunk[-1][0]
         done += len(chunk)
         progress(done, accounts)
+    return True

@@ -1,15 +1,12 @@
 from peewee import CharField, DateTimeField, ForeignKeyField
 
-from plugins.accounts.models import Account
-from poggio import search
-from poggio.db import BaseModel, utcnow
-from poggio.models import Workspace
+from poggio import WorkspaceModel, add_search_terms, utcnow
+from poggio_accounts import Account
 
 SEARCH_KIND = "contact"
 
 
-class Contact(BaseModel):
-    workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+class Contact(WorkspaceModel):
     account = ForeignKeyField(Account, null=True, on_delete="SET NULL", backref="+")
     email = CharField(max_length=254)
     first_name = CharField(max_length=100, default="")
@@ -34,7 +31,5 @@ def insert_contacts(workspace_id: int, rows: list[dict], now=None) -> None:
         .where((Contact.workspace == workspace_id) & Contact.email.in_([r["email"] for r in rows]))
         .tuples()
     )
-    search.bulk_insert(
-        t for r in rows
-        for t in search.term_rows(SEARCH_KIND, workspace_id, ids[r["email"]], r["first_name"], r["last_name"], r["email"], r["title"])
-    )
+    add_search_terms(SEARCH_KIND, workspace_id, (
+        (ids[r["email"]], (r["first_name"], r["last_name"], r["email"], r["title"])) for r in rows))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from plugins.accounts.models import Account, normalise_domain
-from plugins.contacts.models import Contact, insert_contacts
-from poggio import CsvKind
+from poggio import CsvKind, hookimpl
+from poggio_accounts import Account, normalise_domain
+from poggio_contacts.models import Contact, insert_contacts
 
 COLUMNS = ("email", "first_name", "last_name", "title", "account_domain")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -48,4 +48,6 @@ def write(workspace_id: int, cleaned) -> int:
     return len(cleaned)
 
 
-CSV_KIND = CsvKind(kind="contacts", columns=COLUMNS, validate=validate, write=write)
+@hookimpl
+def poggio_csv_importers():
+    return [CsvKind(kind="contacts", columns=COLUMNS, validate=validate, write=write)]

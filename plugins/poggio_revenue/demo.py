@@ -8,13 +8,12 @@ import datetime as dt
 import random
 from decimal import Decimal
 
-from plugins.accounts.models import Account
-from plugins.revenue.models import OPEN_STAGES, STAGES, insert_opportunities
-from poggio.db import utcnow, writing
+from poggio import hookimpl, utcnow, writing
+from poggio_accounts import Account, account_chunks
+from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity, insert_opportunities
 
 PRODUCTS = ["Platform licence", "Renewal", "Expansion", "Pilot", "Support plan", "Onboarding", "Enterprise tier"]
 CURRENCIES = {"US": "USD", "CA": "USD", "GB": "GBP", "JP": "JPY", "CH": "CHF", "BR": "USD", "IN": "USD", "AU": "USD"}
-CHUNK = 2000
 OVERDUE_SHARE = 0.15  # of the open deals
 
 
@@ -30,18 +29,14 @@ def close_date(rng: random.Random, stage: str, today: dt.date, overdue: bool | N
     return today + dt.timedelta(days=int(rng.triangular(3, 300, 20)))
 
 
-def seed(workspace_id: int, rng: random.Random, accounts: int, progress) -> None:
+@hookimpl
+def poggio_seed_demo(workspace_id: int, rng: random.Random, accounts: int, progress) -> bool:
+    if Opportunity.select().where(Opportunity.workspace == workspace_id).exists():
+        return False
     now = utcnow()
     today = now.date()
-    done, last_id = 0, 0
-    while True:
-        chunk = list(
-            Account.select(Account.id, Account.domain, Account.country)
-            .where((Account.workspace == workspace_id) & (Account.id > last_id))
-            .order_by(Account.id).limit(CHUNK).tuples()
-        )
-        if not chunk:
-            break
+    done = 0
+    for chunk in account_chunks(workspace_id, Account.domain, Account.country):
         rows = []
         for account_id, domain, country in chunk:
             count = 4 if domain == "example.com" else rng.randint(0, 4)
@@ -60,6 +55,6 @@ def seed(workspace_id: int, rng: random.Random, accounts: int, progress) -> None
                 })
         with writing():
             insert_opportunities(workspace_id, rows, now)
-        last_id = chunk[-1][0]
         done += len(chunk)
         progress(done, accounts)
+    return True

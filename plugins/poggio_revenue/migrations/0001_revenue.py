@@ -1,4 +1,4 @@
-"""The opportunity table (a frozen copy of plugins.revenue.models.Opportunity at this version)."""
+"""The opportunity table (a frozen copy of poggio_revenue.models.Opportunity at this version)."""
 from peewee import *
 
 

@@ -6,10 +6,9 @@ import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
 
-from plugins.accounts.models import Account, normalise_domain
-from plugins.revenue.models import STAGES, insert_opportunities
-from poggio import CsvKind
-from poggio.db import utcnow
+from poggio import CsvKind, hookimpl, utcnow
+from poggio_accounts import Account, normalise_domain
+from poggio_revenue.models import STAGES, insert_opportunities
 
 COLUMNS = ("account_domain", "name", "stage", "amount", "currency", "close_date")
 
@@ -56,4 +55,6 @@ def write(workspace_id: int, cleaned) -> int:
     return len(cleaned)
 
 
-CSV_KIND = CsvKind(kind="opportunities", columns=COLUMNS, validate=validate, write=write)
+@hookimpl
+def poggio_csv_importers():
+    return [CsvKind(kind="opportunities", columns=COLUMNS, validate=validate, write=write)]

@@ -1,5 +1,5 @@
 """Opportunity totals per day: count and amount per workspace, currency, stage and close date, kept
-as opportunities are written (plugins.revenue.models.insert_opportunities), so the workspace's
+as opportunities are written (poggio_revenue.models.insert_opportunities), so the workspace's
 revenue summary reads a few thousand totals instead of every opportunity. Filled here from the
 opportunities already in the database. A frozen copy of the model, as playhouse.migrations asks."""
 from peewee import *

@@ -1,4 +1,4 @@
-"""The contact table (a frozen copy of plugins.contacts.models.Contact at this version)."""
+"""The contact table (a frozen copy of poggio_contacts.models.Contact at this version)."""
 from peewee import *
 
 

@@ -3,18 +3,16 @@ from decimal import Decimal
 
 from peewee import EXCLUDED, CharField, DateField, DateTimeField, DecimalField, ForeignKeyField, IntegerField
 
-from plugins.accounts.models import Account
-from poggio.db import BaseModel, utcnow
-from poggio.models import Workspace
+from poggio import WorkspaceModel, utcnow
+from poggio_accounts import Account
 
 STAGES = ("prospecting", "qualification", "proposal", "negotiation", "won", "lost")
 OPEN_STAGES = STAGES[:4]
 
 
-class Opportunity(BaseModel):
+class Opportunity(WorkspaceModel):
     """A deal. Written only through :func:`insert_opportunities`, which keeps :class:`RevenueDay`."""
 
-    workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
     account = ForeignKeyField(Account, on_delete="CASCADE", backref="+")
     name = CharField(max_length=200)
     stage = CharField(max_length=20)
@@ -31,11 +29,10 @@ class Opportunity(BaseModel):
         )
 
 
-class RevenueDay(BaseModel):
+class RevenueDay(WorkspaceModel):
     """Count and amount of the workspace's opportunities per currency, stage and close date: what the
     workspace-wide revenue summary adds up (a few thousand rows, however many opportunities)."""
 
-    workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
     currency = CharField(max_length=3)
     stage = CharField(max_length=20)
     close_date = DateField()

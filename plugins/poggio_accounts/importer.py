@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-from plugins.accounts.models import Account, insert_accounts, normalise_domain
-from poggio import CsvKind
-from poggio.db import utcnow
+from poggio import CsvKind, hookimpl, utcnow
+from poggio_accounts.models import Account, insert_accounts, normalise_domain
 
 COLUMNS = ("domain", "name", "industry", "employees", "country", "description")
 _DOMAIN = re.compile(r"^(?=.{3,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -57,4 +56,6 @@ def write(workspace_id: int, cleaned) -> int:
     return len(cleaned)
 
 
-CSV_KIND = CsvKind(kind="accounts", columns=COLUMNS, validate=validate, write=write)
+@hookimpl
+def poggio_csv_importers():
+    return [CsvKind(kind="accounts", columns=COLUMNS, validate=validate, write=write)]

@@ -7,11 +7,22 @@ from typing import Annotated
 from peewee import JOIN, fn
 from pydantic import BaseModel, Field
 
-from plugins.accounts.models import Account, find_account, normalise_domain
-from plugins.accounts.tools import Cursor, Limit
-from plugins.contacts.models import SEARCH_KIND, Contact
-from poggio import ProfileSection, ToolContext, ToolError, ToolResult, search, tool
-from poggio.prepared import Prepared, slot
+from poggio import (
+    Cursor,
+    Limit,
+    Page,
+    Prepared,
+    ToolContext,
+    ToolError,
+    ToolResult,
+    hookimpl,
+    page_text,
+    search_page,
+    slot,
+    tool,
+)
+from poggio_accounts import Account, ProfileSection, account_id, normalise_domain
+from poggio_contacts.models import SEARCH_KIND, Contact
 
 PROFILE_CONTACTS = 10
 
@@ -32,9 +43,7 @@ class ContactOut(BaseModel):
                    account_domain=account.domain if account else None, account_name=account.name if account else None)
 
 
-class ContactPage(BaseModel):
-    contacts: list[ContactOut]
-    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+ContactPage = Page.of(ContactOut, "contacts")
 
 
 def _line(c: ContactOut) -> str:
@@ -61,29 +70,19 @@ def search_contacts(
     longer words); without one, contacts are ordered by last name. Use next_cursor to page."""
     q = _with_account().where(Contact.workspace == ctx.workspace_id)
     if account_domain:
-        account = find_account(ctx.workspace_id, account_domain)
-        if account is None:
-            raise ToolError("account_domain", f"no account with domain {normalise_domain(account_domain)!r} in this workspace")
-        q = q.where(Contact.account == account.id)
+        q = q.where(Contact.account == account_id(ctx, account_domain))
     words = query
     if title:
         q = q.where(fn.LOWER(Contact.title).contains(title.strip().lower()))
         # the title's words go through the word index too, so a title few contacts hold is found
-        # without reading every contact (6 s at 1M accounts); the check above keeps the exact ones
+        # without reading every contact; the check above keeps the exact ones
         words = f"{query} {title}"
-    filters = {"query": search.words(query), "account": normalise_domain(account_domain or ""),
-               "title": (title or "").strip().lower()}
-    rows, next_cursor = search.page(ctx, q, Contact.id, SEARCH_KIND, words, filters, cursor, limit,
+    filters = {"account": normalise_domain(account_domain or ""), "title": (title or "").strip().lower()}
+    rows, next_cursor = search_page(ctx, q, Contact.id, SEARCH_KIND, words, filters, cursor, limit,
                                     order=[Contact.last_name, Contact.first_name, Contact.id],
                                     narrow=bool(account_domain))
-    page = ContactPage(contacts=[ContactOut.of(c) for c in rows], next_cursor=next_cursor)
-    if not rows:
-        text = "No contacts match." if cursor is None else "No more contacts."
-    else:
-        text = f"{len(rows)} contact(s):\n" + "\n".join(_line(c) for c in page.contacts)
-        if next_cursor:
-            text += "\nMore results: call again with the next_cursor."
-    return ToolResult(page, text)
+    page = ContactPage(items=[ContactOut.of(c) for c in rows], next_cursor=next_cursor)
+    return ToolResult(page, page_text(page, _line, "contact", first=cursor is None))
 
 
 @tool(title="Get a contact")
@@ -112,7 +111,8 @@ _PROFILE_CONTACTS = Prepared(lambda: (
 ))
 
 
-def profile_section(ctx: ToolContext, account: Account) -> ProfileSection:
+@hookimpl
+def poggio_account_profile(ctx: ToolContext, account: Account) -> ProfileSection:
     shown = _PROFILE_CONTACTS.all(workspace=ctx.workspace_id, account=account.id)
     total = shown[0][4] if shown else 0
     people = [
@@ -124,3 +124,8 @@ def profile_section(ctx: ToolContext, account: Account) -> ProfileSection:
         lines.append(f"… and {total - len(shown)} more (search_contacts with account_domain={account.domain}).")
     return ProfileSection(key="contacts", title=f"Contacts ({total})",
                           data={"total": total, "contacts": people}, text="\n".join(lines) or "No contacts.")
+
+
+@hookimpl
+def poggio_tools():
+    return [search_contacts, get_contact]

@@ -10,13 +10,24 @@ from typing import Annotated, Literal
 from peewee import SQL, fn
 from pydantic import BaseModel, Field
 
-from plugins.accounts.models import Account, find_account, normalise_domain
-from plugins.accounts.tools import Cursor, Limit
-from plugins.revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay
-from poggio import ProfileSection, ToolContext, ToolError, ToolResult, format_money, tool
-from poggio.db import utcnow
-from poggio.paging import keyset_page
-from poggio.prepared import Prepared, slot
+from poggio import (
+    Cursor,
+    Limit,
+    Page,
+    Prepared,
+    ToolContext,
+    ToolError,
+    ToolResult,
+    format_money,
+    hookimpl,
+    keyset_page,
+    page_text,
+    slot,
+    tool,
+    utcnow,
+)
+from poggio_accounts import Account, ProfileSection, account_id, normalise_domain
+from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay
 
 Stage = Literal["prospecting", "qualification", "proposal", "negotiation", "won", "lost"]
 AccountDomain = Annotated[str | None, Field(max_length=253, description="Only the account with this domain, e.g. example.com.")]
@@ -58,18 +69,7 @@ class OpportunityOut(BaseModel):
     account_name: str
 
 
-class OpportunityPage(BaseModel):
-    opportunities: list[OpportunityOut]
-    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
-
-
-def _account_id(ctx: ToolContext, account_domain: str | None) -> int | None:
-    if not account_domain:
-        return None
-    account = find_account(ctx.workspace_id, account_domain)
-    if account is None:
-        raise ToolError("account_domain", f"no account with domain {normalise_domain(account_domain)!r} in this workspace")
-    return account.id
+OpportunityPage = Page.of(OpportunityOut, "opportunities")
 
 
 def _check_range(after: dt.date | None, before: dt.date | None) -> None:
@@ -195,7 +195,7 @@ def get_revenue_summary(
     """Won revenue, open pipeline, lost amounts and win rate, per currency and per stage, for the
     whole workspace or one account, optionally for a range of close dates."""
     _check_range(closing_after, closing_before)
-    total, currencies, _ = summarise(ctx.workspace_id, _account_id(ctx, account_domain), closing_after, closing_before)
+    total, currencies, _ = summarise(ctx.workspace_id, account_id(ctx, account_domain), closing_after, closing_before)
     summary = RevenueSummary(account_domain=normalise_domain(account_domain) if account_domain else None,
                              closing_after=closing_after, closing_before=closing_before,
                              opportunities=total, currencies=currencies)
@@ -216,11 +216,11 @@ def list_opportunities(
     """Opportunities (deals) ordered by close date, filtered by account, stage, close dates or amount.
     An open deal whose close date has passed is marked overdue in the text."""
     _check_range(closing_after, closing_before)
-    account_id = _account_id(ctx, account_domain)
+    account = account_id(ctx, account_domain)
     q = (Opportunity.select(Opportunity, Account).join(Account)
          .where(Opportunity.workspace == ctx.workspace_id))
-    if account_id is not None:
-        q = q.where(Opportunity.account == account_id)
+    if account is not None:
+        q = q.where(Opportunity.account == account)
     if stage:
         q = q.where(Opportunity.stage == stage)
     if closing_after:
@@ -229,24 +229,20 @@ def list_opportunities(
         q = q.where(Opportunity.close_date <= closing_before)
     if min_amount is not None:
         q = q.where(Opportunity.amount >= min_amount)
-    filters = {"account": account_id, "stage": stage, "after": closing_after, "before": closing_before, "min": min_amount}
+    filters = {"account": account, "stage": stage, "after": closing_after, "before": closing_before, "min": min_amount}
     rows, next_cursor = keyset_page(ctx, q, [Opportunity.close_date, Opportunity.id], filters, cursor, limit)
     items = [OpportunityOut(id=o.id, name=o.name, stage=o.stage, amount=o.amount, currency=o.currency,
                             close_date=o.close_date, account_domain=o.account.domain, account_name=o.account.name)
              for o in rows]
-    page = OpportunityPage(opportunities=items, next_cursor=next_cursor)
-    if not items:
-        text = "No opportunities match." if cursor is None else "No more opportunities."
-    else:
-        today = _today()
-        text = f"{len(items)} opportunit{'y' if len(items) == 1 else 'ies'}:\n" + "\n".join(
-            _deal_line(o, "overdue" if _overdue(o, today) else "", o.account_name) for o in items)
-        if next_cursor:
-            text += "\nMore results: call again with the next_cursor."
+    page = OpportunityPage(items=items, next_cursor=next_cursor)
+    today = _today()
+    text = page_text(page, lambda o: _deal_line(o, "overdue" if _overdue(o, today) else "", o.account_name),
+                     "opportunity", "opportunities", first=cursor is None)
     return ToolResult(page, text)
 
 
-def profile_section(ctx: ToolContext, account: Account) -> ProfileSection:
+@hookimpl
+def poggio_account_profile(ctx: ToolContext, account: Account) -> ProfileSection:
     today = _today()
     total, currencies, late = summarise(ctx.workspace_id, account.id, today=today)
     args = {"workspace": ctx.workspace_id, "account": account.id, "today": today}
@@ -270,3 +266,7 @@ def profile_section(ctx: ToolContext, account: Account) -> ProfileSection:
         "overdue_opportunities": out(overdue),
     })
 
+
+@hookimpl
+def poggio_tools():
+    return [get_revenue_summary, list_opportunities]

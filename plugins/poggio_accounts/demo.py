@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from plugins.accounts.models import insert_accounts
-from poggio.db import utcnow, writing
+from poggio import hookimpl, utcnow, writing
+from poggio_accounts.models import Account, insert_accounts
 
 INDUSTRIES = ["Software", "Manufacturing", "Financial Services", "Healthcare", "Retail", "Logistics",
               "Energy", "Media", "Education", "Telecommunications", "Biotech", "Construction"]
@@ -47,7 +47,10 @@ def generate(rng: random.Random, count: int):
         }
 
 
-def seed(workspace_id: int, rng: random.Random, accounts: int, progress) -> None:
+@hookimpl
+def poggio_seed_demo(workspace_id: int, rng: random.Random, accounts: int, progress) -> bool:
+    if Account.select().where(Account.workspace == workspace_id).exists():
+        return False
     now = utcnow()
     seen: set[str] = set()
     done, batch = 0, []
@@ -70,3 +73,4 @@ def seed(workspace_id: int, rng: random.Random, accounts: int, progress) -> None
         write(batch)
         done += len(batch)
     progress(done, accounts)
+    return True

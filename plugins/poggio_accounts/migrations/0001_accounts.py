@@ -1,4 +1,4 @@
-"""The account table (a frozen copy of plugins.accounts.models.Account at this version)."""
+"""The account table (a frozen copy of poggio_accounts.models.Account at this version)."""
 from peewee import *
 
 
