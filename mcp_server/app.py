@@ -8,9 +8,9 @@ import logging
 from urllib.parse import urlsplit
 
 import anyio
-from peewee import SqliteDatabase
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from peewee import SqliteDatabase
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request

@@ -39,7 +39,7 @@ class Actor:
         self.ip = ip
 
     @classmethod
-    def cli(cls) -> "Actor":
+    def cli(cls) -> Actor:
         return cls(label="cli")
 
 

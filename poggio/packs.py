@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import BaseModel
 
 
-
 @dataclass(frozen=True)
 class PackInfo:
     """A pack's declaration, returned by its ``poggio_pack`` hook.

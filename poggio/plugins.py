@@ -58,7 +58,7 @@ class PackRegistry:
 
     # -- building ----------------------------------------------------------------------------
     @classmethod
-    def load(cls, enabled: Iterable[str] | None = None) -> "PackRegistry":
+    def load(cls, enabled: Iterable[str] | None = None) -> PackRegistry:
         """Every pack installed under the ``poggio`` entry-point group, or only those named in
         ``enabled`` (``POGGIO_PACKS``)."""
         registry = cls()
@@ -85,7 +85,7 @@ class PackRegistry:
         return registry
 
     @classmethod
-    def from_modules(cls, modules: dict[str, ModuleType]) -> "PackRegistry":
+    def from_modules(cls, modules: dict[str, ModuleType]) -> PackRegistry:
         registry = cls()
         registry._add_all([(name, module, None) for name, module in modules.items()])
         return registry

@@ -14,7 +14,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 
-
 class SettingsError(ValueError):
     """A setting has a value Poggio cannot use; the message names the setting."""
 

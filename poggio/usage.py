@@ -110,7 +110,7 @@ class UsageRecorder:
         while not self._stop.wait(self.interval):
             self.flush()
 
-    def start(self) -> "UsageRecorder":
+    def start(self) -> UsageRecorder:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="poggio-usage-flush", daemon=True)
             self._thread.start()

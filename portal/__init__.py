@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, jsonify, send_from_directory
-from flask_login import LoginManager, UserMixin
 from flask_cors import CORS
+from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from htmx_flask import Htmx
 

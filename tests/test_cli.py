@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 from click.testing import CliRunner
-
 from instances import ROOT, free_port
+
 from poggio.cli import main
 from poggio.models import ApiToken, AuditEvent, Membership, User, Workspace
 from poggio.tokens import TOKEN_PATTERN

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from helpers import install_pack
 from instances import ROOT
+
 from poggio.cli import main
 from poggio.plugins import PackRegistry
 from poggio.testing import tool_context
@@ -240,9 +240,8 @@ def test_hook_poggio_migrations(run):
 def test_hook_poggio_seed_demo(run):
     """Each pack seeds its own data, the one that raises is reported and skipped, the rest still seed;
     a second run leaves the workspace as it is."""
-    from poggio_accounts import Account
-
     from poggio.db import database
+    from poggio_accounts import Account
 
     first = run("demo", "--accounts", "20")
     assert first.exit_code == 0, first.output

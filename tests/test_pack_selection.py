@@ -8,9 +8,9 @@ import re
 
 import pytest
 from click.testing import CliRunner
-
 from helpers import Mcp
 from instances import ServerProcess
+
 from poggio.cli import main
 
 TOOLS = {"accounts": ["search_accounts", "get_account"], "contacts": ["search_contacts", "get_contact"],

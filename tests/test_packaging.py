@@ -23,7 +23,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from helpers import Mcp
 from instances import ROOT, free_port
 

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from instances import ServerProcess, make_instance
 from helpers import Mcp, install_pack
+from instances import ServerProcess, make_instance
+
 from poggio.audit import Actor
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade

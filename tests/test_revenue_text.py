@@ -8,9 +8,9 @@ import re
 from decimal import Decimal
 
 import pytest
-
 from helpers import Mcp
 from instances import ServerProcess
+
 from poggio import demo
 from poggio.audit import Actor
 from poggio.csv_import import import_csv

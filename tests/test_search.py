@@ -8,15 +8,15 @@ word's index, or the rows an account filter leaves).
 from __future__ import annotations
 
 import pytest
-
 from instances import BACKENDS, drop_instance, make_instance
-from poggio_accounts.models import Account, insert_accounts
-from poggio_contacts.models import Contact, insert_contacts
+
 from poggio import demo, search
 from poggio.db import utcnow
 from poggio.packs import CursorCodec, ToolError
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
+from poggio_accounts.models import Account, insert_accounts
+from poggio_contacts.models import Contact, insert_contacts
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -25,7 +25,7 @@ class AccountOut(BaseModel):
     description: str
 
     @classmethod
-    def of(cls, account: Account) -> "AccountOut":
+    def of(cls, account: Account) -> AccountOut:
         return cls(id=account.id, domain=account.domain, name=account.name, industry=account.industry,
                    employees=account.employees, country=account.country, description=account.description)
 

@@ -37,7 +37,7 @@ class ContactOut(BaseModel):
     account_name: str | None
 
     @classmethod
-    def of(cls, c: Contact) -> "ContactOut":
+    def of(cls, c: Contact) -> ContactOut:
         account = c.account if c.account_id else None
         return cls(id=c.id, email=c.email, first_name=c.first_name, last_name=c.last_name, title=c.title,
                    account_domain=account.domain if account else None, account_name=account.name if account else None)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from helpers import Mcp
 from instances import ROOT, ServerProcess, free_port, make_instance
+
 from poggio import demo
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade

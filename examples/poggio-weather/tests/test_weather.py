@@ -2,9 +2,9 @@
 
 import random
 
+import poggio_weather
 import pytest
 
-import poggio_weather
 from poggio import ToolError
 from poggio.testing import load_pack, tool_context, workspace
 
