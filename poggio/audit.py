@@ -42,7 +42,7 @@ class Actor:
         self.ip = ip
 
     @classmethod
-    def cli(cls) -> "Actor":
+    def cli(cls) -> Actor:
         return cls(label="cli")
 
 

@@ -18,7 +18,7 @@ import secrets
 import zlib
 from dataclasses import dataclass
 
-from peewee import IntegrityError, JOIN, fn
+from peewee import JOIN, IntegrityError, fn
 
 from poggio import audit
 from poggio.audit import Actor
@@ -178,7 +178,7 @@ class TokenService:
         self.known_packs = known_packs
 
     @classmethod
-    def from_settings(cls, settings, known_packs: set[str] | None = None) -> "TokenService":
+    def from_settings(cls, settings, known_packs: set[str] | None = None) -> TokenService:
         return cls(settings.token_pepper, settings.max_active_tokens, known_packs)
 
     # -- verification: the hot path of every MCP request ------------------------------------

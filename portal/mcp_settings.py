@@ -12,8 +12,8 @@ from flask_login import current_user
 from htmx_flask import make_response
 
 from poggio.audit import Actor
-from poggio.errors import InvalidInput, NotFound
 from poggio.db import utcnow
+from poggio.errors import InvalidInput, NotFound
 from poggio.tokens import status
 from poggio.usage_report import by_tool, daily
 from portal.access import client_ip, core, mcp_admin_required, page_number

@@ -23,8 +23,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-
 from instances import ROOT, Instance, PortalProcess, ServerProcess, drop_instance, free_port, make_instance
+
 from poggio import demo
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade

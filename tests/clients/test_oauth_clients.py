@@ -12,9 +12,9 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-
 from node_tools import McpRemote, run_inspector_cli
 from oauth_support import ALL_TOOLS, chromium, oauth_stack, sign_in_and_approve
+
 from poggio.models import OAuthClient
 from poggio.tokens import TokenRejected, generate
 

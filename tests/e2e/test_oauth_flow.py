@@ -15,13 +15,12 @@ import anyio
 import httpx
 import httpx2
 import pytest
+from helpers import Mcp
+from instances import ROOT
 from mcp import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
-
-from helpers import Mcp
-from instances import ROOT
 from oauth_support import (
     ALL_TOOLS,
     MetadataDocumentServer,
@@ -32,6 +31,7 @@ from oauth_support import (
     oauth_stack,
     sign_in_and_approve,
 )
+
 from poggio.models import AuditEvent, OAuthClient, OAuthGrant
 from poggio.tokens import generate
 

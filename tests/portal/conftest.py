@@ -3,14 +3,12 @@ and a test client that signs in and carries CSRF tokens like a browser."""
 
 from __future__ import annotations
 
-
 import pytest
+from portal_client import PASSWORD, Browser
 
 from poggio.audit import Actor
 from poggio.workspaces import create_user, create_workspace
 from portal import create_app
-from portal_client import PASSWORD, Browser
-
 
 
 @pytest.fixture
