@@ -16,6 +16,9 @@ ACTIONS = {
     "user.sign_in_failed": "Sign-in failed",
     "user.signed_out": "Signed out",
     "user.created": "User created",
+    "user.password_changed": "Password changed",
+    "user.removed": "User removed",
+    "user.deactivated": "User deactivated",
     "workspace.created": "Workspace created",
     "workspace.entitlement_changed": "MCP entitlement changed",
     "data.imported": "Data imported",
@@ -39,7 +42,7 @@ class Actor:
         self.ip = ip
 
     @classmethod
-    def cli(cls) -> "Actor":
+    def cli(cls) -> Actor:
         return cls(label="cli")
 
 

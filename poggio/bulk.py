@@ -16,8 +16,17 @@ from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import Any
 
-from peewee import (AutoField, CharField, DateField, DateTimeField, Field, ForeignKeyField, IntegerField,
-                    SqliteDatabase, TextField)
+from peewee import (
+    AutoField,
+    CharField,
+    DateField,
+    DateTimeField,
+    Field,
+    ForeignKeyField,
+    IntegerField,
+    SqliteDatabase,
+    TextField,
+)
 
 from poggio.db import database
 
@@ -72,12 +81,12 @@ def reserve_ids(model, count: int) -> list[int]:
     if isinstance(database.obj, SqliteDatabase):
         (top,) = database.execute_sql(f'SELECT COALESCE(MAX("{pk}"), 0) FROM "{table}"').fetchone()
         return list(range(top + 1, top + 1 + count))
-    cursor = database.execute_sql(f"SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+    cursor = database.execute_sql("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
                                   (f'"{table}"', pk, count))
     return [i for (i,) in cursor.fetchall()]
 
 
-def existing(field: Field, values: Iterable[Any], scope: Field, scope_value: Any) -> list[tuple[Any, Any]]:
+def existing_keys(field: Field, values: Iterable[Any], scope: Field, scope_value: Any) -> list[tuple[Any, Any]]:
     """``(value, id)`` of the rows whose ``field`` is one of ``values`` (and ``scope`` is
     ``scope_value``): the look-up an import makes per chunk, on the cursor (peewee took ~5 µs to build
     each value of a long ``IN`` list)."""

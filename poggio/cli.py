@@ -164,6 +164,44 @@ def user_create(app: App, email: str, slug: str, role: str, name: str, password:
     click.echo(f"{created.email} is {role} of {ws.slug}.")
 
 
+def _user(app: App, email: str):
+    from poggio.workspaces import find_user
+
+    app.db()
+    found = find_user(email)
+    if found is None:
+        raise NotFound(f"no user {email.strip().lower()!r}")
+    return found
+
+
+@user.command("password")
+@click.argument("email")
+@click.option("--password", envvar="POGGIO_PASSWORD", prompt="New password", hide_input=True,
+              confirmation_prompt=True, help="Read from POGGIO_PASSWORD, or prompted.", show_envvar=True)
+@pass_app
+@friendly_errors
+def user_password(app: App, email: str, password: str) -> None:
+    """Set a new password for user EMAIL; every portal session of theirs ends."""
+    from poggio.workspaces import change_password
+
+    changed = change_password(_user(app, email), password, Actor.cli())
+    click.echo(f"New password set for {changed.email}; their portal sessions have ended.")
+
+
+@user.command("remove")
+@click.argument("email")
+@click.option("--workspace", "slug", required=True, help="Workspace slug.")
+@pass_app
+@friendly_errors
+def user_remove(app: App, email: str, slug: str) -> None:
+    """Remove user EMAIL from a workspace (deactivated when in no workspace left); their sessions end."""
+    from poggio.workspaces import remove_user
+
+    ws = app.workspace(slug)
+    removed = remove_user(_user(app, email), ws, Actor.cli())
+    click.echo(f"{removed.email} removed from {ws.slug}{'' if removed.is_active else ' and deactivated'}.")
+
+
 # -- token -----------------------------------------------------------------------------------------------
 @main.group()
 def token() -> None:
@@ -316,13 +354,14 @@ def oauth_client_create(app: App, slug: str, name: str, packs: str | None) -> No
 
 # -- import, demo, packs ------------------------------------------------------------------------------
 @main.command("import")
-@click.argument("kind", type=click.Choice(["accounts", "contacts", "opportunities"]))
+@click.argument("kind")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--workspace", "slug", required=True)
 @pass_app
 @friendly_errors
 def import_command(app: App, kind: str, file: Path, slug: str) -> None:
-    """Import a CSV file: every row is checked first, then all are written, or none."""
+    """Import a CSV file of KIND (any kind the loaded packs import, as `poggio packs list` shows:
+    accounts, contacts, opportunities, ...): every row is checked first, then all are written, or none."""
     from poggio.csv_import import MAX_REPORTED, import_csv
 
     workspace = app.workspace(slug)
@@ -373,6 +412,8 @@ def demo_command(app: App, slug: str, accounts: int, seed: int) -> None:
     for pack, bar in bars.items():
         if pack not in closed:
             bar.__exit__(None, None, None)
+    for pack, reason in result.failures.items():
+        click.echo(f"Tool pack {pack} failed to add demo data and was skipped: {reason}", err=True)
     if result.seeded:
         click.echo(f"Demo workspace {result.workspace.slug}: {accounts:,} accounts in {time.monotonic() - started:.1f}s.")
     else:
@@ -380,7 +421,7 @@ def demo_command(app: App, slug: str, accounts: int, seed: int) -> None:
     if result.admin_password:
         click.echo(f"Sign in to the portal as {result.admin_email} with password {result.admin_password}")
     else:
-        click.echo(f"Admin: {result.admin_email} (password unchanged).")
+        click.echo(f"Admin: {result.admin_email} (its password was changed since the demo was built).")
 
 
 @main.group()
@@ -398,24 +439,51 @@ def packs_list(app: App) -> None:
         click.echo(f"{name} {pack.info.version}  {pack.info.title}: {pack.info.description}")
         for t in pack.tools:
             click.echo(f"    {t.name}{'' if read_only[t.name] else ' (writes)'}  {t.title}")
+        if pack.importers:
+            click.echo(f"    poggio import {' | '.join(i.kind for i in pack.importers)}")
     for name, reason in sorted(registry.errors.items()):
         click.echo(f"{name}  FAILED: {reason}")
     if not registry.packs and not registry.errors:
         click.echo("No tool packs installed.")
 
 
+@main.group()
+def pack() -> None:
+    """Writing a tool pack of your own."""
+
+
+@pack.command("new")
+@click.argument("name")
+@click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to create the project (default: ./poggio-NAME).")
+@friendly_errors
+def pack_new(name: str, directory: Path | None) -> None:
+    """Create a tool pack project NAME: pyproject.toml with the entry point, a tool, a test."""
+    from poggio.scaffold import create_pack
+
+    target = create_pack(name, directory or Path(f"poggio-{name.replace('_', '-')}"))
+    click.echo(f"Created the {name} tool pack in {target}. Next:\n"
+               f"  cd {target}\n  pip install -e '.[test]'\n  pytest\n  poggio packs list")
+
+
 # -- servers -----------------------------------------------------------------------------------------------
 def _mcp_argv(settings: Settings, host: str | None, port: int | None, workers: int) -> list[str]:
+    # Forwarded headers only from POGGIO_TRUSTED_PROXIES; uvicorn's own default trusts 127.0.0.1.
+    proxies = (["--proxy-headers", "--forwarded-allow-ips", ",".join(settings.trusted_proxies)]
+               if settings.trusted_proxies else ["--no-proxy-headers"])
     return [sys.executable, "-m", "uvicorn", "mcp_server.app:create_app", "--factory",
             "--host", host or settings.mcp_host, "--port", str(port or settings.mcp_port),
             "--workers", str(workers), "--no-server-header", "--timeout-graceful-shutdown", "10",
-            "--log-level", "warning"]
+            "--log-level", "warning", *proxies]
 
 
 def _portal_argv(settings: Settings, host: str | None, port: int | None, workers: int = 2) -> list[str]:
+    # gunicorn believes X-Forwarded-Proto from loopback by default; the portal app applies
+    # X-Forwarded-For itself (portal.TrustedProxies), both from POGGIO_TRUSTED_PROXIES only.
     return [sys.executable, "-m", "gunicorn", "portal:create_app()",
             "--bind", f"{host or settings.portal_host}:{port or settings.portal_port}",
-            "--workers", str(workers), "--threads", "4", "--graceful-timeout", "10", "--access-logfile", "-"]
+            "--workers", str(workers), "--threads", "4", "--graceful-timeout", "10", "--access-logfile", "-",
+            "--forwarded-allow-ips", ",".join(settings.trusted_proxies)]
 
 
 def _check_port_free(host: str, port: int, moved_by: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -12,9 +13,11 @@ from typing import BinaryIO
 from poggio import audit
 from poggio.audit import Actor
 from poggio.db import writing
-from poggio.errors import InvalidInput
+from poggio.errors import InvalidInput, PoggioError
 from poggio.models import Workspace
 from poggio.plugins import PackRegistry
+
+log = logging.getLogger(__name__)
 
 MAX_ROWS = 2_000_000
 MAX_REPORTED = 50
@@ -71,8 +74,8 @@ def import_csv(registry: PackRegistry, workspace: Workspace, kind: str, data: by
     number of bytes read so far."""
     importer = registry.importer(kind)
     if importer is None:
-        kinds = sorted(i.kind for p in registry.packs.values() for i in p.importers)
-        raise InvalidInput("kind", f"unknown kind {kind!r}; one of {', '.join(kinds)}")
+        kinds = ", ".join(registry.kinds) or "none: no loaded pack imports CSV files"
+        raise InvalidInput("kind", f"unknown kind {kind!r}; the loaded packs import {kinds}")
     raw = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
     line = 1
@@ -85,11 +88,18 @@ def import_csv(registry: PackRegistry, workspace: Workspace, kind: str, data: by
                 total += len(chunk)
                 line = chunk[-1][0]
                 errors += [(n, "row", row["__error__"]) for n, row in chunk if "__error__" in row]
-                cleaned, bad = importer.validate(workspace.id, [(n, row) for n, row in chunk if "__error__" not in row])
-                errors += bad
-                # written even after an error (all is rolled back then): later chunks' duplicates of
-                # these rows are found in the database as always
-                written += importer.write(workspace.id, cleaned)
+                try:
+                    cleaned, bad = importer.validate(workspace.id, [(n, r) for n, r in chunk if "__error__" not in r])
+                    errors += bad
+                    # written even after an error (all is rolled back then): later chunks' duplicates of
+                    # these rows are found in the database as always
+                    written += importer.write(workspace.id, cleaned)
+                except Exception as exc:  # the pack's code failed, not the file: nothing is written
+                    txn.rollback()
+                    pack = registry.pack_of_kind(kind)
+                    log.exception("tool pack %r failed to import %s", pack, kind)
+                    raise PoggioError(f"the {pack} pack failed while importing {kind} ({type(exc).__name__}: "
+                                      f"{exc}); nothing was imported") from None
                 if len(errors) > MAX_ERRORS:
                     break  # enough to show; nothing will be kept
                 if progress is not None:

@@ -6,15 +6,13 @@ server) read the same settings, so they agree on the database, the secret key an
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_INSTANCE = PROJECT_ROOT / "instance"
 
 
 class SettingsError(ValueError):
@@ -42,6 +40,9 @@ class Settings:
     mcp_lean_path: bool = True  # tools/list and tools/call without the SDK's per-request machinery
     max_body_bytes: int = 1_000_000
     allowed_hosts: tuple[str, ...] = ()
+    session_idle_hours: float = 12.0
+    session_max_days: float = 7.0
+    trusted_proxies: tuple[str, ...] = ()
     portal_public_url: str = ""  # the portal's own public URL, the OAuth issuer; from portal_port if unset
     oauth_access_token_seconds: int = 3600
     oauth_registration_limit: str = "20/hour"  # dynamic client registrations per client IP
@@ -122,7 +123,8 @@ def _secret_key(instance: Path) -> str:
 
 def load_settings(env: dict[str, str] | None = None, instance_path: Path | str | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
-    instance = Path(instance_path or env.get("POGGIO_INSTANCE_PATH") or DEFAULT_INSTANCE).resolve()
+    # the instance folder: ./instance of the current directory (a checkout's own, where `make run` works)
+    instance = Path(instance_path or env.get("POGGIO_INSTANCE_PATH") or "instance").resolve()
     values: dict[str, object] = _read_config_file(instance)
     for key in _KINDS:
         env_value = env.get(f"POGGIO_{key.upper()}")
@@ -159,4 +161,9 @@ def load_settings(env: dict[str, str] | None = None, instance_path: Path | str |
         public = urlsplit(str(values[key]))
         if public.scheme not in ("http", "https") or not public.netloc:
             raise SettingsError(f"POGGIO_{key.upper()} must be an http(s) URL, got {values[key]!r}")
+    for proxy in values.get("trusted_proxies", ()):  # type: ignore[union-attr]
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(f"POGGIO_TRUSTED_PROXIES: {proxy!r} is not an IP address or network (CIDR)") from None
     return Settings(instance_path=instance, **values)  # type: ignore[arg-type]

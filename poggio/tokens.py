@@ -18,7 +18,7 @@ import secrets
 import zlib
 from dataclasses import dataclass
 
-from peewee import IntegrityError, JOIN, fn
+from peewee import JOIN, IntegrityError, fn
 
 from poggio import audit
 from poggio.audit import Actor
@@ -178,7 +178,7 @@ class TokenService:
         self.known_packs = known_packs
 
     @classmethod
-    def from_settings(cls, settings, known_packs: set[str] | None = None) -> "TokenService":
+    def from_settings(cls, settings, known_packs: set[str] | None = None) -> TokenService:
         return cls(settings.token_pepper, settings.max_active_tokens, known_packs)
 
     # -- verification: the hot path of every MCP request ------------------------------------
@@ -301,15 +301,25 @@ class TokenService:
         return IssuedToken(token, plaintext)
 
     def rotate(self, token: ApiToken, actor: Actor) -> IssuedToken:
+        """A new secret for the token; the old one stops working at once. An expired token comes back
+        only this way: with a new secret and a fresh expiry as long as its last lifetime was."""
         if token.revoked_at is not None:
             raise InvalidInput("token", "a revoked token cannot be rotated")
         plaintext = generate()
+        now = utcnow()
+        fields = [ApiToken.digest, ApiToken.last_four, ApiToken.rotated_at]
         with writing():
+            if status(token, now) == "expired":
+                lifetime = token.expires_at - (token.rotated_at or token.created_at)
+                days = min(3650, max(1, round(lifetime / dt.timedelta(days=1))))
+                token.expires_at = now + dt.timedelta(days=days)
+                fields.append(ApiToken.expires_at)
             token.digest = digest(plaintext, self.pepper)
             token.last_four = plaintext[-4:]
-            token.rotated_at = utcnow()
-            token.save(only=[ApiToken.digest, ApiToken.last_four, ApiToken.rotated_at])
-            audit.record("token.rotated", actor, token.workspace_id, target=token.name, token_id=token.id)
+            token.rotated_at = now
+            token.save(only=fields)
+            audit.record("token.rotated", actor, token.workspace_id, target=token.name, token_id=token.id,
+                         **({"expires_at": token.expires_at} if ApiToken.expires_at in fields else {}))
         return IssuedToken(token, plaintext)
 
     def revoke(self, token: ApiToken, actor: Actor) -> ApiToken:
@@ -339,6 +349,9 @@ class TokenService:
     def set_expiry(self, token: ApiToken, expires, actor: Actor) -> ApiToken:
         if token.revoked_at is not None:
             raise InvalidInput("expires", "a revoked token stays revoked")
+        if status(token) == "expired":
+            # A new expiry would bring the old secret back to life: an expired secret stays expired.
+            raise InvalidInput("expires", "this token has expired; its expiry cannot change. Rotate it to get a new secret")
         expires_at = parse_expiry(expires)
         with writing():
             if expires_at != token.expires_at:

@@ -41,7 +41,6 @@ class UsageRecorder:
         self._last: dict[tuple[str, int], LastUse] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.flushes = 0
 
     def record(self, token_id: int, tool: str, ok: bool = True, ip: str | None = None, client: str | None = None,
                kind: str = "token") -> None:
@@ -105,14 +104,13 @@ class UsageRecorder:
                 for subject, use in last.items():
                     self._last.setdefault(subject, use)
             return 0
-        self.flushes += 1
         return sum(calls.values())
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.flush()
 
-    def start(self) -> "UsageRecorder":
+    def start(self) -> UsageRecorder:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="poggio-usage-flush", daemon=True)
             self._thread.start()

@@ -1,4 +1,5 @@
-"""Workspaces, users and memberships: creation, entitlement, passwords (bcrypt)."""
+"""Workspaces, users and memberships: creation, entitlement, passwords (bcrypt), and the changes that
+end a user's portal sessions (a new password, removal, deactivation)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import re
 import bcrypt
 from peewee import IntegrityError
 
-from poggio import audit
+from poggio import audit, sessions
 from poggio.audit import Actor
-from poggio.db import writing
+from poggio.db import utcnow, writing
 from poggio.errors import InvalidInput, NotFound
-from poggio.models import ROLES, Membership, User, Workspace
+from poggio.models import ROLES, Membership, OAuthGrant, User, Workspace
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -104,3 +105,46 @@ def memberships(user: User) -> list[Membership]:
         Membership.select(Membership, Workspace).join(Workspace)
         .where(Membership.user == user).order_by(Workspace.name)
     )
+
+
+def _change_and_end_sessions(user: User, action: str, actor: Actor, **changes) -> User:
+    """Write ``changes`` to the user, end every portal session of theirs, and note it in the audit
+    log of each of their workspaces."""
+    with writing():
+        User.update(**changes).where(User.id == user.id).execute()
+        for name, value in changes.items():
+            setattr(user, name, value)
+        ended = sessions.end_all(user)
+        for membership in user.memberships:
+            audit.record(action, actor, membership.workspace_id, target=user.email, sessions_ended=ended)
+    return user
+
+
+def change_password(user: User, password: str, actor: Actor) -> User:
+    """Set a new password and end every portal session of the user."""
+    return _change_and_end_sessions(user, "user.password_changed", actor, password_hash=hash_password(password))
+
+
+def deactivate_user(user: User, actor: Actor) -> User:
+    """The user can no longer sign in, every session of theirs ends now, and so does every app they
+    connected through OAuth (its tokens are refused on the next request)."""
+    with writing():
+        _change_and_end_sessions(user, "user.deactivated", actor, is_active=False)
+        OAuthGrant.update(revoked_at=utcnow(), revoked_reason="approver deactivated").where(
+            (OAuthGrant.user == user.id) & OAuthGrant.revoked_at.is_null()).execute()
+    return user
+
+
+def remove_user(user: User, workspace: Workspace, actor: Actor) -> User:
+    """Take the user out of ``workspace``, ending every session of theirs (a session may be in that
+    workspace); a user left in no workspace is deactivated."""
+    with writing():
+        removed = Membership.delete().where((Membership.user == user) & (Membership.workspace == workspace)).execute()
+        if not removed:
+            raise NotFound(f"{user.email} is not a member of workspace {workspace.slug}")
+        ended = sessions.end_all(user)
+        audit.record("user.removed", actor, workspace, target=user.email, sessions_ended=ended)
+        if not Membership.select().where(Membership.user == user).exists():
+            User.update(is_active=False).where(User.id == user.id).execute()
+            user.is_active = False
+    return user

@@ -2,29 +2,65 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from flask import Flask, jsonify, send_from_directory
-from flask_login import LoginManager, UserMixin
+from flask import Flask, current_app, jsonify, send_from_directory, session
 from flask_cors import CORS
+from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from htmx_flask import Htmx
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
-import js_lib_htmx
-from poggio import redaction
+from poggio import redaction, sessions
 from poggio.db import bind, database
 from poggio.models import User
 from poggio.oauth import OAuthService
 from poggio.plugins import PackRegistry
-from poggio.settings import PROJECT_ROOT, Settings, load_settings
+from poggio.settings import Settings, load_settings
 from poggio.tokens import TokenService
 
-HTMX_DIR = Path(js_lib_htmx.__file__).parent / "static" / "htmx"
+HTMX_DIR = Path(__file__).parent / "static" / "vendor" / "htmx"  # htmx.org 2.0.3, see its README.md
+# The portal's Jinja templates: the top-level templates/ folder of a checkout, shipped inside the
+# package (portal/templates) by the wheel.
+TEMPLATES = next(p for p in (Path(__file__).parent / "templates", Path(__file__).parent.parent / "templates")
+                 if p.is_dir())
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
 login_manager.login_view = "auth.sign_in"
 login_manager.login_message = "Sign in to continue."
+
+
+class DatabaseInt(IntegerConverter):
+    """``<int:...>`` in a URL: only ids the database can hold (a larger one is a 404, not an overflow
+    error in the query), for every route, the ones added later included."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)  # PostgreSQL serial ids are 32-bit
+        super().__init__(map, *args, **kwargs)
+
+
+class TrustedProxies:
+    """werkzeug's ProxyFix (one proxy hop: X-Forwarded-For and -Proto), applied only to requests whose
+    peer is in POGGIO_TRUSTED_PROXIES; anyone else's forwarded headers are ignored."""
+
+    def __init__(self, wsgi_app, trusted: tuple[str, ...]):
+        self.plain = wsgi_app
+        self.fixed = ProxyFix(wsgi_app, x_for=1, x_proto=1)
+        self.networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+
+    def _trusted(self, peer: str | None) -> bool:
+        try:
+            address = ipaddress.ip_address(peer or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def __call__(self, environ, start_response):
+        app = self.fixed if self.networks and self._trusted(environ.get("REMOTE_ADDR")) else self.plain
+        return app(environ, start_response)
 
 
 class SessionUser(UserMixin, User):
@@ -39,25 +75,32 @@ class SessionUser(UserMixin, User):
 
 @login_manager.user_loader
 def load_user(user_id: str):
-    user = SessionUser.get_or_none(SessionUser.id == int(user_id)) if str(user_id).isdigit() else None
+    """The signed-in user, only while the session the cookie names is alive on the server (a cookie
+    alone, or flask-login's remember cookie, opens nothing)."""
+    if not str(user_id).isdigit() or len(str(user_id)) > 18:
+        return None
+    settings = current_app.extensions["poggio"]["settings"]
+    if not sessions.alive(session.get("sid"), int(user_id), *sessions.lifetimes(settings)):
+        session.clear()
+        return None
+    user = SessionUser.get_or_none(SessionUser.id == int(user_id))
     return user if user is not None and user.is_active else None
 
 
 def create_app(settings: Settings | None = None, registry: PackRegistry | None = None) -> Flask:
     settings = settings or load_settings()
     redaction.configure_logging()
-    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder="static")
+    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder="static")
+    app.url_map.converters["int"] = DatabaseInt
+    app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     https = settings.portal_public_url.startswith("https://")
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=https,
-        REMEMBER_COOKIE_HTTPONLY=True,
-        REMEMBER_COOKIE_SAMESITE="Lax",
-        REMEMBER_COOKIE_SECURE=https,
         WTF_CSRF_TIME_LIMIT=None,  # bound to the session instead
-        MAX_CONTENT_LENGTH=1_000_000,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
     bind(settings.database_url)
     registry = registry if registry is not None else PackRegistry.load(settings.packs)
@@ -74,7 +117,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     from portal import audit_log, auth, connected_apps, mcp_settings, oauth, views
     from portal.throttle import Throttle
 
-    app.extensions["poggio"]["throttle"] = Throttle(settings.redis_url)
+    app.extensions["poggio"]["throttle"] = Throttle()
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(mcp_settings.bp)

@@ -20,6 +20,18 @@ def client_ip() -> str | None:
     return request.remote_addr
 
 
+MAX_PAGE = 10_000
+
+
+def page_number() -> int:
+    """The ``page`` parameter of a listing: 1 for anything that is not a number from 1 to MAX_PAGE
+    (a page past the database's integer range would be an error, not an empty page)."""
+    from flask import request
+
+    value = request.values.get("page", "1")
+    return max(1, min(int(value), MAX_PAGE)) if value.isdigit() and len(value) < 10 else 1
+
+
 def current_membership() -> Membership | None:
     """The membership of the workspace chosen in the session (the first one otherwise)."""
     if "membership" in g:

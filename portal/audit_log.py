@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template
 
 from poggio.audit import ACTIONS
 from poggio.models import AuditEvent
-from portal.access import admin_required
+from portal.access import admin_required, page_number
 
 bp = Blueprint("audit_log", __name__, url_prefix="/settings/audit")
 PAGE = 50
@@ -17,7 +17,7 @@ PAGE = 50
 @bp.get("/")
 @admin_required
 def index(workspace):
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = page_number()
     query = AuditEvent.select().where(AuditEvent.workspace == workspace).order_by(AuditEvent.id.desc())
     events = list(query.paginate(page, PAGE + 1))
     rows = [{"event": e, "label": ACTIONS.get(e.action, e.action),

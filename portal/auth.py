@@ -7,11 +7,11 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from poggio import audit
+from poggio import audit, sessions
 from poggio.audit import Actor
 from poggio.models import Membership
 from poggio.workspaces import check_password, find_user, memberships
-from portal.access import client_ip, core
+from portal.access import client_ip, core, current_membership
 from portal.forms import ActionForm, SignInForm
 
 bp = Blueprint("auth", __name__)
@@ -42,9 +42,10 @@ def sign_in():
     if form.validate_on_submit():
         email, ip = form.email.data.strip().lower(), client_ip() or "-"
         throttle = core()["throttle"]
-        wait = throttle.blocked(email, ip)
+        wait = throttle.attempt(email, ip)
         if wait:
-            error = f"Too many failed sign-ins. Try again in {max(1, wait // 60)} minute(s)."
+            later = f"{wait} seconds" if wait < 120 else f"{wait // 60} minutes"
+            error = f"Too many failed sign-ins from here. Try again in {later}."
             status = 429
         else:
             user = find_user(email)
@@ -52,12 +53,13 @@ def sign_in():
                 from portal import SessionUser
 
                 user = SessionUser.get_by_id(user.id)
-                throttle.succeeded(email)
+                throttle.succeeded(email, ip)
                 session.clear()
-                login_user(user)
+                sessions.purge(*sessions.lifetimes(core()["settings"]))
+                session["sid"] = sessions.start(user, ip)
+                login_user(user)  # never remember=True: sessions live on the server (poggio.sessions)
                 audit.record("user.signed_in", Actor(user, ip=ip), _workspace_of(user), target=email)
                 return redirect(_safe_next(request.args.get("next")))
-            throttle.failed(email, ip)
             audit.record("user.sign_in_failed", Actor(label=email, ip=ip), _workspace_of(user), target=email)
             error = "That e-mail and password do not match."
             status = 401
@@ -71,8 +73,10 @@ def sign_in():
 def sign_out():
     form = ActionForm()
     if form.validate_on_submit():
+        membership = current_membership()
         audit.record("user.signed_out", Actor(current_user._get_current_object(), ip=client_ip()),
-                     session.get("workspace_id"), target=current_user.email)
+                     membership.workspace_id if membership else None, target=current_user.email)
+        sessions.end(session.get("sid"))
         logout_user()
         session.clear()
         flash("You are signed out.")

@@ -12,11 +12,11 @@ from flask_login import current_user
 from htmx_flask import make_response
 
 from poggio.audit import Actor
-from poggio.errors import InvalidInput, NotFound
 from poggio.db import utcnow
+from poggio.errors import InvalidInput, NotFound
 from poggio.tokens import status
 from poggio.usage_report import by_tool, daily
-from portal.access import client_ip, core, mcp_admin_required
+from portal.access import client_ip, core, mcp_admin_required, page_number
 from portal.charts import activity_bars, ago
 from portal.connected_apps import apps_context, client_form
 from portal.forms import ActionForm, EditTokenForm, TokenForm
@@ -38,11 +38,6 @@ PAGE_SIZE = 50  # tokens per page of the list: the page costs the same with 50 t
 
 def _show() -> str:
     return "all" if request.values.get("show") == "all" else "active"
-
-
-def _page_number() -> int:
-    value = request.values.get("page", "1")
-    return max(1, min(int(value), 10_000)) if value.isdigit() else 1
 
 
 def _token(workspace, token_id: int):
@@ -78,7 +73,7 @@ def render_page(workspace, status_code=200, **extra):
     """The whole Settings > MCP Server page: server URL, API tokens, connected apps, OAuth clients."""
     show = _show()
     context = {
-        **_listing(workspace, show, _page_number()),
+        **_listing(workspace, show, page_number()),
         **apps_context(workspace),
         "client_form": extra.pop("client_form", None) or client_form(),
         "server_url": core()["settings"].mcp_public_url,
@@ -100,7 +95,7 @@ def _field_error(form, exc: InvalidInput) -> None:
 @mcp_admin_required
 def page(workspace):
     if request.htmx and request.htmx.target == "token-list":
-        return render_template("settings/_token_list.html", **_listing(workspace, _show(), _page_number()))
+        return render_template("settings/_token_list.html", **_listing(workspace, _show(), page_number()))
     return render_page(workspace)
 
 

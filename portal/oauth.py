@@ -29,7 +29,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7591 import ClientRegistrationEndpoint
 from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError
 from authlib.oauth2.rfc7636 import CodeChallenge
-from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from flask_login import current_user, login_required
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from limits import parse
@@ -38,6 +38,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from poggio import audit
 from poggio.audit import Actor
+from poggio.db import utcnow
 from poggio.errors import InvalidInput
 from poggio.models import Membership, OAuthClient, OAuthCode, User, Workspace
 from poggio.oauth import (
@@ -417,8 +418,6 @@ def _load_client_for_authorize(client_id: str | None) -> str | None:
         return None
     settings = core()["settings"]
     row = OAuthClient.get_or_none(OAuthClient.client_id == client_id)
-    from poggio.db import utcnow
-
     if row is not None and row.metadata_expires_at and row.metadata_expires_at > utcnow():
         return None
     try:
@@ -477,6 +476,8 @@ def authorize():
     user = current_user._get_current_object()
     try:
         grant = authorization.get_consent_grant(end_user=user)
+    except ValueError:  # authlib refuses to build an error whose description quotes a control character
+        return _error_page(400, "This sign-in link is not valid", "A parameter holds characters OAuth does not allow.")
     except OAuth2Error as error:
         if error.redirect_uri:  # a known client and a checked redirect URI: the app hears of it
             return authorization.handle_error_response(None, error)

@@ -15,12 +15,12 @@ from mcp.client.streamable_http import streamable_http_client
 
 @contextlib.asynccontextmanager
 async def mcp_client(url: str, token: str | None, mode: str = "auto", client_name: str = "poggio-tests",
-                     statuses: list[int] | None = None):
+                     statuses: list[int] | None = None, headers: dict[str, str] | None = None):
     """The SDK client with a bearer header. The SDK reports an HTTP 401/403 only as a generic
     JSON-RPC error, so the HTTP statuses it met are collected in ``statuses`` for tests to read."""
     from mcp_types import Implementation
 
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token is not None else {})}
 
     async def keep_status(response):
         if statuses is not None:
@@ -50,14 +50,14 @@ def http_status(exc: BaseException) -> int | None:
 class Mcp:
     """Synchronous façade for tests: one connection per call, like a stateless client."""
 
-    def __init__(self, url: str, token: str | None, mode: str = "auto"):
-        self.url, self.token, self.mode = url, token, mode
+    def __init__(self, url: str, token: str | None, mode: str = "auto", headers: dict[str, str] | None = None):
+        self.url, self.token, self.mode, self.headers = url, token, mode, headers
 
     def _run(self, fn):
         self.statuses: list[int] = []
 
         async def main():
-            async with mcp_client(self.url, self.token, self.mode, statuses=self.statuses) as client:
+            async with mcp_client(self.url, self.token, self.mode, statuses=self.statuses, headers=self.headers) as client:
                 return await fn(client)
         # A thread of its own, so it also works where the caller's thread runs an event loop (Playwright).
         with ThreadPoolExecutor(1) as pool:

@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 from click.testing import CliRunner
-
 from instances import ROOT, free_port
+
 from poggio.cli import main
 from poggio.models import ApiToken, AuditEvent, Membership, User, Workspace
 from poggio.tokens import TOKEN_PATTERN
@@ -83,6 +83,28 @@ def test_user_create_with_env_password_and_prompt(run, monkeypatch):
     assert short.exit_code == 1 and "password" in short.output
 
 
+def test_user_password_and_remove_end_sessions(run, monkeypatch):
+    from poggio import sessions
+    from poggio.sessions import UserSession
+    from poggio.workspaces import check_password
+
+    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
+    run("workspace", "create", "acme", "--name", "Acme", "--mcp")
+    run("user", "create", "ada@acme.example", "--workspace", "acme", env={"POGGIO_PASSWORD": "a-long-password"})
+    ada = User.get(email="ada@acme.example")
+    sessions.start(ada)
+    changed = run("user", "password", "Ada@acme.example", env={"POGGIO_PASSWORD": "a-newer-password"})
+    assert changed.exit_code == 0, changed.output
+    assert check_password(User.get(email="ada@acme.example"), "a-newer-password") and UserSession.select().count() == 0
+    assert run("user", "password", "nobody@acme.example", env={"POGGIO_PASSWORD": "a-newer-password"}).exit_code == 1
+    sessions.start(ada)
+    removed = run("user", "remove", "ada@acme.example", "--workspace", "acme")
+    assert removed.exit_code == 0, removed.output
+    assert UserSession.select().count() == 0 and not User.get(email="ada@acme.example").is_active
+    again = run("user", "remove", "ada@acme.example", "--workspace", "acme")
+    assert again.exit_code == 1 and "not a member" in again.output
+
+
 def test_token_create_list_revoke(run):
     run("workspace", "create", "acme", "--name", "Acme", "--mcp")
     created = run("token", "create", "--workspace", "acme", "--name", "Slack agent", "--packs", "accounts")
@@ -123,7 +145,7 @@ def test_import_all_or_nothing_with_line_numbers(run, tmp_path):
     assert bad.exit_code == 1
     assert "contacts.csv:3: email:" in bad.stderr and "contacts.csv:4: account_domain:" in bad.stderr
     assert "nothing was imported" in bad.output
-    from plugins.contacts.models import Contact
+    from poggio_contacts.models import Contact
 
     assert Contact.select().count() == 0
     opps = tmp_path / "opps.csv"
@@ -145,9 +167,9 @@ def test_demo_is_deterministic_and_idempotent(run, instance):
     first = run("demo", "--accounts", "120", "--seed", "3")
     assert first.exit_code == 0, first.output
     assert "admin@acme.example" in first.output and "password" in first.output
-    from plugins.accounts.models import Account
-    from plugins.contacts.models import Contact
-    from plugins.revenue.models import Opportunity
+    from poggio_accounts.models import Account
+    from poggio_contacts.models import Contact
+    from poggio_revenue.models import Opportunity
 
     counts = (Account.select().count(), Contact.select().count(), Opportunity.select().count())
     names = [a.name for a in Account.select().order_by(Account.id).limit(20)]
@@ -155,6 +177,8 @@ def test_demo_is_deterministic_and_idempotent(run, instance):
     assert Account.get(domain="example.com").name == "Example Corp"
     again = run("demo", "--accounts", "120", "--seed", "3")
     assert "already has data" in again.output
+    # `make run` runs `poggio demo` every time: the login is printed every time, not only on first build.
+    assert "Sign in to the portal as admin@acme.example with password poggio-demo-admin" in again.output
     assert (Account.select().count(), Contact.select().count(), Opportunity.select().count()) == counts
     assert Workspace.get(slug="acme").mcp_enabled
     other = run("demo", "--workspace", "beta", "--accounts", "120", "--seed", "3")

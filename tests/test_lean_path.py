@@ -18,8 +18,8 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from instances import ServerProcess, make_instance
+
 from poggio.audit import Actor
 
 ACCEPT = "application/json, text/event-stream"
@@ -270,6 +270,7 @@ def test_sdk_adapter_matches_the_installed_sdk(instance):
     version fails here first: re-run this file's differential tests against it, then add it."""
     from importlib.metadata import version
 
+    import anyio
     from mcp.server.mcpserver import MCPServer
 
     from mcp_server.app import create_app  # noqa: F401  (the app builds its adapter at start-up)
@@ -279,7 +280,6 @@ def test_sdk_adapter_matches_the_installed_sdk(instance):
     from poggio.plugins import PackRegistry
     from poggio.settings import load_settings
     from poggio.usage import UsageRecorder
-    import anyio
 
     assert version("mcp").startswith("2.3."), f"mcp {version('mcp')}: check the lean path against it"
     registry = PackRegistry.load()

@@ -11,9 +11,9 @@ import time
 
 import httpx
 import pytest
-
 from helpers import Mcp
 from instances import BACKENDS, ServerProcess, drop_instance, make_instance
+
 from poggio import demo
 from poggio.audit import Actor
 from poggio.db import bind
@@ -140,8 +140,8 @@ def test_revoking_the_client_holds_on_the_next_request(stack):
 
 
 def test_expired_access_token_is_refused(stack):
-    from poggio.models import OAuthToken
     from poggio.db import utcnow
+    from poggio.models import OAuthToken
 
     grant, tokens = stack.mint()
     OAuthToken.update(access_expires_at=utcnow()).where(OAuthToken.grant == grant.id).execute()
@@ -180,3 +180,19 @@ def test_a_grant_ends_when_its_approver_is_no_longer_an_admin(stack):
     assert client.tool_names()
     create_user(email, "correct horse battery", other, "member", cli)  # demoted
     assert client.status_of_failure() == 401
+
+
+def test_apps_end_when_their_approver_is_deactivated_or_removed(stack):
+    from poggio.workspaces import deactivate_user, remove_user
+
+    cli = Actor.cli()
+    other = create_workspace(f"soylent-{time.monotonic_ns()}", "Soylent", True, cli)
+    first = create_user(f"a{time.monotonic_ns()}@soylent.example", "correct horse battery", other, "admin", cli)
+    second = create_user(f"b{time.monotonic_ns()}@soylent.example", "correct horse battery", other, "admin", cli)
+    _, one = mint(stack.service, other, first, {"accounts"}, stack.url)
+    _, two = mint(stack.service, other, second, {"accounts"}, stack.url)
+    assert Mcp(stack.url, one["access_token"]).tool_names() and Mcp(stack.url, two["access_token"]).tool_names()
+    deactivate_user(first, cli)
+    remove_user(second, other, cli)
+    assert Mcp(stack.url, one["access_token"]).status_of_failure() == 401
+    assert Mcp(stack.url, two["access_token"]).status_of_failure() == 401

@@ -176,3 +176,38 @@ def test_redaction_masks_tokens_in_messages_and_tracebacks(caplog):
         log.removeHandler(handler)
     assert records and all(secret not in r for r in records)
     assert f"pgo_…{secret[-4:]}" in records[0]
+
+
+def _expire(token):
+    """Move ``token`` 31 days into the past: its 30 days ran out a day ago."""
+    ApiToken.update(created_at=token.created_at - dt.timedelta(days=31),
+                    expires_at=token.expires_at - dt.timedelta(days=31)).where(ApiToken.id == token.id).execute()
+    return ApiToken.get_by_id(token.id)
+
+
+def test_an_expired_tokens_expiry_cannot_be_edited_back_to_life(ws, service):
+    issued = service.create(ws, "Old", CLI, expires="30d")
+    token = _expire(issued.token)
+    for value in ("30d", "never", (utcnow() + dt.timedelta(days=3)).date().isoformat()):
+        with pytest.raises(InvalidInput) as err:
+            service.set_expiry(token, value, CLI)
+        assert err.value.field == "expires" and "expired" in err.value.message and "rotate" in err.value.message.lower()
+    with pytest.raises(TokenRejected):
+        service.verify(issued.plaintext)
+    assert ApiToken.get_by_id(token.id).expires_at < utcnow()
+
+
+def test_rotating_an_expired_token_gives_a_new_secret_with_a_fresh_expiry(ws, service):
+    issued = service.create(ws, "Old", CLI, expires="30d")
+    token = _expire(issued.token)
+    rotated = service.rotate(token, CLI)
+    assert rotated.plaintext != issued.plaintext
+    assert service.verify(rotated.plaintext).token_id == token.id
+    with pytest.raises(TokenRejected):
+        service.verify(issued.plaintext)
+    fresh = ApiToken.get_by_id(token.id).expires_at
+    assert utcnow() + dt.timedelta(days=29) < fresh <= utcnow() + dt.timedelta(days=30, seconds=5)
+    revoked = service.create(ws, "Gone", CLI)
+    service.revoke(revoked.token, CLI)
+    with pytest.raises(InvalidInput):
+        service.rotate(ApiToken.get_by_id(revoked.token.id), CLI)

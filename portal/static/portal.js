@@ -9,9 +9,29 @@
 
   function dialog() { return document.getElementById("token-dialog"); }
 
+  function forget() {
+    // The token leaves the page with the dialog, however the dialog closes.
+    var body = document.getElementById("dialog-body");
+    if (body) { body.innerHTML = ""; }
+  }
+
   document.addEventListener("htmx:afterSwap", function (e) {
     var d = dialog();
     if (d && e.detail.target && e.detail.target.id === "dialog-body" && !d.open) { d.showModal(); }
+  });
+
+  var d0 = dialog();
+  if (d0) {
+    d0.addEventListener("close", forget);  // Escape, the close button, d.close() from anywhere
+    d0.addEventListener("click", function (e) {
+      if (e.target === d0) { d0.close(); forget(); }  // a click on the backdrop (outside the dialog's content)
+    });
+  }
+  // Leaving the page (a link, reload, back): nothing of the secret stays for the back/forward cache.
+  window.addEventListener("pagehide", function () {
+    forget();
+    var shown = document.getElementById("new-token");
+    if (shown) { shown.textContent = ""; }
   });
 
   document.addEventListener("click", function (e) {
@@ -32,7 +52,7 @@
     if (close && d && d.open) {
       e.preventDefault();
       d.close();
-      document.getElementById("dialog-body").innerHTML = "";  // the token leaves the page with the dialog
+      forget();  // at once: the dialog's close event comes a moment later
     }
   });
 

@@ -3,18 +3,14 @@ MCP server process on one database: the whole token life cycle as an admin lives
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
-
 from helpers import Mcp
-from instances import ROOT, ServerProcess, free_port, make_instance
+from instances import ROOT, PortalProcess, ServerProcess, make_instance
+
 from poggio import demo
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
@@ -36,24 +32,10 @@ def stack(tmp_path_factory):
         upgrade(PackRegistry.load())
         result = demo.build(PackRegistry.load(), "acme", accounts=25)
     mcp = ServerProcess(inst)
-    port = free_port()
-    env = {**os.environ, **inst.env, "POGGIO_MCP_PUBLIC_URL": mcp.mcp_url}
-    log = open(inst.path / "portal.log", "wb")
-    portal = subprocess.Popen([sys.executable, "-m", "poggio", "portal", "--port", str(port), "--workers", "1"],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert portal.poll() is None and time.monotonic() < deadline, (inst.path / "portal.log").read_text()
-        time.sleep(0.2)
+    portal = PortalProcess(inst, extra_env={"POGGIO_MCP_PUBLIC_URL": mcp.mcp_url})
+    base = portal.url
     yield {"portal": base, "mcp": mcp, "email": result.admin_email, "password": result.admin_password}
-    portal.terminate()
-    portal.wait(timeout=20)
+    portal.stop()
     mcp.stop()
 
 
@@ -76,14 +58,18 @@ def page(stack):
         browser.close()
 
 
-def test_token_life_cycle_in_the_browser(stack, page):
-    from playwright.sync_api import expect
-
-    portal, mcp = stack["portal"], stack["mcp"]
-    page.goto(f"{portal}/")
+def _sign_in(page, stack) -> None:
+    page.goto(f"{stack['portal']}/")
     page.fill("#email", stack["email"])
     page.fill("#password", stack["password"])
     page.click("button[type=submit]")
+
+
+def test_token_life_cycle_in_the_browser(stack, page):
+    from playwright.sync_api import expect
+
+    mcp = stack["mcp"]
+    _sign_in(page, stack)
     page.click("nav.sidebar >> text=Settings")
     page.click("nav.sidebar >> text=MCP Server")
     expect(page.locator("h1")).to_have_text("MCP Server")
@@ -135,3 +121,27 @@ def test_token_life_cycle_in_the_browser(stack, page):
 
     page.click("text=Audit log")
     expect(page.locator("table.grid")).to_contain_text("Token revoked")
+
+
+@pytest.mark.parametrize("how", ["escape", "backdrop", "done"])
+def test_the_secret_leaves_the_page_however_the_dialog_closes(stack, page, how):
+    from playwright.sync_api import expect
+
+    _sign_in(page, stack)
+    page.goto(f"{stack['portal']}/settings/mcp/")
+    page.click("text=Generate token")
+    page.fill("#dialog-body #name", f"closed by {how}")
+    page.click("#dialog-body button[type=submit]")
+    secret = page.locator("#new-token")
+    expect(secret).to_be_visible()
+    token = secret.inner_text().strip()
+    if how == "escape":
+        page.keyboard.press("Escape")
+    elif how == "backdrop":
+        page.mouse.click(5, 5)  # outside the dialog's box: on its backdrop
+    else:
+        page.click("#dialog-body [data-close-dialog]")
+    expect(page.locator("#token-dialog")).not_to_be_visible()
+    expect(page.locator("#new-token")).to_have_count(0)
+    assert token not in page.content()
+    assert page.evaluate("document.getElementById('dialog-body').innerHTML") == ""

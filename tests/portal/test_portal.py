@@ -272,3 +272,39 @@ def test_connect_panel_has_the_url_and_no_secret(admin):
 def test_errors_are_pages_not_tracebacks(admin):
     r = admin.get("/settings/mcp/tokens/999999/edit")
     assert r.status_code == 404 and "Traceback" not in body(r)
+
+
+def test_an_expired_token_can_only_be_rotated_back(admin):
+    import datetime as dt
+
+    from poggio.db import utcnow
+    from poggio.tokens import status
+
+    first = TOKEN_PATTERN.findall(body(create(admin, "Old bot", expiry="30")))[0]
+    token = ApiToken.get()
+    ApiToken.update(created_at=token.created_at - dt.timedelta(days=31),
+                    expires_at=token.expires_at - dt.timedelta(days=31)).execute()
+    form = body(admin.get(f"/settings/mcp/tokens/{token.id}/edit", htmx=True))
+    assert 'name="expiry"' not in form and "Rotate it to get a new secret" in form
+    r = admin.post(f"/settings/mcp/tokens/{token.id}", {"name": "Old bot", "expiry": "30"}, htmx=True)
+    assert r.status_code == 422 and "expiry cannot change" in body(r) and 'class="field-error"' in body(r)
+    assert status(ApiToken.get()) == "expired"
+    renamed = admin.post(f"/settings/mcp/tokens/{token.id}", {"name": "Older bot"}, htmx=True)
+    assert renamed.status_code == 200 and ApiToken.get().name == "Older bot" and status(ApiToken.get()) == "expired"
+    rotated = admin.post(f"/settings/mcp/tokens/{token.id}/rotate", htmx=True)
+    secret = TOKEN_PATTERN.findall(body(rotated))
+    assert len(secret) == 1 and secret[0] != first
+    assert ApiToken.get().expires_at > utcnow() + dt.timedelta(days=29)
+
+
+def test_sign_out_is_in_the_workspace_audit_log(admin):
+    admin.post("/sign-out")
+    admin.sign_in("admin@acme.example")
+    page = body(admin.get("/settings/audit/"))
+    assert "Signed out" in page
+
+
+@pytest.mark.parametrize("page", ["99999999999999999999", "-99999999999999999999", "9223372036854775807", "0", "x"])
+def test_audit_page_number_out_of_range_is_not_an_error(admin, page):
+    r = admin.get(f"/settings/audit/?page={page}")
+    assert r.status_code == 200 and "Audit log" in body(r)

@@ -1,0 +1,36 @@
+from peewee import CharField, DateTimeField, ForeignKeyField
+
+from poggio import WorkspaceModel, add_search_terms, bulk_insert, reserve_ids, utcnow
+from poggio_accounts import Account
+
+SEARCH_KIND = "contact"
+
+
+class Contact(WorkspaceModel):
+    account = ForeignKeyField(Account, null=True, on_delete="SET NULL", backref="+")
+    email = CharField(max_length=254)
+    first_name = CharField(max_length=100, default="")
+    last_name = CharField(max_length=100, default="")
+    title = CharField(max_length=150, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("workspace", "email"), True),
+            (("workspace", "last_name", "first_name", "id"), False),
+            (("account", "last_name", "first_name", "id"), False),
+        )
+
+
+def insert_contacts(workspace_id: int, rows: list[dict], now=None) -> None:
+    """Bulk-insert contact dicts (``account`` is an id or None) and index them for search, in the
+    caller's write transaction."""
+    now = now or utcnow()
+    ids = reserve_ids(Contact, len(rows))
+    columns = (Contact.id, Contact.workspace, Contact.account, Contact.email, Contact.first_name, Contact.last_name,
+               Contact.title, Contact.created_at)
+    bulk_insert(Contact, columns, [
+        (i, workspace_id, r.get("account"), r["email"], r.get("first_name", ""), r.get("last_name", ""),
+         r.get("title", ""), now) for i, r in zip(ids, rows, strict=True)])
+    add_search_terms(SEARCH_KIND, workspace_id, (
+        (i, (r.get("first_name"), r.get("last_name"), r["email"], r.get("title"))) for i, r in zip(ids, rows, strict=True)))

@@ -1,0 +1,66 @@
+from collections import defaultdict
+from decimal import Decimal
+
+from peewee import CharField, DateField, DateTimeField, DecimalField, ForeignKeyField, IntegerField
+
+from poggio import WorkspaceModel, bulk_insert, utcnow
+from poggio_accounts import Account
+
+STAGES = ("prospecting", "qualification", "proposal", "negotiation", "won", "lost")
+OPEN_STAGES = STAGES[:4]
+
+
+class Opportunity(WorkspaceModel):
+    """A deal. Written only through :func:`insert_opportunities`, which keeps :class:`RevenueDay`."""
+
+    account = ForeignKeyField(Account, on_delete="CASCADE", backref="+")
+    name = CharField(max_length=200)
+    stage = CharField(max_length=20)
+    amount = DecimalField(max_digits=14, decimal_places=2)
+    currency = CharField(max_length=3)
+    close_date = DateField()
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("workspace", "close_date", "id"), False),
+            (("account", "close_date", "id"), False),
+            (("workspace", "stage", "close_date"), False),
+        )
+
+
+class RevenueDay(WorkspaceModel):
+    """Count and amount of the workspace's opportunities per currency, stage and close date: what the
+    workspace-wide revenue summary adds up (a few thousand rows, however many opportunities)."""
+
+    currency = CharField(max_length=3)
+    stage = CharField(max_length=20)
+    close_date = DateField()
+    count = IntegerField()
+    amount = DecimalField(max_digits=18, decimal_places=2)
+
+    class Meta:
+        indexes = ((("workspace", "currency", "stage", "close_date"), True),)
+
+
+def insert_opportunities(workspace_id: int, rows: list[dict], now) -> None:
+    """Insert opportunity dicts (no workspace key) and add them to the day totals, in the caller's
+    transaction: the one way opportunities are written, so the totals always match them."""
+    columns = (Opportunity.workspace, Opportunity.account, Opportunity.name, Opportunity.stage, Opportunity.amount,
+               Opportunity.currency, Opportunity.close_date, Opportunity.created_at)
+    bulk_insert(Opportunity, columns, [
+        (workspace_id, r["account"], r["name"], r["stage"], r["amount"], r["currency"], r["close_date"], now)
+        for r in rows])
+    days: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
+    for r in rows:
+        total = days[(r["currency"], r["stage"], r["close_date"])]
+        total[0] += 1
+        total[1] += Decimal(r["amount"])
+    # the day totals: an upsert that adds to what is stored (several imports may add to one day)
+    bulk_insert(RevenueDay, (RevenueDay.workspace, RevenueDay.currency, RevenueDay.stage, RevenueDay.close_date,
+                             RevenueDay.count, RevenueDay.amount),
+                [(workspace_id, currency, stage, day, count, amount)
+                 for (currency, stage, day), (count, amount) in days.items()],
+                on_conflict='ON CONFLICT ("workspace_id", "currency", "stage", "close_date") DO UPDATE SET '
+                            '"count" = "revenue_day"."count" + excluded."count", '
+                            '"amount" = "revenue_day"."amount" + excluded."amount"')
