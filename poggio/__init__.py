@@ -29,7 +29,7 @@ from poggio.packs import (  # noqa: E402
 )
 from poggio.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
 from poggio.prepared import Prepared, slot  # noqa: E402
-from poggio.search import add_search_terms, search_page  # noqa: E402
+from poggio.search import add_search_terms, query_words, search_page  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -40,6 +40,6 @@ __all__ = [
     # paged list tools
     "Limit", "Cursor", "Page", "page_text", "keyset_page",
     # data: models, queries, search, CSV import
-    "WorkspaceModel", "utcnow", "writing", "Prepared", "slot", "add_search_terms", "search_page", "CsvKind",
+    "WorkspaceModel", "utcnow", "writing", "Prepared", "slot", "add_search_terms", "search_page", "query_words", "CsvKind",
     "bulk_insert", "reserve_ids", "existing_keys",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from peewee import SQL, CharField, IntegerField, Tuple, fn
@@ -22,6 +22,7 @@ from peewee import SQL, CharField, IntegerField, Tuple, fn
 from poggio.models import WorkspaceModel
 from poggio.packs import ToolContext
 from poggio.paging import keyset_page
+from poggio.prepared import Prepared, slot
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_TERM = 40
@@ -77,29 +78,46 @@ def query_words(text: str | None) -> list[str]:
     return list(dict.fromkeys(words(text)))[:MAX_QUERY_WORDS]
 
 
-def _starts_with(term, word: str):
+def _starts_with(term, word):
+    """``term`` starts with ``word``: a str, or a :class:`_Word` (the name of two slots)."""
+    if isinstance(word, _Word):
+        return (term >= slot(word.name)) & (term < slot(word.name + "_top"))
     return (term >= word) & (term < word + _TOP)
 
 
+class _Word:
+    """A query word in a prepared search: the slots ``name`` and ``name_top`` bound at each run."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+def _word_values(name: str, word: str) -> dict[str, str]:
+    return {name: word, name + "_top": word + _TOP}
+
+
+_PREPARED: dict[tuple, Prepared] = {}  # search shapes compiled once (a shape fixes the SQL, values vary)
+
+
 COUNT_CAP = 2000
+_COUNT = Prepared(lambda: SearchTerm.select(fn.COUNT(SQL("*"))).from_(
+    SearchTerm.select(SearchTerm.ref_id)
+    .where((SearchTerm.workspace == slot("workspace")) & (SearchTerm.kind == slot("kind"))
+           & _starts_with(SearchTerm.term, _Word("_w")))
+    .limit(COUNT_CAP)).tuples())
 
 
 def _lead(kind: str, workspace_id: int, query: list[str]) -> int:
     """Which word's matches to walk: the one with the fewest (counted up to ``COUNT_CAP``), the longest on a tie."""
     if len(query) == 1:
         return 0
-    counts = [
-        SearchTerm.select(SearchTerm.ref_id)
-        .where((SearchTerm.workspace == workspace_id) & (SearchTerm.kind == kind) & _starts_with(SearchTerm.term, w))
-        .limit(COUNT_CAP)
-        .count()
-        for w in query
-    ]
+    counts = [_COUNT.first(workspace=workspace_id, kind=kind, **_word_values("_w", w))[0] for w in query]
     return min(range(len(query)), key=lambda i: (counts[i], -len(query[i]), i))
 
 
 def search_page(ctx: ToolContext, query, id_field, kind: str, text: str | None, filters: dict[str, Any],
-                cursor: str | None, limit: int, order: list, narrow: bool = False):
+                cursor: str | None, limit: int, order: list, narrow: bool = False,
+                prepared: tuple[Hashable, dict[str, Any]] | None = None):
     """One page of ``query`` (a select of ``id_field``'s model, already scoped to ``ctx.workspace_id``)
     for the search words in ``text``: ``(rows, next_cursor)``. ``filters`` are the call's other
     arguments (a cursor is refused by a call with other filters or other words).
@@ -116,6 +134,11 @@ def search_page(ctx: ToolContext, query, id_field, kind: str, text: str | None, 
     When ``query``'s own filters already leave few rows (``narrow``, e.g. the contacts of one
     account), it goes the other way: those rows, each checked for the words. A cursor carries the
     word walked, so the next page walks the same one even if the counts changed meanwhile.
+
+    ``prepared``: ``(shape, values)`` when ``query`` is built with :func:`poggio.slot` placeholders
+    for ``values``, and ``shape`` (hashable, unique to the tool) names everything else that changes
+    its SQL (which filters apply). A search of that shape is then compiled to SQL once and run with
+    new values (compiling was most of a search's cost); without it, every search is compiled anew.
     """
     wanted = query_words(text)
     filters = {**filters, "search words": wanted}
@@ -130,36 +153,55 @@ def search_page(ctx: ToolContext, query, id_field, kind: str, text: str | None, 
     else:
         ctx.decode_cursor("x.y", filters)  # raises the standard cursor error
 
-    def has(word: str, alias: str, ref):
+    def has(word, alias: str, ref):
         other = SearchTerm.alias(alias)
         return fn.EXISTS(other.select(SQL("1")).where(
             (other.kind == kind) & (other.ref_id == ref) & _starts_with(other.term, word)))
 
-    word = wanted[lead]
-    if narrow:
-        first = SearchTerm.alias("match")
-        term = first.select(fn.MIN(first.term)).where(
-            (first.kind == kind) & (first.ref_id == id_field) & _starts_with(first.term, word))
-        ref = id_field
-        q = query.select_extend(term.alias("match_term")).where(has(word, "lead", ref))
-    else:
-        match = SearchTerm.alias("match")
-        earlier = SearchTerm.alias("earlier")
-        term = match.term
-        ref = match.ref_id
-        q = (query.join_from(id_field.model, match, on=(match.ref_id == id_field), attr="match")
-             .select_extend(match.term.alias("match_term"))
-             .where((match.workspace == ctx.workspace_id) & (match.kind == kind) & _starts_with(match.term, word)
-                    # a row with several words in the range ("ada adams" for "ad") comes once, under the first
-                    & ~fn.EXISTS(earlier.select(SQL("1")).where(
-                        (earlier.kind == kind) & (earlier.ref_id == match.ref_id)
-                        & (earlier.term >= word) & (earlier.term < match.term)))))
-    for i, other in enumerate(wanted):
-        if i != lead:
-            q = q.where(has(other, f"also{i}", ref))
+    def build():
+        word = _Word(f"_w{lead}")
+        if narrow:
+            first = SearchTerm.alias("match")
+            term = first.select(fn.MIN(first.term)).where(
+                (first.kind == kind) & (first.ref_id == id_field) & _starts_with(first.term, word))
+            ref = id_field
+            q = query.select_extend(term.alias("match_term")).where(has(word, "lead", ref))
+        else:
+            match = SearchTerm.alias("match")
+            earlier = SearchTerm.alias("earlier")
+            term = match.term
+            ref = match.ref_id
+            q = (query.join_from(id_field.model, match, on=(match.ref_id == id_field), attr="match")
+                 .select_extend(match.term.alias("match_term"))
+                 .where((match.workspace == slot("_workspace")) & (match.kind == kind)
+                        & _starts_with(match.term, word)
+                        # a row with several words in the range ("ada adams" for "ad") comes once, under the first
+                        & ~fn.EXISTS(earlier.select(SQL("1")).where(
+                            (earlier.kind == kind) & (earlier.ref_id == match.ref_id)
+                            & (earlier.term >= slot(word.name)) & (earlier.term < match.term)))))
+        for i in range(len(wanted)):
+            if i != lead:
+                q = q.where(has(_Word(f"_w{i}"), f"also{i}", ref))
+        if position is not None:
+            q = q.where(Tuple(term, ref) > Tuple(slot("_after_term"), slot("_after_id")))
+        return q.order_by(term, ref).limit(slot("_limit"))
+
+    values = {"_workspace": ctx.workspace_id, "_limit": limit + 1}
+    for i, w in enumerate(wanted):
+        values.update(_word_values(f"_w{i}", w))
     if position is not None:
-        q = q.where(Tuple(term, ref) > Tuple(position[1], position[2]))
-    rows = list(q.order_by(term, ref).limit(limit + 1))
+        values.update(_after_term=position[1], _after_id=position[2])
+    if prepared is None:
+        search = Prepared(build)
+    else:
+        shape = (prepared[0], kind, id_field, narrow, len(wanted), lead, position is not None)
+        search = _PREPARED.get(shape)
+        if search is None:
+            search = Prepared(build)
+            if len(_PREPARED) < 4096:
+                _PREPARED[shape] = search
+        values.update(prepared[1])
+    rows = search.all(**values)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -8,7 +8,20 @@ from typing import Annotated, Any
 from peewee import fn
 from pydantic import BaseModel, Field
 
-from poggio import Cursor, Limit, Page, ToolContext, ToolError, ToolResult, hookimpl, page_text, search_page, tool
+from poggio import (
+    Cursor,
+    Limit,
+    Page,
+    ToolContext,
+    ToolError,
+    ToolResult,
+    hookimpl,
+    page_text,
+    query_words,
+    search_page,
+    slot,
+    tool,
+)
 from poggio_accounts.hookspecs import ProfileSection
 from poggio_accounts.models import SEARCH_KIND, Account, find_account, normalise_domain
 
@@ -62,16 +75,23 @@ def search_accounts(
     """Search the workspace's accounts (companies) by name or domain, with optional filters.
     With a query, the closest matches come first (a word equal to a query word before longer
     words); without one, accounts are ordered by name. Use next_cursor to page."""
-    q = Account.select().where(Account.workspace == ctx.workspace_id)
-    if industry:
-        q = q.where(fn.LOWER(Account.industry) == industry.strip().lower())
-    if country:
-        q = q.where(Account.country == country.upper())
-    if min_employees is not None:
-        q = q.where(Account.employees >= min_employees)
     filters = {"industry": (industry or "").strip().lower(), "country": (country or "").upper(), "min": min_employees}
+    # with search words the query is built with slots: each shape (which filters apply) is compiled
+    # to SQL once; without, it is a keyset page in name order, built as is
+    values = {"workspace": ctx.workspace_id, "industry": filters["industry"], "country": filters["country"],
+              "min": min_employees}
+    prepared = bool(query_words(query))
+    value = slot if prepared else values.__getitem__
+    q = Account.select().where(Account.workspace == value("workspace"))
+    if industry:
+        q = q.where(fn.LOWER(Account.industry) == value("industry"))
+    if country:
+        q = q.where(Account.country == value("country"))
+    if min_employees is not None:
+        q = q.where(Account.employees >= value("min"))
+    shape = ("search_accounts", bool(industry), bool(country), min_employees is not None)
     rows, next_cursor = search_page(ctx, q, Account.id, SEARCH_KIND, query, filters, cursor, limit,
-                                    order=[Account.name, Account.id])
+                                    order=[Account.name, Account.id], prepared=(shape, values) if prepared else None)
     page = AccountPage(items=[AccountOut.of(a) for a in rows], next_cursor=next_cursor)
     return ToolResult(page, page_text(page, _line, "account", first=cursor is None))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from peewee import JOIN, fn
+from peewee import JOIN, OP, SQL, Expression, NodeList, Value, fn
 from pydantic import BaseModel, Field
 
 from poggio import (
@@ -17,6 +17,7 @@ from poggio import (
     ToolResult,
     hookimpl,
     page_text,
+    query_words,
     search_page,
     slot,
     tool,
@@ -68,19 +69,31 @@ def search_contacts(
     """Search the workspace's contacts (people at accounts) by name, e-mail or title, optionally at
     one account. With a query, the closest matches come first (a word equal to a query word before
     longer words); without one, contacts are ordered by last name. Use next_cursor to page."""
-    q = _with_account().where(Contact.workspace == ctx.workspace_id)
+    words = f"{query} {title}" if title else query
+    # with search words the query is built with slots: each shape (which filters apply) is compiled
+    # to SQL once; without, it is a keyset page in name order, built as is
+    prepared = bool(query_words(words))
+    wanted_title = (title or "").strip().lower()
+    values = {"workspace": ctx.workspace_id, "account": account_id(ctx, account_domain) if account_domain else None,
+              "title": wanted_title,
+              "title_like": "%" + wanted_title.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"}
+    value = slot if prepared else values.__getitem__
+    q = _with_account().where(Contact.workspace == value("workspace"))
     if account_domain:
-        q = q.where(Contact.account == account_id(ctx, account_domain))
-    words = query
+        q = q.where(Contact.account == value("account"))
     if title:
-        q = q.where(fn.LOWER(Contact.title).contains(title.strip().lower()))
-        # the title's words go through the word index too, so a title few contacts hold is found
-        # without reading every contact; the check above keeps the exact ones
-        words = f"{query} {title}"
+        # the title's words go through the word index too (``words``), so a title few contacts hold
+        # is found without reading every contact; this check keeps the exact ones
+        if prepared:  # what contains() writes for a str: the pattern escaped, with its ESCAPE clause
+            q = q.where(Expression(fn.LOWER(Contact.title), OP.ILIKE,
+                                   NodeList((slot("title_like"), SQL("ESCAPE"), Value("\\", converter=False)))))
+        else:
+            q = q.where(fn.LOWER(Contact.title).contains(values["title"]))
     filters = {"account": normalise_domain(account_domain or ""), "title": (title or "").strip().lower()}
+    shape = ("search_contacts", bool(account_domain), bool(title))
     rows, next_cursor = search_page(ctx, q, Contact.id, SEARCH_KIND, words, filters, cursor, limit,
                                     order=[Contact.last_name, Contact.first_name, Contact.id],
-                                    narrow=bool(account_domain))
+                                    narrow=bool(account_domain), prepared=(shape, values) if prepared else None)
     page = ContactPage(items=[ContactOut.of(c) for c in rows], next_cursor=next_cursor)
     return ToolResult(page, page_text(page, _line, "contact", first=cursor is None))
 
