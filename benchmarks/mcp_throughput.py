@@ -164,7 +164,8 @@ def main() -> None:
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "mcp_server.app:create_app", "--factory", "--port", str(b_port),
              "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
-            cwd=args.before, env={**env, "PYTHONPATH": str(args.before.resolve())}, **quiet))
+            cwd=args.before, env={**env, "PYTHONPATH": os.pathsep.join(  # the checkout and its packs (plugins/)
+                str(p) for p in (args.before.resolve(), args.before.resolve() / "plugins"))}, **quiet))
     try:
         if args.before:
             wait(f"http://127.0.0.1:{b_port}/healthz", procs[3])

@@ -134,7 +134,7 @@ def bulk(accounts: int, demo_size: int, folder: Path, url: str, key: str, code: 
     """Seconds of each bulk write and its rate: the imports into a fresh workspace, then the demo."""
     env = {**os.environ, "POGGIO_INSTANCE_PATH": str(folder), "POGGIO_DATABASE_URL": url, "POGGIO_SECRET_KEY": key}
     if code is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(code.resolve()), *os.environ.get("PYTHONPATH", "").split(os.pathsep)[1:]])
+        env["PYTHONPATH"] = os.pathsep.join([str(code.resolve()), str(code.resolve() / "plugins")])  # and its packs
     run = lambda *a: subprocess.run([sys.executable, "-m", "poggio", *a], env=env, check=True,  # noqa: E731
                                     capture_output=True, text=True, cwd=code or Path(__file__).parent.parent)
     run("db", "upgrade")

@@ -1,8 +1,10 @@
 """Tool packs' tools as MCP tools, bound per request to the caller's workspace and pack scope.
 
-One :class:`MCPServer` holds every loaded pack's tools. Each tool is wrapped so that it runs in a
-worker thread (peewee is synchronous; the event loop keeps serving other requests) with a database
-connection, a per-call timeout and the :class:`poggio.ToolContext` of the calling token. The
+One :class:`MCPServer` holds every loaded pack's tools. Each tool is wrapped so that it runs with a
+database connection, a per-call timeout and the :class:`poggio.ToolContext` of the calling token: on
+SQLite on the event loop (an in-process read costs less than the hop to a thread; the statement
+deadline stops its SQL at the timeout), on PostgreSQL or when the tool says ``thread=True`` in a
+worker thread (the event loop keeps serving other requests meanwhile). The
 :class:`ScopeMiddleware` hides tools outside a token's packs from ``tools/list``, refuses calls to
 them, and counts every request for the token's usage.
 """
