@@ -226,6 +226,9 @@ def main() -> None:
         poggio_log.close()
         logged = (tmp / "poggio-mcp.log").read_text(errors="replace")
         print(f"Poggio's log: {logged.count(' ERROR ')} ERROR lines, {logged.count('Traceback')} tracebacks")
+        if "Traceback" in logged:  # the first one, to say what went wrong
+            start = logged.index("Traceback")
+            print(logged[max(0, start - 300):start + 3000])
         if schema:
             conn.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -149,11 +149,15 @@ class LeanPath:
                 message = None
                 break
         body = b"".join(chunks)
-        try:
-            if message is not None or size > self.max_body:
-                raise Decline
-            answer = await self._answer(scope, body)
-        except Decline:
+        if message is not None and message["type"] == "http.disconnect":
+            return  # the client went away before its request was whole: no one to answer
+        answer = None
+        if message is None and size <= self.max_body:
+            try:
+                answer = await self._answer(scope, body)
+            except Decline:
+                pass
+        if answer is None:  # outside the except block: the SDK's own errors do not chain to Decline
             self.declined.inc()
             return await self.sdk_app(scope, _replay(body, message, receive), send)
         self.served.inc()
