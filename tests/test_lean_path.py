@@ -297,3 +297,24 @@ def test_sdk_adapter_matches_the_installed_sdk(instance):
     other = MCPServer("x", middleware=[Unknown(), ScopeMiddleware(registry, UsageRecorder(), Metrics([]))])
     with pytest.raises(RuntimeError, match="does not know the SDK middleware"):
         SdkAdapter(other)
+
+
+def test_a_client_gone_mid_body_leaves_no_traceback(pair):
+    """A connection cut before the body is whole (wrk stopping, a client timing out) is nobody's
+    error: no answer, and no traceback in the log (the SDK's handling of it logged two)."""
+    import socket
+    import time
+
+    lean, _, tokens = pair
+    body = json.dumps(request("tools/list")[0]).encode()
+    head = (f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{lean.port}\r\nAuthorization: Bearer {tokens['full']}\r\n"
+            f"Content-Type: application/json\r\nAccept: {ACCEPT}\r\nContent-Length: {len(body) + 50}\r\n\r\n")
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", lean.port)) as conn:
+            conn.sendall(head.encode() + body)
+            time.sleep(0.1)
+    time.sleep(0.5)
+    assert "Traceback" not in lean.log() and " ERROR " not in lean.log()
+    assert httpx.post(lean.mcp_url, content=body, headers={
+        "Authorization": f"Bearer {tokens['full']}", "Content-Type": "application/json", "Accept": ACCEPT,
+        "MCP-Protocol-Version": LEGACY}).status_code == 200
