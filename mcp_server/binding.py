@@ -39,6 +39,7 @@ from mcp_types import (
 from mcp_server.auth import Principal, current_principal
 from mcp_server.metrics import Metrics
 from poggio import ToolContext, __version__
+from poggio.activity import METHOD_LABELS
 from poggio.db import database, statement_deadline
 from poggio.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
 from poggio.plugins import PackRegistry
@@ -59,14 +60,14 @@ INSTRUCTIONS = (
 
 # Methods whose usage is counted under their own name; every other method name a caller sends is
 # counted as "other", so junk method names cannot add rows to the usage table.
-COUNTED_METHODS = frozenset({"initialize", "ping", "tools/list", "server/discover"})
+COUNTED_METHODS = frozenset(METHOD_LABELS[:4])
 OTHER = "other"
 NO_SUCH_THING = {
     "prompts/get": (INVALID_PARAMS, "Unknown prompt: this server offers tools only, no prompts"),
     "resources/subscribe": (METHOD_NOT_FOUND, "Method not found: this server offers no resources to subscribe to"),
     "resources/unsubscribe": (METHOD_NOT_FOUND, "Method not found: this server offers no resources to subscribe to"),
 }
-UNKNOWN_TOOL = "tools/call:unknown"
+UNKNOWN_TOOL = METHOD_LABELS[5]
 
 # Set by ScopeMiddleware for each request: a tool call that times out says so here, so the request is
 # recorded as timed_out rather than as any tool error (the SDK turns both into the same result).

@@ -22,6 +22,9 @@ from poggio.db import database, utcnow, writing
 from poggio.errors import InvalidInput
 from poggio.models import Activity, ApiToken, OAuthClient, OAuthGrant, Workspace
 
+# MCP methods counted under their own name (every other method is "other"; an unknown tool
+# "tools/call:unknown"): the names a record's ``tool`` takes besides the installed tools
+METHOD_LABELS = ("initialize", "ping", "tools/list", "server/discover", "other", "tools/call:unknown")
 OUTCOMES = ("ok", "tool_error", "refused", "rate_limited", "timed_out")
 KINDS = ("token", "grant")
 FORMATS = ("jsonl", "csv")
