@@ -53,7 +53,8 @@ def render_activity(workspace, kind=None, subject_id=None, endpoint="activity.wo
     try:
         rows, next_cursor = record.page(workspace, filters, request.args.get("cursor"))
     except InvalidInput as exc:
-        rows, next_cursor, problem = *record.page(workspace, filters), f"{exc.field}: {exc.message}"
+        rows, next_cursor = record.page(workspace, filters)
+        problem = "; ".join(p for p in (problem, f"{exc.field}: {exc.message}") if p)
     names = record.subject_names(workspace.id) if kind is None else {(kind, subject_id): subject.name if kind == "token" else subject.client.name}
     query = {k: v for k, v in request.args.items() if k in ("tool", "outcome", "since", "until") and v}
     context = {
