@@ -247,8 +247,9 @@ def rotate_token(workspace, token_id):
     except InvalidInput as exc:
         return render_template("error.html", code=409, message=exc.message), 409
     if request.htmx:
-        body = render_template("settings/_token_created.html", issued=issued, rotated=True) + render_template(
-            "settings/_token_row.html", row=_row(issued.token), oob=True)
+        # a <tr> swapped out of band must come in a <template>, or the HTML parser drops it outside a table
+        body = render_template("settings/_token_created.html", issued=issued, rotated=True) + "<template>" + render_template(
+            "settings/_token_row.html", row=_row(issued.token), oob=True) + "</template>"
         return make_response(body, 200)
     return render_page(workspace, 200, issued=issued, rotated=True)
 
