@@ -135,15 +135,6 @@ def page(workspace: Workspace | int, filters: Filters, cursor: str | None = None
     return rows, (encode_cursor(rows[-1]) if more and rows else None)
 
 
-def tools_seen(workspace: Workspace | int, filters: Filters | None = None, limit: int = 100) -> list[str]:
-    """Tool names for the filter's choices: the installed tools and methods, which the caller adds, plus
-    whatever the newest rows carry (a bounded read)."""
-    filters = filters or Filters()
-    rows = _newest_first(int(getattr(workspace, "id", workspace)), Filters(kind=filters.kind, subject_id=filters.subject_id),
-                         None, 2000)
-    return sorted({r.tool for r in rows})[:limit]
-
-
 def subject_names(workspace_id: int) -> dict[tuple[str, int], str]:
     """(kind, id) -> a name an admin recognises, for every token and connected app of the workspace."""
     names = {("token", i): n for i, n in

@@ -43,8 +43,9 @@ def _filters(kind=None, subject_id=None) -> tuple[record.Filters, str | None]:
 
 
 def _tool_choices(workspace, filters: record.Filters) -> list[str]:
+    """The installed tools and the method names (and the one filtered by, if it is neither)."""
     installed = [t.name for t in core()["registry"].tools()]
-    return sorted(set(installed) | set(record.METHOD_LABELS) | set(record.tools_seen(workspace, filters)))
+    return sorted(set(installed) | set(record.METHOD_LABELS) | ({filters.tool} if filters.tool else set()))
 
 
 def render_activity(workspace, kind=None, subject_id=None, endpoint="activity.workspace_activity", **args):
