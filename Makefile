@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast install system-deps node-tools clean
+.PHONY: run test test-fast lint install system-deps node-tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,12 +31,16 @@ system-deps:
 node-tools:
 	bash scripts/node/ensure-node.sh
 
-## The whole suite: unit, MCP end to end on SQLite and PostgreSQL, portal in Chromium, real MCP clients, reliability.
-test: install system-deps node-tools
+## The linter (ruff, configured in pyproject.toml).
+lint: install
+	$(PY) -m ruff check .
+
+## The whole suite: lint, unit, MCP end to end on SQLite and PostgreSQL, portal in Chromium, real MCP clients, reliability.
+test: install system-deps node-tools lint
 	$(PY) -m pytest
 
 ## Quick loop while developing: no browser, no Node clients, no long reliability runs, no PostgreSQL or Redis.
-test-fast: install
+test-fast: install lint
 	$(PY) -m pytest -m "not browser and not clients and not slow and not postgres and not redis"
 
 clean:

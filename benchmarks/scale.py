@@ -46,9 +46,9 @@ def cases(rng: random.Random, workspace_id: int) -> list[tuple[str, str, list[di
     """(label, tool, argument sets) drawn from the data."""
     from peewee import fn
 
-    from plugins.accounts.models import Account
-    from plugins.contacts.models import Contact
     from poggio.search import SearchTerm
+    from poggio_accounts.models import Account
+    from poggio_contacts.models import Contact
 
     def sample(query, n=50):
         return [row for (row,) in query.order_by(fn.RANDOM()).limit(n).tuples()]
@@ -75,7 +75,7 @@ def cases(rng: random.Random, workspace_id: int) -> list[tuple[str, str, list[di
         ("search_contacts two words", "search_contacts", [{"query": f"{f} {last}"} for f, last, _ in people]),
         ("search_contacts at an account", "search_contacts", [{"account_domain": d} for d in domains]),
         ("search_contacts word at an account", "search_contacts",
-         [{"query": f, "account_domain": d} for (f, _, _), d in zip(people, domains)]),
+         [{"query": f, "account_domain": d} for (f, _, _), d in zip(people, domains, strict=False)]),
         # the walk's worst case: every word common, the three together rare (~1 in 900 contacts)
         ("search_contacts 3 common words", "search_contacts", [{"query": f"{f} {last} {pick(common)}"} for f, last, _ in people]),
         ("get_contact (random e-mail)", "get_contact", [{"email": e} for _, _, e in people]),
@@ -88,7 +88,7 @@ def cases(rng: random.Random, workspace_id: int) -> list[tuple[str, str, list[di
 def measure(size: int, url: str, key: str, calls: int) -> dict[str, tuple[float, float, float]]:
     from poggio.db import bind, database
     from poggio.models import Workspace
-    from poggio.packs import CursorCodec, ToolContext, ToolError
+    from poggio.packs import CursorCodec, ToolError
     from poggio.plugins import PackRegistry
 
     db = bind(url)
@@ -99,8 +99,7 @@ def measure(size: int, url: str, key: str, calls: int) -> dict[str, tuple[float,
         rng = random.Random(size)
         for label, tool, arguments in cases(rng, workspace_id):
             spec = registry.tool(tool)
-            ctx = ToolContext(workspace_id=workspace_id, token_id=None, packs=None, registry=registry,
-                              cursors=CursorCodec(key.encode()), tool_name=tool)
+            ctx = registry.tool_context(CursorCodec(key.encode()), workspace_id, None, None, tool)
             times = []
             for i in range(calls + 10):
                 args = arguments[i % len(arguments)]

@@ -20,25 +20,27 @@ import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 from mcp.shared.exceptions import MCPError
-from mcp_types import CLIENT_INFO_META_KEY, INVALID_PARAMS, METHOD_NOT_FOUND
-from pydantic import ConfigDict, ValidationError, create_model
 from mcp_types import (
+    CLIENT_INFO_META_KEY,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
     AudioContent,
     BlobResourceContents,
     CallToolResult,
     ContentBlock,
-    Result,
     EmbeddedResource,
     ImageContent,
     ListToolsResult,
+    Result,
     TextContent,
     TextResourceContents,
     ToolAnnotations,
 )
+from pydantic import ConfigDict, ValidationError, create_model
 
 from mcp_server.auth import Principal, current_principal
 from mcp_server.metrics import Metrics
-from poggio import ToolContext, __version__
+from poggio import __version__
 from poggio.activity import METHOD_LABELS
 from poggio.db import database, statement_deadline
 from poggio.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
@@ -50,13 +52,6 @@ log = logging.getLogger(__name__)
 
 # how long a tool call's SQL may run on after the call's timeout answered the caller
 STATEMENT_GRACE = 1.0
-
-INSTRUCTIONS = (
-    "Poggio is a sales workspace. These tools read the accounts (companies), contacts and revenue "
-    "(opportunities) of the workspace the API token belongs to. Start with search_accounts or "
-    "get_account(domain) for everything known about one account."
-)
-
 
 # Methods whose usage is counted under their own name; every other method name a caller sends is
 # counted as "other", so junk method names cannot add rows to the usage table.
@@ -175,8 +170,7 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
         token = principal.token
         if token.packs is not None and spec.pack not in token.packs:
             raise MCPToolError(f"Tool {spec.name} is not available to this token")
-        ctx = ToolContext(workspace_id=token.workspace_id, token_id=token.token_id, packs=token.packs,
-                          registry=registry, cursors=cursors, tool_name=spec.name)
+        ctx = registry.tool_context(cursors, token.workspace_id, token.token_id, token.packs, spec.name)
 
         def run() -> ToolResult:
             # past the timeout the caller has its answer and this thread is abandoned: its SQL is
@@ -334,7 +328,7 @@ def build_server(settings: Settings, registry: PackRegistry, recorder: UsageReco
         name=settings.product_name,
         title=settings.product_name,
         version=__version__,
-        instructions=INSTRUCTIONS,
+        instructions=registry.instructions(settings.product_name),
         middleware=[ScopeMiddleware(registry, recorder, metrics)],
         log_level="WARNING",
         subscriptions=False,  # no subscriptions/listen: nothing here ever changes or notifies

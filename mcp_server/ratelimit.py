@@ -13,8 +13,8 @@ import time
 
 from limits import parse
 from limits.aio.storage import MemoryStorage
-from limits.storage import storage_from_string
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
 
 
 class TokenRateLimit:

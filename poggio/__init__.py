@@ -1,27 +1,42 @@
-"""Poggio's core: settings, database, models, tokens, and the plugin API that tool packs use."""
+"""Poggio's core: settings, database, models, tokens, and the API that tool packs build on.
+
+Everything a tool pack may use is importable from here (``__all__``); a pack imports nothing else of
+the core. README.md's "Writing a tool pack" documents each name and every hook.
+"""
 
 import pluggy
 
 __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("poggio")
+hookspec = pluggy.HookspecMarker("poggio")
 
-from poggio.packs import (  # noqa: E402  (hookimpl first: packs import it from here)
+from poggio.db import utcnow, writing  # noqa: E402  (hookimpl and hookspec first: the modules below import them)
+from poggio.models import WorkspaceModel  # noqa: E402
+from poggio.money import format_money  # noqa: E402
+from poggio.packs import (  # noqa: E402
     Audio,
     CsvKind,
     Image,
     PackInfo,
-    ProfileSection,
     Resource,
     ToolContext,
     ToolError,
     ToolResult,
     tool,
 )
-from poggio.money import format_money  # noqa: E402
-
+from poggio.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
+from poggio.prepared import Prepared, slot  # noqa: E402
+from poggio.search import add_search_terms, search_page  # noqa: E402
 
 __all__ = [
-    "__version__", "hookimpl", "tool", "PackInfo", "ToolContext", "ToolError", "ToolResult",
-    "ProfileSection", "CsvKind", "Image", "Audio", "Resource", "format_money",
+    "__version__",
+    # declaring a pack and its hooks
+    "hookimpl", "hookspec", "PackInfo",
+    # tools
+    "tool", "ToolContext", "ToolResult", "ToolError", "Image", "Audio", "Resource", "format_money",
+    # paged list tools
+    "Limit", "Cursor", "Page", "page_text", "keyset_page",
+    # data: models, queries, search, CSV import
+    "WorkspaceModel", "utcnow", "writing", "Prepared", "slot", "add_search_terms", "search_page", "CsvKind",
 ]

@@ -13,8 +13,8 @@ import csv
 import datetime as dt
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from peewee import Tuple
 
@@ -45,7 +45,7 @@ class Filters:
     until: dt.date | None = None
 
     @classmethod
-    def parse(cls, *, kind=None, subject_id=None, tool=None, outcome=None, since=None, until=None) -> "Filters":
+    def parse(cls, *, kind=None, subject_id=None, tool=None, outcome=None, since=None, until=None) -> Filters:
         """From form or command-line text; every bad value is an :class:`InvalidInput` naming it."""
         tool = (tool or "").strip()[:100] or None
         outcome = (outcome or "").strip() or None

@@ -44,7 +44,7 @@ class Actor:
         self.ip = ip
 
     @classmethod
-    def cli(cls) -> "Actor":
+    def cli(cls) -> Actor:
         return cls(label="cli")
 
 

@@ -446,13 +446,14 @@ def oauth_client_create(app: App, slug: str, name: str, packs: str | None) -> No
 
 # -- import, demo, packs ------------------------------------------------------------------------------
 @main.command("import")
-@click.argument("kind", type=click.Choice(["accounts", "contacts", "opportunities"]))
+@click.argument("kind")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--workspace", "slug", required=True)
 @pass_app
 @friendly_errors
 def import_command(app: App, kind: str, file: Path, slug: str) -> None:
-    """Import a CSV file: every row is checked first, then all are written, or none."""
+    """Import a CSV file of KIND (any kind the loaded packs import, as `poggio packs list` shows:
+    accounts, contacts, opportunities, ...): every row is checked first, then all are written, or none."""
     from poggio.csv_import import MAX_REPORTED, import_csv
 
     report = import_csv(app.registry, app.workspace(slug), kind, file.read_bytes(), Actor.cli())
@@ -497,6 +498,8 @@ def demo_command(app: App, slug: str, accounts: int, seed: int) -> None:
     for pack, bar in bars.items():
         if pack not in closed:
             bar.__exit__(None, None, None)
+    for pack, reason in result.failures.items():
+        click.echo(f"Tool pack {pack} failed to add demo data and was skipped: {reason}", err=True)
     if result.seeded:
         click.echo(f"Demo workspace {result.workspace.slug}: {accounts:,} accounts in {time.monotonic() - started:.1f}s.")
     else:
@@ -522,10 +525,31 @@ def packs_list(app: App) -> None:
         click.echo(f"{name} {pack.info.version}  {pack.info.title}: {pack.info.description}")
         for t in pack.tools:
             click.echo(f"    {t.name}{'' if read_only[t.name] else ' (writes)'}  {t.title}")
+        if pack.importers:
+            click.echo(f"    poggio import {' | '.join(i.kind for i in pack.importers)}")
     for name, reason in sorted(registry.errors.items()):
         click.echo(f"{name}  FAILED: {reason}")
     if not registry.packs and not registry.errors:
         click.echo("No tool packs installed.")
+
+
+@main.group()
+def pack() -> None:
+    """Writing a tool pack of your own."""
+
+
+@pack.command("new")
+@click.argument("name")
+@click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to create the project (default: ./poggio-NAME).")
+@friendly_errors
+def pack_new(name: str, directory: Path | None) -> None:
+    """Create a tool pack project NAME: pyproject.toml with the entry point, a tool, a test."""
+    from poggio.scaffold import create_pack
+
+    target = create_pack(name, directory or Path(f"poggio-{name.replace('_', '-')}"))
+    click.echo(f"Created the {name} tool pack in {target}. Next:\n"
+               f"  cd {target}\n  pip install -e '.[test]'\n  pytest\n  poggio packs list")
 
 
 # -- servers -----------------------------------------------------------------------------------------------

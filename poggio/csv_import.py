@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from dataclasses import dataclass
 
 from poggio import audit
 from poggio.audit import Actor
 from poggio.db import writing
-from poggio.errors import InvalidInput
+from poggio.errors import InvalidInput, PoggioError
 from poggio.models import Workspace
 from poggio.plugins import PackRegistry
+
+log = logging.getLogger(__name__)
 
 MAX_ROWS = 2_000_000
 MAX_REPORTED = 50
@@ -52,8 +55,8 @@ def read_rows(text: str, columns: tuple[str, ...]) -> list[tuple[int, dict[str, 
 def import_csv(registry: PackRegistry, workspace: Workspace, kind: str, data: bytes, actor: Actor) -> ImportReport:
     importer = registry.importer(kind)
     if importer is None:
-        kinds = sorted(i.kind for p in registry.packs.values() for i in p.importers)
-        raise InvalidInput("kind", f"unknown kind {kind!r}; one of {', '.join(kinds)}")
+        kinds = ", ".join(registry.kinds) or "none: no loaded pack imports CSV files"
+        raise InvalidInput("kind", f"unknown kind {kind!r}; the loaded packs import {kinds}")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -62,11 +65,18 @@ def import_csv(registry: PackRegistry, workspace: Workspace, kind: str, data: by
     shape_errors = [(line, "row", row["__error__"]) for line, row in rows if "__error__" in row]
     good = [(line, row) for line, row in rows if "__error__" not in row]
     with writing() as txn:
-        cleaned, errors = importer.validate(workspace.id, good)
-        errors = sorted(shape_errors + list(errors))
-        if errors:
+        try:
+            cleaned, errors = importer.validate(workspace.id, good)
+            errors = sorted(shape_errors + list(errors))
+            if errors:
+                txn.rollback()
+                return ImportReport(kind, len(rows), 0, errors)
+            written = importer.write(workspace.id, cleaned)
+        except Exception as exc:  # the pack's code failed, not the file: nothing is written
             txn.rollback()
-            return ImportReport(kind, len(rows), 0, errors)
-        written = importer.write(workspace.id, cleaned)
+            pack = registry.pack_of_kind(kind)
+            log.exception("tool pack %r failed to import %s", pack, kind)
+            raise PoggioError(f"the {pack} pack failed while importing {kind} ({type(exc).__name__}: {exc}); "
+                              "nothing was imported") from None
         audit.record("data.imported", actor, workspace, target=kind, rows=written)
     return ImportReport(kind, len(rows), written, [])

@@ -28,8 +28,8 @@ SQLITE_PRAGMAS = {
 
 # PostgreSQL sessions plan for data in memory or on SSD: random_page_cost 1.1, the usual setting for
 # both (the server's default of 4 is for spinning disks). With 4, PostgreSQL answered a search page by
-# reading and sorting every match instead of walking the word index to the first 21 (14 -> 0.9 ms at
-# 100k accounts). Given as a connection option, it costs nothing per request; a `-c` in the URL's own
+# reading and sorting every match instead of walking the word index to the first 21 (figures in
+# benchmarks/README.md). Given as a connection option, it costs nothing per request; a `-c` in the URL's own
 # `options` comes after it and wins.
 POSTGRES_OPTIONS = "-c random_page_cost=1.1"
 

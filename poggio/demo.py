@@ -1,16 +1,18 @@
-"""``poggio demo``: a deterministic demo workspace with an admin and realistic data from every pack."""
+"""``poggio demo``: a deterministic demo workspace with an admin and realistic data from every pack.
+
+Each pack seeds its own data (``poggio_seed_demo``) and says whether it did; one that already has data
+in the workspace leaves it as it is, and one that raises is reported while the others still seed."""
 
 from __future__ import annotations
 
 import random
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from poggio import workspaces
 from poggio.audit import Actor
 from poggio.models import Membership, User, Workspace
 from poggio.plugins import PackRegistry
-from poggio.search import SearchTerm
 
 DEMO_ADMIN = "admin@acme.example"
 DEMO_PASSWORD = "poggio-demo-admin"  # a demo login on a local install, printed by the command
@@ -22,6 +24,7 @@ class DemoResult:
     admin_email: str
     admin_password: str | None  # the login that works now; None once someone changed it
     seeded: bool
+    failures: dict[str, str] = field(default_factory=dict)
 
 
 def build(registry: PackRegistry, slug: str = "acme", accounts: int = 200, seed: int = 7,
@@ -37,10 +40,12 @@ def build(registry: PackRegistry, slug: str = "acme", accounts: int = 200, seed:
         workspaces.create_user(email, login, ws, "admin", actor, name="Demo Admin")
     elif not workspaces.check_password(workspaces.find_user(email), login):
         login = None  # someone changed it since: it is theirs, not ours to print
-    has_data = SearchTerm.select().where(SearchTerm.workspace == ws).exists()
-    if not has_data:
-        for name in registry.packs:
-            rng = random.Random(seed * 1_000_003 + zlib.crc32(name.encode()))
-            registry.call_pack(name, "poggio_seed_demo", workspace_id=ws.id, rng=rng, accounts=accounts,
-                               progress=lambda done, total, _n=name: progress(_n, done, total))
-    return DemoResult(ws, email, login, not has_data)
+    seeded, failures = False, {}
+    for name in registry.packs:  # dependency order: accounts before the packs that add to them
+        rng = random.Random(seed * 1_000_003 + zlib.crc32(name.encode()))
+        results = registry.call_each(
+            "poggio_seed_demo", packs={name}, workspace_id=ws.id, rng=rng, accounts=accounts,
+            progress=lambda done, total, _n=name: progress(_n, done, total),
+            on_error=lambda pack, exc: failures.__setitem__(pack, f"{type(exc).__name__}: {exc}"))
+        seeded = seeded or any(result is True for _, result in results)
+    return DemoResult(ws, email, login, seeded, failures)

@@ -1,25 +1,26 @@
-"""The hooks a Poggio tool pack implements. Every hook is optional except :func:`poggio_pack`.
+"""The hooks of the core: what every Poggio tool pack may implement. Only :func:`poggio_pack` is
+required.
 
 A pack is a module registered under the ``poggio`` entry-point group; its hook implementations are
-functions named like the hooks below and marked with ``@poggio.hookimpl``. The registry calls each
-pack's implementation on its own, so a pack that raises is reported and left out while the others
-keep working.
+functions named like the hooks below and marked with ``@poggio.hookimpl``. A pack may own hooks of
+its own (``PackInfo(hookspecs=...)``, e.g. the accounts pack's ``poggio_account_profile``). The
+registry calls each pack's implementation through pluggy one pack at a time, so a pack that raises
+is reported and left out while the others keep working. README.md's "Writing a tool pack" documents
+each hook; tests/test_hooks.py exercises each.
 """
 
 from __future__ import annotations
 
-import pluggy
-
-hookspec = pluggy.HookspecMarker("poggio")
+from poggio import hookspec
 
 
 @hookspec
 def poggio_pack():
-    """Declare the pack: return a :class:`poggio.PackInfo` (name, title, version, description,
-    and the names of the packs it requires, whose models it references).
+    """Declare the pack: return a :class:`poggio.PackInfo` (name, title, version, description, the
+    packs it requires, instructions for the LLM, the hooks it owns).
 
-    The name must match the entry point's name; it is what ``POGGIO_PACKS`` and a token's pack
-    restriction refer to."""
+    The name must match the entry point's name; it is what ``POGGIO_PACKS``, a token's pack
+    restriction and OAuth scopes (``NAME:read``) refer to."""
 
 
 @hookspec
@@ -31,8 +32,8 @@ def poggio_tools():
     pydantic ``Field(description=...)``) become the input schema. The return annotation, a pydantic
     model, becomes the output schema; the tool returns a :class:`poggio.ToolResult` with that model
     and a readable text rendering, optionally followed by attachments (:class:`poggio.Image`,
-    :class:`poggio.Audio`, :class:`poggio.Resource`). Tools run in a worker thread with a database connection open;
-    every query must be scoped by ``ctx.workspace_id``."""
+    :class:`poggio.Audio`, :class:`poggio.Resource`). Tools run in a worker thread with a database
+    connection open; every query must be scoped by ``ctx.workspace_id``."""
 
 
 @hookspec
@@ -43,25 +44,18 @@ def poggio_migrations():
 
 
 @hookspec
-def poggio_account_profile(ctx, account):
-    """Contribute a section to an account's profile, as ``get_account`` shows it.
-
-    ``account`` is the accounts pack's ``Account`` row, already scoped to ``ctx.workspace_id``.
-    Return a :class:`poggio.ProfileSection`, or ``None`` when the pack has nothing to say. Only packs
-    in the calling token's scope are asked."""
-
-
-@hookspec
 def poggio_seed_demo(workspace_id, rng, accounts, progress):
-    """Add deterministic demo data to a workspace.
+    """Add deterministic demo data to a workspace; return ``True`` when it added data, ``False`` when
+    the workspace already had data of this pack (leave it as it is then).
 
     ``rng`` is a :class:`random.Random` seeded for this pack alone; ``accounts`` is the number of
-    accounts the demo asks for (the accounts pack creates them, the others add data in proportion);
-    call ``progress(done, total)`` now and then. Use bulk inserts: ``accounts`` may be 1,000,000."""
+    accounts the demo asks for (a size: packs add data in proportion); call ``progress(done, total)``
+    now and then. Packs are seeded in dependency order. Use bulk inserts: ``accounts`` may be 1,000,000."""
 
 
 @hookspec
 def poggio_csv_importers():
     """Return the CSV kinds this pack imports: a list of :class:`poggio.CsvKind` (kind name,
     columns, a validator that checks every row and a writer that inserts the validated rows).
-    ``poggio import`` validates the whole file first and writes all rows or none."""
+    ``poggio import KIND`` takes every kind the loaded packs register; it validates the whole file
+    first and writes all rows or none."""

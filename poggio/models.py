@@ -34,6 +34,14 @@ class Workspace(BaseModel):
     allow_no_expiry = BooleanField(default=True)
 
 
+class WorkspaceModel(BaseModel):
+    """The base of a tool pack's models: each row belongs to one workspace (deleted with it), and every
+    query a tool makes is scoped by ``Model.workspace == ctx.workspace_id``. The table itself is
+    created by the pack's migrations."""
+
+    workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+
+
 class User(BaseModel):
     email = CharField(max_length=254, unique=True)
     name = CharField(max_length=200, default="")
@@ -87,10 +95,6 @@ class ApiToken(BaseModel):
     @property
     def allowed_ip_list(self) -> list[str]:
         return [p for p in (self.allowed_ips or "").split(",") if p]
-
-    @property
-    def pack_list(self) -> list[str] | None:
-        return None if self.packs is None else [p for p in self.packs.split(",") if p]
 
     @property
     def masked(self) -> str:

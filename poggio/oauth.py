@@ -171,7 +171,7 @@ class OAuthService:
         self.code_seconds = code_seconds
 
     @classmethod
-    def from_settings(cls, settings, known_packs: set[str] | None = None) -> "OAuthService":
+    def from_settings(cls, settings, known_packs: set[str] | None = None) -> OAuthService:
         return cls(settings.token_pepper, known_packs, settings.oauth_access_token_seconds)
 
     def _digest(self, secret: str) -> str:

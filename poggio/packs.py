@@ -1,5 +1,4 @@
-"""What a tool pack builds with: its declaration, tools, results, errors, cursors, profile sections
-and CSV kinds. Imported by packs (``from poggio import tool, ToolContext, ...``); imports no web
+"""What a tool pack builds with: its declaration, tools, results, errors, cursors and CSV kinds. Imported by packs (``from poggio import tool, ToolContext, ...``); imports no web
 framework and no MCP SDK: the MCP server turns these into MCP tools.
 """
 
@@ -12,22 +11,29 @@ import inspect
 import json
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel
-
-if TYPE_CHECKING:
-    from poggio.plugins import PackRegistry
 
 
 @dataclass(frozen=True)
 class PackInfo:
+    """A pack's declaration, returned by its ``poggio_pack`` hook.
+
+    ``requires``: the packs whose public names (and models) this one uses; it loads after them and is
+    left out without them. ``instructions``: a sentence or two for the LLM on when to use the pack's
+    tools; the MCP server's instructions are assembled from every loaded pack's. ``hookspecs``: a
+    module or class of functions marked with :data:`poggio.hookspec`: hooks this pack owns and
+    calls (:meth:`ToolContext.call_hook`), which other packs implement."""
+
     name: str
     title: str
     version: str
     description: str = ""
     requires: tuple[str, ...] = ()
+    instructions: str = ""
+    hookspecs: object | None = field(default=None, compare=False, repr=False)
 
 
 class ToolError(Exception):
@@ -93,8 +99,12 @@ class ToolSpec:
     output_model: type[BaseModel] | None
     pack: str = ""
 
-    def with_pack(self, pack: str) -> "ToolSpec":
+    def with_pack(self, pack: str) -> ToolSpec:
         return ToolSpec(**{**self.__dict__, "pack": pack})
+
+    def __call__(self, ctx: ToolContext, **arguments: Any) -> ToolResult:
+        """Run the tool as the MCP server does, without its argument checks (for tests)."""
+        return self.fn(ctx, **arguments)
 
 
 def tool(*, title: str, read_only: bool = True, idempotent: bool = True, open_world: bool = False,
@@ -119,16 +129,6 @@ def tool(*, title: str, read_only: bool = True, idempotent: bool = True, open_wo
         )
 
     return decorate
-
-
-@dataclass
-class ProfileSection:
-    """One pack's part of an account profile: ``data`` for programs, ``text`` for people."""
-
-    key: str
-    title: str
-    data: dict[str, Any]
-    text: str
 
 
 @dataclass
@@ -184,19 +184,17 @@ class CursorCodec:
         return data["p"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ToolContext:
-    """What a tool knows about the call: the token's workspace and pack scope."""
+    """What a tool knows about the call: the token's workspace and pack scope, and a way to call a
+    hook on the packs in that scope. Frozen: a tool cannot change whom it works for."""
 
     workspace_id: int
     token_id: int | None
     packs: frozenset[str] | None
-    registry: "PackRegistry"
-    cursors: CursorCodec
+    cursors: CursorCodec = field(repr=False)
     tool_name: str = ""
-
-    def in_scope(self, pack: str) -> bool:
-        return self.packs is None or pack in self.packs
+    hooks: Callable[..., list[tuple[str, Any]]] | None = field(default=None, repr=False, compare=False)
 
     def encode_cursor(self, query: dict[str, Any], position: list[Any]) -> str:
         return self.cursors.encode(self.workspace_id, self.tool_name, query, position)
@@ -206,5 +204,8 @@ class ToolContext:
             return None
         return self.cursors.decode(cursor, self.workspace_id, self.tool_name, query)
 
-    def account_profile(self, account) -> list[ProfileSection]:
-        return self.registry.account_profile(self, account)
+    def call_hook(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call ``hook`` (usually one the calling pack owns) on every loaded pack in this call's scope
+        that implements it, in dependency order: ``[(pack name, result)]``, leaving out ``None``
+        results. A pack that raises is logged and left out of this answer; the others still answer."""
+        return [] if self.hooks is None else self.hooks(hook, self.packs, **kwargs)

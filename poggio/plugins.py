@@ -3,8 +3,9 @@
 A :class:`PackRegistry` is built explicitly at process start (``PackRegistry.load()``), never as a
 side effect of an import, so tests build registries with exactly the packs they want
 (``PackRegistry.from_modules(...)``). A pack that fails to import, fails validation, or raises in a
-hook is recorded in :attr:`PackRegistry.errors` with the reason and left out; the others keep
-working.
+hook while loading is recorded in :attr:`PackRegistry.errors` with the reason and left out; the
+others keep working. Hooks are called through pluggy, one pack at a time (:meth:`call_pack`,
+:meth:`call_each`), so one pack's exception never costs another pack its answer.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +22,7 @@ from typing import Any
 import pluggy
 
 from poggio import hookspecs
-from poggio.packs import CsvKind, PackInfo, ProfileSection, ToolSpec
+from poggio.packs import CsvKind, CursorCodec, PackInfo, ToolContext, ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,12 @@ class PackRegistry:
         self.packs: dict[str, Pack] = {}
         self.errors: dict[str, str] = {}
         self._tools: dict[str, ToolSpec] = {}
+        self._callers: dict[tuple[str, str], Any] = {}
+        self._loaded = False
 
     # -- building ----------------------------------------------------------------------------
     @classmethod
-    def load(cls, enabled: Iterable[str] | None = None) -> "PackRegistry":
+    def load(cls, enabled: Iterable[str] | None = None) -> PackRegistry:
         """Every pack installed under the ``poggio`` entry-point group, or only those named in
         ``enabled`` (``POGGIO_PACKS``)."""
         registry = cls()
@@ -82,7 +85,7 @@ class PackRegistry:
         return registry
 
     @classmethod
-    def from_modules(cls, modules: dict[str, ModuleType]) -> "PackRegistry":
+    def from_modules(cls, modules: dict[str, ModuleType]) -> PackRegistry:
         registry = cls()
         registry._add_all([(name, module, None) for name, module in modules.items()])
         return registry
@@ -91,15 +94,33 @@ class PackRegistry:
         log.error("tool pack %r left out: %s", name, reason)
         self.errors[name] = reason
 
+    def _register(self, name: str, module: ModuleType) -> bool:
+        """Register ``module`` with pluggy; False (and the reason recorded) when its hooks are invalid:
+        a hook whose arguments differ from the spec, or a hook nobody declares (a typo) that is not
+        marked ``optionalhook``."""
+        try:
+            self.pm.register(module, name=name)
+            unknown = sorted(caller.name for caller in self.pm.get_hookcallers(module) or [] if not caller.has_spec()
+                             and any(i.plugin is module and not i.optionalhook for i in caller.get_hookimpls()))
+            if unknown:
+                raise ValueError(f"unknown hook(s) {', '.join(unknown)}: not declared by the core or by a pack "
+                                 "this one requires (a typo? or mark it @hookimpl(optionalhook=True))")
+        except Exception as exc:
+            if self.pm.is_registered(module):
+                self.pm.unregister(module)
+            self._fail(name, f"invalid hooks: {exc}")
+            return False
+        return True
+
     def _add_all(self, candidates: list[tuple[str, ModuleType, str | None]]) -> None:
+        # 1. Each pack declares itself. It is registered only for that call: the hooks packs own
+        #    are added before any pack is registered for good, so each pack's hooks are checked
+        #    against every spec when it registers, and a mismatch is that pack's own failure.
         declared: dict[str, tuple[PackInfo, ModuleType, str | None]] = {}
         for name, module, dist in candidates:
             try:
                 self.pm.register(module, name=name)
-                self.pm.check_pending()
             except Exception as exc:
-                if self.pm.is_registered(module):
-                    self.pm.unregister(module)
                 self._fail(name, f"invalid hooks: {exc}")
                 continue
             try:
@@ -109,49 +130,42 @@ class PackRegistry:
                 if info.name != name:
                     raise ValueError(f"declares name {info.name!r} but is registered as {name!r}")
             except Exception as exc:
-                self.pm.unregister(module)
                 self._fail(name, f"poggio_pack failed: {_reason(exc)}")
                 continue
+            finally:
+                self.pm.unregister(module)
             declared[name] = (info, module, dist)
 
-        # Dependency order; a pack whose requirement is missing or failed is left out too.
-        ordered: list[str] = []
-        visiting: set[str] = set()
-
-        def visit(name: str) -> bool:
-            if name in ordered:
-                return True
-            if name not in declared or name in visiting:
-                return False
-            visiting.add(name)
-            ok = True
-            for dep in declared[name][0].requires:
-                if not visit(dep):
-                    ok = False
-                    if name not in self.errors:
-                        self._fail(name, f"requires pack {dep!r}, which is not loaded")
-            visiting.discard(name)
-            if ok:
-                ordered.append(name)
-            return ok
-
-        for name in sorted(declared):
-            visit(name)
-        for name in declared:
-            if name not in ordered:
-                self.pm.unregister(declared[name][1])
-
-        for name in ordered:
+        # 2. Dependency order; a pack whose requirement is missing or failed is left out too.
+        for name in self._ordered(declared):
             info, module, dist = declared[name]
+            missing = [dep for dep in info.requires if dep not in self.packs]
+            if missing:
+                self._fail(name, f"requires pack {missing[0]!r}, which is not loaded")
+                continue
+            if info.hookspecs is not None:
+                try:
+                    self.pm.add_hookspecs(info.hookspecs)
+                except Exception as exc:
+                    self._fail(name, f"invalid hookspecs: {_reason(exc)}")
+                    continue
+            if not self._register(name, module):
+                continue
             try:
                 pack = Pack(info=info, module=module, distribution=dist)
                 pack.tools = [self._check_tool(name, t) for t in (self.call_pack(name, "poggio_tools") or [])]
                 pack.importers = list(self.call_pack(name, "poggio_csv_importers") or [])
+                bad = [i for i in pack.importers if not isinstance(i, CsvKind)]
+                if bad:
+                    raise TypeError(f"poggio_csv_importers() returned {bad[0]!r}, not a poggio.CsvKind")
                 migrations = self.call_pack(name, "poggio_migrations")
                 pack.migrations = Path(migrations) if migrations else None
                 clash = [t.name for t in pack.tools if t.name in self._tools]
                 if clash:
                     raise ValueError(f"tool name(s) already taken by another pack: {', '.join(clash)}")
+                taken = [i.kind for i in pack.importers if self.importer(i.kind) is not None]
+                if taken:
+                    raise ValueError(f"CSV kind(s) already taken by another pack: {', '.join(taken)}")
             except Exception as exc:
                 self.pm.unregister(module)
                 self._fail(name, _reason(exc))
@@ -159,6 +173,27 @@ class PackRegistry:
             self.packs[name] = pack
             for t in pack.tools:
                 self._tools[t.name] = t
+        self._callers.clear()  # built while packs were still registering
+        self._loaded = True
+
+    def _ordered(self, declared: dict[str, tuple[PackInfo, ModuleType, str | None]]) -> list[str]:
+        """The declared packs, each after those it requires (a cycle or an unknown requirement leaves
+        a pack after the others, where its missing requirement is reported)."""
+        ordered: list[str] = []
+        visiting: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in ordered or name in visiting or name not in declared:
+                return
+            visiting.add(name)
+            for dep in declared[name][0].requires:
+                visit(dep)
+            visiting.discard(name)
+            ordered.append(name)
+
+        for name in sorted(declared):
+            visit(name)
+        return ordered
 
     def _check_tool(self, pack: str, spec: Any) -> ToolSpec:
         if not isinstance(spec, ToolSpec):
@@ -167,31 +202,51 @@ class PackRegistry:
             raise ValueError(f"tool name {spec.name!r} must be 1-64 characters of a-z, 0-9 and _")
         return spec.with_pack(pack)
 
-    # -- calling hooks one pack at a time ---------------------------------------------------------
-    def _impl(self, pack: str, hook: str):
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
-            if impl.plugin_name == pack:
-                return impl
-        return None
-
+    # -- calling hooks, through pluggy, one pack at a time ----------------------------------------
     def call_pack(self, pack: str, hook: str, **kwargs: Any) -> Any:
-        impl = self._impl(pack, hook)
-        if impl is None:
-            return None
-        return impl.function(*[kwargs[arg] for arg in impl.argnames])
+        """``pack``'s implementation of ``hook`` called through pluggy; ``None`` when the pack does not
+        implement it (or nobody declares the hook). Exceptions propagate."""
+        caller = self._callers.get((pack, hook))
+        if caller is None:
+            if not hasattr(self.pm.hook, hook):
+                return None
+            plugin = self.pm.get_plugin(pack)
+            others = [p for p in self.pm.get_plugins() if p is not plugin]
+            caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+            if self._loaded:  # the set of plugins is fixed from now on
+                self._callers[(pack, hook)] = caller
+        results = caller(**kwargs)
+        return results[0] if results else None
 
-    def call_each(self, hook: str, packs: Iterable[str] | None = None, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call ``hook`` on each loaded pack (in dependency order), attributing results; a pack that
-        raises is logged and skipped for this call."""
+    def call_each(self, hook: str, packs: Iterable[str] | None = None,
+                  on_error: Callable[[str, Exception], None] | None = None, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call ``hook`` on each loaded pack (in dependency order; only those in ``packs`` if given):
+        ``[(pack, result)]`` without ``None`` results. A pack that raises is logged, passed to
+        ``on_error``, and left out of this call's answer; the others still answer."""
         results = []
         for name in self.packs:
             if packs is not None and name not in packs:
                 continue
             try:
-                results.append((name, self.call_pack(name, hook, **kwargs)))
-            except Exception:
+                result = self.call_pack(name, hook, **kwargs)
+            except Exception as exc:
                 log.exception("tool pack %r raised in %s", name, hook)
+                if on_error is not None:
+                    on_error(name, exc)
+                continue
+            if result is not None:
+                results.append((name, result))
         return results
+
+    def tool_context(self, cursors: CursorCodec, workspace_id: int, token_id: int | None,
+                     packs: frozenset[str] | None, tool_name: str = "") -> ToolContext:
+        """The context of one tool call: it may call hooks on the packs in ``packs``, and nothing else
+        of the registry."""
+        return ToolContext(workspace_id=workspace_id, token_id=token_id, packs=packs, cursors=cursors,
+                           tool_name=tool_name, hooks=self._scoped_call)
+
+    def _scoped_call(self, hook: str, packs: frozenset[str] | None, **kwargs: Any) -> list[tuple[str, Any]]:
+        return self.call_each(hook, packs=packs, **kwargs)
 
     # -- queries -----------------------------------------------------------------------------------
     @property
@@ -204,6 +259,11 @@ class PackRegistry:
     def tool(self, name: str) -> ToolSpec | None:
         return self._tools.get(name)
 
+    @property
+    def kinds(self) -> list[str]:
+        """Every CSV kind the loaded packs import."""
+        return sorted(i.kind for p in self.packs.values() for i in p.importers)
+
     def importer(self, kind: str) -> CsvKind | None:
         for pack in self.packs.values():
             for importer in pack.importers:
@@ -211,11 +271,15 @@ class PackRegistry:
                     return importer
         return None
 
-    def account_profile(self, ctx, account) -> list[ProfileSection]:
-        sections = []
-        for name, section in self.call_each("poggio_account_profile", packs=ctx.packs, ctx=ctx, account=account):
-            if isinstance(section, ProfileSection):
-                sections.append(section)
-            elif section is not None:
-                log.error("tool pack %r returned %r from poggio_account_profile, not a ProfileSection", name, section)
-        return sections
+    def pack_of_kind(self, kind: str) -> str | None:
+        return next((name for name, p in self.packs.items() if any(i.kind == kind for i in p.importers)), None)
+
+    def instructions(self, product: str) -> str:
+        """The MCP server's instructions: what the server is, then each loaded pack's title,
+        description and instructions."""
+        lines = [f"{product} is a sales workspace. These tools work on the workspace of the API token or "
+                 "OAuth approval that calls them; they come from these tool packs:"]
+        for pack in self.packs.values():
+            info = pack.info
+            lines.append(" ".join(x for x in (f"- {info.title}:", info.description, info.instructions) if x))
+        return "\n".join(lines)

@@ -66,7 +66,7 @@ class Policy:
     allow_no_expiry: bool
 
     @classmethod
-    def of(cls, workspace: Workspace) -> "Policy":
+    def of(cls, workspace: Workspace) -> Policy:
         return cls(workspace.default_expiry_days, workspace.max_lifetime_days,
                    bool(workspace.allow_no_expiry) and workspace.max_lifetime_days is None)
 

@@ -1,10 +1,10 @@
 """Queries compiled to SQL once and run many times with new values.
 
 Peewee builds a query's SQL anew on every execution, and for the look-ups a tool makes per call that
-costs far more than the database does: some 300 µs to compile a select of an account by domain,
-10 µs for SQLite to answer it. A :class:`Prepared` query is built and compiled once per kind of
-database; each run binds fresh values to its :func:`slot` placeholders and reads rows exactly as the
-peewee query would (models, tuples or dicts, with the fields' conversions).
+costs far more than the database does: compiling a select of an account by domain takes many times
+longer than SQLite takes to answer it (benchmarks/README.md has the figures). A :class:`Prepared`
+query is built and compiled once per kind of database; each run binds fresh values to its
+:func:`slot` placeholders and reads rows exactly as the peewee query would (models, tuples or dicts, with the fields' conversions).
 
     by_domain = Prepared(lambda: Account.select().where(
         (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))))
@@ -64,6 +64,7 @@ class Prepared:
                 bound.append(p.field.db_value(value) if p.field is not None and value is not None else value)
             else:
                 bound.append(p)
+        # peewee's private row reader: tests/test_prepared.py::test_peewee_private_row_reader_is_there
         return query._get_cursor_wrapper(database.execute_sql(sql, bound))
 
     def all(self, **values: Any) -> list[Any]:

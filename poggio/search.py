@@ -4,7 +4,7 @@ Searchable text (an account's name and domain, a contact's name and e-mail, ...)
 normalised words stored in ``search_term`` next to the row they point at. A query matches the rows
 that have, for every query word, a stored word starting with it: "acm ind" finds "Acme Industries".
 Results come closest match first: a stored word equal to the query word before longer ones, then
-oldest first (``page``); every page is a walk down the index that stops when the page is full.
+oldest first (:func:`search_page`); every page is a walk down the index that stops when the page is full.
 Normalisation keeps letters and digits only (accents folded, case folded), so the range scan
 ``term >= w AND term < w + U+10FFFF`` is a prefix match under any collation and no user input ever
 reaches a LIKE pattern or an FTS query parser.
@@ -17,10 +17,9 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from peewee import SQL, CharField, ForeignKeyField, IntegerField, Tuple, fn
+from peewee import SQL, CharField, IntegerField, Tuple, fn
 
-from poggio.db import BaseModel
-from poggio.models import Workspace
+from poggio.models import WorkspaceModel
 from poggio.packs import ToolContext
 from poggio.paging import keyset_page
 
@@ -30,8 +29,7 @@ MAX_QUERY_WORDS = 6
 _TOP = "\U0010ffff"
 
 
-class SearchTerm(BaseModel):
-    workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+class SearchTerm(WorkspaceModel):
     kind = CharField(max_length=32)
     term = CharField(max_length=MAX_TERM)
     ref_id = IntegerField()
@@ -52,26 +50,21 @@ def words(text: str | None) -> list[str]:
     return [w[:MAX_TERM] for w in _WORD.findall(folded)]
 
 
-def term_rows(kind: str, workspace_id: int, ref_id: int, *texts: str | None) -> list[dict]:
-    """Rows of ``search_term`` for one object; an e-mail or domain also yields its whole first part."""
+def _term_rows(kind: str, workspace_id: int, ref_id: int, texts: Iterable[str | None]) -> list[dict]:
     terms: set[str] = set()
     for text in texts:
         terms.update(words(text))
     return [{"workspace": workspace_id, "kind": kind, "term": t, "ref_id": ref_id} for t in sorted(terms)]
 
 
-def index(kind: str, workspace_id: int, ref_id: int, *texts: str | None) -> None:
-    """(Re)index one object."""
-    SearchTerm.delete().where((SearchTerm.kind == kind) & (SearchTerm.ref_id == ref_id)).execute()
-    rows = term_rows(kind, workspace_id, ref_id, *texts)
-    if rows:
-        SearchTerm.insert_many(rows).execute()
-
-
-def bulk_insert(rows: Iterable[dict], batch: int = 2000) -> None:
+def add_search_terms(kind: str, workspace_id: int, entries: Iterable[tuple[int, Iterable[str | None]]],
+                     batch: int = 2000) -> None:
+    """Make new rows findable by :func:`search_page`: ``entries`` are ``(row id, texts)`` of the
+    workspace's rows of ``kind`` (a name of the pack's choosing, such as ``"account"``). Call it in the
+    transaction that inserts the rows; the terms go when their workspace does."""
     buf: list[dict] = []
-    for row in rows:
-        buf.append(row)
+    for ref_id, texts in entries:
+        buf.extend(_term_rows(kind, workspace_id, ref_id, texts))
         if len(buf) >= batch:
             SearchTerm.insert_many(buf).execute()
             buf.clear()
@@ -105,9 +98,11 @@ def _lead(kind: str, workspace_id: int, query: list[str]) -> int:
     return min(range(len(query)), key=lambda i: (counts[i], -len(query[i]), i))
 
 
-def page(ctx: ToolContext, query, id_field, kind: str, text: str | None, filters: dict[str, Any],
-         cursor: str | None, limit: int, order: list, narrow: bool = False):
-    """One page of ``query`` (a select of ``id_field``'s model): ``(rows, next_cursor)``.
+def search_page(ctx: ToolContext, query, id_field, kind: str, text: str | None, filters: dict[str, Any],
+                cursor: str | None, limit: int, order: list, narrow: bool = False):
+    """One page of ``query`` (a select of ``id_field``'s model, already scoped to ``ctx.workspace_id``)
+    for the search words in ``text``: ``(rows, next_cursor)``. ``filters`` are the call's other
+    arguments (a cursor is refused by a call with other filters or other words).
 
     Without searchable words in ``text``, the rows ordered by ``order`` (keyset pagination).
     With words, the rows of ``kind`` that have a word starting with each of them, best match first:
@@ -123,6 +118,7 @@ def page(ctx: ToolContext, query, id_field, kind: str, text: str | None, filters
     word walked, so the next page walks the same one even if the counts changed meanwhile.
     """
     wanted = query_words(text)
+    filters = {**filters, "search words": wanted}
     if not wanted:
         return keyset_page(ctx, query, order, filters, cursor, limit)
     position = ctx.decode_cursor(cursor, filters)

@@ -14,9 +14,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_INSTANCE = PROJECT_ROOT / "instance"
-
 
 class SettingsError(ValueError):
     """A setting has a value Poggio cannot use; the message names the setting."""
@@ -126,7 +123,8 @@ def _secret_key(instance: Path) -> str:
 
 def load_settings(env: dict[str, str] | None = None, instance_path: Path | str | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
-    instance = Path(instance_path or env.get("POGGIO_INSTANCE_PATH") or DEFAULT_INSTANCE).resolve()
+    # the instance folder: ./instance of the current directory (a checkout's own, where `make run` works)
+    instance = Path(instance_path or env.get("POGGIO_INSTANCE_PATH") or "instance").resolve()
     values: dict[str, object] = _read_config_file(instance)
     for key in _KINDS:
         env_value = env.get(f"POGGIO_{key.upper()}")

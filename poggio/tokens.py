@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 
 from limits import parse as parse_limit
-from peewee import IntegrityError, JOIN, fn
+from peewee import JOIN, IntegrityError, fn
 
 from poggio import audit, policy
 from poggio.audit import Actor
@@ -270,7 +270,7 @@ class TokenService:
         self.rate_limit = rate_limit  # the installation's per-token limit: a token's own must be below it
 
     @classmethod
-    def from_settings(cls, settings, known_packs: set[str] | None = None) -> "TokenService":
+    def from_settings(cls, settings, known_packs: set[str] | None = None) -> TokenService:
         return cls(settings.token_pepper, settings.max_active_tokens, known_packs, settings.rate_limit)
 
     # -- verification: the hot path of every MCP request ------------------------------------

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from peewee import EXCLUDED
 
 from poggio import activity
-from poggio.db import database, utcnow, writing
+from poggio.db import database, writing
 from poggio.models import Activity, ApiToken, GrantUsage, OAuthGrant, TokenUsage
 
 # What a call is counted against: an API token ("token") or an OAuth grant, a connected app ("grant").
@@ -56,7 +56,6 @@ class UsageRecorder:
         self._last: dict[tuple[str, int], LastUse] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.flushes = 0
 
     def record(self, token_id: int, tool: str, ok: bool = True, ip: str | None = None, client: str | None = None,
                kind: str = "token", *, workspace_id: int | None = None, outcome: str | None = None,
@@ -143,7 +142,6 @@ class UsageRecorder:
                 for subject, use in last.items():
                     self._last.setdefault(subject, use)
             return 0
-        self.flushes += 1
         return sum(calls.values()) or len(rows)
 
     def prune(self) -> int:
@@ -170,7 +168,7 @@ class UsageRecorder:
                 return
             self.flush()
 
-    def start(self) -> "UsageRecorder":
+    def start(self) -> UsageRecorder:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="poggio-usage-flush", daemon=True)
             self._thread.start()

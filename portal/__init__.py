@@ -6,24 +6,26 @@ import ipaddress
 from pathlib import Path
 
 from flask import Flask, current_app, jsonify, send_from_directory, session
-from flask_login import LoginManager, UserMixin
 from flask_cors import CORS
+from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.routing import IntegerConverter
 from htmx_flask import Htmx
-
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
-import js_lib_htmx
 from poggio import redaction, sessions
 from poggio.db import bind, database
 from poggio.models import User
 from poggio.oauth import OAuthService
 from poggio.plugins import PackRegistry
-from poggio.settings import PROJECT_ROOT, Settings, load_settings
+from poggio.settings import Settings, load_settings
 from poggio.tokens import TokenService
 
-HTMX_DIR = Path(js_lib_htmx.__file__).parent / "static" / "htmx"
+HTMX_DIR = Path(__file__).parent / "static" / "vendor" / "htmx"  # htmx.org 2.0.3, see its README.md
+# The portal's Jinja templates: the top-level templates/ folder of a checkout, shipped inside the
+# package (portal/templates) by the wheel.
+TEMPLATES = next(p for p in (Path(__file__).parent / "templates", Path(__file__).parent.parent / "templates")
+                 if p.is_dir())
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
@@ -88,7 +90,7 @@ def load_user(user_id: str):
 def create_app(settings: Settings | None = None, registry: PackRegistry | None = None) -> Flask:
     settings = settings or load_settings()
     redaction.configure_logging()
-    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder="static")
+    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder="static")
     app.url_map.converters["int"] = DatabaseInt
     app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     https = settings.portal_public_url.startswith("https://")
@@ -98,7 +100,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=https,
         WTF_CSRF_TIME_LIMIT=None,  # bound to the session instead
-        MAX_CONTENT_LENGTH=1_000_000,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
     bind(settings.database_url)
     registry = registry if registry is not None else PackRegistry.load(settings.packs)

@@ -16,8 +16,8 @@ from poggio.errors import InvalidInput, NotFound
 from poggio.models import GrantUsage
 from poggio.oauth import pack_set
 from poggio.usage_report import by_tool, daily
-from portal.activity import render_activity
 from portal.access import client_ip, core, mcp_admin_required
+from portal.activity import render_activity
 from portal.charts import activity_bars
 from portal.forms import ActionForm, OAuthClientForm
 

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, DateField, EmailField, PasswordField, RadioField, SelectField, SelectMultipleField,
-                     StringField, TextAreaField)
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-EXPIRY_OPTIONS = [("7", "7 days"), ("30", "30 days"), ("60", "60 days"), ("90", "90 days"),
-                  ("date", "On a date"), ("never", "No expiry")]
+from poggio.tokens import EXPIRY_CHOICES
+
+EXPIRY_OPTIONS = [(str(days), f"{days} days") for days in EXPIRY_CHOICES] + [("date", "On a date"),
+                                                                             ("never", "No expiry")]
 
 
 class SignInForm(FlaskForm):

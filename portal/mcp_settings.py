@@ -13,10 +13,10 @@ from htmx_flask import make_response
 
 from poggio import policy
 from poggio.audit import Actor
-from poggio.errors import InvalidInput, NotFound
 from poggio.db import utcnow
+from poggio.errors import InvalidInput, NotFound
 from poggio.models import ApiToken
-from poggio.tokens import DEFAULT, EXPIRING_SOON, status
+from poggio.tokens import EXPIRING_SOON, status
 from poggio.usage_report import daily
 from portal.access import client_ip, core, mcp_admin_required, page_number
 from portal.charts import activity_bars, ago

@@ -29,7 +29,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7591 import ClientRegistrationEndpoint
 from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError
 from authlib.oauth2.rfc7636 import CodeChallenge
-from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from flask_login import current_user, login_required
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from limits import parse
@@ -38,6 +38,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from poggio import audit
 from poggio.audit import Actor
+from poggio.db import utcnow
 from poggio.errors import InvalidInput
 from poggio.models import Membership, OAuthClient, OAuthCode, User, Workspace
 from poggio.oauth import (
@@ -419,8 +420,6 @@ def _load_client_for_authorize(client_id: str | None) -> str | None:
         return None
     settings = core()["settings"]
     row = OAuthClient.get_or_none(OAuthClient.client_id == client_id)
-    from poggio.db import utcnow
-
     if row is not None and row.metadata_expires_at and row.metadata_expires_at > utcnow():
         return None
     try:

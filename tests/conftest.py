@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from instances import Instance, make_instance
+
 from poggio.db import bind
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade

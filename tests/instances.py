@@ -97,42 +97,31 @@ def drop_instance(instance: Instance) -> None:
         _pg_admin(f"DROP SCHEMA IF EXISTS {instance.pg_schema} CASCADE")
 
 
-class ServerProcess:
-    """``poggio``'s MCP server (uvicorn) in a subprocess, as production runs it."""
+class _ServiceProcess:
+    """A Poggio process started with ``argv`` in the repository root, its output in a log file in the
+    instance folder, ready once ``health`` answers 200."""
 
-    def __init__(self, instance: Instance, port: int | None = None, extra_env: dict[str, str] | None = None,
-                 workers: int = 1):
-        self.instance = instance
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.mcp_url = f"{self.url}/mcp"
-        env = {**os.environ, **instance.env, "POGGIO_MCP_PUBLIC_URL": self.mcp_url, **(extra_env or {})}
-        self.log_path = instance.path / f"mcp-{self.port}.log"
+    what = "process"
+
+    def _start(self, argv: list[str], env: dict[str, str], log_name: str, health: str) -> None:
+        self.log_path = self.instance.path / log_name
         self._log = open(self.log_path, "wb")
-        # The argv `poggio mcp` builds (proxy headers, server header...), with a shorter shutdown and
-        # info logs for the tests: uvicorn takes the last value of a repeated option.
-        from poggio.cli import _mcp_argv
-        from poggio.settings import load_settings
-
-        argv = _mcp_argv(load_settings(env), "127.0.0.1", self.port, workers)
-        self.proc = subprocess.Popen(
-            [*argv, "--timeout-graceful-shutdown", "5", "--log-level", "info"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self._health = health
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"MCP server exited with {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.what} exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(self._health, timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"MCP server did not become ready:\n{self.log()}")
+        raise RuntimeError(f"{self.what} did not become ready:\n{self.log()}")
 
     def log(self) -> str:
         if not self._log.closed:
@@ -143,7 +132,7 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -151,28 +140,40 @@ class ServerProcess:
         return self.proc.returncode
 
 
-class PortalProcess:
-    """``poggio portal`` (gunicorn) in a subprocess, started by the command production uses."""
+class ServerProcess(_ServiceProcess):
+    """``poggio``'s MCP server (uvicorn) in a subprocess, started with the argv ``poggio mcp`` builds
+    (proxy headers, server header...), with a shorter shutdown and info logs for the tests (uvicorn
+    takes the last value of a repeated option)."""
 
-    def __init__(self, instance: Instance, workers: int = 1, extra_env: dict[str, str] | None = None):
-        self.port = free_port()
+    what = "MCP server"
+
+    def __init__(self, instance: Instance, port: int | None = None, extra_env: dict[str, str] | None = None,
+                 workers: int = 1):
+        from poggio.cli import _mcp_argv
+        from poggio.settings import load_settings
+
+        self.instance = instance
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **instance.env, "PYTHONPATH": str(ROOT), **(extra_env or {})}
-        self.log_path = instance.path / f"portal-{self.port}.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "poggio", "portal", "--port", str(self.port), "--workers", str(workers)],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"portal did not start:\n{self.log_path.read_text(errors='replace')}")
-            time.sleep(0.2)
+        self.mcp_url = f"{self.url}/mcp"
+        env = {**os.environ, **instance.env, "POGGIO_MCP_PUBLIC_URL": self.mcp_url, **(extra_env or {})}
+        argv = _mcp_argv(load_settings(env), "127.0.0.1", self.port, workers)
+        self._start([*argv, "--timeout-graceful-shutdown", "5", "--log-level", "info"],
+                    env, f"mcp-{self.port}.log", f"{self.url}/readyz")
 
-    stop = ServerProcess.stop
+
+class PortalProcess(_ServiceProcess):
+    """The portal (gunicorn, through ``poggio portal``) in a subprocess, as production runs it. It shows
+    ``mcp_url`` and issues OAuth tokens for it; its own URL is the OAuth issuer."""
+
+    what = "portal"
+
+    def __init__(self, instance: Instance, mcp_url: str | None = None, port: int | None = None,
+                 extra_env: dict[str, str] | None = None, workers: int = 1):
+        self.instance = instance
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, **instance.env, "PYTHONPATH": str(ROOT), "POGGIO_PORTAL_PUBLIC_URL": self.url,
+               **({"POGGIO_MCP_PUBLIC_URL": mcp_url} if mcp_url else {}), **(extra_env or {})}
+        self._start([sys.executable, "-m", "poggio", "portal", "--host", "127.0.0.1", "--port", str(self.port),
+                     "--workers", str(workers)], env, f"portal-{self.port}.log", f"{self.url}/healthz")

@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from instances import ROOT, make_instance
+
 from poggio.db import database
 from poggio.models import Workspace
 from poggio.plugins import PackRegistry

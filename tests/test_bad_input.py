@@ -7,8 +7,8 @@ import json
 
 import httpx
 import pytest
-
 from instances import ServerProcess
+
 from poggio.audit import Actor
 from poggio.tokens import TokenService
 from poggio.workspaces import create_workspace
@@ -19,6 +19,7 @@ ACCEPT = "application/json, text/event-stream"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     from instances import make_instance
+
     from poggio.plugins import PackRegistry
     from poggio.schema import upgrade
 

@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 from click.testing import CliRunner
-
 from instances import ROOT, free_port
+
 from poggio.cli import main
 from poggio.models import ApiToken, AuditEvent, Membership, User, Workspace
 from poggio.tokens import TOKEN_PATTERN
@@ -145,7 +145,7 @@ def test_import_all_or_nothing_with_line_numbers(run, tmp_path):
     assert bad.exit_code == 1
     assert "contacts.csv:3: email:" in bad.stderr and "contacts.csv:4: account_domain:" in bad.stderr
     assert "nothing was imported" in bad.output
-    from plugins.contacts.models import Contact
+    from poggio_contacts.models import Contact
 
     assert Contact.select().count() == 0
     opps = tmp_path / "opps.csv"
@@ -167,9 +167,9 @@ def test_demo_is_deterministic_and_idempotent(run, instance):
     first = run("demo", "--accounts", "120", "--seed", "3")
     assert first.exit_code == 0, first.output
     assert "admin@acme.example" in first.output and "password" in first.output
-    from plugins.accounts.models import Account
-    from plugins.contacts.models import Contact
-    from plugins.revenue.models import Opportunity
+    from poggio_accounts.models import Account
+    from poggio_contacts.models import Contact
+    from poggio_revenue.models import Opportunity
 
     counts = (Account.select().count(), Contact.select().count(), Opportunity.select().count())
     names = [a.name for a in Account.select().order_by(Account.id).limit(20)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-
 from instances import PG_URL
+
 from poggio.db import open_database
 
 pytestmark = pytest.mark.postgres

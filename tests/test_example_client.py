@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
-
 from instances import ROOT, ServerProcess, free_port
+
 from poggio import demo
 from poggio.audit import Actor
 from poggio.plugins import PackRegistry

@@ -11,9 +11,9 @@ from collections import Counter
 
 import httpx
 import pytest
-
 from helpers import Mcp
 from instances import BACKENDS, ServerProcess, drop_instance, make_instance
+
 from poggio import activity, demo
 from poggio.audit import Actor
 from poggio.db import database, utcnow

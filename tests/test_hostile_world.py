@@ -5,14 +5,13 @@ answer differs."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import httpx
 import pytest
-
 from helpers import Mcp
 from instances import ServerProcess, make_instance
+
 from poggio import demo
 from poggio.audit import Actor
 from poggio.db import bind

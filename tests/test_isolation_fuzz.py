@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import Mcp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from helpers import Mcp
 from instances import ServerProcess, make_instance
+
 from poggio.audit import Actor
 from poggio.csv_import import import_csv
 from poggio.plugins import PackRegistry
@@ -83,7 +83,7 @@ def tool_calls():
 def test_generated_arguments_never_reach_the_other_workspace(two_workspaces, calls):
     server, tokens = two_workspaces
     calls = [(name, {k: v for k, v in args.items() if v is not None}) for name, args in calls]
-    for (name, args), result in zip(calls, Mcp(server.mcp_url, tokens["a"]).calls(calls)):
+    for (name, args), result in zip(calls, Mcp(server.mcp_url, tokens["a"]).calls(calls), strict=True):
         text = "\n".join(getattr(c, "text", "") for c in result.content)
         blob = (text + json.dumps(result.structured_content or {}, ensure_ascii=False)).lower()
         asked = json.dumps(args, ensure_ascii=False).lower()

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 import httpx
 import pytest
-
-from instances import BACKENDS, ServerProcess, drop_instance, make_instance
 from helpers import Mcp
+from instances import BACKENDS, ServerProcess, drop_instance, make_instance
+
 from poggio import demo
 from poggio.audit import Actor
 from poggio.csv_import import import_csv
@@ -176,8 +176,8 @@ def test_contacts_and_revenue_tools(stack):
 def test_workspace_revenue_summary_adds_up_its_opportunities(stack, workspace, args):
     """The workspace-wide summary reads the day totals kept as opportunities are written (demo and
     CSV import); it must give what adding up the opportunities themselves gives."""
-    from plugins.revenue.models import Opportunity
     from poggio.models import Workspace
+    from poggio_revenue.models import Opportunity
 
     ws = Workspace.get(Workspace.slug == workspace)
     rows = Opportunity.select().where(Opportunity.workspace == ws)
@@ -235,7 +235,7 @@ def test_workspaces_never_see_each_others_rows(stack):
         ("get_revenue_summary", {}),
         ("get_revenue_summary", {"account_domain": "example.com"}),
     ]
-    for (tool, args), result in zip(probes, acme.calls(probes)):
+    for (tool, args), result in zip(probes, acme.calls(probes), strict=True):
         blob = text(result) + json.dumps(result.structured_content or {})
         asked = json.dumps(args).lower()
         for secret in GLOBEX_ONLY:
@@ -365,7 +365,6 @@ def test_health_ready_and_metrics(stack):
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_server_name_is_the_product_name(stack, mode):
     import anyio
-
     from helpers import mcp_client
 
     async def main():

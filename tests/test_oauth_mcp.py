@@ -11,9 +11,9 @@ import time
 
 import httpx
 import pytest
-
 from helpers import Mcp
 from instances import BACKENDS, ServerProcess, drop_instance, make_instance
+
 from poggio import demo
 from poggio.audit import Actor
 from poggio.db import bind
@@ -140,8 +140,8 @@ def test_revoking_the_client_holds_on_the_next_request(stack):
 
 
 def test_expired_access_token_is_refused(stack):
-    from poggio.models import OAuthToken
     from poggio.db import utcnow
+    from poggio.models import OAuthToken
 
     grant, tokens = stack.mint()
     OAuthToken.update(access_expires_at=utcnow()).where(OAuthToken.grant == grant.id).execute()

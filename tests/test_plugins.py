@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from instances import ServerProcess, make_instance
 from helpers import Mcp, install_pack
+from instances import ServerProcess, make_instance
+
 from poggio.audit import Actor
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
@@ -152,9 +152,9 @@ def test_poggio_packs_selects_packs_and_requirements_hold(site):
 
 
 def test_registry_from_modules_builds_exactly_what_a_test_wants():
-    from plugins.accounts import pack as accounts_pack
+    import poggio_accounts
 
-    registry = PackRegistry.from_modules({"accounts": accounts_pack})
+    registry = PackRegistry.from_modules({"accounts": poggio_accounts})
     assert [t.name for t in registry.tools()] == ["search_accounts", "get_account"]
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from plugins.accounts.models import Account
-from plugins.revenue.models import Opportunity
 from poggio import demo
 from poggio.plugins import PackRegistry
 from poggio.prepared import Prepared, slot
+from poggio_accounts.models import Account
+from poggio_revenue.models import Opportunity
 
 
 def test_prepared_queries_match_their_peewee_query(instance):
@@ -32,3 +32,12 @@ def test_prepared_queries_match_their_peewee_query(instance):
                      .order_by(Opportunity.close_date, Opportunity.id).tuples())
         assert closing.all(workspace=ws.id, after=after) == plain
         assert all(isinstance(row[1], dt.date) for row in plain)
+
+
+def test_peewee_private_row_reader_is_there():
+    """Prepared reads rows through peewee's private ``_get_cursor_wrapper`` (models, tuples, dicts with
+    the fields' conversions): fail loudly, by name, when a peewee release renames it."""
+    import peewee
+
+    for kind in (peewee.Select, peewee.ModelSelect):
+        assert callable(getattr(kind, "_get_cursor_wrapper", None)), f"peewee.{kind.__name__}._get_cursor_wrapper is gone"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from instances import REDIS_URL, ServerProcess
+
 from poggio.audit import Actor
 from poggio.tokens import TokenService
 from poggio.workspaces import create_workspace

@@ -15,8 +15,8 @@ from collections import Counter
 import anyio
 import httpx
 import pytest
-
 from instances import BACKENDS, ServerProcess, drop_instance, make_instance
+
 from poggio import demo
 from poggio.audit import Actor
 from poggio.db import database, utcnow

@@ -8,9 +8,9 @@ import re
 from decimal import Decimal
 
 import pytest
-
 from helpers import Mcp
 from instances import ServerProcess
+
 from poggio import demo
 from poggio.audit import Actor
 from poggio.csv_import import import_csv
@@ -106,7 +106,7 @@ def test_revenue_summary_and_list_opportunities_read_the_same_way(served):
 
 
 def test_demo_dates_move_with_today_and_stay_deterministic(instance):
-    from plugins.revenue.models import OPEN_STAGES, Opportunity
+    from poggio_revenue.models import OPEN_STAGES, Opportunity
 
     registry = PackRegistry.load()
     one = demo.build(registry, "one", accounts=80, seed=5).workspace

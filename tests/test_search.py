@@ -1,4 +1,4 @@
-"""Word-prefix search (poggio.search.page) through the search tools, on SQLite and on PostgreSQL.
+"""Word-prefix search (poggio.search_page) through the search tools, on SQLite and on PostgreSQL.
 
 Every query is checked against an oracle computed in Python from the same rows: paging through
 all pages gives exactly the matching rows, each once, whichever way the database walks (a query
@@ -8,15 +8,15 @@ word's index, or the rows an account filter leaves).
 from __future__ import annotations
 
 import pytest
-
 from instances import BACKENDS, drop_instance, make_instance
-from plugins.accounts.models import Account, insert_accounts
-from plugins.contacts.models import Contact, insert_contacts
+
 from poggio import demo, search
 from poggio.db import utcnow
-from poggio.packs import CursorCodec, ToolContext, ToolError
+from poggio.packs import CursorCodec, ToolError
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
+from poggio_accounts.models import Account, insert_accounts
+from poggio_contacts.models import Contact, insert_contacts
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -42,8 +42,7 @@ def workspace(request, tmp_path_factory):
 
 
 def call(registry, workspace_id, tool, **args):
-    ctx = ToolContext(workspace_id=workspace_id, token_id=None, packs=None, registry=registry,
-                      cursors=CursorCodec(b"search-test-key"), tool_name=tool)
+    ctx = registry.tool_context(CursorCodec(b"search-test-key"), workspace_id, None, None, tool)
     return registry.tool(tool).fn(ctx, **args)
 
 
@@ -52,7 +51,7 @@ def walk(registry, workspace_id, tool, key, **args):
     pages, cursor = [], None
     while True:
         result = call(registry, workspace_id, tool, **args, **({"cursor": cursor} if cursor else {}))
-        data = result.data.model_dump()
+        data = result.data.model_dump(by_alias=True)
         pages.append(data[key])
         cursor = data["next_cursor"]
         if not cursor:
@@ -110,18 +109,18 @@ def test_title_filter_pages_give_every_match_once(workspace, title, query):
 
 def test_closest_words_come_first_then_oldest(workspace):
     registry, ws = workspace
-    web = call(registry, ws, "search_accounts", query="web", limit=100).data.accounts
+    web = call(registry, ws, "search_accounts", query="web", limit=100).data.items
     assert [a.domain for a in web] == ["web.example", "webber.example"]  # "web" itself before "webber"
-    acme = call(registry, ws, "search_accounts", query="acme", limit=100).data.accounts
+    acme = call(registry, ws, "search_accounts", query="acme", limit=100).data.items
     assert [a.id for a in acme] == sorted(a.id for a in acme)  # same word: oldest first
-    everyone = call(registry, ws, "search_accounts", limit=100).data.accounts
+    everyone = call(registry, ws, "search_accounts", limit=100).data.items
     assert [a.name for a in everyone] == sorted(a.name for a in everyone)  # no query: by name
 
 
 def test_a_row_matching_one_word_twice_comes_once(workspace):
     """"Ada Adams Advisory" has three words starting with "ad": one row, under "ada"."""
     registry, ws = workspace
-    found = [a.domain for a in call(registry, ws, "search_accounts", query="ad", limit=100).data.accounts]
+    found = [a.domain for a in call(registry, ws, "search_accounts", query="ad", limit=100).data.items]
     assert found.count("ada-adams.example") == 1
 
 

@@ -9,8 +9,8 @@ import sys
 
 import httpx
 import pytest
-
 from instances import ROOT, ServerProcess, free_port
+
 from poggio.audit import Actor
 from poggio.tokens import TokenService
 from poggio.workspaces import create_workspace

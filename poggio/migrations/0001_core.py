@@ -3,7 +3,6 @@
 Frozen copies of the models as they were when this migration was written, as playhouse.migrations
 asks: later changes to poggio.models come as new numbered migrations, never as edits here.
 """
-import datetime
 
 from peewee import *
 

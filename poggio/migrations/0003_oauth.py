@@ -2,7 +2,6 @@
 
 Frozen copies of the models as they were when this migration was written, as playhouse.migrations asks.
 """
-import datetime
 
 from peewee import *
 

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import install_pack
 from instances import ServerProcess, make_instance
 from node_tools import McpRemote, McpRemoteError, run_conformance, run_inspector_cli
+
 from poggio import demo
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade

@@ -9,8 +9,9 @@ import time
 
 import httpx
 import pytest
-
 from instances import PortalProcess, ServerProcess, make_instance
+from test_browser import ARTIFACTS, CHROMIUM, _sign_in, page  # noqa: F401  (the page fixture)
+
 from poggio import demo
 from poggio.audit import Actor
 from poggio.db import database
@@ -18,8 +19,6 @@ from poggio.models import Activity, Workspace
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
 from poggio.tokens import TokenService
-
-from test_browser import ARTIFACTS, CHROMIUM, _sign_in, page  # noqa: F401  (the page fixture)
 
 pytestmark = pytest.mark.browser
 HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}

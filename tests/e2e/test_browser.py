@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import Mcp
 from instances import ROOT, PortalProcess, ServerProcess, make_instance
+
 from poggio import demo
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
@@ -68,7 +68,7 @@ def _sign_in(page, stack) -> None:
 def test_token_life_cycle_in_the_browser(stack, page):
     from playwright.sync_api import expect
 
-    portal, mcp = stack["portal"], stack["mcp"]
+    mcp = stack["mcp"]
     _sign_in(page, stack)
     page.click("nav.sidebar >> text=Settings")
     page.click("nav.sidebar >> text=MCP Server")

@@ -9,9 +9,9 @@ import time
 
 import httpx
 import pytest
-
 from helpers import Mcp
 from instances import PortalProcess, ServerProcess
+
 from poggio.audit import Actor
 from poggio.db import database
 from poggio.models import ApiToken, AuditEvent

@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from portal_client import PASSWORD, Browser
 
-from conftest import PASSWORD, Browser
 from poggio.audit import Actor
 from poggio.models import ApiToken, AuditEvent, Membership, User, Workspace
 from poggio.sessions import UserSession

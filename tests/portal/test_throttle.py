@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-
-from conftest import PASSWORD, Browser
 from instances import BACKENDS, PortalProcess, drop_instance, make_instance
+from portal_client import PASSWORD, Browser
+
 from poggio.db import database
 from poggio.models import AuditEvent
 from poggio.sessions import SignInThrottle
@@ -27,7 +27,7 @@ def _from(app, ip: str) -> Browser:
 
 def test_a_stranger_cannot_lock_the_admin_out(app):
     stranger = _from(app, "203.0.113.5")
-    answers = [stranger.sign_in("admin@acme.example", "guess %d" % i).status_code for i in range(30)]
+    answers = [stranger.sign_in("admin@acme.example", f"guess {i}").status_code for i in range(30)]
     assert answers.count(401) == 5 and answers.count(429) == 25
     assert _from(app, "198.51.100.7").sign_in("admin@acme.example").status_code == 302
     assert stranger.sign_in("admin@acme.example").status_code == 429  # the stranger still waits

@@ -1,0 +1,118 @@
+"""Sales weather: the forecast a sales team keeps per city, readable by MCP clients.
+
+An example third-party pack: everything it uses of Poggio comes from ``poggio`` itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from peewee import CharField, DateTimeField
+from pydantic import BaseModel, Field
+
+from poggio import (
+    CsvKind,
+    PackInfo,
+    Prepared,
+    ToolContext,
+    ToolError,
+    ToolResult,
+    WorkspaceModel,
+    hookimpl,
+    slot,
+    tool,
+    utcnow,
+    writing,
+)
+
+__version__ = "1.0.0"
+
+
+class CityForecast(WorkspaceModel):
+    city = CharField(max_length=80)
+    forecast = CharField(max_length=200)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "weather_forecast"
+        indexes = ((("workspace", "city"), True),)
+
+
+_BY_CITY = Prepared(lambda: CityForecast.select().where(
+    (CityForecast.workspace == slot("workspace")) & (CityForecast.city == slot("city"))))
+
+
+class Forecast(BaseModel):
+    city: str
+    forecast: str
+    workspace_id: int
+
+
+@tool(title="Sales weather")
+def sales_weather(
+    ctx: ToolContext,
+    city: Annotated[str, Field(min_length=1, max_length=80, description="A city, e.g. Lisbon.")],
+) -> Forecast:
+    """How the sales weather looks in a city, as the team last recorded it."""
+    row = _BY_CITY.first(workspace=ctx.workspace_id, city=city.strip().title())
+    if row is None:
+        raise ToolError("city", f"no forecast for {city.strip()!r} in this workspace")
+    data = Forecast(city=row.city, forecast=row.forecast, workspace_id=ctx.workspace_id)
+    return ToolResult(data, f"{data.city}: {data.forecast}")
+
+
+def _write(workspace_id: int, rows: list[dict]) -> int:
+    now = utcnow()
+    CityForecast.insert_many([{**r, "workspace": workspace_id, "updated_at": now} for r in rows]).execute()
+    return len(rows)
+
+
+def _validate(workspace_id: int, rows):
+    cleaned, errors, seen = [], [], {}
+    known = {c for (c,) in CityForecast.select(CityForecast.city)
+             .where(CityForecast.workspace == workspace_id).tuples()}
+    for line, row in rows:
+        city, forecast = row["city"].strip().title(), row["forecast"].strip()
+        if not city or len(city) > 80:
+            errors.append((line, "city", "required, at most 80 characters"))
+        elif city in known or city in seen:
+            errors.append((line, "city", f"{city} already has a forecast"))
+        elif not forecast or len(forecast) > 200:
+            errors.append((line, "forecast", "required, at most 200 characters"))
+        else:
+            seen[city] = line
+            cleaned.append({"city": city, "forecast": forecast})
+    return cleaned, errors
+
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="weather", title="Sales weather", version=__version__,
+                    description="The sales weather per city.",
+                    instructions="sales_weather(city) tells how sales look there.")
+
+
+@hookimpl
+def poggio_tools():
+    return [sales_weather]
+
+
+@hookimpl
+def poggio_migrations():
+    return Path(__file__).parent / "migrations"
+
+
+@hookimpl
+def poggio_csv_importers():
+    return [CsvKind(kind="forecasts", columns=("city", "forecast"), validate=_validate, write=_write)]
+
+
+@hookimpl
+def poggio_seed_demo(workspace_id, rng, accounts, progress):
+    if CityForecast.select().where(CityForecast.workspace == workspace_id).exists():
+        return False
+    skies = ["sunny with a chance of renewals", "cloudy, pipeline building", "stormy: budgets frozen"]
+    with writing():
+        _write(workspace_id, [{"city": c, "forecast": rng.choice(skies)} for c in ("Lisbon", "Oslo", "Osaka")])
+    progress(1, 1)
+    return True

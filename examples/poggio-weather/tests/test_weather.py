@@ -1,0 +1,29 @@
+"""The weather pack as Poggio loads it: its entry point, its table, its CSV kind, demo data and tool."""
+
+import random
+
+import poggio_weather
+import pytest
+
+from poggio import ToolError
+from poggio.testing import load_pack, tool_context, workspace
+
+
+def test_pack_loads_through_its_entry_point():
+    pack = load_pack("weather")
+    assert [t.name for t in pack.tools] == ["sales_weather"]
+    assert [i.kind for i in pack.importers] == ["forecasts"]
+
+
+def test_forecasts_import_seed_and_answer(tmp_path):
+    with workspace(tmp_path) as (registry, workspace_id):
+        kind = registry.importer("forecasts")
+        cleaned, errors = kind.validate(workspace_id, [(2, {"city": "lisbon", "forecast": "sunny"}),
+                                                       (3, {"city": "Lisbon", "forecast": "rainy"})])
+        assert errors == [(3, "city", "Lisbon already has a forecast")]
+        assert kind.write(workspace_id, cleaned) == 1
+        result = poggio_weather.sales_weather(tool_context(workspace_id), city="LISBON")
+        assert result.text == "Lisbon: sunny" and result.data.workspace_id == workspace_id
+        with pytest.raises(ToolError):
+            poggio_weather.sales_weather(tool_context(workspace_id + 1), city="Lisbon")  # another workspace
+        assert poggio_weather.poggio_seed_demo(workspace_id, random.Random(1), 10, lambda *_: None) is False

@@ -1,0 +1,29 @@
+"""The hook the accounts pack owns: other packs implement it to add a section to an account's profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from poggio import hookspec
+
+
+@dataclass
+class ProfileSection:
+    """One pack's part of an account profile: ``data`` for programs, ``text`` for people."""
+
+    key: str
+    title: str
+    data: dict[str, Any]
+    text: str
+
+
+@hookspec
+def poggio_account_profile(ctx, account):
+    """Contribute a section to an account's profile, as ``get_account`` shows it.
+
+    ``account`` is the accounts pack's ``Account`` row, already scoped to ``ctx.workspace_id``.
+    Return a :class:`poggio_accounts.ProfileSection`, or ``None`` when the pack has nothing to say.
+    Only packs in the calling token's scope are asked. A pack that implements this hook requires the
+    accounts pack (``PackInfo(requires=("accounts",))``), or marks its implementation
+    ``@hookimpl(optionalhook=True)`` to load without it."""

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from peewee import CharField, DateTimeField, IntegerField, TextField
+
+from poggio import Prepared, ToolContext, ToolError, WorkspaceModel, add_search_terms, slot, utcnow
+
+SEARCH_KIND = "account"
+
+
+class Account(WorkspaceModel):
+    domain = CharField(max_length=253)
+    name = CharField(max_length=200)
+    industry = CharField(max_length=100, default="")
+    employees = IntegerField(null=True)
+    country = CharField(max_length=2, default="")
+    description = TextField(default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("workspace", "domain"), True),
+            (("workspace", "name", "id"), False),
+            (("workspace", "industry", "name", "id"), False),
+        )
+
+
+_BY_DOMAIN = Prepared(lambda: Account.select().where(
+    (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))))
+
+
+def find_account(workspace_id: int, domain: str) -> Account | None:
+    """The workspace's account with this domain (case-insensitive, ``www.`` and a URL's scheme ignored)."""
+    return _BY_DOMAIN.first(workspace=workspace_id, domain=normalise_domain(domain))
+
+
+def account_id(ctx: ToolContext, domain: str | None, argument: str = "account_domain") -> int | None:
+    """The id of the calling workspace's account with this domain, for a tool's ``argument``; ``None``
+    when no domain is given. An unknown domain is the caller's error, naming the argument."""
+    if not domain:
+        return None
+    account = find_account(ctx.workspace_id, domain)
+    if account is None:
+        raise ToolError(argument, f"no account with domain {normalise_domain(domain)!r} in this workspace")
+    return account.id
+
+
+def account_chunks(workspace_id: int, *fields, size: int = 2000) -> Iterator[list[tuple]]:
+    """The workspace's accounts in id order, ``size`` at a time, as tuples of ``(id, *fields)``: for
+    packs that add data to every account (demo data), without holding a million rows at once."""
+    last_id = 0
+    while True:
+        chunk = list(Account.select(Account.id, *fields)
+                     .where((Account.workspace == workspace_id) & (Account.id > last_id))
+                     .order_by(Account.id).limit(size).tuples())
+        if not chunk:
+            return
+        yield chunk
+        last_id = chunk[-1][0]
+
+
+def normalise_domain(value: str) -> str:
+    text = (value or "").strip().lower()
+    for prefix in ("https://", "http://"):
+        text = text.removeprefix(prefix)
+    text = text.split("/", 1)[0].removeprefix("www.").rstrip(".")
+    return text
+
+
+def insert_accounts(workspace_id: int, rows: list[dict], now) -> None:
+    """Bulk-insert account dicts (no workspace key) and index their names and domains for search."""
+    Account.insert_many([{**r, "workspace": workspace_id, "created_at": now} for r in rows]).execute()
+    ids = dict(
+        Account.select(Account.domain, Account.id)
+        .where((Account.workspace == workspace_id) & Account.domain.in_([r["domain"] for r in rows]))
+        .tuples()
+    )
+    add_search_terms(SEARCH_KIND, workspace_id, ((ids[r["domain"]], (r["name"], r["domain"])) for r in rows))

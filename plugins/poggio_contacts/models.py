@@ -1,0 +1,35 @@
+from peewee import CharField, DateTimeField, ForeignKeyField
+
+from poggio import WorkspaceModel, add_search_terms, utcnow
+from poggio_accounts import Account
+
+SEARCH_KIND = "contact"
+
+
+class Contact(WorkspaceModel):
+    account = ForeignKeyField(Account, null=True, on_delete="SET NULL", backref="+")
+    email = CharField(max_length=254)
+    first_name = CharField(max_length=100, default="")
+    last_name = CharField(max_length=100, default="")
+    title = CharField(max_length=150, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("workspace", "email"), True),
+            (("workspace", "last_name", "first_name", "id"), False),
+            (("account", "last_name", "first_name", "id"), False),
+        )
+
+
+def insert_contacts(workspace_id: int, rows: list[dict], now=None) -> None:
+    """Bulk-insert contact dicts (``account`` is an id or None) and index them for search."""
+    now = now or utcnow()
+    Contact.insert_many([{**r, "workspace": workspace_id, "created_at": now} for r in rows]).execute()
+    ids = dict(
+        Contact.select(Contact.email, Contact.id)
+        .where((Contact.workspace == workspace_id) & Contact.email.in_([r["email"] for r in rows]))
+        .tuples()
+    )
+    add_search_terms(SEARCH_KIND, workspace_id, (
+        (ids[r["email"]], (r["first_name"], r["last_name"], r["email"], r["title"])) for r in rows))

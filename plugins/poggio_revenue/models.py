@@ -1,0 +1,67 @@
+from collections import defaultdict
+from decimal import Decimal
+
+from peewee import EXCLUDED, CharField, DateField, DateTimeField, DecimalField, ForeignKeyField, IntegerField
+
+from poggio import WorkspaceModel, utcnow
+from poggio_accounts import Account
+
+STAGES = ("prospecting", "qualification", "proposal", "negotiation", "won", "lost")
+OPEN_STAGES = STAGES[:4]
+
+
+class Opportunity(WorkspaceModel):
+    """A deal. Written only through :func:`insert_opportunities`, which keeps :class:`RevenueDay`."""
+
+    account = ForeignKeyField(Account, on_delete="CASCADE", backref="+")
+    name = CharField(max_length=200)
+    stage = CharField(max_length=20)
+    amount = DecimalField(max_digits=14, decimal_places=2)
+    currency = CharField(max_length=3)
+    close_date = DateField()
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("workspace", "close_date", "id"), False),
+            (("account", "close_date", "id"), False),
+            (("workspace", "stage", "close_date"), False),
+        )
+
+
+class RevenueDay(WorkspaceModel):
+    """Count and amount of the workspace's opportunities per currency, stage and close date: what the
+    workspace-wide revenue summary adds up (a few thousand rows, however many opportunities)."""
+
+    currency = CharField(max_length=3)
+    stage = CharField(max_length=20)
+    close_date = DateField()
+    count = IntegerField()
+    amount = DecimalField(max_digits=18, decimal_places=2)
+
+    class Meta:
+        indexes = ((("workspace", "currency", "stage", "close_date"), True),)
+
+
+def insert_opportunities(workspace_id: int, rows: list[dict], now) -> None:
+    """Insert opportunity dicts (no workspace key) and add them to the day totals, in the caller's
+    transaction: the one way opportunities are written, so the totals always match them."""
+    for start in range(0, len(rows), 1000):
+        Opportunity.insert_many([{**r, "workspace": workspace_id, "created_at": now}
+                                 for r in rows[start:start + 1000]]).execute()
+    days: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
+    for r in rows:
+        total = days[(r["currency"], r["stage"], r["close_date"])]
+        total[0] += 1
+        total[1] += Decimal(r["amount"])
+    keys = list(days)
+    for start in range(0, len(keys), 1000):
+        RevenueDay.insert_many([
+            {"workspace": workspace_id, "currency": currency, "stage": stage, "close_date": day,
+             "count": days[(currency, stage, day)][0], "amount": days[(currency, stage, day)][1]}
+            for currency, stage, day in keys[start:start + 1000]
+        ]).on_conflict(
+            conflict_target=[RevenueDay.workspace, RevenueDay.currency, RevenueDay.stage, RevenueDay.close_date],
+            update={RevenueDay.count: RevenueDay.count + EXCLUDED.count,
+                    RevenueDay.amount: RevenueDay.amount + EXCLUDED.amount},
+        ).execute()

@@ -1,1 +1,0 @@
-"""The revenue tool pack: opportunities per account, pipeline and won revenue summaries."""

@@ -1,0 +1,24 @@
+"""htmx is vendored: the pinned release, unchanged, with its licence, served by the portal."""
+
+from __future__ import annotations
+
+import hashlib
+
+from portal import HTMX_DIR
+
+HTMX_VERSION = "2.0.3"  # npm htmx.org, dist/htmx.min.js
+HTMX_SHA256 = "491955cd1810747d7d7b9ccb936400afb760e06d25d53e4572b64b6563b2784e"
+
+
+def test_vendored_htmx_is_the_pinned_release_with_its_licence():
+    script = (HTMX_DIR / "htmx.min.js").read_bytes()
+    assert hashlib.sha256(script).hexdigest() == HTMX_SHA256
+    assert f'version:"{HTMX_VERSION}"'.encode() in script
+    assert "Zero-Clause BSD" in (HTMX_DIR / "LICENSE").read_text()
+    assert HTMX_VERSION in (HTMX_DIR / "README.md").read_text() and HTMX_SHA256 in (HTMX_DIR / "README.md").read_text()
+
+
+def test_portal_serves_the_vendored_htmx(app):
+    response = app.test_client().get("/vendor/htmx.min.js")
+    assert response.status_code == 200
+    assert hashlib.sha256(response.get_data()).hexdigest() == HTMX_SHA256

@@ -1,0 +1,350 @@
+"""Every hook of the pack API, exercised through third-party packs installed like any other
+(``test_hook_<name>``), and the meta-tests that keep it so: each hookspec, the core's and those packs
+own, has a test here and an entry in README.md's pack author's guide (as datasette checks its own)."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import install_pack
+from instances import ROOT
+
+from poggio.cli import main
+from poggio.plugins import PackRegistry
+from poggio.testing import tool_context
+
+NOTES = '''
+import datetime as dt
+from pathlib import Path
+from peewee import CharField, ForeignKeyField, TextField
+from poggio import CsvKind, PackInfo, WorkspaceModel, hookimpl, utcnow, writing
+from poggio_accounts import Account, ProfileSection, normalise_domain
+
+class Note(WorkspaceModel):
+    account = ForeignKeyField(Account, on_delete="CASCADE", backref="+")
+    text = TextField()
+
+    class Meta:
+        table_name = "notes_note"
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="notes", title="Notes", version="0.3", requires=("accounts",),
+                    description="Notes on accounts.", instructions="Notes show in get_account.")
+
+@hookimpl
+def poggio_migrations():
+    return Path(__file__).parent / "notes_migrations"
+
+@hookimpl
+def poggio_account_profile(ctx, account):
+    notes = [n.text for n in Note.select().where((Note.workspace == ctx.workspace_id) & (Note.account == account.id))]
+    return ProfileSection(key="notes", title="Notes", data={"notes": notes}, text="\\n".join(notes) or "No notes.")
+
+def validate(workspace_id, rows):
+    accounts = dict(Account.select(Account.domain, Account.id).where(Account.workspace == workspace_id).tuples())
+    cleaned, errors = [], []
+    for line, row in rows:
+        domain = normalise_domain(row["account_domain"])
+        if domain not in accounts:
+            errors.append((line, "account_domain", f"no account {domain}"))
+        else:
+            cleaned.append({"account": accounts[domain], "text": row["text"]})
+    return cleaned, errors
+
+def write(workspace_id, cleaned):
+    Note.insert_many([{**c, "workspace": workspace_id} for c in cleaned]).execute()
+    return len(cleaned)
+
+@hookimpl
+def poggio_csv_importers():
+    return [CsvKind(kind="notes", columns=("account_domain", "text"), validate=validate, write=write)]
+
+@hookimpl
+def poggio_seed_demo(workspace_id, rng, accounts, progress):
+    if Note.select().where(Note.workspace == workspace_id).exists():
+        return False
+    account = Account.get((Account.workspace == workspace_id) & (Account.domain == "example.com"))
+    with writing():
+        Note.create(workspace=workspace_id, account=account, text="Met at the trade fair.")
+    progress(1, 1)
+    return True
+'''
+
+NOTES_MIGRATION = '''
+from peewee import *
+
+def up(migrator, db):
+    class Base(Model):
+        class Meta:
+            database = db
+            legacy_table_names = False
+    class Workspace(Base):
+        pass
+    class Account(Base):
+        pass
+    class Note(Base):
+        workspace = ForeignKeyField(Workspace, on_delete="CASCADE")
+        account = ForeignKeyField(Account, on_delete="CASCADE")
+        text = TextField()
+        class Meta:
+            table_name = "notes_note"
+    db.create_tables([Note])
+
+def down(migrator, db):
+    db.execute_sql("DROP TABLE notes_note")
+'''
+
+# raises in every hook it implements after declaring itself
+GREMLIN = '''
+from poggio import CsvKind, PackInfo, hookimpl
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="gremlin", title="Gremlin", version="0.1", requires=("accounts",))
+
+@hookimpl
+def poggio_account_profile(ctx, account):
+    raise RuntimeError("gremlin profile")
+
+@hookimpl
+def poggio_seed_demo(workspace_id, rng, accounts, progress):
+    raise RuntimeError("gremlin seed")
+
+def validate(workspace_id, rows):
+    raise RuntimeError("gremlin validate")
+
+@hookimpl
+def poggio_csv_importers():
+    return [CsvKind(kind="gremlins", columns=("name",), validate=validate, write=lambda w, rows: 0)]
+'''
+
+# implements the accounts pack's hook without requiring the pack: loads only while accounts does,
+# unless the implementation is optional
+LOOSE = '''
+from poggio import PackInfo, hookimpl
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="{name}", title="Loose", version="0.1")
+
+@hookimpl{marker}
+def poggio_account_profile(ctx, account):
+    return None
+'''
+
+MISNAMED = '''
+from poggio import PackInfo, hookimpl
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="somebody_else", title="Misnamed", version="0.1")
+'''
+
+TOOLS = '''
+from pydantic import BaseModel
+from poggio import PackInfo, ToolResult, hookimpl, tool
+
+class Echo(BaseModel):
+    said: str
+
+@tool(title="Echo", read_only=False)
+def echo(ctx, text: str) -> Echo:
+    """Says it back."""
+    return ToolResult(Echo(said=text), text)
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="echo", title="Echo", version="2.0")
+
+@hookimpl
+def poggio_tools():
+    return [echo, "not a tool"]
+'''
+
+PACK_MODULES = ("poggio_notes", "poggio_gremlin", "poggio_loose", "poggio_optional", "poggio_misnamed", "poggio_echo")
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """Third-party packs installed (a dist-info with entry points) in a folder on sys.path."""
+    site = install_pack(tmp_path / "site", "poggio-extras", "0.3", {
+        "poggio_notes": NOTES, "poggio_gremlin": GREMLIN, "poggio_misnamed": MISNAMED,
+        "poggio_loose": LOOSE.format(name="loose", marker=""),
+        "poggio_optional": LOOSE.format(name="optional", marker="(optionalhook=True)"),
+    }, {"notes": "poggio_notes", "gremlin": "poggio_gremlin", "loose": "poggio_loose",
+        "optional": "poggio_optional", "misnamed": "poggio_misnamed"})
+    (site / "notes_migrations").mkdir()
+    (site / "notes_migrations" / "0001_notes.py").write_text(NOTES_MIGRATION)
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    yield site
+    for name in PACK_MODULES:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def run(site, instance):
+    """The ``poggio`` command in-process, on a fresh SQLite instance, with the packs of ``site``."""
+    runner = CliRunner()
+
+    def invoke(*args, env=None):
+        return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def test_hook_poggio_pack(site):
+    registry = PackRegistry.load()
+    assert registry.packs["notes"].info.version == "0.3"
+    assert registry.packs["notes"].distribution == "poggio-extras 0.3"
+    assert "declares name 'somebody_else' but is registered as 'misnamed'" in registry.errors["misnamed"]
+    # the pack's instructions reach the MCP server's
+    assert "- Notes: Notes on accounts. Notes show in get_account." in registry.instructions("Poggio")
+    # a pack loads after those it requires, and is left out without them
+    assert list(registry.packs).index("notes") > list(registry.packs).index("accounts")
+    without = PackRegistry.load(["notes", "contacts"])
+    assert without.names == [] and "requires pack 'accounts'" in without.errors["notes"]
+
+
+def test_hook_poggio_tools(tmp_path, monkeypatch):
+    site = install_pack(tmp_path / "site", "poggio-echo", "2.0", {"poggio_echo": TOOLS}, {"echo": "poggio_echo"})
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    try:
+        registry = PackRegistry.load()
+        assert "'not a tool'" in registry.errors["echo"] and "not a function decorated with @poggio.tool" in registry.errors["echo"]
+        module = importlib.import_module("poggio_echo")
+        monkeypatch.setattr(module, "poggio_tools", module.hookimpl(lambda: [module.echo]))
+        registry = PackRegistry.from_modules({"echo": module})
+        spec = registry.tool("echo")
+        assert spec.pack == "echo" and not spec.read_only and spec.description == "Says it back."
+        assert spec(tool_context(), text="hi").data.said == "hi"
+    finally:
+        sys.modules.pop("poggio_echo", None)
+
+
+def test_hook_poggio_migrations(run):
+    from poggio.db import database
+
+    assert run("db", "upgrade").exit_code == 0
+    assert "notes_note" in database.get_tables() and "poggio_migration_notes" in database.get_tables()
+    assert "up to date" in run("db", "upgrade").output
+
+
+def test_hook_poggio_seed_demo(run):
+    """Each pack seeds its own data, the one that raises is reported and skipped, the rest still seed;
+    a second run leaves the workspace as it is."""
+    from poggio.db import database
+    from poggio_accounts import Account
+
+    first = run("demo", "--accounts", "20")
+    assert first.exit_code == 0, first.output
+    assert "Tool pack gremlin failed to add demo data and was skipped: RuntimeError: gremlin seed" in first.stderr
+    assert Account.select().count() == 20
+    assert database.execute_sql("SELECT text FROM notes_note").fetchall() == [("Met at the trade fair.",)]
+    again = run("demo", "--accounts", "20")
+    assert "already has data" in again.output and Account.select().count() == 20
+
+
+def test_hook_poggio_csv_importers(run, tmp_path):
+    """`poggio import` takes a third-party pack's kind; a pack whose importer raises is reported in one
+    line, writes nothing, and the other kinds import as before."""
+    from poggio.db import database
+
+    assert run("workspace", "create", "acme", "--name", "Acme").exit_code == 0
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text("domain,name,industry,employees,country,description\nexample.com,Example,,,,\n")
+    assert run("import", "accounts", str(accounts), "--workspace", "acme").exit_code == 0
+    notes = tmp_path / "notes.csv"
+    notes.write_text("account_domain,text\nexample.com,Likes golf\nnowhere.example,Lost\n")
+    bad = run("import", "notes", str(notes), "--workspace", "acme")
+    assert bad.exit_code == 1 and "notes.csv:3: account_domain: no account nowhere.example" in bad.stderr
+    notes.write_text("account_domain,text\nexample.com,Likes golf\n")
+    good = run("import", "notes", str(notes), "--workspace", "acme")
+    assert good.exit_code == 0 and "Imported 1 notes" in good.output
+    assert database.execute_sql("SELECT text FROM notes_note").fetchall() == [("Likes golf",)]
+    gremlins = tmp_path / "gremlins.csv"
+    gremlins.write_text("name\nGizmo\n")
+    failed = run("import", "gremlins", str(gremlins), "--workspace", "acme")
+    assert failed.exit_code == 1 and "Traceback" not in failed.output
+    assert "the gremlin pack failed while importing gremlins (RuntimeError: gremlin validate); nothing was imported" in failed.output
+    unknown = run("import", "widgets", str(gremlins), "--workspace", "acme")
+    assert unknown.exit_code == 1
+    assert "unknown kind 'widgets'; the loaded packs import accounts, contacts, gremlins, notes, opportunities" in unknown.output
+    listing = run("packs", "list").output
+    assert "poggio import notes" in listing and "poggio import accounts" in listing
+
+
+def test_hook_poggio_account_profile(run, site):
+    """A third-party pack adds its section to get_account; one that raises is left out of that answer
+    and the others still answer; a pack implementing the accounts pack's hook loads only with it,
+    unless its implementation is optional."""
+    from poggio_accounts import Account
+
+    assert run("demo", "--accounts", "5").exit_code == 0
+    registry = PackRegistry.load()
+    ws = Account.get(Account.domain == "example.com").workspace_id
+    ctx = tool_context(ws, "get_account", registry=registry)
+    result = registry.tool("get_account")(ctx, domain="example.com")
+    assert sorted(result.data.sections) == ["contacts", "notes", "revenue"]
+    assert "## Notes\nMet at the trade fair." in result.text
+    # only the packs in the token's scope are asked
+    scoped = tool_context(ws, "get_account", packs=frozenset({"accounts", "notes"}), registry=registry)
+    assert list(registry.tool("get_account")(scoped, domain="example.com").data.sections) == ["notes"]
+    assert "loose" in registry.names and "optional" in registry.names
+    alone = PackRegistry.load(["loose", "optional"])
+    assert "unknown hook(s) poggio_account_profile" in alone.errors["loose"]
+    assert alone.names == ["optional"]
+
+
+def test_hooks_are_called_through_pluggy(site):
+    """Hook calls go through pluggy (its tracing sees them), one pack at a time."""
+    registry = PackRegistry.load()
+    seen: list[tuple[str, list[str]]] = []
+    registry.pm.add_hookcall_monitoring(
+        lambda hook, impls, kwargs: seen.append((hook, [i.plugin_name for i in impls])), lambda *a: None)
+    registry.call_each("poggio_migrations")
+    assert {hook for hook, _ in seen} == {"poggio_migrations"}
+    assert all(len(plugins) <= 1 for _, plugins in seen)
+    assert sorted(p for _, plugins in seen for p in plugins) == ["accounts", "contacts", "notes", "revenue"]
+
+
+# -- the meta-tests ------------------------------------------------------------------------------------------
+def _hookspecs() -> dict[str, list[str]]:
+    """Every hookspec of the loaded packs and the core: name -> argument names."""
+    registry = PackRegistry.load()
+    return {name: list(caller.spec.argnames) for name, caller in vars(registry.pm.hook).items()
+            if not name.startswith("_") and caller.has_spec()}
+
+
+HOOKS = _hookspecs()
+
+
+def _guide() -> str:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("### Writing a tool pack")
+    end = readme.index("\n## ", start)
+    return readme[start:end]
+
+
+@pytest.mark.parametrize("hook", sorted(HOOKS))
+def test_every_hook_is_documented_in_the_guide(hook):
+    headings = re.findall(r"^#### `?([^`\n]+)`?$", _guide(), re.M)
+    assert f"{hook}({', '.join(HOOKS[hook])})" in headings, f"README.md's pack guide has no heading for {hook}"
+
+
+@pytest.mark.parametrize("hook", sorted(HOOKS))
+def test_every_hook_has_a_test(hook):
+    tests = "".join(p.read_text() for p in Path(__file__).parent.rglob("test_*.py"))
+    assert f"def test_hook_{hook}(" in tests, f"no test_hook_{hook} exercises the {hook} hook"
+
+
+def test_the_meta_tests_see_every_hook():
+    assert set(HOOKS) == {"poggio_pack", "poggio_tools", "poggio_migrations", "poggio_seed_demo",
+                          "poggio_csv_importers", "poggio_account_profile"}
