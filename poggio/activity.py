@@ -29,6 +29,7 @@ OUTCOMES = ("ok", "tool_error", "refused", "rate_limited", "timed_out")
 KINDS = ("token", "grant")
 FORMATS = ("jsonl", "csv")
 PAGE_SIZE = 50
+LAST_DAY = dt.date(9998, 12, 31)  # a later "until" is the same, and one day more would overflow
 EXPORT_CHUNK = 2000
 COLUMNS = ("at", "kind", "subject_id", "subject", "tool", "outcome", "latency_ms", "client", "ip")
 
@@ -78,9 +79,10 @@ def _day(value, name: str) -> dt.date | None:
     if isinstance(value, dt.date):
         return value
     try:
-        return dt.date.fromisoformat(str(value).strip())
+        day = dt.date.fromisoformat(str(value).strip())
     except ValueError:
         raise InvalidInput(name, "a date as YYYY-MM-DD") from None
+    return min(day, LAST_DAY)
 
 
 def _moment(value, name: str) -> dt.date | dt.datetime | None:
@@ -90,15 +92,17 @@ def _moment(value, name: str) -> dt.date | dt.datetime | None:
     text = str(value).strip()
     if text[:-1].isdigit() and text[-1:] in ("h", "d"):
         amount = int(text[:-1])
+        if amount > 36500:
+            raise InvalidInput(name, "a span of at most 36500 days")
         return utcnow() - (dt.timedelta(hours=amount) if text.endswith("h") else dt.timedelta(days=amount))
     try:
         if len(text) == 10:
             return dt.date.fromisoformat(text)
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         raise InvalidInput(name, "a date (YYYY-MM-DD), a time (ISO 8601) or a span back from now (24h, 7d)") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
     return moment
 
 
@@ -111,7 +115,7 @@ def decode_cursor(text: str | None) -> tuple[dt.datetime, int] | None:
         return None
     at, sep, ident = text.partition("~")
     try:
-        if not sep:
+        if not sep or not ident.isdigit() or len(ident) > 18:
             raise ValueError
         return dt.datetime.fromisoformat(at), int(ident)
     except ValueError:

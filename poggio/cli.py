@@ -349,7 +349,7 @@ def activity_export(app: App, slug: str, since: str | None, until: str | None, f
 
     ws = app.workspace(slug)
     filters = record.Filters.parse(tool=tool, outcome=outcome, since=since, until=until)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     for line in record.export(ws.id, filters, fmt):
         out.write(line)
     out.flush()

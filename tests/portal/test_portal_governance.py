@@ -188,3 +188,15 @@ def test_client_credentials_end_at_the_maximum_lifetime(app):
     OAuthGrant.update(expires_at=utcnow() - dt.timedelta(seconds=1)).where(OAuthGrant.client == issued.client.id).execute()
     r = ask()
     assert r.status_code == 400 and "maximum lifetime" in r.get_json()["error_description"]
+
+
+def test_connected_app_activity_page(app, admin):
+    issued = app.extensions["poggio"]["oauth"].create_confidential(acme(), "Robot", CLI, packs="accounts", resource=MCP)
+    grant = OAuthGrant.get(OAuthGrant.client == issued.client.id)
+    seed(grant.id, 4, kind="grant")
+    html = admin.get(f"/settings/mcp/apps/{grant.id}/activity").get_data(as_text=True)
+    assert "Activity of Robot" in html and "Connected app" in html and html.count('class="outcome-') == 4
+    tools = admin.get(f"/settings/mcp/apps/{grant.id}/activity", headers={"HX-Request": "true", "HX-Target": f"app-tools-{grant.id}"})
+    assert "Calls per tool" in tools.get_data(as_text=True)
+    exported = admin.get(f"/settings/mcp/activity/export.jsonl?kind=grant&subject={grant.id}").get_data(as_text=True)
+    assert [json.loads(line)["subject"] for line in exported.splitlines()] == ["Robot"] * 4
