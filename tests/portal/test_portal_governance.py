@@ -200,3 +200,11 @@ def test_connected_app_activity_page(app, admin):
     assert "Calls per tool" in tools.get_data(as_text=True)
     exported = admin.get(f"/settings/mcp/activity/export.jsonl?kind=grant&subject={grant.id}").get_data(as_text=True)
     assert [json.loads(line)["subject"] for line in exported.splitlines()] == ["Robot"] * 4
+
+
+def test_extreme_filter_values_are_answered_not_overflowed(admin):
+    for query in ("since=99999999999d", "until=9999-12-31", "since=0001-01-01T00:00:00%2B05:00",
+                  "cursor=2026-01-01T00:00:00~99999999999999999999999"):
+        r = admin.get(f"/settings/mcp/activity?{query}")
+        assert r.status_code == 200, (query, r.status_code)
+        assert admin.get(f"/settings/mcp/activity/export.csv?{query}").status_code in (200, 400)
