@@ -428,7 +428,8 @@ class OAuthService:
         if not mcp_enabled:
             raise TokenRejected("not_entitled")
         return VerifiedToken(token_id=grant_id, name=client_name, workspace_id=ws_id, workspace_slug=ws_slug,
-                             workspace_name=ws_name, packs=pack_set(packs), expires_at=expires_at, kind="grant")
+                             workspace_name=ws_name, packs=pack_set(packs), expires_at=expires_at, kind="grant",
+                             ends_at=grant_expires)
 
     # -- reads -----------------------------------------------------------------------------
     def grants(self, workspace: Workspace, include_inactive: bool = False, limit: int = 200) -> list[OAuthGrant]:

@@ -247,11 +247,17 @@ def test_oauth_grant_on_record_and_under_the_policy(stack):
         # a client_credentials grant lives no longer than the workspace's maximum
         assert grant.expires_at is not None and grant.expires_at - utcnow() <= dt.timedelta(days=30)
         access = oauth.issue_tokens(grant, refresh=False)["access_token"]
-    assert rpc(stack.url, access).status_code == 200
+    answer = rpc(stack.url, access)
+    assert answer.status_code == 200 and META not in (answer.json()["result"].get("_meta") or {})
     rows = settle(stack.instance, 1, ws.id)
     assert [(r.kind, r.subject_id, r.outcome) for r in rows] == [("grant", grant.id, "ok")]
     with database.connection_context():
         assert GrantUsage.get(GrantUsage.grant == grant.id).calls == 1
+        # an app whose access ends within 7 days is warned in every result
+        OAuthGrant.update(expires_at=utcnow() + dt.timedelta(days=3)).where(OAuthGrant.id == grant.id).execute()
+    warning = rpc(stack.url, access).json()["result"]["_meta"][META]
+    assert warning["kind"] == "grant" and "connected app's access stops working" in warning["message"]
+    with database.connection_context():
         # once past its maximum, the grant stops, and client_credentials gets no new token
         OAuthGrant.update(expires_at=utcnow() - dt.timedelta(seconds=1)).where(OAuthGrant.id == grant.id).execute()
         assert oauth.standing_grant(issued.client) is None
