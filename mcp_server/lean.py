@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import pydantic_core
@@ -38,8 +37,6 @@ from mcp_types import (
     DEFAULT_NEGOTIATED_VERSION,
     SERVER_INFO_META_KEY,
     CallToolResult,
-    ClientCapabilities,
-    Implementation,
     TextContent,
 )
 from mcp_types import methods as surfaces
@@ -48,7 +45,8 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from mcp_server.auth import current_principal
-from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware
+from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware, refusal_outcome
+from mcp_server.binding import _timed_out as timed_out
 from mcp_server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -201,12 +199,12 @@ class LeanPath:
             if isinstance(verdict, InboundLadderRejection):
                 raise Decline
             version = verdict.protocol_version
-            client = _client(verdict.client_info, verdict.client_capabilities)
+            client = _client(verdict.client_info)
         else:
             version = version or DEFAULT_NEGOTIATED_VERSION
         principal = current_principal()
-        if principal is None:
-            raise Decline
+        if principal is None or principal.expiry_meta() is not None:
+            raise Decline  # a credential about to expire gets its warning in _meta: the SDK path adds it
         try:
             surfaces.validate_client_request(method, version, decoded.get("params"))
         except (ValidationError, KeyError, ValueError):
@@ -252,7 +250,7 @@ class LeanPath:
             cached = json.dumps(shaped, separators=(",", ":")).encode() if modern else pydantic_core.to_json(shaped)
             if len(self._lists) < 256:
                 self._lists[(version, packs)] = cached
-        self.scope_rules.count(principal, "tools/list", ok=True, client=client)
+        self.scope_rules.count(principal, "tools/list", True, client)
         return cached
 
     async def _call(self, version: str, principal, params: dict, modern: bool, client: str | None):
@@ -263,12 +261,13 @@ class LeanPath:
         arguments = params.get("arguments")
         refusal = self.scope_rules.refusal(principal.token, spec, arguments)
         if refusal is not None:
-            self.scope_rules.count(principal, spec.name, ok=False, client=client)
+            self.scope_rules.count(principal, spec.name, False, client, refusal_outcome(refusal))
             return _plain(CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True))
+        timed_out.set(box := [])  # the tool wrapper notes a timeout here, for the activity record
         try:
             result = await self.server.call_tool(name, arguments or {})
         except MCPError as exc:
-            self.scope_rules.count(principal, spec.name, ok=False, client=client)
+            self.scope_rules.count(principal, spec.name, False, client)
             return exc
         except Exception as exc:  # what MCPServer's tools/call handler makes of a failed call
             result = CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
@@ -276,7 +275,7 @@ class LeanPath:
             dumped = surfaces.serialize_server_result("tools/call", version, _plain(result))
         except ValidationError:
             log.exception("tool %r returned an invalid result", spec.name)
-            self.scope_rules.count(principal, spec.name, ok=False, client=client)
+            self.scope_rules.count(principal, spec.name, False, client)
             return MCPError(code=-32603, message="Handler returned an invalid result")
         if modern:
             if dumped.get("resultType") is None:
@@ -286,7 +285,8 @@ class LeanPath:
                 dumped["_meta"] = {SERVER_INFO_META_KEY: self.sdk.server_info_stamp()}
             elif isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
                 dumped["_meta"] = {**meta, SERVER_INFO_META_KEY: self.sdk.server_info_stamp()}
-        self.scope_rules.count(principal, spec.name, ok=not result.is_error, client=client)
+        failed = bool(result.is_error)
+        self.scope_rules.count(principal, spec.name, not failed, client, "timed_out" if failed and box else None)
         return dumped
 
 
@@ -294,19 +294,11 @@ def _plain(result: CallToolResult) -> dict[str, Any]:
     return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
-def _client(info: Any, capabilities: Any) -> str | None:
-    """The client named in a 2026-07-28 envelope, as the SDK's connection records it (both the
-    client's info and its capabilities well formed, else no client)."""
-    if not isinstance(info, Mapping) or not isinstance(capabilities, Mapping):
-        return None
-    try:
-        ClientCapabilities.model_validate(capabilities)
-        implementation = Implementation.model_validate(info)
-    except ValidationError:
-        return None
-    if not implementation.name:
-        return None
-    return f"{implementation.name} {implementation.version or ''}".strip()[:200]
+def _client(info: Any) -> str | None:
+    """The client named in a 2026-07-28 envelope, as ScopeMiddleware reads it."""
+    if isinstance(info, dict) and info.get("name"):
+        return f"{info.get('name')} {info.get('version') or ''}".strip()[:200]
+    return None
 
 
 def _replay(body: bytes, trailing, receive):

@@ -8,6 +8,7 @@ it outweighed the rest of a request)."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 from limits import parse
@@ -23,10 +24,17 @@ class TokenRateLimit:
         storage = storage_from_string(f"async+{redis_url}", implementation="redispy") if redis_url else MemoryStorage()
         self.limiter = SlidingWindowCounterRateLimiter(storage)
 
-    async def retry_after(self, token_id: int) -> int | None:
-        """Count one request of the token; seconds to wait when it is over its limit, else None."""
+    async def retry_after(self, token_id: int | str, own: str | None = None) -> int | None:
+        """Count one request of the token; seconds to wait when it is over its limit (the token's
+        ``own``, set below the installation's, else the installation's), else None."""
         key = f"{self.namespace}:mcp:token:{token_id}"
-        if await self.limiter.hit(self.item, key):
+        item = self.item if own is None else _parsed(own)
+        if await self.limiter.hit(item, key):
             return None
-        reset, _ = await self.limiter.get_window_stats(self.item, key)
+        reset, _ = await self.limiter.get_window_stats(item, key)
         return max(1, int(reset - time.time()) + 1)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(limit: str):
+    return parse(limit)

@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     login_manager.init_app(app)
     Htmx(app)
 
-    from portal import audit_log, auth, connected_apps, mcp_settings, oauth, views
+    from portal import activity, audit_log, auth, connected_apps, mcp_settings, oauth, views
     from portal.throttle import Throttle
 
     app.extensions["poggio"]["throttle"] = Throttle()
@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     app.register_blueprint(views.bp)
     app.register_blueprint(mcp_settings.bp)
     app.register_blueprint(connected_apps.bp)
+    app.register_blueprint(activity.bp)
     app.register_blueprint(audit_log.bp)
     oauth.init_app(app)
     for endpoint in ("oauth.token", "oauth.register", "oauth.revoke"):  # called by apps, not browsers
