@@ -49,6 +49,13 @@ class Principal:
     ip: str | None
 
 
+def principal_of(scope) -> Principal | None:
+    """The caller of an authenticated ASGI request (``scope``), for middleware outside the SDK."""
+    user = scope.get("user")
+    access = getattr(user, "access_token", None)
+    return access.claims.get("principal") if access is not None and access.claims else None
+
+
 def current_principal() -> Principal | None:
     access = get_access_token()
     if access is None or not access.claims:

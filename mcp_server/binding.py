@@ -37,7 +37,7 @@ from pydantic import ConfigDict, ValidationError, create_model
 
 from mcp_server.auth import current_principal
 from mcp_server.metrics import Metrics
-from poggio import __version__
+from poggio import __version__, scopes
 from poggio.db import database, statement_deadline
 from poggio.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
 from poggio.plugins import PackRegistry
@@ -72,7 +72,7 @@ class Arguments:
 
     def __init__(self, spec: ToolSpec):
         self.tool = spec.name
-        params = list(inspect.signature(spec.fn, eval_str=True).parameters.values())[1:]
+        params = spec.parameters()
         self.names = [p.name for p in params]
         self.model = create_model(
             f"{spec.name}_arguments", __config__=ConfigDict(extra="forbid"),
@@ -129,8 +129,7 @@ def _content(result: ToolResult) -> list[ContentBlock]:
 def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter: anyio.CapacityLimiter,
           timeout: float, metrics: Metrics):
     """An async MCP tool function for ``spec`` with the signature of its arguments (no context)."""
-    signature = inspect.signature(spec.fn, eval_str=True)
-    params = list(signature.parameters.values())[1:]  # drop the ToolContext parameter
+    params = spec.parameters()  # without the ToolContext; a write tool's idempotency_key
     returns = Annotated[CallToolResult, spec.output_model] if spec.output_model else CallToolResult
 
     async def call(**arguments: Any) -> CallToolResult:
@@ -138,15 +137,17 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
         if principal is None:  # unreachable behind the auth middleware; refuse rather than guess
             raise MCPToolError("not authenticated")
         token = principal.token
-        if token.packs is not None and spec.pack not in token.packs:
-            raise MCPToolError(f"Tool {spec.name} is not available to this token")
-        ctx = registry.tool_context(cursors, token.workspace_id, token.token_id, token.packs, spec.name)
+        refusal = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
+        if refusal is not None:  # the middleware refused it already; never run a tool out of scope
+            raise MCPToolError(refusal)
+        ctx = registry.tool_context(cursors, token.workspace_id, token.token_id, token.packs, spec.name,
+                                    writable=token.writable, caller=token.name, token_kind=token.kind)
 
         def run() -> ToolResult:
             # past the timeout the caller has its answer and this thread is abandoned: its SQL is
             # stopped soon after, so it does not hold a connection and a core for minutes
             with database.connection_context(), statement_deadline(timeout + STATEMENT_GRACE):
-                result = spec.fn(ctx, **arguments)
+                result = spec.run(ctx, arguments)
             if not isinstance(result, ToolResult):
                 raise TypeError(f"returned {type(result).__name__}, not a ToolResult")
             return result
@@ -183,9 +184,9 @@ class ScopeMiddleware:
         self.recorder = recorder
         self.metrics = metrics
         # tools/list answers, already filtered and shaped for the wire, per (protocol version, pack
-        # scope): the tools are fixed for the life of the process, and building and validating the
-        # list was most of the cost of answering it.
-        self._tool_lists: dict[tuple[str, frozenset[str] | None], dict[str, Any]] = {}
+        # scope with its writable packs): the tools are fixed for the life of the process, and
+        # building and validating the list was most of the cost of answering it.
+        self._tool_lists: dict[tuple[str, scopes.PackScope], dict[str, Any]] = {}
         self._arguments = {spec.name: Arguments(spec) for spec in registry.tools()}
 
     @staticmethod
@@ -220,16 +221,15 @@ class ScopeMiddleware:
             spec = self.registry.tool(name) if isinstance(name, str) else None
             label = spec.name if spec else UNKNOWN_TOOL
             refusal = None
-            if spec is not None and token.packs is not None and spec.pack not in token.packs:
-                refusal = (f"Tool {name} is not available to this token: it is restricted to the "
-                           f"{', '.join(sorted(token.packs))} tool pack(s).")
-            elif spec is not None:
+            if spec is not None:
+                refusal = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
+            if spec is not None and refusal is None:
                 refusal = self._arguments[spec.name].problem(ctx.params.get("arguments"))
             if refusal is not None:
                 self._count(principal, ctx, label, ok=False)
                 return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
         listing = ctx.method == "tools/list"
-        cache_key = (ctx.protocol_version, token.packs)
+        cache_key = (ctx.protocol_version, token.scope)
         if listing and (cached := self._tool_lists.get(cache_key)) is not None:
             self._count(principal, ctx, label, ok=True)
             return cached
@@ -239,7 +239,7 @@ class ScopeMiddleware:
             self._count(principal, ctx, label, ok=False)
             raise
         if listing:
-            result = self._shape_list(result, token.packs)
+            result = self._shape_list(result, token.scope)
             if isinstance(result, dict) and len(self._tool_lists) < 256:
                 self._tool_lists[cache_key] = result
         if ctx.method in ("initialize", "server/discover"):
@@ -249,10 +249,11 @@ class ScopeMiddleware:
         self._count(principal, ctx, label, ok=not failed)
         return result
 
-    def _shape_list(self, result, packs: frozenset[str] | None):
-        """The token's tools only, each input schema closed (``additionalProperties: false``): the
-        arguments it does not name are refused."""
-        allowed = None if packs is None else {t.name for t in self.registry.tools(packs)}
+    def _shape_list(self, result, scope: scopes.PackScope):
+        """The tools the caller may call only (write tools only with write access to their pack),
+        each input schema closed (``additionalProperties: false``): the arguments it does not name
+        are refused."""
+        allowed = {t.name for t in self.registry.tools() if scopes.may_see(t.pack, t.read_only, scope)}
 
         def shape(tool: dict[str, Any]) -> dict[str, Any]:
             key = "inputSchema" if "inputSchema" in tool else "input_schema"
@@ -262,7 +263,7 @@ class ScopeMiddleware:
             result = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         if isinstance(result, dict) and isinstance(result.get("tools"), list):
             return {**result, "tools": [shape(t) for t in result["tools"]
-                                        if allowed is None or t.get("name") in allowed]}
+                                        if t.get("name") in allowed]}
         return result
 
     def _count(self, principal, ctx, label: str, ok: bool) -> None:
@@ -305,7 +306,7 @@ def build_server(settings: Settings, registry: PackRegistry, recorder: UsageReco
             annotations=ToolAnnotations(
                 title=spec.title,
                 read_only_hint=spec.read_only,
-                destructive_hint=False if spec.read_only else None,
+                destructive_hint=False if spec.read_only else spec.destructive,
                 idempotent_hint=spec.idempotent,
                 open_world_hint=spec.open_world,
             ),

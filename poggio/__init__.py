@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("poggio")
 hookspec = pluggy.HookspecMarker("poggio")
 
-from poggio.db import utcnow, writing  # noqa: E402  (hookimpl and hookspec first: the modules below import them)
+from poggio.db import changed_at, for_update, utcnow, writing  # noqa: E402  (hookimpl and hookspec first: the modules below import them)
 from poggio.models import WorkspaceModel  # noqa: E402
 from poggio.money import format_money  # noqa: E402
 from poggio.packs import (  # noqa: E402
@@ -27,7 +27,8 @@ from poggio.packs import (  # noqa: E402
 )
 from poggio.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
 from poggio.prepared import Prepared, slot  # noqa: E402
-from poggio.search import add_search_terms, search_page  # noqa: E402
+from poggio.search import add_search_terms, replace_search_terms, search_page  # noqa: E402
+from poggio.writes import IfUnmodifiedSince, refuse_if_modified  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -39,4 +40,6 @@ __all__ = [
     "Limit", "Cursor", "Page", "page_text", "keyset_page",
     # data: models, queries, search, CSV import
     "WorkspaceModel", "utcnow", "writing", "Prepared", "slot", "add_search_terms", "search_page", "CsvKind",
+    # write tools
+    "changed_at", "for_update", "replace_search_terms", "IfUnmodifiedSince", "refuse_if_modified",
 ]

@@ -30,7 +30,11 @@ ACTIONS = {
     "oauth.code_reused": "Authorization code reused",
     "oauth.refresh_reused": "Refresh token reused: app disconnected",
     "oauth.grant_revoked": "App disconnected",
+    "data.written": "Changed by a tool",
 }
+# Changes to a workspace's data made by write tools (token or connected app, tool, fields before and
+# after): the portal's "writes only" filter, and what an activity export includes of the audit log.
+WRITE_ACTIONS = ("data.written",)
 
 
 class Actor:
@@ -44,6 +48,23 @@ class Actor:
     @classmethod
     def cli(cls) -> Actor:
         return cls(label="cli")
+
+
+def record_write(ctx, target: str, before: dict | None, after: dict | None) -> AuditEvent:
+    """A write tool's change, on record: who (the token or connected app of ``ctx``), the tool, the
+    record and its fields before and after. Values that look like secrets are masked."""
+    from poggio.redaction import redact
+
+    def clean(fields: dict | None) -> dict | None:
+        if fields is None:
+            return None
+        return {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
+
+    who = "app" if ctx.token_kind == "grant" else "token"
+    label = f"{who}: {ctx.caller}" if ctx.caller else who
+    return record("data.written", Actor(label=label), ctx.workspace_id, target=target, tool=ctx.tool_name,
+                  **{"grant_id" if ctx.token_kind == "grant" else "token_id": ctx.token_id},
+                  before=clean(before), after=clean(after))
 
 
 def record(action: str, actor: Actor, workspace: Workspace | int | None = None, target: str = "", **detail) -> AuditEvent:

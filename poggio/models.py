@@ -211,3 +211,19 @@ class GrantUsage(BaseModel):
 
     class Meta:
         indexes = ((("grant", "day", "tool"), True),)
+
+
+class IdempotencyKey(BaseModel):
+    """A write tool's answer kept under the caller's ``idempotency_key``, per workspace: a retry with
+    the same key and arguments gets it again and writes nothing (:mod:`poggio.writes`)."""
+
+    workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+    key = CharField(max_length=200)
+    tool = CharField(max_length=64)
+    fingerprint = CharField(max_length=64)  # SHA-256 of the tool's name and arguments
+    result = TextField(default="")  # {"text": ..., "data": ...} as JSON
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "idempotency_key"
+        indexes = ((("workspace", "key"), True), (("created_at",), False))

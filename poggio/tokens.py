@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from peewee import JOIN, IntegrityError, fn
 
-from poggio import audit
+from poggio import audit, scopes
 from poggio.audit import Actor
 from poggio.db import database, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
@@ -145,6 +145,11 @@ class VerifiedToken:
     packs: frozenset[str] | None
     expires_at: dt.datetime | None
     kind: str = "token"  # "token": an API token (token_id is its id); "grant": an OAuth grant (its id)
+    writable: frozenset[str] = frozenset()  # the packs it may also write (poggio.scopes)
+
+    @property
+    def scope(self) -> scopes.PackScope:
+        return scopes.PackScope(self.packs, self.writable)
 
 
 @functools.cache
@@ -199,14 +204,16 @@ class TokenService:
             raise TokenRejected("invalid")
         if not mcp_enabled:
             raise TokenRejected("not_entitled")
+        scope = scopes.of_text(packs)
         return VerifiedToken(
             token_id=token_id,
             name=name,
             workspace_id=ws_id,
             workspace_slug=ws_slug,
             workspace_name=ws_name,
-            packs=None if packs is None else frozenset(p for p in packs.split(",") if p),
+            packs=scope.packs,
             expires_at=expires_at,
+            writable=scope.writable,
         )
 
     # -- reads -----------------------------------------------------------------------------
@@ -257,16 +264,9 @@ class TokenService:
         return name
 
     def _clean_packs(self, packs) -> str | None:
-        if packs is None:
-            return None
-        names = sorted({p.strip() for p in (packs.split(",") if isinstance(packs, str) else packs) if p and p.strip()})
-        if not names:
-            return None
-        if self.known_packs is not None:
-            unknown = [p for p in names if p not in self.known_packs]
-            if unknown:
-                raise InvalidInput("packs", f"unknown tool pack(s): {', '.join(unknown)}")
-        return ",".join(names)
+        """The stored scope text (``accounts:write,contacts``) of ``packs`` (that text, a list of its
+        items or a ``{pack: level}`` mapping); ``None``: every pack, read only."""
+        return scopes.format_levels(scopes.parse(packs, self.known_packs))
 
     def create(
         self,

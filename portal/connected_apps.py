@@ -14,7 +14,7 @@ from poggio.audit import Actor
 from poggio.db import utcnow
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import GrantUsage
-from poggio.oauth import pack_set
+from poggio import scopes
 from poggio.usage_report import by_tool, daily
 from portal.access import client_ip, core, mcp_admin_required
 from portal.charts import activity_bars
@@ -40,7 +40,7 @@ def _app_row(grant, series=None) -> dict:
     if series is None:
         series = daily([grant.id], usage=GrantUsage)[grant.id]
     return {"g": grant, "status": grant_status(grant), "chart": activity_bars(series),
-            "packs": ", ".join(sorted(pack_set(grant.packs)))}
+            "packs": scopes.describe(scopes.parse(grant.packs))}
 
 
 def apps_context(workspace) -> dict:

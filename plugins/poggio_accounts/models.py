@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from peewee import CharField, DateTimeField, IntegerField, TextField
+from peewee import CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
 
 from poggio import Prepared, ToolContext, ToolError, WorkspaceModel, add_search_terms, slot, utcnow
 
@@ -17,6 +17,7 @@ class Account(WorkspaceModel):
     country = CharField(max_length=2, default="")
     description = TextField(default="")
     created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(null=True)  # changed_at() of the last change; what if_unmodified_since compares
 
     class Meta:
         indexes = (
@@ -24,6 +25,22 @@ class Account(WorkspaceModel):
             (("workspace", "name", "id"), False),
             (("workspace", "industry", "name", "id"), False),
         )
+
+
+class Note(WorkspaceModel):
+    """What someone (an agent, through ``add_note``) wrote down about an account, optionally about one
+    of its contacts or opportunities (``link``: what the pack that knows it called it)."""
+
+    account = ForeignKeyField(Account, on_delete="CASCADE", backref="+")
+    text = TextField()
+    contact_email = CharField(max_length=254, null=True)
+    opportunity_id = IntegerField(null=True)
+    links = TextField(default="")
+    author = CharField(max_length=254, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("account", "created_at", "id"), False),)
 
 
 _BY_DOMAIN = Prepared(lambda: Account.select().where(
@@ -70,7 +87,8 @@ def normalise_domain(value: str) -> str:
 
 def insert_accounts(workspace_id: int, rows: list[dict], now) -> None:
     """Bulk-insert account dicts (no workspace key) and index their names and domains for search."""
-    Account.insert_many([{**r, "workspace": workspace_id, "created_at": now} for r in rows]).execute()
+    Account.insert_many([{**r, "workspace": workspace_id, "created_at": now, "updated_at": now}
+                         for r in rows]).execute()
     ids = dict(
         Account.select(Account.domain, Account.id)
         .where((Account.workspace == workspace_id) & Account.domain.in_([r["domain"] for r in rows]))

@@ -20,6 +20,7 @@ class Opportunity(WorkspaceModel):
     currency = CharField(max_length=3)
     close_date = DateField()
     created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(null=True)  # changed_at() of the last change; what if_unmodified_since compares
 
     class Meta:
         indexes = (
@@ -47,14 +48,41 @@ def insert_opportunities(workspace_id: int, rows: list[dict], now) -> None:
     """Insert opportunity dicts (no workspace key) and add them to the day totals, in the caller's
     transaction: the one way opportunities are written, so the totals always match them."""
     for start in range(0, len(rows), 1000):
-        Opportunity.insert_many([{**r, "workspace": workspace_id, "created_at": now}
+        Opportunity.insert_many([{"updated_at": now, **r, "workspace": workspace_id, "created_at": now}
                                  for r in rows[start:start + 1000]]).execute()
     days: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
     for r in rows:
         total = days[(r["currency"], r["stage"], r["close_date"])]
         total[0] += 1
         total[1] += Decimal(r["amount"])
-    keys = list(days)
+    add_to_days(workspace_id, days)
+
+
+def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
+    """Change an opportunity (a row read with ``for_update``) and move it in the day totals, in the
+    caller's transaction: out of its old (currency, stage, close date) with its old amount, into the
+    new ones with the new amount."""
+    old = (opportunity.currency, opportunity.stage, opportunity.close_date)
+    old_amount = Decimal(opportunity.amount)
+    for field, value in changes.items():
+        setattr(opportunity, field, value)
+    opportunity.save(only=[getattr(Opportunity, f) for f in changes])
+    new = (opportunity.currency, opportunity.stage, opportunity.close_date)
+    new_amount = Decimal(opportunity.amount)
+    if (old, old_amount) == (new, new_amount):
+        return
+    days: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
+    days[old][0] -= 1
+    days[old][1] -= old_amount
+    days[new][0] += 1
+    days[new][1] += new_amount
+    add_to_days(opportunity.workspace_id, days)
+
+
+def add_to_days(workspace_id: int, days: dict[tuple, list]) -> None:
+    """Add ``{(currency, stage, close_date): [count, amount]}`` (negative to take away) to the day
+    totals; a day whose count falls to 0 goes."""
+    keys = [k for k, (count, amount) in days.items() if count or amount]
     for start in range(0, len(keys), 1000):
         RevenueDay.insert_many([
             {"workspace": workspace_id, "currency": currency, "stage": stage, "close_date": day,
@@ -65,3 +93,7 @@ def insert_opportunities(workspace_id: int, rows: list[dict], now) -> None:
             update={RevenueDay.count: RevenueDay.count + EXCLUDED.count,
                     RevenueDay.amount: RevenueDay.amount + EXCLUDED.amount},
         ).execute()
+    for currency, stage, day in (k for k, (count, _) in days.items() if count < 0):
+        RevenueDay.delete().where((RevenueDay.workspace == workspace_id) & (RevenueDay.currency == currency)
+                                  & (RevenueDay.stage == stage) & (RevenueDay.close_date == day)
+                                  & (RevenueDay.count <= 0)).execute()
