@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from poggio import __version__
+from poggio import __version__, scopes
 from poggio.audit import Actor
 from poggio.errors import InvalidInput, NotFound, PoggioError
 from poggio.settings import Settings, SettingsError, load_settings
@@ -212,7 +212,8 @@ def token() -> None:
 @click.option("--workspace", "slug", required=True, help="Workspace slug.")
 @click.option("--name", required=True, help="A name that says what the token is for.")
 @click.option("--expires-in", default="90d", show_default=True, help="Days (30d), a date (YYYY-MM-DD) or 'never'.")
-@click.option("--packs", default=None, help="Restrict the token to these tool packs (comma-separated).")
+@click.option("--packs", default=None, help="The tool packs it may use and how: accounts:write,contacts,revenue:write "
+                                           "(no suffix = read; write includes read). Default: read every pack.")
 @pass_app
 @friendly_errors
 def token_create(app: App, slug: str, name: str, expires_in: str, packs: str | None) -> None:
@@ -243,7 +244,7 @@ def token_list(app: App, slug: str) -> None:
         click.echo(
             f"{t.id:>5}  {t.name[:30]:30}  {t.masked:12}  {status(t):9}  "
             f"{t.expires_at.strftime('%Y-%m-%d %H:%M') if t.expires_at else 'never':16}  "
-            f"{t.last_used_at.strftime('%Y-%m-%d %H:%M') if t.last_used_at else '-':16}  {t.packs or 'all'}"
+            f"{t.last_used_at.strftime('%Y-%m-%d %H:%M') if t.last_used_at else '-':16}  {scopes.describe(scopes.parse(t.packs))}"
         )
 
 
@@ -300,14 +301,14 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
             state = "revoked" if g.revoked_at else "expired" if g.expires_at and g.expires_at <= now else "active"
             who = g.user.email if g.user_id else "-"
             click.echo(f"{'g' + str(g.id):>6}  {g.client.name[:30]:30}  {who[:25]:25}  {state:8}  "
-                       f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  {g.packs.replace(',', ' ')}")
+                       f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  {scopes.describe(scopes.parse(g.packs))}")
     if clients:
         click.echo("OAuth clients (client_credentials)")
         click.echo(f"{'ID':>6}  {'NAME':30}  {'CLIENT ID':30}  {'STATUS':8}  {'CREATED':16}  PACKS")
         for c in clients:
             click.echo(f"{'c' + str(c.id):>6}  {c.name[:30]:30}  {c.client_id:30}  "
                        f"{'revoked' if c.revoked_at else 'active':8}  {stamp(c.created_at):16}  "
-                       f"{(c.packs or '').replace(',', ' ')}")
+                       f"{scopes.describe(scopes.parse(c.packs))}")
 
 
 @oauth.command("revoke")
@@ -338,7 +339,8 @@ def oauth_client() -> None:
 @oauth_client.command("create")
 @click.option("--workspace", "slug", required=True)
 @click.option("--name", required=True, help="A name that says what the client is.")
-@click.option("--packs", default=None, help="The tool packs it may read (comma-separated; default all).")
+@click.option("--packs", default=None, help="The tool packs it may use and how: accounts:write,revenue "
+                                           "(no suffix = read). Default: read every pack.")
 @pass_app
 @friendly_errors
 def oauth_client_create(app: App, slug: str, name: str, packs: str | None) -> None:
