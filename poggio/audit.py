@@ -11,6 +11,7 @@ ACTIONS = {
     "token.renamed": "Token renamed",
     "token.expiry_changed": "Token expiry changed",
     "token.rotated": "Token rotated",
+    "token.scope_changed": "Token packs changed",
     "token.revoked": "Token revoked",
     "user.signed_in": "Signed in",
     "user.sign_in_failed": "Sign-in failed",

@@ -346,6 +346,21 @@ class TokenService:
                 audit.record("token.renamed", actor, token.workspace_id, target=clean, token_id=token.id, old_name=old)
         return token
 
+    def set_packs(self, token: ApiToken, packs, actor: Actor) -> ApiToken:
+        """A new pack scope (``accounts:write,contacts``, a list or mapping; ``None``: every pack, read
+        only), from the next request on."""
+        if token.revoked_at is not None:
+            raise InvalidInput("packs", "a revoked token stays revoked")
+        text = self._clean_packs(packs)
+        with writing():
+            if text != token.packs:
+                old = token.packs
+                token.packs = text
+                token.save(only=[ApiToken.packs])
+                audit.record("token.scope_changed", actor, token.workspace_id, target=token.name, token_id=token.id,
+                             old=old or "all packs, read", new=text or "all packs, read")
+        return token
+
     def set_expiry(self, token: ApiToken, expires, actor: Actor) -> ApiToken:
         if token.revoked_at is not None:
             raise InvalidInput("expires", "a revoked token stays revoked")

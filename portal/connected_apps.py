@@ -52,8 +52,10 @@ def apps_context(workspace) -> dict:
 
 
 def client_form() -> OAuthClientForm:
+    from portal.mcp_settings import pack_choices
+
     form = OAuthClientForm()
-    form.packs.choices = [(name, pack.info.title) for name, pack in core()["registry"].packs.items()]
+    form.offer(pack_choices())
     return form
 
 
@@ -93,7 +95,7 @@ def create_client(workspace):
     if form.validate_on_submit():
         try:
             issued = core()["oauth"].create_confidential(workspace, form.name.data or "", _actor(),
-                                                         packs=form.packs.data or None,
+                                                         packs=form.levels(),
                                                          resource=core()["settings"].mcp_public_url)
         except InvalidInput as exc:
             target = getattr(form, exc.field, form.name)

@@ -64,9 +64,12 @@ def _listing(workspace, show: str, page: int = 1) -> dict:
 
 def _token_form() -> TokenForm:
     form = TokenForm()
-    registry = core()["registry"]
-    form.packs.choices = [(name, pack.info.title) for name, pack in registry.packs.items()]
+    form.offer(pack_choices())
     return form
+
+
+def pack_choices() -> list[tuple[str, str]]:
+    return [(name, pack.info.title) for name, pack in core()["registry"].packs.items()]
 
 
 def render_page(workspace, status_code=200, **extra):
@@ -115,7 +118,7 @@ def create_token(workspace):
     if form.validate_on_submit():
         try:
             issued = core()["tokens"].create(workspace, form.name.data or "", _actor(),
-                                             expires=form.expiry_value(), packs=form.packs.data or None)
+                                             expires=form.expiry_value(), packs=form.levels())
         except InvalidInput as exc:
             missing_date = form.expiry_value() == "missing-date"
             _field_error(form, InvalidInput("expiry_date", "choose a date") if missing_date else exc)
@@ -142,6 +145,7 @@ def token_row(workspace, token_id):
 def edit_token(workspace, token_id):
     token = _token(workspace, token_id)
     form = EditTokenForm(name=token.name)
+    form.offer(pack_choices(), token.packs or "")
     if request.htmx:
         return render_template("settings/_token_row_edit.html", row=_row(token), form=form)
     return render_template("settings/token_edit.html", row=_row(token), form=form)
@@ -152,10 +156,13 @@ def edit_token(workspace, token_id):
 def update_token(workspace, token_id):
     token = _token(workspace, token_id)
     form = EditTokenForm()
+    form.offer(pack_choices())
     if form.validate_on_submit():
         service = core()["tokens"]
         try:
             service.rename(token, form.name.data or "", _actor())
+            if request.form.get("pack_scopes"):  # the form showed the packs: what is ticked is the scope
+                service.set_packs(token, form.levels(), _actor())
             if form.expiry.data != "keep":
                 if form.expiry_value() == "missing-date":
                     raise InvalidInput("expiry_date", "choose a date")
