@@ -82,7 +82,8 @@ def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
 def add_to_days(workspace_id: int, days: dict[tuple, list]) -> None:
     """Add ``{(currency, stage, close_date): [count, amount]}`` (negative to take away) to the day
     totals; a day whose count falls to 0 goes."""
-    keys = [k for k, (count, amount) in days.items() if count or amount]
+    # in one order everywhere: two writes moving deals between the same days lock them alike (no deadlock)
+    keys = sorted(k for k, (count, amount) in days.items() if count or amount)
     for start in range(0, len(keys), 1000):
         RevenueDay.insert_many([
             {"workspace": workspace_id, "currency": currency, "stage": stage, "close_date": day,
