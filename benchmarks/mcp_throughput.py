@@ -75,6 +75,20 @@ def lua(body: dict, token: str) -> str:
     return "\n".join(['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}", *lines]) + "\n"
 
 
+def lua_counting(body: dict, token: str) -> str:
+    """As :func:`lua`, with every ``"%d"`` string in the body replaced by a number that grows with each
+    request: a write tool changes something on every call (the same value again would write nothing)."""
+    headers = {**HEADERS, "Authorization": f"Bearer {token}"}
+    lines = [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    template = json.dumps(body).replace('"%d"', "%d")
+    return "\n".join(['wrk.method = "POST"', *lines, "counter = 0",
+                      f"template = {json.dumps(template)}",
+                      "request = function()",
+                      "  counter = counter + 1",
+                      "  return wrk.format(nil, nil, nil, string.format(template, counter))",
+                      "end"]) + "\n"
+
+
 def wrk(url: str, script: str, seconds: int, connections: int) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(script + """
@@ -105,6 +119,7 @@ def main() -> None:
         raise SystemExit("wrk is missing: apt-get install wrk")
     tmp = Path(tempfile.mkdtemp())
     env = {**os.environ, "POGGIO_INSTANCE_PATH": str(tmp), "POGGIO_RATE_LIMIT": "100000000/minute",
+           "POGGIO_WRITE_RATE_LIMIT": "100000000/minute",
            "POGGIO_SECRET_KEY": secrets.token_hex(16)}
     schema = None
     if args.postgres:
@@ -119,6 +134,9 @@ def main() -> None:
     subprocess.run([*poggio, "demo", "--accounts", str(args.accounts)], env=env, check=True, capture_output=True)
     token = subprocess.run([*poggio, "token", "create", "--workspace", "acme", "--name", "bench"], env=env,
                            check=True, capture_output=True, text=True).stdout.strip()
+    writer = subprocess.run([*poggio, "token", "create", "--workspace", "acme", "--name", "bench writer",
+                             "--packs", "accounts:write,contacts,revenue:write"], env=env,
+                            check=True, capture_output=True, text=True).stdout.strip()
     p_port, r_port, s_port = free_port(), free_port(), free_port()
     env["POGGIO_MCP_PUBLIC_URL"] = f"http://127.0.0.1:{p_port}/mcp"
     access = subprocess.run([sys.executable, "-c", MINT_OAUTH], env=env, check=True, capture_output=True,
@@ -153,10 +171,19 @@ def main() -> None:
             ("poggio tools/list, OAuth", p_port, listing, access),
             ("poggio get_account, OAuth", p_port, call("get_account", {"domain": "example.com"}), access),
         ]
-        results: dict[str, list[dict]] = {name: [] for name, *_ in cases}
+        # writes: each call really changes the deal (a new amount: the row, two day totals, an audit
+        # row, in one transaction), or adds a note
+        writes = [
+            ("poggio update_opportunity", p_port, call("update_opportunity", {"id": 1, "amount": "%d"}), writer),
+            ("poggio add_note", p_port, call("add_note", {"domain": "example.com", "text": "%d"}), writer),
+        ]
+        results: dict[str, list[dict]] = {name: [] for name, *_ in cases + writes}
         for _ in range(args.runs):
             for name, port, body, tok in cases:
                 results[name].append(wrk(f"http://127.0.0.1:{port}/mcp", lua(body, tok), args.seconds, args.connections))
+            for name, port, body, tok in writes:
+                results[name].append(wrk(f"http://127.0.0.1:{port}/mcp", lua_counting(body, tok), args.seconds,
+                                         args.connections))
         med = {name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "errors")}
                for name, runs in results.items()}
         backend = "PostgreSQL" if args.postgres else "SQLite"
@@ -166,6 +193,9 @@ def main() -> None:
             print(f"{name:28} {m['rps']:8.0f} {m['p50']:8.1f} {m['p99']:8.1f} {m['errors']:7.0f}")
         ref_list, ref_echo = med["reference tools/list"]["rps"], med["reference echo"]["rps"]
         same = med["reference tools/list 7 tools"]["rps"]
+        print(f"writes against get_account: update_opportunity "
+              f"{med['poggio update_opportunity']['rps'] / med['poggio get_account']['rps']:.2f}, add_note "
+              f"{med['poggio add_note']['rps'] / med['poggio get_account']['rps']:.2f}")
         print(f"OAuth against API token: tools/list {med['poggio tools/list, OAuth']['rps'] / med['poggio tools/list']['rps']:.2f}, "
               f"get_account {med['poggio get_account, OAuth']['rps'] / med['poggio get_account']['rps']:.2f}")
         print(f"tools/list ratio {med['poggio tools/list']['rps'] / ref_list:.2f} (target >= 0.9; "

@@ -226,4 +226,4 @@ class IdempotencyKey(BaseModel):
 
     class Meta:
         table_name = "idempotency_key"
-        indexes = ((("workspace", "key"), True), (("created_at",), False))
+        indexes = ((("workspace", "key"), True), (("workspace", "created_at"), False))

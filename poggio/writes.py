@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import inspect
 import json
+import random
 from typing import TYPE_CHECKING, Annotated, Any
 
 from peewee import IntegrityError
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from poggio.packs import ToolContext, ToolSpec
 
 KEEP_HOURS = 48
+FORGET_CHANCE = 1 / 64  # of a keyed write also deleting its workspace's old keys
 IdempotencyKeyArgument = Annotated[str | None, Field(
     min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
     description="Optional: a unique string of yours (e.g. a UUID) for this change. Retrying with the same "
@@ -73,6 +75,8 @@ def run_write(spec: ToolSpec, ctx: ToolContext, arguments: dict[str, Any]) -> To
                     if row.created_at > utcnow() - dt.timedelta(hours=KEEP_HOURS):
                         return _replay(spec, row, wanted)
                     row.delete_instance()
+                if random.random() < FORGET_CHANCE:  # now and then, the keys past their time go
+                    forget_old_keys(ctx.workspace_id)
                 # the key first: a concurrent call with it waits here until this one ends
                 row = IdempotencyKey.create(workspace=ctx.workspace_id, key=key, tool=spec.name, fingerprint=wanted)
                 result = spec.fn(ctx, **arguments)
@@ -85,11 +89,12 @@ def run_write(spec: ToolSpec, ctx: ToolContext, arguments: dict[str, Any]) -> To
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def forget_old_keys(now: dt.datetime | None = None) -> int:
-    """Delete idempotency keys past ``KEEP_HOURS`` (the MCP server does it now and then)."""
+def forget_old_keys(workspace_id: int, now: dt.datetime | None = None) -> int:
+    """Delete the workspace's idempotency keys past ``KEEP_HOURS`` (a keyed write does it now and
+    then, in its transaction)."""
     cutoff = (now or utcnow()) - dt.timedelta(hours=KEEP_HOURS)
-    with writing():
-        return IdempotencyKey.delete().where(IdempotencyKey.created_at < cutoff).execute()
+    return IdempotencyKey.delete().where((IdempotencyKey.workspace == workspace_id)
+                                         & (IdempotencyKey.created_at < cutoff)).execute()
 
 
 IfUnmodifiedSince = Annotated[dt.datetime | None, Field(

@@ -426,3 +426,23 @@ def test_write_rate_limit_is_separate_and_counts_only_writes(tmp_path):
         ok(client.call("get_account", {"domain": "example.com"}))
     finally:
         server.stop()
+
+
+def test_idempotency_keys_are_kept_48_hours_then_forgotten(instance):
+    """In process: a key past its time is a new key (the write happens again) and old keys go."""
+    from poggio.models import IdempotencyKey
+    from poggio.db import utcnow
+    from poggio.testing import tool_context
+    from poggio.writes import KEEP_HOURS, forget_old_keys
+
+    registry = PackRegistry.load()
+    ws = demo.build(registry, "acme", accounts=2, seed=1).workspace
+    ctx = tool_context(ws.id, "add_note", registry=registry)
+    add_note = registry.tool("add_note")
+    first = add_note(ctx, domain="example.com", text="once", idempotency_key="k1").data
+    assert add_note(ctx, domain="example.com", text="once", idempotency_key="k1").data.id == first.id
+    IdempotencyKey.update(created_at=utcnow() - dt.timedelta(hours=KEEP_HOURS + 1)).execute()
+    assert add_note(ctx, domain="example.com", text="once", idempotency_key="k1").data.id != first.id
+    add_note(ctx, domain="example.com", text="twice", idempotency_key="k2")
+    IdempotencyKey.update(created_at=utcnow() - dt.timedelta(hours=KEEP_HOURS + 1)).execute()
+    assert forget_old_keys(ws.id) == 2 and IdempotencyKey.select().count() == 0

@@ -24,7 +24,7 @@ def up(migrator, db):
 
         class Meta:
             table_name = "idempotency_key"
-            indexes = ((("workspace", "key"), True), (("created_at",), False))
+            indexes = ((("workspace", "key"), True), (("workspace", "created_at"), False))
 
     db.create_tables([IdempotencyKey])
 
