@@ -10,11 +10,11 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_login import current_user
 from htmx_flask import make_response
 
+from poggio import scopes
 from poggio.audit import Actor
 from poggio.db import utcnow
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import GrantUsage
-from poggio import scopes
 from poggio.usage_report import by_tool, daily
 from portal.access import client_ip, core, mcp_admin_required
 from portal.charts import activity_bars

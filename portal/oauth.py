@@ -40,7 +40,6 @@ from poggio import audit
 from poggio.audit import Actor
 from poggio.db import utcnow
 from poggio.errors import InvalidInput
-from poggio.scopes import READ, WRITE, supported_oauth_scopes
 from poggio.models import Membership, OAuthClient, OAuthCode, User, Workspace
 from poggio.oauth import (
     GRANT_LIFETIMES,
@@ -50,6 +49,7 @@ from poggio.oauth import (
     packs_of_scope,
     scope_of,
 )
+from poggio.scopes import READ, WRITE, supported_oauth_scopes
 from portal.access import client_ip, core
 from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url
 from portal.forms import ActionForm

@@ -325,9 +325,8 @@ def test_hook_poggio_note_link(run, site):
     """add_note asks the packs in the caller's scope about what a note links to: the one that knows the
     argument names the record or refuses it (its ToolError reaches the caller); an argument no pack
     in scope knows is refused."""
-    from poggio_accounts import Account
-
     from poggio import ToolError
+    from poggio_accounts import Account
 
     assert run("demo", "--accounts", "3").exit_code == 0
     registry = PackRegistry.load(["accounts", "linker"])

@@ -430,8 +430,8 @@ def test_write_rate_limit_is_separate_and_counts_only_writes(tmp_path):
 
 def test_idempotency_keys_are_kept_48_hours_then_forgotten(instance):
     """In process: a key past its time is a new key (the write happens again) and old keys go."""
-    from poggio.models import IdempotencyKey
     from poggio.db import utcnow
+    from poggio.models import IdempotencyKey
     from poggio.testing import tool_context
     from poggio.writes import KEEP_HOURS, forget_old_keys
 

@@ -14,12 +14,12 @@ from pydantic import BaseModel, Field
 
 from poggio import (
     Cursor,
+    IfUnmodifiedSince,
     Limit,
     Page,
     Prepared,
     ToolContext,
     ToolError,
-    IfUnmodifiedSince,
     ToolResult,
     changed_at,
     for_update,
