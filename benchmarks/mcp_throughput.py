@@ -175,8 +175,14 @@ def main() -> None:
         # row, in one transaction), or adds a note
         writes = [
             ("poggio update_opportunity", p_port, call("update_opportunity", {"id": 1, "amount": "%d"}), writer),
-            ("poggio add_note", p_port, call("add_note", {"domain": "example.com", "text": "%d"}), writer),
+            ("poggio add_note", p_port, call("add_note", {"domain": "example.com", "text": "note %d"}), writer),
         ]
+        for name, port, body, tok in writes:  # a tool error would be a fast 200: make sure they write
+            sample = json.loads(json.dumps(body).replace('"%d"', "7").replace("%d", "7"))
+            answer = httpx.post(f"http://127.0.0.1:{port}/mcp", json=sample,
+                                headers={**HEADERS, "Authorization": f"Bearer {tok}"}).json()
+            if answer["result"].get("isError"):
+                raise SystemExit(f"{name} fails: {answer['result']['content'][0]['text']}")
         results: dict[str, list[dict]] = {name: [] for name, *_ in cases + writes}
         for _ in range(args.runs):
             for name, port, body, tok in cases:
