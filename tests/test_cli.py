@@ -131,6 +131,23 @@ def test_token_create_list_revoke(run):
     assert missing.exit_code == 1 and "no token" in missing.output
 
 
+def test_token_and_oauth_client_packs_take_read_or_write(run):
+    """--packs accounts:write,contacts,revenue:write: a pack without a suffix is read; a bad level is
+    refused naming what is allowed, and nothing is created."""
+    from poggio.models import OAuthClient
+
+    run("workspace", "create", "acme", "--name", "Acme", "--mcp")
+    made = run("token", "create", "--workspace", "acme", "--name", "Agent", "--packs", "accounts:write,contacts,revenue:write")
+    assert made.exit_code == 0 and ApiToken.get(name="Agent").packs == "accounts:write,contacts,revenue:write"
+    listed = run("token", "list", "--workspace", "acme").output
+    assert "accounts (read and write), contacts (read), revenue (read and write)" in listed
+    bad = run("token", "create", "--workspace", "acme", "--name", "Bad", "--packs", "accounts:admin")
+    assert bad.exit_code == 1 and "read or write" in bad.output and ApiToken.get_or_none(name="Bad") is None
+    client = run("oauth", "client", "create", "--workspace", "acme", "--name", "Sync", "--packs", "accounts:write,revenue")
+    assert client.exit_code == 0 and OAuthClient.get(name="Sync").packs == "accounts:write,revenue"
+    assert "accounts (read and write), revenue (read)" in run("oauth", "list", "--workspace", "acme").output
+
+
 def test_import_all_or_nothing_with_line_numbers(run, tmp_path):
     run("workspace", "create", "acme", "--name", "Acme", "--mcp")
     good = tmp_path / "accounts.csv"
