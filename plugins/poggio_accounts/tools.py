@@ -197,8 +197,6 @@ def create_account(
     now = changed_at()
     insert_accounts(ctx.workspace_id, [{"domain": clean, **fields}], now)
     account = find_account(ctx.workspace_id, clean)
-    account.updated_at = now
-    account.save(only=[Account.updated_at])
     out = AccountOut.of(account)
     ctx.record_change(f"account {clean}", None, {"domain": clean, **fields})
     return ToolResult(out, f"Created {_line(out)[2:]}")

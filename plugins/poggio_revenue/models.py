@@ -58,6 +58,13 @@ def insert_opportunities(workspace_id: int, rows: list[dict], now) -> None:
     add_to_days(workspace_id, days)
 
 
+def insert_opportunity(workspace_id: int, row: dict, now) -> int:
+    """Insert one opportunity dict and add it to the day totals, in the caller's transaction: its id."""
+    new_id = Opportunity.insert({"updated_at": now, **row, "workspace": workspace_id, "created_at": now}).execute()
+    add_to_days(workspace_id, {(row["currency"], row["stage"], row["close_date"]): [1, Decimal(row["amount"])]})
+    return new_id
+
+
 def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
     """Change an opportunity (a row read with ``for_update``) and move it in the day totals, in the
     caller's transaction: out of its old (currency, stage, close date) with its old amount, into the

@@ -33,7 +33,7 @@ from poggio import (
     utcnow,
 )
 from poggio_accounts import Account, ProfileSection, account_id, normalise_domain
-from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay, insert_opportunities, move_opportunity
+from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay, insert_opportunity, move_opportunity
 from poggio_revenue.validation import clean_fields
 
 Stage = Literal["prospecting", "qualification", "proposal", "negotiation", "won", "lost"]
@@ -315,10 +315,8 @@ def create_opportunity(
     fields = clean_fields({"name": name, "stage": stage, "amount": amount, "currency": currency, "close_date": close_date})
     account = Account.get_by_id(account_id(ctx, account_domain))
     now = changed_at()
-    row = {"account": account.id, **fields, "updated_at": now}
-    insert_opportunities(ctx.workspace_id, [row], now)
-    deal = (Opportunity.select().where((Opportunity.workspace == ctx.workspace_id) & (Opportunity.account == account.id))
-            .order_by(Opportunity.id.desc()).first())
+    new_id = insert_opportunity(ctx.workspace_id, {"account": account.id, **fields}, now)
+    deal = Opportunity.get_by_id(new_id)
     out = OpportunityOut.of(deal, account)
     ctx.record_change(f"opportunity {deal.id}", None, {"account_domain": account.domain, **_jsonable(fields)})
     return ToolResult(out, _opportunity_text("Created", out))
