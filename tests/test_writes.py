@@ -400,6 +400,37 @@ def test_every_write_is_in_the_audit_log_without_secrets(stack):
     assert AuditEvent.select().where(AuditEvent.action == "data.written").count() == count
 
 
+def test_an_oauth_app_with_write_scope_writes_and_is_audited_as_the_app(stack):
+    from poggio.oauth import OAuthService
+
+    service = OAuthService(known_packs=set(stack.registry.names))
+    issued = service.create_confidential(create_workspace_lookup("acme"), "CRM sync", Actor.cli(),
+                                         packs="accounts:write,revenue", resource=stack.url)
+    grant = service.standing_grant(issued.client)
+    access = service.issue_tokens(grant, refresh=False)["access_token"]
+    app = Mcp(stack.url, access)
+    assert {"create_account", "update_account", "add_note"} <= set(app.tool_names())
+    assert "create_opportunity" not in app.tool_names()
+    ok(app.call("add_note", {"domain": "example.com", "text": "Synced from the CRM."}))
+    refused = app.call("create_opportunity", {"account_domain": "example.com", "name": "X", "stage": "won",
+                                              "amount": "1", "currency": "USD", "close_date": "2027-01-01"})
+    assert "create_opportunity needs the revenue:write scope; this token has revenue:read." in text(refused)
+    event = AuditEvent.select().where(AuditEvent.action == "data.written").order_by(AuditEvent.id.desc()).first()
+    assert event.actor_label == "app: CRM sync" and json.loads(event.detail)["grant_id"] == grant.id
+
+
+def test_bad_write_arguments_are_answered_in_plain_words(stack):
+    client = stack.mcp("writer")
+    bad = client.call("update_opportunity", {"id": "seven", "amount": -5, "stage": "won"})
+    assert bad.is_error and "'id'" in text(bad) and "'amount'" in text(bad) and "Traceback" not in text(bad)
+    bad = client.call("add_note", {"domain": "example.com", "text": "x", "idempotency_key": "has spaces"})
+    assert bad.is_error and "'idempotency_key'" in text(bad)
+    bad = client.call("update_account", {"domain": "example.com", "name": "X", "if_unmodified_since": "yesterday"})
+    assert bad.is_error and "'if_unmodified_since'" in text(bad)
+    bad = client.call("create_account", {"domain": "x.example", "name": "X", "owner": "me"})
+    assert bad.is_error and "unknown argument 'owner'" in text(bad)
+
+
 def test_write_rate_limit_is_separate_and_counts_only_writes(tmp_path):
     inst = make_instance(tmp_path / "inst", "sqlite")
     db = inst.activate()
