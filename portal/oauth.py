@@ -537,7 +537,8 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
         packs=[{"name": name, "title": registry.packs[name].info.title,
                 "read": name in (packs if packs is not None else asked),
                 "write_asked": asked[name] == WRITE,
-                "write": (packs.get(name) if packs is not None else asked[name]) == WRITE}
+                # write is never ticked for the admin: apps ask for every scope the metadata lists
+                "write": packs is not None and packs.get(name) == WRITE}
                for name in sorted(asked) if name in registry.packs],
         lifetimes=[("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("never", "Until revoked")],
         seal=_seal(current_user.id), error=error, form=ActionForm(),

@@ -424,7 +424,9 @@ def test_consent_offers_write_only_where_asked_with_a_warning(app_client):
     verifier, challenge = pkce()
     url = authorize_url(reg["client_id"], challenge, scope="accounts:write contacts:read")
     page = admin.get(url).get_data(as_text=True)
-    assert 'name="write" value="accounts" checked' in page and 'name="write" value="contacts"' not in page
+    # offered where asked, never ticked in advance: read only unless the admin chooses write
+    assert 'name="write" value="accounts"' in page and 'name="write" value="accounts" checked' not in page
+    assert 'name="write" value="contacts"' not in page
     assert "This app asks to change data." in page and "(accounts:write)" in page
     fields = consent_fields(page)
     params = redirected(admin.post(url, {**fields, "decision": "approve", "packs": ["accounts", "contacts"],
@@ -440,7 +442,9 @@ def test_consent_may_narrow_write_to_read_and_never_widen_read_to_write(app_clie
     admin, reg = app_client
     verifier, challenge = pkce()
     url = authorize_url(reg["client_id"], challenge, scope="accounts:write")
-    fields = consent_fields(admin.get(url).get_data(as_text=True))
+    page = admin.get(url).get_data(as_text=True)
+    assert 'name="write" value="accounts" checked' not in page  # approving as it stands grants read
+    fields = consent_fields(page)
     params = redirected(admin.post(url, {**fields, "decision": "approve", "packs": ["accounts"], "lifetime": "90"}))
     assert exchange(admin.client, reg["client_id"], params["code"], verifier).get_json()["scope"] == "accounts:read"
     # an app that asked to read gets no write, whatever the form posted
