@@ -1,13 +1,16 @@
-"""Server time of Settings > MCP Server with many tokens, each with 30 days of usage.
+"""Server time of Settings > MCP Server with many tokens, each with 30 days of usage, and of the
+activity pages over millions of recorded requests.
 
-    .venv/bin/python benchmarks/portal.py [--tokens 1000] [--renders 20] [--postgres]
+    .venv/bin/python benchmarks/portal.py [--tokens 1000] [--activity 2000000] [--renders 20] [--postgres]
 
 Builds a temp instance (SQLite, or a fresh schema in PostgreSQL at 127.0.0.1:5432/test), a workspace
 with the MCP entitlement and an admin, N active tokens and 30 days of usage per token over a few
 tools, signs in with Flask's test client and times the full page (its first page of 50 tokens), the
 token list partial that HTMX asks for, the list's last page, and one token's activity breakdown, in the server (no network, no browser). Prints median,
 p95 and max in ms and the SQL statements per render (an N+1 would grow with N). Target: the page
-renders in under 150 ms with 1,000 tokens.
+renders in under 150 ms with 1,000 tokens. The activity pages (workspace-wide and one token's, filtered
+by outcome, tool and dates, and a page deep in the cursor chain) must cost the same at any size: each
+is one indexed read from the newest end (the SQLite query plan of each is printed).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--renders", type=int, default=20)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--activity", type=int, default=2_000_000, help="recorded requests to seed")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="poggio-portal-bench-")
@@ -65,7 +69,7 @@ def main() -> None:
     import poggio.workspaces
     from poggio.audit import Actor
     from poggio.db import bind, database, utcnow, writing
-    from poggio.models import TokenUsage
+    from poggio.models import Activity, TokenUsage
     from poggio.plugins import PackRegistry
     from poggio.schema import upgrade
     from poggio.tokens import TokenService
@@ -94,8 +98,24 @@ def main() -> None:
                 for i in range(0, len(rows), 500):
                     TokenUsage.insert_many(rows[i:i + 500]).execute()
             seeded = time.perf_counter() - start
+            start = time.perf_counter()
+            outcomes = ["ok"] * 96 + ["tool_error", "tool_error", "refused", "rate_limited"]
+            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            step = dt.timedelta(days=args.days) / max(1, args.activity)
+            fields = [Activity.workspace, Activity.kind, Activity.subject_id, Activity.at, Activity.tool,
+                      Activity.outcome, Activity.latency_ms, Activity.client, Activity.ip]
+            batch = []
+            for i in range(args.activity):
+                batch.append((ws.id, "token", ids[i % len(ids)], now - step * i, tools[i % len(tools)],
+                              outcomes[rng.randrange(100)], 4.2, "claude-ai 1.0", "203.0.113.7"))
+                if len(batch) == 5000 or i == args.activity - 1:
+                    with writing():
+                        Activity.insert_many(batch, fields=fields).execute()
+                    batch = []
+            seeded_activity = time.perf_counter() - start
         print(f"{'PostgreSQL' if args.postgres else 'SQLite'}: {args.tokens} tokens, {len(rows):,} usage rows "
-              f"({args.days} days x 3 tools per token), seeded in {seeded:.1f} s")
+              f"({args.days} days x 3 tools per token), seeded in {seeded:.1f} s; {args.activity:,} activity "
+              f"records in {seeded_activity:.1f} s")
 
         app = create_app()
         client = app.test_client()
@@ -118,9 +138,37 @@ def main() -> None:
             ("token list partial (HTMX)", "/settings/mcp/", {"HX-Request": "true", "HX-Target": "token-list"}),
             ("last page of the list (HTMX)", f"/settings/mcp/?page={(args.tokens + 49) // 50}",
              {"HX-Request": "true", "HX-Target": "token-list"}),
-            ("one token's activity (HTMX)", f"/settings/mcp/tokens/{ids[len(ids) // 2]}/activity",
-             {"HX-Request": "true"}),
+            ("one token's tools (HTMX)", f"/settings/mcp/tokens/{ids[len(ids) // 2]}/activity",
+             {"HX-Request": "true", "HX-Target": f"tools-{ids[len(ids) // 2]}"}),
         ]
+        middle = ids[len(ids) // 2]
+        results = {"HX-Request": "true", "HX-Target": "activity-results"}
+        since = (utcnow() - dt.timedelta(days=args.days // 2)).date().isoformat()
+        with db.connection_context():
+            from poggio import activity as record
+
+            cursor = None
+            for _ in range(20):  # the 21st page of the workspace's record
+                _, cursor = record.page(ws, record.Filters(), cursor)
+        cases += [
+            ("activity, workspace (full)", "/settings/mcp/activity", {}),
+            ("activity, refused (HTMX)", "/settings/mcp/activity?outcome=refused", results),
+            ("activity, one tool (HTMX)", "/settings/mcp/activity?tool=get_account", results),
+            ("activity, 21st page (HTMX)", f"/settings/mcp/activity?cursor={cursor}", results),
+            ("activity, one token (full)", f"/settings/mcp/tokens/{middle}/activity", {}),
+            ("activity, token, refused", f"/settings/mcp/tokens/{middle}/activity?outcome=refused", results),
+            ("activity, token, dates", f"/settings/mcp/tokens/{middle}/activity?until={since}", results),
+        ]
+        if not args.postgres:
+            with db.connection_context():
+                from poggio import activity as record
+
+                for label, filters in (("workspace", record.Filters()),
+                                       ("workspace, refused", record.Filters(outcome="refused")),
+                                       ("token, tool", record.Filters(kind="token", subject_id=middle, tool="get_account"))):
+                    sql, params = record._newest_first(ws.id, filters, None, 51).sql()
+                    plan = " | ".join(r[-1] for r in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+                    print(f"plan, {label}: {plan}")
         print(f"{'render':30} {'median ms':>10} {'p95 ms':>8} {'max ms':>8} {'SQL':>5} {'KB':>6}")
         full_median = None
         for label, path, headers in cases:

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, principal_of, protect
-from mcp_server.binding import STATEMENT_GRACE, build_server
+from mcp_server.binding import STATEMENT_GRACE, build_server, label_of
 from mcp_server.cors import cors_route, public_route
 from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
 from mcp_server.ratelimit import TokenRateLimit, WriteRateLimit
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     # a statement outlives its tool call's timeout by STATEMENT_GRACE at most (PostgreSQL; SQLite per call)
     bind(settings.database_url, statement_timeout=settings.tool_timeout_seconds + STATEMENT_GRACE)
     limiter = anyio.CapacityLimiter(16)  # worker threads for database work: bounded, like the pool
-    recorder = UsageRecorder(settings.usage_flush_seconds)
+    recorder = UsageRecorder(settings.usage_flush_seconds, retention_days=settings.activity_retention_days)
     metrics = Metrics([t.name for t in registry.tools()], multiprocess_dir(settings.instance_path))
     _warn_about_rate_limits_per_worker(settings)
     server = build_server(settings, registry, recorder, metrics, limiter)
@@ -111,7 +111,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter,
                                TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings)),
                                inline=isinstance(database.obj, SqliteDatabase),
-                               oauth=OAuthService.from_settings(settings, set(registry.names)), resource=resource)
+                               oauth=OAuthService.from_settings(settings, set(registry.names)), resource=resource,
+                               recorder=recorder, label=label_of(registry))
     metadata_paths = protected_resource_paths(settings.mcp_public_url)
     resource_metadata = f"{_origin(settings.mcp_public_url)}{metadata_paths[-1]}"
 

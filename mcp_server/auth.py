@@ -16,7 +16,8 @@ the backend here raises the reason and Starlette's ``on_error`` renders it; the 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import anyio.to_thread
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware, get_access_token
@@ -29,24 +30,54 @@ from starlette.responses import Response
 
 from poggio.db import database
 from poggio.oauth import OAuthService
-from poggio.tokens import ACCESS_PREFIX, TokenRejected, TokenService, VerifiedToken, well_formed
+from poggio.tokens import ACCESS_PREFIX, TokenRejected, TokenService, VerifiedToken, ip_allowed, well_formed
+from poggio.usage import UsageRecorder
+
+# the key of the expiry warning in a result's _meta
+EXPIRY_META_KEY = "io.poggio/token-expiry"
+REFUSALS = {
+    "ip_not_allowed": "This token may be used only from the networks its administrator listed; this request "
+                      "came from {ip}. Ask a Poggio administrator (Settings > MCP Server) to add it.",
+}
 
 REALM = "Poggio"
 
 
 class Rejected(AuthenticationError):
-    def __init__(self, reason: str, retry_after: int | None = None):
+    def __init__(self, reason: str, retry_after: int | None = None, detail: str | None = None):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.detail = detail
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the verified token, and from where."""
+    """Who is calling: the verified token, from where, with which client; and the one hook by which
+    every request path (the SDK's, and any leaner one) puts the request on record: :meth:`record`."""
 
     token: VerifiedToken
     ip: str | None
+    user_agent: str | None = None
+    started: float = field(default_factory=time.perf_counter, compare=False)
+    recorder: UsageRecorder | None = field(default=None, compare=False, repr=False)
+
+    def record(self, tool: str, outcome: str, client: str | None = None) -> None:
+        """Count the request and write it to the activity record (batched, off the request path):
+        ``outcome`` is one of ok, tool_error, refused, rate_limited, timed_out; ``client`` the MCP
+        client's name and version when the request tells it, else its User-Agent is used."""
+        if self.recorder is None:
+            return
+        token = self.token
+        self.recorder.record(token.token_id, tool, ip=self.ip, client=client or self.user_agent, kind=token.kind,
+                             workspace_id=token.workspace_id, outcome=outcome,
+                             latency_ms=(time.perf_counter() - self.started) * 1000)
+
+    def expiry_meta(self) -> dict | None:
+        """``{EXPIRY_META_KEY: warning}`` for a result's ``_meta`` when the credential stops working
+        within 7 days, else None."""
+        warning = self.token.expiry_warning()
+        return None if warning is None else {EXPIRY_META_KEY: warning}
 
 
 def principal_of(scope) -> Principal | None:
@@ -65,7 +96,8 @@ def current_principal() -> Principal | None:
 
 class TokenAuthBackend(AuthenticationBackend):
     def __init__(self, service: TokenService, limiter: anyio.CapacityLimiter, rate_limit=None, *,
-                 inline: bool = False, oauth: OAuthService | None = None, resource: str = ""):
+                 inline: bool = False, oauth: OAuthService | None = None, resource: str = "",
+                 recorder: UsageRecorder | None = None, label=None):
         """``inline``: verify on the event loop rather than in a worker thread. Right for SQLite,
         where the look-up is an in-process index read of some 30 µs, less than the hop to a thread
         costs; wrong for a database across a network, whose round trip must not stall the loop.
@@ -76,6 +108,9 @@ class TokenAuthBackend(AuthenticationBackend):
         self.inline = inline
         self.oauth = oauth or OAuthService(service.pepper)
         self.resource = resource
+        self.recorder = recorder
+        # (Mcp-Method, Mcp-Name) headers -> the name a refused request is counted under
+        self.label = label or (lambda method, name: "other")
 
     def _verify(self, presented: str) -> VerifiedToken:
         with database.connection_context():
@@ -104,11 +139,18 @@ class TokenAuthBackend(AuthenticationBackend):
                 verified = await anyio.to_thread.run_sync(self._verify, presented, limiter=self.limiter)
         except TokenRejected as exc:
             raise Rejected(exc.reason) from None
+        # the peer's address, or the client's as a trusted proxy forwarded it (uvicorn's
+        # forwarded_allow_ips is POGGIO_TRUSTED_PROXIES): never a raw X-Forwarded-For
+        ip = conn.client.host if conn.client else None
+        principal = Principal(verified, ip, conn.headers.get("user-agent", "")[:200] or None, recorder=self.recorder)
+        if verified.allowed_ips is not None and not ip_allowed(verified.allowed_ips, ip):
+            principal.record(self._label(conn), "refused")
+            raise Rejected("ip_not_allowed", detail=REFUSALS["ip_not_allowed"].format(ip=ip or "an unknown address"))
         if self.rate_limit is not None:
-            wait = await self.rate_limit.retry_after(f"{verified.kind}:{verified.token_id}")
+            wait = await self.rate_limit.retry_after(f"{verified.kind}:{verified.token_id}", verified.rate_limit)
             if wait is not None:
+                principal.record(self._label(conn), "rate_limited")
                 raise Rejected("rate_limited", retry_after=wait)
-        principal = Principal(verified, conn.client.host if conn.client else None)
         access = AccessToken(
             token=f"{presented.split('_', 1)[0]}_…{presented[-4:]}",  # never the secret itself
             client_id=f"{verified.kind}:{verified.token_id}",
@@ -118,6 +160,11 @@ class TokenAuthBackend(AuthenticationBackend):
             claims={"principal": principal},
         )
         return AuthCredentials(access.scopes), AuthenticatedUser(access)
+
+    def _label(self, conn: HTTPConnection) -> str:
+        """What a request refused before its body is read is counted under: its ``Mcp-Method`` and
+        ``Mcp-Name`` headers (protocol 2026-07-28) when they name something served, else ``other``."""
+        return self.label(conn.headers.get("mcp-method"), conn.headers.get("mcp-name"))
 
 
 def auth_error(conn: HTTPConnection, exc: Exception, resource_metadata: str | None = None) -> Response:
@@ -135,6 +182,9 @@ def auth_error(conn: HTTPConnection, exc: Exception, resource_metadata: str | No
                         headers={"Retry-After": str(exc.retry_after)})
     if reason == "not_entitled":
         body = {"error": "not_entitled", "error_description": message}
+        return Response(json.dumps(body), status_code=403, media_type="application/json")
+    if reason in REFUSALS:  # a valid token, used where its limits do not allow
+        body = {"error": "forbidden", "reason": reason, "error_description": exc.detail}
         return Response(json.dumps(body), status_code=403, media_type="application/json")
     error = "invalid_request" if reason == "missing" else "invalid_token"
     challenge = f'Bearer realm="{REALM}"'

@@ -10,6 +10,7 @@ them, and counts every request for the token's usage.
 from __future__ import annotations
 
 import base64
+import contextvars
 import inspect
 import logging
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    CLIENT_INFO_META_KEY,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     AudioContent,
@@ -29,15 +31,17 @@ from mcp_types import (
     EmbeddedResource,
     ImageContent,
     ListToolsResult,
+    Result,
     TextContent,
     TextResourceContents,
     ToolAnnotations,
 )
 from pydantic import ConfigDict, ValidationError, create_model
 
-from mcp_server.auth import current_principal
+from mcp_server.auth import Principal, current_principal
 from mcp_server.metrics import Metrics
 from poggio import __version__, scopes
+from poggio.activity import METHOD_LABELS
 from poggio.db import database, statement_deadline
 from poggio.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
 from poggio.plugins import PackRegistry
@@ -51,14 +55,40 @@ STATEMENT_GRACE = 1.0
 
 # Methods whose usage is counted under their own name; every other method name a caller sends is
 # counted as "other", so junk method names cannot add rows to the usage table.
-COUNTED_METHODS = frozenset({"initialize", "ping", "tools/list", "server/discover"})
+COUNTED_METHODS = frozenset(METHOD_LABELS[:4])
 OTHER = "other"
 NO_SUCH_THING = {
     "prompts/get": (INVALID_PARAMS, "Unknown prompt: this server offers tools only, no prompts"),
     "resources/subscribe": (METHOD_NOT_FOUND, "Method not found: this server offers no resources to subscribe to"),
     "resources/unsubscribe": (METHOD_NOT_FOUND, "Method not found: this server offers no resources to subscribe to"),
 }
-UNKNOWN_TOOL = "tools/call:unknown"
+UNKNOWN_TOOL = METHOD_LABELS[5]
+
+# Set by ScopeMiddleware for each request: a tool call that times out says so here, so the request is
+# recorded as timed_out rather than as any tool error (the SDK turns both into the same result).
+_timed_out: contextvars.ContextVar[list | None] = contextvars.ContextVar("poggio_timed_out", default=None)
+
+
+def label_of(registry: PackRegistry):
+    """(method, tool name) -> the name a request is counted and recorded under."""
+    tools = frozenset(t.name for t in registry.tools())
+
+    def label(method: str | None, name: str | None) -> str:
+        if method == "tools/call":
+            return name if name in tools else UNKNOWN_TOOL
+        return method if method in COUNTED_METHODS else OTHER
+    return label
+
+
+def with_meta(result, meta: dict | None):
+    """``result`` with ``meta`` added to its ``_meta`` (a model or an already-shaped dict)."""
+    if not meta:
+        return result
+    if isinstance(result, Result):
+        return result.model_copy(update={"meta": {**(result.meta or {}), **meta}})
+    if isinstance(result, dict):
+        return {**result, "_meta": {**(result.get("_meta") or {}), **meta}}
+    return result
 
 
 class ToolTimeout(MCPToolError):
@@ -158,6 +188,8 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
                     result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=limiter)
             except TimeoutError:
                 log.warning("tool %s timed out after %ss", spec.name, timeout)
+                if (box := _timed_out.get()) is not None:
+                    box.append(spec.name)
                 raise ToolTimeout(f"{spec.name} took longer than {timeout:g} s and was stopped; "
                                   "narrow the request (filters, a smaller limit) and try again") from None
             except ToolError as exc:
@@ -194,6 +226,8 @@ class ScopeMiddleware:
         info = None
         if ctx.method == "initialize" and isinstance(ctx.params, dict):
             info = ctx.params.get("clientInfo")
+        elif isinstance(ctx.params, dict) and isinstance(ctx.params.get("_meta"), dict):
+            info = ctx.params["_meta"].get(CLIENT_INFO_META_KEY)  # 2026-07-28: sent with every request
         elif ctx.session is not None and ctx.session.client_params is not None:
             ci = ctx.session.client_params.client_info
             info = {"name": ci.name, "version": ci.version}
@@ -205,6 +239,10 @@ class ScopeMiddleware:
         principal = current_principal()
         if ctx.request_id is None or principal is None:
             return await call_next(ctx)
+        _timed_out.set(box := [])
+        return with_meta(await self._handle(ctx, call_next, principal, box), principal.expiry_meta())
+
+    async def _handle(self, ctx, call_next, principal: Principal, box: list):
         token = principal.token
         label = ctx.method if ctx.method in COUNTED_METHODS else OTHER
         if ctx.method in NO_SUCH_THING:
@@ -220,13 +258,12 @@ class ScopeMiddleware:
             name = ctx.params.get("name")
             spec = self.registry.tool(name) if isinstance(name, str) else None
             label = spec.name if spec else UNKNOWN_TOOL
-            refusal = None
-            if spec is not None:
-                refusal = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
+            refused = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope) if spec is not None else None
+            refusal = refused
             if spec is not None and refusal is None:
                 refusal = self._arguments[spec.name].problem(ctx.params.get("arguments"))
             if refusal is not None:
-                self._count(principal, ctx, label, ok=False)
+                self._count(principal, ctx, label, ok=False, outcome="refused" if refused else "tool_error")
                 return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
         listing = ctx.method == "tools/list"
         cache_key = (ctx.protocol_version, token.scope)
@@ -246,7 +283,7 @@ class ScopeMiddleware:
             result = _tools_only(result)
         failed = (isinstance(result, CallToolResult) and result.is_error) or (
             isinstance(result, dict) and bool(result.get("isError") or result.get("is_error")))
-        self._count(principal, ctx, label, ok=not failed)
+        self._count(principal, ctx, label, ok=not failed, outcome="timed_out" if failed and box else None)
         return result
 
     def _shape_list(self, result, scope: scopes.PackScope):
@@ -266,9 +303,8 @@ class ScopeMiddleware:
                                         if t.get("name") in allowed]}
         return result
 
-    def _count(self, principal, ctx, label: str, ok: bool) -> None:
-        self.recorder.record(principal.token.token_id, label, ok=ok, ip=principal.ip, client=self._client(ctx),
-                             kind=principal.token.kind)
+    def _count(self, principal: Principal, ctx, label: str, ok: bool, outcome: str | None = None) -> None:
+        principal.record(label, outcome or ("ok" if ok else "tool_error"), self._client(ctx))
         self.metrics.requests.labels(label if label in self.metrics.known_labels else OTHER,
                                      "ok" if ok else "error").inc()
 

@@ -8,6 +8,7 @@ it outweighed the rest of a request)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 
@@ -25,15 +26,20 @@ class TokenRateLimit:
         storage = storage_from_string(f"async+{redis_url}", implementation="redispy") if redis_url else MemoryStorage()
         self.limiter = SlidingWindowCounterRateLimiter(storage)
 
-    async def retry_after(self, token_id: int) -> int | None:
-        """Count one request of the token; seconds to wait when it is over its limit, else None."""
+    async def retry_after(self, token_id: int | str, own: str | None = None) -> int | None:
+        """Count one request of the token; seconds to wait when it is over its limit (the token's
+        ``own``, set below the installation's, else the installation's), else None."""
         key = f"{self.namespace}:mcp:token:{token_id}"
-        if await self.limiter.hit(self.item, key):
+        item = self.item if own is None else _parsed(own)
+        if await self.limiter.hit(item, key):
             return None
-        reset, _ = await self.limiter.get_window_stats(self.item, key)
+        reset, _ = await self.limiter.get_window_stats(item, key)
         return max(1, int(reset - time.time()) + 1)
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed(limit: str):
+    return parse(limit)
 def tools_called(body: bytes) -> list[str]:
     """The tool names a JSON-RPC request body (one message or a batch) calls with ``tools/call``."""
     if b"tools/call" not in body:
@@ -77,6 +83,7 @@ class WriteRateLimit:
             for _ in writes:
                 wait = await self.limit.retry_after(f"write:{principal.token.kind}:{principal.token.token_id}")
                 if wait is not None:
+                    principal.record(writes[0], "rate_limited")  # on the activity record, as any refusal
                     payload = {"error": "rate_limited", "retry_after": wait,
                                "error_description": f"Too many changes with this token: at most "
                                                     f"{self.limit.item} write tool calls; try again in {wait} s."}

@@ -211,15 +211,24 @@ def token() -> None:
 @token.command("create")
 @click.option("--workspace", "slug", required=True, help="Workspace slug.")
 @click.option("--name", required=True, help="A name that says what the token is for.")
-@click.option("--expires-in", default="90d", show_default=True, help="Days (30d), a date (YYYY-MM-DD) or 'never'.")
+@click.option("--expires-in", default=None,
+              help="Days (30d), a date (YYYY-MM-DD) or 'never'. Default: the workspace policy's (90d unless changed).")
 @click.option("--packs", default=None, help="The tool packs it may use and how: accounts:write,contacts,revenue:write "
                                            "(no suffix = read; write includes read). Default: read every pack.")
+@click.option("--allow-ip", "allow_ips", multiple=True, metavar="CIDR",
+              help="Accept calls only from this network (IPv4 or IPv6, e.g. 203.0.113.0/24); repeat for more.")
+@click.option("--rate-limit", default=None, metavar="N/PERIOD",
+              help="The token's own request limit (10/minute), below the installation's POGGIO_RATE_LIMIT.")
 @pass_app
 @friendly_errors
-def token_create(app: App, slug: str, name: str, expires_in: str, packs: str | None) -> None:
+def token_create(app: App, slug: str, name: str, expires_in: str | None, packs: str | None,
+                 allow_ips: tuple[str, ...], rate_limit: str | None) -> None:
     """Create a token and print it, once, on standard output (everything else goes to stderr)."""
+    from poggio.tokens import DEFAULT
+
     ws = app.workspace(slug)
-    issued = app.tokens().create(ws, name, Actor.cli(), expires=expires_in, packs=packs)
+    issued = app.tokens().create(ws, name, Actor.cli(), expires=DEFAULT if expires_in is None else expires_in,
+                                 packs=packs, allowed_ips=list(allow_ips) or None, rate_limit=rate_limit)
     if issued.token.expires_at is None:
         click.echo("Warning: this token never expires. Revoke it when it is no longer needed.", err=True)
     click.echo(f"Created token {issued.token.name!r} (id {issued.token.id}). It is shown only now:", err=True)
@@ -239,13 +248,24 @@ def token_list(app: App, slug: str) -> None:
     if not rows:
         click.echo("No tokens.")
         return
+    from poggio.db import utcnow
+
+    now = utcnow()
     click.echo(f"{'ID':>5}  {'NAME':30}  {'TOKEN':12}  {'STATUS':9}  {'EXPIRES':16}  {'LAST USED':16}  PACKS")
     for t in rows:
+        capped = " (shortened by policy)" if t.expiry_capped_at and t.revoked_at is None else ""
         click.echo(
             f"{t.id:>5}  {t.name[:30]:30}  {t.masked:12}  {status(t):9}  "
             f"{t.expires_at.strftime('%Y-%m-%d %H:%M') if t.expires_at else 'never':16}  "
-            f"{t.last_used_at.strftime('%Y-%m-%d %H:%M') if t.last_used_at else '-':16}  {scopes.describe(scopes.parse(t.packs))}"
+            f"{t.last_used_at.strftime('%Y-%m-%d %H:%M') if t.last_used_at else '-':16}  {scopes.describe(scopes.parse(t.packs))}{capped}"
         )
+        if t.previous_expires_at and t.previous_expires_at > now and t.revoked_at is None:
+            click.echo(f"{'':>5}  {'':30}  {t.previous_masked:12}  {'old':9}  "
+                       f"{t.previous_expires_at.strftime('%Y-%m-%d %H:%M'):16}  (replaced by rotation, works until then)")
+        limits = [f"from {', '.join(t.allowed_ip_list)}"] if t.allowed_ips else []
+        limits += [f"limit {t.rate_limit}"] if t.rate_limit else []
+        if limits:
+            click.echo(f"{'':>5}  {'; '.join(limits)}")
 
 
 @token.command("revoke")
@@ -262,6 +282,78 @@ def token_revoke(app: App, slug: str, name_or_id: str) -> None:
         return
     service.revoke(target, Actor.cli())
     click.echo(f"Revoked token {target.name!r} (id {target.id}).")
+
+
+@token.command("rotate")
+@click.option("--workspace", "slug", required=True)
+@click.argument("name_or_id")
+@click.option("--grace", default="none", show_default=True, metavar="none|1h|24h|7d",
+              help="How long the old secret keeps working, so clients can switch without downtime.")
+@pass_app
+@friendly_errors
+def token_rotate(app: App, slug: str, name_or_id: str, grace: str) -> None:
+    """Issue a new secret for a token and print it, once, on standard output."""
+    service = app.tokens()
+    target = service.get(app.workspace(slug), name_or_id)
+    issued = service.rotate(target, Actor.cli(), grace=grace)
+    until = issued.token.previous_expires_at
+    click.echo(f"Rotated token {target.name!r} (id {target.id}). The old secret "
+               + (f"works until {until:%Y-%m-%d %H:%M:%S} UTC." if until else "no longer works.")
+               + " The new one is shown only now:", err=True)
+    click.echo(issued.plaintext)
+
+
+@workspace.command("policy")
+@click.argument("slug")
+@click.option("--default-expiry", default=None, help="Expiry of a new token unless chosen: days (30d) or 'none'.")
+@click.option("--max-lifetime", default=None,
+              help="Longest any token or OAuth grant may live: days (90d) or 'none'. Tightening it shortens "
+                   "what lives longer to the new maximum.")
+@click.option("--allow-no-expiry/--no-allow-no-expiry", default=None,
+              help="Whether tokens without expiry may be created (never with a maximum lifetime).")
+@pass_app
+@friendly_errors
+def workspace_policy(app: App, slug: str, default_expiry: str | None, max_lifetime: str | None,
+                     allow_no_expiry: bool | None) -> None:
+    """Show, or change, the workspace's token policy."""
+    from poggio.policy import Policy, set_policy
+
+    ws = app.workspace(slug)
+    if default_expiry is not None or max_lifetime is not None or allow_no_expiry is not None:
+        ws, capped = set_policy(ws, Actor.cli(), default_expiry=... if default_expiry is None else default_expiry,
+                                max_lifetime=... if max_lifetime is None else max_lifetime,
+                                allow_no_expiry=allow_no_expiry)
+        if capped:
+            click.echo(f"{capped} token(s) or connected app(s) lived longer than the new maximum: they now "
+                       "expire at it.", err=True)
+    click.echo(f"{ws.slug}: {Policy.of(ws).describe()}.")
+
+
+@main.group()
+def activity() -> None:
+    """The record of every MCP request: export it for a SIEM."""
+
+
+@activity.command("export")
+@click.option("--workspace", "slug", required=True)
+@click.option("--since", default=None, help="From this date (YYYY-MM-DD), time (ISO 8601) or span back (24h, 7d).")
+@click.option("--until", default=None, help="Through this date (YYYY-MM-DD).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--tool", default=None, help="Only this tool or method.")
+@click.option("--outcome", default=None, help="Only ok, tool_error, refused, rate_limited or timed_out.")
+@pass_app
+@friendly_errors
+def activity_export(app: App, slug: str, since: str | None, until: str | None, fmt: str, tool: str | None,
+                    outcome: str | None) -> None:
+    """Write the workspace's activity, newest first, to standard output (streamed, any size)."""
+    from poggio import activity as record
+
+    ws = app.workspace(slug)
+    filters = record.Filters.parse(tool=tool, outcome=outcome, since=since, until=until)
+    out = sys.stdout
+    for line in record.export(ws.id, filters, fmt):
+        out.write(line)
+    out.flush()
 
 
 # -- OAuth: connected apps and clients ----------------------------------------------------------------

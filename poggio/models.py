@@ -11,6 +11,7 @@ from peewee import (
     CharField,
     DateField,
     DateTimeField,
+    FloatField,
     ForeignKeyField,
     IntegerField,
     TextField,
@@ -26,6 +27,11 @@ class Workspace(BaseModel):
     name = CharField(max_length=200)
     mcp_enabled = BooleanField(default=False)
     created_at = DateTimeField(default=utcnow)
+    # token policy: what a new token's expiry defaults to, the longest any token or OAuth grant may
+    # live (NULL: no maximum) and whether "no expiry" is allowed (only without a maximum)
+    default_expiry_days = IntegerField(null=True, default=90)
+    max_lifetime_days = IntegerField(null=True)
+    allow_no_expiry = BooleanField(default=True)
 
 
 class WorkspaceModel(BaseModel):
@@ -71,9 +77,24 @@ class ApiToken(BaseModel):
     last_used_at = DateTimeField(null=True)
     last_used_ip = CharField(max_length=45, null=True)
     last_used_client = CharField(max_length=200, null=True)
+    # rotation with overlap: the secret before the last rotation keeps working until previous_expires_at
+    previous_digest = CharField(max_length=64, unique=True, null=True)
+    previous_last_four = CharField(max_length=4, null=True)
+    previous_expires_at = DateTimeField(null=True)
+    allowed_ips = TextField(null=True)  # comma-separated networks (CIDR); NULL: from anywhere
+    rate_limit = CharField(max_length=40, null=True)  # a `limits` string below the installation's; NULL: that one
+    expiry_capped_at = DateTimeField(null=True)  # when a tightened workspace policy shortened its expiry
 
     class Meta:
         indexes = ((("workspace", "created_at"), False),)
+
+    @property
+    def previous_masked(self) -> str | None:
+        return f"pgo_…{self.previous_last_four}" if self.previous_last_four else None
+
+    @property
+    def allowed_ip_list(self) -> list[str]:
+        return [p for p in (self.allowed_ips or "").split(",") if p]
 
     @property
     def masked(self) -> str:
@@ -149,6 +170,7 @@ class OAuthGrant(BaseModel):
     revoked_at = DateTimeField(null=True)
     revoked_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
     revoked_reason = CharField(max_length=64, null=True)
+    expiry_capped_at = DateTimeField(null=True)  # when a tightened workspace policy shortened its expiry
     last_used_at = DateTimeField(null=True)
     last_used_ip = CharField(max_length=45, null=True)
     last_used_client = CharField(max_length=200, null=True)
@@ -213,6 +235,31 @@ class GrantUsage(BaseModel):
         indexes = ((("grant", "day", "tool"), True),)
 
 
+class Activity(BaseModel):
+    """One authenticated MCP request: who (an API token, ``kind="token"``, or an OAuth grant,
+    ``"grant"``, by ``subject_id``), when, which tool or method, how it ended, how long it took, from
+    which client and address. Written in batches by :class:`poggio.usage.UsageRecorder`, kept for
+    ``POGGIO_ACTIVITY_RETENTION_DAYS``. Every read is newest first over one of the indexes below."""
+
+    workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+", index=False)
+    kind = CharField(max_length=8)
+    subject_id = IntegerField()
+    at = DateTimeField()  # with microseconds
+    tool = CharField(max_length=100)
+    outcome = CharField(max_length=16)  # ok, tool_error, refused, rate_limited, timed_out
+    latency_ms = FloatField(default=0)
+    client = CharField(max_length=200, null=True)
+    ip = CharField(max_length=45, null=True)
+
+    class Meta:
+        indexes = (
+            (("workspace", "at"), False),
+            (("workspace", "tool", "at"), False),
+            (("workspace", "outcome", "at"), False),
+            (("kind", "subject_id", "at"), False),
+            (("kind", "subject_id", "tool", "at"), False),
+            (("kind", "subject_id", "outcome", "at"), False),
+        )
 class IdempotencyKey(BaseModel):
     """A write tool's answer kept under the caller's ``idempotency_key``, per workspace: a retry with
     the same key and arguments gets it again and writes nothing (:mod:`poggio.writes`)."""

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from peewee import JOIN
 
-from poggio import audit, scopes
+from poggio import audit, policy, scopes
 from poggio.audit import Actor
 from poggio.db import database, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
@@ -40,6 +40,34 @@ from poggio.tokens import (
 READ = scopes.READ
 CLIENT_KINDS = ("dynamic", "metadata", "confidential")
 GRANT_LIFETIMES = {"7": 7, "30": 30, "90": 90, "never": None}  # days an approval lasts
+_LIFETIME_LABELS = {"7": "7 days", "30": "30 days", "90": "90 days", "never": "Until revoked"}
+
+
+def lifetime_choices(workspace: Workspace | None) -> list[tuple[str, str]]:
+    """The consent page's "access lasts" choices under ``workspace``'s token policy: none longer than
+    its maximum lifetime (which is offered itself when it is not one of the usual choices), and
+    "Until revoked" only where tokens without expiry are allowed."""
+    rules = policy.Policy.of(workspace) if workspace is not None else None
+    choices = []
+    for value, days in GRANT_LIFETIMES.items():
+        if rules is not None and rules.max_lifetime_days is not None and (days is None or days > rules.max_lifetime_days):
+            continue
+        if rules is not None and days is None and not rules.allow_no_expiry:
+            continue
+        choices.append((value, _LIFETIME_LABELS[value]))
+    if rules is not None and rules.max_lifetime_days is not None and str(rules.max_lifetime_days) not in GRANT_LIFETIMES:
+        choices.append((str(rules.max_lifetime_days), f"{rules.max_lifetime_days} days (this workspace's maximum)"))
+    return choices
+
+
+def lifetime_days(value: str | None, workspace: Workspace) -> int | None:
+    """The days an approval lasts for the consent form's ``value``; InvalidInput if the workspace's
+    policy does not offer it."""
+    offered = dict(lifetime_choices(workspace))
+    if value not in offered:
+        raise InvalidInput("lifetime", "Choose how long access lasts (this workspace's policy allows: "
+                                       f"{', '.join(offered.values())}).")
+    return GRANT_LIFETIMES.get(value, int(value) if value.isdigit() else None)
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -215,9 +243,11 @@ class OAuthService:
                 secret_digest=self._digest(secret), secret_last_four=secret[-4:],
                 workspace=workspace, packs=chosen, created_by=actor.user,
             )
-            # the standing grant has no approver: it lives as long as the client, whoever made it
+            # the standing grant has no approver: it lives as long as the client, whoever made it, within
+            # the workspace's maximum lifetime
             OAuthGrant.create(workspace=workspace, client=client, user=None,
-                              packs=chosen, resource=normalise_resource(resource))
+                              packs=chosen, resource=normalise_resource(resource),
+                              expires_at=policy.cap(workspace, None))
             audit.record("oauth.client_created", actor, workspace, target=name, client_id=client.client_id,
                          packs=chosen)
         return IssuedSecret(client, secret)
@@ -257,7 +287,7 @@ class OAuthService:
                 digest=self._digest(code), client=client, user=user, workspace=workspace,
                 packs=packs, redirect_uri=redirect_uri, resource=normalise_resource(resource),
                 code_challenge=code_challenge, code_challenge_method=code_challenge_method,
-                grant_expires_at=None if grant_days is None else now + dt.timedelta(days=grant_days),
+                grant_expires_at=policy.cap(workspace, None if grant_days is None else now + dt.timedelta(days=grant_days), now),
                 expires_at=now + dt.timedelta(seconds=self.code_seconds),
             )
             audit.record("oauth.approved", actor, workspace, target=client.name, client_id=client.client_id,
@@ -288,15 +318,19 @@ class OAuthService:
                      .where((OAuthCode.id == code.id) & OAuthCode.used_at.is_null()).execute())
             if not spent:
                 return None
+            # the policy may have tightened since the approval: it decides
+            expires_at = policy.cap(Workspace.get_by_id(code.workspace_id), code.grant_expires_at)
             grant = OAuthGrant.create(workspace=code.workspace_id, client=code.client_id, user=code.user_id,
-                                      packs=code.packs, resource=code.resource, expires_at=code.grant_expires_at)
+                                      packs=code.packs, resource=code.resource, expires_at=expires_at)
             OAuthCode.update(grant=grant).where(OAuthCode.id == code.id).execute()
         return grant
 
     # -- tokens ----------------------------------------------------------------------------
     def standing_grant(self, client: OAuthClient) -> OAuthGrant | None:
+        """The client's live grant; None once revoked or past its expiry (the workspace's maximum lifetime)."""
         return (OAuthGrant.select()
-                .where((OAuthGrant.client == client.id) & OAuthGrant.revoked_at.is_null())
+                .where((OAuthGrant.client == client.id) & OAuthGrant.revoked_at.is_null()
+                       & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > utcnow())))
                 .order_by(OAuthGrant.id).first())
 
     def issue_tokens(self, grant: OAuthGrant, refresh: bool = True) -> dict:
@@ -394,7 +428,7 @@ class OAuthService:
         scope = scopes.of_text(packs, all_when_empty=False)
         return VerifiedToken(token_id=grant_id, name=client_name, workspace_id=ws_id, workspace_slug=ws_slug,
                              workspace_name=ws_name, packs=scope.packs, expires_at=expires_at, kind="grant",
-                             writable=scope.writable)
+                             writable=scope.writable, ends_at=grant_expires)
 
     # -- reads -----------------------------------------------------------------------------
     def grants(self, workspace: Workspace, include_inactive: bool = False, limit: int = 200) -> list[OAuthGrant]:

@@ -49,6 +49,7 @@ class Settings:
     oauth_metadata_allow_private: bool = False  # fetch client metadata documents from private addresses
     cors_origins: tuple[str, ...] = ()
     metrics_token: str | None = field(default=None, repr=False)
+    activity_retention_days: int = 90  # how long the MCP server keeps each request on the activity record
 
     @property
     def mcp_allowed_hosts(self) -> list[str]:

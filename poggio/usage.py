@@ -1,6 +1,9 @@
 """Recording token use without a database write per MCP call.
 
-Calls are counted in memory per (token or connected app, day, tool) and the newest "last used" per token is kept;
+:meth:`UsageRecorder.record` is the one hook every request path of the MCP server calls, once per
+authenticated request (refusals included): it adds the call to the per-day counters and, in the same
+flush and transaction, appends its row to the activity record (:mod:`poggio.activity`), so the two
+always add up. Calls are counted in memory per (token or connected app, day, tool) and the newest "last used" per token is kept;
 a background thread flushes both every ``interval`` seconds in one transaction (upserts that add
 to what is stored, so several processes can flush side by side), and :meth:`close` flushes what is
 left on a clean shutdown. A flush that fails keeps its counts for the next try.
@@ -11,13 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 
 from peewee import EXCLUDED
 
-from poggio.db import database, utcnow, writing
-from poggio.models import ApiToken, GrantUsage, OAuthGrant, TokenUsage
+from poggio import activity
+from poggio.db import database, writing
+from poggio.models import Activity, ApiToken, GrantUsage, OAuthGrant, TokenUsage
 
 # What a call is counted against: an API token ("token") or an OAuth grant, a connected app ("grant").
 SUBJECTS = {"token": (TokenUsage, TokenUsage.token, ApiToken), "grant": (GrantUsage, GrantUsage.grant, OAuthGrant)}
@@ -32,9 +37,19 @@ class LastUse:
     client: str | None
 
 
+# Activity rows kept in memory at most while the database cannot be written (then the oldest go, and
+# the log says so); the counters are kept whatever happens.
+MAX_PENDING_ACTIVITY = 200_000
+PRUNE_EVERY = 3600.0  # seconds between prunes of the activity record
+
+
 class UsageRecorder:
-    def __init__(self, interval: float = 2.0):
+    def __init__(self, interval: float = 2.0, retention_days: int | None = None):
         self.interval = interval
+        self.retention_days = retention_days  # None: the activity record is not pruned by this recorder
+        self._activity: list[tuple] = []
+        self._next_prune = 0.0
+        self.pruned = 0
         self._lock = threading.Lock()
         self._calls: Counter[tuple[str, int, dt.date, str]] = Counter()
         self._errors: Counter[tuple[str, int, dt.date, str]] = Counter()
@@ -43,11 +58,21 @@ class UsageRecorder:
         self._thread: threading.Thread | None = None
 
     def record(self, token_id: int, tool: str, ok: bool = True, ip: str | None = None, client: str | None = None,
-               kind: str = "token") -> None:
-        """Count one call of an API token (``kind="token"``) or of an OAuth grant (``"grant"``)."""
-        now = utcnow()
+               kind: str = "token", *, workspace_id: int | None = None, outcome: str | None = None,
+               latency_ms: float = 0.0) -> None:
+        """Count one call of an API token (``kind="token"``) or of an OAuth grant (``"grant"``), and,
+        given its ``workspace_id``, put it on the activity record with its ``outcome`` (one of
+        :data:`poggio.activity.OUTCOMES`; by default ``ok`` or ``tool_error`` after ``ok``)."""
+        moment = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        now = moment.replace(microsecond=0)
         key = (kind, token_id, now.date(), tool[:100])
+        if outcome is not None:
+            ok = outcome == "ok"
         with self._lock:
+            if workspace_id is not None:
+                self._activity.append((workspace_id, kind, token_id, moment, tool[:100],
+                                       outcome or ("ok" if ok else "tool_error"), round(latency_ms, 3),
+                                       client[:200] if client else None, ip[:45] if ip else None))
             self._calls[key] += 1
             if not ok:
                 self._errors[key] += 1
@@ -59,15 +84,23 @@ class UsageRecorder:
         with self._lock:
             return sum(self._calls.values())
 
+    def pending_activity(self) -> int:
+        with self._lock:
+            return len(self._activity)
+
     def flush(self) -> int:
         """Write what was counted; returns the number of calls written."""
         with self._lock:
-            calls, errors, last = self._calls, self._errors, self._last
-            self._calls, self._errors, self._last = Counter(), Counter(), {}
-        if not calls and not last:
+            calls, errors, last, rows = self._calls, self._errors, self._last, self._activity
+            self._calls, self._errors, self._last, self._activity = Counter(), Counter(), {}, []
+        if not calls and not last and not rows:
             return 0
         try:
             with database.connection_context(), writing():
+                fields = [Activity.workspace, Activity.kind, Activity.subject_id, Activity.at, Activity.tool,
+                          Activity.outcome, Activity.latency_ms, Activity.client, Activity.ip]
+                for start in range(0, len(rows), 500):
+                    Activity.insert_many(rows[start:start + 500], fields=fields).execute()
                 for kind, (usage, owner, _) in SUBJECTS.items():
                     rows = [
                         {owner.name: i, "day": d, "tool": tool, "calls": n, "errors": errors.get((k, i, d, tool), 0)}
@@ -101,13 +134,38 @@ class UsageRecorder:
             with self._lock:
                 self._calls.update(calls)
                 self._errors.update(errors)
+                self._activity[:0] = rows
+                if len(self._activity) > MAX_PENDING_ACTIVITY:
+                    dropped = len(self._activity) - MAX_PENDING_ACTIVITY
+                    del self._activity[:dropped]
+                    log.error("activity record: %d rows dropped, the database could not be written", dropped)
                 for subject, use in last.items():
                     self._last.setdefault(subject, use)
             return 0
-        return sum(calls.values())
+        return sum(calls.values()) or len(rows)
+
+    def prune(self) -> int:
+        """Delete activity older than the retention; done by the flush thread every hour."""
+        if self.retention_days is None:
+            return 0
+        try:
+            with database.connection_context():
+                count = activity.prune(self.retention_days)
+        except Exception:
+            log.exception("activity prune failed; trying again later")
+            return 0
+        self.pruned += count
+        if count:
+            log.info("activity record: %d rows older than %d days pruned", count, self.retention_days)
+        return count
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            if time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + PRUNE_EVERY
+                self.prune()
+            if self._stop.wait(self.interval):
+                return
             self.flush()
 
     def start(self) -> UsageRecorder:

@@ -17,6 +17,7 @@ from poggio.errors import InvalidInput, NotFound
 from poggio.models import GrantUsage
 from poggio.usage_report import by_tool, daily
 from portal.access import client_ip, core, mcp_admin_required
+from portal.activity import render_activity
 from portal.charts import activity_bars
 from portal.forms import ActionForm, OAuthClientForm
 
@@ -81,10 +82,9 @@ def revoke_app(workspace, grant_id):
 @mcp_admin_required
 def app_activity(workspace, grant_id):
     grant = _grant(workspace, grant_id)
-    tools = by_tool(grant.id, usage=GrantUsage)
-    if request.htmx:
-        return render_template("settings/_tool_breakdown.html", tools=tools)
-    return render_template("settings/token_activity.html", token=grant.client, tools=tools, now=utcnow())
+    if request.htmx and (request.htmx.target or "").startswith("app-tools-"):  # the row's "N calls" link
+        return render_template("settings/_tool_breakdown.html", tools=by_tool(grant.id, usage=GrantUsage))
+    return render_activity(workspace, "grant", grant.id, "connected_apps.app_activity", grant_id=grant.id)
 
 
 @bp.post("/clients")

@@ -11,15 +11,17 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_login import current_user
 from htmx_flask import make_response
 
+from poggio import policy
 from poggio.audit import Actor
 from poggio.db import utcnow
 from poggio.errors import InvalidInput, NotFound
-from poggio.tokens import status
-from poggio.usage_report import by_tool, daily
+from poggio.models import ApiToken
+from poggio.tokens import EXPIRING_SOON, status
+from poggio.usage_report import daily
 from portal.access import client_ip, core, mcp_admin_required, page_number
 from portal.charts import activity_bars, ago
 from portal.connected_apps import apps_context, client_form
-from portal.forms import ActionForm, EditTokenForm, TokenForm
+from portal.forms import ActionForm, EditTokenForm, PolicyForm, RotateForm, TokenForm, limit_expiry_choices
 
 bp = Blueprint("mcp_settings", __name__, url_prefix="/settings/mcp")
 
@@ -50,7 +52,19 @@ def _token(workspace, token_id: int):
 def _row(token, series=None) -> dict:
     if series is None:
         series = daily([token.id])[token.id]
-    return {"t": token, "status": status(token), "chart": activity_bars(series)}
+    now = utcnow()
+    overlap = (token.previous_expires_at if token.previous_expires_at and token.previous_expires_at > now
+               and token.revoked_at is None else None)
+    return {"t": token, "status": status(token, now), "chart": activity_bars(series), "old_until": overlap,
+            "capped": token.expiry_capped_at is not None and token.revoked_at is None}
+
+
+def expiring_soon(workspace) -> int:
+    """Active tokens of the workspace that expire within 7 days (the Settings pages flag them)."""
+    now = utcnow()
+    return (ApiToken.select().where((ApiToken.workspace == workspace) & ApiToken.revoked_at.is_null()
+                                    & (ApiToken.expires_at > now) & (ApiToken.expires_at <= now + EXPIRING_SOON))
+            .count())
 
 
 def _listing(workspace, show: str, page: int = 1) -> dict:
@@ -62,9 +76,29 @@ def _listing(workspace, show: str, page: int = 1) -> dict:
     return {"rows": [_row(t, series[t.id]) for t in tokens], "show": show, "page": page, "more": more}
 
 
-def _token_form() -> TokenForm:
+def _token_form(workspace) -> TokenForm:
+    rules = policy.Policy.of(workspace)
     form = TokenForm()
     form.offer(pack_choices())
+    limit_expiry_choices(form, rules)
+    if not form.is_submitted():
+        default = rules.default_expiry
+        form.expiry.data = "never" if default == "never" else default.removesuffix("d")
+        if form.expiry.data not in dict(form.expiry.choices):
+            form.expiry.data = form.expiry.choices[0][0]
+    return form
+
+
+def _policy_form(workspace) -> PolicyForm:
+    form = PolicyForm()
+    if not form.is_submitted():
+        rules = policy.Policy.of(workspace)
+        form.default_expiry.data = str(rules.default_expiry_days) if rules.default_expiry_days else "none"
+        form.max_lifetime.data = str(rules.max_lifetime_days) if rules.max_lifetime_days else "none"
+        form.allow_no_expiry.data = rules.allow_no_expiry
+    for field, days in ((form.default_expiry, workspace.default_expiry_days), (form.max_lifetime, workspace.max_lifetime_days)):
+        if days and str(days) not in dict(field.choices):  # set from the command line to another number
+            field.choices = [*field.choices, (str(days), f"{days} days")]
     return form
 
 
@@ -81,8 +115,11 @@ def render_page(workspace, status_code=200, **extra):
         "client_form": extra.pop("client_form", None) or client_form(),
         "server_url": core()["settings"].mcp_public_url,
         "product": core()["settings"].product_name,
-        "form": extra.pop("form", None) or _token_form(),
+        "form": extra.pop("form", None) or _token_form(workspace),
         "dialog_open": extra.pop("dialog_open", False),
+        "policy_form": extra.pop("policy_form", None) or _policy_form(workspace),
+        "policy": policy.Policy.of(workspace),
+        "expiring": expiring_soon(workspace),
         **extra,
     }
     return render_template("settings/mcp.html", **context), status_code
@@ -106,19 +143,21 @@ def page(workspace):
 @mcp_admin_required
 def new_token(workspace):
     if request.htmx:
-        return render_template("settings/_token_dialog.html", form=_token_form())
+        return render_template("settings/_token_dialog.html", form=_token_form(workspace))
     return render_page(workspace, dialog_open=True)
 
 
 @bp.post("/tokens")
 @mcp_admin_required
 def create_token(workspace):
-    form = _token_form()
+    form = _token_form(workspace)
     issued = None
     if form.validate_on_submit():
         try:
             issued = core()["tokens"].create(workspace, form.name.data or "", _actor(),
-                                             expires=form.expiry_value(), packs=form.levels())
+                                             expires=form.expiry_value(), packs=form.levels(),
+                                             allowed_ips=form.allowed_ips.data or None,
+                                             rate_limit=form.rate_limit.data or None)
         except InvalidInput as exc:
             missing_date = form.expiry_value() == "missing-date"
             _field_error(form, InvalidInput("expiry_date", "choose a date") if missing_date else exc)
@@ -144,8 +183,9 @@ def token_row(workspace, token_id):
 @mcp_admin_required
 def edit_token(workspace, token_id):
     token = _token(workspace, token_id)
-    form = EditTokenForm(name=token.name)
+    form = EditTokenForm(name=token.name, allowed_ips="\n".join(token.allowed_ip_list), rate_limit=token.rate_limit or "")
     form.offer(pack_choices(), token.packs or "")
+    limit_expiry_choices(form, policy.Policy.of(workspace))
     if request.htmx:
         return render_template("settings/_token_row_edit.html", row=_row(token), form=form)
     return render_template("settings/token_edit.html", row=_row(token), form=form)
@@ -157,12 +197,15 @@ def update_token(workspace, token_id):
     token = _token(workspace, token_id)
     form = EditTokenForm()
     form.offer(pack_choices())
+    limit_expiry_choices(form, policy.Policy.of(workspace))
     if form.validate_on_submit():
         service = core()["tokens"]
         try:
             service.rename(token, form.name.data or "", _actor())
             if request.form.get("pack_scopes"):  # the form showed the packs: what is ticked is the scope
                 service.set_packs(token, form.levels(), _actor())
+            service.set_limits(token, _actor(), allowed_ips=form.allowed_ips.data or None,
+                               rate_limit=form.rate_limit.data or None)
             if form.expiry.data != "keep":
                 if form.expiry_value() == "missing-date":
                     raise InvalidInput("expiry_date", "choose a date")
@@ -189,26 +232,47 @@ def revoke_token(workspace, token_id):
     return redirect(url_for(".page"))
 
 
+@bp.get("/tokens/<int:token_id>/rotate")
+@mcp_admin_required
+def rotate_dialog(workspace, token_id):
+    """Rotation asks how long the old secret may overlap with the new one."""
+    token = _token(workspace, token_id)
+    if request.htmx:
+        return render_template("settings/_rotate_dialog.html", token=token, form=RotateForm())
+    return render_template("settings/token_rotate.html", token=token, form=RotateForm())
+
+
 @bp.post("/tokens/<int:token_id>/rotate")
 @mcp_admin_required
 def rotate_token(workspace, token_id):
     token = _token(workspace, token_id)
-    if not ActionForm().validate_on_submit():
+    form = RotateForm()
+    if not form.validate_on_submit():
         abort(400)
     try:
-        issued = core()["tokens"].rotate(token, _actor())
+        issued = core()["tokens"].rotate(token, _actor(), grace=form.grace.data)
     except InvalidInput as exc:
         return render_template("error.html", code=409, message=exc.message), 409
     if request.htmx:
-        body = render_template("settings/_token_created.html", issued=issued, rotated=True) + render_template(
-            "settings/_token_row.html", row=_row(issued.token), oob=True)
+        # a <tr> swapped out of band must come in a <template>, or the HTML parser drops it outside a table
+        body = render_template("settings/_token_created.html", issued=issued, rotated=True) + "<template>" + render_template(
+            "settings/_token_row.html", row=_row(issued.token), oob=True) + "</template>"
         return make_response(body, 200)
     return render_page(workspace, 200, issued=issued, rotated=True)
 
 
-@bp.get("/tokens/<int:token_id>/activity")
+@bp.post("/policy")
 @mcp_admin_required
-def token_activity(workspace, token_id):
-    token = _token(workspace, token_id)
-    template = "settings/_tool_breakdown.html" if request.htmx else "settings/token_activity.html"
-    return render_template(template, token=token, tools=by_tool(token.id), now=utcnow())
+def set_policy(workspace):
+    """The workspace's token policy. Tightening the maximum shortens what lives longer (said on the page)."""
+    form = _policy_form(workspace)
+    if not form.validate_on_submit():
+        return render_page(workspace, 422, policy_form=form)
+    try:
+        _, capped = policy.set_policy(workspace, _actor(), default_expiry=form.default_expiry.data,
+                                      max_lifetime=form.max_lifetime.data,
+                                      allow_no_expiry=bool(form.allow_no_expiry.data) if form.max_lifetime.data == "none" else None)
+    except InvalidInput as exc:
+        getattr(form, exc.field, form.default_expiry).errors = [exc.message]
+        return render_page(workspace, 422, policy_form=form)
+    return render_page(workspace, 200, policy_saved=True, capped=capped)

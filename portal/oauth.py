@@ -42,9 +42,10 @@ from poggio.db import utcnow
 from poggio.errors import InvalidInput
 from poggio.models import Membership, OAuthClient, OAuthCode, User, Workspace
 from poggio.oauth import (
-    GRANT_LIFETIMES,
     OAuthService,
     RefreshReused,
+    lifetime_choices,
+    lifetime_days,
     normalise_resource,
     packs_of_scope,
     scope_of,
@@ -320,7 +321,8 @@ def _save_token(token: dict, req) -> None:
     else:  # client_credentials
         grant = svc.standing_grant(req.client.row)
         if grant is None:
-            raise InvalidGrantError("This client has no active grant.")
+            raise InvalidGrantError("This client has no active grant: it was revoked, or it reached the maximum "
+                                    "lifetime its workspace's token policy sets. Create a new client.")
         if grant.resource != resource_url():  # created before the MCP URL changed: follow it
             grant.resource = resource_url()
             grant.save(only=["resource"])
@@ -509,13 +511,20 @@ def authorize():
         writes = set(request.form.getlist("write")) & {p for p, level in asked.items() if level == WRITE}
         # write includes read: a ticked "may change" reads too
         packs = {p: WRITE if p in writes else READ for p in (set(request.form.getlist("packs")) | writes) & set(asked)}
-        lifetime = request.form.get("lifetime", "90")
-        if chosen is None or not packs or lifetime not in GRANT_LIFETIMES:
-            error = ("Choose a workspace." if chosen is None else "Choose at least one tool pack." if not packs
-                     else "Choose how long access lasts.")
+        days, error = None, None
+        if chosen is None:
+            error = "Choose a workspace."
+        elif not packs:
+            error = "Choose at least one tool pack."
+        else:
+            try:  # the chosen workspace's token policy caps how long access may last
+                days = lifetime_days(request.form.get("lifetime", "90"), chosen)
+            except InvalidInput as exc:
+                error = exc.message
+        if error:
             return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked, error=error,
                                                          chosen=chosen, packs=packs), status=422), redirect_uri)
-        approval = Approval(user, chosen, packs, GRANT_LIFETIMES[lifetime])
+        approval = Approval(user, chosen, packs, days)
         return authorization.create_authorization_response(grant_user=approval, grant=grant)
 
     return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked)), redirect_uri)
@@ -530,6 +539,8 @@ def _redirect_error(error: str, description: str, redirect_uri: str | None) -> O
 
 def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None, chosen=None, packs=None) -> str:
     registry = core()["registry"]
+    shown = chosen or (workspaces[0] if workspaces else None)
+    lifetimes = lifetime_choices(shown)
     return render_template(
         "oauth/consent.html",
         client=client.row, kind=client.row.kind, redirect_host=urlsplit(redirect_uri or "").netloc,
@@ -540,7 +551,10 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
                 # write is never ticked for the admin: apps ask for every scope the metadata lists
                 "write": packs is not None and packs.get(name) == WRITE}
                for name in sorted(asked) if name in registry.packs],
-        lifetimes=[("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("never", "Until revoked")],
+        lifetimes=lifetimes,
+        default_lifetime="90" if "90" in dict(lifetimes) else (lifetimes[-1][0] if lifetimes else None),
+        policy_note=(f"{shown.name}'s token policy allows at most {shown.max_lifetime_days} days."
+                     if shown is not None and shown.max_lifetime_days else None),
         seal=_seal(current_user.id), error=error, form=ActionForm(),
         product=core()["settings"].product_name,
         deny_only=not workspaces,

@@ -38,4 +38,8 @@ def home():
 @bp.get("/settings")
 @login_required
 def settings_index():
-    return render_template("settings/index.html")
+    from portal.mcp_settings import expiring_soon
+
+    membership = current_membership()
+    shown = membership is not None and membership.role == "admin" and membership.workspace.mcp_enabled
+    return render_template("settings/index.html", expiring=expiring_soon(membership.workspace) if shown else 0)

@@ -20,7 +20,7 @@ from instances import BACKENDS, ServerProcess, drop_instance, make_instance
 from poggio import demo
 from poggio.audit import Actor
 from poggio.db import database, utcnow
-from poggio.models import ApiToken, AuditEvent, TokenUsage
+from poggio.models import Activity, ApiToken, AuditEvent, TokenUsage
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
 from poggio.tokens import TokenService
@@ -169,12 +169,19 @@ def test_load_with_revocations_and_two_server_processes(tmp_path, backend):
             per_token = Counter()
             for t, c in TokenUsage.select(TokenUsage.token, TokenUsage.calls).tuples():
                 per_token[t] += c
+            recorded = Counter(t for (t,) in Activity.select(Activity.subject_id).where(Activity.kind == "token").tuples())
+            recorded_ok = Counter(t for (t,) in Activity.select(Activity.subject_id)
+                                  .where((Activity.kind == "token") & (Activity.outcome == "ok")).tuples())
         assert counted is not None
         for token_id, n in ok_calls.items():
             assert per_token[token_id] == n, (token_id, per_token[token_id], n)
+            # the activity record and the counters add up, request for request
+            assert recorded[token_id] == recorded_ok[token_id] == n, (token_id, recorded[token_id], n)
+        assert sum(recorded.values()) == sum(per_token.values())
         assert all(c in (0, -signal.SIGTERM) for c in codes), codes  # uvicorn re-raises SIGTERM after a clean shutdown
         print(f"\n{backend}: {sum(results.values())} requests in {SECONDS:.0f}s by {CLIENTS} clients over 2 processes: "
-              f"{dict(results)}; {len(revoked_at)} revocations; usage counted = calls made for every token")
+              f"{dict(results)}; {len(revoked_at)} revocations; usage counted = activity recorded = calls made "
+              "for every token")
     finally:
         drop_instance(inst)
 
@@ -208,7 +215,8 @@ def test_kill_9_loses_nothing_committed(tmp_path):
         assert ApiToken.select().count() == tokens_before
         assert AuditEvent.select().count() == audit_before
         counted = sum(u.calls for u in TokenUsage.select())
-    assert counted == sent, (counted, sent)  # everything up to the last flush, which came after the last call
+        recorded = Activity.select().count()
+    assert counted == sent == recorded, (counted, sent, recorded)  # everything up to the last flush, which came after the last call
     restarted = ServerProcess(inst)
     try:
         r = httpx.post(restarted.mcp_url, json=body(0), headers={**HEADERS, "Authorization": f"Bearer {issued.plaintext}"})

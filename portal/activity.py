@@ -1,0 +1,117 @@
+"""Settings > MCP Server > Activity: every MCP request on record, workspace-wide or of one token or
+connected app, newest first, filtered by tool, outcome and dates, paged by cursor (HTMX swaps the
+results; without JavaScript the filter form is a plain GET), and exported as CSV or JSON Lines,
+streamed whatever its size."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
+
+from poggio import activity as record
+from poggio.db import utcnow
+from poggio.errors import InvalidInput, NotFound
+from poggio.models import GrantUsage
+from poggio.usage_report import by_tool
+from portal.access import core, mcp_admin_required
+
+bp = Blueprint("activity", __name__, url_prefix="/settings/mcp")
+
+OUTCOME_LABELS = {"ok": "OK", "tool_error": "Tool error", "refused": "Refused", "rate_limited": "Rate-limited",
+                  "timed_out": "Timed out"}
+
+
+def _subject(workspace, kind: str | None, subject_id: int | None):
+    """The token or connected app a page is about (404 if not the workspace's), or None."""
+    if kind is None:
+        return None
+    try:
+        if kind == "token":
+            return core()["tokens"].get(workspace, subject_id)
+        return core()["oauth"].grant(workspace, subject_id)
+    except NotFound:
+        abort(404)
+
+
+def _filters(kind=None, subject_id=None) -> tuple[record.Filters, str | None]:
+    """The filters of the request, and a message for a bad one (then the unfiltered record is shown)."""
+    try:
+        return record.Filters.parse(kind=kind, subject_id=subject_id, tool=request.args.get("tool"),
+                                    outcome=request.args.get("outcome"), since=request.args.get("since"),
+                                    until=request.args.get("until")), None
+    except InvalidInput as exc:
+        return record.Filters(kind=kind, subject_id=subject_id), f"{exc.field}: {exc.message}"
+
+
+def _tool_choices(workspace, filters: record.Filters) -> list[str]:
+    """The installed tools and the method names (and the one filtered by, if it is neither)."""
+    installed = [t.name for t in core()["registry"].tools()]
+    return sorted(set(installed) | set(record.METHOD_LABELS) | ({filters.tool} if filters.tool else set()))
+
+
+def render_activity(workspace, kind=None, subject_id=None, endpoint="activity.workspace_activity", **args):
+    filters, problem = _filters(kind, subject_id)
+    subject = _subject(workspace, kind, subject_id)
+    try:
+        rows, next_cursor = record.page(workspace, filters, request.args.get("cursor"))
+    except InvalidInput as exc:
+        rows, next_cursor = record.page(workspace, filters)
+        problem = "; ".join(p for p in (problem, f"{exc.field}: {exc.message}") if p)
+    names = record.subject_names(workspace.id) if kind is None else {(kind, subject_id): subject.name if kind == "token" else subject.client.name}
+    query = {k: v for k, v in request.args.items() if k in ("tool", "outcome", "since", "until") and v}
+    context = {
+        "rows": rows, "names": names, "filters": filters, "problem": problem, "query": query,
+        "next_url": url_for(endpoint, **args, **query, cursor=next_cursor) if next_cursor else None,
+        "first_url": url_for(endpoint, **args, **query) if request.args.get("cursor") else None,
+        "self_url": url_for(endpoint, **args),
+        "export_csv": url_for("activity.export", fmt="csv", **({"kind": kind, "subject": subject_id} if kind else {}), **query),
+        "export_jsonl": url_for("activity.export", fmt="jsonl", **({"kind": kind, "subject": subject_id} if kind else {}), **query),
+        "outcomes": OUTCOME_LABELS, "tools": _tool_choices(workspace, filters), "kind": kind, "subject": subject,
+        "retention": core()["settings"].activity_retention_days,
+    }
+    if request.htmx and request.htmx.target == "activity-results":
+        return render_template("settings/_activity_results.html", **context)
+    if kind is not None:
+        usage = GrantUsage if kind == "grant" else None
+        context["breakdown"] = by_tool(subject_id, usage=usage) if usage else by_tool(subject_id)
+    return render_template("settings/activity.html", now=utcnow(), **context)
+
+
+@bp.get("/activity")
+@mcp_admin_required
+def workspace_activity(workspace):
+    return render_activity(workspace)
+
+
+@bp.get("/tokens/<int:token_id>/activity")
+@mcp_admin_required
+def token_activity(workspace, token_id):
+    if request.htmx and request.htmx.target and request.htmx.target.startswith("tools-"):
+        # the row's "N calls" link: the per-tool breakdown only
+        token = _subject(workspace, "token", token_id)
+        return render_template("settings/_tool_breakdown.html", token=token, tools=by_tool(token.id), now=utcnow())
+    return render_activity(workspace, "token", token_id, "activity.token_activity", token_id=token_id)
+
+
+@bp.get("/activity/export.<fmt>")
+@mcp_admin_required
+def export(workspace, fmt):
+    if fmt not in record.FORMATS:
+        abort(404)
+    kind = request.args.get("kind") or None
+    subject = request.args.get("subject", "")
+    if kind is not None:
+        if kind not in record.KINDS or not subject.isdigit():
+            return Response("kind and subject: a token or connected app of this workspace\n", 400, mimetype="text/plain")
+        _subject(workspace, kind, int(subject))
+    try:
+        filters = record.Filters.parse(kind=kind, subject_id=int(subject) if kind else None,
+                                       tool=request.args.get("tool"), outcome=request.args.get("outcome"),
+                                       since=request.args.get("since"), until=request.args.get("until"))
+    except InvalidInput as exc:
+        return Response(f"{exc.field}: {exc.message}\n", 400, mimetype="text/plain")
+    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return Response(
+        stream_with_context(record.export(workspace.id, filters, fmt)), mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="poggio-activity-{workspace.slug}-{stamp}.{fmt}"',
+                 "Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -1,0 +1,112 @@
+"""The governance commands: workspace policy, token create with limits, token rotate with a grace
+period, activity export; and the core migration that brings them goes down and up again."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from poggio.cli import main
+from poggio.db import utcnow
+from poggio.models import Activity, ApiToken, AuditEvent, Workspace
+from poggio.tokens import TOKEN_PATTERN
+
+
+@pytest.fixture
+def run(instance):
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    assert invoke("workspace", "create", "acme", "--name", "Acme", "--mcp").exit_code == 0
+    return invoke
+
+
+def test_workspace_policy_shown_changed_and_obeyed(run):
+    shown = run("workspace", "policy", "acme")
+    assert shown.exit_code == 0 and "90 days by default" in shown.output and "no maximum lifetime" in shown.output
+    forever = run("token", "create", "--workspace", "acme", "--name", "forever", "--expires-in", "never")
+    assert forever.exit_code == 0
+    changed = run("workspace", "policy", "acme", "--default-expiry", "14d", "--max-lifetime", "30d")
+    assert changed.exit_code == 0 and "1 token(s)" in changed.output and "every token expires" in changed.output
+    assert ApiToken.get(ApiToken.name == "forever").expires_at <= utcnow() + dt.timedelta(days=30)
+    assert "(shortened by policy)" in run("token", "list", "--workspace", "acme").output
+    refused = run("token", "create", "--workspace", "acme", "--name", "never", "--expires-in", "never")
+    assert refused.exit_code == 1 and "requires an expiry" in refused.output and "Traceback" not in refused.output
+    too_long = run("token", "create", "--workspace", "acme", "--name", "long", "--expires-in", "60d")
+    assert too_long.exit_code == 1 and "at most 30 days" in too_long.output
+    default = run("token", "create", "--workspace", "acme", "--name", "default")
+    assert default.exit_code == 0
+    lifetime = ApiToken.get(ApiToken.name == "default").expires_at - utcnow()
+    assert dt.timedelta(days=13) < lifetime <= dt.timedelta(days=14)
+    bad = run("workspace", "policy", "acme", "--allow-no-expiry")
+    assert bad.exit_code == 1 and "cannot be allowed with a maximum lifetime" in bad.output
+    assert run("workspace", "policy", "acme", "--max-lifetime", "soon").exit_code == 1
+    assert AuditEvent.select().where(AuditEvent.action == "workspace.policy_changed").count() == 1
+
+
+def test_token_create_with_networks_and_rate_limit(run):
+    result = run("token", "create", "--workspace", "acme", "--name", "office", "--allow-ip", "203.0.113.0/24",
+                 "--allow-ip", "2001:db8::/48", "--rate-limit", "10/minute")
+    assert result.exit_code == 0 and TOKEN_PATTERN.fullmatch(result.stdout.strip())
+    token = ApiToken.get(ApiToken.name == "office")
+    assert token.allowed_ips == "203.0.113.0/24,2001:db8::/48" and token.rate_limit == "10/minute"
+    assert "from 203.0.113.0/24, 2001:db8::/48; limit 10/minute" in run("token", "list", "--workspace", "acme").output
+    bad = run("token", "create", "--workspace", "acme", "--name", "x", "--allow-ip", "somewhere")
+    assert bad.exit_code == 1 and "not an IP address or network" in bad.output
+    fast = run("token", "create", "--workspace", "acme", "--name", "y", "--rate-limit", "100000/minute")
+    assert fast.exit_code == 1 and "below the installation's limit" in fast.output
+
+
+def test_token_rotate_with_grace(run):
+    first = run("token", "create", "--workspace", "acme", "--name", "rotating").stdout.strip()
+    rotated = run("token", "rotate", "--workspace", "acme", "rotating", "--grace", "24h")
+    assert rotated.exit_code == 0
+    new = rotated.stdout.strip()
+    assert TOKEN_PATTERN.fullmatch(new) and new != first and "works until" in rotated.stderr
+    token = ApiToken.get(ApiToken.name == "rotating")
+    assert token.previous_last_four == first[-4:] and token.previous_expires_at - token.rotated_at == dt.timedelta(hours=24)
+    assert "replaced by rotation" in run("token", "list", "--workspace", "acme").output
+    again = run("token", "rotate", "--workspace", "acme", "rotating")
+    assert again.exit_code == 0 and "no longer works" in again.stderr
+    assert ApiToken.get(ApiToken.name == "rotating").previous_digest is None
+    assert run("token", "rotate", "--workspace", "acme", "rotating", "--grace", "30d").exit_code == 1
+
+
+def test_activity_export_jsonl_and_csv(run):
+    ws = Workspace.get(slug="acme")
+    token = ApiToken.get_by_id(int(run("token", "create", "--workspace", "acme", "--name", "agent").stderr.split("(id ")[1].split(")")[0]))
+    now = utcnow()
+    Activity.insert_many([{"workspace": ws.id, "kind": "token", "subject_id": token.id, "at": now - dt.timedelta(days=d),
+                           "tool": "get_account", "outcome": "ok" if d else "refused", "latency_ms": 2.0,
+                           "client": "claude-ai 1.0", "ip": "203.0.113.5"} for d in range(5)]).execute()
+    lines = run("activity", "export", "--workspace", "acme").stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 5 and records[0]["subject"] == "agent" and records[0]["outcome"] == "refused"
+    assert records[0]["at"] > records[-1]["at"]
+    recent = run("activity", "export", "--workspace", "acme", "--since", "36h", "--format", "csv").stdout
+    rows = list(csv.DictReader(io.StringIO(recent)))
+    assert len(rows) == 2 and rows[0]["ip"] == "203.0.113.5"
+    bad = run("activity", "export", "--workspace", "acme", "--since", "last tuesday")
+    assert bad.exit_code == 1 and "since" in bad.output and "Traceback" not in bad.output
+    assert run("activity", "export", "--workspace", "nope").exit_code == 1
+
+
+def test_governance_migration_goes_down_and_up(run):
+    from poggio.db import database
+    from poggio.plugins import PackRegistry
+    from poggio.schema import runners
+
+    core = dict(runners(PackRegistry.load()))["core"]
+    assert core.down() == ["0004_governance"]
+    assert "activity" not in database.get_tables()
+    assert "allowed_ips" not in {c.name for c in database.get_columns("api_token")}
+    result = run("db", "upgrade")
+    assert result.exit_code == 0 and "0004_governance" in result.output
+    assert "activity" in database.get_tables()
