@@ -341,17 +341,22 @@ def activity() -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--tool", default=None, help="Only this tool or method.")
 @click.option("--outcome", default=None, help="Only ok, tool_error, refused, rate_limited or timed_out.")
+@click.option("--writes", is_flag=True, help="The changes write tools made instead (from the audit log): who, "
+                                             "the tool, the record, its fields before and after.")
 @pass_app
 @friendly_errors
 def activity_export(app: App, slug: str, since: str | None, until: str | None, fmt: str, tool: str | None,
-                    outcome: str | None) -> None:
+                    outcome: str | None, writes: bool) -> None:
     """Write the workspace's activity, newest first, to standard output (streamed, any size)."""
     from poggio import activity as record
+    from poggio import audit
 
     ws = app.workspace(slug)
     filters = record.Filters.parse(tool=tool, outcome=outcome, since=since, until=until)
     out = sys.stdout
-    for line in record.export(ws.id, filters, fmt):
+    lines = (audit.export_writes(ws.id, filters.since, filters.until, fmt) if writes
+             else record.export(ws.id, filters, fmt))
+    for line in lines:
         out.write(line)
     out.flush()
 

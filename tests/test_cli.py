@@ -306,3 +306,25 @@ def test_a_busy_port_is_named_before_any_banner(instance, args, env_port, settin
     assert code == 1, output
     assert f"Port {port} on 127.0.0.1 is already in use" in output and setting in output, output
     assert not re.search(r"running|Listening at|Portal: http|Traceback", output, re.I), output
+
+
+def test_activity_export_writes_lists_the_changes_of_write_tools(run):
+    """The audit log's write rows, in the activity export: who, which tool, before and after."""
+    import json
+
+    from poggio.plugins import PackRegistry
+    from poggio.testing import tool_context
+
+    assert run("demo", "--accounts", "3").exit_code == 0
+    registry = PackRegistry.load()
+    ws = Workspace.get(slug="acme")
+    ctx = tool_context(ws.id, "update_account", registry=registry)
+    registry.tool("update_account")(ctx, domain="example.com", name="=Example Group")
+    out = run("activity", "export", "--workspace", "acme", "--writes", "--since", "1d").stdout
+    event = json.loads(out.splitlines()[0])
+    assert event["tool"] == "update_account" and event["target"] == "account example.com"
+    assert event["before"] == {"name": "Example Corp"} and event["after"] == {"name": "=Example Group"}
+    csv_out = run("activity", "export", "--workspace", "acme", "--writes", "--format", "csv").stdout
+    header, row = csv_out.splitlines()[:2]
+    assert header == "at,actor,kind,subject_id,tool,target,before,after" and "update_account" in row
+    assert '""name"": ""Example Corp""' in row  # before and after as JSON in their cells
