@@ -138,6 +138,19 @@ def test_write_without_write_scope_is_refused_naming_the_scope(stack):
     assert not stack.mcp("read").call("get_account", {"domain": "nope.example"}).structured_content
 
 
+def test_a_refused_write_is_on_the_activity_record_as_refused(stack):
+    import time
+
+    from poggio.models import Activity
+
+    stack.mcp("read").call("update_contact", {"email": "x@example.com", "title": "CEO"})
+    deadline = time.monotonic() + 10
+    while not (rows := list(Activity.select().where(Activity.tool == "update_contact"))):
+        assert time.monotonic() < deadline, "the refused call never reached the activity record"
+        time.sleep(0.2)
+    assert [r.outcome for r in rows] == ["refused"]
+
+
 # -- each write tool -------------------------------------------------------------------------------------
 def test_create_and_update_account_and_the_search_index_follows(stack):
     client = stack.mcp("writer")
