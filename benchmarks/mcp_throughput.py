@@ -97,6 +97,20 @@ def lua(body: dict, token: str, extra: dict) -> str:
     return "\n".join(['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}", *lines]) + "\n"
 
 
+def lua_counting(body: dict, token: str) -> str:
+    """As :func:`lua`, with every ``"%d"`` string in the body replaced by a number that grows with each
+    request: a write tool changes something on every call (the same value again would write nothing)."""
+    headers = {**HEADERS, "Authorization": f"Bearer {token}"}
+    lines = [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    template = json.dumps(body).replace('"%d"', "%d")
+    return "\n".join(['wrk.method = "POST"', *lines, "counter = 0",
+                      f"template = {json.dumps(template)}",
+                      "request = function()",
+                      "  counter = counter + 1",
+                      "  return wrk.format(nil, nil, nil, string.format(template, counter))",
+                      "end"]) + "\n"
+
+
 def wrk(url: str, script: str, seconds: int, connections: int) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(script + """
@@ -129,6 +143,7 @@ def main() -> None:
         raise SystemExit("wrk is missing: apt-get install wrk")
     tmp = Path(tempfile.mkdtemp())
     env = {**os.environ, "POGGIO_INSTANCE_PATH": str(tmp), "POGGIO_RATE_LIMIT": "100000000/minute",
+           "POGGIO_WRITE_RATE_LIMIT": "100000000/minute",
            "POGGIO_SECRET_KEY": secrets.token_hex(16)}
     schema = None
     if args.postgres:
@@ -143,6 +158,9 @@ def main() -> None:
     subprocess.run([*poggio, "demo", "--accounts", str(args.accounts)], env=env, check=True, capture_output=True)
     token = subprocess.run([*poggio, "token", "create", "--workspace", "acme", "--name", "bench"], env=env,
                            check=True, capture_output=True, text=True).stdout.strip()
+    writer = subprocess.run([*poggio, "token", "create", "--workspace", "acme", "--name", "bench writer",
+                             "--packs", "accounts:write,contacts,revenue:write"], env=env,
+                            check=True, capture_output=True, text=True).stdout.strip()
     p_port, r_port, s_port, b_port = free_port(), free_port(), free_port(), free_port()
     env["POGGIO_MCP_PUBLIC_URL"] = f"http://127.0.0.1:{p_port}/mcp"
     access = subprocess.run([sys.executable, "-c", MINT_OAUTH], env=env, check=True, capture_output=True,
@@ -192,8 +210,25 @@ def main() -> None:
         if args.only:
             words = args.only.split(",")
             cases = [c for c in cases if c[0].startswith("reference") or any(w in c[0] for w in words)]
-        results: dict[str, list[dict]] = {name: [] for name, *_ in cases}
+        # writes: each call really changes the deal (a new amount: the row, two day totals, an audit
+        # row, in one transaction), or adds a note (legacy generation; they take the SDK path)
+        writes = [
+            ("poggio update_opportunity", p_port, request(*call("update_opportunity", {"id": 1, "amount": "%d"}),
+                                                          LEGACY)[0], writer),
+            ("poggio add_note", p_port, request(*call("add_note", {"domain": "example.com", "text": "note %d"}),
+                                                LEGACY)[0], writer),
+        ]
+        for name, port, body, tok in writes:  # a tool error would be a fast 200: make sure they write
+            sample = json.loads(json.dumps(body).replace('"%d"', "7").replace("%d", "7"))
+            answer = httpx.post(f"http://127.0.0.1:{port}/mcp", json=sample,
+                                headers={**HEADERS, "Authorization": f"Bearer {tok}"}).json()
+            if answer["result"].get("isError"):
+                raise SystemExit(f"{name} fails: {answer['result']['content'][0]['text']}")
+        results: dict[str, list[dict]] = {name: [] for name, *_ in cases + writes}
         for _ in range(args.runs):
+            for name, port, body, tok in writes:
+                results[name].append(wrk(f"http://127.0.0.1:{port}/mcp", lua_counting(body, tok), args.seconds,
+                                         args.connections))
             for name, port, body, extra, tok in cases:
                 results[name].append(wrk(f"http://127.0.0.1:{port}/mcp", lua(body, tok, extra), args.seconds,
                                          args.connections))
@@ -219,6 +254,9 @@ def main() -> None:
                             parts.append(f"{what}{suffix} {med[name]['rps'] / base:.2f}")
                 if parts:
                     print(f"  {label:7} {era:7} " + ", ".join(parts))
+        print(f"writes against get_account (legacy): update_opportunity "
+              f"{med['poggio update_opportunity']['rps'] / med['poggio get_account legacy']['rps']:.2f}, add_note "
+              f"{med['poggio add_note']['rps'] / med['poggio get_account legacy']['rps']:.2f}")
     finally:
         for p in procs:
             p.terminate()

@@ -20,16 +20,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, protect
+from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, principal_of, protect
 from mcp_server.binding import STATEMENT_GRACE, build_server, label_of
 from mcp_server.cors import cors_route, public_route
 from mcp_server.lean import LeanPath
 from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
-from mcp_server.ratelimit import TokenRateLimit
+from mcp_server.ratelimit import TokenRateLimit, WriteRateLimit
 from poggio import redaction
 from poggio.db import bind, database
 from poggio.oauth import OAuthService, normalise_resource
 from poggio.plugins import PackRegistry
+from poggio.scopes import supported_oauth_scopes
 from poggio.settings import Settings, load_settings
 from poggio.tokens import TokenService
 from poggio.usage import UsageRecorder
@@ -127,7 +128,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             {
                 "resource": settings.mcp_public_url,
                 "authorization_servers": [settings.portal_public_url],
-                "scopes_supported": [f"{name}:read" for name in registry.names],
+                "scopes_supported": supported_oauth_scopes(registry.names),
                 "bearer_methods_supported": ["header"],
                 "resource_name": settings.product_name,
                 "resource_documentation": f"{settings.portal_public_url}/settings/mcp/",
@@ -138,7 +139,10 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     mcp_app = StreamableHTTPASGIApp(sessions)
     if settings.mcp_lean_path:  # the hot requests without the SDK's per-request machinery (same answers)
         mcp_app = LeanPath(mcp_app, server, security, settings.max_body_bytes, metrics)
-    endpoint = KnownProtocolVersion(protect(mcp_app, backend, on_error=counted_error))
+    writes = WriteRateLimit(mcp_app,
+                            TokenRateLimit(settings.write_rate_limit, settings.redis_url, namespace=_installation(settings)),
+                            {t.name for t in registry.tools() if not t.read_only}, principal_of)
+    endpoint = KnownProtocolVersion(protect(writes, backend, on_error=counted_error))
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

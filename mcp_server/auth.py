@@ -80,6 +80,13 @@ class Principal:
         return None if warning is None else {EXPIRY_META_KEY: warning}
 
 
+def principal_of(scope) -> Principal | None:
+    """The caller of an authenticated ASGI request (``scope``), for middleware outside the SDK."""
+    user = scope.get("user")
+    access = getattr(user, "access_token", None)
+    return access.claims.get("principal") if access is not None and access.claims else None
+
+
 def current_principal() -> Principal | None:
     access = get_access_token()
     if access is None or not access.claims:

@@ -44,7 +44,7 @@ from pydantic import ConfigDict, ValidationError, create_model
 
 from mcp_server.auth import Principal, current_principal
 from mcp_server.metrics import Metrics
-from poggio import __version__
+from poggio import __version__, scopes
 from poggio.activity import METHOD_LABELS
 from poggio.db import database, statement_deadline
 from poggio.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
@@ -95,11 +95,6 @@ def with_meta(result, meta: dict | None):
     return result
 
 
-def refusal_outcome(refusal: str) -> str:
-    """How a refused call is recorded: out of the token's scope, or bad arguments."""
-    return "refused" if refusal.startswith("Tool ") else "tool_error"
-
-
 class ToolTimeout(MCPToolError):
     pass
 
@@ -111,7 +106,7 @@ class Arguments:
 
     def __init__(self, spec: ToolSpec):
         self.tool = spec.name
-        params = list(inspect.signature(spec.fn, eval_str=True).parameters.values())[1:]
+        params = spec.parameters()
         self.names = [p.name for p in params]
         self.model = create_model(
             f"{spec.name}_arguments", __config__=ConfigDict(extra="forbid"),
@@ -168,8 +163,7 @@ def _content(result: ToolResult) -> list[ContentBlock]:
 def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter: anyio.CapacityLimiter,
           timeout: float, metrics: Metrics):
     """An async MCP tool function for ``spec`` with the signature of its arguments (no context)."""
-    signature = inspect.signature(spec.fn, eval_str=True)
-    params = list(signature.parameters.values())[1:]  # drop the ToolContext parameter
+    params = spec.parameters()  # without the ToolContext; a write tool's idempotency_key
     returns = Annotated[CallToolResult, spec.output_model] if spec.output_model else CallToolResult
     # SQLite is an in-process library: a call costs less on the event loop than the hop to a worker
     # thread, and the statement deadline stops runaway SQL. PostgreSQL is a network round trip, and
@@ -181,13 +175,15 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
         if principal is None:  # unreachable behind the auth middleware; refuse rather than guess
             raise MCPToolError("not authenticated")
         token = principal.token
-        if token.packs is not None and spec.pack not in token.packs:
-            raise MCPToolError(f"Tool {spec.name} is not available to this token")
-        ctx = registry.tool_context(cursors, token.workspace_id, token.token_id, token.packs, spec.name)
+        refusal = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
+        if refusal is not None:  # the middleware refused it already; never run a tool out of scope
+            raise MCPToolError(refusal)
+        ctx = registry.tool_context(cursors, token.workspace_id, token.token_id, token.packs, spec.name,
+                                    writable=token.writable, caller=token.name, token_kind=token.kind)
 
         def run(deadline: float) -> ToolResult:
             with database.connection_context(), statement_deadline(deadline):
-                result = spec.fn(ctx, **arguments)
+                result = spec.run(ctx, arguments)
             if not isinstance(result, ToolResult):
                 raise TypeError(f"returned {type(result).__name__}, not a ToolResult")
             return result
@@ -243,9 +239,9 @@ class ScopeMiddleware:
         self.recorder = recorder
         self.metrics = metrics
         # tools/list answers, already filtered and shaped for the wire, per (protocol version, pack
-        # scope): the tools are fixed for the life of the process, and building and validating the
-        # list was most of the cost of answering it.
-        self._tool_lists: dict[tuple[str, frozenset[str] | None], dict[str, Any]] = {}
+        # scope with its writable packs): the tools are fixed for the life of the process, and
+        # building and validating the list was most of the cost of answering it.
+        self._tool_lists: dict[tuple[str, scopes.PackScope], dict[str, Any]] = {}
         self._arguments = {spec.name: Arguments(spec) for spec in registry.tools()}
 
     @staticmethod
@@ -262,16 +258,20 @@ class ScopeMiddleware:
             return f"{info.get('name')} {info.get('version') or ''}".strip()[:200]
         return None
 
-    def refusal(self, token, spec: ToolSpec, arguments: Any) -> str | None:
-        """Why ``token`` may not call ``spec`` with ``arguments`` (a tool error's text), or None."""
-        if token.packs is not None and spec.pack not in token.packs:
-            return (f"Tool {spec.name} is not available to this token: it is restricted to the "
-                    f"{', '.join(sorted(token.packs))} tool pack(s).")
-        return self._arguments[spec.name].problem(arguments)
+    def refusal(self, token, spec: ToolSpec, arguments: Any) -> tuple[str, str] | None:
+        """Why ``token`` may not call ``spec`` with ``arguments`` (a tool error's text) and how the
+        activity record calls it (``refused``: out of the token's scope; ``tool_error``: bad
+        arguments), or None. Both MCP paths ask this."""
+        refused = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
+        if refused is not None:
+            return refused, "refused"
+        problem = self._arguments[spec.name].problem(arguments)
+        return None if problem is None else (problem, "tool_error")
 
-    def cached_list(self, protocol_version: str, packs: frozenset[str] | None) -> dict[str, Any] | None:
-        """The ``tools/list`` result already shaped for this protocol version and pack scope, if any."""
-        return self._tool_lists.get((protocol_version, packs))
+    def cached_list(self, protocol_version: str, scope) -> dict[str, Any] | None:
+        """The ``tools/list`` result already shaped for this protocol version and pack scope (read
+        and write levels), if any."""
+        return self._tool_lists.get((protocol_version, scope))
 
     async def __call__(self, ctx, call_next):
         principal = current_principal()
@@ -296,12 +296,13 @@ class ScopeMiddleware:
             name = ctx.params.get("name")
             spec = self.registry.tool(name) if isinstance(name, str) else None
             label = spec.name if spec else UNKNOWN_TOOL
-            refusal = None if spec is None else self.refusal(token, spec, ctx.params.get("arguments"))
-            if refusal is not None:
-                self._count(principal, ctx, label, ok=False, outcome=refusal_outcome(refusal))
+            found = None if spec is None else self.refusal(token, spec, ctx.params.get("arguments"))
+            if found is not None:
+                refusal, outcome = found
+                self._count(principal, ctx, label, ok=False, outcome=outcome)
                 return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
         listing = ctx.method == "tools/list"
-        cache_key = (ctx.protocol_version, token.packs)
+        cache_key = (ctx.protocol_version, token.scope)
         if listing and (cached := self._tool_lists.get(cache_key)) is not None:
             self._count(principal, ctx, label, ok=True)
             return cached
@@ -311,7 +312,7 @@ class ScopeMiddleware:
             self._count(principal, ctx, label, ok=False)
             raise
         if listing:
-            result = self._shape_list(result, token.packs)
+            result = self._shape_list(result, token.scope)
             if isinstance(result, dict) and len(self._tool_lists) < 256:
                 self._tool_lists[cache_key] = result
         if ctx.method in ("initialize", "server/discover"):
@@ -321,10 +322,11 @@ class ScopeMiddleware:
         self._count(principal, ctx, label, ok=not failed, outcome="timed_out" if failed and box else None)
         return result
 
-    def _shape_list(self, result, packs: frozenset[str] | None):
-        """The token's tools only, each input schema closed (``additionalProperties: false``): the
-        arguments it does not name are refused."""
-        allowed = None if packs is None else {t.name for t in self.registry.tools(packs)}
+    def _shape_list(self, result, scope: scopes.PackScope):
+        """The tools the caller may call only (write tools only with write access to their pack),
+        each input schema closed (``additionalProperties: false``): the arguments it does not name
+        are refused."""
+        allowed = {t.name for t in self.registry.tools() if scopes.may_see(t.pack, t.read_only, scope)}
 
         def shape(tool: dict[str, Any]) -> dict[str, Any]:
             key = "inputSchema" if "inputSchema" in tool else "input_schema"
@@ -334,7 +336,7 @@ class ScopeMiddleware:
             result = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         if isinstance(result, dict) and isinstance(result.get("tools"), list):
             return {**result, "tools": [shape(t) for t in result["tools"]
-                                        if allowed is None or t.get("name") in allowed]}
+                                        if t.get("name") in allowed]}
         return result
 
     def _count(self, principal: Principal, ctx, label: str, ok: bool, outcome: str | None = None) -> None:
@@ -380,7 +382,7 @@ def build_server(settings: Settings, registry: PackRegistry, recorder: UsageReco
             annotations=ToolAnnotations(
                 title=spec.title,
                 read_only_hint=spec.read_only,
-                destructive_hint=False if spec.read_only else None,
+                destructive_hint=False if spec.read_only else spec.destructive,
                 idempotent_hint=spec.idempotent,
                 open_world_hint=spec.open_world,
             ),

@@ -45,7 +45,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from mcp_server.auth import current_principal
-from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware, refusal_outcome
+from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware
 from mcp_server.binding import _timed_out as timed_out
 from mcp_server.metrics import Metrics
 
@@ -241,27 +241,30 @@ class LeanPath:
     def _listing(self, version: str, principal, params: dict, modern: bool, client: str | None) -> bytes:
         if params.get("cursor") is not None:
             raise Decline  # the SDK words the refusal (and counts it)
-        packs = principal.token.packs
-        cached = self._lists.get((version, packs))
+        scope = principal.token.scope  # the packs and their read or write level
+        cached = self._lists.get((version, scope))
         if cached is None:
-            shaped = self.scope_rules.cached_list(version, packs)
+            shaped = self.scope_rules.cached_list(version, scope)
             if shaped is None:
                 raise Decline  # the first listing per version and scope goes through the SDK, which keeps it
             cached = json.dumps(shaped, separators=(",", ":")).encode() if modern else pydantic_core.to_json(shaped)
             if len(self._lists) < 256:
-                self._lists[(version, packs)] = cached
+                self._lists[(version, scope)] = cached
         self.scope_rules.count(principal, "tools/list", True, client)
         return cached
 
     async def _call(self, version: str, principal, params: dict, modern: bool, client: str | None):
         name = params.get("name")
         spec = self.scope_rules.registry.tool(name) if isinstance(name, str) else None
-        if spec is None or name in self._param_headers:
-            raise Decline  # unknown tools: the SDK words the error
+        if spec is None or name in self._param_headers or not spec.read_only:
+            # unknown tools: the SDK words the error; write tools keep the SDK path (idempotency,
+            # their write transaction in a worker thread, the write rate limit in front of both)
+            raise Decline
         arguments = params.get("arguments")
-        refusal = self.scope_rules.refusal(principal.token, spec, arguments)
-        if refusal is not None:
-            self.scope_rules.count(principal, spec.name, False, client, refusal_outcome(refusal))
+        found = self.scope_rules.refusal(principal.token, spec, arguments)
+        if found is not None:
+            refusal, outcome = found
+            self.scope_rules.count(principal, spec.name, False, client, outcome)
             return _plain(CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True))
         timed_out.set(box := [])  # the tool wrapper notes a timeout here, for the activity record
         try:

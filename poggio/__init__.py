@@ -13,7 +13,7 @@ hookspec = pluggy.HookspecMarker("poggio")
 
 from poggio.bulk import existing_keys, reserve_ids  # noqa: E402
 from poggio.bulk import insert_rows as bulk_insert  # noqa: E402
-from poggio.db import utcnow, writing  # noqa: E402  (hookimpl and hookspec first: the modules below import them)
+from poggio.db import changed_at, for_update, utcnow, writing  # noqa: E402  (hookimpl and hookspec first: the modules below import them)
 from poggio.models import WorkspaceModel  # noqa: E402
 from poggio.money import format_money  # noqa: E402
 from poggio.packs import (  # noqa: E402
@@ -29,7 +29,8 @@ from poggio.packs import (  # noqa: E402
 )
 from poggio.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
 from poggio.prepared import Prepared, slot  # noqa: E402
-from poggio.search import add_search_terms, query_words, search_page  # noqa: E402
+from poggio.search import add_search_terms, query_words, replace_search_terms, search_page  # noqa: E402
+from poggio.writes import IfUnmodifiedSince, Timestamp, refuse_if_modified  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -42,4 +43,6 @@ __all__ = [
     # data: models, queries, search, CSV import
     "WorkspaceModel", "utcnow", "writing", "Prepared", "slot", "add_search_terms", "search_page", "query_words", "CsvKind",
     "bulk_insert", "reserve_ids", "existing_keys",
+    # write tools
+    "changed_at", "for_update", "replace_search_terms", "IfUnmodifiedSince", "refuse_if_modified", "Timestamp",
 ]

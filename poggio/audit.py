@@ -11,6 +11,7 @@ ACTIONS = {
     "token.renamed": "Token renamed",
     "token.expiry_changed": "Token expiry changed",
     "token.rotated": "Token rotated",
+    "token.scope_changed": "Token packs changed",
     "token.revoked": "Token revoked",
     "token.limits_changed": "Token network or rate limit changed",
     "user.signed_in": "Signed in",
@@ -32,7 +33,11 @@ ACTIONS = {
     "oauth.code_reused": "Authorization code reused",
     "oauth.refresh_reused": "Refresh token reused: app disconnected",
     "oauth.grant_revoked": "App disconnected",
+    "data.written": "Changed by a tool",
 }
+# Changes to a workspace's data made by write tools (token or connected app, tool, fields before and
+# after): the portal's "writes only" filter, and what an activity export includes of the audit log.
+WRITE_ACTIONS = ("data.written",)
 
 
 class Actor:
@@ -48,6 +53,23 @@ class Actor:
         return cls(label="cli")
 
 
+def record_write(ctx, target: str, before: dict | None, after: dict | None) -> AuditEvent:
+    """A write tool's change, on record: who (the token or connected app of ``ctx``), the tool, the
+    record and its fields before and after. Values that look like secrets are masked."""
+    from poggio.redaction import redact
+
+    def clean(fields: dict | None) -> dict | None:
+        if fields is None:
+            return None
+        return {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
+
+    who = "app" if ctx.token_kind == "grant" else "token"
+    label = f"{who}: {ctx.caller}" if ctx.caller else who
+    return record("data.written", Actor(label=label), ctx.workspace_id, target=target, tool=ctx.tool_name,
+                  **{"grant_id" if ctx.token_kind == "grant" else "token_id": ctx.token_id},
+                  before=clean(before), after=clean(after))
+
+
 def record(action: str, actor: Actor, workspace: Workspace | int | None = None, target: str = "", **detail) -> AuditEvent:
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
@@ -60,3 +82,60 @@ def record(action: str, actor: Actor, workspace: Workspace | int | None = None, 
         detail=json.dumps(detail, sort_keys=True, default=str) if detail else "",
         ip=actor.ip,
     )
+
+
+EXPORT_CHUNK = 2000
+
+
+def write_events(workspace_id: int, since=None, until=None, chunk: int = EXPORT_CHUNK):
+    """The workspace's write tool changes (``WRITE_ACTIONS``), newest first, as dicts: when, who, the
+    tool, the record, its fields before and after. Read ``chunk`` rows at a time (bounded memory)."""
+    import datetime as dt
+
+    from poggio.db import database
+
+    cond = (AuditEvent.workspace == workspace_id) & AuditEvent.action.in_(WRITE_ACTIONS)
+    if since is not None:
+        cond &= AuditEvent.created_at >= (since if isinstance(since, dt.datetime) else dt.datetime.combine(since, dt.time()))
+    if until is not None:
+        cond &= AuditEvent.created_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time())
+    last = None
+    while True:
+        query = AuditEvent.select(AuditEvent.id, AuditEvent.created_at, AuditEvent.actor_label, AuditEvent.target,
+                                  AuditEvent.detail).where(cond if last is None else cond & (AuditEvent.id < last))
+        with database.connection_context():
+            rows = list(query.order_by(AuditEvent.id.desc()).limit(chunk).tuples())
+        for _, at, actor, target, detail in rows:
+            data = json.loads(detail) if detail else {}
+            kind, subject_id = ("grant", data.get("grant_id")) if "grant_id" in data else ("token", data.get("token_id"))
+            yield {"at": at.isoformat(timespec="seconds") + "Z", "actor": actor, "kind": kind, "subject_id": subject_id,
+                   "tool": data.get("tool", ""), "target": target, "before": data.get("before"), "after": data.get("after")}
+        if len(rows) < chunk:
+            return
+        last = rows[-1][0]
+
+
+WRITE_COLUMNS = ("at", "actor", "kind", "subject_id", "tool", "target", "before", "after")
+
+
+def export_writes(workspace_id: int, since=None, until=None, fmt: str = "jsonl"):
+    """:func:`write_events` as JSON Lines or CSV (``before`` and ``after`` as JSON in CSV cells)."""
+    import csv
+    import io
+
+    if fmt == "jsonl":
+        for event in write_events(workspace_id, since, until):
+            yield json.dumps(event, separators=(",", ":"), default=str) + "\n"
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=WRITE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for event in write_events(workspace_id, since, until):
+        row = {**event, "before": json.dumps(event["before"], default=str), "after": json.dumps(event["after"], default=str)}
+        for key in ("actor", "target", "before", "after"):  # what a spreadsheet would run as a formula
+            if str(row[key])[:1] in ("=", "+", "-", "@", "\t", "\r"):
+                row[key] = "'" + str(row[key])
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()

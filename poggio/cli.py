@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from poggio import __version__
+from poggio import __version__, scopes
 from poggio.audit import Actor
 from poggio.errors import InvalidInput, NotFound, PoggioError
 from poggio.settings import Settings, SettingsError, load_settings
@@ -213,7 +213,8 @@ def token() -> None:
 @click.option("--name", required=True, help="A name that says what the token is for.")
 @click.option("--expires-in", default=None,
               help="Days (30d), a date (YYYY-MM-DD) or 'never'. Default: the workspace policy's (90d unless changed).")
-@click.option("--packs", default=None, help="Restrict the token to these tool packs (comma-separated).")
+@click.option("--packs", default=None, help="The tool packs it may use and how: accounts:write,contacts,revenue:write "
+                                           "(no suffix = read; write includes read). Default: read every pack.")
 @click.option("--allow-ip", "allow_ips", multiple=True, metavar="CIDR",
               help="Accept calls only from this network (IPv4 or IPv6, e.g. 203.0.113.0/24); repeat for more.")
 @click.option("--rate-limit", default=None, metavar="N/PERIOD",
@@ -256,7 +257,7 @@ def token_list(app: App, slug: str) -> None:
         click.echo(
             f"{t.id:>5}  {t.name[:30]:30}  {t.masked:12}  {status(t):9}  "
             f"{t.expires_at.strftime('%Y-%m-%d %H:%M') if t.expires_at else 'never':16}  "
-            f"{t.last_used_at.strftime('%Y-%m-%d %H:%M') if t.last_used_at else '-':16}  {t.packs or 'all'}{capped}"
+            f"{t.last_used_at.strftime('%Y-%m-%d %H:%M') if t.last_used_at else '-':16}  {scopes.describe(scopes.parse(t.packs))}{capped}"
         )
         if t.previous_expires_at and t.previous_expires_at > now and t.revoked_at is None:
             click.echo(f"{'':>5}  {'':30}  {t.previous_masked:12}  {'old':9}  "
@@ -340,17 +341,22 @@ def activity() -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--tool", default=None, help="Only this tool or method.")
 @click.option("--outcome", default=None, help="Only ok, tool_error, refused, rate_limited or timed_out.")
+@click.option("--writes", is_flag=True, help="The changes write tools made instead (from the audit log): who, "
+                                             "the tool, the record, its fields before and after.")
 @pass_app
 @friendly_errors
 def activity_export(app: App, slug: str, since: str | None, until: str | None, fmt: str, tool: str | None,
-                    outcome: str | None) -> None:
+                    outcome: str | None, writes: bool) -> None:
     """Write the workspace's activity, newest first, to standard output (streamed, any size)."""
     from poggio import activity as record
+    from poggio import audit
 
     ws = app.workspace(slug)
     filters = record.Filters.parse(tool=tool, outcome=outcome, since=since, until=until)
     out = sys.stdout
-    for line in record.export(ws.id, filters, fmt):
+    lines = (audit.export_writes(ws.id, filters.since, filters.until, fmt) if writes
+             else record.export(ws.id, filters, fmt))
+    for line in lines:
         out.write(line)
     out.flush()
 
@@ -392,14 +398,14 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
             state = "revoked" if g.revoked_at else "expired" if g.expires_at and g.expires_at <= now else "active"
             who = g.user.email if g.user_id else "-"
             click.echo(f"{'g' + str(g.id):>6}  {g.client.name[:30]:30}  {who[:25]:25}  {state:8}  "
-                       f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  {g.packs.replace(',', ' ')}")
+                       f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  {scopes.describe(scopes.parse(g.packs))}")
     if clients:
         click.echo("OAuth clients (client_credentials)")
         click.echo(f"{'ID':>6}  {'NAME':30}  {'CLIENT ID':30}  {'STATUS':8}  {'CREATED':16}  PACKS")
         for c in clients:
             click.echo(f"{'c' + str(c.id):>6}  {c.name[:30]:30}  {c.client_id:30}  "
                        f"{'revoked' if c.revoked_at else 'active':8}  {stamp(c.created_at):16}  "
-                       f"{(c.packs or '').replace(',', ' ')}")
+                       f"{scopes.describe(scopes.parse(c.packs))}")
 
 
 @oauth.command("revoke")
@@ -430,7 +436,8 @@ def oauth_client() -> None:
 @oauth_client.command("create")
 @click.option("--workspace", "slug", required=True)
 @click.option("--name", required=True, help="A name that says what the client is.")
-@click.option("--packs", default=None, help="The tool packs it may read (comma-separated; default all).")
+@click.option("--packs", default=None, help="The tool packs it may use and how: accounts:write,revenue "
+                                           "(no suffix = read). Default: read every pack.")
 @pass_app
 @friendly_errors
 def oauth_client_create(app: App, slug: str, name: str, packs: str | None) -> None:

@@ -77,6 +77,23 @@ def bind(url: str, **kwargs):
     return db
 
 
+def changed_at(previous: dt.datetime | None = None) -> dt.datetime:
+    """A record's new ``updated_at``: naive UTC to the microsecond, always after ``previous``, so two
+    changes never share a version and ``if_unmodified_since`` tells them apart."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if previous is not None and now <= previous:
+        now = previous + dt.timedelta(microseconds=1)
+    return now
+
+
+def for_update(query):
+    """``query`` locking the rows it reads until the write transaction ends: ``SELECT ... FOR UPDATE``
+    on PostgreSQL; on SQLite :func:`writing` already holds the database's write lock."""
+    if isinstance(database.obj, SqliteDatabase):
+        return query
+    return query.for_update()
+
+
 def writing():
     """A transaction that will write. On SQLite it takes the write lock up front (BEGIN IMMEDIATE),
     so it waits out the busy timeout instead of failing with "database is locked" when a read

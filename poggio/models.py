@@ -260,3 +260,17 @@ class Activity(BaseModel):
             (("kind", "subject_id", "tool", "at"), False),
             (("kind", "subject_id", "outcome", "at"), False),
         )
+class IdempotencyKey(BaseModel):
+    """A write tool's answer kept under the caller's ``idempotency_key``, per workspace: a retry with
+    the same key and arguments gets it again and writes nothing (:mod:`poggio.writes`)."""
+
+    workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+    key = CharField(max_length=200)
+    tool = CharField(max_length=64)
+    fingerprint = CharField(max_length=64)  # SHA-256 of the tool's name and arguments
+    result = TextField(default="")  # {"text": ..., "data": ...} as JSON
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "idempotency_key"
+        indexes = ((("workspace", "key"), True), (("workspace", "created_at"), False))

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from peewee import JOIN
 
-from poggio import audit, policy
+from poggio import audit, policy, scopes
 from poggio.audit import Actor
 from poggio.db import database, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
@@ -37,7 +37,7 @@ from poggio.tokens import (
     well_formed,
 )
 
-READ = "read"
+READ = scopes.READ
 CLIENT_KINDS = ("dynamic", "metadata", "confidential")
 GRANT_LIFETIMES = {"7": 7, "30": 30, "90": 90, "never": None}  # days an approval lasts
 _LIFETIME_LABELS = {"7": "7 days", "30": "30 days", "90": "90 days", "never": "Until revoked"}
@@ -79,29 +79,26 @@ def normalise_resource(url: str) -> str:
 
 
 def scope_of(packs) -> str:
-    """The OAuth scope that grants read access to ``packs``: ``accounts:read contacts:read``."""
-    return " ".join(f"{p}:{READ}" for p in sorted(packs))
+    """The OAuth scope of a stored scope text (``accounts:write,contacts``), of ``{pack: level}``, or of
+    pack names (read): ``accounts:write contacts:read``."""
+    if isinstance(packs, str) or packs is None:
+        levels = scopes.parse(packs) or {}
+    elif isinstance(packs, dict):
+        levels = packs
+    else:
+        levels = {p: READ for p in packs}
+    return scopes.oauth_scope(levels)
 
 
-def packs_of_scope(scope: str | None, known: set[str]) -> set[str]:
-    """The packs a scope string names; no scope at all means every known pack. An unknown pack, or an
-    access level Poggio does not grant, raises :class:`InvalidInput` naming it."""
-    if not scope or not scope.strip():
-        return set(known)
-    packs: set[str] = set()
-    for item in scope.split():
-        pack, _, level = item.partition(":")
-        if item == "offline_access":
-            continue
-        if pack not in known or level != READ:
-            raise InvalidInput("scope", f"unknown scope {item!r}; this server grants "
-                                        f"{', '.join(f'{p}:{READ}' for p in sorted(known))}")
-        packs.add(pack)
-    return packs
+def packs_of_scope(scope: str | None, known: set[str]) -> dict[str, str]:
+    """``{pack: "read" | "write"}`` a scope string asks for; no scope at all asks to read every known
+    pack. An unknown pack, or an access level Poggio does not grant, raises :class:`InvalidInput`."""
+    return scopes.of_oauth_scope(scope, known)
 
 
 def pack_set(text: str | None) -> frozenset[str]:
-    return frozenset(p for p in (text or "").split(",") if p)
+    """The packs a stored scope text names, whatever their level."""
+    return frozenset(scopes.parse(text) or ())
 
 
 def check_redirect_uri(uri: str, field: str = "redirect_uris") -> str:
@@ -236,7 +233,7 @@ class OAuthService:
             raise InvalidInput("name", "a name is required")
         if len(name) > 100:
             raise InvalidInput("name", "at most 100 characters")
-        chosen = self._clean_packs(packs)
+        chosen = scopes.format_levels(self._clean_packs(packs))
         secret = generate(CLIENT_SECRET_PREFIX)
         with writing():
             client = OAuthClient.create(
@@ -244,27 +241,26 @@ class OAuthService:
                 metadata=json.dumps({"grant_types": ["client_credentials"], "redirect_uris": [],
                                      "token_endpoint_auth_method": "client_secret_basic"}),
                 secret_digest=self._digest(secret), secret_last_four=secret[-4:],
-                workspace=workspace, packs=",".join(sorted(chosen)), created_by=actor.user,
+                workspace=workspace, packs=chosen, created_by=actor.user,
             )
             # the standing grant has no approver: it lives as long as the client, whoever made it, within
             # the workspace's maximum lifetime
             OAuthGrant.create(workspace=workspace, client=client, user=None,
-                              packs=",".join(sorted(chosen)), resource=normalise_resource(resource),
+                              packs=chosen, resource=normalise_resource(resource),
                               expires_at=policy.cap(workspace, None))
             audit.record("oauth.client_created", actor, workspace, target=name, client_id=client.client_id,
-                         packs=",".join(sorted(chosen)))
+                         packs=chosen)
         return IssuedSecret(client, secret)
 
-    def _clean_packs(self, packs) -> set[str]:
-        if packs is None or packs == "" or packs == []:
-            return set(self.known_packs)
-        names = {p.strip() for p in (packs.split(",") if isinstance(packs, str) else packs) if p and p.strip()}
-        unknown = sorted(names - self.known_packs)
-        if unknown:
-            raise InvalidInput("packs", f"unknown tool pack(s): {', '.join(unknown)}")
-        if not names:
+    def _clean_packs(self, packs) -> dict[str, str]:
+        """``{pack: level}`` of ``accounts:write,contacts`` (or a list or mapping); nothing named
+        means every pack, read only."""
+        if packs is None or packs == "" or packs == [] or packs == {}:
+            return {p: READ for p in self.known_packs}
+        levels = scopes.parse(packs, self.known_packs)
+        if not levels:
             raise InvalidInput("packs", "choose at least one tool pack")
-        return names
+        return levels
 
     def revoke_client(self, client: OAuthClient, actor: Actor) -> None:
         """End a client and every grant it holds."""
@@ -279,21 +275,23 @@ class OAuthService:
                              client_id=client.client_id)
 
     # -- authorization codes ---------------------------------------------------------------
-    def issue_code(self, *, code: str, client: OAuthClient, user: User, workspace: Workspace, packs: set[str],
+    def issue_code(self, *, code: str, client: OAuthClient, user: User, workspace: Workspace, packs,
                    redirect_uri: str, resource: str, code_challenge: str, code_challenge_method: str,
                    grant_days: int | None, actor: Actor) -> None:
-        """Store the digest of ``code``, the approval it carries and its PKCE challenge."""
+        """Store the digest of ``code``, the approval it carries (``packs``: ``{pack: level}``, or pack
+        names to read) and its PKCE challenge."""
         now = utcnow()
+        packs = scopes.format_levels(packs if isinstance(packs, dict) else {p: READ for p in packs})
         with writing():
             OAuthCode.create(
                 digest=self._digest(code), client=client, user=user, workspace=workspace,
-                packs=",".join(sorted(packs)), redirect_uri=redirect_uri, resource=normalise_resource(resource),
+                packs=packs, redirect_uri=redirect_uri, resource=normalise_resource(resource),
                 code_challenge=code_challenge, code_challenge_method=code_challenge_method,
                 grant_expires_at=policy.cap(workspace, None if grant_days is None else now + dt.timedelta(days=grant_days), now),
                 expires_at=now + dt.timedelta(seconds=self.code_seconds),
             )
             audit.record("oauth.approved", actor, workspace, target=client.name, client_id=client.client_id,
-                         packs=",".join(sorted(packs)), lasts_days=grant_days if grant_days else "until revoked")
+                         packs=packs, lasts_days=grant_days if grant_days else "until revoked")
 
     def find_code(self, code: str | None, client: OAuthClient) -> OAuthCode | None:
         """The unused, unexpired code issued to ``client``. A code presented a second time revokes the
@@ -348,7 +346,7 @@ class OAuthService:
                               refresh_digest=self._digest(refresh_token) if refresh_token else None,
                               access_expires_at=now + dt.timedelta(seconds=lifetime))
         body = {"access_token": access, "token_type": "Bearer", "expires_in": lifetime,
-                "scope": scope_of(pack_set(grant.packs))}
+                "scope": scope_of(grant.packs)}
         if refresh_token:
             body["refresh_token"] = refresh_token
         return body
@@ -427,9 +425,10 @@ class OAuthService:
             raise TokenRejected("invalid")
         if not mcp_enabled:
             raise TokenRejected("not_entitled")
+        scope = scopes.of_text(packs, all_when_empty=False)
         return VerifiedToken(token_id=grant_id, name=client_name, workspace_id=ws_id, workspace_slug=ws_slug,
-                             workspace_name=ws_name, packs=pack_set(packs), expires_at=expires_at, kind="grant",
-                             ends_at=grant_expires)
+                             workspace_name=ws_name, packs=scope.packs, expires_at=expires_at, kind="grant",
+                             writable=scope.writable, ends_at=grant_expires)
 
     # -- reads -----------------------------------------------------------------------------
     def grants(self, workspace: Workspace, include_inactive: bool = False, limit: int = 200) -> list[OAuthGrant]:

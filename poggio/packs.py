@@ -99,23 +99,45 @@ class ToolSpec:
     output_model: type[BaseModel] | None
     pack: str = ""
     thread: bool = False  # run in a worker thread, never on the MCP server's event loop
+    destructive: bool = False
 
     def with_pack(self, pack: str) -> ToolSpec:
         return ToolSpec(**{**self.__dict__, "pack": pack})
 
+    def parameters(self) -> list[inspect.Parameter]:
+        """The tool's arguments as callers see them: its own (without the context) and, for a write
+        tool, the ``idempotency_key`` every write tool takes (:mod:`poggio.writes` handles it)."""
+        params = list(inspect.signature(self.fn, eval_str=True).parameters.values())[1:]
+        if not self.read_only and "idempotency_key" not in {p.name for p in params}:
+            from poggio.writes import IDEMPOTENCY_PARAMETER
+            params.append(IDEMPOTENCY_PARAMETER)
+        return params
+
+    def run(self, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+        """Run the tool with checked arguments; a write tool in one write transaction, answered once
+        per idempotency key (:func:`poggio.writes.run_write`)."""
+        if self.read_only:
+            return self.fn(ctx, **arguments)
+        from poggio.writes import run_write
+        return run_write(self, ctx, arguments)
+
     def __call__(self, ctx: ToolContext, **arguments: Any) -> ToolResult:
         """Run the tool as the MCP server does, without its argument checks (for tests)."""
-        return self.fn(ctx, **arguments)
+        return self.run(ctx, arguments)
 
 
 def tool(*, title: str, read_only: bool = True, idempotent: bool = True, open_world: bool = False,
-         name: str | None = None, thread: bool | None = None) -> Callable[[Callable[..., ToolResult]], ToolSpec]:
+         name: str | None = None, destructive: bool = False,
+         thread: bool | None = None) -> Callable[[Callable[..., ToolResult]], ToolSpec]:
     """Mark a function as a tool. Its docstring is the description the client (and the LLM) reads.
+    ``read_only=False`` makes it a write tool: listed and callable only with write access to its pack,
+    run in one write transaction, with an ``idempotency_key`` argument. ``destructive``: it may change
+    or overwrite what is there (an update), not only add.
 
-    On SQLite the MCP server runs a tool's database work on its event loop (cheaper than the hop to a
-    thread; the per-call timeout stops its SQL). A tool that may block otherwise (a network call, a
-    long computation) must say ``thread=True``; ``open_world=True`` (it reaches outside Poggio)
-    implies it unless ``thread=False`` is given."""
+    On SQLite the MCP server runs a read tool's database work on its event loop (cheaper than the hop
+    to a thread; the per-call timeout stops its SQL). A tool that may block otherwise (a network call,
+    a long computation) must say ``thread=True``; ``open_world=True`` (it reaches outside Poggio) and
+    write tools (they may wait for the write lock) imply it unless ``thread=False`` is given."""
 
     def decorate(fn: Callable[..., ToolResult]) -> ToolSpec:
         hints = typing.get_type_hints(fn)
@@ -131,8 +153,9 @@ def tool(*, title: str, read_only: bool = True, idempotent: bool = True, open_wo
             read_only=read_only,
             idempotent=idempotent,
             open_world=open_world,
+            destructive=destructive and not read_only,
             output_model=output if isinstance(output, type) and issubclass(output, BaseModel) else None,
-            thread=open_world if thread is None else thread,
+            thread=(open_world or not read_only) if thread is None else thread,
         )
 
     return decorate
@@ -202,6 +225,16 @@ class ToolContext:
     cursors: CursorCodec = field(repr=False)
     tool_name: str = ""
     hooks: Callable[..., list[tuple[str, Any]]] | None = field(default=None, repr=False, compare=False)
+    writable: frozenset[str] = frozenset()
+    caller: str = ""  # who calls, for the audit log: the token's or the connected app's name
+    token_kind: str = "token"  # "token" (token_id is an API token's id) or "grant" (an OAuth grant's)
+
+    def record_change(self, target: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
+        """Put a write on record in the audit log (in the write's own transaction): the record
+        (``target``, e.g. ``account example.com``), its fields ``before`` (``None`` when created) and
+        ``after``, this call's tool and token or grant. Every write tool calls it once per record changed."""
+        from poggio.audit import record_write
+        record_write(self, target, before, after)
 
     def encode_cursor(self, query: dict[str, Any], position: list[Any]) -> str:
         return self.cursors.encode(self.workspace_id, self.tool_name, query, position)

@@ -22,7 +22,7 @@ from typing import Any
 import pluggy
 
 from poggio import hookspecs
-from poggio.packs import CsvKind, CursorCodec, PackInfo, ToolContext, ToolSpec
+from poggio.packs import CsvKind, CursorCodec, PackInfo, ToolContext, ToolError, ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -222,13 +222,16 @@ class PackRegistry:
                   on_error: Callable[[str, Exception], None] | None = None, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call ``hook`` on each loaded pack (in dependency order; only those in ``packs`` if given):
         ``[(pack, result)]`` without ``None`` results. A pack that raises is logged, passed to
-        ``on_error``, and left out of this call's answer; the others still answer."""
+        ``on_error``, and left out of this call's answer; the others still answer. A
+        :class:`ToolError` is the caller's error, not the pack's: it reaches the caller."""
         results = []
         for name in self.packs:
             if packs is not None and name not in packs:
                 continue
             try:
                 result = self.call_pack(name, hook, **kwargs)
+            except ToolError:
+                raise  # a refusal of the caller's input (poggio_note_link), not a pack's failure
             except Exception as exc:
                 log.exception("tool pack %r raised in %s", name, hook)
                 if on_error is not None:
@@ -239,11 +242,13 @@ class PackRegistry:
         return results
 
     def tool_context(self, cursors: CursorCodec, workspace_id: int, token_id: int | None,
-                     packs: frozenset[str] | None, tool_name: str = "") -> ToolContext:
+                     packs: frozenset[str] | None, tool_name: str = "", *, writable: frozenset[str] = frozenset(),
+                     caller: str = "", token_kind: str = "token") -> ToolContext:
         """The context of one tool call: it may call hooks on the packs in ``packs``, and nothing else
         of the registry."""
         return ToolContext(workspace_id=workspace_id, token_id=token_id, packs=packs, cursors=cursors,
-                           tool_name=tool_name, hooks=self._scoped_call)
+                           tool_name=tool_name, hooks=self._scoped_call, writable=writable, caller=caller,
+                           token_kind=token_kind)
 
     def _scoped_call(self, hook: str, packs: frozenset[str] | None, **kwargs: Any) -> list[tuple[str, Any]]:
         return self.call_each(hook, packs=packs, **kwargs)

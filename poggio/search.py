@@ -73,6 +73,14 @@ def add_search_terms(kind: str, workspace_id: int, entries: Iterable[tuple[int, 
                      batch=batch)
 
 
+def replace_search_terms(kind: str, workspace_id: int, ref_id: int, texts: Iterable[str | None]) -> None:
+    """A changed row's words in place of its old ones (a renamed account is found by its new name,
+    no longer by the old); in the transaction that changes the row."""
+    SearchTerm.delete().where((SearchTerm.workspace == workspace_id) & (SearchTerm.kind == kind)
+                              & (SearchTerm.ref_id == ref_id)).execute()
+    add_search_terms(kind, workspace_id, [(ref_id, texts)])
+
+
 def query_words(text: str | None) -> list[str]:
     """The distinct words a search for ``text`` looks for (at most ``MAX_QUERY_WORDS``)."""
     return list(dict.fromkeys(words(text)))[:MAX_QUERY_WORDS]

@@ -35,6 +35,7 @@ class Settings:
     usage_flush_seconds: float = 2.0
     redis_url: str | None = None
     rate_limit: str = "1200/minute"
+    write_rate_limit: str = "60/minute"  # calls of write tools per token, besides rate_limit
     max_active_tokens: int = 100
     tool_timeout_seconds: float = 10.0
     mcp_lean_path: bool = True  # tools/list and tools/call without the SDK's per-request machinery

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from limits import parse as parse_limit
 from peewee import JOIN, IntegrityError, fn
 
-from poggio import audit, policy
+from poggio import audit, policy, scopes
 from poggio.audit import Actor
 from poggio.db import database, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
@@ -147,6 +147,11 @@ class VerifiedToken:
     packs: frozenset[str] | None
     expires_at: dt.datetime | None
     kind: str = "token"  # "token": an API token (token_id is its id); "grant": an OAuth grant (its id)
+    writable: frozenset[str] = frozenset()  # the packs it may also write (poggio.scopes)
+
+    @property
+    def scope(self) -> scopes.PackScope:
+        return scopes.PackScope(self.packs, self.writable)
     # when the presented credential stops working for good: the token's expiry, the end of an old
     # secret's overlap window after a rotation, or an OAuth grant's expiry (its access tokens are short)
     ends_at: dt.datetime | None = None
@@ -305,14 +310,16 @@ class TokenService:
                 raise TokenRejected("invalid")
         if not mcp_enabled:
             raise TokenRejected("not_entitled")
+        scope = scopes.of_text(packs)
         return VerifiedToken(
             token_id=token_id,
             name=name,
             workspace_id=ws_id,
             workspace_slug=ws_slug,
             workspace_name=ws_name,
-            packs=None if packs is None else frozenset(p for p in packs.split(",") if p),
+            packs=scope.packs,
             expires_at=expires_at,
+            writable=scope.writable,
             ends_at=ends_at,
             allowed_ips=networks(allowed_ips),
             rate_limit=rate_limit,
@@ -367,16 +374,9 @@ class TokenService:
         return name
 
     def _clean_packs(self, packs) -> str | None:
-        if packs is None:
-            return None
-        names = sorted({p.strip() for p in (packs.split(",") if isinstance(packs, str) else packs) if p and p.strip()})
-        if not names:
-            return None
-        if self.known_packs is not None:
-            unknown = [p for p in names if p not in self.known_packs]
-            if unknown:
-                raise InvalidInput("packs", f"unknown tool pack(s): {', '.join(unknown)}")
-        return ",".join(names)
+        """The stored scope text (``accounts:write,contacts``) of ``packs`` (that text, a list of its
+        items or a ``{pack: level}`` mapping); ``None``: every pack, read only."""
+        return scopes.format_levels(scopes.parse(packs, self.known_packs))
 
     def create(
         self,
@@ -479,6 +479,21 @@ class TokenService:
                 except IntegrityError:
                     raise InvalidInput("name", f"an active token is already named {clean!r}") from None
                 audit.record("token.renamed", actor, token.workspace_id, target=clean, token_id=token.id, old_name=old)
+        return token
+
+    def set_packs(self, token: ApiToken, packs, actor: Actor) -> ApiToken:
+        """A new pack scope (``accounts:write,contacts``, a list or mapping; ``None``: every pack, read
+        only), from the next request on."""
+        if token.revoked_at is not None:
+            raise InvalidInput("packs", "a revoked token stays revoked")
+        text = self._clean_packs(packs)
+        with writing():
+            if text != token.packs:
+                old = token.packs
+                token.packs = text
+                token.save(only=[ApiToken.packs])
+                audit.record("token.scope_changed", actor, token.workspace_id, target=token.name, token_id=token.id,
+                             old=old or "all packs, read", new=text or "all packs, read")
         return token
 
     def set_expiry(self, token: ApiToken, expires, actor: Actor) -> ApiToken:

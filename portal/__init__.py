@@ -13,7 +13,7 @@ from htmx_flask import Htmx
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from poggio import redaction, sessions
+from poggio import redaction, scopes, sessions
 from poggio.db import bind, database
 from poggio.models import User
 from poggio.oauth import OAuthService
@@ -124,6 +124,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     app.register_blueprint(connected_apps.bp)
     app.register_blueprint(activity.bp)
     app.register_blueprint(audit_log.bp)
+    # a stored pack scope in words: "accounts (read and write), contacts (read)"
+    app.add_template_filter(lambda text: scopes.describe(scopes.parse(text)), "scope_words")
     oauth.init_app(app)
     for endpoint in ("oauth.token", "oauth.register", "oauth.revoke"):  # called by apps, not browsers
         csrf.exempt(app.view_functions[endpoint])

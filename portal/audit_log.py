@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
 
-from poggio.audit import ACTIONS
+from poggio.audit import ACTIONS, WRITE_ACTIONS
 from poggio.models import AuditEvent
 from portal.access import admin_required, page_number
 
@@ -18,8 +18,11 @@ PAGE = 50
 @admin_required
 def index(workspace):
     page = page_number()
+    writes = request.args.get("writes") == "1"  # only the changes write tools made
     query = AuditEvent.select().where(AuditEvent.workspace == workspace).order_by(AuditEvent.id.desc())
+    if writes:
+        query = query.where(AuditEvent.action.in_(WRITE_ACTIONS))
     events = list(query.paginate(page, PAGE + 1))
     rows = [{"event": e, "label": ACTIONS.get(e.action, e.action),
              "detail": json.loads(e.detail) if e.detail else {}} for e in events[:PAGE]]
-    return render_template("settings/audit.html", rows=rows, page=page, more=len(events) > PAGE)
+    return render_template("settings/audit.html", rows=rows, page=page, more=len(events) > PAGE, writes=writes)

@@ -10,11 +10,11 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_login import current_user
 from htmx_flask import make_response
 
+from poggio import scopes
 from poggio.audit import Actor
 from poggio.db import utcnow
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import GrantUsage
-from poggio.oauth import pack_set
 from poggio.usage_report import by_tool, daily
 from portal.access import client_ip, core, mcp_admin_required
 from portal.activity import render_activity
@@ -41,7 +41,7 @@ def _app_row(grant, series=None) -> dict:
     if series is None:
         series = daily([grant.id], usage=GrantUsage)[grant.id]
     return {"g": grant, "status": grant_status(grant), "chart": activity_bars(series),
-            "packs": ", ".join(sorted(pack_set(grant.packs)))}
+            "packs": scopes.describe(scopes.parse(grant.packs))}
 
 
 def apps_context(workspace) -> dict:
@@ -53,8 +53,10 @@ def apps_context(workspace) -> dict:
 
 
 def client_form() -> OAuthClientForm:
+    from portal.mcp_settings import pack_choices
+
     form = OAuthClientForm()
-    form.packs.choices = [(name, pack.info.title) for name, pack in core()["registry"].packs.items()]
+    form.offer(pack_choices())
     return form
 
 
@@ -93,7 +95,7 @@ def create_client(workspace):
     if form.validate_on_submit():
         try:
             issued = core()["oauth"].create_confidential(workspace, form.name.data or "", _actor(),
-                                                         packs=form.packs.data or None,
+                                                         packs=form.levels(),
                                                          resource=core()["settings"].mcp_public_url)
         except InvalidInput as exc:
             target = getattr(form, exc.field, form.name)

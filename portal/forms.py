@@ -17,6 +17,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from poggio import scopes
 from poggio.tokens import EXPIRY_CHOICES
 
 EXPIRY_OPTIONS = [(str(days), f"{days} days") for days in EXPIRY_CHOICES] + [("date", "On a date"),
@@ -33,11 +34,31 @@ class MultiCheckbox(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-class TokenForm(FlaskForm):
+class PackScopes:
+    """Per pack, read and write (write includes read): ``packs`` ticks read, ``write`` ticks write."""
+
+    packs = MultiCheckbox("Tool packs (none ticked: every pack, read only)", choices=[])
+    write = MultiCheckbox("May change (write)", choices=[])
+
+    def offer(self, choices: list[tuple[str, str]], current: str | None = None) -> None:
+        """The packs to choose from; ``current`` (a stored scope) ticks the boxes on a fresh form."""
+        self.packs.choices = self.write.choices = choices
+        if current is not None and not self.is_submitted():
+            levels = scopes.parse(current) or {}
+            self.packs.data = sorted(levels)
+            self.write.data = sorted(p for p, level in levels.items() if level == scopes.WRITE)
+
+    def levels(self) -> dict[str, str] | None:
+        """``{pack: level}`` ticked; ``None`` when nothing is (every pack, read only)."""
+        writes = set(self.write.data or ())
+        chosen = set(self.packs.data or ()) | writes
+        return {p: scopes.WRITE if p in writes else scopes.READ for p in chosen} or None
+
+
+class TokenForm(PackScopes, FlaskForm):
     name = StringField("Name", validators=[Length(max=100)], description='e.g. "ACME Slack agent"')
     expiry = RadioField("Expires", choices=EXPIRY_OPTIONS, default="30")
     expiry_date = DateField("Expiry date", validators=[Optional()])
-    packs = MultiCheckbox("Restrict to tool packs (none checked: all packs)", choices=[])
     allowed_ips = TextAreaField("Allowed networks (optional)", validators=[Length(max=2000)],
                                 description="IP addresses or CIDR ranges, IPv4 or IPv6, comma- or line-separated; empty: any")
     rate_limit = StringField("Own rate limit (optional)", validators=[Length(max=40)],
@@ -49,7 +70,7 @@ class TokenForm(FlaskForm):
         return "never" if self.expiry.data == "never" else f"{self.expiry.data}d"
 
 
-class EditTokenForm(FlaskForm):
+class EditTokenForm(PackScopes, FlaskForm):
     name = StringField("Name", validators=[Length(max=100)])
     expiry = RadioField("Expires", choices=[("keep", "Keep")] + EXPIRY_OPTIONS, default="keep")
     expiry_date = DateField("Expiry date", validators=[Optional()])
@@ -90,8 +111,7 @@ class ActionForm(FlaskForm):
     """A bare form for buttons (revoke, rotate, sign out): only the CSRF token."""
 
 
-class OAuthClientForm(FlaskForm):
+class OAuthClientForm(PackScopes, FlaskForm):
     """A confidential OAuth client for the client_credentials grant."""
 
     name = StringField("Name", validators=[Length(max=100)], description='e.g. "Nightly CRM sync"')
-    packs = MultiCheckbox("Tool packs it may read (none checked: all packs)", choices=[])

@@ -79,8 +79,7 @@ def _listing(workspace, show: str, page: int = 1) -> dict:
 def _token_form(workspace) -> TokenForm:
     rules = policy.Policy.of(workspace)
     form = TokenForm()
-    registry = core()["registry"]
-    form.packs.choices = [(name, pack.info.title) for name, pack in registry.packs.items()]
+    form.offer(pack_choices())
     limit_expiry_choices(form, rules)
     if not form.is_submitted():
         default = rules.default_expiry
@@ -101,6 +100,10 @@ def _policy_form(workspace) -> PolicyForm:
         if days and str(days) not in dict(field.choices):  # set from the command line to another number
             field.choices = [*field.choices, (str(days), f"{days} days")]
     return form
+
+
+def pack_choices() -> list[tuple[str, str]]:
+    return [(name, pack.info.title) for name, pack in core()["registry"].packs.items()]
 
 
 def render_page(workspace, status_code=200, **extra):
@@ -152,7 +155,7 @@ def create_token(workspace):
     if form.validate_on_submit():
         try:
             issued = core()["tokens"].create(workspace, form.name.data or "", _actor(),
-                                             expires=form.expiry_value(), packs=form.packs.data or None,
+                                             expires=form.expiry_value(), packs=form.levels(),
                                              allowed_ips=form.allowed_ips.data or None,
                                              rate_limit=form.rate_limit.data or None)
         except InvalidInput as exc:
@@ -181,6 +184,7 @@ def token_row(workspace, token_id):
 def edit_token(workspace, token_id):
     token = _token(workspace, token_id)
     form = EditTokenForm(name=token.name, allowed_ips="\n".join(token.allowed_ip_list), rate_limit=token.rate_limit or "")
+    form.offer(pack_choices(), token.packs or "")
     limit_expiry_choices(form, policy.Policy.of(workspace))
     if request.htmx:
         return render_template("settings/_token_row_edit.html", row=_row(token), form=form)
@@ -192,11 +196,14 @@ def edit_token(workspace, token_id):
 def update_token(workspace, token_id):
     token = _token(workspace, token_id)
     form = EditTokenForm()
+    form.offer(pack_choices())
     limit_expiry_choices(form, policy.Policy.of(workspace))
     if form.validate_on_submit():
         service = core()["tokens"]
         try:
             service.rename(token, form.name.data or "", _actor())
+            if request.form.get("pack_scopes"):  # the form showed the packs: what is ticked is the scope
+                service.set_packs(token, form.levels(), _actor())
             service.set_limits(token, _actor(), allowed_ips=form.allowed_ips.data or None,
                                rate_limit=form.rate_limit.data or None)
             if form.expiry.data != "keep":

@@ -47,10 +47,10 @@ from poggio.oauth import (
     lifetime_choices,
     lifetime_days,
     normalise_resource,
-    pack_set,
     packs_of_scope,
     scope_of,
 )
+from poggio.scopes import READ, WRITE, supported_oauth_scopes
 from portal.access import client_ip, core
 from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url
 from portal.forms import ActionForm
@@ -109,7 +109,7 @@ class Client(ClientMixin):
     def get_allowed_scope(self, scope):
         known = core()["registry"].names
         if not scope:
-            return scope_of(self.row.packs.split(",") if self.row.packs else known)
+            return scope_of(self.row.packs if self.row.packs else known)
         return " ".join(s for s in scope.split() if s.partition(":")[0] in known or s == "offline_access")
 
     def check_redirect_uri(self, redirect_uri):
@@ -142,7 +142,7 @@ class Code:
         return self.row.redirect_uri
 
     def get_scope(self):
-        return scope_of(pack_set(self.row.packs))
+        return scope_of(self.row.packs)
 
 
 class Refresh:
@@ -155,7 +155,7 @@ class Refresh:
         return self.row.grant.client_id == client.row.id
 
     def get_scope(self):
-        return scope_of(pack_set(self.row.grant.packs))
+        return scope_of(self.row.grant.packs)
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class Approval:
 
     user: User
     workspace: Workspace
-    packs: frozenset[str]
+    packs: dict[str, str]  # {pack: "read" | "write"}
     days: int | None
 
 
@@ -209,7 +209,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         payload = request.payload.data
         service().issue_code(
             code=code, client=request.client.row, user=approval.user, workspace=approval.workspace,
-            packs=set(approval.packs), redirect_uri=request.payload.redirect_uri or request.client.redirect_uris[0],
+            packs=dict(approval.packs), redirect_uri=request.payload.redirect_uri or request.client.redirect_uris[0],
             resource=payload.get("resource") or resource_url(), code_challenge=payload["code_challenge"],
             code_challenge_method=payload["code_challenge_method"], grant_days=approval.days,
             actor=Actor(approval.user, ip=client_ip()),
@@ -355,7 +355,7 @@ def init_app(app) -> None:
 
 def metadata() -> dict:
     base = issuer()
-    scopes = [f"{p}:read" for p in core()["registry"].names]
+    scopes = supported_oauth_scopes(core()["registry"].names)
     return {
         "issuer": base,
         "authorization_endpoint": f"{base}/oauth/authorize",
@@ -508,7 +508,9 @@ def authorize():
             audit.record("oauth.denied", actor, getattr(where, "workspace_id", None) or where,
                          target=client.row.name, client_id=client.row.client_id)
             return authorization.create_authorization_response(grant_user=None, grant=grant)
-        packs = set(request.form.getlist("packs")) & asked
+        writes = set(request.form.getlist("write")) & {p for p, level in asked.items() if level == WRITE}
+        # write includes read: a ticked "may change" reads too
+        packs = {p: WRITE if p in writes else READ for p in (set(request.form.getlist("packs")) | writes) & set(asked)}
         days, error = None, None
         if chosen is None:
             error = "Choose a workspace."
@@ -522,7 +524,7 @@ def authorize():
         if error:
             return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked, error=error,
                                                          chosen=chosen, packs=packs), status=422), redirect_uri)
-        approval = Approval(user, chosen, frozenset(packs), days)
+        approval = Approval(user, chosen, packs, days)
         return authorization.create_authorization_response(grant_user=approval, grant=grant)
 
     return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked)), redirect_uri)
@@ -543,7 +545,11 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
         "oauth/consent.html",
         client=client.row, kind=client.row.kind, redirect_host=urlsplit(redirect_uri or "").netloc,
         workspaces=workspaces, chosen=chosen or (workspaces[0] if workspaces else None),
-        packs=[(name, registry.packs[name].info.title, name in (packs if packs is not None else asked))
+        packs=[{"name": name, "title": registry.packs[name].info.title,
+                "read": name in (packs if packs is not None else asked),
+                "write_asked": asked[name] == WRITE,
+                # write is never ticked for the admin: apps ask for every scope the metadata lists
+                "write": packs is not None and packs.get(name) == WRITE}
                for name in sorted(asked) if name in registry.packs],
         lifetimes=lifetimes,
         default_lifetime="90" if "90" in dict(lifetimes) else (lifetimes[-1][0] if lifetimes else None),

@@ -46,11 +46,14 @@ def test_a_pack_migration_goes_down_and_up_again(run):
     kept = database.execute_sql(totals).fetchall()
     assert kept and sum(row[4] for row in kept) == database.execute_sql("SELECT COUNT(*) FROM opportunity").fetchone()[0]
     revenue = dict(runners(PackRegistry.load()))["revenue"]
+    assert revenue.down() == ["0003_updated_at"]
+    assert "updated_at" not in {c.name for c in database.get_columns("opportunity")}
     assert revenue.down() == ["0002_revenue_days"]
     assert "revenue_day" not in database.get_tables()
     result = run("db", "upgrade")
-    assert result.exit_code == 0 and "0002_revenue_days" in result.output
+    assert result.exit_code == 0 and "0002_revenue_days" in result.output and "0003_updated_at" in result.output
     assert database.execute_sql(totals).fetchall() == kept
+    assert database.execute_sql("SELECT COUNT(*) FROM opportunity WHERE updated_at IS NULL").fetchone()[0] == 0
 
 
 def test_workspace_create_and_entitle(run):
@@ -126,6 +129,23 @@ def test_token_create_list_revoke(run):
     assert "already revoked" in run("token", "revoke", "--workspace", "acme", "Slack agent").output
     missing = run("token", "revoke", "--workspace", "acme", "ghost")
     assert missing.exit_code == 1 and "no token" in missing.output
+
+
+def test_token_and_oauth_client_packs_take_read_or_write(run):
+    """--packs accounts:write,contacts,revenue:write: a pack without a suffix is read; a bad level is
+    refused naming what is allowed, and nothing is created."""
+    from poggio.models import OAuthClient
+
+    run("workspace", "create", "acme", "--name", "Acme", "--mcp")
+    made = run("token", "create", "--workspace", "acme", "--name", "Agent", "--packs", "accounts:write,contacts,revenue:write")
+    assert made.exit_code == 0 and ApiToken.get(name="Agent").packs == "accounts:write,contacts,revenue:write"
+    listed = run("token", "list", "--workspace", "acme").output
+    assert "accounts (read and write), contacts (read), revenue (read and write)" in listed
+    bad = run("token", "create", "--workspace", "acme", "--name", "Bad", "--packs", "accounts:admin")
+    assert bad.exit_code == 1 and "read or write" in bad.output and ApiToken.get_or_none(name="Bad") is None
+    client = run("oauth", "client", "create", "--workspace", "acme", "--name", "Sync", "--packs", "accounts:write,revenue")
+    assert client.exit_code == 0 and OAuthClient.get(name="Sync").packs == "accounts:write,revenue"
+    assert "accounts (read and write), revenue (read)" in run("oauth", "list", "--workspace", "acme").output
 
 
 def test_import_all_or_nothing_with_line_numbers(run, tmp_path):
@@ -286,3 +306,25 @@ def test_a_busy_port_is_named_before_any_banner(instance, args, env_port, settin
     assert code == 1, output
     assert f"Port {port} on 127.0.0.1 is already in use" in output and setting in output, output
     assert not re.search(r"running|Listening at|Portal: http|Traceback", output, re.I), output
+
+
+def test_activity_export_writes_lists_the_changes_of_write_tools(run):
+    """The audit log's write rows, in the activity export: who, which tool, before and after."""
+    import json
+
+    from poggio.plugins import PackRegistry
+    from poggio.testing import tool_context
+
+    assert run("demo", "--accounts", "3").exit_code == 0
+    registry = PackRegistry.load()
+    ws = Workspace.get(slug="acme")
+    ctx = tool_context(ws.id, "update_account", registry=registry)
+    registry.tool("update_account")(ctx, domain="example.com", name="=Example Group")
+    out = run("activity", "export", "--workspace", "acme", "--writes", "--since", "1d").stdout
+    event = json.loads(out.splitlines()[0])
+    assert event["tool"] == "update_account" and event["target"] == "account example.com"
+    assert event["before"] == {"name": "Example Corp"} and event["after"] == {"name": "=Example Group"}
+    csv_out = run("activity", "export", "--workspace", "acme", "--writes", "--format", "csv").stdout
+    header, row = csv_out.splitlines()[:2]
+    assert header == "at,actor,kind,subject_id,tool,target,before,after" and "update_account" in row
+    assert '""name"": ""Example Corp""' in row  # before and after as JSON in their cells

@@ -104,9 +104,11 @@ def test_governance_migration_goes_down_and_up(run):
     from poggio.schema import runners
 
     core = dict(runners(PackRegistry.load()))["core"]
+    assert core.down() == ["0005_idempotency"]  # the write tools' keys (issue 15) came after
+    assert "idempotency_key" not in database.get_tables()
     assert core.down() == ["0004_governance"]
     assert "activity" not in database.get_tables()
     assert "allowed_ips" not in {c.name for c in database.get_columns("api_token")}
     result = run("db", "upgrade")
-    assert result.exit_code == 0 and "0004_governance" in result.output
+    assert result.exit_code == 0 and "0004_governance" in result.output and "0005_idempotency" in result.output
     assert "activity" in database.get_tables()

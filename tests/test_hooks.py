@@ -167,7 +167,25 @@ def poggio_tools():
     return [echo, "not a tool"]
 '''
 
-PACK_MODULES = ("poggio_notes", "poggio_gremlin", "poggio_loose", "poggio_optional", "poggio_misnamed", "poggio_echo")
+# links notes to the people of an outside CRM: the accounts pack's poggio_note_link, without the contacts pack
+LINKER = '''
+from poggio import PackInfo, ToolError, hookimpl
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="linker", title="Linker", version="0.1", requires=("accounts",))
+
+@hookimpl
+def poggio_note_link(ctx, account, argument, value):
+    if argument != "contact_email":
+        return None
+    if value != f"pat@{account.domain}":
+        raise ToolError("contact_email", f"the CRM knows nobody {value!r} at {account.domain}")
+    return "Pat (from the CRM)"
+'''
+
+PACK_MODULES = ("poggio_notes", "poggio_gremlin", "poggio_loose", "poggio_optional", "poggio_misnamed", "poggio_echo",
+                "poggio_linker")
 
 
 @pytest.fixture
@@ -176,9 +194,9 @@ def site(tmp_path, monkeypatch):
     site = install_pack(tmp_path / "site", "poggio-extras", "0.3", {
         "poggio_notes": NOTES, "poggio_gremlin": GREMLIN, "poggio_misnamed": MISNAMED,
         "poggio_loose": LOOSE.format(name="loose", marker=""),
-        "poggio_optional": LOOSE.format(name="optional", marker="(optionalhook=True)"),
+        "poggio_optional": LOOSE.format(name="optional", marker="(optionalhook=True)"), "poggio_linker": LINKER,
     }, {"notes": "poggio_notes", "gremlin": "poggio_gremlin", "loose": "poggio_loose",
-        "optional": "poggio_optional", "misnamed": "poggio_misnamed"})
+        "optional": "poggio_optional", "misnamed": "poggio_misnamed", "linker": "poggio_linker"})
     (site / "notes_migrations").mkdir()
     (site / "notes_migrations" / "0001_notes.py").write_text(NOTES_MIGRATION)
     monkeypatch.syspath_prepend(str(site))
@@ -303,6 +321,29 @@ def test_hook_poggio_account_profile(run, site):
     assert alone.names == ["optional"]
 
 
+def test_hook_poggio_note_link(run, site):
+    """add_note asks the packs in the caller's scope about what a note links to: the one that knows the
+    argument names the record or refuses it (its ToolError reaches the caller); an argument no pack
+    in scope knows is refused."""
+    from poggio import ToolError
+    from poggio_accounts import Account
+
+    assert run("demo", "--accounts", "3").exit_code == 0
+    registry = PackRegistry.load(["accounts", "linker"])
+    ws = Account.get(Account.domain == "example.com").workspace_id
+    add_note = registry.tool("add_note")
+    ctx = tool_context(ws, "add_note", registry=registry)
+    note = add_note(ctx, domain="example.com", text="Called Pat.", contact_email="pat@example.com").data
+    assert note.links == "Pat (from the CRM)"
+    with pytest.raises(ToolError, match="the CRM knows nobody 'kim@example.com'"):
+        add_note(ctx, domain="example.com", text="x", contact_email="kim@example.com")
+    with pytest.raises(ToolError, match="opportunity_id: no tool pack in this token's scope knows it"):
+        add_note(ctx, domain="example.com", text="x", opportunity_id=1)
+    outside = tool_context(ws, "add_note", packs=frozenset({"accounts"}), registry=registry)
+    with pytest.raises(ToolError, match="contact_email: no tool pack"):
+        add_note(outside, domain="example.com", text="x", contact_email="pat@example.com")
+
+
 def test_hooks_are_called_through_pluggy(site):
     """Hook calls go through pluggy (its tracing sees them), one pack at a time."""
     registry = PackRegistry.load()
@@ -347,4 +388,4 @@ def test_every_hook_has_a_test(hook):
 
 def test_the_meta_tests_see_every_hook():
     assert set(HOOKS) == {"poggio_pack", "poggio_tools", "poggio_migrations", "poggio_seed_demo",
-                          "poggio_csv_importers", "poggio_account_profile"}
+                          "poggio_csv_importers", "poggio_account_profile", "poggio_note_link"}

@@ -77,7 +77,8 @@ def test_protected_resource_metadata(stack):
         meta = r.json()
         assert r.status_code == 200, path
         assert meta["resource"] == stack.url and meta["authorization_servers"] == ["http://127.0.0.1:8123"]
-        assert meta["scopes_supported"] == ["accounts:read", "contacts:read", "revenue:read"]
+        assert meta["scopes_supported"] == ["accounts:read", "accounts:write", "contacts:read", "contacts:write",
+                                      "revenue:read", "revenue:write"]
         assert meta["bearer_methods_supported"] == ["header"]
         assert r.headers["access-control-allow-origin"] == "*"
     preflight = httpx.options(stack.server.url + "/.well-known/oauth-protected-resource/mcp",

@@ -155,7 +155,8 @@ def test_registry_from_modules_builds_exactly_what_a_test_wants():
     import poggio_accounts
 
     registry = PackRegistry.from_modules({"accounts": poggio_accounts})
-    assert [t.name for t in registry.tools()] == ["search_accounts", "get_account"]
+    assert [t.name for t in registry.tools()] == ["search_accounts", "get_account", "create_account", "update_account",
+                                                    "add_note"]
 
 
 def _serve(tmp_path, site, *token_packs: str | None, env=None):

@@ -33,9 +33,38 @@ CALLS = [("search_accounts", {"limit": 5}), ("get_account", {"domain": "example.
          ("get_revenue_summary", {}), ("search_contacts", {"query": "a", "limit": 5})]
 
 
+STAGES = ("prospecting", "qualification", "proposal", "negotiation", "won", "lost")
+
+
 def body(i: int) -> dict:
     name, args = CALLS[i % len(CALLS)]
     return {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name, "arguments": args}}
+
+
+def write_body(n: int, i: int, deals: list[int]) -> dict:
+    """A writer's i-th call: move a deal (the same few deals for every writer), note, or a new deal."""
+    rng = random.Random(n * 100_003 + i)
+    name, args = [
+        ("update_opportunity", {"id": rng.choice(deals), "stage": rng.choice(STAGES),
+                                "amount": f"{rng.randint(0, 10**6)}.{rng.randint(0, 99):02d}",
+                                "close_date": f"2027-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}"}),
+        ("add_note", {"domain": "example.com", "text": f"writer {n} call {i}"}),
+        ("create_opportunity", {"account_domain": "example.com", "name": f"Load {n}-{i}", "stage": rng.choice(STAGES),
+                                "amount": "100.10", "currency": rng.choice(["USD", "EUR"]), "close_date": "2027-01-01",
+                                "idempotency_key": f"load-{n}-{i}"}),
+    ][i % 3]
+    return {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name, "arguments": args}}
+
+
+def day_totals_match_opportunities() -> None:
+    totals = ("SELECT workspace_id, currency, stage, close_date, {count}, {amount} FROM {table} {group} "
+              "ORDER BY 1, 2, 3, 4")
+    kept = database.execute_sql(totals.format(count="count", amount="ROUND(amount, 2)", table="revenue_day",
+                                              group="WHERE count > 0")).fetchall()
+    recomputed = database.execute_sql(totals.format(
+        count="COUNT(*)", amount="ROUND(SUM(amount), 2)", table="opportunity",
+        group="GROUP BY workspace_id, currency, stage, close_date")).fetchall()
+    assert [tuple(map(str, r)) for r in kept] == [tuple(map(str, r)) for r in recomputed]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -47,8 +76,13 @@ def test_load_with_revocations_and_two_server_processes(tmp_path, backend):
     with db.connection_context():
         upgrade(registry)
         ws = demo.build(registry, "acme", accounts=200).workspace
-        pool = [service.create(ws, f"load {i}", Actor.cli()) for i in range(CLIENTS)]
-    env = {"POGGIO_RATE_LIMIT": "1000000/minute", "POGGIO_USAGE_FLUSH_SECONDS": "0.5"}
+        # every fourth client writes: same few deals moved by all of them, notes, new deals
+        pool = [service.create(ws, f"load {i}", Actor.cli(),
+                               packs="accounts:write,contacts,revenue:write" if i % 4 == 1 else None)
+                for i in range(CLIENTS)]
+        deals = [i for (i,) in database.execute_sql("SELECT id FROM opportunity ORDER BY id LIMIT 5").fetchall()]
+    env = {"POGGIO_RATE_LIMIT": "1000000/minute", "POGGIO_WRITE_RATE_LIMIT": "1000000/minute",
+           "POGGIO_USAGE_FLUSH_SECONDS": "0.5"}
     servers = [ServerProcess(inst, extra_env=env), ServerProcess(inst, extra_env=env)]
     revoking: set[int] = set()  # token ids whose revocation has begun (a 401 from here on is right)
     revoked_at: dict[int, float] = {}  # token id -> monotonic time its revocation committed
@@ -84,7 +118,8 @@ def test_load_with_revocations_and_two_server_processes(tmp_path, backend):
             deadline = time.monotonic() + SECONDS
             while time.monotonic() < deadline:
                 sent = time.monotonic()
-                r = await http.post(server.mcp_url, json=body(i),
+                writer = n % 4 == 1
+                r = await http.post(server.mcp_url, json=write_body(n, i, deals) if writer else body(i),
                                     headers={**HEADERS, "Authorization": f"Bearer {issued.plaintext}"})
                 i += 1
                 with lock:
@@ -94,6 +129,10 @@ def test_load_with_revocations_and_two_server_processes(tmp_path, backend):
                 if r.status_code == 200:
                     ok_calls[issued.token.id] += 1
                     assert "database is locked" not in r.text
+                    if writer:
+                        assert not r.json()["result"].get("isError"), r.text[:300]
+                        with lock:
+                            results["writes"] += 1
                     if revoked is not None and sent > revoked:
                         late.append(f"token {issued.token.id} served {sent - revoked:.3f}s after revocation")
                 elif r.status_code == 401:
@@ -120,10 +159,12 @@ def test_load_with_revocations_and_two_server_processes(tmp_path, backend):
     logs = "".join(s.log() for s in servers)
     try:
         assert not late, late[:5]
-        assert set(results) <= {200, 401}, results
+        assert set(results) <= {200, 401, "writes"}, results
+        assert results["writes"] > CLIENTS // 4 * 5, results
         assert results[200] > CLIENTS * 10
         assert "database is locked" not in logs and " 500 " not in logs
         with db.connection_context():
+            day_totals_match_opportunities()
             counted = {t: c for t, c in TokenUsage.select(TokenUsage.token, TokenUsage.calls).tuples()}
             per_token = Counter()
             for t, c in TokenUsage.select(TokenUsage.token, TokenUsage.calls).tuples():

@@ -23,7 +23,9 @@ def poggio_pack():
     return PackInfo(name="accounts", title="Accounts", version=__version__, hookspecs=hookspecs,
                     description="Search companies and read an account's full profile.",
                     instructions="Start with search_accounts, or get_account(domain) for everything known "
-                                 "about one account.")
+                                 "about one account. With write access: create_account, update_account (pass "
+                                 "the updated_at you read as if_unmodified_since) and add_note for what "
+                                 "happened; give each change an idempotency_key so a retry is safe.")
 
 
 @hookimpl

@@ -27,3 +27,15 @@ def poggio_account_profile(ctx, account):
     Only packs in the calling token's scope are asked. A pack that implements this hook requires the
     accounts pack (``PackInfo(requires=("accounts",))``), or marks its implementation
     ``@hookimpl(optionalhook=True)`` to load without it."""
+
+
+@hookspec
+def poggio_note_link(ctx, account, argument, value):
+    """Check what an ``add_note`` call links its note to, when ``argument`` is yours.
+
+    ``add_note(domain, text, contact_email=..., opportunity_id=...)`` asks every pack in the caller's
+    scope about each link argument given. Return a short label for the record ``value`` names (e.g.
+    ``"Ada Adams <ada@example.com>"``) when ``argument`` is one your pack knows and the record is
+    ``ctx.workspace_id``'s and at ``account``; raise :class:`poggio.ToolError` ``(argument, why)``
+    when it is yours but names no such record; return ``None`` for an argument that is not yours.
+    An argument no pack answers for is refused."""

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
-from poggio import CsvKind, existing_keys, hookimpl, utcnow
+from poggio import CsvKind, ToolError, existing_keys, hookimpl, utcnow
 from poggio_accounts.models import Account, insert_accounts, normalise_domain
+from poggio_accounts.validation import clean_domain, clean_fields
 
 COLUMNS = ("domain", "name", "industry", "employees", "country", "description")
-_DOMAIN = re.compile(r"^(?=.{3,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
 def validate(workspace_id: int, rows):
@@ -18,36 +16,18 @@ def validate(workspace_id: int, rows):
     existing = {d for d, _ in existing_keys(Account.domain, set(domains.values()), Account.workspace, workspace_id)}
     in_file: dict[str, int] = {}
     for line, row in rows:
-        domain = domains[line]
-        if not _DOMAIN.match(domain):
-            errors.append((line, "domain", f"{row['domain']!r} is not a domain such as example.com"))
+        try:
+            domain = clean_domain(row["domain"])
+            if domain in existing:
+                raise ToolError("domain", f"an account with domain {domain} already exists")
+            if domain in in_file:
+                raise ToolError("domain", f"{domain} already appears on line {in_file[domain]}")
+            in_file[domain] = line
+            fields = clean_fields({c: row[c] for c in COLUMNS if c != "domain"})
+        except ToolError as exc:
+            errors.append((line, exc.field, exc.message))
             continue
-        if domain in existing:
-            errors.append((line, "domain", f"an account with domain {domain} already exists"))
-            continue
-        if domain in in_file:
-            errors.append((line, "domain", f"{domain} already appears on line {in_file[domain]}"))
-            continue
-        in_file[domain] = line
-        name = row["name"].strip()
-        if not name or len(name) > 200:
-            errors.append((line, "name", "required, at most 200 characters"))
-            continue
-        employees = row["employees"].strip().replace(",", "")
-        if employees and not employees.isdigit():
-            errors.append((line, "employees", f"{row['employees']!r} is not a whole number"))
-            continue
-        country = row["country"].strip().upper()
-        if country and not re.fullmatch(r"[A-Z]{2}", country):
-            errors.append((line, "country", f"{row['country']!r} is not a two-letter country code"))
-            continue
-        industry = row["industry"].strip()
-        if len(industry) > 100:
-            errors.append((line, "industry", "at most 100 characters"))
-            continue
-        cleaned.append({"domain": domain, "name": name, "industry": industry,
-                        "employees": int(employees) if employees else None, "country": country,
-                        "description": row["description"].strip()})
+        cleaned.append({"domain": domain, **fields})
     return cleaned, errors
 
 

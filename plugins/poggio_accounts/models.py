@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from peewee import CharField, DateTimeField, IntegerField, TextField
+from peewee import CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
 
 from poggio import (
     Prepared,
@@ -27,6 +27,7 @@ class Account(WorkspaceModel):
     country = CharField(max_length=2, default="")
     description = TextField(default="")
     created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(null=True)  # changed_at() of the last change; what if_unmodified_since compares
 
     class Meta:
         indexes = (
@@ -34,6 +35,22 @@ class Account(WorkspaceModel):
             (("workspace", "name", "id"), False),
             (("workspace", "industry", "name", "id"), False),
         )
+
+
+class Note(WorkspaceModel):
+    """What someone (an agent, through ``add_note``) wrote down about an account, optionally about one
+    of its contacts or opportunities (``link``: what the pack that knows it called it)."""
+
+    account = ForeignKeyField(Account, on_delete="CASCADE", backref="+")
+    text = TextField()
+    contact_email = CharField(max_length=254, null=True)
+    opportunity_id = IntegerField(null=True)
+    links = TextField(default="")
+    author = CharField(max_length=254, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("account", "created_at", "id"), False),)
 
 
 _BY_DOMAIN = Prepared(lambda: Account.select().where(
@@ -83,8 +100,8 @@ def insert_accounts(workspace_id: int, rows: list[dict], now) -> None:
     the caller's write transaction."""
     ids = reserve_ids(Account, len(rows))
     columns = (Account.id, Account.workspace, Account.domain, Account.name, Account.industry, Account.employees,
-               Account.country, Account.description, Account.created_at)
+               Account.country, Account.description, Account.created_at, Account.updated_at)
     bulk_insert(Account, columns, [
         (i, workspace_id, r["domain"], r["name"], r.get("industry", ""), r.get("employees"), r.get("country", ""),
-         r.get("description", ""), now) for i, r in zip(ids, rows, strict=True)])
+         r.get("description", ""), now, now) for i, r in zip(ids, rows, strict=True)])
     add_search_terms(SEARCH_KIND, workspace_id, ((i, (r["name"], r["domain"])) for i, r in zip(ids, rows, strict=True)))

@@ -1,7 +1,9 @@
-"""Tools of the accounts pack: ``search_accounts`` and ``get_account``."""
+"""Tools of the accounts pack: ``search_accounts`` and ``get_account`` read; ``create_account``,
+``update_account`` and ``add_note`` write."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Annotated, Any
 
@@ -10,20 +12,29 @@ from pydantic import BaseModel, Field
 
 from poggio import (
     Cursor,
+    IfUnmodifiedSince,
     Limit,
     Page,
+    Timestamp,
     ToolContext,
     ToolError,
     ToolResult,
+    changed_at,
+    for_update,
     hookimpl,
     page_text,
     query_words,
+    refuse_if_modified,
+    replace_search_terms,
     search_page,
     slot,
     tool,
 )
 from poggio_accounts.hookspecs import ProfileSection
-from poggio_accounts.models import SEARCH_KIND, Account, find_account, normalise_domain
+from poggio_accounts.models import SEARCH_KIND, Account, Note, find_account, insert_accounts, normalise_domain
+from poggio_accounts.validation import clean_domain, clean_fields
+
+PROFILE_NOTES = 10
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +47,14 @@ class AccountOut(BaseModel):
     employees: int | None
     country: str
     description: str
+    updated_at: Timestamp | None = Field(description="When the account last changed: pass it as "
+                                                       "if_unmodified_since to update_account.")
 
     @classmethod
     def of(cls, account: Account) -> AccountOut:
         return cls(id=account.id, domain=account.domain, name=account.name, industry=account.industry,
-                   employees=account.employees, country=account.country, description=account.description)
+                   employees=account.employees, country=account.country, description=account.description,
+                   updated_at=account.updated_at)
 
 
 AccountPage = Page.of(AccountOut, "accounts")
@@ -52,8 +66,24 @@ class Section(BaseModel):
     data: dict[str, Any]
 
 
+class NoteOut(BaseModel):
+    id: int
+    text: str
+    contact_email: str | None
+    opportunity_id: int | None
+    links: str
+    author: str
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, note: Note) -> NoteOut:
+        return cls(id=note.id, text=note.text, contact_email=note.contact_email, opportunity_id=note.opportunity_id,
+                   links=note.links, author=note.author, created_at=note.created_at)
+
+
 class AccountProfile(BaseModel):
     account: AccountOut
+    notes: list[NoteOut] = Field(default_factory=list, description="The newest notes on the account, newest first.")
     sections: dict[str, Section] = Field(description="What each tool pack in scope knows about the account.")
 
 
@@ -116,18 +146,140 @@ def get_account(
             sections.append(section)
         else:
             log.error("tool pack %r returned %r from poggio_account_profile, not a ProfileSection", pack, section)
+    notes = [NoteOut.of(n) for n in Note.select().where((Note.workspace == ctx.workspace_id) & (Note.account == account.id))
+             .order_by(Note.created_at.desc(), Note.id.desc()).limit(PROFILE_NOTES)]
     profile = AccountProfile(
         account=out,
+        notes=notes,
         sections={s.key: Section(title=s.title, pack=s.key, data=s.data) for s in sections},
     )
     lines = [f"# {out.name} ({out.domain})", _line(out)[2:]]
     if out.description:
         lines.append(out.description)
+    if notes:
+        lines += ["", "## Notes"] + [_note_line(n) for n in notes]
     for s in sections:
         lines += ["", f"## {s.title}", s.text]
     return ToolResult(profile, "\n".join(lines))
 
 
+def _note_line(n: NoteOut) -> str:
+    about = f" (about {n.links})" if n.links else ""
+    by = f" by {n.author}" if n.author else ""
+    return f"- {n.created_at:%Y-%m-%d %H:%M}{by}{about}: {n.text}"
+
+
+Domain = Annotated[str, Field(min_length=1, max_length=253, description="The account's web domain, e.g. example.com.")]
+_FIELDS = ("name", "industry", "employees", "country", "description")
+
+
+def _fields(account: Account) -> dict[str, Any]:
+    return {f: getattr(account, f) for f in _FIELDS}
+
+
+def _locked_account(ctx: ToolContext, domain: str) -> Account:
+    wanted = normalise_domain(domain)
+    account = for_update(Account.select().where((Account.workspace == ctx.workspace_id)
+                                                & (Account.domain == wanted))).first()
+    if account is None:
+        raise ToolError("domain", f"no account with domain {wanted!r} in this workspace; search_accounts finds "
+                                  "accounts by name")
+    return account
+
+
+@tool(title="Create an account", read_only=False, idempotent=False)
+def create_account(
+    ctx: ToolContext,
+    domain: Domain,
+    name: Annotated[str, Field(max_length=200, description="The company's name.")],
+    industry: Annotated[str, Field(max_length=100, description="Its industry, e.g. Software.")] = "",
+    employees: Annotated[int | None, Field(ge=0, le=10_000_000, description="How many people work there.")] = None,
+    country: Annotated[str, Field(max_length=2, description="ISO 3166 two-letter country code, e.g. US.")] = "",
+    description: Annotated[str, Field(max_length=5000, description="What the company does.")] = "",
+) -> AccountOut:
+    """Create an account (a company) with its web domain and name. The domain must be new in the
+    workspace: use update_account to change an account that exists."""
+    clean = clean_domain(domain)
+    fields = clean_fields({"name": name, "industry": industry, "employees": employees, "country": country,
+                           "description": description})
+    if find_account(ctx.workspace_id, clean) is not None:
+        raise ToolError("domain", f"an account with domain {clean} already exists; update_account changes it")
+    now = changed_at()
+    insert_accounts(ctx.workspace_id, [{"domain": clean, **fields}], now)
+    account = find_account(ctx.workspace_id, clean)
+    out = AccountOut.of(account)
+    ctx.record_change(f"account {clean}", None, {"domain": clean, **fields})
+    return ToolResult(out, f"Created {_line(out)[2:]}")
+
+
+@tool(title="Update an account", read_only=False, idempotent=True, destructive=True)
+def update_account(
+    ctx: ToolContext,
+    domain: Domain,
+    name: Annotated[str | None, Field(max_length=200, description="A new name.")] = None,
+    industry: Annotated[str | None, Field(max_length=100, description="A new industry (empty clears it).")] = None,
+    employees: Annotated[int | None, Field(ge=0, le=10_000_000, description="A new head count.")] = None,
+    country: Annotated[str | None, Field(max_length=2, description="A new ISO 3166 two-letter country code.")] = None,
+    description: Annotated[str | None, Field(max_length=5000, description="A new description.")] = None,
+    if_unmodified_since: IfUnmodifiedSince = None,
+) -> AccountOut:
+    """Change an account's fields, found by its domain; fields left out stay as they are. Overwrites
+    what is there: pass if_unmodified_since (its updated_at) so a change made since is not lost."""
+    given = {k: v for k, v in {"name": name, "industry": industry, "employees": employees, "country": country,
+                               "description": description}.items() if v is not None}
+    if not given:
+        raise ToolError(None, f"give at least one field to change: {', '.join(_FIELDS)}")
+    fields = clean_fields(given)
+    account = _locked_account(ctx, domain)
+    refuse_if_modified(account.updated_at, if_unmodified_since, "account", AccountOut.of(account))
+    before = _fields(account)
+    changes = {k: v for k, v in fields.items() if before[k] != v}
+    if changes:
+        for k, v in changes.items():
+            setattr(account, k, v)
+        account.updated_at = changed_at(account.updated_at)
+        account.save(only=[getattr(Account, k) for k in changes] + [Account.updated_at])
+        if "name" in changes:
+            replace_search_terms(SEARCH_KIND, ctx.workspace_id, account.id, (account.name, account.domain))
+        ctx.record_change(f"account {account.domain}", {k: before[k] for k in changes}, changes)
+    out = AccountOut.of(account)
+    what = ", ".join(changes) if changes else "nothing (the values were already so)"
+    return ToolResult(out, f"Updated {what}: {_line(out)[2:]}")
+
+
+@tool(title="Add a note to an account", read_only=False, idempotent=False)
+def add_note(
+    ctx: ToolContext,
+    domain: Domain,
+    text: Annotated[str, Field(min_length=1, max_length=5000, description="The note: what happened, what was agreed.")],
+    contact_email: Annotated[str | None, Field(max_length=254, description="Optional: the contact (at this account) it is about.")] = None,
+    opportunity_id: Annotated[int | None, Field(ge=1, description="Optional: the id of the opportunity (of this account) it is about.")] = None,
+) -> NoteOut:
+    """Write a note on an account (a call, a meeting, what was agreed), optionally about one of its
+    contacts or opportunities. Notes show in get_account, newest first."""
+    body = text.strip()
+    if not body:
+        raise ToolError("text", "write something: the note is empty")
+    account = _locked_account(ctx, domain)
+    links = []
+    for argument, value in (("contact_email", contact_email), ("opportunity_id", opportunity_id)):
+        if value is None or value == "":
+            continue
+        answers = [label for _, label in ctx.call_hook("poggio_note_link", ctx=ctx, account=account,
+                                                       argument=argument, value=value)]
+        if not answers:
+            raise ToolError(argument, "no tool pack in this token's scope knows it; leave it out")
+        links.append(str(answers[0]))
+    note = Note.create(workspace=ctx.workspace_id, account=account.id, text=body,
+                       contact_email=contact_email.strip().lower() if contact_email else None,
+                       opportunity_id=opportunity_id, links="; ".join(links), author=ctx.caller[:254],
+                       created_at=changed_at())
+    out = NoteOut.of(note)
+    ctx.record_change(f"note on account {account.domain}", None,
+                      {"text": body, "contact_email": out.contact_email, "opportunity_id": opportunity_id})
+    return ToolResult(out, f"Noted on {account.name} ({account.domain}): {body}")
+
+
 @hookimpl
 def poggio_tools():
-    return [search_accounts, get_account]
+    return [search_accounts, get_account, create_account, update_account, add_note]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
-from poggio import CsvKind, existing_keys, hookimpl
+from poggio import CsvKind, ToolError, existing_keys, hookimpl
 from poggio_accounts import Account, normalise_domain
 from poggio_contacts.models import Contact, insert_contacts
+from poggio_contacts.validation import clean_email, clean_fields
 
 COLUMNS = ("email", "first_name", "last_name", "title", "account_domain")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
 
 def validate(workspace_id: int, rows):
@@ -21,27 +19,21 @@ def validate(workspace_id: int, rows):
                                             Contact.workspace, workspace_id)}
     in_file: dict[str, int] = {}
     for line, row in rows:
-        email = row["email"].strip().lower()
-        if not _EMAIL.match(email) or len(email) > 254:
-            errors.append((line, "email", f"{row['email']!r} is not an e-mail address"))
+        try:
+            email = clean_email(row["email"])
+            if email in existing:
+                raise ToolError("email", f"a contact with e-mail {email} already exists")
+            if email in in_file:
+                raise ToolError("email", f"{email} already appears on line {in_file[email]}")
+            in_file[email] = line
+            domain = normalise_domain(row["account_domain"])
+            if domain and domain not in accounts:
+                raise ToolError("account_domain", f"no account with domain {domain}; import accounts first")
+            fields = clean_fields({c: row[c] for c in ("first_name", "last_name", "title")})
+        except ToolError as exc:
+            errors.append((line, exc.field, exc.message))
             continue
-        if email in existing:
-            errors.append((line, "email", f"a contact with e-mail {email} already exists"))
-            continue
-        if email in in_file:
-            errors.append((line, "email", f"{email} already appears on line {in_file[email]}"))
-            continue
-        in_file[email] = line
-        domain = normalise_domain(row["account_domain"])
-        if domain and domain not in accounts:
-            errors.append((line, "account_domain", f"no account with domain {domain}; import accounts first"))
-            continue
-        too_long = [c for c, n in (("first_name", 100), ("last_name", 100), ("title", 150)) if len(row[c].strip()) > n]
-        if too_long:
-            errors.append((line, too_long[0], "too long"))
-            continue
-        cleaned.append({"email": email, "first_name": row["first_name"].strip(), "last_name": row["last_name"].strip(),
-                        "title": row["title"].strip(), "account": accounts.get(domain)})
+        cleaned.append({"email": email, **fields, "account": accounts.get(domain)})
     return cleaned, errors
 
 

@@ -13,6 +13,7 @@ class Contact(WorkspaceModel):
     last_name = CharField(max_length=100, default="")
     title = CharField(max_length=150, default="")
     created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(null=True)  # changed_at() of the last change; what if_unmodified_since compares
 
     class Meta:
         indexes = (
@@ -28,9 +29,15 @@ def insert_contacts(workspace_id: int, rows: list[dict], now=None) -> None:
     now = now or utcnow()
     ids = reserve_ids(Contact, len(rows))
     columns = (Contact.id, Contact.workspace, Contact.account, Contact.email, Contact.first_name, Contact.last_name,
-               Contact.title, Contact.created_at)
+               Contact.title, Contact.created_at, Contact.updated_at)
     bulk_insert(Contact, columns, [
         (i, workspace_id, r.get("account"), r["email"], r.get("first_name", ""), r.get("last_name", ""),
-         r.get("title", ""), now) for i, r in zip(ids, rows, strict=True)])
+         r.get("title", ""), now, r.get("updated_at", now)) for i, r in zip(ids, rows, strict=True)])
     add_search_terms(SEARCH_KIND, workspace_id, (
-        (i, (r.get("first_name"), r.get("last_name"), r["email"], r.get("title"))) for i, r in zip(ids, rows, strict=True)))
+        (i, search_texts(r)) for i, r in zip(ids, rows, strict=True)))
+
+
+def search_texts(contact) -> tuple:
+    """What a contact is found by (a dict or a row): name, e-mail and title."""
+    get = contact.get if isinstance(contact, dict) else lambda f: getattr(contact, f)
+    return (get("first_name"), get("last_name"), get("email"), get("title"))

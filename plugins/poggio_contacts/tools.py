@@ -1,4 +1,5 @@
-"""Tools of the contacts pack: ``search_contacts`` and ``get_contact``, and the profile section."""
+"""Tools of the contacts pack: ``search_contacts`` and ``get_contact`` read, ``create_contact`` and
+``update_contact`` write; the profile section, and the contacts notes link to."""
 
 from __future__ import annotations
 
@@ -9,21 +10,28 @@ from pydantic import BaseModel, Field
 
 from poggio import (
     Cursor,
+    IfUnmodifiedSince,
     Limit,
     Page,
     Prepared,
+    Timestamp,
     ToolContext,
     ToolError,
     ToolResult,
+    changed_at,
+    for_update,
     hookimpl,
     page_text,
     query_words,
+    refuse_if_modified,
+    replace_search_terms,
     search_page,
     slot,
     tool,
 )
 from poggio_accounts import Account, ProfileSection, account_id, normalise_domain
-from poggio_contacts.models import SEARCH_KIND, Contact
+from poggio_contacts.models import SEARCH_KIND, Contact, insert_contacts, search_texts
+from poggio_contacts.validation import clean_email, clean_fields
 
 PROFILE_CONTACTS = 10
 
@@ -36,12 +44,15 @@ class ContactOut(BaseModel):
     title: str
     account_domain: str | None
     account_name: str | None
+    updated_at: Timestamp | None = Field(description="When the contact last changed: pass it as "
+                                                       "if_unmodified_since to update_contact.")
 
     @classmethod
-    def of(cls, c: Contact) -> ContactOut:
-        account = c.account if c.account_id else None
+    def of(cls, c: Contact, account: Account | None = None) -> ContactOut:
+        account = account or (c.account if c.account_id else None)
         return cls(id=c.id, email=c.email, first_name=c.first_name, last_name=c.last_name, title=c.title,
-                   account_domain=account.domain if account else None, account_name=account.name if account else None)
+                   account_domain=account.domain if account else None, account_name=account.name if account else None,
+                   updated_at=c.updated_at)
 
 
 ContactPage = Page.of(ContactOut, "contacts")
@@ -140,5 +151,95 @@ def poggio_account_profile(ctx: ToolContext, account: Account) -> ProfileSection
 
 
 @hookimpl
+def poggio_note_link(ctx: ToolContext, account: Account, argument: str, value) -> str | None:
+    if argument != "contact_email":
+        return None
+    email = str(value).strip().lower()
+    contact = Contact.get_or_none((Contact.workspace == ctx.workspace_id) & (Contact.email == email))
+    if contact is None or contact.account_id != account.id:
+        raise ToolError("contact_email", f"no contact with e-mail {email!r} at {account.domain} in this workspace")
+    return f"{contact.first_name} {contact.last_name}".strip() + f" <{contact.email}>"
+
+
+Email = Annotated[str, Field(min_length=3, max_length=254, description="The contact's e-mail address.")]
+_FIELDS = ("first_name", "last_name", "title")
+
+
+def _workspace_account(ctx: ToolContext, domain: str) -> Account:
+    found = account_id(ctx, domain)
+    return Account.get_by_id(found)
+
+
+@tool(title="Create a contact", read_only=False, idempotent=False)
+def create_contact(
+    ctx: ToolContext,
+    email: Email,
+    first_name: Annotated[str, Field(max_length=100, description="Given name.")],
+    last_name: Annotated[str, Field(max_length=100, description="Family name.")],
+    account_domain: Annotated[str, Field(min_length=1, max_length=253, description="The domain of the account they work at, e.g. example.com.")],
+    title: Annotated[str, Field(max_length=150, description="Job title, e.g. VP Sales.")] = "",
+) -> ContactOut:
+    """Add a person at an account, by e-mail address (new in the workspace: update_contact changes
+    one that exists)."""
+    clean = clean_email(email)
+    fields = clean_fields({"first_name": first_name, "last_name": last_name, "title": title})
+    account = _workspace_account(ctx, account_domain)
+    if Contact.select().where((Contact.workspace == ctx.workspace_id) & (Contact.email == clean)).exists():
+        raise ToolError("email", f"a contact with e-mail {clean} already exists; update_contact changes it")
+    now = changed_at()
+    insert_contacts(ctx.workspace_id, [{"email": clean, **fields, "account": account.id, "updated_at": now}], now)
+    contact = Contact.get((Contact.workspace == ctx.workspace_id) & (Contact.email == clean))
+    out = ContactOut.of(contact, account)
+    ctx.record_change(f"contact {clean}", None, {"email": clean, **fields, "account_domain": account.domain})
+    return ToolResult(out, f"Created {_line(out)[2:]}")
+
+
+@tool(title="Update a contact", read_only=False, idempotent=True, destructive=True)
+def update_contact(
+    ctx: ToolContext,
+    email: Email,
+    first_name: Annotated[str | None, Field(max_length=100, description="A new given name.")] = None,
+    last_name: Annotated[str | None, Field(max_length=100, description="A new family name.")] = None,
+    title: Annotated[str | None, Field(max_length=150, description="A new job title (empty clears it).")] = None,
+    account_domain: Annotated[str | None, Field(min_length=1, max_length=253, description="The domain of the account they now work at.")] = None,
+    if_unmodified_since: IfUnmodifiedSince = None,
+) -> ContactOut:
+    """Change a contact's name, title or account, found by e-mail; fields left out stay as they are.
+    Overwrites what is there: pass if_unmodified_since (its updated_at) so a change made since is not lost."""
+    given = {k: v for k, v in {"first_name": first_name, "last_name": last_name, "title": title}.items() if v is not None}
+    if not given and account_domain is None:
+        raise ToolError(None, "give at least one field to change: first_name, last_name, title, account_domain")
+    fields = clean_fields(given)
+    new_account = _workspace_account(ctx, account_domain) if account_domain is not None else None
+    wanted = email.strip().lower()
+    contact = for_update(Contact.select().where((Contact.workspace == ctx.workspace_id)
+                                                & (Contact.email == wanted))).first()
+    if contact is None:
+        raise ToolError("email", f"no contact with e-mail {wanted!r} in this workspace; search_contacts finds contacts")
+    account = Account.get_or_none(Account.id == contact.account_id) if contact.account_id else None
+    refuse_if_modified(contact.updated_at, if_unmodified_since, "contact", ContactOut.of(contact, account))
+    before = {f: getattr(contact, f) for f in _FIELDS}
+    before["account_domain"] = account.domain if account else None
+    changes = {k: v for k, v in fields.items() if before[k] != v}
+    if new_account is not None and new_account.id != contact.account_id:
+        changes["account_domain"] = new_account.domain
+        contact.account = new_account.id
+        account = new_account
+    if changes:
+        for k in fields:
+            if k in changes:
+                setattr(contact, k, changes[k])
+        contact.updated_at = changed_at(contact.updated_at)
+        contact.save(only=[getattr(Contact, k) for k in changes if k != "account_domain"]
+                     + ([Contact.account] if "account_domain" in changes else []) + [Contact.updated_at])
+        if set(changes) & set(_FIELDS):
+            replace_search_terms(SEARCH_KIND, ctx.workspace_id, contact.id, search_texts(contact))
+        ctx.record_change(f"contact {contact.email}", {k: before[k] for k in changes}, changes)
+    out = ContactOut.of(contact, account)
+    what = ", ".join(changes) if changes else "nothing (the values were already so)"
+    return ToolResult(out, f"Updated {what}: {_line(out)[2:]}")
+
+
+@hookimpl
 def poggio_tools():
-    return [search_contacts, get_contact]
+    return [search_contacts, get_contact, create_contact, update_contact]

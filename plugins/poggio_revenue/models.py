@@ -1,7 +1,7 @@
 from collections import defaultdict
 from decimal import Decimal
 
-from peewee import CharField, DateField, DateTimeField, DecimalField, ForeignKeyField, IntegerField
+from peewee import EXCLUDED, CharField, DateField, DateTimeField, DecimalField, ForeignKeyField, IntegerField
 
 from poggio import WorkspaceModel, bulk_insert, utcnow
 from poggio_accounts import Account
@@ -20,6 +20,7 @@ class Opportunity(WorkspaceModel):
     currency = CharField(max_length=3)
     close_date = DateField()
     created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(null=True)  # changed_at() of the last change; what if_unmodified_since compares
 
     class Meta:
         indexes = (
@@ -47,20 +48,64 @@ def insert_opportunities(workspace_id: int, rows: list[dict], now) -> None:
     """Insert opportunity dicts (no workspace key) and add them to the day totals, in the caller's
     transaction: the one way opportunities are written, so the totals always match them."""
     columns = (Opportunity.workspace, Opportunity.account, Opportunity.name, Opportunity.stage, Opportunity.amount,
-               Opportunity.currency, Opportunity.close_date, Opportunity.created_at)
+               Opportunity.currency, Opportunity.close_date, Opportunity.created_at,
+               Opportunity.updated_at)
     bulk_insert(Opportunity, columns, [
-        (workspace_id, r["account"], r["name"], r["stage"], r["amount"], r["currency"], r["close_date"], now)
+        (workspace_id, r["account"], r["name"], r["stage"], r["amount"], r["currency"], r["close_date"], now,
+         r.get("updated_at", now))
         for r in rows])
     days: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
     for r in rows:
         total = days[(r["currency"], r["stage"], r["close_date"])]
         total[0] += 1
         total[1] += Decimal(r["amount"])
-    # the day totals: an upsert that adds to what is stored (several imports may add to one day)
-    bulk_insert(RevenueDay, (RevenueDay.workspace, RevenueDay.currency, RevenueDay.stage, RevenueDay.close_date,
-                             RevenueDay.count, RevenueDay.amount),
-                [(workspace_id, currency, stage, day, count, amount)
-                 for (currency, stage, day), (count, amount) in days.items()],
-                on_conflict='ON CONFLICT ("workspace_id", "currency", "stage", "close_date") DO UPDATE SET '
-                            '"count" = "revenue_day"."count" + excluded."count", '
-                            '"amount" = "revenue_day"."amount" + excluded."amount"')
+    add_to_days(workspace_id, days)
+
+
+def insert_opportunity(workspace_id: int, row: dict, now) -> int:
+    """Insert one opportunity dict and add it to the day totals, in the caller's transaction: its id."""
+    new_id = Opportunity.insert({"updated_at": now, **row, "workspace": workspace_id, "created_at": now}).execute()
+    add_to_days(workspace_id, {(row["currency"], row["stage"], row["close_date"]): [1, Decimal(row["amount"])]})
+    return new_id
+
+
+def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
+    """Change an opportunity (a row read with ``for_update``) and move it in the day totals, in the
+    caller's transaction: out of its old (currency, stage, close date) with its old amount, into the
+    new ones with the new amount."""
+    old = (opportunity.currency, opportunity.stage, opportunity.close_date)
+    old_amount = Decimal(opportunity.amount)
+    for field, value in changes.items():
+        setattr(opportunity, field, value)
+    opportunity.save(only=[getattr(Opportunity, f) for f in changes])
+    new = (opportunity.currency, opportunity.stage, opportunity.close_date)
+    new_amount = Decimal(opportunity.amount)
+    if (old, old_amount) == (new, new_amount):
+        return
+    days: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
+    days[old][0] -= 1
+    days[old][1] -= old_amount
+    days[new][0] += 1
+    days[new][1] += new_amount
+    add_to_days(opportunity.workspace_id, days)
+
+
+def add_to_days(workspace_id: int, days: dict[tuple, list]) -> None:
+    """Add ``{(currency, stage, close_date): [count, amount]}`` (negative to take away) to the day
+    totals; a day whose count falls to 0 goes."""
+    # in one order everywhere: two writes moving deals between the same days lock them alike (no deadlock)
+    keys = sorted(k for k, (count, amount) in days.items() if count or amount)
+    for start in range(0, len(keys), 1000):
+        RevenueDay.insert_many([
+            {"workspace": workspace_id, "currency": currency, "stage": stage, "close_date": day,
+             "count": days[(currency, stage, day)][0], "amount": days[(currency, stage, day)][1]}
+            for currency, stage, day in keys[start:start + 1000]
+        ]).on_conflict(
+            conflict_target=[RevenueDay.workspace, RevenueDay.currency, RevenueDay.stage, RevenueDay.close_date],
+            update={RevenueDay.count: RevenueDay.count + EXCLUDED.count,
+                    RevenueDay.amount: RevenueDay.amount + EXCLUDED.amount},
+        ).execute()
+    for currency, stage, day in (k for k, (count, _) in days.items() if count < 0):
+        RevenueDay.delete().where((RevenueDay.workspace == workspace_id) & (RevenueDay.currency == currency)
+                                  & (RevenueDay.stage == stage) & (RevenueDay.close_date == day)
+                                  & (RevenueDay.count <= 0)).execute()

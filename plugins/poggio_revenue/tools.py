@@ -1,4 +1,6 @@
-"""Tools of the revenue pack: ``get_revenue_summary`` and ``list_opportunities``, and the profile section."""
+"""Tools of the revenue pack: ``get_revenue_summary`` and ``list_opportunities`` read,
+``create_opportunity`` and ``update_opportunity`` write; the profile section, and the opportunities
+notes link to."""
 
 from __future__ import annotations
 
@@ -12,22 +14,28 @@ from pydantic import BaseModel, Field
 
 from poggio import (
     Cursor,
+    IfUnmodifiedSince,
     Limit,
     Page,
     Prepared,
+    Timestamp,
     ToolContext,
     ToolError,
     ToolResult,
+    changed_at,
+    for_update,
     format_money,
     hookimpl,
     keyset_page,
     page_text,
+    refuse_if_modified,
     slot,
     tool,
     utcnow,
 )
 from poggio_accounts import Account, ProfileSection, account_id, normalise_domain
-from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay
+from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay, insert_opportunity, move_opportunity
+from poggio_revenue.validation import clean_fields
 
 Stage = Literal["prospecting", "qualification", "proposal", "negotiation", "won", "lost"]
 AccountDomain = Annotated[str | None, Field(max_length=253, description="Only the account with this domain, e.g. example.com.")]
@@ -67,6 +75,13 @@ class OpportunityOut(BaseModel):
     close_date: dt.date
     account_domain: str
     account_name: str
+    updated_at: Timestamp | None = Field(default=None, description="When the opportunity last changed: pass "
+                                                                     "it as if_unmodified_since to update_opportunity.")
+
+    @classmethod
+    def of(cls, o: Opportunity, account: Account) -> OpportunityOut:
+        return cls(id=o.id, name=o.name, stage=o.stage, amount=o.amount, currency=o.currency, close_date=o.close_date,
+                   account_domain=account.domain, account_name=account.name, updated_at=o.updated_at)
 
 
 OpportunityPage = Page.of(OpportunityOut, "opportunities")
@@ -231,9 +246,7 @@ def list_opportunities(
         q = q.where(Opportunity.amount >= min_amount)
     filters = {"account": account, "stage": stage, "after": closing_after, "before": closing_before, "min": min_amount}
     rows, next_cursor = keyset_page(ctx, q, [Opportunity.close_date, Opportunity.id], filters, cursor, limit)
-    items = [OpportunityOut(id=o.id, name=o.name, stage=o.stage, amount=o.amount, currency=o.currency,
-                            close_date=o.close_date, account_domain=o.account.domain, account_name=o.account.name)
-             for o in rows]
+    items = [OpportunityOut.of(o, o.account) for o in rows]
     page = OpportunityPage(items=items, next_cursor=next_cursor)
     today = _today()
     text = page_text(page, lambda o: _deal_line(o, "overdue" if _overdue(o, today) else "", o.account_name),
@@ -268,5 +281,86 @@ def poggio_account_profile(ctx: ToolContext, account: Account) -> ProfileSection
 
 
 @hookimpl
+def poggio_note_link(ctx: ToolContext, account: Account, argument: str, value) -> str | None:
+    if argument != "opportunity_id":
+        return None
+    deal = Opportunity.get_or_none((Opportunity.workspace == ctx.workspace_id) & (Opportunity.id == value))
+    if deal is None or deal.account_id != account.id:
+        raise ToolError("opportunity_id", f"no opportunity {value} of {account.domain} in this workspace; "
+                                          "list_opportunities shows their ids")
+    return f"opportunity {deal.id} {deal.name}"
+
+
+StageArgument = Annotated[str, Field(max_length=20, description=f"One of {', '.join(STAGES)}.")]
+AmountArgument = Annotated[Decimal, Field(ge=0, lt=10**12, max_digits=15, description="The deal's value, e.g. 12500.00.")]
+CurrencyArgument = Annotated[str, Field(max_length=3, description="ISO 4217 three-letter code, e.g. USD.")]
+CloseDate = Annotated[dt.date, Field(description="When it closes (or closed), YYYY-MM-DD.")]
+
+
+def _opportunity_text(verb: str, out: OpportunityOut) -> str:
+    return f"{verb} opportunity {out.id}: {_deal_line(out, account_name=out.account_name)[2:]}"
+
+
+@tool(title="Create an opportunity", read_only=False, idempotent=False)
+def create_opportunity(
+    ctx: ToolContext,
+    account_domain: Annotated[str, Field(min_length=1, max_length=253, description="The account's domain, e.g. example.com.")],
+    name: Annotated[str, Field(max_length=200, description="The deal's name, e.g. 2027 renewal.")],
+    stage: StageArgument,
+    amount: AmountArgument,
+    currency: CurrencyArgument,
+    close_date: CloseDate,
+) -> OpportunityOut:
+    """Create an opportunity (a deal) at an account. It counts in the revenue summary at once.
+    Each call creates one: pass an idempotency_key to retry safely."""
+    fields = clean_fields({"name": name, "stage": stage, "amount": amount, "currency": currency, "close_date": close_date})
+    account = Account.get_by_id(account_id(ctx, account_domain))
+    now = changed_at()
+    new_id = insert_opportunity(ctx.workspace_id, {"account": account.id, **fields}, now)
+    deal = Opportunity.get_by_id(new_id)
+    out = OpportunityOut.of(deal, account)
+    ctx.record_change(f"opportunity {deal.id}", None, {"account_domain": account.domain, **_jsonable(fields)})
+    return ToolResult(out, _opportunity_text("Created", out))
+
+
+def _jsonable(fields: dict) -> dict:
+    return {k: str(v) if isinstance(v, (Decimal, dt.date)) else v for k, v in fields.items()}
+
+
+@tool(title="Update an opportunity", read_only=False, idempotent=True, destructive=True)
+def update_opportunity(
+    ctx: ToolContext,
+    id: Annotated[int, Field(ge=1, description="The opportunity's id, as list_opportunities shows it.")],
+    stage: Annotated[str | None, Field(max_length=20, description=f"A new stage: one of {', '.join(STAGES)}.")] = None,
+    amount: Annotated[Decimal | None, Field(ge=0, lt=10**12, max_digits=15, description="A new amount.")] = None,
+    close_date: Annotated[dt.date | None, Field(description="A new close date, YYYY-MM-DD.")] = None,
+    name: Annotated[str | None, Field(max_length=200, description="A new name.")] = None,
+    if_unmodified_since: IfUnmodifiedSince = None,
+) -> OpportunityOut:
+    """Move an opportunity to another stage, or change its amount, close date or name; fields left
+    out stay as they are. The revenue summary follows at once. Overwrites what is there: pass
+    if_unmodified_since (its updated_at) so a change made since is not lost."""
+    given = {k: v for k, v in {"name": name, "stage": stage, "amount": amount, "close_date": close_date}.items()
+             if v is not None}
+    if not given:
+        raise ToolError(None, "give at least one field to change: stage, amount, close_date, name")
+    fields = clean_fields(given)
+    deal = for_update(Opportunity.select().where((Opportunity.workspace == ctx.workspace_id)
+                                                 & (Opportunity.id == id))).first()
+    if deal is None:
+        raise ToolError("id", f"no opportunity {id} in this workspace; list_opportunities shows their ids")
+    account = Account.get_by_id(deal.account_id)
+    refuse_if_modified(deal.updated_at, if_unmodified_since, "opportunity", OpportunityOut.of(deal, account))
+    before = {k: getattr(deal, k) for k in fields}
+    changes = {k: v for k, v in fields.items() if before[k] != v}
+    if changes:
+        move_opportunity(deal, {**changes, "updated_at": changed_at(deal.updated_at)})
+        ctx.record_change(f"opportunity {deal.id}", _jsonable({k: before[k] for k in changes}), _jsonable(changes))
+    out = OpportunityOut.of(deal, account)
+    what = ", ".join(changes) if changes else "nothing (the values were already so)"
+    return ToolResult(out, _opportunity_text(f"Updated {what} of", out))
+
+
+@hookimpl
 def poggio_tools():
-    return [get_revenue_summary, list_opportunities]
+    return [get_revenue_summary, list_opportunities, create_opportunity, update_opportunity]

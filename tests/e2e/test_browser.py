@@ -85,6 +85,9 @@ def test_token_life_cycle_in_the_browser(stack, page):
     page.click("#dialog-body button[type=submit]")  # no name: an inline error, nothing created
     expect(page.locator("#dialog-body .field-error")).to_contain_text("a name is required")
     page.fill("#dialog-body #name", "ACME Slack agent")
+    expect(page.locator("#dialog-body .write-warning")).to_contain_text("Write lets it change your data")
+    page.check("#dialog-body input[name=write][value=accounts]")  # accounts: read and write
+    page.check("#dialog-body input[name=packs][value=contacts]")  # contacts: read
     page.click("#dialog-body button[type=submit]")
     secret = page.locator("#new-token")
     expect(secret).to_be_visible()
@@ -97,7 +100,9 @@ def test_token_life_cycle_in_the_browser(stack, page):
     assert token not in page.content()
 
     client = Mcp(mcp.mcp_url, token)
-    assert "get_account" in client.tool_names()
+    assert set(client.tool_names()) == {"search_accounts", "get_account", "create_account", "update_account",
+                                        "add_note", "search_contacts", "get_contact"}
+    expect(page.locator("#token-list")).to_contain_text("accounts (read and write), contacts (read)")
     account = client.call("get_account", {"domain": "example.com"})
     assert not account.is_error and account.structured_content["account"]["name"] == "Example Corp"
 

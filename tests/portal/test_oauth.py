@@ -93,7 +93,8 @@ def test_authorization_server_metadata(client):
     assert meta["code_challenge_methods_supported"] == ["S256"]
     assert meta["client_id_metadata_document_supported"] is True
     assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
-    assert meta["scopes_supported"] == ["accounts:read", "contacts:read", "revenue:read"]
+    assert meta["scopes_supported"] == ["accounts:read", "accounts:write", "contacts:read", "contacts:write",
+                                      "revenue:read", "revenue:write"]
     assert r.headers["Access-Control-Allow-Origin"] == "*"
 
 
@@ -271,7 +272,7 @@ def test_unknown_client(app_client):
     ({"resource": "https://other.example/mcp"}, "invalid_target"),
     ({"code_challenge": None}, "invalid_request"),
     ({"code_challenge_method": "plain"}, "invalid_request"),
-    ({"scope": "accounts:write"}, "invalid_scope"),
+    ({"scope": "accounts:delete"}, "invalid_scope"),
     ({"response_type": "token"}, "unsupported_response_type"),
 ])
 def test_bad_authorization_requests_go_back_to_the_app_with_an_error(app_client, extra, error):
@@ -415,3 +416,59 @@ def test_oauth_client_created_in_settings_shows_its_secret_once(admin):
     assert secrets_shown[0] not in again and "Nightly sync" in again
     r = admin.post("/settings/mcp/clients", {"name": ""}, htmx=True)
     assert r.status_code == 422 and "a name is required" in r.get_data(as_text=True)
+
+
+# -- write scopes ---------------------------------------------------------------------------------------
+def test_consent_offers_write_only_where_asked_with_a_warning(app_client):
+    admin, reg = app_client
+    verifier, challenge = pkce()
+    url = authorize_url(reg["client_id"], challenge, scope="accounts:write contacts:read")
+    page = admin.get(url).get_data(as_text=True)
+    # offered where asked, never ticked in advance: read only unless the admin chooses write
+    assert 'name="write" value="accounts"' in page and 'name="write" value="accounts" checked' not in page
+    assert 'name="write" value="contacts"' not in page
+    assert "This app asks to change data." in page and "(accounts:write)" in page
+    fields = consent_fields(page)
+    params = redirected(admin.post(url, {**fields, "decision": "approve", "packs": ["accounts", "contacts"],
+                                         "write": ["accounts"], "lifetime": "90"}))
+    tokens = exchange(admin.client, reg["client_id"], params["code"], verifier).get_json()
+    assert tokens["scope"] == "accounts:write contacts:read"
+    assert OAuthGrant.select().order_by(OAuthGrant.id.desc()).first().packs == "accounts:write,contacts"
+    verified = OAuthService().verify_access(tokens["access_token"], MCP)
+    assert verified.packs == {"accounts", "contacts"} and verified.writable == {"accounts"}
+
+
+def test_consent_may_narrow_write_to_read_and_never_widen_read_to_write(app_client):
+    admin, reg = app_client
+    verifier, challenge = pkce()
+    url = authorize_url(reg["client_id"], challenge, scope="accounts:write")
+    page = admin.get(url).get_data(as_text=True)
+    assert 'name="write" value="accounts" checked' not in page  # approving as it stands grants read
+    fields = consent_fields(page)
+    params = redirected(admin.post(url, {**fields, "decision": "approve", "packs": ["accounts"], "lifetime": "90"}))
+    assert exchange(admin.client, reg["client_id"], params["code"], verifier).get_json()["scope"] == "accounts:read"
+    # an app that asked to read gets no write, whatever the form posted
+    verifier, challenge = pkce()
+    url = authorize_url(reg["client_id"], challenge, scope="contacts:read")
+    page = admin.get(url).get_data(as_text=True)
+    assert 'name="write"' not in page and "not change them" in page
+    params = redirected(admin.post(url, {**consent_fields(page), "decision": "approve", "packs": ["contacts"],
+                                         "write": ["contacts"], "lifetime": "90"}))
+    assert exchange(admin.client, reg["client_id"], params["code"], verifier).get_json()["scope"] == "contacts:read"
+    refused = admin.get(authorize_url(reg["client_id"], challenge, scope="accounts:delete"))
+    assert refused.status_code == 302 and "invalid_scope" in refused.headers["Location"]
+
+
+def test_client_credentials_with_write_scope(app, client):
+    from poggio.audit import Actor
+    from poggio.models import Workspace
+
+    issued = app.extensions["poggio"]["oauth"].create_confidential(
+        Workspace.get(slug="acme"), "Writer robot", Actor.cli(), packs="accounts:write,revenue", resource=MCP)
+    assert issued.client.packs == "accounts:write,revenue"
+    basic = base64.b64encode(f"{issued.client.client_id}:{issued.secret}".encode()).decode()
+    body = client.post("/oauth/token", data={"grant_type": "client_credentials", "resource": MCP},
+                       headers={"Authorization": f"Basic {basic}"}).get_json()
+    assert body["scope"] == "accounts:write revenue:read"
+    verified = OAuthService().verify_access(body["access_token"], MCP)
+    assert verified.packs == {"accounts", "revenue"} and verified.writable == {"accounts"}

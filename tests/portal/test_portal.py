@@ -308,3 +308,45 @@ def test_sign_out_is_in_the_workspace_audit_log(admin):
 def test_audit_page_number_out_of_range_is_not_an_error(admin, page):
     r = admin.get(f"/settings/audit/?page={page}")
     assert r.status_code == 200 and "Audit log" in body(r)
+
+
+# -- write scopes -------------------------------------------------------------------------------------------
+def test_generate_offers_read_or_write_per_pack_with_a_warning(admin):
+    dialog = body(admin.get("/settings/mcp/tokens/new", htmx=True))
+    for pack in ("accounts", "contacts", "revenue"):
+        assert f'name="packs" value="{pack}"' in dialog and f'name="write" value="{pack}"' in dialog
+    assert "Write lets it change your data." in dialog and "audit log" in dialog
+    assert create(admin, packs=["accounts", "contacts"], write=["accounts", "revenue"]).status_code == 201
+    assert ApiToken.get().packs == "accounts:write,contacts,revenue:write"  # write includes read
+    assert "accounts (read and write), contacts (read), revenue (read and write)" in body(admin.get("/settings/mcp/"))
+    r = create(admin, "other", write=["nonexistent"])
+    assert r.status_code == 422 and "not a valid choice" in body(r)
+
+
+def test_edit_changes_a_tokens_packs_and_is_audited(admin):
+    create(admin, packs=["accounts"])
+    token = ApiToken.get()
+    form = body(admin.get(f"/settings/mcp/tokens/{token.id}/edit", htmx=True))
+    assert 'name="packs" value="accounts" checked' in form and 'name="write" value="accounts" checked' not in form
+    r = admin.post(f"/settings/mcp/tokens/{token.id}", {"name": token.name, "expiry": "keep", "pack_scopes": "shown",
+                                                         "packs": ["accounts", "revenue"], "write": ["revenue"]}, htmx=True)
+    assert r.status_code == 200 and ApiToken.get().packs == "accounts,revenue:write"
+    assert "Token packs changed" in body(admin.get("/settings/audit/"))
+    # a post that did not show the packs (rename only) leaves them as they are
+    admin.post(f"/settings/mcp/tokens/{token.id}", {"name": "Renamed", "expiry": "keep"}, htmx=True)
+    assert ApiToken.get().packs == "accounts,revenue:write" and ApiToken.get().name == "Renamed"
+
+
+def test_audit_log_filters_writes_only(admin):
+    from poggio import audit
+    from poggio.models import Workspace
+
+    create(admin)
+    audit.record("data.written", audit.Actor(label="token: Slack agent"), Workspace.get(slug="acme"),
+                 target="account example.com", tool="update_account", token_id=ApiToken.get().id,
+                 before={"name": "Example Corp"}, after={"name": "Example Group"})
+    everything = body(admin.get("/settings/audit/"))
+    assert "Token created" in everything and "Changed by a tool" in everything
+    writes = body(admin.get("/settings/audit/?writes=1"))
+    assert "Token created" not in writes and "Changed by a tool" in writes
+    assert "update_account; name: Example Corp → Example Group" in writes and "token: Slack agent" in writes
