@@ -508,3 +508,7 @@ def test_updated_at_is_an_rfc3339_date_time_with_its_offset(stack):
     updated = stack.mcp("writer").call("update_account", {"domain": "example.com", "industry": "Software",
                                                           "if_unmodified_since": account["updated_at"]})
     assert not updated.is_error, updated.content[0].text
+    noted = stack.mcp("writer").call("add_note", {"domain": "example.com", "text": "dated with its offset"})
+    assert not noted.is_error, noted.content[0].text
+    notes = stack.mcp("read").call("get_account", {"domain": "example.com"}).structured_content["notes"]
+    assert dt.datetime.fromisoformat(notes[0]["created_at"].replace("Z", "+00:00")).utcoffset() == dt.timedelta(0)

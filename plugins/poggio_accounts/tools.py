@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Annotated, Any
 
@@ -73,7 +72,7 @@ class NoteOut(BaseModel):
     opportunity_id: int | None
     links: str
     author: str
-    created_at: dt.datetime
+    created_at: Timestamp
 
     @classmethod
     def of(cls, note: Note) -> NoteOut:
