@@ -14,6 +14,7 @@ from poggio import (
     IfUnmodifiedSince,
     Limit,
     Page,
+    Prepared,
     Timestamp,
     ToolContext,
     ToolError,
@@ -125,6 +126,11 @@ def search_accounts(
     return ToolResult(page, page_text(page, _line, "account", first=cursor is None))
 
 
+# compiled once: get_account runs it on every call
+_PROFILE_NOTES = Prepared(lambda: Note.select().where((Note.workspace == slot("workspace")) & (Note.account == slot("account")))
+                          .order_by(Note.created_at.desc(), Note.id.desc()).limit(PROFILE_NOTES))
+
+
 @tool(title="Get an account's profile")
 def get_account(
     ctx: ToolContext,
@@ -145,8 +151,7 @@ def get_account(
             sections.append(section)
         else:
             log.error("tool pack %r returned %r from poggio_account_profile, not a ProfileSection", pack, section)
-    notes = [NoteOut.of(n) for n in Note.select().where((Note.workspace == ctx.workspace_id) & (Note.account == account.id))
-             .order_by(Note.created_at.desc(), Note.id.desc()).limit(PROFILE_NOTES)]
+    notes = [NoteOut.of(n) for n in _PROFILE_NOTES.all(workspace=ctx.workspace_id, account=account.id)]
     profile = AccountProfile(
         account=out,
         notes=notes,
