@@ -10,15 +10,12 @@ from decimal import Decimal
 import httpx
 import pytest
 from helpers import Mcp
-from instances import BACKENDS, ServerProcess, drop_instance, make_instance
+from instances import BACKENDS
+from stacks import acme_and_globex
 
-from poggio import demo
 from poggio.audit import Actor
-from poggio.csv_import import import_csv
 from poggio.db import bind
 from poggio.models import ApiToken
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
 from poggio.tokens import TokenService
 from poggio.workspaces import create_workspace
 
@@ -26,54 +23,20 @@ ALL_TOOLS = {"search_accounts", "get_account", "search_contacts", "get_contact",
              "list_opportunities"}
 
 METRICS_TOKEN = "metrics-token-of-the-tests"
-GLOBEX_ACCOUNTS = """domain,name,industry,employees,country,description
-example.com,Globex Example Division,Aerospace,77,DE,Globex's own example.com: must never show to Acme
-zorblax.example,Zorblax Secret Holdings,Mining,5,NO,Only Globex knows Zorblax
-"""
-GLOBEX_CONTACTS = """email,first_name,last_name,title,account_domain
-quentin.zorblax@zorblax.example,Quentin,Zorblax,Chief Secret Officer,zorblax.example
-hidden.person@example.com,Hidden,Globexperson,Spy,example.com
-"""
-GLOBEX_OPPS = """account_domain,name,stage,amount,currency,close_date
-zorblax.example,Zorblax Mega Deal,negotiation,987654.32,NOK,2026-03-01
-example.com,Globex Example Renewal,won,111111.11,EUR,2026-02-01
-"""
-
-
-class Stack:
-    def __init__(self, instance, server, tokens):
-        self.instance, self.server, self.tokens = instance, server, tokens
-        self.url = server.mcp_url
-
-    def mcp(self, key: str, mode: str = "auto") -> Mcp:
-        return Mcp(self.url, self.tokens[key], mode)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def stack(request, tmp_path_factory):
-    inst = make_instance(tmp_path_factory.mktemp(f"mcp-{request.param}"), request.param)
-    db = inst.activate()
-    registry = PackRegistry.load()
-    service = TokenService(known_packs=set(registry.names))
-    cli = Actor.cli()
-    with db.connection_context():
-        upgrade(registry)
-        acme = demo.build(registry, "acme", accounts=60, seed=7).workspace
-        globex = create_workspace("globex", "Globex", True, cli)
-        for kind, text in (("accounts", GLOBEX_ACCOUNTS), ("contacts", GLOBEX_CONTACTS), ("opportunities", GLOBEX_OPPS)):
-            report = import_csv(registry, globex, kind, text.encode(), cli)
-            assert not report.errors, report.errors
+    def tokens(service, cli, acme, globex):
         initrode = create_workspace("initrode", "Initrode", False, cli)
-        tokens = {
+        return {
             "acme": service.create(acme, "acme all", cli).plaintext,
             "acme_revenue": service.create(acme, "acme revenue", cli, packs="revenue").plaintext,
             "globex": service.create(globex, "globex all", cli).plaintext,
             "initrode": service.create(initrode, "initrode", cli).plaintext,
         }
-    server = ServerProcess(inst, extra_env={"POGGIO_METRICS_TOKEN": METRICS_TOKEN})
-    yield Stack(inst, server, tokens)
-    server.stop()
-    drop_instance(inst)
+    yield from acme_and_globex(tmp_path_factory.mktemp(f"mcp-{request.param}"), request.param, tokens,
+                               accounts=60, seed=7, extra_env={"POGGIO_METRICS_TOKEN": METRICS_TOKEN})
 
 
 @pytest.fixture(autouse=True)

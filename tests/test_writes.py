@@ -15,7 +15,8 @@ import pytest
 from helpers import Mcp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from instances import BACKENDS, ServerProcess, drop_instance, make_instance
+from instances import BACKENDS, ServerProcess, make_instance
+from stacks import acme_and_globex
 
 from poggio import demo
 from poggio.audit import Actor
@@ -25,49 +26,18 @@ from poggio.models import AuditEvent
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
 from poggio.tokens import TokenService
-from poggio.workspaces import create_workspace
 
 READ_TOOLS = {"search_accounts", "get_account", "search_contacts", "get_contact", "get_revenue_summary",
               "list_opportunities"}
 WRITE_TOOLS = {"create_account", "update_account", "add_note", "create_contact", "update_contact",
                "create_opportunity", "update_opportunity"}
 STAGES = ["prospecting", "qualification", "proposal", "negotiation", "won", "lost"]
-GLOBEX_ACCOUNTS = """domain,name,industry,employees,country,description
-example.com,Globex Example Division,Aerospace,77,DE,Globex's own example.com
-zorblax.example,Zorblax Secret Holdings,Mining,5,NO,Only Globex knows Zorblax
-"""
-GLOBEX_CONTACTS = """email,first_name,last_name,title,account_domain
-quentin.zorblax@zorblax.example,Quentin,Zorblax,Chief Secret Officer,zorblax.example
-"""
-GLOBEX_OPPS = """account_domain,name,stage,amount,currency,close_date
-zorblax.example,Zorblax Mega Deal,negotiation,987654.32,NOK,2026-03-01
-example.com,Globex Example Renewal,won,111111.11,EUR,2026-02-01
-"""
-
-
-class Stack:
-    def __init__(self, instance, server, tokens, registry):
-        self.instance, self.server, self.tokens, self.registry = instance, server, tokens, registry
-        self.url = server.mcp_url
-
-    def mcp(self, key: str, mode: str = "auto") -> Mcp:
-        return Mcp(self.url, self.tokens[key], mode)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def stack(request, tmp_path_factory):
-    inst = make_instance(tmp_path_factory.mktemp(f"writes-{request.param}"), request.param)
-    db = inst.activate()
-    registry = PackRegistry.load()
-    service = TokenService(known_packs=set(registry.names))
-    cli = Actor.cli()
-    with db.connection_context():
-        upgrade(registry)
-        acme = demo.build(registry, "acme", accounts=20, seed=3).workspace
-        globex = create_workspace("globex", "Globex", True, cli)
-        for kind, text in (("accounts", GLOBEX_ACCOUNTS), ("contacts", GLOBEX_CONTACTS), ("opportunities", GLOBEX_OPPS)):
-            assert not import_csv(registry, globex, kind, text.encode(), cli).errors
-        tokens = {
+    def tokens(service, cli, acme, globex):
+        return {
             "read": service.create(acme, "acme read", cli).plaintext,
             "writer": service.create(acme, "acme writer", cli,
                                      packs="accounts:write,contacts:write,revenue:write").plaintext,
@@ -77,10 +47,8 @@ def stack(request, tmp_path_factory):
             "globex": service.create(globex, "globex writer", cli,
                                      packs="accounts:write,contacts:write,revenue:write").plaintext,
         }
-    server = ServerProcess(inst, extra_env={"POGGIO_WRITE_RATE_LIMIT": "100000/minute"})
-    yield Stack(inst, server, tokens, registry)
-    server.stop()
-    drop_instance(inst)
+    yield from acme_and_globex(tmp_path_factory.mktemp(f"writes-{request.param}"), request.param, tokens,
+                               accounts=20, seed=3, extra_env={"POGGIO_WRITE_RATE_LIMIT": "100000/minute"})
 
 
 @pytest.fixture(autouse=True)
