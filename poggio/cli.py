@@ -56,6 +56,12 @@ class App:
 
         return TokenService.from_settings(self.settings, set(self.registry.names))
 
+    def oauth(self):
+        from poggio.oauth import OAuthService
+
+        self.db()
+        return OAuthService.from_settings(self.settings, set(self.registry.names))
+
     def workspace(self, slug: str):
         from poggio.workspaces import get_workspace
 
@@ -367,13 +373,6 @@ def oauth() -> None:
     """OAuth: connected apps (grants) and OAuth clients of a workspace."""
 
 
-def _oauth_service(app: App):
-    from poggio.oauth import OAuthService
-
-    app.db()
-    return OAuthService.from_settings(app.settings, set(app.registry.names))
-
-
 @oauth.command("list")
 @click.option("--workspace", "slug", required=True)
 @click.option("--all", "show_all", is_flag=True, help="Include revoked and expired ones.")
@@ -382,7 +381,7 @@ def _oauth_service(app: App):
 def oauth_list(app: App, slug: str, show_all: bool) -> None:
     """Connected apps (id gN) and the workspace's OAuth clients (id cN)."""
     ws = app.workspace(slug)
-    service = _oauth_service(app)
+    service = app.oauth()
     grants, clients = service.grants(ws, include_inactive=show_all), service.clients(ws, include_inactive=show_all)
     if not grants and not clients:
         click.echo("No connected apps and no OAuth clients.")
@@ -417,7 +416,7 @@ def oauth_revoke(app: App, slug: str, ident: str) -> None:
     """Revoke a connected app (gN) or an OAuth client (cN or its client id); the next request with any
     of its tokens is refused."""
     ws = app.workspace(slug)
-    service = _oauth_service(app)
+    service = app.oauth()
     if ident.startswith("g") and ident[1:].isdigit():
         grant = service.grant(ws, ident[1:])
         service.revoke_grant(grant, Actor.cli())
@@ -443,7 +442,7 @@ def oauth_client() -> None:
 def oauth_client_create(app: App, slug: str, name: str, packs: str | None) -> None:
     """Create a confidential client; its id and secret are printed once on standard output."""
     ws = app.workspace(slug)
-    issued = _oauth_service(app).create_confidential(ws, name, Actor.cli(), packs=packs,
+    issued = app.oauth().create_confidential(ws, name, Actor.cli(), packs=packs,
                                                      resource=app.settings.mcp_public_url)
     click.echo(f"Created OAuth client {issued.client.name!r}. The secret is shown only now; the token "
                f"endpoint is {app.settings.portal_public_url}/oauth/token.", err=True)
