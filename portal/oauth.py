@@ -437,19 +437,25 @@ def _admin_workspaces(user) -> list[Workspace]:
             .order_by(Workspace.name)]
 
 
+def _sealed_request(user_id: int) -> list:
+    """What a consent form is sealed to: its viewer and the exact authorization request it showed."""
+    return [user_id, request.query_string.decode("latin-1")]
+
+
+def _sealer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt="oauth-consent")
+
+
 def _seal(user_id: int) -> str:
-    """Binds the consent form to the exact authorization request it showed and to its viewer."""
-    return URLSafeTimedSerializer(current_app.secret_key, salt="oauth-consent").dumps(
-        [user_id, request.query_string.decode("latin-1")])
+    return _sealer().dumps(_sealed_request(user_id))
 
 
 def _seal_matches(value: str | None, user_id: int) -> bool:
     try:
-        data = URLSafeTimedSerializer(current_app.secret_key, salt="oauth-consent").loads(
-            value or "", max_age=CONSENT_MAX_AGE)
+        data = _sealer().loads(value or "", max_age=CONSENT_MAX_AGE)
     except BadSignature:
         return False
-    return data == [user_id, request.query_string.decode("latin-1")]
+    return data == _sealed_request(user_id)
 
 
 def _error_page(status: int, title: str, message: str):
