@@ -41,6 +41,9 @@ REFUSALS = {
 }
 
 REALM = "Poggio"
+# scope key: the verdict on this request's credentials, reached before the Starlette stack (by
+# mcp_server.front.Front): the credentials, or the refusal to raise
+VERDICT = "poggio.auth_verdict"
 
 
 class Rejected(AuthenticationError):
@@ -119,6 +122,11 @@ class TokenAuthBackend(AuthenticationBackend):
             return self.service.verify(presented)
 
     async def authenticate(self, conn: HTTPConnection):
+        verdict = conn.scope.get(VERDICT)
+        if verdict is not None:  # checked (and counted) once, by the front
+            if isinstance(verdict, BaseException):
+                raise verdict
+            return verdict
         header = conn.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
         if not header:
