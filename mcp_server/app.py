@@ -28,7 +28,7 @@ from mcp_server.lean import LeanPath
 from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
 from mcp_server.ratelimit import TokenRateLimit, WriteRateLimit
 from poggio import redaction
-from poggio.db import bind, database
+from poggio.db import CommitWatcher, bind, database
 from poggio.oauth import OAuthService, normalise_resource
 from poggio.plugins import PackRegistry
 from poggio.scopes import supported_oauth_scopes
@@ -113,11 +113,12 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         max_request_body_size=settings.max_body_bytes,
     )
     resource = normalise_resource(settings.mcp_public_url)
+    watcher = CommitWatcher.of(database.obj)
     backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter,
                                TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings)),
                                inline=isinstance(database.obj, SqliteDatabase),
                                oauth=OAuthService.from_settings(settings, set(registry.names)), resource=resource,
-                               recorder=recorder, label=label_of(registry))
+                               recorder=recorder, label=label_of(registry), watcher=watcher)
     metadata_paths = protected_resource_paths(settings.mcp_public_url)
     resource_metadata = f"{_origin(settings.mcp_public_url)}{metadata_paths[-1]}"
 
@@ -189,6 +190,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         finally:
             await anyio.to_thread.run_sync(recorder.close)
             metrics.close()
+            if watcher is not None:
+                watcher.close()
             log.info("usage flushed on shutdown")
 
     app = Starlette(
