@@ -70,7 +70,7 @@ class FlatModelReader:
         for row in rows:
             obj = new(self.model)
             data, extra = {}, {}
-            for (field, name, converter), value in zip(plan, row):
+            for (field, name, converter), value in zip(plan, row, strict=True):
                 if converter is not None:
                     value = converter(value)
                 if field is not None:
