@@ -170,6 +170,7 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
     # thread, and the statement deadline stops runaway SQL. PostgreSQL is a network round trip, and
     # a tool that may block otherwise says so (ToolSpec.thread): those run in a worker thread.
     inline = isinstance(database.obj, SqliteDatabase) and not spec.thread
+    seconds = metrics.tool_seconds.labels(spec.name)
 
     async def call(**arguments: Any) -> CallToolResult:
         principal = current_principal()
@@ -196,7 +197,7 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
             return ToolTimeout(f"{spec.name} took longer than {timeout:g} s and was stopped; "
                                "narrow the request (filters, a smaller limit) and try again")
 
-        with metrics.tool_seconds.labels(spec.name).time():
+        with seconds.time():
             started = time.monotonic()
             try:
                 if inline:
@@ -346,8 +347,7 @@ class ScopeMiddleware:
     def count(self, principal: Principal, label: str, ok: bool, client: str | None, outcome: str | None = None) -> None:
         """Count one request of ``principal`` (usage, the activity record, metrics) under ``label``."""
         principal.record(label, outcome or ("ok" if ok else "tool_error"), client)
-        self.metrics.requests.labels(label if label in self.metrics.known_labels else OTHER,
-                                     "ok" if ok else "error").inc()
+        self.metrics.request(label, ok).inc()
 
 
 def _tools_only(result):
