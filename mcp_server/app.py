@@ -184,10 +184,17 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         recorder.start()
+        # SQLite work runs on the event loop's thread (tools, token checks): it keeps one pooled
+        # connection for the life of the server instead of taking and returning one per use
+        held = database.connection_context() if isinstance(database.obj, SqliteDatabase) else None
+        if held is not None:
+            held.__enter__()
         try:
             async with sessions.run():
                 yield
         finally:
+            if held is not None:
+                held.__exit__(None, None, None)
             await anyio.to_thread.run_sync(recorder.close)
             metrics.close()
             if watcher is not None:
