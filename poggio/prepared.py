@@ -19,7 +19,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from peewee import Field, ModelObjectCursorWrapper, Value
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    CharField,
+    Field,
+    ForeignKeyField,
+    IntegerField,
+    ModelObjectCursorWrapper,
+    TextField,
+    Value,
+)
 
 from poggio.db import database
 
@@ -45,6 +55,18 @@ def slot(name: str, field: Field | None = None) -> Value:
 _PER_CURSOR = frozenset({"cursor", "count", "index", "initialized", "populated", "row_cache"})
 
 
+def _kept(field: Field | None) -> type | None:
+    """The type of value ``field`` gives back unchanged (an int of an integer field, a str of a text
+    field): the driver's value of that type needs no conversion. None: always convert."""
+    while isinstance(field, ForeignKeyField):
+        field = field.rel_field
+    if type(field) in (AutoField, IntegerField, BigIntegerField):
+        return int
+    if type(field) in (CharField, TextField):
+        return str
+    return None
+
+
 class FlatModelReader:
     """Rows of a one-model query read as model objects (``query.objects()``), as peewee's
     ``ModelObjectCursorWrapper`` reads them (every column through its field's conversion, the
@@ -58,7 +80,7 @@ class FlatModelReader:
         self.plan = []
         for name, converter in zip(reader.unique_columns, reader.converters, strict=True):
             field = meta.fields.get(name) or meta.columns.get(name)
-            self.plan.append((field.name if field is not None else None, name, converter))
+            self.plan.append((field.name if field is not None else None, name, converter, _kept(field)))
 
     @staticmethod
     def fits(reader) -> bool:
@@ -70,8 +92,8 @@ class FlatModelReader:
         for row in rows:
             obj = new(self.model)
             data, extra = {}, {}
-            for (field, name, converter), value in zip(plan, row, strict=True):
-                if converter is not None:
+            for (field, name, converter, kept), value in zip(plan, row, strict=True):
+                if converter is not None and type(value) is not kept:
                     value = converter(value)
                 if field is not None:
                     data[field] = value
