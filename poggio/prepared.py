@@ -16,6 +16,7 @@ an ``IN`` list) needs a Prepared query of its own.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from peewee import (
     AutoField,
     BigIntegerField,
     CharField,
+    DateTimeField,
     Field,
     ForeignKeyField,
     IntegerField,
@@ -67,6 +69,23 @@ def _kept(field: Field | None) -> type | None:
     return None
 
 
+def _fast(field: Field | None, converter):
+    """``converter`` (the field's ``python_value``), or a quicker one that gives the same values: a
+    datetime text read by ``datetime.fromisoformat`` directly (what peewee does after a few checks
+    and calls), anything else by the field."""
+    if type(field) is not DateTimeField or converter is None:
+        return converter
+
+    def read(value):
+        if type(value) is str:
+            try:
+                return dt.datetime.fromisoformat(value)
+            except ValueError:
+                pass
+        return converter(value)
+    return read
+
+
 class FlatModelReader:
     """Rows of a one-model query read as model objects (``query.objects()``), as peewee's
     ``ModelObjectCursorWrapper`` reads them (every column through its field's conversion, the
@@ -80,7 +99,7 @@ class FlatModelReader:
         self.plan = []
         for name, converter in zip(reader.unique_columns, reader.converters, strict=True):
             field = meta.fields.get(name) or meta.columns.get(name)
-            self.plan.append((field.name if field is not None else None, name, converter, _kept(field)))
+            self.plan.append((field.name if field is not None else None, name, _fast(field, converter), _kept(field)))
 
     @staticmethod
     def fits(reader) -> bool:
