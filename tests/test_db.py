@@ -45,3 +45,35 @@ def test_postgres_statement_timeout_cancels_a_long_statement():
             assert time.monotonic() - started < 2
     finally:
         db.close_all()
+
+
+def test_demo_and_import_leave_the_planner_statistics_of_what_they_wrote(tmp_path, monkeypatch):
+    """After a bulk write PostgreSQL plans with counted rows, not autovacuum's say-so (which may never
+    come: it can be off): `poggio demo` and `poggio import` ANALYZE the schema's tables."""
+    from click.testing import CliRunner
+    from instances import drop_instance, make_instance
+
+    from poggio.cli import main
+    from poggio.db import database
+
+    inst = make_instance(tmp_path / "instance", "postgres")
+    for key, value in inst.env.items():
+        monkeypatch.setenv(key, value)
+    analysed = ("SELECT relname, last_analyze FROM pg_stat_user_tables "
+                "WHERE schemaname = current_schema() AND relname IN ('account', 'contact', 'opportunity')")
+    try:
+        runner = CliRunner()
+        assert runner.invoke(main, ["db", "upgrade"], catch_exceptions=False).exit_code == 0
+        assert set(dict(database.execute_sql(analysed).fetchall()).values()) == {None}
+        assert runner.invoke(main, ["demo", "--accounts", "30"], catch_exceptions=False).exit_code == 0
+        after_demo = dict(database.execute_sql(analysed).fetchall())
+        assert None not in after_demo.values(), after_demo
+        (tmp_path / "more.csv").write_text("domain,name,industry,employees,country,description\n"
+                                           "more.example,More,,,,\n")
+        result = runner.invoke(main, ["import", "accounts", str(tmp_path / "more.csv"), "--workspace", "acme"],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert dict(database.execute_sql(analysed).fetchall())["account"] > after_demo["account"]
+    finally:
+        database.close_all() if hasattr(database.obj, "close_all") else database.close()
+        drop_instance(inst)
