@@ -30,13 +30,16 @@ def seeded(request, tmp_path, monkeypatch):
 
 
 def statements(registry, workspace, monkeypatch, tool: str, arguments: dict) -> list[str]:
+    """What a call sends on a connection that served one before (on PostgreSQL its first call also
+    prepares the statements planned once per connection)."""
     sent: list[str] = []
-    execute = database.obj.execute_sql
-    monkeypatch.setattr(database.obj, "execute_sql",
-                        lambda sql, params=None, *a, **k: sent.append(sql) or execute(sql, params, *a, **k))
     ctx = registry.tool_context(CursorCodec(b"k" * 16), workspace.id, 1, None, tool, writable=False, caller="test",
                                 token_kind="token")
     with database.connection_context():
+        registry.tool(tool).run(ctx, arguments)
+        execute = database.obj.execute_sql
+        monkeypatch.setattr(database.obj, "execute_sql",
+                            lambda sql, params=None, *a, **k: sent.append(sql) or execute(sql, params, *a, **k))
         result = registry.tool(tool).run(ctx, arguments)
     monkeypatch.undo()
     assert result.data is not None

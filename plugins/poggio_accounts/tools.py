@@ -128,7 +128,7 @@ def search_accounts(
 
 # compiled once: get_account runs it on every call
 _PROFILE_NOTES = Prepared(lambda: Note.select().where((Note.workspace == slot("workspace")) & (Note.account == slot("account")))
-                          .order_by(Note.created_at.desc(), Note.id.desc()).limit(PROFILE_NOTES))
+                          .order_by(Note.created_at.desc(), Note.id.desc()).limit(PROFILE_NOTES), plan_once=True)
 
 
 @tool(title="Get an account's profile")

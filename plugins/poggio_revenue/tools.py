@@ -133,7 +133,7 @@ def _overdue_sums(source, count, amount) -> list:
 
 @functools.cache
 def _totals_query(by_account: bool, after: bool, before: bool) -> Prepared:
-    return Prepared(lambda: _totals(by_account, after, before).tuples())
+    return Prepared(lambda: _totals(by_account, after, before).tuples(), plan_once=by_account)
 
 
 def _open_deals(part: int, upcoming: bool):
@@ -152,7 +152,7 @@ def _open_deals(part: int, upcoming: bool):
 # An account's profile section in one statement (one round trip on PostgreSQL): its totals with the
 # overdue sums, its first overdue deals and its next deals to close, told apart by the first column.
 _PROFILE = Prepared(lambda: (_totals(True, False, False, padded=True) + _open_deals(OVERDUE, upcoming=False)
-                              + _open_deals(UPCOMING, upcoming=True)).tuples())
+                              + _open_deals(UPCOMING, upcoming=True)).tuples(), plan_once=True)
 
 
 class Deal(NamedTuple):
