@@ -46,13 +46,36 @@ def statements(registry, workspace, monkeypatch, tool: str, arguments: dict) -> 
     return sent
 
 
-def test_get_account_is_four_statements(seeded, monkeypatch):
-    """The account, its contacts, its revenue (totals, overdue and next deals in one statement), its notes."""
+def test_get_account_is_three_statements(seeded, monkeypatch):
+    """The account with its notes, its contacts, its revenue (totals, overdue and next deals): one each."""
     sent = statements(*seeded, monkeypatch, "get_account", {"domain": "example.com"})
-    assert len(sent) == 4, sent
+    assert len(sent) == 3, sent
 
 
 @pytest.mark.parametrize("arguments,count", [({}, 1), ({"account_domain": "example.com"}, 2)])
 def test_get_revenue_summary_counts_overdue_in_the_same_statement(seeded, monkeypatch, arguments, count):
     sent = statements(*seeded, monkeypatch, "get_revenue_summary", arguments)
     assert len(sent) == count, sent
+
+
+def test_get_account_shows_the_newest_ten_notes_of_that_account_only(seeded, monkeypatch):
+    """The notes come in the account's statement now: the newest ten, ties by id, newest first, and
+    none of another account's."""
+    import datetime as dt
+
+    from poggio_accounts.models import Account, Note
+
+    registry, workspace = seeded
+    with database.connection_context():
+        account = Account.get((Account.workspace == workspace.id) & (Account.domain == "example.com"))
+        other = Account.select().where((Account.workspace == workspace.id) & (Account.id != account.id)).first()
+        at = dt.datetime(2026, 11, 20, 10)
+        made = [Note.create(workspace=workspace.id, account=account.id, text=f"note {i}", author="test",
+                            created_at=at + dt.timedelta(hours=i // 3)) for i in range(14)]
+        Note.create(workspace=workspace.id, account=other.id, text="not this one", created_at=at + dt.timedelta(days=9))
+    ctx = registry.tool_context(CursorCodec(b"k" * 16), workspace.id, 1, None, "get_account", writable=False,
+                                caller="test", token_kind="token")
+    with database.connection_context():
+        shown = registry.tool("get_account").run(ctx, {"domain": "example.com"}).data.notes
+    expected = sorted(made, key=lambda n: (n.created_at, n.id), reverse=True)[:10]
+    assert [(n.id, n.text, n.created_at) for n in shown] == [(n.id, n.text, n.created_at) for n in expected]
