@@ -361,7 +361,9 @@ class LeanPath:
                 log.exception("Tool %r raised an unexpected exception", name)
             result = CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
         try:
-            dumped = surfaces.serialize_server_result("tools/call", version, _plain(result))
+            dumped = _shaped(result, version)
+            if dumped is None:
+                dumped = surfaces.serialize_server_result("tools/call", version, _plain(result))
         except ValidationError:
             log.exception("tool %r returned an invalid result", spec.name)
             self.scope_rules.count(principal, spec.name, False, client)
@@ -379,10 +381,52 @@ class LeanPath:
         return dumped
 
 
+def _shaped(result: CallToolResult, version: str) -> dict[str, Any] | None:
+    with_type = DIRECT.get(version)
+    return None if with_type is None else _text_result(result, with_type)
+
+
 async def send_answer(send, answer) -> None:
     status, headers, payload = answer
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+def _text_result(result: CallToolResult, with_type: bool) -> dict[str, Any] | None:
+    """What ``serialize_server_result`` makes of a result of text blocks and structured content
+    (what Poggio's tools return), written directly; None for anything else."""
+    if result.meta is not None or result.result_type != "complete":
+        return None
+    content = []
+    for block in result.content:
+        if type(block) is not TextContent or block.annotations is not None or block.meta is not None:
+            return None
+        content.append({"text": block.text, "type": "text"})
+    shaped: dict[str, Any] = {"content": content, "isError": bool(result.is_error)}
+    if with_type:
+        shaped["resultType"] = "complete"
+    if result.structured_content is not None:
+        shaped["structuredContent"] = result.structured_content
+    return shaped
+
+
+def _direct_versions() -> dict[str, bool]:
+    """The protocol versions whose tools/call result :func:`_text_result` writes as the SDK's
+    serialiser does (checked here, at import, on sample results), each with whether it carries
+    ``resultType``; the other versions keep the serialiser."""
+    samples = [CallToolResult(content=[TextContent(type="text", text="x"), TextContent(type="text", text="y")],
+                              structured_content={"a": [1, {"b": None}], "c": "d"}),
+               CallToolResult(content=[TextContent(type="text", text="x")], is_error=True)]
+    direct = {}
+    for (method, version) in surfaces.SERVER_RESULTS:
+        if method != "tools/call":
+            continue
+        for with_type in (False, True):
+            if all(json.dumps(surfaces.serialize_server_result(method, version, _plain(r)))
+                   == json.dumps(_text_result(r, with_type)) for r in samples):
+                direct[version] = with_type
+                break
+    return direct
 
 
 def _plain(result: CallToolResult) -> dict[str, Any]:
@@ -409,5 +453,7 @@ def replay(body: bytes, trailing, whole: bool, receive):
 
     return replayed
 
+
+DIRECT = _direct_versions()
 
 __all__ = ["LeanPath", "SdkAdapter", "UNKNOWN_TOOL"]

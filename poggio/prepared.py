@@ -23,6 +23,7 @@ written by hand.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
 import threading
@@ -30,7 +31,19 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from peewee import Field, ModelObjectCursorWrapper, SqliteDatabase, Value
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    CharField,
+    DateTimeField,
+    Field,
+    ForeignKeyField,
+    IntegerField,
+    ModelObjectCursorWrapper,
+    SqliteDatabase,
+    TextField,
+    Value,
+)
 
 from poggio.db import database
 
@@ -56,6 +69,35 @@ def slot(name: str, field: Field | None = None) -> Value:
 _PER_CURSOR = frozenset({"cursor", "count", "index", "initialized", "populated", "row_cache"})
 
 
+def _kept(field: Field | None) -> type | None:
+    """The type of value ``field`` gives back unchanged (an int of an integer field, a str of a text
+    field): the driver's value of that type needs no conversion. None: always convert."""
+    while isinstance(field, ForeignKeyField):
+        field = field.rel_field
+    if type(field) in (AutoField, IntegerField, BigIntegerField):
+        return int
+    if type(field) in (CharField, TextField):
+        return str
+    return None
+
+
+def _fast(field: Field | None, converter):
+    """``converter`` (the field's ``python_value``), or a quicker one that gives the same values: a
+    datetime text read by ``datetime.fromisoformat`` directly (what peewee does after a few checks
+    and calls), anything else by the field."""
+    if type(field) is not DateTimeField or converter is None:
+        return converter
+
+    def read(value):
+        if type(value) is str:
+            try:
+                return dt.datetime.fromisoformat(value)
+            except ValueError:
+                pass
+        return converter(value)
+    return read
+
+
 class FlatModelReader:
     """Rows of a one-model query read as model objects (``query.objects()``), as peewee's
     ``ModelObjectCursorWrapper`` reads them (every column through its field's conversion, the
@@ -69,7 +111,7 @@ class FlatModelReader:
         self.plan = []
         for name, converter in zip(reader.unique_columns, reader.converters, strict=True):
             field = meta.fields.get(name) or meta.columns.get(name)
-            self.plan.append((field.name if field is not None else None, name, converter))
+            self.plan.append((field.name if field is not None else None, name, _fast(field, converter), _kept(field)))
 
     @staticmethod
     def fits(reader) -> bool:
@@ -81,8 +123,8 @@ class FlatModelReader:
         for row in rows:
             obj = new(self.model)
             data, extra = {}, {}
-            for (field, name, converter), value in zip(plan, row, strict=True):
-                if converter is not None:
+            for (field, name, converter, kept), value in zip(plan, row, strict=True):
+                if converter is not None and type(value) is not kept:
                     value = converter(value)
                 if field is not None:
                     data[field] = value

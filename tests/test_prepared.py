@@ -131,3 +131,16 @@ def test_flat_model_rows_are_what_peewee_makes_of_them(instance):
     assert Account.get_by_id(first.id).description == "changed"
     notes = Prepared(lambda: Note.select().where(Note.workspace == slot("workspace")))
     assert notes.all(workspace=ws.id) == list(Note.select().where(Note.workspace == ws.id))
+
+
+def test_quick_datetime_reading_gives_what_peewee_gives():
+    from peewee import DateTimeField
+
+    from poggio.prepared import _fast
+
+    field = DateTimeField()
+    quick = _fast(field, field.python_value)
+    for value in ("2026-11-25 15:08:53.123456", "2026-11-25 15:08:53", "2026-11-25T15:08:53Z", "2026-11-25",
+                  "2026-11-25 15:08:53.123456+02:00", "2026-11-25 15:08", "25/11/2026", "garbage", "", None,
+                  dt.datetime(2026, 1, 1), 1764083333):
+        assert quick(value) == field.python_value(value), value
