@@ -14,6 +14,7 @@ import click
 
 from poggio import __version__, scopes
 from poggio.audit import Actor
+from poggio.db import refresh_statistics
 from poggio.errors import InvalidInput, NotFound, PoggioError
 from poggio.settings import Settings, SettingsError, load_settings
 
@@ -475,6 +476,7 @@ def import_command(app: App, kind: str, file: Path, slug: str) -> None:
         if more > 0:
             click.echo(f"... and {more} more", err=True)
         raise click.ClickException(f"{len(report.errors)} bad row(s); nothing was imported.")
+    refresh_statistics()
     seconds = time.monotonic() - started
     click.echo(f"Imported {report.imported} {kind} in {seconds:.1f}s ({report.imported / max(seconds, 1e-6):,.0f}/s).")
 
@@ -507,6 +509,8 @@ def demo_command(app: App, slug: str, accounts: int, seed: int) -> None:
             bar.__exit__(None, None, None)
 
     result = demo.build(app.registry, slug, accounts, seed, progress)
+    if result.seeded:
+        refresh_statistics()
     for pack, bar in bars.items():
         if pack not in closed:
             bar.__exit__(None, None, None)

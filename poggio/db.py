@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from peewee import DatabaseProxy, Model, SqliteDatabase
 from playhouse import db_url
+from playhouse.pool import PooledPostgresqlDatabase
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 database = DatabaseProxy()
 
@@ -36,6 +38,43 @@ SQLITE_PRAGMAS = {
 POSTGRES_OPTIONS = "-c random_page_cost=1.1"
 
 _POOLED = {"sqlite": "sqlite+pool", "postgres": "postgresql+pool", "postgresql": "postgresql+pool"}
+
+
+# A pooled PostgreSQL connection back in the pool for longer than this (seconds) is asked whether it
+# still works before it is handed out again; one back for less is handed out as it is.
+PING_AFTER = 5.0
+
+
+class PooledPostgres(PooledPostgresqlDatabase):
+    """peewee's PostgreSQL pool without a round trip at every check-out.
+
+    peewee asks the server (``SELECT 1``) whether each connection it hands out still works, and
+    holds the database's lock meanwhile: under load that is one more round trip per request (two for
+    an MCP tool call: the token, then the tool) with every worker thread queued behind it. Here a
+    connection that came back to the pool less than :data:`PING_AFTER` seconds ago, idle and not
+    known to psycopg2 as broken, is handed out as it is; one that sat idle longer (a server restart
+    or an idle timeout may have cut it meanwhile) is still asked. peewee's pool calls ``_is_closed``
+    at check-out, ``_close`` at check-in and ``_close_raw`` when it discards a connection: pinned by
+    ``tests/test_db.py``, which fails if a check-out asks the server again."""
+
+    def __init__(self, *args, **kwargs):
+        self._returned: dict[int, float] = {}  # id(connection) -> when it came back to the pool
+        super().__init__(*args, **kwargs)
+
+    def _is_closed(self, conn) -> bool:
+        returned = self._returned.get(id(conn))
+        if (returned is not None and time.monotonic() - returned < PING_AFTER and not conn.closed
+                and conn.get_transaction_status() == TRANSACTION_STATUS_IDLE):
+            return False
+        return super()._is_closed(conn)
+
+    def _close(self, conn, close_conn=False):
+        self._returned[id(conn)] = time.monotonic()
+        return super()._close(conn, close_conn)
+
+    def _close_raw(self, conn):
+        self._returned.pop(id(conn), None)
+        return super()._close_raw(conn)
 
 
 def utcnow() -> dt.datetime:
@@ -69,6 +108,11 @@ def open_database(url: str, *, max_connections: int = 32, statement_timeout: flo
         params["pragmas"] = SQLITE_PRAGMAS
         # The pool hands a connection to one thread at a time, but not always the thread that opened it.
         params["check_same_thread"] = False
+    if scheme == "postgresql+pool":
+        kwargs = db_url.parse(f"{scheme}://{rest}")
+        if not kwargs.get("database"):
+            raise ValueError(f"{url!r} has no database name")
+        return PooledPostgres(**{**kwargs, **params})
     return db_url.connect(f"{scheme}://{rest}", **params)
 
 
@@ -129,6 +173,21 @@ def writing():
     if isinstance(database.obj, SqliteDatabase):
         return database.atomic("IMMEDIATE")
     return database.atomic()
+
+
+def refresh_statistics() -> None:
+    """Have PostgreSQL's planner count the rows of every table in Poggio's schema anew (``ANALYZE``),
+    after a bulk write. Until autovacuum gets to it (up to a minute later, or never when it is
+    turned off), the planner guesses from empty tables and can pick a wrong index: the look-up of an
+    account by domain walked the workspace's accounts by industry instead of the domain index.
+    ANALYZE reads a bounded sample of each table, so it costs little at any size. SQLite: nothing
+    (its planner runs without statistics here, and the queries are written for that)."""
+    if isinstance(database.obj, SqliteDatabase):
+        return
+    tables = [name for (name,) in database.execute_sql(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()]
+    if tables:
+        database.execute_sql("ANALYZE " + ", ".join(f'"{t}"' for t in tables))
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from poggio.audit import Actor
 from poggio.db import database, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, User, Workspace
+from poggio.prepared import execute
 from poggio.tokens import (
     ACCESS_PREFIX,
     CLIENT_SECRET_PREFIX,
@@ -409,7 +410,7 @@ class OAuthService:
         if not well_formed(presented, ACCESS_PREFIX):
             raise TokenRejected("malformed")
         now = now or utcnow()
-        cursor = database.execute_sql(_verify_sql(database.param), (self._digest(presented),))
+        cursor = execute(_verify_sql(database.param), (self._digest(presented),))  # planned once per connection
         row = cursor.fetchone()
         cursor.close()
         if row is None:

@@ -12,12 +12,23 @@ query is built and compiled once per kind of database; each run binds fresh valu
 
 Only values become slots; anything that changes the SQL's shape (which filters apply, the length of
 an ``IN`` list) needs a Prepared query of its own.
+
+``Prepared(..., plan_once=True)`` goes one step further on PostgreSQL: the statement is prepared on the
+server (``PREPARE``) once per connection and run with ``EXECUTE``, so PostgreSQL parses and plans it
+once instead of at every run, which is most of its work for a look-up by key. Only for queries whose
+best plan does not depend on the values (equality on keys): a prepared statement may settle on one
+generic plan, which a search over skewed data must not. :func:`execute` does the same for SQL
+written by hand.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import itertools
+import re
+import threading
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from peewee import (
@@ -29,6 +40,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     ModelObjectCursorWrapper,
+    SqliteDatabase,
     TextField,
     Value,
 )
@@ -125,9 +137,70 @@ class FlatModelReader:
         return out
 
 
+# server-side statements: their names by SQL text, and the names prepared on each connection so far
+_NAMES: dict[str, str] = {}
+_SEQUENCE = itertools.count(1)
+_ON_CONNECTION: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+_PLACEHOLDER = re.compile(r"%%|%s")
+UNKNOWN_STATEMENT = "26000"  # PostgreSQL's invalid_sql_statement_name: the session lost its statements
+
+
+def execute(sql: str, values: Sequence[Any]):
+    """``database.execute_sql(sql, values)``, where on PostgreSQL ``sql`` (each ``%s`` one of ``values``)
+    is prepared on the server once per connection and run with ``EXECUTE``: parsed and planned once.
+    Only for SQL whose best plan does not depend on the values (see the module's docstring)."""
+    if isinstance(database.obj, SqliteDatabase):
+        return database.execute_sql(sql, values)
+    name = _NAMES.get(sql)
+    if name is None:
+        with _LOCK:
+            name = _NAMES.setdefault(sql, f"poggio_{next(_SEQUENCE)}")
+    conn = database.connection()
+    with _LOCK:
+        prepared = _ON_CONNECTION.setdefault(conn, set())
+    run = f"EXECUTE {name}({', '.join(['%s'] * len(values))})" if values else f"EXECUTE {name}"
+    if name in prepared:
+        try:
+            return database.execute_sql(run, values)
+        except Exception as exc:  # the session was reset under us (DISCARD ALL): prepare it again
+            driver = exc.__cause__ or exc.__context__  # peewee raises its own, from the driver's
+            if getattr(driver, "pgcode", None) != UNKNOWN_STATEMENT or database.in_transaction():
+                raise
+            prepared.clear()
+    numbers = itertools.count(1)
+    text = _PLACEHOLDER.sub(lambda m: m.group() if m.group() == "%%" else f"${next(numbers)}", sql)
+    database.execute_sql(f"PREPARE {name} AS {text}", ())  # with (), the driver turns %% into %
+    prepared.add(name)
+    return database.execute_sql(run, values)
+
+
+def _inline_constants(sql: str, params: list[Any]) -> str:
+    """``sql`` with its non-slot values written in as SQL literals (quoted by the driver): a server-side
+    statement takes only the slots as parameters, and PostgreSQL cannot tell the type of a bare
+    parameter in a select list."""
+    cursor = database.connection().cursor()
+    values = iter(params)
+
+    def literal(match: re.Match) -> str:
+        if match.group() == "%%":
+            return "%%"
+        value = next(values)
+        if isinstance(value, Slot):
+            return "%s"
+        return cursor.mogrify("%s", (value,)).decode().replace("%", "%%")
+    try:
+        return _PLACEHOLDER.sub(literal, sql)
+    finally:
+        cursor.close()
+
+
 class Prepared:
-    def __init__(self, build: Callable[[], Any]):
+    def __init__(self, build: Callable[[], Any], plan_once: bool = False):
+        """``plan_once``: on PostgreSQL, prepared on the server once per connection (see the module's
+        docstring for when that is right)."""
         self._build = build
+        self._plan_once = plan_once
         self._compiled: dict[type, tuple[Any, str, list[Any]]] = {}
         self._readers: dict[type, dict[str, Any]] = {}
         self._flat: dict[type, FlatModelReader | None] = {}
@@ -138,6 +211,8 @@ class Prepared:
         if compiled is None:
             query = self._build()
             sql, params = query.sql()
+            if self._plan_once and not isinstance(database.obj, SqliteDatabase):
+                sql, params = _inline_constants(sql, params), [p for p in params if isinstance(p, Slot)]
             compiled = self._compiled[kind] = (query, sql, params)
         return compiled
 
@@ -150,7 +225,7 @@ class Prepared:
                 bound.append(p.field.db_value(value) if p.field is not None and value is not None else value)
             else:
                 bound.append(p)
-        cursor = database.execute_sql(sql, bound)
+        cursor = execute(sql, bound) if self._plan_once else database.execute_sql(sql, bound)
         raw = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
         if not raw:
             return []

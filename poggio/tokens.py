@@ -27,6 +27,7 @@ from poggio.audit import Actor
 from poggio.db import database, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import ApiToken, User, Workspace
+from poggio.prepared import execute
 
 PREFIX = "pgo_"
 # The other secrets Poggio hands out share the format under prefixes of their own, so a leaked one says
@@ -288,11 +289,11 @@ class TokenService:
             raise TokenRejected("malformed")
         now = now or utcnow()
         presented_digest = digest(presented, self.pepper)
-        cursor = database.execute_sql(_verify_sql(database.param), (presented_digest,))
+        cursor = execute(_verify_sql(database.param), (presented_digest,))  # planned once per connection
         row = cursor.fetchone()
         cursor.close()
         if row is None:
-            cursor = database.execute_sql(_verify_sql(database.param, True), (presented_digest,))
+            cursor = execute(_verify_sql(database.param, True), (presented_digest,))
             row = cursor.fetchone()
             cursor.close()
         if row is None:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+from instances import drop_instance, make_instance
+from peewee import Value
+
 from poggio import demo
+from poggio.db import database
 from poggio.plugins import PackRegistry
-from poggio.prepared import Prepared, slot
+from poggio.prepared import Prepared, execute, slot
+from poggio.schema import upgrade
 from poggio_accounts.models import Account
 from poggio_revenue.models import Opportunity
 
@@ -41,6 +47,62 @@ def test_peewee_private_row_reader_is_there():
 
     for kind in (peewee.Select, peewee.ModelSelect):
         assert callable(getattr(kind, "_get_cursor_wrapper", None)), f"peewee.{kind.__name__}._get_cursor_wrapper is gone"
+
+
+@pytest.fixture
+def postgres(tmp_path, monkeypatch):
+    """A PostgreSQL instance with the schema and a small demo workspace, bound in this process."""
+    inst = make_instance(tmp_path / "instance", "postgres")
+    for key, value in inst.env.items():
+        monkeypatch.setenv(key, value)
+    inst.activate()
+    try:
+        with database.connection_context():
+            upgrade(PackRegistry.load())
+            ws = demo.build(PackRegistry.load(), "acme", accounts=20).workspace
+        with database.connection_context():
+            yield ws
+    finally:
+        drop_instance(inst)
+
+
+def _server_statements() -> list[str]:
+    return [s for (s,) in database.execute_sql("SELECT statement FROM pg_prepared_statements").fetchall()]
+
+
+@pytest.mark.postgres
+def test_plan_once_prepares_on_the_server_once_per_connection_and_matches_peewee(postgres):
+    ws = postgres
+    # a constant in the select list (PostgreSQL cannot type a bare parameter there) and one with a %
+    by_domain = Prepared(lambda: Account.select(Value(7).alias("seven"), Account.name).where(
+        (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))
+        & ~(Account.name ** "%no such name%")).tuples(), plan_once=True)
+    for domain in ("example.com", "no-such.example", "example.com"):
+        plain = list(Account.select(Value(7).alias("seven"), Account.name).where(
+            (Account.workspace == ws.id) & (Account.domain == domain) & ~(Account.name ** "%no such name%")).tuples())
+        assert by_domain.all(workspace=ws.id, domain=domain) == plain
+    assert by_domain.first(workspace=ws.id, domain="example.com") == (7, "Example Corp")
+    mine = [s for s in _server_statements() if "no such name" in s]
+    assert len(mine) == 1 and "$1" in mine[0] and "$2" in mine[0] and "%no such name%" in mine[0], mine
+
+    database.execute_sql("DEALLOCATE ALL")  # a session reset under us (a pooler's DISCARD ALL)
+    assert by_domain.first(workspace=ws.id, domain="example.com") == (7, "Example Corp")
+
+
+@pytest.mark.postgres
+def test_hand_written_sql_is_prepared_once_too(postgres):
+    sql = "SELECT COUNT(*) FROM account WHERE workspace_id = %s AND name LIKE '%%Corp%%'"
+    first = execute(sql, (postgres.id,)).fetchone()
+    again = execute(sql, (postgres.id,)).fetchone()
+    assert first == again == database.execute_sql(sql, (postgres.id,)).fetchone()
+    assert [s for s in _server_statements() if "Corp" in s] == [
+        "PREPARE poggio_%s AS SELECT COUNT(*) FROM account WHERE workspace_id = $1 AND name LIKE '%%Corp%%'"
+        .replace("%%", "%").replace("poggio_%s", _name(sql))]
+
+
+def _name(sql: str) -> str:
+    from poggio.prepared import _NAMES
+    return _NAMES[sql]
 
 
 def test_flat_model_rows_are_what_peewee_makes_of_them(instance):

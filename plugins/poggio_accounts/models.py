@@ -54,7 +54,7 @@ class Note(WorkspaceModel):
 
 
 _BY_DOMAIN = Prepared(lambda: Account.select().where(
-    (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))))
+    (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))), plan_once=True)
 
 
 def find_account(workspace_id: int, domain: str) -> Account | None:

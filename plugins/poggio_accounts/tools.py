@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from peewee import fn
+from peewee import SQL, Value, fn
 from pydantic import BaseModel, Field
 
 from poggio import (
@@ -126,9 +126,40 @@ def search_accounts(
     return ToolResult(page, page_text(page, _line, "account", first=cursor is None))
 
 
-# compiled once: get_account runs it on every call
-_PROFILE_NOTES = Prepared(lambda: Note.select().where((Note.workspace == slot("workspace")) & (Note.account == slot("account")))
-                          .order_by(Note.created_at.desc(), Note.id.desc()).limit(PROFILE_NOTES))
+_ACCOUNT_FIELDS = Account._meta.sorted_fields
+_NOTE_FIELDS = [Note.id, Note.text, Note.contact_email, Note.opportunity_id, Note.links, Note.author, Note.created_at]
+_NULLS = (SQL("NULL"),)
+
+
+def _with_notes():
+    """The account with this domain and its newest notes, in one statement (one round trip on
+    PostgreSQL): the account's row first (part 0), then a row per note (part 1), each padded with
+    NULLs where the other's columns are."""
+    account = (Account.select(Value(0), *_ACCOUNT_FIELDS, *_NULLS * len(_NOTE_FIELDS))
+               .where((Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))))
+    # the account's id as a scalar subquery, not a join: PostgreSQL then walks the notes' index of that
+    # one account from the newest end, whatever it believes of the tables' sizes (with a join and
+    # statistics from before the notes were written, it read every note of the workspace and sorted)
+    found = Account.select(Account.id).where((Account.workspace == slot("workspace")) & (Account.domain == slot("domain")))
+    notes = (Note.select(Value(1), *_NULLS * len(_ACCOUNT_FIELDS), *_NOTE_FIELDS)
+             .where((Note.account == found) & (Note.workspace == slot("workspace")))
+             .order_by(Note.created_at.desc(), Note.id.desc())
+             .limit(PROFILE_NOTES))
+    return (account + notes).tuples()
+
+
+_ACCOUNT_WITH_NOTES = Prepared(_with_notes, plan_once=True)
+
+
+def _account_and_notes(workspace_id: int, domain: str) -> tuple[Account | None, list[Note]]:
+    rows = _ACCOUNT_WITH_NOTES.run(workspace=workspace_id, domain=domain)
+    width = len(_ACCOUNT_FIELDS)
+    account = next((Account(**{f.name: f.python_value(v) for f, v in zip(_ACCOUNT_FIELDS, row[1:width + 1], strict=True)})
+                    for row in rows if row[0] == 0), None)
+    notes = [Note(**{f.name: f.python_value(v) for f, v in zip(_NOTE_FIELDS, row[width + 1:], strict=True)})
+             for row in rows if row[0] == 1]
+    notes.sort(key=lambda n: (n.created_at, n.id), reverse=True)  # a union keeps no order
+    return account, notes
 
 
 @tool(title="Get an account's profile")
@@ -141,7 +172,7 @@ def get_account(
     wanted = normalise_domain(domain)
     if not wanted:
         raise ToolError("domain", "give a domain such as example.com")
-    account = find_account(ctx.workspace_id, wanted)
+    account, notes = _account_and_notes(ctx.workspace_id, wanted)
     if account is None:
         raise ToolError("domain", f"no account with domain {wanted!r} in this workspace; search_accounts finds accounts by name")
     out = AccountOut.of(account)
@@ -151,7 +182,7 @@ def get_account(
             sections.append(section)
         else:
             log.error("tool pack %r returned %r from poggio_account_profile, not a ProfileSection", pack, section)
-    notes = [NoteOut.of(n) for n in _PROFILE_NOTES.all(workspace=ctx.workspace_id, account=account.id)]
+    notes = [NoteOut.of(n) for n in notes]
     profile = AccountProfile(
         account=out,
         notes=notes,

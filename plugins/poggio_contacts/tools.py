@@ -132,7 +132,7 @@ _PROFILE_CONTACTS = Prepared(lambda: (
     .order_by(Contact.last_name, Contact.first_name, Contact.id)
     .limit(PROFILE_CONTACTS)
     .tuples()
-))
+), plan_once=True)
 
 
 @hookimpl

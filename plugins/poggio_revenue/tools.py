@@ -7,9 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
-from peewee import SQL, fn
+from peewee import SQL, Case, Value, fn
 from pydantic import BaseModel, Field
 
 from poggio import (
@@ -97,45 +97,70 @@ def _today() -> dt.date:
     return utcnow().date()
 
 
+TOTALS, OVERDUE, UPCOMING = 0, 1, 2  # the parts of _PROFILE's rows
+
+
+def _totals(by_account: bool, after: bool, before: bool, padded: bool = False):
+    """Count and amount per currency and stage, for one combination of filters, and of them the open
+    ones closing before ``today`` (overdue: two conditional sums, so one statement answers both): one
+    account's from its opportunities, the workspace's from the day totals (a few thousand rows at any
+    size). Rows: (currency, stage, count, amount, overdue count, overdue amount); ``padded``: as
+    :data:`_PROFILE` unites them with deals, (TOTALS, those six, NULL, NULL, NULL)."""
+    if by_account:
+        source = Opportunity
+        columns = [fn.COUNT(SQL("*")), fn.SUM(Opportunity.amount), *_overdue_sums(Opportunity, 1, Opportunity.amount)]
+    else:
+        source = RevenueDay
+        columns = [fn.SUM(RevenueDay.count), fn.SUM(RevenueDay.amount),
+                   *_overdue_sums(RevenueDay, RevenueDay.count, RevenueDay.amount)]
+    columns = [source.currency, source.stage, *columns]
+    if padded:
+        columns = [Value(TOTALS), *columns, SQL("NULL"), SQL("NULL"), SQL("NULL")]
+    q = source.select(*columns).where(source.workspace == slot("workspace"))
+    if by_account:
+        q = q.where(source.account == slot("account"))
+    if after:
+        q = q.where(source.close_date >= slot("after", source.close_date))
+    if before:
+        q = q.where(source.close_date <= slot("before", source.close_date))
+    return q.group_by(source.currency, source.stage)
+
+
+def _overdue_sums(source, count, amount) -> list:
+    late = source.stage.in_(OPEN_STAGES) & (source.close_date < slot("today", source.close_date))
+    return [fn.SUM(Case(None, [(late, count)], 0)), fn.SUM(Case(None, [(late, amount)], 0))]
+
+
 @functools.cache
-def _totals_query(by_account: bool, after: bool, before: bool, overdue: bool = False) -> Prepared:
-    """Count and amount per currency and stage, for one combination of filters: one account's from
-    its opportunities, the workspace's from the day totals (a few thousand rows at any size).
-    ``overdue``: only the open stages, closing before ``today``."""
-    def build():
-        if by_account:
-            q = (Opportunity.select(Opportunity.currency, Opportunity.stage, fn.COUNT(SQL("*")), fn.SUM(Opportunity.amount))
-                 .where((Opportunity.workspace == slot("workspace")) & (Opportunity.account == slot("account"))))
-            source = Opportunity
-        else:
-            q = (RevenueDay.select(RevenueDay.currency, RevenueDay.stage, fn.SUM(RevenueDay.count), fn.SUM(RevenueDay.amount))
-                 .where(RevenueDay.workspace == slot("workspace")))
-            source = RevenueDay
-        if after:
-            q = q.where(source.close_date >= slot("after", source.close_date))
-        if before:
-            q = q.where(source.close_date <= slot("before", source.close_date))
-        if overdue:
-            q = q.where(source.stage.in_(OPEN_STAGES) & (source.close_date < slot("today", source.close_date)))
-        return q.group_by(source.currency, source.stage).tuples()
-    return Prepared(build)
+def _totals_query(by_account: bool, after: bool, before: bool) -> Prepared:
+    return Prepared(lambda: _totals(by_account, after, before).tuples(), plan_once=by_account)
 
 
-def _open_deals(upcoming: bool) -> Prepared:
-    """An account's first five open deals by close date: from today on, or those already late."""
-    def build():
-        day = Opportunity.close_date >= slot("today", Opportunity.close_date) if upcoming else \
-            Opportunity.close_date < slot("today", Opportunity.close_date)
-        return (Opportunity.select(Opportunity.name, Opportunity.stage, Opportunity.amount, Opportunity.currency,
-                                   Opportunity.close_date)
-                .where((Opportunity.workspace == slot("workspace")) & (Opportunity.account == slot("account"))
-                       & Opportunity.stage.in_(OPEN_STAGES) & day)
-                .order_by(Opportunity.close_date, Opportunity.id)
-                .limit(5))
-    return Prepared(build)
+def _open_deals(part: int, upcoming: bool):
+    """An account's first five open deals by close date: from today on, or those already late; the
+    columns padded to the totals' (part, currency, stage, -, amount, -, -, name, close date, id)."""
+    day = Opportunity.close_date >= slot("today", Opportunity.close_date) if upcoming else \
+        Opportunity.close_date < slot("today", Opportunity.close_date)
+    return (Opportunity.select(Value(part), Opportunity.currency, Opportunity.stage, SQL("NULL"), Opportunity.amount,
+                               SQL("NULL"), SQL("NULL"), Opportunity.name, Opportunity.close_date, Opportunity.id)
+            .where((Opportunity.workspace == slot("workspace")) & (Opportunity.account == slot("account"))
+                   & Opportunity.stage.in_(OPEN_STAGES) & day)
+            .order_by(Opportunity.close_date, Opportunity.id)
+            .limit(5))
 
 
-_NEXT_TO_CLOSE, _OVERDUE = _open_deals(upcoming=True), _open_deals(upcoming=False)
+# An account's profile section in one statement (one round trip on PostgreSQL): its totals with the
+# overdue sums, its first overdue deals and its next deals to close, told apart by the first column.
+_PROFILE = Prepared(lambda: (_totals(True, False, False, padded=True) + _open_deals(OVERDUE, upcoming=False)
+                              + _open_deals(UPCOMING, upcoming=True)).tuples(), plan_once=True)
+
+
+class Deal(NamedTuple):
+    name: str
+    stage: str
+    amount: Decimal
+    currency: str
+    close_date: dt.date
 
 
 def _cents(amount) -> Decimal:
@@ -145,19 +170,22 @@ def _cents(amount) -> Decimal:
 def summarise(workspace_id: int, account_id: int | None, after=None, before=None, today: dt.date | None = None,
               ) -> tuple[int, list[CurrencySummary], int]:
     """(opportunities, per-currency summaries, how many open ones are overdue on ``today``)."""
-    by_account = account_id is not None
     args = {"workspace": workspace_id, "account": account_id, "after": after, "before": before,
             "today": today or _today()}
+    return _fold(_totals_query(account_id is not None, bool(after), bool(before)).run(**args))
+
+
+def _fold(rows) -> tuple[int, list[CurrencySummary], int]:
+    """:func:`summarise`'s answer from the rows of :func:`_totals`."""
     per: dict[str, dict[str, StageTotal]] = {}
-    total = 0
-    for currency, stage, count, amount in _totals_query(by_account, bool(after), bool(before)).run(**args):
+    overdue: dict[str, Decimal] = {}
+    total = late = 0
+    for currency, stage, count, amount, late_count, late_amount in rows:
         per.setdefault(currency, {})[stage] = StageTotal(count=count, amount=_cents(amount))
         total += count
-    overdue: dict[str, Decimal] = {}
-    late = 0
-    for currency, _, count, amount in _totals_query(by_account, bool(after), bool(before), overdue=True).run(**args):
-        overdue[currency] = overdue.get(currency, Decimal("0.00")) + _cents(amount)
-        late += count
+        if late_count:
+            overdue[currency] = overdue.get(currency, Decimal("0.00")) + _cents(late_amount)
+            late += late_count
     zero = StageTotal(count=0, amount=Decimal("0.00"))
     out = []
     for currency in sorted(per, key=lambda c: -sum(s.amount for s in per[c].values())):
@@ -171,6 +199,13 @@ def summarise(workspace_id: int, account_id: int | None, after=None, before=None
             win_rate=round(won.count / closed, 3) if closed else None, stages=stages,
         ))
     return total, out, late
+
+
+def _deals(rows, part: int) -> list[Deal]:
+    """The deals of one part of :data:`_PROFILE`'s rows, by close date (a union keeps no order)."""
+    amount, close_date = Opportunity.amount.python_value, Opportunity.close_date.python_value
+    found = sorted((close_date(r[8]), r[9], r) for r in rows if r[0] == part)
+    return [Deal(r[7], r[2], amount(r[4]), r[1], day) for day, _, r in found]
 
 
 def _summary_text(total: int, currencies: list[CurrencySummary]) -> str:
@@ -257,9 +292,9 @@ def list_opportunities(
 @hookimpl
 def poggio_account_profile(ctx: ToolContext, account: Account) -> ProfileSection:
     today = _today()
-    total, currencies, late = summarise(ctx.workspace_id, account.id, today=today)
-    args = {"workspace": ctx.workspace_id, "account": account.id, "today": today}
-    overdue, upcoming = _OVERDUE.all(**args), _NEXT_TO_CLOSE.all(**args)
+    rows = _PROFILE.run(workspace=ctx.workspace_id, account=account.id, today=today)
+    total, currencies, late = _fold([r[1:7] for r in rows if r[0] == TOTALS])
+    overdue, upcoming = _deals(rows, OVERDUE), _deals(rows, UPCOMING)
     text = _summary_text(total, currencies)
     if overdue:
         more = f", the first {len(overdue)}" if late > len(overdue) else ""
