@@ -143,3 +143,15 @@ def test_text_that_looks_like_copy_syntax_comes_back_as_written(setup):
     rows = list(Account.select().where(Account.workspace == ws.id).order_by(Account.id))
     assert [r.description for r in rows] == tricky
     assert [r.employees for r in rows] == [None if i % 2 else i for i in range(len(tricky))]
+
+
+def test_values_common_to_every_row_are_written_as_given(setup):
+    from poggio.bulk import insert_rows
+
+    _, ws, _ = setup
+    kind = "it's a\ttab \\N"  # a quote for the SQL literal, a tab and a backslash for COPY
+    assert insert_rows(SearchTerm, [SearchTerm.term, SearchTerm.ref_id], [("one", 1), ("two", 2), ("a\\b", 3)],
+                       batch=2, same={SearchTerm.workspace: ws.id, SearchTerm.kind: kind}) == 3
+    assert _terms(ws.id) == {(kind, "one", 1), (kind, "two", 2), (kind, "a\\b", 3)}
+    with pytest.raises(TypeError):
+        insert_rows(SearchTerm, [SearchTerm.term, SearchTerm.ref_id], [("x", 4)], same={SearchTerm.kind: 1.5})
