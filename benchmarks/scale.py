@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import secrets
 import shutil
 import statistics
@@ -156,21 +157,32 @@ def bulk(accounts: int, demo_size: int, folder: Path, url: str, key: str, code: 
                                for d in domains for n in range(2))),
     }
     out: dict[str, float] = {}
+
+    def timed(key: str, *args: str) -> None:
+        """Wall time of the command, and its CPU time (user and system: less affected by the other
+        processes on a loaded machine than wall time; a PostgreSQL server's own work is not in it)."""
+        cpu = _children_cpu()
+        start = time.perf_counter()
+        run(*args)
+        out[key] = time.perf_counter() - start
+        out[f"{key} cpu"] = _children_cpu() - cpu
+
     for kind, path in files.items():
         rows = sum(1 for _ in path.open()) - 1
-        start = time.perf_counter()
-        run("import", kind, str(path), "--workspace", "bulk")
-        out[f"import {kind}"] = time.perf_counter() - start
+        timed(f"import {kind}", "import", kind, str(path), "--workspace", "bulk")
         out[f"import {kind} rows/s"] = rows / out[f"import {kind}"]
-        print(f"import {rows:,} {kind}: {out[f'import {kind}']:.1f} s, {out[f'import {kind} rows/s']:,.0f} rows/s",
-              flush=True)
+        print(f"import {rows:,} {kind}: {out[f'import {kind}']:.1f} s (CPU {out[f'import {kind} cpu']:.1f} s), "
+              f"{out[f'import {kind} rows/s']:,.0f} rows/s", flush=True)
     if demo_size:
-        start = time.perf_counter()
-        run("demo", "--accounts", str(demo_size))
-        out["demo"] = time.perf_counter() - start
+        timed("demo", "demo", "--accounts", str(demo_size))
         out["demo rows/s"] = demo_size / out["demo"]  # accounts (and their contacts, deals, terms) per second
-        print(f"demo --accounts {demo_size:,}: {out['demo']:.1f} s", flush=True)
+        print(f"demo --accounts {demo_size:,}: {out['demo']:.1f} s (CPU {out['demo cpu']:.1f} s)", flush=True)
     return out
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def bulk_once(args, code: Path | None) -> dict[str, float]:
@@ -214,13 +226,15 @@ def main() -> None:
                     print(f"-- run {run + 1}, {label} ({code or 'this checkout'}), {os.getloadavg()[0]:.1f} load", flush=True)
                 timings[label].append(bulk_once(args, code))
         if args.before or args.runs > 1:
-            print(f"\nmedians of {args.runs} run(s), seconds (rows/s)")
-            for key in (k for k in timings[next(iter(timings))][0] if not k.endswith("rows/s")):
+            print(f"\nmedians of {args.runs} run(s): wall seconds (rows/s), CPU seconds of the command")
+            for key in (k for k in timings[next(iter(timings))][0] if not k.endswith(("rows/s", "cpu"))):
                 cells = []
                 for label in checkouts:
                     took = statistics.median(t[key] for t in timings[label])
                     rate = [t[f"{key} rows/s"] for t in timings[label] if f"{key} rows/s" in t]
-                    cells.append(f"{label} {took:.1f} s" + (f" ({statistics.median(rate):,.0f}/s)" if rate else ""))
+                    cpu = statistics.median(t[f"{key} cpu"] for t in timings[label])
+                    cells.append(f"{label} {took:.1f} s" + (f" ({statistics.median(rate):,.0f}/s)" if rate else "")
+                                 + f", CPU {cpu:.1f} s")
                 print(f"{key:24} " + "   ".join(cells))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
