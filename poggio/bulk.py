@@ -47,8 +47,8 @@ def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], b
     """Insert ``rows`` (tuples in the order of ``fields``) into ``model``'s table; returns how many.
     ``on_conflict``: SQL that follows the VALUES (``ON CONFLICT (...) DO UPDATE ...``, which SQLite
     and PostgreSQL both read). ``same``: columns whose value (an int or a str) is that of every row,
-    written once into the statement instead of bound per row (a tenth of the search terms' cost on
-    SQLite, where binding is per value)."""
+    written once into the statement instead of bound per row: SQLite binds value by value, and a
+    batch of search terms shares its workspace and kind."""
     table = model._meta.table_name
     same = same or {}
     literals = [_literal(v) for v in same.values()]  # checks them on either database
@@ -102,7 +102,7 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 def _copy_text(rows: list[Sequence[Any]], prefix: str = "") -> str:
     """``rows`` in COPY's text format, each line after ``prefix``: values tab-separated, ``\\N`` for
     NULL, backslash escapes. Numbers, dates, datetimes and decimals are written as their ``str()``,
-    which PostgreSQL reads. Most text has nothing to escape: the batch is joined as it is and used
+    which PostgreSQL reads (no bytes: no bulk-written field holds any). Most text has nothing to escape: the batch is joined as it is and used
     when its separators and backslashes add up (one per NULL, none from the values); otherwise every
     text is escaped."""
     lines = ["\t".join(["\\N" if v is None else v if type(v) is str else str(v) for v in row]) for row in rows]
