@@ -211,11 +211,17 @@ def main() -> None:
             words = args.only.split(",")
             cases = [c for c in cases if c[0].startswith("reference") or any(w in c[0] for w in words)]
         # writes: each call really changes the deal (a new amount: the row, two day totals, an audit
-        # row, in one transaction), or adds a note (legacy generation; they take the SDK path)
+        # row, in one transaction), or adds a note (legacy generation; they take the SDK path). The
+        # notes go to another account than the one get_account reads: it shows an account's newest
+        # notes, and the reads are measured on the demo data as it was built
+        other = next(a["domain"] for a in httpx.post(
+            f"http://127.0.0.1:{p_port}/mcp", headers={**HEADERS, "Authorization": f"Bearer {token}"},
+            json=request(*call("search_accounts", {"limit": 5}), LEGACY)[0]).json()["result"]["structuredContent"]["items"]
+            if a["domain"] != "example.com")
         writes = [
             ("poggio update_opportunity", p_port, request(*call("update_opportunity", {"id": 1, "amount": "%d"}),
                                                           LEGACY)[0], writer),
-            ("poggio add_note", p_port, request(*call("add_note", {"domain": "example.com", "text": "note %d"}),
+            ("poggio add_note", p_port, request(*call("add_note", {"domain": other, "text": "note %d"}),
                                                 LEGACY)[0], writer),
         ]
         for name, port, body, tok in writes:  # a tool error would be a fast 200: make sure they write

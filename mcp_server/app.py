@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import hmac
 import json
@@ -23,11 +24,12 @@ from starlette.routing import Route
 from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, principal_of, protect
 from mcp_server.binding import STATEMENT_GRACE, build_server, label_of
 from mcp_server.cors import cors_route, public_route
+from mcp_server.front import Front
 from mcp_server.lean import LeanPath
 from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
 from mcp_server.ratelimit import TokenRateLimit, WriteRateLimit
 from poggio import redaction
-from poggio.db import bind, database
+from poggio.db import CommitWatcher, bind, database
 from poggio.oauth import OAuthService, normalise_resource
 from poggio.plugins import PackRegistry
 from poggio.scopes import supported_oauth_scopes
@@ -55,6 +57,7 @@ def protected_resource_paths(public_url: str) -> list[str]:
     return ["/.well-known/oauth-protected-resource"] + ([f"/.well-known/oauth-protected-resource{path}"] if path else [])
 
 
+MCP_PATH = "/mcp"
 SUPPORTED_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 
 
@@ -86,7 +89,7 @@ def _warn_about_rate_limits_per_worker(settings: Settings) -> None:
                     settings.rate_limit)
 
 
-def create_app(settings: Settings | None = None, registry: PackRegistry | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, registry: PackRegistry | None = None):
     settings = settings or load_settings()
     redaction.configure_logging()
     registry = registry if registry is not None else PackRegistry.load(settings.packs)
@@ -96,7 +99,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     recorder = UsageRecorder(settings.usage_flush_seconds, retention_days=settings.activity_retention_days)
     metrics = Metrics([t.name for t in registry.tools()], multiprocess_dir(settings.instance_path))
     _warn_about_rate_limits_per_worker(settings)
-    server = build_server(settings, registry, recorder, metrics, limiter)
+    tools: dict = {}
+    server = build_server(settings, registry, recorder, metrics, limiter, tools)
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=settings.mcp_allowed_hosts,
@@ -110,11 +114,12 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         max_request_body_size=settings.max_body_bytes,
     )
     resource = normalise_resource(settings.mcp_public_url)
+    watcher = CommitWatcher.of(database.obj)
     backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter,
                                TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings)),
                                inline=isinstance(database.obj, SqliteDatabase),
                                oauth=OAuthService.from_settings(settings, set(registry.names)), resource=resource,
-                               recorder=recorder, label=label_of(registry))
+                               recorder=recorder, label=label_of(registry), watcher=watcher)
     metadata_paths = protected_resource_paths(settings.mcp_public_url)
     resource_metadata = f"{_origin(settings.mcp_public_url)}{metadata_paths[-1]}"
 
@@ -136,9 +141,9 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             headers={"Cache-Control": "public, max-age=300"},
         )
 
-    mcp_app = StreamableHTTPASGIApp(sessions)
+    mcp_app = lean = StreamableHTTPASGIApp(sessions)
     if settings.mcp_lean_path:  # the hot requests without the SDK's per-request machinery (same answers)
-        mcp_app = LeanPath(mcp_app, server, security, settings.max_body_bytes, metrics)
+        mcp_app = lean = LeanPath(mcp_app, server, security, settings.max_body_bytes, metrics, tools)
     writes = WriteRateLimit(mcp_app,
                             TokenRateLimit(settings.write_rate_limit, settings.redis_url, namespace=_installation(settings)),
                             {t.name for t in registry.tools() if not t.read_only}, principal_of)
@@ -180,19 +185,33 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         recorder.start()
+        # What start-up built (modules, schemas, compiled validators: some 100,000 objects) lives as
+        # long as the process: out of the collector's way, a full collection no longer walks it
+        # (a pause of tens of milliseconds, which a request waiting behind it would add to its time)
+        gc.collect()
+        gc.freeze()
+        # SQLite work runs on the event loop's thread (tools, token checks): it keeps one pooled
+        # connection for the life of the server instead of taking and returning one per use
+        held = database.connection_context() if isinstance(database.obj, SqliteDatabase) else None
+        if held is not None:
+            held.__enter__()
         try:
             async with sessions.run():
                 yield
         finally:
+            if held is not None:
+                held.__exit__(None, None, None)
             await anyio.to_thread.run_sync(recorder.close)
             metrics.close()
+            if watcher is not None:
+                watcher.close()
             log.info("usage flushed on shutdown")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             # no GET: a stateless server has no stream to offer, so an idle one is not held open
             # (405, as the transport specification allows); CORS for the origins the Origin check accepts
-            cors_route("/mcp", endpoint, settings.mcp_allowed_origins, methods=["POST", "DELETE"]),
+            cors_route(MCP_PATH, endpoint, settings.mcp_allowed_origins, methods=["POST", "DELETE"]),
             *(public_route(path, protected_resource) for path in metadata_paths),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
@@ -200,3 +219,6 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         ],
         lifespan=lifespan,
     )
+    if isinstance(lean, LeanPath):  # the hot POSTs answered before the Starlette stack (same answers)
+        return Front(app, lean, backend, MCP_PATH, SUPPORTED_VERSIONS)
+    return app

@@ -15,6 +15,7 @@ the backend here raises the reason and Starlette's ``on_error`` renders it; the 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import dataclass, field
@@ -28,9 +29,18 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from poggio.db import database
+from poggio.db import CommitWatcher, database
 from poggio.oauth import OAuthService
-from poggio.tokens import ACCESS_PREFIX, TokenRejected, TokenService, VerifiedToken, ip_allowed, well_formed
+from poggio.tokens import (
+    ACCESS_PREFIX,
+    TokenRejected,
+    TokenService,
+    VerifiedToken,
+    digest,
+    ip_allowed,
+    utcnow,
+    well_formed,
+)
 from poggio.usage import UsageRecorder
 
 # the key of the expiry warning in a result's _meta
@@ -41,6 +51,9 @@ REFUSALS = {
 }
 
 REALM = "Poggio"
+# scope key: the verdict on this request's credentials, reached before the Starlette stack (by
+# mcp_server.front.Front): the credentials, or the refusal to raise
+VERDICT = "poggio.auth_verdict"
 
 
 class Rejected(AuthenticationError):
@@ -94,14 +107,49 @@ def current_principal() -> Principal | None:
     return access.claims.get("principal")
 
 
+class VerifiedCache:
+    """Verified credentials, kept while the database has not changed: every verdict the database
+    could give differently after a change (revoked, expired early, the workspace's entitlement, the
+    token's limits, an approver's role) is a commit, and any commit by anyone empties the cache
+    (:class:`poggio.db.CommitWatcher`), so a revocation still takes effect on the next request. What
+    changes with the clock is checked at every use: the credential's expiry and, after a rotation,
+    the end of the old secret's overlap. Keyed by the token's digest, never the token itself."""
+
+    SIZE = 10_000
+
+    def __init__(self, watcher: CommitWatcher, pepper: str | None):
+        self.watcher = watcher
+        self.pepper = pepper
+        self._version: int | None = None
+        self._verified: dict[str, tuple[VerifiedToken, dt.datetime | None]] = {}
+
+    def get(self, presented: str, verify) -> VerifiedToken:
+        version = self.watcher.version()
+        if version != self._version:
+            self._verified.clear()
+            self._version = version
+        key = digest(presented, self.pepper)
+        hit = self._verified.get(key)
+        if hit is not None and (hit[1] is None or hit[1] > utcnow()):
+            return hit[0]
+        verified = verify(presented)  # raises TokenRejected: refusals are not kept
+        if len(self._verified) >= self.SIZE:
+            self._verified.clear()
+        ends = [t for t in (verified.expires_at, verified.ends_at) if t is not None]
+        self._verified[key] = (verified, min(ends) if ends else None)
+        return verified
+
+
 class TokenAuthBackend(AuthenticationBackend):
     def __init__(self, service: TokenService, limiter: anyio.CapacityLimiter, rate_limit=None, *,
                  inline: bool = False, oauth: OAuthService | None = None, resource: str = "",
-                 recorder: UsageRecorder | None = None, label=None):
+                 recorder: UsageRecorder | None = None, label=None, watcher: CommitWatcher | None = None):
         """``inline``: verify on the event loop rather than in a worker thread. Right for SQLite,
         where the look-up is an in-process index read of some 30 µs, less than the hop to a thread
         costs; wrong for a database across a network, whose round trip must not stall the loop.
-        ``oauth`` verifies OAuth access tokens (``pgoa_…``), which must be bound to ``resource``."""
+        ``oauth`` verifies OAuth access tokens (``pgoa_…``), which must be bound to ``resource``.
+        ``watcher`` (inline only): keep verdicts while the database is unchanged (:class:`VerifiedCache`)."""
+        self.cache = VerifiedCache(watcher, service.pepper) if watcher is not None and inline else None
         self.service = service
         self.limiter = limiter
         self.rate_limit = rate_limit
@@ -119,6 +167,11 @@ class TokenAuthBackend(AuthenticationBackend):
             return self.service.verify(presented)
 
     async def authenticate(self, conn: HTTPConnection):
+        verdict = conn.scope.get(VERDICT)
+        if verdict is not None:  # checked (and counted) once, by the front
+            if isinstance(verdict, BaseException):
+                raise verdict
+            return verdict
         header = conn.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
         if not header:
@@ -133,7 +186,9 @@ class TokenAuthBackend(AuthenticationBackend):
         if not (well_formed(presented) or well_formed(presented, ACCESS_PREFIX)):
             raise Rejected("malformed")  # shape and checksum: junk costs no database work
         try:
-            if self.inline:
+            if self.cache is not None:
+                verified = self.cache.get(presented, self._verify)
+            elif self.inline:
                 verified = self._verify(presented)
             else:
                 verified = await anyio.to_thread.run_sync(self._verify, presented, limiter=self.limiter)

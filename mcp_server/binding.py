@@ -22,6 +22,7 @@ import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     CLIENT_INFO_META_KEY,
@@ -169,6 +170,7 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
     # thread, and the statement deadline stops runaway SQL. PostgreSQL is a network round trip, and
     # a tool that may block otherwise says so (ToolSpec.thread): those run in a worker thread.
     inline = isinstance(database.obj, SqliteDatabase) and not spec.thread
+    seconds = metrics.tool_seconds.labels(spec.name)
 
     async def call(**arguments: Any) -> CallToolResult:
         principal = current_principal()
@@ -195,7 +197,7 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
             return ToolTimeout(f"{spec.name} took longer than {timeout:g} s and was stopped; "
                                "narrow the request (filters, a smaller limit) and try again")
 
-        with metrics.tool_seconds.labels(spec.name).time():
+        with seconds.time():
             started = time.monotonic()
             try:
                 if inline:
@@ -345,8 +347,7 @@ class ScopeMiddleware:
     def count(self, principal: Principal, label: str, ok: bool, client: str | None, outcome: str | None = None) -> None:
         """Count one request of ``principal`` (usage, the activity record, metrics) under ``label``."""
         principal.record(label, outcome or ("ok" if ok else "tool_error"), client)
-        self.metrics.requests.labels(label if label in self.metrics.known_labels else OTHER,
-                                     "ok" if ok else "error").inc()
+        self.metrics.request(label, ok).inc()
 
 
 def _tools_only(result):
@@ -362,7 +363,9 @@ def _tools_only(result):
 
 
 def build_server(settings: Settings, registry: PackRegistry, recorder: UsageRecorder, metrics: Metrics,
-                 limiter: anyio.CapacityLimiter) -> MCPServer:
+                 limiter: anyio.CapacityLimiter, tools: dict[str, Tool] | None = None) -> MCPServer:
+    """The MCP server with every pack's tools. ``tools``, when given, receives each tool as the SDK's
+    ``Tool`` (built by ``Tool.from_function`` with what ``add_tool`` gets), for the lean path to run."""
     server = MCPServer(
         name=settings.product_name,
         title=settings.product_name,
@@ -374,8 +377,8 @@ def build_server(settings: Settings, registry: PackRegistry, recorder: UsageReco
     )
     cursors = CursorCodec(settings.secret_key.encode())
     for spec in registry.tools():
-        server.add_tool(
-            _bind(spec, registry, cursors, limiter, settings.tool_timeout_seconds, metrics),
+        fn = _bind(spec, registry, cursors, limiter, settings.tool_timeout_seconds, metrics)
+        options = dict(
             name=spec.name,
             title=spec.title,
             description=spec.description,
@@ -388,4 +391,7 @@ def build_server(settings: Settings, registry: PackRegistry, recorder: UsageReco
             ),
             meta={"io.poggio/pack": spec.pack},
         )
+        server.add_tool(fn, **options)
+        if tools is not None:
+            tools[spec.name] = Tool.from_function(fn, **options)
     return server

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
+import orjson
 import pydantic_core
 from mcp.server.mcpserver import MCPServer
-from mcp.server.streamable_http import check_accept_headers
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.server.mcpserver.exceptions import ToolError as SdkToolError
+from mcp.server.mcpserver.exceptions import UnexpectedToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
@@ -42,7 +46,6 @@ from mcp_types import (
 from mcp_types import methods as surfaces
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
-from starlette.requests import Request
 
 from mcp_server.auth import current_principal
 from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware
@@ -57,6 +60,22 @@ CALL_KEYS = {False: frozenset({"name", "arguments"}), True: frozenset({"name", "
 LIST_KEYS = {False: frozenset({"cursor"}), True: frozenset({"cursor", "_meta"})}
 MAX_ID = 2**53  # ids beyond what every JSON reader keeps exactly go to the SDK
 PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower().encode("latin-1")
+# where orjson and Python's json may write one float differently (1e+16 against 1e16, 5e-05 against
+# 0.00005): a digit before an exponent, or a fraction below 1e-4. Looked for with every digit made a
+# 0 (one C pass, then substring searches: a regular expression took longer than orjson's writing);
+# text that merely looks so ("a3e5", "1.00005") only costs the slow way.
+DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+MAYBE_DIFFERENT = (b"0e", b"0E", b"0.00000")
+NON_ASCII = re.compile(r"[^\x00-\x7e]")  # json.dumps escapes DEL (0x7f) too
+
+
+def _escaped(match: re.Match) -> str:
+    """DEL or a non-ASCII character as ``json.dumps`` writes it: ``\\u00fc``, a surrogate pair beyond the BMP."""
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
 
 
 class Decline(Exception):
@@ -99,85 +118,145 @@ def _legacy_bytes(request_id: Any, result: dict[str, Any]) -> bytes:
         pydantic_core.to_json(result) + b"}"
 
 
+def _compact_json(value: Any) -> bytes:
+    """``json.dumps(value, separators=(",", ":")).encode()``, what the SDK's 2026-07-28 entry writes,
+    byte for byte, at orjson's speed. The two disagree on non-ASCII text and DEL (``json.dumps``
+    escapes them: so does this), on floats written with an exponent by one of them and on integers
+    beyond 64 bits (which orjson refuses): for those the standard library writes it. (NaN never
+    gets here: results are dumped in pydantic's JSON mode first, which writes it as null.)"""
+    try:
+        fast = orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a type it does not write
+        return json.dumps(value, separators=(",", ":")).encode()
+    zeroed = fast.translate(DIGITS_AS_ZERO)
+    if any(part in zeroed for part in MAYBE_DIFFERENT):
+        return json.dumps(value, separators=(",", ":")).encode()
+    if fast.isascii() and b"\x7f" not in fast:
+        return fast
+    return NON_ASCII.sub(_escaped, fast.decode()).encode()
+
+
 def _modern_bytes(request_id: Any, result: dict[str, Any]) -> bytes:
     # what the 2026-07-28 entry sends: json.dumps of the response's model_dump, compact
-    return ('{"jsonrpc":"2.0","id":' + json.dumps(request_id) + ',"result":'
-            + json.dumps(result, separators=(",", ":")) + "}").encode()
+    return b'{"jsonrpc":"2.0","id":' + _compact_json(request_id) + b',"result":' + _compact_json(result) + b"}"
+
+
+DECLINED = "poggio.lean_declined"  # scope key: the front asked already, the SDK answers
+
+
+async def read_body(receive, max_body: int):
+    """The request body, read whole: ``(body, trailing, whole)``. ``trailing`` is a message that
+    came instead of more body (to replay after it), ``whole`` is False when the body outgrew
+    ``max_body`` (the rest is left unread for the SDK to refuse); None if the client went away."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            if message["type"] == "http.disconnect":
+                return None  # the client went away before its request was whole: no one to answer
+            return b"".join(chunks), message, False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_body:
+            return b"".join(chunks), None, False
+        if not message.get("more_body", False):
+            return b"".join(chunks), None, True
+
+
+def first_headers(scope) -> dict[bytes, bytes]:
+    """The request's headers, the first of each name (as Starlette's ``Headers.get`` reads them)."""
+    headers: dict[bytes, bytes] = {}
+    for key, value in scope["headers"]:
+        if key not in headers:
+            headers[key] = value
+    return headers
+
+
+def _allowed(value: str, patterns: list[str]) -> bool:
+    """The SDK's Host and Origin rule (``TransportSecurityMiddleware``): an exact match, or a
+    ``name:*`` pattern with any port."""
+    return value in patterns or any(p.endswith(":*") and value.startswith(p[:-1]) for p in patterns)
 
 
 class LeanPath:
-    """ASGI app in front of the SDK's endpoint (behind authentication)."""
+    """ASGI app in front of the SDK's endpoint (behind authentication); :meth:`answer` is what
+    :class:`mcp_server.front.Front` calls before the Starlette stack."""
 
     def __init__(self, sdk_app, server: MCPServer, security: TransportSecuritySettings, max_body: int,
-                 metrics: Metrics):
+                 metrics: Metrics, tools: dict[str, Tool]):
         self.sdk_app = sdk_app
         self.served, self.declined = metrics.lean.labels("served"), metrics.lean.labels("declined")
         self.sdk = SdkAdapter(server)
         self.server = server
         self.scope_rules: ScopeMiddleware = self.sdk.scope
-        self.security = TransportSecurityMiddleware(security)
+        self.security = security
         self.max_body = max_body
+        # the SDK's Tool objects, built by Tool.from_function exactly as MCPServer.add_tool builds its own
+        self.tools = tools
         self._lists: dict[tuple[str, frozenset[str] | None], bytes] = {}
         # tools whose input schema asks for Mcp-Param headers: the SDK checks those, so their calls go there
         self._param_headers = {spec.name for spec in self.scope_rules.registry.tools()
                                if x_mcp_header_map(self.sdk.input_schema(spec.name) or {})}
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST":
-            return await self.sdk_app(scope, receive, send)
-        declared = None
+    def may_answer(self, scope) -> bool:
+        """Whether a POST is worth reading for this path (else it goes to the SDK as it came)."""
         for key, value in scope["headers"]:
             if key == b"content-length":
-                declared = value
+                if not value.isdigit() or int(value) > self.max_body:
+                    return False
             elif key.startswith(PARAM_PREFIX):
-                self.declined.inc()
-                return await self.sdk_app(scope, receive, send)
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+                return False
+        return True
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope.get(DECLINED):
+            return await self.sdk_app(scope, receive, send)
+        if not self.may_answer(scope):
             self.declined.inc()
             return await self.sdk_app(scope, receive, send)
-        chunks, message = [], None
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_body or not message.get("more_body", False):
-                message = None
-                break
-        body = b"".join(chunks)
-        if message is not None and message["type"] == "http.disconnect":
-            return  # the client went away before its request was whole: no one to answer
-        answer = None
-        if message is None and size <= self.max_body:
-            try:
-                answer = await self._answer(scope, body)
-            except Decline:
-                pass
-        if answer is None:  # outside the except block: the SDK's own errors do not chain to Decline
+        read = await read_body(receive, self.max_body)
+        if read is None:
+            return
+        body, trailing, whole = read
+        answer = await self.answer(scope, first_headers(scope), body) if whole else None
+        if answer is None:
             self.declined.inc()
-            return await self.sdk_app(scope, _replay(body, message, receive), send)
-        self.served.inc()
-        status, headers, payload = answer
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+            return await self.sdk_app(scope, replay(body, trailing, whole, receive), send)
+        await send_answer(send, answer)
 
-    async def _answer(self, scope, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        request = Request(scope)
-        content_type = request.headers.get("content-type", "")
+    async def answer(self, scope, headers: dict[bytes, bytes], body: bytes):
+        """``(status, headers, payload)`` for a hot request this path is sure of, else None (the
+        SDK's to answer). Counts what it serves."""
+        try:
+            answer = await self._answer(scope, headers, body)
+        except Decline:
+            return None
+        self.served.inc()
+        return answer
+
+    async def _answer(self, scope, headers: dict[bytes, bytes], body: bytes):
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
         if content_type.split(";")[0].strip() != "application/json":
             raise Decline  # the SDK's two checks disagree on odd spellings: let it answer them
-        if await self.security.validate_request(request, is_post=True) is not None:
-            raise Decline
-        if not check_accept_headers(request)[0]:
-            raise Decline
-        version = request.headers.get("mcp-protocol-version")
+        if self.security.enable_dns_rebinding_protection:  # the SDK's TransportSecurityMiddleware rules
+            host = headers.get(b"host", b"").decode("latin-1")
+            if not host or not _allowed(host, self.security.allowed_hosts):
+                raise Decline
+            origin = headers.get(b"origin", b"").decode("latin-1")
+            if origin and not _allowed(origin, self.security.allowed_origins):
+                raise Decline
+        accepted = [t.strip().split(";")[0].strip().lower()
+                    for t in headers.get(b"accept", b"").decode("latin-1").split(",")]
+        if not ("*/*" in accepted or "application/json" in accepted or "application/*" in accepted):
+            raise Decline  # the SDK's check_accept_headers, its JSON half
+        version = headers.get(b"mcp-protocol-version")
+        version = None if version is None else version.decode("latin-1")
         modern = version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS
         if modern and version not in MODERN_PROTOCOL_VERSIONS:
             raise Decline
         try:
-            decoded = json.loads(body)
+            decoded = json.loads(body)  # not orjson: it reads integers beyond 64 bits as floats
         except (ValueError, RecursionError):
             raise Decline from None
         if not isinstance(decoded, dict) or not decoded.keys() <= ENVELOPE_KEYS or decoded.get("jsonrpc") != "2.0":
@@ -193,9 +272,10 @@ class LeanPath:
             raise Decline
         client = None
         if modern:
-            if find_duplicated_routing_header(request.headers.items()) is not None:
+            pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+            if find_duplicated_routing_header(pairs) is not None:
                 raise Decline
-            verdict = classify_inbound_request(decoded, headers=dict(request.headers))
+            verdict = classify_inbound_request(decoded, headers=dict(pairs))
             if isinstance(verdict, InboundLadderRejection):
                 raise Decline
             version = verdict.protocol_version
@@ -233,10 +313,10 @@ class LeanPath:
                 payload = (_modern_bytes if modern else _legacy_bytes)(request_id, result)
         length = str(len(payload)).encode()
         if modern:
-            headers = [(b"content-length", length), (b"content-type", b"application/json")]
+            response_headers = [(b"content-length", length), (b"content-type", b"application/json")]
         else:
-            headers = [(b"content-type", b"application/json"), (b"content-length", length)]
-        return status, headers, payload
+            response_headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+        return status, response_headers, payload
 
     def _listing(self, version: str, principal, params: dict, modern: bool, client: str | None) -> bytes:
         if params.get("cursor") is not None:
@@ -247,7 +327,7 @@ class LeanPath:
             shaped = self.scope_rules.cached_list(version, scope)
             if shaped is None:
                 raise Decline  # the first listing per version and scope goes through the SDK, which keeps it
-            cached = json.dumps(shaped, separators=(",", ":")).encode() if modern else pydantic_core.to_json(shaped)
+            cached = _compact_json(shaped) if modern else pydantic_core.to_json(shaped)
             if len(self._lists) < 256:
                 self._lists[(version, scope)] = cached
         self.scope_rules.count(principal, "tools/list", True, client)
@@ -256,7 +336,8 @@ class LeanPath:
     async def _call(self, version: str, principal, params: dict, modern: bool, client: str | None):
         name = params.get("name")
         spec = self.scope_rules.registry.tool(name) if isinstance(name, str) else None
-        if spec is None or name in self._param_headers or not spec.read_only:
+        tool = self.tools.get(name) if spec is not None else None
+        if tool is None or name in self._param_headers or not spec.read_only:
             # unknown tools: the SDK words the error; write tools keep the SDK path (idempotency,
             # their write transaction in a worker thread, the write rate limit in front of both)
             raise Decline
@@ -268,14 +349,21 @@ class LeanPath:
             return _plain(CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True))
         timed_out.set(box := [])  # the tool wrapper notes a timeout here, for the activity record
         try:
-            result = await self.server.call_tool(name, arguments or {})
+            # what MCPServer.call_tool runs for a tool without a Context argument or resolvers
+            result = await tool.run(arguments or {}, None, convert_result=True)
         except MCPError as exc:
             self.scope_rules.count(principal, spec.name, False, client)
             return exc
         except Exception as exc:  # what MCPServer's tools/call handler makes of a failed call
+            if isinstance(exc, SdkToolError) and not isinstance(exc, UnexpectedToolError):
+                log.info("Tool %r failed: %r", name, str(exc))
+            else:
+                log.exception("Tool %r raised an unexpected exception", name)
             result = CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
         try:
-            dumped = surfaces.serialize_server_result("tools/call", version, _plain(result))
+            dumped = _shaped(result, version)
+            if dumped is None:
+                dumped = surfaces.serialize_server_result("tools/call", version, _plain(result))
         except ValidationError:
             log.exception("tool %r returned an invalid result", spec.name)
             self.scope_rules.count(principal, spec.name, False, client)
@@ -293,6 +381,54 @@ class LeanPath:
         return dumped
 
 
+def _shaped(result: CallToolResult, version: str) -> dict[str, Any] | None:
+    with_type = DIRECT.get(version)
+    return None if with_type is None else _text_result(result, with_type)
+
+
+async def send_answer(send, answer) -> None:
+    status, headers, payload = answer
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _text_result(result: CallToolResult, with_type: bool) -> dict[str, Any] | None:
+    """What ``serialize_server_result`` makes of a result of text blocks and structured content
+    (what Poggio's tools return), written directly; None for anything else."""
+    if result.meta is not None or result.result_type != "complete":
+        return None
+    content = []
+    for block in result.content:
+        if type(block) is not TextContent or block.annotations is not None or block.meta is not None:
+            return None
+        content.append({"text": block.text, "type": "text"})
+    shaped: dict[str, Any] = {"content": content, "isError": bool(result.is_error)}
+    if with_type:
+        shaped["resultType"] = "complete"
+    if result.structured_content is not None:
+        shaped["structuredContent"] = result.structured_content
+    return shaped
+
+
+def _direct_versions() -> dict[str, bool]:
+    """The protocol versions whose tools/call result :func:`_text_result` writes as the SDK's
+    serialiser does (checked here, at import, on sample results), each with whether it carries
+    ``resultType``; the other versions keep the serialiser."""
+    samples = [CallToolResult(content=[TextContent(type="text", text="x"), TextContent(type="text", text="y")],
+                              structured_content={"a": [1, {"b": None}], "c": "d"}),
+               CallToolResult(content=[TextContent(type="text", text="x")], is_error=True)]
+    direct = {}
+    for (method, version) in surfaces.SERVER_RESULTS:
+        if method != "tools/call":
+            continue
+        for with_type in (False, True):
+            if all(json.dumps(surfaces.serialize_server_result(method, version, _plain(r)))
+                   == json.dumps(_text_result(r, with_type)) for r in samples):
+                direct[version] = with_type
+                break
+    return direct
+
+
 def _plain(result: CallToolResult) -> dict[str, Any]:
     return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
@@ -304,18 +440,20 @@ def _client(info: Any) -> str | None:
     return None
 
 
-def _replay(body: bytes, trailing, receive):
-    """A ``receive`` that gives the SDK the body this path already read."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
+def replay(body: bytes, trailing, whole: bool, receive):
+    """A ``receive`` that gives the SDK the body this path already read, then what came after it."""
+    pending = [{"type": "http.request", "body": body, "more_body": not whole}]
     if trailing is not None:
-        pending = [{"type": "http.request", "body": body, "more_body": True}, trailing]
+        pending.append(trailing)
 
-    async def replay():
+    async def replayed():
         if pending:
             return pending.pop(0)
         return await receive()
 
-    return replay
+    return replayed
 
+
+DIRECT = _direct_versions()
 
 __all__ = ["LeanPath", "SdkAdapter", "UNKNOWN_TOOL"]

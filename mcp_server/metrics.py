@@ -87,8 +87,20 @@ class Metrics:
                                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
         self.lean = Counter("poggio_mcp_lean", "POSTs to /mcp answered by the lean path (served) or handed to the "
                             "SDK (declined)", ["outcome"], registry=self.registry)
+        self._request_children: dict = {}
         self.usage_pending = Gauge("poggio_usage_pending_calls", "Calls counted but not yet written",
                                    registry=self.registry, multiprocess_mode="livesum")
+
+    def request(self, label: str, ok: bool):
+        """The counter of requests under ``label`` (a known one, else ``other``) and their outcome;
+        kept once made (``labels()`` takes a lock and checks its arguments on every call)."""
+        key = (label, ok)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self.requests.labels(label if label in self.known_labels else "other", "ok" if ok else "error")
+            if len(self._request_children) < 1024:
+                self._request_children[key] = child
+        return child
 
     def render(self) -> bytes:
         if not self.multiprocess:

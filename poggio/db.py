@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import sqlite3
+import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -75,6 +77,32 @@ def bind(url: str, **kwargs):
     db = open_database(url, **kwargs)
     database.initialize(db)
     return db
+
+
+class CommitWatcher:
+    """Whether anything was committed to a SQLite database, by any connection of any process, since
+    the last look: ``PRAGMA data_version`` on a connection of its own, which never writes and never
+    holds a transaction open (the number changes when *another* connection commits). About a
+    microsecond a look; for caches of what the database says, which must not outlive a change."""
+
+    def __init__(self, path: str):
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, db) -> CommitWatcher | None:
+        """A watcher of ``db`` (a peewee database), or None where there is nothing to watch this
+        way: PostgreSQL, or a SQLite database in memory (each connection has its own)."""
+        if not isinstance(db, SqliteDatabase) or db.database in ("", ":memory:") or db.database.startswith("file::memory"):
+            return None
+        return cls(db.database)
+
+    def version(self) -> int:
+        with self._lock:
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def changed_at(previous: dt.datetime | None = None) -> dt.datetime:

@@ -16,10 +16,22 @@ an ``IN`` list) needs a Prepared query of its own.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from peewee import Field, Value
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    CharField,
+    DateTimeField,
+    Field,
+    ForeignKeyField,
+    IntegerField,
+    ModelObjectCursorWrapper,
+    TextField,
+    Value,
+)
 
 from poggio.db import database
 
@@ -45,11 +57,80 @@ def slot(name: str, field: Field | None = None) -> Value:
 _PER_CURSOR = frozenset({"cursor", "count", "index", "initialized", "populated", "row_cache"})
 
 
+def _kept(field: Field | None) -> type | None:
+    """The type of value ``field`` gives back unchanged (an int of an integer field, a str of a text
+    field): the driver's value of that type needs no conversion. None: always convert."""
+    while isinstance(field, ForeignKeyField):
+        field = field.rel_field
+    if type(field) in (AutoField, IntegerField, BigIntegerField):
+        return int
+    if type(field) in (CharField, TextField):
+        return str
+    return None
+
+
+def _fast(field: Field | None, converter):
+    """``converter`` (the field's ``python_value``), or a quicker one that gives the same values: a
+    datetime text read by ``datetime.fromisoformat`` directly (what peewee does after a few checks
+    and calls), anything else by the field."""
+    if type(field) is not DateTimeField or converter is None:
+        return converter
+
+    def read(value):
+        if type(value) is str:
+            try:
+                return dt.datetime.fromisoformat(value)
+            except ValueError:
+                pass
+        return converter(value)
+    return read
+
+
+class FlatModelReader:
+    """Rows of a one-model query read as model objects (``query.objects()``), as peewee's
+    ``ModelObjectCursorWrapper`` reads them (every column through its field's conversion, the
+    fields into the object's data, other columns as plain attributes, nothing dirty) without
+    setting each value through the field descriptors: a third of the cost per row. Built from the
+    wrapper peewee initialised for the query."""
+
+    def __init__(self, reader: ModelObjectCursorWrapper):
+        self.model = reader.constructor
+        meta = self.model._meta
+        self.plan = []
+        for name, converter in zip(reader.unique_columns, reader.converters, strict=True):
+            field = meta.fields.get(name) or meta.columns.get(name)
+            self.plan.append((field.name if field is not None else None, name, _fast(field, converter), _kept(field)))
+
+    @staticmethod
+    def fits(reader) -> bool:
+        return type(reader) is ModelObjectCursorWrapper and reader.is_model
+
+    def read(self, rows: list[tuple]) -> list[Any]:
+        new, plan = self.model.__new__, self.plan
+        out = []
+        for row in rows:
+            obj = new(self.model)
+            data, extra = {}, {}
+            for (field, name, converter, kept), value in zip(plan, row, strict=True):
+                if converter is not None and type(value) is not kept:
+                    value = converter(value)
+                if field is not None:
+                    data[field] = value
+                else:
+                    extra[name] = value
+            obj.__data__, obj._dirty, obj.__rel__ = data, set(), {}
+            if extra:
+                obj.__dict__.update(extra)
+            out.append(obj)
+        return out
+
+
 class Prepared:
     def __init__(self, build: Callable[[], Any]):
         self._build = build
         self._compiled: dict[type, tuple[Any, str, list[Any]]] = {}
         self._readers: dict[type, dict[str, Any]] = {}
+        self._flat: dict[type, FlatModelReader | None] = {}
 
     def _compile(self) -> tuple[Any, str, list[Any]]:
         kind = type(database.obj)  # the dialect: quoting and placeholder style
@@ -75,11 +156,18 @@ class Prepared:
             return []
         # peewee's reader for these rows (models, tuples or dicts, with the fields' conversions); how
         # it reads the columns is worked out once per dialect and reused, it costs more than the query
+        kind = type(database.obj)
+        flat = self._flat.get(kind)
+        if flat is not None:
+            return flat.read(raw)
         reader = query._get_cursor_wrapper(cursor)
-        state = self._readers.get(type(database.obj))
+        state = self._readers.get(kind)
         if state is None:
             reader.initialize()
-            self._readers[type(database.obj)] = {k: v for k, v in vars(reader).items() if k not in _PER_CURSOR}
+            self._readers[kind] = {k: v for k, v in vars(reader).items() if k not in _PER_CURSOR}
+            if FlatModelReader.fits(reader):
+                self._flat[kind] = flat = FlatModelReader(reader)
+                return flat.read(raw)
         else:
             vars(reader).update(state)
         return [reader.process_row(row) for row in raw]

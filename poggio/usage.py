@@ -20,10 +20,12 @@ from dataclasses import dataclass
 
 from peewee import EXCLUDED
 
-from poggio import activity
+from poggio import activity, bulk
 from poggio.db import database, writing
 from poggio.models import Activity, ApiToken, GrantUsage, OAuthGrant, TokenUsage
 
+ACTIVITY_FIELDS = (Activity.workspace, Activity.kind, Activity.subject_id, Activity.at, Activity.tool,
+                   Activity.outcome, Activity.latency_ms, Activity.client, Activity.ip)
 # What a call is counted against: an API token ("token") or an OAuth grant, a connected app ("grant").
 SUBJECTS = {"token": (TokenUsage, TokenUsage.token, ApiToken), "grant": (GrantUsage, GrantUsage.grant, OAuthGrant)}
 
@@ -91,16 +93,15 @@ class UsageRecorder:
     def flush(self) -> int:
         """Write what was counted; returns the number of calls written."""
         with self._lock:
-            calls, errors, last, rows = self._calls, self._errors, self._last, self._activity
+            calls, errors, last, records = self._calls, self._errors, self._last, self._activity
             self._calls, self._errors, self._last, self._activity = Counter(), Counter(), {}, []
-        if not calls and not last and not rows:
+        if not calls and not last and not records:
             return 0
         try:
             with database.connection_context(), writing():
-                fields = [Activity.workspace, Activity.kind, Activity.subject_id, Activity.at, Activity.tool,
-                          Activity.outcome, Activity.latency_ms, Activity.client, Activity.ip]
-                for start in range(0, len(rows), 500):
-                    Activity.insert_many(rows[start:start + 500], fields=fields).execute()
+                # one compiled INSERT over plain tuples: peewee's insert_many built the SQL of every
+                # row anew, in this thread but holding the interpreter's lock the requests need
+                bulk.insert_rows(Activity, ACTIVITY_FIELDS, records)
                 for kind, (usage, owner, _) in SUBJECTS.items():
                     rows = [
                         {owner.name: i, "day": d, "tool": tool, "calls": n, "errors": errors.get((k, i, d, tool), 0)}
@@ -134,7 +135,7 @@ class UsageRecorder:
             with self._lock:
                 self._calls.update(calls)
                 self._errors.update(errors)
-                self._activity[:0] = rows
+                self._activity[:0] = records
                 if len(self._activity) > MAX_PENDING_ACTIVITY:
                     dropped = len(self._activity) - MAX_PENDING_ACTIVITY
                     del self._activity[:dropped]
@@ -142,7 +143,7 @@ class UsageRecorder:
                 for subject, use in last.items():
                     self._last.setdefault(subject, use)
             return 0
-        return sum(calls.values()) or len(rows)
+        return sum(calls.values()) or len(records)
 
     def prune(self) -> int:
         """Delete activity older than the retention; done by the flush thread every hour."""

@@ -318,3 +318,28 @@ def test_a_client_gone_mid_body_leaves_no_traceback(pair):
     assert httpx.post(lean.mcp_url, content=body, headers={
         "Authorization": f"Bearer {tokens['full']}", "Content-Type": "application/json", "Accept": ACCEPT,
         "MCP-Protocol-Version": LEGACY}).status_code == 200
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(allow_nan=False, allow_infinity=False),
+              st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=12)
+
+
+@given(json_values)
+@settings(max_examples=600, deadline=None)
+def test_fast_json_writes_what_the_sdk_writes(value):
+    """The lean path writes 2026-07-28 answers with orjson where that gives json.dumps's bytes (the
+    SDK's writer), and with json.dumps where it would not: non-ASCII text, DEL, floats in exponent
+    form on either side, integers beyond 64 bits."""
+    from mcp_server.lean import _compact_json
+
+    assert _compact_json(value) == json.dumps(value, separators=(",", ":")).encode()
+
+
+def test_fast_json_known_differences():
+    from mcp_server.lean import _compact_json
+
+    for value in ("é ü ß 漢字 😀", "\x7f\x00\x1f", "\u2028", 5.371e-05, 1e16, 1e-07, 0.0001, 2 ** 64, [1.5e300, -0.0]):
+        assert _compact_json(value) == json.dumps(value, separators=(",", ":")).encode(), value

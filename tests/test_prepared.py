@@ -41,3 +41,44 @@ def test_peewee_private_row_reader_is_there():
 
     for kind in (peewee.Select, peewee.ModelSelect):
         assert callable(getattr(kind, "_get_cursor_wrapper", None)), f"peewee.{kind.__name__}._get_cursor_wrapper is gone"
+
+
+def test_flat_model_rows_are_what_peewee_makes_of_them(instance):
+    """One-model rows are read by Prepared's own reader (FlatModelReader), not through peewee's
+    field descriptors: the objects must be the same, field for field (foreign keys, datetimes,
+    nulls), with extra columns as attributes, nothing dirty, and writable as peewee's are."""
+    from poggio.prepared import FlatModelReader
+    from poggio_accounts.models import Note
+
+    ws = demo.build(PackRegistry.load(), "acme", accounts=40).workspace
+    matching = Prepared(lambda: Account.select(Account, Account.name.alias("also_name"))
+                        .where(Account.workspace == slot("workspace")).order_by(Account.id).objects())
+    plain = list(Account.select(Account, Account.name.alias("also_name")).where(Account.workspace == ws.id)
+                 .order_by(Account.id).objects())
+    fast = matching.all(workspace=ws.id)
+    assert next(iter(matching._flat.values())).__class__ is FlatModelReader  # the fast reader was used
+    assert len(fast) == len(plain) == 40
+    for a, b in zip(fast, plain, strict=True):
+        assert type(a) is Account and a.__data__ == b.__data__ and a.also_name == b.also_name == a.name
+        assert a._dirty == set() == b._dirty and a.workspace_id == ws.id and a.workspace.id == ws.id
+        assert isinstance(a.updated_at, dt.datetime) or a.updated_at is None
+    first = fast[0]
+    first.description = "changed"
+    assert first._dirty == {"description"}
+    first.save()
+    assert Account.get_by_id(first.id).description == "changed"
+    notes = Prepared(lambda: Note.select().where(Note.workspace == slot("workspace")))
+    assert notes.all(workspace=ws.id) == list(Note.select().where(Note.workspace == ws.id))
+
+
+def test_quick_datetime_reading_gives_what_peewee_gives():
+    from peewee import DateTimeField
+
+    from poggio.prepared import _fast
+
+    field = DateTimeField()
+    quick = _fast(field, field.python_value)
+    for value in ("2026-11-25 15:08:53.123456", "2026-11-25 15:08:53", "2026-11-25T15:08:53Z", "2026-11-25",
+                  "2026-11-25 15:08:53.123456+02:00", "2026-11-25 15:08", "25/11/2026", "garbage", "", None,
+                  dt.datetime(2026, 1, 1), 1764083333):
+        assert quick(value) == field.python_value(value), value

@@ -28,8 +28,10 @@ def test_limit_is_per_token_with_retry_after(instance, tokens):
     busy, calm = tokens
     server = ServerProcess(instance, extra_env={"POGGIO_RATE_LIMIT": "5/minute"})
     try:
-        statuses = [tools_list(server, busy).status_code for _ in range(6)]
-        assert statuses == [200] * 5 + [429]
+        statuses = [tools_list(server, busy).status_code for _ in range(7)]
+        # the sliding window counter weighs the previous minute's requests by the part of it still in
+        # the window, rounded down: a run across the minute's turn may get one request more
+        assert statuses[:5] == [200] * 5 and 429 in statuses[5:], statuses
         refused = tools_list(server, busy)
         assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 61
         assert refused.json()["error"] == "rate_limited"

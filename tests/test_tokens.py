@@ -157,6 +157,28 @@ def test_usage_recorder_batches_and_adds_up(ws, service):
     assert token.last_used_ip == "10.0.0.1" and token.last_used_client == "agent 1.0"
 
 
+def test_a_failed_flush_keeps_the_activity_rows_for_the_next(ws, service, monkeypatch):
+    """A flush that fails after writing the activity rows (its transaction rolled back) keeps those
+    rows, not the counters it was about to write in their place, and the next flush writes them."""
+    from poggio.models import Activity
+
+    issued = service.create(ws, "counted", CLI)
+    recorder = UsageRecorder(interval=3600)
+    for _ in range(3):
+        recorder.record(issued.token.id, "get_account", ip="10.0.0.1", workspace_id=ws.id, outcome="ok")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(TokenUsage, "insert_many", broken)
+        assert recorder.flush() == 0
+    assert Activity.select().count() == 0 and TokenUsage.select().count() == 0
+    assert recorder.flush() == 3
+    assert Activity.select().count() == 3
+    assert [(u.tool, u.calls) for u in TokenUsage.select()] == [("get_account", 3)]
+
+
 def test_redaction_masks_tokens_in_messages_and_tracebacks(caplog):
     secret = tokens.generate()
     assert secret not in redact(f"Authorization: Bearer {secret}")
