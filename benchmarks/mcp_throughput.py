@@ -216,7 +216,7 @@ def main() -> None:
         # notes, and the reads are measured on the demo data as it was built
         other = next(a["domain"] for a in httpx.post(
             f"http://127.0.0.1:{p_port}/mcp", headers={**HEADERS, "Authorization": f"Bearer {token}"},
-            json=request(*call("search_accounts", {"limit": 5}), LEGACY)[0]).json()["result"]["structuredContent"]["items"]
+            json=request(*call("search_accounts", {"limit": 5}), LEGACY)[0]).json()["result"]["structuredContent"]["accounts"]
             if a["domain"] != "example.com")
         writes = [
             ("poggio update_opportunity", p_port, request(*call("update_opportunity", {"id": 1, "amount": "%d"}),

@@ -112,6 +112,22 @@ class SdkAdapter:
         return self.lowlevel.get_tool_input_schema(name)
 
 
+LONG_NUMBER = b"0" * 19  # 19 digits and more may be an integer beyond 64 bits
+
+
+def _loads(body: bytes) -> Any:
+    """The request body as ``json.loads`` reads it, by orjson where the two agree: orjson reads an
+    integer beyond 64 bits as a float, so a body with a run of 19 digits anywhere is read by the
+    standard library. A body either refuses (orjson is stricter: NaN, lone surrogates) goes to the
+    SDK."""
+    try:
+        if LONG_NUMBER in body.translate(DIGITS_AS_ZERO):
+            return json.loads(body)
+        return orjson.loads(body)
+    except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
+        raise Decline from None
+
+
 def _legacy_bytes(request_id: Any, result: dict[str, Any]) -> bytes:
     # what the legacy transport sends: JSONRPCResponse.model_dump_json(by_alias=True, exclude_unset=True)
     return b'{"jsonrpc":"2.0","id":' + pydantic_core.to_json(request_id) + b',"result":' + \
@@ -255,10 +271,7 @@ class LeanPath:
         modern = version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS
         if modern and version not in MODERN_PROTOCOL_VERSIONS:
             raise Decline
-        try:
-            decoded = json.loads(body)  # not orjson: it reads integers beyond 64 bits as floats
-        except (ValueError, RecursionError):
-            raise Decline from None
+        decoded = _loads(body)
         if not isinstance(decoded, dict) or not decoded.keys() <= ENVELOPE_KEYS or decoded.get("jsonrpc") != "2.0":
             raise Decline
         request_id, method, params = decoded.get("id"), decoded.get("method"), decoded.get("params")

@@ -343,3 +343,14 @@ def test_fast_json_known_differences():
 
     for value in ("é ü ß 漢字 😀", "\x7f\x00\x1f", "\u2028", 5.371e-05, 1e16, 1e-07, 0.0001, 2 ** 64, [1.5e300, -0.0]):
         assert _compact_json(value) == json.dumps(value, separators=(",", ":")).encode(), value
+
+
+@given(json_values)
+@settings(max_examples=600, deadline=None)
+def test_fast_json_reads_what_the_sdk_reads(value):
+    """Bodies are read with orjson where it reads what json.loads reads (not integers beyond 64 bits)."""
+    from mcp_server.lean import _loads
+
+    body = json.dumps(value).encode()
+    assert _loads(body) == json.loads(body)
+    assert json.dumps(_loads(body)) == json.dumps(json.loads(body))  # the same types (1 is not 1.0)
