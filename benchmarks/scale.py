@@ -9,11 +9,13 @@ subject), with arguments drawn from the data itself, and prints p50/p95/max per 
 With `--keep DIR` the SQLite instances live in DIR/<size> and are reused when already built.
 Target: p95 under 50 ms at 1M accounts on SQLite; roughly flat growth for indexed look-ups.
 
-    .venv/bin/python benchmarks/scale.py --bulk 50000 [--demo 1000000] [--code DIR] [--postgres]
+    .venv/bin/python benchmarks/scale.py --bulk 50000 [--demo 1000000] [--code DIR] [--before DIR --runs 3] [--postgres]
 
 times the bulk writes instead: `poggio import` of generated CSV files (N accounts, then 3N contacts
 and 2N opportunities of them) into a fresh workspace, and `poggio demo --accounts` of the --demo
-size, in rows per second; ``--code DIR`` runs another checkout's CLI (before/after in one run).
+size, in rows per second; ``--code DIR`` runs another checkout's CLI. ``--before DIR`` times that
+checkout and this one (or --code's) alternately, ``--runs`` times each, and prints the medians side by
+side: before/after from one run on a machine whose load varies.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,10 +137,11 @@ def _csv(path: Path, header: str, lines) -> Path:
 def bulk(accounts: int, demo_size: int, folder: Path, url: str, key: str, code: Path | None) -> dict[str, float]:
     """Seconds of each bulk write and its rate: the imports into a fresh workspace, then the demo."""
     env = {**os.environ, "POGGIO_INSTANCE_PATH": str(folder), "POGGIO_DATABASE_URL": url, "POGGIO_SECRET_KEY": key}
+    code = code or Path(__file__).resolve().parent.parent  # this checkout, not whichever the venv installed
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(code.resolve()), str(code.resolve() / "plugins")])  # and its packs
     run = lambda *a: subprocess.run([sys.executable, "-m", "poggio", *a], env=env, check=True,  # noqa: E731
-                                    capture_output=True, text=True, cwd=code or Path(__file__).parent.parent)
+                                    capture_output=True, text=True, cwd=code)
     run("db", "upgrade")
     run("workspace", "create", "bulk", "--name", "Bulk")
     rng = random.Random(1)
@@ -152,20 +157,52 @@ def bulk(accounts: int, demo_size: int, folder: Path, url: str, key: str, code: 
                                for d in domains for n in range(2))),
     }
     out: dict[str, float] = {}
+
+    def timed(key: str, *args: str) -> None:
+        """Wall time of the command, and its CPU time (user and system: less affected by the other
+        processes on a loaded machine than wall time; a PostgreSQL server's own work is not in it)."""
+        cpu = _children_cpu()
+        start = time.perf_counter()
+        run(*args)
+        out[key] = time.perf_counter() - start
+        out[f"{key} cpu"] = _children_cpu() - cpu
+
     for kind, path in files.items():
         rows = sum(1 for _ in path.open()) - 1
-        start = time.perf_counter()
-        run("import", kind, str(path), "--workspace", "bulk")
-        out[f"import {kind}"] = time.perf_counter() - start
+        timed(f"import {kind}", "import", kind, str(path), "--workspace", "bulk")
         out[f"import {kind} rows/s"] = rows / out[f"import {kind}"]
-        print(f"import {rows:,} {kind}: {out[f'import {kind}']:.1f} s, {out[f'import {kind} rows/s']:,.0f} rows/s",
-              flush=True)
+        print(f"import {rows:,} {kind}: {out[f'import {kind}']:.1f} s (CPU {out[f'import {kind} cpu']:.1f} s), "
+              f"{out[f'import {kind} rows/s']:,.0f} rows/s", flush=True)
     if demo_size:
-        start = time.perf_counter()
-        run("demo", "--accounts", str(demo_size))
-        out["demo"] = time.perf_counter() - start
-        print(f"demo --accounts {demo_size:,}: {out['demo']:.1f} s", flush=True)
+        timed("demo", "demo", "--accounts", str(demo_size))
+        out["demo rows/s"] = demo_size / out["demo"]  # accounts (and their contacts, deals, terms) per second
+        print(f"demo --accounts {demo_size:,}: {out['demo']:.1f} s (CPU {out['demo cpu']:.1f} s)", flush=True)
     return out
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bulk_once(args, code: Path | None) -> dict[str, float]:
+    """One timing of the bulk writes in a fresh SQLite file or PostgreSQL schema."""
+    folder = Path(tempfile.mkdtemp(prefix="poggio-bulk-"))
+    schema = None
+    if args.postgres:
+        import psycopg2
+
+        conn = psycopg2.connect(PG_URL)
+        conn.autocommit = True
+        schema = f"bulk_{secrets.token_hex(3)}"
+        conn.cursor().execute(f"CREATE SCHEMA {schema}")
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}" if schema else f"sqlite:///{folder / 'poggio.db'}"
+    try:
+        return bulk(args.bulk, args.demo, folder, url, "bulk-benchmark-" + "k" * 16, code)
+    finally:
+        if schema:
+            conn.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
@@ -177,23 +214,28 @@ def main() -> None:
     parser.add_argument("--bulk", type=int, default=0, help="time imports of this many accounts (and the demo)")
     parser.add_argument("--demo", type=int, default=0, help="with --bulk: also time the demo of this size")
     parser.add_argument("--code", type=Path, help="with --bulk: the checkout whose CLI runs")
+    parser.add_argument("--before", type=Path, help="with --bulk: also time this checkout, alternately")
+    parser.add_argument("--runs", type=int, default=1, help="with --bulk: how many times each")
     args = parser.parse_args()
     if args.bulk:
-        folder = Path(tempfile.mkdtemp(prefix="poggio-bulk-"))
-        schema = None
-        if args.postgres:
-            import psycopg2
-
-            conn = psycopg2.connect(PG_URL)
-            conn.autocommit = True
-            schema = f"bulk_{secrets.token_hex(3)}"
-            conn.cursor().execute(f"CREATE SCHEMA {schema}")
-        url = f"{PG_URL}?options=-csearch_path%3D{schema}" if schema else f"sqlite:///{folder / 'poggio.db'}"
-        try:
-            bulk(args.bulk, args.demo, folder, url, "bulk-benchmark-" + "k" * 16, args.code)
-        finally:
-            if schema:
-                conn.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
+        checkouts = {"before": args.before, "after": args.code} if args.before else {"": args.code}
+        timings: dict[str, list[dict[str, float]]] = {label: [] for label in checkouts}
+        for run in range(args.runs):
+            for label, code in checkouts.items():
+                if label:
+                    print(f"-- run {run + 1}, {label} ({code or 'this checkout'}), {os.getloadavg()[0]:.1f} load", flush=True)
+                timings[label].append(bulk_once(args, code))
+        if args.before or args.runs > 1:
+            print(f"\nmedians of {args.runs} run(s): wall seconds (rows/s), CPU seconds of the command")
+            for key in (k for k in timings[next(iter(timings))][0] if not k.endswith(("rows/s", "cpu"))):
+                cells = []
+                for label in checkouts:
+                    took = statistics.median(t[key] for t in timings[label])
+                    rate = [t[f"{key} rows/s"] for t in timings[label] if f"{key} rows/s" in t]
+                    cpu = statistics.median(t[f"{key} cpu"] for t in timings[label])
+                    cells.append(f"{label} {took:.1f} s" + (f" ({statistics.median(rate):,.0f}/s)" if rate else "")
+                                 + f", CPU {cpu:.1f} s")
+                print(f"{key:24} " + "   ".join(cells))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     root = args.keep or Path(tempfile.mkdtemp(prefix="poggio-scale-"))

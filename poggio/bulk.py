@@ -2,8 +2,9 @@
 
 Peewee's ``insert_many`` builds the SQL of every batch from Python objects: ~40 µs per row, most of
 the cost of an import or the demo. Here the statement is written once per table and columns and run
-with the DB-API's batch call (``executemany`` on SQLite; ``execute_values``, multi-row VALUES pages,
-on PostgreSQL), values converted as the model's fields would (dates, decimals). Ids are reserved up
+with the DB-API's batch call (``executemany`` on SQLite; on PostgreSQL ``COPY ... FROM STDIN`` of each
+batch as text, or ``execute_values``' multi-row VALUES pages for an upsert, which COPY cannot do),
+values converted as the model's fields would (dates, decimals). Ids are reserved up
 front (:func:`reserve_ids`) so the caller knows each new row's id without reading it back.
 
 Always inside the caller's write transaction (``poggio.db.writing``): on SQLite that holds the write
@@ -12,6 +13,7 @@ lock, which is what makes the ids of :func:`reserve_ids` safe to use.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import Any
@@ -41,16 +43,25 @@ def _converter(field: Field):
 
 
 def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], batch: int = BATCH,
-                on_conflict: str = "") -> int:
+                on_conflict: str = "", same: dict[Field, int | str] | None = None) -> int:
     """Insert ``rows`` (tuples in the order of ``fields``) into ``model``'s table; returns how many.
     ``on_conflict``: SQL that follows the VALUES (``ON CONFLICT (...) DO UPDATE ...``, which SQLite
-    and PostgreSQL both read)."""
+    and PostgreSQL both read). ``same``: columns whose value (an int or a str) is that of every row,
+    written once into the statement instead of bound per row: SQLite binds value by value, and a
+    batch of search terms shares its workspace and kind."""
     table = model._meta.table_name
-    names = ", ".join(f'"{f.column_name}"' for f in fields)
+    same = same or {}
+    literals = [_literal(v) for v in same.values()]  # checks them on either database
+    names = ", ".join(f'"{f.column_name}"' for f in [*same, *fields])
     converters = [(i, c) for i, c in enumerate(_converter(f) for f in fields) if c is not None]
     sqlite = isinstance(database.obj, SqliteDatabase)
+    copy = not sqlite and not on_conflict
+    prefix = _copy_text([list(same.values())])[:-1] + "\t" if same and copy else ""  # COPY: each line starts so
     if sqlite:
-        sql = f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(fields))}) {on_conflict}'
+        values = literals + ["?"] * len(fields)
+        sql = f'INSERT INTO "{table}" ({names}) VALUES ({", ".join(values)}) {on_conflict}'
+    elif copy:
+        sql = f'COPY "{table}" ({names}) FROM STDIN'
     else:
         from psycopg2.extras import execute_values
 
@@ -67,10 +78,41 @@ def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], b
                 chunk[n] = row
         if sqlite:
             cursor.executemany(sql, chunk)
+        elif copy:
+            cursor.copy_expert(sql, io.StringIO(_copy_text(chunk, prefix)))
         else:
-            execute_values(cursor, sql, chunk, page_size=1000)
+            constants = tuple(same.values())
+            execute_values(cursor, sql, [(*constants, *row) for row in chunk], page_size=1000)
         written += len(chunk)
     return written
+
+
+def _literal(value: int | str) -> str:
+    """``value`` as an SQL literal that SQLite and PostgreSQL read alike."""
+    if type(value) is int:
+        return str(value)
+    if type(value) is str:
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"a column's common value must be an int or a str, not {type(value).__name__}")
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(rows: list[Sequence[Any]], prefix: str = "") -> str:
+    """``rows`` in COPY's text format, each line after ``prefix``: values tab-separated, ``\\N`` for
+    NULL, backslash escapes. Numbers, dates, datetimes and decimals are written as their ``str()``,
+    which PostgreSQL reads (no bytes: no bulk-written field holds any). Most text has nothing to escape: the batch is joined as it is and used
+    when its separators and backslashes add up (one per NULL, none from the values); otherwise every
+    text is escaped."""
+    lines = ["\t".join(["\\N" if v is None else v if type(v) is str else str(v) for v in row]) for row in rows]
+    plain = "\n".join(lines)
+    width = len(rows[0]) if rows else 0
+    if not (plain.count("\n") == len(rows) - 1 and plain.count("\t") == len(rows) * (width - 1) and "\r" not in plain
+            and plain.count("\\") == sum(row.count(None) for row in rows)):
+        lines = ["\t".join(["\\N" if v is None else v.translate(_ESCAPES) if type(v) is str else str(v) for v in row])
+                 for row in rows]
+    return "".join([prefix + line + "\n" for line in lines])
 
 
 def reserve_ids(model, count: int) -> list[int]:

@@ -67,10 +67,10 @@ def add_search_terms(kind: str, workspace_id: int, entries: Iterable[tuple[int, 
             for text in texts:
                 terms.update(words(text))
             for term in terms:
-                yield workspace_id, kind, term, ref_id
+                yield term, ref_id
 
-    bulk.insert_rows(SearchTerm, [SearchTerm.workspace, SearchTerm.kind, SearchTerm.term, SearchTerm.ref_id], rows(),
-                     batch=batch)
+    bulk.insert_rows(SearchTerm, [SearchTerm.term, SearchTerm.ref_id], rows(), batch=batch,
+                     same={SearchTerm.workspace: int(workspace_id), SearchTerm.kind: kind})
 
 
 def replace_search_terms(kind: str, workspace_id: int, ref_id: int, texts: Iterable[str | None]) -> None:

@@ -1,7 +1,7 @@
 from collections import defaultdict
 from decimal import Decimal
 
-from peewee import EXCLUDED, CharField, DateField, DateTimeField, DecimalField, ForeignKeyField, IntegerField
+from peewee import CharField, DateField, DateTimeField, DecimalField, ForeignKeyField, IntegerField
 
 from poggio import WorkspaceModel, bulk_insert, utcnow
 from poggio_accounts import Account
@@ -90,21 +90,21 @@ def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
     add_to_days(opportunity.workspace_id, days)
 
 
+_DAY_COLUMNS = (RevenueDay.workspace, RevenueDay.currency, RevenueDay.stage, RevenueDay.close_date, RevenueDay.count,
+                RevenueDay.amount)
+_DAY_UPSERT = ('ON CONFLICT ("workspace_id", "currency", "stage", "close_date") DO UPDATE SET '
+               '"count" = "revenue_day"."count" + excluded."count", "amount" = "revenue_day"."amount" + excluded."amount"')
+
+
 def add_to_days(workspace_id: int, days: dict[tuple, list]) -> None:
     """Add ``{(currency, stage, close_date): [count, amount]}`` (negative to take away) to the day
     totals; a day whose count falls to 0 goes."""
     # in one order everywhere: two writes moving deals between the same days lock them alike (no deadlock)
     keys = sorted(k for k, (count, amount) in days.items() if count or amount)
-    for start in range(0, len(keys), 1000):
-        RevenueDay.insert_many([
-            {"workspace": workspace_id, "currency": currency, "stage": stage, "close_date": day,
-             "count": days[(currency, stage, day)][0], "amount": days[(currency, stage, day)][1]}
-            for currency, stage, day in keys[start:start + 1000]
-        ]).on_conflict(
-            conflict_target=[RevenueDay.workspace, RevenueDay.currency, RevenueDay.stage, RevenueDay.close_date],
-            update={RevenueDay.count: RevenueDay.count + EXCLUDED.count,
-                    RevenueDay.amount: RevenueDay.amount + EXCLUDED.amount},
-        ).execute()
+    # one upsert compiled once for all the days (an import or the demo adds thousands per chunk)
+    bulk_insert(RevenueDay, _DAY_COLUMNS,
+                ((workspace_id, currency, stage, day, *days[(currency, stage, day)]) for currency, stage, day in keys),
+                on_conflict=_DAY_UPSERT)
     for currency, stage, day in (k for k, (count, _) in days.items() if count < 0):
         RevenueDay.delete().where((RevenueDay.workspace == workspace_id) & (RevenueDay.currency == currency)
                                   & (RevenueDay.stage == stage) & (RevenueDay.close_date == day)
