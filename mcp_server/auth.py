@@ -15,10 +15,11 @@ the backend here raises the reason and Starlette's ``on_error`` renders it; the 
 
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from time import monotonic
 
 import anyio.to_thread
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware, get_access_token
@@ -36,7 +37,6 @@ from poggio.tokens import (
     TokenRejected,
     TokenService,
     VerifiedToken,
-    digest,
     ip_allowed,
     utcnow,
     well_formed,
@@ -113,30 +113,43 @@ class VerifiedCache:
     token's limits, an approver's role) is a commit, and any commit by anyone empties the cache
     (:class:`poggio.db.CommitWatcher`), so a revocation still takes effect on the next request. What
     changes with the clock is checked at every use: the credential's expiry and, after a rotation,
-    the end of the old secret's overlap. Keyed by the token's digest, never the token itself."""
+    the end of the old secret's overlap (as a deadline on the monotonic clock: the cache is emptied
+    at every flush of the usage counters anyway, long before the two clocks could drift apart).
+    Keyed by the token's SHA-256, never the token itself. For one thread (the event loop's)."""
 
     SIZE = 10_000
 
-    def __init__(self, watcher: CommitWatcher, pepper: str | None):
+    def __init__(self, watcher: CommitWatcher):
         self.watcher = watcher
-        self.pepper = pepper
         self._version: int | None = None
-        self._verified: dict[str, tuple[VerifiedToken, dt.datetime | None]] = {}
+        self._verified: dict[bytes, tuple[VerifiedToken, float | None]] = {}
 
-    def get(self, presented: str, verify) -> VerifiedToken:
+    def lookup(self, presented: str) -> VerifiedToken | None:
+        """The kept verdict on ``presented``, if the database has not changed since and it has not
+        expired; else None."""
         version = self.watcher.version()
         if version != self._version:
             self._verified.clear()
             self._version = version
-        key = digest(presented, self.pepper)
-        hit = self._verified.get(key)
-        if hit is not None and (hit[1] is None or hit[1] > utcnow()):
+            return None
+        hit = self._verified.get(hashlib.sha256(presented.encode()).digest())
+        if hit is not None and (hit[1] is None or hit[1] > monotonic()):
             return hit[0]
-        verified = verify(presented)  # raises TokenRejected: refusals are not kept
+        return None
+
+    def keep(self, presented: str, verified: VerifiedToken) -> None:
         if len(self._verified) >= self.SIZE:
             self._verified.clear()
         ends = [t for t in (verified.expires_at, verified.ends_at) if t is not None]
-        self._verified[key] = (verified, min(ends) if ends else None)
+        deadline = monotonic() + (min(ends) - utcnow()).total_seconds() if ends else None
+        self._verified[hashlib.sha256(presented.encode()).digest()] = (verified, deadline)
+
+    def get(self, presented: str, verify) -> VerifiedToken:
+        """The kept verdict, or ``verify(presented)``'s (kept if it is one; refusals raise and are not)."""
+        verified = self.lookup(presented)
+        if verified is None:
+            verified = verify(presented)
+            self.keep(presented, verified)
         return verified
 
 
@@ -149,7 +162,7 @@ class TokenAuthBackend(AuthenticationBackend):
         costs; wrong for a database across a network, whose round trip must not stall the loop.
         ``oauth`` verifies OAuth access tokens (``pgoa_…``), which must be bound to ``resource``.
         ``watcher`` (inline only): keep verdicts while the database is unchanged (:class:`VerifiedCache`)."""
-        self.cache = VerifiedCache(watcher, service.pepper) if watcher is not None and inline else None
+        self.cache = VerifiedCache(watcher) if watcher is not None and inline else None
         self.service = service
         self.limiter = limiter
         self.rate_limit = rate_limit
@@ -183,17 +196,19 @@ class TokenAuthBackend(AuthenticationBackend):
         presented = presented.strip()
         if not presented:
             raise Rejected("missing")
-        if not (well_formed(presented) or well_formed(presented, ACCESS_PREFIX)):
-            raise Rejected("malformed")  # shape and checksum: junk costs no database work
-        try:
+        verified = self.cache.lookup(presented) if self.cache is not None else None
+        if verified is None:  # (a kept verdict is on a well-formed token)
+            if not (well_formed(presented) or well_formed(presented, ACCESS_PREFIX)):
+                raise Rejected("malformed")  # shape and checksum: junk costs no database work
+            try:
+                if self.inline:
+                    verified = self._verify(presented)
+                else:
+                    verified = await anyio.to_thread.run_sync(self._verify, presented, limiter=self.limiter)
+            except TokenRejected as exc:
+                raise Rejected(exc.reason) from None
             if self.cache is not None:
-                verified = self.cache.get(presented, self._verify)
-            elif self.inline:
-                verified = self._verify(presented)
-            else:
-                verified = await anyio.to_thread.run_sync(self._verify, presented, limiter=self.limiter)
-        except TokenRejected as exc:
-            raise Rejected(exc.reason) from None
+                self.cache.keep(presented, verified)
         # the peer's address, or the client's as a trusted proxy forwarded it (uvicorn's
         # forwarded_allow_ips is POGGIO_TRUSTED_PROXIES): never a raw X-Forwarded-For
         ip = conn.client.host if conn.client else None

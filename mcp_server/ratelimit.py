@@ -4,33 +4,81 @@ every process and host when ``POGGIO_REDIS_URL`` points at Redis.
 The strategy is the sliding window counter: two counters per token, constant work per request. The
 moving window keeps one entry per request in the window, and its in-memory storage inserts at the
 front of a list and trims it in a worker thread, so its cost grew with the limit (at 100,000/minute
-it outweighed the rest of a request)."""
+it outweighed the rest of a request).
+
+Without Redis the counters live in this process, in :class:`LocalWindows`: the same sliding
+window counter arithmetic as ``limits``' memory storage, kept in a plain dict read on the event
+loop's thread. ``limits``' asynchronous memory storage (locks, expiry bookkeeping, key strings)
+cost a tenth of a whole ``tools/list`` answer."""
 
 from __future__ import annotations
 
 import functools
 import json
 import time
+from math import floor, inf
 
 from limits import parse
-from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 from starlette.responses import Response
+
+
+class LocalWindows:
+    """Sliding window counters of one process (see the module's docstring): per key, the number of
+    hits in the current fixed window and in the one before it, which counts for the part of it
+    still inside the sliding window. For one thread: no lock."""
+
+    def __init__(self):
+        self._windows: dict[str, tuple[int, int, int]] = {}  # key -> (window number, previous, current)
+
+    def _counts(self, key: str, expiry: int, now: float) -> tuple[int, int, int, float]:
+        number = int(now // expiry)
+        window = self._windows.get(key)
+        if window is None or window[0] < number - 1:
+            previous, current = 0, 0
+        elif window[0] == number - 1:
+            previous, current = window[2], 0
+        else:
+            previous, current = window[1], window[2]
+        return number, previous, current, (number + 1) * expiry - now  # left of the current window
+
+    def hit(self, key: str, limit: int, expiry: int) -> bool:
+        now = time.time()
+        number, previous, current, left = self._counts(key, expiry, now)
+        if floor(previous * left / expiry + current) + 1 > limit:
+            return False
+        if len(self._windows) >= 100_000:  # keys are verified tokens: never that many in practice
+            self._windows = {k: w for k, w in self._windows.items() if w[0] >= number - 1}
+        self._windows[key] = (number, previous, current + 1)
+        return True
+
+    def reset_in(self, key: str, expiry: int) -> float:
+        """Seconds until one more hit could pass (as ``limits`` computes a sliding window's reset)."""
+        _, previous, current, left = self._counts(key, expiry, time.time())
+        previous_reset = left % (expiry / previous) if previous else inf
+        current_reset = left % expiry if current else inf
+        return min(previous_reset, current_reset) if (previous or current) else 0.0
 
 
 class TokenRateLimit:
     def __init__(self, limit: str, redis_url: str | None = None, namespace: str = "poggio"):
         self.item = parse(limit)
         self.namespace = namespace
-        storage = storage_from_string(f"async+{redis_url}", implementation="redispy") if redis_url else MemoryStorage()
-        self.limiter = SlidingWindowCounterRateLimiter(storage)
+        self.local = None if redis_url else LocalWindows()
+        if redis_url:
+            storage = storage_from_string(f"async+{redis_url}", implementation="redispy")
+            self.limiter = SlidingWindowCounterRateLimiter(storage)
 
     async def retry_after(self, token_id: int | str, own: str | None = None) -> int | None:
         """Count one request of the token; seconds to wait when it is over its limit (the token's
         ``own``, set below the installation's, else the installation's), else None."""
         key = f"{self.namespace}:mcp:token:{token_id}"
         item = self.item if own is None else _parsed(own)
+        if self.local is not None:
+            if self.local.hit(key, item.amount, item.get_expiry()):
+                return None
+            return max(1, int(self.local.reset_in(key, item.get_expiry())) + 1)
         if await self.limiter.hit(item, key):
             return None
         reset, _ = await self.limiter.get_window_stats(item, key)

@@ -57,3 +57,40 @@ def test_limit_is_shared_across_processes_through_redis(instance, tokens):
     finally:
         one.stop()
         two.stop()
+
+
+def test_local_windows_decide_as_the_limits_library_does(monkeypatch):
+    """Without Redis, LocalWindows counts: it must say yes and no exactly where ``limits``' own
+    sliding window counter (memory storage) does, over a timeline crossing several windows."""
+    import asyncio
+    import random
+    import time
+
+    from limits import parse
+    from limits.aio.storage import MemoryStorage
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+    from mcp_server.ratelimit import LocalWindows
+
+    clock = [1_700_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    rng = random.Random(7)
+    item = parse("10/minute")
+    reference = SlidingWindowCounterRateLimiter(MemoryStorage())
+    local = LocalWindows()
+
+    seen = []
+
+    async def compare():
+        for _ in range(2000):
+            clock[0] += rng.choice([0.0, 0.0, 0.1, 0.3, 1.0, 2.0, 7.0, 70.0])
+            key = rng.choice(["a", "b"])
+            expected = await reference.hit(item, key)
+            seen.append(expected)
+            assert local.hit(item.key_for(key), item.amount, item.get_expiry()) == expected, clock[0]
+            if not expected:
+                reset, _ = await reference.get_window_stats(item, key)
+                assert abs((reset - clock[0]) - local.reset_in(item.key_for(key), item.get_expiry())) < 1e-6
+
+    asyncio.run(compare())
+    assert seen.count(True) > 100 and seen.count(False) > 100  # both answers, many times

@@ -30,7 +30,7 @@ def setup(instance):
         calls.append(presented)
         return service.verify(presented)
 
-    yield ws, service, VerifiedCache(watcher, None), verify, calls
+    yield ws, service, VerifiedCache(watcher), verify, calls
     watcher.close()
 
 
@@ -72,7 +72,8 @@ def test_expiry_is_checked_at_each_use(setup, monkeypatch):
     cache.get(issued.plaintext, verify)
     assert len(calls) == 1
     later = utcnow() + dt.timedelta(days=1, seconds=1)
-    monkeypatch.setattr(auth, "utcnow", lambda: later)
+    soon = auth.monotonic() + dt.timedelta(days=1, seconds=1).total_seconds()
+    monkeypatch.setattr(auth, "monotonic", lambda: soon)
     monkeypatch.setattr(service, "verify", lambda presented: TokenService.verify(service, presented, now=later))
     with pytest.raises(TokenRejected):
         cache.get(issued.plaintext, verify)
