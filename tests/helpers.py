@@ -110,3 +110,25 @@ def install_pack(site: Path, dist: str, version: str, modules: dict[str, str], e
         "[poggio]\n" + "".join(f"{name} = {target}\n" for name, target in entry_points.items()))
     (info / "RECORD").write_text("")
     return site
+
+
+def revenue_day_totals(workspace_id: int) -> tuple[dict, dict]:
+    """``(kept, computed)``: the revenue pack's per-day totals of a workspace as kept in
+    ``revenue_day``, and the same added up from its opportunities, as
+    ``{(currency, stage, close date): (count, amount)}``; they must be equal."""
+    from decimal import Decimal
+
+    from peewee import fn
+
+    from poggio_revenue import Opportunity
+    from poggio_revenue.models import RevenueDay
+
+    cents = Decimal("0.01")
+    computed = {(c, s, d): (n, Decimal(str(a)).quantize(cents)) for c, s, d, n, a in
+                Opportunity.select(Opportunity.currency, Opportunity.stage, Opportunity.close_date,
+                                   fn.COUNT(Opportunity.id), fn.SUM(Opportunity.amount))
+                .where(Opportunity.workspace == workspace_id)
+                .group_by(Opportunity.currency, Opportunity.stage, Opportunity.close_date).tuples()}
+    kept = {(r.currency, r.stage, r.close_date): (r.count, Decimal(str(r.amount)).quantize(cents))
+            for r in RevenueDay.select().where(RevenueDay.workspace == workspace_id)}
+    return kept, computed

@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from decimal import Decimal
 
 import pytest
+from helpers import revenue_day_totals
 from instances import BACKENDS, ROOT, drop_instance, make_instance
-from peewee import fn
 
 from poggio import csv_import, search
 from poggio.audit import Actor
@@ -20,7 +19,6 @@ from poggio.search import SearchTerm
 from poggio.workspaces import create_workspace
 from poggio_accounts.models import Account
 from poggio_contacts.models import Contact
-from poggio_revenue.models import Opportunity, RevenueDay
 
 
 @pytest.fixture(params=BACKENDS)
@@ -92,13 +90,7 @@ def test_day_totals_add_up_over_chunks_and_earlier_deals(setup):
         f"2026-0{1 + i % 4}-1{i % 5}\n" for i in range(170))
     assert _import(registry, ws, "opportunities", deals.encode()).imported == 170
     assert _import(registry, ws, "opportunities", deals.encode()).imported == 170  # the same days again
-    expected = {(c, s, d): (n, Decimal(str(a)).quantize(Decimal("0.01"))) for c, s, d, n, a in
-                Opportunity.select(Opportunity.currency, Opportunity.stage, Opportunity.close_date,
-                                   fn.COUNT(Opportunity.id), fn.SUM(Opportunity.amount))
-                .where(Opportunity.workspace == ws.id)
-                .group_by(Opportunity.currency, Opportunity.stage, Opportunity.close_date).tuples()}
-    kept = {(r.currency, r.stage, r.close_date): (r.count, Decimal(str(r.amount)).quantize(Decimal("0.01")))
-            for r in RevenueDay.select().where(RevenueDay.workspace == ws.id)}
+    kept, expected = revenue_day_totals(ws.id)
     assert kept == expected and sum(n for n, _ in kept.values()) == 340
 
 

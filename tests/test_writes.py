@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from helpers import Mcp
+from helpers import Mcp, revenue_day_totals
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from instances import BACKENDS, ServerProcess, make_instance
@@ -226,19 +226,8 @@ def test_stale_update_is_refused_with_the_current_record(stack):
 
 
 def _day_totals_match(workspace_slug: str) -> None:
-    from peewee import fn
-
-    from poggio_revenue import Opportunity
-    from poggio_revenue.models import RevenueDay
-    ws = create_workspace_lookup(workspace_slug)
-    expected = {(c, s, d): (n, Decimal(str(a)).quantize(Decimal("0.01"))) for c, s, d, n, a in
-                Opportunity.select(Opportunity.currency, Opportunity.stage, Opportunity.close_date,
-                                   fn.COUNT(Opportunity.id), fn.SUM(Opportunity.amount))
-                .where(Opportunity.workspace == ws.id)
-                .group_by(Opportunity.currency, Opportunity.stage, Opportunity.close_date).tuples()}
-    kept = {(r.currency, r.stage, r.close_date): (r.count, Decimal(str(r.amount)).quantize(Decimal("0.01")))
-            for r in RevenueDay.select().where(RevenueDay.workspace == ws.id)}
-    assert kept == expected
+    kept, computed = revenue_day_totals(create_workspace_lookup(workspace_slug).id)
+    assert kept == computed
 
 
 def test_several_clients_updating_one_opportunity(stack):
