@@ -420,11 +420,18 @@ def test_write_rate_limit_is_separate_and_counts_only_writes(tmp_path):
             ok(client.call("add_note", {"domain": "example.com", "text": f"note {i}"}))
         for _ in range(5):  # reads are not counted against the writes' limit
             ok(client.call("get_account", {"domain": "example.com"}))
-        response = httpx.post(server.mcp_url, headers={"Authorization": f"Bearer {token}",
+        def write(text: str) -> httpx.Response:
+            return httpx.post(server.mcp_url, headers={"Authorization": f"Bearer {token}",
                                                        "Accept": "application/json, text/event-stream",
                                                        "MCP-Protocol-Version": "2025-06-18"},
                               json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                                    "params": {"name": "add_note", "arguments": {"domain": "example.com", "text": "4"}}})
+                                    "params": {"name": "add_note", "arguments": {"domain": "example.com", "text": text}}})
+
+        response = write("4")
+        if response.status_code == 200:
+            # the sliding window counter weighs the previous minute's writes by the part of it still in
+            # the window, rounded down: a test run across the minute's turn may write once more
+            response = write("5")
         assert response.status_code == 429
         assert 1 <= int(response.headers["Retry-After"]) <= 60
         assert "write tool calls" in response.json()["error_description"]
