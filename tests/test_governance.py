@@ -11,7 +11,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from helpers import Mcp
+from helpers import Mcp, clear_of_the_minute_turn
 from instances import BACKENDS, ServerProcess, drop_instance, make_instance
 
 from poggio import activity, demo
@@ -183,6 +183,7 @@ def test_token_limits_are_checked_when_set(stack):
 
 def test_per_token_rate_limit_below_the_default(stack):
     slow = stack.token("slow lane", rate_limit="3/minute")
+    clear_of_the_minute_turn()
     answers = [rpc(stack.url, slow.plaintext) for _ in range(4)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert int(answers[-1].headers["Retry-After"]) >= 1
