@@ -141,7 +141,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             headers={"Cache-Control": "public, max-age=300"},
         )
 
-    mcp_app = lean = StreamableHTTPASGIApp(sessions)
+    mcp_app = StreamableHTTPASGIApp(sessions)
+    lean = None
     if settings.mcp_lean_path:  # the hot requests without the SDK's per-request machinery (same answers)
         mcp_app = lean = LeanPath(mcp_app, server, security, settings.max_body_bytes, metrics, tools)
     writes = WriteRateLimit(mcp_app,
@@ -185,9 +186,9 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         recorder.start()
-        # What start-up built (modules, schemas, compiled validators: some 100,000 objects) lives as
-        # long as the process: out of the collector's way, a full collection no longer walks it
-        # (a pause of tens of milliseconds, which a request waiting behind it would add to its time)
+        # What start-up built (modules, schemas, compiled validators) lives as long as the process:
+        # frozen out of the collector's way, a full collection no longer walks it, a pause that the
+        # requests waiting behind it added to their time (benchmarks/README.md has the figures)
         gc.collect()
         gc.freeze()
         # SQLite work runs on the event loop's thread (tools, token checks): it keeps one pooled
@@ -219,6 +220,6 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         ],
         lifespan=lifespan,
     )
-    if isinstance(lean, LeanPath):  # the hot POSTs answered before the Starlette stack (same answers)
+    if lean is not None:  # the hot POSTs answered before the Starlette stack (same answers)
         return Front(app, lean, backend, MCP_PATH, SUPPORTED_VERSIONS)
     return app

@@ -8,8 +8,8 @@ it outweighed the rest of a request).
 
 Without Redis the counters live in this process, in :class:`LocalWindows`: the same sliding
 window counter arithmetic as ``limits``' memory storage, kept in a plain dict read on the event
-loop's thread. ``limits``' asynchronous memory storage (locks, expiry bookkeeping, key strings)
-cost a tenth of a whole ``tools/list`` answer."""
+loop's thread: ``limits``' asynchronous memory storage (locks, expiry bookkeeping, key strings)
+was a noticeable part of a whole ``tools/list`` answer (benchmarks/README.md)."""
 
 from __future__ import annotations
 

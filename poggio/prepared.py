@@ -102,8 +102,8 @@ class FlatModelReader:
     """Rows of a one-model query read as model objects (``query.objects()``), as peewee's
     ``ModelObjectCursorWrapper`` reads them (every column through its field's conversion, the
     fields into the object's data, other columns as plain attributes, nothing dirty) without
-    setting each value through the field descriptors: a third of the cost per row. Built from the
-    wrapper peewee initialised for the query."""
+    setting each value through the field descriptors, which cost more than the rest of reading a
+    row. Built from the wrapper peewee initialised for the query."""
 
     def __init__(self, reader: ModelObjectCursorWrapper):
         self.model = reader.constructor
