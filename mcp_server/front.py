@@ -19,8 +19,9 @@ import logging
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from starlette.requests import HTTPConnection
 
+from mcp_server.asgi import first_headers, read_body, replay, send_answer
 from mcp_server.auth import VERDICT, TokenAuthBackend
-from mcp_server.lean import DECLINED, LeanPath, first_headers, read_body, replay, send_answer
+from mcp_server.lean import DECLINED, LeanPath
 
 log = logging.getLogger(__name__)
 

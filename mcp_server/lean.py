@@ -47,6 +47,7 @@ from mcp_types import methods as surfaces
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+from mcp_server.asgi import first_headers, read_body, replay, send_answer
 from mcp_server.auth import current_principal
 from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware
 from mcp_server.binding import _timed_out as timed_out
@@ -158,35 +159,6 @@ def _modern_bytes(request_id: Any, result: dict[str, Any]) -> bytes:
 
 
 DECLINED = "poggio.lean_declined"  # scope key: the front asked already, the SDK answers
-
-
-async def read_body(receive, max_body: int):
-    """The request body, read whole: ``(body, trailing, whole)``. ``trailing`` is a message that
-    came instead of more body (to replay after it), ``whole`` is False when the body outgrew
-    ``max_body`` (the rest is left unread for the SDK to refuse); None if the client went away."""
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            if message["type"] == "http.disconnect":
-                return None  # the client went away before its request was whole: no one to answer
-            return b"".join(chunks), message, False
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > max_body:
-            return b"".join(chunks), None, False
-        if not message.get("more_body", False):
-            return b"".join(chunks), None, True
-
-
-def first_headers(scope) -> dict[bytes, bytes]:
-    """The request's headers, the first of each name (as Starlette's ``Headers.get`` reads them)."""
-    headers: dict[bytes, bytes] = {}
-    for key, value in scope["headers"]:
-        if key not in headers:
-            headers[key] = value
-    return headers
 
 
 def _allowed(value: str, patterns: list[str]) -> bool:
@@ -399,12 +371,6 @@ def _shaped(result: CallToolResult, version: str) -> dict[str, Any] | None:
     return None if with_type is None else _text_result(result, with_type)
 
 
-async def send_answer(send, answer) -> None:
-    status, headers, payload = answer
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
-
-
 def _text_result(result: CallToolResult, with_type: bool) -> dict[str, Any] | None:
     """What ``serialize_server_result`` makes of a result of text blocks and structured content
     (what Poggio's tools return), written directly; None for anything else."""
@@ -451,20 +417,6 @@ def _client(info: Any) -> str | None:
     if isinstance(info, dict) and info.get("name"):
         return f"{info.get('name')} {info.get('version') or ''}".strip()[:200]
     return None
-
-
-def replay(body: bytes, trailing, whole: bool, receive):
-    """A ``receive`` that gives the SDK the body this path already read, then what came after it."""
-    pending = [{"type": "http.request", "body": body, "more_body": not whole}]
-    if trailing is not None:
-        pending.append(trailing)
-
-    async def replayed():
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replayed
 
 
 DIRECT = _direct_versions()

@@ -23,6 +23,8 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 from starlette.responses import Response
 
+from mcp_server.asgi import replay
+
 
 class LocalWindows:
     """Sliding window counters of one process (see the module's docstring): per key, the number of
@@ -138,13 +140,4 @@ class WriteRateLimit:
                     await Response(json.dumps(payload), status_code=429, media_type="application/json",
                                    headers={"Retry-After": str(wait)})(scope, receive, send)
                     return
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay(body, None, True, receive), send)
