@@ -38,7 +38,7 @@ class SearchTerm(WorkspaceModel):
     class Meta:
         indexes = (
             (("workspace", "kind", "term", "ref_id"), False),
-            (("kind", "ref_id"), False),
+            (("kind", "ref_id", "term"), False),
         )
 
 

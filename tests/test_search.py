@@ -135,3 +135,27 @@ def test_cursors_belong_to_their_query(workspace):
     listing = call(registry, ws, "search_accounts", limit=2).data.next_cursor  # a name-ordered position
     with pytest.raises(ToolError):
         call(registry, ws, "search_accounts", limit=2, cursor=listing, query="acme")
+
+
+def test_each_word_check_is_one_seek_in_a_covering_index(workspace):
+    """A search checks every row it walks for its other words, and for an earlier word in the range,
+    by the row's id: on SQLite each such check must read the (kind, ref_id, term) index alone, not
+    every word row of that id (which made the check a read per word of the row)."""
+    from peewee import SqliteDatabase
+
+    from poggio.db import database
+    from poggio.prepared import Slot
+
+    if not isinstance(database.obj, SqliteDatabase):
+        pytest.skip("SQLite's query plan; PostgreSQL chooses by its statistics")
+    registry, ws = workspace
+    search._PREPARED.clear()
+    call(registry, ws, "search_accounts", query="acme labs", limit=3)
+    (prepared,) = search._PREPARED.values()
+    _, sql, params, _ = prepared._compile()
+    bound = ["x" if isinstance(p, Slot) else p for p in params]
+    plan = [row[-1] for row in database.execute_sql("EXPLAIN QUERY PLAN " + sql, bound)]
+    checks = [step for step in plan if "earlier" in step or "also" in step]
+    assert len(checks) == 2, plan
+    assert all("COVERING INDEX search_term_kind_ref_id_term (kind=? AND ref_id=? AND term>? AND term<?)" in step
+               for step in checks), plan
