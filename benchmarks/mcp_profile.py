@@ -1,10 +1,10 @@
 """Where an MCP request's time goes, in process: no network, no load generator.
 
-    .venv/bin/python benchmarks/mcp_profile.py [--requests 2100] [--accounts 2000] [--stages] [--cprofile CASE]
+    .venv/bin/python benchmarks/mcp_profile.py [--requests 2100] [--batches 7] [--accounts 2000] [--stages] [--cprofile CASE]
 
 Builds a demo database and a token in a temporary instance, then sends each case's request
 straight to the ASGI applications (Poggio's, and the bare-SDK reference of ``reference_server.py``)
-and prints the microseconds per request: the best of seven batches, so another process on the
+and prints the microseconds per request: the best of seven batches (``--batches``), so another process on the
 machine costs less than it would in an average. ``--stages`` also times the steps of a request
 (authentication, the lean path's checks, the SDK's Tool.run, the tool itself, writing the answer)
 by wrapping them with a clock, which adds about a microsecond to each; ``--cprofile CASE`` prints
@@ -22,6 +22,7 @@ import functools
 import json
 import os
 import pstats
+import statistics
 import secrets
 import subprocess
 import sys
@@ -162,7 +163,9 @@ async def run(args, token: str) -> None:
         ]
     inner = reference.__closure__[0].cell_contents  # reference_server._guarded(app): the app it guards
     async with getattr(app, "app", app).router.lifespan_context(app), inner.router.lifespan_context(inner):
-        print(f"{'case':28} {'best':>8} {'mean':>8}  us per request (of 7 batches)")
+        if args.interleaved:
+            return await interleaved(cases, args)
+        print(f"{'case':28} {'best':>8} {'mean':>8}  us per request (of {args.batches} batches)")
         for name, target, headers, body in cases:
             status, answer = await send(target, headers, body)
             if status != 200 or b'"isError":true' in answer:
@@ -171,9 +174,9 @@ async def run(args, token: str) -> None:
                 await send(target, headers, body)
             if stages is not None:
                 stages.spent.clear()
-            batch = max(1, args.requests // 7)
+            batch = max(1, args.requests // args.batches)
             best = []
-            for _ in range(7):
+            for _ in range(args.batches):
                 started = time.perf_counter()
                 for _ in range(batch):
                     await send(target, headers, body)
@@ -182,7 +185,7 @@ async def run(args, token: str) -> None:
             if stages is not None and target is app:  # means, like the mean above
                 for label in stages.order:
                     if stages.spent[label]:
-                        print(f"    {label:50} {stages.spent[label] / (batch * 7) * 1e6:8.1f}")
+                        print(f"    {label:50} {stages.spent[label] / (batch * args.batches) * 1e6:8.1f}")
             if args.cprofile and args.cprofile == name:
                 profile = cProfile.Profile()
                 profile.enable()
@@ -192,11 +195,37 @@ async def run(args, token: str) -> None:
                 pstats.Stats(profile).sort_stats("tottime").print_stats(30)
 
 
+async def interleaved(cases, args) -> None:
+    """Every case in turn, one small batch each, round after round: each round's times divided by
+    the same round's bare-SDK echo of the same generation, so a slow spell of the machine (another
+    tenant, a clock step) weighs on both sides of a ratio alike. Prints the median ratio per case."""
+    for _, target, headers, body in cases:
+        for _ in range(100):
+            await send(target, headers, body)
+    batch = max(1, args.requests // args.batches)
+    per_round: dict[str, list[float]] = collections.defaultdict(list)
+    for _ in range(args.batches):
+        for name, target, headers, body in cases:
+            started = time.perf_counter()
+            for _ in range(batch):
+                await send(target, headers, body)
+            per_round[name].append((time.perf_counter() - started) / batch * 1e6)
+    print(f"{'case':28} {'median us':>10} {'echo / case':>12}  (median of {args.batches} rounds of {batch})")
+    for name, _, _, _ in cases:
+        era = name.rsplit(" ", 1)[1]
+        echo = per_round[f"reference echo {era}"]
+        ratios = sorted(e / t for e, t in zip(echo, per_round[name], strict=True))
+        print(f"{name:28} {statistics.median(per_round[name]):10.1f} {statistics.median(ratios):12.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2100)
+    parser.add_argument("--batches", type=int, default=7, help="more, smaller batches: a steadier best on a busy machine")
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--stages", action="store_true")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="ratios to the bare SDK's echo, measured round by round (steady on a busy machine)")
     parser.add_argument("--cprofile", default="", help="a case name, e.g. 'get_account 2026'")
     args = parser.parse_args()
     instance = Path(tempfile.mkdtemp())
