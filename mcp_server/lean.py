@@ -105,9 +105,12 @@ class SdkAdapter:
             raise RuntimeError("the SDK now sets cache hints on tools/list or tools/call: the lean path "
                                "would not add them")
         self.scope = next(m for m in self.lowlevel.middleware if isinstance(m, ScopeMiddleware))
+        # the SDK hands out a deep copy per access, for callers that change it; this path only writes
+        # it into an answer, so one copy serves every answer (and is never changed)
+        self._stamp = self.lowlevel.server_info_stamp
 
     def server_info_stamp(self) -> dict[str, Any]:
-        return self.lowlevel.server_info_stamp
+        return self._stamp
 
     def input_schema(self, name: str) -> Any:
         return self.lowlevel.get_tool_input_schema(name)
