@@ -22,8 +22,8 @@ import functools
 import json
 import os
 import pstats
-import statistics
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile

@@ -28,7 +28,7 @@ from poggio.packs import (  # noqa: E402
     tool,
 )
 from poggio.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
-from poggio.prepared import Prepared, slot  # noqa: E402
+from poggio.prepared import Prepared, loaded, slot  # noqa: E402
 from poggio.search import add_search_terms, query_words, replace_search_terms, search_page  # noqa: E402
 from poggio.writes import IfUnmodifiedSince, Timestamp, refuse_if_modified  # noqa: E402
 
@@ -41,7 +41,7 @@ __all__ = [
     # paged list tools
     "Limit", "Cursor", "Page", "page_text", "keyset_page",
     # data: models, queries, search, CSV import
-    "WorkspaceModel", "utcnow", "writing", "Prepared", "slot", "add_search_terms", "search_page", "query_words", "CsvKind",
+    "WorkspaceModel", "utcnow", "writing", "Prepared", "slot", "loaded", "add_search_terms", "search_page", "query_words", "CsvKind",
     "bulk_insert", "reserve_ids", "existing_keys",
     # write tools
     "changed_at", "for_update", "replace_search_terms", "IfUnmodifiedSince", "refuse_if_modified", "Timestamp",

@@ -13,6 +13,10 @@ def format_money(amount: Decimal | int | float | str, currency: str) -> str:
     """``USD 482,500.00``: the ISO currency code, thousands separators, the currency's decimals
     (two, none for JPY and the like), rounded half up."""
     code = currency.strip().upper()
-    places = 0 if code in ZERO_DECIMAL else 2
-    value = Decimal(str(amount)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    return f"{code} {value:,.{places}f}"
+    whole = code in ZERO_DECIMAL
+    value = (amount if type(amount) is Decimal else Decimal(str(amount))).quantize(
+        _UNIT if whole else _CENT, rounding=ROUND_HALF_UP)
+    return f"{code} {value:,.0f}" if whole else f"{code} {value:,.2f}"
+
+
+_UNIT, _CENT = Decimal(1), Decimal("0.01")

@@ -36,8 +36,45 @@ def test_prepared_queries_match_their_peewee_query(instance):
         plain = list(Opportunity.select(Opportunity.name, Opportunity.close_date, Opportunity.amount)
                      .where((Opportunity.workspace == ws.id) & (Opportunity.close_date >= after))
                      .order_by(Opportunity.close_date, Opportunity.id).tuples())
-        assert closing.all(workspace=ws.id, after=after) == plain
+        got = closing.all(workspace=ws.id, after=after)
+        assert got == plain and [tuple(map(type, r)) for r in got] == [tuple(map(type, r)) for r in plain]
         assert all(isinstance(row[1], dt.date) for row in plain)
+
+
+def test_flat_tuple_rows_are_what_peewee_makes_of_them(instance):
+    """``.tuples()`` rows are read by Prepared's own reader (FlatTupleReader): the same values of the
+    same types as peewee's (dates, decimals, datetimes, foreign keys, nulls, expressions, a union)."""
+    from peewee import fn
+
+    from poggio.prepared import FlatTupleReader
+    from poggio_accounts.models import Note
+
+    ws = demo.build(PackRegistry.load(), "acme", accounts=40).workspace
+    Note.create(workspace=ws.id, account=Account.get(Account.domain == "example.com").id, text="hi",
+                contact_email=None, opportunity_id=None, links="", author="")
+
+    def deals(workspace):
+        return (Opportunity.select(Opportunity.id, Opportunity.account, Opportunity.amount, Opportunity.close_date,
+                                   Opportunity.currency, fn.LOWER(Opportunity.stage), Value(3), Opportunity.name)
+                .where(Opportunity.workspace == workspace).order_by(Opportunity.id))
+
+    def notes(workspace):
+        return (Note.select(Note.id, Note.account, Note.text, Note.contact_email, Note.created_at, Note.opportunity_id)
+                .where(Note.workspace == workspace).order_by(Note.id))
+
+    def union(workspace):
+        return (Note.select(Value(0), Note.created_at, Note.contact_email).where(Note.workspace == workspace)
+                + Opportunity.select(Value(1), Opportunity.close_date, Opportunity.name)
+                .where(Opportunity.workspace == workspace))
+
+    for build in (deals, notes, union):
+        prepared = Prepared(lambda build=build: build(slot("workspace")).tuples())
+        plain = list(build(ws.id).tuples())
+        got = prepared.all(workspace=ws.id)
+        assert type(next(iter(prepared._flat.values()))) is FlatTupleReader, build.__name__
+        assert len(plain) > 0 and got == plain, build.__name__
+        assert [tuple(map(type, r)) for r in got] == [tuple(map(type, r)) for r in plain], build.__name__
+        assert prepared.all(workspace=ws.id + 1) == []
 
 
 def test_peewee_private_row_reader_is_there():

@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import pytest
 from helpers import Mcp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from instances import ServerProcess
 
 from poggio import demo
@@ -34,6 +36,23 @@ def test_format_money(amount, currency, expected):
     from poggio import format_money  # the one helper every pack's text uses
 
     assert format_money(amount, currency) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(amount=st.one_of(st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-10**12, max_value=10**12),
+                        st.integers(-10**12, 10**12), st.floats(-1e9, 1e9, allow_nan=False)),
+       currency=st.sampled_from(["USD", "jpy", " eur ", "KRW", "CHF"]))
+def test_format_money_is_the_plain_rule(amount, currency):
+    """Its quick path for Decimals gives what the plain rule gives: str, Decimal, quantize, format."""
+    from decimal import ROUND_HALF_UP
+
+    from poggio import format_money
+    from poggio.money import ZERO_DECIMAL
+
+    code = currency.strip().upper()
+    places = 0 if code in ZERO_DECIMAL else 2
+    value = Decimal(str(amount)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    assert format_money(amount, currency) == f"{code} {value:,.{places}f}"
 
 
 def _day(days: int) -> str:

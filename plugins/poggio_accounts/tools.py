@@ -22,6 +22,7 @@ from poggio import (
     changed_at,
     for_update,
     hookimpl,
+    loaded,
     page_text,
     query_words,
     refuse_if_modified,
@@ -52,9 +53,9 @@ class AccountOut(BaseModel):
 
     @classmethod
     def of(cls, account: Account) -> AccountOut:
-        return cls(id=account.id, domain=account.domain, name=account.name, industry=account.industry,
-                   employees=account.employees, country=account.country, description=account.description,
-                   updated_at=account.updated_at)
+        # from the row's values by field name (peewee's __data__, what playhouse's model_to_dict reads):
+        # reading them one by one through the field descriptors cost more than validating them
+        return cls.model_validate(account.__data__)
 
 
 AccountPage = Page.of(AccountOut, "accounts")
@@ -77,8 +78,7 @@ class NoteOut(BaseModel):
 
     @classmethod
     def of(cls, note: Note) -> NoteOut:
-        return cls(id=note.id, text=note.text, contact_email=note.contact_email, opportunity_id=note.opportunity_id,
-                   links=note.links, author=note.author, created_at=note.created_at)
+        return cls.model_validate(note.__data__)  # as AccountOut.of
 
 
 class AccountProfile(BaseModel):
@@ -88,8 +88,8 @@ class AccountProfile(BaseModel):
 
 
 def _line(a: AccountOut) -> str:
-    facts = ", ".join(x for x in (a.industry, f"{a.employees:,} employees" if a.employees else "", a.country) if x)
-    return f"- {a.name} ({a.domain})" + (f": {facts}" if facts else "")
+    facts = ", ".join([x for x in (a.industry, f"{a.employees:,} employees" if a.employees else "", a.country) if x])
+    return f"- {a.name} ({a.domain}): {facts}" if facts else f"- {a.name} ({a.domain})"
 
 
 @tool(title="Search accounts")
@@ -122,7 +122,8 @@ def search_accounts(
     shape = ("search_accounts", bool(industry), bool(country), min_employees is not None)
     rows, next_cursor = search_page(ctx, q, Account.id, SEARCH_KIND, query, filters, cursor, limit,
                                     order=[Account.name, Account.id], prepared=(shape, values) if prepared else None)
-    page = AccountPage(items=[AccountOut.of(a) for a in rows], next_cursor=next_cursor)
+    # validated as one page of the rows' values (AccountOut.of each, in one call)
+    page = AccountPage.model_validate({"items": [a.__data__ for a in rows], "next_cursor": next_cursor})
     return ToolResult(page, page_text(page, _line, "account", first=cursor is None))
 
 
@@ -151,12 +152,17 @@ def _with_notes():
 _ACCOUNT_WITH_NOTES = Prepared(_with_notes, plan_once=True)
 
 
+_ACCOUNT_NAMES = [f.name for f in _ACCOUNT_FIELDS]
+_NOTE_READERS = [(f.name, f.python_value) for f in _NOTE_FIELDS]
+
+
 def _account_and_notes(workspace_id: int, domain: str) -> tuple[Account | None, list[Note]]:
     rows = _ACCOUNT_WITH_NOTES.run(workspace=workspace_id, domain=domain)
     width = len(_ACCOUNT_FIELDS)
-    account = next((Account(**{f.name: f.python_value(v) for f, v in zip(_ACCOUNT_FIELDS, row[1:width + 1], strict=True)})
+    # the union's columns are read as its first part's (the account's fields): the notes' by hand
+    account = next((loaded(Account, dict(zip(_ACCOUNT_NAMES, row[1:width + 1], strict=True)))
                     for row in rows if row[0] == 0), None)
-    notes = [Note(**{f.name: f.python_value(v) for f, v in zip(_NOTE_FIELDS, row[width + 1:], strict=True)})
+    notes = [loaded(Note, {name: read(v) for (name, read), v in zip(_NOTE_READERS, row[width + 1:], strict=True)})
              for row in rows if row[0] == 1]
     notes.sort(key=lambda n: (n.created_at, n.id), reverse=True)  # a union keeps no order
     return account, notes

@@ -163,8 +163,11 @@ class Deal(NamedTuple):
     close_date: dt.date
 
 
+_CENT, _ZERO = Decimal("0.01"), Decimal("0.00")
+
+
 def _cents(amount) -> Decimal:
-    return Decimal(str(amount or 0)).quantize(Decimal("0.01"))
+    return Decimal(str(amount or 0)).quantize(_CENT)
 
 
 def summarise(workspace_id: int, account_id: int | None, after=None, before=None, today: dt.date | None = None,
@@ -184,9 +187,9 @@ def _fold(rows) -> tuple[int, list[CurrencySummary], int]:
         per.setdefault(currency, {})[stage] = StageTotal(count=count, amount=_cents(amount))
         total += count
         if late_count:
-            overdue[currency] = overdue.get(currency, Decimal("0.00")) + _cents(late_amount)
+            overdue[currency] = overdue.get(currency, _ZERO) + _cents(late_amount)
             late += late_count
-    zero = StageTotal(count=0, amount=Decimal("0.00"))
+    zero = StageTotal(count=0, amount=_ZERO)
     out = []
     for currency in sorted(per, key=lambda c: -sum(s.amount for s in per[c].values())):
         stages = {s: per[currency].get(s, zero) for s in STAGES}
@@ -194,8 +197,8 @@ def _fold(rows) -> tuple[int, list[CurrencySummary], int]:
         closed = won.count + lost.count
         out.append(CurrencySummary(
             currency=currency, won=won.amount, lost=lost.amount,
-            open_pipeline=sum((stages[s].amount for s in OPEN_STAGES), Decimal("0.00")),
-            overdue_pipeline=overdue.get(currency, Decimal("0.00")),
+            open_pipeline=sum((stages[s].amount for s in OPEN_STAGES), _ZERO),
+            overdue_pipeline=overdue.get(currency, _ZERO),
             win_rate=round(won.count / closed, 3) if closed else None, stages=stages,
         ))
     return total, out, late
