@@ -213,8 +213,12 @@ class PackRegistry:
             plugin = self.pm.get_plugin(pack)
             others = [p for p in self.pm.get_plugins() if p is not plugin]
             caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+            if not caller.get_hookimpls():
+                caller = False  # the pack does not implement it: nothing to call
             if self._loaded:  # the set of plugins is fixed from now on
                 self._callers[(pack, hook)] = caller
+        if caller is False:
+            return None
         results = caller(**kwargs)
         return results[0] if results else None
 

@@ -145,3 +145,20 @@ def test_demo_dates_move_with_today_and_stay_deterministic(instance):
     assert 0.05 <= len(overdue) / len(still_open) <= 0.35, (len(overdue), len(still_open))
     assert sum(r[4] <= today + dt.timedelta(days=90) for r in upcoming) >= len(upcoming) / 3  # the coming weeks
     assert all(r[0].endswith(str(r[4].year)) for r in rows[one.id])  # names carry the close date's year
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(
+    st.sampled_from(["USD", "EUR", "JPY"]),
+    st.sampled_from(["prospecting", "qualification", "proposal", "negotiation", "won", "lost"]),
+    st.integers(1, 10**6),
+    st.one_of(st.integers(0, 10**12), st.floats(0, 1e12, allow_nan=False), st.decimals(0, 10**12, places=3)),
+    st.integers(0, 10), st.integers(0, 10**9)), max_size=12, unique_by=lambda r: (r[0], r[1])))
+def test_profile_section_totals_are_the_summary_models_json(rows):
+    """get_account's revenue section writes each currency's totals as plain JSON directly: it must be
+    exactly what get_revenue_summary's CurrencySummary model dumps."""
+    from poggio_revenue.tools import _fold
+
+    _, currencies, _ = _fold(rows)
+    for totals in currencies:
+        assert totals.plain() == totals.model().model_dump(mode="json")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from decimal import Decimal
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from peewee import SQL, Case, Value, fn
 from pydantic import BaseModel, Field
@@ -170,36 +170,59 @@ def _cents(amount) -> Decimal:
     return Decimal(str(amount or 0)).quantize(_CENT)
 
 
+class Totals(NamedTuple):
+    """One currency's totals as :func:`_fold` adds them up (the fields of :class:`CurrencySummary`,
+    ``stages`` as ``{stage: (count, amount)}``); a model only where a tool answers with one."""
+    currency: str
+    won: Decimal
+    lost: Decimal
+    open_pipeline: Decimal
+    overdue_pipeline: Decimal
+    win_rate: float | None
+    stages: dict[str, tuple[int, Decimal]]
+
+    def model(self) -> CurrencySummary:
+        return CurrencySummary(**self._replace(stages={s: StageTotal(count=c, amount=a)
+                                                       for s, (c, a) in self.stages.items()})._asdict())
+
+    def plain(self) -> dict[str, Any]:
+        """``self.model().model_dump(mode="json")``, written directly (a profile section's data)."""
+        return {"currency": self.currency, "won": str(self.won), "lost": str(self.lost),
+                "open_pipeline": str(self.open_pipeline), "overdue_pipeline": str(self.overdue_pipeline),
+                "win_rate": self.win_rate,
+                "stages": {s: {"count": c, "amount": str(a)} for s, (c, a) in self.stages.items()}}
+
+
 def summarise(workspace_id: int, account_id: int | None, after=None, before=None, today: dt.date | None = None,
-              ) -> tuple[int, list[CurrencySummary], int]:
-    """(opportunities, per-currency summaries, how many open ones are overdue on ``today``)."""
+              ) -> tuple[int, list[Totals], int]:
+    """(opportunities, per-currency totals, how many open ones are overdue on ``today``)."""
     args = {"workspace": workspace_id, "account": account_id, "after": after, "before": before,
             "today": today or _today()}
     return _fold(_totals_query(account_id is not None, bool(after), bool(before)).run(**args))
 
 
-def _fold(rows) -> tuple[int, list[CurrencySummary], int]:
+def _fold(rows) -> tuple[int, list[Totals], int]:
     """:func:`summarise`'s answer from the rows of :func:`_totals`."""
-    per: dict[str, dict[str, StageTotal]] = {}
+    per: dict[str, dict[str, tuple[int, Decimal]]] = {}
     overdue: dict[str, Decimal] = {}
     total = late = 0
     for currency, stage, count, amount, late_count, late_amount in rows:
-        per.setdefault(currency, {})[stage] = StageTotal(count=count, amount=_cents(amount))
+        per.setdefault(currency, {})[stage] = (count, _cents(amount))
         total += count
         if late_count:
             overdue[currency] = overdue.get(currency, _ZERO) + _cents(late_amount)
             late += late_count
-    zero = StageTotal(count=0, amount=_ZERO)
+    zero = (0, _ZERO)
     out = []
-    for currency in sorted(per, key=lambda c: -sum(s.amount for s in per[c].values())):
+    for currency in sorted(per, key=lambda c: -sum(amount for _, amount in per[c].values())):
         stages = {s: per[currency].get(s, zero) for s in STAGES}
-        won, lost = stages["won"], stages["lost"]
-        closed = won.count + lost.count
-        out.append(CurrencySummary(
-            currency=currency, won=won.amount, lost=lost.amount,
-            open_pipeline=sum((stages[s].amount for s in OPEN_STAGES), _ZERO),
+        (won, won_amount), (lost, lost_amount) = stages["won"], stages["lost"]
+        closed = won + lost
+        out.append(Totals(
+            currency=currency, won=won_amount, lost=lost_amount,
+            open_pipeline=sum((stages[s][1] for s in OPEN_STAGES), _ZERO),
             overdue_pipeline=overdue.get(currency, _ZERO),
-            win_rate=round(won.count / closed, 3) if closed else None, stages=stages,
+            win_rate=round(won / closed, 3) if closed else None, stages=stages,
         ))
     return total, out, late
 
@@ -211,7 +234,7 @@ def _deals(rows, part: int) -> list[Deal]:
     return [Deal(r[7], r[2], amount(r[4]), r[1], day) for day, _, r in found]
 
 
-def _summary_text(total: int, currencies: list[CurrencySummary]) -> str:
+def _summary_text(total: int, currencies: list[Totals]) -> str:
     if not total:
         return "No opportunities."
     lines = [f"{total} opportunit{'y' if total == 1 else 'ies'}."]
@@ -251,7 +274,7 @@ def get_revenue_summary(
     total, currencies, _ = summarise(ctx.workspace_id, account_id(ctx, account_domain), closing_after, closing_before)
     summary = RevenueSummary(account_domain=normalise_domain(account_domain) if account_domain else None,
                              closing_after=closing_after, closing_before=closing_before,
-                             opportunities=total, currencies=currencies)
+                             opportunities=total, currencies=[c.model() for c in currencies])
     return ToolResult(summary, _summary_text(total, currencies))
 
 
@@ -312,7 +335,7 @@ def poggio_account_profile(ctx: ToolContext, account: Account) -> ProfileSection
                  "close_date": o.close_date.isoformat()} for o in rows]
     return ProfileSection(key="revenue", title="Revenue", text=text, data={
         "opportunities": total,
-        "currencies": [c.model_dump(mode="json") for c in currencies],
+        "currencies": [c.plain() for c in currencies],
         "open_opportunities": out(upcoming),
         "overdue_opportunities": out(overdue),
     })
