@@ -16,7 +16,7 @@ from instances import ROOT
 
 from poggio.cli import main
 from poggio.plugins import PackRegistry
-from poggio.testing import tool_context
+from poggio.testing import tool_context, workspace
 
 NOTES = '''
 import datetime as dt
@@ -242,7 +242,8 @@ def test_hook_poggio_tools(tmp_path, monkeypatch):
         registry = PackRegistry.from_modules({"echo": module})
         spec = registry.tool("echo")
         assert spec.pack == "echo" and not spec.read_only and spec.description == "Says it back."
-        assert spec(tool_context(), text="hi").data.said == "hi"
+        with workspace(tmp_path / "db") as (_, workspace_id):  # a write tool: it runs in a write transaction
+            assert spec(tool_context(workspace_id), text="hi").data.said == "hi"
     finally:
         sys.modules.pop("poggio_echo", None)
 
