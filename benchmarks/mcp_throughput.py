@@ -1,13 +1,14 @@
 """Requests/s and latency of Poggio's MCP server next to a bare-SDK reference server, in one run.
 
     .venv/bin/python benchmarks/mcp_throughput.py [--seconds 10] [--connections 16] [--runs 3]
-        [--workers 1] [--postgres] [--accounts 2000] [--before DIR] [--only WORD,...]
+        [--workers 1] [--postgres] [--accounts 2000] [--before DIR] [--only WORD,...] [--paired]
 
 Starts the servers (uvicorn, one worker each unless --workers: Poggio, the reference with its echo
 tool, and the reference also listing Poggio's tool schemas), builds demo data and a token for
 Poggio, and drives each with wrk (Debian package `wrk`, a Lua POST script per call), alternating
 Poggio and the reference so both see the same machine. Prints medians over --runs; a ratio is the
-median of each run's ratio (this machine's speed drifts by half within a minute).
+median of each run's ratio (this machine's speed drifts by half within a minute); with ``--paired``
+each case's reference is run again just before it and the ratio taken pair by pair.
 Usage recording and rate limiting stay on (the limit is raised so the load is not refused). Poggio's
 calls are made with an API token and again with an OAuth access token (of a client_credentials
 client), whose verification takes the same one look-up.
@@ -129,6 +130,14 @@ end
     return {"rps": requests / (duration_us / 1e6), "p50": p50 / 1000, "p99": p99 / 1000, "errors": errors}
 
 
+def _reference_of(name: str) -> str | None:
+    """The bare-SDK case a Poggio case is compared with: its tools/list, or echo for a tool call."""
+    if name.startswith("reference") or name.endswith(("update_opportunity", "add_note")):
+        return None
+    era = "2026" if " 2026" in name else "legacy"
+    return f"reference tools/list {era}" if " tools/list " in f"{name} " else f"reference echo {era}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -139,6 +148,8 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--before", type=Path, help="a checkout of the code to compare with (same database)")
     parser.add_argument("--only", default="", help="comma-separated words: only the cases whose name has one")
+    parser.add_argument("--paired", action="store_true",
+                        help="run each case's reference again just before it, and take ratios pair by pair")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: apt-get install wrk")
@@ -232,13 +243,22 @@ def main() -> None:
             if answer["result"].get("isError"):
                 raise SystemExit(f"{name} fails: {answer['result']['content'][0]['text']}")
         results: dict[str, list[dict]] = {name: [] for name, *_ in cases + writes}
+        by_name = {c[0]: c for c in cases}
+        paired: dict[str, list[float]] = {}  # --paired: each run's ratio to the reference measured just before
         for _ in range(args.runs):
             for name, port, body, tok in writes:
                 results[name].append(wrk(f"http://127.0.0.1:{port}/mcp", lua_counting(body, tok), args.seconds,
                                          args.connections))
             for name, port, body, extra, tok in cases:
+                reference = _reference_of(name)
+                if args.paired and reference is not None:
+                    _, r_port_, r_body, r_extra, r_tok = by_name[reference]
+                    before_it = wrk(f"http://127.0.0.1:{r_port_}/mcp", lua(r_body, r_tok, r_extra), args.seconds,
+                                    args.connections)
                 results[name].append(wrk(f"http://127.0.0.1:{port}/mcp", lua(body, tok, extra), args.seconds,
                                          args.connections))
+                if args.paired and reference is not None:
+                    paired.setdefault(name, []).append(results[name][-1]["rps"] / before_it["rps"])
         med = {name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "errors")}
                for name, runs in results.items()}
         backend = "PostgreSQL" if args.postgres else "SQLite"
@@ -257,10 +277,10 @@ def main() -> None:
                         name = f"{label} {what} {era}{suffix}"
                         if name in med:
                             # per run: this machine's speed drifts over a run, and a run's cases are
-                            # measured one after another
-                            base = results[f"reference {'tools/list' if what == 'tools/list' else 'echo'} {era}"]
-                            ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(results[name], base,
-                                                                                            strict=True))
+                            # measured one after another; --paired: against the reference run just before
+                            base = results[_reference_of(name)]
+                            ratio = statistics.median(paired[name] if args.paired else (
+                                r["rps"] / b["rps"] for r, b in zip(results[name], base, strict=True)))
                             parts.append(f"{what}{suffix} {ratio:.2f}")
                 if parts:
                     print(f"  {label:7} {era:7} " + ", ".join(parts))
