@@ -100,7 +100,7 @@ def _fast(field: Field | None, converter):
     return read
 
 
-def _row_reader(columns: list[tuple[Any, type | None]], shape: str, keys: list[str | None] | None = None):
+def _row_reader(columns: list[tuple[Any, type | None]], shape: str, keys: list[tuple[str, bool]] | None = None):
     """A function of one row (a tuple of ``len(columns)`` values) that converts each value as
     ``columns`` say, ``(converter, kept)``: as is if the converter is None or the value is of the kept
     type, else through the converter. ``shape`` "tuple" gives a tuple; "dicts" gives ``(data, extra)``,
@@ -179,7 +179,7 @@ class FlatTupleReader:
     """Rows of a ``.tuples()`` query read as peewee's ``ModelTupleCursorWrapper`` reads them (each
     column through its field's conversion, if it has one) without building peewee's wrapper per run
     and calling a conversion on a value it would give back unchanged (an int of an integer field, a
-    str of a text field): half the cost of the statement on small results."""
+    str of a text field): on small results those cost more than the statement."""
 
     def __init__(self, reader: ModelTupleCursorWrapper):
         self.row = _row_reader([(_fast(field, converter), _kept(field) if converter is not None else None)

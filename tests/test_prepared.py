@@ -84,6 +84,15 @@ def test_peewee_private_row_reader_is_there():
 
     for kind in (peewee.Select, peewee.ModelSelect):
         assert callable(getattr(kind, "_get_cursor_wrapper", None)), f"peewee.{kind.__name__}._get_cursor_wrapper is gone"
+    # what the flat readers read off peewee's initialised wrappers (and the model data they write)
+    import inspect
+
+    for wrapper in (peewee.ModelObjectCursorWrapper, peewee.ModelTupleCursorWrapper):
+        source = inspect.getsource(peewee.BaseModelCursorWrapper.initialize)
+        assert issubclass(wrapper, peewee.BaseModelCursorWrapper)
+        assert all(f"self.{name}" in source for name in ("columns", "fields", "converters")), source
+    assert "self.unique_columns" in inspect.getsource(peewee.ModelDictCursorWrapper.initialize)
+    assert all(f"self.{name}" in inspect.getsource(peewee.Model.__init__) for name in ("__data__", "_dirty", "__rel__"))
 
 
 @pytest.fixture
