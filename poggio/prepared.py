@@ -163,12 +163,10 @@ class FlatModelReader:
 
     def read(self, rows: list[tuple]) -> list[Any]:
         model, row_of = self.model, self.row
-        new = model.__new__
         out = []
         for row in rows:
             data, extra = row_of(row)
-            obj = new(model)
-            obj.__data__, obj._dirty, obj.__rel__ = data, set(), {}
+            obj = loaded(model, data)
             if extra:
                 obj.__dict__.update(extra)
             out.append(obj)
@@ -182,7 +180,7 @@ class FlatTupleReader:
     str of a text field): on small results those cost more than the statement."""
 
     def __init__(self, reader: ModelTupleCursorWrapper):
-        self.row = _row_reader([(_fast(field, converter), _kept(field) if converter is not None else None)
+        self.row = _row_reader([(_fast(field, converter), _kept(field))
                                 for field, converter in zip(reader.fields, reader.converters, strict=True)], "tuple")
 
     @staticmethod
