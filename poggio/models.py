@@ -152,6 +152,7 @@ class OAuthClient(BaseModel):
 
     class Meta:
         table_name = "oauth_client"
+        indexes = ((("kind", "created_at"), False),)  # the registered apps never approved, oldest first
 
 
 

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from peewee import JOIN
+from peewee import JOIN, SQL, fn
 
 from poggio import audit, policy, scopes
 from poggio.audit import Actor
@@ -40,6 +40,7 @@ from poggio.tokens import (
 
 READ = scopes.READ
 CLIENT_KINDS = ("dynamic", "metadata", "confidential")
+PUBLIC_KINDS = ("dynamic", "metadata")  # the kinds anyone may create, without signing in
 GRANT_LIFETIMES = {"7": 7, "30": 30, "90": 90, "never": None}  # days an approval lasts
 _LIFETIME_LABELS = {"7": "7 days", "30": "30 days", "90": "90 days", "never": "Until revoked"}
 
@@ -162,15 +163,17 @@ class OAuthService:
     """Every change to OAuth clients, grants and tokens goes through here, and leaves an audit event."""
 
     def __init__(self, pepper: str | None = None, known_packs: set[str] | None = None,
-                 access_seconds: int = 3600, code_seconds: int = 300):
+                 access_seconds: int = 3600, code_seconds: int = 300, unused_client_days: int = 7):
         self.pepper = pepper
         self.known_packs = set(known_packs or ())
         self.access_seconds = access_seconds
         self.code_seconds = code_seconds
+        self.unused_client_days = unused_client_days
 
     @classmethod
     def from_settings(cls, settings, known_packs: set[str] | None = None) -> OAuthService:
-        return cls(settings.token_pepper, known_packs, settings.oauth_access_token_seconds)
+        return cls(settings.token_pepper, known_packs, settings.oauth_access_token_seconds,
+                   unused_client_days=settings.oauth_unused_client_days)
 
     def _digest(self, secret: str) -> str:
         return digest(secret, self.pepper)
@@ -197,6 +200,7 @@ class OAuthService:
         secret = generate(CLIENT_SECRET_PREFIX) if method != "none" else None
         name = str(metadata.get("client_name") or urlsplit(uris[0]).hostname or "Unnamed app")[:200]
         with writing():
+            self.forget_unused_clients()
             client = OAuthClient.create(
                 client_id="pgc_" + secrets.token_urlsafe(18), kind="dynamic", name=name,
                 metadata=json.dumps({**metadata, "redirect_uris": uris, "token_endpoint_auth_method": method}),
@@ -219,11 +223,31 @@ class OAuthService:
         with writing():
             client = OAuthClient.get_or_none(OAuthClient.client_id == url)
             if client is None:
+                self.forget_unused_clients()
                 client = OAuthClient.create(client_id=url, kind="metadata", **fields)
             elif client.revoked_at is None:
                 OAuthClient.update(fields).where(OAuthClient.id == client.id).execute()
                 client = OAuthClient.get_by_id(client.id)
         return client
+
+    def forget_unused_clients(self, now: dt.datetime | None = None) -> int:
+        """Delete the apps that anyone may register (dynamic registration, a metadata document) and
+        no one approved within ``unused_client_days``: no grant, no authorization code. Kept: apps
+        an admin revoked (deleting one would lift its revocation: a metadata document's URL would
+        be accepted again). Run in the transaction of each new registration, so the table holds at
+        most that many days of them whatever a bot sends; returns how many went. A forgotten app
+        that comes back gets ``invalid_client`` and registers again."""
+        cutoff = (now or utcnow()) - dt.timedelta(days=self.unused_client_days)
+        stale = (OAuthClient.select(OAuthClient.id)
+                 .where(OAuthClient.kind.in_(PUBLIC_KINDS) & (OAuthClient.created_at < cutoff)
+                        & OAuthClient.revoked_at.is_null()
+                        & ~fn.EXISTS(OAuthGrant.select(SQL("1")).where(OAuthGrant.client == OAuthClient.id))
+                        & ~fn.EXISTS(OAuthCode.select(SQL("1")).where(OAuthCode.client == OAuthClient.id))))
+        count = OAuthClient.delete().where(OAuthClient.id.in_(stale)).execute()
+        if count:
+            audit.record("oauth.unused_clients_forgotten", Actor(label="system"), None,
+                         target=f"{count} app(s)", count=count, days=self.unused_client_days)
+        return count
 
     def create_confidential(self, workspace: Workspace, name: str, actor: Actor, packs=None,
                             resource: str = "") -> IssuedSecret:

@@ -47,6 +47,7 @@ class Settings:
     portal_public_url: str = ""  # the portal's own public URL, the OAuth issuer; from portal_port if unset
     oauth_access_token_seconds: int = 3600
     oauth_registration_limit: str = "20/hour"  # dynamic client registrations per client IP
+    oauth_unused_client_days: int = 7  # registered apps never approved are forgotten after this
     oauth_metadata_allow_private: bool = False  # fetch client metadata documents from private addresses
     cors_origins: tuple[str, ...] = ()
     metrics_token: str | None = field(default=None, repr=False)

@@ -104,6 +104,8 @@ def test_governance_migration_goes_down_and_up(run):
     from poggio.schema import runners
 
     core = dict(runners(PackRegistry.load()))["core"]
+    assert core.down() == ["0007_oauth_client_by_kind"]  # the index of registered apps by age
+    assert ("kind", "created_at") not in {tuple(i.columns) for i in database.get_indexes("oauth_client")}
     assert core.down() == ["0006_search_term_by_ref"]  # the search index's covering index (issue 13)
     assert {tuple(i.columns) for i in database.get_indexes("search_term")} >= {("kind", "ref_id")}
     assert core.down() == ["0005_idempotency"]  # the write tools' keys (issue 15) came after

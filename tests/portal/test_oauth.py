@@ -7,6 +7,7 @@ no token."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import re
 import secrets
@@ -153,6 +154,41 @@ def test_registration_is_rate_limited(instance, monkeypatch):
     test_client = create_app().test_client()
     codes = [test_client.post("/oauth/register", json={"redirect_uris": [REDIRECT]}).status_code for _ in range(5)]
     assert codes == [201, 201, 201, 429, 429]
+
+
+def test_registration_forgets_apps_never_used(app_client, monkeypatch):
+    """Registration is open to anyone: an app that never got an approval is forgotten after
+    POGGIO_OAUTH_UNUSED_CLIENT_DAYS (the table cannot grow without end); an app with a grant, an
+    app revoked by an admin (deleting it would lift the revocation) and a recent one are kept."""
+    admin, used = app_client
+    full_flow(admin, used["client_id"])
+    unused, recent, revoked = (register(admin.client)["client_id"] for _ in range(3))
+    old = utcnow() - dt.timedelta(days=8)
+    OAuthClient.update(created_at=old).where(OAuthClient.client_id.in_([used["client_id"], unused, revoked])).execute()
+    OAuthClient.update(revoked_at=old).where(OAuthClient.client_id == revoked).execute()
+
+    register(admin.client)  # a registration forgets the stale ones in its transaction
+
+    left = {c.client_id for c in OAuthClient.select()}
+    assert unused not in left
+    assert {used["client_id"], recent, revoked} <= left
+    event = AuditEvent.get(AuditEvent.action == "oauth.unused_clients_forgotten")
+    assert '"count": 1' in event.detail and event.workspace_id is None
+    # the forgotten app is told so, and may register again (RFC 7591 clients do on invalid_client)
+    verifier, challenge = pkce()
+    r = admin.get(authorize_url(unused, challenge))
+    assert r.status_code == 400 and "client" in r.get_data(as_text=True).lower()
+
+
+def test_unused_app_window_is_a_setting(instance, monkeypatch):
+    monkeypatch.setenv("POGGIO_OAUTH_UNUSED_CLIENT_DAYS", "1")
+    from portal import create_app
+
+    client = create_app().test_client()
+    stale = register(client)["client_id"]
+    OAuthClient.update(created_at=utcnow() - dt.timedelta(hours=25)).where(OAuthClient.client_id == stale).execute()
+    register(client)
+    assert not OAuthClient.select().where(OAuthClient.client_id == stale).exists()
 
 
 # -- authorization and consent ---------------------------------------------------------------------
