@@ -144,14 +144,6 @@ class VerifiedCache:
         deadline = monotonic() + (min(ends) - utcnow()).total_seconds() if ends else None
         self._verified[hashlib.sha256(presented.encode()).digest()] = (verified, deadline)
 
-    def get(self, presented: str, verify) -> VerifiedToken:
-        """The kept verdict, or ``verify(presented)``'s (kept if it is one; refusals raise and are not)."""
-        verified = self.lookup(presented)
-        if verified is None:
-            verified = verify(presented)
-            self.keep(presented, verified)
-        return verified
-
 
 class TokenAuthBackend(AuthenticationBackend):
     def __init__(self, service: TokenService, limiter: anyio.CapacityLimiter, rate_limit=None, *,

@@ -18,6 +18,18 @@ from poggio.workspaces import create_workspace, set_entitlement
 CLI = Actor.cli()
 
 
+class Cache(VerifiedCache):
+    """The cache as the server's authentication uses it (mcp_server.auth.TokenAuthBackend): look the
+    token up, else verify it and keep the verdict (a refusal raises and is not kept)."""
+
+    def get(self, presented, verify):
+        verified = self.lookup(presented)
+        if verified is None:
+            verified = verify(presented)
+            self.keep(presented, verified)
+        return verified
+
+
 @pytest.fixture
 def setup(instance):
     ws = create_workspace("acme", "Acme", True, CLI)
@@ -30,7 +42,7 @@ def setup(instance):
         calls.append(presented)
         return service.verify(presented)
 
-    yield ws, service, VerifiedCache(watcher), verify, calls
+    yield ws, service, Cache(watcher), verify, calls
     watcher.close()
 
 
