@@ -1,6 +1,6 @@
 """Where an MCP request's time goes, in process: no network, no load generator.
 
-    .venv/bin/python benchmarks/mcp_profile.py [--requests 2100] [--batches 7] [--accounts 2000] [--stages] [--cprofile CASE]
+    .venv/bin/python benchmarks/mcp_profile.py [--requests 2100] [--batches 7] [--accounts 2000] [--stages] [--cprofile CASE [--sort cumulative]]
 
 Builds a demo database and a token in a temporary instance, then sends each case's request
 straight to the ASGI applications (Poggio's, and the bare-SDK reference of ``reference_server.py``)
@@ -192,7 +192,7 @@ async def run(args, token: str) -> None:
                 for _ in range(batch):
                     await send(target, headers, body)
                 profile.disable()
-                pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+                pstats.Stats(profile).sort_stats(args.sort).print_stats(30 if args.sort == "tottime" else 60)
 
 
 async def interleaved(cases, args) -> None:
@@ -227,6 +227,8 @@ def main() -> None:
     parser.add_argument("--interleaved", action="store_true",
                         help="ratios to the bare SDK's echo, measured round by round (steady on a busy machine)")
     parser.add_argument("--cprofile", default="", help="a case name, e.g. 'get_account 2026'")
+    parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"],
+                        help="--cprofile's order: time in each function, or with what it calls")
     args = parser.parse_args()
     instance = Path(tempfile.mkdtemp())
     os.environ.update({"POGGIO_INSTANCE_PATH": str(instance), "POGGIO_RATE_LIMIT": "100000000/minute",

@@ -156,7 +156,7 @@ def test_registration_is_rate_limited(instance, monkeypatch):
     assert codes == [201, 201, 201, 429, 429]
 
 
-def test_registration_forgets_apps_never_used(app_client, monkeypatch):
+def test_registration_forgets_apps_never_used(app_client):
     """Registration is open to anyone: an app that never got an approval is forgotten after
     POGGIO_OAUTH_UNUSED_CLIENT_DAYS (the table cannot grow without end); an app with a grant, an
     app revoked by an admin (deleting it would lift the revocation) and a recent one are kept."""
@@ -164,18 +164,20 @@ def test_registration_forgets_apps_never_used(app_client, monkeypatch):
     full_flow(admin, used["client_id"])
     unused, recent, revoked = (register(admin.client)["client_id"] for _ in range(3))
     old = utcnow() - dt.timedelta(days=8)
+    # a client ID metadata document's app, first seen long ago and never approved: fetched anew if it comes back
+    OAuthClient.create(client_id="https://app.example/client.json", kind="metadata", name="App", created_at=old)
     OAuthClient.update(created_at=old).where(OAuthClient.client_id.in_([used["client_id"], unused, revoked])).execute()
     OAuthClient.update(revoked_at=old).where(OAuthClient.client_id == revoked).execute()
 
     register(admin.client)  # a registration forgets the stale ones in its transaction
 
     left = {c.client_id for c in OAuthClient.select()}
-    assert unused not in left
+    assert unused not in left and "https://app.example/client.json" not in left
     assert {used["client_id"], recent, revoked} <= left
     event = AuditEvent.get(AuditEvent.action == "oauth.unused_clients_forgotten")
-    assert '"count": 1' in event.detail and event.workspace_id is None
+    assert '"count": 2' in event.detail and event.workspace_id is None
     # the forgotten app is told so, and may register again (RFC 7591 clients do on invalid_client)
-    verifier, challenge = pkce()
+    _, challenge = pkce()
     r = admin.get(authorize_url(unused, challenge))
     assert r.status_code == 400 and "client" in r.get_data(as_text=True).lower()
 
