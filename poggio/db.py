@@ -126,8 +126,8 @@ def bind(url: str, **kwargs):
 class CommitWatcher:
     """Whether anything was committed to a SQLite database, by any connection of any process, since
     the last look: ``PRAGMA data_version`` on a connection of its own, which never writes and never
-    holds a transaction open (the number changes when *another* connection commits). About a
-    microsecond a look; for caches of what the database says, which must not outlive a change."""
+    holds a transaction open (the number changes when *another* connection commits). For caches
+    of what the database says, which must not outlive a change."""
 
     def __init__(self, path: str):
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
