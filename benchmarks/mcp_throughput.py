@@ -223,7 +223,7 @@ def main() -> None:
             words = args.only.split(",")
             cases = [c for c in cases if c[0].startswith("reference") or any(w in c[0] for w in words)]
         # writes: each call really changes the deal (a new amount: the row, two day totals, an audit
-        # row, in one transaction), or adds a note (legacy generation; they take the SDK path). The
+        # row, in one transaction), or adds a note (legacy generation). The
         # notes go to another account than the one get_account reads: it shows an account's newest
         # notes, and the reads are measured on the demo data as it was built
         other = next(a["domain"] for a in httpx.post(

@@ -10,6 +10,11 @@ path is not sure about (an odd envelope, a header to check, an error the SDK wor
 untouched: it *declines* and the SDK answers. ``tests/test_lean_path.py`` sends a corpus of
 requests to both paths and requires the same answers.
 
+Calls of write tools are answered here too (their idempotency and write transaction are the tool's
+own, on either path). Their write limit (:class:`~mcp_server.ratelimit.WriteLimit`) is counted here
+for a request that came straight from the front door, and not again for one that came through the
+whole stack, where ``WriteRateLimit`` counted it.
+
 The SDK's objects this reads are in :class:`SdkAdapter`, checked at start-up and by
 ``tests/test_lean_path.py::test_sdk_adapter_matches_the_installed_sdk``.
 """
@@ -46,12 +51,15 @@ from mcp_types import (
 from mcp_types import methods as surfaces
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
+from starlette.responses import Response
 
 from mcp_server.asgi import first_headers, read_body, replay, send_answer
 from mcp_server.auth import current_principal
 from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware
 from mcp_server.binding import _timed_out as timed_out
 from mcp_server.metrics import Metrics
+from mcp_server.ratelimit import COUNTED as WRITES_COUNTED
+from mcp_server.ratelimit import WriteLimit
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +183,7 @@ class LeanPath:
     :class:`mcp_server.front.Front` calls before the Starlette stack."""
 
     def __init__(self, sdk_app, server: MCPServer, security: TransportSecuritySettings, max_body: int,
-                 metrics: Metrics, tools: dict[str, Tool]):
+                 metrics: Metrics, tools: dict[str, Tool], write_limit: WriteLimit):
         self.sdk_app = sdk_app
         self.served, self.declined = metrics.lean.labels("served"), metrics.lean.labels("declined")
         self.sdk = SdkAdapter(server)
@@ -185,6 +193,7 @@ class LeanPath:
         self.max_body = max_body
         # the SDK's Tool objects, built by Tool.from_function exactly as MCPServer.add_tool builds its own
         self.tools = tools
+        self.write_limit = write_limit  # counted here for the write calls this path answers
         self._lists: dict[tuple[str, frozenset[str] | None], bytes] = {}
         # tools whose input schema asks for Mcp-Param headers: the SDK checks those, so their calls go there
         self._param_headers = {spec.name for spec in self.scope_rules.registry.tools()
@@ -280,7 +289,9 @@ class LeanPath:
         if method == "tools/list":
             result = self._listing(version, principal, params, modern, client)
         else:
-            result = await self._call(version, principal, params, modern, client)
+            result = await self._call(version, principal, params, modern, client, not scope.get(WRITES_COUNTED))
+        if isinstance(result, Response):  # over the write limit: WriteRateLimit's answer
+            return result.status_code, result.raw_headers, result.body
         if isinstance(result, MCPError):
             error = result.error.model_dump(mode="json", by_alias=True, exclude_none=True)
             if modern:
@@ -321,14 +332,19 @@ class LeanPath:
         self.scope_rules.count(principal, "tools/list", True, client)
         return cached
 
-    async def _call(self, version: str, principal, params: dict, modern: bool, client: str | None):
+    async def _call(self, version: str, principal, params: dict, modern: bool, client: str | None,
+                    count_writes: bool):
         name = params.get("name")
         spec = self.scope_rules.registry.tool(name) if isinstance(name, str) else None
         tool = self.tools.get(name) if spec is not None else None
-        if tool is None or name in self._param_headers or not spec.read_only:
-            # unknown tools: the SDK words the error; write tools keep the SDK path (idempotency,
-            # their write transaction in a worker thread, the write rate limit in front of both)
-            raise Decline
+        if tool is None or name in self._param_headers:
+            raise Decline  # unknown tools: the SDK words the error
+        if not spec.read_only and count_writes:
+            # the write limit comes first, as WriteRateLimit stands in front of the SDK path: a call
+            # out of the token's scope counts too. (Idempotency and the write transaction are the tool's.)
+            refused = await self.write_limit.refusal(principal, [spec.name])
+            if refused is not None:
+                return refused
         arguments = params.get("arguments")
         found = self.scope_rules.refusal(principal.token, spec, arguments)
         if found is not None:

@@ -104,20 +104,46 @@ def tools_called(body: bytes) -> list[str]:
             and isinstance(m["params"].get("name"), str)]
 
 
-class WriteRateLimit:
-    """ASGI middleware behind authentication: each call of a write tool counts against the token's
-    write limit (``POGGIO_WRITE_RATE_LIMIT``), besides its limit of all requests; over it, the answer
-    is 429 with ``Retry-After``. Only requests that call a write tool are counted, so reads never
-    use up the writes' allowance."""
+COUNTED = "poggio.writes_counted"  # scope key: WriteRateLimit has counted this request's write calls
 
-    def __init__(self, app, limit: TokenRateLimit, write_tools: set[str], principal_of):
-        self.app = app
+
+class WriteLimit:
+    """Each call of a write tool counts against its token's write limit (``POGGIO_WRITE_RATE_LIMIT``),
+    besides its limit of all requests; over it, the answer is 429 with ``Retry-After``. Only calls of
+    write tools count, so reads never use up the writes' allowance. Asked by :class:`WriteRateLimit`
+    for what reaches the SDK and by the lean path for what it answers itself: a call is counted once."""
+
+    def __init__(self, limit: TokenRateLimit, write_tools: set[str]):
         self.limit = limit
         self.write_tools = frozenset(write_tools)
+
+    async def refusal(self, principal, names: list[str]) -> Response | None:
+        """Count the calls of write tools among ``names`` for ``principal``: the 429 answer when one
+        is over the limit, else None."""
+        writes = [name for name in names if name in self.write_tools]
+        for _ in writes:
+            wait = await self.limit.retry_after(f"write:{principal.token.kind}:{principal.token.token_id}")
+            if wait is not None:
+                principal.record(writes[0], "rate_limited")  # on the activity record, as any refusal
+                payload = {"error": "rate_limited", "retry_after": wait,
+                           "error_description": f"Too many changes with this token: at most "
+                                                f"{self.limit.item} write tool calls; try again in {wait} s."}
+                return Response(json.dumps(payload), status_code=429, media_type="application/json",
+                                headers={"Retry-After": str(wait)})
+        return None
+
+
+class WriteRateLimit:
+    """ASGI middleware behind authentication: the :class:`WriteLimit` of the write tools a request
+    calls (one message or a batch)."""
+
+    def __init__(self, app, guard: WriteLimit, principal_of):
+        self.app = app
+        self.guard = guard
         self.principal_of = principal_of
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("method") != "POST" or not self.write_tools:
+        if scope["type"] != "http" or scope.get("method") != "POST" or not self.guard.write_tools:
             return await self.app(scope, receive, send)
         chunks, more = [], True
         while more:
@@ -127,17 +153,12 @@ class WriteRateLimit:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        writes = [name for name in tools_called(body) if name in self.write_tools]
-        principal = self.principal_of(scope) if writes else None
+        scope[COUNTED] = True  # the lean path behind must not count them again
+        names = tools_called(body)
+        principal = self.principal_of(scope) if any(n in self.guard.write_tools for n in names) else None
         if principal is not None:
-            for _ in writes:
-                wait = await self.limit.retry_after(f"write:{principal.token.kind}:{principal.token.token_id}")
-                if wait is not None:
-                    principal.record(writes[0], "rate_limited")  # on the activity record, as any refusal
-                    payload = {"error": "rate_limited", "retry_after": wait,
-                               "error_description": f"Too many changes with this token: at most "
-                                                    f"{self.limit.item} write tool calls; try again in {wait} s."}
-                    await Response(json.dumps(payload), status_code=429, media_type="application/json",
-                                   headers={"Retry-After": str(wait)})(scope, receive, send)
-                    return
+            refused = await self.guard.refusal(principal, names)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
         await self.app(scope, replay(body, None, True, receive), send)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+from poggio.db import utcnow
 from poggio.models import AuditEvent, User, Workspace
+from poggio.prepared import Prepared, slot
 
 ACTIONS = {
     "token.created": "Token created",
@@ -54,7 +56,7 @@ class Actor:
         return cls(label="cli")
 
 
-def record_write(ctx, target: str, before: dict | None, after: dict | None) -> AuditEvent:
+def record_write(ctx, target: str, before: dict | None, after: dict | None) -> int:
     """A write tool's change, on record: who (the token or connected app of ``ctx``), the tool, the
     record and its fields before and after. Values that look like secrets are masked."""
     from poggio.redaction import redact
@@ -71,10 +73,17 @@ def record_write(ctx, target: str, before: dict | None, after: dict | None) -> A
                   before=clean(before), after=clean(after))
 
 
-def record(action: str, actor: Actor, workspace: Workspace | int | None = None, target: str = "", **detail) -> AuditEvent:
+# compiled once (a write tool records every change: peewee built this INSERT anew each time, at
+# several times what SQLite takes to write the row)
+_INSERT = Prepared(lambda: AuditEvent.insert({field: slot(field.name, field) for field in AuditEvent._meta.sorted_fields
+                                              if field is not AuditEvent._meta.primary_key}))
+
+
+def record(action: str, actor: Actor, workspace: Workspace | int | None = None, target: str = "", **detail) -> int:
+    """Put ``action`` on record, in the caller's transaction: the new event's id."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
-    return AuditEvent.create(
+    return _INSERT.write(
         workspace=workspace,
         actor=actor.user,
         actor_label=actor.label[:254],
@@ -82,6 +91,7 @@ def record(action: str, actor: Actor, workspace: Workspace | int | None = None, 
         target=target[:254],
         detail=json.dumps(detail, sort_keys=True, default=str) if detail else "",
         ip=actor.ip,
+        created_at=utcnow(),
     )
 
 

@@ -39,6 +39,7 @@ from peewee import (
     Field,
     FieldAlias,
     ForeignKeyField,
+    Insert,
     IntegerField,
     ModelObjectCursorWrapper,
     ModelTupleCursorWrapper,
@@ -267,6 +268,10 @@ class Prepared:
         if compiled is None:
             query = self._build()
             sql, params = query.sql()
+            if isinstance(query, Insert) and not all(isinstance(p, Slot) for p in params):
+                # a value not given as a slot is compiled in for good: a field's default (a creation
+                # time) would be the same for every row ever inserted
+                raise TypeError("a prepared INSERT takes every column's value as a slot, defaults included")
             if self._plan_once and not isinstance(database.obj, SqliteDatabase):
                 sql, params = _inline_constants(sql, params), [p for p in params if isinstance(p, Slot)]
             slots = [(i, p.name, p.field.db_value if p.field is not None else None)
@@ -274,13 +279,17 @@ class Prepared:
             compiled = self._compiled[kind] = (query, sql, params, slots)
         return compiled
 
-    def _rows(self, values: dict[str, Any], limit: int | None = None) -> list[Any]:
+    def _execute(self, values: dict[str, Any]):
+        """``(query, cursor)``: the statement run with ``values`` bound to its slots."""
         query, sql, params, slots = self._compile()
         bound = params.copy()
         for i, name, convert in slots:
             value = values[name]
             bound[i] = convert(value) if convert is not None and value is not None else value
-        cursor = execute(sql, bound) if self._plan_once else database.execute_sql(sql, bound)
+        return query, execute(sql, bound) if self._plan_once else database.execute_sql(sql, bound)
+
+    def _rows(self, values: dict[str, Any], limit: int | None = None) -> list[Any]:
+        query, cursor = self._execute(values)
         raw = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
         if not raw:
             return []
@@ -313,3 +322,14 @@ class Prepared:
     def first(self, **values: Any) -> Any | None:
         rows = self._rows(values, limit=1)
         return rows[0] if rows else None
+
+    def write(self, **values: Any) -> int:
+        """Run an INSERT, UPDATE or DELETE (built with slots, in the caller's write transaction) with
+        ``values``: the new row's primary key for an INSERT, else how many rows it changed. Peewee
+        builds a ``save()`` or ``create()`` anew each time, at several times SQLite's cost of the write."""
+        query, cursor = self._execute(values)
+        if isinstance(query, Insert):
+            if cursor.description:  # PostgreSQL: INSERT ... RETURNING the key
+                return cursor.fetchone()[0]
+            return cursor.lastrowid
+        return cursor.rowcount

@@ -190,3 +190,51 @@ def test_quick_datetime_reading_gives_what_peewee_gives():
                   "2026-11-25 15:08:53.123456+02:00", "2026-11-25 15:08", "25/11/2026", "garbage", "", None,
                   dt.datetime(2026, 1, 1), 1764083333):
         assert quick(value) == field.python_value(value), value
+
+
+def _writes_match_peewee(ws_id: int) -> None:
+    from poggio.db import writing
+    from poggio_accounts.models import Note
+
+    account = Account.get((Account.workspace == ws_id) & (Account.domain == "example.com"))
+    columns = [f for f in Note._meta.sorted_fields if f is not Note._meta.primary_key]
+    insert = Prepared(lambda: Note.insert({f: slot(f.name, f) for f in columns}))
+    when = dt.datetime(2026, 12, 2, 3, 4, 5, 678901)
+    values = {"workspace": ws_id, "account": account, "text": "it's 100% agreed", "contact_email": None,
+              "opportunity_id": 7, "links": "", "author": "agent", "created_at": when}
+    with writing():
+        first, second = insert.write(**values), insert.write(**{**values, "text": "again"})
+    assert second == first + 1  # the new row's key, on either database
+    row = Note.get_by_id(first)
+    assert (row.account_id, row.text, row.contact_email, row.opportunity_id, row.created_at) == (
+        account.id, "it's 100% agreed", None, 7, when)
+
+    rename = Prepared(lambda: Note.update({Note.text: slot("text", Note.text)}).where(
+        (Note.workspace == slot("workspace")) & (Note.id >= slot("id"))))
+    with writing():
+        assert rename.write(workspace=ws_id, id=first, text="changed") == 2  # rows changed
+        assert rename.write(workspace=ws_id + 1, id=first, text="not mine") == 0
+    assert [n.text for n in Note.select().where(Note.id >= first).order_by(Note.id)] == ["changed", "changed"]
+    forget = Prepared(lambda: Note.delete().where(Note.id == slot("id")))
+    with writing():
+        assert forget.write(id=second) == 1
+    assert Note.get_or_none(Note.id == second) is None
+
+
+def test_prepared_writes_give_the_new_key_or_the_rows_changed(instance):
+    _writes_match_peewee(demo.build(PackRegistry.load(), "acme", accounts=5).workspace.id)
+
+
+@pytest.mark.postgres
+def test_prepared_writes_on_postgres(postgres):
+    _writes_match_peewee(postgres.id)
+
+
+def test_a_prepared_insert_refuses_a_value_compiled_in(instance):
+    """A column left to its default, or given a plain value, would be written the same into every row
+    the compiled statement ever inserts (a creation time frozen at the first call): refused loudly."""
+    from poggio.models import AuditEvent
+
+    frozen = Prepared(lambda: AuditEvent.insert({AuditEvent.action: slot("action"), AuditEvent.actor_label: "cli"}))
+    with pytest.raises(TypeError, match="every column's value as a slot"):
+        frozen.write(action="token.created")

@@ -218,10 +218,15 @@ def _fields(account: Account) -> dict[str, Any]:
     return {f: getattr(account, f) for f in _FIELDS}
 
 
+_LOCKED = Prepared(lambda: for_update(Account.select().where(
+    (Account.workspace == slot("workspace")) & (Account.domain == slot("domain")))))
+_NOTE_COLUMNS = tuple(f for f in Note._meta.sorted_fields if f is not Note._meta.primary_key)
+_INSERT_NOTE = Prepared(lambda: Note.insert({f: slot(f.name, f) for f in _NOTE_COLUMNS}))
+
+
 def _locked_account(ctx: ToolContext, domain: str) -> Account:
     wanted = normalise_domain(domain)
-    account = for_update(Account.select().where((Account.workspace == ctx.workspace_id)
-                                                & (Account.domain == wanted))).first()
+    account = _LOCKED.first(workspace=ctx.workspace_id, domain=wanted)
     if account is None:
         raise ToolError("domain", f"no account with domain {wanted!r} in this workspace; search_accounts finds "
                                   "accounts by name")
@@ -311,10 +316,11 @@ def add_note(
         if not answers:
             raise ToolError(argument, "no tool pack in this token's scope knows it; leave it out")
         links.append(str(answers[0]))
-    note = Note.create(workspace=ctx.workspace_id, account=account.id, text=body,
-                       contact_email=contact_email.strip().lower() if contact_email else None,
-                       opportunity_id=opportunity_id, links="; ".join(links), author=ctx.caller[:254],
-                       created_at=changed_at())
+    values = {"workspace": ctx.workspace_id, "account": account.id, "text": body,
+              "contact_email": contact_email.strip().lower() if contact_email else None,
+              "opportunity_id": opportunity_id, "links": "; ".join(links), "author": ctx.caller[:254],
+              "created_at": changed_at()}
+    note = loaded(Note, {"id": _INSERT_NOTE.write(**values), **values})
     out = NoteOut.of(note)
     ctx.record_change(f"note on account {account.domain}", None,
                       {"text": body, "contact_email": out.contact_email, "opportunity_id": opportunity_id})

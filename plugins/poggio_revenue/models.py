@@ -1,9 +1,10 @@
+import functools
 from collections import defaultdict
 from decimal import Decimal
 
 from peewee import CharField, DateField, DateTimeField, DecimalField, ForeignKeyField, IntegerField
 
-from poggio import WorkspaceModel, bulk_insert, utcnow
+from poggio import Prepared, WorkspaceModel, bulk_insert, slot, utcnow
 from poggio_accounts import Account
 
 STAGES = ("prospecting", "qualification", "proposal", "negotiation", "won", "lost")
@@ -77,7 +78,7 @@ def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
     old_amount = Decimal(opportunity.amount)
     for field, value in changes.items():
         setattr(opportunity, field, value)
-    opportunity.save(only=[getattr(Opportunity, f) for f in changes])
+    _update_of(frozenset(changes)).write(id=opportunity.id, **{f: getattr(opportunity, f) for f in changes})
     new = (opportunity.currency, opportunity.stage, opportunity.close_date)
     new_amount = Decimal(opportunity.amount)
     if (old, old_amount) == (new, new_amount):
@@ -88,6 +89,13 @@ def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
     days[new][0] += 1
     days[new][1] += new_amount
     add_to_days(opportunity.workspace_id, days)
+
+
+@functools.cache
+def _update_of(fields: frozenset[str]) -> Prepared:
+    """The UPDATE of these fields of one opportunity, compiled once per set of fields (a handful)."""
+    return Prepared(lambda: Opportunity.update({getattr(Opportunity, f): slot(f, getattr(Opportunity, f))
+                                                for f in sorted(fields)}).where(Opportunity.id == slot("id")))
 
 
 _DAY_COLUMNS = (RevenueDay.workspace, RevenueDay.currency, RevenueDay.stage, RevenueDay.close_date, RevenueDay.count,
@@ -106,6 +114,10 @@ def add_to_days(workspace_id: int, days: dict[tuple, list]) -> None:
                 ((workspace_id, currency, stage, day, *days[(currency, stage, day)]) for currency, stage, day in keys),
                 on_conflict=_DAY_UPSERT)
     for currency, stage, day in (k for k, (count, _) in days.items() if count < 0):
-        RevenueDay.delete().where((RevenueDay.workspace == workspace_id) & (RevenueDay.currency == currency)
-                                  & (RevenueDay.stage == stage) & (RevenueDay.close_date == day)
-                                  & (RevenueDay.count <= 0)).execute()
+        _EMPTIED_DAY.write(workspace=workspace_id, currency=currency, stage=stage, close_date=day)
+
+
+_EMPTIED_DAY = Prepared(lambda: RevenueDay.delete().where(
+    (RevenueDay.workspace == slot("workspace")) & (RevenueDay.currency == slot("currency"))
+    & (RevenueDay.stage == slot("stage")) & (RevenueDay.close_date == slot("close_date", RevenueDay.close_date))
+    & (RevenueDay.count <= 0)))

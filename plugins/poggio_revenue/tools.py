@@ -388,6 +388,11 @@ def _jsonable(fields: dict) -> dict:
     return {k: str(v) if isinstance(v, (Decimal, dt.date)) else v for k, v in fields.items()}
 
 
+_LOCKED_DEAL = Prepared(lambda: for_update(Opportunity.select().where(
+    (Opportunity.workspace == slot("workspace")) & (Opportunity.id == slot("id")))))
+_ACCOUNT = Prepared(lambda: Account.select().where(Account.id == slot("id")))
+
+
 @tool(title="Update an opportunity", read_only=False, idempotent=True, destructive=True)
 def update_opportunity(
     ctx: ToolContext,
@@ -406,11 +411,10 @@ def update_opportunity(
     if not given:
         raise ToolError(None, "give at least one field to change: stage, amount, close_date, name")
     fields = clean_fields(given)
-    deal = for_update(Opportunity.select().where((Opportunity.workspace == ctx.workspace_id)
-                                                 & (Opportunity.id == id))).first()
+    deal = _LOCKED_DEAL.first(workspace=ctx.workspace_id, id=id)
     if deal is None:
         raise ToolError("id", f"no opportunity {id} in this workspace; list_opportunities shows their ids")
-    account = Account.get_by_id(deal.account_id)
+    account = _ACCOUNT.first(id=deal.account_id)
     refuse_if_modified(deal.updated_at, if_unmodified_since, "opportunity", OpportunityOut.of(deal, account))
     before = {k: getattr(deal, k) for k in fields}
     changes = {k: v for k, v in fields.items() if before[k] != v}
