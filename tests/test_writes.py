@@ -437,6 +437,44 @@ def test_write_rate_limit_is_separate_and_counts_only_writes(tmp_path):
         server.stop()
 
 
+def test_a_write_waits_for_the_lock_in_a_thread_while_the_server_answers(tmp_path):
+    """On SQLite a write tool may have to wait for the database's write lock (another process writes):
+    it waits in a worker thread, never on the event loop, so the server answers other calls
+    meanwhile, and the write goes through once the lock is released."""
+    import sqlite3
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    inst = make_instance(tmp_path / "inst", "sqlite")
+    db = inst.activate()
+    registry = PackRegistry.load()
+    with db.connection_context():
+        upgrade(registry)
+        ws = demo.build(registry, "acme", accounts=3, seed=1).workspace
+        token = TokenService(known_packs=set(registry.names)).create(ws, "w", Actor.cli(), packs="accounts:write").plaintext
+    server = ServerProcess(inst, extra_env={"POGGIO_WRITE_RATE_LIMIT": "1000/minute"})
+    holder = sqlite3.connect(inst.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        client = Mcp(server.mcp_url, token)
+        ok(client.call("add_note", {"domain": "example.com", "text": "while the lock is free"}))
+        holder.execute("BEGIN IMMEDIATE")  # another process's write transaction
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(client.call, "add_note", {"domain": "example.com", "text": "after the lock"})
+            time.sleep(0.5)
+            assert not pending.done()  # it waits for the lock...
+            for _ in range(3):  # ...and not on the event loop: the server answers at once
+                started = time.monotonic()
+                ok(client.call("get_account", {"domain": "example.com"}))
+                assert time.monotonic() - started < 0.8
+            holder.execute("COMMIT")
+            ok(pending.result(timeout=10))
+        notes = [n["text"] for n in ok(client.call("get_account", {"domain": "example.com"}))["notes"]]
+        assert notes[:2] == ["after the lock", "while the lock is free"]
+    finally:
+        holder.close()
+        server.stop()
+
+
 def test_idempotency_keys_are_kept_48_hours_then_forgotten(instance):
     """In process: a key past its time is a new key (the write happens again) and old keys go."""
     from poggio.db import utcnow
