@@ -32,20 +32,25 @@ HEADERS_THAT_MATTER = ("content-type", "www-authenticate", "allow", "retry-after
                        "access-control-allow-origin", "access-control-expose-headers")
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    inst = make_instance(tmp_path_factory.mktemp("lean"), "sqlite")
+def demo_instance(folder, accounts: int, tokens: dict[str, list[str] | None]):
+    """A SQLite instance with the (seeded) demo data, and a token of each ``name: packs`` in acme."""
+    inst = make_instance(folder, "sqlite")
     db = inst.activate()
-    env = {**os.environ, **inst.env}
-    subprocess.run([sys.executable, "-m", "poggio", "demo", "--accounts", "300"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "poggio", "demo", "--accounts", str(accounts)],
+                   env={**os.environ, **inst.env}, check=True, capture_output=True)
     with db.connection_context():
         from poggio.tokens import TokenService
         from poggio.workspaces import get_workspace
 
         ws = get_workspace("acme")
-        full = TokenService().create(ws, "full", Actor.cli()).plaintext
-        scoped = TokenService().create(ws, "scoped", Actor.cli(), packs=["accounts"]).plaintext
+        return inst, {name: TokenService().create(ws, name, Actor.cli(), packs=packs).plaintext
+                      for name, packs in tokens.items()}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    inst, tokens = demo_instance(tmp_path_factory.mktemp("lean"), 300, {"full": None, "scoped": ["accounts"]})
+    full, scoped = tokens["full"], tokens["scoped"]
     lean = ServerProcess(inst, extra_env={"POGGIO_METRICS_TOKEN": "metrics-secret"})
     sdk = ServerProcess(inst, extra_env={"POGGIO_MCP_LEAN_PATH": "false"})
     yield lean, sdk, {"full": full, "scoped": scoped}
@@ -404,19 +409,9 @@ WRITE_CALLS = [
 def write_pair(tmp_path_factory):
     servers, tokens = [], []
     for lean in (True, False):
-        inst = make_instance(tmp_path_factory.mktemp("lean-writes"), "sqlite")
-        db = inst.activate()
-        env = {**os.environ, **inst.env}
-        subprocess.run([sys.executable, "-m", "poggio", "demo", "--accounts", "50"], env=env, check=True,
-                       capture_output=True)
-        with db.connection_context():
-            from poggio.tokens import TokenService
-            from poggio.workspaces import get_workspace
-
-            ws = get_workspace("acme")
-            tokens.append({"writer": TokenService().create(ws, "writer", Actor.cli(), packs=[
-                "accounts:write", "contacts", "revenue:write"]).plaintext,
-                "reader": TokenService().create(ws, "reader", Actor.cli()).plaintext})
+        inst, issued = demo_instance(tmp_path_factory.mktemp("lean-writes"), 50, {
+            "writer": ["accounts:write", "contacts", "revenue:write"], "reader": None})
+        tokens.append(issued)
         extra = {"POGGIO_WRITE_RATE_LIMIT": f"{WRITE_LIMIT}/day", "POGGIO_METRICS_TOKEN": "metrics-secret"}
         if not lean:
             extra["POGGIO_MCP_LEAN_PATH"] = "false"

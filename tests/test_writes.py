@@ -405,15 +405,20 @@ def test_bad_write_arguments_are_answered_in_plain_words(stack):
     assert bad.is_error and "unknown argument 'owner'" in text(bad)
 
 
-def test_write_rate_limit_is_separate_and_counts_only_writes(tmp_path):
-    inst = make_instance(tmp_path / "inst", "sqlite")
+def small_writer_server(folder, write_limit: str):
+    """A SQLite instance of three demo accounts, its MCP server, and a token that writes accounts."""
+    inst = make_instance(folder, "sqlite")
     db = inst.activate()
     registry = PackRegistry.load()
     with db.connection_context():
         upgrade(registry)
         ws = demo.build(registry, "acme", accounts=3, seed=1).workspace
         token = TokenService(known_packs=set(registry.names)).create(ws, "w", Actor.cli(), packs="accounts:write").plaintext
-    server = ServerProcess(inst, extra_env={"POGGIO_WRITE_RATE_LIMIT": "3/minute"})
+    return inst, ServerProcess(inst, extra_env={"POGGIO_WRITE_RATE_LIMIT": write_limit}), token
+
+
+def test_write_rate_limit_is_separate_and_counts_only_writes(tmp_path):
+    _, server, token = small_writer_server(tmp_path / "inst", "3/minute")
     try:
         client = Mcp(server.mcp_url, token)
         clear_of_the_minute_turn()
@@ -445,14 +450,7 @@ def test_a_write_waits_for_the_lock_in_a_thread_while_the_server_answers(tmp_pat
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    inst = make_instance(tmp_path / "inst", "sqlite")
-    db = inst.activate()
-    registry = PackRegistry.load()
-    with db.connection_context():
-        upgrade(registry)
-        ws = demo.build(registry, "acme", accounts=3, seed=1).workspace
-        token = TokenService(known_packs=set(registry.names)).create(ws, "w", Actor.cli(), packs="accounts:write").plaintext
-    server = ServerProcess(inst, extra_env={"POGGIO_WRITE_RATE_LIMIT": "1000/minute"})
+    inst, server, token = small_writer_server(tmp_path / "inst", "1000/minute")
     holder = sqlite3.connect(inst.database_url.removeprefix("sqlite:///"), isolation_level=None)
     try:
         client = Mcp(server.mcp_url, token)
