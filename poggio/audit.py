@@ -6,7 +6,7 @@ import json
 
 from poggio.db import utcnow
 from poggio.models import AuditEvent, User, Workspace
-from poggio.prepared import Prepared, slot
+from poggio.prepared import Prepared
 
 ACTIONS = {
     "token.created": "Token created",
@@ -75,8 +75,7 @@ def record_write(ctx, target: str, before: dict | None, after: dict | None) -> i
 
 # compiled once (a write tool records every change: peewee built this INSERT anew each time, at
 # several times what SQLite takes to write the row)
-_INSERT = Prepared(lambda: AuditEvent.insert({field: slot(field.name, field) for field in AuditEvent._meta.sorted_fields
-                                              if field is not AuditEvent._meta.primary_key}))
+_INSERT = Prepared.insert_into(AuditEvent)
 
 
 def record(action: str, actor: Actor, workspace: Workspace | int | None = None, target: str = "", **detail) -> int:

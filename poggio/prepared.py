@@ -323,6 +323,13 @@ class Prepared:
         rows = self._rows(values, limit=1)
         return rows[0] if rows else None
 
+    @classmethod
+    def insert_into(cls, model: type) -> Prepared:
+        """The INSERT of one ``model`` row, every column but its key a slot named after its field
+        (defaults included: give each value at every ``write``)."""
+        key = model._meta.primary_key
+        return cls(lambda: model.insert({f: slot(f.name, f) for f in model._meta.sorted_fields if f is not key}))
+
     def write(self, **values: Any) -> int:
         """Run an INSERT, UPDATE or DELETE (built with slots, in the caller's write transaction) with
         ``values``: the new row's primary key for an INSERT, else how many rows it changed. Peewee

@@ -197,8 +197,7 @@ def _writes_match_peewee(ws_id: int) -> None:
     from poggio_accounts.models import Note
 
     account = Account.get((Account.workspace == ws_id) & (Account.domain == "example.com"))
-    columns = [f for f in Note._meta.sorted_fields if f is not Note._meta.primary_key]
-    insert = Prepared(lambda: Note.insert({f: slot(f.name, f) for f in columns}))
+    insert = Prepared.insert_into(Note)
     when = dt.datetime(2026, 12, 2, 3, 4, 5, 678901)
     values = {"workspace": ws_id, "account": account, "text": "it's 100% agreed", "contact_email": None,
               "opportunity_id": 7, "links": "", "author": "agent", "created_at": when}

@@ -220,8 +220,7 @@ def _fields(account: Account) -> dict[str, Any]:
 
 _LOCKED = Prepared(lambda: for_update(Account.select().where(
     (Account.workspace == slot("workspace")) & (Account.domain == slot("domain")))))
-_NOTE_COLUMNS = tuple(f for f in Note._meta.sorted_fields if f is not Note._meta.primary_key)
-_INSERT_NOTE = Prepared(lambda: Note.insert({f: slot(f.name, f) for f in _NOTE_COLUMNS}))
+_INSERT_NOTE = Prepared.insert_into(Note)
 
 
 def _locked_account(ctx: ToolContext, domain: str) -> Account:
