@@ -284,9 +284,10 @@ def main() -> None:
                             parts.append(f"{what}{suffix} {ratio:.2f}")
                 if parts:
                     print(f"  {label:7} {era:7} " + ", ".join(parts))
-        print(f"writes against get_account (legacy): update_opportunity "
-              f"{med['poggio update_opportunity']['rps'] / med['poggio get_account legacy']['rps']:.2f}, add_note "
-              f"{med['poggio add_note']['rps'] / med['poggio get_account legacy']['rps']:.2f}")
+        if {"poggio update_opportunity", "poggio add_note", "poggio get_account legacy"} <= med.keys():
+            print(f"writes against get_account (legacy): update_opportunity "
+                  f"{med['poggio update_opportunity']['rps'] / med['poggio get_account legacy']['rps']:.2f}, add_note "
+                  f"{med['poggio add_note']['rps'] / med['poggio get_account legacy']['rps']:.2f}")
     finally:
         for p in procs:
             p.terminate()

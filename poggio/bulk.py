@@ -2,9 +2,10 @@
 
 Peewee's ``insert_many`` builds the SQL of every batch from Python objects: ~40 µs per row, most of
 the cost of an import or the demo. Here the statement is written once per table and columns and run
-with the DB-API's batch call (``executemany`` on SQLite; on PostgreSQL ``COPY ... FROM STDIN`` of each
-batch as text, or ``execute_values``' multi-row VALUES pages for an upsert, which COPY cannot do),
-values converted as the model's fields would (dates, decimals). Ids are reserved up
+once per batch: on SQLite an ``INSERT ... SELECT`` over the batch sent as one JSON array (one
+statement, which SQLite runs without the interpreter's lock); on PostgreSQL ``COPY ... FROM STDIN`` of
+the batch as text, or ``execute_values``' multi-row VALUES pages for an upsert, which COPY cannot do.
+Values are converted as the model's fields would (dates, decimals). Ids are reserved up
 front (:func:`reserve_ids`) so the caller knows each new row's id without reading it back.
 
 Always inside the caller's write transaction (``poggio.db.writing``): on SQLite that holds the write
@@ -13,11 +14,14 @@ lock, which is what makes the ids of :func:`reserve_ids` safe to use.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from itertools import islice
 from typing import Any
 
+import orjson
 from peewee import (
     AutoField,
     CharField,
@@ -58,8 +62,12 @@ def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], b
     copy = not sqlite and not on_conflict
     prefix = _copy_text([list(same.values())])[:-1] + "\t" if same and copy else ""  # COPY: each line starts so
     if sqlite:
-        values = literals + ["?"] * len(fields)
-        sql = f'INSERT INTO "{table}" ({names}) VALUES ({", ".join(values)}) {on_conflict}'
+        # the batch as one JSON array, one row per element: SQLite runs the whole INSERT in one
+        # step, without the interpreter's lock (executemany takes it back for every row, and waits
+        # up to a switch interval each time another thread is busy)
+        picks = [f"json_extract(value, '$[{i}]')" for i in range(len(fields))]
+        sql = (f'INSERT INTO "{table}" ({names}) SELECT {", ".join(literals + picks)} '
+               f'FROM json_each(?) WHERE true {on_conflict}')  # WHERE: an upsert's ON follows a SELECT
     elif copy:
         sql = f'COPY "{table}" ({names}) FROM STDIN'
     else:
@@ -77,7 +85,7 @@ def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], b
                     row[i] = convert(row[i])
                 chunk[n] = row
         if sqlite:
-            cursor.executemany(sql, chunk)
+            cursor.execute(sql, (orjson.dumps(chunk, default=_json_value, option=orjson.OPT_PASSTHROUGH_DATETIME),))
         elif copy:
             cursor.copy_expert(sql, io.StringIO(_copy_text(chunk, prefix)))
         else:
@@ -85,6 +93,15 @@ def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], b
             execute_values(cursor, sql, [(*constants, *row) for row in chunk], page_size=1000)
         written += len(chunk)
     return written
+
+
+def _json_value(value: Any) -> str:
+    """A value JSON has no type for, as text SQLite stores as sqlite3's adapters would bind it."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat(" ")
+    if isinstance(value, (dt.date, Decimal)):
+        return str(value)
+    raise TypeError(f"a bulk-written value must be text, a number, a date or None, not {type(value).__name__}")
 
 
 def _literal(value: int | str) -> str:

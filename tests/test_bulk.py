@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from helpers import revenue_day_totals
@@ -147,3 +149,40 @@ def test_values_common_to_every_row_are_written_as_given(setup):
     assert _terms(ws.id) == {(kind, "one", 1), (kind, "two", 2), (kind, "a\\b", 3)}
     with pytest.raises(TypeError):
         insert_rows(SearchTerm, [SearchTerm.term, SearchTerm.ref_id], [("x", 4)], same={SearchTerm.kind: 1.5})
+
+
+def test_a_batch_is_written_while_another_thread_keeps_the_interpreter_busy(setup):
+    """A batch is one statement, which SQLite runs without the interpreter's lock: the usage flush
+    writing its activity rows beside an MCP server's busy event loop finishes in its own time. Row by
+    row (``executemany``), the writing thread took the lock back after every row and waited up to a
+    switch interval (5 ms) for the busy thread each time: 2,000 rows took seconds, and the flush held
+    SQLite's write lock all that while."""
+    from poggio.bulk import insert_rows
+    from poggio.db import database, writing
+
+    _, ws, _ = setup
+    done, took = threading.Event(), []
+
+    def flush():
+        try:
+            with database.connection_context(), writing():
+                start = time.perf_counter()
+                insert_rows(SearchTerm, [SearchTerm.term, SearchTerm.ref_id], [(f"t{i}", i) for i in range(2000)],
+                            same={SearchTerm.workspace: ws.id, SearchTerm.kind: "busy"})
+                took.append(time.perf_counter() - start)
+        finally:
+            done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)  # CPython's default, whatever the test run set
+    try:
+        writer = threading.Thread(target=flush)
+        writer.start()
+        deadline = time.monotonic() + 120
+        while not done.is_set() and time.monotonic() < deadline:
+            sum(range(100))  # Python, never waiting: the interpreter's lock is given up only when asked
+        writer.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert took and took[0] < 1.5, took
+    assert SearchTerm.select().where(SearchTerm.kind == "busy").count() == 2000
