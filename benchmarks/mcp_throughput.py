@@ -230,12 +230,14 @@ def main() -> None:
             f"http://127.0.0.1:{p_port}/mcp", headers={**HEADERS, "Authorization": f"Bearer {token}"},
             json=request(*call("search_accounts", {"limit": 5}), LEGACY)[0]).json()["result"]["structuredContent"]["accounts"]
             if a["domain"] != "example.com")
-        writes = [
-            ("poggio update_opportunity", p_port, request(*call("update_opportunity", {"id": 1, "amount": "%d"}),
-                                                          LEGACY)[0], writer),
-            ("poggio add_note", p_port, request(*call("add_note", {"domain": other, "text": "note %d"}),
-                                                LEGACY)[0], writer),
-        ]
+        writes = []
+        for label, port in [("poggio", p_port)] + ([("before", b_port)] if args.before else []):
+            writes += [
+                (f"{label} update_opportunity", port, request(*call("update_opportunity", {"id": 1, "amount": "%d"}),
+                                                              LEGACY)[0], writer),
+                (f"{label} add_note", port, request(*call("add_note", {"domain": other, "text": "note %d"}),
+                                                    LEGACY)[0], writer),
+            ]
         for name, port, body, tok in writes:  # a tool error would be a fast 200: make sure they write
             sample = json.loads(json.dumps(body).replace('"%d"', "7").replace("%d", "7"))
             answer = httpx.post(f"http://127.0.0.1:{port}/mcp", json=sample,

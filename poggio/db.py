@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
+import logging
+import os
 import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import parse_qs, urlsplit
 
-from peewee import DatabaseProxy, Model, SqliteDatabase
+from peewee import DatabaseProxy, Model, OperationalError, SqliteDatabase
 from playhouse import db_url
 from playhouse.pool import PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 database = DatabaseProxy()
+log = logging.getLogger(__name__)
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -169,10 +175,123 @@ def for_update(query):
 def writing():
     """A transaction that will write. On SQLite it takes the write lock up front (BEGIN IMMEDIATE),
     so it waits out the busy timeout instead of failing with "database is locked" when a read
-    transaction would have to be upgraded while another process writes."""
+    transaction would have to be upgraded while another process writes; and before that it waits
+    its turn among the writers of every process on the file (:class:`WriterLock`)."""
     if isinstance(database.obj, SqliteDatabase):
-        return database.atomic("IMMEDIATE")
+        return _sqlite_writing(WriterLock.of(database.obj))
     return database.atomic()
+
+
+@contextlib.contextmanager
+def _sqlite_writing(lock: WriterLock):
+    with lock.held(), database.atomic("IMMEDIATE") as txn:
+        yield txn
+
+
+class WriterLock:
+    """One writer at a time among the threads and processes that write one SQLite file, handed on
+    the moment it is free.
+
+    SQLite lets one connection write at a time; the others wait in its busy handler, which sleeps
+    between tries (1, 2, 5 ... up to 100 ms) and lets a newcomer in before a writer that has slept
+    for long: with two server processes writing, some calls waited most of a second. Here writers
+    queue on a lock of the process, then on an advisory lock (``flock``) of a file beside the
+    database, ``<database>-writer``: the kernel wakes the waiting process as soon as the holder lets
+    go. SQLite's own lock stays what keeps the data safe; a writer that does not come through here
+    (another program) still meets the others there. Re-entrant within a thread (a nested
+    :func:`writing` is a savepoint). Waiting longer than SQLite's busy timeout fails as SQLite
+    would ("database is locked"). A database in memory has no file: the lock of the process only."""
+
+    _all: dict[str, WriterLock] = {}
+    _all_lock = threading.Lock()
+
+    def __init__(self, path: str | None, timeout: float):
+        self.path = path
+        self.timeout = timeout
+        self._threads = threading.Lock()
+        self._local = threading.local()
+        self._fd: int | None = None
+        self._pid: int | None = None  # a forked child opens the file anew: a shared file description is one lock
+        self._waiter: ThreadPoolExecutor | None = None
+        self._abandoned = 0  # waits given up whose flock may still be granted (then let go at once)
+        self._count = threading.Lock()  # of _abandoned, changed by the waiting threads and the helper
+
+    @classmethod
+    def of(cls, db: SqliteDatabase) -> WriterLock:
+        name = db.database
+        path = None if name in ("", ":memory:") or name.startswith("file:") else os.path.abspath(name)
+        key = path or f"memory:{id(db)}"
+        with cls._all_lock:
+            lock = cls._all.get(key)
+            if lock is None:
+                lock = cls._all[key] = cls(path, SQLITE_PRAGMAS["busy_timeout"] / 1000)
+            return lock
+
+    @contextlib.contextmanager
+    def held(self):
+        depth = getattr(self._local, "depth", 0)
+        if depth:
+            self._local.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.depth = depth
+            return
+        deadline = time.monotonic() + self.timeout
+        if not self._threads.acquire(timeout=self.timeout):
+            raise OperationalError("database is locked")
+        try:
+            fd = self._file()
+            if fd is not None:
+                self._lock_file(fd, deadline)
+            self._local.depth = 1
+            try:
+                yield
+            finally:
+                self._local.depth = 0
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def _file(self) -> int | None:
+        if self.path is None:
+            return None
+        if self._pid != os.getpid():
+            try:
+                self._fd = os.open(self.path + "-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:  # a folder this process may not write in: SQLite's lock alone, as before
+                log.warning("no writer lock file beside %s; writers meet at SQLite's lock", self.path)
+                self._fd = None
+            self._pid, self._waiter, self._abandoned = os.getpid(), None, 0
+        return self._fd
+
+    def _lock_file(self, fd: int, deadline: float) -> None:
+        """``flock`` with a time limit: tried at once, else waited for in a helper thread (a blocked
+        ``flock`` cannot be interrupted); one given up on is let go by that thread as soon as it is
+        granted, before the next wait it runs."""
+        if not self._abandoned:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+        if self._waiter is None:
+            self._waiter = ThreadPoolExecutor(1, thread_name_prefix="poggio-writer-lock")
+        wait = self._waiter.submit(fcntl.flock, fd, fcntl.LOCK_EX)
+        try:
+            wait.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            with self._count:
+                self._abandoned += 1
+            wait.add_done_callback(self._let_go)
+            raise OperationalError("database is locked") from None
+
+    def _let_go(self, wait) -> None:  # in the helper thread, before it takes the next wait
+        if wait.exception() is None and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        with self._count:
+            self._abandoned -= 1
 
 
 def refresh_statistics() -> None:

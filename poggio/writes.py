@@ -16,13 +16,12 @@ import hashlib
 import inspect
 import json
 import random
-import threading
 from typing import TYPE_CHECKING, Annotated, Any
 
-from peewee import IntegrityError, SqliteDatabase
+from peewee import IntegrityError
 from pydantic import AfterValidator, Field
 
-from poggio.db import database, utcnow, writing
+from poggio.db import utcnow, writing
 from poggio.models import IdempotencyKey
 from poggio.packs import ToolError, ToolResult
 
@@ -59,22 +58,8 @@ def _replay(spec: ToolSpec, row: IdempotencyKey, wanted: str) -> ToolResult:
     return ToolResult(model.model_validate(data) if model is not None and data is not None else None, stored["text"])
 
 
-# SQLite has one writer at a time. Threads of one process that wait for it in SQLite's busy handler
-# poll with growing sleeps (up to 100 ms), so under many writers some waited a second; waiting on a
-# lock of the process instead hands the database over as soon as it is free (figures in
-# benchmarks/README.md). Other processes still meet at SQLite's lock.
-_SQLITE_WRITER = threading.Lock()
-
-
 def run_write(spec: ToolSpec, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
     """Run the write tool ``spec`` with ``arguments`` (``idempotency_key`` among them, or not)."""
-    if isinstance(database.obj, SqliteDatabase):
-        with _SQLITE_WRITER:
-            return _run_write(spec, ctx, arguments)
-    return _run_write(spec, ctx, arguments)
-
-
-def _run_write(spec: ToolSpec, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
     arguments = dict(arguments)
     key = arguments.pop("idempotency_key", None)
     if key is None:

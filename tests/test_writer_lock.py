@@ -1,0 +1,102 @@
+"""SQLite writers of several processes take turns through :class:`poggio.db.WriterLock`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from instances import ROOT
+from peewee import OperationalError
+
+from poggio.db import bind, database, writing
+
+# A process writing in a loop, as an MCP server's worker threads do under load: each write holds the
+# lock for a millisecond, then a short pause. Prints how long each write waited for its turn.
+WRITER = """
+import json, random, sys, time
+from poggio.db import bind, database, writing
+path, count, hold, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+bind(f"sqlite:///{path}")
+rng, waits = random.Random(), []
+with database.connection_context():
+    while time.time() < start:
+        time.sleep(0.001)
+    for i in range(count):
+        asked = time.perf_counter()
+        with writing():
+            waits.append(time.perf_counter() - asked)
+            database.execute_sql("INSERT INTO t (x) VALUES (?)", (i,))
+            if i == 0:
+                print("writing", flush=True)
+            time.sleep(hold)
+        time.sleep(rng.uniform(0, 0.002))
+print(json.dumps(waits))
+"""
+
+
+def _database(tmp_path) -> str:
+    path = str(tmp_path / "w.db")
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    return path
+
+
+def _writer(path: str, count: int, hold: float, start: float) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
+    return subprocess.Popen([sys.executable, "-c", WRITER, path, str(count), str(hold), str(start)],
+                            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def test_writers_of_three_processes_are_handed_the_database_in_turn(tmp_path):
+    """In SQLite's busy handler, a writer that had waited a while slept up to 100 ms between tries
+    while the others kept getting in: of 1,200 such writes, some waited over half a second. Through
+    the lock, each waits for the writes ahead of it and no longer."""
+    path = _database(tmp_path)
+    start = time.time() + 1.5  # all three started and bound before the first write
+    writers = [_writer(path, 400, 0.001, start) for _ in range(3)]
+    waits = []
+    for writer in writers:
+        out, _ = writer.communicate(timeout=120)
+        assert writer.returncode == 0
+        waits += json.loads(out.splitlines()[-1])
+    waits.sort()
+    assert len(waits) == 1200
+    assert waits[-1] < 0.25, f"p99 {waits[1188] * 1000:.1f} ms, longest {waits[-1] * 1000:.1f} ms"
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (1200,)
+    conn.close()
+
+
+def test_a_writer_that_waits_too_long_fails_as_sqlite_would_and_the_next_gets_in(tmp_path, monkeypatch):
+    """Past SQLite's busy timeout a writer gives up with "database is locked", as SQLite's own wait
+    did; the turn it was still waiting for is let go when granted, so the writers after it are not
+    locked out. Nested transactions in one thread take the lock once."""
+    from poggio.db import WriterLock
+
+    path = _database(tmp_path)
+    db = bind(f"sqlite:///{path}")
+    try:
+        monkeypatch.setattr(WriterLock.of(db), "timeout", 0.3)
+        holder = _writer(path, 1, 2.0, 0)  # holds the lock for two seconds
+        assert holder.stdout.readline().strip() == "writing"
+        asked = time.monotonic()
+        with pytest.raises(OperationalError, match="database is locked"), database.connection_context(), writing():
+            pass
+        assert 0.25 < time.monotonic() - asked < 1.5
+        holder.communicate(timeout=30)
+        asked = time.monotonic()
+        with database.connection_context():
+            for i in range(3):
+                with writing(), writing():
+                    database.execute_sql("INSERT INTO t (x) VALUES (?)", (i,))
+            assert database.execute_sql("SELECT count(*) FROM t").fetchone() == (4,)
+        assert time.monotonic() - asked < 0.5
+    finally:
+        db.close_all()
