@@ -1,6 +1,6 @@
 """Where an MCP request's time goes, in process: no network, no load generator.
 
-    .venv/bin/python benchmarks/mcp_profile.py [--requests 2100] [--batches 7] [--accounts 2000] [--stages] [--cprofile CASE [--sort cumulative]]
+    .venv/bin/python benchmarks/mcp_profile.py [--requests 2100] [--batches 7] [--accounts 2000] [--stages] [--cprofile CASE [--sort cumulative]] [--writes]
 
 Builds a demo database and a token in a temporary instance, then sends each case's request
 straight to the ASGI applications (Poggio's, and the bare-SDK reference of ``reference_server.py``)
@@ -9,6 +9,8 @@ machine costs less than it would in an average. ``--stages`` also times the step
 (authentication, the lean path's checks, the SDK's Tool.run, the tool itself, writing the answer)
 by wrapping them with a clock, which adds about a microsecond to each; ``--cprofile CASE`` prints
 cProfile's view of one case (slower by about half, and it overstates the cost of small calls).
+``--writes`` times the write tools instead (legacy generation, each request a new change: a new
+amount, a new account, a new idempotency key), with a token that may write.
 ``mcp_throughput.py`` measures the same requests over HTTP with wrk; this one says why.
 """
 
@@ -54,7 +56,23 @@ def request(method: str, params: dict | None, modern: bool, token: str) -> tuple
     return headers + [(b"content-length", str(len(raw)).encode())], raw
 
 
-async def send(app, headers: list, body: bytes) -> tuple[int, bytes]:
+class Changing:
+    """A request whose arguments change at every sending: ``%d`` in them becomes a new number."""
+
+    def __init__(self, method: str, params: dict, token: str):
+        self.template = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        self.headers = request(method, params, False, token)[0][:-1]  # all but the content-length
+        self.sent = 0
+
+    def next(self) -> tuple[list, bytes]:
+        self.sent += 1
+        raw = self.template.replace("%d", str(self.sent)).encode()
+        return self.headers + [(b"content-length", str(len(raw)).encode())], raw
+
+
+async def send(app, headers: list, body: bytes | Changing) -> tuple[int, bytes]:
+    if isinstance(body, Changing):
+        headers, body = body.next()
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": "/mcp", "raw_path": b"/mcp", "query_string": b"", "root_path": "", "headers": headers,
              "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8001)}
@@ -161,6 +179,20 @@ async def run(args, token: str) -> None:
             (f"get_revenue_summary {era}", app, *request("tools/call", {"name": "get_revenue_summary", "arguments": {
                 "account_domain": "example.com"}}, modern, token)),
         ]
+    if args.writes:
+        writes = [
+            ("update_opportunity", "update_opportunity", {"id": 1, "amount": "%d"}),
+            ("update_opportunity keyed", "update_opportunity", {"id": 1, "amount": "%d", "idempotency_key": "key-%d"}),
+            ("add_note", "add_note", {"domain": "example.com", "text": "note %d"}),
+            ("update_account", "update_account", {"domain": "example.com", "employees": "%d"}),
+            ("update_account name", "update_account", {"domain": "example.com", "name": "Example Corp %d"}),
+            ("create_account", "create_account", {"domain": "new-%d.example", "name": "New %d"}),
+            ("create_opportunity", "create_opportunity", {"account_domain": "example.com", "name": "Deal %d",
+                                                          "stage": "prospecting", "amount": "%d", "currency": "USD",
+                                                          "close_date": "2027-01-15"}),
+        ]
+        cases = [cases[0]] + [(f"{case} legacy", app, [], Changing("tools/call", {"name": tool, "arguments": arguments},
+                                                                    token)) for case, tool, arguments in writes]
     inner = reference.__closure__[0].cell_contents  # reference_server._guarded(app): the app it guards
     async with getattr(app, "app", app).router.lifespan_context(app), inner.router.lifespan_context(inner):
         if args.interleaved:
@@ -227,15 +259,18 @@ def main() -> None:
     parser.add_argument("--interleaved", action="store_true",
                         help="ratios to the bare SDK's echo, measured round by round (steady on a busy machine)")
     parser.add_argument("--cprofile", default="", help="a case name, e.g. 'get_account 2026'")
+    parser.add_argument("--writes", action="store_true", help="time the write tools (a token that may write)")
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"],
                         help="--cprofile's order: time in each function, or with what it calls")
     args = parser.parse_args()
     instance = Path(tempfile.mkdtemp())
     os.environ.update({"POGGIO_INSTANCE_PATH": str(instance), "POGGIO_RATE_LIMIT": "100000000/minute",
+                       "POGGIO_WRITE_RATE_LIMIT": "100000000/minute",
                        "POGGIO_SECRET_KEY": secrets.token_hex(16), "POGGIO_MCP_PUBLIC_URL": "http://127.0.0.1:8001/mcp"})
     poggio = [sys.executable, "-m", "poggio"]
     subprocess.run([*poggio, "demo", "--accounts", str(args.accounts)], check=True, capture_output=True)
-    token = subprocess.run([*poggio, "token", "create", "--workspace", "acme", "--name", "profile"], check=True,
+    packs = ["--packs", "accounts:write,contacts,revenue:write"] if args.writes else []
+    token = subprocess.run([*poggio, "token", "create", "--workspace", "acme", "--name", "profile", *packs], check=True,
                            capture_output=True, text=True).stdout.strip()
     asyncio.run(run(args, token))
 

@@ -24,6 +24,7 @@ written by hand.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import re
 import threading
@@ -330,6 +331,12 @@ class Prepared:
         key = model._meta.primary_key
         return cls(lambda: model.insert({f: slot(f.name, f) for f in model._meta.sorted_fields if f is not key}))
 
+    @classmethod
+    def update_of(cls, model: type, fields) -> Prepared:
+        """The UPDATE of these ``fields`` (names) of the ``model`` row whose key is the slot ``id``,
+        each field a slot named after it; compiled once per model and set of fields."""
+        return _update_of(model, frozenset(fields))
+
     def write(self, **values: Any) -> int:
         """Run an INSERT, UPDATE or DELETE (built with slots, in the caller's write transaction) with
         ``values``: the new row's primary key for an INSERT, else how many rows it changed. Peewee
@@ -340,3 +347,10 @@ class Prepared:
                 return cursor.fetchone()[0]
             return cursor.lastrowid
         return cursor.rowcount
+
+
+@functools.cache
+def _update_of(model: type, fields: frozenset[str]) -> Prepared:
+    key = model._meta.primary_key
+    return Prepared(lambda: model.update({getattr(model, f): slot(f, getattr(model, f)) for f in sorted(fields)})
+                    .where(key == slot("id")))

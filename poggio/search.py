@@ -73,11 +73,14 @@ def add_search_terms(kind: str, workspace_id: int, entries: Iterable[tuple[int, 
                      same={SearchTerm.workspace: int(workspace_id), SearchTerm.kind: kind})
 
 
+_TERMS_OF = Prepared(lambda: SearchTerm.delete().where(
+    (SearchTerm.workspace == slot("workspace")) & (SearchTerm.kind == slot("kind")) & (SearchTerm.ref_id == slot("ref_id"))))
+
+
 def replace_search_terms(kind: str, workspace_id: int, ref_id: int, texts: Iterable[str | None]) -> None:
     """A changed row's words in place of its old ones (a renamed account is found by its new name,
     no longer by the old); in the transaction that changes the row."""
-    SearchTerm.delete().where((SearchTerm.workspace == workspace_id) & (SearchTerm.kind == kind)
-                              & (SearchTerm.ref_id == ref_id)).execute()
+    _TERMS_OF.write(workspace=workspace_id, kind=kind, ref_id=ref_id)
     add_search_terms(kind, workspace_id, [(ref_id, texts)])
 
 

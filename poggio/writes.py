@@ -24,6 +24,7 @@ from pydantic import AfterValidator, Field
 from poggio.db import utcnow, writing
 from poggio.models import IdempotencyKey
 from poggio.packs import ToolError, ToolResult
+from poggio.prepared import Prepared, slot
 
 if TYPE_CHECKING:
     from poggio.packs import ToolContext, ToolSpec
@@ -58,6 +59,13 @@ def _replay(spec: ToolSpec, row: IdempotencyKey, wanted: str) -> ToolResult:
     return ToolResult(model.model_validate(data) if model is not None and data is not None else None, stored["text"])
 
 
+_KEY = Prepared(lambda: IdempotencyKey.select().where(
+    (IdempotencyKey.workspace == slot("workspace")) & (IdempotencyKey.key == slot("key"))))
+_FORGET_KEY = Prepared(lambda: IdempotencyKey.delete().where(IdempotencyKey.id == slot("id")))
+_NEW_KEY = Prepared.insert_into(IdempotencyKey)
+_KEY_RESULT = Prepared.update_of(IdempotencyKey, ["result"])
+
+
 def run_write(spec: ToolSpec, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
     """Run the write tool ``spec`` with ``arguments`` (``idempotency_key`` among them, or not)."""
     arguments = dict(arguments)
@@ -66,22 +74,21 @@ def run_write(spec: ToolSpec, ctx: ToolContext, arguments: dict[str, Any]) -> To
         with writing():
             return spec.fn(ctx, **arguments)
     wanted = fingerprint(spec.name, arguments)
-    where = (IdempotencyKey.workspace == ctx.workspace_id) & (IdempotencyKey.key == key)
     for attempt in range(2):
         try:
             with writing():
-                row = IdempotencyKey.get_or_none(where)
+                row = _KEY.first(workspace=ctx.workspace_id, key=key)
                 if row is not None:
                     if row.created_at > utcnow() - dt.timedelta(hours=KEEP_HOURS):
                         return _replay(spec, row, wanted)
-                    row.delete_instance()
+                    _FORGET_KEY.write(id=row.id)
                 if random.random() < FORGET_CHANCE:  # now and then, the keys past their time go
                     forget_old_keys(ctx.workspace_id)
                 # the key first: a concurrent call with it waits here until this one ends
-                row = IdempotencyKey.create(workspace=ctx.workspace_id, key=key, tool=spec.name, fingerprint=wanted)
+                new = _NEW_KEY.write(workspace=ctx.workspace_id, key=key, tool=spec.name, fingerprint=wanted,
+                                     result="", created_at=utcnow())
                 result = spec.fn(ctx, **arguments)
-                row.result = _stored(result)
-                row.save(only=[IdempotencyKey.result])
+                _KEY_RESULT.write(id=new, result=_stored(result))
                 return result
         except IntegrityError:
             if attempt:

@@ -126,10 +126,14 @@ def test_import_memory_does_not_grow_with_the_file(tmp_path):
     assert peaks[1] - peaks[0] < 30, peaks  # chunks, not the file: 12x the rows, about the same peak
 
 
-def test_text_that_looks_like_copy_syntax_comes_back_as_written(setup):
+@pytest.mark.parametrize("few", [0, 16], ids=["as-json", "row-by-row"])
+def test_text_that_looks_like_copy_syntax_comes_back_as_written(setup, few, monkeypatch):
+    """Both ways SQLite is given a batch: a long one as JSON, a short one row by row."""
+    from poggio import bulk
     from poggio.db import utcnow
     from poggio_accounts.models import insert_accounts
 
+    monkeypatch.setattr(bulk, "FEW", few)
     _, ws, _ = setup
     tricky = ["tab\there", "line\nbreak\r\nend", "back\\slash", "\\N", "\\", "", "naïve ☃ 𝄞"]
     insert_accounts(ws.id, [{"domain": f"t{i}.example", "name": text or "x", "description": text,
@@ -186,3 +190,22 @@ def test_a_batch_is_written_while_another_thread_keeps_the_interpreter_busy(setu
         sys.setswitchinterval(interval)
     assert took and took[0] < 1.5, took
     assert SearchTerm.select().where(SearchTerm.kind == "busy").count() == 2000
+
+
+@pytest.mark.parametrize("few", [0, 16], ids=["as-json", "row-by-row"])
+def test_times_numbers_and_nulls_come_back_as_written(setup, few, monkeypatch):
+    """The activity rows of a usage flush: datetimes with and without microseconds, floats, NULLs."""
+    import datetime as dt
+
+    from poggio import bulk
+    from poggio.models import Activity
+    from poggio.usage import ACTIVITY_FIELDS
+
+    monkeypatch.setattr(bulk, "FEW", few)
+    _, ws, _ = setup
+    start = dt.datetime(2026, 12, 2, 6, 30)
+    rows = [(ws.id, "token", i, start + dt.timedelta(seconds=i, microseconds=0 if i % 3 else 123456), "get_account",
+             "ok", i / 7, None if i % 2 else "curl/8.5", None if i % 5 else "2001:db8::1") for i in range(20)]
+    assert bulk.insert_rows(Activity, ACTIVITY_FIELDS, rows) == 20
+    stored = Activity.select(*ACTIVITY_FIELDS).where(Activity.workspace == ws.id).order_by(Activity.subject_id).tuples()
+    assert [tuple(r) for r in stored] == [(*r[:6], pytest.approx(r[6]), *r[7:]) for r in rows]

@@ -214,6 +214,12 @@ def _writes_match_peewee(ws_id: int) -> None:
         assert rename.write(workspace=ws_id, id=first, text="changed") == 2  # rows changed
         assert rename.write(workspace=ws_id + 1, id=first, text="not mine") == 0
     assert [n.text for n in Note.select().where(Note.id >= first).order_by(Note.id)] == ["changed", "changed"]
+    update = Prepared.update_of(Note, ["text", "created_at"])
+    assert Prepared.update_of(Note, ("created_at", "text")) is update  # one per model and set of fields
+    with writing():
+        assert update.write(id=first, text="only this one", created_at=when + dt.timedelta(days=1)) == 1
+    assert [(n.text, n.created_at) for n in Note.select().where(Note.id >= first).order_by(Note.id)] == [
+        ("only this one", when + dt.timedelta(days=1)), ("changed", when)]
     forget = Prepared(lambda: Note.delete().where(Note.id == slot("id")))
     with writing():
         assert forget.write(id=second) == 1

@@ -283,7 +283,8 @@ def update_account(
         for k, v in changes.items():
             setattr(account, k, v)
         account.updated_at = changed_at(account.updated_at)
-        account.save(only=[getattr(Account, k) for k in changes] + [Account.updated_at])
+        Prepared.update_of(Account, [*changes, "updated_at"]).write(
+            id=account.id, updated_at=account.updated_at, **changes)
         if "name" in changes:
             replace_search_terms(SEARCH_KIND, ctx.workspace_id, account.id, (account.name, account.domain))
         ctx.record_change(f"account {account.domain}", {k: before[k] for k in changes}, changes)

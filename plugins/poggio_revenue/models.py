@@ -1,4 +1,3 @@
-import functools
 from collections import defaultdict
 from decimal import Decimal
 
@@ -65,9 +64,12 @@ def insert_opportunities(workspace_id: int, rows: list[dict], now) -> None:
 
 def insert_opportunity(workspace_id: int, row: dict, now) -> int:
     """Insert one opportunity dict and add it to the day totals, in the caller's transaction: its id."""
-    new_id = Opportunity.insert({"updated_at": now, **row, "workspace": workspace_id, "created_at": now}).execute()
+    new_id = _INSERT.write(**{"updated_at": now, **row, "workspace": workspace_id, "created_at": now})
     add_to_days(workspace_id, {(row["currency"], row["stage"], row["close_date"]): [1, Decimal(row["amount"])]})
     return new_id
+
+
+_INSERT = Prepared.insert_into(Opportunity)
 
 
 def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
@@ -78,7 +80,7 @@ def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
     old_amount = Decimal(opportunity.amount)
     for field, value in changes.items():
         setattr(opportunity, field, value)
-    _update_of(frozenset(changes)).write(id=opportunity.id, **{f: getattr(opportunity, f) for f in changes})
+    Prepared.update_of(Opportunity, changes).write(id=opportunity.id, **{f: getattr(opportunity, f) for f in changes})
     new = (opportunity.currency, opportunity.stage, opportunity.close_date)
     new_amount = Decimal(opportunity.amount)
     if (old, old_amount) == (new, new_amount):
@@ -89,13 +91,6 @@ def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
     days[new][0] += 1
     days[new][1] += new_amount
     add_to_days(opportunity.workspace_id, days)
-
-
-@functools.cache
-def _update_of(fields: frozenset[str]) -> Prepared:
-    """The UPDATE of these fields of one opportunity, compiled once per set of fields (a handful)."""
-    return Prepared(lambda: Opportunity.update({getattr(Opportunity, f): slot(f, getattr(Opportunity, f))
-                                                for f in sorted(fields)}).where(Opportunity.id == slot("id")))
 
 
 _DAY_COLUMNS = (RevenueDay.workspace, RevenueDay.currency, RevenueDay.stage, RevenueDay.close_date, RevenueDay.count,

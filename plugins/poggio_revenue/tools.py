@@ -375,10 +375,10 @@ def create_opportunity(
     """Create an opportunity (a deal) at an account. It counts in the revenue summary at once.
     Each call creates one: pass an idempotency_key to retry safely."""
     fields = clean_fields({"name": name, "stage": stage, "amount": amount, "currency": currency, "close_date": close_date})
-    account = Account.get_by_id(account_id(ctx, account_domain))
+    account = _ACCOUNT.first(id=account_id(ctx, account_domain))
     now = changed_at()
     new_id = insert_opportunity(ctx.workspace_id, {"account": account.id, **fields}, now)
-    deal = Opportunity.get_by_id(new_id)
+    deal = _DEAL.first(id=new_id)  # as stored (the amount to its two decimals)
     out = OpportunityOut.of(deal, account)
     ctx.record_change(f"opportunity {deal.id}", None, {"account_domain": account.domain, **_jsonable(fields)})
     return ToolResult(out, _opportunity_text("Created", out))
@@ -388,6 +388,7 @@ def _jsonable(fields: dict) -> dict:
     return {k: str(v) if isinstance(v, (Decimal, dt.date)) else v for k, v in fields.items()}
 
 
+_DEAL = Prepared(lambda: Opportunity.select().where(Opportunity.id == slot("id")))
 _LOCKED_DEAL = Prepared(lambda: for_update(Opportunity.select().where(
     (Opportunity.workspace == slot("workspace")) & (Opportunity.id == slot("id")))))
 _ACCOUNT = Prepared(lambda: Account.select().where(Account.id == slot("id")))
