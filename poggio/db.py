@@ -13,10 +13,12 @@ import datetime as dt
 import fcntl
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import weakref
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import parse_qs, urlsplit
 
@@ -200,9 +202,10 @@ class WriterLock:
     go. SQLite's own lock stays what keeps the data safe; a writer that does not come through here
     (another program) still meets the others there. Re-entrant within a thread (a nested
     :func:`writing` is a savepoint). Waiting longer than SQLite's busy timeout fails as SQLite
-    would ("database is locked"). A database in memory has no file: the lock of the process only."""
+    would ("database is locked"). A database in memory has no file: the lock of the process only.
+    One per database object (its file closed when that goes); a forked child starts with none."""
 
-    _all: dict[str, WriterLock] = {}
+    _all: weakref.WeakKeyDictionary[SqliteDatabase, WriterLock] = weakref.WeakKeyDictionary()
     _all_lock = threading.Lock()
 
     def __init__(self, path: str | None, timeout: float):
@@ -211,21 +214,25 @@ class WriterLock:
         self._threads = threading.Lock()
         self._local = threading.local()
         self._fd: int | None = None
-        self._pid: int | None = None  # a forked child opens the file anew: a shared file description is one lock
-        self._waiter: ThreadPoolExecutor | None = None
+        self._opened = False
+        self._waiter: _FlockWaiter | None = None
         self._abandoned = 0  # waits given up whose flock may still be granted (then let go at once)
         self._count = threading.Lock()  # of _abandoned, changed by the waiting threads and the helper
 
     @classmethod
     def of(cls, db: SqliteDatabase) -> WriterLock:
-        name = db.database
-        path = None if name in ("", ":memory:") or name.startswith("file:") else os.path.abspath(name)
-        key = path or f"memory:{id(db)}"
-        with cls._all_lock:
-            lock = cls._all.get(key)
-            if lock is None:
-                lock = cls._all[key] = cls(path, SQLITE_PRAGMAS["busy_timeout"] / 1000)
-            return lock
+        lock = cls._all.get(db)
+        if lock is None:
+            name = db.database
+            path = None if name in ("", ":memory:") or name.startswith("file:") else os.path.abspath(name)
+            with cls._all_lock:
+                lock = cls._all.setdefault(db, cls(path, SQLITE_PRAGMAS["busy_timeout"] / 1000))
+        return lock
+
+    @classmethod
+    def _forget_all(cls) -> None:  # in a forked child: the parent's locks and their holders are not its own
+        cls._all = weakref.WeakKeyDictionary()
+        cls._all_lock = threading.Lock()
 
     @contextlib.contextmanager
     def held(self):
@@ -257,13 +264,14 @@ class WriterLock:
     def _file(self) -> int | None:
         if self.path is None:
             return None
-        if self._pid != os.getpid():
+        if not self._opened:
+            self._opened = True
             try:
                 self._fd = os.open(self.path + "-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:  # a folder this process may not write in: SQLite's lock alone, as before
                 log.warning("no writer lock file beside %s; writers meet at SQLite's lock", self.path)
-                self._fd = None
-            self._pid, self._waiter, self._abandoned = os.getpid(), None, 0
+            else:
+                weakref.finalize(self, os.close, self._fd)
         return self._fd
 
     def _lock_file(self, fd: int, deadline: float) -> None:
@@ -277,8 +285,8 @@ class WriterLock:
             except BlockingIOError:
                 pass
         if self._waiter is None:
-            self._waiter = ThreadPoolExecutor(1, thread_name_prefix="poggio-writer-lock")
-        wait = self._waiter.submit(fcntl.flock, fd, fcntl.LOCK_EX)
+            self._waiter = _FlockWaiter()
+        wait = self._waiter.lock(fd)
         try:
             wait.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
@@ -292,6 +300,34 @@ class WriterLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         with self._count:
             self._abandoned -= 1
+
+
+class _FlockWaiter:
+    """One daemon thread that takes ``flock`` locks for the threads waiting with a time limit, one
+    after the other (two waits on one file description at once would both be granted). A daemon:
+    a wait that never ends does not keep the process from exiting."""
+
+    def __init__(self):
+        self._asked: queue.SimpleQueue[tuple[int, Future]] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="poggio-writer-lock", daemon=True).start()
+
+    def lock(self, fd: int) -> Future:
+        wait: Future = Future()
+        self._asked.put((fd, wait))
+        return wait
+
+    def _run(self) -> None:
+        while True:
+            fd, wait = self._asked.get()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                wait.set_exception(exc)
+            else:
+                wait.set_result(None)  # runs a given-up wait's callback here, before the next
+
+
+os.register_at_fork(after_in_child=WriterLock._forget_all)
 
 
 def refresh_statistics() -> None:

@@ -100,3 +100,45 @@ def test_a_writer_that_waits_too_long_fails_as_sqlite_would_and_the_next_gets_in
         assert time.monotonic() - asked < 0.5
     finally:
         db.close_all()
+
+
+def test_a_forked_child_takes_its_own_turn(tmp_path):
+    """A child forked while another thread of its parent writes has its own lock: it waits for the
+    parent's write to end, then writes. The lock of the process it was copied from stays locked
+    forever in the child (the thread holding it was not copied), and the copied file description
+    would share the parent's flock instead of waiting for it."""
+    import threading
+
+    from poggio.db import WriterLock
+
+    db = bind(f"sqlite:///{_database(tmp_path)}")
+    try:
+        lock = WriterLock.of(db)
+        held, release = threading.Event(), threading.Event()
+
+        def parent_writes():
+            with lock.held():
+                held.set()
+                release.wait(10)
+
+        writer = threading.Thread(target=parent_writes)
+        writer.start()
+        assert held.wait(10)
+        pid = os.fork()
+        if pid == 0:  # the child: only the lock, no SQLite connection copied from the parent
+            code = 1
+            try:
+                child = WriterLock.of(db)
+                child.timeout = 5
+                asked = time.monotonic()
+                with child.held():
+                    code = 0 if time.monotonic() - asked > 0.3 else 2  # it waited for the parent
+            finally:
+                os._exit(code)
+        time.sleep(0.5)
+        release.set()
+        writer.join()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        db.close_all()
