@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import parse_qs, urlsplit
 
-from peewee import DatabaseProxy, Model, OperationalError, SqliteDatabase
+from peewee import DatabaseProxy, Model, OperationalError, SqliteDatabase, fn
 from playhouse import db_url
 from playhouse.pool import PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
@@ -166,11 +166,19 @@ def changed_at(previous: dt.datetime | None = None) -> dt.datetime:
     return now
 
 
-def for_update(query):
+def for_update(query, key=None):
     """``query`` locking the rows it reads until the write transaction ends: ``SELECT ... FOR UPDATE``
-    on PostgreSQL; on SQLite :func:`writing` already holds the database's write lock."""
+    on PostgreSQL; on SQLite :func:`writing` already holds the database's write lock.
+
+    ``key`` (an integer expression naming the one row, e.g. ``slot("id")``), for a row the caller
+    will change: on PostgreSQL the callers first queue for a transaction-level advisory lock on it,
+    in the order they came. A row lock alone is not handed on in order once the row is changed:
+    the waiters wait on the old version of the row, and a newcomer locks the new one at once."""
     if isinstance(database.obj, SqliteDatabase):
         return query
+    if key is not None:
+        table = query.model._meta.table_name
+        query = query.where(fn.pg_advisory_xact_lock(fn.hashtext(table), key).is_null(False))
     return query.for_update()
 
 

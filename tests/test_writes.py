@@ -193,6 +193,14 @@ def test_contacts_and_notes(stack):
     assert "Agreed on a pilot." in text(profile)
     other = client.call("add_note", {"domain": "example.com", "text": "x", "contact_email": "nobody@nowhere.example"})
     assert other.is_error and "contact_email" in text(other)
+    ok(client.call("create_account", {"domain": "okafor-lund.example", "name": "Okafor Lund Labs"}))
+    moved = ok(client.call("update_contact", {"email": "mira.okafor@example.com", "account_domain": "okafor-lund.example",
+                                              "title": "Founder"}))
+    assert (moved["account_domain"], moved["title"], moved["last_name"]) == ("okafor-lund.example", "Founder", "Okafor-Lund")
+    again = ok(client.call("get_contact", {"email": "mira.okafor@example.com"}))
+    assert (again["account_domain"], again["title"]) == ("okafor-lund.example", "Founder")
+    assert [c["email"] for c in ok(client.call("search_contacts", {"query": "founder"}))["contacts"]] == [
+        "mira.okafor@example.com"]
 
 
 # -- retries and concurrency -----------------------------------------------------------------------------

@@ -218,8 +218,9 @@ def _fields(account: Account) -> dict[str, Any]:
     return {f: getattr(account, f) for f in _FIELDS}
 
 
+# the account a change is made to; callers queue for it in turn on PostgreSQL (see for_update)
 _LOCKED = Prepared(lambda: for_update(Account.select().where(
-    (Account.workspace == slot("workspace")) & (Account.domain == slot("domain")))))
+    (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))), key=fn.hashtext(slot("domain"))))
 _INSERT_NOTE = Prepared.insert_into(Note)
 
 

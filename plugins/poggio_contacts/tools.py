@@ -155,7 +155,7 @@ def poggio_note_link(ctx: ToolContext, account: Account, argument: str, value) -
     if argument != "contact_email":
         return None
     email = str(value).strip().lower()
-    contact = Contact.get_or_none((Contact.workspace == ctx.workspace_id) & (Contact.email == email))
+    contact = _BY_EMAIL.first(workspace=ctx.workspace_id, email=email)
     if contact is None or contact.account_id != account.id:
         raise ToolError("contact_email", f"no contact with e-mail {email!r} at {account.domain} in this workspace")
     return f"{contact.first_name} {contact.last_name}".strip() + f" <{contact.email}>"
@@ -165,9 +165,16 @@ Email = Annotated[str, Field(min_length=3, max_length=254, description="The cont
 _FIELDS = ("first_name", "last_name", "title")
 
 
+_BY_EMAIL = Prepared(lambda: Contact.select().where(
+    (Contact.workspace == slot("workspace")) & (Contact.email == slot("email"))))
+# the contact a change is made to; callers queue for it in turn on PostgreSQL (see for_update)
+_LOCKED = Prepared(lambda: for_update(Contact.select().where(
+    (Contact.workspace == slot("workspace")) & (Contact.email == slot("email"))), key=fn.hashtext(slot("email"))))
+_ACCOUNT = Prepared(lambda: Account.select().where(Account.id == slot("id")))
+
+
 def _workspace_account(ctx: ToolContext, domain: str) -> Account:
-    found = account_id(ctx, domain)
-    return Account.get_by_id(found)
+    return _ACCOUNT.first(id=account_id(ctx, domain))
 
 
 @tool(title="Create a contact", read_only=False, idempotent=False)
@@ -184,11 +191,11 @@ def create_contact(
     clean = clean_email(email)
     fields = clean_fields({"first_name": first_name, "last_name": last_name, "title": title})
     account = _workspace_account(ctx, account_domain)
-    if Contact.select().where((Contact.workspace == ctx.workspace_id) & (Contact.email == clean)).exists():
+    if _BY_EMAIL.first(workspace=ctx.workspace_id, email=clean) is not None:
         raise ToolError("email", f"a contact with e-mail {clean} already exists; update_contact changes it")
     now = changed_at()
     insert_contacts(ctx.workspace_id, [{"email": clean, **fields, "account": account.id, "updated_at": now}], now)
-    contact = Contact.get((Contact.workspace == ctx.workspace_id) & (Contact.email == clean))
+    contact = _BY_EMAIL.first(workspace=ctx.workspace_id, email=clean)
     out = ContactOut.of(contact, account)
     ctx.record_change(f"contact {clean}", None, {"email": clean, **fields, "account_domain": account.domain})
     return ToolResult(out, f"Created {_line(out)[2:]}")
@@ -212,11 +219,10 @@ def update_contact(
     fields = clean_fields(given)
     new_account = _workspace_account(ctx, account_domain) if account_domain is not None else None
     wanted = email.strip().lower()
-    contact = for_update(Contact.select().where((Contact.workspace == ctx.workspace_id)
-                                                & (Contact.email == wanted))).first()
+    contact = _LOCKED.first(workspace=ctx.workspace_id, email=wanted)
     if contact is None:
         raise ToolError("email", f"no contact with e-mail {wanted!r} in this workspace; search_contacts finds contacts")
-    account = Account.get_or_none(Account.id == contact.account_id) if contact.account_id else None
+    account = _ACCOUNT.first(id=contact.account_id) if contact.account_id else None
     refuse_if_modified(contact.updated_at, if_unmodified_since, "contact", ContactOut.of(contact, account))
     before = {f: getattr(contact, f) for f in _FIELDS}
     before["account_domain"] = account.domain if account else None
@@ -230,8 +236,10 @@ def update_contact(
             if k in changes:
                 setattr(contact, k, changes[k])
         contact.updated_at = changed_at(contact.updated_at)
-        contact.save(only=[getattr(Contact, k) for k in changes if k != "account_domain"]
-                     + ([Contact.account] if "account_domain" in changes else []) + [Contact.updated_at])
+        fields_changed = [k for k in changes if k != "account_domain"] + (
+            ["account"] if "account_domain" in changes else []) + ["updated_at"]
+        Prepared.update_of(Contact, fields_changed).write(id=contact.id, **{
+            f: contact.account_id if f == "account" else getattr(contact, f) for f in fields_changed})
         if set(changes) & set(_FIELDS):
             replace_search_terms(SEARCH_KIND, ctx.workspace_id, contact.id, search_texts(contact))
         ctx.record_change(f"contact {contact.email}", {k: before[k] for k in changes}, changes)

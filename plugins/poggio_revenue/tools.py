@@ -390,7 +390,7 @@ def _jsonable(fields: dict) -> dict:
 
 _DEAL = Prepared(lambda: Opportunity.select().where(Opportunity.id == slot("id")))
 _LOCKED_DEAL = Prepared(lambda: for_update(Opportunity.select().where(
-    (Opportunity.workspace == slot("workspace")) & (Opportunity.id == slot("id")))))
+    (Opportunity.workspace == slot("workspace")) & (Opportunity.id == slot("id"))), key=slot("id")))
 _ACCOUNT = Prepared(lambda: Account.select().where(Account.id == slot("id")))
 
 
