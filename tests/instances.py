@@ -10,6 +10,7 @@ fail, they do not skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -88,6 +89,28 @@ def make_instance(tmp: Path, backend: str, extra_env: dict[str, str] | None = No
         **(extra_env or {}),
     }
     return Instance(tmp, url, backend, env, schema)
+
+
+@contextlib.contextmanager
+def postgres_demo(tmp: Path, monkeypatch, accounts: int):
+    """A PostgreSQL instance with the schema and a demo workspace of ``accounts`` accounts, bound in
+    this process and its environment: yields the workspace, inside a connection."""
+    from poggio import demo
+    from poggio.plugins import PackRegistry
+    from poggio.schema import upgrade
+
+    inst = make_instance(tmp, "postgres")
+    for key, value in inst.env.items():
+        monkeypatch.setenv(key, value)
+    inst.activate()
+    try:
+        with database.connection_context():
+            upgrade(PackRegistry.load())
+            ws = demo.build(PackRegistry.load(), "acme", accounts=accounts).workspace
+        with database.connection_context():
+            yield ws
+    finally:
+        drop_instance(inst)
 
 
 def drop_instance(instance: Instance) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from instances import drop_instance, make_instance
+from instances import postgres_demo
 from peewee import Value
 
 from poggio import demo
 from poggio.db import database
 from poggio.plugins import PackRegistry
 from poggio.prepared import Prepared, execute, slot
-from poggio.schema import upgrade
 from poggio_accounts.models import Account
 from poggio_revenue.models import Opportunity
 
@@ -98,18 +97,8 @@ def test_peewee_private_row_reader_is_there():
 @pytest.fixture
 def postgres(tmp_path, monkeypatch):
     """A PostgreSQL instance with the schema and a small demo workspace, bound in this process."""
-    inst = make_instance(tmp_path / "instance", "postgres")
-    for key, value in inst.env.items():
-        monkeypatch.setenv(key, value)
-    inst.activate()
-    try:
-        with database.connection_context():
-            upgrade(PackRegistry.load())
-            ws = demo.build(PackRegistry.load(), "acme", accounts=20).workspace
-        with database.connection_context():
-            yield ws
-    finally:
-        drop_instance(inst)
+    with postgres_demo(tmp_path / "instance", monkeypatch, accounts=20) as ws:
+        yield ws
 
 
 def _server_statements() -> list[str]:

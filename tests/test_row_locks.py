@@ -7,31 +7,20 @@ import time
 from decimal import Decimal
 
 import pytest
-from instances import drop_instance, make_instance
+from instances import postgres_demo
 
-from poggio import demo
 from poggio.db import changed_at, database, writing
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def deal(tmp_path, monkeypatch):
-    inst = make_instance(tmp_path / "instance", "postgres")
-    for key, value in inst.env.items():
-        monkeypatch.setenv(key, value)
-    inst.activate()
-    try:
-        with database.connection_context():
-            upgrade(PackRegistry.load())
-            ws = demo.build(PackRegistry.load(), "acme", accounts=3).workspace
-            from poggio_revenue.models import Opportunity
-            yield ws.id, Opportunity.select(Opportunity.id).where(Opportunity.workspace == ws.id).first().id
-    finally:
-        database.obj.close_all()
-        drop_instance(inst)
+    """A demo workspace's id on PostgreSQL and the id of one of its deals."""
+    from poggio_revenue.models import Opportunity
+
+    with postgres_demo(tmp_path / "instance", monkeypatch, accounts=3) as ws:
+        yield ws.id, Opportunity.select(Opportunity.id).where(Opportunity.workspace == ws.id).first().id
 
 
 def test_updates_of_one_deal_are_served_in_turn(deal):
