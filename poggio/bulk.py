@@ -3,7 +3,8 @@
 Peewee's ``insert_many`` builds the SQL of every batch from Python objects: ~40 µs per row, most of
 the cost of an import or the demo. Here the statement is written once per table and columns and run
 once per batch: on SQLite an ``INSERT ... SELECT`` over the batch sent as one JSON array (one
-statement, which SQLite runs without the interpreter's lock); on PostgreSQL ``COPY ... FROM STDIN`` of
+statement, which SQLite runs without the interpreter's lock; a batch of a few rows, ``FEW``, goes row
+by row); on PostgreSQL ``COPY ... FROM STDIN`` of
 the batch as text, or ``execute_values``' multi-row VALUES pages for an upsert, which COPY cannot do.
 Values are converted as the model's fields would (dates, decimals). Ids are reserved up
 front (:func:`reserve_ids`) so the caller knows each new row's id without reading it back.

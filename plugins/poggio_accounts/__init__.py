@@ -12,10 +12,19 @@ from poggio_accounts import hookspecs
 from poggio_accounts.demo import poggio_seed_demo as poggio_seed_demo
 from poggio_accounts.hookspecs import ProfileSection
 from poggio_accounts.importer import poggio_csv_importers as poggio_csv_importers
-from poggio_accounts.models import Account, account_chunks, account_id, find_account, normalise_domain
+from poggio_accounts.models import (
+    Account,
+    account_chunks,
+    account_id,
+    account_of,
+    account_with_id,
+    find_account,
+    normalise_domain,
+)
 from poggio_accounts.tools import poggio_tools as poggio_tools
 
-__all__ = ["Account", "ProfileSection", "account_chunks", "account_id", "find_account", "normalise_domain"]
+__all__ = ["Account", "ProfileSection", "account_chunks", "account_id", "account_of", "account_with_id", "find_account",
+           "normalise_domain"]
 
 
 @hookimpl

@@ -62,15 +62,26 @@ def find_account(workspace_id: int, domain: str) -> Account | None:
     return _BY_DOMAIN.first(workspace=workspace_id, domain=normalise_domain(domain))
 
 
-def account_id(ctx: ToolContext, domain: str | None, argument: str = "account_domain") -> int | None:
-    """The id of the calling workspace's account with this domain, for a tool's ``argument``; ``None``
-    when no domain is given. An unknown domain is the caller's error, naming the argument."""
-    if not domain:
-        return None
+def account_of(ctx: ToolContext, domain: str, argument: str = "account_domain") -> Account:
+    """The calling workspace's account with this domain, for a tool's ``argument``. An unknown
+    domain is the caller's error, naming the argument."""
     account = find_account(ctx.workspace_id, domain)
     if account is None:
         raise ToolError(argument, f"no account with domain {normalise_domain(domain)!r} in this workspace")
-    return account.id
+    return account
+
+
+def account_id(ctx: ToolContext, domain: str | None, argument: str = "account_domain") -> int | None:
+    """The id of :func:`account_of`; ``None`` when no domain is given."""
+    return account_of(ctx, domain, argument).id if domain else None
+
+
+_BY_ID = Prepared(lambda: Account.select().where(Account.id == slot("id")), plan_once=True)
+
+
+def account_with_id(id: int) -> Account | None:
+    """The account with this id (one a row of the caller's workspace points at)."""
+    return _BY_ID.first(id=id)
 
 
 def account_chunks(workspace_id: int, *fields, size: int = 2000) -> Iterator[list[tuple]]:

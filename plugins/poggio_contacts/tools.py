@@ -29,7 +29,7 @@ from poggio import (
     slot,
     tool,
 )
-from poggio_accounts import Account, ProfileSection, account_id, normalise_domain
+from poggio_accounts import Account, ProfileSection, account_id, account_of, account_with_id, normalise_domain
 from poggio_contacts.models import SEARCH_KIND, Contact, insert_contacts, search_texts
 from poggio_contacts.validation import clean_email, clean_fields
 
@@ -170,11 +170,7 @@ _BY_EMAIL = Prepared(lambda: Contact.select().where(
 # the contact a change is made to; callers queue for it in turn on PostgreSQL (see for_update)
 _LOCKED = Prepared(lambda: for_update(Contact.select().where(
     (Contact.workspace == slot("workspace")) & (Contact.email == slot("email"))), key=fn.hashtext(slot("email"))))
-_ACCOUNT = Prepared(lambda: Account.select().where(Account.id == slot("id")))
 
-
-def _workspace_account(ctx: ToolContext, domain: str) -> Account:
-    return _ACCOUNT.first(id=account_id(ctx, domain))
 
 
 @tool(title="Create a contact", read_only=False, idempotent=False)
@@ -190,7 +186,7 @@ def create_contact(
     one that exists)."""
     clean = clean_email(email)
     fields = clean_fields({"first_name": first_name, "last_name": last_name, "title": title})
-    account = _workspace_account(ctx, account_domain)
+    account = account_of(ctx, account_domain)
     if _BY_EMAIL.first(workspace=ctx.workspace_id, email=clean) is not None:
         raise ToolError("email", f"a contact with e-mail {clean} already exists; update_contact changes it")
     now = changed_at()
@@ -217,12 +213,12 @@ def update_contact(
     if not given and account_domain is None:
         raise ToolError(None, "give at least one field to change: first_name, last_name, title, account_domain")
     fields = clean_fields(given)
-    new_account = _workspace_account(ctx, account_domain) if account_domain is not None else None
+    new_account = account_of(ctx, account_domain) if account_domain is not None else None
     wanted = email.strip().lower()
     contact = _LOCKED.first(workspace=ctx.workspace_id, email=wanted)
     if contact is None:
         raise ToolError("email", f"no contact with e-mail {wanted!r} in this workspace; search_contacts finds contacts")
-    account = _ACCOUNT.first(id=contact.account_id) if contact.account_id else None
+    account = account_with_id(contact.account_id) if contact.account_id else None
     refuse_if_modified(contact.updated_at, if_unmodified_since, "contact", ContactOut.of(contact, account))
     before = {f: getattr(contact, f) for f in _FIELDS}
     before["account_domain"] = account.domain if account else None

@@ -33,7 +33,7 @@ from poggio import (
     tool,
     utcnow,
 )
-from poggio_accounts import Account, ProfileSection, account_id, normalise_domain
+from poggio_accounts import Account, ProfileSection, account_id, account_of, account_with_id, normalise_domain
 from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay, insert_opportunity, move_opportunity
 from poggio_revenue.validation import clean_fields
 
@@ -375,7 +375,7 @@ def create_opportunity(
     """Create an opportunity (a deal) at an account. It counts in the revenue summary at once.
     Each call creates one: pass an idempotency_key to retry safely."""
     fields = clean_fields({"name": name, "stage": stage, "amount": amount, "currency": currency, "close_date": close_date})
-    account = _ACCOUNT.first(id=account_id(ctx, account_domain))
+    account = account_of(ctx, account_domain)
     now = changed_at()
     new_id = insert_opportunity(ctx.workspace_id, {"account": account.id, **fields}, now)
     deal = _DEAL.first(id=new_id)  # as stored (the amount to its two decimals)
@@ -391,7 +391,6 @@ def _jsonable(fields: dict) -> dict:
 _DEAL = Prepared(lambda: Opportunity.select().where(Opportunity.id == slot("id")))
 _LOCKED_DEAL = Prepared(lambda: for_update(Opportunity.select().where(
     (Opportunity.workspace == slot("workspace")) & (Opportunity.id == slot("id"))), key=slot("id")))
-_ACCOUNT = Prepared(lambda: Account.select().where(Account.id == slot("id")))
 
 
 @tool(title="Update an opportunity", read_only=False, idempotent=True, destructive=True)
@@ -415,7 +414,7 @@ def update_opportunity(
     deal = _LOCKED_DEAL.first(workspace=ctx.workspace_id, id=id)
     if deal is None:
         raise ToolError("id", f"no opportunity {id} in this workspace; list_opportunities shows their ids")
-    account = _ACCOUNT.first(id=deal.account_id)
+    account = account_with_id(deal.account_id)
     refuse_if_modified(deal.updated_at, if_unmodified_since, "opportunity", OpportunityOut.of(deal, account))
     before = {k: getattr(deal, k) for k in fields}
     changes = {k: v for k, v in fields.items() if before[k] != v}
