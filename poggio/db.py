@@ -274,8 +274,9 @@ class WriterLock:
             return None
         if not self._opened:
             self._opened = True
-            try:
-                self._fd = os.open(self.path + "-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:  # read-only is enough for flock; created with the database's permissions, as SQLite makes its -wal
+                mode = os.stat(self.path).st_mode & 0o666 if os.path.exists(self.path) else 0o644
+                self._fd = os.open(self.path + "-writer", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, mode)
             except OSError:  # a folder this process may not write in: SQLite's lock alone, as before
                 log.warning("no writer lock file beside %s; writers meet at SQLite's lock", self.path)
             else:

@@ -142,3 +142,18 @@ def test_a_forked_child_takes_its_own_turn(tmp_path):
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         db.close_all()
+
+
+def test_the_lock_file_has_the_database_files_permissions(tmp_path):
+    """Processes of other users that may write the database (a group) may take the lock as well."""
+    path = _database(tmp_path)
+    os.chmod(path, 0o660)
+    db = bind(f"sqlite:///{path}")
+    mask = os.umask(0o002)
+    try:
+        with database.connection_context(), writing():
+            database.execute_sql("INSERT INTO t (x) VALUES (1)")
+    finally:
+        os.umask(mask)
+        db.close_all()
+    assert os.stat(path + "-writer").st_mode & 0o777 == 0o660
