@@ -131,6 +131,11 @@ def bind(url: str, **kwargs):
     return db
 
 
+def _in_memory(name: str) -> bool:
+    """A SQLite database name that opens a database in memory, one per connection, not a file."""
+    return name in ("", ":memory:") or name.startswith("file::memory")
+
+
 class CommitWatcher:
     """Whether anything was committed to a SQLite database, by any connection of any process, since
     the last look: ``PRAGMA data_version`` on a connection of its own, which never writes and never
@@ -145,7 +150,7 @@ class CommitWatcher:
     def of(cls, db) -> CommitWatcher | None:
         """A watcher of ``db`` (a peewee database), or None where there is nothing to watch this
         way: PostgreSQL, or a SQLite database in memory (each connection has its own)."""
-        if not isinstance(db, SqliteDatabase) or db.database in ("", ":memory:") or db.database.startswith("file::memory"):
+        if not isinstance(db, SqliteDatabase) or _in_memory(db.database):
             return None
         return cls(db.database)
 
@@ -232,7 +237,8 @@ class WriterLock:
         lock = cls._all.get(db)
         if lock is None:
             name = db.database
-            path = None if name in ("", ":memory:") or name.startswith("file:") else os.path.abspath(name)
+            # a file: URI is left to SQLite's lock alone (its path is not the name as written)
+            path = None if _in_memory(name) or name.startswith("file:") else os.path.abspath(name)
             with cls._all_lock:
                 lock = cls._all.setdefault(db, cls(path, SQLITE_PRAGMAS["busy_timeout"] / 1000))
         return lock
