@@ -96,7 +96,9 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     # a statement outlives its tool call's timeout by STATEMENT_GRACE at most (PostgreSQL; SQLite per call)
     bind(settings.database_url, statement_timeout=settings.tool_timeout_seconds + STATEMENT_GRACE)
     limiter = anyio.CapacityLimiter(16)  # worker threads for database work: bounded, like the pool
-    recorder = UsageRecorder(settings.usage_flush_seconds, retention_days=settings.activity_retention_days)
+    oauth = OAuthService.from_settings(settings, set(registry.names))
+    recorder = UsageRecorder(settings.usage_flush_seconds, retention_days=settings.activity_retention_days,
+                             chores=[("OAuth codes, tokens and apps no longer of use", oauth.prune)])
     metrics = Metrics([t.name for t in registry.tools()], multiprocess_dir(settings.instance_path))
     _warn_about_rate_limits_per_worker(settings)
     tools: dict = {}
@@ -118,7 +120,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter,
                                TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings)),
                                inline=isinstance(database.obj, SqliteDatabase),
-                               oauth=OAuthService.from_settings(settings, set(registry.names)), resource=resource,
+                               oauth=oauth, resource=resource,
                                recorder=recorder, label=label_of(registry), watcher=watcher)
     metadata_paths = protected_resource_paths(settings.mcp_public_url)
     resource_metadata = f"{_origin(settings.mcp_public_url)}{metadata_paths[-1]}"

@@ -41,6 +41,7 @@ from poggio.tokens import (
 READ = scopes.READ
 CLIENT_KINDS = ("dynamic", "metadata", "confidential")
 PUBLIC_KINDS = ("dynamic", "metadata")  # the kinds anyone may create, without signing in
+SETTLED = dt.timedelta(days=1)  # an expired code, or a token row no longer of use, is kept this long
 GRANT_LIFETIMES = {"7": 7, "30": 30, "90": 90, "never": None}  # days an approval lasts
 _LIFETIME_LABELS = {"7": "7 days", "30": "30 days", "90": "90 days", "never": "Until revoked"}
 
@@ -163,17 +164,20 @@ class OAuthService:
     """Every change to OAuth clients, grants and tokens goes through here, and leaves an audit event."""
 
     def __init__(self, pepper: str | None = None, known_packs: set[str] | None = None,
-                 access_seconds: int = 3600, code_seconds: int = 300, unused_client_days: int = 7):
+                 access_seconds: int = 3600, code_seconds: int = 300, unused_client_days: int = 7,
+                 spent_refresh_days: int = 30):
         self.pepper = pepper
         self.known_packs = set(known_packs or ())
         self.access_seconds = access_seconds
         self.code_seconds = code_seconds
         self.unused_client_days = unused_client_days
+        self.spent_refresh_days = spent_refresh_days
 
     @classmethod
     def from_settings(cls, settings, known_packs: set[str] | None = None) -> OAuthService:
         return cls(settings.token_pepper, known_packs, settings.oauth_access_token_seconds,
-                   unused_client_days=settings.oauth_unused_client_days)
+                   unused_client_days=settings.oauth_unused_client_days,
+                   spent_refresh_days=settings.oauth_spent_refresh_days)
 
     def _digest(self, secret: str) -> str:
         return digest(secret, self.pepper)
@@ -426,6 +430,35 @@ class OAuthService:
             with writing():
                 OAuthToken.update(revoked_at=utcnow()).where(OAuthToken.id == row.id).execute()
 
+    # -- housekeeping ----------------------------------------------------------------------
+    def prune(self, now: dt.datetime | None = None, batch: int = 5000) -> int:
+        """Delete the OAuth rows that can no longer let anyone in; returns how many went. The MCP
+        server runs it every hour (:class:`poggio.usage.UsageRecorder`): without it every refresh
+        leaves a row behind, and a machine client's every token request another, for ever.
+
+        - Authorization codes a day past their expiry, used or not: a code presented again within
+          that day still revokes what it granted; after it, the code is unknown.
+        - Every token of a grant revoked or expired more than a day ago. The grant stays (Settings
+          lists it, with its usage).
+        - A live grant's token rows a day past their access token's expiry whose refresh token
+          cannot be used: none was issued (``client_credentials``), the row was revoked, or its
+          refresh token was spent more than ``spent_refresh_days`` ago. A spent refresh token
+          presented again within those days revokes its grant (reuse detection); after them it is
+          refused as unknown and the grant left alone.
+        - The apps no one approved (:meth:`forget_unused_clients`)."""
+        now = now or utcnow()
+        settled = now - SETTLED
+        dead = OAuthGrant.select(OAuthGrant.id).where((OAuthGrant.revoked_at < settled) | (OAuthGrant.expires_at < settled))
+        spent = now - dt.timedelta(days=self.spent_refresh_days)
+        unusable = (OAuthToken.grant.in_(dead)) | (
+            (OAuthToken.access_expires_at < settled)
+            & (OAuthToken.refresh_digest.is_null() | OAuthToken.revoked_at.is_null(False) | (OAuthToken.refreshed_at < spent)))
+        count = _delete_in_batches(OAuthCode, OAuthCode.expires_at < settled, batch)
+        count += _delete_in_batches(OAuthToken, unusable, batch)
+        with writing():
+            count += self.forget_unused_clients(now)
+        return count
+
     # -- the MCP server's check ------------------------------------------------------------
     def verify_access(self, presented: str, resource: str, now: dt.datetime | None = None) -> VerifiedToken:
         """The access token's grant, workspace and packs; or :class:`TokenRejected`. Unknown,
@@ -494,3 +527,15 @@ class OAuthService:
         if found is None:
             raise NotFound(f"no OAuth client {text!r} in workspace {workspace.slug}")
         return found
+
+
+def _delete_in_batches(model, where, batch: int) -> int:
+    """Delete ``model``'s rows matching ``where``, ``batch`` at a time, each batch its own short write."""
+    deleted = 0
+    while True:
+        with writing():
+            doomed = model.select(model.id).where(where).limit(batch)
+            count = model.delete().where(model.id.in_(doomed)).execute()
+        deleted += count
+        if count < batch:
+            return deleted

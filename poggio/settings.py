@@ -48,6 +48,7 @@ class Settings:
     oauth_access_token_seconds: int = 3600
     oauth_registration_limit: str = "20/hour"  # dynamic client registrations per client IP
     oauth_unused_client_days: int = 7  # registered apps never approved are forgotten after this
+    oauth_spent_refresh_days: int = 30  # a spent refresh token is remembered (reuse detection) this long
     oauth_metadata_allow_private: bool = False  # fetch client metadata documents from private addresses
     cors_origins: tuple[str, ...] = ()
     metrics_token: str | None = field(default=None, repr=False)

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from peewee import EXCLUDED
@@ -42,13 +43,16 @@ class LastUse:
 # Activity rows kept in memory at most while the database cannot be written (then the oldest go, and
 # the log says so); the counters are kept whatever happens.
 MAX_PENDING_ACTIVITY = 200_000
-PRUNE_EVERY = 3600.0  # seconds between prunes of the activity record
+PRUNE_EVERY = 3600.0  # seconds between prunes of the activity record (and the other chores)
 
 
 class UsageRecorder:
-    def __init__(self, interval: float = 2.0, retention_days: int | None = None):
+    def __init__(self, interval: float = 2.0, retention_days: int | None = None,
+                 chores: Sequence[tuple[str, Callable[[], int]]] = ()):
         self.interval = interval
         self.retention_days = retention_days  # None: the activity record is not pruned by this recorder
+        # other deletions the flush thread runs with the prune: (what it deletes, a function returning how many)
+        self.chores = tuple(chores)
         self._activity: list[tuple] = []
         self._next_prune = 0.0
         self.pruned = 0
@@ -146,19 +150,25 @@ class UsageRecorder:
         return sum(calls.values()) or len(records)
 
     def prune(self) -> int:
-        """Delete activity older than the retention; done by the flush thread every hour."""
-        if self.retention_days is None:
-            return 0
-        try:
-            with database.connection_context():
-                count = activity.prune(self.retention_days)
-        except Exception:
-            log.exception("activity prune failed; trying again later")
-            return 0
-        self.pruned += count
-        if count:
-            log.info("activity record: %d rows older than %d days pruned", count, self.retention_days)
-        return count
+        """Delete activity older than the retention, then run the other chores; done by the flush
+        thread every hour. A chore that fails is logged and tried again an hour later."""
+        work = list(self.chores)
+        if self.retention_days is not None:
+            work.insert(0, (f"activity rows older than {self.retention_days} days",
+                            lambda: activity.prune(self.retention_days)))
+        total = 0
+        for what, chore in work:
+            try:
+                with database.connection_context():
+                    count = chore()
+            except Exception:
+                log.exception("pruning %s failed; trying again later", what)
+                continue
+            total += count
+            if count:
+                log.info("pruned %d %s", count, what)
+        self.pruned += total
+        return total
 
     def _run(self) -> None:
         while True:

@@ -18,7 +18,7 @@ from poggio import activity, demo
 from poggio.audit import Actor
 from poggio.db import database, utcnow
 from poggio.errors import InvalidInput
-from poggio.models import Activity, ApiToken, GrantUsage, OAuthGrant, TokenUsage, Workspace
+from poggio.models import Activity, ApiToken, GrantUsage, OAuthGrant, OAuthToken, TokenUsage, Workspace
 from poggio.oauth import OAuthService
 from poggio.plugins import PackRegistry
 from poggio.policy import set_policy
@@ -289,6 +289,8 @@ def test_tightened_policy_shortens_tokens_and_grants(stack):
 
 
 def test_pruning_keeps_the_retention(tmp_path):
+    """The MCP server prunes as it starts (and every hour): the activity record past its retention,
+    and the OAuth rows no longer of use (which rows: tests/portal/test_oauth.py)."""
     inst = make_instance(tmp_path / "prune", "sqlite")
     db = inst.activate()
     with db.connection_context():
@@ -298,16 +300,23 @@ def test_pruning_keeps_the_retention(tmp_path):
         Activity.insert_many([
             {"workspace": ws.id, "kind": "token", "subject_id": 1, "at": now - dt.timedelta(days=d, hours=1),
              "tool": "ping", "outcome": "ok"} for d in (0, 1, 2, 5, 40)]).execute()
+        robot = OAuthService(known_packs={"accounts"}).create_confidential(ws, "Robot", Actor.cli()).client
+        grant = OAuthGrant.get(OAuthGrant.client == robot)
+        for age in (dt.timedelta(days=2), dt.timedelta(hours=1)):
+            OAuthService().issue_tokens(grant, refresh=False)
+            OAuthToken.update(access_expires_at=now - age).where(OAuthToken.access_expires_at > now - age).execute()
     server = ServerProcess(inst, extra_env={"POGGIO_ACTIVITY_RETENTION_DAYS": "2"})
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with db.connection_context():
-                left = Activity.select().count()
-            if left == 2:
+                left = Activity.select().count(), OAuthToken.select().count()
+            if left == (2, 1):
                 break
             time.sleep(0.1)
-        assert left == 2  # today's and yesterday's; 2 days and 1 hour ago is past the retention
+        # today's and yesterday's activity; 2 days and 1 hour ago is past the retention. The access
+        # token expired an hour ago is kept a day, the one expired two days ago is gone.
+        assert left == (2, 1)
     finally:
         server.stop()
 

@@ -179,6 +179,20 @@ def test_a_failed_flush_keeps_the_activity_rows_for_the_next(ws, service, monkey
     assert [(u.tool, u.calls) for u in TokenUsage.select()] == [("get_account", 3)]
 
 
+def test_a_failing_prune_chore_leaves_the_others_to_run(ws, caplog):
+    """The flush thread's hourly prune runs each chore on its own: one that fails is logged (and
+    tried again an hour later), the others still run, the activity prune first."""
+    ran = []
+
+    def broken():
+        raise RuntimeError("database is locked")
+
+    recorder = UsageRecorder(interval=3600, retention_days=1,
+                             chores=[("broken rows", broken), ("other rows", lambda: ran.append(1) or 4)])
+    assert recorder.prune() == 4 and ran == [1] and recorder.pruned == 4
+    assert "pruning broken rows failed" in caplog.text
+
+
 def test_redaction_masks_tokens_in_messages_and_tracebacks(caplog):
     secret = tokens.generate()
     assert secret not in redact(f"Authorization: Bearer {secret}")

@@ -15,8 +15,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
+from poggio.audit import Actor
 from poggio.db import utcnow
-from poggio.models import AuditEvent, OAuthClient, OAuthCode, OAuthGrant, OAuthToken
+from poggio.models import AuditEvent, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, Workspace
 from poggio.oauth import OAuthService
 
 MCP = "http://127.0.0.1:8001/mcp"
@@ -249,6 +250,55 @@ def test_refresh_reuse_revokes_the_grant(app_client):
     refused = admin.client.post("/oauth/token", data={**data, "refresh_token": fresh["refresh_token"]})
     assert refused.get_json()["error"] == "invalid_grant"
     assert "oauth.refresh_reused" in [e.action for e in AuditEvent.select()]
+
+
+def test_rows_no_longer_of_use_are_pruned(app, app_client):
+    """Every refresh leaves a spent row and every client_credentials request a row: pruning keeps
+    what can still let someone in or catch a replay, and nothing else (see OAuthService.prune)."""
+    admin, reg = app_client
+    first = full_flow(admin, reg["client_id"])
+    data = {"grant_type": "refresh_token", "client_id": reg["client_id"]}
+    second = admin.client.post("/oauth/token", data={**data, "refresh_token": first["refresh_token"]}).get_json()
+    third = admin.client.post("/oauth/token", data={**data, "refresh_token": second["refresh_token"]}).get_json()
+    live = OAuthGrant.get()
+    other = register(admin.client)["client_id"]  # approved, then revoked by the admin
+    full_flow(admin, other)
+    revoked = OAuthGrant.get(OAuthGrant.id != live.id)
+    OAuthService().revoke_grant(revoked, Actor.cli())
+    idle = register(admin.client)["client_id"]  # approved, but the app never came for its code
+    _, challenge = pkce()
+    _code(admin, idle, challenge)
+    robot = app.extensions["poggio"]["oauth"].create_confidential(Workspace.get(slug="acme"), "Robot", Actor.cli(),
+                                                                 packs="accounts", resource=MCP)
+    basic = base64.b64encode(f"{robot.client.client_id}:{robot.secret}".encode()).decode()
+    for _ in range(3):
+        assert admin.client.post("/oauth/token", data={"grant_type": "client_credentials", "resource": MCP},
+                                 headers={"Authorization": f"Basic {basic}"}).status_code == 200
+    assert (OAuthToken.select().count(), OAuthCode.select().count()) == (3 + 1 + 3, 3)
+    service = OAuthService(spent_refresh_days=30)
+
+    def rows_of(grant):
+        return OAuthToken.select().where(OAuthToken.grant == grant).count()
+
+    assert service.prune(utcnow() + dt.timedelta(hours=12)) == 0  # nothing has settled yet
+    service.prune(utcnow() + dt.timedelta(days=2))
+    assert OAuthCode.select().count() == 0  # a day past their five minutes
+    assert rows_of(live) == 3  # spent refresh tokens are remembered, to catch a replay
+    assert rows_of(revoked) == 0  # the grant stays, listed in Settings, without its tokens
+    assert OAuthGrant.select().count() == 3
+    assert rows_of(OAuthGrant.get(OAuthGrant.client == robot.client)) == 0  # nothing to refresh, nothing to catch
+    service.prune(utcnow() + dt.timedelta(days=8))
+    assert OAuthClient.get_or_none(OAuthClient.client_id == idle) is None  # its code gone, nothing holds it
+    service.prune(utcnow() + dt.timedelta(days=31))
+    assert rows_of(live) == 1  # the spent ones are forgotten: a replay is now refused as unknown...
+    replay = admin.client.post("/oauth/token", data={**data, "refresh_token": first["refresh_token"]})
+    assert replay.status_code == 400 and replay.get_json()["error"] == "invalid_grant"
+    assert OAuthGrant.get_by_id(live.id).revoked_at is None  # ...without revoking the grant
+    fresh = admin.client.post("/oauth/token", data={**data, "refresh_token": third["refresh_token"]})
+    assert fresh.status_code == 200  # the current refresh token still works
+    assert OAuthService().verify_access(fresh.get_json()["access_token"], MCP).kind == "grant"
+    service.prune(utcnow() + dt.timedelta(days=92))  # the 90 days approved are over
+    assert rows_of(live) == 0
 
 
 def _code(admin, client_id, challenge, **extra) -> str:
