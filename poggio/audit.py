@@ -56,7 +56,7 @@ class Actor:
         return cls(label="cli")
 
 
-def record_write(ctx, target: str, before: dict | None, after: dict | None) -> int:
+def record_write(ctx, target: str, before: dict | None, after: dict | None) -> None:
     """A write tool's change, on record: who (the token or connected app of ``ctx``), the tool, the
     record and its fields before and after. Values that look like secrets are masked."""
     from poggio.redaction import redact
@@ -78,11 +78,12 @@ def record_write(ctx, target: str, before: dict | None, after: dict | None) -> i
 _INSERT = Prepared.insert_into(AuditEvent)
 
 
-def record(action: str, actor: Actor, workspace: Workspace | int | None = None, target: str = "", **detail) -> int:
-    """Put ``action`` on record, in the caller's transaction: the new event's id."""
+def record(action: str, actor: Actor, workspace: Workspace | int | None = None, target: str = "", **detail) -> None:
+    """Put ``action`` on record, in the caller's transaction (on PostgreSQL sent with its next
+    statement or its COMMIT: :func:`poggio.db.write_later`)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
-    return _INSERT.write(
+    _INSERT.write_later(
         workspace=workspace,
         actor=actor.user,
         actor_label=actor.label[:254],

@@ -35,7 +35,7 @@ from peewee import (
     TextField,
 )
 
-from poggio.db import database
+from poggio.db import database, write_later
 
 BATCH = 5000
 FEW = 16  # a batch of at most this many rows is written row by row on SQLite; a longer one as JSON
@@ -49,19 +49,20 @@ def _converter(field: Field):
 
 
 def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], batch: int = BATCH,
-                on_conflict: str = "", same: dict[Field, int | str] | None = None) -> int:
+                on_conflict: str = "", same: dict[Field, int | str] | None = None, later: bool = False) -> int:
     """Insert ``rows`` (tuples in the order of ``fields``) into ``model``'s table; returns how many.
     ``on_conflict``: SQL that follows the VALUES (``ON CONFLICT (...) DO UPDATE ...``, which SQLite
     and PostgreSQL both read). ``same``: columns whose value (an int or a str) is that of every row,
     written once into the statement instead of bound per row: SQLite binds value by value, and a
-    batch of search terms shares its workspace and kind."""
+    batch of search terms shares its workspace and kind. ``later``: a few rows of a tool's write,
+    which on PostgreSQL go with the transaction's next statement (:func:`poggio.db.write_later`)."""
     table = model._meta.table_name
     same = same or {}
     literals = [_literal(v) for v in same.values()]  # checks them on either database
     names = ", ".join(f'"{f.column_name}"' for f in [*same, *fields])
     converters = [(i, c) for i, c in enumerate(_converter(f) for f in fields) if c is not None]
     sqlite = isinstance(database.obj, SqliteDatabase)
-    copy = not sqlite and not on_conflict
+    copy = not sqlite and not on_conflict and not later
     prefix = _copy_text([list(same.values())])[:-1] + "\t" if same and copy else ""  # COPY: each line starts so
     if sqlite:
         # the batch as one JSON array, one row per element: SQLite runs the whole INSERT in one
@@ -98,6 +99,10 @@ def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], b
             cursor.execute(sql, (orjson.dumps(chunk, default=_json_value, option=orjson.OPT_PASSTHROUGH_DATETIME),))
         elif copy:
             cursor.copy_expert(sql, io.StringIO(_copy_text(chunk, prefix)))
+        elif later:
+            row_sql = f"({', '.join(['%s'] * (len(same) + len(fields)))})"
+            values = b", ".join(cursor.mogrify(row_sql, (*same.values(), *row)) for row in chunk)
+            write_later(sql.encode().replace(b"%s", values, 1), None)
         else:
             constants = tuple(same.values())
             execute_values(cursor, sql, [(*constants, *row) for row in chunk], page_size=1000)

@@ -49,7 +49,7 @@ from peewee import (
     Value,
 )
 
-from poggio.db import database
+from poggio.db import database, write_later
 
 
 class Slot:
@@ -280,13 +280,18 @@ class Prepared:
             compiled = self._compiled[kind] = (query, sql, params, slots)
         return compiled
 
-    def _execute(self, values: dict[str, Any]):
-        """``(query, cursor)``: the statement run with ``values`` bound to its slots."""
+    def _bind(self, values: dict[str, Any]) -> tuple[Any, str, list[Any]]:
+        """``(query, sql, params)`` with ``values`` bound to the slots."""
         query, sql, params, slots = self._compile()
         bound = params.copy()
         for i, name, convert in slots:
             value = values[name]
             bound[i] = convert(value) if convert is not None and value is not None else value
+        return query, sql, bound
+
+    def _execute(self, values: dict[str, Any]):
+        """``(query, cursor)``: the statement run with ``values`` bound to its slots."""
+        query, sql, bound = self._bind(values)
         return query, execute(sql, bound) if self._plan_once else database.execute_sql(sql, bound)
 
     def _rows(self, values: dict[str, Any], limit: int | None = None) -> list[Any]:
@@ -336,6 +341,14 @@ class Prepared:
         """The UPDATE of these ``fields`` (names) of the ``model`` row whose key is the slot ``id``,
         each field a slot named after it; compiled once per model and set of fields."""
         return _update_of(model, frozenset(fields))
+
+    def write_later(self, **values: Any) -> None:
+        """:meth:`write` whose result nobody reads: on PostgreSQL sent with the transaction's next
+        statement, in the same round trip (:func:`poggio.db.write_later`)."""
+        if self._plan_once:
+            raise TypeError("a statement planned once runs by name: write it with write()")
+        _, sql, bound = self._bind(values)
+        write_later(sql, bound)
 
     def write(self, **values: Any) -> int:
         """Run an INSERT, UPDATE or DELETE (built with slots, in the caller's write transaction) with

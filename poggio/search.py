@@ -54,11 +54,12 @@ def words(text: str | None) -> list[str]:
 
 
 def add_search_terms(kind: str, workspace_id: int, entries: Iterable[tuple[int, Iterable[str | None]]],
-                     batch: int = 5000) -> None:
+                     batch: int = 5000, later: bool = False) -> None:
     """Make new rows findable by :func:`search_page`: ``entries`` are ``(row id, texts)`` of the
     workspace's rows of ``kind`` (a name of the pack's choosing, such as ``"account"``). Call it in the
     transaction that inserts the rows; the terms go when their workspace does. Written in batches of
-    plain rows on the cursor (:mod:`poggio.bulk`): an import or the demo writes millions."""
+    plain rows on the cursor (:mod:`poggio.bulk`): an import or the demo writes millions. ``later``:
+    a tool's few, sent with the transaction's next statement (:func:`poggio.db.write_later`)."""
     from poggio import bulk
 
     def rows():
@@ -70,7 +71,7 @@ def add_search_terms(kind: str, workspace_id: int, entries: Iterable[tuple[int, 
                 yield term, ref_id
 
     bulk.insert_rows(SearchTerm, [SearchTerm.term, SearchTerm.ref_id], rows(), batch=batch,
-                     same={SearchTerm.workspace: int(workspace_id), SearchTerm.kind: kind})
+                     same={SearchTerm.workspace: int(workspace_id), SearchTerm.kind: kind}, later=later)
 
 
 _TERMS_OF = Prepared(lambda: SearchTerm.delete().where(
@@ -80,8 +81,8 @@ _TERMS_OF = Prepared(lambda: SearchTerm.delete().where(
 def replace_search_terms(kind: str, workspace_id: int, ref_id: int, texts: Iterable[str | None]) -> None:
     """A changed row's words in place of its old ones (a renamed account is found by its new name,
     no longer by the old); in the transaction that changes the row."""
-    _TERMS_OF.write(workspace=workspace_id, kind=kind, ref_id=ref_id)
-    add_search_terms(kind, workspace_id, [(ref_id, texts)])
+    _TERMS_OF.write_later(workspace=workspace_id, kind=kind, ref_id=ref_id)
+    add_search_terms(kind, workspace_id, [(ref_id, texts)], later=True)
 
 
 def query_words(text: str | None) -> list[str]:

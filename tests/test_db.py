@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 import pytest
 from instances import PG_URL
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 from poggio.db import open_database
 
@@ -123,5 +124,130 @@ def test_a_connection_idle_in_the_pool_is_checked_and_replaced_when_the_server_c
         with db.connection_context():
             assert db.connection().get_backend_pid() != pid
             assert db.execute_sql("SELECT 1").fetchone() == (1,)
+    finally:
+        db.close_all()
+
+
+# -- statements held back to share a round trip (HoldingConnection) --------------------------------
+def _bound(monkeypatch):
+    """A PostgreSQL database, bound as the one the code uses (for this test)."""
+    from peewee import DatabaseProxy
+
+    from poggio import db as poggio_db
+
+    db = open_database(PG_URL)
+    proxy = DatabaseProxy()
+    proxy.initialize(db)
+    monkeypatch.setattr(poggio_db, "database", proxy)
+    return db
+
+
+@pytest.fixture
+def held_db(monkeypatch):
+    """A PostgreSQL database bound as the one the code uses, on one connection with a temporary
+    table, and the list of what each round trip sent."""
+    from poggio import db as poggio_db
+
+    db = _bound(monkeypatch)
+    trips: list[bytes | str] = []
+    execute, send_held = poggio_db.HoldingCursor.execute, poggio_db.HoldingCursor._send_held
+    monkeypatch.setattr(poggio_db.HoldingCursor, "execute",
+                        lambda self, query, vars=None: execute(self, query, vars) if trips.append(query) is None else None)
+    monkeypatch.setattr(poggio_db.HoldingCursor, "_send_held",
+                        lambda self: send_held(self) if trips.append(b";".join(self.connection.held)) is None else None)
+    try:
+        with db.connection_context():
+            db.execute_sql("CREATE TEMP TABLE held (id integer PRIMARY KEY, note text)")
+            trips.clear()
+            yield db, trips
+    finally:
+        db.close_all()
+
+
+def _notes(db) -> list:
+    return [n for (n,) in db.execute_sql("SELECT note FROM held ORDER BY id").fetchall()]
+
+
+def test_a_write_transaction_sends_begin_and_held_writes_with_its_statements(held_db):
+    """BEGIN goes with the transaction's first statement, a held write with the next one (which sees
+    it) or with the COMMIT: three statements and a COMMIT in two round trips."""
+    from poggio.db import write_later
+
+    db, trips = held_db
+    pid = db.connection().get_backend_pid()
+    with db.atomic():
+        write_later("INSERT INTO held VALUES (%s, %s)", (1, "100% 'quoted' %s"))
+        assert trips == []  # nothing sent yet, not even the BEGIN
+        assert db.execute_sql("SELECT count(*) FROM held").fetchone() == (1,)
+        write_later("INSERT INTO held VALUES (%s, %s)", (2, "second"))
+    assert len(trips) == 2
+    assert _last_statement(pid) == "INSERT INTO held VALUES (2, 'second');\nCOMMIT"
+    assert db.connection().get_transaction_status() == TRANSACTION_STATUS_IDLE
+    assert _notes(db) == ["100% 'quoted' %s", "second"]
+
+
+def test_held_writes_of_a_rolled_back_transaction_are_never_sent(held_db):
+    from poggio.db import write_later
+
+    db, trips = held_db
+    with pytest.raises(RuntimeError), db.atomic():
+        write_later("INSERT INTO held VALUES (%s, %s)", (1, "never"))
+        raise RuntimeError("the tool failed")
+    with db.atomic():  # begun and ended without a statement
+        pass
+    assert trips == []  # neither transaction cost a round trip
+    with pytest.raises(RuntimeError), db.atomic():
+        db.execute_sql("INSERT INTO held VALUES (2, 'sent')")
+        write_later("INSERT INTO held VALUES (%s, %s)", (3, "held"))
+        raise RuntimeError("the tool failed")
+    assert _notes(db) == []
+
+
+def test_a_failing_held_write_fails_the_commit_and_the_whole_transaction(held_db):
+    from peewee import IntegrityError
+
+    from poggio.db import write_later
+
+    db, _ = held_db
+    with pytest.raises(IntegrityError), db.atomic():
+        db.execute_sql("INSERT INTO held VALUES (1, 'first')")
+        write_later("INSERT INTO held VALUES (%s, %s)", (1, "the same key"))
+    assert _notes(db) == []
+    assert db.connection().get_transaction_status() == TRANSACTION_STATUS_IDLE
+    db.execute_sql("INSERT INTO held VALUES (1, 'after')")  # the connection goes on
+    assert _notes(db) == ["after"]
+
+
+def test_held_writes_go_ahead_of_copy_and_executemany_and_run_at_once_outside_a_transaction(held_db):
+    import io
+
+    from poggio.db import write_later
+
+    db, _ = held_db
+    write_later("INSERT INTO held VALUES (%s, %s)", (1, "at once"))
+    assert db.connection().held == [] and _notes(db) == ["at once"]
+    with db.atomic():
+        write_later("INSERT INTO held VALUES (%s, %s)", (2, "held"))
+        db.cursor().copy_expert("COPY held (id, note) FROM STDIN", io.StringIO("3\tcopied\n"))
+        write_later("INSERT INTO held VALUES (%s, %s)", (4, "held again"))
+        db.cursor().executemany("INSERT INTO held VALUES (%s, %s)", [(5, "many")])
+    assert _notes(db) == ["at once", "held", "copied", "held again", "many"]
+
+
+def test_a_transaction_left_open_leaves_nothing_held_to_the_next_user_of_its_connection(monkeypatch):
+    from poggio.db import write_later
+
+    db = _bound(monkeypatch)
+    try:
+        with db.connection_context():
+            conn = db.connection()
+            db.execute_sql("CREATE TEMP TABLE held (id integer PRIMARY KEY, note text)")  # kept by the session
+        with db.connection_context():
+            assert db.connection() is conn
+            db.begin()
+            write_later("INSERT INTO held VALUES (%s, %s)", (1, "abandoned"))
+        with db.connection_context():
+            assert db.connection() is conn and conn.held == []
+            assert _notes(db) == []
     finally:
         db.close_all()

@@ -79,3 +79,40 @@ def test_get_account_shows_the_newest_ten_notes_of_that_account_only(seeded, mon
         shown = registry.tool("get_account").run(ctx, {"domain": "example.com"}).data.notes
     expected = sorted(made, key=lambda n: (n.created_at, n.id), reverse=True)[:10]
     assert [(n.id, n.text) for n in shown] == [(n.id, n.text) for n in expected]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("tool,arguments,trips", [
+    # the deal locked with its account (and the BEGIN); the change, the day totals, the audit row, the COMMIT
+    ("update_opportunity", {"id": 1, "amount": "123.00"}, 2),
+    # the same for a contact, whose account comes in the statement that locks it
+    ("update_contact", {"title": "CTO"}, 2),
+    # the account (with the BEGIN); the new note, whose id the answer shows; the audit row and the COMMIT
+    ("add_note", {"domain": "example.com", "text": "called back"}, 3),
+])
+def test_a_write_tool_holds_back_what_it_does_not_read(tmp_path, monkeypatch, tool, arguments, trips):
+    """On PostgreSQL a write transaction's BEGIN goes with its first statement and the writes whose
+    result it does not read with its COMMIT (poggio.db.HoldingConnection): while update_opportunity
+    holds the deal's row lock, every other writer of that deal waits out its round trips."""
+    from instances import postgres_demo
+
+    from poggio import db as poggio_db
+
+    with postgres_demo(tmp_path / "instance", monkeypatch, accounts=5) as ws:
+        if tool == "update_contact":
+            from poggio_contacts.models import Contact
+
+            arguments = {**arguments, "email": Contact.select().where(Contact.workspace == ws.id).first().email}
+        registry = PackRegistry.load()
+        ctx = registry.tool_context(CursorCodec(b"k" * 16), ws.id, 1, None, tool, writable=True, caller="test",
+                                    token_kind="token")
+        registry.tool(tool).run(ctx, arguments)  # the first call prepares the statements planned once
+        sent: list = []
+        execute = poggio_db.HoldingCursor.execute
+        monkeypatch.setattr(poggio_db.HoldingCursor, "execute",
+                            lambda self, query, vars=None: sent.append(query) or execute(self, query, vars))
+        changed = {"amount": "124.00"} if tool == "update_opportunity" else {"title": "CEO"} if tool == "update_contact" else {}
+        result = registry.tool(tool).run(ctx, {**arguments, **changed})
+        monkeypatch.undo()
+        assert result.data is not None
+        assert len(sent) == trips, sent

@@ -17,13 +17,12 @@ from poggio_accounts.models import (
     account_chunks,
     account_id,
     account_of,
-    account_with_id,
     find_account,
     normalise_domain,
 )
 from poggio_accounts.tools import poggio_tools as poggio_tools
 
-__all__ = ["Account", "ProfileSection", "account_chunks", "account_id", "account_of", "account_with_id", "find_account",
+__all__ = ["Account", "ProfileSection", "account_chunks", "account_id", "account_of", "find_account",
            "normalise_domain"]
 
 

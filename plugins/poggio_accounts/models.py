@@ -76,14 +76,6 @@ def account_id(ctx: ToolContext, domain: str | None, argument: str = "account_do
     return account_of(ctx, domain, argument).id if domain else None
 
 
-_BY_ID = Prepared(lambda: Account.select().where(Account.id == slot("id")), plan_once=True)
-
-
-def account_with_id(id: int) -> Account | None:
-    """The account with this id (one a row of the caller's workspace points at)."""
-    return _BY_ID.first(id=id)
-
-
 def account_chunks(workspace_id: int, *fields, size: int = 2000) -> Iterator[list[tuple]]:
     """The workspace's accounts in id order, ``size`` at a time, as tuples of ``(id, *fields)``: for
     packs that add data to every account (demo data), without holding a million rows at once."""

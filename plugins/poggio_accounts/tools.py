@@ -284,7 +284,7 @@ def update_account(
         for k, v in changes.items():
             setattr(account, k, v)
         account.updated_at = changed_at(account.updated_at)
-        Prepared.update_of(Account, [*changes, "updated_at"]).write(
+        Prepared.update_of(Account, [*changes, "updated_at"]).write_later(
             id=account.id, updated_at=account.updated_at, **changes)
         if "name" in changes:
             replace_search_terms(SEARCH_KIND, ctx.workspace_id, account.id, (account.name, account.domain))

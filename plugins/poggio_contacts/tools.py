@@ -29,7 +29,7 @@ from poggio import (
     slot,
     tool,
 )
-from poggio_accounts import Account, ProfileSection, account_id, account_of, account_with_id, normalise_domain
+from poggio_accounts import Account, ProfileSection, account_id, account_of, normalise_domain
 from poggio_contacts.models import SEARCH_KIND, Contact, insert_contacts, search_texts
 from poggio_contacts.validation import clean_email, clean_fields
 
@@ -168,7 +168,8 @@ _FIELDS = ("first_name", "last_name", "title")
 _BY_EMAIL = Prepared(lambda: Contact.select().where(
     (Contact.workspace == slot("workspace")) & (Contact.email == slot("email"))))
 # the contact a change is made to; callers queue for it in turn on PostgreSQL (see for_update)
-_LOCKED = Prepared(lambda: for_update(Contact.select().where(
+# the contact locked, with its account (if any) read in the same statement, not locked
+_LOCKED = Prepared(lambda: for_update(Contact.select(Contact, Account).join(Account, JOIN.LEFT_OUTER).where(
     (Contact.workspace == slot("workspace")) & (Contact.email == slot("email"))), key=fn.hashtext(slot("email"))))
 
 
@@ -218,7 +219,7 @@ def update_contact(
     contact = _LOCKED.first(workspace=ctx.workspace_id, email=wanted)
     if contact is None:
         raise ToolError("email", f"no contact with e-mail {wanted!r} in this workspace; search_contacts finds contacts")
-    account = account_with_id(contact.account_id) if contact.account_id else None
+    account = contact.account if contact.account_id else None
     refuse_if_modified(contact.updated_at, if_unmodified_since, "contact", ContactOut.of(contact, account))
     before = {f: getattr(contact, f) for f in _FIELDS}
     before["account_domain"] = account.domain if account else None
@@ -234,7 +235,7 @@ def update_contact(
         contact.updated_at = changed_at(contact.updated_at)
         fields_changed = [k for k in changes if k != "account_domain"] + (
             ["account"] if "account_domain" in changes else []) + ["updated_at"]
-        Prepared.update_of(Contact, fields_changed).write(id=contact.id, **{
+        Prepared.update_of(Contact, fields_changed).write_later(id=contact.id, **{
             f: contact.account_id if f == "account" else getattr(contact, f) for f in fields_changed})
         if set(changes) & set(_FIELDS):
             replace_search_terms(SEARCH_KIND, ctx.workspace_id, contact.id, search_texts(contact))

@@ -80,7 +80,7 @@ def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
     old_amount = Decimal(opportunity.amount)
     for field, value in changes.items():
         setattr(opportunity, field, value)
-    Prepared.update_of(Opportunity, changes).write(id=opportunity.id, **{f: getattr(opportunity, f) for f in changes})
+    Prepared.update_of(Opportunity, changes).write_later(id=opportunity.id, **{f: getattr(opportunity, f) for f in changes})
     new = (opportunity.currency, opportunity.stage, opportunity.close_date)
     new_amount = Decimal(opportunity.amount)
     if (old, old_amount) == (new, new_amount):
@@ -107,9 +107,9 @@ def add_to_days(workspace_id: int, days: dict[tuple, list]) -> None:
     # one upsert compiled once for all the days (an import or the demo adds thousands per chunk)
     bulk_insert(RevenueDay, _DAY_COLUMNS,
                 ((workspace_id, currency, stage, day, *days[(currency, stage, day)]) for currency, stage, day in keys),
-                on_conflict=_DAY_UPSERT)
+                on_conflict=_DAY_UPSERT, later=len(keys) <= 4)  # a tool's write: sent with the next statement
     for currency, stage, day in (k for k, (count, _) in days.items() if count < 0):
-        _EMPTIED_DAY.write(workspace=workspace_id, currency=currency, stage=stage, close_date=day)
+        _EMPTIED_DAY.write_later(workspace=workspace_id, currency=currency, stage=stage, close_date=day)
 
 
 _EMPTIED_DAY = Prepared(lambda: RevenueDay.delete().where(

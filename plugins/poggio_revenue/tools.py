@@ -33,7 +33,7 @@ from poggio import (
     tool,
     utcnow,
 )
-from poggio_accounts import Account, ProfileSection, account_id, account_of, account_with_id, normalise_domain
+from poggio_accounts import Account, ProfileSection, account_id, account_of, normalise_domain
 from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay, insert_opportunity, move_opportunity
 from poggio_revenue.validation import clean_fields
 
@@ -389,7 +389,8 @@ def _jsonable(fields: dict) -> dict:
 
 
 _DEAL = Prepared(lambda: Opportunity.select().where(Opportunity.id == slot("id")))
-_LOCKED_DEAL = Prepared(lambda: for_update(Opportunity.select().where(
+# the deal locked, with its account read in the same statement (not locked: FOR UPDATE OF the deal)
+_LOCKED_DEAL = Prepared(lambda: for_update(Opportunity.select(Opportunity, Account).join(Account).where(
     (Opportunity.workspace == slot("workspace")) & (Opportunity.id == slot("id"))), key=slot("id")))
 
 
@@ -414,7 +415,7 @@ def update_opportunity(
     deal = _LOCKED_DEAL.first(workspace=ctx.workspace_id, id=id)
     if deal is None:
         raise ToolError("id", f"no opportunity {id} in this workspace; list_opportunities shows their ids")
-    account = account_with_id(deal.account_id)
+    account = deal.account
     refuse_if_modified(deal.updated_at, if_unmodified_since, "opportunity", OpportunityOut.of(deal, account))
     before = {k: getattr(deal, k) for k in fields}
     changes = {k: v for k, v in fields.items() if before[k] != v}
