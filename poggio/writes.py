@@ -88,7 +88,7 @@ def run_write(spec: ToolSpec, ctx: ToolContext, arguments: dict[str, Any]) -> To
                 new = _NEW_KEY.write(workspace=ctx.workspace_id, key=key, tool=spec.name, fingerprint=wanted,
                                      result="", created_at=utcnow())
                 result = spec.fn(ctx, **arguments)
-                _KEY_RESULT.write(id=new, result=_stored(result))
+                _KEY_RESULT.write_later(id=new, result=_stored(result))
                 return result
         except IntegrityError:
             if attempt:
