@@ -86,7 +86,8 @@ def main() -> None:
         for cost in (10, 12):
             hashed = bcrypt.hashpw(token.encode(), bcrypt.gensalt(cost))
             b = per_call(lambda hashed=hashed: bcrypt.checkpw(token.encode(), hashed), 3)
-            print(f"bcrypt.checkpw cost {cost}:          {b * 1e3:8.1f} ms   = at most {1 / b:,.0f} requests/s per core")
+            print(f"bcrypt.checkpw cost {cost}:          {b * 1e3:8.1f} ms   "
+                  f"= at most {1 / b:,.0f} requests/s per core")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """One bulk write timed in process, two checkouts alternately: wall and CPU seconds of each run.
 
-    .venv/bin/python benchmarks/bulk_inprocess.py --step accounts --rows 50000 --runs 3 --before /tmp/before [--postgres]
+    .venv/bin/python benchmarks/bulk_inprocess.py --step accounts --rows 50000 --runs 3 --before /tmp/before
+        [--postgres]
 
 ``--step`` is accounts, contacts (three per account), opportunities (two per account) or demo (of
 ``--rows`` accounts). Each run is a fresh process and a fresh SQLite file (or PostgreSQL schema);
@@ -35,7 +36,8 @@ def files(rows: int) -> dict[str, bytes]:
             f"{d},Company {i} Holdings,Software,{rng.randrange(1, 5000)},DE,Maker of things number {i}\n"
             for i, d in enumerate(domains))).encode(),
         "contacts": ("email,first_name,last_name,title,account_domain\n" + "".join(
-            f"p{k}.{i}@{d},Person{k},Surname{i},Buyer,{d}\n" for i, d in enumerate(domains) for k in range(3))).encode(),
+            f"p{k}.{i}@{d},Person{k},Surname{i},Buyer,{d}\n"
+            for i, d in enumerate(domains) for k in range(3))).encode(),
         "opportunities": ("account_domain,name,stage,amount,currency,close_date\n" + "".join(
             f"{d},Deal {k},won,{rng.randrange(1000, 90000)}.50,EUR,2026-0{1 + k}-1{k}\n"
             for d in domains for k in range(2))).encode(),

@@ -1,6 +1,7 @@
 """Where an MCP request's time goes, in process: no network, no load generator.
 
-    .venv/bin/python benchmarks/mcp_profile.py [--requests 2100] [--batches 7] [--accounts 2000] [--stages] [--cprofile CASE [--sort cumulative]] [--writes]
+    .venv/bin/python benchmarks/mcp_profile.py [--requests 2100] [--batches 7] [--accounts 2000] [--stages]
+        [--cprofile CASE [--sort cumulative]] [--writes]
 
 Builds a demo database and a token in a temporary instance, then sends each case's request
 straight to the ASGI applications (Poggio's, and the bare-SDK reference of ``reference_server.py``)
@@ -253,7 +254,8 @@ async def interleaved(cases, args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2100)
-    parser.add_argument("--batches", type=int, default=7, help="more, smaller batches: a steadier best on a busy machine")
+    parser.add_argument("--batches", type=int, default=7,
+                        help="more, smaller batches: a steadier best on a busy machine")
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--stages", action="store_true")
     parser.add_argument("--interleaved", action="store_true",

@@ -118,7 +118,8 @@ def wrk(url: str, script: str, seconds: int, connections: int) -> dict:
         fh.write(script + """
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status + summary.errors.connect + summary.errors.read + """
+                 """summary.errors.write + summary.errors.timeout,
     latency:percentile(50), latency:percentile(99), summary.errors.status))
 end
 """)
@@ -184,7 +185,8 @@ def main() -> None:
                           str(p_port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
                          cwd=ROOT, env=env, stdout=poggio_log, stderr=subprocess.STDOUT),
         subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.reference_server:app", "--port", str(r_port),
-                          "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env,
+                          "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
+                         cwd=ROOT, env=env,
                          **quiet),
         subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.reference_server:same_tools_app", "--port",
                           str(s_port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
@@ -228,7 +230,8 @@ def main() -> None:
         # notes, and the reads are measured on the demo data as it was built
         other = next(a["domain"] for a in httpx.post(
             f"http://127.0.0.1:{p_port}/mcp", headers={**HEADERS, "Authorization": f"Bearer {token}"},
-            json=request(*call("search_accounts", {"limit": 5}), LEGACY)[0]).json()["result"]["structuredContent"]["accounts"]
+            json=request(*call("search_accounts", {"limit": 5}), LEGACY)[0]
+        ).json()["result"]["structuredContent"]["accounts"]
             if a["domain"] != "example.com")
         writes = []
         for label, port in [("poggio", p_port)] + ([("before", b_port)] if args.before else []):
@@ -264,7 +267,8 @@ def main() -> None:
         med = {name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "errors")}
                for name, runs in results.items()}
         backend = "PostgreSQL" if args.postgres else "SQLite"
-        print(f"{backend}, {args.workers} worker(s), {args.connections} connections, {args.seconds}s x {args.runs} runs (medians)")
+        print(f"{backend}, {args.workers} worker(s), {args.connections} connections, "
+              f"{args.seconds}s x {args.runs} runs (medians)")
         print(f"{'case':40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for name, m in med.items():
             print(f"{name:40} {m['rps']:8.0f} {m['p50']:8.1f} {m['p99']:8.1f} {m['errors']:7.0f}")

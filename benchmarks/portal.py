@@ -6,7 +6,8 @@ activity pages over millions of recorded requests.
 Builds a temp instance (SQLite, or a fresh schema in PostgreSQL at 127.0.0.1:5432/test), a workspace
 with the MCP entitlement and an admin, N active tokens and 30 days of usage per token over a few
 tools, signs in with Flask's test client and times the full page (its first page of 50 tokens), the
-token list partial that HTMX asks for, the list's last page, and one token's activity breakdown, in the server (no network, no browser). Prints median,
+token list partial that HTMX asks for, the list's last page, and one token's activity breakdown, in the
+server (no network, no browser). Prints median,
 p95 and max in ms and the SQL statements per render (an N+1 would grow with N). Target: the page
 renders in under 150 ms with 1,000 tokens. The activity pages (workspace-wide and one token's, filtered
 by outcome, tool and dates, and a page deep in the cursor chain) must cost the same at any size: each
@@ -165,7 +166,8 @@ def main() -> None:
 
                 for label, filters in (("workspace", record.Filters()),
                                        ("workspace, refused", record.Filters(outcome="refused")),
-                                       ("token, tool", record.Filters(kind="token", subject_id=middle, tool="get_account"))):
+                                       ("token, tool",
+                                        record.Filters(kind="token", subject_id=middle, tool="get_account"))):
                     sql, params = record._newest_first(ws.id, filters, None, 51).sql()
                     plan = " | ".join(r[-1] for r in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
                     print(f"plan, {label}: {plan}")

@@ -79,7 +79,8 @@ def cases(rng: random.Random, workspace_id: int) -> list[tuple[str, str, list[di
         ("search_accounts rare word", "search_accounts", [{"query": w} for w in rare]),
         ("search_accounts common word", "search_accounts", [{"query": w} for w in common]),
         ("search_accounts industry", "search_accounts", [{"industry": i} for i in industries]),
-        ("search_accounts word+country", "search_accounts", [{"query": pick(common), "country": "DE"} for _ in range(20)]),
+        ("search_accounts word+country", "search_accounts",
+         [{"query": pick(common), "country": "DE"} for _ in range(20)]),
         ("search_contacts first name", "search_contacts", [{"query": f} for f, _, _ in people]),
         ("search_contacts last name", "search_contacts", [{"query": last} for _, last, _ in people]),
         ("search_contacts two words", "search_contacts", [{"query": f"{f} {last}"} for f, last, _ in people]),
@@ -87,7 +88,8 @@ def cases(rng: random.Random, workspace_id: int) -> list[tuple[str, str, list[di
         ("search_contacts word at an account", "search_contacts",
          [{"query": f, "account_domain": d} for (f, _, _), d in zip(people, domains, strict=False)]),
         # the walk's worst case: every word common, the three together rare (~1 in 900 contacts)
-        ("search_contacts 3 common words", "search_contacts", [{"query": f"{f} {last} {pick(common)}"} for f, last, _ in people]),
+        ("search_contacts 3 common words", "search_contacts",
+         [{"query": f"{f} {last} {pick(common)}"} for f, last, _ in people]),
         ("get_contact (random e-mail)", "get_contact", [{"email": e} for _, _, e in people]),
         ("get_revenue_summary (account)", "get_revenue_summary", [{"account_domain": d} for d in domains]),
         ("get_revenue_summary (workspace)", "get_revenue_summary", [{}]),
@@ -151,7 +153,8 @@ def bulk(accounts: int, demo_size: int, folder: Path, url: str, key: str, code: 
                          (f"{d},Company {i} Holdings,Software,{rng.randrange(1, 5000)},DE,Maker of things number {i}"
                           for i, d in enumerate(domains))),
         "contacts": _csv(folder / "contacts.csv", "email,first_name,last_name,title,account_domain",
-                         (f"p{n}.{i}@{d},Person{n},Surname{i},Buyer,{d}" for i, d in enumerate(domains) for n in range(3))),
+                         (f"p{n}.{i}@{d},Person{n},Surname{i},Buyer,{d}"
+                          for i, d in enumerate(domains) for n in range(3))),
         "opportunities": _csv(folder / "opportunities.csv", "account_domain,name,stage,amount,currency,close_date",
                               (f"{d},Deal {n},won,{rng.randrange(1000, 90000)}.50,EUR,2026-0{1 + n}-1{n}"
                                for d in domains for n in range(2))),
@@ -223,7 +226,8 @@ def main() -> None:
         for run in range(args.runs):
             for label, code in checkouts.items():
                 if label:
-                    print(f"-- run {run + 1}, {label} ({code or 'this checkout'}), {os.getloadavg()[0]:.1f} load", flush=True)
+                    print(f"-- run {run + 1}, {label} ({code or 'this checkout'}), {os.getloadavg()[0]:.1f} load",
+                          flush=True)
                 timings[label].append(bulk_once(args, code))
         if args.before or args.runs > 1:
             print(f"\nmedians of {args.runs} run(s): wall seconds (rows/s), CPU seconds of the command")

@@ -54,7 +54,8 @@ def protected_resource_paths(public_url: str) -> list[str]:
     """Where RFC 9728 metadata is served: at the root, and with the resource's path inserted (what
     the 401 challenge points at)."""
     path = urlsplit(public_url).path.rstrip("/")
-    return ["/.well-known/oauth-protected-resource"] + ([f"/.well-known/oauth-protected-resource{path}"] if path else [])
+    return ["/.well-known/oauth-protected-resource"] + (
+        [f"/.well-known/oauth-protected-resource{path}"] if path else [])
 
 
 MCP_PATH = "/mcp"
@@ -118,7 +119,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     resource = normalise_resource(settings.mcp_public_url)
     watcher = CommitWatcher.of(database.obj)
     backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter,
-                               TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings)),
+                               TokenRateLimit(settings.rate_limit, settings.redis_url,
+                                              namespace=_installation(settings)),
                                inline=isinstance(database.obj, SqliteDatabase),
                                oauth=oauth, resource=resource,
                                recorder=recorder, label=label_of(registry), watcher=watcher)

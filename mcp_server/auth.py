@@ -1,7 +1,8 @@
 """Bearer-token authentication on the SDK's auth layer.
 
 The token is checked by :class:`poggio.tokens.TokenService` (digest look-up, expiry, revocation,
-entitlement), in a worker thread unless the database is SQLite; on success the SDK's ``AuthenticatedUser``/``AccessToken`` land in
+entitlement), in a worker thread unless the database is SQLite; on success the SDK's
+``AuthenticatedUser``/``AccessToken`` land in
 the request scope and the SDK's ``AuthContextMiddleware`` puts them in the context variable that
 ``mcp.server.auth.middleware.auth_context.get_access_token()`` reads. On failure the answer is a 401
 with ``WWW-Authenticate: Bearer`` (or a 403 for a workspace without the MCP entitlement) and a JSON

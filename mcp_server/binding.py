@@ -137,7 +137,8 @@ class Arguments:
         shown = repr(error.get("input"))
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         message = error["msg"].replace("Input should be", "should be").replace("Value error, ", "")
-        return f"'{name}' {message} (got {shown})" if message.startswith("should") else f"'{name}': {message} (got {shown})"
+        return (f"'{name}' {message} (got {shown})" if message.startswith("should")
+                else f"'{name}': {message} (got {shown})")
 
 
 def _b64(data: bytes) -> str:

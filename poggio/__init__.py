@@ -41,7 +41,8 @@ __all__ = [
     # paged list tools
     "Limit", "Cursor", "Page", "page_text", "keyset_page",
     # data: models, queries, search, CSV import
-    "WorkspaceModel", "utcnow", "writing", "Prepared", "slot", "loaded", "add_search_terms", "search_page", "query_words", "CsvKind",
+    "WorkspaceModel", "utcnow", "writing", "Prepared", "slot", "loaded", "add_search_terms", "search_page",
+    "query_words", "CsvKind",
     "bulk_insert", "reserve_ids", "existing_keys",
     # write tools
     "changed_at", "for_update", "replace_search_terms", "IfUnmodifiedSince", "refuse_if_modified", "Timestamp",

@@ -107,7 +107,8 @@ def write_events(workspace_id: int, since=None, until=None, chunk: int = EXPORT_
 
     cond = (AuditEvent.workspace == workspace_id) & AuditEvent.action.in_(WRITE_ACTIONS)
     if since is not None:
-        cond &= AuditEvent.created_at >= (since if isinstance(since, dt.datetime) else dt.datetime.combine(since, dt.time()))
+        cond &= AuditEvent.created_at >= (since if isinstance(since, dt.datetime)
+                                          else dt.datetime.combine(since, dt.time()))
     if until is not None:
         cond &= AuditEvent.created_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time())
     last = None
@@ -118,9 +119,11 @@ def write_events(workspace_id: int, since=None, until=None, chunk: int = EXPORT_
             rows = list(query.order_by(AuditEvent.id.desc()).limit(chunk).tuples())
         for _, at, actor, target, detail in rows:
             data = json.loads(detail) if detail else {}
-            kind, subject_id = ("grant", data.get("grant_id")) if "grant_id" in data else ("token", data.get("token_id"))
+            kind, subject_id = (("grant", data.get("grant_id")) if "grant_id" in data
+                                else ("token", data.get("token_id")))
             yield {"at": at.isoformat(timespec="seconds") + "Z", "actor": actor, "kind": kind, "subject_id": subject_id,
-                   "tool": data.get("tool", ""), "target": target, "before": data.get("before"), "after": data.get("after")}
+                   "tool": data.get("tool", ""), "target": target, "before": data.get("before"),
+                   "after": data.get("after")}
         if len(rows) < chunk:
             return
         last = rows[-1][0]
@@ -142,7 +145,8 @@ def export_writes(workspace_id: int, since=None, until=None, fmt: str = "jsonl")
     writer = csv.DictWriter(buffer, fieldnames=WRITE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for event in write_events(workspace_id, since, until):
-        row = {**event, "before": json.dumps(event["before"], default=str), "after": json.dumps(event["after"], default=str)}
+        row = {**event, "before": json.dumps(event["before"], default=str),
+               "after": json.dumps(event["after"], default=str)}
         for key in ("actor", "target", "before", "after"):  # what a spreadsheet would run as a formula
             if str(row[key])[:1] in ("=", "+", "-", "@", "\t", "\r"):
                 row[key] = "'" + str(row[key])

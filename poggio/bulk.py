@@ -93,7 +93,8 @@ def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], b
             # multi-row VALUES list, measured on these tables), and takes the interpreter's lock back
             # only a few times
             if few is None:
-                few = f'INSERT INTO "{table}" ({names}) VALUES ({", ".join(literals + ["?"] * len(fields))}) {on_conflict}'
+                few = (f'INSERT INTO "{table}" ({names}) '
+                       f'VALUES ({", ".join(literals + ["?"] * len(fields))}) {on_conflict}')
             cursor.executemany(few, chunk)
         elif sqlite:
             cursor.execute(sql, (orjson.dumps(chunk, default=_json_value, option=orjson.OPT_PASSTHROUGH_DATETIME),))
@@ -134,7 +135,8 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 def _copy_text(rows: list[Sequence[Any]], prefix: str = "") -> str:
     """``rows`` in COPY's text format, each line after ``prefix``: values tab-separated, ``\\N`` for
     NULL, backslash escapes. Numbers, dates, datetimes and decimals are written as their ``str()``,
-    which PostgreSQL reads (no bytes: no bulk-written field holds any). Most text has nothing to escape: the batch is joined as it is and used
+    which PostgreSQL reads (no bytes: no bulk-written field holds any). Most text has nothing to escape:
+    the batch is joined as it is and used
     when its separators and backslashes add up (one per NULL, none from the values); otherwise every
     text is escaped."""
     lines = ["\t".join(["\\N" if v is None else v if type(v) is str else str(v) for v in row]) for row in rows]

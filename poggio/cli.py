@@ -264,11 +264,13 @@ def token_list(app: App, slug: str) -> None:
         click.echo(
             f"{t.id:>5}  {t.name[:30]:30}  {t.masked:12}  {status(t):9}  "
             f"{t.expires_at.strftime('%Y-%m-%d %H:%M') if t.expires_at else 'never':16}  "
-            f"{t.last_used_at.strftime('%Y-%m-%d %H:%M') if t.last_used_at else '-':16}  {scopes.describe(scopes.parse(t.packs))}{capped}"
+            f"{t.last_used_at.strftime('%Y-%m-%d %H:%M') if t.last_used_at else '-':16}  "
+            f"{scopes.describe(scopes.parse(t.packs))}{capped}"
         )
         if t.previous_expires_at and t.previous_expires_at > now and t.revoked_at is None:
             click.echo(f"{'':>5}  {'':30}  {t.previous_masked:12}  {'old':9}  "
-                       f"{t.previous_expires_at.strftime('%Y-%m-%d %H:%M'):16}  (replaced by rotation, works until then)")
+                       f"{t.previous_expires_at.strftime('%Y-%m-%d %H:%M'):16}  "
+                       "(replaced by rotation, works until then)")
         limits = [f"from {', '.join(t.allowed_ip_list)}"] if t.allowed_ips else []
         limits += [f"limit {t.rate_limit}"] if t.rate_limit else []
         if limits:
@@ -398,7 +400,8 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
             state = "revoked" if g.revoked_at else "expired" if g.expires_at and g.expires_at <= now else "active"
             who = g.user.email if g.user_id else "-"
             click.echo(f"{'g' + str(g.id):>6}  {g.client.name[:30]:30}  {who[:25]:25}  {state:8}  "
-                       f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  {scopes.describe(scopes.parse(g.packs))}")
+                       f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  "
+                       f"{scopes.describe(scopes.parse(g.packs))}")
     if clients:
         click.echo("OAuth clients (client_credentials)")
         click.echo(f"{'ID':>6}  {'NAME':30}  {'CLIENT ID':30}  {'STATUS':8}  {'CREATED':16}  PACKS")
@@ -517,7 +520,8 @@ def demo_command(app: App, slug: str, accounts: int, seed: int) -> None:
     for pack, reason in result.failures.items():
         click.echo(f"Tool pack {pack} failed to add demo data and was skipped: {reason}", err=True)
     if result.seeded:
-        click.echo(f"Demo workspace {result.workspace.slug}: {accounts:,} accounts in {time.monotonic() - started:.1f}s.")
+        click.echo(f"Demo workspace {result.workspace.slug}: {accounts:,} accounts in "
+                   f"{time.monotonic() - started:.1f}s.")
     else:
         click.echo(f"Demo workspace {result.workspace.slug} already has data; left as it is.")
     if result.admin_password:
@@ -653,7 +657,8 @@ def up_command(app: App) -> None:
     app.db()
     upgrade(app.registry)
     procs = [subprocess.Popen(_portal_argv(s, None, None, 1)), subprocess.Popen(_mcp_argv(s, None, None, 1))]
-    click.echo(f"Portal: http://{s.portal_host}:{s.portal_port}/   MCP server: {s.mcp_public_url}   (Ctrl-C stops both)")
+    click.echo(f"Portal: http://{s.portal_host}:{s.portal_port}/   MCP server: {s.mcp_public_url}   "
+               "(Ctrl-C stops both)")
 
     def stop(*_):
         for p in procs:

@@ -53,12 +53,14 @@ def lifetime_choices(workspace: Workspace | None) -> list[tuple[str, str]]:
     rules = policy.Policy.of(workspace) if workspace is not None else None
     choices = []
     for value, days in GRANT_LIFETIMES.items():
-        if rules is not None and rules.max_lifetime_days is not None and (days is None or days > rules.max_lifetime_days):
+        if (rules is not None and rules.max_lifetime_days is not None
+                and (days is None or days > rules.max_lifetime_days)):
             continue
         if rules is not None and days is None and not rules.allow_no_expiry:
             continue
         choices.append((value, _LIFETIME_LABELS[value]))
-    if rules is not None and rules.max_lifetime_days is not None and str(rules.max_lifetime_days) not in GRANT_LIFETIMES:
+    if (rules is not None and rules.max_lifetime_days is not None
+            and str(rules.max_lifetime_days) not in GRANT_LIFETIMES):
         choices.append((str(rules.max_lifetime_days), f"{rules.max_lifetime_days} days (this workspace's maximum)"))
     return choices
 
@@ -316,7 +318,8 @@ class OAuthService:
                 digest=self._digest(code), client=client, user=user, workspace=workspace,
                 packs=packs, redirect_uri=redirect_uri, resource=normalise_resource(resource),
                 code_challenge=code_challenge, code_challenge_method=code_challenge_method,
-                grant_expires_at=policy.cap(workspace, None if grant_days is None else now + dt.timedelta(days=grant_days), now),
+                grant_expires_at=policy.cap(
+                    workspace, None if grant_days is None else now + dt.timedelta(days=grant_days), now),
                 expires_at=now + dt.timedelta(seconds=self.code_seconds),
             )
             audit.record("oauth.approved", actor, workspace, target=client.name, client_id=client.client_id,
@@ -448,11 +451,13 @@ class OAuthService:
         - The apps no one approved (:meth:`forget_unused_clients`)."""
         now = now or utcnow()
         settled = now - SETTLED
-        dead = OAuthGrant.select(OAuthGrant.id).where((OAuthGrant.revoked_at < settled) | (OAuthGrant.expires_at < settled))
+        dead = OAuthGrant.select(OAuthGrant.id).where(
+            (OAuthGrant.revoked_at < settled) | (OAuthGrant.expires_at < settled))
         spent = now - dt.timedelta(days=self.spent_refresh_days)
         unusable = (OAuthToken.grant.in_(dead)) | (
             (OAuthToken.access_expires_at < settled)
-            & (OAuthToken.refresh_digest.is_null() | OAuthToken.revoked_at.is_null(False) | (OAuthToken.refreshed_at < spent)))
+            & (OAuthToken.refresh_digest.is_null() | OAuthToken.revoked_at.is_null(False)
+               | (OAuthToken.refreshed_at < spent)))
         count = _delete_in_batches(OAuthCode, OAuthCode.expires_at < settled, batch)
         count += _delete_in_batches(OAuthToken, unusable, batch)
         with writing():

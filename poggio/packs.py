@@ -1,4 +1,5 @@
-"""What a tool pack builds with: its declaration, tools, results, errors, cursors and CSV kinds. Imported by packs (``from poggio import tool, ToolContext, ...``); imports no web
+"""What a tool pack builds with: its declaration, tools, results, errors, cursors and CSV kinds.
+Imported by packs (``from poggio import tool, ToolContext, ...``); imports no web
 framework and no MCP SDK: the MCP server turns these into MCP tools.
 """
 

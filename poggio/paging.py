@@ -22,7 +22,8 @@ T = TypeVar("T")
 Limit = Annotated[int, Field(ge=1, le=100, description="How many results to return (1-100).")]
 Cursor = Annotated[
     str | None,
-    Field(max_length=2000, description="The next_cursor of a previous call with the same filters, to get the next page."),
+    Field(max_length=2000,
+          description="The next_cursor of a previous call with the same filters, to get the next page."),
 ]
 
 

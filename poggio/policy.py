@@ -122,7 +122,8 @@ def set_policy(workspace: Workspace, actor: Actor, *, default_expiry=..., max_li
                allow_no_expiry: bool | None = None) -> tuple[Workspace, int]:
     """Change what is given (``...``/None: keep); returns the workspace and how many active tokens and
     grants were shortened to the new maximum."""
-    default_days = workspace.default_expiry_days if default_expiry is ... else parse_days(default_expiry, "default_expiry")
+    default_days = (workspace.default_expiry_days if default_expiry is ...
+                    else parse_days(default_expiry, "default_expiry"))
     max_days = workspace.max_lifetime_days if max_lifetime is ... else parse_days(max_lifetime, "max_lifetime")
     allow = bool(workspace.allow_no_expiry) if allow_no_expiry is None else allow_no_expiry
     if max_days is not None and allow_no_expiry:
@@ -141,7 +142,8 @@ def set_policy(workspace: Workspace, actor: Actor, *, default_expiry=..., max_li
     capped = 0
     with writing():
         old = Policy.of(workspace)
-        workspace.default_expiry_days, workspace.max_lifetime_days, workspace.allow_no_expiry = default_days, max_days, allow
+        (workspace.default_expiry_days, workspace.max_lifetime_days,
+         workspace.allow_no_expiry) = default_days, max_days, allow
         workspace.save(only=[Workspace.default_expiry_days, Workspace.max_lifetime_days, Workspace.allow_no_expiry])
         if max_days is not None:
             latest = now + dt.timedelta(days=max_days)

@@ -4,7 +4,8 @@ Peewee builds a query's SQL anew on every execution, and for the look-ups a tool
 costs far more than the database does: compiling a select of an account by domain takes many times
 longer than SQLite takes to answer it (benchmarks/README.md has the figures). A :class:`Prepared`
 query is built and compiled once per kind of database; each run binds fresh values to its
-:func:`slot` placeholders and reads rows exactly as the peewee query would (models, tuples or dicts, with the fields' conversions).
+:func:`slot` placeholders and reads rows exactly as the peewee query would (models, tuples or dicts,
+with the fields' conversions).
 
     by_domain = Prepared(lambda: Account.select().where(
         (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))))

@@ -75,7 +75,8 @@ def add_search_terms(kind: str, workspace_id: int, entries: Iterable[tuple[int, 
 
 
 _TERMS_OF = Prepared(lambda: SearchTerm.delete().where(
-    (SearchTerm.workspace == slot("workspace")) & (SearchTerm.kind == slot("kind")) & (SearchTerm.ref_id == slot("ref_id"))))
+    (SearchTerm.workspace == slot("workspace")) & (SearchTerm.kind == slot("kind"))
+    & (SearchTerm.ref_id == slot("ref_id"))))
 
 
 def replace_search_terms(kind: str, workspace_id: int, ref_id: int, texts: Iterable[str | None]) -> None:

@@ -130,7 +130,8 @@ class TokenRejected(Exception):
         "malformed": "The bearer token is malformed: a Poggio token looks like pgo_ followed by 33 letters and digits.",
         "invalid": "The bearer token is not valid: it is unknown, revoked or expired. Create a new API token in "
                    "Settings > MCP Server, or sign in again.",
-        "not_entitled": "This workspace does not have the MCP server entitlement. Ask your Poggio administrator or support.",
+        "not_entitled": "This workspace does not have the MCP server entitlement. "
+                        "Ask your Poggio administrator or support.",
     }
 
     def __init__(self, reason: str):
@@ -170,7 +171,8 @@ class VerifiedToken:
         what = ("This token's old secret was replaced by a rotation and" if self.old_secret
                 else "This connected app's access" if self.kind == "grant" else "This API token")
         days = max(0, int(left.total_seconds() // 86400))
-        when = f"in {days} day{'s' if days != 1 else ''}" if days else f"in {max(1, int(left.total_seconds() // 3600))} hour(s)"
+        when = (f"in {days} day{'s' if days != 1 else ''}" if days
+                else f"in {max(1, int(left.total_seconds() // 3600))} hour(s)")
         return {"expires_at": self.ends_at.isoformat() + "Z", "kind": self.kind,
                 "message": f"{what} stops working {when} ({self.ends_at:%Y-%m-%d %H:%M} UTC). "
                            "Ask a Poggio administrator for a new one (Settings > MCP Server)."}
@@ -200,7 +202,8 @@ def clean_networks(values) -> str | None:
     """CIDRs (IPv4 and IPv6, comma-separated or a list; a bare address is a /32 or /128) as stored."""
     if values is None:
         return None
-    items = [p.strip() for v in ([values] if isinstance(values, str) else values) for p in str(v).replace("\n", ",").split(",")]
+    items = [p.strip() for v in ([values] if isinstance(values, str) else values)
+             for p in str(v).replace("\n", ",").split(",")]
     items = [p for p in items if p]
     if not items:
         return None
@@ -340,7 +343,8 @@ class TokenService:
         )
         if not include_inactive:
             now = utcnow()
-            query = query.where(ApiToken.revoked_at.is_null() & (ApiToken.expires_at.is_null() | (ApiToken.expires_at > now)))
+            query = query.where(ApiToken.revoked_at.is_null()
+                                & (ApiToken.expires_at.is_null() | (ApiToken.expires_at > now)))
         if limit is not None:
             query = query.limit(limit).offset(offset)
         return list(query)
@@ -353,7 +357,8 @@ class TokenService:
             found = query.where(ApiToken.id == int(text)).first()
             if found:
                 return found
-        found = query.where(ApiToken.name == text).order_by(ApiToken.revoked_at.is_null(False), ApiToken.id.desc()).first()
+        found = (query.where(ApiToken.name == text)
+                 .order_by(ApiToken.revoked_at.is_null(False), ApiToken.id.desc()).first())
         if found is None:
             raise NotFound(f"no token {text!r} in workspace {workspace.slug}")
         return found
@@ -366,7 +371,8 @@ class TokenService:
         if len(name) > MAX_NAME:
             raise InvalidInput("name", f"at most {MAX_NAME} characters")
         clash = ApiToken.select(ApiToken.id).where(
-            (ApiToken.workspace == workspace) & (ApiToken.revoked_at.is_null()) & (fn.LOWER(ApiToken.name) == name.lower())
+            (ApiToken.workspace == workspace) & (ApiToken.revoked_at.is_null())
+            & (fn.LOWER(ApiToken.name) == name.lower())
         )
         if exclude_id is not None:
             clash = clash.where(ApiToken.id != exclude_id)
@@ -401,7 +407,8 @@ class TokenService:
             clean = self._clean_name(workspace, name)
             active = ApiToken.select().where((ApiToken.workspace == workspace) & ApiToken.revoked_at.is_null()).count()
             if active >= self.max_active_tokens:
-                raise InvalidInput("name", f"this workspace already has {active} active tokens, the limit; revoke one first")
+                raise InvalidInput("name", f"this workspace already has {active} active tokens, the limit; "
+                                           "revoke one first")
             plaintext = generate()
             try:
                 token = ApiToken.create(
@@ -446,7 +453,8 @@ class TokenService:
                 ends = now + span
                 if token.expires_at is not None:
                     ends = min(ends, token.expires_at)
-                token.previous_digest, token.previous_last_four, token.previous_expires_at = token.digest, token.last_four, ends
+                (token.previous_digest, token.previous_last_four,
+                 token.previous_expires_at) = token.digest, token.last_four, ends
             else:
                 token.previous_digest = token.previous_last_four = token.previous_expires_at = None
             token.digest = digest(plaintext, self.pepper)
@@ -502,7 +510,8 @@ class TokenService:
             raise InvalidInput("expires", "a revoked token stays revoked")
         if status(token) == "expired":
             # A new expiry would bring the old secret back to life: an expired secret stays expired.
-            raise InvalidInput("expires", "this token has expired; its expiry cannot change. Rotate it to get a new secret")
+            raise InvalidInput("expires", "this token has expired; its expiry cannot change. "
+                                          "Rotate it to get a new secret")
         expires_at = policy.check(token.workspace, parse_expiry(expires))
         with writing():
             if expires_at != token.expires_at:

@@ -3,7 +3,8 @@
 :meth:`UsageRecorder.record` is the one hook every request path of the MCP server calls, once per
 authenticated request (refusals included): it adds the call to the per-day counters and, in the same
 flush and transaction, appends its row to the activity record (:mod:`poggio.activity`), so the two
-always add up. Calls are counted in memory per (token or connected app, day, tool) and the newest "last used" per token is kept;
+always add up. Calls are counted in memory per (token or connected app, day, tool) and the newest
+"last used" per token is kept;
 a background thread flushes both every ``interval`` seconds in one transaction (upserts that add
 to what is stored, so several processes can flush side by side), and :meth:`close` flushes what is
 left on a clean shutdown. A flush that fails keeps its counts for the next try.

@@ -56,15 +56,18 @@ def render_activity(workspace, kind=None, subject_id=None, endpoint="activity.wo
     except InvalidInput as exc:
         rows, next_cursor = record.page(workspace, filters)
         problem = "; ".join(p for p in (problem, f"{exc.field}: {exc.message}") if p)
-    names = record.subject_names(workspace.id) if kind is None else {(kind, subject_id): subject.name if kind == "token" else subject.client.name}
+    names = (record.subject_names(workspace.id) if kind is None
+             else {(kind, subject_id): subject.name if kind == "token" else subject.client.name})
     query = {k: v for k, v in request.args.items() if k in ("tool", "outcome", "since", "until") and v}
     context = {
         "rows": rows, "names": names, "filters": filters, "problem": problem, "query": query,
         "next_url": url_for(endpoint, **args, **query, cursor=next_cursor) if next_cursor else None,
         "first_url": url_for(endpoint, **args, **query) if request.args.get("cursor") else None,
         "self_url": url_for(endpoint, **args),
-        "export_csv": url_for("activity.export", fmt="csv", **({"kind": kind, "subject": subject_id} if kind else {}), **query),
-        "export_jsonl": url_for("activity.export", fmt="jsonl", **({"kind": kind, "subject": subject_id} if kind else {}), **query),
+        "export_csv": url_for("activity.export", fmt="csv",
+                              **({"kind": kind, "subject": subject_id} if kind else {}), **query),
+        "export_jsonl": url_for("activity.export", fmt="jsonl",
+                                **({"kind": kind, "subject": subject_id} if kind else {}), **query),
         "outcomes": OUTCOME_LABELS, "tools": _tool_choices(workspace, filters), "kind": kind, "subject": subject,
         "retention": core()["settings"].activity_retention_days,
     }
@@ -101,7 +104,8 @@ def export(workspace, fmt):
     subject = request.args.get("subject", "")
     if kind is not None:
         if kind not in record.KINDS or not subject.isdigit():
-            return Response("kind and subject: a token or connected app of this workspace\n", 400, mimetype="text/plain")
+            return Response("kind and subject: a token or connected app of this workspace\n", 400,
+                            mimetype="text/plain")
         _subject(workspace, kind, int(subject))
     try:
         filters = record.Filters.parse(kind=kind, subject_id=int(subject) if kind else None,

@@ -60,7 +60,8 @@ class TokenForm(PackScopes, FlaskForm):
     expiry = RadioField("Expires", choices=EXPIRY_OPTIONS, default="30")
     expiry_date = DateField("Expiry date", validators=[Optional()])
     allowed_ips = TextAreaField("Allowed networks (optional)", validators=[Length(max=2000)],
-                                description="IP addresses or CIDR ranges, IPv4 or IPv6, comma- or line-separated; empty: any")
+                                description="IP addresses or CIDR ranges, IPv4 or IPv6, comma- or line-separated; "
+                                            "empty: any")
     rate_limit = StringField("Own rate limit (optional)", validators=[Length(max=40)],
                              description="e.g. 10/minute; below the installation's limit; empty: that limit")
 
@@ -94,7 +95,8 @@ def limit_expiry_choices(form, rules) -> None:
 
 class RotateForm(FlaskForm):
     grace = RadioField("The old secret keeps working for", default="none",
-                       choices=[("none", "No time: it stops now"), ("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days")])
+                       choices=[("none", "No time: it stops now"), ("1h", "1 hour"), ("24h", "24 hours"),
+                                ("7d", "7 days")])
 
 
 class PolicyForm(FlaskForm):

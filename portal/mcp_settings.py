@@ -96,7 +96,8 @@ def _policy_form(workspace) -> PolicyForm:
         form.default_expiry.data = str(rules.default_expiry_days) if rules.default_expiry_days else "none"
         form.max_lifetime.data = str(rules.max_lifetime_days) if rules.max_lifetime_days else "none"
         form.allow_no_expiry.data = rules.allow_no_expiry
-    for field, days in ((form.default_expiry, workspace.default_expiry_days), (form.max_lifetime, workspace.max_lifetime_days)):
+    for field, days in ((form.default_expiry, workspace.default_expiry_days),
+                        (form.max_lifetime, workspace.max_lifetime_days)):
         if days and str(days) not in dict(field.choices):  # set from the command line to another number
             field.choices = [*field.choices, (str(days), f"{days} days")]
     return form
@@ -183,7 +184,8 @@ def token_row(workspace, token_id):
 @mcp_admin_required
 def edit_token(workspace, token_id):
     token = _token(workspace, token_id)
-    form = EditTokenForm(name=token.name, allowed_ips="\n".join(token.allowed_ip_list), rate_limit=token.rate_limit or "")
+    form = EditTokenForm(name=token.name, allowed_ips="\n".join(token.allowed_ip_list),
+                         rate_limit=token.rate_limit or "")
     form.offer(pack_choices(), token.packs or "")
     limit_expiry_choices(form, policy.Policy.of(workspace))
     if request.htmx:
@@ -255,8 +257,8 @@ def rotate_token(workspace, token_id):
         return render_template("error.html", code=409, message=exc.message), 409
     if request.htmx:
         # a <tr> swapped out of band must come in a <template>, or the HTML parser drops it outside a table
-        body = render_template("settings/_token_created.html", issued=issued, rotated=True) + "<template>" + render_template(
-            "settings/_token_row.html", row=_row(issued.token), oob=True) + "</template>"
+        body = (render_template("settings/_token_created.html", issued=issued, rotated=True) + "<template>"
+                + render_template("settings/_token_row.html", row=_row(issued.token), oob=True) + "</template>")
         return make_response(body, 200)
     return render_page(workspace, 200, issued=issued, rotated=True)
 
@@ -271,7 +273,8 @@ def set_policy(workspace):
     try:
         _, capped = policy.set_policy(workspace, _actor(), default_expiry=form.default_expiry.data,
                                       max_lifetime=form.max_lifetime.data,
-                                      allow_no_expiry=bool(form.allow_no_expiry.data) if form.max_lifetime.data == "none" else None)
+                                      allow_no_expiry=bool(form.allow_no_expiry.data)
+                                      if form.max_lifetime.data == "none" else None)
     except InvalidInput as exc:
         getattr(form, exc.field, form.default_expiry).errors = [exc.message]
         return render_page(workspace, 422, policy_form=form)

@@ -57,7 +57,8 @@ class Mcp:
         self.statuses: list[int] = []
 
         async def main():
-            async with mcp_client(self.url, self.token, self.mode, statuses=self.statuses, headers=self.headers) as client:
+            async with mcp_client(self.url, self.token, self.mode, statuses=self.statuses,
+                                  headers=self.headers) as client:
                 return await fn(client)
         # A thread of its own, so it also works where the caller's thread runs an event loop (Playwright).
         with ThreadPoolExecutor(1) as pool:

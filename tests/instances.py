@@ -196,7 +196,8 @@ class PortalProcess(_ServiceProcess):
         self.instance = instance
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **instance.env, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]), "POGGIO_PORTAL_PUBLIC_URL": self.url,
+        env = {**os.environ, **instance.env, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
+               "POGGIO_PORTAL_PUBLIC_URL": self.url,
                **({"POGGIO_MCP_PUBLIC_URL": mcp_url} if mcp_url else {}), **(extra_env or {})}
         self._start([sys.executable, "-m", "poggio", "portal", "--host", "127.0.0.1", "--port", str(self.port),
                      "--workers", str(workers)], env, f"portal-{self.port}.log", f"{self.url}/healthz")

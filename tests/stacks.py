@@ -53,7 +53,8 @@ def acme_and_globex(tmp, backend: str, make_tokens: Callable, accounts: int, see
         upgrade(registry)
         acme = demo.build(registry, "acme", accounts=accounts, seed=seed).workspace
         globex = create_workspace("globex", "Globex", True, cli)
-        for kind, text in (("accounts", GLOBEX_ACCOUNTS), ("contacts", GLOBEX_CONTACTS), ("opportunities", GLOBEX_OPPS)):
+        for kind, text in (("accounts", GLOBEX_ACCOUNTS), ("contacts", GLOBEX_CONTACTS),
+                           ("opportunities", GLOBEX_OPPS)):
             report = import_csv(registry, globex, kind, text.encode(), cli)
             assert not report.errors, report.errors
         tokens = make_tokens(service, cli, acme, globex)

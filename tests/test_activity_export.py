@@ -57,7 +57,8 @@ def test_a_million_records_export_in_bounded_memory(tmp_path):
     rows = ((ws.id, "token", i % 50, (start + dt.timedelta(seconds=i)).isoformat(sep=" "), "search_accounts",
              "ok" if i % 7 else "refused", 3.25, "claude-ai 1.0", "203.0.113.7") for i in range(ROWS))
     with conn:
-        conn.executemany("INSERT INTO activity (workspace_id, kind, subject_id, at, tool, outcome, latency_ms, client, ip)"
+        conn.executemany("INSERT INTO activity (workspace_id, kind, subject_id, at, tool, outcome, latency_ms, "
+                         "client, ip)"
                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     conn.close()
     env = {**__import__("os").environ, **inst.env, "PYTHONPATH": str(ROOT)}

@@ -81,7 +81,8 @@ def test_every_row_and_search_term_written_over_chunks(setup):
                  + search.words(c.title)}
     assert _terms(ws.id) == expected
     elsewhere = Account.select().where(Account.workspace == other.id)
-    assert _terms(other.id) == {("account", w, a.id) for a in elsewhere for w in search.words(a.name) + search.words(a.domain)}
+    assert _terms(other.id) == {("account", w, a.id) for a in elsewhere
+                                for w in search.words(a.name) + search.words(a.domain)}
 
 
 def test_day_totals_add_up_over_chunks_and_earlier_deals(setup):

@@ -44,7 +44,8 @@ def test_a_pack_migration_goes_down_and_up_again(run):
     assert run("demo", "--accounts", "30").exit_code == 0
     totals = "SELECT workspace_id, currency, stage, close_date, count, amount FROM revenue_day ORDER BY 1, 2, 3, 4"
     kept = database.execute_sql(totals).fetchall()
-    assert kept and sum(row[4] for row in kept) == database.execute_sql("SELECT COUNT(*) FROM opportunity").fetchone()[0]
+    assert kept and sum(row[4] for row in kept) == database.execute_sql(
+        "SELECT COUNT(*) FROM opportunity").fetchone()[0]
     revenue = dict(runners(PackRegistry.load()))["revenue"]
     assert revenue.down() == ["0003_updated_at"]
     assert "updated_at" not in {c.name for c in database.get_columns("opportunity")}
@@ -137,13 +138,15 @@ def test_token_and_oauth_client_packs_take_read_or_write(run):
     from poggio.models import OAuthClient
 
     run("workspace", "create", "acme", "--name", "Acme", "--mcp")
-    made = run("token", "create", "--workspace", "acme", "--name", "Agent", "--packs", "accounts:write,contacts,revenue:write")
+    made = run("token", "create", "--workspace", "acme", "--name", "Agent",
+               "--packs", "accounts:write,contacts,revenue:write")
     assert made.exit_code == 0 and ApiToken.get(name="Agent").packs == "accounts:write,contacts,revenue:write"
     listed = run("token", "list", "--workspace", "acme").output
     assert "accounts (read and write), contacts (read), revenue (read and write)" in listed
     bad = run("token", "create", "--workspace", "acme", "--name", "Bad", "--packs", "accounts:admin")
     assert bad.exit_code == 1 and "read or write" in bad.output and ApiToken.get_or_none(name="Bad") is None
-    client = run("oauth", "client", "create", "--workspace", "acme", "--name", "Sync", "--packs", "accounts:write,revenue")
+    client = run("oauth", "client", "create", "--workspace", "acme", "--name", "Sync",
+                 "--packs", "accounts:write,revenue")
     assert client.exit_code == 0 and OAuthClient.get(name="Sync").packs == "accounts:write,revenue"
     assert "accounts (read and write), revenue (read)" in run("oauth", "list", "--workspace", "acme").output
 
@@ -292,7 +295,8 @@ def test_a_busy_port_is_named_before_any_banner(instance, args, env_port, settin
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {**os.environ, **instance.env, "POGGIO_PORTAL_PORT": str(free_port()), "POGGIO_MCP_PORT": str(free_port())}
+        env = {**os.environ, **instance.env, "POGGIO_PORTAL_PORT": str(free_port()),
+               "POGGIO_MCP_PORT": str(free_port())}
         if env_port:
             env[env_port] = str(port)
         proc = _poggio(*[a.format(port=port) for a in args], env=env)

@@ -152,7 +152,8 @@ def held_db(monkeypatch):
     trips: list[bytes | str] = []
     execute, send_held = poggio_db.HoldingCursor.execute, poggio_db.HoldingCursor._send_held
     monkeypatch.setattr(poggio_db.HoldingCursor, "execute",
-                        lambda self, query, vars=None: execute(self, query, vars) if trips.append(query) is None else None)
+                        lambda self, query, vars=None: (execute(self, query, vars) if trips.append(query) is None
+                                                        else None))
     monkeypatch.setattr(poggio_db.HoldingCursor, "_send_held",
                         lambda self: send_held(self) if trips.append(b";".join(self.connection.held)) is None else None)
     try:

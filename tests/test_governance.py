@@ -94,7 +94,8 @@ def test_every_call_is_on_record_and_adds_up_with_the_counters(stack):
     issued = stack.token("recorded", packs="accounts")
     token = issued.plaintext
     assert rpc(stack.url, token).status_code == 200  # ok
-    assert rpc(stack.url, token, params={"name": "search_accounts", "arguments": {"nope": 1}}).json()["result"]["isError"]
+    assert rpc(stack.url, token,
+               params={"name": "search_accounts", "arguments": {"nope": 1}}).json()["result"]["isError"]
     assert rpc(stack.url, token, params={"name": "get_revenue_summary", "arguments": {}}).json()["result"]["isError"]
     assert rpc(stack.url, token, "tools/list").status_code == 200
     Mcp(stack.url, token).call("get_account", {"domain": "example.com"})  # through the official client
@@ -109,7 +110,8 @@ def test_every_call_is_on_record_and_adds_up_with_the_counters(stack):
     assert any(r.client and "poggio-tests" in r.client for r in rows if r.tool == "get_account")  # MCP clientInfo
     # the per-day counters are written in the same flush: they add up to the record, call for call
     with database.connection_context():
-        counted = {(u.tool): (u.calls, u.errors) for u in TokenUsage.select().where(TokenUsage.token == issued.token.id)}
+        counted = {(u.tool): (u.calls, u.errors)
+                   for u in TokenUsage.select().where(TokenUsage.token == issued.token.id)}
     recorded = Counter(r.tool for r in rows)
     failed = Counter(r.tool for r in rows if r.outcome != "ok")
     assert counted == {tool: (recorded[tool], failed[tool]) for tool in recorded}

@@ -236,7 +236,8 @@ def test_hook_poggio_tools(tmp_path, monkeypatch):
     importlib.invalidate_caches()
     try:
         registry = PackRegistry.load()
-        assert "'not a tool'" in registry.errors["echo"] and "not a function decorated with @poggio.tool" in registry.errors["echo"]
+        assert ("'not a tool'" in registry.errors["echo"]
+                and "not a function decorated with @poggio.tool" in registry.errors["echo"])
         module = importlib.import_module("poggio_echo")
         monkeypatch.setattr(module, "poggio_tools", module.hookimpl(lambda: [module.echo]))
         registry = PackRegistry.from_modules({"echo": module})
@@ -292,10 +293,12 @@ def test_hook_poggio_csv_importers(run, tmp_path):
     gremlins.write_text("name\nGizmo\n")
     failed = run("import", "gremlins", str(gremlins), "--workspace", "acme")
     assert failed.exit_code == 1 and "Traceback" not in failed.output
-    assert "the gremlin pack failed while importing gremlins (RuntimeError: gremlin validate); nothing was imported" in failed.output
+    assert ("the gremlin pack failed while importing gremlins (RuntimeError: gremlin validate); "
+            "nothing was imported") in failed.output
     unknown = run("import", "widgets", str(gremlins), "--workspace", "acme")
     assert unknown.exit_code == 1
-    assert "unknown kind 'widgets'; the loaded packs import accounts, contacts, gremlins, notes, opportunities" in unknown.output
+    assert ("unknown kind 'widgets'; the loaded packs import accounts, contacts, gremlins, notes, "
+            "opportunities") in unknown.output
     listing = run("packs", "list").output
     assert "poggio import notes" in listing and "poggio import accounts" in listing
 

@@ -213,8 +213,9 @@ def test_get_mcp_is_405_at_once(served, authorized):
     assert "POST" in response.headers["allow"] and "GET" not in response.headers["allow"]
 
 
-# -- item 17: CORS ------------------------------------------------------------------------------------------------------
-def preflight(served, origin: str, headers: str = "authorization, content-type, mcp-protocol-version") -> httpx.Response:
+# -- item 17: CORS -----------------------------------------------------------------------------------------------------
+def preflight(served, origin: str,
+              headers: str = "authorization, content-type, mcp-protocol-version") -> httpx.Response:
     server, _, _ = served
     return httpx.options(server.mcp_url, headers={"Origin": origin, "Access-Control-Request-Method": "POST",
                                                   "Access-Control-Request-Headers": headers})

@@ -67,7 +67,8 @@ numbers = st.one_of(st.none(), st.integers(min_value=-5, max_value=10**7))
 def tool_calls():
     return st.one_of(
         st.builds(lambda q, i, c, n: ("search_accounts", {"query": q, "industry": i, "country": c, "min_employees": n}),
-                  nasty, st.one_of(st.none(), nasty), st.one_of(st.none(), st.sampled_from(["NO", "US", "no", "%%"])), numbers),
+                  nasty, st.one_of(st.none(), nasty), st.one_of(st.none(), st.sampled_from(["NO", "US", "no", "%%"])),
+                  numbers),
         st.builds(lambda d: ("get_account", {"domain": d}), nasty),
         st.builds(lambda q, d, t: ("search_contacts", {"query": q, "account_domain": d, "title": t}),
                   nasty, st.one_of(st.none(), nasty), st.one_of(st.none(), nasty)),

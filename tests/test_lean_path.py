@@ -186,11 +186,14 @@ ENVELOPES = [
                                         MODERN)[0],
      {**request("tools/call", {"name": "get_account"}, MODERN)[1], "Mcp-Param-Domain": "a.com"}),
     ("modern bad capabilities", {**request("tools/list", None, MODERN)[0], "params": {
-        "_meta": {**ENVELOPE, "io.modelcontextprotocol/clientCapabilities": 5}}}, request("tools/list", None, MODERN)[1]),
+        "_meta": {**ENVELOPE, "io.modelcontextprotocol/clientCapabilities": 5}}},
+     request("tools/list", None, MODERN)[1]),
     ("modern bad clientInfo", {**request("tools/list", None, MODERN)[0], "params": {
-        "_meta": {**ENVELOPE, "io.modelcontextprotocol/clientInfo": {"name": 1}}}}, request("tools/list", None, MODERN)[1]),
+        "_meta": {**ENVELOPE, "io.modelcontextprotocol/clientInfo": {"name": 1}}}},
+     request("tools/list", None, MODERN)[1]),
     ("modern version mismatch", {**request("tools/list", None, MODERN)[0], "params": {
-        "_meta": {**ENVELOPE, "io.modelcontextprotocol/protocolVersion": LEGACY}}}, request("tools/list", None, MODERN)[1]),
+        "_meta": {**ENVELOPE, "io.modelcontextprotocol/protocolVersion": LEGACY}}},
+     request("tools/list", None, MODERN)[1]),
     ("unsupported version", request("tools/list")[0], {"MCP-Protocol-Version": "1999-01-01"}),
     ("malformed JSON", b'{"jsonrpc": "2.0", "id": 1, "method": ', {"MCP-Protocol-Version": LEGACY}),
     ("malformed JSON modern", b'{"jsonrpc": "2.0", "id": 1, ', {"MCP-Protocol-Version": MODERN}),
@@ -328,7 +331,8 @@ def test_a_client_gone_mid_body_leaves_no_traceback(pair):
 
 
 json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(allow_nan=False, allow_infinity=False),
+    st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70),
+              st.floats(allow_nan=False, allow_infinity=False),
               st.text()),
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
     max_leaves=12)

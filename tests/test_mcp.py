@@ -114,7 +114,8 @@ def test_search_and_pagination_walk_every_account_once(stack):
         if not cursor:
             break
     assert len(seen) == 60 == len(set(seen)) and pages == 9
-    names = [a["name"] for a in client.call("search_accounts", {"query": "acme", "limit": 100}).structured_content["accounts"]]
+    names = [a["name"] for a in client.call("search_accounts", {"query": "acme", "limit": 100})
+             .structured_content["accounts"]]
     assert names and all("acme" in n.lower() for n in names)
 
 

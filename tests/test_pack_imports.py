@@ -80,7 +80,8 @@ def test_the_check_sees_a_pack_reaching_into_the_core(tmp_path, monkeypatch):
     for path in source.glob("*.py"):
         (copy / path.name).write_text(path.read_text())
     (copy / "extra.py").write_text("from poggio.db import database\nfrom poggio import CursorCodec\n"
-                                   "from poggio_revenue import Opportunity\nfrom poggio_accounts.models import insert_accounts\n")
+                                   "from poggio_revenue import Opportunity\n"
+                                   "from poggio_accounts.models import insert_accounts\n")
     monkeypatch.setattr(poggio_contacts, "__file__", str(copy / "__init__.py"))
     found = violations("contacts")
     assert len(found) == 4, found

@@ -18,7 +18,8 @@ TOOLS = {"accounts": ["search_accounts", "get_account"], "contacts": ["search_co
 KINDS = {"accounts": "accounts", "contacts": "contacts", "revenue": "opportunities"}
 CSV = {"accounts": "domain,name,industry,employees,country,description\nnew.example,New Co,,,,\n",
        "contacts": "email,first_name,last_name,title,account_domain\nnew@example.com,New,Person,CEO,example.com\n",
-       "opportunities": "account_domain,name,stage,amount,currency,close_date\nexample.com,New deal,won,10,USD,2026-01-02\n"}
+       "opportunities": "account_domain,name,stage,amount,currency,close_date\n"
+                        "example.com,New deal,won,10,USD,2026-01-02\n"}
 
 
 @pytest.mark.parametrize("disabled", ["accounts", "contacts", "revenue"])

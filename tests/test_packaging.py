@@ -94,7 +94,8 @@ def test_wheel_installs_and_runs_anywhere(venv, tmp_path):
     portal_port, mcp_port = free_port(), free_port()
     ports = {"POGGIO_PORTAL_PORT": str(portal_port), "POGGIO_MCP_PORT": str(mcp_port)}
     log = open(tmp_path / "up.log", "wb")
-    up = subprocess.Popen([str(venv / "poggio"), "up"], cwd=home, env=_env(**ports), stdout=log, stderr=subprocess.STDOUT)
+    up = subprocess.Popen([str(venv / "poggio"), "up"], cwd=home, env=_env(**ports), stdout=log,
+                          stderr=subprocess.STDOUT)
     try:
         portal = f"http://127.0.0.1:{portal_port}"
         deadline = time.monotonic() + 60
@@ -114,7 +115,8 @@ def test_wheel_installs_and_runs_anywhere(venv, tmp_path):
         assert hashlib.sha256(httpx.get(f"{portal}/vendor/htmx.min.js").content).hexdigest() == HTMX_SHA256
         client = Mcp(f"http://127.0.0.1:{mcp_port}/mcp", token)
         assert "get_account" in client.tool_names()
-        assert client.call("get_account", {"domain": "example.com"}).structured_content["account"]["name"] == "Example Corp"
+        assert (client.call("get_account", {"domain": "example.com"}).structured_content["account"]["name"]
+                == "Example Corp")
     finally:
         up.send_signal(signal.SIGINT)
         try:

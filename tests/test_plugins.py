@@ -195,7 +195,8 @@ def test_tool_result_attachments_become_mcp_content_blocks():
 
     result = ToolResult(None, "see attached", (
         Image(b"\x89PNG", "image/png"), Audio(b"RIFF", "audio/wav"),
-        Resource("test://notes", "text/plain", text="hello"), Resource("test://raw", "application/octet-stream", blob=b"\x00\x01")))
+        Resource("test://notes", "text/plain", text="hello"),
+        Resource("test://raw", "application/octet-stream", blob=b"\x00\x01")))
     blocks = [b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in _content(result)]
     assert blocks == [
         {"type": "text", "text": "see attached"},
@@ -219,7 +220,8 @@ def test_faulty_tools_are_contained_and_slow_ones_cut(tmp_path):
     """A tool that raises gives an internal-error result; one that sleeps is cut by the per-call
     timeout while the server keeps answering others at once; one whose SQL would run for minutes is
     cut too, and its query stopped: the server goes idle instead of grinding on."""
-    site = install_pack(tmp_path / "site", "poggio-faulty", "0.1", {"poggio_faulty": FAULTY}, {"faulty": "poggio_faulty"})
+    site = install_pack(tmp_path / "site", "poggio-faulty", "0.1", {"poggio_faulty": FAULTY},
+                        {"faulty": "poggio_faulty"})
     server, _, (token,) = _serve(tmp_path, site, None, env={"POGGIO_TOOL_TIMEOUT_SECONDS": "1"})
     try:
         client = Mcp(server.mcp_url, token)

@@ -82,7 +82,8 @@ def test_peewee_private_row_reader_is_there():
     import peewee
 
     for kind in (peewee.Select, peewee.ModelSelect):
-        assert callable(getattr(kind, "_get_cursor_wrapper", None)), f"peewee.{kind.__name__}._get_cursor_wrapper is gone"
+        assert callable(getattr(kind, "_get_cursor_wrapper", None)), (
+            f"peewee.{kind.__name__}._get_cursor_wrapper is gone")
     # what the flat readers read off peewee's initialised wrappers (and the model data they write)
     import inspect
 

@@ -169,7 +169,8 @@ def test_load_with_revocations_and_two_server_processes(tmp_path, backend):
             per_token = Counter()
             for t, c in TokenUsage.select(TokenUsage.token, TokenUsage.calls).tuples():
                 per_token[t] += c
-            recorded = Counter(t for (t,) in Activity.select(Activity.subject_id).where(Activity.kind == "token").tuples())
+            recorded = Counter(t for (t,) in Activity.select(Activity.subject_id)
+                               .where(Activity.kind == "token").tuples())
             recorded_ok = Counter(t for (t,) in Activity.select(Activity.subject_id)
                                   .where((Activity.kind == "token") & (Activity.outcome == "ok")).tuples())
         assert counted is not None
@@ -216,10 +217,12 @@ def test_kill_9_loses_nothing_committed(tmp_path):
         assert AuditEvent.select().count() == audit_before
         counted = sum(u.calls for u in TokenUsage.select())
         recorded = Activity.select().count()
-    assert counted == sent == recorded, (counted, sent, recorded)  # everything up to the last flush, which came after the last call
+    # everything up to the last flush, which came after the last call
+    assert counted == sent == recorded, (counted, sent, recorded)
     restarted = ServerProcess(inst)
     try:
-        r = httpx.post(restarted.mcp_url, json=body(0), headers={**HEADERS, "Authorization": f"Bearer {issued.plaintext}"})
+        r = httpx.post(restarted.mcp_url, json=body(0),
+                       headers={**HEADERS, "Authorization": f"Bearer {issued.plaintext}"})
         assert r.status_code == 200
     finally:
         restarted.stop()

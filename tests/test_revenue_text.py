@@ -39,7 +39,8 @@ def test_format_money(amount, currency, expected):
 
 
 @settings(max_examples=300, deadline=None)
-@given(amount=st.one_of(st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-10**12, max_value=10**12),
+@given(amount=st.one_of(st.decimals(allow_nan=False, allow_infinity=False, places=4,
+                                    min_value=-10**12, max_value=10**12),
                         st.integers(-10**12, 10**12), st.floats(-1e9, 1e9, allow_nan=False)),
        currency=st.sampled_from(["USD", "jpy", " eur ", "KRW", "CHF"]))
 def test_format_money_is_the_plain_rule(amount, currency):

@@ -111,7 +111,8 @@ def test_a_write_tool_holds_back_what_it_does_not_read(tmp_path, monkeypatch, to
         execute = poggio_db.HoldingCursor.execute
         monkeypatch.setattr(poggio_db.HoldingCursor, "execute",
                             lambda self, query, vars=None: sent.append(query) or execute(self, query, vars))
-        changed = {"amount": "124.00"} if tool == "update_opportunity" else {"title": "CEO"} if tool == "update_contact" else {}
+        changed = ({"amount": "124.00"} if tool == "update_opportunity"
+                   else {"title": "CEO"} if tool == "update_contact" else {})
         result = registry.tool(tool).run(ctx, {**arguments, **changed})
         monkeypatch.undo()
         assert result.data is not None

@@ -76,7 +76,8 @@ def test_tools_list_shows_write_tools_only_with_write_scope(stack):
     assert set(stack.mcp("read").tool_names()) == READ_TOOLS
     assert set(stack.mcp("writer").tool_names()) == READ_TOOLS | WRITE_TOOLS
     assert set(stack.mcp("accounts_writer").tool_names()) == (
-        {"search_accounts", "get_account", "search_contacts", "get_contact", "create_account", "update_account", "add_note"})
+        {"search_accounts", "get_account", "search_contacts", "get_contact", "create_account", "update_account",
+         "add_note"})
     # the answers are cached per scope: asking in turns never hands one scope's list to another
     for _ in range(2):
         assert set(stack.mcp("read", "legacy").tool_names()) == READ_TOOLS
@@ -100,9 +101,11 @@ def test_write_without_write_scope_is_refused_naming_the_scope(stack):
     assert refused.is_error
     assert text(refused) == "create_account needs the accounts:write scope; this token has accounts:read."
     refused = stack.mcp("accounts_writer").call("update_contact", {"email": "x@example.com", "title": "CEO"})
-    assert refused.is_error and "update_contact needs the contacts:write scope; this token has contacts:read" in text(refused)
+    assert refused.is_error and ("update_contact needs the contacts:write scope; "
+                                 "this token has contacts:read") in text(refused)
     refused = stack.mcp("revenue_only").call("create_account", {"domain": "nope.example", "name": "Nope"})
-    assert refused.is_error and "needs the accounts:write scope; this token has no access to the accounts pack" in text(refused)
+    assert refused.is_error and ("needs the accounts:write scope; "
+                                 "this token has no access to the accounts pack") in text(refused)
     assert not stack.mcp("read").call("get_account", {"domain": "nope.example"}).structured_content
 
 
@@ -138,7 +141,8 @@ def test_create_and_update_account_and_the_search_index_follows(stack):
                                                 "employees": 45}))
     assert renamed["name"] == "Inkwell Systems" and renamed["employees"] == 45 and renamed["industry"] == "Software"
     assert renamed["updated_at"] > made["updated_at"]
-    assert [a["domain"] for a in ok(client.call("search_accounts", {"query": "inkwell"}))["accounts"]] == ["qf-labs.example"]
+    assert [a["domain"] for a in ok(client.call("search_accounts", {"query": "inkwell"}))["accounts"]] == [
+        "qf-labs.example"]
     assert ok(client.call("search_accounts", {"query": "quillfeather"}))["accounts"] == []  # the old name is gone
     profile = ok(client.call("get_account", {"domain": "qf-labs.example"}))
     assert profile["account"]["name"] == "Inkwell Systems" and profile["account"]["updated_at"] == renamed["updated_at"]
@@ -160,7 +164,8 @@ def test_validation_is_the_csv_importers_and_names_field_and_allowed_values(stac
     assert bad.is_error and "domain" in text(bad) and "example.com" in text(bad)
     bad = client.call("create_account", {"domain": "okay.example", "name": "X", "country": "P1"})
     assert bad.is_error and "country" in text(bad) and "two-letter" in text(bad)
-    bad = client.call("create_contact", {"email": "nobody", "first_name": "A", "last_name": "B", "account_domain": "example.com"})
+    bad = client.call("create_contact", {"email": "nobody", "first_name": "A", "last_name": "B",
+                                         "account_domain": "example.com"})
     assert bad.is_error and "email" in text(bad) and "e-mail address" in text(bad)
     bad = client.call("update_opportunity", {"id": 1})
     assert bad.is_error and "stage, amount, close_date, name" in text(bad)
@@ -184,7 +189,8 @@ def test_contacts_and_notes(stack):
     assert not ok(client.call("search_contacts", {"query": "cto okafor"}))["contacts"]
     deal = ok(client.call("list_opportunities", {"account_domain": "example.com", "limit": 1}))["opportunities"][0]
     ok(client.call("add_note", {"domain": "example.com", "text": "First call: interested."}))
-    ok(client.call("add_note", {"domain": "example.com", "text": "Agreed on a pilot.", "contact_email": "mira.okafor@example.com",
+    ok(client.call("add_note", {"domain": "example.com", "text": "Agreed on a pilot.",
+                                "contact_email": "mira.okafor@example.com",
                                 "opportunity_id": deal["id"]}))
     profile = client.call("get_account", {"domain": "example.com"})
     notes = ok(profile)["notes"]
@@ -194,9 +200,11 @@ def test_contacts_and_notes(stack):
     other = client.call("add_note", {"domain": "example.com", "text": "x", "contact_email": "nobody@nowhere.example"})
     assert other.is_error and "contact_email" in text(other)
     ok(client.call("create_account", {"domain": "okafor-lund.example", "name": "Okafor Lund Labs"}))
-    moved = ok(client.call("update_contact", {"email": "mira.okafor@example.com", "account_domain": "okafor-lund.example",
+    moved = ok(client.call("update_contact", {"email": "mira.okafor@example.com",
+                                              "account_domain": "okafor-lund.example",
                                               "title": "Founder"}))
-    assert (moved["account_domain"], moved["title"], moved["last_name"]) == ("okafor-lund.example", "Founder", "Okafor-Lund")
+    assert (moved["account_domain"], moved["title"], moved["last_name"]) == (
+        "okafor-lund.example", "Founder", "Okafor-Lund")
     again = ok(client.call("get_contact", {"email": "mira.okafor@example.com"}))
     assert (again["account_domain"], again["title"]) == ("okafor-lund.example", "Founder")
     assert [c["email"] for c in ok(client.call("search_contacts", {"query": "founder"}))["contacts"]] == [
@@ -240,7 +248,8 @@ def _day_totals_match(workspace_slug: str) -> None:
 
 def test_several_clients_updating_one_opportunity(stack):
     client = stack.mcp("writer")
-    deal = ok(client.call("create_opportunity", {"account_domain": "example.com", "name": "Contested", "stage": "prospecting",
+    deal = ok(client.call("create_opportunity", {"account_domain": "example.com", "name": "Contested",
+                                                 "stage": "prospecting",
                                                  "amount": "100", "currency": "SEK", "close_date": "2027-02-02"}))
     results: list = []
 
@@ -277,7 +286,8 @@ operation = st.one_of(
 def test_day_totals_stay_exact_under_random_writes(stack, ops):
     client = stack.mcp("writer")
     day = dt.date(2027, 6, 1)
-    ids = [o["id"] for o in ok(client.call("list_opportunities", {"account_domain": "example.com", "limit": 50}))["opportunities"]]
+    ids = [o["id"] for o in ok(client.call("list_opportunities",
+                                           {"account_domain": "example.com", "limit": 50}))["opportunities"]]
     calls = []
     for op in ops:
         if op[0] == "create":
@@ -421,7 +431,8 @@ def small_writer_server(folder, write_limit: str):
     with db.connection_context():
         upgrade(registry)
         ws = demo.build(registry, "acme", accounts=3, seed=1).workspace
-        token = TokenService(known_packs=set(registry.names)).create(ws, "w", Actor.cli(), packs="accounts:write").plaintext
+        token = TokenService(known_packs=set(registry.names)).create(ws, "w", Actor.cli(),
+                                                                     packs="accounts:write").plaintext
     return inst, ServerProcess(inst, extra_env={"POGGIO_WRITE_RATE_LIMIT": write_limit}), token
 
 
@@ -439,7 +450,8 @@ def test_write_rate_limit_is_separate_and_counts_only_writes(tmp_path):
                                                        "Accept": "application/json, text/event-stream",
                                                        "MCP-Protocol-Version": "2025-06-18"},
                               json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                                    "params": {"name": "add_note", "arguments": {"domain": "example.com", "text": text}}})
+                                    "params": {"name": "add_note",
+                                               "arguments": {"domain": "example.com", "text": text}}})
 
         response = write("4")
         assert response.status_code == 429

@@ -42,7 +42,8 @@ def generate(rng: random.Random, count: int):
             "industry": rng.choice(INDUSTRIES),
             "employees": int(rng.lognormvariate(4.5, 1.6)) + 1,
             "country": rng.choice(COUNTRIES),
-            "description": f"{name} is a {rng.choice(['fast-growing', 'established', 'family-owned', 'venture-backed'])} "
+            "description": f"{name} is a "
+                           f"{rng.choice(['fast-growing', 'established', 'family-owned', 'venture-backed'])} "
                            f"{rng.choice(INDUSTRIES).lower()} company.",
         }
 

@@ -95,10 +95,16 @@ def _line(a: AccountOut) -> str:
 @tool(title="Search accounts")
 def search_accounts(
     ctx: ToolContext,
-    query: Annotated[str, Field(max_length=200, description="Words to find in the account's name or domain; each word matches the start of a word (\"acm ind\" finds \"Acme Industries\"). Empty lists all accounts.")] = "",
-    industry: Annotated[str | None, Field(max_length=100, description="Only accounts in this industry (exact, case-insensitive).")] = None,
-    country: Annotated[str | None, Field(min_length=2, max_length=2, description="Only accounts in this country (ISO 3166 two-letter code).")] = None,
-    min_employees: Annotated[int | None, Field(ge=0, le=10_000_000, description="Only accounts with at least this many employees.")] = None,
+    query: Annotated[str, Field(
+        max_length=200,
+        description="Words to find in the account's name or domain; each word matches the start of a word "
+                    "(\"acm ind\" finds \"Acme Industries\"). Empty lists all accounts.")] = "",
+    industry: Annotated[str | None, Field(
+        max_length=100, description="Only accounts in this industry (exact, case-insensitive).")] = None,
+    country: Annotated[str | None, Field(
+        min_length=2, max_length=2, description="Only accounts in this country (ISO 3166 two-letter code).")] = None,
+    min_employees: Annotated[int | None, Field(
+        ge=0, le=10_000_000, description="Only accounts with at least this many employees.")] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> AccountPage:
@@ -141,7 +147,8 @@ def _with_notes():
     # the account's id as a scalar subquery, not a join: PostgreSQL then walks the notes' index of that
     # one account from the newest end, whatever it believes of the tables' sizes (with a join and
     # statistics from before the notes were written, it read every note of the workspace and sorted)
-    found = Account.select(Account.id).where((Account.workspace == slot("workspace")) & (Account.domain == slot("domain")))
+    found = Account.select(Account.id).where(
+        (Account.workspace == slot("workspace")) & (Account.domain == slot("domain")))
     notes = (Note.select(Value(1), *_NULLS * len(_ACCOUNT_FIELDS), *_NOTE_FIELDS)
              .where((Note.account == found) & (Note.workspace == slot("workspace")))
              .order_by(Note.created_at.desc(), Note.id.desc())
@@ -171,7 +178,8 @@ def _account_and_notes(workspace_id: int, domain: str) -> tuple[Account | None, 
 @tool(title="Get an account's profile")
 def get_account(
     ctx: ToolContext,
-    domain: Annotated[str, Field(min_length=1, max_length=253, description="The account's web domain, e.g. example.com (a URL works too).")],
+    domain: Annotated[str, Field(
+        min_length=1, max_length=253, description="The account's web domain, e.g. example.com (a URL works too).")],
 ) -> AccountProfile:
     """Everything the workspace knows about one account, found by its domain: the account itself,
     and a section from every tool pack in scope (its contacts, its revenue and opportunities, ...)."""
@@ -180,7 +188,8 @@ def get_account(
         raise ToolError("domain", "give a domain such as example.com")
     account, notes = _account_and_notes(ctx.workspace_id, wanted)
     if account is None:
-        raise ToolError("domain", f"no account with domain {wanted!r} in this workspace; search_accounts finds accounts by name")
+        raise ToolError("domain", f"no account with domain {wanted!r} in this workspace; "
+                                  "search_accounts finds accounts by name")
     out = AccountOut.of(account)
     sections = []
     for pack, section in ctx.call_hook("poggio_account_profile", ctx=ctx, account=account):
@@ -299,8 +308,10 @@ def add_note(
     ctx: ToolContext,
     domain: Domain,
     text: Annotated[str, Field(min_length=1, max_length=5000, description="The note: what happened, what was agreed.")],
-    contact_email: Annotated[str | None, Field(max_length=254, description="Optional: the contact (at this account) it is about.")] = None,
-    opportunity_id: Annotated[int | None, Field(ge=1, description="Optional: the id of the opportunity (of this account) it is about.")] = None,
+    contact_email: Annotated[str | None, Field(
+        max_length=254, description="Optional: the contact (at this account) it is about.")] = None,
+    opportunity_id: Annotated[int | None, Field(
+        ge=1, description="Optional: the id of the opportunity (of this account) it is about.")] = None,
 ) -> NoteOut:
     """Write a note on an account (a call, a meeting, what was agreed), optionally about one of its
     contacts or opportunities. Notes show in get_account, newest first."""

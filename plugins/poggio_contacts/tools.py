@@ -71,9 +71,16 @@ def _with_account():
 @tool(title="Search contacts")
 def search_contacts(
     ctx: ToolContext,
-    query: Annotated[str, Field(max_length=200, description="Words to find in the contact's name, e-mail or title; each word matches the start of a word. Empty lists all contacts.")] = "",
-    account_domain: Annotated[str | None, Field(max_length=253, description="Only contacts at the account with this domain, e.g. example.com.")] = None,
-    title: Annotated[str | None, Field(max_length=150, description="Only contacts whose job title contains this text, from the start of a word (case-insensitive): \"sales\" finds \"VP Sales\".")] = None,
+    query: Annotated[str, Field(
+        max_length=200,
+        description="Words to find in the contact's name, e-mail or title; each word matches the start of a word. "
+                    "Empty lists all contacts.")] = "",
+    account_domain: Annotated[str | None, Field(
+        max_length=253, description="Only contacts at the account with this domain, e.g. example.com.")] = None,
+    title: Annotated[str | None, Field(
+        max_length=150,
+        description="Only contacts whose job title contains this text, from the start of a word "
+                    "(case-insensitive): \"sales\" finds \"VP Sales\".")] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> ContactPage:
@@ -118,7 +125,8 @@ def get_contact(
     wanted = email.strip().lower()
     contact = _with_account().where((Contact.workspace == ctx.workspace_id) & (Contact.email == wanted)).first()
     if contact is None:
-        raise ToolError("email", f"no contact with e-mail {wanted!r} in this workspace; search_contacts finds contacts by name")
+        raise ToolError("email", f"no contact with e-mail {wanted!r} in this workspace; "
+                                 "search_contacts finds contacts by name")
     out = ContactOut.of(contact)
     return ToolResult(out, _line(out)[2:])
 
@@ -180,7 +188,8 @@ def create_contact(
     email: Email,
     first_name: Annotated[str, Field(max_length=100, description="Given name.")],
     last_name: Annotated[str, Field(max_length=100, description="Family name.")],
-    account_domain: Annotated[str, Field(min_length=1, max_length=253, description="The domain of the account they work at, e.g. example.com.")],
+    account_domain: Annotated[str, Field(
+        min_length=1, max_length=253, description="The domain of the account they work at, e.g. example.com.")],
     title: Annotated[str, Field(max_length=150, description="Job title, e.g. VP Sales.")] = "",
 ) -> ContactOut:
     """Add a person at an account, by e-mail address (new in the workspace: update_contact changes
@@ -205,12 +214,14 @@ def update_contact(
     first_name: Annotated[str | None, Field(max_length=100, description="A new given name.")] = None,
     last_name: Annotated[str | None, Field(max_length=100, description="A new family name.")] = None,
     title: Annotated[str | None, Field(max_length=150, description="A new job title (empty clears it).")] = None,
-    account_domain: Annotated[str | None, Field(min_length=1, max_length=253, description="The domain of the account they now work at.")] = None,
+    account_domain: Annotated[str | None, Field(
+        min_length=1, max_length=253, description="The domain of the account they now work at.")] = None,
     if_unmodified_since: IfUnmodifiedSince = None,
 ) -> ContactOut:
     """Change a contact's name, title or account, found by e-mail; fields left out stay as they are.
     Overwrites what is there: pass if_unmodified_since (its updated_at) so a change made since is not lost."""
-    given = {k: v for k, v in {"first_name": first_name, "last_name": last_name, "title": title}.items() if v is not None}
+    given = {k: v for k, v in {"first_name": first_name, "last_name": last_name, "title": title}.items()
+             if v is not None}
     if not given and account_domain is None:
         raise ToolError(None, "give at least one field to change: first_name, last_name, title, account_domain")
     fields = clean_fields(given)

@@ -19,7 +19,8 @@ def validate(workspace_id: int, rows):
         try:
             domain = normalise_domain(row["account_domain"])
             if domain not in accounts:
-                raise ToolError("account_domain", f"no account with domain {domain or '(empty)'}; import accounts first")
+                raise ToolError("account_domain",
+                                f"no account with domain {domain or '(empty)'}; import accounts first")
             fields = clean_fields({c: row[c] for c in COLUMNS if c != "account_domain"})
         except ToolError as exc:
             errors.append((line, exc.field, exc.message))

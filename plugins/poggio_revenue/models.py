@@ -80,7 +80,8 @@ def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
     old_amount = Decimal(opportunity.amount)
     for field, value in changes.items():
         setattr(opportunity, field, value)
-    Prepared.update_of(Opportunity, changes).write_later(id=opportunity.id, **{f: getattr(opportunity, f) for f in changes})
+    Prepared.update_of(Opportunity, changes).write_later(id=opportunity.id,
+                                                         **{f: getattr(opportunity, f) for f in changes})
     new = (opportunity.currency, opportunity.stage, opportunity.close_date)
     new_amount = Decimal(opportunity.amount)
     if (old, old_amount) == (new, new_amount):
@@ -96,7 +97,8 @@ def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
 _DAY_COLUMNS = (RevenueDay.workspace, RevenueDay.currency, RevenueDay.stage, RevenueDay.close_date, RevenueDay.count,
                 RevenueDay.amount)
 _DAY_UPSERT = ('ON CONFLICT ("workspace_id", "currency", "stage", "close_date") DO UPDATE SET '
-               '"count" = "revenue_day"."count" + excluded."count", "amount" = "revenue_day"."amount" + excluded."amount"')
+               '"count" = "revenue_day"."count" + excluded."count", '
+               '"amount" = "revenue_day"."amount" + excluded."amount"')
 
 
 def add_to_days(workspace_id: int, days: dict[tuple, list]) -> None:

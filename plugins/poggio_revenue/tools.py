@@ -38,7 +38,8 @@ from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay, 
 from poggio_revenue.validation import clean_fields
 
 Stage = Literal["prospecting", "qualification", "proposal", "negotiation", "won", "lost"]
-AccountDomain = Annotated[str | None, Field(max_length=253, description="Only the account with this domain, e.g. example.com.")]
+AccountDomain = Annotated[str | None, Field(
+    max_length=253, description="Only the account with this domain, e.g. example.com.")]
 After = Annotated[dt.date | None, Field(description="Only opportunities closing on or after this date (YYYY-MM-DD).")]
 Before = Annotated[dt.date | None, Field(description="Only opportunities closing on or before this date (YYYY-MM-DD).")]
 
@@ -250,7 +251,8 @@ def _summary_text(total: int, currencies: list[Totals]) -> str:
 def _deal_line(o, note: str = "", account_name: str | None = None) -> str:
     """``- 2026-11-05 Old Pilot (Example Corp): proposal, USD 320,500.00, overdue``."""
     at = f" ({account_name})" if account_name else ""
-    return f"- {o.close_date} {o.name}{at}: {o.stage}, {format_money(o.amount, o.currency)}" + (f", {note}" if note else "")
+    return (f"- {o.close_date} {o.name}{at}: {o.stage}, {format_money(o.amount, o.currency)}"
+            + (f", {note}" if note else ""))
 
 
 def _overdue(o, today: dt.date) -> bool:
@@ -285,7 +287,8 @@ def list_opportunities(
     stage: Annotated[Stage | None, Field(description="Only opportunities in this stage.")] = None,
     closing_after: After = None,
     closing_before: Before = None,
-    min_amount: Annotated[Decimal | None, Field(ge=0, le=10**12, max_digits=15, description="Only opportunities of at least this amount.")] = None,
+    min_amount: Annotated[Decimal | None, Field(
+        ge=0, le=10**12, max_digits=15, description="Only opportunities of at least this amount.")] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> OpportunityPage:
@@ -353,7 +356,8 @@ def poggio_note_link(ctx: ToolContext, account: Account, argument: str, value) -
 
 
 StageArgument = Annotated[str, Field(max_length=20, description=f"One of {', '.join(STAGES)}.")]
-AmountArgument = Annotated[Decimal, Field(ge=0, lt=10**12, max_digits=15, description="The deal's value, e.g. 12500.00.")]
+AmountArgument = Annotated[Decimal, Field(
+    ge=0, lt=10**12, max_digits=15, description="The deal's value, e.g. 12500.00.")]
 CurrencyArgument = Annotated[str, Field(max_length=3, description="ISO 4217 three-letter code, e.g. USD.")]
 CloseDate = Annotated[dt.date, Field(description="When it closes (or closed), YYYY-MM-DD.")]
 
@@ -365,7 +369,8 @@ def _opportunity_text(verb: str, out: OpportunityOut) -> str:
 @tool(title="Create an opportunity", read_only=False, idempotent=False)
 def create_opportunity(
     ctx: ToolContext,
-    account_domain: Annotated[str, Field(min_length=1, max_length=253, description="The account's domain, e.g. example.com.")],
+    account_domain: Annotated[str, Field(
+        min_length=1, max_length=253, description="The account's domain, e.g. example.com.")],
     name: Annotated[str, Field(max_length=200, description="The deal's name, e.g. 2027 renewal.")],
     stage: StageArgument,
     amount: AmountArgument,
@@ -374,7 +379,8 @@ def create_opportunity(
 ) -> OpportunityOut:
     """Create an opportunity (a deal) at an account. It counts in the revenue summary at once.
     Each call creates one: pass an idempotency_key to retry safely."""
-    fields = clean_fields({"name": name, "stage": stage, "amount": amount, "currency": currency, "close_date": close_date})
+    fields = clean_fields({"name": name, "stage": stage, "amount": amount, "currency": currency,
+                           "close_date": close_date})
     account = account_of(ctx, account_domain)
     now = changed_at()
     new_id = insert_opportunity(ctx.workspace_id, {"account": account.id, **fields}, now)

@@ -59,5 +59,6 @@ def down(migrator, db):
         *(migrator.drop_column("api_token", c) for c in ("previous_digest", "previous_last_four", "previous_expires_at",
                                                          "allowed_ips", "rate_limit", "expiry_capped_at")),
         migrator.drop_column("oauth_grant", "expiry_capped_at"),
-        *(migrator.drop_column("workspace", c) for c in ("default_expiry_days", "max_lifetime_days", "allow_no_expiry")),
+        *(migrator.drop_column("workspace", c)
+          for c in ("default_expiry_days", "max_lifetime_days", "allow_no_expiry")),
     )

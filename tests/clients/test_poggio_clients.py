@@ -128,7 +128,8 @@ def conformance_verdict(per: dict, listed: set[str]) -> tuple[str, list[str]]:
 def test_conformance_verdict_reads_unambiguously():
     per = {"ping": {"clean": True}, "tools-list": {"clean": True}, "prompts-get-simple": {"clean": False}}
     line, unexpected = conformance_verdict(per, {"prompts-get-simple"})
-    assert line == "conformance: 2 scenarios passed, 1 expected failures (listed in expected-failures.yml), 0 unexpected"
+    assert line == ("conformance: 2 scenarios passed, 1 expected failures (listed in expected-failures.yml), "
+                    "0 unexpected")
     assert unexpected == []
     line, unexpected = conformance_verdict(per, {"ping", "resources-read-text"})
     assert unexpected == ["ping", "prompts-get-simple", "resources-read-text"]

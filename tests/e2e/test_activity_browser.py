@@ -72,9 +72,11 @@ def test_activity_filter_and_csv_export_in_the_browser(stack, page):  # noqa: F8
     with page.expect_download() as info:
         page.click("#export-csv")
     download = info.value
-    assert download.suggested_filename.startswith("poggio-activity-acme-") and download.suggested_filename.endswith(".csv")
+    assert (download.suggested_filename.startswith("poggio-activity-acme-")
+            and download.suggested_filename.endswith(".csv"))
     exported = list(csv.DictReader(io.StringIO(open(download.path(), encoding="utf-8").read())))
-    assert [(r["tool"], r["outcome"], r["subject"]) for r in exported] == [("get_revenue_summary", "refused", "audited agent")] * 2
+    assert [(r["tool"], r["outcome"], r["subject"]) for r in exported] == [
+        ("get_revenue_summary", "refused", "audited agent")] * 2
     page.select_option("select[name=outcome]", "")
     expect(rows).to_have_count(5)
 

@@ -53,7 +53,8 @@ VALUES = st.one_of(
                      "accounts:read", "http://127.0.0.1:9/cb"]),
 )
 PATH_INT = st.one_of(st.integers(min_value=0, max_value=2**80), st.sampled_from([1, 2, 3]))
-PATH_TEXT = st.text(alphabet=st.characters(blacklist_characters="/?#", blacklist_categories=("Cs",)), min_size=1, max_size=20)
+PATH_TEXT = st.text(alphabet=st.characters(blacklist_characters="/?#", blacklist_categories=("Cs",)),
+                    min_size=1, max_size=20)
 REQUESTS = st.tuples(
     st.lists(st.tuples(KEYS, VALUES), max_size=6),
     st.lists(st.tuples(KEYS, VALUES), max_size=6),
@@ -97,7 +98,8 @@ def _fuzz(app, client_factory, make_tokens=None):
             url = _build(app, rule, data)  # noqa: B023
             if url is None:
                 return
-            headers = {"HX-Request": "true", "HX-Target": data.draw(st.sampled_from(["token-list", "dialog-body", ""]))} if htmx else {}
+            headers = ({"HX-Request": "true",
+                        "HX-Target": data.draw(st.sampled_from(["token-list", "dialog-body", ""]))} if htmx else {})
             if method == "GET":  # noqa: B023
                 r = client.client.get(url, query_string=MultiDict(query), headers=headers)
             else:

@@ -466,7 +466,8 @@ def test_client_credentials_for_an_admin_made_client(app, client):
     assert r.status_code == 200 and body["scope"] == "accounts:read" and "refresh_token" not in body
     assert OAuthService().verify_access(body["access_token"], MCP).packs == {"accounts"}
     wrong = base64.b64encode(f"{issued.client.client_id}:pgos_wrong".encode()).decode()
-    r = client.post("/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {wrong}"})
+    r = client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                    headers={"Authorization": f"Basic {wrong}"})
     assert r.status_code == 401 and r.get_json()["error"] == "invalid_client"
     # a confidential client cannot use the browser flow
     _, challenge = pkce()

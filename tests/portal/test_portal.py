@@ -47,7 +47,8 @@ def test_entitled_admin_sees_menu_and_url(admin):
     assert 'href="/settings/mcp/"' in page
     mcp = admin.get("/settings/mcp/")
     assert mcp.status_code == 200
-    assert "http://127.0.0.1:8001/mcp" in body(mcp) and "acme" not in re.search(r'<code id="server-url">([^<]*)', body(mcp)).group(1)
+    assert "http://127.0.0.1:8001/mcp" in body(mcp) and "acme" not in re.search(
+        r'<code id="server-url">([^<]*)', body(mcp)).group(1)
 
 
 def test_switching_workspace_changes_what_the_menu_offers(browser):
@@ -75,7 +76,8 @@ def test_sign_in_failures_are_inline_and_throttled(browser):
 
 def test_sign_in_redirects_only_to_local_paths(browser):
     browser.get("/sign-in")
-    r = browser.post("/sign-in?next=https://evil.example/", {"email": "admin@acme.example", "password": "correct horse battery"})
+    r = browser.post("/sign-in?next=https://evil.example/",
+                     {"email": "admin@acme.example", "password": "correct horse battery"})
     assert r.headers["Location"] == "/"
 
 
@@ -124,7 +126,8 @@ def test_generate_shows_the_token_exactly_once(admin):
     plaintext = shown[0]
     assert "will not be shown again" in body(r)
     assert 'id="token-list" hx-swap-oob="true"' in body(r) and "Slack agent" in body(r)
-    for url in ("/settings/mcp/", "/settings/mcp/?show=all", "/settings/audit/", f"/settings/mcp/tokens/{ApiToken.get().id}"):
+    for url in ("/settings/mcp/", "/settings/mcp/?show=all", "/settings/audit/",
+                f"/settings/mcp/tokens/{ApiToken.get().id}"):
         page = body(admin.get(url))
         assert plaintext not in page and plaintext[4:-4] not in page
     assert f"pgo_…{plaintext[-4:]}" in body(admin.get("/settings/mcp/"))
@@ -329,7 +332,8 @@ def test_edit_changes_a_tokens_packs_and_is_audited(admin):
     form = body(admin.get(f"/settings/mcp/tokens/{token.id}/edit", htmx=True))
     assert 'name="packs" value="accounts" checked' in form and 'name="write" value="accounts" checked' not in form
     r = admin.post(f"/settings/mcp/tokens/{token.id}", {"name": token.name, "expiry": "keep", "pack_scopes": "shown",
-                                                         "packs": ["accounts", "revenue"], "write": ["revenue"]}, htmx=True)
+                                                         "packs": ["accounts", "revenue"], "write": ["revenue"]},
+                   htmx=True)
     assert r.status_code == 200 and ApiToken.get().packs == "accounts,revenue:write"
     assert "Token packs changed" in body(admin.get("/settings/audit/"))
     # a post that did not show the packs (rename only) leaves them as they are

@@ -111,14 +111,16 @@ def test_policy_form_limits_the_dialog_and_shortens_tokens(admin):
     r = admin.post("/settings/mcp/tokens", {"name": "sneaky", "expiry": "never"}, htmx=True)
     assert r.status_code == 422
     r = admin.post("/settings/mcp/tokens", {"name": "dated", "expiry": "date",
-                                            "expiry_date": (utcnow() + dt.timedelta(days=200)).date().isoformat()}, htmx=True)
+                                            "expiry_date": (utcnow() + dt.timedelta(days=200)).date().isoformat()},
+                   htmx=True)
     assert r.status_code == 422 and "at most 30 days" in r.get_data(as_text=True)
     r = admin.post("/settings/mcp/policy", {"default_expiry": "none", "max_lifetime": "30"})
     assert r.status_code == 422 and "not allowed by this policy" in r.get_data(as_text=True)
 
 
 def test_token_dialog_sets_network_and_rate_limits(admin):
-    r = admin.post("/settings/mcp/tokens", {"name": "limited", "expiry": "30", "allowed_ips": "10.0.0.0/8\n2001:db8::/32",
+    r = admin.post("/settings/mcp/tokens", {"name": "limited", "expiry": "30",
+                                            "allowed_ips": "10.0.0.0/8\n2001:db8::/32",
                                             "rate_limit": "10/minute"}, htmx=True)
     assert r.status_code == 201
     token = ApiToken.get(ApiToken.name == "limited")
@@ -155,7 +157,8 @@ def test_rotation_with_grace_shows_both_windows(admin):
     token = ApiToken.get_by_id(token.id)
     assert r.status_code == 200 and "pgo_" in html and "keeps working until" in html
     assert token.previous_expires_at - token.rotated_at == dt.timedelta(hours=24)
-    assert f"and the old <code>pgo_…{token.previous_last_four}</code> until" in admin.get("/settings/mcp/").get_data(as_text=True)
+    assert f"and the old <code>pgo_…{token.previous_last_four}</code> until" in admin.get(
+        "/settings/mcp/").get_data(as_text=True)
     detail = json.loads(AuditEvent.select().where(AuditEvent.action == "token.rotated").get().detail)
     assert detail["old_secret_until"].startswith(token.previous_expires_at.isoformat(sep=" ")[:16])
     assert admin.post(f"/settings/mcp/tokens/{token.id}/rotate", {"grace": "forever"}, htmx=True).status_code == 400
@@ -185,7 +188,8 @@ def test_client_credentials_end_at_the_maximum_lifetime(app):
     ask = lambda: client.post("/oauth/token", data={"grant_type": "client_credentials", "resource": MCP},  # noqa: E731
                               headers={"Authorization": f"Basic {basic}"})
     assert ask().status_code == 200
-    OAuthGrant.update(expires_at=utcnow() - dt.timedelta(seconds=1)).where(OAuthGrant.client == issued.client.id).execute()
+    OAuthGrant.update(expires_at=utcnow() - dt.timedelta(seconds=1)).where(
+        OAuthGrant.client == issued.client.id).execute()
     r = ask()
     assert r.status_code == 400 and "maximum lifetime" in r.get_json()["error_description"]
 
@@ -196,7 +200,8 @@ def test_connected_app_activity_page(app, admin):
     seed(grant.id, 4, kind="grant")
     html = admin.get(f"/settings/mcp/apps/{grant.id}/activity").get_data(as_text=True)
     assert "Activity of Robot" in html and "Connected app" in html and html.count('class="outcome-') == 4
-    tools = admin.get(f"/settings/mcp/apps/{grant.id}/activity", headers={"HX-Request": "true", "HX-Target": f"app-tools-{grant.id}"})
+    tools = admin.get(f"/settings/mcp/apps/{grant.id}/activity",
+                      headers={"HX-Request": "true", "HX-Target": f"app-tools-{grant.id}"})
     assert "Calls per tool" in tools.get_data(as_text=True)
     exported = admin.get(f"/settings/mcp/activity/export.jsonl?kind=grant&subject={grant.id}").get_data(as_text=True)
     assert [json.loads(line)["subject"] for line in exported.splitlines()] == ["Robot"] * 4
