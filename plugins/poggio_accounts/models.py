@@ -102,9 +102,11 @@ def insert_accounts(workspace_id: int, rows: list[dict], now) -> None:
     """Bulk-insert account dicts (no workspace key) and index their names and domains for search, in
     the caller's write transaction."""
     ids = reserve_ids(Account, len(rows))
+    later = len(rows) == 1  # a tool's write: on PostgreSQL sent with the transaction's next statement
     columns = (Account.id, Account.workspace, Account.domain, Account.name, Account.industry, Account.employees,
                Account.country, Account.description, Account.created_at, Account.updated_at)
     bulk_insert(Account, columns, [
         (i, workspace_id, r["domain"], r["name"], r.get("industry", ""), r.get("employees"), r.get("country", ""),
-         r.get("description", ""), now, now) for i, r in zip(ids, rows, strict=True)])
-    add_search_terms(SEARCH_KIND, workspace_id, ((i, (r["name"], r["domain"])) for i, r in zip(ids, rows, strict=True)))
+         r.get("description", ""), now, now) for i, r in zip(ids, rows, strict=True)], later=later)
+    add_search_terms(SEARCH_KIND, workspace_id, ((i, (r["name"], r["domain"])) for i, r in zip(ids, rows, strict=True)),
+                     later=later)
