@@ -102,8 +102,9 @@ def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], b
             cursor.copy_expert(sql, io.StringIO(_copy_text(chunk, prefix)))
         elif later:
             row_sql = f"({', '.join(['%s'] * (len(same) + len(fields)))})"
-            values = b", ".join(cursor.mogrify(row_sql, (*same.values(), *row)) for row in chunk)
-            write_later(sql.encode().replace(b"%s", values, 1), None)
+            constants = tuple(same.values())
+            write_later(sql.replace("%s", ", ".join([row_sql] * len(chunk)), 1),
+                        [value for row in chunk for value in (*constants, *row)])
         else:
             constants = tuple(same.values())
             execute_values(cursor, sql, [(*constants, *row) for row in chunk], page_size=1000)

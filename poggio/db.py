@@ -73,21 +73,21 @@ class HoldingCursor(PgCursor):
     """Sends its connection's held statements ahead of what it executes (see :class:`HoldingConnection`)."""
 
     def execute(self, query, vars=None):
-        held = self.connection.held
-        if not held:
+        if not self.connection.held:
             return super().execute(query, vars)
         # with no vars psycopg2 interpolates nothing (a "%" stays), with () it still turns "%%" into "%"
         statement = self.mogrify(query, vars) if vars is not None else self.mogrify(query)
+        return super().execute(self._take_held() + b";\n" + statement)
+
+    def _take_held(self) -> bytes:
+        held = self.connection.held
         ahead = b";\n".join(held)  # a newline: a statement may end in a -- comment
         held.clear()
-        return super().execute(ahead + b";\n" + statement)
+        return ahead
 
     def _send_held(self) -> None:
-        held = self.connection.held
-        if held:
-            ahead = b";\n".join(held)
-            held.clear()
-            super().execute(ahead)
+        if self.connection.held:
+            super().execute(self._take_held())
 
     def executemany(self, query, vars_list):
         self._send_held()
@@ -124,10 +124,9 @@ class PooledPostgres(PooledPostgresqlDatabase):
 
     def commit(self):
         conn = self.connection()
-        if isinstance(conn, HoldingConnection) and conn.held[:1] == [b"BEGIN"]:
-            if len(conn.held) == 1:  # the transaction sent nothing: nothing to commit
-                conn.held.clear()
-                return
+        if isinstance(conn, HoldingConnection) and conn.held == [b"BEGIN"]:  # nothing sent: nothing to commit
+            conn.held.clear()
+            return
         super().commit()  # sends what is held ahead of the COMMIT
 
     def rollback(self):

@@ -210,3 +210,22 @@ def test_times_numbers_and_nulls_come_back_as_written(setup, few, monkeypatch):
     assert bulk.insert_rows(Activity, ACTIVITY_FIELDS, rows) == 20
     stored = Activity.select(*ACTIVITY_FIELDS).where(Activity.workspace == ws.id).order_by(Activity.subject_id).tuples()
     assert [tuple(r) for r in stored] == [(*r[:6], pytest.approx(r[6]), *r[7:]) for r in rows]
+
+
+@pytest.mark.parametrize("in_transaction", [True, False], ids=["held", "at-once"])
+def test_rows_held_for_the_next_statement_come_back_as_written(setup, in_transaction):
+    """``later=True`` (a tool's few rows): on PostgreSQL sent with the transaction's next statement,
+    outside one at once; on SQLite as any short batch. Text with a "%" is bound, never read as a
+    placeholder."""
+    import contextlib
+
+    from poggio.bulk import insert_rows
+    from poggio.db import writing
+
+    _, ws, _ = setup
+    rows = [("100%", 1), ("%s", 2), ("50%%", 3), ("it's", 4)]
+    with writing() if in_transaction else contextlib.nullcontext():
+        assert insert_rows(SearchTerm, [SearchTerm.term, SearchTerm.ref_id], rows, later=True,
+                           same={SearchTerm.workspace: ws.id, SearchTerm.kind: "k%"}) == 4
+        assert _terms(ws.id) == {("k%", term, ref) for term, ref in rows}  # the next statement sees them
+    assert _terms(ws.id) == {("k%", term, ref) for term, ref in rows}
