@@ -1,11 +1,12 @@
 """Write tools on PostgreSQL, in process: what a call costs alone and how many eight threads serve.
 
-    .venv/bin/python benchmarks/pg_writes.py --calls 1000 --runs 2 [--before /tmp/before]
+    .venv/bin/python benchmarks/pg_writes.py --calls 1000 --runs 2 [--before /tmp/before] [--sqlite]
 
-Each run is a fresh process on a fresh schema of the test server (``POGGIO_TEST_POSTGRES_URL``)
-with a demo workspace of 50 accounts. Per tool: ``--calls`` calls one after the other on one
-connection (wall and CPU microseconds per call: on PostgreSQL each round trip is waited out), then
-the same number from eight threads, each on its own connection (calls per second).
+Each run is a fresh process on a fresh schema of the test server (``POGGIO_TEST_POSTGRES_URL``),
+or with ``--sqlite`` a fresh SQLite file, with a demo workspace of 50 accounts. Per tool: ``--calls``
+calls one after the other on one connection (wall and CPU microseconds per call: on PostgreSQL each
+round trip is waited out), then the same number from eight threads, each on its own connection
+(calls per second).
 update_opportunity changes one and the same deal every time: its writers take turns on one row
 lock. With ``--before`` another checkout is timed alternately with this one.
 """
@@ -27,7 +28,7 @@ CASES = {
 }
 
 
-def child(calls: int) -> None:
+def child(calls: int, backend: str) -> None:
     """Run in the checkout under test (its PYTHONPATH): one line per tool."""
     from instances import drop_instance, make_instance
 
@@ -37,7 +38,7 @@ def child(calls: int) -> None:
     from poggio.plugins import PackRegistry
     from poggio.schema import upgrade
 
-    inst = make_instance(Path(tempfile.mkdtemp(prefix="pg-writes-")), "postgres")
+    inst = make_instance(Path(tempfile.mkdtemp(prefix="pg-writes-")), backend)
     inst.activate()
     registry = PackRegistry.load()
     try:
@@ -79,17 +80,19 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--before", type=Path, help="another checkout, timed alternately with this one")
+    parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.calls)
+        child(args.calls, "sqlite" if args.sqlite else "postgres")
         return
     here = Path(__file__).resolve().parent.parent
     checkouts = {"before": args.before.resolve(), "after": here} if args.before else {"this": here}
     for _ in range(args.runs):
         for label, code in checkouts.items():
             path = os.pathsep.join(str(p) for p in (code, code / "plugins", code / "tests"))
-            out = subprocess.run([sys.executable, __file__, "--child", "--calls", str(args.calls)], cwd=code,
+            out = subprocess.run([sys.executable, __file__, "--child", "--calls", str(args.calls),
+                                  *(["--sqlite"] if args.sqlite else [])], cwd=code,
                                  env={**os.environ, "PYTHONPATH": path}, check=True, capture_output=True, text=True)
             for line in out.stdout.splitlines():
                 print(f"{label:6} {line}", flush=True)
