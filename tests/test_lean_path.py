@@ -372,6 +372,7 @@ def test_fast_json_reads_what_the_sdk_reads(value):
 # change (updated_at, a note's created_at): times are normalised before comparing.
 WRITE_LIMIT = 200
 TIME = re.compile(rb"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")
+RETRY = re.compile(rb'("retry_after": |try again in )\d+')
 WRITE_CALLS = [
     ("update_opportunity", {"id": 1, "amount": "1234.50"}),
     ("update_opportunity", {"id": 1, "amount": "1234.50"}),  # nothing to change
@@ -427,13 +428,17 @@ def write_pair(tmp_path_factory):
 
 def agree_on_write(write_pair, body, headers: dict[str, str], token: str = "writer"):
     servers, tokens = write_pair
-    answers = []
+    answers, waits = [], []
     for server, own in zip(servers, tokens, strict=True):
         status, kept, content = exchange(server, json.dumps(body).encode(), {
             "Authorization": f"Bearer {own[token]}", "Content-Type": "application/json", "Accept": ACCEPT, **headers})
-        answers.append((status, kept, TIME.sub(b"<time>", content)))
+        # a 429's wait counts down: the second server may answer a second later (48563 s, then 48562 s)
+        waits.append(int(kept.get("retry-after", 0)))
+        kept = {**kept, "retry-after": "<wait>"} if "retry-after" in kept else kept
+        answers.append((status, kept, RETRY.sub(rb"\1<wait>", TIME.sub(b"<time>", content))))
     assert answers[0] == answers[1], f"lean {answers[0]}\n  sdk {answers[1]}\nfor {body} {headers}"
-    return answers[0]
+    assert abs(waits[0] - waits[1]) <= 1, waits
+    return answers[0][0], {**answers[0][1], **({"retry-after": str(waits[0])} if waits[0] else {})}, answers[0][2]
 
 
 def test_write_calls_agree_and_the_lean_path_serves_them(write_pair):
