@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from peewee import Tuple
 
-from poggio.db import database, utcnow, writing
+from poggio.db import database, delete_in_batches, utcnow
 from poggio.errors import InvalidInput
 from poggio.models import Activity, ApiToken, OAuthClient, OAuthGrant, Workspace
 
@@ -201,14 +201,5 @@ def prune(retention_days: int, now: dt.datetime | None = None, batch: int = 5000
     """Delete what is older than ``retention_days``, workspace by workspace and ``batch`` rows per
     statement over the (workspace, at) index: short write locks, no scan. Returns the rows deleted."""
     cutoff = (now or utcnow()) - dt.timedelta(days=retention_days)
-    deleted = 0
-    for (workspace_id,) in Workspace.select(Workspace.id).tuples():
-        while True:
-            with writing():
-                doomed = (Activity.select(Activity.id)
-                          .where((Activity.workspace == workspace_id) & (Activity.at < cutoff)).limit(batch))
-                count = Activity.delete().where(Activity.id.in_(doomed)).execute()
-            deleted += count
-            if count < batch:
-                break
-    return deleted
+    return sum(delete_in_batches(Activity, (Activity.workspace == workspace_id) & (Activity.at < cutoff), batch)
+               for (workspace_id,) in Workspace.select(Workspace.id).tuples())

@@ -259,6 +259,19 @@ def for_update(query, key=None):
     return query.for_update(of=query.model)  # the rows of the model asked for, not of what it joins
 
 
+def delete_in_batches(model, where, batch: int = 5000) -> int:
+    """Delete ``model``'s rows matching ``where``, ``batch`` at a time, each batch its own short write
+    transaction (a prune must not hold the write lock for long); returns how many went."""
+    deleted = 0
+    while True:
+        with writing():
+            doomed = model.select(model.id).where(where).limit(batch)
+            count = model.delete().where(model.id.in_(doomed)).execute()
+        deleted += count
+        if count < batch:
+            return deleted
+
+
 def write_later(sql: str, params) -> None:
     """Run a write whose result the caller does not need (no new id, no row count), in the caller's
     transaction. On PostgreSQL it is held back and sent with the transaction's next statement or

@@ -23,7 +23,7 @@ from peewee import JOIN, SQL, fn
 
 from poggio import audit, policy, scopes
 from poggio.audit import Actor
-from poggio.db import database, utcnow, writing
+from poggio.db import database, delete_in_batches, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, User, Workspace
 from poggio.prepared import execute
@@ -458,8 +458,8 @@ class OAuthService:
             (OAuthToken.access_expires_at < settled)
             & (OAuthToken.refresh_digest.is_null() | OAuthToken.revoked_at.is_null(False)
                | (OAuthToken.refreshed_at < spent)))
-        count = _delete_in_batches(OAuthCode, OAuthCode.expires_at < settled, batch)
-        count += _delete_in_batches(OAuthToken, unusable, batch)
+        count = delete_in_batches(OAuthCode, OAuthCode.expires_at < settled, batch)
+        count += delete_in_batches(OAuthToken, unusable, batch)
         with writing():
             count += self.forget_unused_clients(now)
         return count
@@ -532,15 +532,3 @@ class OAuthService:
         if found is None:
             raise NotFound(f"no OAuth client {text!r} in workspace {workspace.slug}")
         return found
-
-
-def _delete_in_batches(model, where, batch: int) -> int:
-    """Delete ``model``'s rows matching ``where``, ``batch`` at a time, each batch its own short write."""
-    deleted = 0
-    while True:
-        with writing():
-            doomed = model.select(model.id).where(where).limit(batch)
-            count = model.delete().where(model.id.in_(doomed)).execute()
-        deleted += count
-        if count < batch:
-            return deleted
