@@ -113,6 +113,35 @@ def postgres_demo(tmp: Path, monkeypatch, accounts: int):
         drop_instance(inst)
 
 
+def round_trips(monkeypatch) -> list:
+    """What each PostgreSQL round trip sends from now on, one entry per trip (:class:`poggio.db.HoldingCursor`):
+    a statement (with whatever was held ahead of it), held statements sent alone (ahead of
+    ``executemany`` or ``COPY``), a ``COPY``."""
+    from poggio.db import HoldingCursor
+
+    sent: list = []
+    execute, send_held, copy = HoldingCursor.execute, HoldingCursor._send_held, HoldingCursor.copy_expert
+
+    def counted_execute(self, query, vars=None):
+        sent.append(query)
+        return execute(self, query, vars)
+
+    def counted_send_held(self):
+        if self.connection.held:
+            sent.append(b";\n".join(self.connection.held))
+        send_held(self)
+
+    def counted_copy(self, sql, file, size=8192):
+        result = copy(self, sql, file, size)  # its held statements first, through counted_send_held
+        sent.append(sql)
+        return result
+
+    monkeypatch.setattr(HoldingCursor, "execute", counted_execute)
+    monkeypatch.setattr(HoldingCursor, "_send_held", counted_send_held)
+    monkeypatch.setattr(HoldingCursor, "copy_expert", counted_copy)
+    return sent
+
+
 def drop_instance(instance: Instance) -> None:
     if instance.backend == "postgres" and instance.pg_schema:
         if isinstance(database.obj, PooledDatabase):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from instances import PG_URL
+from instances import PG_URL, round_trips
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 from poggio.db import open_database
@@ -146,16 +146,8 @@ def _bound(monkeypatch):
 def held_db(monkeypatch):
     """A PostgreSQL database bound as the one the code uses, on one connection with a temporary
     table, and the list of what each round trip sent."""
-    from poggio import db as poggio_db
-
     db = _bound(monkeypatch)
-    trips: list[bytes | str] = []
-    execute, send_held = poggio_db.HoldingCursor.execute, poggio_db.HoldingCursor._send_held
-    monkeypatch.setattr(poggio_db.HoldingCursor, "execute",
-                        lambda self, query, vars=None: (execute(self, query, vars) if trips.append(query) is None
-                                                        else None))
-    monkeypatch.setattr(poggio_db.HoldingCursor, "_send_held",
-                        lambda self: send_held(self) if trips.append(b";".join(self.connection.held)) is None else None)
+    trips = round_trips(monkeypatch)
     try:
         with db.connection_context():
             db.execute_sql("CREATE TEMP TABLE held (id integer PRIMARY KEY, note text)")

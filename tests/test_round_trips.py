@@ -102,9 +102,7 @@ def test_a_write_tool_holds_back_what_it_does_not_read(tmp_path, monkeypatch, to
     result it does not read with the next one or its COMMIT (poggio.db.HoldingConnection): while
     update_opportunity holds the deal's row lock, every other writer of that deal waits out its round
     trips. Before: 8, 6, 5, 8, 9 and 7 round trips."""
-    from instances import postgres_demo
-
-    from poggio import db as poggio_db
+    from instances import postgres_demo, round_trips
 
     with postgres_demo(tmp_path / "instance", monkeypatch, accounts=5) as ws:
         registry = PackRegistry.load()
@@ -112,12 +110,7 @@ def test_a_write_tool_holds_back_what_it_does_not_read(tmp_path, monkeypatch, to
                                     token_kind="token")
         registry.tool(tool).run(ctx, arguments(1, ws))  # the first call prepares the statements planned once
         again = arguments(2, ws)
-        sent: list = []
-        execute, copy = poggio_db.HoldingCursor.execute, poggio_db.HoldingCursor.copy_expert
-        monkeypatch.setattr(poggio_db.HoldingCursor, "execute",
-                            lambda self, query, vars=None: sent.append(query) or execute(self, query, vars))
-        monkeypatch.setattr(poggio_db.HoldingCursor, "copy_expert",
-                            lambda self, sql, file, size=8192: sent.append(sql) or copy(self, sql, file, size))
+        sent = round_trips(monkeypatch)
         result = registry.tool(tool).run(ctx, again)
         monkeypatch.undo()
         assert result.data is not None
