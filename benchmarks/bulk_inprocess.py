@@ -28,9 +28,14 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 KINDS = ("accounts", "contacts", "opportunities")
 
 
+def account_domains(rng: random.Random, rows: int) -> list[str]:
+    """The domains of the generated accounts (their names are ``Company {i} Holdings``)."""
+    return [f"company{i}-{rng.randrange(10 ** 6)}.example" for i in range(rows)]
+
+
 def files(rows: int) -> dict[str, bytes]:
     rng = random.Random(1)
-    domains = [f"company{i}-{rng.randrange(10 ** 6)}.example" for i in range(rows)]
+    domains = account_domains(rng, rows)
     return {
         "accounts": ("domain,name,industry,employees,country,description\n" + "".join(
             f"{d},Company {i} Holdings,Software,{rng.randrange(1, 5000)},DE,Maker of things number {i}\n"

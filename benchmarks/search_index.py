@@ -27,19 +27,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bulk_inprocess import account_domains  # noqa: E402
 from poggio.search import words  # noqa: E402
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def accounts(count: int) -> list[tuple[int, list[str]]]:
-    """``(id, distinct words)`` of ``count`` accounts shaped as ``bulk_inprocess.py`` makes them."""
-    rng = random.Random(1)
-    rows = []
-    for i in range(count):
-        domain = f"company{i}-{rng.randrange(10**6)}.example"
-        rows.append((i + 1, list(dict.fromkeys(words(f"Company {i} Holdings") + words(domain)))))
-    return rows
+    """``(id, distinct words)`` of the ``count`` accounts that ``bulk_inprocess.py`` imports."""
+    return [(i + 1, list(dict.fromkeys(words(f"Company {i} Holdings") + words(domain))))
+            for i, domain in enumerate(account_domains(random.Random(1), count))]
 
 
 def best(runs: int, once, *args) -> float:
