@@ -6,10 +6,23 @@ from collections.abc import Iterator
 
 import pytest
 from instances import Instance, make_instance
+from processes import become_subreaper, leftovers
 
 from poggio.db import bind
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Every process a test started is gone when the session ends: one still running fails the
+    session, named by its command line (and is killed)."""
+    become_subreaper()
+    yield
+    left = leftovers()
+    if left:
+        pytest.fail("processes started by the tests were still running at the end:\n" + "\n".join(left),
+                    pytrace=False)
 
 
 @pytest.fixture

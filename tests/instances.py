@@ -160,7 +160,11 @@ class _ServiceProcess:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self._health = health
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()  # a server that never became ready is no fixture's to stop: stop it here
+            raise
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
