@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,11 +45,24 @@ class App:
 
     def db(self):
         if self._db is None:
-            from poggio.db import bind
+            from poggio.db import DatabaseUnavailable, connect
 
-            self._db = bind(self.settings.database_url)
-            self._db.connect(reuse_if_open=True)
+            try:
+                self._db = connect(self.settings.database_url)
+            except DatabaseUnavailable as exc:
+                raise click.ClickException(str(exc)) from None
         return self._db
+
+    def check_database(self) -> None:
+        """Open the database once and close it again: a server about to start fails here in one line,
+        not in a traceback of its own."""
+        from playhouse.pool import PooledDatabase
+
+        db = self.db()
+        db.close()
+        if isinstance(db, PooledDatabase):
+            db.close_all()
+        self._db = None
 
     def tokens(self):
         from poggio.tokens import TokenService
@@ -88,7 +100,24 @@ def friendly_errors(fn):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class PoggioGroup(click.Group):
+    """The command group: a database error no command expected ends in one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from peewee import DatabaseError
+
+        try:
+            return super().invoke(ctx)
+        except DatabaseError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if "no such table" in reason or ("relation" in reason and "does not exist" in reason):
+                raise click.ClickException(
+                    f"The database has no Poggio schema yet, or an older one ({reason}): run `poggio db upgrade`."
+                ) from None
+            raise click.ClickException(f"The database refused: {reason}. Check POGGIO_DATABASE_URL.") from None
+
+
+@click.group(cls=PoggioGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="poggio")
 def main() -> None:
     """Poggio: a sales workspace whose admins give outside software access over MCP."""
@@ -564,11 +593,15 @@ def pack() -> None:
               help="Where to create the project (default: ./poggio-NAME).")
 @friendly_errors
 def pack_new(name: str, directory: Path | None) -> None:
-    """Create a tool pack project NAME: pyproject.toml with the entry point, a tool, a test."""
-    from poggio.scaffold import create_pack
+    """Create a tool pack project NAME: pyproject.toml with the entry point, a tool, a test.
 
-    target = create_pack(name, directory or Path(f"poggio-{name.replace('_', '-')}"))
-    click.echo(f"Created the {name} tool pack in {target}. Next:\n"
+    NAME is the pack's name (crm_notes) or its distribution's (poggio-crm-notes, crm-notes)."""
+    from poggio.scaffold import create_pack, distribution_name, pack_name
+
+    pack = pack_name(name)
+    dist = distribution_name(pack)
+    target = create_pack(pack, directory or Path(dist))
+    click.echo(f"Created the {pack} tool pack (distribution {dist}, module poggio_{pack}) in {target}. Next:\n"
                f"  cd {target}\n  pip install -e '.[test]'\n  pytest\n  poggio packs list")
 
 
@@ -589,6 +622,7 @@ def _portal_argv(settings: Settings, host: str | None, port: int | None, workers
     return [sys.executable, "-m", "gunicorn", "portal:create_app()",
             "--bind", f"{host or settings.portal_host}:{port or settings.portal_port}",
             "--workers", str(workers), "--threads", "4", "--graceful-timeout", "10", "--access-logfile", "-",
+            "--config", "python:portal.gunicorn_conf",
             "--forwarded-allow-ips", ",".join(settings.trusted_proxies)]
 
 
@@ -630,6 +664,7 @@ def mcp_command(app: App, host: str | None, port: int | None, workers: int) -> N
             f"--workers {workers} needs POGGIO_REDIS_URL: without Redis each worker counts the rate limit "
             f"({s.rate_limit} per token) on its own, so a token could make {workers} times as many "
             "requests. Set POGGIO_REDIS_URL, or run one worker per process behind a load balancer.")
+    app.check_database()
     os.execv(sys.executable, _mcp_argv(app.settings, host, port, workers))
 
 
@@ -642,42 +677,29 @@ def portal_command(app: App, host: str | None, port: int | None, workers: int) -
     """Run the admin portal (gunicorn)."""
     s = app.settings
     _check_port_free(host or s.portal_host, port or s.portal_port, "POGGIO_PORTAL_PORT or --port")
+    app.check_database()
     os.execv(sys.executable, _portal_argv(app.settings, host, port, workers))
 
 
 @main.command("up")
 @pass_app
+@friendly_errors
 def up_command(app: App) -> None:
     """Run the portal on :8000 and the MCP server on :8001 together; Ctrl-C stops both cleanly."""
     from poggio.schema import upgrade
+    from poggio.supervise import Child, Supervisor
 
     s = app.settings
     _check_port_free(s.portal_host, s.portal_port, "POGGIO_PORTAL_PORT")
     _check_port_free(s.mcp_host, s.mcp_port, "POGGIO_MCP_PORT")
     app.db()
     upgrade(app.registry)
-    procs = [subprocess.Popen(_portal_argv(s, None, None, 1)), subprocess.Popen(_mcp_argv(s, None, None, 1))]
+    children = [
+        Child("portal", _portal_argv(s, None, None, 1), signal.SIGINT),  # gunicorn's quick shutdown
+        Child("MCP server", [*_mcp_argv(s, None, None, 1), "--timeout-graceful-shutdown", "3"], signal.SIGTERM),
+    ]
     click.echo(f"Portal: http://{s.portal_host}:{s.portal_port}/   MCP server: {s.mcp_public_url}   "
                "(Ctrl-C stops both)")
-
-    def stop(*_):
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.3)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    codes = [p.returncode for p in procs]
-    if any(c not in (0, -signal.SIGTERM, -signal.SIGINT) for c in codes):
-        raise SystemExit(1)
+    status = Supervisor(children, echo=lambda line: click.echo(line, err=True)).run()
+    if status:
+        raise SystemExit(status)

@@ -22,12 +22,14 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import parse_qs, urlsplit
 
-from peewee import DatabaseProxy, Model, OperationalError, SqliteDatabase, fn
+from peewee import DatabaseError, DatabaseProxy, Model, OperationalError, SqliteDatabase, fn
 from playhouse import db_url
 from playhouse.pool import PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
+
+from poggio.errors import PoggioError
 
 database = DatabaseProxy()
 log = logging.getLogger(__name__)
@@ -196,9 +198,59 @@ def open_database(url: str, *, max_connections: int = 32, statement_timeout: flo
 
 
 def bind(url: str, **kwargs):
-    """Bind the shared proxy to the database at ``url`` and return it."""
+    """Bind the shared proxy to the database at ``url`` and return it. The folder of a SQLite file is
+    created here (:class:`DatabaseUnavailable` when it cannot be)."""
+    _sqlite_folder(url)
     db = open_database(url, **kwargs)
     database.initialize(db)
+    return db
+
+
+class DatabaseUnavailable(PoggioError):
+    """The database cannot be opened: the message says why and which setting to change, in one line."""
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def _sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite database file (the instance folder, by default), as the database
+    itself is created on first use."""
+    parsed = urlsplit(url)
+    name = parsed.path[1:]  # as playhouse.db_url reads it
+    if not parsed.scheme.startswith("sqlite") or _in_memory(name):
+        return
+    folder = os.path.dirname(name)
+    if folder:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                f"Cannot create the folder {folder} for the SQLite database: {exc.strerror}. Set "
+                "POGGIO_INSTANCE_PATH to a folder Poggio may write to, or POGGIO_DATABASE_URL.") from None
+
+
+def connect(url: str, **kwargs):
+    """:func:`bind` the database at ``url`` and open a connection, or raise :class:`DatabaseUnavailable`
+    with a one-line reason that names the setting to change (for commands and servers starting up)."""
+    try:
+        db = bind(url, **kwargs)
+        db.connect(reuse_if_open=True)
+        db.execute_sql("SELECT 1")
+    except DatabaseUnavailable:
+        raise
+    except ValueError as exc:
+        raise DatabaseUnavailable(f"POGGIO_DATABASE_URL is not usable: {exc}.") from None
+    except (OperationalError, DatabaseError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"Cannot open the database {shown_url(url)}: {reason}. Check POGGIO_DATABASE_URL "
+            "(and, for the default SQLite file, that POGGIO_INSTANCE_PATH is a folder Poggio may write to).") from None
     return db
 
 

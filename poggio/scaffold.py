@@ -108,6 +108,25 @@ poggio packs list          # shows the {name} pack and its tools; `poggio mcp` s
 '''
 
 
+def pack_name(given: str) -> str:
+    """The pack name for what a person typed: the pack name itself (``crm_notes``) or its distribution
+    name (``poggio-crm-notes``, ``crm-notes``): a ``poggio-`` prefix dropped, ``-`` and ``.`` as ``_``,
+    lower case."""
+    name = given.strip().lower()
+    for prefix in ("poggio-", "poggio_"):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            name = name[len(prefix):]
+    name = re.sub(r"[-.]+", "_", name)
+    if not _NAME.fullmatch(name):
+        raise InvalidInput("name", f"{given!r} is not a pack name: 1-30 characters of a-z, 0-9, _ and -, "
+                                   "starting with a letter (a poggio- prefix is dropped)")
+    return name
+
+
+def distribution_name(name: str) -> str:
+    return f"poggio-{name.replace('_', '-')}"
+
+
 def create_pack(name: str, directory: Path) -> Path:
     """Write the project of pack ``name`` into ``directory`` (which must not exist yet, or be empty)."""
     if not _NAME.fullmatch(name):
@@ -117,7 +136,7 @@ def create_pack(name: str, directory: Path) -> Path:
     if directory.exists() and any(directory.iterdir()):
         raise InvalidInput("directory", f"{directory} already exists and is not empty")
     module = f"poggio_{name}"
-    values = {"name": name, "module": module, "dist": f"poggio-{name.replace('_', '-')}",
+    values = {"name": name, "module": module, "dist": distribution_name(name),
               "title": name.replace("_", " ").title(), "poggio_version": __version__}
     files = {
         "pyproject.toml": PYPROJECT, "README.md": README,

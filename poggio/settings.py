@@ -111,18 +111,23 @@ def _read_config_file(instance: Path) -> dict[str, object]:
 def _secret_key(instance: Path) -> str:
     """The installation's secret key, created once in the instance folder when none is configured."""
     path = instance / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    instance.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    # O_EXCL: when two processes start at once, one writes and the other reads what it wrote.
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key)
-    return key
+        if path.exists():
+            return path.read_text().strip()
+        instance.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        # O_EXCL: when two processes start at once, one writes and the other reads what it wrote.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+    except OSError as exc:
+        raise SettingsError(
+            f"Cannot keep the secret key in {path}: {exc.strerror}. Set POGGIO_SECRET_KEY, or "
+            "POGGIO_INSTANCE_PATH to a folder Poggio may write to.") from None
 
 
 def load_settings(env: dict[str, str] | None = None, instance_path: Path | str | None = None) -> Settings:

@@ -254,19 +254,60 @@ def test_mcp_and_portal_commands_serve(instance):
         assert portal.wait(timeout=20) == 0
 
 
-def test_up_runs_both_and_stops_cleanly_on_ctrl_c(instance):
+def _open_connections(portal_port: int, mcp_port: int) -> list:
+    """What a browser and a client leave open after use: a keep-alive connection to each server, and
+    a socket a browser opened in advance to the portal and never sent a request on."""
+    import socket
+
+    portal, mcp = httpx.Client(), httpx.Client()
+    assert portal.get(f"http://127.0.0.1:{portal_port}/sign-in").status_code == 200
+    assert mcp.get(f"http://127.0.0.1:{mcp_port}/healthz").status_code == 200
+    preconnected = socket.create_connection(("127.0.0.1", portal_port))
+    # the portal's worker has taken the preconnected socket once another request gets through after it
+    assert httpx.get(f"http://127.0.0.1:{portal_port}/healthz").status_code == 200
+    return [portal, mcp, preconnected]
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigint-ignored-at-start", "sigterm", "sigkill"])
+def test_up_runs_both_and_stops_them_within_3_s(instance, how):
+    """``poggio up`` stops both servers within 3 s after use, however it is stopped: Ctrl-C (SIGINT to
+    its process group, as a terminal sends it), SIGINT to it alone when it was started with SIGINT
+    ignored (a shell's background job), SIGTERM; and killed outright, its servers die with it."""
+    from processes import descendants, wait_gone
+
     portal_port, mcp_port = free_port(), free_port()
     env = {**os.environ, **instance.env, "POGGIO_PORTAL_PORT": str(portal_port), "POGGIO_MCP_PORT": str(mcp_port)}
-    up = _poggio("up", env=env)
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if how == "sigint-ignored-at-start" \
+        else None
+    up = subprocess.Popen([sys.executable, "-m", "poggio", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, process_group=0, preexec_fn=ignore_sigint)
+    servers: list[int] = []
     try:
         _wait_http(f"http://127.0.0.1:{mcp_port}/healthz", up)
         _wait_http(f"http://127.0.0.1:{portal_port}/healthz", up)
-    finally:
-        up.send_signal(signal.SIGINT)
+        servers = descendants(up.pid)
+        assert len(servers) >= 3, servers  # gunicorn, its worker, uvicorn
+        connections = _open_connections(portal_port, mcp_port)
+        started = time.monotonic()
+        if how == "ctrl-c":
+            os.killpg(up.pid, signal.SIGINT)
+        else:
+            up.send_signal({"sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}.get(how, signal.SIGINT))
         code = up.wait(timeout=30)
+        left = wait_gone(servers, timeout=30)
+        took = time.monotonic() - started
+        for connection in connections:
+            connection.close()
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        wait_gone(servers, timeout=10)
     output = up.stdout.read()
-    assert code == 0, output
-    assert "Traceback" not in output
+    assert not left, f"still running after {how}: {left}\n{output}"
+    assert took < 3, f"{how} took {took:.1f} s to stop both servers:\n{output}"
+    assert code == (-signal.SIGKILL if how == "sigkill" else 0), output
+    assert "Traceback" not in output and "[ERROR]" not in output and "SIGKILL" not in output, output
     for port in (portal_port, mcp_port):
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
@@ -332,3 +373,82 @@ def test_activity_export_writes_lists_the_changes_of_write_tools(run):
     header, row = csv_out.splitlines()[:2]
     assert header == "at,actor,kind,subject_id,tool,target,before,after" and "update_account" in row
     assert '""name"": ""Example Corp""' in row  # before and after as JSON in their cells
+
+
+def _bare_env(**extra: str) -> dict[str, str]:
+    """A deployment's environment: no POGGIO_ setting of the test instance, only what is given."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("POGGIO_")}, **extra}
+
+
+def test_commands_create_the_instance_folder_they_need(tmp_path):
+    """With POGGIO_SECRET_KEY set (as a deployment sets it), nothing else creates the instance folder:
+    the commands that open the default SQLite database create it."""
+    env = _bare_env(POGGIO_SECRET_KEY="a-deployment-secret")
+    upgrade = subprocess.run([sys.executable, "-m", "poggio", "db", "upgrade"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert (tmp_path / "instance" / "poggio.db").exists()
+    assert not (tmp_path / "instance" / "secret_key").exists()
+    nested = tmp_path / "a" / "b"
+    created = subprocess.run([sys.executable, "-m", "poggio", "workspace", "create", "acme", "--name", "Acme"],
+                             cwd=tmp_path, env={**env, "POGGIO_INSTANCE_PATH": str(nested)},
+                             capture_output=True, text=True, timeout=120)
+    assert created.returncode == 1 and "Traceback" not in created.stderr  # no schema yet: said in one line
+    assert (nested / "poggio.db").exists()
+
+
+@pytest.mark.parametrize("case", ["unwritable-instance", "instance-under-a-file", "sqlite-folder-unwritable",
+                                  "postgres-unreachable", "not-a-url"])
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["token", "list", "--workspace", "acme"], ["mcp"], ["up"]],
+                         ids=["db-upgrade", "token-list", "mcp", "up"])
+def test_a_database_that_cannot_be_opened_is_one_line(tmp_path, case, command):
+    """A missing or read-only folder, or a database URL that cannot be opened: one line that says what
+    and which setting to change, exit status 1, never a traceback."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    env = _bare_env(POGGIO_PORTAL_PORT=str(free_port()), POGGIO_MCP_PORT=str(free_port()))
+    setting = {
+        # /proc takes no new folders, even from root
+        "unwritable-instance": ("POGGIO_INSTANCE_PATH", {"POGGIO_INSTANCE_PATH": "/proc/poggio-instance"}),
+        "instance-under-a-file": ("POGGIO_INSTANCE_PATH", {"POGGIO_INSTANCE_PATH": str(a_file / "instance"),
+                                                           "POGGIO_SECRET_KEY": "k"}),
+        "sqlite-folder-unwritable": ("POGGIO_DATABASE_URL", {"POGGIO_DATABASE_URL": "sqlite:////proc/poggio/p.db",
+                                                             "POGGIO_SECRET_KEY": "k"}),
+        "postgres-unreachable": ("POGGIO_DATABASE_URL", {
+            "POGGIO_DATABASE_URL": f"postgresql://poggio:hunter2@127.0.0.1:{free_port()}/poggio",
+            "POGGIO_SECRET_KEY": "k"}),
+        "not-a-url": ("POGGIO_DATABASE_URL", {"POGGIO_DATABASE_URL": "poggio.db", "POGGIO_SECRET_KEY": "k"}),
+    }[case]
+    result = subprocess.run([sys.executable, "-m", "poggio", *command], cwd=tmp_path, env={**env, **setting[1]},
+                            capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output and setting[0] in output, output
+    assert len(output.strip().splitlines()) == 1, output
+    assert "hunter2" not in output
+
+
+@pytest.mark.parametrize("typed,pack,folder", [
+    ("crm_notes", "crm_notes", "poggio-crm-notes"),
+    ("my-pack", "my_pack", "poggio-my-pack"),
+    ("poggio-forecast", "forecast", "poggio-forecast"),
+    ("Poggio-Sales.Weather", "sales_weather", "poggio-sales-weather"),
+])
+def test_pack_new_takes_the_pack_or_the_distribution_name(tmp_path, monkeypatch, typed, pack, folder):
+    """A person types the distribution name as often as the pack name: both make the same pack, and
+    the command says what it made."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["pack", "new", typed])
+    assert result.exit_code == 0, result.output
+    assert f"Created the {pack} tool pack (distribution {folder}, module poggio_{pack}) in {folder}" in result.output
+    pyproject = (tmp_path / folder / "pyproject.toml").read_text()
+    assert f'name = "{folder}"' in pyproject and f'{pack} = "poggio_{pack}"' in pyproject
+    assert (tmp_path / folder / f"poggio_{pack}" / "__init__.py").exists()
+
+
+@pytest.mark.parametrize("typed", ["9lives", "-", "a b", "x" * 31, "crm/notes"])
+def test_pack_new_refuses_what_is_no_pack_name_in_one_line(tmp_path, monkeypatch, typed):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["pack", "new", typed])
+    assert result.exit_code == 1 and "is not a pack name" in result.output and "Traceback" not in result.output
+    assert not any(tmp_path.iterdir())
