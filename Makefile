@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test test-fast lint install system-deps node-tools clean
 
+# A half-made .venv (no working pip) is made again, never reused; python3-venv is installed if missing (root).
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@bash scripts/system/python-venv.sh $(PYTHON) $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
@@ -20,12 +21,10 @@ run: install
 	$(VENV)/bin/poggio demo
 	$(VENV)/bin/poggio up
 
-## Debian packages the browser tests need (Chromium; no browser download). Needs root, once.
-system-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
-	  else echo "Chromium is missing: run 'sudo apt-get install chromium' (browser tests need /usr/bin/chromium)"; exit 1; fi; \
-	fi
+## What the whole suite needs from Debian: Chromium, npm, PostgreSQL and Redis. As root it installs and starts
+## what is missing (and changes nothing where all is there); anyone else is told what to install.
+system-deps: install
+	@PY=$(PY) bash scripts/system/test-deps.sh
 
 ## Node 22 and the MCP client tools from the npm registry, cached under build/.
 node-tools:
