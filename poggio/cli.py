@@ -606,6 +606,13 @@ def pack_new(name: str, directory: Path | None) -> None:
 
 
 # -- servers -----------------------------------------------------------------------------------------------
+# How long both servers keep an idle connection open: longer than clients keep theirs in their pools
+# (httpx 5 s, Node 4-5 s), so a client never sends a request on a connection the server is closing at
+# that moment (it would get a read error, and a POST is not retried). uvicorn's default is 5 s and
+# gunicorn's 2 s.
+KEEP_ALIVE_SECONDS = 30
+
+
 def _mcp_argv(settings: Settings, host: str | None, port: int | None, workers: int) -> list[str]:
     # Forwarded headers only from POGGIO_TRUSTED_PROXIES; uvicorn's own default trusts 127.0.0.1.
     proxies = (["--proxy-headers", "--forwarded-allow-ips", ",".join(settings.trusted_proxies)]
@@ -613,6 +620,7 @@ def _mcp_argv(settings: Settings, host: str | None, port: int | None, workers: i
     return [sys.executable, "-m", "uvicorn", "mcp_server.app:create_app", "--factory",
             "--host", host or settings.mcp_host, "--port", str(port or settings.mcp_port),
             "--workers", str(workers), "--no-server-header", "--timeout-graceful-shutdown", "10",
+            "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS),
             "--log-level", "warning", *proxies]
 
 
@@ -622,6 +630,7 @@ def _portal_argv(settings: Settings, host: str | None, port: int | None, workers
     return [sys.executable, "-m", "gunicorn", "portal:create_app()",
             "--bind", f"{host or settings.portal_host}:{port or settings.portal_port}",
             "--workers", str(workers), "--threads", "4", "--graceful-timeout", "10", "--access-logfile", "-",
+            "--keep-alive", str(KEEP_ALIVE_SECONDS),
             "--config", "python:portal.gunicorn_conf",
             "--forwarded-allow-ips", ",".join(settings.trusted_proxies)]
 

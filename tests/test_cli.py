@@ -452,3 +452,29 @@ def test_pack_new_refuses_what_is_no_pack_name_in_one_line(tmp_path, monkeypatch
     result = CliRunner().invoke(main, ["pack", "new", typed])
     assert result.exit_code == 1 and "is not a pack name" in result.output and "Traceback" not in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_both_servers_keep_an_idle_connection_longer_than_clients_pool_it(instance):
+    """A client (httpx: 5 s) reuses a pooled connection that was idle for a while: the server must not
+    be closing it at that moment (a POST on it would fail with a read error, and is not retried)."""
+    import socket
+
+    from instances import PortalProcess, ServerProcess
+
+    servers = [ServerProcess(instance)]
+    try:
+        servers.append(PortalProcess(instance))
+        sockets = []
+        for server in servers:
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert b" 200 " in sock.recv(65536).split(b"\r\n")[0] + b" "
+            sockets.append(sock)
+        time.sleep(6)  # the idle time is what is tested: longer than httpx keeps a connection in its pool
+        for sock in sockets:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200"), "the server closed an idle connection after <6 s"
+            sock.close()
+    finally:
+        for server in servers:
+            server.stop()
