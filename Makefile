@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Test processes side by side (pytest-xdist); a test file stays in one process, with its module fixtures.
+TEST_WORKERS ?= 3
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: run test test-fast lint install system-deps node-tools clean
 
@@ -36,11 +39,11 @@ lint: install
 
 ## The whole suite: lint, unit, MCP end to end on SQLite and PostgreSQL, portal in Chromium, real MCP clients, reliability.
 test: install system-deps node-tools lint
-	$(PY) -m pytest
+	$(PYTEST)
 
 ## Quick loop while developing: no browser, no Node clients, no long reliability runs, no PostgreSQL or Redis.
 test-fast: install lint
-	$(PY) -m pytest -m "not browser and not clients and not slow and not postgres and not redis"
+	$(PYTEST) -m "not browser and not clients and not slow and not postgres and not redis"
 
 clean:
 	rm -rf build test-artifacts .pytest_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from instances import Instance, make_instance
@@ -37,3 +38,24 @@ def instance(tmp_path, monkeypatch) -> Iterator[Instance]:
     db.connect(reuse_if_open=True)
     yield inst
     db.close()
+
+
+# -- the MCP clients' section of the terminal summary (the `report` fixture is in tests/clients) ---------
+CLIENT_TESTS = Path(__file__).resolve().parent / "clients"
+_results: list[tuple[str, str, str]] = []
+
+
+def pytest_runtest_logreport(report):
+    if Path(report.fspath).resolve().parent != CLIENT_TESTS:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        lines = [value for key, value in report.user_properties if key == "report"]
+        _results.append((report.outcome.upper(), report.nodeid.split("::", 1)[-1], "; ".join(lines)))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _results:
+        return
+    terminalreporter.section("MCP clients against a running Poggio")
+    for outcome, test, detail in _results:
+        terminalreporter.write_line(f"{outcome:7} {test}" + (f"\n        {detail}" if detail else ""))
