@@ -383,8 +383,10 @@ class OAuthService:
             body["refresh_token"] = refresh_token
         return body
 
-    def spend_refresh(self, presented: str | None, client: OAuthClient) -> OAuthToken | None:
-        """The token row whose refresh token this is, spent now (rotation: each works once). A refresh
+    def find_refresh(self, presented: str | None, client: OAuthClient) -> OAuthToken | None:
+        """The live token row whose refresh token this is, not spent yet: nothing changes here, so a
+        request the token endpoint then refuses (a scope beyond the grant, another resource) leaves
+        the refresh token as it was; :meth:`rotate` spends it when the new pair is issued. A refresh
         token presented after it was spent revokes its whole grant and raises :class:`RefreshReused`."""
         if not presented or not well_formed(presented, REFRESH_PREFIX):
             return None
@@ -397,15 +399,25 @@ class OAuthService:
             return None
         if grant.expires_at is not None and grant.expires_at <= utcnow():
             return None
+        if row.refreshed_at is not None:
+            self._refresh_reused(grant, client)
+        return row
+
+    def rotate(self, row: OAuthToken, client: OAuthClient) -> dict:
+        """Spend the refresh token of ``row`` (once, atomically) and issue the grant's new pair: the
+        token endpoint's answer. Spent already (a concurrent request won): :class:`RefreshReused`."""
         with writing():
             spent = (OAuthToken.update(refreshed_at=utcnow())
                      .where((OAuthToken.id == row.id) & OAuthToken.refreshed_at.is_null()).execute())
-        if not spent:
-            self.revoke_grant(grant, Actor(label="system"), "refresh token reused")
-            audit.record("oauth.refresh_reused", Actor(label="system"), grant.workspace_id,
-                         target=client.name, grant_id=grant.id, client_id=client.client_id)
-            raise RefreshReused()
-        return row
+            if spent:
+                return self.issue_tokens(row.grant)
+        self._refresh_reused(row.grant, client)
+
+    def _refresh_reused(self, grant: OAuthGrant, client: OAuthClient):
+        self.revoke_grant(grant, Actor(label="system"), "refresh token reused")
+        audit.record("oauth.refresh_reused", Actor(label="system"), grant.workspace_id,
+                     target=client.name, grant_id=grant.id, client_id=client.client_id)
+        raise RefreshReused()
 
     def revoke_grant(self, grant: OAuthGrant, actor: Actor, reason: str = "revoked") -> None:
         with writing():

@@ -23,6 +23,7 @@ from authlib.oauth2.rfc6749 import ClientMixin, grants
 from authlib.oauth2.rfc6749.errors import (
     InvalidGrantError,
     InvalidRequestError,
+    InvalidScopeError,
     OAuth2Error,
 )
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -58,6 +59,7 @@ from portal.forms import ActionForm
 log = logging.getLogger(__name__)
 bp = Blueprint("oauth", __name__)
 CONSENT_MAX_AGE = 30 * 60  # seconds a consent page may stay open before its approval is refused
+REUSED = "This refresh token was already used. For safety the app's access has been revoked; connect it again."
 
 
 class InvalidTargetError(OAuth2Error):
@@ -146,7 +148,7 @@ class Code:
 
 
 class Refresh:
-    """A spent refresh token's row, for Authlib's refresh grant."""
+    """A refresh token's row (not spent yet: :func:`_save_token` spends it), for Authlib's refresh grant."""
 
     def __init__(self, row):
         self.row = row
@@ -232,17 +234,23 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token):
         try:
-            row = service().spend_refresh(refresh_token, self.request.client.row)
+            row = service().find_refresh(refresh_token, self.request.client.row)
         except RefreshReused:
-            raise InvalidGrantError("This refresh token was already used. For safety the app's access has "
-                                    "been revoked; connect it again.") from None
+            raise InvalidGrantError(REUSED) from None
         return Refresh(row) if row is not None else None
+
+    def _validate_token_scope(self, token):
+        try:
+            super()._validate_token_scope(token)
+        except InvalidScopeError:
+            raise InvalidScopeError(f"This app was granted '{token.get_scope()}'; a refresh may ask for no more. "
+                                    "To get more, send the person through authorization again.") from None
 
     def authenticate_user(self, refresh_token):
         return refresh_token.row.grant.user_id or True  # a grant outlives its approver's account
 
     def revoke_old_credential(self, refresh_token):
-        """Nothing to do: the refresh token was spent when it was accepted."""
+        """Nothing to do: the refresh token was spent when its new pair was issued (:func:`_save_token`)."""
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
@@ -317,7 +325,13 @@ def _save_token(token: dict, req) -> None:
         if grant is None:
             raise InvalidGrantError("Invalid 'code' in request.")
     elif req.payload.grant_type == "refresh_token":
-        grant = req.refresh_token.row.grant
+        # spent only now, once every check passed: a refused refresh leaves the token usable
+        try:
+            token.update(svc.rotate(req.refresh_token.row, req.client.row))
+        except RefreshReused:
+            raise InvalidGrantError(REUSED) from None
+        token.pop("_refresh", None)
+        return
     else:  # client_credentials
         grant = svc.standing_grant(req.client.row)
         if grant is None:

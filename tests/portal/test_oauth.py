@@ -252,6 +252,31 @@ def test_refresh_reuse_revokes_the_grant(app_client):
     assert "oauth.refresh_reused" in [e.action for e in AuditEvent.select()]
 
 
+def refresh(client, client_id: str, refresh_token: str, **extra):
+    return client.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token,
+                                             "client_id": client_id, **extra})
+
+
+@pytest.mark.parametrize("extra, error, said", [
+    ({"scope": "accounts:write"}, "invalid_scope", "was granted 'accounts:read'"),  # more than was granted
+    ({"resource": "https://other.example/mcp"}, "invalid_target", "not for https://other.example/mcp"),
+])
+def test_a_refused_refresh_does_not_spend_the_refresh_token(app_client, extra, error, said):
+    """A refresh refused for its scope or its resource issues nothing and spends nothing: the app
+    retries correctly and gets its new pair, not a revoked grant and a false refresh_reused."""
+    admin, reg = app_client
+    tokens = full_flow(admin, reg["client_id"], packs=("accounts",))
+    refused = refresh(admin.client, reg["client_id"], tokens["refresh_token"], **extra)
+    assert refused.status_code == 400 and refused.get_json()["error"] == error
+    assert said in refused.get_json()["error_description"]
+    assert OAuthToken.select().count() == 1 and OAuthToken.get().refreshed_at is None
+    retried = refresh(admin.client, reg["client_id"], tokens["refresh_token"], resource=MCP)
+    assert retried.status_code == 200, retried.get_json()
+    assert OAuthGrant.get().revoked_at is None
+    assert OAuthService().verify_access(retried.get_json()["access_token"], MCP).kind == "grant"
+    assert "oauth.refresh_reused" not in [e.action for e in AuditEvent.select()]
+
+
 def test_rows_no_longer_of_use_are_pruned(app, app_client):
     """Every refresh leaves a spent row and every client_credentials request a row: pruning keeps
     what can still let someone in or catch a replay, and nothing else (see OAuthService.prune)."""
