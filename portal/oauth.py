@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
 from authlib.oauth2.rfc6749.errors import (
@@ -349,7 +350,21 @@ def _query_client(client_id):
     return Client(row) if row is not None else None
 
 
-authorization = AuthorizationServer()
+class PoggioAuthorizationServer(AuthorizationServer):
+    """Authlib's server, with RFC 9207's ``iss`` in every authorization response: every redirect
+    back to the app (the code, and every error: access_denied, invalid_scope, ...) names the
+    issuer, so an app that talks to several authorization servers knows whose answer it holds
+    (a mix-up attack hands it another's). The token and registration endpoints never redirect;
+    the sign-in redirect is Flask-Login's, not an authorization response, and is left alone."""
+
+    def handle_response(self, status_code, payload, headers):
+        response = super().handle_response(status_code, payload, headers)
+        if 300 <= status_code < 400 and response.location:
+            response.location = add_params_to_uri(response.location, {"iss": issuer()})
+        return response
+
+
+authorization = PoggioAuthorizationServer()
 
 
 def init_app(app) -> None:
@@ -384,6 +399,7 @@ def metadata() -> dict:
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "scopes_supported": scopes,
         "client_id_metadata_document_supported": True,
+        "authorization_response_iss_parameter_supported": True,  # RFC 9207
         "service_documentation": f"{base}/",
     }
 

@@ -21,6 +21,7 @@ from poggio.models import AuditEvent, OAuthClient, OAuthCode, OAuthGrant, OAuthT
 from poggio.oauth import OAuthService
 
 MCP = "http://127.0.0.1:8001/mcp"
+ISSUER = "http://127.0.0.1:8000"
 REDIRECT = "http://127.0.0.1:9999/callback"
 
 
@@ -94,6 +95,7 @@ def test_authorization_server_metadata(client):
         assert meta[key] == "http://127.0.0.1:8000" + path
     assert meta["code_challenge_methods_supported"] == ["S256"]
     assert meta["client_id_metadata_document_supported"] is True
+    assert meta["authorization_response_iss_parameter_supported"] is True  # RFC 9207
     assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
     assert meta["scopes_supported"] == ["accounts:read", "accounts:write", "contacts:read", "contacts:write",
                                       "revenue:read", "revenue:write"]
@@ -397,6 +399,35 @@ def test_bad_authorization_requests_go_back_to_the_app_with_an_error(app_client,
     assert OAuthCode.select().count() == 0
 
 
+@pytest.mark.parametrize("extra, error", [
+    ({}, None),  # approved: the code
+    ({"decision": "deny"}, "access_denied"),
+    ({"resource": "https://other.example/mcp"}, "invalid_target"),
+    ({"code_challenge": None}, "invalid_request"),
+    ({"scope": "accounts:delete"}, "invalid_scope"),
+    ({"response_type": "token"}, "unsupported_response_type"),
+])
+def test_every_authorization_response_names_the_issuer(app_client, extra, error):
+    """RFC 9207: every redirect back to the app, the code and each error alike, carries ``iss`` (an
+    app talking to several servers tells whose answer it holds: mix-up attacks)."""
+    admin, reg = app_client
+    _, challenge = pkce()
+    decision = extra.pop("decision", "approve")
+    url = authorize_url(reg["client_id"], challenge, **extra)
+    if error in (None, "access_denied"):
+        fields = consent_fields(admin.get(url).get_data(as_text=True))
+        response = admin.post(url, {**fields, "decision": decision, "packs": ["accounts"], "lifetime": "90"})
+    else:
+        response = admin.get(url)
+    params = redirected(response)
+    assert params["iss"] == ISSUER and params["state"] == "st4te"
+    assert params.get("error") == error and ("code" in params) == (error is None)
+    # once only, and the sign-in redirect of the portal itself is left alone
+    assert response.headers["Location"].count("iss=") == 1
+    signed_out = admin.client.application.test_client().get(url)
+    assert "/sign-in" in signed_out.headers["Location"] and "iss=" not in signed_out.headers["Location"]
+
+
 def test_token_for_another_resource_is_refused_at_the_token_endpoint(app_client):
     admin, reg = app_client
     verifier, challenge = pkce()
@@ -412,7 +443,8 @@ def test_deny_redirects_access_denied_and_grants_nothing(app_client):
     url = authorize_url(reg["client_id"], challenge)
     fields = consent_fields(admin.get(url).get_data(as_text=True))
     params = redirected(admin.post(url, {**fields, "decision": "deny"}))
-    assert params == {"error": "access_denied", "state": "st4te", **({"error_description": params["error_description"]}
+    assert params == {"error": "access_denied", "state": "st4te", "iss": ISSUER,
+                      **({"error_description": params["error_description"]}
                                                                      if "error_description" in params else {})}
     assert OAuthCode.select().count() == 0 and OAuthGrant.select().count() == 0
     denied = AuditEvent.get(AuditEvent.action == "oauth.denied")
