@@ -35,6 +35,7 @@ ACTIONS = {
     "oauth.denied": "App denied",
     "oauth.code_reused": "Authorization code reused",
     "oauth.refresh_reused": "Refresh token reused: app disconnected",
+    "oauth.scope_added": "Connected app given more access",
     "oauth.grant_revoked": "App disconnected",
     "data.written": "Changed by a tool",
 }

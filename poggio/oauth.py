@@ -101,6 +101,11 @@ def packs_of_scope(scope: str | None, known: set[str]) -> dict[str, str]:
     return scopes.of_oauth_scope(scope, known)
 
 
+def widened(granted: str | None, added: str | None) -> str:
+    """The stored scope text of ``granted`` with ``added`` (each pack at the higher of its levels)."""
+    return scopes.format_levels(scopes.parse(f"{granted or ''},{added or ''}") or {}) or ""
+
+
 def pack_set(text: str | None) -> frozenset[str]:
     """The packs a stored scope text names, whatever their level."""
     return frozenset(scopes.parse(text) or ())
@@ -308,22 +313,40 @@ class OAuthService:
     # -- authorization codes ---------------------------------------------------------------
     def issue_code(self, *, code: str, client: OAuthClient, user: User, workspace: Workspace, packs,
                    redirect_uri: str, resource: str, code_challenge: str, code_challenge_method: str,
-                   grant_days: int | None, actor: Actor) -> None:
+                   grant_days: int | None, actor: Actor, adds_to: OAuthGrant | None = None) -> None:
         """Store the digest of ``code``, the approval it carries (``packs``: ``{pack: level}``, or pack
-        names to read) and its PKCE challenge."""
+        names to read) and its PKCE challenge. ``adds_to``: the app's connected grant in this
+        workspace, which the code widens (step-up) rather than creating another: it carries the
+        grant's scope with the approved one added, and the grant's own expiry."""
         now = utcnow()
         packs = scopes.format_levels(packs if isinstance(packs, dict) else {p: READ for p in packs})
+        expires_at = policy.cap(workspace, None if grant_days is None else now + dt.timedelta(days=grant_days), now)
+        detail = {"lasts_days": grant_days if grant_days else "until revoked"}
+        if adds_to is not None:
+            packs = widened(adds_to.packs, packs)
+            expires_at = adds_to.expires_at
+            detail = {"adds_to_grant": adds_to.id, "granted_before": adds_to.packs}
         with writing():
             OAuthCode.create(
                 digest=self._digest(code), client=client, user=user, workspace=workspace,
                 packs=packs, redirect_uri=redirect_uri, resource=normalise_resource(resource),
                 code_challenge=code_challenge, code_challenge_method=code_challenge_method,
-                grant_expires_at=policy.cap(
-                    workspace, None if grant_days is None else now + dt.timedelta(days=grant_days), now),
-                expires_at=now + dt.timedelta(seconds=self.code_seconds),
+                grant_expires_at=expires_at, expires_at=now + dt.timedelta(seconds=self.code_seconds),
+                grant=adds_to,
             )
             audit.record("oauth.approved", actor, workspace, target=client.name, client_id=client.client_id,
-                         packs=packs, lasts_days=grant_days if grant_days else "until revoked")
+                         packs=packs, **detail)
+
+    def connected_grant(self, client: OAuthClient, workspace: Workspace | None) -> OAuthGrant | None:
+        """The live grant an admin approved for ``client`` in ``workspace`` (the newest, if the app
+        was connected more than once), which a new approval adds to: None if there is none."""
+        if workspace is None:
+            return None
+        return (OAuthGrant.select()
+                .where((OAuthGrant.client == client.id) & (OAuthGrant.workspace == workspace.id)
+                       & OAuthGrant.user.is_null(False) & OAuthGrant.revoked_at.is_null()
+                       & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > utcnow())))
+                .order_by(OAuthGrant.id.desc()).first())
 
     def find_code(self, code: str | None, client: OAuthClient) -> OAuthCode | None:
         """The unused, unexpired code issued to ``client``. A code presented a second time revokes the
@@ -344,17 +367,38 @@ class OAuthService:
         return row
 
     def grant_from_code(self, code: OAuthCode) -> OAuthGrant | None:
-        """Spend the code (once, atomically) and create the grant it approved."""
+        """Spend the code (once, atomically) and create the grant it approved, or widen the grant it
+        adds to (None, nothing granted, if that grant was revoked or expired meanwhile)."""
         with writing():
             spent = (OAuthCode.update(used_at=utcnow())
                      .where((OAuthCode.id == code.id) & OAuthCode.used_at.is_null()).execute())
             if not spent:
                 return None
+            if code.grant_id is not None:
+                return self._widen(code)
             # the policy may have tightened since the approval: it decides
             expires_at = policy.cap(Workspace.get_by_id(code.workspace_id), code.grant_expires_at)
             grant = OAuthGrant.create(workspace=code.workspace_id, client=code.client_id, user=code.user_id,
                                       packs=code.packs, resource=code.resource, expires_at=expires_at)
             OAuthCode.update(grant=grant).where(OAuthCode.id == code.id).execute()
+        return grant
+
+    def _widen(self, code: OAuthCode) -> OAuthGrant | None:
+        """The step-up: the connected grant gains the scope its admin just approved (the same app in
+        Settings, its tokens and its expiry as they were); on record as ``oauth.scope_added``."""
+        grant = OAuthGrant.get_by_id(code.grant_id)
+        now = utcnow()
+        if grant.revoked_at is not None or (grant.expires_at is not None and grant.expires_at <= now):
+            return None
+        before = grant.packs
+        after = widened(before, code.packs)
+        if after != before:
+            OAuthGrant.update(packs=after).where(OAuthGrant.id == grant.id).execute()
+            grant.packs = after
+            client = OAuthClient.get_by_id(code.client_id)
+            audit.record("oauth.scope_added", Actor(User.get_by_id(code.user_id)), code.workspace_id,
+                         target=client.name, client_id=client.client_id, grant_id=grant.id,
+                         granted_before=before, granted_now=after)
         return grant
 
     # -- tokens ----------------------------------------------------------------------------

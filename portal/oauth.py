@@ -38,11 +38,11 @@ from limits import parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from poggio import audit
+from poggio import audit, scopes
 from poggio.audit import Actor
 from poggio.db import utcnow
 from poggio.errors import InvalidInput
-from poggio.models import Membership, OAuthClient, OAuthCode, User, Workspace
+from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, User, Workspace
 from poggio.oauth import (
     OAuthService,
     RefreshReused,
@@ -169,6 +169,7 @@ class Approval:
     workspace: Workspace
     packs: dict[str, str]  # {pack: "read" | "write"}
     days: int | None
+    adds_to: OAuthGrant | None = None  # the app's connected grant in the workspace, which gains ``packs``
 
 
 def _check_resource(req) -> None:
@@ -215,7 +216,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             packs=dict(approval.packs), redirect_uri=request.payload.redirect_uri or request.client.redirect_uris[0],
             resource=payload.get("resource") or resource_url(), code_challenge=payload["code_challenge"],
             code_challenge_method=payload["code_challenge_method"], grant_days=approval.days,
-            actor=Actor(approval.user, ip=client_ip()),
+            actor=Actor(approval.user, ip=client_ip()), adds_to=approval.adds_to,
         )
 
     def query_authorization_code(self, code, client):
@@ -324,7 +325,8 @@ def _save_token(token: dict, req) -> None:
             raise InvalidTargetError("The code was issued for another resource.")
         grant = svc.grant_from_code(code)
         if grant is None:
-            raise InvalidGrantError("Invalid 'code' in request.")
+            raise InvalidGrantError("This code was already used, or the connected app it adds to was disconnected "
+                                    "meanwhile; authorize again.")
     elif req.payload.grant_type == "refresh_token":
         # spent only now, once every check passed: a refused refresh leaves the token usable
         try:
@@ -547,12 +549,14 @@ def authorize():
         writes = set(request.form.getlist("write")) & {p for p, level in asked.items() if level == WRITE}
         # write includes read: a ticked "may change" reads too
         packs = {p: WRITE if p in writes else READ for p in (set(request.form.getlist("packs")) | writes) & set(asked)}
+        # the app connected to this workspace already: the approval adds to that grant (step-up)
+        adds_to = service().connected_grant(client.row, chosen)
         days, error = None, None
         if chosen is None:
             error = "Choose a workspace."
-        elif not packs:
+        elif not packs and adds_to is None:
             error = "Choose at least one tool pack."
-        else:
+        elif adds_to is None:
             try:  # the chosen workspace's token policy caps how long access may last
                 days = lifetime_days(request.form.get("lifetime", "90"), chosen)
             except InvalidInput as exc:
@@ -560,7 +564,7 @@ def authorize():
         if error:
             return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked, error=error,
                                                          chosen=chosen, packs=packs), status=422), redirect_uri)
-        approval = Approval(user, chosen, packs, days)
+        approval = Approval(user, chosen, packs, days, adds_to)
         return authorization.create_authorization_response(grant_user=approval, grant=grant)
 
     return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked)), redirect_uri)
@@ -577,6 +581,10 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
     registry = core()["registry"]
     shown = chosen or (workspaces[0] if workspaces else None)
     lifetimes = lifetime_choices(shown)
+    # the app is connected to this workspace already: what it has is shown as granted, what it asks
+    # for beyond that is the addition the admin approves
+    existing = service().connected_grant(client.row, shown)
+    granted = scopes.parse(existing.packs) or {} if existing is not None else {}
     return render_template(
         "oauth/consent.html",
         client=client.row, kind=client.row.kind, redirect_host=urlsplit(redirect_uri or "").netloc,
@@ -585,8 +593,13 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
                 "read": name in (packs if packs is not None else asked),
                 "write_asked": asked[name] == WRITE,
                 # write is never ticked for the admin: apps ask for every scope the metadata lists
-                "write": packs is not None and packs.get(name) == WRITE}
-               for name in sorted(asked) if name in registry.packs],
+                "write": packs is not None and packs.get(name) == WRITE,
+                "granted": granted.get(name)}
+               for name in sorted(asked) if name in registry.packs
+               and not (granted.get(name) == WRITE or (granted.get(name) == READ and asked[name] == READ))],
+        already=[{"name": name, "title": registry.packs[name].info.title if name in registry.packs else name,
+                  "level": level} for name, level in sorted(granted.items())],
+        existing=existing,
         lifetimes=lifetimes,
         default_lifetime="90" if "90" in dict(lifetimes) else (lifetimes[-1][0] if lifetimes else None),
         policy_note=(f"{shown.name}'s token policy allows at most {shown.max_lifetime_days} days."
@@ -595,4 +608,3 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
         product=core()["settings"].product_name,
         deny_only=not workspaces,
     )
-

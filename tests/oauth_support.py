@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import html
 import http.server
 import ipaddress
 import json
 import queue
+import re
 import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 from instances import ROOT, Instance, PortalProcess, ServerProcess, drop_instance, free_port, make_instance
@@ -195,6 +197,54 @@ async def disconnect_in_settings(browser, stack: OAuthStack, grant_id: int, scre
         await row.locator("button[title=Disconnect]").click()
         await expect(page.locator(f"#app-{grant_id}")).to_contain_text("Disconnected")
         return await page.locator(f"#app-{grant_id}").inner_text()
+
+
+class FormPerson:
+    """The person at the consent page without a browser: the portal's own HTML forms, filled and
+    posted as a browser would (cookies, the CSRF token, the consent form's seal), with httpx. Signs
+    in the first time, approves what the page offers as it stands (reads ticked, no write) plus
+    the "change" boxes of ``writes``, and follows the redirect to the app's listener. Each consent
+    page's text is kept in ``consents``."""
+
+    def __init__(self, stack: OAuthStack, writes: set[str] | None = None):
+        self.stack = stack
+        self.writes = set(writes or ())
+        self.http = httpx.Client(timeout=20, follow_redirects=False)
+        self.consents: list[str] = []
+        self.urls: list[str] = []
+
+    @staticmethod
+    def _field(page: str, name: str) -> str:
+        found = re.search(rf'name="{name}"[^>]*value="([^"]*)"', page) or re.search(
+            rf'value="([^"]*)"[^>]*name="{name}"', page)
+        assert found, f"no {name} field on the page:\n{page[:3000]}"
+        return html.unescape(found.group(1))
+
+    def approve(self, url: str) -> str:
+        """Open ``url``, sign in if asked, approve; returns the redirect back to the app."""
+        self.urls.append(url)
+        page = self.http.get(url)
+        if page.status_code == 302 and "/sign-in" in page.headers["location"]:
+            form = self.http.get(urljoin(url, page.headers["location"]))
+            signed = self.http.post(str(form.url), data={
+                "csrf_token": self._field(form.text, "csrf_token"), "email": self.stack.email,
+                "password": self.stack.password})
+            assert signed.status_code == 302, signed.text[:2000]
+            page = self.http.get(url)
+        assert page.status_code == 200, page.text[:2000]
+        text = page.text
+        self.consents.append(re.sub(r"<[^>]+>", " ", text))
+        ticked = re.findall(r'name="packs" value="([^"]+)" checked', text)
+        offered = set(re.findall(r'name="write" value="([^"]+)"', text))
+        answer = self.http.post(url, data={
+            "csrf_token": self._field(text, "csrf_token"), "seal": self._field(text, "seal"),
+            "workspace": re.search(r'name="workspace" value="(\d+)"', text).group(1), "decision": "approve",
+            "packs": ticked, "write": sorted(self.writes & offered), "lifetime": "90"})
+        assert answer.status_code == 302, answer.text[:2000]
+        return answer.headers["location"]
+
+    def close(self) -> None:
+        self.http.close()
 
 
 class RedirectListener:

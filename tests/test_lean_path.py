@@ -202,6 +202,11 @@ def test_step_up_challenge_agrees(pair, version):
         "domain": "example.com"}}, version), token="oauth")
     assert status == 200 and b'"isError":false' in body
     agree(pair, *request("tools/list", None, version), token="oauth")
+    # an API token cannot be re-authorized: its refusal stays the tool error naming the scope
+    status, headers, body = agree(pair, *request("tools/call", {"name": "get_revenue_summary", "arguments": {}},
+                                                 version), token="scoped")
+    assert status == 200 and "www-authenticate" not in headers
+    assert b'"isError":true' in body and b"restricted to the accounts tool pack" in body
 
 
 ENVELOPES = [

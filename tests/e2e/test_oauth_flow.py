@@ -10,6 +10,7 @@ import base64
 import os
 import subprocess
 import sys
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx
@@ -23,6 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from oauth_support import (
     ALL_TOOLS,
+    FormPerson,
     MetadataDocumentServer,
     OAuthStack,
     RedirectListener,
@@ -259,6 +261,67 @@ def test_a_refresh_token_works_once_and_its_reuse_ends_the_grant(stack):
     assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
     grant = _grant_of(storage.client.client_id)
     assert grant.revoked_at is not None and grant.revoked_reason == "refresh token reused"
+
+
+def test_python_sdk_steps_up_when_a_call_needs_more_scope(stack):
+    """The MCP authorization spec's scope challenge, with the SDK's own handling of it: connected to
+    read, the app calls a write tool -> 403 insufficient_scope naming accounts:write -> the SDK
+    authorizes again for what it has plus that -> the consent page shows the reads as granted and
+    offers the addition -> the same connected app gains accounts:write -> the SDK repeats the call,
+    which now succeeds. The person uses the portal's forms without a browser (FormPerson)."""
+    listener = RedirectListener()
+    person = FormPerson(stack)  # approves reads only, the first time
+    storage = MemoryStorage()
+    seen: list[tuple[str, str, int]] = []
+
+    async def note(response):
+        seen.append((response.request.method, str(response.request.url).split("?")[0], response.status_code))
+
+    async def redirect_handler(url: str) -> None:
+        back = await anyio.to_thread.run_sync(person.approve, url)
+        await anyio.to_thread.run_sync(lambda: httpx.get(back, timeout=10))  # lands on the app's listener
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        got = await anyio.to_thread.run_sync(listener.wait)
+        assert "error" not in got and got["iss"] == stack.portal.url, got  # RFC 9207
+        return AuthorizationCodeResult(code=got["code"], state=got.get("state"), iss=got["iss"])
+
+    async def main():
+        auth = OAuthClientProvider(
+            stack.mcp_url, OAuthClientMetadata(redirect_uris=[listener.uri], client_name="Step-up app",
+                                               token_endpoint_auth_method="none"),
+            storage, redirect_handler=redirect_handler, callback_handler=callback_handler)
+        async with httpx2.AsyncClient(auth=auth, timeout=30, event_hooks={"response": [note]}) as http:
+            async with Client(streamable_http_client(stack.mcp_url, http_client=http)) as client:
+                assert {t.name for t in (await client.list_tools()).tools} == ALL_TOOLS  # reads only
+                first = storage.tokens
+                person.writes = {"accounts"}  # this time the admin approves the change asked for
+                changed = await client.call_tool("update_account", {"domain": "example.com", "employees": 4321})
+                assert not changed.is_error, changed
+                return first
+
+    try:
+        first = anyio.run(main)
+    finally:
+        listener.close()
+        person.close()
+    mcp, portal = stack.mcp_url, stack.portal.url
+    step = seen.index(("POST", mcp, 403))
+    # the re-authorization's code exchanged, then the same call repeated, and answered
+    assert seen[step + 1:step + 3] == [("POST", f"{portal}/oauth/token", 200), ("POST", mcp, 200)], seen
+    assert all(status < 400 for _, _, status in seen[step + 1:]), seen
+    assert len(person.urls) == 2
+    assert "accounts:write" in parse_qs(urlsplit(person.urls[1]).query)["scope"][0].split()
+    assert "Give Step-up app more access?" in person.consents[1] and "Already granted" in person.consents[1]
+    assert "accounts:read, already granted" in person.consents[1]
+    assert set(storage.tokens.scope.split()) >= {"accounts:write", "contacts:read", "revenue:read"}
+    # one connected app, which gained the scope; its first token has it too (it is the grant's)
+    grants = list(OAuthGrant.select().join(OAuthClient).where(OAuthClient.client_id == storage.client.client_id))
+    assert len(grants) == 1 and grants[0].packs == "accounts:write,contacts,revenue"
+    assert Mcp(mcp, first.access_token).call("update_account", {"domain": "example.com", "employees": 4322}) \
+        .is_error is False
+    added = AuditEvent.get((AuditEvent.action == "oauth.scope_added") & (AuditEvent.target == "Step-up app"))
+    assert '"granted_now": "accounts:write,contacts,revenue"' in added.detail
 
 
 # -- 2. a Client ID Metadata Document instead of registration -----------------------------------

@@ -499,6 +499,7 @@ def test_narrowing_packs_and_lifetime_on_the_consent_page(app_client):
     admin, reg = app_client
     tokens = full_flow(admin, reg["client_id"], packs=("contacts",))
     assert tokens["scope"] == "contacts:read"
+    reg = register(admin.client)  # another app (the same one would be adding to its connection)
     verifier, challenge = pkce()
     url = authorize_url(reg["client_id"], challenge)
     fields = consent_fields(admin.get(url).get_data(as_text=True))
@@ -594,6 +595,7 @@ def test_consent_may_narrow_write_to_read_and_never_widen_read_to_write(app_clie
     params = redirected(admin.post(url, {**fields, "decision": "approve", "packs": ["accounts"], "lifetime": "90"}))
     assert exchange(admin.client, reg["client_id"], params["code"], verifier).get_json()["scope"] == "accounts:read"
     # an app that asked to read gets no write, whatever the form posted
+    reg = register(admin.client)
     verifier, challenge = pkce()
     url = authorize_url(reg["client_id"], challenge, scope="contacts:read")
     page = admin.get(url).get_data(as_text=True)
@@ -618,3 +620,58 @@ def test_client_credentials_with_write_scope(app, client):
     assert body["scope"] == "accounts:write revenue:read"
     verified = OAuthService().verify_access(body["access_token"], MCP)
     assert verified.packs == {"accounts", "revenue"} and verified.writable == {"accounts"}
+
+
+# -- step-up: more scope for a connected app ------------------------------------------------------------
+def test_step_up_adds_the_scope_to_the_same_connected_app(app_client):
+    """After a 403 insufficient_scope the app authorizes again asking for what it has plus what it
+    needs: the consent page shows what it has as granted and what it asks for as the addition, and
+    the approval widens the same grant (one app in Connected apps, its expiry as approved before)."""
+    admin, reg = app_client
+    first = full_flow(admin, reg["client_id"], packs=("accounts",))
+    grant = OAuthGrant.get()
+    verifier, challenge = pkce()
+    url = authorize_url(reg["client_id"], challenge, scope="accounts:read accounts:write revenue:read")
+    page = admin.get(url).get_data(as_text=True)
+    assert "Give Claude more access?" in page and "Already granted" in page
+    assert "(accounts:read)" in page and "(accounts:read, already granted)" in page
+    assert 'name="packs" value="accounts"' not in page  # granted: nothing to tick
+    assert 'name="write" value="accounts"' in page and 'name="packs" value="revenue" checked' in page
+    assert 'name="lifetime"' not in page  # the connection keeps its expiry
+    params = redirected(admin.post(url, {**consent_fields(page), "decision": "approve", "write": ["accounts"],
+                                         "packs": ["revenue"]}))
+    tokens = exchange(admin.client, reg["client_id"], params["code"], verifier).get_json()
+    assert tokens["scope"] == "accounts:write revenue:read"
+    assert OAuthGrant.select().count() == 1
+    widened = OAuthGrant.get()
+    assert widened.id == grant.id and widened.packs == "accounts:write,revenue"
+    assert widened.expires_at == grant.expires_at
+    # the app's earlier token belongs to the same grant: it has the new scope too
+    assert OAuthService().verify_access(first["access_token"], MCP).writable == {"accounts"}
+    event = AuditEvent.get(AuditEvent.action == "oauth.scope_added")
+    assert event.workspace.slug == "acme" and event.target == "Claude" and event.actor.email == "admin@acme.example"
+    assert '"granted_before": "accounts"' in event.detail and '"granted_now": "accounts:write,revenue"' in event.detail
+    listed = admin.get("/settings/mcp/").get_data(as_text=True)
+    assert listed.count(f'id="app-{grant.id}"') == 1 and 'id="app-' + str(grant.id + 1) + '"' not in listed
+
+
+def test_step_up_denied_or_overtaken_grants_nothing(app_client):
+    admin, reg = app_client
+    full_flow(admin, reg["client_id"], packs=("accounts",))
+    grant = OAuthGrant.get()
+    _, challenge = pkce()
+    url = authorize_url(reg["client_id"], challenge, scope="accounts:write")
+    params = redirected(admin.post(url, {**consent_fields(admin.get(url).get_data(as_text=True)), "decision": "deny"}))
+    assert params["error"] == "access_denied" and OAuthGrant.get().packs == "accounts"
+    # approved, then the app is disconnected before it exchanges the code: nothing is granted
+    verifier, challenge = pkce()
+    url = authorize_url(reg["client_id"], challenge, scope="accounts:write")
+    params = redirected(admin.post(url, {**consent_fields(admin.get(url).get_data(as_text=True)),
+                                         "decision": "approve", "write": ["accounts"]}))
+    OAuthService().revoke_grant(grant, Actor.cli())
+    r = exchange(admin.client, reg["client_id"], params["code"], verifier)
+    assert r.status_code == 400 and r.get_json()["error"] == "invalid_grant"
+    assert "disconnected" in r.get_json()["error_description"]
+    assert OAuthGrant.select().count() == 1 and OAuthGrant.get().packs == "accounts"
+    assert OAuthToken.select().count() == 1
+    assert not AuditEvent.select().where(AuditEvent.action == "oauth.scope_added").exists()
