@@ -106,6 +106,15 @@ def widened(granted: str | None, added: str | None) -> str:
     return scopes.format_levels(scopes.parse(f"{granted or ''},{added or ''}") or {}) or ""
 
 
+def metadata_url_trusted(url: str, trusted: tuple[str, ...] | list[str]) -> bool:
+    """Whether a Client ID Metadata Document URL may connect under ``POGGIO_OAUTH_TRUSTED_CLIENT_METADATA``:
+    any when nothing is listed; else one listed exactly, or under a listed prefix (an entry ending
+    in ``/``: ``https://chatgpt.com/`` allows every document on that host, not ``https://chatgpt.com.evil/``)."""
+    if not trusted:
+        return True
+    return any(url == entry or (entry.endswith("/") and url.startswith(entry)) for entry in trusted)
+
+
 def pack_set(text: str | None) -> frozenset[str]:
     """The packs a stored scope text names, whatever their level."""
     return frozenset(scopes.parse(text) or ())

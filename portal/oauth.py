@@ -22,6 +22,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
 from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
@@ -48,6 +49,7 @@ from poggio.oauth import (
     RefreshReused,
     lifetime_choices,
     lifetime_days,
+    metadata_url_trusted,
     normalise_resource,
     packs_of_scope,
     scope_of,
@@ -348,6 +350,10 @@ def _save_token(token: dict, req) -> None:
 
 
 def _query_client(client_id):
+    if untrusted(client_id):
+        raise InvalidClientError(status_code=401, description=(
+            "This app's metadata document is not among those this installation allows "
+            "(POGGIO_OAUTH_TRUSTED_CLIENT_METADATA)."))
     row = service().client(client_id)
     return Client(row) if row is not None else None
 
@@ -387,11 +393,13 @@ def init_app(app) -> None:
 def metadata() -> dict:
     base = issuer()
     scopes = supported_oauth_scopes(core()["registry"].names)
+    registration = {"registration_endpoint": f"{base}/oauth/register"} \
+        if core()["settings"].oauth_dynamic_registration else {}
     return {
         "issuer": base,
         "authorization_endpoint": f"{base}/oauth/authorize",
         "token_endpoint": f"{base}/oauth/token",
-        "registration_endpoint": f"{base}/oauth/register",
+        **registration,
         "revocation_endpoint": f"{base}/oauth/revoke",
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -433,6 +441,10 @@ def revoke():
 
 @bp.post("/oauth/register")
 def register():
+    if not core()["settings"].oauth_dynamic_registration:
+        return _json_error(404, "not_found", "This server does not take dynamic client registrations. Identify "
+                                             "the app by a Client ID Metadata Document instead: an https URL, "
+                                             "serving the app's metadata, as its client_id.")
     limiter, limit = current_app.extensions["poggio"]["registrations"]
     if not limiter.hit(limit, f"oauth:register:{client_ip() or '-'}"):
         return _json_error(429, "too_many_requests", "Too many client registrations from this address; try later.")
@@ -444,6 +456,12 @@ def register():
         body = {k: v for k, v in response.get_json().items() if v is not None}
         response.set_data(json.dumps(body))
     return response
+
+
+def untrusted(client_id: str | None) -> bool:
+    """A Client ID Metadata Document client that ``POGGIO_OAUTH_TRUSTED_CLIENT_METADATA`` does not allow."""
+    return is_metadata_url(client_id) and not metadata_url_trusted(
+        client_id, core()["settings"].oauth_trusted_client_metadata)
 
 
 def _load_client_for_authorize(client_id: str | None) -> str | None:
@@ -510,10 +528,19 @@ def _consent_csp(response, redirect_uri: str | None):
 @bp.route("/oauth/authorize", methods=["GET", "POST"])
 @login_required
 def authorize():
-    problem = _load_client_for_authorize(request.args.get("client_id"))
+    user = current_user._get_current_object()
+    client_id = request.args.get("client_id")
+    if untrusted(client_id):  # refused before its document is fetched
+        workspaces = _admin_workspaces(user)
+        audit.record("oauth.client_refused", Actor(user, ip=client_ip()), workspaces[0] if workspaces else None,
+                     target=client_id[:200], client_id=client_id, reason="not in POGGIO_OAUTH_TRUSTED_CLIENT_METADATA")
+        return _error_page(403, "This app is not allowed here",
+                           f"The app {client_id} is not among the apps this installation allows to connect by "
+                           "their metadata document. Ask the administrator of this server to add it to "
+                           "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA if it should.")
+    problem = _load_client_for_authorize(client_id)
     if problem:
         return _error_page(400, "This app could not be identified", problem)
-    user = current_user._get_current_object()
     try:
         grant = authorization.get_consent_grant(end_user=user)
     except ValueError:  # authlib refuses to build an error whose description quotes a control character

@@ -284,12 +284,22 @@ class MetadataDocumentServer:
     """A Client ID Metadata Document served over https from 127.0.0.1; ``client_id`` is its URL.
     ``requests`` counts the GETs it answered."""
 
-    def __init__(self, cert: Path, key: Path, document: dict, path: str = "/oauth/client.json"):
+    def __init__(self, cert: Path, key: Path, document: dict, path: str = "/oauth/client.json",
+                 files: dict[str, dict] | None = None):
+        """``files``: other JSON documents served beside it (``{path: document}``, e.g. a JWKS),
+        each GET of which is counted in ``fetched[path]``."""
         self.requests = 0
+        self.files = dict(files or {})
+        self.fetched: dict[str, int] = {}
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
+                if self.path in server.files:
+                    server.fetched[self.path] = server.fetched.get(self.path, 0) + 1
+                    _send(self, json.dumps(server.files[self.path]).encode(), "application/json",
+                          {"Cache-Control": "max-age=300"})
+                    return
                 if self.path != path:
                     self.send_error(404)
                     return
@@ -303,7 +313,8 @@ class MetadataDocumentServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.client_id = f"https://127.0.0.1:{self.httpd.server_address[1]}{path}"
+        self.origin = f"https://127.0.0.1:{self.httpd.server_address[1]}"
+        self.client_id = f"{self.origin}{path}"
         self.document = {**document, "client_id": self.client_id}
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 

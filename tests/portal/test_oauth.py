@@ -7,6 +7,7 @@ no token."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -19,6 +20,7 @@ from poggio.audit import Actor
 from poggio.db import utcnow
 from poggio.models import AuditEvent, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, Workspace
 from poggio.oauth import OAuthService
+from poggio.settings import SettingsError, load_settings
 
 MCP = "http://127.0.0.1:8001/mcp"
 ISSUER = "http://127.0.0.1:8000"
@@ -675,3 +677,91 @@ def test_step_up_denied_or_overtaken_grants_nothing(app_client):
     assert OAuthGrant.select().count() == 1 and OAuthGrant.get().packs == "accounts"
     assert OAuthToken.select().count() == 1
     assert not AuditEvent.select().where(AuditEvent.action == "oauth.scope_added").exists()
+
+
+# -- Client ID Metadata Documents first ---------------------------------------------------------------
+def configure(app, **changes):
+    """Change the portal's settings in place (as a restart with other POGGIO_* values would)."""
+    app.extensions["poggio"]["settings"] = dataclasses.replace(app.extensions["poggio"]["settings"], **changes)
+
+
+@pytest.fixture
+def documents(app, tmp_path, monkeypatch):
+    """Client ID Metadata Documents (and anything served beside them: a JWKS) over real TLS from
+    127.0.0.1, a certificate the portal trusts, and a portal allowed to fetch from loopback."""
+    from oauth_support import MetadataDocumentServer, self_signed_certificate
+
+    cert, key = self_signed_certificate(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    configure(app, oauth_metadata_allow_private=True)
+    servers = []
+
+    def serve(name="Doc App", files=None, **document):
+        server = MetadataDocumentServer(cert, key, {"client_name": name, "redirect_uris": [REDIRECT],
+                                                    "token_endpoint_auth_method": "none", **document}, files=files)
+        servers.append(server)
+        return server
+
+    yield serve
+    for server in servers:
+        server.close()
+
+
+def test_dynamic_registration_can_be_turned_off(app, admin, documents):
+    """POGGIO_OAUTH_DYNAMIC_REGISTRATION=false: the metadata no longer offers registration, the
+    endpoint is a 404 that says what to do instead, and apps connect by their metadata document."""
+    configure(app, oauth_dynamic_registration=False)
+    meta = admin.client.get("/.well-known/oauth-authorization-server").get_json()
+    assert "registration_endpoint" not in meta and meta["client_id_metadata_document_supported"] is True
+    r = admin.client.post("/oauth/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"})
+    assert r.status_code == 404 and r.get_json()["error"] == "not_found"
+    assert "Client ID Metadata Document" in r.get_json()["error_description"]
+    assert OAuthClient.select().count() == 0
+    document = documents()
+    verifier, challenge = pkce()
+    params = redirected(approve(admin, authorize_url(document.client_id, challenge), packs=("accounts",)))
+    assert exchange(admin.client, document.client_id, params["code"], verifier).status_code == 200
+
+
+def test_dynamic_registration_setting_is_read_from_the_environment(instance):
+    assert load_settings({**instance.env}).oauth_dynamic_registration is True
+    assert load_settings({**instance.env, "POGGIO_OAUTH_DYNAMIC_REGISTRATION": "false"}).oauth_dynamic_registration \
+        is False
+    trusted = load_settings({**instance.env, "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA":
+                             "https://claude.ai/oauth/claude-code-client-metadata, https://chatgpt.com/"})
+    assert trusted.oauth_trusted_client_metadata == ("https://claude.ai/oauth/claude-code-client-metadata",
+                                                     "https://chatgpt.com/")
+    for wrong in ("http://chatgpt.com/", "https://chatgpt.com", "chatgpt.com"):
+        with pytest.raises(SettingsError, match="POGGIO_OAUTH_TRUSTED_CLIENT_METADATA"):
+            load_settings({**instance.env, "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA": wrong})
+
+
+def test_metadata_documents_outside_the_trust_policy_are_refused(app, admin, documents):
+    """POGGIO_OAUTH_TRUSTED_CLIENT_METADATA: only the listed documents (exact URLs, https://host/
+    prefixes) may connect; another is refused before it is fetched, with a page that says why and
+    an audit line, and an app connected before the policy is refused at the token endpoint."""
+    listed, other = documents("Listed App"), documents("Other App")
+    verifier, challenge = pkce()
+    earlier = redirected(approve(admin, authorize_url(other.client_id, challenge), packs=("accounts",)))
+    configure(app, oauth_trusted_client_metadata=(listed.client_id, "https://apps.example/"))
+    r = admin.get(authorize_url(other.client_id, challenge))
+    page = r.get_data(as_text=True)
+    assert r.status_code == 403 and "Location" not in r.headers
+    assert "not among the apps this installation allows" in page and other.client_id in page
+    assert other.requests == 1  # fetched once, before the policy; not since
+    event = AuditEvent.get(AuditEvent.action == "oauth.client_refused")
+    assert event.target == other.client_id and event.actor.email == "admin@acme.example"
+    assert event.workspace.slug == "acme"
+    refused = exchange(admin.client, other.client_id, earlier["code"], verifier)
+    assert refused.status_code == 401 and refused.get_json()["error"] == "invalid_client"
+    assert "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA" in refused.get_json()["error_description"]
+    assert OAuthGrant.select().count() == 0
+    # the listed one connects
+    verifier, challenge = pkce()
+    params = redirected(approve(admin, authorize_url(listed.client_id, challenge), packs=("accounts",)))
+    assert exchange(admin.client, listed.client_id, params["code"], verifier).status_code == 200
+    # a prefix allows every document under it, and nothing on another host that merely starts alike
+    configure(app, oauth_trusted_client_metadata=(f"{listed.origin}/oauth/",))
+    assert admin.get(authorize_url(listed.client_id, challenge)).status_code == 200
+    configure(app, oauth_trusted_client_metadata=(f"{listed.origin}0/",))
+    assert admin.get(authorize_url(listed.client_id, challenge)).status_code == 403
