@@ -223,6 +223,18 @@ class OAuthToken(BaseModel):
 
 
 
+class OAuthAssertion(BaseModel):
+    """A client assertion (``private_key_jwt``) seen at the token endpoint, kept until it expires: its
+    ``jti`` presented again is a replay and refused, in every portal worker alike. Keyed by a digest
+    of the client and the ``jti``, which are the client's to choose."""
+
+    digest = CharField(max_length=64, unique=True)
+    expires_at = DateTimeField(index=True)
+
+    class Meta:
+        table_name = "oauth_assertion"
+
+
 class GrantUsage(BaseModel):
     """Calls of one connected app on one day to one tool (or MCP method), as TokenUsage for tokens."""
 

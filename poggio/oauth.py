@@ -13,19 +13,29 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import ipaddress
 import json
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from peewee import JOIN, SQL, fn
+from peewee import JOIN, SQL, IntegrityError, fn
 
 from poggio import audit, policy, scopes
 from poggio.audit import Actor
 from poggio.db import database, delete_in_batches, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
-from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, User, Workspace
+from poggio.models import (
+    Membership,
+    OAuthAssertion,
+    OAuthClient,
+    OAuthCode,
+    OAuthGrant,
+    OAuthToken,
+    User,
+    Workspace,
+)
 from poggio.prepared import execute
 from poggio.tokens import (
     ACCESS_PREFIX,
@@ -237,8 +247,9 @@ class OAuthService:
         if not uris:
             raise InvalidInput("redirect_uris", "the metadata document lists no redirect URI")
         name = str(metadata.get("client_name") or urlsplit(url).hostname)[:200]
+        method = "private_key_jwt" if metadata.get("token_endpoint_auth_method") == "private_key_jwt" else "none"
         fields = {"name": name, "metadata": json.dumps({**metadata, "redirect_uris": uris,
-                                                        "token_endpoint_auth_method": "none"}),
+                                                        "token_endpoint_auth_method": method}),
                   "metadata_expires_at": fresh_until}
         with writing():
             client = OAuthClient.get_or_none(OAuthClient.client_id == url)
@@ -472,6 +483,18 @@ class OAuthService:
                      target=client.name, grant_id=grant.id, client_id=client.client_id)
         raise RefreshReused()
 
+    def first_assertion(self, client_id: str, jti: str, expires_at: dt.datetime) -> bool:
+        """True the first time ``client_id`` presents a client assertion with this ``jti``, which is
+        kept until ``expires_at`` (the assertion's own expiry, after which it is refused anyway);
+        False for a replay. Kept in the database: every portal worker agrees."""
+        key = hashlib.sha256(f"{client_id}\n{jti}".encode()).hexdigest()
+        try:
+            with writing():
+                OAuthAssertion.create(digest=key, expires_at=expires_at)
+        except IntegrityError:
+            return False
+        return True
+
     def revoke_grant(self, grant: OAuthGrant, actor: Actor, reason: str = "revoked") -> None:
         with writing():
             changed = (OAuthGrant.update(revoked_at=utcnow(), revoked_by=actor.user, revoked_reason=reason[:64])
@@ -513,6 +536,8 @@ class OAuthService:
           refresh token was spent more than ``spent_refresh_days`` ago. A spent refresh token
           presented again within those days revokes its grant (reuse detection); after them it is
           refused as unknown and the grant left alone.
+        - Client assertions (``private_key_jwt``) past their expiry: a replay of one is refused
+          for its expiry from then on.
         - The apps no one approved (:meth:`forget_unused_clients`)."""
         now = now or utcnow()
         settled = now - SETTLED
@@ -524,6 +549,7 @@ class OAuthService:
             & (OAuthToken.refresh_digest.is_null() | OAuthToken.revoked_at.is_null(False)
                | (OAuthToken.refreshed_at < spent)))
         count = delete_in_batches(OAuthCode, OAuthCode.expires_at < settled, batch)
+        count += delete_in_batches(OAuthAssertion, OAuthAssertion.expires_at < now, batch)
         count += delete_in_batches(OAuthToken, unusable, batch)
         with writing():
             count += self.forget_unused_clients(now)

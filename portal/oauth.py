@@ -55,6 +55,7 @@ from poggio.oauth import (
     scope_of,
 )
 from poggio.scopes import READ, WRITE, supported_oauth_scopes
+from portal import client_auth
 from portal.access import client_ip, core
 from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url
 from portal.forms import ActionForm
@@ -198,8 +199,12 @@ class S256CodeChallenge(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
+# private_key_jwt first: a request carrying a client assertion is judged by it, and refused with its reason
+CLIENT_AUTH_METHODS = [client_auth.METHOD, "client_secret_basic", "client_secret_post", "none"]
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     def validate_authorization_request(self):
         redirect_uri = super().validate_authorization_request()
@@ -233,7 +238,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotation: every refresh token works once
 
     def authenticate_refresh_token(self, refresh_token):
@@ -262,7 +267,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
 
 
 class Revocation(RevocationEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     def query_token(self, token_string, token_type_hint):
         return None  # ownership is checked in revoke_token, which the endpoint calls either way
@@ -378,6 +383,7 @@ authorization = PoggioAuthorizationServer()
 def init_app(app) -> None:
     authorization.init_app(app, query_client=_query_client, save_token=_save_token)
     authorization.register_token_generator("default", _bearer_placeholder)
+    authorization.register_client_auth_method(client_auth.METHOD, client_auth.PrivateKeyJWT())
     authorization.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     authorization.register_grant(RefreshTokenGrant)
     authorization.register_grant(ClientCredentialsGrant)
@@ -405,8 +411,10 @@ def metadata() -> dict:
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": client_auth.ALGORITHMS,
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": client_auth.ALGORITHMS,
         "scopes_supported": scopes,
         "client_id_metadata_document_supported": True,
         "authorization_response_iss_parameter_supported": True,  # RFC 9207

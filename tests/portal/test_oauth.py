@@ -10,6 +10,7 @@ import base64
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import re
 import secrets
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -765,3 +766,126 @@ def test_metadata_documents_outside_the_trust_policy_are_refused(app, admin, doc
     assert admin.get(authorize_url(listed.client_id, challenge)).status_code == 200
     configure(app, oauth_trusted_client_metadata=(f"{listed.origin}0/",))
     assert admin.get(authorize_url(listed.client_id, challenge)).status_code == 403
+
+
+# -- private_key_jwt ---------------------------------------------------------------------------------
+ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def assertion(key, client_id: str, **claims) -> str:
+    """A client assertion as an app signs it: iss = sub = its client_id, aud the token endpoint."""
+    import time
+
+    from joserfc import jwt
+
+    now = int(time.time())
+    body = {"iss": client_id, "sub": client_id, "aud": f"{ISSUER}/oauth/token", "iat": now, "exp": now + 60,
+            "jti": secrets.token_urlsafe(16), **claims}
+    alg = "RS256" if key.key_type == "RSA" else "ES256"
+    return jwt.encode({"alg": alg, "kid": key.kid}, {k: v for k, v in body.items() if v is not None}, key)
+
+
+def signed(key, client_id: str, **claims) -> dict:
+    return {"client_assertion_type": ASSERTION, "client_assertion": assertion(key, client_id, **claims)}
+
+
+@pytest.fixture
+def key_pair():
+    from joserfc.jwk import ECKey, KeySet, RSAKey
+
+    from portal.client_auth import published
+
+    published.clear()  # key sets kept by an earlier test's server on a port now reused
+    rsa = RSAKey.generate_key(2048, parameters={"kid": "rsa-1", "use": "sig"})
+    ec = ECKey.generate_key("P-256", parameters={"kid": "ec-1"})
+    other = RSAKey.generate_key(2048, parameters={"kid": "rsa-1"})  # the same key id, another key
+    return rsa, ec, other, lambda *keys: KeySet(list(keys)).as_dict(private=False)
+
+
+def test_private_key_jwt_for_a_metadata_document_client(admin, documents, key_pair):
+    """A metadata document client that publishes its keys (jwks_uri) authenticates its token
+    requests with a JWT it signs: code exchange and refresh work with it, and nothing else does."""
+    rsa, _, other, jwks = key_pair
+    server = documents("Signing App", token_endpoint_auth_method="private_key_jwt", files={"/jwks.json": jwks(rsa)})
+    server.document["jwks_uri"] = f"{server.origin}/jwks.json"
+    cid = server.client_id
+    meta = admin.client.get("/.well-known/oauth-authorization-server").get_json()
+    assert "private_key_jwt" in meta["token_endpoint_auth_methods_supported"] and "none" in \
+        meta["token_endpoint_auth_methods_supported"]
+    assert "RS256" in meta["token_endpoint_auth_signing_alg_values_supported"]
+    verifier, challenge = pkce()
+    code = redirected(approve(admin, authorize_url(cid, challenge), packs=("accounts",)))["code"]
+    assert json.loads(OAuthClient.get(OAuthClient.client_id == cid).metadata)["token_endpoint_auth_method"] \
+        == "private_key_jwt"
+
+    def refused(data, said):
+        r = exchange(admin.client, cid, code, verifier, **data)
+        assert r.status_code in (400, 401) and r.get_json()["error"] == "invalid_client", r.get_json()
+        assert said in r.get_json()["error_description"], r.get_json()
+
+    refused({}, "cannot authenticate")  # a public client's request: no assertion
+    refused(signed(other, cid), "signature does not verify")
+    refused(signed(rsa, cid, aud="https://elsewhere.example/token"), "aud")
+    refused(signed(rsa, cid, iss="https://evil.example/client.json"), "Issuer and Subject MUST match")
+    refused(signed(rsa, cid, exp=int(__import__("time").time()) + 3600), "valid for too long")
+    refused(signed(rsa, cid, exp=int(__import__("time").time()) - 120), "exp")
+    refused(signed(rsa, cid, jti=None), "Missing JWT ID")
+    mixed = admin.client.post("/oauth/token", data={"grant_type": "authorization_code", "code": code,
+                                                    "client_id": "https://other.example/client.json",
+                                                    "redirect_uri": REDIRECT, "code_verifier": verifier,
+                                                    **signed(rsa, cid)})
+    assert mixed.get_json()["error"] == "invalid_client" and "another client" in mixed.get_json()["error_description"]
+    once = signed(rsa, cid, jti="the-one")
+    assert exchange(admin.client, cid, code, verifier, **once).status_code == 200  # the issuer as audience works too
+    assert OAuthGrant.select().count() == 1
+    refreshed = OAuthToken.get()
+    tokens_ok = refresh(admin.client, cid, "pgor_unknown", **signed(rsa, cid, aud=ISSUER))
+    assert tokens_ok.get_json()["error"] == "invalid_grant"  # authenticated; the token is the problem
+    # the same assertion again is a replay, whatever the request
+    r = refresh(admin.client, cid, "pgor_unknown", **once)
+    assert r.get_json()["error"] == "invalid_client" and "used before" in r.get_json()["error_description"]
+    assert server.fetched["/jwks.json"] == 1  # kept by its caching headers
+    from poggio.models import OAuthAssertion
+
+    assert OAuthAssertion.select().count() == 2  # the jti seen, in the database: every worker agrees
+    OAuthService().prune(utcnow() + dt.timedelta(minutes=10))
+    assert OAuthAssertion.select().count() == 0  # expired: a replay is refused for its expiry anyway
+    assert refreshed.refreshed_at is None and OAuthGrant.get().revoked_at is None
+
+
+def test_private_key_jwt_with_inline_keys_refresh_and_rotation(admin, documents, key_pair, monkeypatch):
+    rsa, ec, other, jwks = key_pair
+    inline = documents("Inline Keys App", token_endpoint_auth_method="private_key_jwt", jwks=jwks(ec))
+    verifier, challenge = pkce()
+    code = redirected(approve(admin, authorize_url(inline.client_id, challenge), packs=("accounts",)))["code"]
+    tokens = exchange(admin.client, inline.client_id, code, verifier, **signed(ec, inline.client_id)).get_json()
+    fresh = refresh(admin.client, inline.client_id, tokens["refresh_token"], **signed(ec, inline.client_id))
+    assert fresh.status_code == 200, fresh.get_json()
+    without = refresh(admin.client, inline.client_id, fresh.get_json()["refresh_token"])
+    assert without.status_code == 401 and without.get_json()["error"] == "invalid_client"
+    assert OAuthService().verify_access(fresh.get_json()["access_token"], MCP).kind == "grant"
+    # a published key set is fetched again when an assertion names a key id it lacks (rotation)
+    monkeypatch.setattr("portal.client_auth.REFETCH_AFTER", dt.timedelta(0))
+    server = documents("Rotating App", token_endpoint_auth_method="private_key_jwt", files={"/jwks.json": jwks(rsa)})
+    server.document["jwks_uri"] = f"{server.origin}/jwks.json"
+    verifier, challenge = pkce()
+    code = redirected(approve(admin, authorize_url(server.client_id, challenge), packs=("accounts",)))["code"]
+    r = exchange(admin.client, server.client_id, code, verifier, **signed(rsa, server.client_id))
+    assert r.status_code == 200
+    from joserfc.jwk import RSAKey
+
+    rotated = RSAKey.generate_key(2048, parameters={"kid": "rsa-2"})
+    server.files["/jwks.json"] = jwks(rotated)
+    again = refresh(admin.client, server.client_id, r.get_json()["refresh_token"], **signed(rotated, server.client_id))
+    assert again.status_code == 200 and server.fetched["/jwks.json"] == 2
+
+
+def test_metadata_documents_with_private_key_jwt_must_publish_keys(admin, documents):
+    document = documents("Keyless App", token_endpoint_auth_method="private_key_jwt")
+    _, challenge = pkce()
+    r = admin.get(authorize_url(document.client_id, challenge))
+    assert r.status_code == 400 and "must publish its keys" in r.get_data(as_text=True)
+    secret = documents("Secret App", token_endpoint_auth_method="client_secret_basic")
+    r = admin.get(authorize_url(secret.client_id, challenge))
+    assert r.status_code == 400 and "private_key_jwt" in r.get_data(as_text=True)
+    assert OAuthClient.select().count() == 0
