@@ -14,12 +14,16 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import hmac
 import ipaddress
 import json
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from joserfc import jwe
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
 from peewee import JOIN, SQL, IntegrityError, fn
 
 from poggio import audit, policy, scopes
@@ -164,6 +168,16 @@ class RefreshReused(Exception):
     """A refresh token was presented again after it had been exchanged: the grant is revoked."""
 
 
+@dataclass(frozen=True)
+class PresentedRefresh:
+    """A refresh token the token endpoint was given, and its row. ``replay``: within the refresh
+    grace, the answer its exchange gave (the same pair again), for a client that lost it."""
+
+    row: OAuthToken
+    presented: str
+    replay: dict | None = None
+
+
 @functools.cache
 def _verify_sql(param: str) -> str:
     """The access-token check as SQL, built once (as the API token's check is)."""
@@ -191,8 +205,9 @@ class OAuthService:
 
     def __init__(self, pepper: str | None = None, known_packs: set[str] | None = None,
                  access_seconds: int = 3600, code_seconds: int = 300, unused_client_days: int = 7,
-                 spent_refresh_days: int = 30):
+                 spent_refresh_days: int = 30, refresh_grace_seconds: int = 10):
         self.pepper = pepper
+        self.refresh_grace_seconds = refresh_grace_seconds
         self.known_packs = set(known_packs or ())
         self.access_seconds = access_seconds
         self.code_seconds = code_seconds
@@ -203,7 +218,8 @@ class OAuthService:
     def from_settings(cls, settings, known_packs: set[str] | None = None) -> OAuthService:
         return cls(settings.token_pepper, known_packs, settings.oauth_access_token_seconds,
                    unused_client_days=settings.oauth_unused_client_days,
-                   spent_refresh_days=settings.oauth_spent_refresh_days)
+                   spent_refresh_days=settings.oauth_spent_refresh_days,
+                   refresh_grace_seconds=settings.oauth_refresh_grace_seconds)
 
     def _digest(self, secret: str) -> str:
         return digest(secret, self.pepper)
@@ -429,10 +445,11 @@ class OAuthService:
                        & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > utcnow())))
                 .order_by(OAuthGrant.id).first())
 
-    def issue_tokens(self, grant: OAuthGrant, refresh: bool = True) -> dict:
-        """A new access token (and refresh token) for ``grant``: the response body of the token endpoint."""
-        access = generate(ACCESS_PREFIX)
-        refresh_token = generate(REFRESH_PREFIX) if refresh else None
+    def issue_tokens(self, grant: OAuthGrant, refresh: bool = True, *, pair: tuple[str, str] | None = None) -> dict:
+        """A new access token (and refresh token) for ``grant``: the response body of the token
+        endpoint. ``pair``: the access and refresh token to issue, made by the caller."""
+        access = pair[0] if pair else generate(ACCESS_PREFIX)
+        refresh_token = pair[1] if pair else generate(REFRESH_PREFIX) if refresh else None
         now = utcnow()
         lifetime = self.access_seconds
         if grant.expires_at is not None:  # no access token outlives its grant
@@ -447,11 +464,12 @@ class OAuthService:
             body["refresh_token"] = refresh_token
         return body
 
-    def find_refresh(self, presented: str | None, client: OAuthClient) -> OAuthToken | None:
-        """The live token row whose refresh token this is, not spent yet: nothing changes here, so a
-        request the token endpoint then refuses (a scope beyond the grant, another resource) leaves
-        the refresh token as it was; :meth:`rotate` spends it when the new pair is issued. A refresh
-        token presented after it was spent revokes its whole grant and raises :class:`RefreshReused`."""
+    def find_refresh(self, presented: str | None, client: OAuthClient) -> PresentedRefresh | None:
+        """The live token row whose refresh token this is: nothing changes here, so a request the
+        token endpoint then refuses (a scope beyond the grant, another resource) leaves the refresh
+        token as it was; :meth:`rotate` spends it when the new pair is issued. A refresh token
+        presented after it was spent revokes its whole grant and raises :class:`RefreshReused`,
+        unless within the refresh grace (:meth:`_replay`)."""
         if not presented or not well_formed(presented, REFRESH_PREFIX):
             return None
         row = (OAuthToken.select(OAuthToken, OAuthGrant).join(OAuthGrant)
@@ -464,18 +482,72 @@ class OAuthService:
         if grant.expires_at is not None and grant.expires_at <= utcnow():
             return None
         if row.refreshed_at is not None:
-            self._refresh_reused(grant, client)
-        return row
+            replay = self._replay(row, presented)
+            if replay is None:
+                self._refresh_reused(grant, client)
+            return PresentedRefresh(row, presented, replay)
+        return PresentedRefresh(row, presented)
 
-    def rotate(self, row: OAuthToken, client: OAuthClient) -> dict:
-        """Spend the refresh token of ``row`` (once, atomically) and issue the grant's new pair: the
-        token endpoint's answer. Spent already (a concurrent request won): :class:`RefreshReused`."""
+    def rotate(self, found: PresentedRefresh, client: OAuthClient) -> dict:
+        """Spend the refresh token (once, atomically) and issue the grant's new pair: the token
+        endpoint's answer. The pair is sealed on the spent row for the refresh grace. Spent already
+        by a concurrent request: that request's pair within the grace, else :class:`RefreshReused`."""
+        if found.replay is not None:
+            return found.replay
+        row, now = found.row, utcnow()
+        pair = (generate(ACCESS_PREFIX), generate(REFRESH_PREFIX))
+        sealed = self._seal(found.presented, pair) if self.refresh_grace_seconds > 0 else None
         with writing():
-            spent = (OAuthToken.update(refreshed_at=utcnow())
+            spent = (OAuthToken.update(refreshed_at=now, grace_sealed=sealed)
                      .where((OAuthToken.id == row.id) & OAuthToken.refreshed_at.is_null()).execute())
             if spent:
-                return self.issue_tokens(row.grant)
-        self._refresh_reused(row.grant, client)
+                # the grant's earlier seals are of no use once their grace is over
+                (OAuthToken.update(grace_sealed=None)
+                 .where((OAuthToken.grant == row.grant_id) & OAuthToken.grace_sealed.is_null(False)
+                        & (OAuthToken.refreshed_at < now - dt.timedelta(seconds=self.refresh_grace_seconds)))
+                 .execute())
+                return self.issue_tokens(row.grant, pair=pair)
+        again = OAuthToken.select(OAuthToken, OAuthGrant).join(OAuthGrant).where(OAuthToken.id == row.id).first()
+        replay = self._replay(again, found.presented) if again is not None else None
+        if replay is None:
+            self._refresh_reused(row.grant, client)
+        return replay
+
+    # The refresh grace. An answer to a refresh can be lost after the server spent the token (a
+    # dropped connection, a client killed mid-request): the app retries with the token it still
+    # holds, which rotation alone would take for theft and revoke. For a few seconds the same pair
+    # is answered again. It cannot be stored as it is (no token is stored in plaintext), nor be
+    # made again (tokens are random): it is sealed (JWE, dir + A256GCM) with a key derived from
+    # the presented refresh token and the pepper, so only the holder of that refresh token can
+    # open it, and cleared once the grace is over.
+    def _grace_key(self, presented: str) -> OctKey:
+        label = b"poggio oauth refresh grace\n" + (self.pepper or "").encode()
+        return OctKey.import_key(hmac.new(label, presented.encode(), hashlib.sha256).digest())
+
+    def _seal(self, presented: str, pair: tuple[str, str]) -> str:
+        plaintext = json.dumps({"access_token": pair[0], "refresh_token": pair[1]}).encode()
+        return jwe.encrypt_compact({"alg": "dir", "enc": "A256GCM"}, plaintext, self._grace_key(presented))
+
+    def _replay(self, row: OAuthToken, presented: str) -> dict | None:
+        """The answer ``row``'s refresh token was exchanged for, if that was within the grace and
+        the pair is still the grant's live one (its refresh token not spent in turn); else None."""
+        now = utcnow()
+        if (not row.grace_sealed or row.refreshed_at is None
+                or now - row.refreshed_at > dt.timedelta(seconds=self.refresh_grace_seconds)):
+            return None
+        try:
+            pair = json.loads(jwe.decrypt_compact(row.grace_sealed, self._grace_key(presented)).plaintext)
+        except (JoseError, ValueError):
+            return None
+        successor = OAuthToken.get_or_none(OAuthToken.refresh_digest == self._digest(pair["refresh_token"]))
+        if (successor is None or successor.grant_id != row.grant_id or successor.revoked_at is not None
+                or successor.refreshed_at is not None or successor.access_digest != self._digest(pair["access_token"])):
+            return None
+        lifetime = int((successor.access_expires_at - now).total_seconds())
+        if lifetime <= 0:
+            return None
+        return {"access_token": pair["access_token"], "token_type": "Bearer", "expires_in": lifetime,
+                "scope": scope_of(row.grant.packs), "refresh_token": pair["refresh_token"]}
 
     def _refresh_reused(self, grant: OAuthGrant, client: OAuthClient):
         self.revoke_grant(grant, Actor(label="system"), "refresh token reused")
@@ -550,6 +622,10 @@ class OAuthService:
                | (OAuthToken.refreshed_at < spent)))
         count = delete_in_batches(OAuthCode, OAuthCode.expires_at < settled, batch)
         count += delete_in_batches(OAuthAssertion, OAuthAssertion.expires_at < now, batch)
+        with writing():  # the refresh grace's seals, once it is over (not counted: the rows stay)
+            (OAuthToken.update(grace_sealed=None)
+             .where(OAuthToken.grace_sealed.is_null(False)
+                    & (OAuthToken.refreshed_at < now - dt.timedelta(seconds=self.refresh_grace_seconds))).execute())
         count += delete_in_batches(OAuthToken, unusable, batch)
         with writing():
             count += self.forget_unused_clients(now)

@@ -46,6 +46,7 @@ from poggio.errors import InvalidInput
 from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, User, Workspace
 from poggio.oauth import (
     OAuthService,
+    PresentedRefresh,
     RefreshReused,
     lifetime_choices,
     lifetime_days,
@@ -152,10 +153,11 @@ class Code:
 
 
 class Refresh:
-    """A refresh token's row (not spent yet: :func:`_save_token` spends it), for Authlib's refresh grant."""
+    """A refresh token presented (not spent yet: :func:`_save_token` spends it), for Authlib's refresh grant."""
 
-    def __init__(self, row):
-        self.row = row
+    def __init__(self, found: PresentedRefresh):
+        self.found = found
+        self.row = found.row
 
     def check_client(self, client: Client):
         return self.row.grant.client_id == client.row.id
@@ -243,10 +245,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token):
         try:
-            row = service().find_refresh(refresh_token, self.request.client.row)
+            found = service().find_refresh(refresh_token, self.request.client.row)
         except RefreshReused:
             raise InvalidGrantError(REUSED) from None
-        return Refresh(row) if row is not None else None
+        return Refresh(found) if found is not None else None
 
     def _validate_token_scope(self, token):
         try:
@@ -337,7 +339,7 @@ def _save_token(token: dict, req) -> None:
     elif req.payload.grant_type == "refresh_token":
         # spent only now, once every check passed: a refused refresh leaves the token usable
         try:
-            token.update(svc.rotate(req.refresh_token.row, req.client.row))
+            token.update(svc.rotate(req.refresh_token.found, req.client.row))
         except RefreshReused:
             raise InvalidGrantError(REUSED) from None
         token.pop("_refresh", None)

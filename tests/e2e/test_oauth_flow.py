@@ -7,6 +7,7 @@ admin's ``client_credentials`` client. Every test runs on SQLite and on PostgreS
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -34,7 +35,9 @@ from oauth_support import (
     sign_in_and_approve,
 )
 
+from poggio.db import utcnow
 from poggio.models import AuditEvent, OAuthClient, OAuthGrant
+from poggio.models import OAuthToken as OAuthTokenRow
 from poggio.tokens import generate
 
 ACCESS_SECONDS = 6  # short, so the SDK's own refresh is seen within the test
@@ -224,7 +227,8 @@ def test_python_sdk_connects_through_oauth_and_loses_access_when_revoked(stack):
 @pytest.mark.browser
 def test_a_refresh_token_works_once_and_its_reuse_ends_the_grant(stack):
     """Rotation at the token endpoint: a refresh answers new tokens that work; presenting the spent
-    refresh token again is ``invalid_grant`` and revokes the grant, so the new tokens die too."""
+    refresh token again within the refresh grace answers the same pair (a lost answer), and after it
+    is ``invalid_grant`` and revokes the grant, so the new tokens die too."""
     listener = RedirectListener()
     storage = MemoryStorage()
 
@@ -250,7 +254,15 @@ def test_a_refresh_token_works_once_and_its_reuse_ends_the_grant(stack):
     assert new["refresh_token"] != old.refresh_token and new["access_token"] != old.access_token
     assert new["scope"] == "accounts:read contacts:read revenue:read"
     assert _bearer_post(stack, new["access_token"]).status_code == 200
+    # the answer may have been lost: within the refresh grace the same request gets the same pair
+    retried = _token_request(stack, {"grant_type": "refresh_token", "refresh_token": old.refresh_token, **resource},
+                             storage.client)
+    assert retried.status_code == 200 and retried.json()["refresh_token"] == new["refresh_token"]
+    assert retried.json()["access_token"] == new["access_token"]
 
+    # past the grace, it is reuse
+    OAuthTokenRow.update(refreshed_at=utcnow() - dt.timedelta(seconds=11)).where(
+        OAuthTokenRow.refreshed_at.is_null(False)).execute()
     reused = _token_request(stack, {"grant_type": "refresh_token", "refresh_token": old.refresh_token, **resource},
                             storage.client)
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant", reused.text

@@ -242,11 +242,18 @@ def test_approve_exchange_refresh_rotate(app_client):
     assert "oauth.approved" in [e.action for e in AuditEvent.select()]
 
 
+def past_the_grace(seconds: int = 11) -> None:
+    """The spent refresh tokens as if spent ``seconds`` ago: past POGGIO_OAUTH_REFRESH_GRACE_SECONDS."""
+    OAuthToken.update(refreshed_at=utcnow() - dt.timedelta(seconds=seconds)).where(
+        OAuthToken.refreshed_at.is_null(False)).execute()
+
+
 def test_refresh_reuse_revokes_the_grant(app_client):
     admin, reg = app_client
     tokens = full_flow(admin, reg["client_id"])
     data = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": reg["client_id"]}
     fresh = admin.client.post("/oauth/token", data=data).get_json()
+    past_the_grace()
     again = admin.client.post("/oauth/token", data=data)
     assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
     assert OAuthGrant.get().revoked_at is not None
@@ -889,3 +896,81 @@ def test_metadata_documents_with_private_key_jwt_must_publish_keys(admin, docume
     r = admin.get(authorize_url(secret.client_id, challenge))
     assert r.status_code == 400 and "private_key_jwt" in r.get_data(as_text=True)
     assert OAuthClient.select().count() == 0
+
+
+# -- refresh grace ---------------------------------------------------------------------------------------
+def test_a_refresh_retried_within_the_grace_gets_the_same_pair(app_client):
+    """The answer to a refresh can be lost (a dropped connection, a client killed mid-request): the
+    app retries with the refresh token it still holds. Within POGGIO_OAUTH_REFRESH_GRACE_SECONDS it
+    gets the very pair it missed, not a revoked grant; nothing new is issued, nothing on record."""
+    admin, reg = app_client
+    tokens = full_flow(admin, reg["client_id"])
+    first = refresh(admin.client, reg["client_id"], tokens["refresh_token"], resource=MCP)
+    again = refresh(admin.client, reg["client_id"], tokens["refresh_token"], resource=MCP)
+    assert first.status_code == again.status_code == 200, again.get_json()
+    lost, retried = first.get_json(), again.get_json()
+    assert (retried["access_token"], retried["refresh_token"]) == (lost["access_token"], lost["refresh_token"])
+    assert retried["scope"] == lost["scope"] and 0 < retried["expires_in"] <= lost["expires_in"]
+    assert OAuthToken.select().count() == 2 and OAuthGrant.get().revoked_at is None
+    assert "oauth.refresh_reused" not in [e.action for e in AuditEvent.select()]
+    # at rest: digests, and the pair sealed with a key only the old refresh token gives
+    spent = OAuthToken.get(OAuthToken.refreshed_at.is_null(False))
+    assert lost["access_token"] not in (spent.grace_sealed or "") and lost["refresh_token"] not in spent.grace_sealed
+    # the recovered pair is the live one: it works, and rotates on
+    assert OAuthService().verify_access(retried["access_token"], MCP).kind == "grant"
+    onwards = refresh(admin.client, reg["client_id"], retried["refresh_token"])
+    assert onwards.status_code == 200
+    # once the pair it sealed has itself been refreshed, the old token is plain reuse, grace or not
+    late = refresh(admin.client, reg["client_id"], tokens["refresh_token"])
+    assert late.status_code == 400 and late.get_json()["error"] == "invalid_grant"
+    assert OAuthGrant.get().revoked_at is not None
+
+
+def test_a_refresh_reused_after_the_grace_revokes_the_grant(app_client):
+    admin, reg = app_client
+    tokens = full_flow(admin, reg["client_id"])
+    fresh = refresh(admin.client, reg["client_id"], tokens["refresh_token"]).get_json()
+    past_the_grace()
+    late = refresh(admin.client, reg["client_id"], tokens["refresh_token"])
+    assert late.status_code == 400 and late.get_json()["error"] == "invalid_grant"
+    assert "already used" in late.get_json()["error_description"]
+    assert OAuthGrant.get().revoked_at is not None
+    assert "oauth.refresh_reused" in [e.action for e in AuditEvent.select()]
+    with pytest.raises(Exception, match="not valid"):
+        OAuthService().verify_access(fresh["access_token"], MCP)
+    # what was sealed for the grace is gone once the grace is over
+    OAuthService().prune()
+    assert not OAuthToken.select().where(OAuthToken.grace_sealed.is_null(False)).exists()
+
+
+def test_a_refresh_retried_within_the_grace_by_another_client_fails(app_client):
+    admin, reg = app_client
+    tokens = full_flow(admin, reg["client_id"])
+    assert refresh(admin.client, reg["client_id"], tokens["refresh_token"]).status_code == 200
+    thief = register(admin.client)["client_id"]
+    stolen = refresh(admin.client, thief, tokens["refresh_token"])
+    assert stolen.status_code == 400 and stolen.get_json()["error"] == "invalid_grant"
+    assert "access_token" not in stolen.get_json()
+    assert OAuthToken.select().count() == 2
+
+
+def test_the_refresh_grace_is_a_setting(app, app_client):
+    """POGGIO_OAUTH_REFRESH_GRACE_SECONDS=0: no grace, every second presentation is reuse."""
+    admin, reg = app_client
+    app.extensions["poggio"]["oauth"].refresh_grace_seconds = 0
+    tokens = full_flow(admin, reg["client_id"])
+    assert refresh(admin.client, reg["client_id"], tokens["refresh_token"]).status_code == 200
+    again = refresh(admin.client, reg["client_id"], tokens["refresh_token"])
+    assert again.status_code == 400 and OAuthGrant.get().revoked_at is not None
+
+
+def test_two_refreshes_racing_with_one_token_get_one_pair(app, app_client):
+    """Two requests with the same refresh token, both read before either spends it (two workers at
+    once): the first spends it, the second finds it spent within the grace and answers its pair."""
+    admin, reg = app_client
+    tokens = full_flow(admin, reg["client_id"])
+    service, client = app.extensions["poggio"]["oauth"], OAuthClient.get(OAuthClient.client_id == reg["client_id"])
+    one, two = (service.find_refresh(tokens["refresh_token"], client) for _ in range(2))
+    first, second = service.rotate(one, client), service.rotate(two, client)
+    assert (first["access_token"], first["refresh_token"]) == (second["access_token"], second["refresh_token"])
+    assert OAuthToken.select().count() == 2 and OAuthGrant.get().revoked_at is None
