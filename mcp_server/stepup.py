@@ -46,8 +46,9 @@ class ScopeChallenge:
             return None
         needed = f"{spec.pack}:{scopes.READ if spec.read_only else scopes.WRITE}"
         wanted = " ".join(sorted(set(scopes.oauth_scope(token.scope.levels).split()) | {needed}))
-        description = (f"{refused} Ask for the {needed} scope: authorize again with scope \"{wanted}\", and "
-                       "a workspace admin approves the addition.").replace('"', "'")
+        description = (f"{refused} To go on the app needs {needed}: an app people sign in to authorizes again "
+                       f"asking for '{wanted}', and a workspace admin approves the addition; a workspace's own "
+                       "client (client_credentials) has its packs changed by an admin.").replace('"', "'")
         challenge = f'Bearer realm="{REALM}", error="{ERROR}", scope="{wanted}"'
         if self.resource_metadata:
             challenge += f', resource_metadata="{self.resource_metadata}"'
