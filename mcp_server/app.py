@@ -22,12 +22,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, principal_of, protect
-from mcp_server.binding import STATEMENT_GRACE, build_server, label_of
+from mcp_server.binding import STATEMENT_GRACE, ScopeMiddleware, build_server, label_of
 from mcp_server.cors import cors_route, public_route
 from mcp_server.front import Front
 from mcp_server.lean import LeanPath
 from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
 from mcp_server.ratelimit import TokenRateLimit, WriteLimit, WriteRateLimit
+from mcp_server.stepup import ScopeChallenge, ScopeChallengeMiddleware
 from poggio import redaction
 from poggio.db import CommitWatcher, bind, database
 from poggio.oauth import OAuthService, normalise_resource
@@ -149,10 +150,14 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     write_limit = WriteLimit(TokenRateLimit(settings.write_rate_limit, settings.redis_url,
                                             namespace=_installation(settings)),
                              {t.name for t in registry.tools() if not t.read_only})
+    rules = next(m for m in server._lowlevel_server.middleware if isinstance(m, ScopeMiddleware))
+    challenge = ScopeChallenge(rules, resource_metadata)  # a call out of an OAuth token's scope: 403
     lean = None
     if settings.mcp_lean_path:  # the hot requests without the SDK's per-request machinery (same answers)
-        mcp_app = lean = LeanPath(mcp_app, server, security, settings.max_body_bytes, metrics, tools, write_limit)
-    writes = WriteRateLimit(mcp_app, write_limit, principal_of)
+        mcp_app = lean = LeanPath(mcp_app, server, security, settings.max_body_bytes, metrics, tools, write_limit,
+                                  challenge)
+    stepup = ScopeChallengeMiddleware(mcp_app, challenge, principal_of, settings.max_body_bytes)
+    writes = WriteRateLimit(stepup, write_limit, principal_of)
     endpoint = KnownProtocolVersion(protect(writes, backend, on_error=counted_error))
 
     async def healthz(request: Request) -> Response:

@@ -60,6 +60,7 @@ from mcp_server.binding import _timed_out as timed_out
 from mcp_server.metrics import Metrics
 from mcp_server.ratelimit import COUNTED as WRITES_COUNTED
 from mcp_server.ratelimit import WriteLimit
+from mcp_server.stepup import ScopeChallenge
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,8 @@ class LeanPath:
     :class:`mcp_server.front.Front` calls before the Starlette stack."""
 
     def __init__(self, sdk_app, server: MCPServer, security: TransportSecuritySettings, max_body: int,
-                 metrics: Metrics, tools: dict[str, Tool], write_limit: WriteLimit):
+                 metrics: Metrics, tools: dict[str, Tool], write_limit: WriteLimit,
+                 challenge: ScopeChallenge | None = None):
         self.sdk_app = sdk_app
         self.served, self.declined = metrics.lean.labels("served"), metrics.lean.labels("declined")
         self.sdk = SdkAdapter(server)
@@ -194,6 +196,7 @@ class LeanPath:
         # the SDK's Tool objects, built by Tool.from_function exactly as MCPServer.add_tool builds its own
         self.tools = tools
         self.write_limit = write_limit  # counted here for the write calls this path answers
+        self.challenge = challenge  # a call out of an OAuth token's scope: 403 insufficient_scope
         self._lists: dict[tuple[str, frozenset[str] | None], bytes] = {}
         # tools whose input schema asks for Mcp-Param headers: the SDK checks those, so their calls go there
         self._param_headers = {spec.name for spec in self.scope_rules.registry.tools()
@@ -290,7 +293,7 @@ class LeanPath:
             result = self._listing(version, principal, params, modern, client)
         else:
             result = await self._call(version, principal, params, modern, client, not scope.get(WRITES_COUNTED))
-        if isinstance(result, Response):  # over the write limit: WriteRateLimit's answer
+        if isinstance(result, Response):  # over the write limit, or out of an OAuth token's scope
             return result.status_code, result.raw_headers, result.body
         if isinstance(result, MCPError):
             error = result.error.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -345,6 +348,8 @@ class LeanPath:
             refused = await self.write_limit.refusal(principal, [spec.name])
             if refused is not None:
                 return refused
+        if self.challenge is not None and (refused := self.challenge.refusal(principal, spec, client)) is not None:
+            return refused  # as ScopeChallengeMiddleware answers it in front of the SDK
         arguments = params.get("arguments")
         found = self.scope_rules.refusal(principal.token, spec, arguments)
         if found is not None:

@@ -35,6 +35,8 @@ ACTIONS = {
     "oauth.denied": "App denied",
     "oauth.code_reused": "Authorization code reused",
     "oauth.refresh_reused": "Refresh token reused: app disconnected",
+    "oauth.scope_added": "Connected app given more access",
+    "oauth.client_refused": "App refused by the installation's trust policy",
     "oauth.grant_revoked": "App disconnected",
     "data.written": "Changed by a tool",
 }

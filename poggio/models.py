@@ -208,7 +208,8 @@ class OAuthToken(BaseModel):
     """One access token (and the refresh token issued with it) of a grant; digests only.
 
     A refresh token is spent when used (rotation): ``refreshed_at`` is set, and presenting it again
-    revokes the whole grant."""
+    revokes the whole grant, unless within the refresh grace (then the pair it was exchanged for is
+    answered again)."""
 
     grant = ForeignKeyField(OAuthGrant, backref="tokens", on_delete="CASCADE")
     access_digest = CharField(max_length=64, unique=True)
@@ -217,10 +218,25 @@ class OAuthToken(BaseModel):
     access_expires_at = DateTimeField()
     refreshed_at = DateTimeField(null=True)
     revoked_at = DateTimeField(null=True)
+    # the pair issued when this refresh token was spent, sealed with a key only that refresh token
+    # gives, for the refresh grace (poggio.oauth.OAuthService.rotate); cleared when the grace is over
+    grace_sealed = TextField(null=True)
 
     class Meta:
         table_name = "oauth_token"
 
+
+
+class OAuthAssertion(BaseModel):
+    """A client assertion (``private_key_jwt``) seen at the token endpoint, kept until it expires: its
+    ``jti`` presented again is a replay and refused, in every portal worker alike. Keyed by a digest
+    of the client and the ``jti``, which are the client's to choose."""
+
+    digest = CharField(max_length=64, unique=True)
+    expires_at = DateTimeField(index=True)
+
+    class Meta:
+        table_name = "oauth_assertion"
 
 
 class GrantUsage(BaseModel):

@@ -13,19 +13,33 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import hmac
 import ipaddress
 import json
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from peewee import JOIN, SQL, fn
+from joserfc import jwe
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
+from peewee import JOIN, SQL, IntegrityError, fn
 
 from poggio import audit, policy, scopes
 from poggio.audit import Actor
 from poggio.db import database, delete_in_batches, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
-from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, User, Workspace
+from poggio.models import (
+    Membership,
+    OAuthAssertion,
+    OAuthClient,
+    OAuthCode,
+    OAuthGrant,
+    OAuthToken,
+    User,
+    Workspace,
+)
 from poggio.prepared import execute
 from poggio.tokens import (
     ACCESS_PREFIX,
@@ -101,6 +115,20 @@ def packs_of_scope(scope: str | None, known: set[str]) -> dict[str, str]:
     return scopes.of_oauth_scope(scope, known)
 
 
+def widened(granted: str | None, added: str | None) -> str:
+    """The stored scope text of ``granted`` with ``added`` (each pack at the higher of its levels)."""
+    return scopes.format_levels(scopes.parse(f"{granted or ''},{added or ''}") or {}) or ""
+
+
+def metadata_url_trusted(url: str, trusted: tuple[str, ...] | list[str]) -> bool:
+    """Whether a Client ID Metadata Document URL may connect under ``POGGIO_OAUTH_TRUSTED_CLIENT_METADATA``:
+    any when nothing is listed; else one listed exactly, or under a listed prefix (an entry ending
+    in ``/``: ``https://chatgpt.com/`` allows every document on that host, not ``https://chatgpt.com.evil/``)."""
+    if not trusted:
+        return True
+    return any(url == entry or (entry.endswith("/") and url.startswith(entry)) for entry in trusted)
+
+
 def pack_set(text: str | None) -> frozenset[str]:
     """The packs a stored scope text names, whatever their level."""
     return frozenset(scopes.parse(text) or ())
@@ -140,6 +168,16 @@ class RefreshReused(Exception):
     """A refresh token was presented again after it had been exchanged: the grant is revoked."""
 
 
+@dataclass(frozen=True)
+class PresentedRefresh:
+    """A refresh token the token endpoint was given, and its row. ``replay``: within the refresh
+    grace, the answer its exchange gave (the same pair again), for a client that lost it."""
+
+    row: OAuthToken
+    presented: str
+    replay: dict | None = None
+
+
 @functools.cache
 def _verify_sql(param: str) -> str:
     """The access-token check as SQL, built once (as the API token's check is)."""
@@ -167,8 +205,9 @@ class OAuthService:
 
     def __init__(self, pepper: str | None = None, known_packs: set[str] | None = None,
                  access_seconds: int = 3600, code_seconds: int = 300, unused_client_days: int = 7,
-                 spent_refresh_days: int = 30):
+                 spent_refresh_days: int = 30, refresh_grace_seconds: int = 10):
         self.pepper = pepper
+        self.refresh_grace_seconds = refresh_grace_seconds
         self.known_packs = set(known_packs or ())
         self.access_seconds = access_seconds
         self.code_seconds = code_seconds
@@ -179,7 +218,8 @@ class OAuthService:
     def from_settings(cls, settings, known_packs: set[str] | None = None) -> OAuthService:
         return cls(settings.token_pepper, known_packs, settings.oauth_access_token_seconds,
                    unused_client_days=settings.oauth_unused_client_days,
-                   spent_refresh_days=settings.oauth_spent_refresh_days)
+                   spent_refresh_days=settings.oauth_spent_refresh_days,
+                   refresh_grace_seconds=settings.oauth_refresh_grace_seconds)
 
     def _digest(self, secret: str) -> str:
         return digest(secret, self.pepper)
@@ -223,8 +263,9 @@ class OAuthService:
         if not uris:
             raise InvalidInput("redirect_uris", "the metadata document lists no redirect URI")
         name = str(metadata.get("client_name") or urlsplit(url).hostname)[:200]
+        method = "private_key_jwt" if metadata.get("token_endpoint_auth_method") == "private_key_jwt" else "none"
         fields = {"name": name, "metadata": json.dumps({**metadata, "redirect_uris": uris,
-                                                        "token_endpoint_auth_method": "none"}),
+                                                        "token_endpoint_auth_method": method}),
                   "metadata_expires_at": fresh_until}
         with writing():
             client = OAuthClient.get_or_none(OAuthClient.client_id == url)
@@ -308,22 +349,40 @@ class OAuthService:
     # -- authorization codes ---------------------------------------------------------------
     def issue_code(self, *, code: str, client: OAuthClient, user: User, workspace: Workspace, packs,
                    redirect_uri: str, resource: str, code_challenge: str, code_challenge_method: str,
-                   grant_days: int | None, actor: Actor) -> None:
+                   grant_days: int | None, actor: Actor, adds_to: OAuthGrant | None = None) -> None:
         """Store the digest of ``code``, the approval it carries (``packs``: ``{pack: level}``, or pack
-        names to read) and its PKCE challenge."""
+        names to read) and its PKCE challenge. ``adds_to``: the app's connected grant in this
+        workspace, which the code widens (step-up) rather than creating another: it carries the
+        grant's scope with the approved one added, and the grant's own expiry."""
         now = utcnow()
         packs = scopes.format_levels(packs if isinstance(packs, dict) else {p: READ for p in packs})
+        expires_at = policy.cap(workspace, None if grant_days is None else now + dt.timedelta(days=grant_days), now)
+        detail = {"lasts_days": grant_days if grant_days else "until revoked"}
+        if adds_to is not None:
+            packs = widened(adds_to.packs, packs)
+            expires_at = adds_to.expires_at
+            detail = {"adds_to_grant": adds_to.id, "granted_before": adds_to.packs}
         with writing():
             OAuthCode.create(
                 digest=self._digest(code), client=client, user=user, workspace=workspace,
                 packs=packs, redirect_uri=redirect_uri, resource=normalise_resource(resource),
                 code_challenge=code_challenge, code_challenge_method=code_challenge_method,
-                grant_expires_at=policy.cap(
-                    workspace, None if grant_days is None else now + dt.timedelta(days=grant_days), now),
-                expires_at=now + dt.timedelta(seconds=self.code_seconds),
+                grant_expires_at=expires_at, expires_at=now + dt.timedelta(seconds=self.code_seconds),
+                grant=adds_to,
             )
             audit.record("oauth.approved", actor, workspace, target=client.name, client_id=client.client_id,
-                         packs=packs, lasts_days=grant_days if grant_days else "until revoked")
+                         packs=packs, **detail)
+
+    def connected_grant(self, client: OAuthClient, workspace: Workspace | None) -> OAuthGrant | None:
+        """The live grant an admin approved for ``client`` in ``workspace`` (the newest, if the app
+        was connected more than once), which a new approval adds to: None if there is none."""
+        if workspace is None:
+            return None
+        return (OAuthGrant.select()
+                .where((OAuthGrant.client == client.id) & (OAuthGrant.workspace == workspace.id)
+                       & OAuthGrant.user.is_null(False) & OAuthGrant.revoked_at.is_null()
+                       & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > utcnow())))
+                .order_by(OAuthGrant.id.desc()).first())
 
     def find_code(self, code: str | None, client: OAuthClient) -> OAuthCode | None:
         """The unused, unexpired code issued to ``client``. A code presented a second time revokes the
@@ -344,17 +403,38 @@ class OAuthService:
         return row
 
     def grant_from_code(self, code: OAuthCode) -> OAuthGrant | None:
-        """Spend the code (once, atomically) and create the grant it approved."""
+        """Spend the code (once, atomically) and create the grant it approved, or widen the grant it
+        adds to (None, nothing granted, if that grant was revoked or expired meanwhile)."""
         with writing():
             spent = (OAuthCode.update(used_at=utcnow())
                      .where((OAuthCode.id == code.id) & OAuthCode.used_at.is_null()).execute())
             if not spent:
                 return None
+            if code.grant_id is not None:
+                return self._widen(code)
             # the policy may have tightened since the approval: it decides
             expires_at = policy.cap(Workspace.get_by_id(code.workspace_id), code.grant_expires_at)
             grant = OAuthGrant.create(workspace=code.workspace_id, client=code.client_id, user=code.user_id,
                                       packs=code.packs, resource=code.resource, expires_at=expires_at)
             OAuthCode.update(grant=grant).where(OAuthCode.id == code.id).execute()
+        return grant
+
+    def _widen(self, code: OAuthCode) -> OAuthGrant | None:
+        """The step-up: the connected grant gains the scope its admin just approved (the same app in
+        Settings, its tokens and its expiry as they were); on record as ``oauth.scope_added``."""
+        grant = OAuthGrant.get_by_id(code.grant_id)
+        now = utcnow()
+        if grant.revoked_at is not None or (grant.expires_at is not None and grant.expires_at <= now):
+            return None
+        before = grant.packs
+        after = widened(before, code.packs)
+        if after != before:
+            OAuthGrant.update(packs=after).where(OAuthGrant.id == grant.id).execute()
+            grant.packs = after
+            client = OAuthClient.get_by_id(code.client_id)
+            audit.record("oauth.scope_added", Actor(User.get_by_id(code.user_id)), code.workspace_id,
+                         target=client.name, client_id=client.client_id, grant_id=grant.id,
+                         granted_before=before, granted_now=after)
         return grant
 
     # -- tokens ----------------------------------------------------------------------------
@@ -365,10 +445,11 @@ class OAuthService:
                        & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > utcnow())))
                 .order_by(OAuthGrant.id).first())
 
-    def issue_tokens(self, grant: OAuthGrant, refresh: bool = True) -> dict:
-        """A new access token (and refresh token) for ``grant``: the response body of the token endpoint."""
-        access = generate(ACCESS_PREFIX)
-        refresh_token = generate(REFRESH_PREFIX) if refresh else None
+    def issue_tokens(self, grant: OAuthGrant, refresh: bool = True, *, pair: tuple[str, str] | None = None) -> dict:
+        """A new access token (and refresh token) for ``grant``: the response body of the token
+        endpoint. ``pair``: the access and refresh token to issue, made by the caller."""
+        access = pair[0] if pair else generate(ACCESS_PREFIX)
+        refresh_token = pair[1] if pair else generate(REFRESH_PREFIX) if refresh else None
         now = utcnow()
         lifetime = self.access_seconds
         if grant.expires_at is not None:  # no access token outlives its grant
@@ -383,9 +464,12 @@ class OAuthService:
             body["refresh_token"] = refresh_token
         return body
 
-    def spend_refresh(self, presented: str | None, client: OAuthClient) -> OAuthToken | None:
-        """The token row whose refresh token this is, spent now (rotation: each works once). A refresh
-        token presented after it was spent revokes its whole grant and raises :class:`RefreshReused`."""
+    def find_refresh(self, presented: str | None, client: OAuthClient) -> PresentedRefresh | None:
+        """The live token row whose refresh token this is: nothing changes here, so a request the
+        token endpoint then refuses (a scope beyond the grant, another resource) leaves the refresh
+        token as it was; :meth:`rotate` spends it when the new pair is issued. A refresh token
+        presented after it was spent revokes its whole grant and raises :class:`RefreshReused`,
+        unless within the refresh grace (:meth:`_replay`)."""
         if not presented or not well_formed(presented, REFRESH_PREFIX):
             return None
         row = (OAuthToken.select(OAuthToken, OAuthGrant).join(OAuthGrant)
@@ -397,15 +481,91 @@ class OAuthService:
             return None
         if grant.expires_at is not None and grant.expires_at <= utcnow():
             return None
+        if row.refreshed_at is not None:
+            replay = self._replay(row, presented)
+            if replay is None:
+                self._refresh_reused(grant, client)
+            return PresentedRefresh(row, presented, replay)
+        return PresentedRefresh(row, presented)
+
+    def rotate(self, found: PresentedRefresh, client: OAuthClient) -> dict:
+        """Spend the refresh token (once, atomically) and issue the grant's new pair: the token
+        endpoint's answer. The pair is sealed on the spent row for the refresh grace. Spent already
+        by a concurrent request: that request's pair within the grace, else :class:`RefreshReused`."""
+        if found.replay is not None:
+            return found.replay
+        row, now = found.row, utcnow()
+        pair = (generate(ACCESS_PREFIX), generate(REFRESH_PREFIX))
+        sealed = self._seal(found.presented, pair) if self.refresh_grace_seconds > 0 else None
         with writing():
-            spent = (OAuthToken.update(refreshed_at=utcnow())
+            spent = (OAuthToken.update(refreshed_at=now, grace_sealed=sealed)
                      .where((OAuthToken.id == row.id) & OAuthToken.refreshed_at.is_null()).execute())
-        if not spent:
-            self.revoke_grant(grant, Actor(label="system"), "refresh token reused")
-            audit.record("oauth.refresh_reused", Actor(label="system"), grant.workspace_id,
-                         target=client.name, grant_id=grant.id, client_id=client.client_id)
-            raise RefreshReused()
-        return row
+            if spent:
+                # the grant's earlier seals are of no use once their grace is over
+                (OAuthToken.update(grace_sealed=None)
+                 .where((OAuthToken.grant == row.grant_id) & OAuthToken.grace_sealed.is_null(False)
+                        & (OAuthToken.refreshed_at < now - dt.timedelta(seconds=self.refresh_grace_seconds)))
+                 .execute())
+                return self.issue_tokens(row.grant, pair=pair)
+        again = OAuthToken.select(OAuthToken, OAuthGrant).join(OAuthGrant).where(OAuthToken.id == row.id).first()
+        replay = self._replay(again, found.presented) if again is not None else None
+        if replay is None:
+            self._refresh_reused(row.grant, client)
+        return replay
+
+    # The refresh grace. An answer to a refresh can be lost after the server spent the token (a
+    # dropped connection, a client killed mid-request): the app retries with the token it still
+    # holds, which rotation alone would take for theft and revoke. For a few seconds the same pair
+    # is answered again. It cannot be stored as it is (no token is stored in plaintext), nor be
+    # made again (tokens are random): it is sealed (JWE, dir + A256GCM) with a key derived from
+    # the presented refresh token and the pepper, so only the holder of that refresh token can
+    # open it, and cleared once the grace is over.
+    def _grace_key(self, presented: str) -> OctKey:
+        label = b"poggio oauth refresh grace\n" + (self.pepper or "").encode()
+        return OctKey.import_key(hmac.new(label, presented.encode(), hashlib.sha256).digest())
+
+    def _seal(self, presented: str, pair: tuple[str, str]) -> str:
+        plaintext = json.dumps({"access_token": pair[0], "refresh_token": pair[1]}).encode()
+        return jwe.encrypt_compact({"alg": "dir", "enc": "A256GCM"}, plaintext, self._grace_key(presented))
+
+    def _replay(self, row: OAuthToken, presented: str) -> dict | None:
+        """The answer ``row``'s refresh token was exchanged for, if that was within the grace and
+        the pair is still the grant's live one (its refresh token not spent in turn); else None."""
+        now = utcnow()
+        if (not row.grace_sealed or row.refreshed_at is None
+                or now - row.refreshed_at > dt.timedelta(seconds=self.refresh_grace_seconds)):
+            return None
+        try:
+            pair = json.loads(jwe.decrypt_compact(row.grace_sealed, self._grace_key(presented)).plaintext)
+        except (JoseError, ValueError):
+            return None
+        successor = OAuthToken.get_or_none(OAuthToken.refresh_digest == self._digest(pair["refresh_token"]))
+        if (successor is None or successor.grant_id != row.grant_id or successor.revoked_at is not None
+                or successor.refreshed_at is not None or successor.access_digest != self._digest(pair["access_token"])):
+            return None
+        lifetime = int((successor.access_expires_at - now).total_seconds())
+        if lifetime <= 0:
+            return None
+        return {"access_token": pair["access_token"], "token_type": "Bearer", "expires_in": lifetime,
+                "scope": scope_of(row.grant.packs), "refresh_token": pair["refresh_token"]}
+
+    def _refresh_reused(self, grant: OAuthGrant, client: OAuthClient):
+        self.revoke_grant(grant, Actor(label="system"), "refresh token reused")
+        audit.record("oauth.refresh_reused", Actor(label="system"), grant.workspace_id,
+                     target=client.name, grant_id=grant.id, client_id=client.client_id)
+        raise RefreshReused()
+
+    def first_assertion(self, client_id: str, jti: str, expires_at: dt.datetime) -> bool:
+        """True the first time ``client_id`` presents a client assertion with this ``jti``, which is
+        kept until ``expires_at`` (the assertion's own expiry, after which it is refused anyway);
+        False for a replay. Kept in the database: every portal worker agrees."""
+        key = hashlib.sha256(f"{client_id}\n{jti}".encode()).hexdigest()
+        try:
+            with writing():
+                OAuthAssertion.create(digest=key, expires_at=expires_at)
+        except IntegrityError:
+            return False
+        return True
 
     def revoke_grant(self, grant: OAuthGrant, actor: Actor, reason: str = "revoked") -> None:
         with writing():
@@ -448,6 +608,8 @@ class OAuthService:
           refresh token was spent more than ``spent_refresh_days`` ago. A spent refresh token
           presented again within those days revokes its grant (reuse detection); after them it is
           refused as unknown and the grant left alone.
+        - Client assertions (``private_key_jwt``) past their expiry: a replay of one is refused
+          for its expiry from then on.
         - The apps no one approved (:meth:`forget_unused_clients`)."""
         now = now or utcnow()
         settled = now - SETTLED
@@ -459,6 +621,11 @@ class OAuthService:
             & (OAuthToken.refresh_digest.is_null() | OAuthToken.revoked_at.is_null(False)
                | (OAuthToken.refreshed_at < spent)))
         count = delete_in_batches(OAuthCode, OAuthCode.expires_at < settled, batch)
+        count += delete_in_batches(OAuthAssertion, OAuthAssertion.expires_at < now, batch)
+        with writing():  # the refresh grace's seals, once it is over (not counted: the rows stay)
+            (OAuthToken.update(grace_sealed=None)
+             .where(OAuthToken.grace_sealed.is_null(False)
+                    & (OAuthToken.refreshed_at < now - dt.timedelta(seconds=self.refresh_grace_seconds))).execute())
         count += delete_in_batches(OAuthToken, unusable, batch)
         with writing():
             count += self.forget_unused_clients(now)

@@ -50,6 +50,11 @@ class Settings:
     oauth_unused_client_days: int = 7  # registered apps never approved are forgotten after this
     oauth_spent_refresh_days: int = 30  # a spent refresh token is remembered (reuse detection) this long
     oauth_metadata_allow_private: bool = False  # fetch client metadata documents from private addresses
+    oauth_dynamic_registration: bool = True  # /oauth/register open to any app (RFC 7591); false: 404
+    # the Client ID Metadata Document URLs that may connect: exact URLs, or https://host/ prefixes (ending
+    # in /); empty: any
+    oauth_trusted_client_metadata: tuple[str, ...] = ()
+    oauth_refresh_grace_seconds: int = 10  # a lost refresh answer may be fetched again this long
     cors_origins: tuple[str, ...] = ()
     metrics_token: str | None = field(default=None, repr=False)
     activity_retention_days: int = 90  # how long the MCP server keeps each request on the activity record
@@ -175,4 +180,11 @@ def load_settings(env: dict[str, str] | None = None, instance_path: Path | str |
             ipaddress.ip_network(proxy, strict=False)
         except ValueError:
             raise SettingsError(f"POGGIO_TRUSTED_PROXIES: {proxy!r} is not an IP address or network (CIDR)") from None
+    for entry in values.get("oauth_trusted_client_metadata", ()):  # type: ignore[union-attr]
+        parts = urlsplit(str(entry))
+        if parts.scheme != "https" or not parts.hostname or not parts.path or parts.fragment:
+            raise SettingsError(f"POGGIO_OAUTH_TRUSTED_CLIENT_METADATA: {entry!r} is neither an https URL of a "
+                                "client metadata document nor an https://host/ prefix (ending in /)")
+    if int(values.get("oauth_refresh_grace_seconds", 10)) < 0:  # type: ignore[call-overload]
+        raise SettingsError("POGGIO_OAUTH_REFRESH_GRACE_SECONDS must be 0 or more")
     return Settings(instance_path=instance, **values)  # type: ignore[arg-type]

@@ -72,13 +72,16 @@ def _fresh_until(headers: httpx.Headers, now: dt.datetime) -> dt.datetime:
     return now + min(max(age, MIN_CACHE), MAX_CACHE)
 
 
-def fetch_client_metadata(url: str, allow_private: bool = False) -> tuple[dict, dt.datetime]:
-    """The document at ``url`` and until when it may be reused; :class:`MetadataError` otherwise."""
+def fetch_json(url: str, allow_private: bool = False,
+               what: str = "the client's metadata document") -> tuple[dict, dt.datetime]:
+    """The JSON object at ``url`` (https, with a path), fetched as strictly as the module says, and
+    until when it may be reused; :class:`MetadataError` naming ``what`` otherwise. Client ID
+    Metadata Documents and the JWKS their clients publish (``jwks_uri``) are both fetched here."""
     if not is_metadata_url(url):
-        raise MetadataError("a metadata client_id must be an https URL with a path")
+        raise MetadataError(f"the URL of {what} must be an https URL with a path")
     parts = urlsplit(url)
     if parts.username or parts.password or parts.fragment:
-        raise MetadataError("a metadata client_id must not carry credentials or a fragment")
+        raise MetadataError(f"the URL of {what} must not carry credentials or a fragment")
     host, port = parts.hostname, parts.port or 443
     address = _resolve(host, port, allow_private)
     target = f"https://{'[' + address + ']' if ':' in address else address}:{port}{parts.path}" + (
@@ -88,27 +91,41 @@ def fetch_client_metadata(url: str, allow_private: bool = False) -> tuple[dict, 
             with http.stream("GET", target, headers={"Host": parts.netloc, "Accept": "application/json"},
                              extensions={"sni_hostname": host}) as response:
                 if response.is_redirect:
-                    raise MetadataError("the client's metadata URL answered with a redirect, which is not followed")
+                    raise MetadataError(f"the URL of {what} answered with a redirect, which is not followed")
                 if response.status_code != 200:
-                    raise MetadataError(f"the client's metadata URL answered HTTP {response.status_code}")
+                    raise MetadataError(f"the URL of {what} answered HTTP {response.status_code}")
                 body = b""
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > MAX_BYTES:
-                        raise MetadataError(f"the client's metadata document is larger than {MAX_BYTES // 1024} KB")
+                        raise MetadataError(f"{what} is larger than {MAX_BYTES // 1024} KB")
                 headers = response.headers
     except httpx.HTTPError as exc:
-        raise MetadataError(f"the client's metadata document could not be fetched ({type(exc).__name__})") from None
+        raise MetadataError(f"{what} could not be fetched ({type(exc).__name__})") from None
     try:
         document = json.loads(body)
     except ValueError:
-        raise MetadataError("the client's metadata document is not JSON") from None
+        raise MetadataError(f"{what} is not JSON") from None
     if not isinstance(document, dict):
-        raise MetadataError("the client's metadata document is not a JSON object")
+        raise MetadataError(f"{what} is not a JSON object")
+    return document, _fresh_until(headers, utcnow())
+
+
+def fetch_client_metadata(url: str, allow_private: bool = False) -> tuple[dict, dt.datetime]:
+    """The document at ``url`` and until when it may be reused; :class:`MetadataError` otherwise."""
+    if not is_metadata_url(url):
+        raise MetadataError("a metadata client_id must be an https URL with a path")
+    document, fresh_until = fetch_json(url, allow_private)
     if document.get("client_id") != url:
         raise MetadataError("the client's metadata document names another client_id than its own URL")
     if not isinstance(document.get("redirect_uris"), list) or not document["redirect_uris"]:
         raise MetadataError("the client's metadata document lists no redirect_uris")
-    if document.get("token_endpoint_auth_method", "none") != "none":
-        raise MetadataError("a metadata document client must be public (token_endpoint_auth_method 'none')")
-    return document, _fresh_until(headers, utcnow())
+    method = document.get("token_endpoint_auth_method", "none")
+    if method == "private_key_jwt":  # the client signs its token requests with a key it publishes
+        if not (isinstance(document.get("jwks"), dict) or is_metadata_url(document.get("jwks_uri"))):
+            raise MetadataError("a metadata document client using private_key_jwt must publish its keys: "
+                                "'jwks_uri' (an https URL) or 'jwks'")
+    elif method != "none":
+        raise MetadataError("a metadata document client must be public (token_endpoint_auth_method 'none') "
+                            "or sign its requests (private_key_jwt)")
+    return document, fresh_until

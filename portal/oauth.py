@@ -18,11 +18,14 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
 from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
+    InvalidScopeError,
     OAuth2Error,
 )
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -36,21 +39,24 @@ from limits import parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from poggio import audit
+from poggio import audit, scopes
 from poggio.audit import Actor
 from poggio.db import utcnow
 from poggio.errors import InvalidInput
-from poggio.models import Membership, OAuthClient, OAuthCode, User, Workspace
+from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, User, Workspace
 from poggio.oauth import (
     OAuthService,
+    PresentedRefresh,
     RefreshReused,
     lifetime_choices,
     lifetime_days,
+    metadata_url_trusted,
     normalise_resource,
     packs_of_scope,
     scope_of,
 )
 from poggio.scopes import READ, WRITE, supported_oauth_scopes
+from portal import client_auth
 from portal.access import client_ip, core
 from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url
 from portal.forms import ActionForm
@@ -58,6 +64,7 @@ from portal.forms import ActionForm
 log = logging.getLogger(__name__)
 bp = Blueprint("oauth", __name__)
 CONSENT_MAX_AGE = 30 * 60  # seconds a consent page may stay open before its approval is refused
+REUSED = "This refresh token was already used. For safety the app's access has been revoked; connect it again."
 
 
 class InvalidTargetError(OAuth2Error):
@@ -146,10 +153,11 @@ class Code:
 
 
 class Refresh:
-    """A spent refresh token's row, for Authlib's refresh grant."""
+    """A refresh token presented (not spent yet: :func:`_save_token` spends it), for Authlib's refresh grant."""
 
-    def __init__(self, row):
-        self.row = row
+    def __init__(self, found: PresentedRefresh):
+        self.found = found
+        self.row = found.row
 
     def check_client(self, client: Client):
         return self.row.grant.client_id == client.row.id
@@ -166,6 +174,7 @@ class Approval:
     workspace: Workspace
     packs: dict[str, str]  # {pack: "read" | "write"}
     days: int | None
+    adds_to: OAuthGrant | None = None  # the app's connected grant in the workspace, which gains ``packs``
 
 
 def _check_resource(req) -> None:
@@ -192,8 +201,12 @@ class S256CodeChallenge(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
+# private_key_jwt first: a request carrying a client assertion is judged by it, and refused with its reason
+CLIENT_AUTH_METHODS = [client_auth.METHOD, "client_secret_basic", "client_secret_post", "none"]
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     def validate_authorization_request(self):
         redirect_uri = super().validate_authorization_request()
@@ -212,7 +225,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             packs=dict(approval.packs), redirect_uri=request.payload.redirect_uri or request.client.redirect_uris[0],
             resource=payload.get("resource") or resource_url(), code_challenge=payload["code_challenge"],
             code_challenge_method=payload["code_challenge_method"], grant_days=approval.days,
-            actor=Actor(approval.user, ip=client_ip()),
+            actor=Actor(approval.user, ip=client_ip()), adds_to=approval.adds_to,
         )
 
     def query_authorization_code(self, code, client):
@@ -227,22 +240,28 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotation: every refresh token works once
 
     def authenticate_refresh_token(self, refresh_token):
         try:
-            row = service().spend_refresh(refresh_token, self.request.client.row)
+            found = service().find_refresh(refresh_token, self.request.client.row)
         except RefreshReused:
-            raise InvalidGrantError("This refresh token was already used. For safety the app's access has "
-                                    "been revoked; connect it again.") from None
-        return Refresh(row) if row is not None else None
+            raise InvalidGrantError(REUSED) from None
+        return Refresh(found) if found is not None else None
+
+    def _validate_token_scope(self, token):
+        try:
+            super()._validate_token_scope(token)
+        except InvalidScopeError:
+            raise InvalidScopeError(f"This app was granted '{token.get_scope()}'; a refresh may ask for no more. "
+                                    "To get more, send the person through authorization again.") from None
 
     def authenticate_user(self, refresh_token):
         return refresh_token.row.grant.user_id or True  # a grant outlives its approver's account
 
     def revoke_old_credential(self, refresh_token):
-        """Nothing to do: the refresh token was spent when it was accepted."""
+        """Nothing to do: the refresh token was spent when its new pair was issued (:func:`_save_token`)."""
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
@@ -250,7 +269,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
 
 
 class Revocation(RevocationEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     def query_token(self, token_string, token_type_hint):
         return None  # ownership is checked in revoke_token, which the endpoint calls either way
@@ -315,9 +334,16 @@ def _save_token(token: dict, req) -> None:
             raise InvalidTargetError("The code was issued for another resource.")
         grant = svc.grant_from_code(code)
         if grant is None:
-            raise InvalidGrantError("Invalid 'code' in request.")
+            raise InvalidGrantError("This code was already used, or the connected app it adds to was disconnected "
+                                    "meanwhile; authorize again.")
     elif req.payload.grant_type == "refresh_token":
-        grant = req.refresh_token.row.grant
+        # spent only now, once every check passed: a refused refresh leaves the token usable
+        try:
+            token.update(svc.rotate(req.refresh_token.found, req.client.row))
+        except RefreshReused:
+            raise InvalidGrantError(REUSED) from None
+        token.pop("_refresh", None)
+        return
     else:  # client_credentials
         grant = svc.standing_grant(req.client.row)
         if grant is None:
@@ -331,16 +357,35 @@ def _save_token(token: dict, req) -> None:
 
 
 def _query_client(client_id):
+    if untrusted(client_id):
+        raise InvalidClientError(status_code=401, description=(
+            "This app's metadata document is not among those this installation allows "
+            "(POGGIO_OAUTH_TRUSTED_CLIENT_METADATA)."))
     row = service().client(client_id)
     return Client(row) if row is not None else None
 
 
-authorization = AuthorizationServer()
+class PoggioAuthorizationServer(AuthorizationServer):
+    """Authlib's server, with RFC 9207's ``iss`` in every authorization response: every redirect
+    back to the app (the code, and every error: access_denied, invalid_scope, ...) names the
+    issuer, so an app that talks to several authorization servers knows whose answer it holds
+    (a mix-up attack hands it another's). The token and registration endpoints never redirect;
+    the sign-in redirect is Flask-Login's, not an authorization response, and is left alone."""
+
+    def handle_response(self, status_code, payload, headers):
+        response = super().handle_response(status_code, payload, headers)
+        if 300 <= status_code < 400 and response.location:
+            response.location = add_params_to_uri(response.location, {"iss": issuer()})
+        return response
+
+
+authorization = PoggioAuthorizationServer()
 
 
 def init_app(app) -> None:
     authorization.init_app(app, query_client=_query_client, save_token=_save_token)
     authorization.register_token_generator("default", _bearer_placeholder)
+    authorization.register_client_auth_method(client_auth.METHOD, client_auth.PrivateKeyJWT())
     authorization.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     authorization.register_grant(RefreshTokenGrant)
     authorization.register_grant(ClientCredentialsGrant)
@@ -356,20 +401,25 @@ def init_app(app) -> None:
 def metadata() -> dict:
     base = issuer()
     scopes = supported_oauth_scopes(core()["registry"].names)
+    registration = {"registration_endpoint": f"{base}/oauth/register"} \
+        if core()["settings"].oauth_dynamic_registration else {}
     return {
         "issuer": base,
         "authorization_endpoint": f"{base}/oauth/authorize",
         "token_endpoint": f"{base}/oauth/token",
-        "registration_endpoint": f"{base}/oauth/register",
+        **registration,
         "revocation_endpoint": f"{base}/oauth/revoke",
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": client_auth.ALGORITHMS,
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": client_auth.ALGORITHMS,
         "scopes_supported": scopes,
         "client_id_metadata_document_supported": True,
+        "authorization_response_iss_parameter_supported": True,  # RFC 9207
         "service_documentation": f"{base}/",
     }
 
@@ -401,6 +451,10 @@ def revoke():
 
 @bp.post("/oauth/register")
 def register():
+    if not core()["settings"].oauth_dynamic_registration:
+        return _json_error(404, "not_found", "This server does not take dynamic client registrations. Identify "
+                                             "the app by a Client ID Metadata Document instead: an https URL, "
+                                             "serving the app's metadata, as its client_id.")
     limiter, limit = current_app.extensions["poggio"]["registrations"]
     if not limiter.hit(limit, f"oauth:register:{client_ip() or '-'}"):
         return _json_error(429, "too_many_requests", "Too many client registrations from this address; try later.")
@@ -412,6 +466,12 @@ def register():
         body = {k: v for k, v in response.get_json().items() if v is not None}
         response.set_data(json.dumps(body))
     return response
+
+
+def untrusted(client_id: str | None) -> bool:
+    """A Client ID Metadata Document client that ``POGGIO_OAUTH_TRUSTED_CLIENT_METADATA`` does not allow."""
+    return is_metadata_url(client_id) and not metadata_url_trusted(
+        client_id, core()["settings"].oauth_trusted_client_metadata)
 
 
 def _load_client_for_authorize(client_id: str | None) -> str | None:
@@ -478,10 +538,19 @@ def _consent_csp(response, redirect_uri: str | None):
 @bp.route("/oauth/authorize", methods=["GET", "POST"])
 @login_required
 def authorize():
-    problem = _load_client_for_authorize(request.args.get("client_id"))
+    user = current_user._get_current_object()
+    client_id = request.args.get("client_id")
+    if untrusted(client_id):  # refused before its document is fetched
+        workspaces = _admin_workspaces(user)
+        audit.record("oauth.client_refused", Actor(user, ip=client_ip()), workspaces[0] if workspaces else None,
+                     target=client_id[:200], client_id=client_id, reason="not in POGGIO_OAUTH_TRUSTED_CLIENT_METADATA")
+        return _error_page(403, "This app is not allowed here",
+                           f"The app {client_id} is not among the apps this installation allows to connect by "
+                           "their metadata document. Ask the administrator of this server to add it to "
+                           "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA if it should.")
+    problem = _load_client_for_authorize(client_id)
     if problem:
         return _error_page(400, "This app could not be identified", problem)
-    user = current_user._get_current_object()
     try:
         grant = authorization.get_consent_grant(end_user=user)
     except ValueError:  # authlib refuses to build an error whose description quotes a control character
@@ -517,12 +586,14 @@ def authorize():
         writes = set(request.form.getlist("write")) & {p for p, level in asked.items() if level == WRITE}
         # write includes read: a ticked "may change" reads too
         packs = {p: WRITE if p in writes else READ for p in (set(request.form.getlist("packs")) | writes) & set(asked)}
+        # the app connected to this workspace already: the approval adds to that grant (step-up)
+        adds_to = service().connected_grant(client.row, chosen)
         days, error = None, None
         if chosen is None:
             error = "Choose a workspace."
-        elif not packs:
+        elif not packs and adds_to is None:
             error = "Choose at least one tool pack."
-        else:
+        elif adds_to is None:
             try:  # the chosen workspace's token policy caps how long access may last
                 days = lifetime_days(request.form.get("lifetime", "90"), chosen)
             except InvalidInput as exc:
@@ -530,7 +601,7 @@ def authorize():
         if error:
             return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked, error=error,
                                                          chosen=chosen, packs=packs), status=422), redirect_uri)
-        approval = Approval(user, chosen, packs, days)
+        approval = Approval(user, chosen, packs, days, adds_to)
         return authorization.create_authorization_response(grant_user=approval, grant=grant)
 
     return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked)), redirect_uri)
@@ -547,6 +618,10 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
     registry = core()["registry"]
     shown = chosen or (workspaces[0] if workspaces else None)
     lifetimes = lifetime_choices(shown)
+    # the app is connected to this workspace already: what it has is shown as granted, what it asks
+    # for beyond that is the addition the admin approves
+    existing = service().connected_grant(client.row, shown)
+    granted = scopes.parse(existing.packs) or {} if existing is not None else {}
     return render_template(
         "oauth/consent.html",
         client=client.row, kind=client.row.kind, redirect_host=urlsplit(redirect_uri or "").netloc,
@@ -555,8 +630,13 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
                 "read": name in (packs if packs is not None else asked),
                 "write_asked": asked[name] == WRITE,
                 # write is never ticked for the admin: apps ask for every scope the metadata lists
-                "write": packs is not None and packs.get(name) == WRITE}
-               for name in sorted(asked) if name in registry.packs],
+                "write": packs is not None and packs.get(name) == WRITE,
+                "granted": granted.get(name)}
+               for name in sorted(asked) if name in registry.packs
+               and not (granted.get(name) == WRITE or (granted.get(name) == READ and asked[name] == READ))],
+        already=[{"name": name, "title": registry.packs[name].info.title if name in registry.packs else name,
+                  "level": level} for name, level in sorted(granted.items())],
+        existing=existing,
         lifetimes=lifetimes,
         default_lifetime="90" if "90" in dict(lifetimes) else (lifetimes[-1][0] if lifetimes else None),
         policy_note=(f"{shown.name}'s token policy allows at most {shown.max_lifetime_days} days."
@@ -565,4 +645,3 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
         product=core()["settings"].product_name,
         deny_only=not workspaces,
     )
-

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import html
 import http.server
 import ipaddress
 import json
 import queue
+import re
 import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 from instances import ROOT, Instance, PortalProcess, ServerProcess, drop_instance, free_port, make_instance
@@ -197,6 +199,54 @@ async def disconnect_in_settings(browser, stack: OAuthStack, grant_id: int, scre
         return await page.locator(f"#app-{grant_id}").inner_text()
 
 
+class FormPerson:
+    """The person at the consent page without a browser: the portal's own HTML forms, filled and
+    posted as a browser would (cookies, the CSRF token, the consent form's seal), with httpx. Signs
+    in the first time, approves what the page offers as it stands (reads ticked, no write) plus
+    the "change" boxes of ``writes``, and follows the redirect to the app's listener. Each consent
+    page's text is kept in ``consents``."""
+
+    def __init__(self, stack: OAuthStack, writes: set[str] | None = None):
+        self.stack = stack
+        self.writes = set(writes or ())
+        self.http = httpx.Client(timeout=20, follow_redirects=False)
+        self.consents: list[str] = []
+        self.urls: list[str] = []
+
+    @staticmethod
+    def _field(page: str, name: str) -> str:
+        found = re.search(rf'name="{name}"[^>]*value="([^"]*)"', page) or re.search(
+            rf'value="([^"]*)"[^>]*name="{name}"', page)
+        assert found, f"no {name} field on the page:\n{page[:3000]}"
+        return html.unescape(found.group(1))
+
+    def approve(self, url: str) -> str:
+        """Open ``url``, sign in if asked, approve; returns the redirect back to the app."""
+        self.urls.append(url)
+        page = self.http.get(url)
+        if page.status_code == 302 and "/sign-in" in page.headers["location"]:
+            form = self.http.get(urljoin(url, page.headers["location"]))
+            signed = self.http.post(str(form.url), data={
+                "csrf_token": self._field(form.text, "csrf_token"), "email": self.stack.email,
+                "password": self.stack.password})
+            assert signed.status_code == 302, signed.text[:2000]
+            page = self.http.get(url)
+        assert page.status_code == 200, page.text[:2000]
+        text = page.text
+        self.consents.append(re.sub(r"<[^>]+>", " ", text))
+        ticked = re.findall(r'name="packs" value="([^"]+)" checked', text)
+        offered = set(re.findall(r'name="write" value="([^"]+)"', text))
+        answer = self.http.post(url, data={
+            "csrf_token": self._field(text, "csrf_token"), "seal": self._field(text, "seal"),
+            "workspace": re.search(r'name="workspace" value="(\d+)"', text).group(1), "decision": "approve",
+            "packs": ticked, "write": sorted(self.writes & offered), "lifetime": "90"})
+        assert answer.status_code == 302, answer.text[:2000]
+        return answer.headers["location"]
+
+    def close(self) -> None:
+        self.http.close()
+
+
 class RedirectListener:
     """An app's loopback redirect URI (RFC 8252): a real HTTP server on 127.0.0.1 that keeps the
     query of every request to ``/callback`` and answers the browser with a short page."""
@@ -234,12 +284,22 @@ class MetadataDocumentServer:
     """A Client ID Metadata Document served over https from 127.0.0.1; ``client_id`` is its URL.
     ``requests`` counts the GETs it answered."""
 
-    def __init__(self, cert: Path, key: Path, document: dict, path: str = "/oauth/client.json"):
+    def __init__(self, cert: Path, key: Path, document: dict, path: str = "/oauth/client.json",
+                 files: dict[str, dict] | None = None):
+        """``files``: other JSON documents served beside it (``{path: document}``, e.g. a JWKS),
+        each GET of which is counted in ``fetched[path]``."""
         self.requests = 0
+        self.files = dict(files or {})
+        self.fetched: dict[str, int] = {}
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
+                if self.path in server.files:
+                    server.fetched[self.path] = server.fetched.get(self.path, 0) + 1
+                    _send(self, json.dumps(server.files[self.path]).encode(), "application/json",
+                          {"Cache-Control": "max-age=300"})
+                    return
                 if self.path != path:
                     self.send_error(404)
                     return
@@ -253,7 +313,8 @@ class MetadataDocumentServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.client_id = f"https://127.0.0.1:{self.httpd.server_address[1]}{path}"
+        self.origin = f"https://127.0.0.1:{self.httpd.server_address[1]}"
+        self.client_id = f"{self.origin}{path}"
         self.document = {**document, "client_id": self.client_id}
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 

@@ -107,6 +107,10 @@ def test_governance_migration_goes_down_and_up(run):
     from poggio.schema import runners
 
     core = dict(runners(PackRegistry.load()))["core"]
+    assert core.down() == ["0009_oauth_refresh_grace"]  # the refresh grace's sealed pairs
+    assert "grace_sealed" not in {c.name for c in database.get_columns("oauth_token")}
+    assert core.down() == ["0008_oauth_assertion"]  # private_key_jwt's jti, seen
+    assert "oauth_assertion" not in database.get_tables()
     assert core.down() == ["0007_oauth_client_by_kind"]  # the index of registered apps by age
     assert ("kind", "created_at") not in {tuple(i.columns) for i in database.get_indexes("oauth_client")}
     assert core.down() == ["0006_search_term_by_ref"]  # the search index's covering index (issue 13)

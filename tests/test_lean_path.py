@@ -47,13 +47,37 @@ def demo_instance(folder, accounts: int, tokens: dict[str, list[str] | None]):
                       for name, packs in tokens.items()}
 
 
+def oauth_access_token(inst, mcp_url: str, packs: dict[str, str]) -> str:
+    """An access token of a connected app approved by acme's admin for ``packs``, bound to ``mcp_url``
+    (each server its own: a token names the MCP server it was issued for)."""
+    import secrets
+
+    from poggio import demo
+    from poggio.models import OAuthCode, User
+    from poggio.oauth import OAuthService
+    from poggio.workspaces import get_workspace
+
+    with inst.activate().connection_context():
+        service = OAuthService()
+        client = service.register({"client_name": "Differential app", "redirect_uris": ["http://127.0.0.1:9/cb"],
+                                   "token_endpoint_auth_method": "none"}).client
+        user = User.get(User.email == demo.DEMO_ADMIN)
+        service.issue_code(code=secrets.token_urlsafe(32), client=client, user=user, workspace=get_workspace("acme"),
+                           packs=packs, redirect_uri="http://127.0.0.1:9/cb", resource=mcp_url,
+                           code_challenge="x" * 43, code_challenge_method="S256", grant_days=30, actor=Actor(user))
+        grant = service.grant_from_code(OAuthCode.select().order_by(OAuthCode.id.desc()).first())
+        return service.issue_tokens(grant, refresh=False)["access_token"]
+
+
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     inst, tokens = demo_instance(tmp_path_factory.mktemp("lean"), 300, {"full": None, "scoped": ["accounts"]})
     full, scoped = tokens["full"], tokens["scoped"]
     lean = ServerProcess(inst, extra_env={"POGGIO_METRICS_TOKEN": "metrics-secret"})
     sdk = ServerProcess(inst, extra_env={"POGGIO_MCP_LEAN_PATH": "false"})
-    yield lean, sdk, {"full": full, "scoped": scoped}
+    # an OAuth app that may read accounts: one token per server, each bound to that server's URL
+    oauth = tuple(oauth_access_token(inst, server.mcp_url, {"accounts": "read"}) for server in (lean, sdk))
+    yield lean, sdk, {"full": full, "scoped": scoped, "oauth": oauth}
     lean.stop()
     sdk.stop()
 
@@ -67,14 +91,18 @@ def exchange(server: ServerProcess, content: bytes, headers: dict[str, str]):
 
 def agree(pair, content, headers: dict[str, str], token: str = "full"):
     lean, sdk, tokens = pair
-    headers = {"Authorization": f"Bearer {tokens[token]}", "Content-Type": "application/json", "Accept": ACCEPT,
-               **headers}
-    headers = {k: v for k, v in headers.items() if v is not None}
+    # one token for both servers, or (an OAuth token is bound to its server's URL) one each
+    own = tokens[token] if isinstance(tokens[token], tuple) else (tokens[token],) * 2
     if isinstance(content, (dict, list)):
         content = json.dumps(content).encode()
     elif isinstance(content, str):
         content = content.encode()
-    a, b = exchange(lean, content, headers), exchange(sdk, content, headers)
+    answers = []
+    for server, presented in zip((lean, sdk), own, strict=True):
+        sent = {"Authorization": f"Bearer {presented}", "Content-Type": "application/json", "Accept": ACCEPT,
+                **headers}
+        answers.append(exchange(server, content, {k: v for k, v in sent.items() if v is not None}))
+    a, b = answers
     assert a == b, f"lean {a}\n  sdk {b}\nfor {content[:300]!r} {headers}"
     return a
 
@@ -152,6 +180,33 @@ def test_listing_and_scoped_calls_agree(pair, version, token):
     agree(pair, *request("tools/call", {"name": "get_revenue_summary", "arguments": {}}, version), token=token)
     agree(pair, *request("tools/call", {"name": "get_account", "arguments": {"domain": "example.com"}}, version),
           token=token)
+
+
+@pytest.mark.parametrize("version", [LEGACY, OLDER, None, MODERN])
+def test_step_up_challenge_agrees(pair, version):
+    """A call an OAuth token's scope does not cover (a pack not granted, a write under a read-only
+    grant) is a 403 insufficient_scope naming the scope to ask for, on both paths; an API token's
+    refusal stays a tool error (test_listing_and_scoped_calls_agree)."""
+    for name, arguments, needed in (("get_revenue_summary", {}, "revenue:read"),
+                                    ("update_account", {"domain": "example.com", "employees": 5}, "accounts:write"),
+                                    ("update_account", {"domain": 5}, "accounts:write")):  # bad arguments too
+        status, headers, body = agree(pair, *request("tools/call", {"name": name, "arguments": arguments}, version),
+                                      token="oauth")
+        assert status == 403, body
+        challenge = headers["www-authenticate"]
+        assert 'error="insufficient_scope"' in challenge and f'scope="{" ".join(sorted({"accounts:read", needed}))}"' \
+            in challenge
+        assert 'resource_metadata="http://127.0.0.1:PORT/.well-known/oauth-protected-resource/mcp"' in challenge
+        assert json.loads(body)["error"] == "insufficient_scope"
+    status, _, body = agree(pair, *request("tools/call", {"name": "get_account", "arguments": {
+        "domain": "example.com"}}, version), token="oauth")
+    assert status == 200 and b'"isError":false' in body
+    agree(pair, *request("tools/list", None, version), token="oauth")
+    # an API token cannot be re-authorized: its refusal stays the tool error naming the scope
+    status, headers, body = agree(pair, *request("tools/call", {"name": "get_revenue_summary", "arguments": {}},
+                                                 version), token="scoped")
+    assert status == 200 and "www-authenticate" not in headers
+    assert b'"isError":true' in body and b"restricted to the accounts tool pack" in body
 
 
 ENVELOPES = [

@@ -404,9 +404,17 @@ def test_an_oauth_app_with_write_scope_writes_and_is_audited_as_the_app(stack):
     assert {"create_account", "update_account", "add_note"} <= set(app.tool_names())
     assert "create_opportunity" not in app.tool_names()
     ok(app.call("add_note", {"domain": "example.com", "text": "Synced from the CRM."}))
-    refused = app.call("create_opportunity", {"account_domain": "example.com", "name": "X", "stage": "won",
-                                              "amount": "1", "currency": "USD", "close_date": "2027-01-01"})
-    assert "create_opportunity needs the revenue:write scope; this token has revenue:read." in text(refused)
+    # over OAuth a call out of scope is the scope challenge (403 insufficient_scope), naming what to ask for
+    refused = httpx.post(stack.url, headers={"Authorization": f"Bearer {access}", "Accept": "application/json, "
+                                             "text/event-stream", "MCP-Protocol-Version": "2025-11-25"},
+                         json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                             "name": "create_opportunity", "arguments": {
+                                 "account_domain": "example.com", "name": "X", "stage": "won", "amount": "1",
+                                 "currency": "USD", "close_date": "2027-01-01"}}})
+    assert refused.status_code == 403 and 'scope="accounts:write revenue:read revenue:write"' in \
+        refused.headers["www-authenticate"]
+    assert "create_opportunity needs the revenue:write scope; this token has revenue:read." in \
+        refused.json()["error_description"]
     event = AuditEvent.select().where(AuditEvent.action == "data.written").order_by(AuditEvent.id.desc()).first()
     assert event.actor_label == "app: CRM sync" and json.loads(event.detail)["grant_id"] == grant.id
 

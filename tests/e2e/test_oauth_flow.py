@@ -7,9 +7,11 @@ admin's ``client_credentials`` client. Every test runs on SQLite and on PostgreS
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import subprocess
 import sys
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx
@@ -23,6 +25,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from oauth_support import (
     ALL_TOOLS,
+    FormPerson,
     MetadataDocumentServer,
     OAuthStack,
     RedirectListener,
@@ -32,7 +35,9 @@ from oauth_support import (
     sign_in_and_approve,
 )
 
+from poggio.db import utcnow
 from poggio.models import AuditEvent, OAuthClient, OAuthGrant
+from poggio.models import OAuthToken as OAuthTokenRow
 from poggio.tokens import generate
 
 ACCESS_SECONDS = 6  # short, so the SDK's own refresh is seen within the test
@@ -222,7 +227,8 @@ def test_python_sdk_connects_through_oauth_and_loses_access_when_revoked(stack):
 @pytest.mark.browser
 def test_a_refresh_token_works_once_and_its_reuse_ends_the_grant(stack):
     """Rotation at the token endpoint: a refresh answers new tokens that work; presenting the spent
-    refresh token again is ``invalid_grant`` and revokes the grant, so the new tokens die too."""
+    refresh token again within the refresh grace answers the same pair (a lost answer), and after it
+    is ``invalid_grant`` and revokes the grant, so the new tokens die too."""
     listener = RedirectListener()
     storage = MemoryStorage()
 
@@ -248,7 +254,15 @@ def test_a_refresh_token_works_once_and_its_reuse_ends_the_grant(stack):
     assert new["refresh_token"] != old.refresh_token and new["access_token"] != old.access_token
     assert new["scope"] == "accounts:read contacts:read revenue:read"
     assert _bearer_post(stack, new["access_token"]).status_code == 200
+    # the answer may have been lost: within the refresh grace the same request gets the same pair
+    retried = _token_request(stack, {"grant_type": "refresh_token", "refresh_token": old.refresh_token, **resource},
+                             storage.client)
+    assert retried.status_code == 200 and retried.json()["refresh_token"] == new["refresh_token"]
+    assert retried.json()["access_token"] == new["access_token"]
 
+    # past the grace, it is reuse
+    OAuthTokenRow.update(refreshed_at=utcnow() - dt.timedelta(seconds=11)).where(
+        OAuthTokenRow.refreshed_at.is_null(False)).execute()
     reused = _token_request(stack, {"grant_type": "refresh_token", "refresh_token": old.refresh_token, **resource},
                             storage.client)
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant", reused.text
@@ -259,6 +273,67 @@ def test_a_refresh_token_works_once_and_its_reuse_ends_the_grant(stack):
     assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
     grant = _grant_of(storage.client.client_id)
     assert grant.revoked_at is not None and grant.revoked_reason == "refresh token reused"
+
+
+def test_python_sdk_steps_up_when_a_call_needs_more_scope(stack):
+    """The MCP authorization spec's scope challenge, with the SDK's own handling of it: connected to
+    read, the app calls a write tool -> 403 insufficient_scope naming accounts:write -> the SDK
+    authorizes again for what it has plus that -> the consent page shows the reads as granted and
+    offers the addition -> the same connected app gains accounts:write -> the SDK repeats the call,
+    which now succeeds. The person uses the portal's forms without a browser (FormPerson)."""
+    listener = RedirectListener()
+    person = FormPerson(stack)  # approves reads only, the first time
+    storage = MemoryStorage()
+    seen: list[tuple[str, str, int]] = []
+
+    async def note(response):
+        seen.append((response.request.method, str(response.request.url).split("?")[0], response.status_code))
+
+    async def redirect_handler(url: str) -> None:
+        back = await anyio.to_thread.run_sync(person.approve, url)
+        await anyio.to_thread.run_sync(lambda: httpx.get(back, timeout=10))  # lands on the app's listener
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        got = await anyio.to_thread.run_sync(listener.wait)
+        assert "error" not in got and got["iss"] == stack.portal.url, got  # RFC 9207
+        return AuthorizationCodeResult(code=got["code"], state=got.get("state"), iss=got["iss"])
+
+    async def main():
+        auth = OAuthClientProvider(
+            stack.mcp_url, OAuthClientMetadata(redirect_uris=[listener.uri], client_name="Step-up app",
+                                               token_endpoint_auth_method="none"),
+            storage, redirect_handler=redirect_handler, callback_handler=callback_handler)
+        async with httpx2.AsyncClient(auth=auth, timeout=30, event_hooks={"response": [note]}) as http:
+            async with Client(streamable_http_client(stack.mcp_url, http_client=http)) as client:
+                assert {t.name for t in (await client.list_tools()).tools} == ALL_TOOLS  # reads only
+                first = storage.tokens
+                person.writes = {"accounts"}  # this time the admin approves the change asked for
+                changed = await client.call_tool("update_account", {"domain": "example.com", "employees": 4321})
+                assert not changed.is_error, changed
+                return first
+
+    try:
+        first = anyio.run(main)
+    finally:
+        listener.close()
+        person.close()
+    mcp, portal = stack.mcp_url, stack.portal.url
+    step = seen.index(("POST", mcp, 403))
+    # the re-authorization's code exchanged, then the same call repeated, and answered
+    assert seen[step + 1:step + 3] == [("POST", f"{portal}/oauth/token", 200), ("POST", mcp, 200)], seen
+    assert all(status < 400 for _, _, status in seen[step + 1:]), seen
+    assert len(person.urls) == 2
+    assert "accounts:write" in parse_qs(urlsplit(person.urls[1]).query)["scope"][0].split()
+    assert "Give Step-up app more access?" in person.consents[1] and "Already granted" in person.consents[1]
+    assert "accounts:read, already granted" in person.consents[1]
+    assert set(storage.tokens.scope.split()) >= {"accounts:write", "contacts:read", "revenue:read"}
+    # one connected app, which gained the scope; its first token has it too (it is the grant's)
+    grants = list(OAuthGrant.select().join(OAuthClient).where(OAuthClient.client_id == storage.client.client_id))
+    assert len(grants) == 1 and grants[0].packs == "accounts:write,contacts,revenue"
+    assert Mcp(mcp, first.access_token).call("update_account", {"domain": "example.com", "employees": 4322}) \
+        .is_error is False
+    added = AuditEvent.get((AuditEvent.action == "oauth.scope_added") & (AuditEvent.target == "Step-up app"))
+    assert '"granted_now": "accounts:write,contacts,revenue"' in added.detail
 
 
 # -- 2. a Client ID Metadata Document instead of registration -----------------------------------

@@ -7,8 +7,10 @@ no token."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
+import json
 import re
 import secrets
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -19,8 +21,10 @@ from poggio.audit import Actor
 from poggio.db import utcnow
 from poggio.models import AuditEvent, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, Workspace
 from poggio.oauth import OAuthService
+from poggio.settings import SettingsError, load_settings
 
 MCP = "http://127.0.0.1:8001/mcp"
+ISSUER = "http://127.0.0.1:8000"
 REDIRECT = "http://127.0.0.1:9999/callback"
 
 
@@ -94,6 +98,7 @@ def test_authorization_server_metadata(client):
         assert meta[key] == "http://127.0.0.1:8000" + path
     assert meta["code_challenge_methods_supported"] == ["S256"]
     assert meta["client_id_metadata_document_supported"] is True
+    assert meta["authorization_response_iss_parameter_supported"] is True  # RFC 9207
     assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
     assert meta["scopes_supported"] == ["accounts:read", "accounts:write", "contacts:read", "contacts:write",
                                       "revenue:read", "revenue:write"]
@@ -237,11 +242,18 @@ def test_approve_exchange_refresh_rotate(app_client):
     assert "oauth.approved" in [e.action for e in AuditEvent.select()]
 
 
+def past_the_grace(seconds: int = 11) -> None:
+    """The spent refresh tokens as if spent ``seconds`` ago: past POGGIO_OAUTH_REFRESH_GRACE_SECONDS."""
+    OAuthToken.update(refreshed_at=utcnow() - dt.timedelta(seconds=seconds)).where(
+        OAuthToken.refreshed_at.is_null(False)).execute()
+
+
 def test_refresh_reuse_revokes_the_grant(app_client):
     admin, reg = app_client
     tokens = full_flow(admin, reg["client_id"])
     data = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": reg["client_id"]}
     fresh = admin.client.post("/oauth/token", data=data).get_json()
+    past_the_grace()
     again = admin.client.post("/oauth/token", data=data)
     assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
     assert OAuthGrant.get().revoked_at is not None
@@ -250,6 +262,31 @@ def test_refresh_reuse_revokes_the_grant(app_client):
     refused = admin.client.post("/oauth/token", data={**data, "refresh_token": fresh["refresh_token"]})
     assert refused.get_json()["error"] == "invalid_grant"
     assert "oauth.refresh_reused" in [e.action for e in AuditEvent.select()]
+
+
+def refresh(client, client_id: str, refresh_token: str, **extra):
+    return client.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token,
+                                             "client_id": client_id, **extra})
+
+
+@pytest.mark.parametrize("extra, error, said", [
+    ({"scope": "accounts:write"}, "invalid_scope", "was granted 'accounts:read'"),  # more than was granted
+    ({"resource": "https://other.example/mcp"}, "invalid_target", "not for https://other.example/mcp"),
+])
+def test_a_refused_refresh_does_not_spend_the_refresh_token(app_client, extra, error, said):
+    """A refresh refused for its scope or its resource issues nothing and spends nothing: the app
+    retries correctly and gets its new pair, not a revoked grant and a false refresh_reused."""
+    admin, reg = app_client
+    tokens = full_flow(admin, reg["client_id"], packs=("accounts",))
+    refused = refresh(admin.client, reg["client_id"], tokens["refresh_token"], **extra)
+    assert refused.status_code == 400 and refused.get_json()["error"] == error
+    assert said in refused.get_json()["error_description"]
+    assert OAuthToken.select().count() == 1 and OAuthToken.get().refreshed_at is None
+    retried = refresh(admin.client, reg["client_id"], tokens["refresh_token"], resource=MCP)
+    assert retried.status_code == 200, retried.get_json()
+    assert OAuthGrant.get().revoked_at is None
+    assert OAuthService().verify_access(retried.get_json()["access_token"], MCP).kind == "grant"
+    assert "oauth.refresh_reused" not in [e.action for e in AuditEvent.select()]
 
 
 def test_rows_no_longer_of_use_are_pruned(app, app_client):
@@ -372,6 +409,35 @@ def test_bad_authorization_requests_go_back_to_the_app_with_an_error(app_client,
     assert OAuthCode.select().count() == 0
 
 
+@pytest.mark.parametrize("extra, error", [
+    ({}, None),  # approved: the code
+    ({"decision": "deny"}, "access_denied"),
+    ({"resource": "https://other.example/mcp"}, "invalid_target"),
+    ({"code_challenge": None}, "invalid_request"),
+    ({"scope": "accounts:delete"}, "invalid_scope"),
+    ({"response_type": "token"}, "unsupported_response_type"),
+])
+def test_every_authorization_response_names_the_issuer(app_client, extra, error):
+    """RFC 9207: every redirect back to the app, the code and each error alike, carries ``iss`` (an
+    app talking to several servers tells whose answer it holds: mix-up attacks)."""
+    admin, reg = app_client
+    _, challenge = pkce()
+    decision = extra.pop("decision", "approve")
+    url = authorize_url(reg["client_id"], challenge, **extra)
+    if error in (None, "access_denied"):
+        fields = consent_fields(admin.get(url).get_data(as_text=True))
+        response = admin.post(url, {**fields, "decision": decision, "packs": ["accounts"], "lifetime": "90"})
+    else:
+        response = admin.get(url)
+    params = redirected(response)
+    assert params["iss"] == ISSUER and params["state"] == "st4te"
+    assert params.get("error") == error and ("code" in params) == (error is None)
+    # once only, and the sign-in redirect of the portal itself is left alone
+    assert response.headers["Location"].count("iss=") == 1
+    signed_out = admin.client.application.test_client().get(url)
+    assert "/sign-in" in signed_out.headers["Location"] and "iss=" not in signed_out.headers["Location"]
+
+
 def test_token_for_another_resource_is_refused_at_the_token_endpoint(app_client):
     admin, reg = app_client
     verifier, challenge = pkce()
@@ -387,7 +453,8 @@ def test_deny_redirects_access_denied_and_grants_nothing(app_client):
     url = authorize_url(reg["client_id"], challenge)
     fields = consent_fields(admin.get(url).get_data(as_text=True))
     params = redirected(admin.post(url, {**fields, "decision": "deny"}))
-    assert params == {"error": "access_denied", "state": "st4te", **({"error_description": params["error_description"]}
+    assert params == {"error": "access_denied", "state": "st4te", "iss": ISSUER,
+                      **({"error_description": params["error_description"]}
                                                                      if "error_description" in params else {})}
     assert OAuthCode.select().count() == 0 and OAuthGrant.select().count() == 0
     denied = AuditEvent.get(AuditEvent.action == "oauth.denied")
@@ -442,6 +509,7 @@ def test_narrowing_packs_and_lifetime_on_the_consent_page(app_client):
     admin, reg = app_client
     tokens = full_flow(admin, reg["client_id"], packs=("contacts",))
     assert tokens["scope"] == "contacts:read"
+    reg = register(admin.client)  # another app (the same one would be adding to its connection)
     verifier, challenge = pkce()
     url = authorize_url(reg["client_id"], challenge)
     fields = consent_fields(admin.get(url).get_data(as_text=True))
@@ -537,6 +605,7 @@ def test_consent_may_narrow_write_to_read_and_never_widen_read_to_write(app_clie
     params = redirected(admin.post(url, {**fields, "decision": "approve", "packs": ["accounts"], "lifetime": "90"}))
     assert exchange(admin.client, reg["client_id"], params["code"], verifier).get_json()["scope"] == "accounts:read"
     # an app that asked to read gets no write, whatever the form posted
+    reg = register(admin.client)
     verifier, challenge = pkce()
     url = authorize_url(reg["client_id"], challenge, scope="contacts:read")
     page = admin.get(url).get_data(as_text=True)
@@ -561,3 +630,347 @@ def test_client_credentials_with_write_scope(app, client):
     assert body["scope"] == "accounts:write revenue:read"
     verified = OAuthService().verify_access(body["access_token"], MCP)
     assert verified.packs == {"accounts", "revenue"} and verified.writable == {"accounts"}
+
+
+# -- step-up: more scope for a connected app ------------------------------------------------------------
+def test_step_up_adds_the_scope_to_the_same_connected_app(app_client):
+    """After a 403 insufficient_scope the app authorizes again asking for what it has plus what it
+    needs: the consent page shows what it has as granted and what it asks for as the addition, and
+    the approval widens the same grant (one app in Connected apps, its expiry as approved before)."""
+    admin, reg = app_client
+    first = full_flow(admin, reg["client_id"], packs=("accounts",))
+    grant = OAuthGrant.get()
+    verifier, challenge = pkce()
+    url = authorize_url(reg["client_id"], challenge, scope="accounts:read accounts:write revenue:read")
+    page = admin.get(url).get_data(as_text=True)
+    assert "Give Claude more access?" in page and "Already granted" in page
+    assert "(accounts:read)" in page and "(accounts:read, already granted)" in page
+    assert 'name="packs" value="accounts"' not in page  # granted: nothing to tick
+    assert 'name="write" value="accounts"' in page and 'name="packs" value="revenue" checked' in page
+    assert 'name="lifetime"' not in page  # the connection keeps its expiry
+    params = redirected(admin.post(url, {**consent_fields(page), "decision": "approve", "write": ["accounts"],
+                                         "packs": ["revenue"]}))
+    tokens = exchange(admin.client, reg["client_id"], params["code"], verifier).get_json()
+    assert tokens["scope"] == "accounts:write revenue:read"
+    assert OAuthGrant.select().count() == 1
+    widened = OAuthGrant.get()
+    assert widened.id == grant.id and widened.packs == "accounts:write,revenue"
+    assert widened.expires_at == grant.expires_at
+    # the app's earlier token belongs to the same grant: it has the new scope too
+    assert OAuthService().verify_access(first["access_token"], MCP).writable == {"accounts"}
+    event = AuditEvent.get(AuditEvent.action == "oauth.scope_added")
+    assert event.workspace.slug == "acme" and event.target == "Claude" and event.actor.email == "admin@acme.example"
+    assert '"granted_before": "accounts"' in event.detail and '"granted_now": "accounts:write,revenue"' in event.detail
+    listed = admin.get("/settings/mcp/").get_data(as_text=True)
+    assert listed.count(f'id="app-{grant.id}"') == 1 and 'id="app-' + str(grant.id + 1) + '"' not in listed
+
+
+def test_step_up_denied_or_overtaken_grants_nothing(app_client):
+    admin, reg = app_client
+    full_flow(admin, reg["client_id"], packs=("accounts",))
+    grant = OAuthGrant.get()
+    _, challenge = pkce()
+    url = authorize_url(reg["client_id"], challenge, scope="accounts:write")
+    params = redirected(admin.post(url, {**consent_fields(admin.get(url).get_data(as_text=True)), "decision": "deny"}))
+    assert params["error"] == "access_denied" and OAuthGrant.get().packs == "accounts"
+    # approved, then the app is disconnected before it exchanges the code: nothing is granted
+    verifier, challenge = pkce()
+    url = authorize_url(reg["client_id"], challenge, scope="accounts:write")
+    params = redirected(admin.post(url, {**consent_fields(admin.get(url).get_data(as_text=True)),
+                                         "decision": "approve", "write": ["accounts"]}))
+    OAuthService().revoke_grant(grant, Actor.cli())
+    r = exchange(admin.client, reg["client_id"], params["code"], verifier)
+    assert r.status_code == 400 and r.get_json()["error"] == "invalid_grant"
+    assert "disconnected" in r.get_json()["error_description"]
+    assert OAuthGrant.select().count() == 1 and OAuthGrant.get().packs == "accounts"
+    assert OAuthToken.select().count() == 1
+    assert not AuditEvent.select().where(AuditEvent.action == "oauth.scope_added").exists()
+
+
+# -- Client ID Metadata Documents first ---------------------------------------------------------------
+def configure(app, **changes):
+    """Change the portal's settings in place (as a restart with other POGGIO_* values would)."""
+    app.extensions["poggio"]["settings"] = dataclasses.replace(app.extensions["poggio"]["settings"], **changes)
+
+
+@pytest.fixture
+def documents(app, tmp_path, monkeypatch):
+    """Client ID Metadata Documents (and anything served beside them: a JWKS) over real TLS from
+    127.0.0.1, a certificate the portal trusts, and a portal allowed to fetch from loopback."""
+    from oauth_support import MetadataDocumentServer, self_signed_certificate
+
+    cert, key = self_signed_certificate(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    configure(app, oauth_metadata_allow_private=True)
+    servers = []
+
+    def serve(name="Doc App", files=None, **document):
+        server = MetadataDocumentServer(cert, key, {"client_name": name, "redirect_uris": [REDIRECT],
+                                                    "token_endpoint_auth_method": "none", **document}, files=files)
+        servers.append(server)
+        return server
+
+    yield serve
+    for server in servers:
+        server.close()
+
+
+def test_dynamic_registration_can_be_turned_off(app, admin, documents):
+    """POGGIO_OAUTH_DYNAMIC_REGISTRATION=false: the metadata no longer offers registration, the
+    endpoint is a 404 that says what to do instead, and apps connect by their metadata document."""
+    configure(app, oauth_dynamic_registration=False)
+    meta = admin.client.get("/.well-known/oauth-authorization-server").get_json()
+    assert "registration_endpoint" not in meta and meta["client_id_metadata_document_supported"] is True
+    r = admin.client.post("/oauth/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"})
+    assert r.status_code == 404 and r.get_json()["error"] == "not_found"
+    assert "Client ID Metadata Document" in r.get_json()["error_description"]
+    assert OAuthClient.select().count() == 0
+    document = documents()
+    verifier, challenge = pkce()
+    params = redirected(approve(admin, authorize_url(document.client_id, challenge), packs=("accounts",)))
+    assert exchange(admin.client, document.client_id, params["code"], verifier).status_code == 200
+
+
+def test_dynamic_registration_setting_is_read_from_the_environment(instance):
+    assert load_settings({**instance.env}).oauth_dynamic_registration is True
+    assert load_settings({**instance.env, "POGGIO_OAUTH_DYNAMIC_REGISTRATION": "false"}).oauth_dynamic_registration \
+        is False
+    trusted = load_settings({**instance.env, "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA":
+                             "https://claude.ai/oauth/claude-code-client-metadata, https://chatgpt.com/"})
+    assert trusted.oauth_trusted_client_metadata == ("https://claude.ai/oauth/claude-code-client-metadata",
+                                                     "https://chatgpt.com/")
+    for wrong in ("http://chatgpt.com/", "https://chatgpt.com", "chatgpt.com"):
+        with pytest.raises(SettingsError, match="POGGIO_OAUTH_TRUSTED_CLIENT_METADATA"):
+            load_settings({**instance.env, "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA": wrong})
+
+
+def test_metadata_documents_outside_the_trust_policy_are_refused(app, admin, documents):
+    """POGGIO_OAUTH_TRUSTED_CLIENT_METADATA: only the listed documents (exact URLs, https://host/
+    prefixes) may connect; another is refused before it is fetched, with a page that says why and
+    an audit line, and an app connected before the policy is refused at the token endpoint."""
+    listed, other = documents("Listed App"), documents("Other App")
+    verifier, challenge = pkce()
+    earlier = redirected(approve(admin, authorize_url(other.client_id, challenge), packs=("accounts",)))
+    configure(app, oauth_trusted_client_metadata=(listed.client_id, "https://apps.example/"))
+    r = admin.get(authorize_url(other.client_id, challenge))
+    page = r.get_data(as_text=True)
+    assert r.status_code == 403 and "Location" not in r.headers
+    assert "not among the apps this installation allows" in page and other.client_id in page
+    assert other.requests == 1  # fetched once, before the policy; not since
+    event = AuditEvent.get(AuditEvent.action == "oauth.client_refused")
+    assert event.target == other.client_id and event.actor.email == "admin@acme.example"
+    assert event.workspace.slug == "acme"
+    refused = exchange(admin.client, other.client_id, earlier["code"], verifier)
+    assert refused.status_code == 401 and refused.get_json()["error"] == "invalid_client"
+    assert "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA" in refused.get_json()["error_description"]
+    assert OAuthGrant.select().count() == 0
+    # the listed one connects
+    verifier, challenge = pkce()
+    params = redirected(approve(admin, authorize_url(listed.client_id, challenge), packs=("accounts",)))
+    assert exchange(admin.client, listed.client_id, params["code"], verifier).status_code == 200
+    # a prefix allows every document under it, and nothing on another host that merely starts alike
+    configure(app, oauth_trusted_client_metadata=(f"{listed.origin}/oauth/",))
+    assert admin.get(authorize_url(listed.client_id, challenge)).status_code == 200
+    configure(app, oauth_trusted_client_metadata=(f"{listed.origin}0/",))
+    assert admin.get(authorize_url(listed.client_id, challenge)).status_code == 403
+
+
+# -- private_key_jwt ---------------------------------------------------------------------------------
+ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def assertion(key, client_id: str, **claims) -> str:
+    """A client assertion as an app signs it: iss = sub = its client_id, aud the token endpoint."""
+    import time
+
+    from joserfc import jwt
+
+    now = int(time.time())
+    body = {"iss": client_id, "sub": client_id, "aud": f"{ISSUER}/oauth/token", "iat": now, "exp": now + 60,
+            "jti": secrets.token_urlsafe(16), **claims}
+    alg = "RS256" if key.key_type == "RSA" else "ES256"
+    return jwt.encode({"alg": alg, "kid": key.kid}, {k: v for k, v in body.items() if v is not None}, key)
+
+
+def signed(key, client_id: str, **claims) -> dict:
+    return {"client_assertion_type": ASSERTION, "client_assertion": assertion(key, client_id, **claims)}
+
+
+@pytest.fixture
+def key_pair():
+    from joserfc.jwk import ECKey, KeySet, RSAKey
+
+    from portal.client_auth import published
+
+    published.clear()  # key sets kept by an earlier test's server on a port now reused
+    rsa = RSAKey.generate_key(2048, parameters={"kid": "rsa-1", "use": "sig"})
+    ec = ECKey.generate_key("P-256", parameters={"kid": "ec-1"})
+    other = RSAKey.generate_key(2048, parameters={"kid": "rsa-1"})  # the same key id, another key
+    return rsa, ec, other, lambda *keys: KeySet(list(keys)).as_dict(private=False)
+
+
+def test_private_key_jwt_for_a_metadata_document_client(admin, documents, key_pair):
+    """A metadata document client that publishes its keys (jwks_uri) authenticates its token
+    requests with a JWT it signs: code exchange and refresh work with it, and nothing else does."""
+    rsa, _, other, jwks = key_pair
+    server = documents("Signing App", token_endpoint_auth_method="private_key_jwt", files={"/jwks.json": jwks(rsa)})
+    server.document["jwks_uri"] = f"{server.origin}/jwks.json"
+    cid = server.client_id
+    meta = admin.client.get("/.well-known/oauth-authorization-server").get_json()
+    assert "private_key_jwt" in meta["token_endpoint_auth_methods_supported"] and "none" in \
+        meta["token_endpoint_auth_methods_supported"]
+    assert "RS256" in meta["token_endpoint_auth_signing_alg_values_supported"]
+    verifier, challenge = pkce()
+    code = redirected(approve(admin, authorize_url(cid, challenge), packs=("accounts",)))["code"]
+    assert json.loads(OAuthClient.get(OAuthClient.client_id == cid).metadata)["token_endpoint_auth_method"] \
+        == "private_key_jwt"
+
+    def refused(data, said):
+        r = exchange(admin.client, cid, code, verifier, **data)
+        assert r.status_code in (400, 401) and r.get_json()["error"] == "invalid_client", r.get_json()
+        assert said in r.get_json()["error_description"], r.get_json()
+
+    refused({}, "cannot authenticate")  # a public client's request: no assertion
+    refused(signed(other, cid), "signature does not verify")
+    refused(signed(rsa, cid, aud="https://elsewhere.example/token"), "aud")
+    refused(signed(rsa, cid, iss="https://evil.example/client.json"), "Issuer and Subject MUST match")
+    refused(signed(rsa, cid, exp=int(__import__("time").time()) + 3600), "valid for too long")
+    refused(signed(rsa, cid, exp=int(__import__("time").time()) - 120), "exp")
+    refused(signed(rsa, cid, jti=None), "Missing JWT ID")
+    mixed = admin.client.post("/oauth/token", data={"grant_type": "authorization_code", "code": code,
+                                                    "client_id": "https://other.example/client.json",
+                                                    "redirect_uri": REDIRECT, "code_verifier": verifier,
+                                                    **signed(rsa, cid)})
+    assert mixed.get_json()["error"] == "invalid_client" and "another client" in mixed.get_json()["error_description"]
+    once = signed(rsa, cid, jti="the-one")
+    assert exchange(admin.client, cid, code, verifier, **once).status_code == 200  # the issuer as audience works too
+    assert OAuthGrant.select().count() == 1
+    refreshed = OAuthToken.get()
+    tokens_ok = refresh(admin.client, cid, "pgor_unknown", **signed(rsa, cid, aud=ISSUER))
+    assert tokens_ok.get_json()["error"] == "invalid_grant"  # authenticated; the token is the problem
+    # the same assertion again is a replay, whatever the request
+    r = refresh(admin.client, cid, "pgor_unknown", **once)
+    assert r.get_json()["error"] == "invalid_client" and "used before" in r.get_json()["error_description"]
+    assert server.fetched["/jwks.json"] == 1  # kept by its caching headers
+    from poggio.models import OAuthAssertion
+
+    assert OAuthAssertion.select().count() == 2  # the jti seen, in the database: every worker agrees
+    OAuthService().prune(utcnow() + dt.timedelta(minutes=10))
+    assert OAuthAssertion.select().count() == 0  # expired: a replay is refused for its expiry anyway
+    assert refreshed.refreshed_at is None and OAuthGrant.get().revoked_at is None
+
+
+def test_private_key_jwt_with_inline_keys_refresh_and_rotation(admin, documents, key_pair, monkeypatch):
+    rsa, ec, other, jwks = key_pair
+    inline = documents("Inline Keys App", token_endpoint_auth_method="private_key_jwt", jwks=jwks(ec))
+    verifier, challenge = pkce()
+    code = redirected(approve(admin, authorize_url(inline.client_id, challenge), packs=("accounts",)))["code"]
+    tokens = exchange(admin.client, inline.client_id, code, verifier, **signed(ec, inline.client_id)).get_json()
+    fresh = refresh(admin.client, inline.client_id, tokens["refresh_token"], **signed(ec, inline.client_id))
+    assert fresh.status_code == 200, fresh.get_json()
+    without = refresh(admin.client, inline.client_id, fresh.get_json()["refresh_token"])
+    assert without.status_code == 401 and without.get_json()["error"] == "invalid_client"
+    assert OAuthService().verify_access(fresh.get_json()["access_token"], MCP).kind == "grant"
+    # a published key set is fetched again when an assertion names a key id it lacks (rotation)
+    monkeypatch.setattr("portal.client_auth.REFETCH_AFTER", dt.timedelta(0))
+    server = documents("Rotating App", token_endpoint_auth_method="private_key_jwt", files={"/jwks.json": jwks(rsa)})
+    server.document["jwks_uri"] = f"{server.origin}/jwks.json"
+    verifier, challenge = pkce()
+    code = redirected(approve(admin, authorize_url(server.client_id, challenge), packs=("accounts",)))["code"]
+    r = exchange(admin.client, server.client_id, code, verifier, **signed(rsa, server.client_id))
+    assert r.status_code == 200
+    from joserfc.jwk import RSAKey
+
+    rotated = RSAKey.generate_key(2048, parameters={"kid": "rsa-2"})
+    server.files["/jwks.json"] = jwks(rotated)
+    again = refresh(admin.client, server.client_id, r.get_json()["refresh_token"], **signed(rotated, server.client_id))
+    assert again.status_code == 200 and server.fetched["/jwks.json"] == 2
+
+
+def test_metadata_documents_with_private_key_jwt_must_publish_keys(admin, documents):
+    document = documents("Keyless App", token_endpoint_auth_method="private_key_jwt")
+    _, challenge = pkce()
+    r = admin.get(authorize_url(document.client_id, challenge))
+    assert r.status_code == 400 and "must publish its keys" in r.get_data(as_text=True)
+    secret = documents("Secret App", token_endpoint_auth_method="client_secret_basic")
+    r = admin.get(authorize_url(secret.client_id, challenge))
+    assert r.status_code == 400 and "private_key_jwt" in r.get_data(as_text=True)
+    assert OAuthClient.select().count() == 0
+
+
+# -- refresh grace ---------------------------------------------------------------------------------------
+def test_a_refresh_retried_within_the_grace_gets_the_same_pair(app_client):
+    """The answer to a refresh can be lost (a dropped connection, a client killed mid-request): the
+    app retries with the refresh token it still holds. Within POGGIO_OAUTH_REFRESH_GRACE_SECONDS it
+    gets the very pair it missed, not a revoked grant; nothing new is issued, nothing on record."""
+    admin, reg = app_client
+    tokens = full_flow(admin, reg["client_id"])
+    first = refresh(admin.client, reg["client_id"], tokens["refresh_token"], resource=MCP)
+    again = refresh(admin.client, reg["client_id"], tokens["refresh_token"], resource=MCP)
+    assert first.status_code == again.status_code == 200, again.get_json()
+    lost, retried = first.get_json(), again.get_json()
+    assert (retried["access_token"], retried["refresh_token"]) == (lost["access_token"], lost["refresh_token"])
+    assert retried["scope"] == lost["scope"] and 0 < retried["expires_in"] <= lost["expires_in"]
+    assert OAuthToken.select().count() == 2 and OAuthGrant.get().revoked_at is None
+    assert "oauth.refresh_reused" not in [e.action for e in AuditEvent.select()]
+    # at rest: digests, and the pair sealed with a key only the old refresh token gives
+    spent = OAuthToken.get(OAuthToken.refreshed_at.is_null(False))
+    assert lost["access_token"] not in (spent.grace_sealed or "") and lost["refresh_token"] not in spent.grace_sealed
+    # the recovered pair is the live one: it works, and rotates on
+    assert OAuthService().verify_access(retried["access_token"], MCP).kind == "grant"
+    onwards = refresh(admin.client, reg["client_id"], retried["refresh_token"])
+    assert onwards.status_code == 200
+    # once the pair it sealed has itself been refreshed, the old token is plain reuse, grace or not
+    late = refresh(admin.client, reg["client_id"], tokens["refresh_token"])
+    assert late.status_code == 400 and late.get_json()["error"] == "invalid_grant"
+    assert OAuthGrant.get().revoked_at is not None
+
+
+def test_a_refresh_reused_after_the_grace_revokes_the_grant(app_client):
+    admin, reg = app_client
+    tokens = full_flow(admin, reg["client_id"])
+    fresh = refresh(admin.client, reg["client_id"], tokens["refresh_token"]).get_json()
+    past_the_grace()
+    late = refresh(admin.client, reg["client_id"], tokens["refresh_token"])
+    assert late.status_code == 400 and late.get_json()["error"] == "invalid_grant"
+    assert "already used" in late.get_json()["error_description"]
+    assert OAuthGrant.get().revoked_at is not None
+    assert "oauth.refresh_reused" in [e.action for e in AuditEvent.select()]
+    with pytest.raises(Exception, match="not valid"):
+        OAuthService().verify_access(fresh["access_token"], MCP)
+    # what was sealed for the grace is gone once the grace is over
+    OAuthService().prune()
+    assert not OAuthToken.select().where(OAuthToken.grace_sealed.is_null(False)).exists()
+
+
+def test_a_refresh_retried_within_the_grace_by_another_client_fails(app_client):
+    admin, reg = app_client
+    tokens = full_flow(admin, reg["client_id"])
+    assert refresh(admin.client, reg["client_id"], tokens["refresh_token"]).status_code == 200
+    thief = register(admin.client)["client_id"]
+    stolen = refresh(admin.client, thief, tokens["refresh_token"])
+    assert stolen.status_code == 400 and stolen.get_json()["error"] == "invalid_grant"
+    assert "access_token" not in stolen.get_json()
+    assert OAuthToken.select().count() == 2
+
+
+def test_the_refresh_grace_is_a_setting(app, app_client):
+    """POGGIO_OAUTH_REFRESH_GRACE_SECONDS=0: no grace, every second presentation is reuse."""
+    admin, reg = app_client
+    app.extensions["poggio"]["oauth"].refresh_grace_seconds = 0
+    tokens = full_flow(admin, reg["client_id"])
+    assert refresh(admin.client, reg["client_id"], tokens["refresh_token"]).status_code == 200
+    again = refresh(admin.client, reg["client_id"], tokens["refresh_token"])
+    assert again.status_code == 400 and OAuthGrant.get().revoked_at is not None
+
+
+def test_two_refreshes_racing_with_one_token_get_one_pair(app, app_client):
+    """Two requests with the same refresh token, both read before either spends it (two workers at
+    once): the first spends it, the second finds it spent within the grace and answers its pair."""
+    admin, reg = app_client
+    tokens = full_flow(admin, reg["client_id"])
+    service, client = app.extensions["poggio"]["oauth"], OAuthClient.get(OAuthClient.client_id == reg["client_id"])
+    one, two = (service.find_refresh(tokens["refresh_token"], client) for _ in range(2))
+    first, second = service.rotate(one, client), service.rotate(two, client)
+    assert (first["access_token"], first["refresh_token"]) == (second["access_token"], second["refresh_token"])
+    assert OAuthToken.select().count() == 2 and OAuthGrant.get().revoked_at is None
