@@ -28,6 +28,7 @@ from mcp_server.front import Front
 from mcp_server.lean import LeanPath
 from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
 from mcp_server.ratelimit import TokenRateLimit, WriteLimit, WriteRateLimit
+from mcp_server.unreadable import RecordUnreadable
 from poggio import redaction
 from poggio.db import CommitWatcher, bind, database
 from poggio.oauth import OAuthService, normalise_resource
@@ -145,14 +146,14 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             headers={"Cache-Control": "public, max-age=300"},
         )
 
-    mcp_app = StreamableHTTPASGIApp(sessions)
+    mcp_app = RecordUnreadable(StreamableHTTPASGIApp(sessions), principal_of)
     write_limit = WriteLimit(TokenRateLimit(settings.write_rate_limit, settings.redis_url,
                                             namespace=_installation(settings)),
                              {t.name for t in registry.tools() if not t.read_only})
     lean = None
     if settings.mcp_lean_path:  # the hot requests without the SDK's per-request machinery (same answers)
         mcp_app = lean = LeanPath(mcp_app, server, security, settings.max_body_bytes, metrics, tools, write_limit)
-    writes = WriteRateLimit(mcp_app, write_limit, principal_of)
+    writes = WriteRateLimit(mcp_app, write_limit, principal_of, settings.max_body_bytes)
     endpoint = KnownProtocolVersion(protect(writes, backend, on_error=counted_error))
 
     async def healthz(request: Request) -> Response:

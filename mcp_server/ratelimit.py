@@ -23,7 +23,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 from starlette.responses import Response
 
-from mcp_server.asgi import replay
+from mcp_server.asgi import read_body, replay
 
 
 class LocalWindows:
@@ -96,7 +96,7 @@ def tools_called(body: bytes) -> list[str]:
         return []
     try:
         message = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: the SDK answers it (-32700)
         return []
     messages = message if isinstance(message, list) else [message]
     return [m["params"]["name"] for m in messages
@@ -137,22 +137,21 @@ class WriteRateLimit:
     """ASGI middleware behind authentication: the :class:`WriteLimit` of the write tools a request
     calls (one message or a batch)."""
 
-    def __init__(self, app, guard: WriteLimit, principal_of):
+    def __init__(self, app, guard: WriteLimit, principal_of, max_body: int):
         self.app = app
         self.guard = guard
         self.principal_of = principal_of
+        self.max_body = max_body
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") != "POST" or not self.guard.write_tools:
             return await self.app(scope, receive, send)
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        read = await read_body(receive, self.max_body)
+        if read is None:
+            return  # the client went away
+        body, trailing, whole = read
+        if not whole:  # larger than the SDK accepts: it refuses it (413) unread, and nothing runs
+            return await self.app(scope, replay(body, trailing, whole, receive), send)
         scope[COUNTED] = True  # the lean path behind must not count them again
         names = tools_called(body)
         principal = self.principal_of(scope) if any(n in self.guard.write_tools for n in names) else None

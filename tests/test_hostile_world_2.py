@@ -1,0 +1,216 @@
+"""The second adversarial review: what a hostile body, a forged forwarded address, an id beyond any
+column, a busy or full database, an unreachable Redis and a narrowly scoped token meet. Real server
+processes over real HTTP, the lean path and the SDK path side by side where the answer must be the same."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import httpx
+import pytest
+from instances import ROOT, ServerProcess, _ServiceProcess, free_port, make_instance
+
+from poggio import demo
+from poggio.audit import Actor
+from poggio.db import bind
+from poggio.plugins import PackRegistry
+from poggio.schema import upgrade
+from poggio.tokens import TokenService
+
+ACCEPT = "application/json, text/event-stream"
+MODERN, LEGACY = "2026-07-28", "2025-11-25"
+ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+def wait_for(predicate, timeout: float = 15):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """One SQLite demo instance served twice: with the lean path (the default) and without it."""
+    inst = make_instance(tmp_path_factory.mktemp("hostile2"), "sqlite")
+    db = inst.activate()
+    with db.connection_context():
+        registry = PackRegistry.load()
+        upgrade(registry)
+        ws = demo.build(registry, "acme", accounts=20, seed=5).workspace
+        tokens = {name: TokenService().create(ws, name, Actor.cli(), packs=packs).plaintext
+                  for name, packs in {"full": None, "accounts": ["accounts"]}.items()}
+    lean = ServerProcess(inst, extra_env={"POGGIO_MAX_BODY_BYTES": "400000"})
+    try:
+        sdk = ServerProcess(inst, extra_env={"POGGIO_MCP_LEAN_PATH": "false", "POGGIO_MAX_BODY_BYTES": "400000"})
+    except BaseException:
+        lean.stop()
+        raise
+    yield {"lean": lean, "sdk": sdk}, tokens, inst
+    lean.stop()
+    sdk.stop()
+
+
+def post(server: ServerProcess, token: str, content: bytes, version: str = LEGACY, headers: dict | None = None):
+    head = {"Authorization": f"Bearer {token}", "Accept": ACCEPT, "Content-Type": "application/json",
+            "MCP-Protocol-Version": version, **(headers or {})}
+    return httpx.post(server.mcp_url, content=content, headers=head, timeout=30)
+
+
+def call(server: ServerProcess, token: str, name: str, arguments: dict, version: str = LEGACY) -> httpx.Response:
+    params = {"name": name, "arguments": arguments}
+    headers = {}
+    if version == MODERN:
+        params["_meta"] = ENVELOPE
+        headers = {"Mcp-Method": "tools/call", "Mcp-Name": name}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+    return post(server, token, json.dumps(body).encode(), version, headers)
+
+
+def text_of(response: httpx.Response) -> str:
+    payload = response.json()
+    assert "result" in payload, payload
+    return "\n".join(c.get("text", "") for c in payload["result"]["content"])
+
+
+def activity(inst, token_name: str) -> list[tuple[str, str]]:
+    from poggio.models import Activity, ApiToken
+
+    with bind(inst.database_url).connection_context():
+        token_id = ApiToken.get(ApiToken.name == token_name).id
+        return [(a.tool, a.outcome) for a in Activity.select().where(Activity.subject_id == token_id)
+                .order_by(Activity.id)]
+
+
+# -- item 7: a body nested too deep is a parse error, on both paths, and on the record ---------------------------
+def nested(depth: int) -> bytes:
+    return (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"update_account","arguments":'
+            b'{"domain":' + b"[" * depth + b"]" * depth + b"}}}")
+
+
+@pytest.mark.parametrize("version", [LEGACY, MODERN])
+def test_deeply_nested_body_is_a_parse_error_not_a_500(pair, version):
+    servers, tokens, inst = pair
+    before = activity(inst, "full").count(("other", "tool_error"))
+    answers = {}
+    for name, server in servers.items():
+        for body in (nested(100_000), b'{"method":"tools/call","params":' + b"[" * 100_000):
+            response = post(server, tokens["full"], body, version)
+            assert response.status_code == 400, (name, response.status_code, response.text[:300])
+            assert response.json()["error"]["code"] == -32700, response.text
+            answers.setdefault(body, set()).add(response.content)
+        assert "Traceback" not in server.log() and "RecursionError" not in server.log()
+    assert all(len(a) == 1 for a in answers.values()), answers  # the same bytes from both paths
+    assert wait_for(lambda: activity(inst, "full").count(("other", "tool_error")) >= before + 4), \
+        activity(inst, "full")[-10:]
+
+
+@pytest.mark.parametrize("depth", [150, 199, 200, 201, 300, 900, 1100])
+@pytest.mark.parametrize("version", [LEGACY, MODERN])
+def test_nesting_near_the_parsers_limits_answers_alike(pair, version, depth):
+    servers, tokens, _ = pair
+    headers = {"Mcp-Method": "tools/call", "Mcp-Name": "get_account"} if version == MODERN else {}
+    answers = [post(server, tokens["full"], nested(depth).replace(b"update_account", b"get_account"), version,
+                    headers) for server in servers.values()]
+    assert answers[0].status_code == answers[1].status_code and answers[0].content == answers[1].content, \
+        [(a.status_code, a.text[:200]) for a in answers]
+    assert answers[0].status_code in (200, 400)
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_parsed(pair):
+    servers, tokens, _ = pair
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":' + b"[" * 300_000 + b"]" * 300_000 + b"}"
+    for server in servers.values():
+        response = post(server, tokens["full"], body)
+        assert response.status_code == 413, response.text[:300]
+        assert "Traceback" not in server.log()
+
+
+# -- Redis configured but unreachable: 503 naming Redis, /readyz false ------------------------------------------
+class HealthyServer(ServerProcess):
+    """An MCP server process ready once /healthz answers (its /readyz may rightly say no)."""
+
+    def __init__(self, instance, extra_env: dict[str, str]):
+        from poggio.cli import _mcp_argv
+        from poggio.settings import load_settings
+
+        self.instance = instance
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.mcp_url = f"{self.url}/mcp"
+        env = {**os.environ, **instance.env, "POGGIO_MCP_PUBLIC_URL": self.mcp_url, **extra_env}
+        argv = _mcp_argv(load_settings(env), "127.0.0.1", self.port, 1)
+        self._start([*argv, "--timeout-graceful-shutdown", "5", "--log-level", "info"], env,
+                    f"mcp-{self.port}.log", f"{self.url}/healthz")
+
+
+@pytest.mark.parametrize("lean", ["true", "false"])
+def test_unreachable_redis_is_a_503_naming_redis(pair, lean):
+    _, tokens, inst = pair
+    server = HealthyServer(inst, {"POGGIO_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+                                  "POGGIO_MCP_LEAN_PATH": lean})
+    try:
+        ready = httpx.get(f"{server.url}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json() == {"status": "unavailable"}
+        for version in (LEGACY, MODERN):
+            response = call(server, tokens["full"], "get_account", {"domain": "example.com"}, version)
+            assert response.status_code == 503, (response.status_code, response.text[:300])
+            assert "Redis" in response.json()["error_description"], response.text
+            assert response.headers.get("retry-after")
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+# -- item 5: the app, not the server in front of it, decides whose X-Forwarded-For to believe --------------------
+class GunicornServer(_ServiceProcess):
+    """The MCP app as the README's production command runs it: gunicorn with uvicorn workers."""
+
+    what = "MCP server under gunicorn"
+
+    def __init__(self, instance, extra_env: dict[str, str]):
+        self.instance = instance
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.mcp_url = f"{self.url}/mcp"
+        env = {**os.environ, **instance.env, "POGGIO_MCP_PUBLIC_URL": self.mcp_url,
+               "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]), **extra_env}
+        self._start([sys.executable, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "1",
+                     "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "5", "mcp_server.app:create_app()"],
+                    env, f"gunicorn-{self.port}.log", f"{self.url}/readyz")
+
+
+@pytest.fixture(scope="module")
+def fenced(pair):
+    """A token of acme usable only from 10.9.9.9."""
+    _, _, inst = pair
+    with bind(inst.database_url).connection_context():
+        from poggio.workspaces import get_workspace
+
+        return TokenService().create(get_workspace("acme"), "fenced", Actor.cli(),
+                                     allowed_ips=["10.9.9.9/32"]).plaintext
+
+
+@pytest.mark.parametrize("runner", ["gunicorn", "poggio mcp"])
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"])
+def test_forwarded_for_from_loopback_is_believed_only_from_a_trusted_proxy(pair, fenced, runner, trusted):
+    _, _, inst = pair
+    env = {"POGGIO_TRUSTED_PROXIES": trusted}
+    server = GunicornServer(inst, env) if runner == "gunicorn" else ServerProcess(inst, extra_env=env)
+    try:
+        head = {"X-Forwarded-For": "10.9.9.9"}
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()
+        forged = post(server, fenced, body, headers=head)
+        plain = post(server, fenced, body)
+    finally:
+        server.stop()
+    assert plain.status_code == 403 and "127.0.0.1" in plain.json()["error_description"]
+    if trusted:
+        assert forged.status_code == 200, forged.text[:300]
+    else:
+        assert forged.status_code == 403 and "127.0.0.1" in forged.json()["error_description"], forged.text[:300]
