@@ -119,9 +119,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     )
     resource = normalise_resource(settings.mcp_public_url)
     watcher = CommitWatcher.of(database.obj)
-    backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter,
-                               TokenRateLimit(settings.rate_limit, settings.redis_url,
-                                              namespace=_installation(settings)),
+    rate_limit = TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings))
+    backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter, rate_limit,
                                inline=isinstance(database.obj, SqliteDatabase),
                                oauth=oauth, resource=resource,
                                recorder=recorder, label=label_of(registry), watcher=watcher)
@@ -172,7 +171,11 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         except Exception as exc:  # the reason goes to the log, not to the caller
             log.warning("readiness check failed: %s", exc)
             return JSONResponse({"status": "unavailable"}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        with anyio.move_on_after(3):
+            if await rate_limit.reachable():  # without its counters every request is refused
+                return JSONResponse({"status": "ready"})
+        log.warning("readiness check failed: Redis (POGGIO_REDIS_URL) does not answer")
+        return JSONResponse({"status": "unavailable"}, status_code=503)
 
     expected = f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
 
