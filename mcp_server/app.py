@@ -27,6 +27,7 @@ from mcp_server.cors import cors_route, public_route
 from mcp_server.front import Front
 from mcp_server.lean import LeanPath
 from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
+from mcp_server.proxies import TrustedProxies, leave_forwarded_headers_to_the_app
 from mcp_server.ratelimit import TokenRateLimit, WriteLimit, WriteRateLimit
 from mcp_server.unreadable import RecordUnreadable
 from poggio import redaction
@@ -230,5 +231,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         lifespan=lifespan,
     )
     if lean is not None:  # the hot POSTs answered before the Starlette stack (same answers)
-        return Front(app, lean, backend, MCP_PATH, SUPPORTED_VERSIONS)
-    return app
+        app = Front(app, lean, backend, MCP_PATH, SUPPORTED_VERSIONS)
+    # the client's address as POGGIO_TRUSTED_PROXIES says, whatever server runs this app
+    leave_forwarded_headers_to_the_app()
+    return TrustedProxies(app, settings.trusted_proxies)

@@ -203,8 +203,8 @@ class TokenAuthBackend(AuthenticationBackend):
                 raise Rejected(exc.reason) from None
             if self.cache is not None:
                 self.cache.keep(presented, verified)
-        # the peer's address, or the client's as a trusted proxy forwarded it (uvicorn's
-        # forwarded_allow_ips is POGGIO_TRUSTED_PROXIES): never a raw X-Forwarded-For
+        # the peer's address, or the client's as a proxy in POGGIO_TRUSTED_PROXIES forwarded it
+        # (mcp_server.proxies): never a raw X-Forwarded-For
         ip = conn.client.host if conn.client else None
         principal = Principal(verified, ip, conn.headers.get("user-agent", "")[:200] or None, recorder=self.recorder)
         if verified.allowed_ips is not None and not ip_allowed(verified.allowed_ips, ip):

@@ -574,9 +574,9 @@ def pack_new(name: str, directory: Path | None) -> None:
 
 # -- servers -----------------------------------------------------------------------------------------------
 def _mcp_argv(settings: Settings, host: str | None, port: int | None, workers: int) -> list[str]:
-    # Forwarded headers only from POGGIO_TRUSTED_PROXIES; uvicorn's own default trusts 127.0.0.1.
-    proxies = (["--proxy-headers", "--forwarded-allow-ips", ",".join(settings.trusted_proxies)]
-               if settings.trusted_proxies else ["--no-proxy-headers"])
+    # The app applies POGGIO_TRUSTED_PROXIES itself (mcp_server.proxies), whatever runs it; uvicorn's
+    # own forwarded-header handling (which trusts 127.0.0.1 by default) stays off.
+    proxies = ["--no-proxy-headers"]
     return [sys.executable, "-m", "uvicorn", "mcp_server.app:create_app", "--factory",
             "--host", host or settings.mcp_host, "--port", str(port or settings.mcp_port),
             "--workers", str(workers), "--no-server-header", "--timeout-graceful-shutdown", "10",
