@@ -14,7 +14,7 @@ import click
 
 from poggio import __version__, scopes
 from poggio.audit import Actor
-from poggio.db import refresh_statistics
+from poggio.db import parse_id, refresh_statistics
 from poggio.errors import InvalidInput, NotFound, PoggioError
 from poggio.settings import Settings, SettingsError, load_settings
 
@@ -421,12 +421,13 @@ def oauth_revoke(app: App, slug: str, ident: str) -> None:
     of its tokens is refused."""
     ws = app.workspace(slug)
     service = app.oauth()
-    if ident.startswith("g") and ident[1:].isdigit():
+    if ident.startswith("g") and parse_id(ident[1:]) is not None:
         grant = service.grant(ws, ident[1:])
         service.revoke_grant(grant, Actor.cli())
         click.echo(f"Disconnected {grant.client.name!r} (g{grant.id}).")
         return
-    client = service.workspace_client(ws, ident[1:] if ident.startswith("c") and ident[1:].isdigit() else ident)
+    numbered = ident.startswith("c") and parse_id(ident[1:]) is not None
+    client = service.workspace_client(ws, ident[1:] if numbered else ident)
     service.revoke_client(client, Actor.cli())
     click.echo(f"Revoked OAuth client {client.name!r} ({client.client_id}).")
 

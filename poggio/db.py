@@ -156,6 +156,21 @@ class PooledPostgres(PooledPostgresqlDatabase):
         return super()._close_raw(conn)
 
 
+# the largest id a row has or refers to: ids are PostgreSQL serial columns (32-bit); a larger number
+# names no row, and the database would refuse it (SQLite past 64 bits) rather than find nothing
+MAX_ID = 2**31 - 1
+
+
+def parse_id(text) -> int | None:
+    """A row id written in text (a form field, a URL parameter, a CLI argument): plain ASCII digits
+    from 1 to :data:`MAX_ID`, else None (which names no row)."""
+    text = str(text)
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ID)):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_ID else None
+
+
 def utcnow() -> dt.datetime:
     """Naive UTC, the one time representation stored in the database."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)

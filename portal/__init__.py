@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from poggio import redaction, scopes, sessions
-from poggio.db import bind, database
+from poggio.db import MAX_ID, bind, database, parse_id
 from poggio.models import User
 from poggio.oauth import OAuthService
 from poggio.plugins import PackRegistry
@@ -38,7 +38,7 @@ class DatabaseInt(IntegerConverter):
     error in the query), for every route, the ones added later included."""
 
     def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2**31 - 1)  # PostgreSQL serial ids are 32-bit
+        kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
 
 
@@ -77,7 +77,7 @@ class SessionUser(UserMixin, User):
 def load_user(user_id: str):
     """The signed-in user, only while the session the cookie names is alive on the server (a cookie
     alone, or flask-login's remember cookie, opens nothing)."""
-    if not str(user_id).isdigit() or len(str(user_id)) > 18:
+    if parse_id(user_id) is None:
         return None
     settings = current_app.extensions["poggio"]["settings"]
     if not sessions.alive(session.get("sid"), int(user_id), *sessions.lifetimes(settings)):

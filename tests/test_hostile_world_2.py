@@ -11,7 +11,8 @@ import time
 
 import httpx
 import pytest
-from instances import ROOT, ServerProcess, _ServiceProcess, free_port, make_instance
+from instances import BACKENDS, ROOT, ServerProcess, _ServiceProcess, free_port, make_instance
+from stacks import acme_and_globex
 
 from poggio import demo
 from poggio.audit import Actor
@@ -44,7 +45,8 @@ def pair(tmp_path_factory):
         upgrade(registry)
         ws = demo.build(registry, "acme", accounts=20, seed=5).workspace
         tokens = {name: TokenService().create(ws, name, Actor.cli(), packs=packs).plaintext
-                  for name, packs in {"full": None, "accounts": ["accounts"]}.items()}
+                  for name, packs in {"full": None, "accounts": ["accounts"],
+                                      "writer": "accounts:write,contacts:write,revenue:write"}.items()}
     lean = ServerProcess(inst, extra_env={"POGGIO_MAX_BODY_BYTES": "400000"})
     try:
         sdk = ServerProcess(inst, extra_env={"POGGIO_MCP_LEAN_PATH": "false", "POGGIO_MAX_BODY_BYTES": "400000"})
@@ -214,3 +216,95 @@ def test_forwarded_for_from_loopback_is_believed_only_from_a_trusted_proxy(pair,
         assert forged.status_code == 200, forged.text[:300]
     else:
         assert forged.status_code == 403 and "127.0.0.1" in forged.json()["error_description"], forged.text[:300]
+
+
+# -- a stack on each database: acme (the demo) and globex, tokens by scope ------------------------------------
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(request, tmp_path_factory):
+    def tokens(service, cli, acme, globex):
+        return {"writer": service.create(acme, "writer", cli,
+                                         packs="accounts:write,contacts:write,revenue:write").plaintext,
+                "accounts": service.create(acme, "accounts only", cli, packs="accounts").plaintext,
+                "accounts_writer": service.create(acme, "accounts writer", cli, packs="accounts:write").plaintext}
+    yield from acme_and_globex(tmp_path_factory.mktemp(f"hostile2-{request.param}"), request.param, tokens,
+                               accounts=10, seed=4, extra_env={"POGGIO_WRITE_RATE_LIMIT": "100000/minute"})
+
+
+def tool_text(stack, token: str, name: str, arguments: dict, version: str = LEGACY) -> tuple[bool, str]:
+    response = call(stack.server, stack.tokens[token], name, arguments, version)
+    assert response.status_code == 200, response.text[:300]
+    return response.json()["result"].get("isError", False), text_of(response)
+
+
+def portal_of(stack):
+    from portal_client import Browser
+
+    from poggio.settings import load_settings
+    from portal import create_app
+
+    app = create_app(load_settings({**os.environ, **stack.instance.env}))
+    app.config["TESTING"] = True
+    browser = Browser(app.test_client())
+    assert browser.sign_in("admin@acme.example", "poggio-demo-admin").status_code == 302  # the demo's admin
+    return browser
+
+
+# -- item 10: every id bounded at the edge ------------------------------------------------------------------------
+def integer_fields(schema, path=""):
+    """(path, field schema) of every integer in a JSON schema, however nested."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "integer":
+            yield path, schema
+        for key, value in schema.items():
+            yield from integer_fields(value, f"{path}/{key}")
+    elif isinstance(schema, list):
+        for i, value in enumerate(schema):
+            yield from integer_fields(value, f"{path}/{i}")
+
+
+def test_every_integer_argument_of_every_tool_is_bounded(pair):
+    servers, tokens, _ = pair
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()
+    tools = post(servers["sdk"], tokens["writer"], body).json()["result"]["tools"]
+    fields = [(t["name"] + p, f) for t in tools for p, f in integer_fields(t["inputSchema"])]
+    assert {"update_opportunity/properties/id", "add_note/properties/opportunity_id/anyOf/0"} <= {w for w, _ in fields}
+    for where, field in fields:
+        assert field.get("maximum", 2**64) <= 2**63 - 1, where
+        assert "minimum" in field, where
+        if where.split("/properties/")[-1].split("/")[0].split("_")[-1] == "id":
+            assert field["minimum"] >= 1 and field["maximum"] <= 2**31 - 1, (where, field)
+
+
+@pytest.mark.parametrize("version", [LEGACY, MODERN])
+@pytest.mark.parametrize("name,arguments,field", [
+    ("update_opportunity", {"id": 2**70, "stage": "won"}, "id"),
+    ("update_opportunity", {"id": 2**40, "stage": "won"}, "id"),
+    ("add_note", {"domain": "example.com", "text": "hi", "opportunity_id": 2**70}, "opportunity_id"),
+    ("add_note", {"domain": "example.com", "text": "hi", "opportunity_id": 2**33}, "opportunity_id"),
+])
+def test_an_id_beyond_any_row_is_a_tool_error_naming_it(stack, version, name, arguments, field):
+    error, text = tool_text(stack, "writer", name, arguments, version)
+    assert error and f"'{field}'" in text and "less than or equal to 2147483647" in text, text
+    assert "internal error" not in text
+
+
+@pytest.mark.parametrize("subject", ["99999999999999999999", "2147483648", "²", "0"])
+def test_an_export_of_an_id_beyond_any_row_is_a_400(stack, subject):
+    browser = portal_of(stack)
+    for fmt in ("csv", "jsonl"):
+        response = browser.get(f"/settings/mcp/activity/export.{fmt}?kind=token&subject={subject}")
+        assert response.status_code == 400, (response.status_code, response.get_data(as_text=True)[:300])
+
+
+@pytest.mark.parametrize("ident", ["99999999999999999999", "2147483648", "²"])
+def test_looking_up_an_id_beyond_any_row_finds_nothing(stack, ident):
+    from poggio.errors import NotFound
+    from poggio.oauth import OAuthService
+    from poggio.workspaces import get_workspace
+
+    with bind(stack.instance.database_url).connection_context():
+        acme = get_workspace("acme")
+        for look_up in (lambda: TokenService().get(acme, ident), lambda: OAuthService("p").grant(acme, ident),
+                        lambda: OAuthService("p").workspace_client(acme, ident)):
+            with pytest.raises(NotFound):
+                look_up()

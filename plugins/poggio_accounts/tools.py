@@ -10,6 +10,7 @@ from peewee import SQL, Value, fn
 from pydantic import BaseModel, Field
 
 from poggio import (
+    MAX_ID,
     Cursor,
     IfUnmodifiedSince,
     Limit,
@@ -311,7 +312,7 @@ def add_note(
     contact_email: Annotated[str | None, Field(
         max_length=254, description="Optional: the contact (at this account) it is about.")] = None,
     opportunity_id: Annotated[int | None, Field(
-        ge=1, description="Optional: the id of the opportunity (of this account) it is about.")] = None,
+        ge=1, le=MAX_ID, description="Optional: the id of the opportunity (of this account) it is about.")] = None,
 ) -> NoteOut:
     """Write a note on an account (a call, a meeting, what was agreed), optionally about one of its
     contacts or opportunities. Notes show in get_account, newest first."""
