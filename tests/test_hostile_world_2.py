@@ -308,3 +308,165 @@ def test_looking_up_an_id_beyond_any_row_finds_nothing(stack, ident):
                         lambda: OAuthService("p").workspace_client(acme, ident)):
             with pytest.raises(NotFound):
                 look_up()
+
+
+# -- item 11: a busy or full database, and a create that lost a race, each in its own words ----------------------
+BUSY = "busy with other writes"
+FULL = "out of disk space"
+
+
+def test_a_write_while_another_holds_the_write_lock_says_the_database_is_busy(pair):
+    """SQLite: another connection holds the write lock longer than the busy timeout."""
+    import sqlite3
+
+    servers, tokens, inst = pair
+    holder = sqlite3.connect(inst.path / "poggio.db", timeout=1)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        response = call(servers["lean"], tokens["writer"], "update_account",
+                        {"domain": "example.com", "employees": 7})
+    finally:
+        holder.rollback()
+        holder.close()
+    text = text_of(response)
+    assert response.json()["result"]["isError"] and BUSY in text and "try again shortly" in text, text
+    assert "narrow the request" not in text and "internal error" not in text
+
+
+def test_the_portal_answers_503_while_the_database_is_busy(stack):
+    if stack.instance.backend != "sqlite":
+        pytest.skip("the write lock that outlasts the busy timeout is SQLite's")
+    import sqlite3
+
+    browser = portal_of(stack)
+    browser.get("/settings/mcp/")
+    holder = sqlite3.connect(stack.instance.path / "poggio.db", timeout=1)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        response = browser.post("/settings/mcp/tokens", {"name": "made while busy", "expiry": "30"})
+    finally:
+        holder.rollback()
+        holder.close()
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503 and BUSY in page, (response.status_code, page[:500])
+
+
+@pytest.mark.parametrize("tool", ["create_account", "create_contact"])
+def test_concurrent_creates_of_one_record_answer_already_exists(stack, tool):
+    """Twelve calls creating one new record at once: one creates it, the others are told it exists,
+    as a call after it is (on PostgreSQL the unique index decides the race)."""
+    import concurrent.futures
+
+    key = f"race{time.monotonic_ns()}"
+    arguments = ({"domain": f"{key}.example", "name": "Race Inc"} if tool == "create_account" else
+                 {"email": f"{key}@example.com", "first_name": "Ra", "last_name": "Ce",
+                  "account_domain": "example.com"})
+
+    def create(_):
+        return tool_text(stack, "writer", tool, arguments)
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(create, range(12)))
+    sequential_error, sequential = create(0)
+    assert sequential_error and "already exists" in sequential
+    assert [error for error, _ in answers].count(False) == 1, answers
+    assert all(text == sequential for error, text in answers if error), answers
+
+
+def _fill_up(db) -> None:
+    """A SQLite database that cannot grow: at most the pages it has now, on every connection (the
+    open ones and the ones opened from now on), as a full disk would leave it."""
+    from playhouse.pool import PooledDatabase
+
+    pages = db.execute_sql("PRAGMA page_count").fetchone()[0]
+    db._pragmas = [*db._pragmas, ("max_page_count", pages)]
+    if isinstance(db, PooledDatabase):
+        db.close_idle()
+    db.execute_sql(f"PRAGMA max_page_count = {pages}")
+
+
+def test_a_full_database_is_out_of_disk_space_for_a_tool(instance):
+    import asyncio
+
+    from mcp_server.app import create_app
+    from poggio.db import database
+
+    ws = demo.build(PackRegistry.load(), "acme", accounts=5, seed=2).workspace
+    token = TokenService().create(ws, "filler", Actor.cli(), packs="accounts:write").plaintext
+    app = create_app()
+    starlette = app
+    while not hasattr(starlette, "router"):
+        starlette = starlette.app
+    from poggio_accounts.models import Account
+
+    demo_domain = Account.select().where(Account.workspace == ws).first().domain
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "add_note", "arguments": {"domain": demo_domain, "text": "x" * 5000}}}
+    head = {"Authorization": f"Bearer {token}", "Accept": ACCEPT, "Content-Type": "application/json",
+            "MCP-Protocol-Version": LEGACY}
+
+    async def main():
+        texts = []
+        async with starlette.router.lifespan_context(starlette):
+            _fill_up(database.obj)
+            transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5555))
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8001") as client:
+                for _ in range(40):  # until the pages it had are used up
+                    answer = (await client.post("/mcp", json=body, headers=head)).json()["result"]
+                    if answer.get("isError"):
+                        texts.append(answer["content"][0]["text"])
+                        break
+        return texts
+
+    texts = asyncio.run(main())
+    assert texts and FULL in texts[0] and "internal error" not in texts[0], texts
+
+
+def test_the_portal_answers_503_when_the_database_is_full(instance, monkeypatch):
+    from portal_client import Browser
+
+    from poggio.db import database
+    from poggio.workspaces import create_user, create_workspace
+    from portal import create_app
+
+    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
+    acme = create_workspace("acme", "Acme", True, Actor.cli())
+    create_user("admin@acme.example", "correct horse battery", acme, "admin", Actor.cli())
+    app = create_app()
+    app.config["TESTING"] = True
+    browser = Browser(app.test_client())
+    assert browser.sign_in("admin@acme.example").status_code == 302
+    browser.get("/settings/mcp/")
+    _fill_up(database.obj)
+    statuses = []
+    for i in range(40):
+        response = browser.post("/settings/mcp/tokens", {"name": f"token {i} " + "n" * 80, "expiry": "30",
+                                                         "allowed_ips": "\n".join(["10.0.0.1"] * 50)})
+        statuses.append(response.status_code)
+        if response.status_code >= 500:
+            break
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503 and FULL in page, (statuses, page[:500])
+
+
+def test_postgresql_out_of_disk_and_lock_not_available_are_recognised():
+    """A PostgreSQL server out of disk cannot be had in a test: the driver's errors, as peewee re-raises
+    them, are what the MCP server and the portal classify."""
+    import peewee
+    import psycopg2.errors
+
+    from poggio.errors import database_trouble
+
+    def wrapped(driver_error):
+        try:
+            try:
+                raise driver_error
+            except psycopg2.Error as exc:
+                raise peewee.OperationalError(exc, *exc.args) from exc
+        except peewee.OperationalError as exc:
+            return exc
+
+    assert database_trouble(wrapped(psycopg2.errors.DiskFull("could not extend file"))) == "full"
+    assert database_trouble(wrapped(psycopg2.errors.LockNotAvailable("could not obtain lock"))) == "busy"
+    assert database_trouble(wrapped(psycopg2.errors.UniqueViolation("duplicate key"))) is None
+    assert database_trouble(peewee.OperationalError("no such table: x")) is None
