@@ -225,7 +225,9 @@ def stack(request, tmp_path_factory):
         return {"writer": service.create(acme, "writer", cli,
                                          packs="accounts:write,contacts:write,revenue:write").plaintext,
                 "accounts": service.create(acme, "accounts only", cli, packs="accounts").plaintext,
-                "accounts_writer": service.create(acme, "accounts writer", cli, packs="accounts:write").plaintext}
+                "accounts_writer": service.create(acme, "accounts writer", cli, packs="accounts:write").plaintext,
+                "accounts_contacts": service.create(acme, "accounts and contacts", cli,
+                                                    packs="accounts,contacts").plaintext}
     yield from acme_and_globex(tmp_path_factory.mktemp(f"hostile2-{request.param}"), request.param, tokens,
                                accounts=10, seed=4, extra_env={"POGGIO_WRITE_RATE_LIMIT": "100000/minute"})
 
@@ -470,3 +472,52 @@ def test_postgresql_out_of_disk_and_lock_not_available_are_recognised():
     assert database_trouble(wrapped(psycopg2.errors.LockNotAvailable("could not obtain lock"))) == "busy"
     assert database_trouble(wrapped(psycopg2.errors.UniqueViolation("duplicate key"))) is None
     assert database_trouble(peewee.OperationalError("no such table: x")) is None
+
+
+# -- item 3: a note's links read as the reader's packs allow --------------------------------------------------------
+@pytest.fixture(scope="module")
+def linked_note(stack):
+    """A note on an acme account about one of its contacts and one of its opportunities: (domain,
+    the contact's e-mail and name, the opportunity's id and name)."""
+    from poggio.workspaces import get_workspace
+    from poggio_contacts.models import Contact
+    from poggio_revenue.models import Opportunity
+
+    with bind(stack.instance.database_url).connection_context():
+        acme = get_workspace("acme")
+        contact = next(c for c in Contact.select().where(Contact.workspace == acme).order_by(Contact.id)
+                       if Opportunity.select().where(Opportunity.account == c.account_id).exists())
+        deal = Opportunity.select().where(Opportunity.account == contact.account_id).first()
+        domain = contact.account.domain
+    error, text = tool_text(stack, "writer", "add_note", {
+        "domain": domain, "text": "Talked budget", "contact_email": contact.email, "opportunity_id": deal.id})
+    assert not error, text
+    return domain, contact.email, f"{contact.first_name} {contact.last_name}", deal.id, deal.name
+
+
+def profile(stack, token: str, domain: str) -> tuple[str, dict]:
+    response = call(stack.server, stack.tokens[token], "get_account", {"domain": domain})
+    result = response.json()["result"]
+    assert not result.get("isError"), result
+    return text_of(response), next(n for n in result["structuredContent"]["notes"] if n["text"] == "Talked budget")
+
+
+def test_a_note_shows_an_accounts_only_token_no_other_packs_data(stack, linked_note):
+    domain, email, person, deal_id, deal_name = linked_note
+    error, text = tool_text(stack, "accounts", "get_contact", {"email": email})
+    assert error  # the token may not read contacts...
+    text, note = profile(stack, "accounts", domain)
+    for secret in (email, person, deal_name):  # ...nor read them through a note
+        assert secret not in text and secret not in json.dumps(note), (secret, text, note)
+    assert note["contact_email"] is None and note["opportunity_id"] is None, note
+    assert "Talked budget" in text and "outside this token's tool packs" in text, text
+
+
+def test_a_note_shows_each_link_whose_pack_the_reader_has(stack, linked_note):
+    domain, email, person, deal_id, deal_name = linked_note
+    text, note = profile(stack, "accounts_contacts", domain)
+    assert email in text and person in text and deal_name not in text and str(deal_id) not in note["links"]
+    assert note["contact_email"] == email and note["opportunity_id"] is None, note
+    text, note = profile(stack, "writer", domain)
+    assert email in text and person in text and deal_name in text, text
+    assert note["contact_email"] == email and note["opportunity_id"] == deal_id, note
