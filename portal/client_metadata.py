@@ -101,7 +101,7 @@ def fetch_client_metadata(url: str, allow_private: bool = False) -> tuple[dict, 
         raise MetadataError(f"the client's metadata document could not be fetched ({type(exc).__name__})") from None
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep for the parser: not a document either
         raise MetadataError("the client's metadata document is not JSON") from None
     if not isinstance(document, dict):
         raise MetadataError("the client's metadata document is not a JSON object")

@@ -521,3 +521,53 @@ def test_a_note_shows_each_link_whose_pack_the_reader_has(stack, linked_note):
     text, note = profile(stack, "writer", domain)
     assert email in text and person in text and deal_name in text, text
     assert note["contact_email"] == email and note["opportunity_id"] == deal_id, note
+
+
+def test_a_deeply_nested_registration_is_refused_like_any_other_non_json(instance):
+    """The portal's one JSON body from strangers: OAuth dynamic client registration."""
+    from portal import create_app
+
+    app = create_app()
+    app.config["TESTING"] = True
+    client = app.test_client()
+    for body in ('{"redirect_uris":' + "[" * 100_000, '{"redirect_uris":' + "[" * 5000 + "]" * 5000 + "}"):
+        response = client.post("/oauth/register", data=body, content_type="application/json")
+        assert response.status_code == 400 and response.get_json()["error"] == "invalid_client_metadata", \
+            (response.status_code, response.get_data(as_text=True)[:300])
+
+
+def test_a_deeply_nested_client_metadata_document_is_not_json(tmp_path, monkeypatch):
+    """The portal's other JSON from strangers: a Client ID Metadata Document it fetches (over https)."""
+    import http.server
+    import ssl
+    import threading
+
+    from oauth_support import self_signed_certificate
+
+    from portal.client_metadata import MetadataError, fetch_client_metadata
+
+    class Nested(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            body = b"[" * 50_000
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    cert, key = self_signed_certificate(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Nested)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(MetadataError, match="not JSON"):
+            fetch_client_metadata(f"https://127.0.0.1:{server.server_port}/client.json", allow_private=True)
+    finally:
+        server.shutdown()
+        server.server_close()
