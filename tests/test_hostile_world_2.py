@@ -335,14 +335,30 @@ def test_a_write_while_another_holds_the_write_lock_says_the_database_is_busy(pa
     assert "narrow the request" not in text and "internal error" not in text
 
 
-def test_the_portal_answers_503_while_the_database_is_busy(stack):
-    if stack.instance.backend != "sqlite":
-        pytest.skip("the write lock that outlasts the busy timeout is SQLite's")
+def signed_in_portal(monkeypatch):
+    """The portal in this process on the ``instance`` fixture's SQLite database, an admin signed in."""
+    from portal_client import Browser
+
+    from poggio.workspaces import create_user, create_workspace
+    from portal import create_app
+
+    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
+    acme = create_workspace("acme", "Acme", True, Actor.cli())
+    create_user("admin@acme.example", "correct horse battery", acme, "admin", Actor.cli())
+    app = create_app()
+    app.config["TESTING"] = True
+    browser = Browser(app.test_client())
+    assert browser.sign_in("admin@acme.example").status_code == 302
+    browser.get("/settings/mcp/")
+    return browser
+
+
+def test_the_portal_answers_503_while_the_database_is_busy(instance, monkeypatch):
+    """SQLite: another connection holds the write lock longer than the busy timeout."""
     import sqlite3
 
-    browser = portal_of(stack)
-    browser.get("/settings/mcp/")
-    holder = sqlite3.connect(stack.instance.path / "poggio.db", timeout=1)
+    browser = signed_in_portal(monkeypatch)
+    holder = sqlite3.connect(instance.path / "poggio.db", timeout=1)
     try:
         holder.execute("BEGIN IMMEDIATE")
         response = browser.post("/settings/mcp/tokens", {"name": "made while busy", "expiry": "30"})
@@ -351,6 +367,7 @@ def test_the_portal_answers_503_while_the_database_is_busy(stack):
         holder.close()
     page = response.get_data(as_text=True)
     assert response.status_code == 503 and BUSY in page, (response.status_code, page[:500])
+    assert response.headers["Retry-After"]
 
 
 @pytest.mark.parametrize("tool", ["create_account", "create_contact"])
@@ -425,20 +442,9 @@ def test_a_full_database_is_out_of_disk_space_for_a_tool(instance):
 
 
 def test_the_portal_answers_503_when_the_database_is_full(instance, monkeypatch):
-    from portal_client import Browser
-
     from poggio.db import database
-    from poggio.workspaces import create_user, create_workspace
-    from portal import create_app
 
-    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
-    acme = create_workspace("acme", "Acme", True, Actor.cli())
-    create_user("admin@acme.example", "correct horse battery", acme, "admin", Actor.cli())
-    app = create_app()
-    app.config["TESTING"] = True
-    browser = Browser(app.test_client())
-    assert browser.sign_in("admin@acme.example").status_code == 302
-    browser.get("/settings/mcp/")
+    browser = signed_in_portal(monkeypatch)
     _fill_up(database.obj)
     statuses = []
     for i in range(40):
