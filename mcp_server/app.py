@@ -27,8 +27,10 @@ from mcp_server.cors import cors_route, public_route
 from mcp_server.front import Front
 from mcp_server.lean import LeanPath
 from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
+from mcp_server.proxies import TrustedProxies, leave_forwarded_headers_to_the_app
 from mcp_server.ratelimit import TokenRateLimit, WriteLimit, WriteRateLimit
 from mcp_server.stepup import ScopeChallenge, ScopeChallengeMiddleware
+from mcp_server.unreadable import RecordUnreadable
 from poggio import redaction
 from poggio.db import CommitWatcher, bind, database
 from poggio.oauth import OAuthService, normalise_resource
@@ -119,9 +121,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     )
     resource = normalise_resource(settings.mcp_public_url)
     watcher = CommitWatcher.of(database.obj)
-    backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter,
-                               TokenRateLimit(settings.rate_limit, settings.redis_url,
-                                              namespace=_installation(settings)),
+    rate_limit = TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings))
+    backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter, rate_limit,
                                inline=isinstance(database.obj, SqliteDatabase),
                                oauth=oauth, resource=resource,
                                recorder=recorder, label=label_of(registry), watcher=watcher)
@@ -146,7 +147,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             headers={"Cache-Control": "public, max-age=300"},
         )
 
-    mcp_app = StreamableHTTPASGIApp(sessions)
+    mcp_app = RecordUnreadable(StreamableHTTPASGIApp(sessions), principal_of)
     write_limit = WriteLimit(TokenRateLimit(settings.write_rate_limit, settings.redis_url,
                                             namespace=_installation(settings)),
                              {t.name for t in registry.tools() if not t.read_only})
@@ -157,7 +158,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         mcp_app = lean = LeanPath(mcp_app, server, security, settings.max_body_bytes, metrics, tools, write_limit,
                                   challenge)
     stepup = ScopeChallengeMiddleware(mcp_app, challenge, principal_of, settings.max_body_bytes)
-    writes = WriteRateLimit(stepup, write_limit, principal_of)
+    writes = WriteRateLimit(stepup, write_limit, principal_of, settings.max_body_bytes)
     endpoint = KnownProtocolVersion(protect(writes, backend, on_error=counted_error))
 
     async def healthz(request: Request) -> Response:
@@ -176,7 +177,11 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         except Exception as exc:  # the reason goes to the log, not to the caller
             log.warning("readiness check failed: %s", exc)
             return JSONResponse({"status": "unavailable"}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        with anyio.move_on_after(3):
+            if await rate_limit.reachable():  # without its counters every request is refused
+                return JSONResponse({"status": "ready"})
+        log.warning("readiness check failed: Redis (POGGIO_REDIS_URL) does not answer")
+        return JSONResponse({"status": "unavailable"}, status_code=503)
 
     expected = f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
 
@@ -231,5 +236,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         lifespan=lifespan,
     )
     if lean is not None:  # the hot POSTs answered before the Starlette stack (same answers)
-        return Front(app, lean, backend, MCP_PATH, SUPPORTED_VERSIONS)
-    return app
+        app = Front(app, lean, backend, MCP_PATH, SUPPORTED_VERSIONS)
+    # the client's address as POGGIO_TRUSTED_PROXIES says, whatever server runs this app
+    leave_forwarded_headers_to_the_app()
+    return TrustedProxies(app, settings.trusted_proxies)

@@ -31,6 +31,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from mcp_server.ratelimit import StoreUnavailable
 from poggio.db import CommitWatcher, database
 from poggio.oauth import OAuthService
 from poggio.tokens import (
@@ -202,15 +203,18 @@ class TokenAuthBackend(AuthenticationBackend):
                 raise Rejected(exc.reason) from None
             if self.cache is not None:
                 self.cache.keep(presented, verified)
-        # the peer's address, or the client's as a trusted proxy forwarded it (uvicorn's
-        # forwarded_allow_ips is POGGIO_TRUSTED_PROXIES): never a raw X-Forwarded-For
+        # the peer's address, or the client's as a proxy in POGGIO_TRUSTED_PROXIES forwarded it
+        # (mcp_server.proxies): never a raw X-Forwarded-For
         ip = conn.client.host if conn.client else None
         principal = Principal(verified, ip, conn.headers.get("user-agent", "")[:200] or None, recorder=self.recorder)
         if verified.allowed_ips is not None and not ip_allowed(verified.allowed_ips, ip):
             principal.record(self._label(conn), "refused")
             raise Rejected("ip_not_allowed", detail=REFUSALS["ip_not_allowed"].format(ip=ip or "an unknown address"))
         if self.rate_limit is not None:
-            wait = await self.rate_limit.retry_after(f"{verified.kind}:{verified.token_id}", verified.rate_limit)
+            try:
+                wait = await self.rate_limit.retry_after(f"{verified.kind}:{verified.token_id}", verified.rate_limit)
+            except StoreUnavailable:
+                raise Rejected("unavailable") from None
             if wait is not None:
                 principal.record(self._label(conn), "rate_limited")
                 raise Rejected("rate_limited", retry_after=wait)
@@ -243,6 +247,8 @@ def auth_error(conn: HTTPConnection, exc: Exception, resource_metadata: str | No
                 "retry_after": exc.retry_after}
         return Response(json.dumps(body), status_code=429, media_type="application/json",
                         headers={"Retry-After": str(exc.retry_after)})
+    if reason == "unavailable":  # the rate limits' store (Redis) is unreachable: refused, not let through
+        return StoreUnavailable().response()
     if reason == "not_entitled":
         body = {"error": "not_entitled", "error_description": message}
         return Response(json.dumps(body), status_code=403, media_type="application/json")

@@ -47,7 +47,8 @@ from mcp_server.auth import Principal, current_principal
 from mcp_server.metrics import Metrics
 from poggio import __version__, scopes
 from poggio.activity import METHOD_LABELS
-from poggio.db import database, statement_deadline
+from poggio.db import LockWait, database, lock_wait, statement_deadline
+from poggio.errors import TOOL_MESSAGES, database_trouble
 from poggio.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
 from poggio.plugins import PackRegistry
 from poggio.settings import Settings
@@ -200,6 +201,8 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
 
         with seconds.time():
             started = time.monotonic()
+            wait = LockWait()
+            lock_wait.set(wait)  # a write waiting for the write lock at the timeout was held up by others
             try:
                 if inline:
                     # on the event loop: its SQL is stopped at the timeout itself ("interrupted")
@@ -213,12 +216,19 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
                         result = await anyio.to_thread.run_sync(run, timeout + STATEMENT_GRACE,
                                                                 abandon_on_cancel=True, limiter=limiter)
             except TimeoutError:
+                if wait.waiting:
+                    log.warning("tool %s waited for the write lock past its timeout", spec.name)
+                    raise MCPToolError(TOOL_MESSAGES["busy"]) from None
                 raise timed_out() from None
             except ToolTimeout:
                 raise
             except ToolError as exc:
                 raise MCPToolError(str(exc)) from None
-            except Exception:
+            except Exception as exc:
+                trouble = database_trouble(exc)  # busy with other writes, out of disk: in words
+                if trouble is not None:
+                    log.warning("tool %s: the database refused: %s", spec.name, exc)
+                    raise MCPToolError(TOOL_MESSAGES[trouble]) from None
                 if inline and time.monotonic() - started >= timeout:
                     raise timed_out() from None
                 log.exception("tool %s (pack %s) raised", spec.name, spec.pack)

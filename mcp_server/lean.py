@@ -126,13 +126,19 @@ class SdkAdapter:
 
 
 LONG_NUMBER = b"0" * 19  # 19 digits and more may be an integer beyond 64 bits
+# the nesting the SDK's parsers read (pydantic-core's for the legacy generation; json.loads for
+# 2026-07-28, short of the interpreter's recursion limit); orjson reads deeper, so a body that may
+# nest deeper (more brackets than that, wherever they are) goes to the SDK, which words the refusal
+MAX_OPENERS = 200
 
 
 def _loads(body: bytes) -> Any:
     """The request body as ``json.loads`` reads it, by orjson where the two agree: orjson reads an
     integer beyond 64 bits as a float, so a body with a run of 19 digits anywhere is read by the
-    standard library. A body either refuses (orjson is stricter: NaN, lone surrogates) goes to the
-    SDK."""
+    standard library. A body either refuses (orjson is stricter: NaN, lone surrogates), or that may
+    nest deeper than the SDK reads, goes to the SDK."""
+    if body.count(b"[") + body.count(b"{") > MAX_OPENERS:
+        raise Decline
     try:
         if LONG_NUMBER in body.translate(DIGITS_AS_ZERO):
             return json.loads(body)

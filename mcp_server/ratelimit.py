@@ -21,9 +21,10 @@ from math import floor, inf
 from limits import parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
+from redis.exceptions import RedisError
 from starlette.responses import Response
 
-from mcp_server.asgi import replay
+from mcp_server.asgi import read_body, replay
 
 
 class LocalWindows:
@@ -63,14 +64,39 @@ class LocalWindows:
         return min(previous_reset, current_reset) if (previous or current) else 0.0
 
 
+class StoreUnavailable(Exception):
+    """The shared counters (Redis) cannot be reached: requests are refused (503) until they can,
+    rather than let through uncounted."""
+
+    MESSAGE = ("This server cannot reach Redis (POGGIO_REDIS_URL), where it counts each token's requests "
+               "against its rate limit, so it refuses requests until Redis answers again; try again shortly. "
+               "Administrators: check that Redis is running and reachable.")
+    RETRY_AFTER = 5
+
+    def response(self) -> Response:
+        payload = {"error": "temporarily_unavailable", "error_description": self.MESSAGE,
+                   "retry_after": self.RETRY_AFTER}
+        return Response(json.dumps(payload), status_code=503, media_type="application/json",
+                        headers={"Retry-After": str(self.RETRY_AFTER)})
+
+
 class TokenRateLimit:
     def __init__(self, limit: str, redis_url: str | None = None, namespace: str = "poggio"):
         self.item = parse(limit)
         self.namespace = namespace
         self.local = None if redis_url else LocalWindows()
         if redis_url:
-            storage = storage_from_string(f"async+{redis_url}", implementation="redispy")
-            self.limiter = SlidingWindowCounterRateLimiter(storage)
+            self.storage = storage_from_string(f"async+{redis_url}", implementation="redispy")
+            self.limiter = SlidingWindowCounterRateLimiter(self.storage)
+
+    async def reachable(self) -> bool:
+        """Whether the counters can be kept: always in this process; with Redis, whether it answers."""
+        if self.local is not None:
+            return True
+        try:
+            return bool(await self.storage.check())
+        except Exception:
+            return False
 
     async def retry_after(self, token_id: int | str, own: str | None = None) -> int | None:
         """Count one request of the token; seconds to wait when it is over its limit (the token's
@@ -81,9 +107,12 @@ class TokenRateLimit:
             if self.local.hit(key, item.amount, item.get_expiry()):
                 return None
             return max(1, int(self.local.reset_in(key, item.get_expiry())) + 1)
-        if await self.limiter.hit(item, key):
-            return None
-        reset, _ = await self.limiter.get_window_stats(item, key)
+        try:
+            if await self.limiter.hit(item, key):
+                return None
+            reset, _ = await self.limiter.get_window_stats(item, key)
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from None
         return max(1, int(reset - time.time()) + 1)
 
 
@@ -96,7 +125,7 @@ def tools_called(body: bytes) -> list[str]:
         return []
     try:
         message = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: the SDK answers it (-32700)
         return []
     messages = message if isinstance(message, list) else [message]
     return [m["params"]["name"] for m in messages
@@ -122,7 +151,10 @@ class WriteLimit:
         is over the limit, else None."""
         writes = [name for name in names if name in self.write_tools]
         for _ in writes:
-            wait = await self.limit.retry_after(f"write:{principal.token.kind}:{principal.token.token_id}")
+            try:
+                wait = await self.limit.retry_after(f"write:{principal.token.kind}:{principal.token.token_id}")
+            except StoreUnavailable as exc:
+                return exc.response()
             if wait is not None:
                 principal.record(writes[0], "rate_limited")  # on the activity record, as any refusal
                 payload = {"error": "rate_limited", "retry_after": wait,
@@ -137,22 +169,21 @@ class WriteRateLimit:
     """ASGI middleware behind authentication: the :class:`WriteLimit` of the write tools a request
     calls (one message or a batch)."""
 
-    def __init__(self, app, guard: WriteLimit, principal_of):
+    def __init__(self, app, guard: WriteLimit, principal_of, max_body: int):
         self.app = app
         self.guard = guard
         self.principal_of = principal_of
+        self.max_body = max_body
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") != "POST" or not self.guard.write_tools:
             return await self.app(scope, receive, send)
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        read = await read_body(receive, self.max_body)
+        if read is None:
+            return  # the client went away
+        body, trailing, whole = read
+        if not whole:  # larger than the SDK accepts: it refuses it (413) unread, and nothing runs
+            return await self.app(scope, replay(body, trailing, whole, receive), send)
         scope[COUNTED] = True  # the lean path behind must not count them again
         names = tools_called(body)
         principal = self.principal_of(scope) if any(n in self.guard.write_tools for n in names) else None

@@ -13,7 +13,7 @@ hookspec = pluggy.HookspecMarker("poggio")
 
 from poggio.bulk import existing_keys, reserve_ids  # noqa: E402
 from poggio.bulk import insert_rows as bulk_insert  # noqa: E402
-from poggio.db import changed_at, for_update, utcnow, writing  # noqa: E402  (hookimpl and hookspec first: the modules below import them)
+from poggio.db import MAX_ID, changed_at, for_update, utcnow, writing  # noqa: E402  (hookimpl and hookspec first: the modules below import them)
 from poggio.models import WorkspaceModel  # noqa: E402
 from poggio.money import format_money  # noqa: E402
 from poggio.packs import (  # noqa: E402
@@ -41,7 +41,7 @@ __all__ = [
     # paged list tools
     "Limit", "Cursor", "Page", "page_text", "keyset_page",
     # data: models, queries, search, CSV import
-    "WorkspaceModel", "utcnow", "writing", "Prepared", "slot", "loaded", "add_search_terms", "search_page",
+    "WorkspaceModel", "MAX_ID", "utcnow", "writing", "Prepared", "slot", "loaded", "add_search_terms", "search_page",
     "query_words", "CsvKind",
     "bulk_insert", "reserve_ids", "existing_keys",
     # write tools

@@ -13,7 +13,7 @@ import click
 
 from poggio import __version__, scopes
 from poggio.audit import Actor
-from poggio.db import refresh_statistics
+from poggio.db import parse_id, refresh_statistics
 from poggio.errors import InvalidInput, NotFound, PoggioError
 from poggio.settings import Settings, SettingsError, load_settings
 
@@ -450,12 +450,13 @@ def oauth_revoke(app: App, slug: str, ident: str) -> None:
     of its tokens is refused."""
     ws = app.workspace(slug)
     service = app.oauth()
-    if ident.startswith("g") and ident[1:].isdigit():
+    if ident.startswith("g") and parse_id(ident[1:]) is not None:
         grant = service.grant(ws, ident[1:])
         service.revoke_grant(grant, Actor.cli())
         click.echo(f"Disconnected {grant.client.name!r} (g{grant.id}).")
         return
-    client = service.workspace_client(ws, ident[1:] if ident.startswith("c") and ident[1:].isdigit() else ident)
+    numbered = ident.startswith("c") and parse_id(ident[1:]) is not None
+    client = service.workspace_client(ws, ident[1:] if numbered else ident)
     service.revoke_client(client, Actor.cli())
     click.echo(f"Revoked OAuth client {client.name!r} ({client.client_id}).")
 
@@ -614,9 +615,9 @@ KEEP_ALIVE_SECONDS = 30
 
 
 def _mcp_argv(settings: Settings, host: str | None, port: int | None, workers: int) -> list[str]:
-    # Forwarded headers only from POGGIO_TRUSTED_PROXIES; uvicorn's own default trusts 127.0.0.1.
-    proxies = (["--proxy-headers", "--forwarded-allow-ips", ",".join(settings.trusted_proxies)]
-               if settings.trusted_proxies else ["--no-proxy-headers"])
+    # The app applies POGGIO_TRUSTED_PROXIES itself (mcp_server.proxies), whatever runs it; uvicorn's
+    # own forwarded-header handling (which trusts 127.0.0.1 by default) stays off.
+    proxies = ["--no-proxy-headers"]
     return [sys.executable, "-m", "uvicorn", "mcp_server.app:create_app", "--factory",
             "--host", host or settings.mcp_host, "--port", str(port or settings.mcp_port),
             "--workers", str(workers), "--no-server-header", "--timeout-graceful-shutdown", "10",

@@ -9,6 +9,7 @@ portal and the MCP server can write at the same time.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import fcntl
 import logging
@@ -156,6 +157,21 @@ class PooledPostgres(PooledPostgresqlDatabase):
     def _close_raw(self, conn):
         self._returned.pop(id(conn), None)
         return super()._close_raw(conn)
+
+
+# the largest id a row has or refers to: ids are PostgreSQL serial columns (32-bit); a larger number
+# names no row, and the database would refuse it (SQLite past 64 bits) rather than find nothing
+MAX_ID = 2**31 - 1
+
+
+def parse_id(text) -> int | None:
+    """A row id written in text (a form field, a URL parameter, a CLI argument): plain ASCII digits
+    from 1 to :data:`MAX_ID`, else None (which names no row)."""
+    text = str(text)
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ID)):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_ID else None
 
 
 def utcnow() -> dt.datetime:
@@ -348,10 +364,41 @@ def writing():
     return database.atomic()
 
 
+class LockWait:
+    """Whether the work of a call is waiting for the write lock at this moment (for a caller that
+    may stop waiting for it, and must then say why: :data:`lock_wait`)."""
+
+    waiting = False
+
+
+# set by a caller that may give up on its work (a tool call's timeout): writing() notes in it
+# while it waits for the write lock (the work runs in a copy of the caller's context)
+lock_wait: contextvars.ContextVar[LockWait | None] = contextvars.ContextVar("poggio_lock_wait", default=None)
+
+
 @contextlib.contextmanager
 def _sqlite_writing(lock: WriterLock):
-    with lock.held(), database.atomic("IMMEDIATE") as txn:
-        yield txn
+    wait = lock_wait.get()
+    begun = False
+    if wait is not None:
+        wait.waiting = True
+    try:
+        with lock.held():
+            try:
+                with database.atomic("IMMEDIATE") as txn:
+                    begun = True
+                    if wait is not None:
+                        wait.waiting = False
+                    yield txn
+            except OperationalError as exc:
+                # BEGIN IMMEDIATE waits for another connection's write lock; a statement deadline
+                # that ends the wait first makes it "interrupted": what held it up is the lock
+                if not begun and str(exc) == "interrupted":
+                    raise OperationalError("database is locked") from exc
+                raise
+    finally:
+        if wait is not None and not begun:
+            wait.waiting = False
 
 
 class WriterLock:

@@ -28,7 +28,7 @@ from peewee import JOIN, SQL, IntegrityError, fn
 
 from poggio import audit, policy, scopes
 from poggio.audit import Actor
-from poggio.db import database, delete_in_batches, utcnow, writing
+from poggio.db import database, delete_in_batches, parse_id, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import (
     Membership,
@@ -676,9 +676,10 @@ class OAuthService:
         return list(query)
 
     def grant(self, workspace: Workspace, grant_id: int | str) -> OAuthGrant:
+        wanted = parse_id(grant_id)
         found = (OAuthGrant.select(OAuthGrant, OAuthClient).join(OAuthClient)
-                 .where((OAuthGrant.workspace == workspace) & (OAuthGrant.id == int(grant_id))).first()
-                 if str(grant_id).isdigit() else None)
+                 .where((OAuthGrant.workspace == workspace) & (OAuthGrant.id == wanted)).first()
+                 if wanted is not None else None)
         if found is None:
             raise NotFound(f"no connected app {grant_id!r} in workspace {workspace.slug}")
         return found
@@ -694,7 +695,8 @@ class OAuthService:
     def workspace_client(self, workspace: Workspace, ident: str | int) -> OAuthClient:
         text = str(ident)
         query = OAuthClient.select().where(OAuthClient.workspace == workspace)
-        found = (query.where(OAuthClient.id == int(text)).first() if text.isdigit() else None) or \
+        wanted = parse_id(text)
+        found = (query.where(OAuthClient.id == wanted).first() if wanted is not None else None) or \
             query.where(OAuthClient.client_id == text).first()
         if found is None:
             raise NotFound(f"no OAuth client {text!r} in workspace {workspace.slug}")

@@ -24,7 +24,7 @@ from peewee import JOIN, IntegrityError, fn
 
 from poggio import audit, policy, scopes
 from poggio.audit import Actor
-from poggio.db import database, utcnow, writing
+from poggio.db import database, parse_id, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import ApiToken, User, Workspace
 from poggio.prepared import execute
@@ -353,8 +353,8 @@ class TokenService:
         """A token of the workspace by id, or by name (an active one first)."""
         query = ApiToken.select().where(ApiToken.workspace == workspace)
         text = str(name_or_id)
-        if text.isdigit():
-            found = query.where(ApiToken.id == int(text)).first()
+        if (wanted := parse_id(text)) is not None:
+            found = query.where(ApiToken.id == wanted).first()
             if found:
                 return found
         found = (query.where(ApiToken.name == text)

@@ -70,13 +70,15 @@ def run_write(spec: ToolSpec, ctx: ToolContext, arguments: dict[str, Any]) -> To
     """Run the write tool ``spec`` with ``arguments`` (``idempotency_key`` among them, or not)."""
     arguments = dict(arguments)
     key = arguments.pop("idempotency_key", None)
-    if key is None:
-        with writing():
-            return spec.fn(ctx, **arguments)
-    wanted = fingerprint(spec.name, arguments)
+    wanted = None if key is None else fingerprint(spec.name, arguments)
+    # A call that lost a race on a unique index (two creates of one record at once: PostgreSQL lets
+    # both check, then one insert waits on the other and fails) runs once more, when the tool's own
+    # check sees the winner's row and answers as it would to a later call ("already exists").
     for attempt in range(2):
         try:
             with writing():
+                if key is None:
+                    return spec.fn(ctx, **arguments)
                 row = _KEY.first(workspace=ctx.workspace_id, key=key)
                 if row is not None:
                     if row.created_at > utcnow() - dt.timedelta(hours=KEEP_HOURS):
@@ -92,7 +94,8 @@ def run_write(spec: ToolSpec, ctx: ToolContext, arguments: dict[str, Any]) -> To
                 return result
         except IntegrityError:
             if attempt:
-                raise
+                raise ToolError(None, "another call wrote a conflicting record at the same moment; nothing was "
+                                      "changed. Read the record back and try again if it is still needed") from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 

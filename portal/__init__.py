@@ -10,11 +10,13 @@ from flask_cors import CORS
 from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from htmx_flask import Htmx
+from peewee import DatabaseError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from poggio import redaction, scopes, sessions
-from poggio.db import bind, database
+from poggio.db import MAX_ID, bind, database, parse_id
+from poggio.errors import database_trouble
 from poggio.models import User
 from poggio.oauth import OAuthService
 from poggio.plugins import PackRegistry
@@ -33,12 +35,19 @@ login_manager.login_view = "auth.sign_in"
 login_manager.login_message = "Sign in to continue."
 
 
+PAGE_MESSAGES = {  # the database refused for a reason a person can wait out or an administrator fix
+    "busy": "The database is busy with other writes; nothing was saved. Try again shortly.",
+    "full": "The database server is out of disk space; nothing was saved. A Poggio administrator must free or "
+            "add space.",
+}
+
+
 class DatabaseInt(IntegerConverter):
     """``<int:...>`` in a URL: only ids the database can hold (a larger one is a 404, not an overflow
     error in the query), for every route, the ones added later included."""
 
     def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2**31 - 1)  # PostgreSQL serial ids are 32-bit
+        kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
 
 
@@ -77,7 +86,7 @@ class SessionUser(UserMixin, User):
 def load_user(user_id: str):
     """The signed-in user, only while the session the cookie names is alive on the server (a cookie
     alone, or flask-login's remember cookie, opens nothing)."""
-    if not str(user_id).isdigit() or len(str(user_id)) > 18:
+    if parse_id(user_id) is None:
         return None
     settings = current_app.extensions["poggio"]["settings"]
     if not sessions.alive(session.get("sid"), int(user_id), *sessions.lifetimes(settings)):
@@ -161,6 +170,18 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     @app.errorhandler(CSRFError)
     def _csrf_error(exc):
         return views.error_page(400, "Your form expired or came from elsewhere. Reload the page and try again.")
+
+    @app.errorhandler(DatabaseError)
+    def _database_error(exc):
+        """The database busy with other writes, or out of disk space: a 503 that says so (and when to
+        come back); any other database error is a 500, logged."""
+        trouble = database_trouble(exc)
+        if trouble is None:
+            app.log_exception((type(exc), exc, exc.__traceback__))
+            return views.error_page(500, "Something went wrong on our side. It has been logged.")
+        app.logger.warning("the database refused a request: %s", exc)
+        page, code = views.error_page(503, PAGE_MESSAGES[trouble])
+        return page, code, {"Retry-After": "5"}
 
     for code, message in ((403, "You do not have access to this page."), (404, "This page does not exist."),
                           (405, "That action is not allowed here."), (413, "That upload is too large."),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
 
 from poggio import activity as record
-from poggio.db import utcnow
+from poggio.db import parse_id, utcnow
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import GrantUsage
 from poggio.usage_report import by_tool
@@ -101,14 +101,14 @@ def export(workspace, fmt):
     if fmt not in record.FORMATS:
         abort(404)
     kind = request.args.get("kind") or None
-    subject = request.args.get("subject", "")
+    subject = parse_id(request.args.get("subject", ""))
     if kind is not None:
-        if kind not in record.KINDS or not subject.isdigit():
+        if kind not in record.KINDS or subject is None:
             return Response("kind and subject: a token or connected app of this workspace\n", 400,
                             mimetype="text/plain")
-        _subject(workspace, kind, int(subject))
+        _subject(workspace, kind, subject)
     try:
-        filters = record.Filters.parse(kind=kind, subject_id=int(subject) if kind else None,
+        filters = record.Filters.parse(kind=kind, subject_id=subject if kind else None,
                                        tool=request.args.get("tool"), outcome=request.args.get("outcome"),
                                        since=request.args.get("since"), until=request.args.get("until"))
     except InvalidInput as exc:

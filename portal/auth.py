@@ -9,6 +9,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from poggio import audit, sessions
 from poggio.audit import Actor
+from poggio.db import parse_id
 from poggio.models import Membership
 from poggio.workspaces import check_password, find_user, memberships
 from portal.access import client_ip, core, current_membership
@@ -87,8 +88,8 @@ def sign_out():
 @login_required
 def switch_workspace():
     form = ActionForm()
-    wanted = request.form.get("workspace_id", "")
-    if form.validate_on_submit() and wanted.isdigit():
-        if any(m.workspace_id == int(wanted) for m in memberships(current_user._get_current_object())):
-            session["workspace_id"] = int(wanted)
+    wanted = parse_id(request.form.get("workspace_id", ""))
+    if form.validate_on_submit() and wanted is not None:
+        if any(m.workspace_id == wanted for m in memberships(current_user._get_current_object())):
+            session["workspace_id"] = wanted
     return redirect(url_for("views.home"))

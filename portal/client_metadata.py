@@ -104,7 +104,7 @@ def fetch_json(url: str, allow_private: bool = False,
         raise MetadataError(f"{what} could not be fetched ({type(exc).__name__})") from None
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep for the parser: not a document either
         raise MetadataError(f"{what} is not JSON") from None
     if not isinstance(document, dict):
         raise MetadataError(f"{what} is not a JSON object")

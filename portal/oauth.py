@@ -38,6 +38,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from limits import parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from werkzeug.exceptions import BadRequest
 
 from poggio import audit, scopes
 from poggio.audit import Actor
@@ -461,6 +462,11 @@ def register():
     if not request.is_json:
         return _json_error(400, "invalid_client_metadata", "Send the client metadata as a JSON object "
                                                            "(Content-Type: application/json).")
+    try:  # read here (and kept for Authlib): werkzeug lets a body nested too deep raise RecursionError
+        request.get_json(cache=True)
+    except (BadRequest, RecursionError):
+        return _json_error(400, "invalid_client_metadata", "The client metadata is not valid JSON (or is nested "
+                                                           "too deep to read).")
     response = authorization.create_endpoint_response(Registration.ENDPOINT_NAME)
     if response.status_code == 201:  # a public client has no secret: leave the member out, not null
         body = {k: v for k, v in response.get_json().items() if v is not None}

@@ -31,11 +31,15 @@ def poggio_account_profile(ctx, account):
 
 @hookspec
 def poggio_note_link(ctx, account, argument, value):
-    """Check what an ``add_note`` call links its note to, when ``argument`` is yours.
+    """Check what an ``add_note`` call links its note to, when ``argument`` is yours; and word the
+    link for the reader of the note.
 
     ``add_note(domain, text, contact_email=..., opportunity_id=...)`` asks every pack in the caller's
     scope about each link argument given. Return a short label for the record ``value`` names (e.g.
     ``"Ada Adams <ada@example.com>"``) when ``argument`` is one your pack knows and the record is
     ``ctx.workspace_id``'s and at ``account``; raise :class:`poggio.ToolError` ``(argument, why)``
     when it is yours but names no such record; return ``None`` for an argument that is not yours.
-    An argument no pack answers for is refused."""
+    An argument no pack answers for is refused. ``get_account`` asks the same of the packs in its
+    reader's scope for each link of the notes it shows: a link no pack answers for (its pack is out
+    of the reader's scope, or its record is gone) shows as an opaque reference, so a note never
+    shows what the reader's token may not read through the pack that holds it."""

@@ -10,6 +10,7 @@ from peewee import SQL, Value, fn
 from pydantic import BaseModel, Field
 
 from poggio import (
+    MAX_ID,
     Cursor,
     IfUnmodifiedSince,
     Limit,
@@ -197,7 +198,7 @@ def get_account(
             sections.append(section)
         else:
             log.error("tool pack %r returned %r from poggio_account_profile, not a ProfileSection", pack, section)
-    notes = [NoteOut.of(n) for n in notes]
+    notes = _notes_as_seen(ctx, account, notes)
     profile = AccountProfile(
         account=out,
         notes=notes,
@@ -211,6 +212,37 @@ def get_account(
     for s in sections:
         lines += ["", f"## {s.title}", s.text]
     return ToolResult(profile, "\n".join(lines))
+
+
+NOTE_LINKS = ("contact_email", "opportunity_id")  # add_note's link arguments, as Note keeps them
+OUT_OF_SCOPE = "a record outside this token's tool packs"
+
+
+def _notes_as_seen(ctx: ToolContext, account: Account, notes: list[Note]) -> list[NoteOut]:
+    """The notes with each link as the reader's packs word it now (``poggio_note_link``): a link
+    to a record of a pack outside the reader's scope shows as an opaque reference and its value
+    not at all, so a note never reveals what its reader may not read through that pack. (The
+    label stored with a note is what its writer could read.)"""
+    labels: dict[tuple[str, Any], str | None] = {}
+    for link in dict.fromkeys((a, getattr(n, a)) for n in notes for a in NOTE_LINKS if getattr(n, a) is not None):
+        try:
+            answers = ctx.call_hook("poggio_note_link", ctx=ctx, account=account, argument=link[0], value=link[1])
+        except ToolError:  # its pack no longer finds the record
+            answers = []
+        labels[link] = str(answers[0][1]) if answers else None
+    shown = []
+    for note in notes:
+        out = NoteOut.of(note)
+        links, values = [], {}
+        for argument in NOTE_LINKS:
+            value = getattr(note, argument)
+            if value is None:
+                continue
+            label = labels.get((argument, value))
+            links.append(label or OUT_OF_SCOPE)
+            values[argument] = value if label else None
+        shown.append(out.model_copy(update={"links": "; ".join(links), **values}))
+    return shown
 
 
 def _note_line(n: NoteOut) -> str:
@@ -311,7 +343,7 @@ def add_note(
     contact_email: Annotated[str | None, Field(
         max_length=254, description="Optional: the contact (at this account) it is about.")] = None,
     opportunity_id: Annotated[int | None, Field(
-        ge=1, description="Optional: the id of the opportunity (of this account) it is about.")] = None,
+        ge=1, le=MAX_ID, description="Optional: the id of the opportunity (of this account) it is about.")] = None,
 ) -> NoteOut:
     """Write a note on an account (a call, a meeting, what was agreed), optionally about one of its
     contacts or opportunities. Notes show in get_account, newest first."""

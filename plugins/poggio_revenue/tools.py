@@ -13,6 +13,7 @@ from peewee import SQL, Case, Value, fn
 from pydantic import BaseModel, Field
 
 from poggio import (
+    MAX_ID,
     Cursor,
     IfUnmodifiedSince,
     Limit,
@@ -403,7 +404,7 @@ _LOCKED_DEAL = Prepared(lambda: for_update(Opportunity.select(Opportunity, Accou
 @tool(title="Update an opportunity", read_only=False, idempotent=True, destructive=True)
 def update_opportunity(
     ctx: ToolContext,
-    id: Annotated[int, Field(ge=1, description="The opportunity's id, as list_opportunities shows it.")],
+    id: Annotated[int, Field(ge=1, le=MAX_ID, description="The opportunity's id, as list_opportunities shows it.")],
     stage: Annotated[str | None, Field(max_length=20, description=f"A new stage: one of {', '.join(STAGES)}.")] = None,
     amount: Annotated[Decimal | None, Field(ge=0, lt=10**12, max_digits=15, description="A new amount.")] = None,
     close_date: Annotated[dt.date | None, Field(description="A new close date, YYYY-MM-DD.")] = None,
