@@ -13,13 +13,11 @@ from pydantic import BaseModel, Field
 from poggio import (
     CsvKind,
     PackInfo,
-    Prepared,
     ToolContext,
     ToolError,
     ToolResult,
     WorkspaceModel,
     hookimpl,
-    slot,
     tool,
     utcnow,
     writing,
@@ -38,10 +36,6 @@ class CityForecast(WorkspaceModel):
         indexes = ((("workspace", "city"), True),)
 
 
-_BY_CITY = Prepared(lambda: CityForecast.select().where(
-    (CityForecast.workspace == slot("workspace")) & (CityForecast.city == slot("city"))))
-
-
 class Forecast(BaseModel):
     city: str
     forecast: str
@@ -54,7 +48,9 @@ def sales_weather(
     city: Annotated[str, Field(min_length=1, max_length=80, description="A city, e.g. Lisbon.")],
 ) -> Forecast:
     """How the sales weather looks in a city, as the team last recorded it."""
-    row = _BY_CITY.first(workspace=ctx.workspace_id, city=city.strip().title())
+    # a plain peewee query, scoped to the caller's workspace
+    row = CityForecast.get_or_none((CityForecast.workspace == ctx.workspace_id)
+                                   & (CityForecast.city == city.strip().title()))
     if row is None:
         raise ToolError("city", f"no forecast for {city.strip()!r} in this workspace")
     data = Forecast(city=row.city, forecast=row.forecast, workspace_id=ctx.workspace_id)
