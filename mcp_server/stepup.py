@@ -65,7 +65,7 @@ def _called(body: bytes, registry) -> tuple[ToolSpec, str | None] | None:
         return None
     try:
         message = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: the SDK answers -32700
         return None
     if not isinstance(message, dict) or message.get("method") != "tools/call":
         return None

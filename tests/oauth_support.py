@@ -39,6 +39,23 @@ ALL_TOOLS = {"search_accounts", "get_account", "search_contacts", "get_contact",
              "list_opportunities"}
 
 
+def mint(service, workspace, user, packs: set[str], resource: str):
+    """A grant approved by ``user`` and its first tokens, the way the authorization code flow ends."""
+    import time
+
+    from poggio.audit import Actor
+    from poggio.models import OAuthCode
+
+    client = service.register({"client_name": "Test agent", "redirect_uris": ["http://127.0.0.1:9/cb"],
+                               "token_endpoint_auth_method": "none"}).client
+    service.issue_code(code="c" * 43 + str(time.monotonic_ns()), client=client, user=user, workspace=workspace,
+                       packs=packs, redirect_uri="http://127.0.0.1:9/cb", resource=resource,
+                       code_challenge="x" * 43, code_challenge_method="S256", grant_days=30, actor=Actor(user))
+    code = OAuthCode.select().order_by(OAuthCode.id.desc()).first()
+    grant = service.grant_from_code(code)
+    return grant, service.issue_tokens(grant)
+
+
 @dataclass
 class OAuthStack:
     instance: Instance

@@ -112,6 +112,30 @@ def test_deeply_nested_body_is_a_parse_error_not_a_500(pair, version):
         activity(inst, "full")[-10:]
 
 
+@pytest.mark.parametrize("version", [LEGACY, MODERN])
+def test_deeply_nested_body_with_an_oauth_token_is_a_parse_error_not_a_500(pair, version):
+    """An OAuth access token's calls pass the scope challenge, which reads the body too."""
+    from oauth_support import mint
+
+    from poggio.models import Membership, Workspace
+    from poggio.oauth import OAuthService
+
+    servers, _, inst = pair
+    with bind(inst.database_url).connection_context():
+        acme = Workspace.get(slug="acme")
+        admin = Membership.get((Membership.workspace == acme) & (Membership.role == "admin")).user
+        tokens = {name: mint(OAuthService(), acme, admin, {"accounts"}, server.mcp_url)[1]["access_token"]
+                  for name, server in servers.items()}
+    answers = set()
+    for name, server in servers.items():
+        response = post(server, tokens[name], nested(100_000), version)
+        assert response.status_code == 400, (name, response.status_code, response.text[:300])
+        assert response.json()["error"]["code"] == -32700, response.text
+        answers.add(response.content)
+        assert "Traceback" not in server.log() and "RecursionError" not in server.log()
+    assert len(answers) == 1, answers
+
+
 @pytest.mark.parametrize("depth", [150, 199, 200, 201, 300, 900, 1100])
 @pytest.mark.parametrize("version", [LEGACY, MODERN])
 def test_nesting_near_the_parsers_limits_answers_alike(pair, version, depth):

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from helpers import Mcp
 from instances import BACKENDS, ServerProcess, drop_instance, make_instance
+from oauth_support import mint
 
 from poggio import demo
 from poggio.audit import Actor
@@ -22,20 +23,6 @@ from poggio.oauth import OAuthService, normalise_resource
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
 from poggio.workspaces import create_user, create_workspace, set_entitlement
-
-
-def mint(service: OAuthService, workspace, user, packs: set[str], resource: str) -> tuple[OAuthGrant, dict]:
-    """A grant approved by ``user`` and its first tokens, the way the authorization code flow ends."""
-    client = service.register({"client_name": "Test agent", "redirect_uris": ["http://127.0.0.1:9/cb"],
-                               "token_endpoint_auth_method": "none"}).client
-    service.issue_code(code="c" * 43 + str(time.monotonic_ns()), client=client, user=user, workspace=workspace,
-                       packs=packs, redirect_uri="http://127.0.0.1:9/cb", resource=resource,
-                       code_challenge="x" * 43, code_challenge_method="S256", grant_days=30, actor=Actor(user))
-    from poggio.models import OAuthCode
-
-    code = OAuthCode.select().order_by(OAuthCode.id.desc()).first()
-    grant = service.grant_from_code(code)
-    return grant, service.issue_tokens(grant)
 
 
 class Stack:
