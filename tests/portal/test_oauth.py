@@ -974,3 +974,22 @@ def test_two_refreshes_racing_with_one_token_get_one_pair(app, app_client):
     first, second = service.rotate(one, client), service.rotate(two, client)
     assert (first["access_token"], first["refresh_token"]) == (second["access_token"], second["refresh_token"])
     assert OAuthToken.select().count() == 2 and OAuthGrant.get().revoked_at is None
+
+
+@pytest.mark.parametrize("part", ["header", "claims"])
+def test_a_client_assertion_nested_too_deep_is_invalid_client_not_a_500(admin, part):
+    """A forged client assertion whose header or claims nest arrays 100,000 deep: refused as any
+    unreadable assertion is, before any client is looked up."""
+    import base64
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    header = b'{"alg":"RS256","x":' + deep + b"}" if part == "header" else b'{"alg":"RS256"}'
+    claims = b'{"sub":"x","x":' + deep + b"}" if part == "claims" else b'{"sub":"x"}'
+    forged = f"{b64(header)}.{b64(claims)}.{b64(b'sig')}"
+    r = admin.client.post("/oauth/token", data={"grant_type": "authorization_code", "code": "c", "client_id": "x",
+                                                "client_assertion_type": ASSERTION, "client_assertion": forged})
+    assert r.status_code in (400, 401), r.status_code
+    assert r.get_json()["error"] == "invalid_client", r.get_json()
