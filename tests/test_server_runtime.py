@@ -25,3 +25,18 @@ def test_start_up_objects_are_kept_out_of_full_collections(instance):
         assert asyncio.run(started()) > 10_000
     finally:
         gc.unfreeze()
+
+
+def test_uvicorn_still_wraps_apps_by_the_name_poggio_replaces():
+    """mcp_server.proxies relies on one of uvicorn's internals: Config.load wraps the loaded app in
+    ``uvicorn.config.ProxyHeadersMiddleware``, looked up by that module-level name. When a uvicorn
+    release changes that, this fails (and the forwarded-header tests under gunicorn would too)."""
+    import inspect
+
+    import uvicorn.config
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    source = inspect.getsource(uvicorn.config.Config.load)
+    assert "ProxyHeadersMiddleware(" in source, "uvicorn no longer wraps the app by this name"
+    assert uvicorn.config.ProxyHeadersMiddleware is ProxyHeadersMiddleware or getattr(
+        uvicorn.config.ProxyHeadersMiddleware, "leaves_trusted_proxies_to_the_app", False)
