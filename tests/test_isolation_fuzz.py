@@ -90,7 +90,11 @@ def test_generated_arguments_never_reach_the_other_workspace(two_workspaces, cal
         asked = json.dumps(args, ensure_ascii=False).lower()
         if MARKER not in asked and "qwx" not in asked:
             assert MARKER not in blob, (name, args, blob[:500])
-        assert "424242" not in blob and "4242" not in blob.replace("424242", "")
+        # an answer may echo an argument, escaped (repr of U+44242 is '\U00044242'): digits it shows
+        # for that reason are the caller's own
+        echoed = asked + "".join(repr(v).lower() for v in args.values())
+        if "4242" not in echoed:
+            assert "424242" not in blob and "4242" not in blob.replace("424242", ""), (name, args, blob[:500])
         assert "traceback" not in blob
 
 
