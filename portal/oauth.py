@@ -52,7 +52,7 @@ from poggio.oauth import (
 )
 from poggio.scopes import READ, WRITE, supported_oauth_scopes
 from portal.access import client_ip, core
-from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url
+from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url, remember_failure
 from portal.forms import ActionForm
 
 log = logging.getLogger(__name__)
@@ -424,9 +424,13 @@ def _load_client_for_authorize(client_id: str | None) -> str | None:
         return None
     try:
         document, fresh_until = fetch_client_metadata(client_id, allow_private=settings.oauth_metadata_allow_private)
+    except MetadataError as exc:
+        return str(exc)
+    try:
         service().remember_metadata_client(client_id, document, fresh_until)
-    except (MetadataError, InvalidInput) as exc:
-        return str(exc.message if isinstance(exc, InvalidInput) else exc)
+    except InvalidInput as exc:
+        remember_failure(client_id, exc.message)  # not fetched again for a while
+        return exc.message
     return None
 
 
