@@ -158,3 +158,32 @@ def test_slow_metadata_urls_do_not_freeze_the_portal(tmp_path):
                 assert slow.connections <= client_metadata.MAX_CONCURRENT
         finally:
             slow.close()
+
+
+@pytest.mark.parametrize("address, public", [
+    ("8.8.8.8", True),
+    ("10.0.0.1", False),
+    ("2606:4700::1111", True),
+    ("::ffff:127.0.0.1", False),  # IPv4-mapped: the IPv4 address decides
+    ("::ffff:8.8.8.8", True),
+    ("64:ff9b::10.0.0.1", False),  # NAT64 (RFC 6052): the embedded IPv4 address decides
+    ("64:ff9b::8.8.8.8", True),
+    ("64:ff9b::127.0.0.1", False),
+    ("64:ff9b:1::8.8.8.8", False),  # local-use NAT64 (RFC 8215): a private translator
+    ("2002:0a00:0001::", False),  # 6to4 of 10.0.0.1
+    ("2002:7f00:0001::1", False),  # 6to4 of 127.0.0.1
+    ("2002:0808:0808::1", True),  # 6to4 of 8.8.8.8
+    ("::10.0.0.1", False),  # IPv4-compatible, deprecated (RFC 4291): refused whatever it embeds
+    ("::8.8.8.8", False),
+    ("fec0::1", False),  # site-local, deprecated (RFC 3879)
+    ("fc00::1", False),
+    ("fe80::1", False),
+    ("::1", False),
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo
+    ("[2606:4700::1111]", True),
+    ("not an address", False),
+])
+def test_only_addresses_on_the_internet_are_public(address, public):
+    from poggio.oauth import is_public_address
+
+    assert is_public_address(address) is public
