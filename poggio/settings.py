@@ -50,6 +50,7 @@ class Settings:
     oauth_unused_client_days: int = 7  # registered apps never approved are forgotten after this
     oauth_spent_refresh_days: int = 30  # a spent refresh token is remembered (reuse detection) this long
     oauth_metadata_allow_private: bool = False  # fetch client metadata documents from private addresses
+    oauth_denied_redirect_schemes: tuple[str, ...] = ()  # redirect URI schemes no client may register
     cors_origins: tuple[str, ...] = ()
     metrics_token: str | None = field(default=None, repr=False)
     activity_retention_days: int = 90  # how long the MCP server keeps each request on the activity record

@@ -332,3 +332,21 @@ def test_activity_export_writes_lists_the_changes_of_write_tools(run):
     header, row = csv_out.splitlines()[:2]
     assert header == "at,actor,kind,subject_id,tool,target,before,after" and "update_account" in row
     assert '""name"": ""Example Corp""' in row  # before and after as JSON in their cells
+
+
+@pytest.mark.parametrize("workers, redis, warned", [(4, None, True), (1, None, False),
+                                                    (4, "redis://127.0.0.1:6379/0", False)])
+def test_portal_warns_when_its_registration_limit_is_per_worker(instance, monkeypatch, workers, redis, warned):
+    """Without Redis each portal worker counts OAuth client registrations by itself: the limit holds
+    once per worker, which the operator is told when the portal starts (as the MCP server does)."""
+    started = []
+    monkeypatch.setattr(os, "execv", lambda *argv: started.append(argv))
+    monkeypatch.setenv("POGGIO_PORTAL_PORT", str(free_port()))
+    monkeypatch.setenv("POGGIO_OAUTH_REGISTRATION_LIMIT", "20/hour")
+    if redis:
+        monkeypatch.setenv("POGGIO_REDIS_URL", redis)
+    result = CliRunner().invoke(main, ["portal", "--workers", str(workers)])
+    assert result.exit_code == 0 and started, result.output
+    message = ("POGGIO_OAUTH_REGISTRATION_LIMIT (20/hour per address) is counted per worker: 4 portal workers "
+               "without POGGIO_REDIS_URL let an address register up to 4 times as many apps.")
+    assert (message in " ".join(result.output.split())) is warned, result.output
