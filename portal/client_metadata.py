@@ -39,6 +39,7 @@ MAX_HEADER_BYTES = 16 * 1024  # the status line and headers, besides the body
 MAX_CONCURRENT = 2  # fetches at once in one portal process (a gunicorn worker runs four threads)
 FAILURE_SECONDS = 60.0  # a URL that failed is not fetched again for this long
 MAX_FAILURES_KEPT = 1000
+MAX_URL = 500  # an OAuth client_id's length (poggio.models.OAuthClient)
 MIN_CACHE = dt.timedelta(minutes=1)
 MAX_CACHE = dt.timedelta(days=1)
 DEFAULT_CACHE = dt.timedelta(hours=1)
@@ -186,6 +187,8 @@ def remember_failure(url: str, reason: str) -> None:
 def fetch_client_metadata(url: str, allow_private: bool = False) -> tuple[dict, dt.datetime]:
     """The document at ``url`` and until when it may be reused; :class:`MetadataError` otherwise. A URL
     that failed lately fails again at once, with the same reason, without a fetch."""
+    if len(url) > MAX_URL:
+        raise MetadataError(f"a metadata client_id may be at most {MAX_URL} characters ({len(url):,} sent)")
     known = failures.get(url)
     if known is not None:
         raise MetadataError(known)

@@ -290,3 +290,15 @@ def test_a_metadata_document_with_an_unsafe_redirect_uri_is_refused_once(admin, 
         assert refused.count() == 1 and refused.get().actor_label == "client metadata document"
     finally:
         document.close()
+
+
+def test_a_metadata_url_longer_than_a_client_id_may_be_is_refused_before_any_fetch(admin, trusted_tls):
+    document = MetadataDocumentServer(*trusted_tls, {"redirect_uris": ["http://127.0.0.1/callback"]},
+                                      path="/" + "x" * 600 + ".json")
+    try:
+        _, challenge = pkce()
+        r = admin.get(authorize_url(document.client_id, "http://127.0.0.1:5000/callback", challenge))
+        assert r.status_code == 400 and "at most 500 characters" in r.get_data(as_text=True)
+        assert document.requests == 0 and OAuthClient.select().count() == 0
+    finally:
+        document.close()
