@@ -21,6 +21,7 @@ Redirect URIs (RFC 8252 for native apps, OAuth 2.1 for all):
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import urlsplit
 
@@ -40,6 +41,7 @@ STRINGS = {  # field: most characters
 LISTS = {  # field: (most entries, most characters of each)
     "redirect_uris": (10, MAX_URI), "contacts": (5, 320), "grant_types": (5, 100), "response_types": (5, 100),
 }
+MAX_JWKS = (10, 8 * 1024)  # a client's inline JSON Web Key Set: most keys, most bytes as JSON
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 _CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f]")  # control characters, space included, in a URI
 _CONTROL_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -135,6 +137,18 @@ def _check_text(field: str, value, most: int) -> str:
     return value
 
 
+def _check_jwks(value) -> dict:
+    keys, most = MAX_JWKS
+    if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
+        raise InvalidInput("jwks", "must be a JSON Web Key Set: an object with a list of keys")
+    if len(value["keys"]) > keys:
+        raise InvalidInput("jwks", f"at most {keys} keys ({len(value['keys']):,} sent)")
+    size = len(json.dumps(value))
+    if size > most:
+        raise InvalidInput("jwks", f"at most {most // 1024} KB as JSON ({size:,} bytes sent)")
+    return value
+
+
 def clean_client_metadata(metadata: dict, denied_schemes=()) -> tuple[dict, str | None]:
     """The fields Poggio keeps of a client's metadata, each within its bounds, with
     ``application_type`` settled; and the value the client sent for it when that was corrected
@@ -155,6 +169,8 @@ def clean_client_metadata(metadata: dict, denied_schemes=()) -> tuple[dict, str 
             raise InvalidInput(field, f"at most {entries} entries ({len(value):,} sent)")
         if field != "redirect_uris":
             kept[field] = [_check_text(field, v, most) for v in value]
+    if metadata.get("jwks") is not None:
+        kept["jwks"] = _check_jwks(metadata["jwks"])
     uris = metadata.get("redirect_uris") or []
     if not isinstance(uris, list) or not uris:
         raise InvalidInput("redirect_uris", "at least one redirect URI is required")
