@@ -147,11 +147,30 @@ def is_metadata_url(client_id: str | None) -> bool:
     return bool(parts.hostname) and parts.path not in ("", "/")
 
 
-def _resolve(host: str, port: int, allow_private: bool) -> str:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        raise MetadataError(f"the host {host} of the client's metadata URL does not resolve") from None
+def _lookup(host: str, port: int, seconds: float) -> list:
+    """``getaddrinfo``, waited for at most ``seconds``: the resolver's own timeouts are longer than a
+    fetch's deadline, so it runs in a thread of its own, left to finish by itself when it is late."""
+    answer: dict = {}
+
+    def run():
+        try:
+            answer["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            answer["error"] = exc
+
+    thread = threading.Thread(target=run, name="metadata-dns", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise MetadataError(f"the host {host} of the client's metadata URL did not resolve within "
+                            f"{seconds:g} seconds")
+    if "error" in answer:
+        raise MetadataError(f"the host {host} of the client's metadata URL does not resolve")
+    return answer["infos"]
+
+
+def _resolve(host: str, port: int, allow_private: bool, seconds: float = READ_SECONDS) -> str:
+    infos = _lookup(host, port, seconds)
     addresses = sorted({info[4][0] for info in infos})
     if not addresses:
         raise MetadataError(f"the host {host} has no address")
@@ -210,7 +229,7 @@ def _fetch(url: str, allow_private: bool) -> tuple[dict, dt.datetime]:
     if parts.username or parts.password or parts.fragment:
         raise MetadataError("a metadata client_id must not carry credentials or a fragment")
     host, port = parts.hostname, parts.port or 443
-    address = _resolve(host, port, allow_private)
+    address = _resolve(host, port, allow_private, READ_SECONDS)
     target = f"https://{'[' + address + ']' if ':' in address else address}:{port}{parts.path}" + (
         f"?{parts.query}" if parts.query else "")
     budget = _Budget(DEADLINE_SECONDS, MAX_BYTES + MAX_HEADER_BYTES)

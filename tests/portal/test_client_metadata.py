@@ -187,3 +187,24 @@ def test_only_addresses_on_the_internet_are_public(address, public):
     from poggio.oauth import is_public_address
 
     assert is_public_address(address) is public
+
+
+def test_a_name_that_does_not_resolve_in_time_is_given_up_on(tls, monkeypatch):
+    """A hostile name server that never answers: the fetch gives up at the read bound, not the resolver's."""
+    import socket
+
+    released = threading.Event()
+
+    def slow_getaddrinfo(*args, **kwargs):
+        released.wait(30)
+        raise socket.gaierror("late")
+
+    monkeypatch.setattr(client_metadata, "READ_SECONDS", 0.5)
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+    try:
+        started = time.monotonic()
+        with pytest.raises(MetadataError, match="did not resolve within 0.5 seconds"):
+            fetch_client_metadata("https://slow-dns.example/client.json")
+        assert time.monotonic() - started < 5
+    finally:
+        released.set()
