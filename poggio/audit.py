@@ -28,6 +28,7 @@ ACTIONS = {
     "workspace.policy_changed": "Token policy changed",
     "data.imported": "Data imported",
     "oauth.client_registered": "OAuth app registered",
+    "oauth.client_refused": "OAuth app registration refused",
     "oauth.unused_clients_forgotten": "OAuth apps never approved forgotten",
     "oauth.client_created": "OAuth client created",
     "oauth.client_revoked": "OAuth client revoked",

@@ -687,6 +687,12 @@ def portal_command(app: App, host: str | None, port: int | None, workers: int) -
     """Run the admin portal (gunicorn)."""
     s = app.settings
     _check_port_free(host or s.portal_host, port or s.portal_port, "POGGIO_PORTAL_PORT or --port")
+    if workers > 1 and not s.redis_url:
+        # each worker counts registrations in its own memory: the limit holds once per worker
+        click.echo(f"Warning: POGGIO_OAUTH_REGISTRATION_LIMIT ({s.oauth_registration_limit} per address) is counted "
+                   f"per worker: {workers} portal workers without POGGIO_REDIS_URL let an address register up to "
+                   f"{workers} times as many apps. Set POGGIO_REDIS_URL to share the count, or run one worker.",
+                   err=True)
     app.check_database()
     os.execv(sys.executable, _portal_argv(app.settings, host, port, workers))
 

@@ -149,6 +149,7 @@ class OAuthClient(BaseModel):
     metadata_expires_at = DateTimeField(null=True)  # a metadata document is fetched again after this
     revoked_at = DateTimeField(null=True)
     revoked_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
+    application_type = CharField(max_length=16, null=True)  # web or native (poggio.client_metadata)
 
     class Meta:
         table_name = "oauth_client"

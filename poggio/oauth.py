@@ -28,6 +28,7 @@ from peewee import JOIN, SQL, IntegrityError, fn
 
 from poggio import audit, policy, scopes
 from poggio.audit import Actor
+from poggio.client_metadata import clean_client_metadata
 from poggio.db import database, delete_in_batches, parse_id, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import (
@@ -87,7 +88,6 @@ def lifetime_days(value: str | None, workspace: Workspace) -> int | None:
         raise InvalidInput("lifetime", "Choose how long access lasts (this workspace's policy allows: "
                                        f"{', '.join(offered.values())}).")
     return GRANT_LIFETIMES.get(value, int(value) if value.isdigit() else None)
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 def normalise_resource(url: str) -> str:
@@ -134,27 +134,29 @@ def pack_set(text: str | None) -> frozenset[str]:
     return frozenset(scopes.parse(text) or ())
 
 
-def check_redirect_uri(uri: str, field: str = "redirect_uris") -> str:
-    """A redirect URI a client may register: https, or http to a loopback address (a native app's
-    local listener, RFC 8252); never with a fragment, and compared exactly later."""
-    if not isinstance(uri, str) or not uri or len(uri) > 2000:
-        raise InvalidInput(field, "each redirect URI must be a non-empty string of at most 2,000 characters")
-    parts = urlsplit(uri)
-    if parts.fragment:
-        raise InvalidInput(field, f"{uri!r} has a fragment; redirect URIs must not")
-    if parts.scheme == "https" and parts.hostname:
-        return uri
-    if parts.scheme == "http" and (parts.hostname or "") in LOOPBACK_HOSTS:
-        return uri
-    raise InvalidInput(field, f"{uri!r} is not allowed: use https, or http to 127.0.0.1, [::1] or localhost")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the last 32 bits are the IPv4 address reached
+_REFUSED_V6 = (ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215): a private translator
+               ipaddress.ip_network("fec0::/10"),  # site-local (RFC 3879), deprecated but still routed by some
+               ipaddress.ip_network("::/96"))  # IPv4-compatible (RFC 4291), deprecated: nothing public uses it
 
 
 def is_public_address(host: str) -> bool:
-    """False for loopback, private, link-local and other addresses that are not on the internet."""
+    """False for loopback, private, link-local and other addresses that are not on the internet. An
+    IPv6 address that carries an IPv4 address (IPv4-mapped, NAT64, 6to4) is as public as that IPv4
+    address; other IPv6 forms that reach a private network are refused."""
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped.is_global
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF).is_global
+        if address.sixtofour is not None:
+            return address.sixtofour.is_global
+        if address.teredo is not None or any(address in net for net in _REFUSED_V6):
+            return False
     return address.is_global
 
 
@@ -205,9 +207,11 @@ class OAuthService:
 
     def __init__(self, pepper: str | None = None, known_packs: set[str] | None = None,
                  access_seconds: int = 3600, code_seconds: int = 300, unused_client_days: int = 7,
-                 spent_refresh_days: int = 30, refresh_grace_seconds: int = 10):
+                 spent_refresh_days: int = 30, refresh_grace_seconds: int = 10,
+                 denied_redirect_schemes: tuple[str, ...] = ()):
         self.pepper = pepper
         self.refresh_grace_seconds = refresh_grace_seconds
+        self.denied_redirect_schemes = tuple(denied_redirect_schemes)
         self.known_packs = set(known_packs or ())
         self.access_seconds = access_seconds
         self.code_seconds = code_seconds
@@ -219,7 +223,8 @@ class OAuthService:
         return cls(settings.token_pepper, known_packs, settings.oauth_access_token_seconds,
                    unused_client_days=settings.oauth_unused_client_days,
                    spent_refresh_days=settings.oauth_spent_refresh_days,
-                   refresh_grace_seconds=settings.oauth_refresh_grace_seconds)
+                   refresh_grace_seconds=settings.oauth_refresh_grace_seconds,
+                   denied_redirect_schemes=settings.oauth_denied_redirect_schemes)
 
     def _digest(self, secret: str) -> str:
         return digest(secret, self.pepper)
@@ -236,37 +241,54 @@ class OAuthService:
             return False
         return secrets.compare_digest(client.secret_digest, self._digest(secret))
 
+    def clean_metadata(self, metadata: dict) -> tuple[dict, str | None]:
+        """:func:`poggio.client_metadata.clean_client_metadata` under this installation's deny list."""
+        return clean_client_metadata(metadata, self.denied_redirect_schemes)
+
+    def refuse_registration(self, error: InvalidInput, metadata, *, label: str, ip: str | None = None,
+                            client_id: str | None = None) -> None:
+        """Put a refused registration on record (nothing else is stored), for the installation's admins."""
+        name = metadata.get("client_name") if isinstance(metadata, dict) else None
+        with writing():
+            audit.record("oauth.client_refused", Actor(label=label, ip=ip), None,
+                         target=(name if isinstance(name, str) else "")[:200] or client_id or "unnamed app",
+                         field=error.field, reason=error.message[:500],
+                         **({"client_id": client_id[:500]} if client_id else {}))
+
     def register(self, metadata: dict, *, ip: str | None = None) -> IssuedSecret:
-        """A client registered through RFC 7591 from its (already validated) metadata. It gets a
-        secret when it asks for a secret-based token endpoint authentication."""
-        uris = [check_redirect_uri(u) for u in metadata.get("redirect_uris") or []]
-        if not uris:
-            raise InvalidInput("redirect_uris", "at least one redirect URI is required")
-        method = metadata.get("token_endpoint_auth_method") or "client_secret_basic"
+        """A client registered through RFC 7591 from its metadata, which is checked and bounded here
+        (:mod:`poggio.client_metadata`). It gets a secret when it asks for a secret-based token
+        endpoint authentication."""
+        kept, corrected = self.clean_metadata(metadata)
+        uris = kept["redirect_uris"]
+        method = kept.get("token_endpoint_auth_method") or "client_secret_basic"
         secret = generate(CLIENT_SECRET_PREFIX) if method != "none" else None
-        name = str(metadata.get("client_name") or urlsplit(uris[0]).hostname or "Unnamed app")[:200]
+        name = str(kept.get("client_name") or urlsplit(uris[0]).hostname or urlsplit(uris[0]).scheme
+                   or "Unnamed app")[:200]
         with writing():
             self.forget_unused_clients()
             client = OAuthClient.create(
                 client_id="pgc_" + secrets.token_urlsafe(18), kind="dynamic", name=name,
-                metadata=json.dumps({**metadata, "redirect_uris": uris, "token_endpoint_auth_method": method}),
+                metadata=json.dumps({**kept, "token_endpoint_auth_method": method}),
                 secret_digest=self._digest(secret) if secret else None,
                 secret_last_four=secret[-4:] if secret else None,
+                application_type=kept["application_type"],
             )
             audit.record("oauth.client_registered", Actor(label="dynamic registration", ip=ip), None,
-                         target=name, client_id=client.client_id, redirect_uris=uris)
+                         target=name, client_id=client.client_id, redirect_uris=uris,
+                         application_type=kept["application_type"],
+                         **({"application_type_sent": corrected} if corrected else {}))
         return IssuedSecret(client, secret)
 
     def remember_metadata_client(self, url: str, metadata: dict, fresh_until: dt.datetime) -> OAuthClient:
-        """The client a Client ID Metadata Document describes, created or refreshed from it."""
-        uris = [check_redirect_uri(u) for u in metadata.get("redirect_uris") or []]
-        if not uris:
-            raise InvalidInput("redirect_uris", "the metadata document lists no redirect URI")
-        name = str(metadata.get("client_name") or urlsplit(url).hostname)[:200]
-        method = "private_key_jwt" if metadata.get("token_endpoint_auth_method") == "private_key_jwt" else "none"
-        fields = {"name": name, "metadata": json.dumps({**metadata, "redirect_uris": uris,
-                                                        "token_endpoint_auth_method": method}),
-                  "metadata_expires_at": fresh_until}
+        """The client a Client ID Metadata Document describes, created or refreshed from it; the
+        document is checked and bounded as a registration is. It authenticates with ``private_key_jwt``
+        when it says so (and publishes its keys), else as a public client."""
+        kept, _ = self.clean_metadata(metadata)
+        name = str(kept.get("client_name") or urlsplit(url).hostname)[:200]
+        method = "private_key_jwt" if kept.get("token_endpoint_auth_method") == "private_key_jwt" else "none"
+        fields = {"name": name, "metadata": json.dumps({**kept, "token_endpoint_auth_method": method}),
+                  "metadata_expires_at": fresh_until, "application_type": kept["application_type"]}
         with writing():
             client = OAuthClient.get_or_none(OAuthClient.client_id == url)
             if client is None:

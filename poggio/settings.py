@@ -55,6 +55,7 @@ class Settings:
     # in /); empty: any
     oauth_trusted_client_metadata: tuple[str, ...] = ()
     oauth_refresh_grace_seconds: int = 10  # a lost refresh answer may be fetched again this long
+    oauth_denied_redirect_schemes: tuple[str, ...] = ()  # redirect URI schemes no client may register
     cors_origins: tuple[str, ...] = ()
     metrics_token: str | None = field(default=None, repr=False)
     activity_retention_days: int = 90  # how long the MCP server keeps each request on the activity record

@@ -29,7 +29,7 @@ from authlib.oauth2.rfc6749.errors import (
     OAuth2Error,
 )
 from authlib.oauth2.rfc7009 import RevocationEndpoint
-from authlib.oauth2.rfc7591 import ClientRegistrationEndpoint
+from authlib.oauth2.rfc7591 import ClientMetadataClaims, ClientRegistrationEndpoint
 from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
@@ -42,6 +42,7 @@ from werkzeug.exceptions import BadRequest
 
 from poggio import audit, scopes
 from poggio.audit import Actor
+from poggio.client_metadata import MAX_BODY_BYTES, redirect_uri_matches
 from poggio.db import utcnow
 from poggio.errors import InvalidInput
 from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, User, Workspace
@@ -59,7 +60,7 @@ from poggio.oauth import (
 from poggio.scopes import READ, WRITE, supported_oauth_scopes
 from portal import client_auth
 from portal.access import client_ip, core
-from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url
+from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url, remember_failure
 from portal.forms import ActionForm
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ class Client(ClientMixin):
         return " ".join(s for s in scope.split() if s.partition(":")[0] in known or s == "offline_access")
 
     def check_redirect_uri(self, redirect_uri):
-        return redirect_uri in self.redirect_uris  # exact match, as OAuth 2.1 asks
+        # exact match, as OAuth 2.1 asks; a loopback listener's port aside (RFC 8252 §7.3)
+        return any(redirect_uri_matches(registered, redirect_uri) for registered in self.redirect_uris)
 
     def check_client_secret(self, client_secret):
         return service().check_secret(self.row, client_secret)
@@ -285,8 +287,22 @@ class Revocation(RevocationEndpoint):
         raise NotImplementedError
 
 
+class ClientClaims(ClientMetadataClaims):
+    """Authlib's checks of RFC 7591 metadata, but for redirect URIs, which :mod:`poggio.client_metadata`
+    checks (Authlib's want a host, refusing a native app's ``com.example.app:/callback``); and
+    ``application_type`` (OpenID Connect registration, which MCP clients send) is kept."""
+
+    REGISTERED_CLAIMS = [*ClientMetadataClaims.REGISTERED_CLAIMS, "application_type"]
+
+    def validate_redirect_uris(self):
+        """Checked by poggio.client_metadata before Authlib sees the request."""
+
+
 class Registration(ClientRegistrationEndpoint):
     """RFC 7591, open to anyone (rate-limited per client IP in the view)."""
+
+    def __init__(self, server=None, claims_classes=None):
+        super().__init__(server, claims_classes or [ClientClaims])
 
     def authenticate_token(self, request):
         return True
@@ -310,12 +326,22 @@ class Registration(ClientRegistrationEndpoint):
         try:
             issued = service().register(client_metadata, ip=client_ip())
         except InvalidInput as exc:
-            raise InvalidRedirectURIError(exc.message) from None
+            raise registration_error(exc) from None
         return issued
 
     def generate_client_registration_info(self, client, request):
-        """The identifiers chosen when the client was saved (the secret, if any, shown this once)."""
-        return {"client_id": client.client.client_id, "client_secret": client.secret}
+        """The identifiers chosen when the client was saved (the secret, if any, shown this once), and
+        the metadata as kept (``application_type`` as settled)."""
+        kept = json.loads(client.client.metadata)
+        return {"client_id": client.client.client_id, "client_secret": client.secret,
+                "redirect_uris": kept["redirect_uris"], "application_type": kept["application_type"]}
+
+
+def registration_error(exc: InvalidInput) -> OAuth2Error:
+    """RFC 7591 §3.2.2: ``invalid_redirect_uri`` for a redirect URI, ``invalid_client_metadata`` else;
+    the description names the field and the rule."""
+    error = InvalidRedirectURIError if exc.field == "redirect_uris" else InvalidClientMetadataError
+    return error(f"{exc.field}: {exc.message}")
 
 
 def _bearer_placeholder(grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True):
@@ -462,11 +488,20 @@ def register():
     if not request.is_json:
         return _json_error(400, "invalid_client_metadata", "Send the client metadata as a JSON object "
                                                            "(Content-Type: application/json).")
+    if (request.content_length or 0) > MAX_BODY_BYTES or len(request.get_data()) > MAX_BODY_BYTES:
+        return _json_error(400, "invalid_client_metadata", f"The client metadata may be at most "
+                                                           f"{MAX_BODY_BYTES // 1024} KB of JSON.")
     try:  # read here (and kept for Authlib): werkzeug lets a body nested too deep raise RecursionError
-        request.get_json(cache=True)
-    except (BadRequest, RecursionError):
+        body = request.get_json(silent=True, cache=True)
+    except RecursionError:
         return _json_error(400, "invalid_client_metadata", "The client metadata is not valid JSON (or is nested "
                                                            "too deep to read).")
+    try:
+        service().clean_metadata(body)
+    except InvalidInput as exc:
+        service().refuse_registration(exc, body, label="dynamic registration", ip=client_ip())
+        error = registration_error(exc)
+        return _json_error(400, error.error, error.description)
     response = authorization.create_endpoint_response(Registration.ENDPOINT_NAME)
     if response.status_code == 201:  # a public client has no secret: leave the member out, not null
         body = {k: v for k, v in response.get_json().items() if v is not None}
@@ -490,9 +525,16 @@ def _load_client_for_authorize(client_id: str | None) -> str | None:
         return None
     try:
         document, fresh_until = fetch_client_metadata(client_id, allow_private=settings.oauth_metadata_allow_private)
+    except MetadataError as exc:
+        return str(exc)
+    try:
         service().remember_metadata_client(client_id, document, fresh_until)
-    except (MetadataError, InvalidInput) as exc:
-        return str(exc.message if isinstance(exc, InvalidInput) else exc)
+    except InvalidInput as exc:
+        reason = f"{exc.field}: {exc.message}"
+        remember_failure(client_id, reason)  # not fetched, nor put on record, again for a while
+        service().refuse_registration(exc, document, label="client metadata document", ip=client_ip(),
+                                      client_id=client_id)
+        return reason
     return None
 
 
@@ -534,7 +576,8 @@ def _consent_csp(response, redirect_uri: str | None):
     origin = ""
     if redirect_uri:
         parts = urlsplit(redirect_uri)
-        origin = f" {parts.scheme}://{parts.netloc}"
+        # a native app's private-use scheme is allowed as a scheme (com.example.app:), the rest by origin
+        origin = f" {parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else f" {parts.scheme}:"
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         f"frame-ancestors 'none'; form-action 'self'{origin}; base-uri 'none'; object-src 'none'")
@@ -620,6 +663,15 @@ def _redirect_error(error: str, description: str, redirect_uri: str | None) -> O
     return exc
 
 
+def _shown_destination(redirect_uri: str | None) -> str:
+    """Where the consent page says the app is sent back to: the host and port, or for a native app's
+    private-use scheme (``com.example.app:/callback``) the scheme and what follows it."""
+    parts = urlsplit(redirect_uri or "")
+    if parts.scheme in ("http", "https"):
+        return parts.netloc
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
+
+
 def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None, chosen=None, packs=None) -> str:
     registry = core()["registry"]
     shown = chosen or (workspaces[0] if workspaces else None)
@@ -630,7 +682,7 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
     granted = scopes.parse(existing.packs) or {} if existing is not None else {}
     return render_template(
         "oauth/consent.html",
-        client=client.row, kind=client.row.kind, redirect_host=urlsplit(redirect_uri or "").netloc,
+        client=client.row, kind=client.row.kind, redirect_host=_shown_destination(redirect_uri),
         workspaces=workspaces, chosen=chosen or (workspaces[0] if workspaces else None),
         packs=[{"name": name, "title": registry.packs[name].info.title,
                 "read": name in (packs if packs is not None else asked),

@@ -338,3 +338,51 @@ class MetadataDocumentServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class DribblingServer:
+    """A hostile metadata URL: a TLS server on 127.0.0.1 that reads the request and then answers one
+    byte every ``interval`` seconds, for as long as the client stays. ``connections`` counts the
+    connections it accepted; ``url(path)`` is an https URL the portal trusts (``cert``)."""
+
+    ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+              + b" " * 100000)
+
+    def __init__(self, cert: Path, key: Path, interval: float = 0.5):
+        import socket
+
+        self.interval = interval
+        self.connections = 0
+        self.stopping = threading.Event()
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, path: str = "/slow.json") -> str:
+        return f"https://127.0.0.1:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._dribble, args=(conn,), daemon=True).start()
+
+    def _dribble(self, conn) -> None:
+        try:
+            with self.context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(65536)
+                for i in range(len(self.ANSWER)):
+                    if self.stopping.wait(self.interval):
+                        return
+                    tls.sendall(self.ANSWER[i:i + 1])
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.listener.close()

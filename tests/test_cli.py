@@ -481,3 +481,21 @@ def test_both_servers_keep_an_idle_connection_longer_than_clients_pool_it(instan
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.mark.parametrize("workers, redis, warned", [(4, None, True), (1, None, False),
+                                                    (4, "redis://127.0.0.1:6379/0", False)])
+def test_portal_warns_when_its_registration_limit_is_per_worker(instance, monkeypatch, workers, redis, warned):
+    """Without Redis each portal worker counts OAuth client registrations by itself: the limit holds
+    once per worker, which the operator is told when the portal starts (as the MCP server does)."""
+    started = []
+    monkeypatch.setattr(os, "execv", lambda *argv: started.append(argv))
+    monkeypatch.setenv("POGGIO_PORTAL_PORT", str(free_port()))
+    monkeypatch.setenv("POGGIO_OAUTH_REGISTRATION_LIMIT", "20/hour")
+    if redis:
+        monkeypatch.setenv("POGGIO_REDIS_URL", redis)
+    result = CliRunner().invoke(main, ["portal", "--workers", str(workers)])
+    assert result.exit_code == 0 and started, result.output
+    message = ("POGGIO_OAUTH_REGISTRATION_LIMIT (20/hour per address) is counted per worker: 4 portal workers "
+               "without POGGIO_REDIS_URL let an address register up to 4 times as many apps.")
+    assert (message in " ".join(result.output.split())) is warned, result.output

@@ -145,6 +145,47 @@ def test_registration_refuses_unsafe_redirect_uris(client, uris, error):
     assert OAuthClient.select().count() == before
 
 
+@pytest.mark.parametrize("extra, error, says", [
+    ({"contacts": [f"c{i}@example.com" for i in range(60_000)]}, "invalid_client_metadata", "at most 16 KB"),
+    ({"contacts": [f"c{i}@example.com" for i in range(6)]}, "invalid_client_metadata",
+     "contacts: at most 5 entries (6 sent)"),
+    ({"contacts": ["x" * 321]}, "invalid_client_metadata", "contacts: at most 320 characters (321 sent)"),
+    ({"client_name": "x" * 201}, "invalid_client_metadata", "client_name: at most 200 characters (201 sent)"),
+    ({"client_name": "Claude\nAdmin approved"}, "invalid_client_metadata", "client_name: holds a control character"),
+    ({"logo_uri": "https://app.example/" + "x" * 2000}, "invalid_client_metadata", "logo_uri: at most 2,000"),
+    ({"software_version": 3}, "invalid_client_metadata", "software_version: must be a string"),
+    ({"grant_types": "authorization_code"}, "invalid_client_metadata", "grant_types: must be a list"),
+    ({"scope": "accounts:read " * 100}, "invalid_client_metadata", "scope: at most 1,000 characters"),
+    ({"application_type": "desktop"}, "invalid_client_metadata", "application_type: must be 'web' or 'native'"),
+    ({"jwks": {"keys": [{"kty": "oct", "k": "x" * 9000}]}}, "invalid_client_metadata", "jwks: at most 8 KB"),
+    ({"jwks": {"keys": [{"kty": "oct", "k": "x"}] * 11}}, "invalid_client_metadata", "jwks: at most 10 keys"),
+    ({"redirect_uris": ["http://127.0.0.1:9999/call\tback"]}, "invalid_redirect_uri", "control character"),
+    ({"redirect_uris": ["http://127.0.0.1:9999/callback\r\nSet-Cookie: x=1"]}, "invalid_redirect_uri",
+     "control character"),
+    ({"redirect_uris": [f"http://127.0.0.1:{9000 + i}/cb" for i in range(11)]}, "invalid_redirect_uri",
+     "redirect_uris: at most 10 entries (11 sent)"),
+    ({"redirect_uris": ["https://app.example/" + "x" * 2000]}, "invalid_redirect_uri", "at most 2,000 characters"),
+])
+def test_registration_bounds_every_field(client, extra, error, says):
+    """Registration is open to anyone: every field has a bound, named in the refusal; nothing is
+    stored, and the refusal is on record for the installation's admins."""
+    before = OAuthClient.select().count()
+    body = {"client_name": "Bounded", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", **extra}
+    r = client.post("/oauth/register", json=body)
+    assert r.status_code == 400, r.get_json()
+    assert r.get_json()["error"] == error and says in r.get_json()["error_description"], r.get_json()
+    assert OAuthClient.select().count() == before
+    if says != "at most 16 KB":  # a body too large is refused before it is read as metadata
+        refused = AuditEvent.get(AuditEvent.action == "oauth.client_refused")
+        assert refused.workspace_id is None and refused.actor_label == "dynamic registration"
+
+
+def test_registration_keeps_only_the_fields_it_uses(client):
+    reg = register(client, contacts=["ops@app.example"], software_id="app", extra_field="x" * 5000)
+    stored = OAuthClient.get(OAuthClient.client_id == reg["client_id"]).metadata
+    assert "extra_field" not in stored and "ops@app.example" in stored
+
+
 def test_registration_refuses_client_credentials_and_non_json(client):
     r = client.post("/oauth/register", json={"redirect_uris": [REDIRECT], "grant_types": ["client_credentials"]})
     assert r.status_code == 400 and r.get_json()["error"] == "invalid_client_metadata"
