@@ -28,7 +28,7 @@ ACTIONS = {
     "workspace.policy_changed": "Token policy changed",
     "data.imported": "Data imported",
     "oauth.client_registered": "OAuth app registered",
-    "oauth.client_refused": "OAuth app registration refused",
+    "oauth.client_refused": "OAuth app refused (its registration, or the installation's trust policy)",
     "oauth.unused_clients_forgotten": "OAuth apps never approved forgotten",
     "oauth.client_created": "OAuth client created",
     "oauth.client_revoked": "OAuth client revoked",
@@ -37,7 +37,6 @@ ACTIONS = {
     "oauth.code_reused": "Authorization code reused",
     "oauth.refresh_reused": "Refresh token reused: app disconnected",
     "oauth.scope_added": "Connected app given more access",
-    "oauth.client_refused": "App refused by the installation's trust policy",
     "oauth.grant_revoked": "App disconnected",
     "data.written": "Changed by a tool",
 }

@@ -38,7 +38,6 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from limits import parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
-from werkzeug.exceptions import BadRequest
 
 from poggio import audit, scopes
 from poggio.audit import Actor
