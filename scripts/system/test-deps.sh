@@ -61,8 +61,8 @@ if [ -z "${POGGIO_TEST_POSTGRES_URL:-}" ] && ! pg_ready; then
       pg_ctlcluster --skip-systemctl-redirect "$version" main start
     fi
     for _ in $(seq 1 100); do answers 127.0.0.1 5432 && break; sleep 0.1; done
-    runuser -u postgres -- psql -h 127.0.0.1 -Atqc "select 1 from pg_database where datname = 'test'" | grep -q 1 ||
-      runuser -u postgres -- createdb -h 127.0.0.1 test
+    (cd / && runuser -u postgres -- psql -h 127.0.0.1 -Atqc "select 1 from pg_database where datname = 'test'") | grep -q 1 ||
+      (cd / && runuser -u postgres -- createdb -h 127.0.0.1 test)
     pg_ready || { say "PostgreSQL was set up but does not answer as postgres@127.0.0.1/test"; exit 1; }
   else
     missing+=("PostgreSQL: none answers at 127.0.0.1:5432 (database test, role postgres trusted from loopback); run 'sudo make system-deps', or set POGGIO_TEST_POSTGRES_URL")
