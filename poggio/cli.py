@@ -712,3 +712,6 @@ def up_command(app: App) -> None:
     status = Supervisor(children, echo=lambda line: click.echo(line, err=True)).run()
     if status:
         raise SystemExit(status)
+
+
+from poggio import identity_cli  # noqa: E402,F401  (workspace sso, scim token)

@@ -66,6 +66,14 @@ def hash_password(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
 
 
+def unusable_password_hash() -> str:
+    """A password hash no password matches (a random secret no one is told), for users who sign in
+    through single sign-on or are provisioned by SCIM. A low cost: the secret cannot be guessed."""
+    import secrets
+
+    return bcrypt.hashpw(secrets.token_urlsafe(32).encode(), bcrypt.gensalt(4)).decode()
+
+
 def check_password(user: User | None, password: str) -> bool:
     """Constant-effort check: an unknown user costs the same bcrypt work as a wrong password."""
     candidate = (password or "").encode()[:72]
