@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from poggio.audit import Actor
-from poggio.cli import App, friendly_errors, main, pass_app, workspace  # noqa: F401
+from poggio.cli import App, friendly_errors, main, pass_app, workspace
 
 
 @workspace.command("sso")
@@ -42,3 +42,25 @@ def workspace_sso(app: App, slug: str, issuer: str, client_id: str, client_secre
     click.echo(f"Workspace {ws.slug}: single sign-on through {provider.issuer}{notes}.")
     click.echo(f"Redirect URI to register at the provider: {app.settings.portal_public_url}/sign-in/oidc/callback")
     click.echo(f"Sign-in link: {app.settings.portal_public_url}/sign-in/sso/{ws.slug}")
+
+
+@main.group()
+def scim() -> None:
+    """SCIM provisioning tokens."""
+
+
+@scim.group("token")
+def scim_token() -> None:
+    """The bearer tokens identity providers provision users with."""
+
+
+@scim_token.command("create")
+@click.option("--workspace", "slug", required=True, help="Workspace slug.")
+@click.option("--name", default="SCIM", show_default=True, help="What the token is for (e.g. the identity provider).")
+@pass_app
+@friendly_errors
+def scim_token_create(app: App, slug: str, name: str) -> None:
+    """Create a SCIM bearer token for workspace SLUG; prints it once."""
+    from poggio import scim as core
+
+    click.echo(core.create_token(app.workspace(slug), Actor.cli(), name, app.settings.token_pepper))

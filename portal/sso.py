@@ -37,7 +37,7 @@ from poggio.errors import InvalidInput
 from poggio.models import Workspace
 from poggio.sso import SsoError, SsoProvider
 from portal.access import admin_required, client_ip, core
-from portal.forms import SignInForm
+from portal.forms import ActionForm, SignInForm
 
 bp = Blueprint("sso", __name__)
 CALLBACK = "/sign-in/oidc/callback"
@@ -325,12 +325,8 @@ class SsoForm(FlaskForm):
 def settings_page(workspace):
     provider = sso.provider_of(workspace)
     form = SsoForm(obj=None)
-    if request.method == "GET" and provider is not None:
-        form.issuer.data, form.client_id.data, form.scopes.data = provider.issuer, provider.client_id, provider.scopes
-        form.domains.data = ", ".join(provider.domain_list)
-        form.role_claim.data, form.admin_group.data = provider.role_claim, provider.admin_group or ""
-        form.member_group.data = provider.member_group or ""
-        form.require.data, form.id_jag.data = provider.require_sso, provider.trust_id_jag
+    if request.method == "GET":
+        _fill(form, provider)
     status, saved = 200, False
     if form.validate_on_submit():
         from flask_login import current_user
@@ -357,10 +353,65 @@ def settings_page(workspace):
             status = 422
     elif request.method == "POST":
         status = 400
-    return render_template("settings/sign_in.html", form=form, provider=provider, saved=saved,
-                           redirect_uri=redirect_uri(),
+    return _settings(workspace, form, provider, saved=saved), status
+
+
+def _fill(form, provider) -> None:
+    if provider is None:
+        return
+    form.issuer.data, form.client_id.data, form.scopes.data = provider.issuer, provider.client_id, provider.scopes
+    form.domains.data = ", ".join(provider.domain_list)
+    form.role_claim.data, form.admin_group.data = provider.role_claim, provider.admin_group or ""
+    form.member_group.data = provider.member_group or ""
+    form.require.data, form.id_jag.data = provider.require_sso, provider.trust_id_jag
+
+
+def _settings(workspace, form, provider, **extra):
+    from poggio.scim import ScimToken
+
+    tokens = list(ScimToken.select().where((ScimToken.workspace == workspace) & ScimToken.revoked_at.is_null())
+                  .order_by(ScimToken.id.desc()))
+    return render_template("settings/sign_in.html", form=form, provider=provider, redirect_uri=redirect_uri(),
+                           scim_url=core()["settings"].portal_public_url + "/scim/v2", scim_tokens=tokens,
+                           action_form=ActionForm(),
                            start_url=core()["settings"].portal_public_url + url_for("sso.start", slug=workspace.slug),
-                           break_glass=core()["settings"].sso_break_glass), status
+                           break_glass=core()["settings"].sso_break_glass, **extra)
+
+
+@bp.post("/settings/sign-in/scim-tokens")
+@admin_required
+def create_scim_token(workspace):
+    """A new SCIM token, shown once on the page."""
+    from flask_login import current_user
+
+    from poggio import scim
+
+    form = ActionForm()
+    if not form.validate_on_submit():
+        return render_template("error.html", code=400, message="Your form expired. Reload the page."), 400
+    name = (request.form.get("name") or "SCIM").strip()[:100] or "SCIM"
+    token = scim.create_token(workspace, Actor(current_user._get_current_object(), ip=client_ip()), name,
+                              core()["settings"].token_pepper)
+    provider = sso.provider_of(workspace)
+    shown = SsoForm(formdata=None)
+    _fill(shown, provider)
+    return _settings(workspace, shown, provider, new_scim_token=token)
+
+
+@bp.post("/settings/sign-in/scim-tokens/<int:token_id>/revoke")
+@admin_required
+def revoke_scim_token(workspace, token_id: int):
+    from flask_login import current_user
+
+    from poggio import scim
+
+    form = ActionForm()
+    row = scim.ScimToken.get_or_none((scim.ScimToken.id == token_id) & (scim.ScimToken.workspace == workspace))
+    if row is None:
+        return render_template("error.html", code=404, message="This page does not exist."), 404
+    if form.validate_on_submit():
+        scim.revoke_token(row, Actor(current_user._get_current_object(), ip=client_ip()))
+    return redirect(url_for("sso.settings_page"))
 
 
 # kept here so portal/auth.py only needs a one-line hook
