@@ -23,7 +23,7 @@ import json
 
 from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegrityError, TextField
 
-from poggio import audit, sessions
+from poggio import audit, id_jag, sessions
 from poggio.audit import Actor
 from poggio.db import BaseModel, utcnow, writing
 from poggio.errors import InvalidInput
@@ -258,6 +258,7 @@ def _deprovision(workspace: Workspace, user: User, actor: Actor, why: str) -> No
     revoked = (OAuthGrant.update(revoked_at=now, revoked_reason="approver deprovisioned")
                .where((OAuthGrant.user == user.id) & (OAuthGrant.workspace == workspace.id)
                       & OAuthGrant.revoked_at.is_null()).execute())
+    revoked += id_jag.revoke_for_user(workspace, user, "employee deprovisioned")  # apps acting for them
     tokens = list(ApiToken.select().where((ApiToken.workspace == workspace) & (ApiToken.created_by == user.id)
                                           & ApiToken.revoked_at.is_null()))
     for token in tokens:
