@@ -120,3 +120,17 @@ def revoke_for_user(workspace: Workspace | int, user: User | int, reason: str) -
     return (OAuthGrant.update(revoked_at=utcnow(), revoked_reason=reason[:64])
             .where(OAuthGrant.id.in_(ids) & (OAuthGrant.workspace == workspace) & OAuthGrant.revoked_at.is_null())
             .execute())
+
+
+def follow_role(workspace: Workspace | int, user: User | int, role: str) -> int:
+    """Bring the live connected apps the identity provider made for ``user`` to what ``role`` allows
+    (a demoted admin's apps lose write at once: the MCP server reads a grant's packs on every request)."""
+    count = 0
+    rows = (OAuthGrant.select(OAuthGrant, OAuthClient).join(OAuthClient)
+            .join(ManagedGrant, on=(ManagedGrant.grant == OAuthGrant.id))
+            .where((ManagedGrant.user == user) & (OAuthGrant.workspace == workspace) & OAuthGrant.revoked_at.is_null()))
+    for grant in rows:
+        packs = packs_for(grant.client, role)
+        if packs != grant.packs:
+            count += OAuthGrant.update(packs=packs).where(OAuthGrant.id == grant.id).execute()
+    return count

@@ -306,6 +306,9 @@ def sign_in(provider: SsoProvider, claims: dict, ip: str | None = None) -> Signe
             Membership.update(role=role).where(Membership.id == membership.id).execute()
             audit.record("user.role_changed", actor, workspace, target=email, before=before, after=role,
                          reason=f"identity provider claim {provider.role_claim!r}")
+            from poggio import id_jag
+
+            id_jag.follow_role(workspace, user, role)  # apps acting for them by ID-JAG, as they are now
         else:
             role = before
         if identity is None:

@@ -110,3 +110,27 @@ def test_require_is_refused_until_an_admin_signed_in_through_the_provider(instan
         configure(ws, Actor.cli(), **kwargs, require=True)
     sign_in(provider, {"sub": "a", "email": "a@acme.example", "groups": ["admins"]})
     assert configure(ws, Actor.cli(), **kwargs, require=True).require_sso is True
+
+
+def test_apps_acting_for_an_employee_follow_their_role_and_end_with_their_membership(instance):
+    from poggio import id_jag
+    from poggio.workspaces import remove_user
+
+    ws = Workspace.create(slug="acme", name="Acme", mcp_enabled=True)
+    provider = configure(ws, Actor.cli(), issuer=ISSUER, client_id="poggio", secret_key="k",
+                         client_secret="s", admin_group="admins", id_jag=True)
+    claims = {"sub": "u1", "email": "ada@acme.example", "groups": ["admins"]}
+    ada = sign_in(provider, claims).user
+    oauth = OAuthService(known_packs={"accounts", "contacts"})
+    client = oauth.create_confidential(ws, "Agent", Actor.cli(), packs="accounts:write,contacts",
+                                       grant="jwt-bearer").client
+    assert oauth.standing_grant(client) is None  # acts only for employees, by ID-JAG
+    grant = id_jag.grant_for(client, ada, "admin", ISSUER, "http://mcp/mcp", None)
+    access = oauth.issue_tokens(grant, refresh=False)["access_token"]
+    assert oauth.verify_access(access, "http://mcp/mcp").writable
+    sign_in(provider, {**claims, "groups": []})  # demoted by the provider
+    assert not oauth.verify_access(access, "http://mcp/mcp").writable  # on the very next request
+    assert OAuthGrant.get_by_id(grant.id).packs == "accounts,contacts"
+    remove_user(ada, ws, Actor.cli())
+    with pytest.raises(TokenRejected):
+        oauth.verify_access(access, "http://mcp/mcp")

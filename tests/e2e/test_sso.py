@@ -83,7 +83,8 @@ def stack(tmp_path_factory):
             assert done.returncode == 0, done.stderr
             assert s.redirect_uri in done.stdout
             portal = PortalProcess(s.inst, port=s.portal_port, extra_env={
-                "POGGIO_TEST_SSO_SECRET": SECRET, "POGGIO_SSO_BREAK_GLASS": s.admin_email})
+                "POGGIO_TEST_SSO_SECRET": SECRET, "POGGIO_WRONG_SSO_SECRET": "not-the-secret",
+                "POGGIO_SSO_BREAK_GLASS": s.admin_email})
             s.portal = portal
             yield s
     finally:
@@ -192,19 +193,26 @@ def test_require_sso_turns_passwords_off_but_not_for_break_glass(stack):
                      "--no-require")
 
 
-def test_a_wrong_client_secret_and_a_provider_that_is_down(stack, tmp_path):
+def test_a_missing_or_wrong_client_secret(stack):
     with stack.db.connection_context():
         sessions_before = UserSession.select().count()
     stack.poggio("workspace", "sso", "acme", "--issuer", stack.idp.issuer, "--client-id", "poggio",
-                 "--client-secret-env", "POGGIO_WRONG_SECRET")
+                 "--client-secret-env", "POGGIO_MISSING_SECRET")
     try:
         _, text = _run(_start_only, stack)
-        assert "POGGIO_WRONG_SECRET" in text  # the portal lacks that variable: said before leaving for the provider
+        assert "POGGIO_MISSING_SECRET" in text  # the portal lacks that variable: said before leaving for the provider
+        stack.poggio("workspace", "sso", "acme", "--issuer", stack.idp.issuer, "--client-id", "poggio",
+                     "--client-secret-env", "POGGIO_WRONG_SSO_SECRET")
+        url, text = _run(_sso_sign_in, stack, "ada")  # through the provider's pages; the code exchange fails
+        assert "/sign-in/oidc/callback" in url and "refused Poggio's client credentials" in text
     finally:
         stack.poggio("workspace", "sso", "acme", "--issuer", stack.idp.issuer, "--client-id", "poggio",
                      "--client-secret-env", "POGGIO_TEST_SSO_SECRET")
     with stack.db.connection_context():
         assert UserSession.select().count() == sessions_before
+    reasons = [e[2]["reason"] for e in stack.audit("sso.sign_in_failed")]
+    assert "client secret variable POGGIO_MISSING_SECRET not set" in reasons
+    assert "token endpoint: invalid_client" in reasons
 
 
 async def _start_only(browser, stack):
