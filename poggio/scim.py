@@ -181,6 +181,11 @@ def provision(workspace: Workspace, document: dict, actor: Actor) -> ScimUser:
         if ScimUser.select().where((ScimUser.workspace == workspace) & (ScimUser.user_name == user_name)).exists():
             raise Conflict(f"A user with userName {user_name!r} exists already")
         user = User.get_or_none(User.email == email)
+        if user is not None and Membership.select().where(Membership.user == user).exists() and \
+                not Membership.select().where((Membership.user == user) & (Membership.workspace == workspace)).exists():
+            # an account of other workspaces only: this workspace's SCIM client may not take it over
+            raise Conflict(f"An account with the e-mail {email} exists in another workspace; an admin of this "
+                           "workspace must add it first")
         if user is None:
             user = User.create(email=email, name=_display_name(document) or email.split("@")[0],
                                password_hash=unusable_password_hash())
@@ -221,12 +226,17 @@ def replace(row: ScimUser, document: dict, actor: Actor) -> ScimUser:
             raise Conflict(f"A user with userName {user_name!r} exists already")
         user = User.get_by_id(row.user_id)
         changes = {}
+        shared = Membership.select().where((Membership.user == user) & (Membership.workspace != workspace)).exists()
+        if shared and (email != user.email):
+            # the account is also another workspace's: this workspace's SCIM client may not rename it
+            raise InvalidInput("userName", "this user's account also belongs to another workspace: its e-mail "
+                                           "cannot be changed from here")
         if email != user.email:
             if User.select().where((User.email == email) & (User.id != user.id)).exists():
                 raise Conflict(f"Another user has the e-mail {email}")
             changes["email"] = email
         name = _display_name(document)
-        if name and name != user.name:
+        if name and name != user.name and not shared:
             changes["name"] = name
         if changes:
             User.update(changes).where(User.id == user.id).execute()

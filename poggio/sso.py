@@ -289,6 +289,13 @@ def sign_in(provider: SsoProvider, claims: dict, ip: str | None = None) -> Signe
     with writing():
         identity = SsoIdentity.get_or_none((SsoIdentity.workspace == workspace) & (SsoIdentity.subject == subject))
         user = User.get_by_id(identity.user_id) if identity is not None else User.get_or_none(User.email == email)
+        if identity is None and user is not None and not Membership.select().where(
+                (Membership.user == user) & (Membership.workspace == workspace)).exists():
+            # an account this workspace does not hold: its provider may not sign in as it (a workspace's
+            # admin chooses its provider and domains; that must not open other workspaces' accounts)
+            raise SsoError("An account with this e-mail address exists already and is not part of this workspace. "
+                           "Ask your administrator to add it to the workspace first.",
+                           "existing account outside the workspace")
         created = user is None
         if user is None:
             user = User.create(email=email, name=name or email.split("@")[0], password_hash=unusable_password_hash())

@@ -420,3 +420,18 @@ def password_refused(user) -> str | None:
     if sso.password_allowed(user, core()["settings"].sso_break_glass):
         return None
     return "Your workspace requires single sign-on: use “Sign in with single sign-on” below."
+
+
+@bp.post("/settings/mcp/tokens/<int:token_id>/reviewed")
+@admin_required
+def token_reviewed(workspace, token_id: int):
+    """An admin looked at an API token whose creator was deprovisioned: the flag goes."""
+    from flask_login import current_user
+
+    from poggio import scim
+
+    form = ActionForm()
+    if form.validate_on_submit() and not scim.clear_review(workspace, token_id,
+                                                           Actor(current_user._get_current_object(), ip=client_ip())):
+        return render_template("error.html", code=404, message="This page does not exist."), 404
+    return redirect(url_for("mcp_settings.page"))

@@ -18,6 +18,7 @@ import httpx
 import httpx2
 import pytest
 from id_jag_support import ID_JAG_TYPE, TOKEN_EXCHANGE, IdJagProvider
+from instances import BACKENDS
 from mcp import Client
 from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
@@ -34,11 +35,11 @@ from poggio.workspaces import create_user
 WRITE_TOOLS = {"create_account", "update_account", "add_note"}
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(request, tmp_path_factory):
     idp = IdJagProvider()
     try:
-        with oauth_stack(tmp_path_factory.mktemp("id-jag"), "sqlite") as s:
+        with oauth_stack(tmp_path_factory.mktemp(f"id-jag-{request.param}"), request.param) as s:
             with database.connection_context():
                 ws = Workspace.get(slug="acme")
                 sso.configure(ws, Actor.cli(), issuer=idp.issuer, client_id="poggio", client_secret="unused-here",

@@ -134,3 +134,14 @@ def test_apps_acting_for_an_employee_follow_their_role_and_end_with_their_member
     remove_user(ada, ws, Actor.cli())
     with pytest.raises(TokenRejected):
         oauth.verify_access(access, "http://mcp/mcp")
+
+
+def test_a_workspaces_provider_cannot_sign_in_as_another_workspaces_account(instance):
+    from poggio.workspaces import create_user, create_workspace
+
+    other = create_workspace("other", "Other", True, Actor.cli())
+    create_user("victim@acme.example", "a-long-password-1", other, "admin", Actor.cli())
+    ws = Workspace.create(slug="acme", name="Acme", mcp_enabled=True)
+    provider = configure(ws, Actor.cli(), issuer=ISSUER, client_id="poggio", secret_key="k", client_secret="s")
+    with pytest.raises(SsoError, match="not part of this workspace"):
+        sign_in(provider, {"sub": "evil", "email": "victim@acme.example"})

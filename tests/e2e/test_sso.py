@@ -13,7 +13,7 @@ import sys
 import anyio
 import httpx
 import pytest
-from instances import PortalProcess, drop_instance, free_port, make_instance
+from instances import BACKENDS, PortalProcess, drop_instance, free_port, make_instance
 from oauth_support import chromium
 from sso_support import openid_provider, stop
 
@@ -38,8 +38,8 @@ ACCOUNTS = {
 
 
 class Stack:
-    def __init__(self, tmp):
-        self.inst = make_instance(tmp / "instance", "sqlite")
+    def __init__(self, tmp, backend):
+        self.inst = make_instance(tmp / "instance", backend)
         self.db = self.inst.activate()
         with self.db.connection_context():
             upgrade(PackRegistry.load())
@@ -65,10 +65,10 @@ class Stack:
             return m.role if m else None
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sso")
-    s = Stack(tmp)
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"sso-{request.param}")
+    s = Stack(tmp, request.param)
     clients = [{"client_id": "poggio", "client_secret": SECRET, "redirect_uris": [s.redirect_uri],
                 "grant_types": ["authorization_code"], "response_types": ["code"],
                 "token_endpoint_auth_method": "client_secret_basic"}]

@@ -83,6 +83,9 @@ def test_deprovisioning_ends_sessions_and_grants_and_flags_tokens(app, okta):
     admin.sign_in("admin@acme.example")
     page = admin.get("/settings/mcp/").get_data(as_text=True)
     assert "review: its creator both@example.com was deprovisioned by scim: Okta" in page
+    admin.post(f"/settings/mcp/tokens/{api_token.token.id}/reviewed", {})
+    assert "review: its creator" not in admin.get("/settings/mcp/").get_data(as_text=True)
+    assert AuditEvent.select().where(AuditEvent.action == "token.review_cleared").exists()
 
     # reactivated: back in the workspace as a member
     okta("PATCH", f"/Users/{scim_id}", {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
@@ -163,3 +166,13 @@ def test_scim_tokens_in_settings_shown_once_and_revocable(admin):
     row = scim.ScimToken.get()
     admin.post(f"/settings/sign-in/scim-tokens/{row.id}/revoke", {})
     assert scim.verify_token(token) is None
+
+
+def test_another_workspaces_account_cannot_be_taken_over(okta):
+    # admin@initrode.example belongs to initrode only: acme's SCIM client may neither link nor rename it
+    taken = okta("POST", "/Users", _user("admin@initrode.example"))
+    assert taken.status_code == 409 and "another workspace" in taken.get_json()["detail"]
+    shared = okta("POST", "/Users", _user("both@example.com")).get_json()  # in acme and initrode
+    renamed = okta("PUT", f"/Users/{shared['id']}", _user("someone.else@example.com"))
+    assert renamed.status_code == 400 and "another workspace" in renamed.get_json()["detail"]
+    assert User.select().where(User.email == "both@example.com").exists()
