@@ -4,6 +4,10 @@ has signed in through the provider; and the sign-in page's "Sign in with single 
 
 from __future__ import annotations
 
+import html
+import re
+from urllib.parse import parse_qs, quote, urlsplit
+
 import pytest
 from instances import free_port
 from sso_support import openid_provider
@@ -67,6 +71,15 @@ def test_saved_against_a_real_provider_with_the_secret_sealed(admin, app, tmp_pa
         none = admin.post("/sign-in/sso", {"email": "someone@nowhere.example"})
         assert none.status_code == 404 and "No single sign-on is set up for nowhere.example" in none.get_data(
             as_text=True)
+        # an app's authorization request that sent the person to sign in is where single sign-on returns
+        back = "/oauth/authorize?client_id=x&state=y"
+        page = admin.get(f"/sign-in?next={quote(back)}").get_data(as_text=True)
+        offered = admin.post(f"/sign-in/sso?next={quote(back)}", {"email": "someone@example.org"})
+        link = re.search(r'href="(/sign-in/sso/acme[^"]*)"', offered.get_data(as_text=True)).group(1)
+        assert "next=" in page and parse_qs(urlsplit(html.unescape(link)).query)["next"] == [back]
+        admin.get(html.unescape(link))
+        with admin.client.session_transaction() as cookie:
+            assert cookie["sso"]["next"] == back
         start = admin.get("/sign-in/sso/acme")
         assert start.status_code == 302 and start.headers["Location"].startswith(f"{idp.issuer}/")
         for part in ("code_challenge_method=S256", "nonce=", "state=", "client_id=poggio"):
