@@ -39,6 +39,21 @@ ACTIONS = {
     "oauth.scope_added": "Connected app given more access",
     "oauth.grant_revoked": "App disconnected",
     "data.written": "Changed by a tool",
+    "sso.configured": "Single sign-on configured",
+    "sso.removed": "Single sign-on removed",
+    "sso.sign_in_failed": "Single sign-on failed",
+    "user.provisioned": "User created by the identity provider",
+    "user.role_changed": "Role changed by the identity provider",
+    "scim.token_created": "SCIM token created",
+    "scim.token_revoked": "SCIM token revoked",
+    "scim.user_provisioned": "User provisioned by SCIM",
+    "scim.user_updated": "User updated by SCIM",
+    "scim.user_deprovisioned": "User deprovisioned by SCIM",
+    "scim.request_refused": "SCIM request refused",
+    "token.flagged_for_review": "Token flagged for review: its creator was deprovisioned",
+    "token.review_cleared": "Token review cleared",
+    "oauth.id_jag_accepted": "App connected by the identity provider (ID-JAG)",
+    "oauth.id_jag_refused": "Identity assertion (ID-JAG) refused",
 }
 # Changes to a workspace's data made by write tools (token or connected app, tool, fields before and
 # after): the portal's "writes only" filter, and what an activity export includes of the audit log.

@@ -471,13 +471,17 @@ def oauth_client() -> None:
 @click.option("--name", required=True, help="A name that says what the client is.")
 @click.option("--packs", default=None, help="The tool packs it may use and how: accounts:write,revenue "
                                            "(no suffix = read). Default: read every pack.")
+@click.option("--grant", "grant_type", type=click.Choice(["client_credentials", "jwt-bearer"]),
+              default="client_credentials", show_default=True,
+              help="client_credentials: acts as itself; jwt-bearer: acts for employees with ID-JAGs from the "
+                   "workspace's identity provider (Enterprise-Managed Authorization).")
 @pass_app
 @friendly_errors
-def oauth_client_create(app: App, slug: str, name: str, packs: str | None) -> None:
+def oauth_client_create(app: App, slug: str, name: str, packs: str | None, grant_type: str) -> None:
     """Create a confidential client; its id and secret are printed once on standard output."""
     ws = app.workspace(slug)
     issued = app.oauth().create_confidential(ws, name, Actor.cli(), packs=packs,
-                                                     resource=app.settings.mcp_public_url)
+                                             resource=app.settings.mcp_public_url, grant=grant_type)
     click.echo(f"Created OAuth client {issued.client.name!r}. The secret is shown only now; the token "
                f"endpoint is {app.settings.portal_public_url}/oauth/token.", err=True)
     click.echo(f"client_id={issued.client.client_id}")
@@ -719,3 +723,6 @@ def up_command(app: App) -> None:
     status = Supervisor(children, echo=lambda line: click.echo(line, err=True)).run()
     if status:
         raise SystemExit(status)
+
+
+from poggio import identity_cli  # noqa: E402,F401  (workspace sso, scim token)

@@ -54,6 +54,7 @@ from poggio.tokens import (
 )
 
 READ = scopes.READ
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523; with an ID-JAG (poggio.id_jag)
 CLIENT_KINDS = ("dynamic", "metadata", "confidential")
 PUBLIC_KINDS = ("dynamic", "metadata")  # the kinds anyone may create, without signing in
 SETTLED = dt.timedelta(days=1)  # an expired code, or a token row no longer of use, is kept this long
@@ -319,24 +320,34 @@ class OAuthService:
         return count
 
     def create_confidential(self, workspace: Workspace, name: str, actor: Actor, packs=None,
-                            resource: str = "") -> IssuedSecret:
+                            resource: str = "", grant: str = "client_credentials") -> IssuedSecret:
         """A machine-to-machine client of one workspace (``client_credentials``), with its standing
-        grant over ``packs`` (all packs when none are named). The secret is returned once."""
+        grant over ``packs`` (all packs when none are named). The secret is returned once.
+        ``grant="jwt-bearer"``: a client that acts for the workspace's people with ID-JAGs from its
+        identity provider (:mod:`poggio.id_jag`); it has no standing grant, and ``packs`` bound what
+        any of its grants may have."""
         name = " ".join((name or "").split())
         if not name:
             raise InvalidInput("name", "a name is required")
         if len(name) > 100:
             raise InvalidInput("name", "at most 100 characters")
+        if grant not in ("client_credentials", "jwt-bearer"):
+            raise InvalidInput("grant", "client_credentials or jwt-bearer")
         chosen = scopes.format_levels(self._clean_packs(packs))
         secret = generate(CLIENT_SECRET_PREFIX)
+        grant_type = JWT_BEARER if grant == "jwt-bearer" else "client_credentials"
         with writing():
             client = OAuthClient.create(
                 client_id="pgc_" + secrets.token_urlsafe(18), kind="confidential", name=name,
-                metadata=json.dumps({"grant_types": ["client_credentials"], "redirect_uris": [],
+                metadata=json.dumps({"grant_types": [grant_type], "redirect_uris": [],
                                      "token_endpoint_auth_method": "client_secret_basic"}),
                 secret_digest=self._digest(secret), secret_last_four=secret[-4:],
                 workspace=workspace, packs=chosen, created_by=actor.user,
             )
+            if grant_type == JWT_BEARER:
+                audit.record("oauth.client_created", actor, workspace, target=name, client_id=client.client_id,
+                             packs=chosen, grant=grant)
+                return IssuedSecret(client, secret)
             # the standing grant has no approver: it lives as long as the client, whoever made it, within
             # the workspace's maximum lifetime
             OAuthGrant.create(workspace=workspace, client=client, user=None,

@@ -59,6 +59,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     metrics_token: str | None = field(default=None, repr=False)
     activity_retention_days: int = 90  # how long the MCP server keeps each request on the activity record
+    # e-mails that may still sign in with a password when a workspace of theirs requires single sign-on
+    sso_break_glass: tuple[str, ...] = ()
 
     @property
     def mcp_allowed_hosts(self) -> list[str]:

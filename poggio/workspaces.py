@@ -66,6 +66,14 @@ def hash_password(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
 
 
+def unusable_password_hash() -> str:
+    """A password hash no password matches (a random secret no one is told), for users who sign in
+    through single sign-on or are provisioned by SCIM. A low cost: the secret cannot be guessed."""
+    import secrets
+
+    return bcrypt.hashpw(secrets.token_urlsafe(32).encode(), bcrypt.gensalt(4)).decode()
+
+
 def check_password(user: User | None, password: str) -> bool:
     """Constant-effort check: an unknown user costs the same bcrypt work as a wrong password."""
     candidate = (password or "").encode()[:72]
@@ -132,6 +140,10 @@ def deactivate_user(user: User, actor: Actor) -> User:
         _change_and_end_sessions(user, "user.deactivated", actor, is_active=False)
         OAuthGrant.update(revoked_at=utcnow(), revoked_reason="approver deactivated").where(
             (OAuthGrant.user == user.id) & OAuthGrant.revoked_at.is_null()).execute()
+        from poggio import id_jag
+
+        for membership in Membership.select().where(Membership.user == user.id):
+            id_jag.revoke_for_user(membership.workspace_id, user, "employee deactivated")
     return user
 
 
@@ -143,6 +155,9 @@ def remove_user(user: User, workspace: Workspace, actor: Actor) -> User:
         if not removed:
             raise NotFound(f"{user.email} is not a member of workspace {workspace.slug}")
         ended = sessions.end_all(user)
+        from poggio import id_jag
+
+        id_jag.revoke_for_user(workspace, user, "employee removed")  # apps acting for them by ID-JAG
         audit.record("user.removed", actor, workspace, target=user.email, sessions_ended=ended)
         if not Membership.select().where(Membership.user == user).exists():
             User.update(is_active=False).where(User.id == user.id).execute()

@@ -33,6 +33,14 @@ def _workspace_of(user) -> int | None:
     return first.workspace_id if first else None
 
 
+def _open_session(user) -> None:
+    """Sign ``user`` in: a new server-side session (poggio.sessions) named by the cookie."""
+    session.clear()
+    sessions.purge(*sessions.lifetimes(core()["settings"]))
+    session["sid"] = sessions.start(user, client_ip())
+    login_user(user)  # never remember=True: sessions live on the server (poggio.sessions)
+
+
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in():
     if current_user.is_authenticated:
@@ -50,20 +58,22 @@ def sign_in():
             status = 429
         else:
             user = find_user(email)
+            refused = None
             if check_password(user, form.password.data):
                 from portal import SessionUser
+                from portal.sso import password_refused
 
-                user = SessionUser.get_by_id(user.id)
-                throttle.succeeded(email, ip)
-                session.clear()
-                sessions.purge(*sessions.lifetimes(core()["settings"]))
-                session["sid"] = sessions.start(user, ip)
-                login_user(user)  # never remember=True: sessions live on the server (poggio.sessions)
-                audit.record("user.signed_in", Actor(user, ip=ip), _workspace_of(user), target=email)
-                return redirect(_safe_next(request.args.get("next")))
-            audit.record("user.sign_in_failed", Actor(label=email, ip=ip), _workspace_of(user), target=email)
-            error = "That e-mail and password do not match."
-            status = 401
+                refused = password_refused(user)
+                if refused is None:
+                    user = SessionUser.get_by_id(user.id)
+                    throttle.succeeded(email, ip)
+                    _open_session(user)
+                    audit.record("user.signed_in", Actor(user, ip=ip), _workspace_of(user), target=email)
+                    return redirect(_safe_next(request.args.get("next")))
+            audit.record("user.sign_in_failed", Actor(label=email, ip=ip), _workspace_of(user), target=email,
+                         **({"reason": "single sign-on required"} if refused else {}))
+            error = refused or "That e-mail and password do not match."
+            status = 403 if refused else 401
     elif request.method == "POST":
         status = 400
     return render_template("sign_in.html", form=form, error=error), status

@@ -46,6 +46,7 @@ from poggio.db import utcnow
 from poggio.errors import InvalidInput
 from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, User, Workspace
 from poggio.oauth import (
+    JWT_BEARER,
     OAuthService,
     PresentedRefresh,
     RefreshReused,
@@ -61,6 +62,7 @@ from portal import client_auth
 from portal.access import client_ip, core
 from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url, remember_failure
 from portal.forms import ActionForm
+from portal.id_jag import ID_JAG_PROFILE
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oauth", __name__)
@@ -128,6 +130,8 @@ class Client(ClientMixin):
         return service().check_secret(self.row, client_secret)
 
     def check_endpoint_auth_method(self, method, endpoint):
+        if self.row.kind == "confidential" and method in ("client_secret_basic", "client_secret_post"):
+            return True  # a client an admin created holds a secret: either way of sending it
         return method == self.auth_method
 
     def check_response_type(self, response_type):
@@ -135,7 +139,7 @@ class Client(ClientMixin):
 
     def check_grant_type(self, grant_type):
         if self.row.kind == "confidential":
-            return grant_type == "client_credentials"
+            return grant_type in (self.meta.get("grant_types") or ["client_credentials"])
         return grant_type in ("authorization_code", "refresh_token")
 
 
@@ -415,6 +419,9 @@ def init_app(app) -> None:
     authorization.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     authorization.register_grant(RefreshTokenGrant)
     authorization.register_grant(ClientCredentialsGrant)
+    from portal.id_jag import IdJagGrant
+
+    authorization.register_grant(IdJagGrant)
     authorization.register_endpoint(Revocation)
     authorization.register_endpoint(Registration)
     settings = app.extensions["poggio"]["settings"]
@@ -437,7 +444,8 @@ def metadata() -> dict:
         "revocation_endpoint": f"{base}/oauth/revoke",
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", JWT_BEARER],
+        "authorization_grant_profiles_supported": [ID_JAG_PROFILE],  # Enterprise-Managed Authorization
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": client_auth.ALGORITHMS,

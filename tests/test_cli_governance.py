@@ -107,6 +107,12 @@ def test_governance_migration_goes_down_and_up(run):
     from poggio.schema import runners
 
     core = dict(runners(PackRegistry.load()))["core"]
+    assert core.down() == ["0032_id_jag"]  # the connected apps an identity provider made (ID-JAG)
+    assert "managed_grant" not in database.get_tables()
+    assert core.down() == ["0031_scim"]  # SCIM tokens, users, groups, tokens flagged for review
+    assert "scim_user" not in database.get_tables() and "token_review" not in database.get_tables()
+    assert core.down() == ["0030_sso"]  # each workspace's OpenID provider, who signed in through it
+    assert "sso_provider" not in database.get_tables()
     assert core.down() == ["0010_oauth_application_type"]  # web or native, as the client registered
     assert "application_type" not in {c.name for c in database.get_columns("oauth_client")}
     assert core.down() == ["0009_oauth_refresh_grace"]  # the refresh grace's sealed pairs

