@@ -5,8 +5,8 @@ A pack is a module registered under the ``poggio`` entry-point group; its hook i
 functions named like the hooks below and marked with ``@poggio.hookimpl``. A pack may own hooks of
 its own (``PackInfo(hookspecs=...)``, e.g. the accounts pack's ``poggio_account_profile``). The
 registry calls each pack's implementation through pluggy one pack at a time, so a pack that raises
-is reported and left out while the others keep working. README.md's "Writing a tool pack" documents
-each hook; tests/test_hooks.py exercises each.
+is reported and left out while the others keep working. The documentation's hooks reference
+(docs/pack-authors/hooks.md) is rendered from these docstrings; tests/test_hooks.py exercises each hook.
 """
 
 from __future__ import annotations
