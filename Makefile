@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint install system-deps node-tools clean
+.PHONY: run test test-fast lint docs install system-deps node-tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,12 @@ node-tools:
 lint: install
 	$(PY) -m ruff check .
 
+## The documentation site (docs/, MkDocs) into build/site; --strict fails on a broken link or snippet.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 ## The whole suite: lint, unit, MCP end to end on SQLite and PostgreSQL, portal in Chromium, real MCP clients, reliability.
-test: install system-deps node-tools lint
+test: install system-deps node-tools lint docs
 	$(PY) -m pytest
 
 ## Quick loop while developing: no browser, no Node clients, no long reliability runs, no PostgreSQL or Redis.
