@@ -32,8 +32,10 @@ def poggio_tools():
     pydantic ``Field(description=...)``) become the input schema. The return annotation, a pydantic
     model, becomes the output schema; the tool returns a :class:`poggio.ToolResult` with that model
     and a readable text rendering, optionally followed by attachments (:class:`poggio.Image`,
-    :class:`poggio.Audio`, :class:`poggio.Resource`). Tools run in a worker thread with a database
-    connection open; every query must be scoped by ``ctx.workspace_id``."""
+    :class:`poggio.Audio`, :class:`poggio.Resource`). Tools run with a database connection open and a
+    time limit: on SQLite on the MCP server's event loop, on PostgreSQL in a worker thread; a tool that
+    may block otherwise (a network call, a long computation) declares ``@tool(..., thread=True)``. Every
+    query must be scoped by ``ctx.workspace_id``."""
 
 
 @hookspec
