@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TEST_WORKERS ?= 3
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: run test test-fast lint install system-deps node-tools clean
+.PHONY: run test test-fast lint docs install system-deps node-tools clean
 
 # A half-made .venv (no working pip) is made again, never reused; python3-venv is installed if missing (root).
 $(STAMP): pyproject.toml
@@ -37,8 +37,12 @@ node-tools:
 lint: install
 	$(PY) -m ruff check .
 
+## The documentation site (docs/, MkDocs) into build/site; --strict fails on a broken link or snippet.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 ## The whole suite: lint, unit, MCP end to end on SQLite and PostgreSQL, portal in Chromium, real MCP clients, reliability.
-test: install system-deps node-tools lint
+test: install system-deps node-tools lint docs
 	$(PYTEST)
 
 ## Quick loop while developing: no browser, no Node clients, no long reliability runs, no PostgreSQL or Redis.

@@ -49,6 +49,7 @@ async def main(url: str, token: str, domain: str) -> int:
         if status < 300 and kind not in ("application/json", "text/event-stream", ""):
             raise Refused(f"{url} answered {status} with {kind}, not MCP: {HINT}")
 
+    # --8<-- [start:connect]
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx2.AsyncClient(headers=headers, timeout=30, event_hooks={"response": [check]}) as http:
         async with Client(streamable_http_client(url, http_client=http)) as client:
@@ -61,6 +62,7 @@ async def main(url: str, token: str, domain: str) -> int:
                 print(f"get_account failed: {text}", file=sys.stderr)
                 return 1
             print(text)
+            # --8<-- [end:connect]
             if os.environ.get("POGGIO_JSON"):
                 print(json.dumps(result.structured_content, indent=2))
     return 0

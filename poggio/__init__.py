@@ -1,7 +1,7 @@
 """Poggio's core: settings, database, models, tokens, and the API that tool packs build on.
 
 Everything a tool pack may use is importable from here (``__all__``); a pack imports nothing else of
-the core. README.md's "Writing a tool pack" documents each name and every hook.
+the core. docs/pack-authors/api.md documents each name, docs/pack-authors/hooks.md every hook.
 """
 
 import pluggy

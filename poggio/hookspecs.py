@@ -5,8 +5,8 @@ A pack is a module registered under the ``poggio`` entry-point group; its hook i
 functions named like the hooks below and marked with ``@poggio.hookimpl``. A pack may own hooks of
 its own (``PackInfo(hookspecs=...)``, e.g. the accounts pack's ``poggio_account_profile``). The
 registry calls each pack's implementation through pluggy one pack at a time, so a pack that raises
-is reported and left out while the others keep working. README.md's "Writing a tool pack" documents
-each hook; tests/test_hooks.py exercises each.
+is reported and left out while the others keep working. The documentation's hooks reference
+(docs/pack-authors/hooks.md) is rendered from these docstrings; tests/test_hooks.py exercises each hook.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ def poggio_tools():
     pydantic ``Field(description=...)``) become the input schema. The return annotation, a pydantic
     model, becomes the output schema; the tool returns a :class:`poggio.ToolResult` with that model
     and a readable text rendering, optionally followed by attachments (:class:`poggio.Image`,
-    :class:`poggio.Audio`, :class:`poggio.Resource`). Tools run in a worker thread with a database
-    connection open; every query must be scoped by ``ctx.workspace_id``."""
+    :class:`poggio.Audio`, :class:`poggio.Resource`). Tools run with a database connection open and a
+    time limit: on SQLite on the MCP server's event loop, on PostgreSQL in a worker thread; a tool that
+    may block otherwise (a network call, a long computation) declares ``@tool(..., thread=True)``. Every
+    query must be scoped by ``ctx.workspace_id``."""
 
 
 @hookspec

@@ -38,7 +38,7 @@ packages = ["{module}"]
 '''
 
 MODULE = '''\
-"""{title}: a tool pack for Poggio. README.md of Poggio ("Writing a tool pack") documents every hook."""
+"""{title}: a tool pack for Poggio. Poggio's documentation (docs/pack-authors/) documents every hook."""
 
 from typing import Annotated
 

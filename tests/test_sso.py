@@ -1,7 +1,7 @@
 """Single sign-on in the core: the ID token's checks (signature, issuer, audience, expiry, nonce), the
 role mapping, the sealed client secret, and a demotion by the provider ending the grants the
 demoted admin approved (as a demotion in Poggio does). The flow through a real provider is
-tests/e2e/test_sso.py."""
+tests/e2e/test_sso_browser.py."""
 
 from __future__ import annotations
 

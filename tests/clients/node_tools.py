@@ -21,6 +21,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import subprocess
 import tempfile
 import threading
@@ -33,6 +34,11 @@ ROOT = Path(__file__).resolve().parents[2]
 ENSURE_SCRIPT = ROOT / "scripts" / "node" / "ensure-node.sh"
 NODE_DIR = Path(os.environ.get("POGGIO_NODE_DIR", ROOT / "build" / "node"))
 AUTH_PRELOAD = Path(__file__).resolve().parent / "conformance" / "auth-preload.mjs"
+# The commands the client pages of the documentation show (included from these files): the tests run them.
+INSPECTOR_CLI_EXAMPLE = ROOT / "examples" / "clients" / "inspector-cli.sh"
+DESKTOP_CONFIG_EXAMPLE = ROOT / "examples" / "clients" / "claude_desktop_config.json"
+EXAMPLE_URL = "http://127.0.0.1:8001/mcp"
+EXAMPLE_TOKEN = "pgo_..."
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -92,6 +98,29 @@ def node_env(home: str | os.PathLike[str] | None = None) -> tuple[str, dict[str,
 
 
 # ------------------------------------------------------------------------------------------ inspector
+def documented_inspector_args(url: str, method: str, token: str | None) -> tuple[list[str], list[str]]:
+    """The Inspector CLI arguments of ``examples/clients/inspector-cli.sh`` (after ``npx PACKAGE``) for
+    this server, method and token: (everything before ``--header``, the header arguments)."""
+    text = "\n".join(line for line in INSPECTOR_CLI_EXAMPLE.read_text().splitlines() if not line.startswith("#"))
+    argv = shlex.split(text.replace("\\\n", " "))
+    assert argv[:2] == ["npx", "@modelcontextprotocol/inspector"], argv
+    args = [url if a == EXAMPLE_URL else a for a in argv[2:]]
+    args[args.index("--method") + 1] = method
+    at = args.index("--header")
+    header = [a.replace(EXAMPLE_TOKEN, token) for a in args[at:]] if token is not None else []
+    return args[:at], header
+
+
+def documented_desktop_bridge(url: str, token: str) -> tuple[list[str], dict[str, str]]:
+    """The mcp-remote arguments (after ``mcp-remote``) and environment of
+    ``examples/clients/claude_desktop_config.json`` for this server and token."""
+    server = json.loads(DESKTOP_CONFIG_EXAMPLE.read_text())["mcpServers"]["poggio"]
+    assert server["command"] == "npx" and server["args"][0] == "mcp-remote", server
+    args = [url if a == EXAMPLE_URL else a for a in server["args"][1:]]
+    env = {k: v.replace(EXAMPLE_TOKEN, token) for k, v in server["env"].items()}
+    return args, env
+
+
 def run_inspector_cli(url: str, token: str | None, method: str, tool_name: str | None = None,
                       tool_args: dict[str, Any] | None = None, *, extra_args: Sequence[str] = (),
                       output_format: str = "json", timeout: float = 60,
@@ -105,8 +134,8 @@ def run_inspector_cli(url: str, token: str | None, method: str, tool_name: str |
     ``--header`` is variadic, so it comes last: nothing after it may be taken for a header.
     """
     node, env = node_env(home)
-    cmd = [node, str(tool_script("mcp-inspector")), "--cli", url, "--transport", "http",
-           "--method", method, "--stored-auth-only"]
+    documented, header = documented_inspector_args(url, method, token)
+    cmd = [node, str(tool_script("mcp-inspector")), *documented, "--stored-auth-only"]
     if output_format:
         cmd += ["--format", output_format]
     if tool_name is not None:
@@ -114,8 +143,7 @@ def run_inspector_cli(url: str, token: str | None, method: str, tool_name: str |
     if tool_args is not None:
         cmd += ["--tool-args-json", json.dumps(tool_args)]
     cmd += list(extra_args)
-    if token is not None:
-        cmd += ["--header", f"Authorization: Bearer {token}"]
+    cmd += header
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
                           stdin=subprocess.DEVNULL, cwd=env["HOME"])
 
@@ -226,9 +254,10 @@ class McpRemote:
 
     Messages are newline-delimited JSON-RPC on stdin/stdout. mcp-remote logs a lot on stderr
     (``[pid] ...`` lines, the full initialize request); it is drained in the background and kept in
-    :attr:`stderr` for failure messages. ``header_via_env=True`` passes the header as
-    ``Authorization:${POGGIO_AUTH_HEADER}``, which mcp-remote expands from its environment (its
-    documented workaround for hosts that mangle spaces in args; also keeps the token out of ``ps``).
+    :attr:`stderr` for failure messages. ``header_via_env=True`` runs it as
+    ``examples/clients/claude_desktop_config.json`` says, the header as ``Authorization:${POGGIO_AUTH}``,
+    which mcp-remote expands from its environment (its documented workaround for hosts that mangle
+    spaces in args; also keeps the token out of ``ps``).
     """
 
     def __init__(self, url: str, token: str | None, *, header_via_env: bool = False,
@@ -249,14 +278,16 @@ class McpRemote:
     # -- lifecycle
     def __enter__(self) -> McpRemote:
         node, env = node_env(self.home)
-        cmd = [node, str(tool_script("mcp-remote")), self.url]
-        if self.token is not None:
-            if self.header_via_env:
-                env["POGGIO_AUTH_HEADER"] = f"Bearer {self.token}"
-                cmd += ["--header", "Authorization:${POGGIO_AUTH_HEADER}"]
-            else:
+        cmd = [node, str(tool_script("mcp-remote"))]
+        if self.token is not None and self.header_via_env:
+            args, documented_env = documented_desktop_bridge(self.url, self.token)
+            env.update(documented_env)
+            cmd += [*args, *self.extra_args]
+        else:
+            cmd += [self.url]
+            if self.token is not None:
                 cmd += ["--header", f"Authorization: Bearer {self.token}"]
-        cmd += ["--transport", "http-only", *self.extra_args]
+            cmd += ["--transport", "http-only", *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1, env=env, cwd=env["HOME"])
         threading.Thread(target=self._pump_stdout, daemon=True).start()
