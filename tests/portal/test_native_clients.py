@@ -55,10 +55,12 @@ CLIENTS = [
     RealClient("Zed, port-less loopback", ["http://127.0.0.1/callback"], "http://127.0.0.1:27523/callback",
                "native", "native"),
     RealClient("MCP Inspector", ["http://127.0.0.1:6276/oauth/callback"], "http://127.0.0.1:6276/oauth/callback",
-               None, "native"),
+               "native", "native"),  # BaseOAuthClientProvider.clientMetadata in Inspector 2.12 sends native
     RealClient("mcp-remote", ["http://localhost:3334/oauth/callback"], "http://localhost:5173/oauth/callback",
                None, "native"),
     RealClient("Python SDK", ["http://[::1]:8765/callback"], "http://[::1]:9876/callback", None, "native"),
+    RealClient("TypeScript SDK", ["http://127.0.0.1:49500/callback"], "http://127.0.0.1:49500/callback", "native",
+               "native"),  # the app's own metadata, as tests/clients/ts_sdk_oauth.mjs sends it
     RealClient("A native app's private-use scheme", ["com.example.app:/callback"], "com.example.app:/callback",
                "native", "native"),
 ]
