@@ -2,13 +2,18 @@
 // the way the SDK's own examples do: an OAuthClientProvider kept in memory, a loopback redirect URI on
 // a port of its own (RFC 8252 §7.3), application_type "native", no client secret.
 //
-//   node ts_sdk_oauth.mjs <mcp-url> --package sdk|client [--era legacy|modern]
+//   node ts_sdk_oauth.mjs <mcp-url> --package sdk|client [--era legacy|modern] [--metadata-url URL]
+//                         [--step-up yes]
 //
 // --package sdk     @modelcontextprotocol/sdk 1.x: Client + StreamableHTTPClientTransport, finishAuth(code)
 // --package client  @modelcontextprotocol/client 2.x: the same, finishAuth(URLSearchParams), which checks
 //                   the authorization response's `iss` (RFC 9207) against the server's metadata itself
 // --era             client 2.x only: "legacy" (initialize, its default) or "modern" (pinned to 2026-07-28,
 //                   server/discover)
+// --metadata-url    a Client ID Metadata Document (https) to offer as client_id instead of registering;
+//                   it must list this app's redirect URI (a port-less loopback one matches any port)
+// --step-up yes     after reading, call update_account (a write): the server answers 403
+//                   insufficient_scope, the SDK authorizes again for more, the call is repeated
 //
 // The packages are found in $POGGIO_NODE_MODULES (build/node/node_modules), by their package.json
 // "exports" ("import" condition), since this file does not live beside them.
@@ -23,6 +28,9 @@
 //   {"event":"connected","protocol_version":...,"server":{...}}
 //   {"event":"tools","names":[...]}
 //   {"event":"called","result":{...}}              tools/call get_account {"domain": "example.com"}
+//   {"event":"authorize",...} {"event":"callback",...} {"event":"token",...}   again, for the step-up
+//   {"event":"changed","result":{...}}             tools/call update_account, after the step-up
+//   {"event":"refused","message":...}              or the SDK gave up on the 403 without asking again
 //   {"event":"done"}                               exit 0
 //   {"event":"error","message":...}                exit 1
 import { readFileSync } from "node:fs";
@@ -39,7 +47,7 @@ function say(event, fields = {}) {
 
 function parseArgs(argv) {
   const [url, ...rest] = argv;
-  const options = { url, package: "sdk", era: "legacy" };
+  const options = { url, package: "sdk", era: "legacy", "metadata-url": "", "step-up": "no" };
   for (let i = 0; i < rest.length; i += 2) {
     const name = rest[i].replace(/^--/, "");
     if (!(name in options) || rest[i + 1] === undefined) throw new Error(`unknown or incomplete option ${rest[i]}`);
@@ -81,10 +89,11 @@ async function loadSdk(pkg) {
            UnauthorizedError: auth.UnauthorizedError };
 }
 
-/** The app's loopback redirect URI: an HTTP server on 127.0.0.1, on a port the system picks. */
+/** The app's loopback redirect URI: an HTTP server on 127.0.0.1, on a port the system picks.
+ * ``next()`` is the query of the next request to it, in order of arrival. */
 function startCallbackServer() {
-  let deliver;
-  const received = new Promise((resolve) => { deliver = resolve; });
+  const arrived = [];
+  const waiting = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, "http://127.0.0.1");
     if (url.pathname !== CALLBACK_PATH) {
@@ -93,23 +102,29 @@ function startCallbackServer() {
     }
     res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" })
       .end("<!doctype html><title>Signed in</title><p>You can close this window.</p>");
-    deliver(url.searchParams);
+    if (waiting.length) waiting.shift()(url.searchParams);
+    else arrived.push(url.searchParams);
   });
+  const next = () => Promise.race([
+    arrived.length ? Promise.resolve(arrived.shift()) : new Promise((resolve) => waiting.push(resolve)),
+    new Promise((_, reject) => setTimeout(() => reject(new Error("no sign-in within the time allowed")),
+                                          WAIT_FOR_SIGN_IN_MS).unref()),
+  ]);
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const redirectUri = `http://127.0.0.1:${server.address().port}${CALLBACK_PATH}`;
-      resolve({ server, redirectUri, received });
+      resolve({ server, redirectUri, next });
     });
   });
 }
 
 /** OAuthClientProvider (the same interface in 1.x and 2.x), everything in memory. */
 class MemoryProvider {
-  constructor(redirectUri, onAuthorize) {
+  constructor(redirectUri, metadataUrl, onAuthorize) {
     this._redirectUri = redirectUri;
+    if (metadataUrl) this.clientMetadataUrl = metadataUrl;
     this._onAuthorize = onAuthorize;
-    this._state = crypto.randomUUID();
   }
 
   get redirectUrl() { return this._redirectUri; }
@@ -125,7 +140,10 @@ class MemoryProvider {
     };
   }
 
-  state() { return this._state; }
+  state() {
+    this.lastState = crypto.randomUUID();
+    return this.lastState;
+  }
   clientInformation() { return this._client; }
   saveClientInformation(info) {
     this._client = info;
@@ -164,42 +182,41 @@ function newClient(sdk, options) {
   return new sdk.Client({ name: "poggio-ts-sdk-oauth", version: "1.0.0" }, clientOptions);
 }
 
+/** Wait for the person's answer on the redirect URI, check it, and redeem the code on ``transport``. */
+async function finishSignIn(options, provider, callback, transport) {
+  const params = await callback.next();
+  say("callback", { params: Object.fromEntries(params) });
+  if (params.get("state") !== provider.lastState) throw new Error(`state mismatch: ${params.get("state")}`);
+  if (params.get("error")) throw new Error(`authorization refused: ${params.get("error")}`);
+  if (options.package === "client") await transport.finishAuth(params); // checks iss itself
+  else await transport.finishAuth(params.get("code"));
+}
+
 async function main() {
   const options = parseArgs(process.argv.slice(2));
   const sdk = await loadSdk(options.package);
   const callback = await startCallbackServer();
   say("listening", { redirect_uri: callback.redirectUri });
-  let authorizeUrl;
-  const provider = new MemoryProvider(callback.redirectUri, (url) => {
-    authorizeUrl = url;
+  let authorizations = 0;
+  const provider = new MemoryProvider(callback.redirectUri, options["metadata-url"], (url) => {
+    authorizations += 1;
     say("authorize", { url: url.href });
   });
 
   try {
     // First connection: no tokens, so the server answers 401; the SDK discovers the authorization
-    // server, registers, and hands the authorization URL to redirectToAuthorization.
+    // server, registers (or offers its metadata document), and hands over the authorization URL.
     const first = newTransport(sdk, options, provider);
     let connected = false;
     try {
       await newClient(sdk, options).connect(first);
       connected = true;
     } catch (error) {
-      if (!(error instanceof sdk.UnauthorizedError) || !authorizeUrl) throw error;
+      if (!(error instanceof sdk.UnauthorizedError) || authorizations !== 1) throw error;
     }
     if (connected) throw new Error("the server let an unauthenticated client connect");
-
-    const params = await Promise.race([
-      callback.received,
-      new Promise((_, reject) => setTimeout(() => reject(new Error("no sign-in within the time allowed")),
-                                            WAIT_FOR_SIGN_IN_MS).unref()),
-    ]);
-    say("callback", { params: Object.fromEntries(params) });
-    if (params.get("state") !== provider.state()) throw new Error(`state mismatch: ${params.get("state")}`);
-    if (params.get("error")) throw new Error(`authorization refused: ${params.get("error")}`);
-
     // On the transport whose 401 started the flow (it keeps the challenge's resource metadata URL).
-    if (options.package === "client") await first.finishAuth(params); // checks iss itself
-    else await first.finishAuth(params.get("code"));
+    await finishSignIn(options, provider, callback, first);
 
     const client = newClient(sdk, options);
     await client.connect(newTransport(sdk, options, provider));
@@ -212,6 +229,23 @@ async function main() {
     say("tools", { names: listed.tools.map((t) => t.name) });
     const result = await client.callTool({ name: "get_account", arguments: { domain: "example.com" } });
     say("called", { result });
+
+    if (options["step-up"] === "yes") {
+      const change = { name: "update_account", arguments: { domain: "example.com", employees: 4321 } };
+      let stepped = false;
+      try {
+        await client.callTool(change);
+        throw new Error("a write went through on a read-only grant");
+      } catch (error) {
+        if (error instanceof sdk.UnauthorizedError && authorizations === 2) stepped = true;
+        else if (error?.message?.includes("403")) say("refused", { message: error.message }); // no step-up
+        else throw error;
+      }
+      if (stepped) {
+        await finishSignIn(options, provider, callback, client.transport);
+        say("changed", { result: await client.callTool(change) });
+      }
+    }
     await client.close();
     say("done");
   } finally {
