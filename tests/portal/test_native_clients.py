@@ -58,7 +58,8 @@ CLIENTS = [
                "native", "native"),  # BaseOAuthClientProvider.clientMetadata in Inspector 2.12 sends native
     RealClient("mcp-remote", ["http://localhost:3334/oauth/callback"], "http://localhost:5173/oauth/callback",
                "native", "native"),  # 0.15.1: its bundled client 2.x derives native (resolveClientMetadata)
-    RealClient("Python SDK", ["http://[::1]:8765/callback"], "http://[::1]:9876/callback", None, "native"),
+    RealClient("Python SDK", ["http://[::1]:8765/callback"], "http://[::1]:9876/callback", "native",
+               "native"),  # mcp 2.3: OAuthClientMetadata.application_type defaults to native
     RealClient("TypeScript SDK", ["http://127.0.0.1:49500/callback"], "http://127.0.0.1:49500/callback", "native",
                "native"),  # the app's own metadata, as tests/clients/ts_sdk_oauth.mjs sends it
     RealClient("A native app's private-use scheme", ["com.example.app:/callback"], "com.example.app:/callback",
