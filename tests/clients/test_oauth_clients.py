@@ -8,14 +8,15 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx
 import pytest
 from node_tools import McpRemote, run_inspector_cli
-from oauth_support import ALL_TOOLS, chromium, oauth_stack, sign_in_and_approve
+from oauth_support import ALL_TOOLS, FormPerson, chromium, oauth_stack, sign_in_and_approve
 
-from poggio.models import OAuthClient
+from poggio.models import OAuthClient, OAuthGrant
 from poggio.tokens import TokenRejected, generate
 
 pytestmark = pytest.mark.clients
@@ -137,3 +138,47 @@ def test_mcp_remote_with_an_invalid_api_token_header_asks_for_a_sign_in(stack, t
     assert OAuthClient.select().count() == before + 1  # it registered itself
     report("mcp-remote with an unknown API token in --header: starts an OAuth sign-in (registers, prints and "
            "opens the authorization URL); it does not show that the token is invalid")
+
+
+def test_mcp_remote_signs_in_with_the_portal_forms_and_steps_up(stack, tmp_path, opened, report):
+    """The same sign-in without a browser (FormPerson posts the portal's forms; the redirect, with
+    ``iss``, is followed to mcp-remote's callback port), so it runs wherever Node does. Then a write:
+    403 insufficient_scope, mcp-remote opens a second authorization for what it has plus
+    accounts:write, the admin approves the addition, and the call it held is answered."""
+    person = FormPerson(stack)  # approves reads only, the first time
+    try:
+        with McpRemote(stack.mcp_url, None, home=tmp_path / "home", default_timeout=60) as bridge, \
+                ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(bridge.initialize)
+            url = _wait_for(lambda: opened.exists() and opened.read_text().strip(), 30, "mcp-remote to open a browser")
+            asked = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+            back = person.approve(url)
+            assert back.startswith(asked["redirect_uri"] + "?"), back
+            assert parse_qs(urlsplit(back).query)["iss"] == [stack.oauth_metadata()["issuer"]]  # RFC 9207
+            assert httpx.get(back, timeout=10).status_code == 200  # lands on mcp-remote's callback server
+            assert pending.result(timeout=60)["result"]["serverInfo"]["name"] == "Poggio"
+            assert {t["name"] for t in bridge.list_tools()["result"]["tools"]} == ALL_TOOLS
+
+            person.writes = {"accounts"}  # this time the admin approves the change asked for
+            change = pool.submit(bridge.call_tool, "update_account", {"domain": "example.com", "employees": 77})
+            again = _wait_for(lambda: opened.read_text().split()[1:], 30, "mcp-remote to ask again")[0]
+            assert "accounts:write" in parse_qs(urlsplit(again).query)["scope"][0].split()
+            back = person.approve(again)
+            assert httpx.get(back, timeout=10).status_code == 200
+            answer = change.result(timeout=60)["result"]
+            assert not answer["isError"] and "77 employees" in answer["content"][0]["text"], answer
+    finally:
+        person.close()
+    assert "Already granted" in person.consents[1]
+    row = OAuthClient.get(OAuthClient.client_id == asked["client_id"])
+    metadata = json.loads(row.metadata)
+    assert row.name == "MCP CLI Proxy" and row.kind == "dynamic" and row.application_type == "native"
+    assert metadata["token_endpoint_auth_method"] == "none"
+    assert metadata["redirect_uris"] == [asked["redirect_uri"]]
+    assert urlsplit(asked["redirect_uri"]).hostname == "localhost"
+    assert urlsplit(asked["redirect_uri"]).path == "/oauth/callback"
+    grants = list(OAuthGrant.select().where(OAuthGrant.client == row))
+    assert len(grants) == 1 and "accounts:write" in grants[0].packs.split(",")
+    report("mcp-remote (no header, portal forms without a browser): registration as a native app "
+           f"({asked['redirect_uri']}), iss on the redirect, tools/list; a write steps up: second authorization, "
+           "addition approved, the held call answered")

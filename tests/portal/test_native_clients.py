@@ -55,10 +55,13 @@ CLIENTS = [
     RealClient("Zed, port-less loopback", ["http://127.0.0.1/callback"], "http://127.0.0.1:27523/callback",
                "native", "native"),
     RealClient("MCP Inspector", ["http://127.0.0.1:6276/oauth/callback"], "http://127.0.0.1:6276/oauth/callback",
-               None, "native"),
+               "native", "native"),  # BaseOAuthClientProvider.clientMetadata in Inspector 2.12 sends native
     RealClient("mcp-remote", ["http://localhost:3334/oauth/callback"], "http://localhost:5173/oauth/callback",
-               None, "native"),
-    RealClient("Python SDK", ["http://[::1]:8765/callback"], "http://[::1]:9876/callback", None, "native"),
+               "native", "native"),  # 0.15.1: its bundled client 2.x derives native (resolveClientMetadata)
+    RealClient("Python SDK", ["http://[::1]:8765/callback"], "http://[::1]:9876/callback", "native",
+               "native"),  # mcp 2.3: OAuthClientMetadata.application_type defaults to native
+    RealClient("TypeScript SDK", ["http://127.0.0.1:49500/callback"], "http://127.0.0.1:49500/callback", "native",
+               "native"),  # the app's own metadata, as tests/clients/ts_sdk_oauth.mjs sends it
     RealClient("A native app's private-use scheme", ["com.example.app:/callback"], "com.example.app:/callback",
                "native", "native"),
 ]
@@ -302,3 +305,49 @@ def test_a_metadata_url_longer_than_a_client_id_may_be_is_refused_before_any_fet
         assert document.requests == 0 and OAuthClient.select().count() == 0
     finally:
         document.close()
+
+
+def test_chatgpt_by_metadata_document_with_private_key_jwt(admin, trusted_tls):
+    """ChatGPT's preferred shape (CLIENTS.md): a Client ID Metadata Document for a web app with its
+    https connector callback, ``token_endpoint_auth_method: private_key_jwt`` and a ``jwks_uri``;
+    its token request is authenticated with an assertion it signs, and nothing else will do."""
+    import time
+
+    from joserfc import jwt
+    from joserfc.jwk import KeySet, RSAKey
+
+    from portal.client_auth import published
+
+    published.clear()  # key sets kept by an earlier test's server on a port now reused
+    key = RSAKey.generate_key(2048, parameters={"kid": "chatgpt-1", "use": "sig"})
+    callback = "https://chatgpt.com/connector/oauth/a1b2c3d4"
+    server = MetadataDocumentServer(*trusted_tls, {
+        "client_name": "ChatGPT", "redirect_uris": [callback], "application_type": "web",
+        "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
+        "token_endpoint_auth_method": "private_key_jwt"}, files={"/jwks.json": KeySet([key]).as_dict(private=False)})
+    server.document["jwks_uri"] = f"{server.origin}/jwks.json"
+    try:
+        verifier, challenge = pkce()
+        _, answer = approve(admin, authorize_url(server.client_id, callback, challenge))
+        assert answer.status_code == 302 and answer.headers["Location"].startswith(callback + "?")
+        params = {k: v[0] for k, v in parse_qs(urlsplit(answer.headers["Location"]).query).items()}
+        assert params["iss"] and params["state"] == "st4te"
+        row = OAuthClient.get(OAuthClient.client_id == server.client_id)
+        assert row.kind == "metadata" and row.application_type == "web"
+        assert json.loads(row.metadata)["token_endpoint_auth_method"] == "private_key_jwt"
+
+        unsigned = exchange(admin, server.client_id, params["code"], verifier, callback)
+        assert unsigned.status_code == 401 and unsigned.get_json()["error"] == "invalid_client"
+        now = int(time.time())
+        claims = {"iss": server.client_id, "sub": server.client_id, "aud": f"{params['iss']}/oauth/token",
+                  "iat": now, "exp": now + 60, "jti": secrets.token_urlsafe(16)}
+        signed = jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
+        tokens = admin.client.post("/oauth/token", data={
+            "grant_type": "authorization_code", "code": params["code"], "client_id": server.client_id,
+            "redirect_uri": callback, "code_verifier": verifier, "resource": MCP,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": signed})
+        assert tokens.status_code == 200, tokens.get_json()
+        assert tokens.get_json()["access_token"].startswith("pgoa_")
+    finally:
+        server.close()
