@@ -137,6 +137,8 @@ def export_writes(workspace_id: int, since=None, until=None, fmt: str = "jsonl")
     import csv
     import io
 
+    from poggio.display import cell
+
     if fmt == "jsonl":
         for event in write_events(workspace_id, since, until):
             yield json.dumps(event, separators=(",", ":"), default=str) + "\n"
@@ -147,9 +149,8 @@ def export_writes(workspace_id: int, since=None, until=None, fmt: str = "jsonl")
     for event in write_events(workspace_id, since, until):
         row = {**event, "before": json.dumps(event["before"], default=str),
                "after": json.dumps(event["after"], default=str)}
-        for key in ("actor", "target", "before", "after"):  # what a spreadsheet would run as a formula
-            if str(row[key])[:1] in ("=", "+", "-", "@", "\t", "\r"):
-                row[key] = "'" + str(row[key])
+        for key in ("actor", "tool", "target", "before", "after"):  # no control character, no formula
+            row[key] = cell(row[key])
         writer.writerow(row)
         yield buffer.getvalue()
         buffer.seek(0)

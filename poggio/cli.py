@@ -15,6 +15,7 @@ import click
 from poggio import __version__, scopes
 from poggio.audit import Actor
 from poggio.db import refresh_statistics
+from poggio.display import visible
 from poggio.errors import InvalidInput, NotFound, PoggioError
 from poggio.settings import Settings, SettingsError, load_settings
 
@@ -131,7 +132,8 @@ def workspace_create(app: App, slug: str, name: str, mcp: bool) -> None:
 
     app.db()
     ws = create_workspace(slug, name, mcp, Actor.cli())
-    click.echo(f"Created workspace {ws.slug} ({ws.name}); MCP {'enabled' if ws.mcp_enabled else 'not enabled'}.")
+    click.echo(f"Created workspace {ws.slug} ({visible(ws.name)}); "
+               f"MCP {'enabled' if ws.mcp_enabled else 'not enabled'}.")
 
 
 @workspace.command("entitle")
@@ -168,7 +170,7 @@ def user_create(app: App, email: str, slug: str, role: str, name: str, password:
 
     ws = app.workspace(slug)
     created = create_user(email, password, ws, role, Actor.cli(), name=name)
-    click.echo(f"{created.email} is {role} of {ws.slug}.")
+    click.echo(f"{visible(created.email)} is {role} of {ws.slug}.")
 
 
 def _user(app: App, email: str):
@@ -192,7 +194,7 @@ def user_password(app: App, email: str, password: str) -> None:
     from poggio.workspaces import change_password
 
     changed = change_password(_user(app, email), password, Actor.cli())
-    click.echo(f"New password set for {changed.email}; their portal sessions have ended.")
+    click.echo(f"New password set for {visible(changed.email)}; their portal sessions have ended.")
 
 
 @user.command("remove")
@@ -206,7 +208,7 @@ def user_remove(app: App, email: str, slug: str) -> None:
 
     ws = app.workspace(slug)
     removed = remove_user(_user(app, email), ws, Actor.cli())
-    click.echo(f"{removed.email} removed from {ws.slug}{'' if removed.is_active else ' and deactivated'}.")
+    click.echo(f"{visible(removed.email)} removed from {ws.slug}{'' if removed.is_active else ' and deactivated'}.")
 
 
 # -- token -----------------------------------------------------------------------------------------------
@@ -262,7 +264,7 @@ def token_list(app: App, slug: str) -> None:
     for t in rows:
         capped = " (shortened by policy)" if t.expiry_capped_at and t.revoked_at is None else ""
         click.echo(
-            f"{t.id:>5}  {t.name[:30]:30}  {t.masked:12}  {status(t):9}  "
+            f"{t.id:>5}  {visible(t.name)[:30]:30}  {t.masked:12}  {status(t):9}  "
             f"{t.expires_at.strftime('%Y-%m-%d %H:%M') if t.expires_at else 'never':16}  "
             f"{t.last_used_at.strftime('%Y-%m-%d %H:%M') if t.last_used_at else '-':16}  "
             f"{scopes.describe(scopes.parse(t.packs))}{capped}"
@@ -398,15 +400,15 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
         click.echo(f"{'ID':>6}  {'APP':30}  {'APPROVED BY':25}  {'STATUS':8}  {'CREATED':16}  {'LAST USED':16}  PACKS")
         for g in grants:
             state = "revoked" if g.revoked_at else "expired" if g.expires_at and g.expires_at <= now else "active"
-            who = g.user.email if g.user_id else "-"
-            click.echo(f"{'g' + str(g.id):>6}  {g.client.name[:30]:30}  {who[:25]:25}  {state:8}  "
+            who = visible(g.user.email) if g.user_id else "-"
+            click.echo(f"{'g' + str(g.id):>6}  {visible(g.client.name)[:30]:30}  {who[:25]:25}  {state:8}  "
                        f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  "
                        f"{scopes.describe(scopes.parse(g.packs))}")
     if clients:
         click.echo("OAuth clients (client_credentials)")
         click.echo(f"{'ID':>6}  {'NAME':30}  {'CLIENT ID':30}  {'STATUS':8}  {'CREATED':16}  PACKS")
         for c in clients:
-            click.echo(f"{'c' + str(c.id):>6}  {c.name[:30]:30}  {c.client_id:30}  "
+            click.echo(f"{'c' + str(c.id):>6}  {visible(c.name)[:30]:30}  {visible(c.client_id):30}  "
                        f"{'revoked' if c.revoked_at else 'active':8}  {stamp(c.created_at):16}  "
                        f"{scopes.describe(scopes.parse(c.packs))}")
 
@@ -474,7 +476,7 @@ def import_command(app: App, kind: str, file: Path, slug: str) -> None:
                             progress=lambda read: bar.update(read - bar.pos))
     if report.errors:
         for line, column, message in report.errors[:MAX_REPORTED]:
-            click.echo(f"{file.name}:{line}: {column}: {message}", err=True)
+            click.echo(f"{visible(file.name)}:{line}: {visible(column)}: {visible(message)}", err=True)
         more = len(report.errors) - MAX_REPORTED
         if more > 0:
             click.echo(f"... and {more} more", err=True)
@@ -518,7 +520,7 @@ def demo_command(app: App, slug: str, accounts: int, seed: int) -> None:
         if pack not in closed:
             bar.__exit__(None, None, None)
     for pack, reason in result.failures.items():
-        click.echo(f"Tool pack {pack} failed to add demo data and was skipped: {reason}", err=True)
+        click.echo(f"Tool pack {pack} failed to add demo data and was skipped: {visible(reason)}", err=True)
     if result.seeded:
         click.echo(f"Demo workspace {result.workspace.slug}: {accounts:,} accounts in "
                    f"{time.monotonic() - started:.1f}s.")
@@ -542,13 +544,13 @@ def packs_list(app: App) -> None:
     registry = app.registry
     for name, pack in registry.packs.items():
         read_only = {t.name: t.read_only for t in pack.tools}
-        click.echo(f"{name} {pack.info.version}  {pack.info.title}: {pack.info.description}")
+        click.echo(visible(f"{name} {pack.info.version}  {pack.info.title}: {pack.info.description}"))
         for t in pack.tools:
-            click.echo(f"    {t.name}{'' if read_only[t.name] else ' (writes)'}  {t.title}")
+            click.echo("    " + visible(f"{t.name}{'' if read_only[t.name] else ' (writes)'}  {t.title}"))
         if pack.importers:
             click.echo(f"    poggio import {' | '.join(i.kind for i in pack.importers)}")
     for name, reason in sorted(registry.errors.items()):
-        click.echo(f"{name}  FAILED: {reason}")
+        click.echo(visible(f"{name}  FAILED: {reason}"))
     if not registry.packs and not registry.errors:
         click.echo("No tool packs installed.")
 
