@@ -322,14 +322,31 @@ def token_rotate(app: App, slug: str, name_or_id: str, grace: str) -> None:
                    "what lives longer to the new maximum.")
 @click.option("--allow-no-expiry/--no-allow-no-expiry", default=None,
               help="Whether tokens without expiry may be created (never with a maximum lifetime).")
+@click.option("--apps", type=click.Choice(["any", "listed"]), default=None,
+              help="Which apps may connect: any, or only those listed with --allow-app. Apps no longer "
+                   "allowed are disconnected.")
+@click.option("--allow-app", "allow_apps", multiple=True, metavar="URL_OR_PREFIX",
+              help="An app allowed under --apps listed: its client metadata URL (https; ending in / for every "
+                   "URL under it) or the client id of a registered app (pgc_...). Repeat for more; replaces "
+                   "the list. A self-registered app's name is its own claim, so it is listed by client id.")
+@click.option("--app-access", type=click.Choice(["admins", "members"]), default=None,
+              help="Who may connect apps: admins, or members too (each member's request needs an admin's "
+                   "approval: poggio oauth requests / approve / deny).")
 @pass_app
 @friendly_errors
 def workspace_policy(app: App, slug: str, default_expiry: str | None, max_lifetime: str | None,
-                     allow_no_expiry: bool | None) -> None:
-    """Show, or change, the workspace's token policy."""
+                     allow_no_expiry: bool | None, apps: str | None, allow_apps: tuple[str, ...],
+                     app_access: str | None) -> None:
+    """Show, or change, the workspace's token policy and app policy."""
+    from poggio.app_access import AppPolicy, set_app_policy
     from poggio.policy import Policy, set_policy
 
     ws = app.workspace(slug)
+    if apps is not None or allow_apps or app_access is not None:
+        ws, ended = set_app_policy(ws, Actor.cli(), apps=apps, allowed=list(allow_apps) if allow_apps else None,
+                                   access=app_access)
+        if ended:
+            click.echo(f"{ended} connected app(s) are no longer allowed by the app policy: disconnected.", err=True)
     if default_expiry is not None or max_lifetime is not None or allow_no_expiry is not None:
         ws, capped = set_policy(ws, Actor.cli(), default_expiry=... if default_expiry is None else default_expiry,
                                 max_lifetime=... if max_lifetime is None else max_lifetime,
@@ -338,6 +355,10 @@ def workspace_policy(app: App, slug: str, default_expiry: str | None, max_lifeti
             click.echo(f"{capped} token(s) or connected app(s) lived longer than the new maximum: they now "
                        "expire at it.", err=True)
     click.echo(f"{ws.slug}: {Policy.of(ws).describe()}.")
+    rules = AppPolicy.of(ws)
+    click.echo(f"{ws.slug}: {rules.describe()}.")
+    for entry in rules.allowed:
+        click.echo(f"    allowed: {visible(entry)}")
 
 
 @main.group()
@@ -399,7 +420,9 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
         click.echo("Connected apps")
         click.echo(f"{'ID':>6}  {'APP':30}  {'APPROVED BY':25}  {'STATUS':8}  {'CREATED':16}  {'LAST USED':16}  PACKS")
         for g in grants:
-            state = "revoked" if g.revoked_at else "expired" if g.expires_at and g.expires_at <= now else "active"
+            state = ("denied" if g.approval == "denied" else "revoked" if g.revoked_at
+                     else "expired" if g.expires_at and g.expires_at <= now
+                     else "pending" if g.approval == "pending" else "active")
             who = visible(g.user.email) if g.user_id else "-"
             click.echo(f"{'g' + str(g.id):>6}  {visible(g.client.name)[:30]:30}  {who[:25]:25}  {state:8}  "
                        f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  "
@@ -431,6 +454,62 @@ def oauth_revoke(app: App, slug: str, ident: str) -> None:
     client = service.workspace_client(ws, ident[1:] if ident.startswith("c") and ident[1:].isdigit() else ident)
     service.revoke_client(client, Actor.cli())
     click.echo(f"Revoked OAuth client {client.name!r} ({client.client_id}).")
+
+
+@oauth.command("requests")
+@click.option("--workspace", "slug", required=True)
+@pass_app
+@friendly_errors
+def oauth_requests(app: App, slug: str) -> None:
+    """Members' pending requests for apps: approve or deny each with its id."""
+    from poggio.app_access import identity, requests
+
+    ws = app.workspace(slug)
+    pending = requests(ws)
+    if not pending:
+        click.echo("No pending requests.")
+        return
+    click.echo(f"{'ID':>6}  {'APP':30}  {'REQUESTER':30}  {'REQUESTED':16}  PACKS")
+    for g in pending:
+        known = identity(g.client)
+        app_name = visible(g.client.name)[:30]
+        click.echo(f"{'g' + str(g.id):>6}  {app_name:30}  {visible(g.user.email if g.user_id else '-')[:30]:30}  "
+                   f"{g.created_at.strftime('%Y-%m-%d %H:%M'):16}  {scopes.describe(scopes.parse(g.packs))}")
+        click.echo(f"{'':>6}  {visible(g.client.client_id)}: {known.label}")
+        if known.warning:
+            click.echo(f"{'':>6}  Warning: {visible(known.warning)}")
+
+
+def _decide(app: App, slug: str, ident: str, approve: bool) -> None:
+    from poggio.app_access import decide, request_of
+
+    ws = app.workspace(slug)
+    grant = decide(request_of(ws, ident), approve, Actor.cli())
+    who = visible(grant.user.email) if grant.user_id else "its requester"
+    if approve:
+        click.echo(f"Approved {visible(grant.client.name)!s} (g{grant.id}) for {who}: its next call works.")
+    else:
+        click.echo(f"Denied {visible(grant.client.name)!s} (g{grant.id}) for {who}: its access has ended.")
+
+
+@oauth.command("approve")
+@click.option("--workspace", "slug", required=True)
+@click.argument("ident", metavar="ID")
+@pass_app
+@friendly_errors
+def oauth_approve(app: App, slug: str, ident: str) -> None:
+    """Approve a member's request (ID from poggio oauth requests); the app's next call works."""
+    _decide(app, slug, ident, True)
+
+
+@oauth.command("deny")
+@click.option("--workspace", "slug", required=True)
+@click.argument("ident", metavar="ID")
+@pass_app
+@friendly_errors
+def oauth_deny(app: App, slug: str, ident: str) -> None:
+    """Deny a member's request; the app's access ends at once."""
+    _decide(app, slug, ident, False)
 
 
 @oauth.group("client")

@@ -130,6 +130,14 @@ def is_public_address(host: str) -> bool:
     return address.is_global
 
 
+def _may_hold(role: str | None, approval: str | None, app_access: str | None) -> bool:
+    """Whether the person a grant was made for may still hold it: an admin of the workspace, or, for a
+    member's request (``approval`` set), a member while the workspace lets members connect apps.
+    Removed (no role), demoted, or under a policy that no longer lets them: the grant ends."""
+    return role == "admin" or (role == "member" and approval is not None and approval != "denied"
+                               and app_access == "members")
+
+
 @dataclass(frozen=True)
 class IssuedSecret:
     client: OAuthClient
@@ -147,9 +155,9 @@ def _verify_sql(param: str) -> str:
         OAuthToken.select(
             OAuthToken.access_expires_at, OAuthToken.revoked_at,
             OAuthGrant.id, OAuthGrant.packs, OAuthGrant.resource, OAuthGrant.expires_at, OAuthGrant.revoked_at,
-            OAuthGrant.user, Membership.role,
+            OAuthGrant.user, Membership.role, OAuthGrant.approval,
             OAuthClient.revoked_at, OAuthClient.name,
-            Workspace.id, Workspace.slug, Workspace.name, Workspace.mcp_enabled,
+            Workspace.id, Workspace.slug, Workspace.name, Workspace.mcp_enabled, Workspace.app_access,
         )
         .join(OAuthGrant).join(OAuthClient)
         .switch(OAuthGrant).join(Workspace)
@@ -308,9 +316,10 @@ class OAuthService:
     # -- authorization codes ---------------------------------------------------------------
     def issue_code(self, *, code: str, client: OAuthClient, user: User, workspace: Workspace, packs,
                    redirect_uri: str, resource: str, code_challenge: str, code_challenge_method: str,
-                   grant_days: int | None, actor: Actor) -> None:
+                   grant_days: int | None, actor: Actor, pending: bool = False) -> None:
         """Store the digest of ``code``, the approval it carries (``packs``: ``{pack: level}``, or pack
-        names to read) and its PKCE challenge."""
+        names to read) and its PKCE challenge. ``pending``: a member's request, which an admin approves
+        or denies later (:mod:`poggio.app_access`)."""
         now = utcnow()
         packs = scopes.format_levels(packs if isinstance(packs, dict) else {p: READ for p in packs})
         with writing():
@@ -321,9 +330,11 @@ class OAuthService:
                 grant_expires_at=policy.cap(
                     workspace, None if grant_days is None else now + dt.timedelta(days=grant_days), now),
                 expires_at=now + dt.timedelta(seconds=self.code_seconds),
+                approval="pending" if pending else None,
             )
-            audit.record("oauth.approved", actor, workspace, target=client.name, client_id=client.client_id,
-                         packs=packs, lasts_days=grant_days if grant_days else "until revoked")
+            audit.record("oauth.requested" if pending else "oauth.approved", actor, workspace, target=client.name,
+                         client_id=client.client_id, packs=packs,
+                         lasts_days=grant_days if grant_days else "until revoked")
 
     def find_code(self, code: str | None, client: OAuthClient) -> OAuthCode | None:
         """The unused, unexpired code issued to ``client``. A code presented a second time revokes the
@@ -353,7 +364,8 @@ class OAuthService:
             # the policy may have tightened since the approval: it decides
             expires_at = policy.cap(Workspace.get_by_id(code.workspace_id), code.grant_expires_at)
             grant = OAuthGrant.create(workspace=code.workspace_id, client=code.client_id, user=code.user_id,
-                                      packs=code.packs, resource=code.resource, expires_at=expires_at)
+                                      packs=code.packs, resource=code.resource, expires_at=expires_at,
+                                      approval=code.approval)
             OAuthCode.update(grant=grant).where(OAuthCode.id == code.id).execute()
         return grant
 
@@ -478,16 +490,18 @@ class OAuthService:
         if row is None:
             raise TokenRejected("invalid")
         (expires_at, revoked_at, grant_id, packs, bound_to, grant_expires, grant_revoked, approver, role,
-         client_revoked, client_name, ws_id, ws_slug, ws_name, mcp_enabled) = row
+         approval, client_revoked, client_name, ws_id, ws_slug, ws_name, mcp_enabled, app_access) = row
         expires_at = OAuthToken.access_expires_at.python_value(expires_at)
         grant_expires = OAuthGrant.expires_at.python_value(grant_expires)
         if (revoked_at is not None or grant_revoked is not None or client_revoked is not None
                 or expires_at <= now or (grant_expires is not None and grant_expires <= now)
                 or bound_to != resource
-                or (approver is not None and role != "admin")):  # the approver is no longer an admin here
+                or (approver is not None and not _may_hold(role, approval, app_access))):
             raise TokenRejected("invalid")
         if not mcp_enabled:
             raise TokenRejected("not_entitled")
+        if approval == "pending":  # a member's request an admin has not decided yet
+            raise TokenRejected("approval_pending")
         scope = scopes.of_text(packs, all_when_empty=False)
         return VerifiedToken(token_id=grant_id, name=client_name, workspace_id=ws_id, workspace_slug=ws_slug,
                              workspace_name=ws_name, packs=scope.packs, expires_at=expires_at, kind="grant",

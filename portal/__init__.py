@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     login_manager.init_app(app)
     Htmx(app)
 
-    from portal import activity, audit_log, auth, connected_apps, mcp_settings, oauth, views
+    from portal import activity, app_requests, audit_log, auth, connected_apps, mcp_settings, oauth, views
     from portal.throttle import Throttle
 
     app.extensions["poggio"]["throttle"] = Throttle()
@@ -122,6 +122,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     app.register_blueprint(views.bp)
     app.register_blueprint(mcp_settings.bp)
     app.register_blueprint(connected_apps.bp)
+    app.register_blueprint(app_requests.bp)
+    app.register_blueprint(app_requests.mine)
     app.register_blueprint(activity.bp)
     app.register_blueprint(audit_log.bp)
     # a stored pack scope in words: "accounts (read and write), contacts (read)"

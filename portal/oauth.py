@@ -36,7 +36,7 @@ from limits import parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from poggio import audit
+from poggio import app_access, audit
 from poggio.audit import Actor
 from poggio.db import utcnow
 from poggio.errors import InvalidInput
@@ -166,6 +166,7 @@ class Approval:
     workspace: Workspace
     packs: dict[str, str]  # {pack: "read" | "write"}
     days: int | None
+    pending: bool = False  # a member's request: an admin approves or denies it later
 
 
 def _check_resource(req) -> None:
@@ -212,7 +213,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             packs=dict(approval.packs), redirect_uri=request.payload.redirect_uri or request.client.redirect_uris[0],
             resource=payload.get("resource") or resource_url(), code_challenge=payload["code_challenge"],
             code_challenge_method=payload["code_challenge_method"], grant_days=approval.days,
-            actor=Actor(approval.user, ip=client_ip()),
+            actor=Actor(approval.user, ip=client_ip()), pending=approval.pending,
         )
 
     def query_authorization_code(self, code, client):
@@ -430,11 +431,18 @@ def _load_client_for_authorize(client_id: str | None) -> str | None:
     return None
 
 
-def _admin_workspaces(user) -> list[Workspace]:
-    return [m.workspace for m in
-            Membership.select(Membership, Workspace).join(Workspace)
-            .where((Membership.user == user.id) & (Membership.role == "admin") & (Workspace.mcp_enabled == True))  # noqa: E712
-            .order_by(Workspace.name)]
+def _consent_workspaces(user) -> list[Workspace]:
+    """The MCP-entitled workspaces where ``user`` may approve an app (an admin) or request one (a member
+    where the app policy lets members ask); each with ``.mode``, ``approve`` or ``request``."""
+    found = []
+    for m in (Membership.select(Membership, Workspace).join(Workspace)
+              .where((Membership.user == user.id) & (Workspace.mcp_enabled == True))  # noqa: E712
+              .order_by(Workspace.name)):
+        mode = app_access.AppPolicy.of(m.workspace).may_connect(m.role)
+        if mode is not None:
+            m.workspace.mode = mode
+            found.append(m.workspace)
+    return found
 
 
 def _sealed_request(user_id: int) -> list:
@@ -497,7 +505,13 @@ def authorize():
         asked = packs_of_scope(grant.request.payload.scope, known)
     except InvalidInput as exc:
         return authorization.handle_error_response(None, _redirect_error("invalid_scope", exc.message, redirect_uri))
-    workspaces = _admin_workspaces(user)
+    eligible = _consent_workspaces(user)
+    # the app policy decides which apps: a workspace that does not list this app is not offered
+    workspaces = [w for w in eligible if app_access.AppPolicy.of(w).allows(client.row)]
+    if eligible and not workspaces:  # nowhere to connect it: the app hears why, the admins see it
+        actor = Actor(user, ip=client_ip())
+        message = [app_access.refuse(w, client.row, actor) for w in eligible][0]
+        return authorization.handle_error_response(None, _redirect_error("access_denied", message, redirect_uri))
     form = ActionForm()
 
     if request.method == "POST":
@@ -530,7 +544,7 @@ def authorize():
         if error:
             return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked, error=error,
                                                          chosen=chosen, packs=packs), status=422), redirect_uri)
-        approval = Approval(user, chosen, packs, days)
+        approval = Approval(user, chosen, packs, days, pending=chosen.mode == "request")
         return authorization.create_authorization_response(grant_user=approval, grant=grant)
 
     return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked)), redirect_uri)
@@ -564,5 +578,7 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
         seal=_seal(current_user.id), error=error, form=ActionForm(),
         product=core()["settings"].product_name,
         deny_only=not workspaces,
+        identity=app_access.identity(client.row),
+        request_only=bool(workspaces) and all(w.mode == "request" for w in workspaces),
     )
 

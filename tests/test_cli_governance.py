@@ -107,6 +107,9 @@ def test_governance_migration_goes_down_and_up(run):
     from poggio.schema import runners
 
     core = dict(runners(PackRegistry.load()))["core"]
+    assert core.down() == ["0008_app_access"]  # the app policy and members' requests
+    assert "app_access" not in {c.name for c in database.get_columns("workspace")}
+    assert "approval" not in {c.name for c in database.get_columns("oauth_grant")}
     assert core.down() == ["0007_oauth_client_by_kind"]  # the index of registered apps by age
     assert ("kind", "created_at") not in {tuple(i.columns) for i in database.get_indexes("oauth_client")}
     assert core.down() == ["0006_search_term_by_ref"]  # the search index's covering index (issue 13)
