@@ -34,7 +34,8 @@ def acme(instance):
     return ws
 
 
-def connect(ws: Workspace, email: str, name: str = "Claude", pending: bool = True, client=None) -> tuple[OAuthGrant, str]:
+def connect(ws: Workspace, email: str, name: str = "Claude", pending: bool = True,
+            client=None) -> tuple[OAuthGrant, str]:
     """The consent and token exchange of ``email`` for a registered app: its grant and access token."""
     from poggio.models import User
 
