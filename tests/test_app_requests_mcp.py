@@ -89,8 +89,8 @@ def stack(request, tmp_path_factory):
     server = ServerProcess(inst)
     import os
 
-    from portal import create_app
     from poggio.settings import load_settings
+    from portal import create_app
 
     portal = create_app(load_settings({**os.environ, **inst.env, "POGGIO_MCP_PUBLIC_URL": server.mcp_url}))
     portal.config["TESTING"] = True
