@@ -412,6 +412,7 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
     if not grants and not clients:
         click.echo("No connected apps and no OAuth clients.")
         return
+    from poggio.app_access import identity
     from poggio.db import utcnow
 
     now = utcnow()
@@ -427,6 +428,10 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
             click.echo(f"{'g' + str(g.id):>6}  {visible(g.client.name)[:30]:30}  {who[:25]:25}  {state:8}  "
                        f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  "
                        f"{scopes.describe(scopes.parse(g.packs))}")
+            known = identity(g.client)
+            if known.how != "workspace":
+                click.echo(f"{'':>6}  {visible(g.client.client_id)}: {known.label}"
+                           + (" (claims a well-known name)" if known.warning else ""))
     if clients:
         click.echo("OAuth clients (client_credentials)")
         click.echo(f"{'ID':>6}  {'NAME':30}  {'CLIENT ID':30}  {'STATUS':8}  {'CREATED':16}  PACKS")

@@ -116,7 +116,8 @@ def test_a_members_request_is_pending_until_an_admin_approves_on_the_command_lin
     listed = run("oauth", "requests", "--workspace", "acme")
     assert f"g{grant.id}" in listed.output and "member@acme.example" in listed.output
     assert "accounts (read)" in listed.output and "self-asserted" in listed.output and "Warning" in listed.output
-    assert "pending" in run("oauth", "list", "--workspace", "acme").output
+    listing = run("oauth", "list", "--workspace", "acme").output
+    assert "pending" in listing and "self-asserted name" in listing and "claims a well-known name" in listing
     approved = run("oauth", "approve", "--workspace", "acme", f"g{grant.id}")
     assert approved.exit_code == 0 and "next call works" in approved.output
     assert reason(token) is None  # the same token, no reconnect
