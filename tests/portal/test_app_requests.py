@@ -152,3 +152,20 @@ def test_consent_shows_how_the_app_is_identified(admin):
     text = admin.get(authorize_url(plain["client_id"], challenge)).get_data(as_text=True)
     assert "self-asserted" in text and "well-known app" not in text
     assert re.search(r"Connect Nightly sync", text)
+
+
+def test_connected_apps_show_how_each_app_is_identified(admin):
+    from poggio.db import utcnow
+    from poggio.models import User
+
+    service = OAuthService()
+    boss = User.get(User.email == "admin@acme.example")
+    document = service.remember_metadata_client("https://claude.ai/oauth/mcp.json",
+                                                 {"client_name": "Claude", "redirect_uris": ["https://claude.ai/cb"]},
+                                                 utcnow())
+    dynamic = service.register({"client_name": "Cursor", "redirect_uris": ["http://127.0.0.1:5/cb"]}).client
+    for client in (document, dynamic):
+        OAuthGrant.create(workspace=acme(), client=client, user=boss, packs="accounts", resource="http://x/mcp")
+    page = admin.get("/settings/mcp/").get_data(as_text=True)
+    assert "verified: claude.ai" in page and "https://claude.ai/oauth/mcp.json" in page
+    assert "self-asserted name (unverified app)" in page and "Claims a well-known name" in page
