@@ -249,8 +249,8 @@ def auth_error(conn: HTTPConnection, exc: Exception, resource_metadata: str | No
                         headers={"Retry-After": str(exc.retry_after)})
     if reason == "unavailable":  # the rate limits' store (Redis) is unreachable: refused, not let through
         return StoreUnavailable().response()
-    if reason == "not_entitled":
-        body = {"error": "not_entitled", "error_description": message}
+    if reason in ("not_entitled", "approval_pending"):  # a valid token the workspace does not serve (yet)
+        body = {"error": reason, "error_description": message}
         return Response(json.dumps(body), status_code=403, media_type="application/json")
     if reason in REFUSALS:  # a valid token, used where its limits do not allow
         body = {"error": "forbidden", "reason": reason, "error_description": exc.detail}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from peewee import Tuple
 
 from poggio.db import database, delete_in_batches, utcnow
+from poggio.display import cell
 from poggio.errors import InvalidInput
 from poggio.models import Activity, ApiToken, OAuthClient, OAuthGrant, Workspace
 
@@ -187,10 +188,9 @@ def export(workspace_id: int, filters: Filters, fmt: str = "jsonl") -> Iterator[
     writer.writeheader()
     for row in iterate(workspace_id, filters):
         record = as_dict(row, names)
-        # a value a spreadsheet would run as a formula is prefixed, as OWASP advises for CSV exports
-        for key in ("subject", "client", "tool"):
-            if record[key][:1] in ("=", "+", "-", "@", "\t", "\r"):
-                record[key] = "'" + record[key]
+        # no control character for a terminal, no formula for a spreadsheet (poggio.display)
+        for key in ("subject", "client", "tool", "ip"):
+            record[key] = cell(record[key])
         writer.writerow(record)
         yield buffer.getvalue()
         buffer.seek(0)

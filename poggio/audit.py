@@ -26,6 +26,7 @@ ACTIONS = {
     "workspace.created": "Workspace created",
     "workspace.entitlement_changed": "MCP entitlement changed",
     "workspace.policy_changed": "Token policy changed",
+    "workspace.app_policy_changed": "App policy changed",
     "data.imported": "Data imported",
     "oauth.client_registered": "OAuth app registered",
     "oauth.client_refused": "OAuth app refused (its registration, or the installation's trust policy)",
@@ -34,6 +35,10 @@ ACTIONS = {
     "oauth.client_revoked": "OAuth client revoked",
     "oauth.approved": "App approved",
     "oauth.denied": "App denied",
+    "oauth.requested": "App requested by a member",
+    "oauth.request_approved": "App request approved",
+    "oauth.request_denied": "App request denied",
+    "oauth.refused_by_policy": "App refused by the app policy",
     "oauth.code_reused": "Authorization code reused",
     "oauth.refresh_reused": "Refresh token reused: app disconnected",
     "oauth.scope_added": "Connected app given more access",
@@ -154,6 +159,8 @@ def export_writes(workspace_id: int, since=None, until=None, fmt: str = "jsonl")
     import csv
     import io
 
+    from poggio.display import cell
+
     if fmt == "jsonl":
         for event in write_events(workspace_id, since, until):
             yield json.dumps(event, separators=(",", ":"), default=str) + "\n"
@@ -164,9 +171,8 @@ def export_writes(workspace_id: int, since=None, until=None, fmt: str = "jsonl")
     for event in write_events(workspace_id, since, until):
         row = {**event, "before": json.dumps(event["before"], default=str),
                "after": json.dumps(event["after"], default=str)}
-        for key in ("actor", "target", "before", "after"):  # what a spreadsheet would run as a formula
-            if str(row[key])[:1] in ("=", "+", "-", "@", "\t", "\r"):
-                row[key] = "'" + str(row[key])
+        for key in ("actor", "tool", "target", "before", "after"):  # no control character, no formula
+            row[key] = cell(row[key])
         writer.writerow(row)
         yield buffer.getvalue()
         buffer.seek(0)

@@ -14,6 +14,7 @@ import click
 from poggio import __version__, scopes
 from poggio.audit import Actor
 from poggio.db import parse_id, refresh_statistics
+from poggio.display import visible
 from poggio.errors import InvalidInput, NotFound, PoggioError
 from poggio.settings import Settings, SettingsError, load_settings
 
@@ -160,7 +161,8 @@ def workspace_create(app: App, slug: str, name: str, mcp: bool) -> None:
 
     app.db()
     ws = create_workspace(slug, name, mcp, Actor.cli())
-    click.echo(f"Created workspace {ws.slug} ({ws.name}); MCP {'enabled' if ws.mcp_enabled else 'not enabled'}.")
+    click.echo(f"Created workspace {ws.slug} ({visible(ws.name)}); "
+               f"MCP {'enabled' if ws.mcp_enabled else 'not enabled'}.")
 
 
 @workspace.command("entitle")
@@ -197,7 +199,7 @@ def user_create(app: App, email: str, slug: str, role: str, name: str, password:
 
     ws = app.workspace(slug)
     created = create_user(email, password, ws, role, Actor.cli(), name=name)
-    click.echo(f"{created.email} is {role} of {ws.slug}.")
+    click.echo(f"{visible(created.email)} is {role} of {ws.slug}.")
 
 
 def _user(app: App, email: str):
@@ -221,7 +223,7 @@ def user_password(app: App, email: str, password: str) -> None:
     from poggio.workspaces import change_password
 
     changed = change_password(_user(app, email), password, Actor.cli())
-    click.echo(f"New password set for {changed.email}; their portal sessions have ended.")
+    click.echo(f"New password set for {visible(changed.email)}; their portal sessions have ended.")
 
 
 @user.command("remove")
@@ -235,7 +237,7 @@ def user_remove(app: App, email: str, slug: str) -> None:
 
     ws = app.workspace(slug)
     removed = remove_user(_user(app, email), ws, Actor.cli())
-    click.echo(f"{removed.email} removed from {ws.slug}{'' if removed.is_active else ' and deactivated'}.")
+    click.echo(f"{visible(removed.email)} removed from {ws.slug}{'' if removed.is_active else ' and deactivated'}.")
 
 
 # -- token -----------------------------------------------------------------------------------------------
@@ -291,7 +293,7 @@ def token_list(app: App, slug: str) -> None:
     for t in rows:
         capped = " (shortened by policy)" if t.expiry_capped_at and t.revoked_at is None else ""
         click.echo(
-            f"{t.id:>5}  {t.name[:30]:30}  {t.masked:12}  {status(t):9}  "
+            f"{t.id:>5}  {visible(t.name)[:30]:30}  {t.masked:12}  {status(t):9}  "
             f"{t.expires_at.strftime('%Y-%m-%d %H:%M') if t.expires_at else 'never':16}  "
             f"{t.last_used_at.strftime('%Y-%m-%d %H:%M') if t.last_used_at else '-':16}  "
             f"{scopes.describe(scopes.parse(t.packs))}{capped}"
@@ -349,14 +351,31 @@ def token_rotate(app: App, slug: str, name_or_id: str, grace: str) -> None:
                    "what lives longer to the new maximum.")
 @click.option("--allow-no-expiry/--no-allow-no-expiry", default=None,
               help="Whether tokens without expiry may be created (never with a maximum lifetime).")
+@click.option("--apps", type=click.Choice(["any", "listed"]), default=None,
+              help="Which apps may connect: any, or only those listed with --allow-app. Apps no longer "
+                   "allowed are disconnected.")
+@click.option("--allow-app", "allow_apps", multiple=True, metavar="URL_OR_PREFIX",
+              help="An app allowed under --apps listed: its client metadata URL (https; ending in / for every "
+                   "URL under it) or the client id of a registered app (pgc_...). Repeat for more; replaces "
+                   "the list. A self-registered app's name is its own claim, so it is listed by client id.")
+@click.option("--app-access", type=click.Choice(["admins", "members"]), default=None,
+              help="Who may connect apps: admins, or members too (each member's request needs an admin's "
+                   "approval: poggio oauth requests / approve / deny).")
 @pass_app
 @friendly_errors
 def workspace_policy(app: App, slug: str, default_expiry: str | None, max_lifetime: str | None,
-                     allow_no_expiry: bool | None) -> None:
-    """Show, or change, the workspace's token policy."""
+                     allow_no_expiry: bool | None, apps: str | None, allow_apps: tuple[str, ...],
+                     app_access: str | None) -> None:
+    """Show, or change, the workspace's token policy and app policy."""
+    from poggio.app_access import AppPolicy, set_app_policy
     from poggio.policy import Policy, set_policy
 
     ws = app.workspace(slug)
+    if apps is not None or allow_apps or app_access is not None:
+        ws, ended = set_app_policy(ws, Actor.cli(), apps=apps, allowed=list(allow_apps) if allow_apps else None,
+                                   access=app_access)
+        if ended:
+            click.echo(f"{ended} connected app(s) are no longer allowed by the app policy: disconnected.", err=True)
     if default_expiry is not None or max_lifetime is not None or allow_no_expiry is not None:
         ws, capped = set_policy(ws, Actor.cli(), default_expiry=... if default_expiry is None else default_expiry,
                                 max_lifetime=... if max_lifetime is None else max_lifetime,
@@ -365,6 +384,10 @@ def workspace_policy(app: App, slug: str, default_expiry: str | None, max_lifeti
             click.echo(f"{capped} token(s) or connected app(s) lived longer than the new maximum: they now "
                        "expire at it.", err=True)
     click.echo(f"{ws.slug}: {Policy.of(ws).describe()}.")
+    rules = AppPolicy.of(ws)
+    click.echo(f"{ws.slug}: {rules.describe()}.")
+    for entry in rules.allowed:
+        click.echo(f"    allowed: {visible(entry)}")
 
 
 @main.group()
@@ -418,6 +441,7 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
     if not grants and not clients:
         click.echo("No connected apps and no OAuth clients.")
         return
+    from poggio.app_access import identity
     from poggio.db import utcnow
 
     now = utcnow()
@@ -426,16 +450,22 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
         click.echo("Connected apps")
         click.echo(f"{'ID':>6}  {'APP':30}  {'APPROVED BY':25}  {'STATUS':8}  {'CREATED':16}  {'LAST USED':16}  PACKS")
         for g in grants:
-            state = "revoked" if g.revoked_at else "expired" if g.expires_at and g.expires_at <= now else "active"
-            who = g.user.email if g.user_id else "-"
-            click.echo(f"{'g' + str(g.id):>6}  {g.client.name[:30]:30}  {who[:25]:25}  {state:8}  "
+            state = ("denied" if g.approval == "denied" else "revoked" if g.revoked_at
+                     else "expired" if g.expires_at and g.expires_at <= now
+                     else "pending" if g.approval == "pending" else "active")
+            who = visible(g.user.email) if g.user_id else "-"
+            click.echo(f"{'g' + str(g.id):>6}  {visible(g.client.name)[:30]:30}  {who[:25]:25}  {state:8}  "
                        f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  "
                        f"{scopes.describe(scopes.parse(g.packs))}")
+            known = identity(g.client)
+            if known.how != "workspace":
+                click.echo(f"{'':>6}  {visible(g.client.client_id)}: {known.label}"
+                           + (" (claims a well-known name)" if known.warning else ""))
     if clients:
         click.echo("OAuth clients (client_credentials)")
         click.echo(f"{'ID':>6}  {'NAME':30}  {'CLIENT ID':30}  {'STATUS':8}  {'CREATED':16}  PACKS")
         for c in clients:
-            click.echo(f"{'c' + str(c.id):>6}  {c.name[:30]:30}  {c.client_id:30}  "
+            click.echo(f"{'c' + str(c.id):>6}  {visible(c.name)[:30]:30}  {visible(c.client_id):30}  "
                        f"{'revoked' if c.revoked_at else 'active':8}  {stamp(c.created_at):16}  "
                        f"{scopes.describe(scopes.parse(c.packs))}")
 
@@ -459,6 +489,62 @@ def oauth_revoke(app: App, slug: str, ident: str) -> None:
     client = service.workspace_client(ws, ident[1:] if numbered else ident)
     service.revoke_client(client, Actor.cli())
     click.echo(f"Revoked OAuth client {client.name!r} ({client.client_id}).")
+
+
+@oauth.command("requests")
+@click.option("--workspace", "slug", required=True)
+@pass_app
+@friendly_errors
+def oauth_requests(app: App, slug: str) -> None:
+    """Members' pending requests for apps: approve or deny each with its id."""
+    from poggio.app_access import identity, requests
+
+    ws = app.workspace(slug)
+    pending = requests(ws)
+    if not pending:
+        click.echo("No pending requests.")
+        return
+    click.echo(f"{'ID':>6}  {'APP':30}  {'REQUESTER':30}  {'REQUESTED':16}  PACKS")
+    for g in pending:
+        known = identity(g.client)
+        app_name = visible(g.client.name)[:30]
+        click.echo(f"{'g' + str(g.id):>6}  {app_name:30}  {visible(g.user.email if g.user_id else '-')[:30]:30}  "
+                   f"{g.created_at.strftime('%Y-%m-%d %H:%M'):16}  {scopes.describe(scopes.parse(g.packs))}")
+        click.echo(f"{'':>6}  {visible(g.client.client_id)}: {known.label}")
+        if known.warning:
+            click.echo(f"{'':>6}  Warning: {visible(known.warning)}")
+
+
+def _decide(app: App, slug: str, ident: str, approve: bool) -> None:
+    from poggio.app_access import decide, request_of
+
+    ws = app.workspace(slug)
+    grant = decide(request_of(ws, ident), approve, Actor.cli())
+    who = visible(grant.user.email) if grant.user_id else "its requester"
+    if approve:
+        click.echo(f"Approved {visible(grant.client.name)!s} (g{grant.id}) for {who}: its next call works.")
+    else:
+        click.echo(f"Denied {visible(grant.client.name)!s} (g{grant.id}) for {who}: its access has ended.")
+
+
+@oauth.command("approve")
+@click.option("--workspace", "slug", required=True)
+@click.argument("ident", metavar="ID")
+@pass_app
+@friendly_errors
+def oauth_approve(app: App, slug: str, ident: str) -> None:
+    """Approve a member's request (ID from poggio oauth requests); the app's next call works."""
+    _decide(app, slug, ident, True)
+
+
+@oauth.command("deny")
+@click.option("--workspace", "slug", required=True)
+@click.argument("ident", metavar="ID")
+@pass_app
+@friendly_errors
+def oauth_deny(app: App, slug: str, ident: str) -> None:
+    """Deny a member's request; the app's access ends at once."""
+    _decide(app, slug, ident, False)
 
 
 @oauth.group("client")
@@ -508,7 +594,7 @@ def import_command(app: App, kind: str, file: Path, slug: str) -> None:
                             progress=lambda read: bar.update(read - bar.pos))
     if report.errors:
         for line, column, message in report.errors[:MAX_REPORTED]:
-            click.echo(f"{file.name}:{line}: {column}: {message}", err=True)
+            click.echo(f"{visible(file.name)}:{line}: {visible(column)}: {visible(message)}", err=True)
         more = len(report.errors) - MAX_REPORTED
         if more > 0:
             click.echo(f"... and {more} more", err=True)
@@ -552,7 +638,7 @@ def demo_command(app: App, slug: str, accounts: int, seed: int) -> None:
         if pack not in closed:
             bar.__exit__(None, None, None)
     for pack, reason in result.failures.items():
-        click.echo(f"Tool pack {pack} failed to add demo data and was skipped: {reason}", err=True)
+        click.echo(f"Tool pack {pack} failed to add demo data and was skipped: {visible(reason)}", err=True)
     if result.seeded:
         click.echo(f"Demo workspace {result.workspace.slug}: {accounts:,} accounts in "
                    f"{time.monotonic() - started:.1f}s.")
@@ -576,13 +662,13 @@ def packs_list(app: App) -> None:
     registry = app.registry
     for name, pack in registry.packs.items():
         read_only = {t.name: t.read_only for t in pack.tools}
-        click.echo(f"{name} {pack.info.version}  {pack.info.title}: {pack.info.description}")
+        click.echo(visible(f"{name} {pack.info.version}  {pack.info.title}: {pack.info.description}"))
         for t in pack.tools:
-            click.echo(f"    {t.name}{'' if read_only[t.name] else ' (writes)'}  {t.title}")
+            click.echo("    " + visible(f"{t.name}{'' if read_only[t.name] else ' (writes)'}  {t.title}"))
         if pack.importers:
             click.echo(f"    poggio import {' | '.join(i.kind for i in pack.importers)}")
     for name, reason in sorted(registry.errors.items()):
-        click.echo(f"{name}  FAILED: {reason}")
+        click.echo(visible(f"{name}  FAILED: {reason}"))
     if not registry.packs and not registry.errors:
         click.echo("No tool packs installed.")
 

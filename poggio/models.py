@@ -32,6 +32,12 @@ class Workspace(BaseModel):
     default_expiry_days = IntegerField(null=True, default=90)
     max_lifetime_days = IntegerField(null=True)
     allow_no_expiry = BooleanField(default=True)
+    # app policy (poggio.app_access): which apps may connect ("any", or only those "listed" in
+    # allowed_apps, one per line) and who may connect them ("admins", or "members" too, each member's
+    # request approved by an admin)
+    app_policy = CharField(max_length=8, default="any")
+    allowed_apps = TextField(null=True)
+    app_access = CharField(max_length=8, default="admins")
 
 
 class WorkspaceModel(BaseModel):
@@ -176,6 +182,11 @@ class OAuthGrant(BaseModel):
     last_used_at = DateTimeField(null=True)
     last_used_ip = CharField(max_length=45, null=True)
     last_used_client = CharField(max_length=200, null=True)
+    # a member's request (poggio.app_access): NULL for an admin's approval; "pending" until an admin
+    # decides (its tokens are refused with approval_pending), then "approved" or "denied" (and revoked)
+    approval = CharField(max_length=8, null=True)
+    decided_at = DateTimeField(null=True)
+    decided_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
 
     class Meta:
         table_name = "oauth_grant"
@@ -195,6 +206,7 @@ class OAuthCode(BaseModel):
     code_challenge = CharField(max_length=128)
     code_challenge_method = CharField(max_length=8)
     grant_expires_at = DateTimeField(null=True)  # how long the approved access lasts
+    approval = CharField(max_length=8, null=True)  # "pending": a member's request, copied to its grant
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField()
     used_at = DateTimeField(null=True)

@@ -161,6 +161,14 @@ def is_public_address(host: str) -> bool:
     return address.is_global
 
 
+def _may_hold(role: str | None, approval: str | None, app_access: str | None) -> bool:
+    """Whether the person a grant was made for may still hold it: an admin of the workspace, or, for a
+    member's request (``approval`` set), a member while the workspace lets members connect apps.
+    Removed (no role), demoted, or under a policy that no longer lets them: the grant ends."""
+    return role == "admin" or (role == "member" and approval is not None and approval != "denied"
+                               and app_access == "members")
+
+
 @dataclass(frozen=True)
 class IssuedSecret:
     client: OAuthClient
@@ -188,9 +196,9 @@ def _verify_sql(param: str) -> str:
         OAuthToken.select(
             OAuthToken.access_expires_at, OAuthToken.revoked_at,
             OAuthGrant.id, OAuthGrant.packs, OAuthGrant.resource, OAuthGrant.expires_at, OAuthGrant.revoked_at,
-            OAuthGrant.user, Membership.role,
+            OAuthGrant.user, Membership.role, OAuthGrant.approval,
             OAuthClient.revoked_at, OAuthClient.name,
-            Workspace.id, Workspace.slug, Workspace.name, Workspace.mcp_enabled,
+            Workspace.id, Workspace.slug, Workspace.name, Workspace.mcp_enabled, Workspace.app_access,
         )
         .join(OAuthGrant).join(OAuthClient)
         .switch(OAuthGrant).join(Workspace)
@@ -382,11 +390,16 @@ class OAuthService:
     # -- authorization codes ---------------------------------------------------------------
     def issue_code(self, *, code: str, client: OAuthClient, user: User, workspace: Workspace, packs,
                    redirect_uri: str, resource: str, code_challenge: str, code_challenge_method: str,
-                   grant_days: int | None, actor: Actor, adds_to: OAuthGrant | None = None) -> None:
+                   grant_days: int | None, actor: Actor, adds_to: OAuthGrant | None = None,
+                   pending: bool = False) -> None:
         """Store the digest of ``code``, the approval it carries (``packs``: ``{pack: level}``, or pack
         names to read) and its PKCE challenge. ``adds_to``: the app's connected grant in this
         workspace, which the code widens (step-up) rather than creating another: it carries the
-        grant's scope with the approved one added, and the grant's own expiry."""
+        grant's scope with the approved one added, and the grant's own expiry. ``pending``: a member's
+        request, which an admin approves or denies later (:mod:`poggio.app_access`); a request never
+        widens a grant that is already live."""
+        if pending:
+            adds_to = None
         now = utcnow()
         packs = scopes.format_levels(packs if isinstance(packs, dict) else {p: READ for p in packs})
         expires_at = policy.cap(workspace, None if grant_days is None else now + dt.timedelta(days=grant_days), now)
@@ -401,10 +414,10 @@ class OAuthService:
                 packs=packs, redirect_uri=redirect_uri, resource=normalise_resource(resource),
                 code_challenge=code_challenge, code_challenge_method=code_challenge_method,
                 grant_expires_at=expires_at, expires_at=now + dt.timedelta(seconds=self.code_seconds),
-                grant=adds_to,
+                grant=adds_to, approval="pending" if pending else None,
             )
-            audit.record("oauth.approved", actor, workspace, target=client.name, client_id=client.client_id,
-                         packs=packs, **detail)
+            audit.record("oauth.requested" if pending else "oauth.approved", actor, workspace, target=client.name,
+                         client_id=client.client_id, packs=packs, **detail)
 
     def connected_grant(self, client: OAuthClient, workspace: Workspace | None) -> OAuthGrant | None:
         """The live grant an admin approved for ``client`` in ``workspace`` (the newest, if the app
@@ -414,6 +427,7 @@ class OAuthService:
         return (OAuthGrant.select()
                 .where((OAuthGrant.client == client.id) & (OAuthGrant.workspace == workspace.id)
                        & OAuthGrant.user.is_null(False) & OAuthGrant.revoked_at.is_null()
+                       & (OAuthGrant.approval.is_null() | (OAuthGrant.approval == "approved"))  # not a request
                        & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > utcnow())))
                 .order_by(OAuthGrant.id.desc()).first())
 
@@ -448,7 +462,8 @@ class OAuthService:
             # the policy may have tightened since the approval: it decides
             expires_at = policy.cap(Workspace.get_by_id(code.workspace_id), code.grant_expires_at)
             grant = OAuthGrant.create(workspace=code.workspace_id, client=code.client_id, user=code.user_id,
-                                      packs=code.packs, resource=code.resource, expires_at=expires_at)
+                                      packs=code.packs, resource=code.resource, expires_at=expires_at,
+                                      approval=code.approval)
             OAuthCode.update(grant=grant).where(OAuthCode.id == code.id).execute()
         return grant
 
@@ -678,16 +693,18 @@ class OAuthService:
         if row is None:
             raise TokenRejected("invalid")
         (expires_at, revoked_at, grant_id, packs, bound_to, grant_expires, grant_revoked, approver, role,
-         client_revoked, client_name, ws_id, ws_slug, ws_name, mcp_enabled) = row
+         approval, client_revoked, client_name, ws_id, ws_slug, ws_name, mcp_enabled, app_access) = row
         expires_at = OAuthToken.access_expires_at.python_value(expires_at)
         grant_expires = OAuthGrant.expires_at.python_value(grant_expires)
         if (revoked_at is not None or grant_revoked is not None or client_revoked is not None
                 or expires_at <= now or (grant_expires is not None and grant_expires <= now)
                 or bound_to != resource
-                or (approver is not None and role != "admin")):  # the approver is no longer an admin here
+                or (approver is not None and not _may_hold(role, approval, app_access))):
             raise TokenRejected("invalid")
         if not mcp_enabled:
             raise TokenRejected("not_entitled")
+        if approval == "pending":  # a member's request an admin has not decided yet
+            raise TokenRejected("approval_pending")
         scope = scopes.of_text(packs, all_when_empty=False)
         return VerifiedToken(token_id=grant_id, name=client_name, workspace_id=ws_id, workspace_slug=ws_slug,
                              workspace_name=ws_name, packs=scope.packs, expires_at=expires_at, kind="grant",

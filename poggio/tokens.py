@@ -132,6 +132,9 @@ class TokenRejected(Exception):
                    "Settings > MCP Server, or sign in again.",
         "not_entitled": "This workspace does not have the MCP server entitlement. "
                         "Ask your Poggio administrator or support.",
+        "approval_pending": "A workspace administrator has not yet approved this app: you asked for access, "
+                            "and it works as soon as an administrator approves it (no need to reconnect). "
+                            "See your requests in Poggio under My apps.",
     }
 
     def __init__(self, reason: str):

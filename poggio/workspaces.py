@@ -158,7 +158,12 @@ def remove_user(user: User, workspace: Workspace, actor: Actor) -> User:
         from poggio import id_jag
 
         id_jag.revoke_for_user(workspace, user, "employee removed")  # apps acting for them by ID-JAG
-        audit.record("user.removed", actor, workspace, target=user.email, sessions_ended=ended)
+        # the apps they connected or asked for here end with their membership (refused from the next request)
+        disconnected = (OAuthGrant.update(revoked_at=utcnow(), revoked_reason="member removed")
+                        .where((OAuthGrant.user == user.id) & (OAuthGrant.workspace == workspace.id)
+                               & OAuthGrant.revoked_at.is_null()).execute())
+        audit.record("user.removed", actor, workspace, target=user.email, sessions_ended=ended,
+                     apps_disconnected=disconnected)
         if not Membership.select().where(Membership.user == user).exists():
             User.update(is_active=False).where(User.id == user.id).execute()
             user.is_active = False

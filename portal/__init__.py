@@ -123,7 +123,19 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     login_manager.init_app(app)
     Htmx(app)
 
-    from portal import activity, audit_log, auth, connected_apps, id_jag, mcp_settings, oauth, scim, sso, views
+    from portal import (
+        activity,
+        app_requests,
+        audit_log,
+        auth,
+        connected_apps,
+        id_jag,
+        mcp_settings,
+        oauth,
+        scim,
+        sso,
+        views,
+    )
     from portal.throttle import Throttle
 
     app.extensions["poggio"]["throttle"] = Throttle()
@@ -131,6 +143,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     app.register_blueprint(views.bp)
     app.register_blueprint(mcp_settings.bp)
     app.register_blueprint(connected_apps.bp)
+    app.register_blueprint(app_requests.bp)
+    app.register_blueprint(app_requests.mine)
     app.register_blueprint(activity.bp)
     app.register_blueprint(audit_log.bp)
     app.register_blueprint(sso.bp)

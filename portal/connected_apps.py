@@ -10,7 +10,7 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_login import current_user
 from htmx_flask import make_response
 
-from poggio import scopes
+from poggio import app_access, scopes
 from poggio.audit import Actor
 from poggio.db import utcnow
 from poggio.errors import InvalidInput, NotFound
@@ -30,18 +30,20 @@ def _actor() -> Actor:
 
 def grant_status(grant, now=None) -> str:
     now = now or utcnow()
+    if grant.approval == "denied":
+        return "denied"
     if grant.revoked_at is not None:
         return "revoked"
     if grant.expires_at is not None and grant.expires_at <= now:
         return "expired"
-    return "active"
+    return "pending" if grant.approval == "pending" else "active"
 
 
 def _app_row(grant, series=None) -> dict:
     if series is None:
         series = daily([grant.id], usage=GrantUsage)[grant.id]
     return {"g": grant, "status": grant_status(grant), "chart": activity_bars(series),
-            "packs": scopes.describe(scopes.parse(grant.packs))}
+            "packs": scopes.describe(scopes.parse(grant.packs)), "identity": app_access.identity(grant.client)}
 
 
 def apps_context(workspace) -> dict:

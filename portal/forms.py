@@ -117,3 +117,15 @@ class OAuthClientForm(PackScopes, FlaskForm):
     """A confidential OAuth client for the client_credentials grant."""
 
     name = StringField("Name", validators=[Length(max=100)], description='e.g. "Nightly CRM sync"')
+
+
+class AppPolicyForm(FlaskForm):
+    """Which apps may connect to the workspace, and who may connect them."""
+
+    apps = RadioField("Which apps may connect", default="any", choices=[
+        ("any", "Any app"), ("listed", "Only the apps listed below")])
+    allowed = TextAreaField("Listed apps, one a line", validators=[Length(max=50_000)],
+                            description="An app's client metadata URL (https://…; ending in / for every URL under "
+                                        "it) or, for an app that registered itself, its client id (pgc_…).")
+    access = RadioField("Who may connect apps", default="admins", choices=[
+        ("admins", "Administrators only"), ("members", "Members too: each request needs an administrator's approval")])

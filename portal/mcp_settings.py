@@ -19,6 +19,7 @@ from poggio.models import ApiToken
 from poggio.tokens import EXPIRING_SOON, status
 from poggio.usage_report import daily
 from portal.access import client_ip, core, mcp_admin_required, page_number
+from portal.app_requests import app_policy_form, policy_context, requests_context
 from portal.charts import activity_bars, ago
 from portal.connected_apps import apps_context, client_form
 from portal.forms import ActionForm, EditTokenForm, PolicyForm, RotateForm, TokenForm, limit_expiry_choices
@@ -120,6 +121,9 @@ def render_page(workspace, status_code=200, **extra):
         "dialog_open": extra.pop("dialog_open", False),
         "policy_form": extra.pop("policy_form", None) or _policy_form(workspace),
         "policy": policy.Policy.of(workspace),
+        **requests_context(workspace),
+        **policy_context(workspace),
+        "app_policy_form": extra.pop("app_policy_form", None) or app_policy_form(workspace),
         "expiring": expiring_soon(workspace),
         **extra,
     }

@@ -39,7 +39,7 @@ from limits import parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from poggio import audit, scopes
+from poggio import app_access, audit, scopes
 from poggio.audit import Actor
 from poggio.client_metadata import MAX_BODY_BYTES, redirect_uri_matches
 from poggio.db import utcnow
@@ -181,6 +181,7 @@ class Approval:
     packs: dict[str, str]  # {pack: "read" | "write"}
     days: int | None
     adds_to: OAuthGrant | None = None  # the app's connected grant in the workspace, which gains ``packs``
+    pending: bool = False  # a member's request: an admin approves or denies it later
 
 
 def _check_resource(req) -> None:
@@ -231,7 +232,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             packs=dict(approval.packs), redirect_uri=request.payload.redirect_uri or request.client.redirect_uris[0],
             resource=payload.get("resource") or resource_url(), code_challenge=payload["code_challenge"],
             code_challenge_method=payload["code_challenge_method"], grant_days=approval.days,
-            actor=Actor(approval.user, ip=client_ip()), adds_to=approval.adds_to,
+            actor=Actor(approval.user, ip=client_ip()), adds_to=approval.adds_to, pending=approval.pending,
         )
 
     def query_authorization_code(self, code, client):
@@ -545,11 +546,18 @@ def _load_client_for_authorize(client_id: str | None) -> str | None:
     return None
 
 
-def _admin_workspaces(user) -> list[Workspace]:
-    return [m.workspace for m in
-            Membership.select(Membership, Workspace).join(Workspace)
-            .where((Membership.user == user.id) & (Membership.role == "admin") & (Workspace.mcp_enabled == True))  # noqa: E712
-            .order_by(Workspace.name)]
+def _consent_workspaces(user) -> list[Workspace]:
+    """The MCP-entitled workspaces where ``user`` may approve an app (an admin) or request one (a member
+    where the app policy lets members ask); each with ``.mode``, ``approve`` or ``request``."""
+    found = []
+    for m in (Membership.select(Membership, Workspace).join(Workspace)
+              .where((Membership.user == user.id) & (Workspace.mcp_enabled == True))  # noqa: E712
+              .order_by(Workspace.name)):
+        mode = app_access.AppPolicy.of(m.workspace).may_connect(m.role)
+        if mode is not None:
+            m.workspace.mode = mode
+            found.append(m.workspace)
+    return found
 
 
 def _sealed_request(user_id: int) -> list:
@@ -597,7 +605,7 @@ def authorize():
     user = current_user._get_current_object()
     client_id = request.args.get("client_id")
     if untrusted(client_id):  # refused before its document is fetched
-        workspaces = _admin_workspaces(user)
+        workspaces = _consent_workspaces(user)
         audit.record("oauth.client_refused", Actor(user, ip=client_ip()), workspaces[0] if workspaces else None,
                      target=client_id[:200], client_id=client_id, reason="not in POGGIO_OAUTH_TRUSTED_CLIENT_METADATA")
         return _error_page(403, "This app is not allowed here",
@@ -622,7 +630,13 @@ def authorize():
         asked = packs_of_scope(grant.request.payload.scope, known)
     except InvalidInput as exc:
         return authorization.handle_error_response(None, _redirect_error("invalid_scope", exc.message, redirect_uri))
-    workspaces = _admin_workspaces(user)
+    eligible = _consent_workspaces(user)
+    # the app policy decides which apps: a workspace that does not list this app is not offered
+    workspaces = [w for w in eligible if app_access.AppPolicy.of(w).allows(client.row)]
+    if eligible and not workspaces:  # nowhere to connect it: the app hears why, the admins see it
+        actor = Actor(user, ip=client_ip())
+        message = [app_access.refuse(w, client.row, actor) for w in eligible][0]
+        return authorization.handle_error_response(None, _redirect_error("access_denied", message, redirect_uri))
     form = ActionForm()
 
     if request.method == "POST":
@@ -642,8 +656,10 @@ def authorize():
         writes = set(request.form.getlist("write")) & {p for p, level in asked.items() if level == WRITE}
         # write includes read: a ticked "may change" reads too
         packs = {p: WRITE if p in writes else READ for p in (set(request.form.getlist("packs")) | writes) & set(asked)}
-        # the app connected to this workspace already: the approval adds to that grant (step-up)
-        adds_to = service().connected_grant(client.row, chosen)
+        # the app connected to this workspace already: the approval adds to that grant (step-up); a
+        # member's request never widens a live grant, it waits for an admin as a grant of its own
+        requesting = chosen is not None and chosen.mode == "request"
+        adds_to = None if requesting else service().connected_grant(client.row, chosen)
         days, error = None, None
         if chosen is None:
             error = "Choose a workspace."
@@ -657,7 +673,7 @@ def authorize():
         if error:
             return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked, error=error,
                                                          chosen=chosen, packs=packs), status=422), redirect_uri)
-        approval = Approval(user, chosen, packs, days, adds_to)
+        approval = Approval(user, chosen, packs, days, adds_to, pending=requesting)
         return authorization.create_authorization_response(grant_user=approval, grant=grant)
 
     return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked)), redirect_uri)
@@ -709,4 +725,6 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
         seal=_seal(current_user.id), error=error, form=ActionForm(),
         product=core()["settings"].product_name,
         deny_only=not workspaces,
+        identity=app_access.identity(client.row),
+        request_only=bool(workspaces) and all(w.mode == "request" for w in workspaces),
     )

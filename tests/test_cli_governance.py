@@ -113,6 +113,9 @@ def test_governance_migration_goes_down_and_up(run):
     assert "scim_user" not in database.get_tables() and "token_review" not in database.get_tables()
     assert core.down() == ["0030_sso"]  # each workspace's OpenID provider, who signed in through it
     assert "sso_provider" not in database.get_tables()
+    assert core.down() == ["0011_app_access"]  # the app policy and members' requests
+    assert "app_access" not in {c.name for c in database.get_columns("workspace")}
+    assert "approval" not in {c.name for c in database.get_columns("oauth_grant")}
     assert core.down() == ["0010_oauth_application_type"]  # web or native, as the client registered
     assert "application_type" not in {c.name for c in database.get_columns("oauth_client")}
     assert core.down() == ["0009_oauth_refresh_grace"]  # the refresh grace's sealed pairs

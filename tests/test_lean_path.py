@@ -330,6 +330,48 @@ def test_lean_path_serves_the_hot_requests(pair):
     assert after["served"] == middle["served"] and after["declined"] - middle.get("declined", 0) == 1
 
 
+def test_an_app_awaiting_approval_is_refused_alike(pair):
+    """A member's app whose request no admin has decided: both paths answer 403 approval_pending, for
+    every kind of request, with the same headers and body. Each server is its own OAuth resource, so
+    each gets a token of its own, from one pending request each."""
+    from poggio import app_access
+    from poggio.db import bind
+    from poggio.models import User
+    from poggio.oauth import OAuthService, normalise_resource
+    from poggio.workspaces import create_user, get_workspace
+
+    lean, sdk, _ = pair
+    db = bind(lean.instance.database_url)
+    tokens = {}
+    with db.connection_context():
+        ws = get_workspace("acme")
+        app_access.set_app_policy(ws, Actor.cli(), access="members")
+        member = User.get_or_none(User.email == "asker@acme.example") or create_user(
+            "asker@acme.example", "correct horse battery", ws, "member", Actor.cli())
+        service = OAuthService()
+        for server in (lean, sdk):
+            client = service.register({"client_name": "Asker", "redirect_uris": ["http://127.0.0.1:9/cb"]}).client
+            code = f"pending-{server.port}"
+            service.issue_code(code=code, client=client, user=member, workspace=ws, packs=["accounts"],
+                               redirect_uri="http://127.0.0.1:9/cb", resource=normalise_resource(server.mcp_url),
+                               code_challenge="x" * 43, code_challenge_method="S256", grant_days=7,
+                               actor=Actor(member), pending=True)
+            grant = service.grant_from_code(service.find_code(code, client))
+            tokens[server.port] = service.issue_tokens(grant)["access_token"]
+    cases = [request("tools/list"), request("tools/list", None, MODERN),
+             request("tools/call", {"name": "get_account", "arguments": {"domain": "example.com"}}),
+             request("tools/call", {"name": "search_accounts", "arguments": {"limit": 1}}, MODERN), request("ping")]
+    for body, extra in cases:
+        answers = []
+        for server in (lean, sdk):
+            headers = {"Authorization": f"Bearer {tokens[server.port]}", "Content-Type": "application/json",
+                       "Accept": ACCEPT, **extra}
+            answers.append(exchange(server, json.dumps(body).encode(), headers))
+        assert answers[0] == answers[1], f"lean {answers[0]}\n  sdk {answers[1]}\nfor {body}"
+        status, _, content = answers[0]
+        assert status == 403 and json.loads(content)["error"] == "approval_pending"
+
+
 def test_sdk_adapter_matches_the_installed_sdk(instance):
     """The lean path's one window on the SDK's server object (mcp_server.lean.SdkAdapter). A new SDK
     version fails here first: re-run this file's differential tests against it, then add it."""
