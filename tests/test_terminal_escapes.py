@@ -45,7 +45,11 @@ def seeded(instance):
     ws = create_workspace("acme", "Acme", True, cli)
     admin = create_user("admin@acme.example", "correct horse battery", ws, "admin", cli)
     service = OAuthService()
-    client = service.register({"client_name": HOSTILE, "redirect_uris": ["http://127.0.0.1:5555/cb"]}).client
+    client = service.register({"client_name": "Plain", "redirect_uris": ["http://127.0.0.1:5555/cb"]}).client
+    # registration refuses control characters today; a name stored before that (or by any other way in)
+    # must still reach no terminal raw
+    client.name = HOSTILE[:200]
+    client.save()
     grant = OAuthGrant.create(workspace=ws, client=client, user=admin, packs="accounts", resource="http://x/mcp")
     TokenService().create(ws, "tok\x1b]0;t\x07", cli)
     Activity.create(workspace=ws, kind="grant", subject_id=grant.id, at=utcnow() - dt.timedelta(minutes=1),
