@@ -95,6 +95,11 @@ def record(action: str, actor: Actor, workspace: Workspace | int | None = None, 
         ip=actor.ip,
         created_at=utcnow(),
     )
+    if workspace is not None:
+        from poggio import webhooks
+
+        if action in webhooks.FROM_AUDIT:  # its webhook message, in the same transaction
+            webhooks.from_audit(action, workspace, actor.label, target, detail)
 
 
 EXPORT_CHUNK = 2000

@@ -14,13 +14,12 @@ import datetime as dt
 import email.utils
 import json
 import re
-import socket
 from urllib.parse import urlsplit
 
 import httpx
 
+from poggio.addresses import resolve_checked
 from poggio.db import utcnow
-from poggio.oauth import is_public_address
 
 TIMEOUT_SECONDS = 5.0
 MAX_BYTES = 64 * 1024
@@ -41,17 +40,8 @@ def is_metadata_url(client_id: str | None) -> bool:
 
 
 def _resolve(host: str, port: int, allow_private: bool) -> str:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        raise MetadataError(f"the host {host} of the client's metadata URL does not resolve") from None
-    addresses = sorted({info[4][0] for info in infos})
-    if not addresses:
-        raise MetadataError(f"the host {host} has no address")
-    if not allow_private and not all(is_public_address(a) for a in addresses):
-        raise MetadataError(f"the client's metadata URL points at a private or loopback address ({host}); "
-                            "this server fetches metadata documents from public addresses only")
-    return addresses[0]
+    return resolve_checked(host, port, allow_private, what="the client's metadata URL",
+                           fetched="metadata documents", error=MetadataError)
 
 
 def _fresh_until(headers: httpx.Headers, now: dt.datetime) -> dt.datetime:
