@@ -353,3 +353,19 @@ def test_a_server_restarted_mid_retry_delivers_what_it_had_not(instance, receive
     finally:
         server.stop()
     assert len(r.verified) == 1 and r.verified[0]["type"] == "token.created"
+
+
+def test_the_portal_delivers_too(instance, receivers):
+    from instances import PortalProcess
+
+    ws = create_workspace("acme", "Acme", True, CLI)
+    r = receivers()
+    subscribe(ws, r)
+    portal = PortalProcess(instance, extra_env={"POGGIO_WEBHOOK_ALLOW_PRIVATE": "true",
+                                                "POGGIO_WEBHOOK_POLL_SECONDS": "0.1"})
+    try:
+        tokens().create(ws, "ci", CLI)
+        wait_for(lambda: r.verified, what="the portal's delivery")
+    finally:
+        portal.stop()
+    assert [m["type"] for m in r.verified] == ["token.created"]
