@@ -369,3 +369,19 @@ def test_the_portal_delivers_too(instance, receivers):
     finally:
         portal.stop()
     assert [m["type"] for m in r.verified] == ["token.created"]
+
+
+def test_expiring_tokens_and_policy_changes_are_events(ws, receivers):
+    from poggio.policy import set_policy
+
+    r = receivers()
+    subscribe(ws, r, "token.expiring,policy.changed")
+    tokens().create(ws, "soon", CLI, expires="3d")
+    tokens().create(ws, "later", CLI, expires="30d")
+    deliverer = fast()
+    deliverer.sweep()
+    deliverer.sweep()  # one notice per token and expiry, however often the sweep runs
+    set_policy(ws, CLI, max_lifetime="60d")
+    deliver_until(deliverer, lambda: len(r.verified) >= 2)
+    kinds = sorted((m["type"], m["data"].get("target")) for m in r.verified)
+    assert kinds == [("policy.changed", "acme"), ("token.expiring", "soon")]
