@@ -206,10 +206,26 @@ class Deliverer:
                             {"target": token.name, "token_id": token.id,
                              "expires_at": token.expires_at.isoformat(timespec="seconds") + "Z"},
                             dedupe=f"token.expiring:{token.id}:{token.expires_at.isoformat()}")
+            self._unusual(now)
             from poggio.db import delete_in_batches
 
             delete_in_batches(WebhookMessage, WebhookMessage.status.in_(("delivered", "failed"))
                               & (WebhookMessage.next_attempt_at < now - dt.timedelta(days=KEEP_DAYS)))
+
+    def _unusual(self, now: dt.datetime) -> None:
+        """``usage.unusual`` for what :func:`poggio.attention.unusual_use` finds, once a day per finding."""
+        from poggio.attention import unusual_use
+
+        wanted = (WebhookEndpoint.select(WebhookEndpoint.workspace).distinct()
+                  .where(WebhookEndpoint.events.contains(",usage.unusual,") & WebhookEndpoint.paused_at.is_null()))
+        for (workspace_id,) in wanted.tuples():
+            for finding in unusual_use(workspace_id, now):
+                key = finding.detail.get("network") or finding.detail.get("client") or "volume"
+                with writing():
+                    enqueue("usage.unusual", workspace_id,
+                            {"target": finding.text, "kind": finding.subject, "subject_id": finding.subject_id,
+                             **finding.detail},
+                            dedupe=f"usage.unusual:{finding.subject}:{finding.subject_id}:{key}:{now:%Y-%m-%d}"[:120])
 
     def wake(self) -> None:
         self._wake.set()

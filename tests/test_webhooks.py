@@ -385,3 +385,26 @@ def test_expiring_tokens_and_policy_changes_are_events(ws, receivers):
     deliver_until(deliverer, lambda: len(r.verified) >= 2)
     kinds = sorted((m["type"], m["data"].get("target")) for m in r.verified)
     assert kinds == [("policy.changed", "acme"), ("token.expiring", "soon")]
+
+
+def test_unusual_use_is_an_event_once_a_day(ws, receivers):
+    import datetime as dt
+
+    from poggio.db import utcnow
+    from poggio.models import Activity
+
+    r = receivers()
+    subscribe(ws, r, "usage.unusual")
+    token = tokens().create(ws, "ci", CLI).token
+    now = utcnow()
+    row = {"workspace": ws.id, "kind": "token", "subject_id": token.id, "tool": "search", "outcome": "ok",
+           "latency_ms": 1, "client": "ci-bot"}
+    Activity.insert_many([{**row, "at": now - dt.timedelta(days=3), "ip": "10.0.0.5"},
+                          {**row, "at": now - dt.timedelta(minutes=3), "ip": "198.51.100.7"}]).execute()
+    deliverer = fast()
+    deliverer.sweep()
+    deliverer.sweep()
+    deliver_until(deliverer, lambda: r.verified)
+    (message,) = r.verified
+    assert message["type"] == "usage.unusual" and message["data"]["network"] == "198.51.100.0/24"
+    assert message["data"]["workspace"] == "acme" and WebhookMessage.select().count() == 1
