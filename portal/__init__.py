@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     login_manager.init_app(app)
     Htmx(app)
 
-    from portal import activity, audit_log, auth, connected_apps, mcp_settings, oauth, views, webhooks
+    from portal import activity, activity_chart, audit_log, auth, connected_apps, mcp_settings, oauth, views, webhooks
     from portal.throttle import Throttle
 
     app.extensions["poggio"]["throttle"] = Throttle()
@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     app.register_blueprint(activity.bp)
     app.register_blueprint(audit_log.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(activity_chart.bp)
     # a stored pack scope in words: "accounts (read and write), contacts (read)"
     app.add_template_filter(lambda text: scopes.describe(scopes.parse(text)), "scope_words")
     oauth.init_app(app)
