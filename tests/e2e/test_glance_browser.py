@@ -88,3 +88,31 @@ def test_the_home_page_says_what_needs_attention(stack, page):  # noqa: F811
     page.screenshot(path=str(ARTIFACTS / "home-attention.png"), full_page=True)
     page.click("text=Token “nightly export” expires")
     assert "/settings/mcp/tokens/" in page.url
+
+
+AXE = __import__("pathlib").Path(__file__).parent / "vendor" / "axe-core"
+AXE_SHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"
+
+
+def _axe_violations(tab) -> list[str]:
+    import hashlib
+
+    source = (AXE / "axe.min.js").read_bytes()
+    assert hashlib.sha256(source).hexdigest() == AXE_SHA256
+    tab.evaluate(source.decode() + "\n;undefined")  # through the debugger protocol: the page's CSP stays as it is
+    result = tab.evaluate("axe.run(document.querySelector('main'), {runOnly: ['wcag2a', 'wcag2aa']})")
+    return [f"{v['id']}: {v['help']} ({len(v['nodes'])}: {v['nodes'][0]['target']})" for v in result["violations"]]
+
+
+def test_the_chart_home_and_webhook_pages_are_axe_clean(stack, page):  # noqa: F811
+    from playwright.sync_api import expect
+
+    _sign_in(page, stack)
+    for path, ready in (("/settings/mcp/activity", "#calls-chart .uplot"), ("/", "section.attention"),
+                        ("/settings/webhooks/", "form")):
+        page.goto(f"{stack['portal']}{path}")
+        expect(page.locator(ready).first).to_be_visible()
+        assert _axe_violations(page) == [], path
+    # the check itself sees a violation when there is one
+    page.evaluate("document.querySelector('main').appendChild(document.createElement('img')).src = 'data:,'")
+    assert any(v.startswith("image-alt") for v in _axe_violations(page))
