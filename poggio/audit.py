@@ -39,6 +39,10 @@ ACTIONS = {
     "oauth.client_refused": "App refused by the installation's trust policy",
     "oauth.grant_revoked": "App disconnected",
     "data.written": "Changed by a tool",
+    "webhook.added": "Webhook endpoint added",
+    "webhook.removed": "Webhook endpoint removed",
+    "webhook.paused": "Webhook endpoint paused",
+    "webhook.resumed": "Webhook endpoint resumed",
 }
 # Changes to a workspace's data made by write tools (token or connected app, tool, fields before and
 # after): the portal's "writes only" filter, and what an activity export includes of the audit log.

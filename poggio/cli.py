@@ -765,6 +765,6 @@ def webhook_remove(app: App, slug: str, endpoint_id: int) -> None:
     """Remove an endpoint; its undelivered messages go with it."""
     from poggio import webhooks
 
-    if not webhooks.remove_endpoint(app.workspace(slug), endpoint_id):
+    if not webhooks.remove_endpoint(app.workspace(slug), endpoint_id, Actor.cli()):
         raise click.ClickException(f"no webhook endpoint {endpoint_id} in workspace {slug}")
     click.echo(f"Removed webhook endpoint {endpoint_id}.")

@@ -50,6 +50,8 @@ FROM_AUDIT = {
     "token.rotated": "token.rotated",
     "token.revoked": "token.revoked",
     "oauth.approved": "app.connected",
+    "oauth.client_created": "app.connected",  # a machine client: connected by the admin who created it
+    "oauth.client_revoked": "app.disconnected",
     "oauth.grant_revoked": "app.disconnected",
     "oauth.refresh_reused": "app.disconnected",
     "oauth.denied": "app.denied",
@@ -180,10 +182,13 @@ def add_endpoint(workspace: Workspace, url: str, events=None, actor=None,
     url = check_url(url, allow_private)
     chosen = parse_events(events)
     secret = new_secret()
+    from poggio import audit
+
+    actor = actor or audit.Actor(label="system")
     with writing():
         endpoint = WebhookEndpoint.create(workspace=workspace, url=url, secret=secret,
-                                          events="," + ",".join(chosen) + ",",
-                                          created_by=actor.user if actor else None)
+                                          events="," + ",".join(chosen) + ",", created_by=actor.user)
+        audit.record("webhook.added", actor, workspace, target=url[:254], endpoint_id=endpoint.id, events=chosen)
     return AddedEndpoint(endpoint, secret)
 
 
@@ -197,20 +202,32 @@ def get_endpoint(workspace: Workspace | int, endpoint_id: int) -> WebhookEndpoin
     return WebhookEndpoint.get_or_none((WebhookEndpoint.id == endpoint_id) & (WebhookEndpoint.workspace == wid))
 
 
-def remove_endpoint(workspace: Workspace | int, endpoint_id: int) -> bool:
+def remove_endpoint(workspace: Workspace | int, endpoint_id: int, actor=None) -> bool:
+    from poggio import audit
+
     wid = workspace if isinstance(workspace, int) else workspace.id
     with writing():
-        return bool(WebhookEndpoint.delete().where((WebhookEndpoint.id == endpoint_id)
-                                                   & (WebhookEndpoint.workspace == wid)).execute())
+        endpoint = get_endpoint(wid, endpoint_id)
+        if endpoint is None:
+            return False
+        endpoint.delete_instance()
+        audit.record("webhook.removed", actor or audit.Actor(label="system"), wid, target=endpoint.url[:254],
+                     endpoint_id=endpoint_id)
+    return True
 
 
-def set_paused(workspace: Workspace | int, endpoint_id: int, paused: bool) -> bool:
+def set_paused(workspace: Workspace | int, endpoint_id: int, paused: bool, actor=None) -> bool:
     """Pause an endpoint, or resume it (its failed messages of the last day are tried again)."""
+    from poggio import audit
+
     wid = workspace if isinstance(workspace, int) else workspace.id
     now = utcnow()
     with writing():
         changed = WebhookEndpoint.update(paused_at=now if paused else None, failing_since=None).where(
             (WebhookEndpoint.id == endpoint_id) & (WebhookEndpoint.workspace == wid)).execute()
+        if changed:
+            audit.record("webhook.paused" if paused else "webhook.resumed", actor or audit.Actor(label="system"),
+                         wid, target=str(endpoint_id), endpoint_id=endpoint_id)
         if changed and not paused:
             WebhookMessage.update(status="pending", next_attempt_at=now, attempts=0, created_at=now).where(
                 (WebhookMessage.endpoint == endpoint_id) & (WebhookMessage.status == "failed")

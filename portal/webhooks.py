@@ -19,6 +19,10 @@ from portal.forms import ActionForm, MultiCheckbox
 bp = Blueprint("webhooks", __name__, url_prefix="/settings/webhooks")
 
 
+def _actor() -> Actor:
+    return Actor(current_user._get_current_object(), ip=client_ip())
+
+
 class EndpointForm(FlaskForm):
     url = StringField("Endpoint URL (https)", validators=[DataRequired(), Length(max=2000)])
     events = MultiCheckbox("Events (none ticked: all but every write tool call)",
@@ -51,8 +55,7 @@ def add(workspace):
     if not form.validate_on_submit():
         return _page(workspace, form, status=422)
     try:
-        added = webhooks.add_endpoint(workspace, form.url.data, form.events.data,
-                                      Actor(current_user._get_current_object(), ip=client_ip()),
+        added = webhooks.add_endpoint(workspace, form.url.data, form.events.data, _actor(),
                                       allow_private=core()["settings"].webhook_allow_private)
     except webhooks.WebhookError as exc:
         form.url.errors = [str(exc)]
@@ -87,13 +90,14 @@ def test(workspace, endpoint_id):
 @bp.post("/<int:endpoint_id>/pause")
 @admin_required
 def pause(workspace, endpoint_id):
-    return _action(workspace, endpoint_id, lambda e: webhooks.set_paused(workspace, e.id, True), "Endpoint paused.")
+    return _action(workspace, endpoint_id, lambda e: webhooks.set_paused(workspace, e.id, True, _actor()),
+                   "Endpoint paused.")
 
 
 @bp.post("/<int:endpoint_id>/resume")
 @admin_required
 def resume(workspace, endpoint_id):
-    return _action(workspace, endpoint_id, lambda e: webhooks.set_paused(workspace, e.id, False),
+    return _action(workspace, endpoint_id, lambda e: webhooks.set_paused(workspace, e.id, False, _actor()),
                    "Endpoint resumed: what failed in the last day is tried again.")
 
 
@@ -102,7 +106,7 @@ def resume(workspace, endpoint_id):
 def remove(workspace, endpoint_id):
     if not ActionForm().validate_on_submit():
         abort(400)
-    if not webhooks.remove_endpoint(workspace, endpoint_id):
+    if not webhooks.remove_endpoint(workspace, endpoint_id, _actor()):
         abort(404)
     flash("Endpoint removed.")
     return redirect(url_for("webhooks.index"))

@@ -408,3 +408,17 @@ def test_unusual_use_is_an_event_once_a_day(ws, receivers):
     (message,) = r.verified
     assert message["type"] == "usage.unusual" and message["data"]["network"] == "198.51.100.0/24"
     assert message["data"]["workspace"] == "acme" and WebhookMessage.select().count() == 1
+
+
+def test_apps_connected_and_disconnected_are_events_without_their_secret(ws, receivers):
+    from poggio.models import OAuthGrant
+    from poggio.oauth import OAuthService
+
+    r = receivers()
+    subscribe(ws, r, "app.connected,app.disconnected")
+    oauth = OAuthService(known_packs={"accounts"})
+    issued = oauth.create_confidential(ws, "Robot", CLI)
+    oauth.revoke_grant(OAuthGrant.get(OAuthGrant.client == issued.client.id), CLI)
+    deliver_until(fast(), lambda: len(r.verified) >= 2)
+    assert sorted(m["type"] for m in r.verified) == ["app.connected", "app.disconnected"]
+    assert issued.secret not in json.dumps(r.verified)

@@ -72,3 +72,20 @@ def test_members_and_other_workspaces_cannot(browser, admin, private_ok):
     assert member.get("/settings/webhooks/").status_code == 403
     assert admin.post(f"/settings/webhooks/{endpoint.id}/remove", csrf=False).status_code == 400
     assert WebhookEndpoint.select().count() == 1
+
+
+def test_endpoint_changes_are_on_the_audit_log(admin, private_ok):
+    from poggio.models import AuditEvent
+
+    _add(admin, "http://127.0.0.1:9/hooks")
+    endpoint = WebhookEndpoint.get()
+    admin.get(f"/settings/webhooks/{endpoint.id}")
+    admin.post(f"/settings/webhooks/{endpoint.id}/pause")
+    admin.post(f"/settings/webhooks/{endpoint.id}/resume")
+    admin.post(f"/settings/webhooks/{endpoint.id}/remove")
+    actions = [e.action for e in AuditEvent.select().where(AuditEvent.action.startswith("webhook."))
+               .order_by(AuditEvent.id)]
+    assert actions == ["webhook.added", "webhook.paused", "webhook.resumed", "webhook.removed"]
+    assert all(e.actor_label == "admin@acme.example" for e in AuditEvent.select().where(
+        AuditEvent.action.startswith("webhook.")))
+    assert "whsec_" not in "".join(e.detail for e in AuditEvent.select())
