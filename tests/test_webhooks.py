@@ -422,3 +422,33 @@ def test_apps_connected_and_disconnected_are_events_without_their_secret(ws, rec
     deliver_until(fast(), lambda: len(r.verified) >= 2)
     assert sorted(m["type"] for m in r.verified) == ["app.connected", "app.disconnected"]
     assert issued.secret not in json.dumps(r.verified)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_outbox_row_rides_with_the_change(tmp_path, receivers):
+    """On PostgreSQL the outbox INSERT is held back and sent with the transaction's next statement
+    (poggio.db.write_later): committed with the change, rolled back with it."""
+    from poggio.plugins import PackRegistry
+
+    inst = make_instance(tmp_path, "postgres")
+    db = inst.activate()
+    try:
+        with db.connection_context():
+            upgrade(PackRegistry.load())
+            ws = create_workspace("acme", "Acme", True, CLI)
+            r = receivers()
+            subscribe(ws, r, "token.created,token.revoked")
+            with pytest.raises(RuntimeError):
+                with writing():
+                    tokens().create(ws, "rolled-back", CLI)
+                    raise RuntimeError("after the change")
+            assert WebhookMessage.select().count() == 0
+            token = tokens().create(ws, "kept", CLI).token
+            tokens().revoke(token, CLI)
+        deliver_until(fast(), lambda: len(r.verified) >= 2)
+        assert [m["type"] for m in sorted(r.verified, key=lambda m: m["timestamp"] + m["type"])] in (
+            ["token.created", "token.revoked"], ["token.revoked", "token.created"])
+        assert {m["data"]["target"] for m in r.verified} == {"kept"}
+    finally:
+        db.close()
+        drop_instance(inst)
