@@ -107,6 +107,8 @@ def test_governance_migration_goes_down_and_up(run):
     from poggio.schema import runners
 
     core = dict(runners(PackRegistry.load()))["core"]
+    assert core.down() == ["0040_webhooks"]  # webhook endpoints, their outbox and delivery log
+    assert not {"webhook_endpoint", "webhook_message", "webhook_attempt"} & set(database.get_tables())
     assert core.down() == ["0009_oauth_refresh_grace"]  # the refresh grace's sealed pairs
     assert "grace_sealed" not in {c.name for c in database.get_columns("oauth_token")}
     assert core.down() == ["0008_oauth_assertion"]  # private_key_jwt's jti, seen
