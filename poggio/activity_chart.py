@@ -5,7 +5,7 @@ for the same :class:`poggio.activity.Filters` as the activity page.
 Each bucket is one aggregate over an index range of :class:`poggio.models.Activity` (workspace or
 subject, then ``at``), and two ordered look-ups for its latency percentiles: the cost grows with the
 rows of the span asked for, never with the rest of the record. ``benchmarks/activity_chart.py``
-measures it on two million rows.
+measures it on a large record.
 """
 
 from __future__ import annotations

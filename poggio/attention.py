@@ -7,14 +7,12 @@ the per-day usage tables (TokenUsage, GrantUsage), today's refusals from the act
 (workspace, outcome, at) index, and "never seen before" compares the last day with at most
 ``HISTORY_ROWS`` earlier requests of each subject, over its (kind, subject_id, at) index.
 
-Unusual use is either a network or client a token or app has not used in its recent history, or a
-day's calls above ``VOLUME_FACTOR`` times its usual day. The usual day is the median of its daily
-calls over the 30 days before today (days without calls count as 0; when that median is 0, the
-mean). ``VOLUME_FACTOR`` is 5: a steady integration's busiest day runs at two to three times its
-median (weekdays against weekends, a monthly report), while a runaway loop, a leaked token or a
-scraper runs at ten times or more; below 5 the list fills with ordinary Mondays, above 10 it misses
-a doubling-and-doubling-again. A day needs at least ``VOLUME_FLOOR`` calls as well, so a token used
-three times instead of once is not news.
+Unusual use is either a network (its /24 or /48) or client a token or app has not used in its recent
+history, or a day's calls above ``VOLUME_FACTOR`` times its usual day: the median of its daily calls
+over the 30 days before today (days without calls count as 0; when that median is 0, the mean). The
+factor sits above the ordinary swings of a steady integration (weekdays against weekends, a monthly
+report) and below what a runaway loop, a leaked token or a scraper does; the operators' documentation
+says why it is 5. A day needs ``VOLUME_FLOOR`` calls as well, so a rarely used token is not news.
 """
 
 from __future__ import annotations
