@@ -74,10 +74,13 @@ class Deliverer:
         """Messages due now, each claimed by this process for one lease."""
         now = utcnow()
         paused = WebhookEndpoint.select(WebhookEndpoint.id).where(WebhookEndpoint.paused_at.is_null(False))
+        due = ((WebhookMessage.status == "pending") & (WebhookMessage.next_attempt_at <= now)
+               & WebhookMessage.endpoint.not_in(paused))
+        # looked for first without a write transaction: an idle poll must not take SQLite's write lock
+        if not WebhookMessage.select(WebhookMessage.id).where(due).exists():
+            return []
         with writing():
-            query = (WebhookMessage.select(WebhookMessage.id)
-                     .where((WebhookMessage.status == "pending") & (WebhookMessage.next_attempt_at <= now)
-                            & WebhookMessage.endpoint.not_in(paused))
+            query = (WebhookMessage.select(WebhookMessage.id).where(due)
                      .order_by(WebhookMessage.next_attempt_at).limit(limit))
             if not isinstance(database.obj, SqliteDatabase):
                 query = query.for_update(skip_locked=True)

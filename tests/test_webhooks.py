@@ -452,3 +452,26 @@ def test_on_postgresql_the_outbox_row_rides_with_the_change(tmp_path, receivers)
     finally:
         db.close()
         drop_instance(inst)
+
+
+def test_an_idle_poll_takes_no_write_lock(ws):
+    """With nothing due, a deliverer's poll (every second in every server process) only reads: it
+    does not queue for SQLite's write lock behind the writers of tool calls."""
+    held, release = threading.Event(), threading.Event()
+
+    def writer():
+        with database.connection_context(), writing():
+            held.set()
+            release.wait(15)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert held.wait(10)
+        started = time.monotonic()
+        with database.connection_context():
+            assert fast().claim() == []
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        thread.join()
