@@ -34,9 +34,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=50)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--reuse", metavar="PATH", help="a SQLite file an earlier run built (it prints its path)")
     args = parser.parse_args()
 
     import psycopg2
+    from peewee import fn
 
     from poggio.activity import Filters
     from poggio.activity_chart import chart
@@ -55,31 +57,43 @@ def main() -> None:
         conn.autocommit = True
         conn.cursor().execute(f"CREATE SCHEMA {schema}")
         url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    elif args.reuse:
+        url = f"sqlite:///{args.reuse}"
     else:
         url = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     db = bind(url)
     try:
         with db.connection_context():
             upgrade(PackRegistry.load())
-            ws = create_workspace("bench", "Bench", True, Actor.cli())
-            service = TokenService(known_packs={"accounts", "contacts", "revenue"}, max_active_tokens=10_000)
-            tokens = [service.create(ws, f"t{i}", Actor.cli()).token.id for i in range(args.tokens)]
-            now = utcnow()
-            rng = random.Random(7)
-            started = time.monotonic()
-            batch = []
-            for i in range(args.rows):
-                batch.append((ws.id, "token", rng.choice(tokens), now - dt.timedelta(seconds=rng.random() * 30 * 86400),
-                              rng.choice(TOOLS), rng.choice(OUTCOMES), round(rng.lognormvariate(3, 0.8), 2)))
-                if len(batch) == 10_000 or i == args.rows - 1:
-                    with database.atomic():
-                        Activity.insert_many(batch, fields=[Activity.workspace, Activity.kind, Activity.subject_id,
-                                                            Activity.at, Activity.tool, Activity.outcome,
-                                                            Activity.latency_ms]).execute()
-                    batch = []
-            refresh_statistics()
-            print(f"{args.rows:,} activity rows written in {time.monotonic() - started:.0f} s "
-                  f"({'PostgreSQL' if args.postgres else 'SQLite'})")
+            if args.reuse:
+                from poggio.models import ApiToken, Workspace
+
+                ws = Workspace.get(Workspace.slug == "bench")
+                tokens = [t.id for t in ApiToken.select(ApiToken.id).where(ApiToken.workspace == ws)
+                          .order_by(ApiToken.id)]
+                now = utcnow()
+                print(f"reusing {args.reuse}: {Activity.select().count():,} activity rows")
+            else:
+                ws = create_workspace("bench", "Bench", True, Actor.cli())
+                service = TokenService(known_packs={"accounts", "contacts", "revenue"}, max_active_tokens=10_000)
+                tokens = [service.create(ws, f"t{i}", Actor.cli()).token.id for i in range(args.tokens)]
+                now = utcnow()
+                rng = random.Random(7)
+                started = time.monotonic()
+                batch = []
+                for i in range(args.rows):
+                    at = now - dt.timedelta(seconds=rng.random() * 30 * 86400)
+                    batch.append((ws.id, "token", rng.choice(tokens), at, rng.choice(TOOLS), rng.choice(OUTCOMES),
+                                  round(rng.lognormvariate(3, 0.8), 2)))
+                    if len(batch) == 10_000 or i == args.rows - 1:
+                        with database.atomic():
+                            Activity.insert_many(batch, fields=[Activity.workspace, Activity.kind, Activity.subject_id,
+                                                                Activity.at, Activity.tool, Activity.outcome,
+                                                                Activity.latency_ms]).execute()
+                        batch = []
+                refresh_statistics()
+                print(f"{args.rows:,} activity rows written in {time.monotonic() - started:.0f} s "
+                      f"({'PostgreSQL' if args.postgres else 'SQLite'}; {url})", flush=True)
             cases = {
                 "workspace, 30 days (daily)": Filters(),
                 "workspace, last 24 h (hourly)": Filters(since=now - dt.timedelta(hours=24)),
@@ -90,14 +104,15 @@ def main() -> None:
                 times = []
                 for _ in range(args.runs):
                     t0 = time.perf_counter()
-                    data = chart(ws.id, filters, now)
+                    data = chart(ws.id, filters, now, tools=TOOLS)
                     times.append((time.perf_counter() - t0) * 1000)
                 print(f"{name:42} median {statistics.median(times):8.1f} ms  max {max(times):8.1f} ms  "
                       f"({len(data['buckets'])} buckets, {data['total']:,} calls)")
             day = now - dt.timedelta(days=1)
             cond = Filters().where(ws.id) & (Activity.at >= day) & (Activity.at < now)
-            sql, params = (Activity.select(Activity.outcome, Activity.tool).where(cond)
-                           .group_by(Activity.outcome, Activity.tool).sql())
+            sql, params = Activity.select().where(cond & (Activity.outcome == "ok")).count_query().sql() \
+                if hasattr(Activity.select(), "count_query") else Activity.select(fn.COUNT(Activity.id)).where(
+                    cond & (Activity.outcome == "ok")).sql()
             explain = "EXPLAIN QUERY PLAN " if not args.postgres else "EXPLAIN "
             print("plan of one bucket's aggregate:")
             for row in database.execute_sql(explain + sql, params).fetchall():

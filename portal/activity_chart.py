@@ -11,6 +11,14 @@ from portal.access import mcp_admin_required
 bp = Blueprint("activity_chart", __name__, url_prefix="/settings/mcp")
 
 
+def _tools() -> list[str]:
+    """The names a call's ``tool`` takes: the installed tools and the MCP method labels."""
+    from poggio.activity import METHOD_LABELS
+    from portal.access import core
+
+    return sorted({t.name for t in core()["registry"].tools()} | set(METHOD_LABELS))
+
+
 def chart_url(kind, subject_id, query: dict) -> str:
     if kind == "token":
         return url_for("activity_chart.token_chart", token_id=subject_id, **query)
@@ -24,7 +32,7 @@ def chart_context(workspace, filters, kind, subject_id) -> dict:
     from flask import request
 
     query = {k: v for k, v in request.args.items() if k in ("tool", "outcome", "since", "until") and v}
-    return {"chart": chart(workspace.id, filters), "chart_url": chart_url(kind, subject_id, query)}
+    return {"chart": chart(workspace.id, filters, tools=_tools()), "chart_url": chart_url(kind, subject_id, query)}
 
 
 def _answer(workspace, kind=None, subject_id=None):
@@ -34,7 +42,7 @@ def _answer(workspace, kind=None, subject_id=None):
     filters, problem = _filters(kind, subject_id)
     if problem:
         return jsonify(error=problem), 400
-    data = chart(workspace.id, filters)
+    data = chart(workspace.id, filters, tools=_tools())
     response = jsonify(data)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -25,9 +25,9 @@ def _seed():
     now = utcnow()
     rows = []
     for i in range(1, 21):  # token a, two hours ago: latencies 1..20 ms, 4 tool errors
-        rows.append((ws.id, "token", a.id, now - dt.timedelta(hours=2), "search" if i % 2 else "get",
+        rows.append((ws.id, "token", a.id, now - dt.timedelta(hours=2), "search_accounts" if i % 2 else "get_account",
                      "tool_error" if i <= 4 else "ok", float(i)))
-    rows.append((ws.id, "token", b.id, now - dt.timedelta(days=3), "search", "refused", 1.0))
+    rows.append((ws.id, "token", b.id, now - dt.timedelta(days=3), "search_accounts", "refused", 1.0))
     rows.append((other.workspace_id, "token", other.id, now - dt.timedelta(hours=1), "search", "ok", 1.0))
     Activity.insert_many([{"workspace": w, "kind": k, "subject_id": s, "at": at, "tool": t, "outcome": o,
                            "latency_ms": ms} for w, k, s, at, t, o, ms in rows]).execute()
@@ -41,11 +41,13 @@ def test_the_chart_json_stacks_outcomes_with_latency_and_top_tools(admin):
     assert data["outcomes"]["ok"][-1] == 16 and data["outcomes"]["tool_error"][-1] == 4
     assert sum(data["outcomes"]["refused"]) == 1
     assert data["median_ms"][-1] == 10.0 and data["p95_ms"][-1] == 19.0
-    assert data["top_tools"][0] == ["search", 11]
+    assert data["top_tools"][0] == ["search_accounts", 11]
     hourly = admin.get("/settings/mcp/activity/chart.json?since=24h").get_json()
     assert hourly["unit"] == "hour" and hourly["total"] == 20 and 24 <= len(hourly["buckets"]) <= 25
     only_ok = admin.get("/settings/mcp/activity/chart.json?outcome=ok").get_json()
     assert only_ok["total"] == 16 and sum(only_ok["outcomes"]["tool_error"]) == 0
+    assert dict(map(tuple, only_ok["top_tools"])) == {"search_accounts": 8, "get_account": 8}
+    assert chart(other.workspace_id, Filters(kind="token", subject_id=a.id))["total"] == 0  # scoped by workspace
     per_token = admin.get(f"/settings/mcp/tokens/{b.id}/activity/chart.json").get_json()
     assert per_token["total"] == 1
     assert admin.get(f"/settings/mcp/tokens/{other.id}/activity/chart.json").status_code == 404
