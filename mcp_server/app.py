@@ -39,6 +39,7 @@ from poggio.scopes import supported_oauth_scopes
 from poggio.settings import Settings, load_settings
 from poggio.tokens import TokenService
 from poggio.usage import UsageRecorder
+from poggio.webhook_delivery import Deliverer
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         recorder.start()
+        deliverer = Deliverer.from_settings(settings).start()
         # What start-up built (modules, schemas, compiled validators) lives as long as the process:
         # frozen out of the collector's way, a full collection no longer walks it, a pause that the
         # requests waiting behind it added to their time (benchmarks/README.md has the figures)
@@ -217,6 +219,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         finally:
             if held is not None:
                 held.__exit__(None, None, None)
+            await anyio.to_thread.run_sync(deliverer.close)
             await anyio.to_thread.run_sync(recorder.close)
             metrics.close()
             if watcher is not None:

@@ -59,6 +59,10 @@ ACTIONS = {
     "token.review_cleared": "Token review cleared",
     "oauth.id_jag_accepted": "App connected by the identity provider (ID-JAG)",
     "oauth.id_jag_refused": "Identity assertion (ID-JAG) refused",
+    "webhook.added": "Webhook endpoint added",
+    "webhook.removed": "Webhook endpoint removed",
+    "webhook.paused": "Webhook endpoint paused",
+    "webhook.resumed": "Webhook endpoint resumed",
 }
 # Changes to a workspace's data made by write tools (token or connected app, tool, fields before and
 # after): the portal's "writes only" filter, and what an activity export includes of the audit log.
@@ -115,6 +119,11 @@ def record(action: str, actor: Actor, workspace: Workspace | int | None = None, 
         ip=actor.ip,
         created_at=utcnow(),
     )
+    if workspace is not None:
+        from poggio import webhooks
+
+        if action in webhooks.FROM_AUDIT:  # its webhook message, in the same transaction
+            webhooks.from_audit(action, workspace, actor.label, target, detail)
 
 
 EXPORT_CHUNK = 2000

@@ -811,4 +811,60 @@ def up_command(app: App) -> None:
         raise SystemExit(status)
 
 
+# -- webhook -------------------------------------------------------------------------------------------
+@main.group()
+def webhook() -> None:
+    """Webhook endpoints of a workspace: signed posts of its events (Standard Webhooks)."""
+
+
+@webhook.command("add")
+@click.option("--workspace", "slug", required=True, help="Workspace slug.")
+@click.argument("url")
+@click.option("--events", default=None, metavar="a,b",
+              help="Event types, comma-separated (token.created, app.connected, ...). Default: all but tool.write.")
+@pass_app
+@friendly_errors
+def webhook_add(app: App, slug: str, url: str, events: str | None) -> None:
+    """Add an endpoint and print its signing secret, once, on standard output."""
+    from poggio import webhooks
+
+    added = webhooks.add_endpoint(app.workspace(slug), url, events, Actor.cli(),
+                                  allow_private=app.settings.webhook_allow_private)
+    click.echo(f"Added webhook endpoint {added.endpoint.id} for {', '.join(added.endpoint.event_list)}. "
+               "Its signing secret is shown only now:", err=True)
+    click.echo(added.secret)
+
+
+@webhook.command("list")
+@click.option("--workspace", "slug", required=True)
+@pass_app
+@friendly_errors
+def webhook_list(app: App, slug: str) -> None:
+    """The workspace's endpoints (never their secrets)."""
+    from poggio import webhooks
+
+    rows = webhooks.endpoints(app.workspace(slug))
+    if not rows:
+        click.echo("No webhook endpoints.")
+        return
+    click.echo(f"{'ID':>5}  {'STATUS':8}  {'PENDING':>7}  URL  EVENTS")
+    for e in rows:
+        click.echo(f"{e.id:>5}  {'paused' if e.paused_at else 'active':8}  {webhooks.pending_count(e):>7}  "
+                   f"{e.url}  {','.join(e.event_list)}")
+
+
+@webhook.command("remove")
+@click.option("--workspace", "slug", required=True)
+@click.argument("endpoint_id", type=int)
+@pass_app
+@friendly_errors
+def webhook_remove(app: App, slug: str, endpoint_id: int) -> None:
+    """Remove an endpoint; its undelivered messages go with it."""
+    from poggio import webhooks
+
+    if not webhooks.remove_endpoint(app.workspace(slug), endpoint_id, Actor.cli()):
+        raise click.ClickException(f"no webhook endpoint {endpoint_id} in workspace {slug}")
+    click.echo(f"Removed webhook endpoint {endpoint_id}.")
+
+
 from poggio import identity_cli  # noqa: E402,F401  (workspace sso, scim token)

@@ -61,6 +61,11 @@ class Settings:
     activity_retention_days: int = 90  # how long the MCP server keeps each request on the activity record
     # e-mails that may still sign in with a password when a workspace of theirs requires single sign-on
     sso_break_glass: tuple[str, ...] = ()
+    webhook_allow_private: bool = False  # deliver webhooks to private and loopback addresses
+    webhook_timeout_seconds: float = 10.0  # one delivery attempt, connection to last byte read
+    webhook_first_retry_seconds: float = 5.0  # the wait after a first failed attempt; doubled each time
+    webhook_retry_for_seconds: int = 86400  # a message is tried this long; an endpoint failing this long is paused
+    webhook_poll_seconds: float = 1.0  # how often each server looks for messages due
 
     @property
     def mcp_allowed_hosts(self) -> list[str]:

@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
 
     from portal import (
         activity,
+        activity_chart,
         app_requests,
         audit_log,
         auth,
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         scim,
         sso,
         views,
+        webhooks,
     )
     from portal.throttle import Throttle
 
@@ -151,6 +153,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     app.register_blueprint(scim.bp)
     app.register_blueprint(id_jag.bp)
     csrf.exempt(scim.bp)  # called by identity providers with a bearer token, not by browsers
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(activity_chart.bp)
     # a stored pack scope in words: "accounts (read and write), contacts (read)"
     app.add_template_filter(lambda text: scopes.describe(scopes.parse(text)), "scope_words")
     oauth.init_app(app)

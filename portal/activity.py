@@ -13,6 +13,7 @@ from poggio.errors import InvalidInput, NotFound
 from poggio.models import GrantUsage
 from poggio.usage_report import by_tool
 from portal.access import core, mcp_admin_required
+from portal.activity_chart import chart_context
 
 bp = Blueprint("activity", __name__, url_prefix="/settings/mcp")
 
@@ -71,6 +72,7 @@ def render_activity(workspace, kind=None, subject_id=None, endpoint="activity.wo
         "outcomes": OUTCOME_LABELS, "tools": _tool_choices(workspace, filters), "kind": kind, "subject": subject,
         "retention": core()["settings"].activity_retention_days,
     }
+    context.update(chart_context(workspace, filters, kind, subject_id))
     if request.htmx and request.htmx.target == "activity-results":
         return render_template("settings/_activity_results.html", **context)
     if kind is not None:

@@ -11,6 +11,9 @@ from poggio.db import utcnow
 BAR, GAP, HEIGHT = 4, 1, 28
 
 
+SCALE = 34  # room right of the bars for the scale (the peak day's calls)
+
+
 def activity_bars(series: list[tuple[dt.date, int, int]]) -> dict:
     peak = max((calls for _, calls, _ in series), default=0)
     bars = []
@@ -23,21 +26,27 @@ def activity_bars(series: list[tuple[dt.date, int, int]]) -> dict:
     errors = sum(e for _, _, e in series)
     width = len(series) * (BAR + GAP)
     return {"bars": bars, "width": width, "height": HEIGHT, "total": total, "errors": errors, "bar": BAR,
-            "svg": _svg(bars, width, total, errors, len(series))}
+            "peak": peak, "svg": _svg(bars, width, total, errors, len(series), peak)}
 
 
-def _svg(bars: list[dict], width: int, total: int, errors: int, days: int) -> Markup:
-    """The chart as inline SVG, one bar per day with its figures as a tooltip. Built here rather than
-    in a template loop: the token list draws one per row, and this is ~20x cheaper."""
-    parts = [f'<svg class="spark" width="{width}" height="{HEIGHT}" viewBox="0 0 {width} {HEIGHT}" role="img" '
-             f'aria-label="{total} calls, {errors} errors in {days} days">']
+def _svg(bars: list[dict], width: int, total: int, errors: int, days: int, peak: int) -> Markup:
+    """The chart as inline SVG, one bar per day with its figures as a tooltip over the day's whole
+    column (not only its bar, a few pixels wide), a baseline, and the scale: the busiest day's calls
+    at the top right. Built here rather than in a template loop: the token list draws one per row,
+    and this is much cheaper."""
+    full = width + SCALE
+    parts = [f'<svg class="spark" width="{full}" height="{HEIGHT}" viewBox="0 0 {full} {HEIGHT}" role="img" '
+             f'aria-label="{total} calls, {errors} errors in {days} days; busiest day {peak} calls">',
+             f'<line class="base" x1="0" y1="{HEIGHT - 0.5}" x2="{width}" y2="{HEIGHT - 0.5}"/>']
     for b in bars:
         parts.append(f'<g><title>{escape(b["title"])}</title>'
+                     f'<rect class="hit" x="{b["x"]}" y="0" width="{BAR + GAP}" height="{HEIGHT}"/>'
                      f'<rect class="day" x="{b["x"]}" y="{b["y"]}" width="{BAR}" height="{b["h"]}"/>')
         if b["eh"]:
             parts.append(f'<rect class="err" x="{b["x"]}" y="{b["ey"]}" width="{BAR}" height="{b["eh"]}"/>')
         parts.append("</g>")
-    parts.append("</svg>")
+    parts.append(f'<text class="scale" x="{width + 3}" y="9">{peak}/d</text>'
+                 f'<text class="scale" x="{width + 3}" y="{HEIGHT - 1}">0</text></svg>')
     return Markup("".join(parts))
 
 

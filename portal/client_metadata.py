@@ -20,7 +20,6 @@ import datetime as dt
 import email.utils
 import json
 import re
-import socket
 import threading
 import time
 from collections import OrderedDict
@@ -29,8 +28,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from poggio.addresses import resolve_checked
 from poggio.db import utcnow
-from poggio.oauth import is_public_address
 
 DEADLINE_SECONDS = 8.0  # the whole fetch, from connecting to the body's last byte
 READ_SECONDS = 3.0  # any one connect, TLS step or read of the socket
@@ -147,37 +146,9 @@ def is_metadata_url(client_id: str | None) -> bool:
     return bool(parts.hostname) and parts.path not in ("", "/")
 
 
-def _lookup(host: str, port: int, seconds: float) -> list:
-    """``getaddrinfo``, waited for at most ``seconds``: the resolver's own timeouts are longer than a
-    fetch's deadline, so it runs in a thread of its own, left to finish by itself when it is late."""
-    answer: dict = {}
-
-    def run():
-        try:
-            answer["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            answer["error"] = exc
-
-    thread = threading.Thread(target=run, name="metadata-dns", daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        raise MetadataError(f"the host {host} of the client's metadata URL did not resolve within "
-                            f"{seconds:g} seconds")
-    if "error" in answer:
-        raise MetadataError(f"the host {host} of the client's metadata URL does not resolve")
-    return answer["infos"]
-
-
 def _resolve(host: str, port: int, allow_private: bool, seconds: float = READ_SECONDS) -> str:
-    infos = _lookup(host, port, seconds)
-    addresses = sorted({info[4][0] for info in infos})
-    if not addresses:
-        raise MetadataError(f"the host {host} has no address")
-    if not allow_private and not all(is_public_address(a) for a in addresses):
-        raise MetadataError(f"the client's metadata URL points at a private or loopback address ({host}); "
-                            "this server fetches metadata documents from public addresses only")
-    return addresses[0]
+    return resolve_checked(host, port, allow_private, what="the client's metadata URL",
+                           fetched="metadata documents", error=MetadataError, seconds=seconds)
 
 
 def _fresh_until(headers: httpx.Headers, now: dt.datetime) -> dt.datetime:

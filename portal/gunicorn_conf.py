@@ -15,3 +15,12 @@ def worker_int(worker) -> None:
     transaction, which the database rolls back if the request is cut."""
     worker.log.info("Worker exiting (pid: %s)", worker.pid)
     os._exit(0)
+
+
+def post_worker_init(worker) -> None:
+    """Each worker delivers the webhook outbox too, as the MCP server does (a portal-only installation
+    still delivers); the outbox is claimed message by message, so none goes out twice."""
+    from poggio.settings import load_settings
+    from poggio.webhook_delivery import Deliverer
+
+    Deliverer.from_settings(load_settings()).start()

@@ -32,7 +32,14 @@ def layout_context():
 @bp.get("/")
 @login_required
 def home():
-    return render_template("home.html")
+    from portal import home as content
+
+    membership = current_membership()
+    if membership is None:
+        return render_template("home.html")
+    if membership.role == "admin":
+        return render_template("home.html", **content.admin_context(membership.workspace))
+    return render_template("home.html", mine=content.member_context(membership.workspace, current_user))
 
 
 @bp.get("/settings")

@@ -107,6 +107,8 @@ def test_governance_migration_goes_down_and_up(run):
     from poggio.schema import runners
 
     core = dict(runners(PackRegistry.load()))["core"]
+    assert core.down() == ["0040_webhooks"]  # webhook endpoints, their outbox and delivery log
+    assert not {"webhook_endpoint", "webhook_message", "webhook_attempt"} & set(database.get_tables())
     assert core.down() == ["0032_id_jag"]  # the connected apps an identity provider made (ID-JAG)
     assert "managed_grant" not in database.get_tables()
     assert core.down() == ["0031_scim"]  # SCIM tokens, users, groups, tokens flagged for review
