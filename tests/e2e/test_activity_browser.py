@@ -62,11 +62,11 @@ def test_activity_filter_and_csv_export_in_the_browser(stack, page):  # noqa: F8
     page.goto(f"{stack['portal']}/settings/mcp/")
     page.locator(f"#token-{stack['token'].id} a.log-link").click()
     expect(page.locator("h1")).to_have_text("Activity of audited agent")
-    rows = page.locator("#activity-results tbody tr")
+    rows = page.locator("#activity-results table.activity-log tbody tr")  # the log; the chart has its own tables
     expect(rows).to_have_count(5)
     page.select_option("select[name=outcome]", "refused")  # HTMX: the results swap, the URL follows
     expect(rows).to_have_count(2)
-    expect(page.locator("#activity-results tbody")).not_to_contain_text("OK")
+    expect(page.locator("#activity-results table.activity-log tbody")).not_to_contain_text("OK")
     assert "outcome=refused" in page.url
     page.screenshot(path=str(ARTIFACTS / "activity-filtered.png"), full_page=True)
     with page.expect_download() as info:
