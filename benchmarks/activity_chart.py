@@ -69,8 +69,9 @@ def main() -> None:
                 from poggio.models import ApiToken, Workspace
 
                 ws = Workspace.get(Workspace.slug == "bench")
-                tokens = [t.id for t in ApiToken.select(ApiToken.id).where(ApiToken.workspace == ws)
-                          .order_by(ApiToken.id)]
+                tokens = [
+                    t.id for t in ApiToken.select(ApiToken.id).where(ApiToken.workspace == ws).order_by(ApiToken.id)
+                ]
                 now = utcnow()
                 print(f"reusing {args.reuse}: {Activity.select().count():,} activity rows")
             else:
@@ -83,17 +84,38 @@ def main() -> None:
                 batch = []
                 for i in range(args.rows):
                     at = now - dt.timedelta(seconds=rng.random() * 30 * 86400)
-                    batch.append((ws.id, "token", rng.choice(tokens), at, rng.choice(TOOLS), rng.choice(OUTCOMES),
-                                  round(rng.lognormvariate(3, 0.8), 2)))
+                    batch.append(
+                        (
+                            ws.id,
+                            "token",
+                            rng.choice(tokens),
+                            at,
+                            rng.choice(TOOLS),
+                            rng.choice(OUTCOMES),
+                            round(rng.lognormvariate(3, 0.8), 2),
+                        )
+                    )
                     if len(batch) == 10_000 or i == args.rows - 1:
                         with database.atomic():
-                            Activity.insert_many(batch, fields=[Activity.workspace, Activity.kind, Activity.subject_id,
-                                                                Activity.at, Activity.tool, Activity.outcome,
-                                                                Activity.latency_ms]).execute()
+                            Activity.insert_many(
+                                batch,
+                                fields=[
+                                    Activity.workspace,
+                                    Activity.kind,
+                                    Activity.subject_id,
+                                    Activity.at,
+                                    Activity.tool,
+                                    Activity.outcome,
+                                    Activity.latency_ms,
+                                ],
+                            ).execute()
                         batch = []
                 refresh_statistics()
-                print(f"{args.rows:,} activity rows written in {time.monotonic() - started:.0f} s "
-                      f"({'PostgreSQL' if args.postgres else 'SQLite'}; {url})", flush=True)
+                print(
+                    f"{args.rows:,} activity rows written in {time.monotonic() - started:.0f} s "
+                    f"({'PostgreSQL' if args.postgres else 'SQLite'}; {url})",
+                    flush=True,
+                )
             cases = {
                 "workspace, 30 days (daily)": Filters(),
                 "workspace, last 24 h (hourly)": Filters(since=now - dt.timedelta(hours=24)),
@@ -106,13 +128,17 @@ def main() -> None:
                     t0 = time.perf_counter()
                     data = chart(ws.id, filters, now, tools=TOOLS)
                     times.append((time.perf_counter() - t0) * 1000)
-                print(f"{name:42} median {statistics.median(times):8.1f} ms  max {max(times):8.1f} ms  "
-                      f"({len(data['buckets'])} buckets, {data['total']:,} calls)")
+                print(
+                    f"{name:42} median {statistics.median(times):8.1f} ms  max {max(times):8.1f} ms  "
+                    f"({len(data['buckets'])} buckets, {data['total']:,} calls)"
+                )
             day = now - dt.timedelta(days=1)
             cond = Filters().where(ws.id) & (Activity.at >= day) & (Activity.at < now)
-            sql, params = Activity.select().where(cond & (Activity.outcome == "ok")).count_query().sql() \
-                if hasattr(Activity.select(), "count_query") else Activity.select(fn.COUNT(Activity.id)).where(
-                    cond & (Activity.outcome == "ok")).sql()
+            sql, params = (
+                Activity.select().where(cond & (Activity.outcome == "ok")).count_query().sql()
+                if hasattr(Activity.select(), "count_query")
+                else Activity.select(fn.COUNT(Activity.id)).where(cond & (Activity.outcome == "ok")).sql()
+            )
             explain = "EXPLAIN QUERY PLAN " if not args.postgres else "EXPLAIN "
             print("plan of one bucket's aggregate:")
             for row in database.execute_sql(explain + sql, params).fetchall():

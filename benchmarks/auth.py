@@ -35,14 +35,26 @@ def oauth_tokens(ws, n: int) -> list[str]:
     """``n`` grants as the authorization code flow leaves them, one access token each."""
     service = OAuthService(known_packs={"accounts"})
     user = User.get_or_none(User.email == "bench@example.com") or create_user(
-        "bench@example.com", "bench-password-1", ws, "admin", Actor.cli())
-    client = service.register({"client_name": "bench", "redirect_uris": ["http://127.0.0.1:9/cb"],
-                               "token_endpoint_auth_method": "none"}).client
+        "bench@example.com", "bench-password-1", ws, "admin", Actor.cli()
+    )
+    client = service.register(
+        {"client_name": "bench", "redirect_uris": ["http://127.0.0.1:9/cb"], "token_endpoint_auth_method": "none"}
+    ).client
     found = []
     for i in range(n):
-        service.issue_code(code=f"bench-code-{i}", client=client, user=user, workspace=ws, packs={"accounts"},
-                           redirect_uri="http://127.0.0.1:9/cb", resource=RESOURCE, code_challenge="x" * 43,
-                           code_challenge_method="S256", grant_days=None, actor=Actor.cli())
+        service.issue_code(
+            code=f"bench-code-{i}",
+            client=client,
+            user=user,
+            workspace=ws,
+            packs={"accounts"},
+            redirect_uri="http://127.0.0.1:9/cb",
+            resource=RESOURCE,
+            code_challenge="x" * 43,
+            code_challenge_method="S256",
+            grant_days=None,
+            actor=Actor.cli(),
+        )
         grant = service.grant_from_code(OAuthCode.select().order_by(OAuthCode.id.desc()).first())
         found.append(service.issue_tokens(grant, refresh=False)["access_token"])
     return found
@@ -86,8 +98,9 @@ def main() -> None:
         for cost in (10, 12):
             hashed = bcrypt.hashpw(token.encode(), bcrypt.gensalt(cost))
             b = per_call(lambda hashed=hashed: bcrypt.checkpw(token.encode(), hashed), 3)
-            print(f"bcrypt.checkpw cost {cost}:          {b * 1e3:8.1f} ms   "
-                  f"= at most {1 / b:,.0f} requests/s per core")
+            print(
+                f"bcrypt.checkpw cost {cost}:          {b * 1e3:8.1f} ms   = at most {1 / b:,.0f} requests/s per core"
+            )
 
 
 if __name__ == "__main__":

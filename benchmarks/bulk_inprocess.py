@@ -30,22 +30,32 @@ KINDS = ("accounts", "contacts", "opportunities")
 
 def account_domains(rng: random.Random, rows: int) -> list[str]:
     """The domains of the generated accounts (their names are ``Company {i} Holdings``)."""
-    return [f"company{i}-{rng.randrange(10 ** 6)}.example" for i in range(rows)]
+    return [f"company{i}-{rng.randrange(10**6)}.example" for i in range(rows)]
 
 
 def files(rows: int) -> dict[str, bytes]:
     rng = random.Random(1)
     domains = account_domains(rng, rows)
     return {
-        "accounts": ("domain,name,industry,employees,country,description\n" + "".join(
-            f"{d},Company {i} Holdings,Software,{rng.randrange(1, 5000)},DE,Maker of things number {i}\n"
-            for i, d in enumerate(domains))).encode(),
-        "contacts": ("email,first_name,last_name,title,account_domain\n" + "".join(
-            f"p{k}.{i}@{d},Person{k},Surname{i},Buyer,{d}\n"
-            for i, d in enumerate(domains) for k in range(3))).encode(),
-        "opportunities": ("account_domain,name,stage,amount,currency,close_date\n" + "".join(
-            f"{d},Deal {k},won,{rng.randrange(1000, 90000)}.50,EUR,2026-0{1 + k}-1{k}\n"
-            for d in domains for k in range(2))).encode(),
+        "accounts": (
+            "domain,name,industry,employees,country,description\n"
+            + "".join(
+                f"{d},Company {i} Holdings,Software,{rng.randrange(1, 5000)},DE,Maker of things number {i}\n"
+                for i, d in enumerate(domains)
+            )
+        ).encode(),
+        "contacts": (
+            "email,first_name,last_name,title,account_domain\n"
+            + "".join(f"p{k}.{i}@{d},Person{k},Surname{i},Buyer,{d}\n" for i, d in enumerate(domains) for k in range(3))
+        ).encode(),
+        "opportunities": (
+            "account_domain,name,stage,amount,currency,close_date\n"
+            + "".join(
+                f"{d},Deal {k},won,{rng.randrange(1000, 90000)}.50,EUR,2026-0{1 + k}-1{k}\n"
+                for d in domains
+                for k in range(2)
+            )
+        ).encode(),
     }
 
 
@@ -85,7 +95,7 @@ def child(step: str, rows: int, postgres: bool) -> None:
             if step == "demo":
                 took = timed(lambda: demo.build(registry, "acme", rows, 7))
             else:
-                for kind in KINDS[:KINDS.index(step) + 1]:
+                for kind in KINDS[: KINDS.index(step) + 1]:
                     took = timed(lambda k=kind: import_csv(registry, workspace, k, data[k], Actor.cli()))
         print(f"{took[0]:.3f} {took[1]:.3f}")
     finally:
@@ -113,14 +123,30 @@ def main() -> None:
     for _ in range(args.runs):
         for label, code in checkouts.items():
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(code / "plugins")])}
-            out = subprocess.run([sys.executable, __file__, "--child", "--step", args.step, "--rows", str(args.rows),
-                                  *(["--postgres"] if args.postgres else [])], env=env, cwd=code, check=True,
-                                 capture_output=True, text=True).stdout.split()
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--step",
+                    args.step,
+                    "--rows",
+                    str(args.rows),
+                    *(["--postgres"] if args.postgres else []),
+                ],
+                env=env,
+                cwd=code,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
             results[label].append((float(out[0]), float(out[1])))
             print(f"{label:6} wall {out[0]} s, CPU {out[1]} s, load {os.getloadavg()[0]:.1f}", flush=True)
     for label, runs in results.items():
-        print(f"{label:6} median wall {statistics.median(w for w, _ in runs):.2f} s, "
-              f"CPU {statistics.median(c for _, c in runs):.2f} s over {len(runs)} run(s)")
+        print(
+            f"{label:6} median wall {statistics.median(w for w, _ in runs):.2f} s, "
+            f"CPU {statistics.median(c for _, c in runs):.2f} s over {len(runs)} run(s)"
+        )
 
 
 if __name__ == "__main__":

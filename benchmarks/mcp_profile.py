@@ -35,15 +35,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODERN = "2026-07-28"
-ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "profile", "version": "1"}}
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "profile", "version": "1"},
+}
 
 
 def request(method: str, params: dict | None, modern: bool, token: str) -> tuple[list, bytes]:
     body: dict = {"jsonrpc": "2.0", "id": 1, "method": method}
-    headers = [(b"host", b"127.0.0.1:8001"), (b"content-type", b"application/json"),
-               (b"accept", b"application/json, text/event-stream"), (b"authorization", f"Bearer {token}".encode()),
-               (b"user-agent", b"profile")]
+    headers = [
+        (b"host", b"127.0.0.1:8001"),
+        (b"content-type", b"application/json"),
+        (b"accept", b"application/json, text/event-stream"),
+        (b"authorization", f"Bearer {token}".encode()),
+        (b"user-agent", b"profile"),
+    ]
     if modern:
         params = {**(params or {}), "_meta": ENVELOPE}
         headers += [(b"mcp-protocol-version", MODERN.encode()), (b"mcp-method", method.encode())]
@@ -74,9 +81,20 @@ class Changing:
 async def send(app, headers: list, body: bytes | Changing) -> tuple[int, bytes]:
     if isinstance(body, Changing):
         headers, body = body.next()
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/mcp", "raw_path": b"/mcp", "query_string": b"", "root_path": "", "headers": headers,
-             "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8001)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/mcp",
+        "raw_path": b"/mcp",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5555),
+        "server": ("127.0.0.1", 8001),
+    }
     given = False
 
     async def receive():
@@ -107,6 +125,7 @@ class Stages:
         spent = self.spent
         self.order.append(label)
         if asyncio.iscoroutinefunction(original):
+
             @functools.wraps(original)
             async def timed(*args, **kwargs):
                 started = time.perf_counter()
@@ -115,6 +134,7 @@ class Stages:
                 finally:
                     spent[label] += time.perf_counter() - started
         else:
+
             @functools.wraps(original)
             def timed(*args, **kwargs):
                 started = time.perf_counter()
@@ -122,6 +142,7 @@ class Stages:
                     return original(*args, **kwargs)
                 finally:
                     spent[label] += time.perf_counter() - started
+
         setattr(owner, name, timed)
 
 
@@ -169,16 +190,38 @@ async def run(args, token: str) -> None:
     for modern in (False, True):
         era = "2026" if modern else "legacy"
         cases += [
-            (f"reference echo {era}", reference,
-             *request("tools/call", {"name": "echo", "arguments": {"text": "hi"}}, modern, "reference-token")),
+            (
+                f"reference echo {era}",
+                reference,
+                *request("tools/call", {"name": "echo", "arguments": {"text": "hi"}}, modern, "reference-token"),
+            ),
             (f"reference tools/list {era}", reference, *request("tools/list", None, modern, "reference-token")),
             (f"tools/list {era}", app, *request("tools/list", None, modern, token)),
-            (f"get_account {era}", app, *request("tools/call", {"name": "get_account", "arguments": {
-                "domain": "example.com"}}, modern, token)),
-            (f"search_accounts {era}", app, *request("tools/call", {"name": "search_accounts", "arguments": {
-                "query": "acme", "limit": 20}}, modern, token)),
-            (f"get_revenue_summary {era}", app, *request("tools/call", {"name": "get_revenue_summary", "arguments": {
-                "account_domain": "example.com"}}, modern, token)),
+            (
+                f"get_account {era}",
+                app,
+                *request("tools/call", {"name": "get_account", "arguments": {"domain": "example.com"}}, modern, token),
+            ),
+            (
+                f"search_accounts {era}",
+                app,
+                *request(
+                    "tools/call",
+                    {"name": "search_accounts", "arguments": {"query": "acme", "limit": 20}},
+                    modern,
+                    token,
+                ),
+            ),
+            (
+                f"get_revenue_summary {era}",
+                app,
+                *request(
+                    "tools/call",
+                    {"name": "get_revenue_summary", "arguments": {"account_domain": "example.com"}},
+                    modern,
+                    token,
+                ),
+            ),
         ]
     if args.writes:
         writes = [
@@ -188,12 +231,23 @@ async def run(args, token: str) -> None:
             ("update_account", "update_account", {"domain": "example.com", "employees": "%d"}),
             ("update_account name", "update_account", {"domain": "example.com", "name": "Example Corp %d"}),
             ("create_account", "create_account", {"domain": "new-%d.example", "name": "New %d"}),
-            ("create_opportunity", "create_opportunity", {"account_domain": "example.com", "name": "Deal %d",
-                                                          "stage": "prospecting", "amount": "%d", "currency": "USD",
-                                                          "close_date": "2027-01-15"}),
+            (
+                "create_opportunity",
+                "create_opportunity",
+                {
+                    "account_domain": "example.com",
+                    "name": "Deal %d",
+                    "stage": "prospecting",
+                    "amount": "%d",
+                    "currency": "USD",
+                    "close_date": "2027-01-15",
+                },
+            ),
         ]
-        cases = [cases[0]] + [(f"{case} legacy", app, [], Changing("tools/call", {"name": tool, "arguments": arguments},
-                                                                    token)) for case, tool, arguments in writes]
+        cases = [cases[0]] + [
+            (f"{case} legacy", app, [], Changing("tools/call", {"name": tool, "arguments": arguments}, token))
+            for case, tool, arguments in writes
+        ]
     inner = reference.__closure__[0].cell_contents  # reference_server._guarded(app): the app it guards
     async with getattr(app, "app", app).router.lifespan_context(app), inner.router.lifespan_context(inner):
         if args.interleaved:
@@ -254,26 +308,44 @@ async def interleaved(cases, args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2100)
-    parser.add_argument("--batches", type=int, default=7,
-                        help="more, smaller batches: a steadier best on a busy machine")
+    parser.add_argument(
+        "--batches", type=int, default=7, help="more, smaller batches: a steadier best on a busy machine"
+    )
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--stages", action="store_true")
-    parser.add_argument("--interleaved", action="store_true",
-                        help="ratios to the bare SDK's echo, measured round by round (steady on a busy machine)")
+    parser.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="ratios to the bare SDK's echo, measured round by round (steady on a busy machine)",
+    )
     parser.add_argument("--cprofile", default="", help="a case name, e.g. 'get_account 2026'")
     parser.add_argument("--writes", action="store_true", help="time the write tools (a token that may write)")
-    parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"],
-                        help="--cprofile's order: time in each function, or with what it calls")
+    parser.add_argument(
+        "--sort",
+        default="tottime",
+        choices=["tottime", "cumulative"],
+        help="--cprofile's order: time in each function, or with what it calls",
+    )
     args = parser.parse_args()
     instance = Path(tempfile.mkdtemp())
-    os.environ.update({"POGGIO_INSTANCE_PATH": str(instance), "POGGIO_RATE_LIMIT": "100000000/minute",
-                       "POGGIO_WRITE_RATE_LIMIT": "100000000/minute",
-                       "POGGIO_SECRET_KEY": secrets.token_hex(16), "POGGIO_MCP_PUBLIC_URL": "http://127.0.0.1:8001/mcp"})
+    os.environ.update(
+        {
+            "POGGIO_INSTANCE_PATH": str(instance),
+            "POGGIO_RATE_LIMIT": "100000000/minute",
+            "POGGIO_WRITE_RATE_LIMIT": "100000000/minute",
+            "POGGIO_SECRET_KEY": secrets.token_hex(16),
+            "POGGIO_MCP_PUBLIC_URL": "http://127.0.0.1:8001/mcp",
+        }
+    )
     poggio = [sys.executable, "-m", "poggio"]
     subprocess.run([*poggio, "demo", "--accounts", str(args.accounts)], check=True, capture_output=True)
     packs = ["--packs", "accounts:write,contacts,revenue:write"] if args.writes else []
-    token = subprocess.run([*poggio, "token", "create", "--workspace", "acme", "--name", "profile", *packs], check=True,
-                           capture_output=True, text=True).stdout.strip()
+    token = subprocess.run(
+        [*poggio, "token", "create", "--workspace", "acme", "--name", "profile", *packs],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     asyncio.run(run(args, token))
 
 

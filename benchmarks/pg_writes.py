@@ -46,8 +46,16 @@ def child(calls: int, backend: str) -> None:
             upgrade(registry)
             workspace = demo.build(registry, "acme", accounts=50).workspace
         for tool, arguments in CASES.items():
-            ctx = registry.tool_context(CursorCodec(b"k" * 16), workspace.id, 1, None, tool, writable=True,
-                                        caller="benchmark", token_kind="token")
+            ctx = registry.tool_context(
+                CursorCodec(b"k" * 16),
+                workspace.id,
+                1,
+                None,
+                tool,
+                writable=True,
+                caller="benchmark",
+                token_kind="token",
+            )
             run = registry.tool(tool).run
             with database.connection_context():
                 for i in range(50):  # warm: statements prepared, pool filled
@@ -69,8 +77,11 @@ def child(calls: int, backend: str) -> None:
             for t in threads:
                 t.join()
             rate = (calls // 8 * 8) / (time.perf_counter() - started)
-            print(f"{tool:20} sequential {wall / calls * 1e6:6.0f} us/call (CPU {cpu / calls * 1e6:4.0f} us), "
-                  f"8 threads {rate:5.0f} calls/s", flush=True)
+            print(
+                f"{tool:20} sequential {wall / calls * 1e6:6.0f} us/call (CPU {cpu / calls * 1e6:4.0f} us), "
+                f"8 threads {rate:5.0f} calls/s",
+                flush=True,
+            )
     finally:
         drop_instance(inst)
 
@@ -91,9 +102,21 @@ def main() -> None:
     for _ in range(args.runs):
         for label, code in checkouts.items():
             path = os.pathsep.join(str(p) for p in (code, code / "plugins", code / "tests"))
-            out = subprocess.run([sys.executable, __file__, "--child", "--calls", str(args.calls),
-                                  *(["--sqlite"] if args.sqlite else [])], cwd=code,
-                                 env={**os.environ, "PYTHONPATH": path}, check=True, capture_output=True, text=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--calls",
+                    str(args.calls),
+                    *(["--sqlite"] if args.sqlite else []),
+                ],
+                cwd=code,
+                env={**os.environ, "PYTHONPATH": path},
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             for line in out.stdout.splitlines():
                 print(f"{label:6} {line}", flush=True)
 

@@ -61,10 +61,14 @@ def main() -> None:
         url = f"{PG_URL}?options=-csearch_path%3D{schema}"
     else:
         url = f"sqlite:///{tmp}/poggio.db"
-    os.environ.update({
-        "POGGIO_INSTANCE_PATH": tmp, "POGGIO_DATABASE_URL": url, "POGGIO_SECRET_KEY": secrets.token_hex(16),
-        "POGGIO_MAX_ACTIVE_TOKENS": str(args.tokens + 1),
-    })
+    os.environ.update(
+        {
+            "POGGIO_INSTANCE_PATH": tmp,
+            "POGGIO_DATABASE_URL": url,
+            "POGGIO_SECRET_KEY": secrets.token_hex(16),
+            "POGGIO_MAX_ACTIVE_TOKENS": str(args.tokens + 1),
+        }
+    )
 
     # imported after the environment is set: the portal reads its settings at create_app()
     import poggio.workspaces
@@ -87,43 +91,77 @@ def main() -> None:
             ws = create_workspace("acme", "Acme", True, Actor.cli())
             create_user("admin@acme.example", password, ws, "admin", Actor.cli())
             service = TokenService(max_active_tokens=args.tokens + 1)
-            ids = [service.create(ws, f"integration {i:04d}", Actor.cli(), expires="never").token.id
-                   for i in range(args.tokens)]
+            ids = [
+                service.create(ws, f"integration {i:04d}", Actor.cli(), expires="never").token.id
+                for i in range(args.tokens)
+            ]
             rng = random.Random(7)
             today = utcnow().date()
             tools = ["search_accounts", "get_account", "search_contacts", "get_revenue_summary", "tools/list"]
-            rows = [{"token": tid, "day": today - dt.timedelta(days=d), "tool": tool,
-                     "calls": rng.randint(1, 500), "errors": rng.randint(0, 3)}
-                    for tid in ids for d in range(args.days) for tool in rng.sample(tools, 3)]
+            rows = [
+                {
+                    "token": tid,
+                    "day": today - dt.timedelta(days=d),
+                    "tool": tool,
+                    "calls": rng.randint(1, 500),
+                    "errors": rng.randint(0, 3),
+                }
+                for tid in ids
+                for d in range(args.days)
+                for tool in rng.sample(tools, 3)
+            ]
             with writing():
                 for i in range(0, len(rows), 500):
-                    TokenUsage.insert_many(rows[i:i + 500]).execute()
+                    TokenUsage.insert_many(rows[i : i + 500]).execute()
             seeded = time.perf_counter() - start
             start = time.perf_counter()
             outcomes = ["ok"] * 96 + ["tool_error", "tool_error", "refused", "rate_limited"]
             now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             step = dt.timedelta(days=args.days) / max(1, args.activity)
-            fields = [Activity.workspace, Activity.kind, Activity.subject_id, Activity.at, Activity.tool,
-                      Activity.outcome, Activity.latency_ms, Activity.client, Activity.ip]
+            fields = [
+                Activity.workspace,
+                Activity.kind,
+                Activity.subject_id,
+                Activity.at,
+                Activity.tool,
+                Activity.outcome,
+                Activity.latency_ms,
+                Activity.client,
+                Activity.ip,
+            ]
             batch = []
             for i in range(args.activity):
-                batch.append((ws.id, "token", ids[i % len(ids)], now - step * i, tools[i % len(tools)],
-                              outcomes[rng.randrange(100)], 4.2, "claude-ai 1.0", "203.0.113.7"))
+                batch.append(
+                    (
+                        ws.id,
+                        "token",
+                        ids[i % len(ids)],
+                        now - step * i,
+                        tools[i % len(tools)],
+                        outcomes[rng.randrange(100)],
+                        4.2,
+                        "claude-ai 1.0",
+                        "203.0.113.7",
+                    )
+                )
                 if len(batch) == 5000 or i == args.activity - 1:
                     with writing():
                         Activity.insert_many(batch, fields=fields).execute()
                     batch = []
             seeded_activity = time.perf_counter() - start
-        print(f"{'PostgreSQL' if args.postgres else 'SQLite'}: {args.tokens} tokens, {len(rows):,} usage rows "
-              f"({args.days} days x 3 tools per token), seeded in {seeded:.1f} s; {args.activity:,} activity "
-              f"records in {seeded_activity:.1f} s")
+        print(
+            f"{'PostgreSQL' if args.postgres else 'SQLite'}: {args.tokens} tokens, {len(rows):,} usage rows "
+            f"({args.days} days x 3 tools per token), seeded in {seeded:.1f} s; {args.activity:,} activity "
+            f"records in {seeded_activity:.1f} s"
+        )
 
         app = create_app()
         client = app.test_client()
         page = client.get("/sign-in").get_data(as_text=True)
         csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-        signed_in = client.post("/sign-in", data={"email": "admin@acme.example", "password": password,
-                                                  "csrf_token": csrf})
+        signed_in = client.post(
+            "/sign-in", data={"email": "admin@acme.example", "password": password, "csrf_token": csrf}
+        )
         assert signed_in.status_code == 302, signed_in.status_code
 
         statements = [0]
@@ -137,10 +175,16 @@ def main() -> None:
         cases = [
             ("MCP Server page (full)", "/settings/mcp/", {}),
             ("token list partial (HTMX)", "/settings/mcp/", {"HX-Request": "true", "HX-Target": "token-list"}),
-            ("last page of the list (HTMX)", f"/settings/mcp/?page={(args.tokens + 49) // 50}",
-             {"HX-Request": "true", "HX-Target": "token-list"}),
-            ("one token's tools (HTMX)", f"/settings/mcp/tokens/{ids[len(ids) // 2]}/activity",
-             {"HX-Request": "true", "HX-Target": f"tools-{ids[len(ids) // 2]}"}),
+            (
+                "last page of the list (HTMX)",
+                f"/settings/mcp/?page={(args.tokens + 49) // 50}",
+                {"HX-Request": "true", "HX-Target": "token-list"},
+            ),
+            (
+                "one token's tools (HTMX)",
+                f"/settings/mcp/tokens/{ids[len(ids) // 2]}/activity",
+                {"HX-Request": "true", "HX-Target": f"tools-{ids[len(ids) // 2]}"},
+            ),
         ]
         middle = ids[len(ids) // 2]
         results = {"HX-Request": "true", "HX-Target": "activity-results"}
@@ -164,10 +208,11 @@ def main() -> None:
             with db.connection_context():
                 from poggio import activity as record
 
-                for label, filters in (("workspace", record.Filters()),
-                                       ("workspace, refused", record.Filters(outcome="refused")),
-                                       ("token, tool",
-                                        record.Filters(kind="token", subject_id=middle, tool="get_account"))):
+                for label, filters in (
+                    ("workspace", record.Filters()),
+                    ("workspace, refused", record.Filters(outcome="refused")),
+                    ("token, tool", record.Filters(kind="token", subject_id=middle, tool="get_account")),
+                ):
                     sql, params = record._newest_first(ws.id, filters, None, 51).sql()
                     plan = " | ".join(r[-1] for r in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
                     print(f"plan, {label}: {plan}")
@@ -185,8 +230,10 @@ def main() -> None:
             size = len(response.get_data())
             median = statistics.median(times)
             full_median = full_median if full_median is not None else median
-            print(f"{label:30} {median:10.1f} {percentile(times, 0.95):8.1f} {max(times):8.1f} {statements[0]:5d} "
-                  f"{size / 1024:6.0f}")
+            print(
+                f"{label:30} {median:10.1f} {percentile(times, 0.95):8.1f} {max(times):8.1f} {statements[0]:5d} "
+                f"{size / 1024:6.0f}"
+            )
         verdict = "met" if full_median < 150 else "MISSED"
         print(f"target: the page in under 150 ms with {args.tokens} tokens: {verdict} ({full_median:.1f} ms median)")
     finally:

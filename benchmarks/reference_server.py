@@ -53,6 +53,7 @@ def _guarded(inner):
             await JSONResponse({"error": "invalid_token"}, status_code=401)(scope, receive, send)
             return
         await inner(scope, receive, send)
+
     return guarded
 
 

@@ -41,12 +41,22 @@ def build(size: int, folder: Path, url: str, key: str) -> float | None:
     marker = folder / f"built-{size}"
     env = {**os.environ, "POGGIO_INSTANCE_PATH": str(folder), "POGGIO_DATABASE_URL": url, "POGGIO_SECRET_KEY": key}
     if marker.exists():  # reused: brought up to the current schema (new indexes) first
-        subprocess.run([sys.executable, "-m", "poggio", "db", "upgrade"], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "poggio", "db", "upgrade"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return None
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "poggio", "demo", "--accounts", str(size)], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "poggio", "demo", "--accounts", str(size)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     took = time.perf_counter() - start
     marker.write_text(f"{took:.1f}\n")
     return took
@@ -64,32 +74,54 @@ def cases(rng: random.Random, workspace_id: int) -> list[tuple[str, str, list[di
         return [row for (row,) in query.order_by(fn.RANDOM()).limit(n).tuples()]
 
     domains = sample(Account.select(Account.domain).where(Account.workspace == workspace_id))
-    industries = [i for (i,) in Account.select(Account.industry).where(Account.workspace == workspace_id)
-                  .distinct().order_by(Account.industry).tuples()]
-    terms = (SearchTerm.select(SearchTerm.term, fn.COUNT(SearchTerm.ref_id).alias("n"))
-             .where((SearchTerm.workspace == workspace_id) & (SearchTerm.kind == "account"))
-             .group_by(SearchTerm.term))
+    industries = [
+        i
+        for (i,) in Account.select(Account.industry)
+        .where(Account.workspace == workspace_id)
+        .distinct()
+        .order_by(Account.industry)
+        .tuples()
+    ]
+    terms = (
+        SearchTerm.select(SearchTerm.term, fn.COUNT(SearchTerm.ref_id).alias("n"))
+        .where((SearchTerm.workspace == workspace_id) & (SearchTerm.kind == "account"))
+        .group_by(SearchTerm.term)
+    )
     common = [t for t, _ in terms.order_by(fn.COUNT(SearchTerm.ref_id).desc()).limit(10).tuples()]
     rare = [t for t, _ in terms.order_by(fn.COUNT(SearchTerm.ref_id)).limit(200).tuples() if len(t) > 3][:20]
-    people = list(Contact.select(Contact.first_name, Contact.last_name, Contact.email)
-                  .where(Contact.workspace == workspace_id).order_by(fn.RANDOM()).limit(50).tuples())
+    people = list(
+        Contact.select(Contact.first_name, Contact.last_name, Contact.email)
+        .where(Contact.workspace == workspace_id)
+        .order_by(fn.RANDOM())
+        .limit(50)
+        .tuples()
+    )
     pick = rng.choice
     return [
         ("get_account (random domain)", "get_account", [{"domain": d} for d in domains]),
         ("search_accounts rare word", "search_accounts", [{"query": w} for w in rare]),
         ("search_accounts common word", "search_accounts", [{"query": w} for w in common]),
         ("search_accounts industry", "search_accounts", [{"industry": i} for i in industries]),
-        ("search_accounts word+country", "search_accounts",
-         [{"query": pick(common), "country": "DE"} for _ in range(20)]),
+        (
+            "search_accounts word+country",
+            "search_accounts",
+            [{"query": pick(common), "country": "DE"} for _ in range(20)],
+        ),
         ("search_contacts first name", "search_contacts", [{"query": f} for f, _, _ in people]),
         ("search_contacts last name", "search_contacts", [{"query": last} for _, last, _ in people]),
         ("search_contacts two words", "search_contacts", [{"query": f"{f} {last}"} for f, last, _ in people]),
         ("search_contacts at an account", "search_contacts", [{"account_domain": d} for d in domains]),
-        ("search_contacts word at an account", "search_contacts",
-         [{"query": f, "account_domain": d} for (f, _, _), d in zip(people, domains, strict=False)]),
+        (
+            "search_contacts word at an account",
+            "search_contacts",
+            [{"query": f, "account_domain": d} for (f, _, _), d in zip(people, domains, strict=False)],
+        ),
         # the walk's worst case: every word common, the three together rare (~1 in 900 contacts)
-        ("search_contacts 3 common words", "search_contacts",
-         [{"query": f"{f} {last} {pick(common)}"} for f, last, _ in people]),
+        (
+            "search_contacts 3 common words",
+            "search_contacts",
+            [{"query": f"{f} {last} {pick(common)}"} for f, last, _ in people],
+        ),
         ("get_contact (random e-mail)", "get_contact", [{"email": e} for _, _, e in people]),
         ("get_revenue_summary (account)", "get_revenue_summary", [{"account_domain": d} for d in domains]),
         ("get_revenue_summary (workspace)", "get_revenue_summary", [{}]),
@@ -142,22 +174,41 @@ def bulk(accounts: int, demo_size: int, folder: Path, url: str, key: str, code: 
     code = code or Path(__file__).resolve().parent.parent  # this checkout, not whichever the venv installed
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(code.resolve()), str(code.resolve() / "plugins")])  # and its packs
-    run = lambda *a: subprocess.run([sys.executable, "-m", "poggio", *a], env=env, check=True,  # noqa: E731
-                                    capture_output=True, text=True, cwd=code)
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "poggio", *a],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=code,
+    )
     run("db", "upgrade")
     run("workspace", "create", "bulk", "--name", "Bulk")
     rng = random.Random(1)
-    domains = [f"company{i}-{rng.randrange(10 ** 6)}.example" for i in range(accounts)]
+    domains = [f"company{i}-{rng.randrange(10**6)}.example" for i in range(accounts)]
     files = {
-        "accounts": _csv(folder / "accounts.csv", "domain,name,industry,employees,country,description",
-                         (f"{d},Company {i} Holdings,Software,{rng.randrange(1, 5000)},DE,Maker of things number {i}"
-                          for i, d in enumerate(domains))),
-        "contacts": _csv(folder / "contacts.csv", "email,first_name,last_name,title,account_domain",
-                         (f"p{n}.{i}@{d},Person{n},Surname{i},Buyer,{d}"
-                          for i, d in enumerate(domains) for n in range(3))),
-        "opportunities": _csv(folder / "opportunities.csv", "account_domain,name,stage,amount,currency,close_date",
-                              (f"{d},Deal {n},won,{rng.randrange(1000, 90000)}.50,EUR,2026-0{1 + n}-1{n}"
-                               for d in domains for n in range(2))),
+        "accounts": _csv(
+            folder / "accounts.csv",
+            "domain,name,industry,employees,country,description",
+            (
+                f"{d},Company {i} Holdings,Software,{rng.randrange(1, 5000)},DE,Maker of things number {i}"
+                for i, d in enumerate(domains)
+            ),
+        ),
+        "contacts": _csv(
+            folder / "contacts.csv",
+            "email,first_name,last_name,title,account_domain",
+            (f"p{n}.{i}@{d},Person{n},Surname{i},Buyer,{d}" for i, d in enumerate(domains) for n in range(3)),
+        ),
+        "opportunities": _csv(
+            folder / "opportunities.csv",
+            "account_domain,name,stage,amount,currency,close_date",
+            (
+                f"{d},Deal {n},won,{rng.randrange(1000, 90000)}.50,EUR,2026-0{1 + n}-1{n}"
+                for d in domains
+                for n in range(2)
+            ),
+        ),
     }
     out: dict[str, float] = {}
 
@@ -174,8 +225,11 @@ def bulk(accounts: int, demo_size: int, folder: Path, url: str, key: str, code: 
         rows = sum(1 for _ in path.open()) - 1
         timed(f"import {kind}", "import", kind, str(path), "--workspace", "bulk")
         out[f"import {kind} rows/s"] = rows / out[f"import {kind}"]
-        print(f"import {rows:,} {kind}: {out[f'import {kind}']:.1f} s (CPU {out[f'import {kind} cpu']:.1f} s), "
-              f"{out[f'import {kind} rows/s']:,.0f} rows/s", flush=True)
+        print(
+            f"import {rows:,} {kind}: {out[f'import {kind}']:.1f} s (CPU {out[f'import {kind} cpu']:.1f} s), "
+            f"{out[f'import {kind} rows/s']:,.0f} rows/s",
+            flush=True,
+        )
     if demo_size:
         timed("demo", "demo", "--accounts", str(demo_size))
         out["demo rows/s"] = demo_size / out["demo"]  # accounts (and their contacts, deals, terms) per second
@@ -226,8 +280,10 @@ def main() -> None:
         for run in range(args.runs):
             for label, code in checkouts.items():
                 if label:
-                    print(f"-- run {run + 1}, {label} ({code or 'this checkout'}), {os.getloadavg()[0]:.1f} load",
-                          flush=True)
+                    print(
+                        f"-- run {run + 1}, {label} ({code or 'this checkout'}), {os.getloadavg()[0]:.1f} load",
+                        flush=True,
+                    )
                 timings[label].append(bulk_once(args, code))
         if args.before or args.runs > 1:
             print(f"\nmedians of {args.runs} run(s): wall seconds (rows/s), CPU seconds of the command")
@@ -237,8 +293,11 @@ def main() -> None:
                     took = statistics.median(t[key] for t in timings[label])
                     rate = [t[f"{key} rows/s"] for t in timings[label] if f"{key} rows/s" in t]
                     cpu = statistics.median(t[f"{key} cpu"] for t in timings[label])
-                    cells.append(f"{label} {took:.1f} s" + (f" ({statistics.median(rate):,.0f}/s)" if rate else "")
-                                 + f", CPU {cpu:.1f} s")
+                    cells.append(
+                        f"{label} {took:.1f} s"
+                        + (f" ({statistics.median(rate):,.0f}/s)" if rate else "")
+                        + f", CPU {cpu:.1f} s"
+                    )
                 print(f"{key:24} " + "   ".join(cells))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -268,8 +327,11 @@ def main() -> None:
                     conn.cursor().execute(f"ANALYZE {schema}.{table}")
             size_mb = (folder / "poggio.db").stat().st_size / 1e6 if not args.postgres else None
             builds[size] = (took, size_mb)
-            print(f"{size:>9,} accounts: built in {'(reused)' if took is None else f'{took:.0f} s'}"
-                  + (f", database {size_mb:,.0f} MB" if size_mb else ""), flush=True)
+            print(
+                f"{size:>9,} accounts: built in {'(reused)' if took is None else f'{took:.0f} s'}"
+                + (f", database {size_mb:,.0f} MB" if size_mb else ""),
+                flush=True,
+            )
             results[size] = measure(size, url, key, args.calls)
     finally:
         if conn is not None:
@@ -288,8 +350,10 @@ def main() -> None:
         print(f"{label:34}{cells}{growth:>11.1f}x")
         if results[largest][label][1] >= 50:
             missed.append(label)
-    print(f"target: p95 < 50 ms at {largest:,} accounts: "
-          + ("met for every query" if not missed else f"MISSED for {', '.join(missed)}"))
+    print(
+        f"target: p95 < 50 ms at {largest:,} accounts: "
+        + ("met for every query" if not missed else f"MISSED for {', '.join(missed)}")
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,10 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 def accounts(count: int) -> list[tuple[int, list[str]]]:
     """``(id, distinct words)`` of the ``count`` accounts that ``bulk_inprocess.py`` imports."""
-    return [(i + 1, list(dict.fromkeys(words(f"Company {i} Holdings") + words(domain))))
-            for i, domain in enumerate(account_domains(random.Random(1), count))]
+    return [
+        (i + 1, list(dict.fromkeys(words(f"Company {i} Holdings") + words(domain))))
+        for i, domain in enumerate(account_domains(random.Random(1), count))
+    ]
 
 
 def best(runs: int, once, *args) -> float:
@@ -61,8 +63,10 @@ def sqlite_once(ddl: list[str], insert: str, values: list[tuple]) -> float:
 
 def postgres_once(conn, ddl: str, copy: str, data: str) -> float:
     cur = conn.cursor()
-    cur.execute("DROP SCHEMA IF EXISTS search_index_bench CASCADE; CREATE SCHEMA search_index_bench; "
-                "SET search_path = search_index_bench")
+    cur.execute(
+        "DROP SCHEMA IF EXISTS search_index_bench CASCADE; CREATE SCHEMA search_index_bench; "
+        "SET search_path = search_index_bench"
+    )
     cur.execute(ddl)
     conn.commit()
     started = time.perf_counter()
@@ -76,13 +80,19 @@ def sqlite(rows, runs: int) -> None:
     texts = [(ref, " ".join(found)) for ref, found in rows]
     layouts = {
         f"search_term, {len(terms):,} rows, two B-tree indexes": (
-            ["CREATE TABLE search_term (id INTEGER PRIMARY KEY, workspace_id INT, kind TEXT, term TEXT, ref_id INT)",
-             "CREATE INDEX by_term ON search_term (workspace_id, kind, term, ref_id)",
-             "CREATE INDEX by_ref ON search_term (kind, ref_id, term)"],
-            "INSERT INTO search_term (workspace_id, kind, term, ref_id) VALUES (1, 'account', ?, ?)", terms),
+            [
+                "CREATE TABLE search_term (id INTEGER PRIMARY KEY, workspace_id INT, kind TEXT, term TEXT, ref_id INT)",
+                "CREATE INDEX by_term ON search_term (workspace_id, kind, term, ref_id)",
+                "CREATE INDEX by_ref ON search_term (kind, ref_id, term)",
+            ],
+            "INSERT INTO search_term (workspace_id, kind, term, ref_id) VALUES (1, 'account', ?, ?)",
+            terms,
+        ),
         f"FTS5, {len(texts):,} rows (contentless, detail=none)": (
             ["CREATE VIRTUAL TABLE search_text USING fts5(words, content='', detail=none, columnsize=0)"],
-            "INSERT INTO search_text (rowid, words) VALUES (?, ?)", texts),
+            "INSERT INTO search_text (rowid, words) VALUES (?, ?)",
+            texts,
+        ),
     }
     for label, layout in layouts.items():
         print(f"SQLite      {label}: {best(runs, sqlite_once, *layout):.3f} s")
@@ -98,12 +108,16 @@ def postgres(rows, runs: int) -> None:
             "CREATE TABLE search_term (id serial PRIMARY KEY, workspace_id int DEFAULT 1, kind text DEFAULT 'account', "
             "term text, ref_id int); CREATE INDEX by_term ON search_term (workspace_id, kind, term, ref_id); "
             "CREATE INDEX by_ref ON search_term (kind, ref_id, term)",
-            "COPY search_term (term, ref_id) FROM STDIN", terms),
+            "COPY search_term (term, ref_id) FROM STDIN",
+            terms,
+        ),
         "one row per account, tsvector under GIN, COPY": (
             "CREATE TABLE search_text (ref_id int PRIMARY KEY, words text, "
             "vector tsvector GENERATED ALWAYS AS (to_tsvector('simple', words)) STORED); "
             "CREATE INDEX by_word ON search_text USING gin (vector)",
-            "COPY search_text (ref_id, words) FROM STDIN", texts),
+            "COPY search_text (ref_id, words) FROM STDIN",
+            texts,
+        ),
     }
     conn = psycopg2.connect(PG_URL)
     try:

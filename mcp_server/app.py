@@ -59,7 +59,8 @@ def protected_resource_paths(public_url: str) -> list[str]:
     the 401 challenge points at)."""
     path = urlsplit(public_url).path.rstrip("/")
     return ["/.well-known/oauth-protected-resource"] + (
-        [f"/.well-known/oauth-protected-resource{path}"] if path else [])
+        [f"/.well-known/oauth-protected-resource{path}"] if path else []
+    )
 
 
 MCP_PATH = "/mcp"
@@ -74,24 +75,32 @@ class KnownProtocolVersion:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        requested = next((v.decode("latin-1") for k, v in scope.get("headers", ())
-                          if k == b"mcp-protocol-version"), None)
+        requested = next(
+            (v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"mcp-protocol-version"), None
+        )
         if requested is None or requested in SUPPORTED_VERSIONS:
             return await self.app(scope, receive, send)
-        body = {"jsonrpc": "2.0", "id": None, "error": {
-            "code": UNSUPPORTED_PROTOCOL_VERSION,
-            "message": f"Unsupported protocol version {requested[:40]!r}: this server supports "
-                       f"{', '.join(SUPPORTED_VERSIONS)} (MCP-Protocol-Version header)",
-            "data": {"supported": list(SUPPORTED_VERSIONS), "requested": requested[:40]}}}
+        body = {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {
+                "code": UNSUPPORTED_PROTOCOL_VERSION,
+                "message": f"Unsupported protocol version {requested[:40]!r}: this server supports "
+                f"{', '.join(SUPPORTED_VERSIONS)} (MCP-Protocol-Version header)",
+                "data": {"supported": list(SUPPORTED_VERSIONS), "requested": requested[:40]},
+            },
+        }
         await Response(json.dumps(body), status_code=400, media_type="application/json")(scope, receive, send)
 
 
 def _warn_about_rate_limits_per_worker(settings: Settings) -> None:
     if server_pid() is not None and not settings.redis_url:
-        log.warning("POGGIO_RATE_LIMIT (%s per token) is counted per worker: this server runs several worker "
-                    "processes without POGGIO_REDIS_URL, so a token may make that many requests in each of "
-                    "them. Set POGGIO_REDIS_URL to share the counters, or run one worker per process.",
-                    settings.rate_limit)
+        log.warning(
+            "POGGIO_RATE_LIMIT (%s per token) is counted per worker: this server runs several worker "
+            "processes without POGGIO_REDIS_URL, so a token may make that many requests in each of "
+            "them. Set POGGIO_REDIS_URL to share the counters, or run one worker per process.",
+            settings.rate_limit,
+        )
 
 
 def create_app(settings: Settings | None = None, registry: PackRegistry | None = None):
@@ -102,8 +111,11 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     bind(settings.database_url, statement_timeout=settings.tool_timeout_seconds + STATEMENT_GRACE)
     limiter = anyio.CapacityLimiter(16)  # worker threads for database work: bounded, like the pool
     oauth = OAuthService.from_settings(settings, set(registry.names))
-    recorder = UsageRecorder(settings.usage_flush_seconds, retention_days=settings.activity_retention_days,
-                             chores=[("OAuth codes, tokens and apps no longer of use", oauth.prune)])
+    recorder = UsageRecorder(
+        settings.usage_flush_seconds,
+        retention_days=settings.activity_retention_days,
+        chores=[("OAuth codes, tokens and apps no longer of use", oauth.prune)],
+    )
     metrics = Metrics([t.name for t in registry.tools()], multiprocess_dir(settings.instance_path))
     _warn_about_rate_limits_per_worker(settings)
     tools: dict = {}
@@ -123,10 +135,17 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     resource = normalise_resource(settings.mcp_public_url)
     watcher = CommitWatcher.of(database.obj)
     rate_limit = TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings))
-    backend = TokenAuthBackend(TokenService.from_settings(settings, set(registry.names)), limiter, rate_limit,
-                               inline=isinstance(database.obj, SqliteDatabase),
-                               oauth=oauth, resource=resource,
-                               recorder=recorder, label=label_of(registry), watcher=watcher)
+    backend = TokenAuthBackend(
+        TokenService.from_settings(settings, set(registry.names)),
+        limiter,
+        rate_limit,
+        inline=isinstance(database.obj, SqliteDatabase),
+        oauth=oauth,
+        resource=resource,
+        recorder=recorder,
+        label=label_of(registry),
+        watcher=watcher,
+    )
     metadata_paths = protected_resource_paths(settings.mcp_public_url)
     resource_metadata = f"{_origin(settings.mcp_public_url)}{metadata_paths[-1]}"
 
@@ -149,15 +168,17 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         )
 
     mcp_app = RecordUnreadable(StreamableHTTPASGIApp(sessions), principal_of)
-    write_limit = WriteLimit(TokenRateLimit(settings.write_rate_limit, settings.redis_url,
-                                            namespace=_installation(settings)),
-                             {t.name for t in registry.tools() if not t.read_only})
+    write_limit = WriteLimit(
+        TokenRateLimit(settings.write_rate_limit, settings.redis_url, namespace=_installation(settings)),
+        {t.name for t in registry.tools() if not t.read_only},
+    )
     rules = next(m for m in server._lowlevel_server.middleware if isinstance(m, ScopeMiddleware))
     challenge = ScopeChallenge(rules, resource_metadata)  # a call out of an OAuth token's scope: 403
     lean = None
     if settings.mcp_lean_path:  # the hot requests without the SDK's per-request machinery (same answers)
-        mcp_app = lean = LeanPath(mcp_app, server, security, settings.max_body_bytes, metrics, tools, write_limit,
-                                  challenge)
+        mcp_app = lean = LeanPath(
+            mcp_app, server, security, settings.max_body_bytes, metrics, tools, write_limit, challenge
+        )
     stepup = ScopeChallengeMiddleware(mcp_app, challenge, principal_of, settings.max_body_bytes)
     writes = WriteRateLimit(stepup, write_limit, principal_of, settings.max_body_bytes)
     endpoint = KnownProtocolVersion(protect(writes, backend, on_error=counted_error))
@@ -193,9 +214,14 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             return JSONResponse({"error": "not_found"}, status_code=404)
         presented = request.headers.get("authorization", "").encode()
         if not hmac.compare_digest(presented, expected):
-            return JSONResponse({"error": "invalid_token", "error_description": "/metrics needs the bearer "
-                                 "token set in POGGIO_METRICS_TOKEN."}, status_code=401,
-                                headers={"WWW-Authenticate": 'Bearer realm="Poggio metrics"'})
+            return JSONResponse(
+                {
+                    "error": "invalid_token",
+                    "error_description": "/metrics needs the bearer token set in POGGIO_METRICS_TOKEN.",
+                },
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="Poggio metrics"'},
+            )
         metrics.usage_pending.set(recorder.pending())
         return Response(metrics.render(), media_type=metrics.content_type)
 

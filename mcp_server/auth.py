@@ -49,7 +49,7 @@ from poggio.usage import UsageRecorder
 EXPIRY_META_KEY = "io.poggio/token-expiry"
 REFUSALS = {
     "ip_not_allowed": "This token may be used only from the networks its administrator listed; this request "
-                      "came from {ip}. Ask a Poggio administrator (Settings > MCP Server) to add it.",
+    "came from {ip}. Ask a Poggio administrator (Settings > MCP Server) to add it.",
 }
 
 REALM = "Poggio"
@@ -84,9 +84,16 @@ class Principal:
         if self.recorder is None:
             return
         token = self.token
-        self.recorder.record(token.token_id, tool, ip=self.ip, client=client or self.user_agent, kind=token.kind,
-                             workspace_id=token.workspace_id, outcome=outcome,
-                             latency_ms=(time.perf_counter() - self.started) * 1000)
+        self.recorder.record(
+            token.token_id,
+            tool,
+            ip=self.ip,
+            client=client or self.user_agent,
+            kind=token.kind,
+            workspace_id=token.workspace_id,
+            outcome=outcome,
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+        )
 
     def expiry_meta(self) -> dict | None:
         """``{EXPIRY_META_KEY: warning}`` for a result's ``_meta`` when the credential stops working
@@ -148,9 +155,19 @@ class VerifiedCache:
 
 
 class TokenAuthBackend(AuthenticationBackend):
-    def __init__(self, service: TokenService, limiter: anyio.CapacityLimiter, rate_limit=None, *,
-                 inline: bool = False, oauth: OAuthService | None = None, resource: str = "",
-                 recorder: UsageRecorder | None = None, label=None, watcher: CommitWatcher | None = None):
+    def __init__(
+        self,
+        service: TokenService,
+        limiter: anyio.CapacityLimiter,
+        rate_limit=None,
+        *,
+        inline: bool = False,
+        oauth: OAuthService | None = None,
+        resource: str = "",
+        recorder: UsageRecorder | None = None,
+        label=None,
+        watcher: CommitWatcher | None = None,
+    ):
         """``inline``: verify on the event loop rather than in a worker thread. Right for SQLite,
         where the look-up is an in-process index read of some 30 µs, less than the hop to a thread
         costs; wrong for a database across a network, whose round trip must not stall the loop.
@@ -243,10 +260,17 @@ def auth_error(conn: HTTPConnection, exc: Exception, resource_metadata: str | No
     reason = exc.reason if isinstance(exc, Rejected) else "invalid"
     message = TokenRejected.MESSAGES.get(reason, TokenRejected.MESSAGES["invalid"])
     if reason == "rate_limited":
-        body = {"error": "rate_limited", "error_description": "Too many requests with this token; slow down.",
-                "retry_after": exc.retry_after}
-        return Response(json.dumps(body), status_code=429, media_type="application/json",
-                        headers={"Retry-After": str(exc.retry_after)})
+        body = {
+            "error": "rate_limited",
+            "error_description": "Too many requests with this token; slow down.",
+            "retry_after": exc.retry_after,
+        }
+        return Response(
+            json.dumps(body),
+            status_code=429,
+            media_type="application/json",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if reason == "unavailable":  # the rate limits' store (Redis) is unreachable: refused, not let through
         return StoreUnavailable().response()
     if reason in ("not_entitled", "approval_pending"):  # a valid token the workspace does not serve (yet)
@@ -262,8 +286,9 @@ def auth_error(conn: HTTPConnection, exc: Exception, resource_metadata: str | No
     if reason != "missing":
         challenge += f', error="{error}", error_description="{message}"'
     body = {"error": error, "reason": reason, "error_description": message}
-    return Response(json.dumps(body), status_code=401, media_type="application/json",
-                    headers={"WWW-Authenticate": challenge})
+    return Response(
+        json.dumps(body), status_code=401, media_type="application/json", headers={"WWW-Authenticate": challenge}
+    )
 
 
 def protect(app, backend: TokenAuthBackend, on_error=auth_error):

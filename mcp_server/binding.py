@@ -83,6 +83,7 @@ def label_of(registry: PackRegistry):
         if method == "tools/call":
             return name if name in tools else UNKNOWN_TOOL
         return method if method in COUNTED_METHODS else OTHER
+
     return label
 
 
@@ -111,8 +112,10 @@ class Arguments:
         params = spec.parameters()
         self.names = [p.name for p in params]
         self.model = create_model(
-            f"{spec.name}_arguments", __config__=ConfigDict(extra="forbid"),
-            **{p.name: (p.annotation, ... if p.default is inspect.Parameter.empty else p.default) for p in params})
+            f"{spec.name}_arguments",
+            __config__=ConfigDict(extra="forbid"),
+            **{p.name: (p.annotation, ... if p.default is inspect.Parameter.empty else p.default) for p in params},
+        )
 
     def problem(self, arguments: Any) -> str | None:
         """None when the arguments are acceptable; else a message for the caller."""
@@ -138,8 +141,11 @@ class Arguments:
         shown = repr(error.get("input"))
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         message = error["msg"].replace("Input should be", "should be").replace("Value error, ", "")
-        return (f"'{name}' {message} (got {shown})" if message.startswith("should")
-                else f"'{name}': {message} (got {shown})")
+        return (
+            f"'{name}' {message} (got {shown})"
+            if message.startswith("should")
+            else f"'{name}': {message} (got {shown})"
+        )
 
 
 def _b64(data: bytes) -> str:
@@ -155,16 +161,30 @@ def _content(result: ToolResult) -> list[ContentBlock]:
         elif isinstance(item, Audio):
             blocks.append(AudioContent(type="audio", data=_b64(item.data), mime_type=item.mime_type))
         elif item.text is not None:
-            blocks.append(EmbeddedResource(type="resource", resource=TextResourceContents(
-                uri=item.uri, mime_type=item.mime_type, text=item.text)))
+            blocks.append(
+                EmbeddedResource(
+                    type="resource",
+                    resource=TextResourceContents(uri=item.uri, mime_type=item.mime_type, text=item.text),
+                )
+            )
         else:
-            blocks.append(EmbeddedResource(type="resource", resource=BlobResourceContents(
-                uri=item.uri, mime_type=item.mime_type, blob=_b64(item.blob or b""))))
+            blocks.append(
+                EmbeddedResource(
+                    type="resource",
+                    resource=BlobResourceContents(uri=item.uri, mime_type=item.mime_type, blob=_b64(item.blob or b"")),
+                )
+            )
     return blocks
 
 
-def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter: anyio.CapacityLimiter,
-          timeout: float, metrics: Metrics):
+def _bind(
+    spec: ToolSpec,
+    registry: PackRegistry,
+    cursors: CursorCodec,
+    limiter: anyio.CapacityLimiter,
+    timeout: float,
+    metrics: Metrics,
+):
     """An async MCP tool function for ``spec`` with the signature of its arguments (no context)."""
     params = spec.parameters()  # without the ToolContext; a write tool's idempotency_key
     returns = Annotated[CallToolResult, spec.output_model] if spec.output_model else CallToolResult
@@ -182,8 +202,16 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
         refusal = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
         if refusal is not None:  # the middleware refused it already; never run a tool out of scope
             raise MCPToolError(refusal)
-        ctx = registry.tool_context(cursors, token.workspace_id, token.token_id, token.packs, spec.name,
-                                    writable=token.writable, caller=token.name, token_kind=token.kind)
+        ctx = registry.tool_context(
+            cursors,
+            token.workspace_id,
+            token.token_id,
+            token.packs,
+            spec.name,
+            writable=token.writable,
+            caller=token.name,
+            token_kind=token.kind,
+        )
 
         def run(deadline: float) -> ToolResult:
             with database.connection_context(), statement_deadline(deadline):
@@ -196,8 +224,10 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
             log.warning("tool %s timed out after %ss", spec.name, timeout)
             if (box := _timed_out.get()) is not None:
                 box.append(spec.name)
-            return ToolTimeout(f"{spec.name} took longer than {timeout:g} s and was stopped; "
-                               "narrow the request (filters, a smaller limit) and try again")
+            return ToolTimeout(
+                f"{spec.name} took longer than {timeout:g} s and was stopped; "
+                "narrow the request (filters, a smaller limit) and try again"
+            )
 
         with seconds.time():
             started = time.monotonic()
@@ -213,8 +243,9 @@ def _bind(spec: ToolSpec, registry: PackRegistry, cursors: CursorCodec, limiter:
                     # past the timeout the caller has its answer and this thread is abandoned: its SQL
                     # is stopped soon after, so it does not hold a connection and a core for minutes
                     with anyio.fail_after(timeout):
-                        result = await anyio.to_thread.run_sync(run, timeout + STATEMENT_GRACE,
-                                                                abandon_on_cancel=True, limiter=limiter)
+                        result = await anyio.to_thread.run_sync(
+                            run, timeout + STATEMENT_GRACE, abandon_on_cancel=True, limiter=limiter
+                        )
             except TimeoutError:
                 if wait.waiting:
                     log.warning("tool %s waited for the write lock past its timeout", spec.name)
@@ -303,8 +334,10 @@ class ScopeMiddleware:
             raise MCPError(*NO_SUCH_THING[ctx.method])
         if ctx.method == "tools/list" and isinstance(ctx.params, dict) and ctx.params.get("cursor") is not None:
             self._count(principal, ctx, label, ok=False)
-            raise MCPError(INVALID_PARAMS, "Invalid cursor: tools/list answers on one page and issues no cursor; "
-                                           "call it without one")
+            raise MCPError(
+                INVALID_PARAMS,
+                "Invalid cursor: tools/list answers on one page and issues no cursor; call it without one",
+            )
         if ctx.method == "tools/call" and isinstance(ctx.params, dict):
             name = ctx.params.get("name")
             spec = self.registry.tool(name) if isinstance(name, str) else None
@@ -331,7 +364,8 @@ class ScopeMiddleware:
         if ctx.method in ("initialize", "server/discover"):
             result = _tools_only(result)
         failed = (isinstance(result, CallToolResult) and result.is_error) or (
-            isinstance(result, dict) and bool(result.get("isError") or result.get("is_error")))
+            isinstance(result, dict) and bool(result.get("isError") or result.get("is_error"))
+        )
         self._count(principal, ctx, label, ok=not failed, outcome="timed_out" if failed and box else None)
         return result
 
@@ -348,8 +382,7 @@ class ScopeMiddleware:
         if isinstance(result, ListToolsResult):
             result = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         if isinstance(result, dict) and isinstance(result.get("tools"), list):
-            return {**result, "tools": [shape(t) for t in result["tools"]
-                                        if t.get("name") in allowed]}
+            return {**result, "tools": [shape(t) for t in result["tools"] if t.get("name") in allowed]}
         return result
 
     def _count(self, principal: Principal, ctx, label: str, ok: bool, outcome: str | None = None) -> None:
@@ -373,8 +406,14 @@ def _tools_only(result):
     return {**result, "capabilities": capabilities}
 
 
-def build_server(settings: Settings, registry: PackRegistry, recorder: UsageRecorder, metrics: Metrics,
-                 limiter: anyio.CapacityLimiter, tools: dict[str, Tool] | None = None) -> MCPServer:
+def build_server(
+    settings: Settings,
+    registry: PackRegistry,
+    recorder: UsageRecorder,
+    metrics: Metrics,
+    limiter: anyio.CapacityLimiter,
+    tools: dict[str, Tool] | None = None,
+) -> MCPServer:
     """The MCP server with every pack's tools. ``tools``, when given, receives each tool as the SDK's
     ``Tool`` (built by ``Tool.from_function`` with what ``add_tool`` gets), for the lean path to run."""
     server = MCPServer(

@@ -18,8 +18,15 @@ from starlette.routing import Route, request_response
 from starlette.types import ASGIApp
 
 # what a browser-based MCP client sends, and what it must be able to read of the answer
-REQUEST_HEADERS = ["Authorization", "Content-Type", "Accept", "MCP-Protocol-Version", "Mcp-Method", "Mcp-Name",
-                   "Last-Event-ID"]
+REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "MCP-Protocol-Version",
+    "Mcp-Method",
+    "Mcp-Name",
+    "Last-Event-ID",
+]
 EXPOSED_HEADERS = ["WWW-Authenticate", "Mcp-Session-Id", "Retry-After"]
 
 
@@ -39,14 +46,27 @@ def with_cors(app: ASGIApp, origins: Sequence[str] | None, methods: Sequence[str
     """``app`` answering CORS preflights and decorating answers for ``origins`` (patterns as
     :func:`origin_regex` reads them), or for any origin when ``origins`` is None."""
     if origins is None:
-        return CORSMiddleware(app, allow_origins=["*"], allow_methods=list(methods), allow_headers=REQUEST_HEADERS,
-                              expose_headers=EXPOSED_HEADERS, max_age=3600)
-    return CORSMiddleware(app, allow_origin_regex=origin_regex(origins), allow_methods=list(methods),
-                          allow_headers=REQUEST_HEADERS, expose_headers=EXPOSED_HEADERS, max_age=3600)
+        return CORSMiddleware(
+            app,
+            allow_origins=["*"],
+            allow_methods=list(methods),
+            allow_headers=REQUEST_HEADERS,
+            expose_headers=EXPOSED_HEADERS,
+            max_age=3600,
+        )
+    return CORSMiddleware(
+        app,
+        allow_origin_regex=origin_regex(origins),
+        allow_methods=list(methods),
+        allow_headers=REQUEST_HEADERS,
+        expose_headers=EXPOSED_HEADERS,
+        max_age=3600,
+    )
 
 
-def cors_route(path: str, endpoint: Callable | ASGIApp, origins: Sequence[str] | None,
-               methods: Sequence[str] = ("GET",)) -> Route:
+def cors_route(
+    path: str, endpoint: Callable | ASGIApp, origins: Sequence[str] | None, methods: Sequence[str] = ("GET",)
+) -> Route:
     """A route whose answers carry CORS headers for ``origins`` (None: any origin); OPTIONS is
     answered as the preflight."""
     if _is_request_function(endpoint):

@@ -25,8 +25,9 @@ from mcp_server.lean import DECLINED, LeanPath
 
 log = logging.getLogger(__name__)
 
-INTERNAL_ERROR = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
-    "code": -32603, "message": "Internal error: it has been logged"}}).encode()
+INTERNAL_ERROR = json.dumps(
+    {"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": "Internal error: it has been logged"}}
+).encode()
 
 
 class Front:
@@ -74,9 +75,17 @@ class Front:
                 answer = await self.lean.answer(scope, first_headers(scope), body)
             except Exception:
                 log.exception("the lean MCP path failed on a request")
-                await send_answer(send, (500, [(b"content-type", b"application/json"),
-                                               (b"content-length", str(len(INTERNAL_ERROR)).encode())],
-                                         INTERNAL_ERROR))
+                await send_answer(
+                    send,
+                    (
+                        500,
+                        [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(INTERNAL_ERROR)).encode()),
+                        ],
+                        INTERNAL_ERROR,
+                    ),
+                )
                 return
             finally:
                 auth_context_var.reset(reset)

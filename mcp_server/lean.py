@@ -111,8 +111,9 @@ class SdkAdapter:
         if unknown:
             raise RuntimeError(f"the lean MCP path does not know the SDK middleware {sorted(unknown)}")
         if any(m in self.lowlevel.cache_hints for m in HOT):
-            raise RuntimeError("the SDK now sets cache hints on tools/list or tools/call: the lean path "
-                               "would not add them")
+            raise RuntimeError(
+                "the SDK now sets cache hints on tools/list or tools/call: the lean path would not add them"
+            )
         self.scope = next(m for m in self.lowlevel.middleware if isinstance(m, ScopeMiddleware))
         # the SDK hands out a deep copy per access, for callers that change it; this path only writes
         # it into an answer, so one copy serves every answer (and is never changed)
@@ -149,8 +150,13 @@ def _loads(body: bytes) -> Any:
 
 def _legacy_bytes(request_id: Any, result: dict[str, Any]) -> bytes:
     # what the legacy transport sends: JSONRPCResponse.model_dump_json(by_alias=True, exclude_unset=True)
-    return b'{"jsonrpc":"2.0","id":' + pydantic_core.to_json(request_id) + b',"result":' + \
-        pydantic_core.to_json(result) + b"}"
+    return (
+        b'{"jsonrpc":"2.0","id":'
+        + pydantic_core.to_json(request_id)
+        + b',"result":'
+        + pydantic_core.to_json(result)
+        + b"}"
+    )
 
 
 def _compact_json(value: Any) -> bytes:
@@ -189,9 +195,17 @@ class LeanPath:
     """ASGI app in front of the SDK's endpoint (behind authentication); :meth:`answer` is what
     :class:`mcp_server.front.Front` calls before the Starlette stack."""
 
-    def __init__(self, sdk_app, server: MCPServer, security: TransportSecuritySettings, max_body: int,
-                 metrics: Metrics, tools: dict[str, Tool], write_limit: WriteLimit,
-                 challenge: ScopeChallenge | None = None):
+    def __init__(
+        self,
+        sdk_app,
+        server: MCPServer,
+        security: TransportSecuritySettings,
+        max_body: int,
+        metrics: Metrics,
+        tools: dict[str, Tool],
+        write_limit: WriteLimit,
+        challenge: ScopeChallenge | None = None,
+    ):
         self.sdk_app = sdk_app
         self.served, self.declined = metrics.lean.labels("served"), metrics.lean.labels("declined")
         self.sdk = SdkAdapter(server)
@@ -205,8 +219,11 @@ class LeanPath:
         self.challenge = challenge  # a call out of an OAuth token's scope: 403 insufficient_scope
         self._lists: dict[tuple[str, frozenset[str] | None], bytes] = {}
         # tools whose input schema asks for Mcp-Param headers: the SDK checks those, so their calls go there
-        self._param_headers = {spec.name for spec in self.scope_rules.registry.tools()
-                               if x_mcp_header_map(self.sdk.input_schema(spec.name) or {})}
+        self._param_headers = {
+            spec.name
+            for spec in self.scope_rules.registry.tools()
+            if x_mcp_header_map(self.sdk.input_schema(spec.name) or {})
+        }
 
     def may_answer(self, scope) -> bool:
         """Whether a POST is worth reading for this path (else it goes to the SDK as it came)."""
@@ -255,8 +272,9 @@ class LeanPath:
             origin = headers.get(b"origin", b"").decode("latin-1")
             if origin and not _allowed(origin, self.security.allowed_origins):
                 raise Decline
-        accepted = [t.strip().split(";")[0].strip().lower()
-                    for t in headers.get(b"accept", b"").decode("latin-1").split(",")]
+        accepted = [
+            t.strip().split(";")[0].strip().lower() for t in headers.get(b"accept", b"").decode("latin-1").split(",")
+        ]
         if not ("*/*" in accepted or "application/json" in accepted or "application/*" in accepted):
             raise Decline  # the SDK's check_accept_headers, its JSON half
         version = headers.get(b"mcp-protocol-version")
@@ -268,8 +286,11 @@ class LeanPath:
         if not isinstance(decoded, dict) or not decoded.keys() <= ENVELOPE_KEYS or decoded.get("jsonrpc") != "2.0":
             raise Decline
         request_id, method, params = decoded.get("id"), decoded.get("method"), decoded.get("params")
-        if method not in HOT or type(request_id) not in (int, str) or (
-                type(request_id) is int and abs(request_id) > MAX_ID):
+        if (
+            method not in HOT
+            or type(request_id) not in (int, str)
+            or (type(request_id) is int and abs(request_id) > MAX_ID)
+        ):
             raise Decline
         if params is not None and not isinstance(params, dict):
             raise Decline
@@ -304,18 +325,29 @@ class LeanPath:
         if isinstance(result, MCPError):
             error = result.error.model_dump(mode="json", by_alias=True, exclude_none=True)
             if modern:
-                payload = ('{"jsonrpc":"2.0","id":' + json.dumps(request_id) + ',"error":'
-                           + json.dumps(error, separators=(",", ":")) + "}").encode()
+                payload = (
+                    '{"jsonrpc":"2.0","id":'
+                    + json.dumps(request_id)
+                    + ',"error":'
+                    + json.dumps(error, separators=(",", ":"))
+                    + "}"
+                ).encode()
                 status = ERROR_CODE_HTTP_STATUS.get(result.error.code, 200)
             else:
-                payload = (b'{"jsonrpc":"2.0","id":' + pydantic_core.to_json(request_id) + b',"error":'
-                           + pydantic_core.to_json(result.error.model_dump(by_alias=True, exclude_unset=True)) + b"}")
+                payload = (
+                    b'{"jsonrpc":"2.0","id":'
+                    + pydantic_core.to_json(request_id)
+                    + b',"error":'
+                    + pydantic_core.to_json(result.error.model_dump(by_alias=True, exclude_unset=True))
+                    + b"}"
+                )
                 status = 200
         else:
             status = 200
             if isinstance(result, bytes):
-                prefix = b'{"jsonrpc":"2.0","id":' + (json.dumps(request_id).encode() if modern
-                                                      else pydantic_core.to_json(request_id))
+                prefix = b'{"jsonrpc":"2.0","id":' + (
+                    json.dumps(request_id).encode() if modern else pydantic_core.to_json(request_id)
+                )
                 payload = prefix + b',"result":' + result + b"}"
             else:
                 payload = (_modern_bytes if modern else _legacy_bytes)(request_id, result)
@@ -341,8 +373,7 @@ class LeanPath:
         self.scope_rules.count(principal, "tools/list", True, client)
         return cached
 
-    async def _call(self, version: str, principal, params: dict, modern: bool, client: str | None,
-                    count_writes: bool):
+    async def _call(self, version: str, principal, params: dict, modern: bool, client: str | None, count_writes: bool):
         name = params.get("name")
         spec = self.scope_rules.registry.tool(name) if isinstance(name, str) else None
         tool = self.tools.get(name) if spec is not None else None
@@ -423,16 +454,23 @@ def _direct_versions() -> dict[str, bool]:
     """The protocol versions whose tools/call result :func:`_text_result` writes as the SDK's
     serialiser does (checked here, at import, on sample results), each with whether it carries
     ``resultType``; the other versions keep the serialiser."""
-    samples = [CallToolResult(content=[TextContent(type="text", text="x"), TextContent(type="text", text="y")],
-                              structured_content={"a": [1, {"b": None}], "c": "d"}),
-               CallToolResult(content=[TextContent(type="text", text="x")], is_error=True)]
+    samples = [
+        CallToolResult(
+            content=[TextContent(type="text", text="x"), TextContent(type="text", text="y")],
+            structured_content={"a": [1, {"b": None}], "c": "d"},
+        ),
+        CallToolResult(content=[TextContent(type="text", text="x")], is_error=True),
+    ]
     direct = {}
-    for (method, version) in surfaces.SERVER_RESULTS:
+    for method, version in surfaces.SERVER_RESULTS:
         if method != "tools/call":
             continue
         for with_type in (False, True):
-            if all(json.dumps(surfaces.serialize_server_result(method, version, _plain(r)))
-                   == json.dumps(_text_result(r, with_type)) for r in samples):
+            if all(
+                json.dumps(surfaces.serialize_server_result(method, version, _plain(r)))
+                == json.dumps(_text_result(r, with_type))
+                for r in samples
+            ):
                 direct[version] = with_type
                 break
     return direct

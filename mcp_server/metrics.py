@@ -76,20 +76,41 @@ class Metrics:
                 values.ValueClass = values.MultiProcessValue()
         self.registry = CollectorRegistry()
         self.known_labels = set(tool_names) | {
-            "initialize", "ping", "tools/list", "server/discover", "tools/call:unknown",
+            "initialize",
+            "ping",
+            "tools/list",
+            "server/discover",
+            "tools/call:unknown",
         }
-        self.requests = Counter("poggio_mcp_requests", "Authenticated MCP requests by method or tool and outcome",
-                                ["method", "outcome"], registry=self.registry)
-        self.auth_failures = Counter("poggio_mcp_auth_failures", "Requests refused before MCP handling",
-                                     ["reason"], registry=self.registry)
-        self.tool_seconds = Histogram("poggio_mcp_tool_seconds", "Time spent in tools", ["tool"],
-                                      registry=self.registry,
-                                      buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
-        self.lean = Counter("poggio_mcp_lean", "POSTs to /mcp answered by the lean path (served) or handed to the "
-                            "SDK (declined)", ["outcome"], registry=self.registry)
+        self.requests = Counter(
+            "poggio_mcp_requests",
+            "Authenticated MCP requests by method or tool and outcome",
+            ["method", "outcome"],
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "poggio_mcp_auth_failures", "Requests refused before MCP handling", ["reason"], registry=self.registry
+        )
+        self.tool_seconds = Histogram(
+            "poggio_mcp_tool_seconds",
+            "Time spent in tools",
+            ["tool"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        )
+        self.lean = Counter(
+            "poggio_mcp_lean",
+            "POSTs to /mcp answered by the lean path (served) or handed to the SDK (declined)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self._request_children: dict = {}
-        self.usage_pending = Gauge("poggio_usage_pending_calls", "Calls counted but not yet written",
-                                   registry=self.registry, multiprocess_mode="livesum")
+        self.usage_pending = Gauge(
+            "poggio_usage_pending_calls",
+            "Calls counted but not yet written",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
 
     def request(self, label: str, ok: bool):
         """The counter of requests under ``label`` (a known one, else ``other``) and their outcome;

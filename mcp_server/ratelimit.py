@@ -68,16 +68,25 @@ class StoreUnavailable(Exception):
     """The shared counters (Redis) cannot be reached: requests are refused (503) until they can,
     rather than let through uncounted."""
 
-    MESSAGE = ("This server cannot reach Redis (POGGIO_REDIS_URL), where it counts each token's requests "
-               "against its rate limit, so it refuses requests until Redis answers again; try again shortly. "
-               "Administrators: check that Redis is running and reachable.")
+    MESSAGE = (
+        "This server cannot reach Redis (POGGIO_REDIS_URL), where it counts each token's requests "
+        "against its rate limit, so it refuses requests until Redis answers again; try again shortly. "
+        "Administrators: check that Redis is running and reachable."
+    )
     RETRY_AFTER = 5
 
     def response(self) -> Response:
-        payload = {"error": "temporarily_unavailable", "error_description": self.MESSAGE,
-                   "retry_after": self.RETRY_AFTER}
-        return Response(json.dumps(payload), status_code=503, media_type="application/json",
-                        headers={"Retry-After": str(self.RETRY_AFTER)})
+        payload = {
+            "error": "temporarily_unavailable",
+            "error_description": self.MESSAGE,
+            "retry_after": self.RETRY_AFTER,
+        }
+        return Response(
+            json.dumps(payload),
+            status_code=503,
+            media_type="application/json",
+            headers={"Retry-After": str(self.RETRY_AFTER)},
+        )
 
 
 class TokenRateLimit:
@@ -119,6 +128,8 @@ class TokenRateLimit:
 @functools.lru_cache(maxsize=256)
 def _parsed(limit: str):
     return parse(limit)
+
+
 def tools_called(body: bytes) -> list[str]:
     """The tool names a JSON-RPC request body (one message or a batch) calls with ``tools/call``."""
     if b"tools/call" not in body:
@@ -128,9 +139,14 @@ def tools_called(body: bytes) -> list[str]:
     except (ValueError, RecursionError):  # not JSON, or nested too deep: the SDK answers it (-32700)
         return []
     messages = message if isinstance(message, list) else [message]
-    return [m["params"]["name"] for m in messages
-            if isinstance(m, dict) and m.get("method") == "tools/call" and isinstance(m.get("params"), dict)
-            and isinstance(m["params"].get("name"), str)]
+    return [
+        m["params"]["name"]
+        for m in messages
+        if isinstance(m, dict)
+        and m.get("method") == "tools/call"
+        and isinstance(m.get("params"), dict)
+        and isinstance(m["params"].get("name"), str)
+    ]
 
 
 COUNTED = "poggio.writes_counted"  # scope key: WriteRateLimit has counted this request's write calls
@@ -157,11 +173,18 @@ class WriteLimit:
                 return exc.response()
             if wait is not None:
                 principal.record(writes[0], "rate_limited")  # on the activity record, as any refusal
-                payload = {"error": "rate_limited", "retry_after": wait,
-                           "error_description": f"Too many changes with this token: at most "
-                                                f"{self.limit.item} write tool calls; try again in {wait} s."}
-                return Response(json.dumps(payload), status_code=429, media_type="application/json",
-                                headers={"Retry-After": str(wait)})
+                payload = {
+                    "error": "rate_limited",
+                    "retry_after": wait,
+                    "error_description": f"Too many changes with this token: at most "
+                    f"{self.limit.item} write tool calls; try again in {wait} s.",
+                }
+                return Response(
+                    json.dumps(payload),
+                    status_code=429,
+                    media_type="application/json",
+                    headers={"Retry-After": str(wait)},
+                )
         return None
 
 

@@ -46,17 +46,20 @@ class ScopeChallenge:
             return None
         needed = f"{spec.pack}:{scopes.READ if spec.read_only else scopes.WRITE}"
         wanted = " ".join(sorted(set(scopes.oauth_scope(token.scope.levels).split()) | {needed}))
-        description = (f"{refused} To go on the app needs {needed}: an app people sign in to authorizes again "
-                       f"asking for '{wanted}', and a workspace admin approves the addition; a workspace's own "
-                       "client (client_credentials) has its packs changed by an admin.").replace('"', "'")
+        description = (
+            f"{refused} To go on the app needs {needed}: an app people sign in to authorizes again "
+            f"asking for '{wanted}', and a workspace admin approves the addition; a workspace's own "
+            "client (client_credentials) has its packs changed by an admin."
+        ).replace('"', "'")
         challenge = f'Bearer realm="{REALM}", error="{ERROR}", scope="{wanted}"'
         if self.resource_metadata:
             challenge += f', resource_metadata="{self.resource_metadata}"'
         challenge += f', error_description="{description}"'
         self.rules.count(principal, spec.name, False, client, "refused")
         body = {"error": ERROR, "error_description": description, "scope": wanted}
-        return Response(json.dumps(body), status_code=403, media_type="application/json",
-                        headers={"WWW-Authenticate": challenge})
+        return Response(
+            json.dumps(body), status_code=403, media_type="application/json", headers={"WWW-Authenticate": challenge}
+        )
 
 
 def _called(body: bytes, registry) -> tuple[ToolSpec, str | None] | None:
@@ -77,8 +80,11 @@ def _called(body: bytes, registry) -> tuple[ToolSpec, str | None] | None:
         return None
     meta = params.get("_meta")
     info = meta.get(CLIENT_INFO_META_KEY) if isinstance(meta, dict) else None
-    client = (f"{info.get('name')} {info.get('version') or ''}".strip()[:200]
-              if isinstance(info, dict) and info.get("name") else None)
+    client = (
+        f"{info.get('name')} {info.get('version') or ''}".strip()[:200]
+        if isinstance(info, dict) and info.get("name")
+        else None
+    )
     return spec, client
 
 

@@ -55,8 +55,14 @@ class Filters:
             raise InvalidInput("outcome", f"one of {', '.join(OUTCOMES)}")
         if kind is not None and kind not in KINDS:
             raise InvalidInput("kind", f"one of {', '.join(KINDS)}")
-        return cls(kind=kind, subject_id=subject_id, tool=tool, outcome=outcome,
-                   since=_moment(since, "since"), until=_day(until, "until"))
+        return cls(
+            kind=kind,
+            subject_id=subject_id,
+            tool=tool,
+            outcome=outcome,
+            since=_moment(since, "since"),
+            until=_day(until, "until"),
+        )
 
     def where(self, workspace_id: int):
         cond = Activity.workspace == workspace_id
@@ -123,16 +129,16 @@ def decode_cursor(text: str | None) -> tuple[dt.datetime, int] | None:
         raise InvalidInput("cursor", "not a cursor of this list; start from the first page") from None
 
 
-def _newest_first(workspace_id: int, filters: Filters, after: tuple[dt.datetime, int] | None, limit: int,
-                  columns=()):
+def _newest_first(workspace_id: int, filters: Filters, after: tuple[dt.datetime, int] | None, limit: int, columns=()):
     query = Activity.select(*columns).where(filters.where(workspace_id))
     if after is not None:
         query = query.where(Tuple(Activity.at, Activity.id) < Tuple(*after))
     return query.order_by(Activity.at.desc(), Activity.id.desc()).limit(limit)
 
 
-def page(workspace: Workspace | int, filters: Filters, cursor: str | None = None,
-         limit: int = PAGE_SIZE) -> tuple[list[Activity], str | None]:
+def page(
+    workspace: Workspace | int, filters: Filters, cursor: str | None = None, limit: int = PAGE_SIZE
+) -> tuple[list[Activity], str | None]:
     """One page, newest first, and the cursor of the next page (None on the last)."""
     rows = list(_newest_first(int(getattr(workspace, "id", workspace)), filters, decode_cursor(cursor), limit + 1))
     more = len(rows) > limit
@@ -142,10 +148,16 @@ def page(workspace: Workspace | int, filters: Filters, cursor: str | None = None
 
 def subject_names(workspace_id: int) -> dict[tuple[str, int], str]:
     """(kind, id) -> a name an admin recognises, for every token and connected app of the workspace."""
-    names = {("token", i): n for i, n in
-             ApiToken.select(ApiToken.id, ApiToken.name).where(ApiToken.workspace == workspace_id).tuples()}
-    grants = (OAuthGrant.select(OAuthGrant.id, OAuthClient.name).join(OAuthClient)
-              .where(OAuthGrant.workspace == workspace_id).tuples())
+    names = {
+        ("token", i): n
+        for i, n in ApiToken.select(ApiToken.id, ApiToken.name).where(ApiToken.workspace == workspace_id).tuples()
+    }
+    grants = (
+        OAuthGrant.select(OAuthGrant.id, OAuthClient.name)
+        .join(OAuthClient)
+        .where(OAuthGrant.workspace == workspace_id)
+        .tuples()
+    )
     names.update({("grant", i): n for i, n in grants})
     return names
 
@@ -163,14 +175,31 @@ def iterate(workspace_id: int, filters: Filters, chunk: int = EXPORT_CHUNK) -> I
         after = (rows[-1].at, rows[-1].id)
 
 
-EXPORT_FIELDS = (Activity.id, Activity.at, Activity.kind, Activity.subject_id, Activity.tool, Activity.outcome,
-                 Activity.latency_ms, Activity.client, Activity.ip)
+EXPORT_FIELDS = (
+    Activity.id,
+    Activity.at,
+    Activity.kind,
+    Activity.subject_id,
+    Activity.tool,
+    Activity.outcome,
+    Activity.latency_ms,
+    Activity.client,
+    Activity.ip,
+)
 
 
 def as_dict(row, names: dict[tuple[str, int], str]) -> dict:
-    return {"at": row.at.isoformat(timespec="milliseconds") + "Z", "kind": row.kind, "subject_id": row.subject_id,
-            "subject": names.get((row.kind, row.subject_id), ""), "tool": row.tool, "outcome": row.outcome,
-            "latency_ms": round(row.latency_ms, 2), "client": row.client or "", "ip": row.ip or ""}
+    return {
+        "at": row.at.isoformat(timespec="milliseconds") + "Z",
+        "kind": row.kind,
+        "subject_id": row.subject_id,
+        "subject": names.get((row.kind, row.subject_id), ""),
+        "tool": row.tool,
+        "outcome": row.outcome,
+        "latency_ms": round(row.latency_ms, 2),
+        "client": row.client or "",
+        "ip": row.ip or "",
+    }
 
 
 def export(workspace_id: int, filters: Filters, fmt: str = "jsonl") -> Iterator[str]:
@@ -201,5 +230,7 @@ def prune(retention_days: int, now: dt.datetime | None = None, batch: int = 5000
     """Delete what is older than ``retention_days``, workspace by workspace and ``batch`` rows per
     statement over the (workspace, at) index: short write locks, no scan. Returns the rows deleted."""
     cutoff = (now or utcnow()) - dt.timedelta(days=retention_days)
-    return sum(delete_in_batches(Activity, (Activity.workspace == workspace_id) & (Activity.at < cutoff), batch)
-               for (workspace_id,) in Workspace.select(Workspace.id).tuples())
+    return sum(
+        delete_in_batches(Activity, (Activity.workspace == workspace_id) & (Activity.at < cutoff), batch)
+        for (workspace_id,) in Workspace.select(Workspace.id).tuples()
+    )

@@ -28,7 +28,7 @@ SAMPLE = 1000  # the latest calls of a bucket its latency percentiles are taken 
 
 
 def _bounds(filters: Filters, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    end = (dt.datetime.combine(filters.until + dt.timedelta(days=1), dt.time()) if filters.until else now)
+    end = dt.datetime.combine(filters.until + dt.timedelta(days=1), dt.time()) if filters.until else now
     end = min(end, now)
     if filters.since is None:
         start = end - DEFAULT_SPAN
@@ -61,8 +61,11 @@ def _where(filters: Filters, workspace_id: int):
     if filters.kind is None:
         cond = Activity.workspace == workspace_id
     else:
-        cond = (((Activity.workspace + 0) == workspace_id) & (Activity.kind == filters.kind)
-                & (Activity.subject_id == filters.subject_id))
+        cond = (
+            ((Activity.workspace + 0) == workspace_id)
+            & (Activity.kind == filters.kind)
+            & (Activity.subject_id == filters.subject_id)
+        )
     if filters.tool:
         cond &= Activity.tool == filters.tool
     if filters.outcome:
@@ -72,8 +75,10 @@ def _where(filters: Filters, workspace_id: int):
 
 def _latencies(cond) -> tuple[float | None, float | None]:
     """Median and p95 of the latest ``SAMPLE`` calls matching ``cond`` (all of them when fewer)."""
-    values = sorted(v for (v,) in Activity.select(Activity.latency_ms).where(cond)
-                    .order_by(Activity.at.desc()).limit(SAMPLE).tuples())
+    values = sorted(
+        v
+        for (v,) in Activity.select(Activity.latency_ms).where(cond).order_by(Activity.at.desc()).limit(SAMPLE).tuples()
+    )
     if not values:
         return None, None
     pick = lambda share: round(values[max(0, math.ceil(share * len(values)) - 1)], 1)  # noqa: E731
@@ -101,17 +106,19 @@ def chart(workspace_id: int, filters: Filters, now: dt.datetime | None = None, t
     span = base & (Activity.at >= start) & (Activity.at < end)
     counted = Counter()
     if filters.outcome and not filters.tool:  # one pass over the outcome's index range beats a count per tool
-        counted.update(dict(Activity.select(Activity.tool, fn.COUNT(Activity.id)).where(span)
-                            .group_by(Activity.tool).tuples()))
+        counted.update(
+            dict(Activity.select(Activity.tool, fn.COUNT(Activity.id)).where(span).group_by(Activity.tool).tuples())
+        )
     else:
-        for tool in ([filters.tool] if filters.tool else (tools or [])):
+        for tool in [filters.tool] if filters.tool else (tools or []):
             n = Activity.select().where(span & (Activity.tool == tool)).count()
             if n:
                 counted[tool] = n
     starts = [a for a, _ in spans]
     return {
         "unit": unit,
-        "from": start.isoformat(timespec="seconds") + "Z", "to": end.isoformat(timespec="seconds") + "Z",
+        "from": start.isoformat(timespec="seconds") + "Z",
+        "to": end.isoformat(timespec="seconds") + "Z",
         "buckets": [a.isoformat(timespec="minutes") + "Z" for a in starts],
         "t": [int(a.replace(tzinfo=dt.UTC).timestamp()) for a in starts],
         "outcomes": stacks,

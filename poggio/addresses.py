@@ -40,9 +40,16 @@ def _lookup(host: str, port: int, seconds: float | None, what: str, error: type[
     return answer["infos"]
 
 
-def resolve_checked(host: str, port: int, allow_private: bool, *, what: str = "the URL",
-                    fetched: str = "URLs", error: type[Exception] = AddressRefused,
-                    seconds: float | None = None) -> str:
+def resolve_checked(
+    host: str,
+    port: int,
+    allow_private: bool,
+    *,
+    what: str = "the URL",
+    fetched: str = "URLs",
+    error: type[Exception] = AddressRefused,
+    seconds: float | None = None,
+) -> str:
     """The address to connect to for ``host``, all of whose addresses were checked; ``error`` (naming
     ``what``, and what this server fetches from public addresses only: ``fetched``) otherwise. The
     look-up is given at most ``seconds`` when set."""
@@ -51,6 +58,8 @@ def resolve_checked(host: str, port: int, allow_private: bool, *, what: str = "t
     if not addresses:
         raise error(f"the host {host} has no address")
     if not allow_private and not all(is_public_address(a) for a in addresses):
-        raise error(f"{what} points at a private or loopback address ({host}); "
-                    f"this server fetches {fetched} from public addresses only")
+        raise error(
+            f"{what} points at a private or loopback address ({host}); "
+            f"this server fetches {fetched} from public addresses only"
+        )
     return addresses[0]

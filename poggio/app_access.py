@@ -34,8 +34,20 @@ ACCESS = ("admins", "members")
 PENDING, APPROVED, DENIED = "pending", "approved", "denied"
 MAX_LISTED = 200
 # names a self-registered (DCR) app may claim to look like a well-known client; shown with a warning
-WELL_KNOWN = ("claude", "chatgpt", "openai", "anthropic", "cursor", "vs code", "vscode", "visual studio code",
-              "copilot", "github copilot", "gemini", "windsurf")
+WELL_KNOWN = (
+    "claude",
+    "chatgpt",
+    "openai",
+    "anthropic",
+    "cursor",
+    "vs code",
+    "vscode",
+    "visual studio code",
+    "copilot",
+    "github copilot",
+    "gemini",
+    "windsurf",
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +58,9 @@ class AppPolicy:
 
     @classmethod
     def of(cls, workspace: Workspace) -> AppPolicy:
-        return cls(workspace.app_policy or "any", tuple(_lines(workspace.allowed_apps)),
-                   workspace.app_access or "admins")
+        return cls(
+            workspace.app_policy or "any", tuple(_lines(workspace.allowed_apps)), workspace.app_access or "admins"
+        )
 
     def allows(self, client: OAuthClient) -> bool:
         """Whether ``client`` may be connected to the workspace under this policy."""
@@ -64,10 +77,12 @@ class AppPolicy:
         return None
 
     def describe(self) -> str:
-        which = ("any app may connect" if self.apps == "any"
-                 else f"only listed apps may connect ({len(self.allowed)} listed)")
-        who = ("admins connect apps" if self.access == "admins"
-               else "members may request apps, an admin approves")
+        which = (
+            "any app may connect"
+            if self.apps == "any"
+            else f"only listed apps may connect ({len(self.allowed)} listed)"
+        )
+        who = "admins connect apps" if self.access == "admins" else "members may request apps, an admin approves"
         return f"{which}; {who}"
 
 
@@ -89,18 +104,33 @@ def check_entry(value: str) -> str:
     if entry.startswith("pgc_") and re.fullmatch(r"pgc_[A-Za-z0-9_-]{10,60}", entry):
         return entry
     parts = urlsplit(entry)
-    if parts.scheme == "https" and parts.hostname and not parts.fragment and not parts.username \
-            and len(entry) <= 500 and not re.search(r"\s", entry):
+    if (
+        parts.scheme == "https"
+        and parts.hostname
+        and not parts.fragment
+        and not parts.username
+        and len(entry) <= 500
+        and not re.search(r"\s", entry)
+    ):
         if not parts.path:
             raise InvalidInput("allow_app", f"{entry!r}: add a path, such as {entry}/ for every app under it")
         return entry
-    raise InvalidInput("allow_app", f"{entry!r} is neither an https URL of a client metadata document (or a "
-                                    "prefix ending in /) nor the client id of a registered app (pgc_…); "
-                                    "a self-registered app's name is its own claim and cannot be listed")
+    raise InvalidInput(
+        "allow_app",
+        f"{entry!r} is neither an https URL of a client metadata document (or a "
+        "prefix ending in /) nor the client id of a registered app (pgc_…); "
+        "a self-registered app's name is its own claim and cannot be listed",
+    )
 
 
-def set_app_policy(workspace: Workspace, actor: Actor, *, apps: str | None = None,
-                   allowed: list[str] | None = None, access: str | None = None) -> tuple[Workspace, int]:
+def set_app_policy(
+    workspace: Workspace,
+    actor: Actor,
+    *,
+    apps: str | None = None,
+    allowed: list[str] | None = None,
+    access: str | None = None,
+) -> tuple[Workspace, int]:
     """Change what is given (None: keep). Returns the workspace and how many connected apps ended
     because the new policy no longer admits them (an unlisted app; a member's app when only admins
     may connect apps)."""
@@ -116,8 +146,9 @@ def set_app_policy(workspace: Workspace, actor: Actor, *, apps: str | None = Non
     new_apps = apps or workspace.app_policy or "any"
     new_list = entries if entries is not None else _lines(workspace.allowed_apps)
     if new_apps == "listed" and not new_list:
-        raise InvalidInput("allow_app", "list at least one app (its metadata URL or client id) to allow only "
-                                        "listed apps")
+        raise InvalidInput(
+            "allow_app", "list at least one app (its metadata URL or client id) to allow only listed apps"
+        )
     old = AppPolicy.of(workspace)
     ended = 0
     with writing():
@@ -129,47 +160,85 @@ def set_app_policy(workspace: Workspace, actor: Actor, *, apps: str | None = Non
         if new == old:
             return workspace, 0
         now = utcnow()
-        live = (OAuthGrant.select(OAuthGrant, OAuthClient).join(OAuthClient)
-                .where((OAuthGrant.workspace == workspace.id) & OAuthGrant.revoked_at.is_null()))
+        live = (
+            OAuthGrant.select(OAuthGrant, OAuthClient)
+            .join(OAuthClient)
+            .where((OAuthGrant.workspace == workspace.id) & OAuthGrant.revoked_at.is_null())
+        )
         for grant in live:
-            reason = ("no longer allowed by the app policy" if not new.allows(grant.client)
-                      else "members may no longer connect apps"
-                      if grant.approval is not None and new.access == "admins" else None)
+            reason = (
+                "no longer allowed by the app policy"
+                if not new.allows(grant.client)
+                else "members may no longer connect apps"
+                if grant.approval is not None and new.access == "admins"
+                else None
+            )
             if reason is None:
                 continue
-            ended += (OAuthGrant.update(revoked_at=now, revoked_by=actor.user, revoked_reason=reason)
-                      .where((OAuthGrant.id == grant.id) & OAuthGrant.revoked_at.is_null()).execute())
-        audit.record("workspace.app_policy_changed", actor, workspace, target=workspace.slug, apps=new.apps,
-                     allowed=list(new.allowed), app_access=new.access, disconnected=ended)
+            ended += (
+                OAuthGrant.update(revoked_at=now, revoked_by=actor.user, revoked_reason=reason)
+                .where((OAuthGrant.id == grant.id) & OAuthGrant.revoked_at.is_null())
+                .execute()
+            )
+        audit.record(
+            "workspace.app_policy_changed",
+            actor,
+            workspace,
+            target=workspace.slug,
+            apps=new.apps,
+            allowed=list(new.allowed),
+            app_access=new.access,
+            disconnected=ended,
+        )
     return workspace, ended
 
 
 def refuse(workspace: Workspace, client: OAuthClient, actor: Actor) -> str:
     """Put an app the policy does not admit on record; returns the sentence the app's person reads."""
-    audit.record("oauth.refused_by_policy", actor, workspace, target=client.name[:254], client_id=client.client_id,
-                 kind=client.kind)
-    return (f"The administrators of {workspace.name} allow only the apps they listed, and this app "
-            f"({client.client_id}) is not one of them. Ask an administrator to add it in Settings > MCP Server.")
+    audit.record(
+        "oauth.refused_by_policy",
+        actor,
+        workspace,
+        target=client.name[:254],
+        client_id=client.client_id,
+        kind=client.kind,
+    )
+    return (
+        f"The administrators of {workspace.name} allow only the apps they listed, and this app "
+        f"({client.client_id}) is not one of them. Ask an administrator to add it in Settings > MCP Server."
+    )
 
 
 # -- requests ----------------------------------------------------------------------------------------
 def requests(workspace: Workspace, limit: int = 200) -> list[OAuthGrant]:
     """The workspace's pending requests, oldest first, with their app and requester."""
-    return list(OAuthGrant.select(OAuthGrant, OAuthClient, User).join(OAuthClient).switch(OAuthGrant)
-                .join(User, JOIN.LEFT_OUTER, on=(OAuthGrant.user == User.id))
-                .where((OAuthGrant.workspace == workspace.id) & (OAuthGrant.approval == PENDING)
-                       & OAuthGrant.revoked_at.is_null())
-                .order_by(OAuthGrant.created_at, OAuthGrant.id).limit(limit))
+    return list(
+        OAuthGrant.select(OAuthGrant, OAuthClient, User)
+        .join(OAuthClient)
+        .switch(OAuthGrant)
+        .join(User, JOIN.LEFT_OUTER, on=(OAuthGrant.user == User.id))
+        .where(
+            (OAuthGrant.workspace == workspace.id) & (OAuthGrant.approval == PENDING) & OAuthGrant.revoked_at.is_null()
+        )
+        .order_by(OAuthGrant.created_at, OAuthGrant.id)
+        .limit(limit)
+    )
 
 
 def request_of(workspace: Workspace, ident: str | int) -> OAuthGrant:
     """A request of ``workspace`` by its id (``12`` or ``g12``), pending or decided."""
     text = str(ident).strip()
     text = text[1:] if text[:1] == "g" else text
-    found = (OAuthGrant.select(OAuthGrant, OAuthClient).join(OAuthClient)
-             .where((OAuthGrant.workspace == workspace.id) & (OAuthGrant.id == int(text))
-                    & OAuthGrant.approval.is_null(False)).first()
-             if text.isdigit() and len(text) < 18 else None)
+    found = (
+        OAuthGrant.select(OAuthGrant, OAuthClient)
+        .join(OAuthClient)
+        .where(
+            (OAuthGrant.workspace == workspace.id) & (OAuthGrant.id == int(text)) & OAuthGrant.approval.is_null(False)
+        )
+        .first()
+        if text.isdigit() and len(text) < 18
+        else None
+    )
     if found is None:
         raise NotFound(f"no request {ident!r} in workspace {workspace.slug}")
     return found
@@ -183,23 +252,37 @@ def decide(grant: OAuthGrant, approve: bool, actor: Actor) -> OAuthGrant:
         changes = {"approval": APPROVED if approve else DENIED, "decided_at": now, "decided_by": actor.user}
         if not approve:
             changes.update(revoked_at=now, revoked_by=actor.user, revoked_reason="request denied")
-        changed = (OAuthGrant.update(changes)
-                   .where((OAuthGrant.id == grant.id) & (OAuthGrant.approval == PENDING)
-                          & OAuthGrant.revoked_at.is_null()).execute())
+        changed = (
+            OAuthGrant.update(changes)
+            .where((OAuthGrant.id == grant.id) & (OAuthGrant.approval == PENDING) & OAuthGrant.revoked_at.is_null())
+            .execute()
+        )
         if not changed:
             raise InvalidInput("request", "this request was already decided, or the app was disconnected")
-        audit.record("oauth.request_approved" if approve else "oauth.request_denied", actor, grant.workspace_id,
-                     target=grant.client.name[:254], grant_id=grant.id, client_id=grant.client.client_id,
-                     requester=grant.user.email if grant.user_id else None, packs=grant.packs)
+        audit.record(
+            "oauth.request_approved" if approve else "oauth.request_denied",
+            actor,
+            grant.workspace_id,
+            target=grant.client.name[:254],
+            grant_id=grant.id,
+            client_id=grant.client.client_id,
+            requester=grant.user.email if grant.user_id else None,
+            packs=grant.packs,
+        )
     return OAuthGrant.select(OAuthGrant, OAuthClient).join(OAuthClient).where(OAuthGrant.id == grant.id).get()
 
 
 def requests_of_user(user: User, limit: int = 100) -> list[OAuthGrant]:
     """Every request ``user`` made, in any workspace, newest first (the member's own page)."""
-    return list(OAuthGrant.select(OAuthGrant, OAuthClient, Workspace).join(OAuthClient).switch(OAuthGrant)
-                .join(Workspace)
-                .where((OAuthGrant.user == user.id) & OAuthGrant.approval.is_null(False))
-                .order_by(OAuthGrant.created_at.desc(), OAuthGrant.id.desc()).limit(limit))
+    return list(
+        OAuthGrant.select(OAuthGrant, OAuthClient, Workspace)
+        .join(OAuthClient)
+        .switch(OAuthGrant)
+        .join(Workspace)
+        .where((OAuthGrant.user == user.id) & OAuthGrant.approval.is_null(False))
+        .order_by(OAuthGrant.created_at.desc(), OAuthGrant.id.desc())
+        .limit(limit)
+    )
 
 
 def request_state(grant: OAuthGrant, now=None) -> str:
@@ -246,7 +329,13 @@ def identity(client: OAuthClient) -> Identity:
         return Identity("workspace", None, None)
     folded = re.sub(r"[^a-z0-9 ]", "", re.sub(r"[\s_\-.]+", " ", (client.name or "").lower())).strip()
     claimed = next((name for name in WELL_KNOWN if re.search(rf"\b{re.escape(name)}\b", folded)), None)
-    warning = (f"This app calls itself “{client.name}”, a well-known app's name, but registered itself: nothing "
-               "proves who runs it. The real app identifies itself by its own URL. Approve only if you started "
-               "this connection yourself.") if claimed else None
+    warning = (
+        (
+            f"This app calls itself “{client.name}”, a well-known app's name, but registered itself: nothing "
+            "proves who runs it. The real app identifies itself by its own URL. Approve only if you started "
+            "this connection yourself."
+        )
+        if claimed
+        else None
+    )
     return Identity("self-asserted", None, warning)

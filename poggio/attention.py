@@ -52,10 +52,17 @@ class Finding:
 def pending_app_requests(workspace: Workspace | int) -> list[Finding]:
     """Members' requests for apps, waiting for an admin (:mod:`poggio.app_access`), oldest first."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace.get_by_id(workspace)
-    return [Finding("request", f"{g.user.email if g.user_id else 'Someone'} asks to connect {g.client.name} "
-                               f"({g.packs}) since {g.created_at:%Y-%m-%d %H:%M} UTC", "request", g.id,
-                    {"user_id": g.user_id})
-            for g in app_access.requests(ws)]
+    return [
+        Finding(
+            "request",
+            f"{g.user.email if g.user_id else 'Someone'} asks to connect {g.client.name} "
+            f"({g.packs}) since {g.created_at:%Y-%m-%d %H:%M} UTC",
+            "request",
+            g.id,
+            {"user_id": g.user_id},
+        )
+        for g in app_access.requests(ws)
+    ]
 
 
 def _wid(workspace) -> int:
@@ -67,22 +74,33 @@ def _active_tokens(wid: int):
 
 
 def _active_grants(wid: int):
-    return (OAuthGrant.select(OAuthGrant, OAuthClient.name).join(OAuthClient)
-            .where((OAuthGrant.workspace == wid) & OAuthGrant.revoked_at.is_null()))
+    return (
+        OAuthGrant.select(OAuthGrant, OAuthClient.name)
+        .join(OAuthClient)
+        .where((OAuthGrant.workspace == wid) & OAuthGrant.revoked_at.is_null())
+    )
 
 
 def expiring(workspace, now: dt.datetime | None = None) -> list[Finding]:
     now = now or utcnow()
     wid = _wid(workspace)
     found = []
-    for t in _active_tokens(wid).where(ApiToken.expires_at.between(now, now + EXPIRING_WITHIN)) \
-            .order_by(ApiToken.expires_at).limit(MAX_ITEMS):
-        found.append(Finding("expiring", f"Token “{t.name}” expires {t.expires_at:%Y-%m-%d %H:%M} UTC",
-                             "token", t.id))
-    for g in _active_grants(wid).where(OAuthGrant.expires_at.between(now, now + EXPIRING_WITHIN)) \
-            .order_by(OAuthGrant.expires_at).limit(MAX_ITEMS):
-        found.append(Finding("expiring", f"App “{g.client.name}” loses access {g.expires_at:%Y-%m-%d %H:%M} UTC",
-                             "grant", g.id))
+    for t in (
+        _active_tokens(wid)
+        .where(ApiToken.expires_at.between(now, now + EXPIRING_WITHIN))
+        .order_by(ApiToken.expires_at)
+        .limit(MAX_ITEMS)
+    ):
+        found.append(Finding("expiring", f"Token “{t.name}” expires {t.expires_at:%Y-%m-%d %H:%M} UTC", "token", t.id))
+    for g in (
+        _active_grants(wid)
+        .where(OAuthGrant.expires_at.between(now, now + EXPIRING_WITHIN))
+        .order_by(OAuthGrant.expires_at)
+        .limit(MAX_ITEMS)
+    ):
+        found.append(
+            Finding("expiring", f"App “{g.client.name}” loses access {g.expires_at:%Y-%m-%d %H:%M} UTC", "grant", g.id)
+        )
     return found
 
 
@@ -92,19 +110,35 @@ def unused(workspace, now: dt.datetime | None = None) -> list[Finding]:
     cutoff = now - UNUSED_FOR
     idle = ApiToken.last_used_at.is_null() | (ApiToken.last_used_at < cutoff)
     alive = ApiToken.expires_at.is_null() | (ApiToken.expires_at > now)
-    rows = (_active_tokens(_wid(workspace)).where((ApiToken.created_at <= cutoff) & idle & alive)
-            .order_by(ApiToken.created_at).limit(MAX_ITEMS))
-    return [Finding("unused", f"Token “{t.name}” " + (f"not used since {t.last_used_at:%Y-%m-%d}" if t.last_used_at
-                                                     else "never used") + " — revoke it if nothing needs it",
-                    "token", t.id) for t in rows]
+    rows = (
+        _active_tokens(_wid(workspace))
+        .where((ApiToken.created_at <= cutoff) & idle & alive)
+        .order_by(ApiToken.created_at)
+        .limit(MAX_ITEMS)
+    )
+    return [
+        Finding(
+            "unused",
+            f"Token “{t.name}” "
+            + (f"not used since {t.last_used_at:%Y-%m-%d}" if t.last_used_at else "never used")
+            + " — revoke it if nothing needs it",
+            "token",
+            t.id,
+        )
+        for t in rows
+    ]
 
 
 def _daily(usage, owner, ids: list[int], since: dt.date) -> dict[int, dict[dt.date, tuple[int, int]]]:
     found: dict[int, dict[dt.date, tuple[int, int]]] = {}
     if not ids:
         return found
-    rows = (usage.select(owner, usage.day, fn.SUM(usage.calls), fn.SUM(usage.errors))
-            .where(owner.in_(ids) & (usage.day >= since)).group_by(owner, usage.day).tuples())
+    rows = (
+        usage.select(owner, usage.day, fn.SUM(usage.calls), fn.SUM(usage.errors))
+        .where(owner.in_(ids) & (usage.day >= since))
+        .group_by(owner, usage.day)
+        .tuples()
+    )
     for subject, day, calls, errors in rows:
         if isinstance(day, str):
             day = dt.date.fromisoformat(day)
@@ -119,8 +153,10 @@ def _subjects(wid: int):
     since = today - dt.timedelta(days=HISTORY_DAYS)
     tokens = {t.id: t.name for t in _active_tokens(wid).select(ApiToken.id, ApiToken.name)}
     grants = {g.id: g.client.name for g in _active_grants(wid)}
-    return today, [("token", tokens, _daily(TokenUsage, TokenUsage.token, list(tokens), since)),
-                   ("grant", grants, _daily(GrantUsage, GrantUsage.grant, list(grants), since))]
+    return today, [
+        ("token", tokens, _daily(TokenUsage, TokenUsage.token, list(tokens), since)),
+        ("grant", grants, _daily(GrantUsage, GrantUsage.grant, list(grants), since)),
+    ]
 
 
 def _label(kind: str, name: str) -> str:
@@ -141,9 +177,15 @@ def rising_errors(workspace) -> list[Finding]:
             base_calls, base_errors = sum(c for c, _ in before), sum(e for _, e in before)
             base = base_errors / base_calls if base_calls else 0.0
             if errors / calls >= ERROR_RISE * base:
-                found.append(Finding("errors", f"{_label(kind, names[subject])}: {errors} of {calls} calls failed "
-                                     f"in the last two days ({errors / calls:.0%}; {base:.0%} the week before)",
-                                     kind, subject))
+                found.append(
+                    Finding(
+                        "errors",
+                        f"{_label(kind, names[subject])}: {errors} of {calls} calls failed "
+                        f"in the last two days ({errors / calls:.0%}; {base:.0%} the week before)",
+                        kind,
+                        subject,
+                    )
+                )
     return found[:MAX_ITEMS]
 
 
@@ -152,11 +194,21 @@ def refused_today(workspace, now: dt.datetime | None = None) -> list[Finding]:
     start = dt.datetime.combine(now.date(), dt.time())
     found = []
     for outcome, words in (("refused", "refused (network, scope or policy)"), ("rate_limited", "over a rate limit")):
-        count = Activity.select().where((Activity.workspace == _wid(workspace)) & (Activity.outcome == outcome)
-                                        & (Activity.at >= start)).count()
+        count = (
+            Activity.select()
+            .where((Activity.workspace == _wid(workspace)) & (Activity.outcome == outcome) & (Activity.at >= start))
+            .count()
+        )
         if count:
-            found.append(Finding("refused", f"{count} call{'s' if count != 1 else ''} {words} today", "workspace",
-                                 None, {"outcome": outcome, "count": count}))
+            found.append(
+                Finding(
+                    "refused",
+                    f"{count} call{'s' if count != 1 else ''} {words} today",
+                    "workspace",
+                    None,
+                    {"outcome": outcome, "count": count},
+                )
+            )
     return found
 
 
@@ -182,9 +234,13 @@ def unusual_use(workspace, now: dt.datetime | None = None) -> list[Finding]:
     today, groups = _subjects(wid)
     names = {kind: labels for kind, labels, _ in groups}
     # new networks and clients
-    recent = (Activity.select(Activity.kind, Activity.subject_id, Activity.ip, Activity.client)
-              .where((Activity.workspace == wid) & (Activity.at >= day_ago))
-              .group_by(Activity.kind, Activity.subject_id, Activity.ip, Activity.client).limit(500).tuples())
+    recent = (
+        Activity.select(Activity.kind, Activity.subject_id, Activity.ip, Activity.client)
+        .where((Activity.workspace == wid) & (Activity.at >= day_ago))
+        .group_by(Activity.kind, Activity.subject_id, Activity.ip, Activity.client)
+        .limit(500)
+        .tuples()
+    )
     by_subject: dict[tuple[str, int], tuple[set, set]] = {}
     for kind, subject, ip, client in recent:
         nets, clients = by_subject.setdefault((kind, subject), (set(), set()))
@@ -192,13 +248,20 @@ def unusual_use(workspace, now: dt.datetime | None = None) -> list[Finding]:
             nets.add(network_of(ip))
         if client:
             clients.add(client)
-    for (kind, subject), (nets, clients) in list(by_subject.items())[:MAX_ITEMS * 2]:
+    for (kind, subject), (nets, clients) in list(by_subject.items())[: MAX_ITEMS * 2]:
         if subject not in names.get(kind, {}):
             continue  # revoked since
-        history = (Activity.select(Activity.ip, Activity.client)
-                   .where((Activity.kind == kind) & (Activity.subject_id == subject) & (Activity.at < day_ago)
-                          & (Activity.at >= now - dt.timedelta(days=HISTORY_DAYS)))
-                   .order_by(Activity.at.desc()).limit(HISTORY_ROWS))
+        history = (
+            Activity.select(Activity.ip, Activity.client)
+            .where(
+                (Activity.kind == kind)
+                & (Activity.subject_id == subject)
+                & (Activity.at < day_ago)
+                & (Activity.at >= now - dt.timedelta(days=HISTORY_DAYS))
+            )
+            .order_by(Activity.at.desc())
+            .limit(HISTORY_ROWS)
+        )
         seen_nets, seen_clients = set(), set()
         any_history = False
         for row in history.tuples():
@@ -211,11 +274,25 @@ def unusual_use(workspace, now: dt.datetime | None = None) -> list[Finding]:
             continue  # nothing usual to compare with yet
         label = _label(kind, names[kind][subject])
         for net in sorted(nets - seen_nets):
-            found.append(Finding("unusual", f"{label} used from a network it had not used before ({net})", kind,
-                                 subject, {"reason": "network", "network": net}))
+            found.append(
+                Finding(
+                    "unusual",
+                    f"{label} used from a network it had not used before ({net})",
+                    kind,
+                    subject,
+                    {"reason": "network", "network": net},
+                )
+            )
         for client in sorted(clients - seen_clients):
-            found.append(Finding("unusual", f"{label} used by a client it had not used before ({client})", kind,
-                                 subject, {"reason": "client", "client": client}))
+            found.append(
+                Finding(
+                    "unusual",
+                    f"{label} used by a client it had not used before ({client})",
+                    kind,
+                    subject,
+                    {"reason": "client", "client": client},
+                )
+            )
     # volume
     for kind, labels, daily in groups:
         for subject, days in daily.items():
@@ -225,21 +302,40 @@ def unusual_use(workspace, now: dt.datetime | None = None) -> list[Finding]:
             history = [days.get(today - dt.timedelta(days=i), (0, 0))[0] for i in range(1, HISTORY_DAYS + 1)]
             usual = statistics.median(history) or statistics.mean(history)
             if usual and calls_today > VOLUME_FACTOR * usual:
-                found.append(Finding("unusual", f"{_label(kind, labels[subject])}: {calls_today} calls today, "
-                                     f"{calls_today / usual:.0f} times its usual {usual:g} a day", kind, subject,
-                                     {"reason": "volume", "calls": calls_today, "usual": usual}))
+                found.append(
+                    Finding(
+                        "unusual",
+                        f"{_label(kind, labels[subject])}: {calls_today} calls today, "
+                        f"{calls_today / usual:.0f} times its usual {usual:g} a day",
+                        kind,
+                        subject,
+                        {"reason": "volume", "calls": calls_today, "usual": usual},
+                    )
+                )
     return found[:MAX_ITEMS]
 
 
 def webhook_trouble(workspace) -> list[Finding]:
     from poggio.webhooks import WebhookEndpoint
 
-    rows = WebhookEndpoint.select().where((WebhookEndpoint.workspace == _wid(workspace))
-                                          & (WebhookEndpoint.paused_at.is_null(False)
-                                             | WebhookEndpoint.failing_since.is_null(False)))
-    return [Finding("webhook", f"Webhook endpoint {e.url} " + (
-        f"paused since {e.paused_at:%Y-%m-%d %H:%M} UTC: every delivery failed for a day" if e.paused_at
-        else f"failing since {e.failing_since:%Y-%m-%d %H:%M} UTC"), "webhook", e.id) for e in rows]
+    rows = WebhookEndpoint.select().where(
+        (WebhookEndpoint.workspace == _wid(workspace))
+        & (WebhookEndpoint.paused_at.is_null(False) | WebhookEndpoint.failing_since.is_null(False))
+    )
+    return [
+        Finding(
+            "webhook",
+            f"Webhook endpoint {e.url} "
+            + (
+                f"paused since {e.paused_at:%Y-%m-%d %H:%M} UTC: every delivery failed for a day"
+                if e.paused_at
+                else f"failing since {e.failing_since:%Y-%m-%d %H:%M} UTC"
+            ),
+            "webhook",
+            e.id,
+        )
+        for e in rows
+    ]
 
 
 def for_admin(workspace) -> dict[str, list[Finding]]:
@@ -259,5 +355,7 @@ def for_admin(workspace) -> dict[str, list[Finding]]:
 def for_member(workspace, user: User) -> dict[str, list]:
     """A member's own connected apps (the ones they approved) and their app requests."""
     apps = list(_active_grants(_wid(workspace)).where(OAuthGrant.user == user.id).order_by(OAuthGrant.created_at))
-    return {"apps": apps, "requests": [r.text for r in pending_app_requests(workspace)
-                                       if r.detail.get("user_id") == user.id]}
+    return {
+        "apps": apps,
+        "requests": [r.text for r in pending_app_requests(workspace) if r.detail.get("user_id") == user.id],
+    }

@@ -94,9 +94,16 @@ def record_write(ctx, target: str, before: dict | None, after: dict | None) -> N
 
     who = "app" if ctx.token_kind == "grant" else "token"
     label = f"{who}: {ctx.caller}" if ctx.caller else who
-    return record("data.written", Actor(label=label), ctx.workspace_id, target=target, tool=ctx.tool_name,
-                  **{"grant_id" if ctx.token_kind == "grant" else "token_id": ctx.token_id},
-                  before=clean(before), after=clean(after))
+    return record(
+        "data.written",
+        Actor(label=label),
+        ctx.workspace_id,
+        target=target,
+        tool=ctx.tool_name,
+        **{"grant_id" if ctx.token_kind == "grant" else "token_id": ctx.token_id},
+        before=clean(before),
+        after=clean(after),
+    )
 
 
 # compiled once (a write tool records every change: peewee built this INSERT anew each time, at
@@ -138,23 +145,33 @@ def write_events(workspace_id: int, since=None, until=None, chunk: int = EXPORT_
 
     cond = (AuditEvent.workspace == workspace_id) & AuditEvent.action.in_(WRITE_ACTIONS)
     if since is not None:
-        cond &= AuditEvent.created_at >= (since if isinstance(since, dt.datetime)
-                                          else dt.datetime.combine(since, dt.time()))
+        cond &= AuditEvent.created_at >= (
+            since if isinstance(since, dt.datetime) else dt.datetime.combine(since, dt.time())
+        )
     if until is not None:
         cond &= AuditEvent.created_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time())
     last = None
     while True:
-        query = AuditEvent.select(AuditEvent.id, AuditEvent.created_at, AuditEvent.actor_label, AuditEvent.target,
-                                  AuditEvent.detail).where(cond if last is None else cond & (AuditEvent.id < last))
+        query = AuditEvent.select(
+            AuditEvent.id, AuditEvent.created_at, AuditEvent.actor_label, AuditEvent.target, AuditEvent.detail
+        ).where(cond if last is None else cond & (AuditEvent.id < last))
         with database.connection_context():
             rows = list(query.order_by(AuditEvent.id.desc()).limit(chunk).tuples())
         for _, at, actor, target, detail in rows:
             data = json.loads(detail) if detail else {}
-            kind, subject_id = (("grant", data.get("grant_id")) if "grant_id" in data
-                                else ("token", data.get("token_id")))
-            yield {"at": at.isoformat(timespec="seconds") + "Z", "actor": actor, "kind": kind, "subject_id": subject_id,
-                   "tool": data.get("tool", ""), "target": target, "before": data.get("before"),
-                   "after": data.get("after")}
+            kind, subject_id = (
+                ("grant", data.get("grant_id")) if "grant_id" in data else ("token", data.get("token_id"))
+            )
+            yield {
+                "at": at.isoformat(timespec="seconds") + "Z",
+                "actor": actor,
+                "kind": kind,
+                "subject_id": subject_id,
+                "tool": data.get("tool", ""),
+                "target": target,
+                "before": data.get("before"),
+                "after": data.get("after"),
+            }
         if len(rows) < chunk:
             return
         last = rows[-1][0]
@@ -178,8 +195,11 @@ def export_writes(workspace_id: int, since=None, until=None, fmt: str = "jsonl")
     writer = csv.DictWriter(buffer, fieldnames=WRITE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for event in write_events(workspace_id, since, until):
-        row = {**event, "before": json.dumps(event["before"], default=str),
-               "after": json.dumps(event["after"], default=str)}
+        row = {
+            **event,
+            "before": json.dumps(event["before"], default=str),
+            "after": json.dumps(event["after"], default=str),
+        }
         for key in ("actor", "tool", "target", "before", "after"):  # no control character, no formula
             row[key] = cell(row[key])
         writer.writerow(row)

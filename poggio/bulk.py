@@ -48,8 +48,15 @@ def _converter(field: Field):
     return None if type(field) in _PLAIN else field.db_value
 
 
-def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], batch: int = BATCH,
-                on_conflict: str = "", same: dict[Field, int | str] | None = None, later: bool = False) -> int:
+def insert_rows(
+    model,
+    fields: Sequence[Field],
+    rows: Iterable[Sequence[Any]],
+    batch: int = BATCH,
+    on_conflict: str = "",
+    same: dict[Field, int | str] | None = None,
+    later: bool = False,
+) -> int:
     """Insert ``rows`` (tuples in the order of ``fields``) into ``model``'s table; returns how many.
     ``on_conflict``: SQL that follows the VALUES (``ON CONFLICT (...) DO UPDATE ...``, which SQLite
     and PostgreSQL both read). ``same``: columns whose value (an int or a str) is that of every row,
@@ -69,8 +76,10 @@ def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], b
         # step, without the interpreter's lock (executemany takes it back for every row, and waits
         # up to a switch interval each time another thread is busy)
         picks = [f"json_extract(value, '$[{i}]')" for i in range(len(fields))]
-        sql = (f'INSERT INTO "{table}" ({names}) SELECT {", ".join(literals + picks)} '
-               f'FROM json_each(?) WHERE true {on_conflict}')  # WHERE: an upsert's ON follows a SELECT
+        sql = (
+            f'INSERT INTO "{table}" ({names}) SELECT {", ".join(literals + picks)} '
+            f"FROM json_each(?) WHERE true {on_conflict}"
+        )  # WHERE: an upsert's ON follows a SELECT
     elif copy:
         sql = f'COPY "{table}" ({names}) FROM STDIN'
     else:
@@ -93,8 +102,10 @@ def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], b
             # multi-row VALUES list, measured on these tables), and takes the interpreter's lock back
             # only a few times
             if few is None:
-                few = (f'INSERT INTO "{table}" ({names}) '
-                       f'VALUES ({", ".join(literals + ["?"] * len(fields))}) {on_conflict}')
+                few = (
+                    f'INSERT INTO "{table}" ({names}) '
+                    f"VALUES ({', '.join(literals + ['?'] * len(fields))}) {on_conflict}"
+                )
             cursor.executemany(few, chunk)
         elif sqlite:
             cursor.execute(sql, (orjson.dumps(chunk, default=_json_value, option=orjson.OPT_PASSTHROUGH_DATETIME),))
@@ -103,8 +114,10 @@ def insert_rows(model, fields: Sequence[Field], rows: Iterable[Sequence[Any]], b
         elif later:
             row_sql = f"({', '.join(['%s'] * (len(same) + len(fields)))})"
             constants = tuple(same.values())
-            write_later(sql.replace("%s", ", ".join([row_sql] * len(chunk)), 1),
-                        [value for row in chunk for value in (*constants, *row)])
+            write_later(
+                sql.replace("%s", ", ".join([row_sql] * len(chunk)), 1),
+                [value for row in chunk for value in (*constants, *row)],
+            )
         else:
             constants = tuple(same.values())
             execute_values(cursor, sql, [(*constants, *row) for row in chunk], page_size=1000)
@@ -143,10 +156,16 @@ def _copy_text(rows: list[Sequence[Any]], prefix: str = "") -> str:
     lines = ["\t".join(["\\N" if v is None else v if type(v) is str else str(v) for v in row]) for row in rows]
     plain = "\n".join(lines)
     width = len(rows[0]) if rows else 0
-    if not (plain.count("\n") == len(rows) - 1 and plain.count("\t") == len(rows) * (width - 1) and "\r" not in plain
-            and plain.count("\\") == sum(row.count(None) for row in rows)):
-        lines = ["\t".join(["\\N" if v is None else v.translate(_ESCAPES) if type(v) is str else str(v) for v in row])
-                 for row in rows]
+    if not (
+        plain.count("\n") == len(rows) - 1
+        and plain.count("\t") == len(rows) * (width - 1)
+        and "\r" not in plain
+        and plain.count("\\") == sum(row.count(None) for row in rows)
+    ):
+        lines = [
+            "\t".join(["\\N" if v is None else v.translate(_ESCAPES) if type(v) is str else str(v) for v in row])
+            for row in rows
+        ]
     return "".join([prefix + line + "\n" for line in lines])
 
 
@@ -158,8 +177,9 @@ def reserve_ids(model, count: int) -> list[int]:
     if isinstance(database.obj, SqliteDatabase):
         (top,) = database.execute_sql(f'SELECT COALESCE(MAX("{pk}"), 0) FROM "{table}"').fetchone()
         return list(range(top + 1, top + 1 + count))
-    cursor = database.execute_sql("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                                  (f'"{table}"', pk, count))
+    cursor = database.execute_sql(
+        "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)", (f'"{table}"', pk, count)
+    )
     return [i for (i,) in cursor.fetchall()]
 
 
@@ -173,8 +193,10 @@ def existing_keys(field: Field, values: Iterable[Any], scope: Field, scope_value
     pk = model._meta.primary_key.column_name
     found: list[tuple[Any, Any]] = []
     for start in range(0, len(values), 500):
-        part = values[start:start + 500]
-        sql = (f'SELECT "{field.column_name}", "{pk}" FROM "{model._meta.table_name}" '
-               f'WHERE "{scope.column_name}" = {mark} AND "{field.column_name}" IN ({", ".join([mark] * len(part))})')
+        part = values[start : start + 500]
+        sql = (
+            f'SELECT "{field.column_name}", "{pk}" FROM "{model._meta.table_name}" '
+            f'WHERE "{scope.column_name}" = {mark} AND "{field.column_name}" IN ({", ".join([mark] * len(part))})'
+        )
         found += database.execute_sql(sql, [scope_value, *part]).fetchall()
     return found

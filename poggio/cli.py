@@ -161,8 +161,9 @@ def workspace_create(app: App, slug: str, name: str, mcp: bool) -> None:
 
     app.db()
     ws = create_workspace(slug, name, mcp, Actor.cli())
-    click.echo(f"Created workspace {ws.slug} ({visible(ws.name)}); "
-               f"MCP {'enabled' if ws.mcp_enabled else 'not enabled'}.")
+    click.echo(
+        f"Created workspace {ws.slug} ({visible(ws.name)}); MCP {'enabled' if ws.mcp_enabled else 'not enabled'}."
+    )
 
 
 @workspace.command("entitle")
@@ -189,8 +190,15 @@ def user() -> None:
 @click.option("--workspace", "slug", required=True, help="Workspace slug.")
 @click.option("--role", type=click.Choice(["admin", "member"]), default="member", show_default=True)
 @click.option("--name", default="", help="Display name.")
-@click.option("--password", envvar="POGGIO_PASSWORD", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="Read from POGGIO_PASSWORD, or prompted.", show_envvar=True)
+@click.option(
+    "--password",
+    envvar="POGGIO_PASSWORD",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Read from POGGIO_PASSWORD, or prompted.",
+    show_envvar=True,
+)
 @pass_app
 @friendly_errors
 def user_create(app: App, email: str, slug: str, role: str, name: str, password: str) -> None:
@@ -214,8 +222,15 @@ def _user(app: App, email: str):
 
 @user.command("password")
 @click.argument("email")
-@click.option("--password", envvar="POGGIO_PASSWORD", prompt="New password", hide_input=True,
-              confirmation_prompt=True, help="Read from POGGIO_PASSWORD, or prompted.", show_envvar=True)
+@click.option(
+    "--password",
+    envvar="POGGIO_PASSWORD",
+    prompt="New password",
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Read from POGGIO_PASSWORD, or prompted.",
+    show_envvar=True,
+)
 @pass_app
 @friendly_errors
 def user_password(app: App, email: str, password: str) -> None:
@@ -249,24 +264,54 @@ def token() -> None:
 @token.command("create")
 @click.option("--workspace", "slug", required=True, help="Workspace slug.")
 @click.option("--name", required=True, help="A name that says what the token is for.")
-@click.option("--expires-in", default=None,
-              help="Days (30d), a date (YYYY-MM-DD) or 'never'. Default: the workspace policy's (90d unless changed).")
-@click.option("--packs", default=None, help="The tool packs it may use and how: accounts:write,contacts,revenue:write "
-                                           "(no suffix = read; write includes read). Default: read every pack.")
-@click.option("--allow-ip", "allow_ips", multiple=True, metavar="CIDR",
-              help="Accept calls only from this network (IPv4 or IPv6, e.g. 203.0.113.0/24); repeat for more.")
-@click.option("--rate-limit", default=None, metavar="N/PERIOD",
-              help="The token's own request limit (10/minute), below the installation's POGGIO_RATE_LIMIT.")
+@click.option(
+    "--expires-in",
+    default=None,
+    help="Days (30d), a date (YYYY-MM-DD) or 'never'. Default: the workspace policy's (90d unless changed).",
+)
+@click.option(
+    "--packs",
+    default=None,
+    help="The tool packs it may use and how: accounts:write,contacts,revenue:write "
+    "(no suffix = read; write includes read). Default: read every pack.",
+)
+@click.option(
+    "--allow-ip",
+    "allow_ips",
+    multiple=True,
+    metavar="CIDR",
+    help="Accept calls only from this network (IPv4 or IPv6, e.g. 203.0.113.0/24); repeat for more.",
+)
+@click.option(
+    "--rate-limit",
+    default=None,
+    metavar="N/PERIOD",
+    help="The token's own request limit (10/minute), below the installation's POGGIO_RATE_LIMIT.",
+)
 @pass_app
 @friendly_errors
-def token_create(app: App, slug: str, name: str, expires_in: str | None, packs: str | None,
-                 allow_ips: tuple[str, ...], rate_limit: str | None) -> None:
+def token_create(
+    app: App,
+    slug: str,
+    name: str,
+    expires_in: str | None,
+    packs: str | None,
+    allow_ips: tuple[str, ...],
+    rate_limit: str | None,
+) -> None:
     """Create a token and print it, once, on standard output (everything else goes to stderr)."""
     from poggio.tokens import DEFAULT
 
     ws = app.workspace(slug)
-    issued = app.tokens().create(ws, name, Actor.cli(), expires=DEFAULT if expires_in is None else expires_in,
-                                 packs=packs, allowed_ips=list(allow_ips) or None, rate_limit=rate_limit)
+    issued = app.tokens().create(
+        ws,
+        name,
+        Actor.cli(),
+        expires=DEFAULT if expires_in is None else expires_in,
+        packs=packs,
+        allowed_ips=list(allow_ips) or None,
+        rate_limit=rate_limit,
+    )
     if issued.token.expires_at is None:
         click.echo("Warning: this token never expires. Revoke it when it is no longer needed.", err=True)
     click.echo(f"Created token {issued.token.name!r} (id {issued.token.id}). It is shown only now:", err=True)
@@ -299,9 +344,11 @@ def token_list(app: App, slug: str) -> None:
             f"{scopes.describe(scopes.parse(t.packs))}{capped}"
         )
         if t.previous_expires_at and t.previous_expires_at > now and t.revoked_at is None:
-            click.echo(f"{'':>5}  {'':30}  {t.previous_masked:12}  {'old':9}  "
-                       f"{t.previous_expires_at.strftime('%Y-%m-%d %H:%M'):16}  "
-                       "(replaced by rotation, works until then)")
+            click.echo(
+                f"{'':>5}  {'':30}  {t.previous_masked:12}  {'old':9}  "
+                f"{t.previous_expires_at.strftime('%Y-%m-%d %H:%M'):16}  "
+                "(replaced by rotation, works until then)"
+            )
         limits = [f"from {', '.join(t.allowed_ip_list)}"] if t.allowed_ips else []
         limits += [f"limit {t.rate_limit}"] if t.rate_limit else []
         if limits:
@@ -327,8 +374,13 @@ def token_revoke(app: App, slug: str, name_or_id: str) -> None:
 @token.command("rotate")
 @click.option("--workspace", "slug", required=True)
 @click.argument("name_or_id")
-@click.option("--grace", default="none", show_default=True, metavar="none|1h|24h|7d",
-              help="How long the old secret keeps working, so clients can switch without downtime.")
+@click.option(
+    "--grace",
+    default="none",
+    show_default=True,
+    metavar="none|1h|24h|7d",
+    help="How long the old secret keeps working, so clients can switch without downtime.",
+)
 @pass_app
 @friendly_errors
 def token_rotate(app: App, slug: str, name_or_id: str, grace: str) -> None:
@@ -337,52 +389,87 @@ def token_rotate(app: App, slug: str, name_or_id: str, grace: str) -> None:
     target = service.get(app.workspace(slug), name_or_id)
     issued = service.rotate(target, Actor.cli(), grace=grace)
     until = issued.token.previous_expires_at
-    click.echo(f"Rotated token {target.name!r} (id {target.id}). The old secret "
-               + (f"works until {until:%Y-%m-%d %H:%M:%S} UTC." if until else "no longer works.")
-               + " The new one is shown only now:", err=True)
+    click.echo(
+        f"Rotated token {target.name!r} (id {target.id}). The old secret "
+        + (f"works until {until:%Y-%m-%d %H:%M:%S} UTC." if until else "no longer works.")
+        + " The new one is shown only now:",
+        err=True,
+    )
     click.echo(issued.plaintext)
 
 
 @workspace.command("policy")
 @click.argument("slug")
 @click.option("--default-expiry", default=None, help="Expiry of a new token unless chosen: days (30d) or 'none'.")
-@click.option("--max-lifetime", default=None,
-              help="Longest any token or OAuth grant may live: days (90d) or 'none'. Tightening it shortens "
-                   "what lives longer to the new maximum.")
-@click.option("--allow-no-expiry/--no-allow-no-expiry", default=None,
-              help="Whether tokens without expiry may be created (never with a maximum lifetime).")
-@click.option("--apps", type=click.Choice(["any", "listed"]), default=None,
-              help="Which apps may connect: any, or only those listed with --allow-app. Apps no longer "
-                   "allowed are disconnected.")
-@click.option("--allow-app", "allow_apps", multiple=True, metavar="URL_OR_PREFIX",
-              help="An app allowed under --apps listed: its client metadata URL (https; ending in / for every "
-                   "URL under it) or the client id of a registered app (pgc_...). Repeat for more; replaces "
-                   "the list. A self-registered app's name is its own claim, so it is listed by client id.")
-@click.option("--app-access", type=click.Choice(["admins", "members"]), default=None,
-              help="Who may connect apps: admins, or members too (each member's request needs an admin's "
-                   "approval: poggio oauth requests / approve / deny).")
+@click.option(
+    "--max-lifetime",
+    default=None,
+    help="Longest any token or OAuth grant may live: days (90d) or 'none'. Tightening it shortens "
+    "what lives longer to the new maximum.",
+)
+@click.option(
+    "--allow-no-expiry/--no-allow-no-expiry",
+    default=None,
+    help="Whether tokens without expiry may be created (never with a maximum lifetime).",
+)
+@click.option(
+    "--apps",
+    type=click.Choice(["any", "listed"]),
+    default=None,
+    help="Which apps may connect: any, or only those listed with --allow-app. Apps no longer allowed are disconnected.",
+)
+@click.option(
+    "--allow-app",
+    "allow_apps",
+    multiple=True,
+    metavar="URL_OR_PREFIX",
+    help="An app allowed under --apps listed: its client metadata URL (https; ending in / for every "
+    "URL under it) or the client id of a registered app (pgc_...). Repeat for more; replaces "
+    "the list. A self-registered app's name is its own claim, so it is listed by client id.",
+)
+@click.option(
+    "--app-access",
+    type=click.Choice(["admins", "members"]),
+    default=None,
+    help="Who may connect apps: admins, or members too (each member's request needs an admin's "
+    "approval: poggio oauth requests / approve / deny).",
+)
 @pass_app
 @friendly_errors
-def workspace_policy(app: App, slug: str, default_expiry: str | None, max_lifetime: str | None,
-                     allow_no_expiry: bool | None, apps: str | None, allow_apps: tuple[str, ...],
-                     app_access: str | None) -> None:
+def workspace_policy(
+    app: App,
+    slug: str,
+    default_expiry: str | None,
+    max_lifetime: str | None,
+    allow_no_expiry: bool | None,
+    apps: str | None,
+    allow_apps: tuple[str, ...],
+    app_access: str | None,
+) -> None:
     """Show, or change, the workspace's token policy and app policy."""
     from poggio.app_access import AppPolicy, set_app_policy
     from poggio.policy import Policy, set_policy
 
     ws = app.workspace(slug)
     if apps is not None or allow_apps or app_access is not None:
-        ws, ended = set_app_policy(ws, Actor.cli(), apps=apps, allowed=list(allow_apps) if allow_apps else None,
-                                   access=app_access)
+        ws, ended = set_app_policy(
+            ws, Actor.cli(), apps=apps, allowed=list(allow_apps) if allow_apps else None, access=app_access
+        )
         if ended:
             click.echo(f"{ended} connected app(s) are no longer allowed by the app policy: disconnected.", err=True)
     if default_expiry is not None or max_lifetime is not None or allow_no_expiry is not None:
-        ws, capped = set_policy(ws, Actor.cli(), default_expiry=... if default_expiry is None else default_expiry,
-                                max_lifetime=... if max_lifetime is None else max_lifetime,
-                                allow_no_expiry=allow_no_expiry)
+        ws, capped = set_policy(
+            ws,
+            Actor.cli(),
+            default_expiry=... if default_expiry is None else default_expiry,
+            max_lifetime=... if max_lifetime is None else max_lifetime,
+            allow_no_expiry=allow_no_expiry,
+        )
         if capped:
-            click.echo(f"{capped} token(s) or connected app(s) lived longer than the new maximum: they now "
-                       "expire at it.", err=True)
+            click.echo(
+                f"{capped} token(s) or connected app(s) lived longer than the new maximum: they now expire at it.",
+                err=True,
+            )
     click.echo(f"{ws.slug}: {Policy.of(ws).describe()}.")
     rules = AppPolicy.of(ws)
     click.echo(f"{ws.slug}: {rules.describe()}.")
@@ -402,12 +489,24 @@ def activity() -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--tool", default=None, help="Only this tool or method.")
 @click.option("--outcome", default=None, help="Only ok, tool_error, refused, rate_limited or timed_out.")
-@click.option("--writes", is_flag=True, help="The changes write tools made instead (from the audit log): who, "
-                                             "the tool, the record, its fields before and after.")
+@click.option(
+    "--writes",
+    is_flag=True,
+    help="The changes write tools made instead (from the audit log): who, "
+    "the tool, the record, its fields before and after.",
+)
 @pass_app
 @friendly_errors
-def activity_export(app: App, slug: str, since: str | None, until: str | None, fmt: str, tool: str | None,
-                    outcome: str | None, writes: bool) -> None:
+def activity_export(
+    app: App,
+    slug: str,
+    since: str | None,
+    until: str | None,
+    fmt: str,
+    tool: str | None,
+    outcome: str | None,
+    writes: bool,
+) -> None:
     """Write the workspace's activity, newest first, to standard output (streamed, any size)."""
     from poggio import activity as record
     from poggio import audit
@@ -415,8 +514,9 @@ def activity_export(app: App, slug: str, since: str | None, until: str | None, f
     ws = app.workspace(slug)
     filters = record.Filters.parse(tool=tool, outcome=outcome, since=since, until=until)
     out = sys.stdout
-    lines = (audit.export_writes(ws.id, filters.since, filters.until, fmt) if writes
-             else record.export(ws.id, filters, fmt))
+    lines = (
+        audit.export_writes(ws.id, filters.since, filters.until, fmt) if writes else record.export(ws.id, filters, fmt)
+    )
     for line in lines:
         out.write(line)
     out.flush()
@@ -450,24 +550,38 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
         click.echo("Connected apps")
         click.echo(f"{'ID':>6}  {'APP':30}  {'APPROVED BY':25}  {'STATUS':8}  {'CREATED':16}  {'LAST USED':16}  PACKS")
         for g in grants:
-            state = ("denied" if g.approval == "denied" else "revoked" if g.revoked_at
-                     else "expired" if g.expires_at and g.expires_at <= now
-                     else "pending" if g.approval == "pending" else "active")
+            state = (
+                "denied"
+                if g.approval == "denied"
+                else "revoked"
+                if g.revoked_at
+                else "expired"
+                if g.expires_at and g.expires_at <= now
+                else "pending"
+                if g.approval == "pending"
+                else "active"
+            )
             who = visible(g.user.email) if g.user_id else "-"
-            click.echo(f"{'g' + str(g.id):>6}  {visible(g.client.name)[:30]:30}  {who[:25]:25}  {state:8}  "
-                       f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  "
-                       f"{scopes.describe(scopes.parse(g.packs))}")
+            click.echo(
+                f"{'g' + str(g.id):>6}  {visible(g.client.name)[:30]:30}  {who[:25]:25}  {state:8}  "
+                f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  "
+                f"{scopes.describe(scopes.parse(g.packs))}"
+            )
             known = identity(g.client)
             if known.how != "workspace":
-                click.echo(f"{'':>6}  {visible(g.client.client_id)}: {known.label}"
-                           + (" (claims a well-known name)" if known.warning else ""))
+                click.echo(
+                    f"{'':>6}  {visible(g.client.client_id)}: {known.label}"
+                    + (" (claims a well-known name)" if known.warning else "")
+                )
     if clients:
         click.echo("OAuth clients (client_credentials)")
         click.echo(f"{'ID':>6}  {'NAME':30}  {'CLIENT ID':30}  {'STATUS':8}  {'CREATED':16}  PACKS")
         for c in clients:
-            click.echo(f"{'c' + str(c.id):>6}  {visible(c.name)[:30]:30}  {visible(c.client_id):30}  "
-                       f"{'revoked' if c.revoked_at else 'active':8}  {stamp(c.created_at):16}  "
-                       f"{scopes.describe(scopes.parse(c.packs))}")
+            click.echo(
+                f"{'c' + str(c.id):>6}  {visible(c.name)[:30]:30}  {visible(c.client_id):30}  "
+                f"{'revoked' if c.revoked_at else 'active':8}  {stamp(c.created_at):16}  "
+                f"{scopes.describe(scopes.parse(c.packs))}"
+            )
 
 
 @oauth.command("revoke")
@@ -508,8 +622,10 @@ def oauth_requests(app: App, slug: str) -> None:
     for g in pending:
         known = identity(g.client)
         app_name = visible(g.client.name)[:30]
-        click.echo(f"{'g' + str(g.id):>6}  {app_name:30}  {visible(g.user.email if g.user_id else '-')[:30]:30}  "
-                   f"{g.created_at.strftime('%Y-%m-%d %H:%M'):16}  {scopes.describe(scopes.parse(g.packs))}")
+        click.echo(
+            f"{'g' + str(g.id):>6}  {app_name:30}  {visible(g.user.email if g.user_id else '-')[:30]:30}  "
+            f"{g.created_at.strftime('%Y-%m-%d %H:%M'):16}  {scopes.describe(scopes.parse(g.packs))}"
+        )
         click.echo(f"{'':>6}  {visible(g.client.client_id)}: {known.label}")
         if known.warning:
             click.echo(f"{'':>6}  Warning: {visible(known.warning)}")
@@ -555,21 +671,33 @@ def oauth_client() -> None:
 @oauth_client.command("create")
 @click.option("--workspace", "slug", required=True)
 @click.option("--name", required=True, help="A name that says what the client is.")
-@click.option("--packs", default=None, help="The tool packs it may use and how: accounts:write,revenue "
-                                           "(no suffix = read). Default: read every pack.")
-@click.option("--grant", "grant_type", type=click.Choice(["client_credentials", "jwt-bearer"]),
-              default="client_credentials", show_default=True,
-              help="client_credentials: acts as itself; jwt-bearer: acts for employees with ID-JAGs from the "
-                   "workspace's identity provider (Enterprise-Managed Authorization).")
+@click.option(
+    "--packs",
+    default=None,
+    help="The tool packs it may use and how: accounts:write,revenue (no suffix = read). Default: read every pack.",
+)
+@click.option(
+    "--grant",
+    "grant_type",
+    type=click.Choice(["client_credentials", "jwt-bearer"]),
+    default="client_credentials",
+    show_default=True,
+    help="client_credentials: acts as itself; jwt-bearer: acts for employees with ID-JAGs from the "
+    "workspace's identity provider (Enterprise-Managed Authorization).",
+)
 @pass_app
 @friendly_errors
 def oauth_client_create(app: App, slug: str, name: str, packs: str | None, grant_type: str) -> None:
     """Create a confidential client; its id and secret are printed once on standard output."""
     ws = app.workspace(slug)
-    issued = app.oauth().create_confidential(ws, name, Actor.cli(), packs=packs,
-                                             resource=app.settings.mcp_public_url, grant=grant_type)
-    click.echo(f"Created OAuth client {issued.client.name!r}. The secret is shown only now; the token "
-               f"endpoint is {app.settings.portal_public_url}/oauth/token.", err=True)
+    issued = app.oauth().create_confidential(
+        ws, name, Actor.cli(), packs=packs, resource=app.settings.mcp_public_url, grant=grant_type
+    )
+    click.echo(
+        f"Created OAuth client {issued.client.name!r}. The secret is shown only now; the token "
+        f"endpoint is {app.settings.portal_public_url}/oauth/token.",
+        err=True,
+    )
     click.echo(f"client_id={issued.client.client_id}")
     click.echo(f"client_secret={issued.secret}")
 
@@ -588,10 +716,13 @@ def import_command(app: App, kind: str, file: Path, slug: str) -> None:
 
     workspace = app.workspace(slug)
     started = time.monotonic()
-    with file.open("rb") as stream, click.progressbar(length=file.stat().st_size, label=f"{kind:>13}",
-                                                      file=sys.stderr) as bar:
-        report = import_csv(app.registry, workspace, kind, stream, Actor.cli(),
-                            progress=lambda read: bar.update(read - bar.pos))
+    with (
+        file.open("rb") as stream,
+        click.progressbar(length=file.stat().st_size, label=f"{kind:>13}", file=sys.stderr) as bar,
+    ):
+        report = import_csv(
+            app.registry, workspace, kind, stream, Actor.cli(), progress=lambda read: bar.update(read - bar.pos)
+        )
     if report.errors:
         for line, column, message in report.errors[:MAX_REPORTED]:
             click.echo(f"{visible(file.name)}:{line}: {visible(column)}: {visible(message)}", err=True)
@@ -640,8 +771,9 @@ def demo_command(app: App, slug: str, accounts: int, seed: int) -> None:
     for pack, reason in result.failures.items():
         click.echo(f"Tool pack {pack} failed to add demo data and was skipped: {visible(reason)}", err=True)
     if result.seeded:
-        click.echo(f"Demo workspace {result.workspace.slug}: {accounts:,} accounts in "
-                   f"{time.monotonic() - started:.1f}s.")
+        click.echo(
+            f"Demo workspace {result.workspace.slug}: {accounts:,} accounts in {time.monotonic() - started:.1f}s."
+        )
     else:
         click.echo(f"Demo workspace {result.workspace.slug} already has data; left as it is.")
     if result.admin_password:
@@ -680,8 +812,12 @@ def pack() -> None:
 
 @pack.command("new")
 @click.argument("name")
-@click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to create the project (default: ./poggio-NAME).")
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to create the project (default: ./poggio-NAME).",
+)
 @friendly_errors
 def pack_new(name: str, directory: Path | None) -> None:
     """Create a tool pack project NAME: pyproject.toml with the entry point, a tool, a test.
@@ -692,8 +828,10 @@ def pack_new(name: str, directory: Path | None) -> None:
     pack = pack_name(name)
     dist = distribution_name(pack)
     target = create_pack(pack, directory or Path(dist))
-    click.echo(f"Created the {pack} tool pack (distribution {dist}, module poggio_{pack}) in {target}. Next:\n"
-               f"  cd {target}\n  pip install -e '.[test]'\n  pytest\n  poggio packs list")
+    click.echo(
+        f"Created the {pack} tool pack (distribution {dist}, module poggio_{pack}) in {target}. Next:\n"
+        f"  cd {target}\n  pip install -e '.[test]'\n  pytest\n  poggio packs list"
+    )
 
 
 # -- servers -----------------------------------------------------------------------------------------------
@@ -708,22 +846,54 @@ def _mcp_argv(settings: Settings, host: str | None, port: int | None, workers: i
     # The app applies POGGIO_TRUSTED_PROXIES itself (mcp_server.proxies), whatever runs it; uvicorn's
     # own forwarded-header handling (which trusts 127.0.0.1 by default) stays off.
     proxies = ["--no-proxy-headers"]
-    return [sys.executable, "-m", "uvicorn", "mcp_server.app:create_app", "--factory",
-            "--host", host or settings.mcp_host, "--port", str(port or settings.mcp_port),
-            "--workers", str(workers), "--no-server-header", "--timeout-graceful-shutdown", "10",
-            "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS),
-            "--log-level", "warning", *proxies]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "mcp_server.app:create_app",
+        "--factory",
+        "--host",
+        host or settings.mcp_host,
+        "--port",
+        str(port or settings.mcp_port),
+        "--workers",
+        str(workers),
+        "--no-server-header",
+        "--timeout-graceful-shutdown",
+        "10",
+        "--timeout-keep-alive",
+        str(KEEP_ALIVE_SECONDS),
+        "--log-level",
+        "warning",
+        *proxies,
+    ]
 
 
 def _portal_argv(settings: Settings, host: str | None, port: int | None, workers: int = 2) -> list[str]:
     # gunicorn believes X-Forwarded-Proto from loopback by default; the portal app applies
     # X-Forwarded-For itself (portal.TrustedProxies), both from POGGIO_TRUSTED_PROXIES only.
-    return [sys.executable, "-m", "gunicorn", "portal:create_app()",
-            "--bind", f"{host or settings.portal_host}:{port or settings.portal_port}",
-            "--workers", str(workers), "--threads", "4", "--graceful-timeout", "10", "--access-logfile", "-",
-            "--keep-alive", str(KEEP_ALIVE_SECONDS),
-            "--config", "python:portal.gunicorn_conf",
-            "--forwarded-allow-ips", ",".join(settings.trusted_proxies)]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "portal:create_app()",
+        "--bind",
+        f"{host or settings.portal_host}:{port or settings.portal_port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        "4",
+        "--graceful-timeout",
+        "10",
+        "--access-logfile",
+        "-",
+        "--keep-alive",
+        str(KEEP_ALIVE_SECONDS),
+        "--config",
+        "python:portal.gunicorn_conf",
+        "--forwarded-allow-ips",
+        ",".join(settings.trusted_proxies),
+    ]
 
 
 def _check_port_free(host: str, port: int, moved_by: str) -> None:
@@ -744,8 +914,8 @@ def _check_port_free(host: str, port: int, moved_by: str) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise click.ClickException(
-                    f"Port {port} on {host} is already in use by another program; "
-                    f"choose another port with {moved_by}.") from None
+                    f"Port {port} on {host} is already in use by another program; choose another port with {moved_by}."
+                ) from None
             raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
 
 
@@ -763,7 +933,8 @@ def mcp_command(app: App, host: str | None, port: int | None, workers: int) -> N
         raise click.ClickException(
             f"--workers {workers} needs POGGIO_REDIS_URL: without Redis each worker counts the rate limit "
             f"({s.rate_limit} per token) on its own, so a token could make {workers} times as many "
-            "requests. Set POGGIO_REDIS_URL, or run one worker per process behind a load balancer.")
+            "requests. Set POGGIO_REDIS_URL, or run one worker per process behind a load balancer."
+        )
     app.check_database()
     os.execv(sys.executable, _mcp_argv(app.settings, host, port, workers))
 
@@ -779,10 +950,12 @@ def portal_command(app: App, host: str | None, port: int | None, workers: int) -
     _check_port_free(host or s.portal_host, port or s.portal_port, "POGGIO_PORTAL_PORT or --port")
     if workers > 1 and not s.redis_url:
         # each worker counts registrations in its own memory: the limit holds once per worker
-        click.echo(f"Warning: POGGIO_OAUTH_REGISTRATION_LIMIT ({s.oauth_registration_limit} per address) is counted "
-                   f"per worker: {workers} portal workers without POGGIO_REDIS_URL let an address register up to "
-                   f"{workers} times as many apps. Set POGGIO_REDIS_URL to share the count, or run one worker.",
-                   err=True)
+        click.echo(
+            f"Warning: POGGIO_OAUTH_REGISTRATION_LIMIT ({s.oauth_registration_limit} per address) is counted "
+            f"per worker: {workers} portal workers without POGGIO_REDIS_URL let an address register up to "
+            f"{workers} times as many apps. Set POGGIO_REDIS_URL to share the count, or run one worker.",
+            err=True,
+        )
     app.check_database()
     os.execv(sys.executable, _portal_argv(app.settings, host, port, workers))
 
@@ -804,8 +977,9 @@ def up_command(app: App) -> None:
         Child("portal", _portal_argv(s, None, None, 1), signal.SIGINT),  # gunicorn's quick shutdown
         Child("MCP server", [*_mcp_argv(s, None, None, 1), "--timeout-graceful-shutdown", "3"], signal.SIGTERM),
     ]
-    click.echo(f"Portal: http://{s.portal_host}:{s.portal_port}/   MCP server: {s.mcp_public_url}   "
-               "(Ctrl-C stops both)")
+    click.echo(
+        f"Portal: http://{s.portal_host}:{s.portal_port}/   MCP server: {s.mcp_public_url}   (Ctrl-C stops both)"
+    )
     status = Supervisor(children, echo=lambda line: click.echo(line, err=True)).run()
     if status:
         raise SystemExit(status)
@@ -820,18 +994,26 @@ def webhook() -> None:
 @webhook.command("add")
 @click.option("--workspace", "slug", required=True, help="Workspace slug.")
 @click.argument("url")
-@click.option("--events", default=None, metavar="a,b",
-              help="Event types, comma-separated (token.created, app.connected, ...). Default: all but tool.write.")
+@click.option(
+    "--events",
+    default=None,
+    metavar="a,b",
+    help="Event types, comma-separated (token.created, app.connected, ...). Default: all but tool.write.",
+)
 @pass_app
 @friendly_errors
 def webhook_add(app: App, slug: str, url: str, events: str | None) -> None:
     """Add an endpoint and print its signing secret, once, on standard output."""
     from poggio import webhooks
 
-    added = webhooks.add_endpoint(app.workspace(slug), url, events, Actor.cli(),
-                                  allow_private=app.settings.webhook_allow_private)
-    click.echo(f"Added webhook endpoint {added.endpoint.id} for {', '.join(added.endpoint.event_list)}. "
-               "Its signing secret is shown only now:", err=True)
+    added = webhooks.add_endpoint(
+        app.workspace(slug), url, events, Actor.cli(), allow_private=app.settings.webhook_allow_private
+    )
+    click.echo(
+        f"Added webhook endpoint {added.endpoint.id} for {', '.join(added.endpoint.event_list)}. "
+        "Its signing secret is shown only now:",
+        err=True,
+    )
     click.echo(added.secret)
 
 
@@ -849,8 +1031,10 @@ def webhook_list(app: App, slug: str) -> None:
         return
     click.echo(f"{'ID':>5}  {'STATUS':8}  {'PENDING':>7}  URL  EVENTS")
     for e in rows:
-        click.echo(f"{e.id:>5}  {'paused' if e.paused_at else 'active':8}  {webhooks.pending_count(e):>7}  "
-                   f"{e.url}  {','.join(e.event_list)}")
+        click.echo(
+            f"{e.id:>5}  {'paused' if e.paused_at else 'active':8}  {webhooks.pending_count(e):>7}  "
+            f"{e.url}  {','.join(e.event_list)}"
+        )
 
 
 @webhook.command("remove")

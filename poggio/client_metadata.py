@@ -34,12 +34,24 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # schemes that run script, read local data or name browser internals: never a redirect
 NEVER_SCHEMES = {"javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "view-source"}
 STRINGS = {  # field: most characters
-    "client_id": MAX_URI, "client_name": 200, "client_uri": MAX_URI, "logo_uri": MAX_URI, "tos_uri": MAX_URI,
-    "policy_uri": MAX_URI, "jwks_uri": MAX_URI, "software_id": 200, "software_version": 100, "scope": 1000,
-    "token_endpoint_auth_method": 50, "application_type": 10,
+    "client_id": MAX_URI,
+    "client_name": 200,
+    "client_uri": MAX_URI,
+    "logo_uri": MAX_URI,
+    "tos_uri": MAX_URI,
+    "policy_uri": MAX_URI,
+    "jwks_uri": MAX_URI,
+    "software_id": 200,
+    "software_version": 100,
+    "scope": 1000,
+    "token_endpoint_auth_method": 50,
+    "application_type": 10,
 }
 LISTS = {  # field: (most entries, most characters of each)
-    "redirect_uris": (10, MAX_URI), "contacts": (5, 320), "grant_types": (5, 100), "response_types": (5, 100),
+    "redirect_uris": (10, MAX_URI),
+    "contacts": (5, 320),
+    "grant_types": (5, 100),
+    "response_types": (5, 100),
 }
 MAX_JWKS = (10, 8 * 1024)  # a client's inline JSON Web Key Set: most keys, most bytes as JSON
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
@@ -69,11 +81,15 @@ def redirect_kind(uri: str, denied_schemes=(), field: str = "redirect_uris") -> 
     if "#" in uri:
         raise InvalidInput(field, f"{_shown(uri)} has a fragment; redirect URIs must not (OAuth 2.1)")
     if scheme in NEVER_SCHEMES:
-        raise InvalidInput(field, f"{_shown(uri)}: '{scheme}:' URIs run script or read local data in a browser; "
-                                  "they are never redirect URIs")
+        raise InvalidInput(
+            field,
+            f"{_shown(uri)}: '{scheme}:' URIs run script or read local data in a browser; they are never redirect URIs",
+        )
     if scheme in {s.lower().rstrip(":") for s in denied_schemes}:
-        raise InvalidInput(field, f"{_shown(uri)}: this installation refuses the '{scheme}:' scheme "
-                                  "(POGGIO_OAUTH_DENIED_REDIRECT_SCHEMES)")
+        raise InvalidInput(
+            field,
+            f"{_shown(uri)}: this installation refuses the '{scheme}:' scheme (POGGIO_OAUTH_DENIED_REDIRECT_SCHEMES)",
+        )
     try:
         parts = urlsplit(uri)
         parts.port  # noqa: B018 - raises on a port that is not a number
@@ -88,8 +104,11 @@ def redirect_kind(uri: str, denied_schemes=(), field: str = "redirect_uris") -> 
     if scheme == "http":
         if (parts.hostname or "") in LOOPBACK_HOSTS:
             return "loopback"
-        raise InvalidInput(field, f"{_shown(uri)}: plain http is allowed only to a loopback address "
-                                  "(127.0.0.1, [::1] or localhost, for an app on this computer); use https")
+        raise InvalidInput(
+            field,
+            f"{_shown(uri)}: plain http is allowed only to a loopback address "
+            "(127.0.0.1, [::1] or localhost, for an app on this computer); use https",
+        )
     if not (parts.netloc or parts.path.strip("/")):
         raise InvalidInput(field, f"{_shown(uri)} has nothing after its scheme")
     return "private"

@@ -65,8 +65,14 @@ def read_rows(text: Iterable[str], columns: tuple[str, ...]) -> Iterator[tuple[i
     return rows()
 
 
-def import_csv(registry: PackRegistry, workspace: Workspace, kind: str, data: bytes | BinaryIO, actor: Actor,
-               progress: Callable[[int], None] | None = None) -> ImportReport:
+def import_csv(
+    registry: PackRegistry,
+    workspace: Workspace,
+    kind: str,
+    data: bytes | BinaryIO,
+    actor: Actor,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
     """Import ``data`` (the file's bytes, or a binary file to stream) in chunks of :data:`CHUNK` rows,
     each validated and written inside one transaction: any bad row and nothing is kept. The
     importer's ``validate`` sees one chunk at a time, with the earlier chunks already written in the
@@ -98,8 +104,10 @@ def import_csv(registry: PackRegistry, workspace: Workspace, kind: str, data: by
                     txn.rollback()
                     pack = registry.pack_of_kind(kind)
                     log.exception("tool pack %r failed to import %s", pack, kind)
-                    raise PoggioError(f"the {pack} pack failed while importing {kind} ({type(exc).__name__}: "
-                                      f"{exc}); nothing was imported") from None
+                    raise PoggioError(
+                        f"the {pack} pack failed while importing {kind} ({type(exc).__name__}: "
+                        f"{exc}); nothing was imported"
+                    ) from None
                 if len(errors) > MAX_ERRORS:
                     break  # enough to show; nothing will be kept
                 if progress is not None:

@@ -143,8 +143,12 @@ class PooledPostgres(PooledPostgresqlDatabase):
 
     def _is_closed(self, conn) -> bool:
         returned = self._returned.get(id(conn))
-        if (returned is not None and time.monotonic() - returned < PING_AFTER and not conn.closed
-                and conn.get_transaction_status() == TRANSACTION_STATUS_IDLE):
+        if (
+            returned is not None
+            and time.monotonic() - returned < PING_AFTER
+            and not conn.closed
+            and conn.get_transaction_status() == TRANSACTION_STATUS_IDLE
+        ):
             return False
         return super()._is_closed(conn)
 
@@ -248,7 +252,8 @@ def _sqlite_folder(url: str) -> None:
         except OSError as exc:
             raise DatabaseUnavailable(
                 f"Cannot create the folder {folder} for the SQLite database: {exc.strerror}. Set "
-                "POGGIO_INSTANCE_PATH to a folder Poggio may write to, or POGGIO_DATABASE_URL.") from None
+                "POGGIO_INSTANCE_PATH to a folder Poggio may write to, or POGGIO_DATABASE_URL."
+            ) from None
 
 
 def connect(url: str, **kwargs):
@@ -266,7 +271,8 @@ def connect(url: str, **kwargs):
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(
             f"Cannot open the database {shown_url(url)}: {reason}. Check POGGIO_DATABASE_URL "
-            "(and, for the default SQLite file, that POGGIO_INSTANCE_PATH is a folder Poggio may write to).") from None
+            "(and, for the default SQLite file, that POGGIO_INSTANCE_PATH is a folder Poggio may write to)."
+        ) from None
     return db
 
 
@@ -552,8 +558,12 @@ def refresh_statistics() -> None:
     (its planner runs without statistics here, and the queries are written for that)."""
     if isinstance(database.obj, SqliteDatabase):
         return
-    tables = [name for (name,) in database.execute_sql(
-        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()]
+    tables = [
+        name
+        for (name,) in database.execute_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        ).fetchall()
+    ]
     if tables:
         database.execute_sql("ANALYZE " + ", ".join(f'"{t}"' for t in tables))
 

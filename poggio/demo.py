@@ -27,16 +27,24 @@ class DemoResult:
     failures: dict[str, str] = field(default_factory=dict)
 
 
-def build(registry: PackRegistry, slug: str = "acme", accounts: int = 200, seed: int = 7,
-          progress=lambda pack, done, total: None, password: str | None = None) -> DemoResult:
+def build(
+    registry: PackRegistry,
+    slug: str = "acme",
+    accounts: int = 200,
+    seed: int = 7,
+    progress=lambda pack, done, total: None,
+    password: str | None = None,
+) -> DemoResult:
     actor = Actor.cli()
     ws = Workspace.get_or_none(Workspace.slug == slug)
     if ws is None:
         ws = workspaces.create_workspace(slug, "Acme Inc." if slug == "acme" else slug.title(), True, actor)
     email = DEMO_ADMIN if slug == "acme" else f"admin@{slug}.example"
     login = password or DEMO_PASSWORD
-    if User.get_or_none(User.email == email) is None or not Membership.select().join(User).where(
-            (User.email == email) & (Membership.workspace == ws)).exists():
+    if (
+        User.get_or_none(User.email == email) is None
+        or not Membership.select().join(User).where((User.email == email) & (Membership.workspace == ws)).exists()
+    ):
         workspaces.create_user(email, login, ws, "admin", actor, name="Demo Admin")
     elif not workspaces.check_password(workspaces.find_user(email), login):
         login = None  # someone changed it since: it is theirs, not ours to print
@@ -44,8 +52,13 @@ def build(registry: PackRegistry, slug: str = "acme", accounts: int = 200, seed:
     for name in registry.packs:  # dependency order: accounts before the packs that add to them
         rng = random.Random(seed * 1_000_003 + zlib.crc32(name.encode()))
         results = registry.call_each(
-            "poggio_seed_demo", packs={name}, workspace_id=ws.id, rng=rng, accounts=accounts,
+            "poggio_seed_demo",
+            packs={name},
+            workspace_id=ws.id,
+            rng=rng,
+            accounts=accounts,
             progress=lambda done, total, _n=name: progress(_n, done, total),
-            on_error=lambda pack, exc: failures.__setitem__(pack, f"{type(exc).__name__}: {exc}"))
+            on_error=lambda pack, exc: failures.__setitem__(pack, f"{type(exc).__name__}: {exc}"),
+        )
         seeded = seeded or any(result is True for _, result in results)
     return DemoResult(ws, email, login, seeded, failures)

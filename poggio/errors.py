@@ -22,9 +22,9 @@ class NotFound(PoggioError):
 # What a tool call is told; the portal words its pages itself
 TOOL_MESSAGES = {
     "busy": "The database is busy with other writes; try again shortly (with the same idempotency_key, a "
-            "retry cannot apply a change twice).",
+    "retry cannot apply a change twice).",
     "full": "The database server is out of disk space; nothing was changed. A Poggio administrator must free "
-            "or add space.",
+    "or add space.",
 }
 # SQLite's result codes (sqlite3 exceptions carry them) and PostgreSQL's SQLSTATEs (psycopg2's pgcode)
 _SQLITE = {5: "busy", 6: "busy", 13: "full"}  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL
@@ -53,6 +53,11 @@ def database_trouble(exc: BaseException) -> str | None:
         text = str(current).strip().lower()
         if type(current).__name__ == "OperationalError" and text in _SQLITE_TEXT:
             return _SQLITE_TEXT[text]
-        pending.extend([current.__cause__, current.__context__,
-                        *(a for a in getattr(current, "args", ()) if isinstance(a, BaseException))])
+        pending.extend(
+            [
+                current.__cause__,
+                current.__context__,
+                *(a for a in getattr(current, "args", ()) if isinstance(a, BaseException)),
+            ]
+        )
     return None

@@ -69,11 +69,16 @@ def user_for(workspace: Workspace, subject: str, email: str | None, domains: lis
         email = email.strip().lower()
         if not domains or email.rpartition("@")[2] in domains:
             user = User.get_or_none(User.email == email)
-    membership = (Membership.get_or_none((Membership.user == user) & (Membership.workspace == workspace))
-                  if user is not None else None)
+    membership = (
+        Membership.get_or_none((Membership.user == user) & (Membership.workspace == workspace))
+        if user is not None
+        else None
+    )
     if user is None or membership is None or not user.is_active:
-        raise Refused("The assertion's subject is not an active user of this workspace: sign them in through "
-                      "single sign-on once, or provision them by SCIM.")
+        raise Refused(
+            "The assertion's subject is not an active user of this workspace: sign them in through "
+            "single sign-on once, or provision them by SCIM."
+        )
     return user, membership.role
 
 
@@ -86,22 +91,42 @@ def grant_for(client: OAuthClient, user: User, role: str, issuer: str, resource:
     workspace = Workspace.get_by_id(client.workspace_id)
     now = utcnow()
     with writing():
-        found = (OAuthGrant.select().join(ManagedGrant, on=(ManagedGrant.grant == OAuthGrant.id))
-                 .where((OAuthGrant.client == client.id) & (ManagedGrant.user == user.id)
-                        & OAuthGrant.revoked_at.is_null()
-                        & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > now)))
-                 .order_by(OAuthGrant.id.desc()).first())
+        found = (
+            OAuthGrant.select()
+            .join(ManagedGrant, on=(ManagedGrant.grant == OAuthGrant.id))
+            .where(
+                (OAuthGrant.client == client.id)
+                & (ManagedGrant.user == user.id)
+                & OAuthGrant.revoked_at.is_null()
+                & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > now))
+            )
+            .order_by(OAuthGrant.id.desc())
+            .first()
+        )
         if found is not None:
             if found.packs != packs or found.resource != resource:
                 OAuthGrant.update(packs=packs, resource=resource).where(OAuthGrant.id == found.id).execute()
                 found.packs, found.resource = packs, resource
             return found
-        grant = OAuthGrant.create(workspace=workspace, client=client, user=None, packs=packs, resource=resource,
-                                  expires_at=policy.cap(workspace, None))
+        grant = OAuthGrant.create(
+            workspace=workspace,
+            client=client,
+            user=None,
+            packs=packs,
+            resource=resource,
+            expires_at=policy.cap(workspace, None),
+        )
         ManagedGrant.create(grant=grant, user=user, issuer=issuer[:500])
-        audit.record("oauth.id_jag_accepted", Actor(label=f"identity provider: {issuer}"[:254], ip=ip), workspace,
-                     target=client.name, client_id=client.client_id, grant_id=grant.id, user=user.email,
-                     packs=packs)
+        audit.record(
+            "oauth.id_jag_accepted",
+            Actor(label=f"identity provider: {issuer}"[:254], ip=ip),
+            workspace,
+            target=client.name,
+            client_id=client.client_id,
+            grant_id=grant.id,
+            user=user.email,
+            packs=packs,
+        )
     return grant
 
 
@@ -117,18 +142,23 @@ def managed(grant_ids) -> dict[int, ManagedGrant]:
 def revoke_for_user(workspace: Workspace | int, user: User | int, reason: str) -> int:
     """Revoke every live connected app the identity provider made for ``user`` in ``workspace``."""
     ids = ManagedGrant.select(ManagedGrant.grant).where(ManagedGrant.user == user)
-    return (OAuthGrant.update(revoked_at=utcnow(), revoked_reason=reason[:64])
-            .where(OAuthGrant.id.in_(ids) & (OAuthGrant.workspace == workspace) & OAuthGrant.revoked_at.is_null())
-            .execute())
+    return (
+        OAuthGrant.update(revoked_at=utcnow(), revoked_reason=reason[:64])
+        .where(OAuthGrant.id.in_(ids) & (OAuthGrant.workspace == workspace) & OAuthGrant.revoked_at.is_null())
+        .execute()
+    )
 
 
 def follow_role(workspace: Workspace | int, user: User | int, role: str) -> int:
     """Bring the live connected apps the identity provider made for ``user`` to what ``role`` allows
     (a demoted admin's apps lose write at once: the MCP server reads a grant's packs on every request)."""
     count = 0
-    rows = (OAuthGrant.select(OAuthGrant, OAuthClient).join(OAuthClient)
-            .join(ManagedGrant, on=(ManagedGrant.grant == OAuthGrant.id))
-            .where((ManagedGrant.user == user) & (OAuthGrant.workspace == workspace) & OAuthGrant.revoked_at.is_null()))
+    rows = (
+        OAuthGrant.select(OAuthGrant, OAuthClient)
+        .join(OAuthClient)
+        .join(ManagedGrant, on=(ManagedGrant.grant == OAuthGrant.id))
+        .where((ManagedGrant.user == user) & (OAuthGrant.workspace == workspace) & OAuthGrant.revoked_at.is_null())
+    )
     for grant in rows:
         packs = packs_for(grant.client, role)
         if packs != grant.packs:

@@ -13,31 +13,68 @@ from poggio.cli import App, friendly_errors, main, pass_app, workspace
 @click.argument("slug")
 @click.option("--issuer", required=True, help="The OpenID Connect provider's issuer URL (discovery is read from it).")
 @click.option("--client-id", required=True, help="The client ID the provider gave Poggio.")
-@click.option("--client-secret-env", default=None, metavar="VAR",
-              help="The environment variable that holds the client secret (read by the portal at sign-in; "
-                   "the secret itself is never stored).")
+@click.option(
+    "--client-secret-env",
+    default=None,
+    metavar="VAR",
+    help="The environment variable that holds the client secret (read by the portal at sign-in; "
+    "the secret itself is never stored).",
+)
 @click.option("--domain", "domains", multiple=True, metavar="D", help="An allowed e-mail domain (repeatable).")
 @click.option("--admin-group", default=None, metavar="G", help="The role claim value that makes an admin.")
-@click.option("--member-group", default=None, metavar="G",
-              help="The role claim value that makes a member (unset: everyone signed in is a member).")
+@click.option(
+    "--member-group",
+    default=None,
+    metavar="G",
+    help="The role claim value that makes a member (unset: everyone signed in is a member).",
+)
 @click.option("--role-claim", default=None, metavar="CLAIM", help="The claim holding the groups (default: groups).")
 @click.option("--scopes", default=None, help='Scopes to ask for (default: "openid email profile").')
-@click.option("--require/--no-require", default=None,
-              help="Turn password sign-in off for the workspace's people (POGGIO_SSO_BREAK_GLASS excepted).")
-@click.option("--id-jag/--no-id-jag", default=None,
-              help="Trust ID-JAGs from this issuer (its JWKS by discovery) for Enterprise-Managed Authorization.")
+@click.option(
+    "--require/--no-require",
+    default=None,
+    help="Turn password sign-in off for the workspace's people (POGGIO_SSO_BREAK_GLASS excepted).",
+)
+@click.option(
+    "--id-jag/--no-id-jag",
+    default=None,
+    help="Trust ID-JAGs from this issuer (its JWKS by discovery) for Enterprise-Managed Authorization.",
+)
 @pass_app
 @friendly_errors
-def workspace_sso(app: App, slug: str, issuer: str, client_id: str, client_secret_env: str | None, domains,
-                  admin_group, member_group, role_claim, scopes, require, id_jag) -> None:
+def workspace_sso(
+    app: App,
+    slug: str,
+    issuer: str,
+    client_id: str,
+    client_secret_env: str | None,
+    domains,
+    admin_group,
+    member_group,
+    role_claim,
+    scopes,
+    require,
+    id_jag,
+) -> None:
     """Set up single sign-on for workspace SLUG through an OpenID Connect provider."""
     from poggio import sso
 
     ws = app.workspace(slug)
     provider = sso.configure(
-        ws, Actor.cli(), issuer=issuer, client_id=client_id, secret_key=app.settings.secret_key,
-        client_secret_env=client_secret_env, domains=list(domains) if domains else None, scopes=scopes,
-        role_claim=role_claim, admin_group=admin_group, member_group=member_group, require=require, id_jag=id_jag)
+        ws,
+        Actor.cli(),
+        issuer=issuer,
+        client_id=client_id,
+        secret_key=app.settings.secret_key,
+        client_secret_env=client_secret_env,
+        domains=list(domains) if domains else None,
+        scopes=scopes,
+        role_claim=role_claim,
+        admin_group=admin_group,
+        member_group=member_group,
+        require=require,
+        id_jag=id_jag,
+    )
     notes = (" (required)" if provider.require_sso else "") + ("; ID-JAGs trusted" if provider.trust_id_jag else "")
     click.echo(f"Workspace {ws.slug}: single sign-on through {provider.issuer}{notes}.")
     click.echo(f"Redirect URI to register at the provider: {app.settings.portal_public_url}/sign-in/oidc/callback")

@@ -162,7 +162,6 @@ class OAuthClient(BaseModel):
         indexes = ((("kind", "created_at"), False),)  # the registered apps never approved, oldest first
 
 
-
 class OAuthGrant(BaseModel):
     """A connected app: one approval of a client by a workspace admin (or a confidential client's
     standing permission), with the packs it may use. Every OAuth token belongs to one grant, and
@@ -216,7 +215,6 @@ class OAuthCode(BaseModel):
         table_name = "oauth_code"
 
 
-
 class OAuthToken(BaseModel):
     """One access token (and the refresh token issued with it) of a grant; digests only.
 
@@ -237,7 +235,6 @@ class OAuthToken(BaseModel):
 
     class Meta:
         table_name = "oauth_token"
-
 
 
 class OAuthAssertion(BaseModel):
@@ -290,6 +287,8 @@ class Activity(BaseModel):
             (("kind", "subject_id", "tool", "at"), False),
             (("kind", "subject_id", "outcome", "at"), False),
         )
+
+
 class IdempotencyKey(BaseModel):
     """A write tool's answer kept under the caller's ``idempotency_key``, per workspace: a retry with
     the same key and arguments gets it again and writes nothing (:mod:`poggio.writes`)."""

@@ -5,8 +5,27 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 # ISO 4217 currencies without a minor unit; every other currency shows two decimals.
-ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
-                          "VND", "VUV", "XAF", "XOF", "XPF"})
+ZERO_DECIMAL = frozenset(
+    {
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "ISK",
+        "JPY",
+        "KMF",
+        "KRW",
+        "PYG",
+        "RWF",
+        "UGX",
+        "UYI",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    }
+)
 
 
 def format_money(amount: Decimal | int | float | str, currency: str) -> str:
@@ -15,7 +34,8 @@ def format_money(amount: Decimal | int | float | str, currency: str) -> str:
     code = currency.strip().upper()
     whole = code in ZERO_DECIMAL
     value = (amount if type(amount) is Decimal else Decimal(str(amount))).quantize(
-        _UNIT if whole else _CENT, rounding=ROUND_HALF_UP)
+        _UNIT if whole else _CENT, rounding=ROUND_HALF_UP
+    )
     return f"{code} {value:,.0f}" if whole else f"{code} {value:,.2f}"
 
 

@@ -69,14 +69,20 @@ def lifetime_choices(workspace: Workspace | None) -> list[tuple[str, str]]:
     rules = policy.Policy.of(workspace) if workspace is not None else None
     choices = []
     for value, days in GRANT_LIFETIMES.items():
-        if (rules is not None and rules.max_lifetime_days is not None
-                and (days is None or days > rules.max_lifetime_days)):
+        if (
+            rules is not None
+            and rules.max_lifetime_days is not None
+            and (days is None or days > rules.max_lifetime_days)
+        ):
             continue
         if rules is not None and days is None and not rules.allow_no_expiry:
             continue
         choices.append((value, _LIFETIME_LABELS[value]))
-    if (rules is not None and rules.max_lifetime_days is not None
-            and str(rules.max_lifetime_days) not in GRANT_LIFETIMES):
+    if (
+        rules is not None
+        and rules.max_lifetime_days is not None
+        and str(rules.max_lifetime_days) not in GRANT_LIFETIMES
+    ):
         choices.append((str(rules.max_lifetime_days), f"{rules.max_lifetime_days} days (this workspace's maximum)"))
     return choices
 
@@ -86,8 +92,9 @@ def lifetime_days(value: str | None, workspace: Workspace) -> int | None:
     policy does not offer it."""
     offered = dict(lifetime_choices(workspace))
     if value not in offered:
-        raise InvalidInput("lifetime", "Choose how long access lasts (this workspace's policy allows: "
-                                       f"{', '.join(offered.values())}).")
+        raise InvalidInput(
+            "lifetime", f"Choose how long access lasts (this workspace's policy allows: {', '.join(offered.values())})."
+        )
     return GRANT_LIFETIMES.get(value, int(value) if value.isdigit() else None)
 
 
@@ -95,7 +102,8 @@ def normalise_resource(url: str) -> str:
     """A resource indicator in one spelling: lower-case scheme and host, no fragment, no trailing slash."""
     parts = urlsplit(url.strip())
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}" + (
-        f"?{parts.query}" if parts.query else "")
+        f"?{parts.query}" if parts.query else ""
+    )
 
 
 def scope_of(packs) -> str:
@@ -136,9 +144,11 @@ def pack_set(text: str | None) -> frozenset[str]:
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the last 32 bits are the IPv4 address reached
-_REFUSED_V6 = (ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215): a private translator
-               ipaddress.ip_network("fec0::/10"),  # site-local (RFC 3879), deprecated but still routed by some
-               ipaddress.ip_network("::/96"))  # IPv4-compatible (RFC 4291), deprecated: nothing public uses it
+_REFUSED_V6 = (
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215): a private translator
+    ipaddress.ip_network("fec0::/10"),  # site-local (RFC 3879), deprecated but still routed by some
+    ipaddress.ip_network("::/96"),
+)  # IPv4-compatible (RFC 4291), deprecated: nothing public uses it
 
 
 def is_public_address(host: str) -> bool:
@@ -165,8 +175,9 @@ def _may_hold(role: str | None, approval: str | None, app_access: str | None) ->
     """Whether the person a grant was made for may still hold it: an admin of the workspace, or, for a
     member's request (``approval`` set), a member while the workspace lets members connect apps.
     Removed (no role), demoted, or under a policy that no longer lets them: the grant ends."""
-    return role == "admin" or (role == "member" and approval is not None and approval != "denied"
-                               and app_access == "members")
+    return role == "admin" or (
+        role == "member" and approval is not None and approval != "denied" and app_access == "members"
+    )
 
 
 @dataclass(frozen=True)
@@ -194,17 +205,34 @@ def _verify_sql(param: str) -> str:
     """The access-token check as SQL, built once (as the API token's check is)."""
     sql, _ = (
         OAuthToken.select(
-            OAuthToken.access_expires_at, OAuthToken.revoked_at,
-            OAuthGrant.id, OAuthGrant.packs, OAuthGrant.resource, OAuthGrant.expires_at, OAuthGrant.revoked_at,
-            OAuthGrant.user, Membership.role, OAuthGrant.approval,
-            OAuthClient.revoked_at, OAuthClient.name,
-            Workspace.id, Workspace.slug, Workspace.name, Workspace.mcp_enabled, Workspace.app_access,
+            OAuthToken.access_expires_at,
+            OAuthToken.revoked_at,
+            OAuthGrant.id,
+            OAuthGrant.packs,
+            OAuthGrant.resource,
+            OAuthGrant.expires_at,
+            OAuthGrant.revoked_at,
+            OAuthGrant.user,
+            Membership.role,
+            OAuthGrant.approval,
+            OAuthClient.revoked_at,
+            OAuthClient.name,
+            Workspace.id,
+            Workspace.slug,
+            Workspace.name,
+            Workspace.mcp_enabled,
+            Workspace.app_access,
         )
-        .join(OAuthGrant).join(OAuthClient)
-        .switch(OAuthGrant).join(Workspace)
+        .join(OAuthGrant)
+        .join(OAuthClient)
         .switch(OAuthGrant)
-        .join(Membership, JOIN.LEFT_OUTER,
-              on=((Membership.user == OAuthGrant.user) & (Membership.workspace == OAuthGrant.workspace)))
+        .join(Workspace)
+        .switch(OAuthGrant)
+        .join(
+            Membership,
+            JOIN.LEFT_OUTER,
+            on=((Membership.user == OAuthGrant.user) & (Membership.workspace == OAuthGrant.workspace)),
+        )
         .where(OAuthToken.access_digest == "")
         .sql()
     )
@@ -214,10 +242,17 @@ def _verify_sql(param: str) -> str:
 class OAuthService:
     """Every change to OAuth clients, grants and tokens goes through here, and leaves an audit event."""
 
-    def __init__(self, pepper: str | None = None, known_packs: set[str] | None = None,
-                 access_seconds: int = 3600, code_seconds: int = 300, unused_client_days: int = 7,
-                 spent_refresh_days: int = 30, refresh_grace_seconds: int = 10,
-                 denied_redirect_schemes: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        pepper: str | None = None,
+        known_packs: set[str] | None = None,
+        access_seconds: int = 3600,
+        code_seconds: int = 300,
+        unused_client_days: int = 7,
+        spent_refresh_days: int = 30,
+        refresh_grace_seconds: int = 10,
+        denied_redirect_schemes: tuple[str, ...] = (),
+    ):
         self.pepper = pepper
         self.refresh_grace_seconds = refresh_grace_seconds
         self.denied_redirect_schemes = tuple(denied_redirect_schemes)
@@ -229,11 +264,15 @@ class OAuthService:
 
     @classmethod
     def from_settings(cls, settings, known_packs: set[str] | None = None) -> OAuthService:
-        return cls(settings.token_pepper, known_packs, settings.oauth_access_token_seconds,
-                   unused_client_days=settings.oauth_unused_client_days,
-                   spent_refresh_days=settings.oauth_spent_refresh_days,
-                   refresh_grace_seconds=settings.oauth_refresh_grace_seconds,
-                   denied_redirect_schemes=settings.oauth_denied_redirect_schemes)
+        return cls(
+            settings.token_pepper,
+            known_packs,
+            settings.oauth_access_token_seconds,
+            unused_client_days=settings.oauth_unused_client_days,
+            spent_refresh_days=settings.oauth_spent_refresh_days,
+            refresh_grace_seconds=settings.oauth_refresh_grace_seconds,
+            denied_redirect_schemes=settings.oauth_denied_redirect_schemes,
+        )
 
     def _digest(self, secret: str) -> str:
         return digest(secret, self.pepper)
@@ -254,15 +293,21 @@ class OAuthService:
         """:func:`poggio.client_metadata.clean_client_metadata` under this installation's deny list."""
         return clean_client_metadata(metadata, self.denied_redirect_schemes)
 
-    def refuse_registration(self, error: InvalidInput, metadata, *, label: str, ip: str | None = None,
-                            client_id: str | None = None) -> None:
+    def refuse_registration(
+        self, error: InvalidInput, metadata, *, label: str, ip: str | None = None, client_id: str | None = None
+    ) -> None:
         """Put a refused registration on record (nothing else is stored), for the installation's admins."""
         name = metadata.get("client_name") if isinstance(metadata, dict) else None
         with writing():
-            audit.record("oauth.client_refused", Actor(label=label, ip=ip), None,
-                         target=(name if isinstance(name, str) else "")[:200] or client_id or "unnamed app",
-                         field=error.field, reason=error.message[:500],
-                         **({"client_id": client_id[:500]} if client_id else {}))
+            audit.record(
+                "oauth.client_refused",
+                Actor(label=label, ip=ip),
+                None,
+                target=(name if isinstance(name, str) else "")[:200] or client_id or "unnamed app",
+                field=error.field,
+                reason=error.message[:500],
+                **({"client_id": client_id[:500]} if client_id else {}),
+            )
 
     def register(self, metadata: dict, *, ip: str | None = None) -> IssuedSecret:
         """A client registered through RFC 7591 from its metadata, which is checked and bounded here
@@ -272,21 +317,30 @@ class OAuthService:
         uris = kept["redirect_uris"]
         method = kept.get("token_endpoint_auth_method") or "client_secret_basic"
         secret = generate(CLIENT_SECRET_PREFIX) if method != "none" else None
-        name = str(kept.get("client_name") or urlsplit(uris[0]).hostname or urlsplit(uris[0]).scheme
-                   or "Unnamed app")[:200]
+        name = str(kept.get("client_name") or urlsplit(uris[0]).hostname or urlsplit(uris[0]).scheme or "Unnamed app")[
+            :200
+        ]
         with writing():
             self.forget_unused_clients()
             client = OAuthClient.create(
-                client_id="pgc_" + secrets.token_urlsafe(18), kind="dynamic", name=name,
+                client_id="pgc_" + secrets.token_urlsafe(18),
+                kind="dynamic",
+                name=name,
                 metadata=json.dumps({**kept, "token_endpoint_auth_method": method}),
                 secret_digest=self._digest(secret) if secret else None,
                 secret_last_four=secret[-4:] if secret else None,
                 application_type=kept["application_type"],
             )
-            audit.record("oauth.client_registered", Actor(label="dynamic registration", ip=ip), None,
-                         target=name, client_id=client.client_id, redirect_uris=uris,
-                         application_type=kept["application_type"],
-                         **({"application_type_sent": corrected} if corrected else {}))
+            audit.record(
+                "oauth.client_registered",
+                Actor(label="dynamic registration", ip=ip),
+                None,
+                target=name,
+                client_id=client.client_id,
+                redirect_uris=uris,
+                application_type=kept["application_type"],
+                **({"application_type_sent": corrected} if corrected else {}),
+            )
         return IssuedSecret(client, secret)
 
     def remember_metadata_client(self, url: str, metadata: dict, fresh_until: dt.datetime) -> OAuthClient:
@@ -296,8 +350,12 @@ class OAuthService:
         kept, _ = self.clean_metadata(metadata)
         name = str(kept.get("client_name") or urlsplit(url).hostname)[:200]
         method = "private_key_jwt" if kept.get("token_endpoint_auth_method") == "private_key_jwt" else "none"
-        fields = {"name": name, "metadata": json.dumps({**kept, "token_endpoint_auth_method": method}),
-                  "metadata_expires_at": fresh_until, "application_type": kept["application_type"]}
+        fields = {
+            "name": name,
+            "metadata": json.dumps({**kept, "token_endpoint_auth_method": method}),
+            "metadata_expires_at": fresh_until,
+            "application_type": kept["application_type"],
+        }
         with writing():
             client = OAuthClient.get_or_none(OAuthClient.client_id == url)
             if client is None:
@@ -316,19 +374,34 @@ class OAuthService:
         most that many days of them whatever a bot sends; returns how many went. A forgotten app
         that comes back gets ``invalid_client`` and registers again."""
         cutoff = (now or utcnow()) - dt.timedelta(days=self.unused_client_days)
-        stale = (OAuthClient.select(OAuthClient.id)
-                 .where(OAuthClient.kind.in_(PUBLIC_KINDS) & (OAuthClient.created_at < cutoff)
-                        & OAuthClient.revoked_at.is_null()
-                        & ~fn.EXISTS(OAuthGrant.select(SQL("1")).where(OAuthGrant.client == OAuthClient.id))
-                        & ~fn.EXISTS(OAuthCode.select(SQL("1")).where(OAuthCode.client == OAuthClient.id))))
+        stale = OAuthClient.select(OAuthClient.id).where(
+            OAuthClient.kind.in_(PUBLIC_KINDS)
+            & (OAuthClient.created_at < cutoff)
+            & OAuthClient.revoked_at.is_null()
+            & ~fn.EXISTS(OAuthGrant.select(SQL("1")).where(OAuthGrant.client == OAuthClient.id))
+            & ~fn.EXISTS(OAuthCode.select(SQL("1")).where(OAuthCode.client == OAuthClient.id))
+        )
         count = OAuthClient.delete().where(OAuthClient.id.in_(stale)).execute()
         if count:
-            audit.record("oauth.unused_clients_forgotten", Actor(label="system"), None,
-                         target=f"{count} app(s)", count=count, days=self.unused_client_days)
+            audit.record(
+                "oauth.unused_clients_forgotten",
+                Actor(label="system"),
+                None,
+                target=f"{count} app(s)",
+                count=count,
+                days=self.unused_client_days,
+            )
         return count
 
-    def create_confidential(self, workspace: Workspace, name: str, actor: Actor, packs=None,
-                            resource: str = "", grant: str = "client_credentials") -> IssuedSecret:
+    def create_confidential(
+        self,
+        workspace: Workspace,
+        name: str,
+        actor: Actor,
+        packs=None,
+        resource: str = "",
+        grant: str = "client_credentials",
+    ) -> IssuedSecret:
         """A machine-to-machine client of one workspace (``client_credentials``), with its standing
         grant over ``packs`` (all packs when none are named). The secret is returned once.
         ``grant="jwt-bearer"``: a client that acts for the workspace's people with ID-JAGs from its
@@ -346,23 +419,46 @@ class OAuthService:
         grant_type = JWT_BEARER if grant == "jwt-bearer" else "client_credentials"
         with writing():
             client = OAuthClient.create(
-                client_id="pgc_" + secrets.token_urlsafe(18), kind="confidential", name=name,
-                metadata=json.dumps({"grant_types": [grant_type], "redirect_uris": [],
-                                     "token_endpoint_auth_method": "client_secret_basic"}),
-                secret_digest=self._digest(secret), secret_last_four=secret[-4:],
-                workspace=workspace, packs=chosen, created_by=actor.user,
+                client_id="pgc_" + secrets.token_urlsafe(18),
+                kind="confidential",
+                name=name,
+                metadata=json.dumps(
+                    {
+                        "grant_types": [grant_type],
+                        "redirect_uris": [],
+                        "token_endpoint_auth_method": "client_secret_basic",
+                    }
+                ),
+                secret_digest=self._digest(secret),
+                secret_last_four=secret[-4:],
+                workspace=workspace,
+                packs=chosen,
+                created_by=actor.user,
             )
             if grant_type == JWT_BEARER:
-                audit.record("oauth.client_created", actor, workspace, target=name, client_id=client.client_id,
-                             packs=chosen, grant=grant)
+                audit.record(
+                    "oauth.client_created",
+                    actor,
+                    workspace,
+                    target=name,
+                    client_id=client.client_id,
+                    packs=chosen,
+                    grant=grant,
+                )
                 return IssuedSecret(client, secret)
             # the standing grant has no approver: it lives as long as the client, whoever made it, within
             # the workspace's maximum lifetime
-            OAuthGrant.create(workspace=workspace, client=client, user=None,
-                              packs=chosen, resource=normalise_resource(resource),
-                              expires_at=policy.cap(workspace, None))
-            audit.record("oauth.client_created", actor, workspace, target=name, client_id=client.client_id,
-                         packs=chosen)
+            OAuthGrant.create(
+                workspace=workspace,
+                client=client,
+                user=None,
+                packs=chosen,
+                resource=normalise_resource(resource),
+                expires_at=policy.cap(workspace, None),
+            )
+            audit.record(
+                "oauth.client_created", actor, workspace, target=name, client_id=client.client_id, packs=chosen
+            )
         return IssuedSecret(client, secret)
 
     def _clean_packs(self, packs) -> dict[str, str]:
@@ -379,19 +475,39 @@ class OAuthService:
         """End a client and every grant it holds."""
         now = utcnow()
         with writing():
-            changed = (OAuthClient.update(revoked_at=now, revoked_by=actor.user)
-                       .where((OAuthClient.id == client.id) & OAuthClient.revoked_at.is_null()).execute())
-            (OAuthGrant.update(revoked_at=now, revoked_by=actor.user, revoked_reason="client revoked")
-             .where((OAuthGrant.client == client.id) & OAuthGrant.revoked_at.is_null()).execute())
+            changed = (
+                OAuthClient.update(revoked_at=now, revoked_by=actor.user)
+                .where((OAuthClient.id == client.id) & OAuthClient.revoked_at.is_null())
+                .execute()
+            )
+            (
+                OAuthGrant.update(revoked_at=now, revoked_by=actor.user, revoked_reason="client revoked")
+                .where((OAuthGrant.client == client.id) & OAuthGrant.revoked_at.is_null())
+                .execute()
+            )
             if changed:
-                audit.record("oauth.client_revoked", actor, client.workspace_id, target=client.name,
-                             client_id=client.client_id)
+                audit.record(
+                    "oauth.client_revoked", actor, client.workspace_id, target=client.name, client_id=client.client_id
+                )
 
     # -- authorization codes ---------------------------------------------------------------
-    def issue_code(self, *, code: str, client: OAuthClient, user: User, workspace: Workspace, packs,
-                   redirect_uri: str, resource: str, code_challenge: str, code_challenge_method: str,
-                   grant_days: int | None, actor: Actor, adds_to: OAuthGrant | None = None,
-                   pending: bool = False) -> None:
+    def issue_code(
+        self,
+        *,
+        code: str,
+        client: OAuthClient,
+        user: User,
+        workspace: Workspace,
+        packs,
+        redirect_uri: str,
+        resource: str,
+        code_challenge: str,
+        code_challenge_method: str,
+        grant_days: int | None,
+        actor: Actor,
+        adds_to: OAuthGrant | None = None,
+        pending: bool = False,
+    ) -> None:
         """Store the digest of ``code``, the approval it carries (``packs``: ``{pack: level}``, or pack
         names to read) and its PKCE challenge. ``adds_to``: the app's connected grant in this
         workspace, which the code widens (step-up) rather than creating another: it carries the
@@ -410,26 +526,48 @@ class OAuthService:
             detail = {"adds_to_grant": adds_to.id, "granted_before": adds_to.packs}
         with writing():
             OAuthCode.create(
-                digest=self._digest(code), client=client, user=user, workspace=workspace,
-                packs=packs, redirect_uri=redirect_uri, resource=normalise_resource(resource),
-                code_challenge=code_challenge, code_challenge_method=code_challenge_method,
-                grant_expires_at=expires_at, expires_at=now + dt.timedelta(seconds=self.code_seconds),
-                grant=adds_to, approval="pending" if pending else None,
+                digest=self._digest(code),
+                client=client,
+                user=user,
+                workspace=workspace,
+                packs=packs,
+                redirect_uri=redirect_uri,
+                resource=normalise_resource(resource),
+                code_challenge=code_challenge,
+                code_challenge_method=code_challenge_method,
+                grant_expires_at=expires_at,
+                expires_at=now + dt.timedelta(seconds=self.code_seconds),
+                grant=adds_to,
+                approval="pending" if pending else None,
             )
-            audit.record("oauth.requested" if pending else "oauth.approved", actor, workspace, target=client.name,
-                         client_id=client.client_id, packs=packs, **detail)
+            audit.record(
+                "oauth.requested" if pending else "oauth.approved",
+                actor,
+                workspace,
+                target=client.name,
+                client_id=client.client_id,
+                packs=packs,
+                **detail,
+            )
 
     def connected_grant(self, client: OAuthClient, workspace: Workspace | None) -> OAuthGrant | None:
         """The live grant an admin approved for ``client`` in ``workspace`` (the newest, if the app
         was connected more than once), which a new approval adds to: None if there is none."""
         if workspace is None:
             return None
-        return (OAuthGrant.select()
-                .where((OAuthGrant.client == client.id) & (OAuthGrant.workspace == workspace.id)
-                       & OAuthGrant.user.is_null(False) & OAuthGrant.revoked_at.is_null()
-                       & (OAuthGrant.approval.is_null() | (OAuthGrant.approval == "approved"))  # not a request
-                       & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > utcnow())))
-                .order_by(OAuthGrant.id.desc()).first())
+        return (
+            OAuthGrant.select()
+            .where(
+                (OAuthGrant.client == client.id)
+                & (OAuthGrant.workspace == workspace.id)
+                & OAuthGrant.user.is_null(False)
+                & OAuthGrant.revoked_at.is_null()
+                & (OAuthGrant.approval.is_null() | (OAuthGrant.approval == "approved"))  # not a request
+                & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > utcnow()))
+            )
+            .order_by(OAuthGrant.id.desc())
+            .first()
+        )
 
     def find_code(self, code: str | None, client: OAuthClient) -> OAuthCode | None:
         """The unused, unexpired code issued to ``client``. A code presented a second time revokes the
@@ -442,8 +580,13 @@ class OAuthService:
         if row.used_at is not None:
             if row.grant_id is not None:
                 self.revoke_grant(OAuthGrant.get_by_id(row.grant_id), Actor(label="system"), "code reused")
-            audit.record("oauth.code_reused", Actor(label="system"), row.workspace_id, target=client.name,
-                         client_id=client.client_id)
+            audit.record(
+                "oauth.code_reused",
+                Actor(label="system"),
+                row.workspace_id,
+                target=client.name,
+                client_id=client.client_id,
+            )
             return None
         if row.expires_at <= utcnow():
             return None
@@ -453,17 +596,26 @@ class OAuthService:
         """Spend the code (once, atomically) and create the grant it approved, or widen the grant it
         adds to (None, nothing granted, if that grant was revoked or expired meanwhile)."""
         with writing():
-            spent = (OAuthCode.update(used_at=utcnow())
-                     .where((OAuthCode.id == code.id) & OAuthCode.used_at.is_null()).execute())
+            spent = (
+                OAuthCode.update(used_at=utcnow())
+                .where((OAuthCode.id == code.id) & OAuthCode.used_at.is_null())
+                .execute()
+            )
             if not spent:
                 return None
             if code.grant_id is not None:
                 return self._widen(code)
             # the policy may have tightened since the approval: it decides
             expires_at = policy.cap(Workspace.get_by_id(code.workspace_id), code.grant_expires_at)
-            grant = OAuthGrant.create(workspace=code.workspace_id, client=code.client_id, user=code.user_id,
-                                      packs=code.packs, resource=code.resource, expires_at=expires_at,
-                                      approval=code.approval)
+            grant = OAuthGrant.create(
+                workspace=code.workspace_id,
+                client=code.client_id,
+                user=code.user_id,
+                packs=code.packs,
+                resource=code.resource,
+                expires_at=expires_at,
+                approval=code.approval,
+            )
             OAuthCode.update(grant=grant).where(OAuthCode.id == code.id).execute()
         return grant
 
@@ -480,18 +632,31 @@ class OAuthService:
             OAuthGrant.update(packs=after).where(OAuthGrant.id == grant.id).execute()
             grant.packs = after
             client = OAuthClient.get_by_id(code.client_id)
-            audit.record("oauth.scope_added", Actor(User.get_by_id(code.user_id)), code.workspace_id,
-                         target=client.name, client_id=client.client_id, grant_id=grant.id,
-                         granted_before=before, granted_now=after)
+            audit.record(
+                "oauth.scope_added",
+                Actor(User.get_by_id(code.user_id)),
+                code.workspace_id,
+                target=client.name,
+                client_id=client.client_id,
+                grant_id=grant.id,
+                granted_before=before,
+                granted_now=after,
+            )
         return grant
 
     # -- tokens ----------------------------------------------------------------------------
     def standing_grant(self, client: OAuthClient) -> OAuthGrant | None:
         """The client's live grant; None once revoked or past its expiry (the workspace's maximum lifetime)."""
-        return (OAuthGrant.select()
-                .where((OAuthGrant.client == client.id) & OAuthGrant.revoked_at.is_null()
-                       & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > utcnow())))
-                .order_by(OAuthGrant.id).first())
+        return (
+            OAuthGrant.select()
+            .where(
+                (OAuthGrant.client == client.id)
+                & OAuthGrant.revoked_at.is_null()
+                & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > utcnow()))
+            )
+            .order_by(OAuthGrant.id)
+            .first()
+        )
 
     def issue_tokens(self, grant: OAuthGrant, refresh: bool = True, *, pair: tuple[str, str] | None = None) -> dict:
         """A new access token (and refresh token) for ``grant``: the response body of the token
@@ -503,11 +668,13 @@ class OAuthService:
         if grant.expires_at is not None:  # no access token outlives its grant
             lifetime = max(1, min(lifetime, int((grant.expires_at - now).total_seconds())))
         with writing():
-            OAuthToken.create(grant=grant, access_digest=self._digest(access),
-                              refresh_digest=self._digest(refresh_token) if refresh_token else None,
-                              access_expires_at=now + dt.timedelta(seconds=lifetime))
-        body = {"access_token": access, "token_type": "Bearer", "expires_in": lifetime,
-                "scope": scope_of(grant.packs)}
+            OAuthToken.create(
+                grant=grant,
+                access_digest=self._digest(access),
+                refresh_digest=self._digest(refresh_token) if refresh_token else None,
+                access_expires_at=now + dt.timedelta(seconds=lifetime),
+            )
+        body = {"access_token": access, "token_type": "Bearer", "expires_in": lifetime, "scope": scope_of(grant.packs)}
         if refresh_token:
             body["refresh_token"] = refresh_token
         return body
@@ -520,8 +687,12 @@ class OAuthService:
         unless within the refresh grace (:meth:`_replay`)."""
         if not presented or not well_formed(presented, REFRESH_PREFIX):
             return None
-        row = (OAuthToken.select(OAuthToken, OAuthGrant).join(OAuthGrant)
-               .where(OAuthToken.refresh_digest == self._digest(presented)).first())
+        row = (
+            OAuthToken.select(OAuthToken, OAuthGrant)
+            .join(OAuthGrant)
+            .where(OAuthToken.refresh_digest == self._digest(presented))
+            .first()
+        )
         if row is None or row.grant.client_id != client.id:
             return None
         grant = row.grant
@@ -546,14 +717,22 @@ class OAuthService:
         pair = (generate(ACCESS_PREFIX), generate(REFRESH_PREFIX))
         sealed = self._seal(found.presented, pair) if self.refresh_grace_seconds > 0 else None
         with writing():
-            spent = (OAuthToken.update(refreshed_at=now, grace_sealed=sealed)
-                     .where((OAuthToken.id == row.id) & OAuthToken.refreshed_at.is_null()).execute())
+            spent = (
+                OAuthToken.update(refreshed_at=now, grace_sealed=sealed)
+                .where((OAuthToken.id == row.id) & OAuthToken.refreshed_at.is_null())
+                .execute()
+            )
             if spent:
                 # the grant's earlier seals are of no use once their grace is over
-                (OAuthToken.update(grace_sealed=None)
-                 .where((OAuthToken.grant == row.grant_id) & OAuthToken.grace_sealed.is_null(False)
-                        & (OAuthToken.refreshed_at < now - dt.timedelta(seconds=self.refresh_grace_seconds)))
-                 .execute())
+                (
+                    OAuthToken.update(grace_sealed=None)
+                    .where(
+                        (OAuthToken.grant == row.grant_id)
+                        & OAuthToken.grace_sealed.is_null(False)
+                        & (OAuthToken.refreshed_at < now - dt.timedelta(seconds=self.refresh_grace_seconds))
+                    )
+                    .execute()
+                )
                 return self.issue_tokens(row.grant, pair=pair)
         again = OAuthToken.select(OAuthToken, OAuthGrant).join(OAuthGrant).where(OAuthToken.id == row.id).first()
         replay = self._replay(again, found.presented) if again is not None else None
@@ -580,27 +759,46 @@ class OAuthService:
         """The answer ``row``'s refresh token was exchanged for, if that was within the grace and
         the pair is still the grant's live one (its refresh token not spent in turn); else None."""
         now = utcnow()
-        if (not row.grace_sealed or row.refreshed_at is None
-                or now - row.refreshed_at > dt.timedelta(seconds=self.refresh_grace_seconds)):
+        if (
+            not row.grace_sealed
+            or row.refreshed_at is None
+            or now - row.refreshed_at > dt.timedelta(seconds=self.refresh_grace_seconds)
+        ):
             return None
         try:
             pair = json.loads(jwe.decrypt_compact(row.grace_sealed, self._grace_key(presented)).plaintext)
         except (JoseError, ValueError):
             return None
         successor = OAuthToken.get_or_none(OAuthToken.refresh_digest == self._digest(pair["refresh_token"]))
-        if (successor is None or successor.grant_id != row.grant_id or successor.revoked_at is not None
-                or successor.refreshed_at is not None or successor.access_digest != self._digest(pair["access_token"])):
+        if (
+            successor is None
+            or successor.grant_id != row.grant_id
+            or successor.revoked_at is not None
+            or successor.refreshed_at is not None
+            or successor.access_digest != self._digest(pair["access_token"])
+        ):
             return None
         lifetime = int((successor.access_expires_at - now).total_seconds())
         if lifetime <= 0:
             return None
-        return {"access_token": pair["access_token"], "token_type": "Bearer", "expires_in": lifetime,
-                "scope": scope_of(row.grant.packs), "refresh_token": pair["refresh_token"]}
+        return {
+            "access_token": pair["access_token"],
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": scope_of(row.grant.packs),
+            "refresh_token": pair["refresh_token"],
+        }
 
     def _refresh_reused(self, grant: OAuthGrant, client: OAuthClient):
         self.revoke_grant(grant, Actor(label="system"), "refresh token reused")
-        audit.record("oauth.refresh_reused", Actor(label="system"), grant.workspace_id,
-                     target=client.name, grant_id=grant.id, client_id=client.client_id)
+        audit.record(
+            "oauth.refresh_reused",
+            Actor(label="system"),
+            grant.workspace_id,
+            target=client.name,
+            grant_id=grant.id,
+            client_id=client.client_id,
+        )
         raise RefreshReused()
 
     def first_assertion(self, client_id: str, jti: str, expires_at: dt.datetime) -> bool:
@@ -617,11 +815,20 @@ class OAuthService:
 
     def revoke_grant(self, grant: OAuthGrant, actor: Actor, reason: str = "revoked") -> None:
         with writing():
-            changed = (OAuthGrant.update(revoked_at=utcnow(), revoked_by=actor.user, revoked_reason=reason[:64])
-                       .where((OAuthGrant.id == grant.id) & OAuthGrant.revoked_at.is_null()).execute())
+            changed = (
+                OAuthGrant.update(revoked_at=utcnow(), revoked_by=actor.user, revoked_reason=reason[:64])
+                .where((OAuthGrant.id == grant.id) & OAuthGrant.revoked_at.is_null())
+                .execute()
+            )
             if changed:
-                audit.record("oauth.grant_revoked", actor, grant.workspace_id, target=str(grant.id),
-                             grant_id=grant.id, reason=reason)
+                audit.record(
+                    "oauth.grant_revoked",
+                    actor,
+                    grant.workspace_id,
+                    target=str(grant.id),
+                    grant_id=grant.id,
+                    reason=reason,
+                )
 
     def revoke_presented(self, presented: str, client: OAuthClient, actor: Actor) -> None:
         """RFC 7009: revoke the token a client presents, if it is the client's. A refresh token ends its
@@ -662,18 +869,28 @@ class OAuthService:
         now = now or utcnow()
         settled = now - SETTLED
         dead = OAuthGrant.select(OAuthGrant.id).where(
-            (OAuthGrant.revoked_at < settled) | (OAuthGrant.expires_at < settled))
+            (OAuthGrant.revoked_at < settled) | (OAuthGrant.expires_at < settled)
+        )
         spent = now - dt.timedelta(days=self.spent_refresh_days)
         unusable = (OAuthToken.grant.in_(dead)) | (
             (OAuthToken.access_expires_at < settled)
-            & (OAuthToken.refresh_digest.is_null() | OAuthToken.revoked_at.is_null(False)
-               | (OAuthToken.refreshed_at < spent)))
+            & (
+                OAuthToken.refresh_digest.is_null()
+                | OAuthToken.revoked_at.is_null(False)
+                | (OAuthToken.refreshed_at < spent)
+            )
+        )
         count = delete_in_batches(OAuthCode, OAuthCode.expires_at < settled, batch)
         count += delete_in_batches(OAuthAssertion, OAuthAssertion.expires_at < now, batch)
         with writing():  # the refresh grace's seals, once it is over (not counted: the rows stay)
-            (OAuthToken.update(grace_sealed=None)
-             .where(OAuthToken.grace_sealed.is_null(False)
-                    & (OAuthToken.refreshed_at < now - dt.timedelta(seconds=self.refresh_grace_seconds))).execute())
+            (
+                OAuthToken.update(grace_sealed=None)
+                .where(
+                    OAuthToken.grace_sealed.is_null(False)
+                    & (OAuthToken.refreshed_at < now - dt.timedelta(seconds=self.refresh_grace_seconds))
+                )
+                .execute()
+            )
         count += delete_in_batches(OAuthToken, unusable, batch)
         with writing():
             count += self.forget_unused_clients(now)
@@ -692,52 +909,97 @@ class OAuthService:
         cursor.close()
         if row is None:
             raise TokenRejected("invalid")
-        (expires_at, revoked_at, grant_id, packs, bound_to, grant_expires, grant_revoked, approver, role,
-         approval, client_revoked, client_name, ws_id, ws_slug, ws_name, mcp_enabled, app_access) = row
+        (
+            expires_at,
+            revoked_at,
+            grant_id,
+            packs,
+            bound_to,
+            grant_expires,
+            grant_revoked,
+            approver,
+            role,
+            approval,
+            client_revoked,
+            client_name,
+            ws_id,
+            ws_slug,
+            ws_name,
+            mcp_enabled,
+            app_access,
+        ) = row
         expires_at = OAuthToken.access_expires_at.python_value(expires_at)
         grant_expires = OAuthGrant.expires_at.python_value(grant_expires)
-        if (revoked_at is not None or grant_revoked is not None or client_revoked is not None
-                or expires_at <= now or (grant_expires is not None and grant_expires <= now)
-                or bound_to != resource
-                or (approver is not None and not _may_hold(role, approval, app_access))):
+        if (
+            revoked_at is not None
+            or grant_revoked is not None
+            or client_revoked is not None
+            or expires_at <= now
+            or (grant_expires is not None and grant_expires <= now)
+            or bound_to != resource
+            or (approver is not None and not _may_hold(role, approval, app_access))
+        ):
             raise TokenRejected("invalid")
         if not mcp_enabled:
             raise TokenRejected("not_entitled")
         if approval == "pending":  # a member's request an admin has not decided yet
             raise TokenRejected("approval_pending")
         scope = scopes.of_text(packs, all_when_empty=False)
-        return VerifiedToken(token_id=grant_id, name=client_name, workspace_id=ws_id, workspace_slug=ws_slug,
-                             workspace_name=ws_name, packs=scope.packs, expires_at=expires_at, kind="grant",
-                             writable=scope.writable, ends_at=grant_expires)
+        return VerifiedToken(
+            token_id=grant_id,
+            name=client_name,
+            workspace_id=ws_id,
+            workspace_slug=ws_slug,
+            workspace_name=ws_name,
+            packs=scope.packs,
+            expires_at=expires_at,
+            kind="grant",
+            writable=scope.writable,
+            ends_at=grant_expires,
+        )
 
     # -- reads -----------------------------------------------------------------------------
     def grants(self, workspace: Workspace, include_inactive: bool = False, limit: int = 200) -> list[OAuthGrant]:
         """The workspace's connected apps, newest first."""
         approver = User.alias()
-        query = (OAuthGrant.select(OAuthGrant, OAuthClient, approver)
-                 .join(OAuthClient).switch(OAuthGrant)
-                 .join(approver, JOIN.LEFT_OUTER, on=(OAuthGrant.user == approver.id))
-                 .where(OAuthGrant.workspace == workspace)
-                 .order_by(OAuthGrant.created_at.desc(), OAuthGrant.id.desc()).limit(limit))
+        query = (
+            OAuthGrant.select(OAuthGrant, OAuthClient, approver)
+            .join(OAuthClient)
+            .switch(OAuthGrant)
+            .join(approver, JOIN.LEFT_OUTER, on=(OAuthGrant.user == approver.id))
+            .where(OAuthGrant.workspace == workspace)
+            .order_by(OAuthGrant.created_at.desc(), OAuthGrant.id.desc())
+            .limit(limit)
+        )
         if not include_inactive:
             now = utcnow()
-            query = query.where(OAuthGrant.revoked_at.is_null()
-                                & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > now)))
+            query = query.where(
+                OAuthGrant.revoked_at.is_null() & (OAuthGrant.expires_at.is_null() | (OAuthGrant.expires_at > now))
+            )
         return list(query)
 
     def grant(self, workspace: Workspace, grant_id: int | str) -> OAuthGrant:
         wanted = parse_id(grant_id)
-        found = (OAuthGrant.select(OAuthGrant, OAuthClient).join(OAuthClient)
-                 .where((OAuthGrant.workspace == workspace) & (OAuthGrant.id == wanted)).first()
-                 if wanted is not None else None)
+        found = (
+            OAuthGrant.select(OAuthGrant, OAuthClient)
+            .join(OAuthClient)
+            .where((OAuthGrant.workspace == workspace) & (OAuthGrant.id == wanted))
+            .first()
+            if wanted is not None
+            else None
+        )
         if found is None:
             raise NotFound(f"no connected app {grant_id!r} in workspace {workspace.slug}")
         return found
 
     def clients(self, workspace: Workspace, include_inactive: bool = False) -> list[OAuthClient]:
         """The workspace's own (confidential) OAuth clients, newest first."""
-        query = (OAuthClient.select().where(OAuthClient.workspace == workspace)
-                 .order_by(OAuthClient.created_at.desc(), OAuthClient.id.desc()).limit(200))
+        query = (
+            OAuthClient.select()
+            .where(OAuthClient.workspace == workspace)
+            .order_by(OAuthClient.created_at.desc(), OAuthClient.id.desc())
+            .limit(200)
+        )
         if not include_inactive:
             query = query.where(OAuthClient.revoked_at.is_null())
         return list(query)
@@ -746,8 +1008,9 @@ class OAuthService:
         text = str(ident)
         query = OAuthClient.select().where(OAuthClient.workspace == workspace)
         wanted = parse_id(text)
-        found = (query.where(OAuthClient.id == wanted).first() if wanted is not None else None) or \
-            query.where(OAuthClient.client_id == text).first()
+        found = (query.where(OAuthClient.id == wanted).first() if wanted is not None else None) or query.where(
+            OAuthClient.client_id == text
+        ).first()
         if found is None:
             raise NotFound(f"no OAuth client {text!r} in workspace {workspace.slug}")
         return found

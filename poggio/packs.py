@@ -111,6 +111,7 @@ class ToolSpec:
         params = list(inspect.signature(self.fn, eval_str=True).parameters.values())[1:]
         if not self.read_only and "idempotency_key" not in {p.name for p in params}:
             from poggio.writes import IDEMPOTENCY_PARAMETER
+
             params.append(IDEMPOTENCY_PARAMETER)
         return params
 
@@ -120,6 +121,7 @@ class ToolSpec:
         if self.read_only:
             return self.fn(ctx, **arguments)
         from poggio.writes import run_write
+
         return run_write(self, ctx, arguments)
 
     def __call__(self, ctx: ToolContext, **arguments: Any) -> ToolResult:
@@ -127,9 +129,16 @@ class ToolSpec:
         return self.run(ctx, arguments)
 
 
-def tool(*, title: str, read_only: bool = True, idempotent: bool = True, open_world: bool = False,
-         name: str | None = None, destructive: bool = False,
-         thread: bool | None = None) -> Callable[[Callable[..., ToolResult]], ToolSpec]:
+def tool(
+    *,
+    title: str,
+    read_only: bool = True,
+    idempotent: bool = True,
+    open_world: bool = False,
+    name: str | None = None,
+    destructive: bool = False,
+    thread: bool | None = None,
+) -> Callable[[Callable[..., ToolResult]], ToolSpec]:
     """Mark a function as a tool. Its docstring is the description the client (and the LLM) reads.
     ``read_only=False`` makes it a write tool: listed and callable only with write access to its pack,
     run in one write transaction, with an ``idempotency_key`` argument. ``destructive``: it may change
@@ -193,8 +202,11 @@ class CursorCodec:
         return hashlib.sha256(json.dumps(query, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def encode(self, workspace_id: int, tool: str, query: dict[str, Any], position: list[Any]) -> str:
-        payload = json.dumps({"w": workspace_id, "t": tool, "q": self._fingerprint(query), "p": position},
-                             separators=(",", ":"), default=str).encode()
+        payload = json.dumps(
+            {"w": workspace_id, "t": tool, "q": self._fingerprint(query), "p": position},
+            separators=(",", ":"),
+            default=str,
+        ).encode()
         body = base64.urlsafe_b64encode(payload).decode().rstrip("=")
         return f"{body}.{self._sign(payload)}"
 
@@ -235,6 +247,7 @@ class ToolContext:
         (``target``, e.g. ``account example.com``), its fields ``before`` (``None`` when created) and
         ``after``, this call's tool and token or grant. Every write tool calls it once per record changed."""
         from poggio.audit import record_write
+
         record_write(self, target, before, after)
 
     def encode_cursor(self, query: dict[str, Any], position: list[Any]) -> str:

@@ -22,8 +22,9 @@ T = TypeVar("T")
 Limit = Annotated[int, Field(ge=1, le=100, description="How many results to return (1-100).")]
 Cursor = Annotated[
     str | None,
-    Field(max_length=2000,
-          description="The next_cursor of a previous call with the same filters, to get the next page."),
+    Field(
+        max_length=2000, description="The next_cursor of a previous call with the same filters, to get the next page."
+    ),
 ]
 
 
@@ -40,15 +41,19 @@ class Page(BaseModel, Generic[T]):
     @classmethod
     def of(cls, item: type[T], key: str) -> type[Page[T]]:
         """The page model of ``item``, whose list is named ``key`` in the tool's output."""
-        return type(f"{item.__name__}Page", (cls[item],), {  # type: ignore[index]
-            "__module__": item.__module__,
-            "model_config": ConfigDict(populate_by_name=True,
-                                       alias_generator=lambda name: key if name == "items" else name),
-        })
+        return type(
+            f"{item.__name__}Page",
+            (cls[item],),
+            {  # type: ignore[index]
+                "__module__": item.__module__,
+                "model_config": ConfigDict(
+                    populate_by_name=True, alias_generator=lambda name: key if name == "items" else name
+                ),
+            },
+        )
 
 
-def page_text(page: Page[T], line: Callable[[T], str], noun: str, plural: str | None = None,
-              first: bool = True) -> str:
+def page_text(page: Page[T], line: Callable[[T], str], noun: str, plural: str | None = None, first: bool = True) -> str:
     """The readable text of a page: ``2 accounts:`` and a line per item, and a hint when there is more;
     ``No accounts match.`` (on the first page, ``first``) or ``No more accounts.`` when it is empty."""
     many = plural or f"{noun}s"

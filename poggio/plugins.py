@@ -100,11 +100,17 @@ class PackRegistry:
         marked ``optionalhook``."""
         try:
             self.pm.register(module, name=name)
-            unknown = sorted(caller.name for caller in self.pm.get_hookcallers(module) or [] if not caller.has_spec()
-                             and any(i.plugin is module and not i.optionalhook for i in caller.get_hookimpls()))
+            unknown = sorted(
+                caller.name
+                for caller in self.pm.get_hookcallers(module) or []
+                if not caller.has_spec()
+                and any(i.plugin is module and not i.optionalhook for i in caller.get_hookimpls())
+            )
             if unknown:
-                raise ValueError(f"unknown hook(s) {', '.join(unknown)}: not declared by the core or by a pack "
-                                 "this one requires (a typo? or mark it @hookimpl(optionalhook=True))")
+                raise ValueError(
+                    f"unknown hook(s) {', '.join(unknown)}: not declared by the core or by a pack "
+                    "this one requires (a typo? or mark it @hookimpl(optionalhook=True))"
+                )
         except Exception as exc:
             if self.pm.is_registered(module):
                 self.pm.unregister(module)
@@ -222,8 +228,13 @@ class PackRegistry:
         results = caller(**kwargs)
         return results[0] if results else None
 
-    def call_each(self, hook: str, packs: Iterable[str] | None = None,
-                  on_error: Callable[[str, Exception], None] | None = None, **kwargs: Any) -> list[tuple[str, Any]]:
+    def call_each(
+        self,
+        hook: str,
+        packs: Iterable[str] | None = None,
+        on_error: Callable[[str, Exception], None] | None = None,
+        **kwargs: Any,
+    ) -> list[tuple[str, Any]]:
         """Call ``hook`` on each loaded pack (in dependency order; only those in ``packs`` if given):
         ``[(pack, result)]`` without ``None`` results. A pack that raises is logged, passed to
         ``on_error``, and left out of this call's answer; the others still answer. A
@@ -245,14 +256,31 @@ class PackRegistry:
                 results.append((name, result))
         return results
 
-    def tool_context(self, cursors: CursorCodec, workspace_id: int, token_id: int | None,
-                     packs: frozenset[str] | None, tool_name: str = "", *, writable: frozenset[str] = frozenset(),
-                     caller: str = "", token_kind: str = "token") -> ToolContext:
+    def tool_context(
+        self,
+        cursors: CursorCodec,
+        workspace_id: int,
+        token_id: int | None,
+        packs: frozenset[str] | None,
+        tool_name: str = "",
+        *,
+        writable: frozenset[str] = frozenset(),
+        caller: str = "",
+        token_kind: str = "token",
+    ) -> ToolContext:
         """The context of one tool call: it may call hooks on the packs in ``packs``, and nothing else
         of the registry."""
-        return ToolContext(workspace_id=workspace_id, token_id=token_id, packs=packs, cursors=cursors,
-                           tool_name=tool_name, hooks=self._scoped_call, writable=writable, caller=caller,
-                           token_kind=token_kind)
+        return ToolContext(
+            workspace_id=workspace_id,
+            token_id=token_id,
+            packs=packs,
+            cursors=cursors,
+            tool_name=tool_name,
+            hooks=self._scoped_call,
+            writable=writable,
+            caller=caller,
+            token_kind=token_kind,
+        )
 
     def _scoped_call(self, hook: str, packs: frozenset[str] | None, **kwargs: Any) -> list[tuple[str, Any]]:
         return self.call_each(hook, packs=packs, **kwargs)
@@ -286,8 +314,10 @@ class PackRegistry:
     def instructions(self, product: str) -> str:
         """The MCP server's instructions: what the server is, then each loaded pack's title,
         description and instructions."""
-        lines = [f"{product} is a sales workspace. These tools work on the workspace of the API token or "
-                 "OAuth approval that calls them; they come from these tool packs:"]
+        lines = [
+            f"{product} is a sales workspace. These tools work on the workspace of the API token or "
+            "OAuth approval that calls them; they come from these tool packs:"
+        ]
         for pack in self.packs.values():
             info = pack.info
             lines.append(" ".join(x for x in (f"- {info.title}:", info.description, info.instructions) if x))

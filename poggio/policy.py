@@ -67,8 +67,11 @@ class Policy:
 
     @classmethod
     def of(cls, workspace: Workspace) -> Policy:
-        return cls(workspace.default_expiry_days, workspace.max_lifetime_days,
-                   bool(workspace.allow_no_expiry) and workspace.max_lifetime_days is None)
+        return cls(
+            workspace.default_expiry_days,
+            workspace.max_lifetime_days,
+            bool(workspace.allow_no_expiry) and workspace.max_lifetime_days is None,
+        )
 
     @property
     def default_expiry(self) -> str:
@@ -84,23 +87,33 @@ class Policy:
         return None if self.max_lifetime_days is None else now + dt.timedelta(days=self.max_lifetime_days)
 
     def describe(self) -> str:
-        parts = [f"new tokens expire after {self.default_expiry.removesuffix('d')} days by default"
-                 if self.default_expiry != "never" else "new tokens do not expire by default"]
-        parts.append(f"no token or app lives longer than {self.max_lifetime_days} days"
-                     if self.max_lifetime_days else "no maximum lifetime")
+        parts = [
+            f"new tokens expire after {self.default_expiry.removesuffix('d')} days by default"
+            if self.default_expiry != "never"
+            else "new tokens do not expire by default"
+        ]
+        parts.append(
+            f"no token or app lives longer than {self.max_lifetime_days} days"
+            if self.max_lifetime_days
+            else "no maximum lifetime"
+        )
         parts.append("tokens without expiry allowed" if self.allow_no_expiry else "every token expires")
         return "; ".join(parts)
 
 
-def check(workspace: Workspace, expires_at: dt.datetime | None, now: dt.datetime | None = None,
-          field: str = "expires") -> dt.datetime | None:
+def check(
+    workspace: Workspace, expires_at: dt.datetime | None, now: dt.datetime | None = None, field: str = "expires"
+) -> dt.datetime | None:
     """``expires_at`` if the workspace's policy allows it, else :class:`InvalidInput` saying why."""
     policy = Policy.of(workspace)
     now = now or utcnow()
     latest = policy.latest(now)
     if expires_at is None and not policy.allow_no_expiry:
-        raise InvalidInput(field, "this workspace's policy requires an expiry"
-                           + (f" of at most {policy.max_lifetime_days} days" if latest else ""))
+        raise InvalidInput(
+            field,
+            "this workspace's policy requires an expiry"
+            + (f" of at most {policy.max_lifetime_days} days" if latest else ""),
+        )
     # a date means "through that day": a day's slack, so the last allowed date can be chosen
     if latest is not None and expires_at is not None and expires_at > latest + dt.timedelta(days=1):
         raise InvalidInput(field, f"at most {policy.max_lifetime_days} days under this workspace's policy")
@@ -118,12 +131,14 @@ def cap(workspace: Workspace, expires_at: dt.datetime | None, now: dt.datetime |
     return latest if expires_at is None else min(expires_at, latest)
 
 
-def set_policy(workspace: Workspace, actor: Actor, *, default_expiry=..., max_lifetime=...,
-               allow_no_expiry: bool | None = None) -> tuple[Workspace, int]:
+def set_policy(
+    workspace: Workspace, actor: Actor, *, default_expiry=..., max_lifetime=..., allow_no_expiry: bool | None = None
+) -> tuple[Workspace, int]:
     """Change what is given (``...``/None: keep); returns the workspace and how many active tokens and
     grants were shortened to the new maximum."""
-    default_days = (workspace.default_expiry_days if default_expiry is ...
-                    else parse_days(default_expiry, "default_expiry"))
+    default_days = (
+        workspace.default_expiry_days if default_expiry is ... else parse_days(default_expiry, "default_expiry")
+    )
     max_days = workspace.max_lifetime_days if max_lifetime is ... else parse_days(max_lifetime, "max_lifetime")
     allow = bool(workspace.allow_no_expiry) if allow_no_expiry is None else allow_no_expiry
     if max_days is not None and allow_no_expiry:
@@ -142,22 +157,40 @@ def set_policy(workspace: Workspace, actor: Actor, *, default_expiry=..., max_li
     capped = 0
     with writing():
         old = Policy.of(workspace)
-        (workspace.default_expiry_days, workspace.max_lifetime_days,
-         workspace.allow_no_expiry) = default_days, max_days, allow
+        (workspace.default_expiry_days, workspace.max_lifetime_days, workspace.allow_no_expiry) = (
+            default_days,
+            max_days,
+            allow,
+        )
         workspace.save(only=[Workspace.default_expiry_days, Workspace.max_lifetime_days, Workspace.allow_no_expiry])
         if max_days is not None:
             latest = now + dt.timedelta(days=max_days)
             for model in (ApiToken, OAuthGrant):
-                capped += (model.update(expires_at=latest, expiry_capped_at=now)
-                           .where((model.workspace == workspace.id) & model.revoked_at.is_null()
-                                  & (model.expires_at.is_null() | (model.expires_at > latest)))
-                           .execute())
+                capped += (
+                    model.update(expires_at=latest, expiry_capped_at=now)
+                    .where(
+                        (model.workspace == workspace.id)
+                        & model.revoked_at.is_null()
+                        & (model.expires_at.is_null() | (model.expires_at > latest))
+                    )
+                    .execute()
+                )
             # an old secret in its overlap window ends no later than the token
-            (ApiToken.update(previous_expires_at=latest)
-             .where((ApiToken.workspace == workspace.id) & (ApiToken.previous_expires_at > latest)).execute())
+            (
+                ApiToken.update(previous_expires_at=latest)
+                .where((ApiToken.workspace == workspace.id) & (ApiToken.previous_expires_at > latest))
+                .execute()
+            )
         new = Policy.of(workspace)
         if new != old:
-            audit.record("workspace.policy_changed", actor, workspace, target=workspace.slug,
-                         default_expiry_days=default_days or "none", max_lifetime_days=max_days or "none",
-                         allow_no_expiry=allow, shortened=capped)
+            audit.record(
+                "workspace.policy_changed",
+                actor,
+                workspace,
+                target=workspace.slug,
+                default_expiry_days=default_days or "none",
+                max_lifetime_days=max_days or "none",
+                allow_no_expiry=allow,
+                shortened=capped,
+            )
     return workspace, capped

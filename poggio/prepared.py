@@ -100,6 +100,7 @@ def _fast(field: Field | None, converter):
             except ValueError:
                 pass
         return converter(value)
+
     return read
 
 
@@ -183,8 +184,13 @@ class FlatTupleReader:
     str of a text field): on small results those cost more than the statement."""
 
     def __init__(self, reader: ModelTupleCursorWrapper):
-        self.row = _row_reader([(_fast(field, converter), _kept(field))
-                                for field, converter in zip(reader.fields, reader.converters, strict=True)], "tuple")
+        self.row = _row_reader(
+            [
+                (_fast(field, converter), _kept(field))
+                for field, converter in zip(reader.fields, reader.converters, strict=True)
+            ],
+            "tuple",
+        )
 
     @staticmethod
     def fits(reader) -> bool:
@@ -246,6 +252,7 @@ def _inline_constants(sql: str, params: list[Any]) -> str:
         if isinstance(value, Slot):
             return "%s"
         return cursor.mogrify("%s", (value,)).decode().replace("%", "%%")
+
     try:
         return _PLACEHOLDER.sub(literal, sql)
     finally:
@@ -276,8 +283,11 @@ class Prepared:
                 raise TypeError("a prepared INSERT takes every column's value as a slot, defaults included")
             if self._plan_once and not isinstance(database.obj, SqliteDatabase):
                 sql, params = _inline_constants(sql, params), [p for p in params if isinstance(p, Slot)]
-            slots = [(i, p.name, p.field.db_value if p.field is not None else None)
-                     for i, p in enumerate(params) if isinstance(p, Slot)]
+            slots = [
+                (i, p.name, p.field.db_value if p.field is not None else None)
+                for i, p in enumerate(params)
+                if isinstance(p, Slot)
+            ]
             compiled = self._compiled[kind] = (query, sql, params, slots)
         return compiled
 
@@ -366,5 +376,8 @@ class Prepared:
 @functools.cache
 def _update_of(model: type, fields: frozenset[str]) -> Prepared:
     key = model._meta.primary_key
-    return Prepared(lambda: model.update({getattr(model, f): slot(f, getattr(model, f)) for f in sorted(fields)})
-                    .where(key == slot("id")))
+    return Prepared(
+        lambda: model.update({getattr(model, f): slot(f, getattr(model, f)) for f in sorted(fields)}).where(
+            key == slot("id")
+        )
+    )

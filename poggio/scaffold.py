@@ -14,7 +14,7 @@ from poggio.errors import InvalidInput
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,29}")
 
-PYPROJECT = '''\
+PYPROJECT = """\
 [build-system]
 requires = ["setuptools>=69"]
 build-backend = "setuptools.build_meta"
@@ -35,7 +35,7 @@ test = ["pytest>=8"]
 
 [tool.setuptools]
 packages = ["{module}"]
-'''
+"""
 
 MODULE = '''\
 """{title}: a tool pack for Poggio. Poggio's documentation (docs/pack-authors/) documents every hook."""
@@ -95,7 +95,7 @@ def test_hello():
     assert result.data.workspace_id == 7
 '''
 
-README = '''\
+README = """\
 # {dist}
 
 {title}: a tool pack for [Poggio](https://pypi.org/project/poggio/).
@@ -105,7 +105,7 @@ pip install -e '.[test]'   # into the environment Poggio runs in
 pytest
 poggio packs list          # shows the {name} pack and its tools; `poggio mcp` serves them
 ```
-'''
+"""
 
 
 def pack_name(given: str) -> str:
@@ -115,11 +115,14 @@ def pack_name(given: str) -> str:
     name = given.strip().lower()
     for prefix in ("poggio-", "poggio_"):
         if name.startswith(prefix) and len(name) > len(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
     name = re.sub(r"[-.]+", "_", name)
     if not _NAME.fullmatch(name):
-        raise InvalidInput("name", f"{given!r} is not a pack name: 1-30 characters of a-z, 0-9, _ and -, "
-                                   "starting with a letter (a poggio- prefix is dropped)")
+        raise InvalidInput(
+            "name",
+            f"{given!r} is not a pack name: 1-30 characters of a-z, 0-9, _ and -, "
+            "starting with a letter (a poggio- prefix is dropped)",
+        )
     return name
 
 
@@ -130,17 +133,25 @@ def distribution_name(name: str) -> str:
 def create_pack(name: str, directory: Path) -> Path:
     """Write the project of pack ``name`` into ``directory`` (which must not exist yet, or be empty)."""
     if not _NAME.fullmatch(name):
-        raise InvalidInput("name", f"{name!r} is not a pack name: 1-30 characters of a-z, 0-9 and _, "
-                                   "starting with a letter")
+        raise InvalidInput(
+            "name", f"{name!r} is not a pack name: 1-30 characters of a-z, 0-9 and _, starting with a letter"
+        )
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()):
         raise InvalidInput("directory", f"{directory} already exists and is not empty")
     module = f"poggio_{name}"
-    values = {"name": name, "module": module, "dist": distribution_name(name),
-              "title": name.replace("_", " ").title(), "poggio_version": __version__}
+    values = {
+        "name": name,
+        "module": module,
+        "dist": distribution_name(name),
+        "title": name.replace("_", " ").title(),
+        "poggio_version": __version__,
+    }
     files = {
-        "pyproject.toml": PYPROJECT, "README.md": README,
-        f"{module}/__init__.py": MODULE, f"tests/test_{name}.py": TEST,
+        "pyproject.toml": PYPROJECT,
+        "README.md": README,
+        f"{module}/__init__.py": MODULE,
+        f"tests/test_{name}.py": TEST,
     }
     for path, template in files.items():
         target = directory / path

@@ -101,8 +101,9 @@ def create_token(workspace: Workspace, actor: Actor, name: str = "SCIM", pepper:
     name = " ".join((name or "").split())[:100] or "SCIM"
     token = generate(PREFIX)
     with writing():
-        ScimToken.create(workspace=workspace, name=name, digest=digest(token, pepper), last_four=token[-4:],
-                         created_by=actor.user)
+        ScimToken.create(
+            workspace=workspace, name=name, digest=digest(token, pepper), last_four=token[-4:], created_by=actor.user
+        )
         audit.record("scim.token_created", actor, workspace, target=name)
     return token
 
@@ -110,8 +111,12 @@ def create_token(workspace: Workspace, actor: Actor, name: str = "SCIM", pepper:
 def verify_token(presented: str | None, pepper: str | None = None) -> ScimToken | None:
     if not presented or not well_formed(presented, PREFIX):
         return None
-    row = (ScimToken.select(ScimToken, Workspace).join(Workspace)
-           .where((ScimToken.digest == digest(presented, pepper)) & ScimToken.revoked_at.is_null()).first())
+    row = (
+        ScimToken.select(ScimToken, Workspace)
+        .join(Workspace)
+        .where((ScimToken.digest == digest(presented, pepper)) & ScimToken.revoked_at.is_null())
+        .first()
+    )
     if row is not None and (row.last_used_at is None or (utcnow() - row.last_used_at).total_seconds() > 60):
         ScimToken.update(last_used_at=utcnow()).where(ScimToken.id == row.id).execute()
     return row
@@ -154,7 +159,7 @@ def _role(workspace: Workspace, user: User) -> str:
     from poggio.sso import provider_of
 
     provider = provider_of(workspace)
-    admin_name = (provider.admin_group if provider is not None and provider.admin_group else DEFAULT_ADMIN_GROUP)
+    admin_name = provider.admin_group if provider is not None and provider.admin_group else DEFAULT_ADMIN_GROUP
     group = ScimGroup.get_or_none((ScimGroup.workspace == workspace) & (ScimGroup.display_name == admin_name))
     if group is None:
         return "member"
@@ -165,8 +170,12 @@ def _role(workspace: Workspace, user: User) -> str:
 
 def _display_name(document: dict) -> str:
     name = document.get("name") if isinstance(document.get("name"), dict) else {}
-    return str(document.get("displayName") or name.get("formatted")
-               or " ".join(p for p in (name.get("givenName"), name.get("familyName")) if p) or "")[:200]
+    return str(
+        document.get("displayName")
+        or name.get("formatted")
+        or " ".join(p for p in (name.get("givenName"), name.get("familyName")) if p)
+        or ""
+    )[:200]
 
 
 def provision(workspace: Workspace, document: dict, actor: Actor) -> ScimUser:
@@ -181,19 +190,31 @@ def provision(workspace: Workspace, document: dict, actor: Actor) -> ScimUser:
         if ScimUser.select().where((ScimUser.workspace == workspace) & (ScimUser.user_name == user_name)).exists():
             raise Conflict(f"A user with userName {user_name!r} exists already")
         user = User.get_or_none(User.email == email)
-        if user is not None and Membership.select().where(Membership.user == user).exists() and \
-                not Membership.select().where((Membership.user == user) & (Membership.workspace == workspace)).exists():
+        if (
+            user is not None
+            and Membership.select().where(Membership.user == user).exists()
+            and not Membership.select().where((Membership.user == user) & (Membership.workspace == workspace)).exists()
+        ):
             # an account of other workspaces only: this workspace's SCIM client may not take it over
-            raise Conflict(f"An account with the e-mail {email} exists in another workspace; an admin of this "
-                           "workspace must add it first")
+            raise Conflict(
+                f"An account with the e-mail {email} exists in another workspace; an admin of this "
+                "workspace must add it first"
+            )
         if user is None:
-            user = User.create(email=email, name=_display_name(document) or email.split("@")[0],
-                               password_hash=unusable_password_hash())
+            user = User.create(
+                email=email, name=_display_name(document) or email.split("@")[0], password_hash=unusable_password_hash()
+            )
         elif ScimUser.select().where((ScimUser.workspace == workspace) & (ScimUser.user == user)).exists():
             raise Conflict(f"A user with the e-mail {email} exists already")
         try:
-            row = ScimUser.create(workspace=workspace, user=user, user_name=user_name, active=active,
-                                  external_id=document.get("externalId"), document=json.dumps(document))
+            row = ScimUser.create(
+                workspace=workspace,
+                user=user,
+                user_name=user_name,
+                active=active,
+                external_id=document.get("externalId"),
+                document=json.dumps(document),
+            )
         except IntegrityError:
             raise Conflict(f"A user with userName {user_name!r} exists already") from None
         if active:
@@ -229,8 +250,10 @@ def replace(row: ScimUser, document: dict, actor: Actor) -> ScimUser:
         shared = Membership.select().where((Membership.user == user) & (Membership.workspace != workspace)).exists()
         if shared and (email != user.email):
             # the account is also another workspace's: this workspace's SCIM client may not rename it
-            raise InvalidInput("userName", "this user's account also belongs to another workspace: its e-mail "
-                                           "cannot be changed from here")
+            raise InvalidInput(
+                "userName",
+                "this user's account also belongs to another workspace: its e-mail cannot be changed from here",
+            )
         if email != user.email:
             if User.select().where((User.email == email) & (User.id != user.id)).exists():
                 raise Conflict(f"Another user has the e-mail {email}")
@@ -241,10 +264,22 @@ def replace(row: ScimUser, document: dict, actor: Actor) -> ScimUser:
         if changes:
             User.update(changes).where(User.id == user.id).execute()
         was_active = row.active
-        ScimUser.update(user_name=user_name, external_id=document.get("externalId"), active=active,
-                        document=json.dumps(document), updated_at=utcnow()).where(ScimUser.id == row.id).execute()
-        audit.record("scim.user_updated", actor, workspace, target=email, scim_id=row.id,
-                     **({"changed": sorted(changes)} if changes else {}), active=active)
+        ScimUser.update(
+            user_name=user_name,
+            external_id=document.get("externalId"),
+            active=active,
+            document=json.dumps(document),
+            updated_at=utcnow(),
+        ).where(ScimUser.id == row.id).execute()
+        audit.record(
+            "scim.user_updated",
+            actor,
+            workspace,
+            target=email,
+            scim_id=row.id,
+            **({"changed": sorted(changes)} if changes else {}),
+            active=active,
+        )
         if was_active and not active:
             _deprovision(workspace, user, actor, "active set to false")
         elif active and not was_active:
@@ -265,21 +300,35 @@ def _deprovision(workspace: Workspace, user: User, actor: Actor, why: str) -> No
     now = utcnow()
     Membership.delete().where((Membership.user == user) & (Membership.workspace == workspace)).execute()
     ended = sessions.end_all(user)
-    revoked = (OAuthGrant.update(revoked_at=now, revoked_reason="approver deprovisioned")
-               .where((OAuthGrant.user == user.id) & (OAuthGrant.workspace == workspace.id)
-                      & OAuthGrant.revoked_at.is_null()).execute())
+    revoked = (
+        OAuthGrant.update(revoked_at=now, revoked_reason="approver deprovisioned")
+        .where((OAuthGrant.user == user.id) & (OAuthGrant.workspace == workspace.id) & OAuthGrant.revoked_at.is_null())
+        .execute()
+    )
     revoked += id_jag.revoke_for_user(workspace, user, "employee deprovisioned")  # apps acting for them
-    tokens = list(ApiToken.select().where((ApiToken.workspace == workspace) & (ApiToken.created_by == user.id)
-                                          & ApiToken.revoked_at.is_null()))
+    tokens = list(
+        ApiToken.select().where(
+            (ApiToken.workspace == workspace) & (ApiToken.created_by == user.id) & ApiToken.revoked_at.is_null()
+        )
+    )
     for token in tokens:
         if not TokenReview.select().where(TokenReview.token == token.id).exists():
             TokenReview.create(token=token, reason=f"its creator {user.email} was deprovisioned by {actor.label}"[:254])
-            audit.record("token.flagged_for_review", actor, workspace, target=token.name, token_id=token.id,
-                         creator=user.email)
+            audit.record(
+                "token.flagged_for_review", actor, workspace, target=token.name, token_id=token.id, creator=user.email
+            )
     if not Membership.select().where(Membership.user == user).exists():
         User.update(is_active=False).where(User.id == user.id).execute()
-    audit.record("scim.user_deprovisioned", actor, workspace, target=user.email, why=why, sessions_ended=ended,
-                 grants_revoked=revoked, tokens_flagged=len(tokens))
+    audit.record(
+        "scim.user_deprovisioned",
+        actor,
+        workspace,
+        target=user.email,
+        why=why,
+        sessions_ended=ended,
+        grants_revoked=revoked,
+        tokens_flagged=len(tokens),
+    )
 
 
 def flagged_tokens(workspace: Workspace) -> dict[int, TokenReview]:
@@ -290,8 +339,12 @@ def flagged_tokens(workspace: Workspace) -> dict[int, TokenReview]:
 
 def clear_review(workspace: Workspace, token_id: int, actor: Actor) -> bool:
     with writing():
-        found = (TokenReview.select(TokenReview, ApiToken).join(ApiToken)
-                 .where((ApiToken.workspace == workspace) & (TokenReview.token == token_id)).first())
+        found = (
+            TokenReview.select(TokenReview, ApiToken)
+            .join(ApiToken)
+            .where((ApiToken.workspace == workspace) & (TokenReview.token == token_id))
+            .first()
+        )
         if found is None:
             return False
         TokenReview.delete().where(TokenReview.id == found.id).execute()
@@ -306,11 +359,13 @@ def _member_ids(document: dict) -> list[str]:
 
 def _apply_roles(workspace: Workspace, scim_ids: set[str]) -> None:
     """Set the role of each provisioned, active user of ``scim_ids`` from the groups."""
-    for row in ScimUser.select().where((ScimUser.workspace == workspace) & ScimUser.active
-                                       & ScimUser.id.in_([int(i) for i in scim_ids if i.isdigit()])):
+    for row in ScimUser.select().where(
+        (ScimUser.workspace == workspace) & ScimUser.active & ScimUser.id.in_([int(i) for i in scim_ids if i.isdigit()])
+    ):
         role = _role(workspace, User.get_by_id(row.user_id))
-        Membership.update(role=role).where((Membership.user == row.user_id) & (Membership.workspace == workspace)
-                                           & (Membership.role != role)).execute()
+        Membership.update(role=role).where(
+            (Membership.user == row.user_id) & (Membership.workspace == workspace) & (Membership.role != role)
+        ).execute()
 
 
 def save_group(workspace: Workspace, document: dict, actor: Actor, row: ScimGroup | None = None) -> ScimGroup:
@@ -325,12 +380,19 @@ def save_group(workspace: Workspace, document: dict, actor: Actor, row: ScimGrou
         before = set(_member_ids(json.loads(row.document))) if row is not None else set()
         try:
             if row is None:
-                row = ScimGroup.create(workspace=workspace, display_name=name, external_id=document.get("externalId"),
-                                       document=json.dumps(document))
+                row = ScimGroup.create(
+                    workspace=workspace,
+                    display_name=name,
+                    external_id=document.get("externalId"),
+                    document=json.dumps(document),
+                )
             else:
-                ScimGroup.update(display_name=name, external_id=document.get("externalId"),
-                                 document=json.dumps(document), updated_at=utcnow()).where(
-                    ScimGroup.id == row.id).execute()
+                ScimGroup.update(
+                    display_name=name,
+                    external_id=document.get("externalId"),
+                    document=json.dumps(document),
+                    updated_at=utcnow(),
+                ).where(ScimGroup.id == row.id).execute()
                 row = ScimGroup.get_by_id(row.id)
         except IntegrityError:
             raise Conflict(f"A group named {name!r} exists already") from None

@@ -30,8 +30,9 @@ class PackScope:
         return {p: WRITE if p in self.writable else READ for p in sorted(self.packs or ())}
 
 
-def parse(value: str | Iterable[str] | Mapping[str, str] | None, known: Iterable[str] | None = None,
-          field: str = "packs") -> dict[str, str] | None:
+def parse(
+    value: str | Iterable[str] | Mapping[str, str] | None, known: Iterable[str] | None = None, field: str = "packs"
+) -> dict[str, str] | None:
     """``{pack: "read" | "write"}`` from ``accounts:write,contacts`` (or a list of such items, or a
     mapping); ``None`` for nothing given. An unknown pack or level raises :class:`InvalidInput`
     naming both and what is allowed. A pack named twice keeps its higher level."""
@@ -54,8 +55,9 @@ def parse(value: str | Iterable[str] | Mapping[str, str] | None, known: Iterable
         if level not in LEVELS:
             raise InvalidInput(field, f"{item!r}: the access level is read or write (accounts:write), not {level!r}")
         if known_set is not None and pack not in known_set:
-            raise InvalidInput(field, f"unknown tool pack(s): {pack}; the loaded packs are "
-                                      f"{', '.join(sorted(known_set)) or 'none'}")
+            raise InvalidInput(
+                field, f"unknown tool pack(s): {pack}; the loaded packs are {', '.join(sorted(known_set)) or 'none'}"
+            )
         if out.get(pack) != WRITE:
             out[pack] = level
     return out or None
@@ -106,8 +108,9 @@ def of_oauth_scope(scope: str | None, known: Iterable[str]) -> dict[str, str]:
             continue
         pack, _, level = item.partition(":")
         if pack not in known or level not in LEVELS:
-            raise InvalidInput("scope", f"unknown scope {item!r}; this server grants "
-                                        f"{', '.join(supported_oauth_scopes(known))}")
+            raise InvalidInput(
+                "scope", f"unknown scope {item!r}; this server grants {', '.join(supported_oauth_scopes(known))}"
+            )
         if out.get(pack) != WRITE:
             out[pack] = level
     return out
@@ -125,11 +128,16 @@ def refusal(tool_name: str, tool_pack: str, read_only: bool, scope: PackScope) -
     """Why this caller may not call the tool (a message naming the missing scope), or ``None``."""
     if read_only:
         if scope.packs is not None and tool_pack not in scope.packs:
-            return (f"Tool {tool_name} is not available to this token: it is restricted to the "
-                    f"{', '.join(sorted(scope.packs)) or 'no'} tool pack(s).")
+            return (
+                f"Tool {tool_name} is not available to this token: it is restricted to the "
+                f"{', '.join(sorted(scope.packs)) or 'no'} tool pack(s)."
+            )
         return None
     if tool_pack in scope.writable:
         return None
-    has = (f"{tool_pack}:{READ}" if scope.packs is None or tool_pack in scope.packs
-           else f"no access to the {tool_pack} pack")
+    has = (
+        f"{tool_pack}:{READ}"
+        if scope.packs is None or tool_pack in scope.packs
+        else f"no access to the {tool_pack} pack"
+    )
     return f"{tool_name} needs the {tool_pack}:{WRITE} scope; this token has {has}."

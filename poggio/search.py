@@ -53,8 +53,13 @@ def words(text: str | None) -> list[str]:
     return [w[:MAX_TERM] for w in _WORD.findall(folded)]
 
 
-def add_search_terms(kind: str, workspace_id: int, entries: Iterable[tuple[int, Iterable[str | None]]],
-                     batch: int = 5000, later: bool = False) -> None:
+def add_search_terms(
+    kind: str,
+    workspace_id: int,
+    entries: Iterable[tuple[int, Iterable[str | None]]],
+    batch: int = 5000,
+    later: bool = False,
+) -> None:
     """Make new rows findable by :func:`search_page`: ``entries`` are ``(row id, texts)`` of the
     workspace's rows of ``kind`` (a name of the pack's choosing, such as ``"account"``). Call it in the
     transaction that inserts the rows; the terms go when their workspace does. Written in batches of
@@ -70,13 +75,23 @@ def add_search_terms(kind: str, workspace_id: int, entries: Iterable[tuple[int, 
             for term in terms:
                 yield term, ref_id
 
-    bulk.insert_rows(SearchTerm, [SearchTerm.term, SearchTerm.ref_id], rows(), batch=batch,
-                     same={SearchTerm.workspace: int(workspace_id), SearchTerm.kind: kind}, later=later)
+    bulk.insert_rows(
+        SearchTerm,
+        [SearchTerm.term, SearchTerm.ref_id],
+        rows(),
+        batch=batch,
+        same={SearchTerm.workspace: int(workspace_id), SearchTerm.kind: kind},
+        later=later,
+    )
 
 
-_TERMS_OF = Prepared(lambda: SearchTerm.delete().where(
-    (SearchTerm.workspace == slot("workspace")) & (SearchTerm.kind == slot("kind"))
-    & (SearchTerm.ref_id == slot("ref_id"))))
+_TERMS_OF = Prepared(
+    lambda: SearchTerm.delete().where(
+        (SearchTerm.workspace == slot("workspace"))
+        & (SearchTerm.kind == slot("kind"))
+        & (SearchTerm.ref_id == slot("ref_id"))
+    )
+)
 
 
 def replace_search_terms(kind: str, workspace_id: int, ref_id: int, texts: Iterable[str | None]) -> None:
@@ -113,11 +128,21 @@ _PREPARED: dict[tuple, Prepared] = {}  # search shapes compiled once (a shape fi
 
 
 COUNT_CAP = 2000
-_COUNT = Prepared(lambda: SearchTerm.select(fn.COUNT(SQL("*"))).from_(
-    SearchTerm.select(SearchTerm.ref_id)
-    .where((SearchTerm.workspace == slot("workspace")) & (SearchTerm.kind == slot("kind"))
-           & _starts_with(SearchTerm.term, _Word("_w")))
-    .limit(COUNT_CAP)).tuples())
+_COUNT = Prepared(
+    lambda: (
+        SearchTerm.select(fn.COUNT(SQL("*")))
+        .from_(
+            SearchTerm.select(SearchTerm.ref_id)
+            .where(
+                (SearchTerm.workspace == slot("workspace"))
+                & (SearchTerm.kind == slot("kind"))
+                & _starts_with(SearchTerm.term, _Word("_w"))
+            )
+            .limit(COUNT_CAP)
+        )
+        .tuples()
+    )
+)
 
 
 def _lead(kind: str, workspace_id: int, query: list[str]) -> int:
@@ -128,9 +153,19 @@ def _lead(kind: str, workspace_id: int, query: list[str]) -> int:
     return min(range(len(query)), key=lambda i: (counts[i], -len(query[i]), i))
 
 
-def search_page(ctx: ToolContext, query, id_field, kind: str, text: str | None, filters: dict[str, Any],
-                cursor: str | None, limit: int, order: list, narrow: bool = False,
-                prepared: tuple[Hashable, dict[str, Any]] | None = None):
+def search_page(
+    ctx: ToolContext,
+    query,
+    id_field,
+    kind: str,
+    text: str | None,
+    filters: dict[str, Any],
+    cursor: str | None,
+    limit: int,
+    order: list,
+    narrow: bool = False,
+    prepared: tuple[Hashable, dict[str, Any]] | None = None,
+):
     """One page of ``query`` (a select of ``id_field``'s model, already scoped to ``ctx.workspace_id``)
     for the search words in ``text``: ``(rows, next_cursor)``. ``filters`` are the call's other
     arguments (a cursor is refused by a call with other filters or other words).
@@ -160,16 +195,22 @@ def search_page(ctx: ToolContext, query, id_field, kind: str, text: str | None, 
     position = ctx.decode_cursor(cursor, filters)
     if position is None:
         lead = _lead(kind, ctx.workspace_id, wanted)
-    elif (len(position) == 3 and type(position[0]) is int and 0 <= position[0] < len(wanted)
-          and isinstance(position[1], str) and type(position[2]) is int):
+    elif (
+        len(position) == 3
+        and type(position[0]) is int
+        and 0 <= position[0] < len(wanted)
+        and isinstance(position[1], str)
+        and type(position[2]) is int
+    ):
         lead = position[0]
     else:
         ctx.decode_cursor("x.y", filters)  # raises the standard cursor error
 
     def has(word, alias: str, ref):
         other = SearchTerm.alias(alias)
-        return fn.EXISTS(other.select(SQL("1")).where(
-            (other.kind == kind) & (other.ref_id == ref) & _starts_with(other.term, word)))
+        return fn.EXISTS(
+            other.select(SQL("1")).where((other.kind == kind) & (other.ref_id == ref) & _starts_with(other.term, word))
+        )
 
     flat = all(getattr(c, "model", None) is id_field.model for c in query.selected_columns)
 
@@ -178,7 +219,8 @@ def search_page(ctx: ToolContext, query, id_field, kind: str, text: str | None, 
         if narrow:
             first = SearchTerm.alias("match")
             term = first.select(fn.MIN(first.term)).where(
-                (first.kind == kind) & (first.ref_id == id_field) & _starts_with(first.term, word))
+                (first.kind == kind) & (first.ref_id == id_field) & _starts_with(first.term, word)
+            )
             ref = id_field
             q = query.select_extend(term.alias("match_term")).where(has(word, "lead", ref))
         else:
@@ -186,14 +228,24 @@ def search_page(ctx: ToolContext, query, id_field, kind: str, text: str | None, 
             earlier = SearchTerm.alias("earlier")
             term = match.term
             ref = match.ref_id
-            q = (query.join_from(id_field.model, match, on=(match.ref_id == id_field), attr="match")
-                 .select_extend(match.term.alias("match_term"))
-                 .where((match.workspace == slot("_workspace")) & (match.kind == kind)
-                        & _starts_with(match.term, word)
-                        # a row with several words in the range ("ada adams" for "ad") comes once, under the first
-                        & ~fn.EXISTS(earlier.select(SQL("1")).where(
-                            (earlier.kind == kind) & (earlier.ref_id == match.ref_id)
-                            & (earlier.term >= slot(word.name)) & (earlier.term < match.term)))))
+            q = (
+                query.join_from(id_field.model, match, on=(match.ref_id == id_field), attr="match")
+                .select_extend(match.term.alias("match_term"))
+                .where(
+                    (match.workspace == slot("_workspace"))
+                    & (match.kind == kind)
+                    & _starts_with(match.term, word)
+                    # a row with several words in the range ("ada adams" for "ad") comes once, under the first
+                    & ~fn.EXISTS(
+                        earlier.select(SQL("1")).where(
+                            (earlier.kind == kind)
+                            & (earlier.ref_id == match.ref_id)
+                            & (earlier.term >= slot(word.name))
+                            & (earlier.term < match.term)
+                        )
+                    )
+                )
+            )
         for i in range(len(wanted)):
             if i != lead:
                 q = q.where(has(_Word(f"_w{i}"), f"also{i}", ref))

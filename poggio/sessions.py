@@ -54,8 +54,9 @@ def start(user: User, ip: str | None = None) -> str:
     return session_id
 
 
-def alive(session_id: str | None, user_id: int, idle: dt.timedelta, lifetime: dt.timedelta,
-          now: dt.datetime | None = None) -> bool:
+def alive(
+    session_id: str | None, user_id: int, idle: dt.timedelta, lifetime: dt.timedelta, now: dt.datetime | None = None
+) -> bool:
     """Whether ``session_id`` is a live session of user ``user_id``; notes that it was seen."""
     if not session_id or not isinstance(session_id, str):
         return False
@@ -84,5 +85,8 @@ def end_all(user: User | int) -> int:
 def purge(idle: dt.timedelta, lifetime: dt.timedelta, now: dt.datetime | None = None) -> int:
     """Delete sessions that can no longer be used."""
     now = now or utcnow()
-    return UserSession.delete().where(
-        (UserSession.last_seen_at < now - idle) | (UserSession.created_at < now - lifetime)).execute()
+    return (
+        UserSession.delete()
+        .where((UserSession.last_seen_at < now - idle) | (UserSession.created_at < now - lifetime))
+        .execute()
+    )

@@ -99,8 +99,17 @@ def _kinds() -> dict[str, type]:
         if f.name == "instance_path":
             continue
         text = str(f.type)
-        kinds[f.name] = int if text.startswith("int") else float if text.startswith("float") else \
-            tuple if text.startswith("tuple") else bool if text.startswith("bool") else str
+        kinds[f.name] = (
+            int
+            if text.startswith("int")
+            else float
+            if text.startswith("float")
+            else tuple
+            if text.startswith("tuple")
+            else bool
+            if text.startswith("bool")
+            else str
+        )
     return kinds
 
 
@@ -140,7 +149,8 @@ def _secret_key(instance: Path) -> str:
     except OSError as exc:
         raise SettingsError(
             f"Cannot keep the secret key in {path}: {exc.strerror}. Set POGGIO_SECRET_KEY, or "
-            "POGGIO_INSTANCE_PATH to a folder Poggio may write to.") from None
+            "POGGIO_INSTANCE_PATH to a folder Poggio may write to."
+        ) from None
 
 
 def load_settings(env: dict[str, str] | None = None, instance_path: Path | str | None = None) -> Settings:
@@ -191,8 +201,10 @@ def load_settings(env: dict[str, str] | None = None, instance_path: Path | str |
     for entry in values.get("oauth_trusted_client_metadata", ()):  # type: ignore[union-attr]
         parts = urlsplit(str(entry))
         if parts.scheme != "https" or not parts.hostname or not parts.path or parts.fragment:
-            raise SettingsError(f"POGGIO_OAUTH_TRUSTED_CLIENT_METADATA: {entry!r} is neither an https URL of a "
-                                "client metadata document nor an https://host/ prefix (ending in /)")
+            raise SettingsError(
+                f"POGGIO_OAUTH_TRUSTED_CLIENT_METADATA: {entry!r} is neither an https URL of a "
+                "client metadata document nor an https://host/ prefix (ending in /)"
+            )
     if int(values.get("oauth_refresh_grace_seconds", 10)) < 0:  # type: ignore[call-overload]
         raise SettingsError("POGGIO_OAUTH_REFRESH_GRACE_SECONDS must be 0 or more")
     return Settings(instance_path=instance, **values)  # type: ignore[arg-type]

@@ -103,17 +103,21 @@ def client_secret(provider: SsoProvider, secret_key: str, env: dict | None = Non
     if provider.client_secret_env:
         value = env.get(provider.client_secret_env)
         if not value:
-            raise SsoError(f"Single sign-on is not set up completely: the client secret is read from the "
-                           f"environment variable {provider.client_secret_env}, which this server does not have.",
-                           f"client secret variable {provider.client_secret_env} not set")
+            raise SsoError(
+                f"Single sign-on is not set up completely: the client secret is read from the "
+                f"environment variable {provider.client_secret_env}, which this server does not have.",
+                f"client secret variable {provider.client_secret_env} not set",
+            )
         return value
     if provider.client_secret_sealed:
         try:
             return jwe.decrypt_compact(provider.client_secret_sealed, _seal_key(secret_key)).plaintext.decode()
         except (JoseError, ValueError):
-            raise SsoError("Single sign-on is not set up completely: the stored client secret cannot be read "
-                           "(POGGIO_SECRET_KEY changed since it was saved). An admin must enter it again.",
-                           "sealed client secret unreadable") from None
+            raise SsoError(
+                "Single sign-on is not set up completely: the stored client secret cannot be read "
+                "(POGGIO_SECRET_KEY changed since it was saved). An admin must enter it again.",
+                "sealed client secret unreadable",
+            ) from None
     raise SsoError("Single sign-on is not set up completely: it has no client secret.", "no client secret")
 
 
@@ -148,24 +152,44 @@ def check_issuer(issuer: str) -> str:
     issuer = (issuer or "").strip().rstrip("/")
     parts = urlsplit(issuer)
     local = parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if parts.scheme not in ("https", "http") or not parts.hostname or (parts.scheme == "http" and not local) \
-            or parts.query or parts.fragment:
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or (parts.scheme == "http" and not local)
+        or parts.query
+        or parts.fragment
+    ):
         raise InvalidInput("issuer", "the provider's issuer URL: https://…, without query or fragment")
     return issuer
 
 
 def admin_signed_in_through_sso(workspace: Workspace | int) -> bool:
     """Whether an admin of the workspace has signed in through its provider at least once."""
-    return (SsoIdentity.select().join(Membership, on=((Membership.user == SsoIdentity.user)
-                                                       & (Membership.workspace == SsoIdentity.workspace)))
-            .where((SsoIdentity.workspace == workspace) & (Membership.role == "admin")).exists())
+    return (
+        SsoIdentity.select()
+        .join(Membership, on=((Membership.user == SsoIdentity.user) & (Membership.workspace == SsoIdentity.workspace)))
+        .where((SsoIdentity.workspace == workspace) & (Membership.role == "admin"))
+        .exists()
+    )
 
 
-def configure(workspace: Workspace, actor: Actor, *, issuer: str, client_id: str, secret_key: str,
-              client_secret: str | None = None, client_secret_env: str | None = None, domains=None,
-              scopes: str | None = None, role_claim: str | None = None, admin_group: str | None = None,
-              member_group: str | None = None, require: bool | None = None,
-              id_jag: bool | None = None) -> SsoProvider:
+def configure(
+    workspace: Workspace,
+    actor: Actor,
+    *,
+    issuer: str,
+    client_id: str,
+    secret_key: str,
+    client_secret: str | None = None,
+    client_secret_env: str | None = None,
+    domains=None,
+    scopes: str | None = None,
+    role_claim: str | None = None,
+    admin_group: str | None = None,
+    member_group: str | None = None,
+    require: bool | None = None,
+    id_jag: bool | None = None,
+) -> SsoProvider:
     """Create or change the workspace's provider. ``None`` keeps a field as it is (a new provider
     takes the defaults). Turning "require single sign-on" on is refused until an admin of the
     workspace has signed in through the provider once, so no one is locked out."""
@@ -184,8 +208,11 @@ def configure(workspace: Workspace, actor: Actor, *, issuer: str, client_id: str
     elif client_secret_env:
         fields.update(client_secret_env=client_secret_env, client_secret_sealed=None)
     elif current is None or not (current.client_secret_env or current.client_secret_sealed):
-        raise InvalidInput("client_secret", "the client secret the provider gave Poggio is required (or the "
-                                            "name of the environment variable that holds it)")
+        raise InvalidInput(
+            "client_secret",
+            "the client secret the provider gave Poggio is required (or the "
+            "name of the environment variable that holds it)",
+        )
     if domains is not None:
         fields["domains"] = _clean_domains(domains)
     if scopes is not None:
@@ -203,9 +230,12 @@ def configure(workspace: Workspace, actor: Actor, *, issuer: str, client_id: str
         fields["trust_id_jag"] = bool(id_jag)
     if require is not None:
         if require and not (current is not None and current.require_sso) and not admin_signed_in_through_sso(workspace):
-            raise InvalidInput("require", "Single sign-on cannot be required yet: no admin of this workspace has "
-                                          "signed in through it. Sign in once with “Sign in with single sign-on” as "
-                                          "an admin, then turn this on, so no one is locked out.")
+            raise InvalidInput(
+                "require",
+                "Single sign-on cannot be required yet: no admin of this workspace has "
+                "signed in through it. Sign in once with “Sign in with single sign-on” as "
+                "an admin, then turn this on, so no one is locked out.",
+            )
         fields["require_sso"] = bool(require)
     with writing():
         if current is None:
@@ -234,8 +264,12 @@ def password_allowed(user: User, break_glass: tuple[str, ...] | list[str]) -> bo
     installation's break-glass admins (``POGGIO_SSO_BREAK_GLASS``)."""
     if user.email.lower() in {e.strip().lower() for e in break_glass}:
         return True
-    return not (SsoProvider.select().join(Membership, on=(Membership.workspace == SsoProvider.workspace))
-                .where((Membership.user == user.id) & (SsoProvider.require_sso == True)).exists())  # noqa: E712
+    return not (
+        SsoProvider.select()
+        .join(Membership, on=(Membership.workspace == SsoProvider.workspace))
+        .where((Membership.user == user.id) & (SsoProvider.require_sso == True))  # noqa: E712
+        .exists()
+    )
 
 
 def mapped_role(provider: SsoProvider, claims: dict) -> str | None:
@@ -271,31 +305,43 @@ def sign_in(provider: SsoProvider, claims: dict, ip: str | None = None) -> Signe
     if not subject:
         raise SsoError("The identity provider did not say who signed in (no 'sub').", "no sub claim")
     if not EMAIL.match(email):
-        raise SsoError("The identity provider did not give an e-mail address for your account; ask your "
-                       "administrator to release the 'email' claim to Poggio.", "no email claim")
+        raise SsoError(
+            "The identity provider did not give an e-mail address for your account; ask your "
+            "administrator to release the 'email' claim to Poggio.",
+            "no email claim",
+        )
     if claims.get("email_verified") is False:
         raise SsoError("Your identity provider says your e-mail address is not verified.", "email not verified")
     domain = email.rpartition("@")[2]
     if provider.domain_list and domain not in provider.domain_list:
-        raise SsoError(f"Accounts of {domain} cannot sign in to this workspace; it allows "
-                       f"{', '.join(provider.domain_list)}.", f"domain {domain} not allowed")
+        raise SsoError(
+            f"Accounts of {domain} cannot sign in to this workspace; it allows {', '.join(provider.domain_list)}.",
+            f"domain {domain} not allowed",
+        )
     role = mapped_role(provider, claims)
     if role is None:
-        raise SsoError("Your identity provider does not give you access to this workspace (you are in none of "
-                       "the groups it maps to Poggio's roles). Ask your administrator.",
-                       f"no group of claim {provider.role_claim!r} maps to a role")
+        raise SsoError(
+            "Your identity provider does not give you access to this workspace (you are in none of "
+            "the groups it maps to Poggio's roles). Ask your administrator.",
+            f"no group of claim {provider.role_claim!r} maps to a role",
+        )
     actor = Actor(label=f"sso: {provider.label}", ip=ip)
     name = str(claims.get("name") or "")[:200]
     with writing():
         identity = SsoIdentity.get_or_none((SsoIdentity.workspace == workspace) & (SsoIdentity.subject == subject))
         user = User.get_by_id(identity.user_id) if identity is not None else User.get_or_none(User.email == email)
-        if identity is None and user is not None and not Membership.select().where(
-                (Membership.user == user) & (Membership.workspace == workspace)).exists():
+        if (
+            identity is None
+            and user is not None
+            and not Membership.select().where((Membership.user == user) & (Membership.workspace == workspace)).exists()
+        ):
             # an account this workspace does not hold: its provider may not sign in as it (a workspace's
             # admin chooses its provider and domains; that must not open other workspaces' accounts)
-            raise SsoError("An account with this e-mail address exists already and is not part of this workspace. "
-                           "Ask your administrator to add it to the workspace first.",
-                           "existing account outside the workspace")
+            raise SsoError(
+                "An account with this e-mail address exists already and is not part of this workspace. "
+                "Ask your administrator to add it to the workspace first.",
+                "existing account outside the workspace",
+            )
         created = user is None
         if user is None:
             user = User.create(email=email, name=name or email.split("@")[0], password_hash=unusable_password_hash())
@@ -311,8 +357,15 @@ def sign_in(provider: SsoProvider, claims: dict, ip: str | None = None) -> Signe
             Membership.create(user=user, workspace=workspace, role=role)
         elif before != role and not (keep_roles and before is not None):
             Membership.update(role=role).where(Membership.id == membership.id).execute()
-            audit.record("user.role_changed", actor, workspace, target=email, before=before, after=role,
-                         reason=f"identity provider claim {provider.role_claim!r}")
+            audit.record(
+                "user.role_changed",
+                actor,
+                workspace,
+                target=email,
+                before=before,
+                after=role,
+                reason=f"identity provider claim {provider.role_claim!r}",
+            )
             from poggio import id_jag
 
             id_jag.follow_role(workspace, user, role)  # apps acting for them by ID-JAG, as they are now

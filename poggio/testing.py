@@ -22,19 +22,23 @@ def load_pack(name: str) -> Pack:
     if name in registry.errors:
         raise AssertionError(f"pack {name!r} is left out: {registry.errors[name]}")
     if name not in registry.packs:
-        raise AssertionError(f"no pack {name!r} is installed (is the package installed, with its "
-                             f"[project.entry-points.poggio] entry?)")
+        raise AssertionError(
+            f"no pack {name!r} is installed (is the package installed, with its [project.entry-points.poggio] entry?)"
+        )
     return registry.packs[name]
 
 
-def tool_context(workspace_id: int = 1, tool_name: str = "", packs: frozenset[str] | None = None,
-                 registry: PackRegistry | None = None) -> ToolContext:
+def tool_context(
+    workspace_id: int = 1,
+    tool_name: str = "",
+    packs: frozenset[str] | None = None,
+    registry: PackRegistry | None = None,
+) -> ToolContext:
     """The context a tool gets when a token of workspace ``workspace_id`` calls it; hooks go to the
     packs of ``registry`` (none when not given)."""
     cursors = CursorCodec(secrets.token_bytes(16))
     if registry is None:
-        return ToolContext(workspace_id=workspace_id, token_id=None, packs=packs, cursors=cursors,
-                           tool_name=tool_name)
+        return ToolContext(workspace_id=workspace_id, token_id=None, packs=packs, cursors=cursors, tool_name=tool_name)
     return registry.tool_context(cursors, workspace_id, None, packs, tool_name)
 
 

@@ -65,7 +65,7 @@ def well_formed(token: str, prefix: str = PREFIX) -> bool:
     """Shape and checksum; costs no database work."""
     if not token.startswith(prefix) or len(token) != len(prefix) + BODY_LENGTH + CHECKSUM_LENGTH:
         return False
-    rest = token[len(prefix):]
+    rest = token[len(prefix) :]
     if not _BODY.fullmatch(rest):
         return False
     return hmac.compare_digest(_checksum(rest[:BODY_LENGTH]), rest[BODY_LENGTH:])
@@ -126,15 +126,15 @@ class TokenRejected(Exception):
 
     MESSAGES = {
         "missing": "No bearer token: sign in with OAuth, or send 'Authorization: Bearer <token>' with an API "
-                   "token from Settings > MCP Server.",
+        "token from Settings > MCP Server.",
         "malformed": "The bearer token is malformed: a Poggio token looks like pgo_ followed by 33 letters and digits.",
         "invalid": "The bearer token is not valid: it is unknown, revoked or expired. Create a new API token in "
-                   "Settings > MCP Server, or sign in again.",
+        "Settings > MCP Server, or sign in again.",
         "not_entitled": "This workspace does not have the MCP server entitlement. "
-                        "Ask your Poggio administrator or support.",
+        "Ask your Poggio administrator or support.",
         "approval_pending": "A workspace administrator has not yet approved this app: you asked for access, "
-                            "and it works as soon as an administrator approves it (no need to reconnect). "
-                            "See your requests in Poggio under My apps.",
+        "and it works as soon as an administrator approves it (no need to reconnect). "
+        "See your requests in Poggio under My apps.",
     }
 
     def __init__(self, reason: str):
@@ -157,6 +157,7 @@ class VerifiedToken:
     @property
     def scope(self) -> scopes.PackScope:
         return scopes.PackScope(self.packs, self.writable)
+
     # when the presented credential stops working for good: the token's expiry, the end of an old
     # secret's overlap window after a rotation, or an OAuth grant's expiry (its access tokens are short)
     ends_at: dt.datetime | None = None
@@ -171,14 +172,25 @@ class VerifiedToken:
         left = self.ends_at - (now or utcnow())
         if left > EXPIRING_SOON:
             return None
-        what = ("This token's old secret was replaced by a rotation and" if self.old_secret
-                else "This connected app's access" if self.kind == "grant" else "This API token")
+        what = (
+            "This token's old secret was replaced by a rotation and"
+            if self.old_secret
+            else "This connected app's access"
+            if self.kind == "grant"
+            else "This API token"
+        )
         days = max(0, int(left.total_seconds() // 86400))
-        when = (f"in {days} day{'s' if days != 1 else ''}" if days
-                else f"in {max(1, int(left.total_seconds() // 3600))} hour(s)")
-        return {"expires_at": self.ends_at.isoformat() + "Z", "kind": self.kind,
-                "message": f"{what} stops working {when} ({self.ends_at:%Y-%m-%d %H:%M} UTC). "
-                           "Ask a Poggio administrator for a new one (Settings > MCP Server)."}
+        when = (
+            f"in {days} day{'s' if days != 1 else ''}"
+            if days
+            else f"in {max(1, int(left.total_seconds() // 3600))} hour(s)"
+        )
+        return {
+            "expires_at": self.ends_at.isoformat() + "Z",
+            "kind": self.kind,
+            "message": f"{what} stops working {when} ({self.ends_at:%Y-%m-%d %H:%M} UTC). "
+            "Ask a Poggio administrator for a new one (Settings > MCP Server).",
+        }
 
 
 @functools.lru_cache(maxsize=1024)
@@ -205,8 +217,11 @@ def clean_networks(values) -> str | None:
     """CIDRs (IPv4 and IPv6, comma-separated or a list; a bare address is a /32 or /128) as stored."""
     if values is None:
         return None
-    items = [p.strip() for v in ([values] if isinstance(values, str) else values)
-             for p in str(v).replace("\n", ",").split(",")]
+    items = [
+        p.strip()
+        for v in ([values] if isinstance(values, str) else values)
+        for p in str(v).replace("\n", ",").split(",")
+    ]
     items = [p for p in items if p]
     if not items:
         return None
@@ -217,8 +232,10 @@ def clean_networks(values) -> str | None:
         try:
             net = ipaddress.ip_network(item, strict=False)
         except ValueError:
-            raise InvalidInput("allowed_ips", f"{item[:50]!r} is not an IP address or network (CIDR such as "
-                                              "203.0.113.0/24 or 2001:db8::/32)") from None
+            raise InvalidInput(
+                "allowed_ips",
+                f"{item[:50]!r} is not an IP address or network (CIDR such as 203.0.113.0/24 or 2001:db8::/32)",
+            ) from None
         if str(net) not in out:
             out.append(str(net))
     return ",".join(out)
@@ -252,9 +269,19 @@ def _verify_sql(param: str, previous: bool = False) -> str:
     column = ApiToken.previous_digest if previous else ApiToken.digest
     sql, _ = (
         ApiToken.select(
-            ApiToken.id, ApiToken.name, ApiToken.packs, ApiToken.expires_at, ApiToken.revoked_at,
-            Workspace.id, Workspace.slug, Workspace.name, Workspace.mcp_enabled,
-            ApiToken.digest, ApiToken.previous_expires_at, ApiToken.allowed_ips, ApiToken.rate_limit,
+            ApiToken.id,
+            ApiToken.name,
+            ApiToken.packs,
+            ApiToken.expires_at,
+            ApiToken.revoked_at,
+            Workspace.id,
+            Workspace.slug,
+            Workspace.name,
+            Workspace.mcp_enabled,
+            ApiToken.digest,
+            ApiToken.previous_expires_at,
+            ApiToken.allowed_ips,
+            ApiToken.rate_limit,
         )
         .join(Workspace)
         .where(column == "")  # unique: at most one row
@@ -276,8 +303,13 @@ GRACE_CHOICES = (("none", "None: the old secret stops now"), ("1h", "1 hour"), (
 class TokenService:
     """Every change to a token goes through here, and leaves an audit event."""
 
-    def __init__(self, pepper: str | None = None, max_active_tokens: int = 100, known_packs: set[str] | None = None,
-                 rate_limit: str | None = None):
+    def __init__(
+        self,
+        pepper: str | None = None,
+        max_active_tokens: int = 100,
+        known_packs: set[str] | None = None,
+        rate_limit: str | None = None,
+    ):
         self.pepper = pepper
         self.max_active_tokens = max_active_tokens
         self.known_packs = known_packs
@@ -304,8 +336,21 @@ class TokenService:
             cursor.close()
         if row is None:
             raise TokenRejected("invalid")
-        (token_id, name, packs, expires_at, revoked_at, ws_id, ws_slug, ws_name, mcp_enabled,
-         current, previous_expires_at, allowed_ips, rate_limit) = row
+        (
+            token_id,
+            name,
+            packs,
+            expires_at,
+            revoked_at,
+            ws_id,
+            ws_slug,
+            ws_name,
+            mcp_enabled,
+            current,
+            previous_expires_at,
+            allowed_ips,
+            rate_limit,
+        ) = row
         expires_at = ApiToken.expires_at.python_value(expires_at)
         if revoked_at is not None or (expires_at is not None and expires_at <= now):
             raise TokenRejected("invalid")
@@ -334,8 +379,9 @@ class TokenService:
         )
 
     # -- reads -----------------------------------------------------------------------------
-    def list(self, workspace: Workspace, include_inactive: bool = True, limit: int | None = None,
-             offset: int = 0) -> list[ApiToken]:
+    def list(
+        self, workspace: Workspace, include_inactive: bool = True, limit: int | None = None, offset: int = 0
+    ) -> list[ApiToken]:
         """The workspace's tokens, newest first; ``limit``/``offset`` take one page of them."""
         creator = User.alias()
         query = (
@@ -346,8 +392,9 @@ class TokenService:
         )
         if not include_inactive:
             now = utcnow()
-            query = query.where(ApiToken.revoked_at.is_null()
-                                & (ApiToken.expires_at.is_null() | (ApiToken.expires_at > now)))
+            query = query.where(
+                ApiToken.revoked_at.is_null() & (ApiToken.expires_at.is_null() | (ApiToken.expires_at > now))
+            )
         if limit is not None:
             query = query.limit(limit).offset(offset)
         return list(query)
@@ -360,8 +407,9 @@ class TokenService:
             found = query.where(ApiToken.id == wanted).first()
             if found:
                 return found
-        found = (query.where(ApiToken.name == text)
-                 .order_by(ApiToken.revoked_at.is_null(False), ApiToken.id.desc()).first())
+        found = (
+            query.where(ApiToken.name == text).order_by(ApiToken.revoked_at.is_null(False), ApiToken.id.desc()).first()
+        )
         if found is None:
             raise NotFound(f"no token {text!r} in workspace {workspace.slug}")
         return found
@@ -374,7 +422,8 @@ class TokenService:
         if len(name) > MAX_NAME:
             raise InvalidInput("name", f"at most {MAX_NAME} characters")
         clash = ApiToken.select(ApiToken.id).where(
-            (ApiToken.workspace == workspace) & (ApiToken.revoked_at.is_null())
+            (ApiToken.workspace == workspace)
+            & (ApiToken.revoked_at.is_null())
             & (fn.LOWER(ApiToken.name) == name.lower())
         )
         if exclude_id is not None:
@@ -410,8 +459,9 @@ class TokenService:
             clean = self._clean_name(workspace, name)
             active = ApiToken.select().where((ApiToken.workspace == workspace) & ApiToken.revoked_at.is_null()).count()
             if active >= self.max_active_tokens:
-                raise InvalidInput("name", f"this workspace already has {active} active tokens, the limit; "
-                                           "revoke one first")
+                raise InvalidInput(
+                    "name", f"this workspace already has {active} active tokens, the limit; revoke one first"
+                )
             plaintext = generate()
             try:
                 token = ApiToken.create(
@@ -427,10 +477,17 @@ class TokenService:
                 )
             except IntegrityError:
                 raise InvalidInput("name", f"an active token is already named {clean!r}") from None
-            audit.record("token.created", actor, workspace, target=clean, token_id=token.id,
-                         expires_at=expires_at, packs=pack_text,
-                         **({"allowed_ips": networks_text} if networks_text else {}),
-                         **({"rate_limit": limit_text} if limit_text else {}))
+            audit.record(
+                "token.created",
+                actor,
+                workspace,
+                target=clean,
+                token_id=token.id,
+                expires_at=expires_at,
+                packs=pack_text,
+                **({"allowed_ips": networks_text} if networks_text else {}),
+                **({"rate_limit": limit_text} if limit_text else {}),
+            )
         return IssuedToken(token, plaintext)
 
     def rotate(self, token: ApiToken, actor: Actor, grace="none", now: dt.datetime | None = None) -> IssuedToken:
@@ -443,8 +500,14 @@ class TokenService:
         span = policy.parse_span(grace)
         plaintext = generate()
         now = now or utcnow()
-        fields = [ApiToken.digest, ApiToken.last_four, ApiToken.rotated_at, ApiToken.previous_digest,
-                  ApiToken.previous_last_four, ApiToken.previous_expires_at]
+        fields = [
+            ApiToken.digest,
+            ApiToken.last_four,
+            ApiToken.rotated_at,
+            ApiToken.previous_digest,
+            ApiToken.previous_last_four,
+            ApiToken.previous_expires_at,
+        ]
         with writing():
             expired = status(token, now) == "expired"
             if expired:
@@ -456,17 +519,26 @@ class TokenService:
                 ends = now + span
                 if token.expires_at is not None:
                     ends = min(ends, token.expires_at)
-                (token.previous_digest, token.previous_last_four,
-                 token.previous_expires_at) = token.digest, token.last_four, ends
+                (token.previous_digest, token.previous_last_four, token.previous_expires_at) = (
+                    token.digest,
+                    token.last_four,
+                    ends,
+                )
             else:
                 token.previous_digest = token.previous_last_four = token.previous_expires_at = None
             token.digest = digest(plaintext, self.pepper)
             token.last_four = plaintext[-4:]
             token.rotated_at = now
             token.save(only=fields)
-            audit.record("token.rotated", actor, token.workspace_id, target=token.name, token_id=token.id,
-                         old_secret_until=token.previous_expires_at or "now",
-                         **({"expires_at": token.expires_at} if ApiToken.expires_at in fields else {}))
+            audit.record(
+                "token.rotated",
+                actor,
+                token.workspace_id,
+                target=token.name,
+                token_id=token.id,
+                old_secret_until=token.previous_expires_at or "now",
+                **({"expires_at": token.expires_at} if ApiToken.expires_at in fields else {}),
+            )
         return IssuedToken(token, plaintext)
 
     def revoke(self, token: ApiToken, actor: Actor) -> ApiToken:
@@ -504,8 +576,15 @@ class TokenService:
                 old = token.packs
                 token.packs = text
                 token.save(only=[ApiToken.packs])
-                audit.record("token.scope_changed", actor, token.workspace_id, target=token.name, token_id=token.id,
-                             old=old or "all packs, read", new=text or "all packs, read")
+                audit.record(
+                    "token.scope_changed",
+                    actor,
+                    token.workspace_id,
+                    target=token.name,
+                    token_id=token.id,
+                    old=old or "all packs, read",
+                    new=text or "all packs, read",
+                )
         return token
 
     def set_expiry(self, token: ApiToken, expires, actor: Actor) -> ApiToken:
@@ -513,8 +592,9 @@ class TokenService:
             raise InvalidInput("expires", "a revoked token stays revoked")
         if status(token) == "expired":
             # A new expiry would bring the old secret back to life: an expired secret stays expired.
-            raise InvalidInput("expires", "this token has expired; its expiry cannot change. "
-                                          "Rotate it to get a new secret")
+            raise InvalidInput(
+                "expires", "this token has expired; its expiry cannot change. Rotate it to get a new secret"
+            )
         expires_at = policy.check(token.workspace, parse_expiry(expires))
         with writing():
             if expires_at != token.expires_at:
@@ -522,8 +602,15 @@ class TokenService:
                 token.expires_at = expires_at
                 token.expiry_capped_at = None
                 token.save(only=[ApiToken.expires_at, ApiToken.expiry_capped_at])
-                audit.record("token.expiry_changed", actor, token.workspace_id, target=token.name,
-                             token_id=token.id, old=old, new=expires_at)
+                audit.record(
+                    "token.expiry_changed",
+                    actor,
+                    token.workspace_id,
+                    target=token.name,
+                    token_id=token.id,
+                    old=old,
+                    new=expires_at,
+                )
         return token
 
     def set_limits(self, token: ApiToken, actor: Actor, allowed_ips=..., rate_limit=...) -> ApiToken:
@@ -539,8 +626,14 @@ class TokenService:
         if changes:
             with writing():
                 ApiToken.update(changes).where(ApiToken.id == token.id).execute()
-                audit.record("token.limits_changed", actor, token.workspace_id, target=token.name, token_id=token.id,
-                             **{f.name: v or "none" for f, v in changes.items()})
+                audit.record(
+                    "token.limits_changed",
+                    actor,
+                    token.workspace_id,
+                    target=token.name,
+                    token_id=token.id,
+                    **{f.name: v or "none" for f, v in changes.items()},
+                )
             for field, value in changes.items():
                 setattr(token, field.name, value)
         return token

@@ -26,8 +26,17 @@ from poggio import activity, bulk
 from poggio.db import database, writing
 from poggio.models import Activity, ApiToken, GrantUsage, OAuthGrant, TokenUsage
 
-ACTIVITY_FIELDS = (Activity.workspace, Activity.kind, Activity.subject_id, Activity.at, Activity.tool,
-                   Activity.outcome, Activity.latency_ms, Activity.client, Activity.ip)
+ACTIVITY_FIELDS = (
+    Activity.workspace,
+    Activity.kind,
+    Activity.subject_id,
+    Activity.at,
+    Activity.tool,
+    Activity.outcome,
+    Activity.latency_ms,
+    Activity.client,
+    Activity.ip,
+)
 # What a call is counted against: an API token ("token") or an OAuth grant, a connected app ("grant").
 SUBJECTS = {"token": (TokenUsage, TokenUsage.token, ApiToken), "grant": (GrantUsage, GrantUsage.grant, OAuthGrant)}
 
@@ -48,8 +57,12 @@ PRUNE_EVERY = 3600.0  # seconds between prunes of the activity record (and the o
 
 
 class UsageRecorder:
-    def __init__(self, interval: float = 2.0, retention_days: int | None = None,
-                 chores: Sequence[tuple[str, Callable[[], int]]] = ()):
+    def __init__(
+        self,
+        interval: float = 2.0,
+        retention_days: int | None = None,
+        chores: Sequence[tuple[str, Callable[[], int]]] = (),
+    ):
         self.interval = interval
         self.retention_days = retention_days  # None: the activity record is not pruned by this recorder
         # other deletions the flush thread runs with the prune: (what it deletes, a function returning how many)
@@ -64,9 +77,19 @@ class UsageRecorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def record(self, token_id: int, tool: str, ok: bool = True, ip: str | None = None, client: str | None = None,
-               kind: str = "token", *, workspace_id: int | None = None, outcome: str | None = None,
-               latency_ms: float = 0.0) -> None:
+    def record(
+        self,
+        token_id: int,
+        tool: str,
+        ok: bool = True,
+        ip: str | None = None,
+        client: str | None = None,
+        kind: str = "token",
+        *,
+        workspace_id: int | None = None,
+        outcome: str | None = None,
+        latency_ms: float = 0.0,
+    ) -> None:
         """Count one call of an API token (``kind="token"``) or of an OAuth grant (``"grant"``), and,
         given its ``workspace_id``, put it on the activity record with its ``outcome`` (one of
         :data:`poggio.activity.OUTCOMES`; by default ``ok`` or ``tool_error`` after ``ok``)."""
@@ -77,15 +100,26 @@ class UsageRecorder:
             ok = outcome == "ok"
         with self._lock:
             if workspace_id is not None:
-                self._activity.append((workspace_id, kind, token_id, moment, tool[:100],
-                                       outcome or ("ok" if ok else "tool_error"), round(latency_ms, 3),
-                                       client[:200] if client else None, ip[:45] if ip else None))
+                self._activity.append(
+                    (
+                        workspace_id,
+                        kind,
+                        token_id,
+                        moment,
+                        tool[:100],
+                        outcome or ("ok" if ok else "tool_error"),
+                        round(latency_ms, 3),
+                        client[:200] if client else None,
+                        ip[:45] if ip else None,
+                    )
+                )
             self._calls[key] += 1
             if not ok:
                 self._errors[key] += 1
             previous = self._last.get((kind, token_id))
-            self._last[(kind, token_id)] = LastUse(now, ip or (previous.ip if previous else None),
-                                                   client or (previous.client if previous else None))
+            self._last[(kind, token_id)] = LastUse(
+                now, ip or (previous.ip if previous else None), client or (previous.client if previous else None)
+            )
 
     def pending(self) -> int:
         with self._lock:
@@ -110,15 +144,18 @@ class UsageRecorder:
                 for kind, (usage, owner, _) in SUBJECTS.items():
                     rows = [
                         {owner.name: i, "day": d, "tool": tool, "calls": n, "errors": errors.get((k, i, d, tool), 0)}
-                        for (k, i, d, tool), n in sorted(calls.items()) if k == kind
+                        for (k, i, d, tool), n in sorted(calls.items())
+                        if k == kind
                     ]
                     for start in range(0, len(rows), 500):
                         (
-                            usage.insert_many(rows[start:start + 500])
+                            usage.insert_many(rows[start : start + 500])
                             .on_conflict(
                                 conflict_target=[owner, usage.day, usage.tool],
-                                update={usage.calls: usage.calls + EXCLUDED.calls,
-                                        usage.errors: usage.errors + EXCLUDED.errors},
+                                update={
+                                    usage.calls: usage.calls + EXCLUDED.calls,
+                                    usage.errors: usage.errors + EXCLUDED.errors,
+                                },
                             )
                             .execute()
                         )
@@ -131,8 +168,9 @@ class UsageRecorder:
                         fields[model.last_used_client] = use.client[:200]
                     (
                         model.update(fields)
-                        .where((model.id == subject_id)
-                               & (model.last_used_at.is_null() | (model.last_used_at <= use.at)))
+                        .where(
+                            (model.id == subject_id) & (model.last_used_at.is_null() | (model.last_used_at <= use.at))
+                        )
                         .execute()
                     )
         except Exception:
@@ -155,8 +193,9 @@ class UsageRecorder:
         thread every hour. A chore that fails is logged and tried again an hour later."""
         work = list(self.chores)
         if self.retention_days is not None:
-            work.insert(0, (f"activity rows older than {self.retention_days} days",
-                            lambda: activity.prune(self.retention_days)))
+            work.insert(
+                0, (f"activity rows older than {self.retention_days} days", lambda: activity.prune(self.retention_days))
+            )
         total = 0
         for what, chore in work:
             try:

@@ -19,8 +19,9 @@ def _owner(usage):
     return usage.grant if usage is GrantUsage else usage.token
 
 
-def daily(token_ids: list[int], days: int = DAYS, today: dt.date | None = None,
-          usage=TokenUsage) -> dict[int, list[tuple[dt.date, int, int]]]:
+def daily(
+    token_ids: list[int], days: int = DAYS, today: dt.date | None = None, usage=TokenUsage
+) -> dict[int, list[tuple[dt.date, int, int]]]:
     """For each token (or grant, with ``usage=GrantUsage``): ``days`` entries of (day, calls, errors),
     oldest first, zero-filled."""
     today = today or utcnow().date()

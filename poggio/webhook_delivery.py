@@ -49,8 +49,16 @@ def backoff(attempts: int, first: float) -> dt.timedelta:
 
 
 class Deliverer:
-    def __init__(self, *, allow_private: bool = False, timeout: float = 10.0, first_retry: float = 5.0,
-                 retry_for: float = 86400.0, poll: float = 1.0, workers: int = 4):
+    def __init__(
+        self,
+        *,
+        allow_private: bool = False,
+        timeout: float = 10.0,
+        first_retry: float = 5.0,
+        retry_for: float = 86400.0,
+        poll: float = 1.0,
+        workers: int = 4,
+    ):
         self.allow_private = allow_private
         self.timeout = timeout
         self.first_retry = first_retry
@@ -65,23 +73,34 @@ class Deliverer:
 
     @classmethod
     def from_settings(cls, settings) -> Deliverer:
-        return cls(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout_seconds,
-                   first_retry=settings.webhook_first_retry_seconds, retry_for=settings.webhook_retry_for_seconds,
-                   poll=settings.webhook_poll_seconds)
+        return cls(
+            allow_private=settings.webhook_allow_private,
+            timeout=settings.webhook_timeout_seconds,
+            first_retry=settings.webhook_first_retry_seconds,
+            retry_for=settings.webhook_retry_for_seconds,
+            poll=settings.webhook_poll_seconds,
+        )
 
     # -- claiming -----------------------------------------------------------------------------------
     def claim(self, limit: int = BATCH) -> list[WebhookMessage]:
         """Messages due now, each claimed by this process for one lease."""
         now = utcnow()
         paused = WebhookEndpoint.select(WebhookEndpoint.id).where(WebhookEndpoint.paused_at.is_null(False))
-        due = ((WebhookMessage.status == "pending") & (WebhookMessage.next_attempt_at <= now)
-               & WebhookMessage.endpoint.not_in(paused))
+        due = (
+            (WebhookMessage.status == "pending")
+            & (WebhookMessage.next_attempt_at <= now)
+            & WebhookMessage.endpoint.not_in(paused)
+        )
         # looked for first without a write transaction: an idle poll must not take SQLite's write lock
         if not WebhookMessage.select(WebhookMessage.id).where(due).exists():
             return []
         with writing():
-            query = (WebhookMessage.select(WebhookMessage.id).where(due)
-                     .order_by(WebhookMessage.next_attempt_at).limit(limit))
+            query = (
+                WebhookMessage.select(WebhookMessage.id)
+                .where(due)
+                .order_by(WebhookMessage.next_attempt_at)
+                .limit(limit)
+            )
             if not isinstance(database.obj, SqliteDatabase):
                 query = query.for_update(skip_locked=True)
             ids = [row.id for row in query]
@@ -97,16 +116,20 @@ class Deliverer:
         parts = urlsplit(endpoint.url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            address = resolve_checked(parts.hostname, port, self.allow_private, what="the endpoint URL",
-                                      fetched="webhooks")
+            address = resolve_checked(
+                parts.hostname, port, self.allow_private, what="the endpoint URL", fetched="webhooks"
+            )
         except AddressRefused as exc:
             return None, str(exc)
         host = f"[{address}]" if ":" in address else address
         target = f"{parts.scheme}://{host}:{port}{parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
         now = dt.datetime.now(dt.UTC)
         headers = {
-            "Host": parts.netloc, "Content-Type": "application/json", "User-Agent": "Poggio-Webhooks/1",
-            "webhook-id": msg_id, "webhook-timestamp": str(int(now.timestamp())),
+            "Host": parts.netloc,
+            "Content-Type": "application/json",
+            "User-Agent": "Poggio-Webhooks/1",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": Webhook(endpoint.secret).sign(msg_id, now, body),
         }
         extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
@@ -155,20 +178,31 @@ class Deliverer:
     def _outcome(self, message, endpoint, status, error, took) -> None:
         now = utcnow()
         with writing():
-            WebhookAttempt.create(message=message.id, endpoint=endpoint.id, at=now, status_code=status,
-                                  error=error[:300] if error else None, duration_ms=round(took, 1))
+            WebhookAttempt.create(
+                message=message.id,
+                endpoint=endpoint.id,
+                at=now,
+                status_code=status,
+                error=error[:300] if error else None,
+                duration_ms=round(took, 1),
+            )
             attempts = message.attempts + 1
             if error is None:
-                WebhookMessage.update(status="delivered", attempts=attempts, last_status=status, last_error=None,
-                                      next_attempt_at=now).where(WebhookMessage.id == message.id).execute()
+                WebhookMessage.update(
+                    status="delivered", attempts=attempts, last_status=status, last_error=None, next_attempt_at=now
+                ).where(WebhookMessage.id == message.id).execute()
                 WebhookEndpoint.update(failing_since=None).where(
-                    (WebhookEndpoint.id == endpoint.id) & WebhookEndpoint.failing_since.is_null(False)).execute()
+                    (WebhookEndpoint.id == endpoint.id) & WebhookEndpoint.failing_since.is_null(False)
+                ).execute()
                 return
             give_up_at = message.created_at + self.retry_for
             done = now >= give_up_at
             WebhookMessage.update(
-                status="failed" if done else "pending", attempts=attempts, last_status=status,
-                last_error=error[:300], next_attempt_at=min(now + backoff(attempts, self.first_retry), give_up_at),
+                status="failed" if done else "pending",
+                attempts=attempts,
+                last_status=status,
+                last_error=error[:300],
+                next_attempt_at=min(now + backoff(attempts, self.first_retry), give_up_at),
             ).where(WebhookMessage.id == message.id).execute()
             current = WebhookEndpoint.get_by_id(endpoint.id)
             failing_since = current.failing_since or now
@@ -177,7 +211,8 @@ class Deliverer:
                 paused = now
                 log.warning("webhook endpoint %s paused: every delivery failed for %s", endpoint.id, self.retry_for)
             WebhookEndpoint.update(failing_since=failing_since, paused_at=paused).where(
-                WebhookEndpoint.id == endpoint.id).execute()
+                WebhookEndpoint.id == endpoint.id
+            ).execute()
 
     # -- the loop -----------------------------------------------------------------------------------
     def run_once(self) -> int:
@@ -197,38 +232,60 @@ class Deliverer:
         """Expiry notices (``token.expiring``, once per token and expiry) and the pruning of old messages."""
         now = utcnow()
         with database.connection_context():
-            wanted = (WebhookEndpoint.select(WebhookEndpoint.workspace)
-                      .where(WebhookEndpoint.events.contains(",token.expiring,")
-                             & WebhookEndpoint.paused_at.is_null()))
+            wanted = WebhookEndpoint.select(WebhookEndpoint.workspace).where(
+                WebhookEndpoint.events.contains(",token.expiring,") & WebhookEndpoint.paused_at.is_null()
+            )
             soon = ApiToken.expires_at.between(now, now + EXPIRING_WITHIN)
-            expiring = list(ApiToken.select(ApiToken.id, ApiToken.workspace, ApiToken.name, ApiToken.expires_at)
-                            .where(ApiToken.revoked_at.is_null() & soon & ApiToken.workspace.in_(wanted)))
+            expiring = list(
+                ApiToken.select(ApiToken.id, ApiToken.workspace, ApiToken.name, ApiToken.expires_at).where(
+                    ApiToken.revoked_at.is_null() & soon & ApiToken.workspace.in_(wanted)
+                )
+            )
             for token in expiring:
                 with writing():
-                    enqueue("token.expiring", token.workspace_id,
-                            {"target": token.name, "token_id": token.id,
-                             "expires_at": token.expires_at.isoformat(timespec="seconds") + "Z"},
-                            dedupe=f"token.expiring:{token.id}:{token.expires_at.isoformat()}")
+                    enqueue(
+                        "token.expiring",
+                        token.workspace_id,
+                        {
+                            "target": token.name,
+                            "token_id": token.id,
+                            "expires_at": token.expires_at.isoformat(timespec="seconds") + "Z",
+                        },
+                        dedupe=f"token.expiring:{token.id}:{token.expires_at.isoformat()}",
+                    )
             self._unusual(now)
             from poggio.db import delete_in_batches
 
-            delete_in_batches(WebhookMessage, WebhookMessage.status.in_(("delivered", "failed"))
-                              & (WebhookMessage.next_attempt_at < now - dt.timedelta(days=KEEP_DAYS)))
+            delete_in_batches(
+                WebhookMessage,
+                WebhookMessage.status.in_(("delivered", "failed"))
+                & (WebhookMessage.next_attempt_at < now - dt.timedelta(days=KEEP_DAYS)),
+            )
 
     def _unusual(self, now: dt.datetime) -> None:
         """``usage.unusual`` for what :func:`poggio.attention.unusual_use` finds, once a day per finding."""
         from poggio.attention import unusual_use
 
-        wanted = (WebhookEndpoint.select(WebhookEndpoint.workspace).distinct()
-                  .where(WebhookEndpoint.events.contains(",usage.unusual,") & WebhookEndpoint.paused_at.is_null()))
+        wanted = (
+            WebhookEndpoint.select(WebhookEndpoint.workspace)
+            .distinct()
+            .where(WebhookEndpoint.events.contains(",usage.unusual,") & WebhookEndpoint.paused_at.is_null())
+        )
         for (workspace_id,) in wanted.tuples():
             for finding in unusual_use(workspace_id, now):
                 key = finding.detail.get("network") or finding.detail.get("client") or "volume"
                 with writing():
-                    enqueue("usage.unusual", workspace_id,
-                            {"target": finding.text, "kind": finding.subject, "subject_id": finding.subject_id,
-                             **finding.detail},
-                            dedupe=f"usage.unusual:{finding.subject}:{finding.subject_id}:{key}:{now:%Y-%m-%d}"[:120])
+                    enqueue(
+                        "usage.unusual",
+                        workspace_id,
+                        {
+                            "target": finding.text,
+                            "kind": finding.subject,
+                            "subject_id": finding.subject_id,
+                            **finding.detail,
+                        },
+                        dedupe=f"usage.unusual:{finding.subject}:{finding.subject_id}:{key}:{now:%Y-%m-%d}"[:120],
+                    )
 
     def wake(self) -> None:
         self._wake.set()

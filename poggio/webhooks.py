@@ -157,8 +157,13 @@ def check_url(url: str, allow_private: bool) -> str:
     if len(url) > 2000:
         raise WebhookError("the endpoint URL is longer than 2000 characters")
     try:
-        resolve_checked(parts.hostname, port or (443 if parts.scheme == "https" else 80), allow_private,
-                        what="the endpoint URL", fetched="webhooks")
+        resolve_checked(
+            parts.hostname,
+            port or (443 if parts.scheme == "https" else 80),
+            allow_private,
+            what="the endpoint URL",
+            fetched="webhooks",
+        )
     except AddressRefused as exc:
         raise WebhookError(str(exc)) from None
     return url
@@ -179,8 +184,7 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def add_endpoint(workspace: Workspace, url: str, events=None, actor=None,
-                 allow_private: bool = False) -> AddedEndpoint:
+def add_endpoint(workspace: Workspace, url: str, events=None, actor=None, allow_private: bool = False) -> AddedEndpoint:
     url = check_url(url, allow_private)
     chosen = parse_events(events)
     secret = new_secret()
@@ -188,8 +192,9 @@ def add_endpoint(workspace: Workspace, url: str, events=None, actor=None,
 
     actor = actor or audit.Actor(label="system")
     with writing():
-        endpoint = WebhookEndpoint.create(workspace=workspace, url=url, secret=secret,
-                                          events="," + ",".join(chosen) + ",", created_by=actor.user)
+        endpoint = WebhookEndpoint.create(
+            workspace=workspace, url=url, secret=secret, events="," + ",".join(chosen) + ",", created_by=actor.user
+        )
         audit.record("webhook.added", actor, workspace, target=url[:254], endpoint_id=endpoint.id, events=chosen)
     return AddedEndpoint(endpoint, secret)
 
@@ -213,8 +218,13 @@ def remove_endpoint(workspace: Workspace | int, endpoint_id: int, actor=None) ->
         if endpoint is None:
             return False
         endpoint.delete_instance()
-        audit.record("webhook.removed", actor or audit.Actor(label="system"), wid, target=endpoint.url[:254],
-                     endpoint_id=endpoint_id)
+        audit.record(
+            "webhook.removed",
+            actor or audit.Actor(label="system"),
+            wid,
+            target=endpoint.url[:254],
+            endpoint_id=endpoint_id,
+        )
     return True
 
 
@@ -225,30 +235,47 @@ def set_paused(workspace: Workspace | int, endpoint_id: int, paused: bool, actor
     wid = workspace if isinstance(workspace, int) else workspace.id
     now = utcnow()
     with writing():
-        changed = WebhookEndpoint.update(paused_at=now if paused else None, failing_since=None).where(
-            (WebhookEndpoint.id == endpoint_id) & (WebhookEndpoint.workspace == wid)).execute()
+        changed = (
+            WebhookEndpoint.update(paused_at=now if paused else None, failing_since=None)
+            .where((WebhookEndpoint.id == endpoint_id) & (WebhookEndpoint.workspace == wid))
+            .execute()
+        )
         if changed:
-            audit.record("webhook.paused" if paused else "webhook.resumed", actor or audit.Actor(label="system"),
-                         wid, target=str(endpoint_id), endpoint_id=endpoint_id)
+            audit.record(
+                "webhook.paused" if paused else "webhook.resumed",
+                actor or audit.Actor(label="system"),
+                wid,
+                target=str(endpoint_id),
+                endpoint_id=endpoint_id,
+            )
         if changed and not paused:
             WebhookMessage.update(status="pending", next_attempt_at=now, attempts=0, created_at=now).where(
-                (WebhookMessage.endpoint == endpoint_id) & (WebhookMessage.status == "failed")
-                & (WebhookMessage.created_at >= now - dt.timedelta(days=1))).execute()
+                (WebhookMessage.endpoint == endpoint_id)
+                & (WebhookMessage.status == "failed")
+                & (WebhookMessage.created_at >= now - dt.timedelta(days=1))
+            ).execute()
     return bool(changed)
 
 
 def deliveries(endpoint: WebhookEndpoint, limit: int = 50) -> list[dict]:
     """The endpoint's latest delivery attempts, newest first, with their message's event."""
-    rows = (WebhookAttempt.select(WebhookAttempt, WebhookMessage.msg_id, WebhookMessage.event_type,
-                                  WebhookMessage.status)
-            .join(WebhookMessage).where(WebhookAttempt.endpoint == endpoint.id)
-            .order_by(WebhookAttempt.id.desc()).limit(limit).dicts())
+    rows = (
+        WebhookAttempt.select(WebhookAttempt, WebhookMessage.msg_id, WebhookMessage.event_type, WebhookMessage.status)
+        .join(WebhookMessage)
+        .where(WebhookAttempt.endpoint == endpoint.id)
+        .order_by(WebhookAttempt.id.desc())
+        .limit(limit)
+        .dicts()
+    )
     return list(rows)
 
 
 def pending_count(endpoint: WebhookEndpoint) -> int:
-    return WebhookMessage.select().where((WebhookMessage.endpoint == endpoint.id)
-                                         & (WebhookMessage.status == "pending")).count()
+    return (
+        WebhookMessage.select()
+        .where((WebhookMessage.endpoint == endpoint.id) & (WebhookMessage.status == "pending"))
+        .count()
+    )
 
 
 def _clean(detail: dict) -> dict:
@@ -258,10 +285,12 @@ def _clean(detail: dict) -> dict:
 def _enqueue_sql(dedupe: bool) -> str:
     p = database.param
     conflict = " ON CONFLICT DO NOTHING" if dedupe else ""
-    return ("INSERT INTO webhook_message (workspace_id, endpoint_id, msg_id, event_type, data, dedupe, created_at, "
-            "status, attempts, next_attempt_at) "
-            f"SELECT workspace_id, id, {p}, {p}, {p}, {p}, {p}, 'pending', 0, {p} FROM webhook_endpoint "
-            f"WHERE workspace_id = {p} AND paused_at IS NULL AND events LIKE {p}" + conflict)
+    return (
+        "INSERT INTO webhook_message (workspace_id, endpoint_id, msg_id, event_type, data, dedupe, created_at, "
+        "status, attempts, next_attempt_at) "
+        f"SELECT workspace_id, id, {p}, {p}, {p}, {p}, {p}, 'pending', 0, {p} FROM webhook_endpoint "
+        f"WHERE workspace_id = {p} AND paused_at IS NULL AND events LIKE {p}" + conflict
+    )
 
 
 def enqueue(event_type: str, workspace_id: int, data: dict, dedupe: str | None = None) -> None:
@@ -274,8 +303,10 @@ def enqueue(event_type: str, workspace_id: int, data: dict, dedupe: str | None =
     now = utcnow()
     body = json.dumps(_clean(data), sort_keys=True, default=str, separators=(",", ":"))
     msg_id = "msg_" + secrets.token_urlsafe(18)
-    write_later(_enqueue_sql(dedupe is not None),
-                (msg_id, event_type, body, dedupe, now, now, workspace_id, f"%,{event_type},%"))
+    write_later(
+        _enqueue_sql(dedupe is not None),
+        (msg_id, event_type, body, dedupe, now, now, workspace_id, f"%,{event_type},%"),
+    )
 
 
 def from_audit(action: str, workspace, actor_label: str, target: str, detail: dict) -> None:
@@ -291,15 +322,22 @@ def send_test(endpoint: WebhookEndpoint, actor_label: str) -> None:
     """A ``webhook.test`` message for this endpoint alone (whatever events it chose)."""
     now = utcnow()
     with writing():
-        WebhookMessage.create(workspace=endpoint.workspace_id, endpoint=endpoint,
-                              msg_id="msg_" + secrets.token_urlsafe(18),
-                              event_type="webhook.test", data=json.dumps({"actor": actor_label}), created_at=now,
-                              next_attempt_at=now)
+        WebhookMessage.create(
+            workspace=endpoint.workspace_id,
+            endpoint=endpoint,
+            msg_id="msg_" + secrets.token_urlsafe(18),
+            event_type="webhook.test",
+            data=json.dumps({"actor": actor_label}),
+            created_at=now,
+            next_attempt_at=now,
+        )
 
 
 def payload(message: WebhookMessage, workspace_slug: str) -> bytes:
     """The body delivered for ``message``: the same bytes at every attempt (what is signed)."""
     data = {"workspace": workspace_slug, **json.loads(message.data)}
-    return json.dumps({"type": message.event_type,
-                       "timestamp": message.created_at.isoformat(timespec="seconds") + "Z",
-                       "data": data}, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(
+        {"type": message.event_type, "timestamp": message.created_at.isoformat(timespec="seconds") + "Z", "data": data},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()

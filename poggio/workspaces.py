@@ -110,8 +110,7 @@ def create_user(email: str, password: str, workspace: Workspace, role: str, acto
 
 def memberships(user: User) -> list[Membership]:
     return list(
-        Membership.select(Membership, Workspace).join(Workspace)
-        .where(Membership.user == user).order_by(Workspace.name)
+        Membership.select(Membership, Workspace).join(Workspace).where(Membership.user == user).order_by(Workspace.name)
     )
 
 
@@ -139,7 +138,8 @@ def deactivate_user(user: User, actor: Actor) -> User:
     with writing():
         _change_and_end_sessions(user, "user.deactivated", actor, is_active=False)
         OAuthGrant.update(revoked_at=utcnow(), revoked_reason="approver deactivated").where(
-            (OAuthGrant.user == user.id) & OAuthGrant.revoked_at.is_null()).execute()
+            (OAuthGrant.user == user.id) & OAuthGrant.revoked_at.is_null()
+        ).execute()
         from poggio import id_jag
 
         for membership in Membership.select().where(Membership.user == user.id):
@@ -159,11 +159,16 @@ def remove_user(user: User, workspace: Workspace, actor: Actor) -> User:
 
         id_jag.revoke_for_user(workspace, user, "employee removed")  # apps acting for them by ID-JAG
         # the apps they connected or asked for here end with their membership (refused from the next request)
-        disconnected = (OAuthGrant.update(revoked_at=utcnow(), revoked_reason="member removed")
-                        .where((OAuthGrant.user == user.id) & (OAuthGrant.workspace == workspace.id)
-                               & OAuthGrant.revoked_at.is_null()).execute())
-        audit.record("user.removed", actor, workspace, target=user.email, sessions_ended=ended,
-                     apps_disconnected=disconnected)
+        disconnected = (
+            OAuthGrant.update(revoked_at=utcnow(), revoked_reason="member removed")
+            .where(
+                (OAuthGrant.user == user.id) & (OAuthGrant.workspace == workspace.id) & OAuthGrant.revoked_at.is_null()
+            )
+            .execute()
+        )
+        audit.record(
+            "user.removed", actor, workspace, target=user.email, sessions_ended=ended, apps_disconnected=disconnected
+        )
         if not Membership.select().where(Membership.user == user).exists():
             User.update(is_active=False).where(User.id == user.id).execute()
             user.is_active = False

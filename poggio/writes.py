@@ -31,12 +31,19 @@ if TYPE_CHECKING:
 
 KEEP_HOURS = 48
 FORGET_CHANCE = 1 / 64  # of a keyed write also deleting its workspace's old keys
-IdempotencyKeyArgument = Annotated[str | None, Field(
-    min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
-    description="Optional: a unique string of yours (e.g. a UUID) for this change. Retrying with the same "
-                "key and the same arguments returns the first answer and changes nothing again; kept 24 hours.")]
-IDEMPOTENCY_PARAMETER = inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY, default=None,
-                                          annotation=IdempotencyKeyArgument)
+IdempotencyKeyArgument = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Optional: a unique string of yours (e.g. a UUID) for this change. Retrying with the same "
+        "key and the same arguments returns the first answer and changes nothing again; kept 24 hours.",
+    ),
+]
+IDEMPOTENCY_PARAMETER = inspect.Parameter(
+    "idempotency_key", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=IdempotencyKeyArgument
+)
 
 
 def fingerprint(tool: str, arguments: dict[str, Any]) -> str:
@@ -51,16 +58,22 @@ def _stored(result: ToolResult) -> str:
 
 def _replay(spec: ToolSpec, row: IdempotencyKey, wanted: str) -> ToolResult:
     if row.fingerprint != wanted:
-        raise ToolError("idempotency_key", f"this key was already used for another call ({row.tool} with other "
-                                           "arguments); use a new key for a new change")
+        raise ToolError(
+            "idempotency_key",
+            f"this key was already used for another call ({row.tool} with other "
+            "arguments); use a new key for a new change",
+        )
     stored = json.loads(row.result)
     data = stored.get("data")
     model = spec.output_model
     return ToolResult(model.model_validate(data) if model is not None and data is not None else None, stored["text"])
 
 
-_KEY = Prepared(lambda: IdempotencyKey.select().where(
-    (IdempotencyKey.workspace == slot("workspace")) & (IdempotencyKey.key == slot("key"))))
+_KEY = Prepared(
+    lambda: IdempotencyKey.select().where(
+        (IdempotencyKey.workspace == slot("workspace")) & (IdempotencyKey.key == slot("key"))
+    )
+)
 _FORGET_KEY = Prepared(lambda: IdempotencyKey.delete().where(IdempotencyKey.id == slot("id")))
 _NEW_KEY = Prepared.insert_into(IdempotencyKey)
 _KEY_RESULT = Prepared.update_of(IdempotencyKey, ["result"])
@@ -87,15 +100,24 @@ def run_write(spec: ToolSpec, ctx: ToolContext, arguments: dict[str, Any]) -> To
                 if random.random() < FORGET_CHANCE:  # now and then, the keys past their time go
                     forget_old_keys(ctx.workspace_id)
                 # the key first: a concurrent call with it waits here until this one ends
-                new = _NEW_KEY.write(workspace=ctx.workspace_id, key=key, tool=spec.name, fingerprint=wanted,
-                                     result="", created_at=utcnow())
+                new = _NEW_KEY.write(
+                    workspace=ctx.workspace_id,
+                    key=key,
+                    tool=spec.name,
+                    fingerprint=wanted,
+                    result="",
+                    created_at=utcnow(),
+                )
                 result = spec.fn(ctx, **arguments)
                 _KEY_RESULT.write_later(id=new, result=_stored(result))
                 return result
         except IntegrityError:
             if attempt:
-                raise ToolError(None, "another call wrote a conflicting record at the same moment; nothing was "
-                                      "changed. Read the record back and try again if it is still needed") from None
+                raise ToolError(
+                    None,
+                    "another call wrote a conflicting record at the same moment; nothing was "
+                    "changed. Read the record back and try again if it is still needed",
+                ) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -103,8 +125,11 @@ def forget_old_keys(workspace_id: int, now: dt.datetime | None = None) -> int:
     """Delete the workspace's idempotency keys past ``KEEP_HOURS`` (a keyed write does it now and
     then, in its transaction)."""
     cutoff = (now or utcnow()) - dt.timedelta(hours=KEEP_HOURS)
-    return IdempotencyKey.delete().where((IdempotencyKey.workspace == workspace_id)
-                                         & (IdempotencyKey.created_at < cutoff)).execute()
+    return (
+        IdempotencyKey.delete()
+        .where((IdempotencyKey.workspace == workspace_id) & (IdempotencyKey.created_at < cutoff))
+        .execute()
+    )
 
 
 def _as_utc(moment: dt.datetime) -> dt.datetime:
@@ -117,9 +142,13 @@ def _as_utc(moment: dt.datetime) -> dt.datetime:
 Timestamp = Annotated[dt.datetime, AfterValidator(_as_utc)]
 
 
-IfUnmodifiedSince = Annotated[dt.datetime | None, Field(
-    description="Optional: the record's updated_at as the read tools returned it. If the record changed since, "
-                "nothing is changed and the answer is an error carrying the current record.")]
+IfUnmodifiedSince = Annotated[
+    dt.datetime | None,
+    Field(
+        description="Optional: the record's updated_at as the read tools returned it. If the record changed since, "
+        "nothing is changed and the answer is an error carrying the current record."
+    ),
+]
 
 
 def refuse_if_modified(updated_at: dt.datetime | None, since: dt.datetime | None, what: str, current) -> None:
@@ -129,6 +158,9 @@ def refuse_if_modified(updated_at: dt.datetime | None, since: dt.datetime | None
         return
     naive = since.astimezone(dt.UTC).replace(tzinfo=None) if since.tzinfo else since
     if updated_at > naive:
-        raise ToolError("if_unmodified_since", f"the {what} changed at {updated_at.isoformat()}, after "
-                                               f"{since.isoformat()}; nothing was changed. The current record: "
-                                               f"{current.model_dump_json()}")
+        raise ToolError(
+            "if_unmodified_since",
+            f"the {what} changed at {updated_at.isoformat()}, after "
+            f"{since.isoformat()}; nothing was changed. The current record: "
+            f"{current.model_dump_json()}",
+        )

@@ -26,8 +26,9 @@ from poggio.tokens import TokenService
 HTMX_DIR = Path(__file__).parent / "static" / "vendor" / "htmx"  # htmx.org 2.0.3, see its README.md
 # The portal's Jinja templates: the top-level templates/ folder of a checkout, shipped inside the
 # package (portal/templates) by the wheel.
-TEMPLATES = next(p for p in (Path(__file__).parent / "templates", Path(__file__).parent.parent / "templates")
-                 if p.is_dir())
+TEMPLATES = next(
+    p for p in (Path(__file__).parent / "templates", Path(__file__).parent.parent / "templates") if p.is_dir()
+)
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
@@ -38,7 +39,7 @@ login_manager.login_message = "Sign in to continue."
 PAGE_MESSAGES = {  # the database refused for a reason a person can wait out or an administrator fix
     "busy": "The database is busy with other writes; nothing was saved. Try again shortly.",
     "full": "The database server is out of disk space; nothing was saved. A Poggio administrator must free or "
-            "add space.",
+    "add space.",
 }
 
 
@@ -162,9 +163,15 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         csrf.exempt(app.view_functions[endpoint])
     # Browser-based MCP clients call the metadata and the machine endpoints from their own origin.
     # No cookies ride along (credentials are not allowed), so any origin may.
-    CORS(app, resources={r"/\.well-known/oauth-authorization-server.*": {}, r"/oauth/(token|register|revoke)": {}},
-         origins="*", send_wildcard=True, supports_credentials=False, allow_headers=["Authorization", "Content-Type"],
-         max_age=86400)
+    CORS(
+        app,
+        resources={r"/\.well-known/oauth-authorization-server.*": {}, r"/oauth/(token|register|revoke)": {}},
+        origins="*",
+        send_wildcard=True,
+        supports_credentials=False,
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=86400,
+    )
 
     @app.before_request
     def _connect():
@@ -205,9 +212,13 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         page, code = views.error_page(503, PAGE_MESSAGES[trouble])
         return page, code, {"Retry-After": "5"}
 
-    for code, message in ((403, "You do not have access to this page."), (404, "This page does not exist."),
-                          (405, "That action is not allowed here."), (413, "That upload is too large."),
-                          (500, "Something went wrong on our side. It has been logged.")):
+    for code, message in (
+        (403, "You do not have access to this page."),
+        (404, "This page does not exist."),
+        (405, "That action is not allowed here."),
+        (413, "That upload is too large."),
+        (500, "Something went wrong on our side. It has been logged."),
+    ):
         app.register_error_handler(code, lambda exc, c=code, m=message: views.error_page(c, m))
 
     @app.get("/healthz")

@@ -38,8 +38,12 @@ def current_membership() -> Membership | None:
         return g.membership
     membership = None
     if current_user.is_authenticated:
-        query = (Membership.select(Membership, Workspace).join(Workspace)
-                 .where(Membership.user == current_user.id).order_by(Workspace.name))
+        query = (
+            Membership.select(Membership, Workspace)
+            .join(Workspace)
+            .where(Membership.user == current_user.id)
+            .order_by(Workspace.name)
+        )
         chosen = session.get("workspace_id")
         membership = (query.where(Membership.workspace == chosen).first() if chosen else None) or query.first()
     g.membership = membership

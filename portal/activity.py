@@ -17,8 +17,13 @@ from portal.activity_chart import chart_context
 
 bp = Blueprint("activity", __name__, url_prefix="/settings/mcp")
 
-OUTCOME_LABELS = {"ok": "OK", "tool_error": "Tool error", "refused": "Refused", "rate_limited": "Rate-limited",
-                  "timed_out": "Timed out"}
+OUTCOME_LABELS = {
+    "ok": "OK",
+    "tool_error": "Tool error",
+    "refused": "Refused",
+    "rate_limited": "Rate-limited",
+    "timed_out": "Timed out",
+}
 
 
 def _subject(workspace, kind: str | None, subject_id: int | None):
@@ -36,9 +41,14 @@ def _subject(workspace, kind: str | None, subject_id: int | None):
 def _filters(kind=None, subject_id=None) -> tuple[record.Filters, str | None]:
     """The filters of the request, and a message for a bad one (then the unfiltered record is shown)."""
     try:
-        return record.Filters.parse(kind=kind, subject_id=subject_id, tool=request.args.get("tool"),
-                                    outcome=request.args.get("outcome"), since=request.args.get("since"),
-                                    until=request.args.get("until")), None
+        return record.Filters.parse(
+            kind=kind,
+            subject_id=subject_id,
+            tool=request.args.get("tool"),
+            outcome=request.args.get("outcome"),
+            since=request.args.get("since"),
+            until=request.args.get("until"),
+        ), None
     except InvalidInput as exc:
         return record.Filters(kind=kind, subject_id=subject_id), f"{exc.field}: {exc.message}"
 
@@ -57,19 +67,31 @@ def render_activity(workspace, kind=None, subject_id=None, endpoint="activity.wo
     except InvalidInput as exc:
         rows, next_cursor = record.page(workspace, filters)
         problem = "; ".join(p for p in (problem, f"{exc.field}: {exc.message}") if p)
-    names = (record.subject_names(workspace.id) if kind is None
-             else {(kind, subject_id): subject.name if kind == "token" else subject.client.name})
+    names = (
+        record.subject_names(workspace.id)
+        if kind is None
+        else {(kind, subject_id): subject.name if kind == "token" else subject.client.name}
+    )
     query = {k: v for k, v in request.args.items() if k in ("tool", "outcome", "since", "until") and v}
     context = {
-        "rows": rows, "names": names, "filters": filters, "problem": problem, "query": query,
+        "rows": rows,
+        "names": names,
+        "filters": filters,
+        "problem": problem,
+        "query": query,
         "next_url": url_for(endpoint, **args, **query, cursor=next_cursor) if next_cursor else None,
         "first_url": url_for(endpoint, **args, **query) if request.args.get("cursor") else None,
         "self_url": url_for(endpoint, **args),
-        "export_csv": url_for("activity.export", fmt="csv",
-                              **({"kind": kind, "subject": subject_id} if kind else {}), **query),
-        "export_jsonl": url_for("activity.export", fmt="jsonl",
-                                **({"kind": kind, "subject": subject_id} if kind else {}), **query),
-        "outcomes": OUTCOME_LABELS, "tools": _tool_choices(workspace, filters), "kind": kind, "subject": subject,
+        "export_csv": url_for(
+            "activity.export", fmt="csv", **({"kind": kind, "subject": subject_id} if kind else {}), **query
+        ),
+        "export_jsonl": url_for(
+            "activity.export", fmt="jsonl", **({"kind": kind, "subject": subject_id} if kind else {}), **query
+        ),
+        "outcomes": OUTCOME_LABELS,
+        "tools": _tool_choices(workspace, filters),
+        "kind": kind,
+        "subject": subject,
         "retention": core()["settings"].activity_retention_days,
     }
     context.update(chart_context(workspace, filters, kind, subject_id))
@@ -106,18 +128,29 @@ def export(workspace, fmt):
     subject = parse_id(request.args.get("subject", ""))
     if kind is not None:
         if kind not in record.KINDS or subject is None:
-            return Response("kind and subject: a token or connected app of this workspace\n", 400,
-                            mimetype="text/plain")
+            return Response(
+                "kind and subject: a token or connected app of this workspace\n", 400, mimetype="text/plain"
+            )
         _subject(workspace, kind, subject)
     try:
-        filters = record.Filters.parse(kind=kind, subject_id=subject if kind else None,
-                                       tool=request.args.get("tool"), outcome=request.args.get("outcome"),
-                                       since=request.args.get("since"), until=request.args.get("until"))
+        filters = record.Filters.parse(
+            kind=kind,
+            subject_id=subject if kind else None,
+            tool=request.args.get("tool"),
+            outcome=request.args.get("outcome"),
+            since=request.args.get("since"),
+            until=request.args.get("until"),
+        )
     except InvalidInput as exc:
         return Response(f"{exc.field}: {exc.message}\n", 400, mimetype="text/plain")
     stamp = utcnow().strftime("%Y%m%d-%H%M%S")
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     return Response(
-        stream_with_context(record.export(workspace.id, filters, fmt)), mimetype=mimetype,
-        headers={"Content-Disposition": f'attachment; filename="poggio-activity-{workspace.slug}-{stamp}.{fmt}"',
-                 "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        stream_with_context(record.export(workspace.id, filters, fmt)),
+        mimetype=mimetype,
+        headers={
+            "Content-Disposition": f'attachment; filename="poggio-activity-{workspace.slug}-{stamp}.{fmt}"',
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        },
+    )

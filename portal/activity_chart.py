@@ -34,8 +34,11 @@ def chart_context(workspace, filters, kind, subject_id) -> dict:
     query = {k: v for k, v in request.args.items() if k in ("tool", "outcome", "since", "until") and v}
     from poggio.activity_chart import SAMPLE
 
-    return {"chart": chart(workspace.id, filters, tools=_tools()), "chart_url": chart_url(kind, subject_id, query),
-            "sample": f"{SAMPLE:,}"}
+    return {
+        "chart": chart(workspace.id, filters, tools=_tools()),
+        "chart_url": chart_url(kind, subject_id, query),
+        "sample": f"{SAMPLE:,}",
+    }
 
 
 def _answer(workspace, kind=None, subject_id=None):

@@ -21,8 +21,13 @@ from portal.forms import ActionForm, AppPolicyForm
 bp = Blueprint("app_requests", __name__, url_prefix="/settings/mcp")
 mine = Blueprint("my_apps", __name__, url_prefix="/my/apps")
 
-STATE_LABELS = {"pending": "Waiting for approval", "approved": "Approved", "denied": "Denied",
-                "revoked": "Disconnected", "expired": "Expired"}
+STATE_LABELS = {
+    "pending": "Waiting for approval",
+    "approved": "Approved",
+    "denied": "Denied",
+    "revoked": "Disconnected",
+    "expired": "Expired",
+}
 
 
 def _actor() -> Actor:
@@ -30,8 +35,11 @@ def _actor() -> Actor:
 
 
 def _request_row(grant) -> dict:
-    return {"g": grant, "identity": app_access.identity(grant.client),
-            "packs": scopes.describe(scopes.parse(grant.packs))}
+    return {
+        "g": grant,
+        "identity": app_access.identity(grant.client),
+        "packs": scopes.describe(scopes.parse(grant.packs)),
+    }
 
 
 def requests_context(workspace) -> dict:
@@ -66,8 +74,9 @@ def _decide(workspace, grant_id: int, approve: bool):
     if request.htmx:
         from portal.connected_apps import apps_context, client_form
 
-        body = render_template("settings/_requests.html", **requests_context(workspace), request_error=message) + \
-            render_template("settings/_apps.html", **apps_context(workspace), client_form=client_form(), oob=True)
+        body = render_template(
+            "settings/_requests.html", **requests_context(workspace), request_error=message
+        ) + render_template("settings/_apps.html", **apps_context(workspace), client_form=client_form(), oob=True)
         return make_response(body, 409 if message else 200)
     if message:
         from portal.mcp_settings import render_page
@@ -99,9 +108,13 @@ def set_app_policy(workspace):
     if not form.validate_on_submit():
         return render_page(workspace, 422, app_policy_form=form)
     try:
-        _, ended = app_access.set_app_policy(workspace, _actor(), apps=form.apps.data,
-                                             allowed=(form.allowed.data or "").splitlines(),
-                                             access=form.access.data)
+        _, ended = app_access.set_app_policy(
+            workspace,
+            _actor(),
+            apps=form.apps.data,
+            allowed=(form.allowed.data or "").splitlines(),
+            access=form.access.data,
+        )
     except InvalidInput as exc:
         target = {"apps": form.apps, "app_access": form.access}.get(exc.field, form.allowed)
         target.errors = [exc.message]
@@ -112,11 +125,23 @@ def set_app_policy(workspace):
 # -- My apps: a member's own requests and apps ---------------------------------------------------------------
 def _my_rows() -> list[dict]:
     user = current_user._get_current_object()
-    query = (OAuthGrant.select(OAuthGrant, OAuthClient).join(OAuthClient)
-             .where(OAuthGrant.user == user.id).order_by(OAuthGrant.created_at.desc(), OAuthGrant.id.desc())
-             .limit(200))
-    return [{"g": g, "state": app_access.request_state(g), "identity": app_access.identity(g.client),
-             "packs": scopes.describe(scopes.parse(g.packs)), "workspace": g.workspace} for g in query]
+    query = (
+        OAuthGrant.select(OAuthGrant, OAuthClient)
+        .join(OAuthClient)
+        .where(OAuthGrant.user == user.id)
+        .order_by(OAuthGrant.created_at.desc(), OAuthGrant.id.desc())
+        .limit(200)
+    )
+    return [
+        {
+            "g": g,
+            "state": app_access.request_state(g),
+            "identity": app_access.identity(g.client),
+            "packs": scopes.describe(scopes.parse(g.packs)),
+            "workspace": g.workspace,
+        }
+        for g in query
+    ]
 
 
 @mine.get("/")

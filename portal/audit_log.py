@@ -23,6 +23,8 @@ def index(workspace):
     if writes:
         query = query.where(AuditEvent.action.in_(WRITE_ACTIONS))
     events = list(query.paginate(page, PAGE + 1))
-    rows = [{"event": e, "label": ACTIONS.get(e.action, e.action),
-             "detail": json.loads(e.detail) if e.detail else {}} for e in events[:PAGE]]
+    rows = [
+        {"event": e, "label": ACTIONS.get(e.action, e.action), "detail": json.loads(e.detail) if e.detail else {}}
+        for e in events[:PAGE]
+    ]
     return render_template("settings/audit.html", rows=rows, page=page, more=len(events) > PAGE, writes=writes)

@@ -70,8 +70,13 @@ def sign_in():
                     _open_session(user)
                     audit.record("user.signed_in", Actor(user, ip=ip), _workspace_of(user), target=email)
                     return redirect(_safe_next(request.args.get("next")))
-            audit.record("user.sign_in_failed", Actor(label=email, ip=ip), _workspace_of(user), target=email,
-                         **({"reason": "single sign-on required"} if refused else {}))
+            audit.record(
+                "user.sign_in_failed",
+                Actor(label=email, ip=ip),
+                _workspace_of(user),
+                target=email,
+                **({"reason": "single sign-on required"} if refused else {}),
+            )
             error = refused or "That e-mail and password do not match."
             status = 403 if refused else 401
     elif request.method == "POST":
@@ -85,8 +90,12 @@ def sign_out():
     form = ActionForm()
     if form.validate_on_submit():
         membership = current_membership()
-        audit.record("user.signed_out", Actor(current_user._get_current_object(), ip=client_ip()),
-                     membership.workspace_id if membership else None, target=current_user.email)
+        audit.record(
+            "user.signed_out",
+            Actor(current_user._get_current_object(), ip=client_ip()),
+            membership.workspace_id if membership else None,
+            target=current_user.email,
+        )
         sessions.end(session.get("sid"))
         logout_user()
         session.clear()

@@ -20,13 +20,29 @@ def activity_bars(series: list[tuple[dt.date, int, int]]) -> dict:
     for i, (day, calls, errors) in enumerate(series):
         h = 0 if not peak else max(1, round(calls / peak * HEIGHT)) if calls else 0
         eh = 0 if not calls else max(1, round(errors / calls * h)) if errors else 0
-        bars.append({"x": i * (BAR + GAP), "h": h, "y": HEIGHT - h, "eh": eh, "ey": HEIGHT - eh,
-                     "title": f"{day.isoformat()}: {calls} call(s), {errors} error(s)"})
+        bars.append(
+            {
+                "x": i * (BAR + GAP),
+                "h": h,
+                "y": HEIGHT - h,
+                "eh": eh,
+                "ey": HEIGHT - eh,
+                "title": f"{day.isoformat()}: {calls} call(s), {errors} error(s)",
+            }
+        )
     total = sum(c for _, c, _ in series)
     errors = sum(e for _, _, e in series)
     width = len(series) * (BAR + GAP)
-    return {"bars": bars, "width": width, "height": HEIGHT, "total": total, "errors": errors, "bar": BAR,
-            "peak": peak, "svg": _svg(bars, width, total, errors, len(series), peak)}
+    return {
+        "bars": bars,
+        "width": width,
+        "height": HEIGHT,
+        "total": total,
+        "errors": errors,
+        "bar": BAR,
+        "peak": peak,
+        "svg": _svg(bars, width, total, errors, len(series), peak),
+    }
 
 
 def _svg(bars: list[dict], width: int, total: int, errors: int, days: int, peak: int) -> Markup:
@@ -35,18 +51,24 @@ def _svg(bars: list[dict], width: int, total: int, errors: int, days: int, peak:
     at the top right. Built here rather than in a template loop: the token list draws one per row,
     and this is much cheaper."""
     full = width + SCALE
-    parts = [f'<svg class="spark" width="{full}" height="{HEIGHT}" viewBox="0 0 {full} {HEIGHT}" role="img" '
-             f'aria-label="{total} calls, {errors} errors in {days} days; busiest day {peak} calls">',
-             f'<line class="base" x1="0" y1="{HEIGHT - 0.5}" x2="{width}" y2="{HEIGHT - 0.5}"/>']
+    parts = [
+        f'<svg class="spark" width="{full}" height="{HEIGHT}" viewBox="0 0 {full} {HEIGHT}" role="img" '
+        f'aria-label="{total} calls, {errors} errors in {days} days; busiest day {peak} calls">',
+        f'<line class="base" x1="0" y1="{HEIGHT - 0.5}" x2="{width}" y2="{HEIGHT - 0.5}"/>',
+    ]
     for b in bars:
-        parts.append(f'<g><title>{escape(b["title"])}</title>'
-                     f'<rect class="hit" x="{b["x"]}" y="0" width="{BAR + GAP}" height="{HEIGHT}"/>'
-                     f'<rect class="day" x="{b["x"]}" y="{b["y"]}" width="{BAR}" height="{b["h"]}"/>')
+        parts.append(
+            f"<g><title>{escape(b['title'])}</title>"
+            f'<rect class="hit" x="{b["x"]}" y="0" width="{BAR + GAP}" height="{HEIGHT}"/>'
+            f'<rect class="day" x="{b["x"]}" y="{b["y"]}" width="{BAR}" height="{b["h"]}"/>'
+        )
         if b["eh"]:
             parts.append(f'<rect class="err" x="{b["x"]}" y="{b["ey"]}" width="{BAR}" height="{b["eh"]}"/>')
         parts.append("</g>")
-    parts.append(f'<text class="scale" x="{width + 3}" y="9">{peak}/d</text>'
-                 f'<text class="scale" x="{width + 3}" y="{HEIGHT - 1}">0</text></svg>')
+    parts.append(
+        f'<text class="scale" x="{width + 3}" y="9">{peak}/d</text>'
+        f'<text class="scale" x="{width + 3}" y="{HEIGHT - 1}">0</text></svg>'
+    )
     return Markup("".join(parts))
 
 

@@ -83,8 +83,9 @@ def _key_set(document) -> KeySet:
     except (JoseError, ValueError, TypeError, KeyError, AttributeError):
         raise InvalidClientError(description="The app's published keys are not a JSON Web Key Set.") from None
     if not keys.keys or any(k.key_type == "oct" for k in keys.keys):
-        raise InvalidClientError(description="The app's published key set must hold public keys (RSA, EC or "
-                                             "OKP), and no shared secret.")
+        raise InvalidClientError(
+            description="The app's published key set must hold public keys (RSA, EC or OKP), and no shared secret."
+        )
     return keys
 
 
@@ -108,23 +109,28 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         headers, claims = self.extract_assertion(assertion)
         client_id = claims.get("sub")
         if not isinstance(client_id, str) or not client_id:
-            raise InvalidClientError(description="The client assertion names no client: its 'sub' must be the "
-                                                 "client_id.")
+            raise InvalidClientError(
+                description="The client assertion names no client: its 'sub' must be the client_id."
+            )
         if data.get("client_id") not in (None, client_id):
             raise InvalidClientError(description="The client assertion is for another client than client_id names.")
         client = query_client(client_id)
         if not client:
             raise InvalidClientError(description="The client does not exist on this server.")
         if client.auth_method != METHOD:
-            raise InvalidClientError(description="This app does not authenticate with private_key_jwt: its "
-                                                 "metadata names token_endpoint_auth_method "
-                                                 f"{client.auth_method!r}.")
+            raise InvalidClientError(
+                description="This app does not authenticate with private_key_jwt: its "
+                "metadata names token_endpoint_auth_method "
+                f"{client.auth_method!r}."
+            )
         keys = self._keys(client, headers.get("kid"))
         try:
             token = jwt.decode(assertion, keys, algorithms=ALGORITHMS)
         except JoseError as exc:
-            raise InvalidClientError(description="The client assertion's signature does not verify with the keys "
-                                                 f"the app publishes ({exc.error}).") from None
+            raise InvalidClientError(
+                description="The client assertion's signature does not verify with the keys "
+                f"the app publishes ({exc.error})."
+            ) from None
         self.verify_claims(token.claims)
         request.client = client
         return self.authenticate_client(client)
@@ -137,24 +143,30 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         uri = meta.get("jwks_uri")
         if not isinstance(uri, str):
             raise InvalidClientError(description="The app publishes no keys ('jwks_uri' or 'jwks').")
-        return published.get(uri, kid if isinstance(kid, str) else None,
-                             core()["settings"].oauth_metadata_allow_private)
+        return published.get(
+            uri, kid if isinstance(kid, str) else None, core()["settings"].oauth_metadata_allow_private
+        )
 
     def verify_claims(self, claims):
         exp = claims.get("exp")
         if not isinstance(exp, (int, float)) or isinstance(exp, bool):
             raise InvalidClientError(description="The client assertion must carry 'exp', its expiry.")
         if exp > time.time() + MAX_LIFETIME + self.leeway:
-            raise InvalidClientError(description=f"The client assertion is valid for too long: its 'exp' may be "
-                                                 f"at most {MAX_LIFETIME} seconds ahead.")
+            raise InvalidClientError(
+                description=f"The client assertion is valid for too long: its 'exp' may be "
+                f"at most {MAX_LIFETIME} seconds ahead."
+            )
         super().verify_claims(claims)
 
     def validate_jti(self, claims, jti):
         if not isinstance(jti, str) or not jti or len(jti) > 500:
-            raise InvalidClientError(description="The client assertion's 'jti' must be a string of at most 500 "
-                                                 "characters, new for every request.")
+            raise InvalidClientError(
+                description="The client assertion's 'jti' must be a string of at most 500 "
+                "characters, new for every request."
+            )
         expires = dt.datetime.fromtimestamp(claims["exp"] + self.leeway, dt.UTC).replace(tzinfo=None)
         if not core()["oauth"].first_assertion(claims["sub"], jti, expires):
-            raise InvalidClientError(description="This client assertion was used before (its 'jti'): sign a new "
-                                                 "one for every request.")
+            raise InvalidClientError(
+                description="This client assertion was used before (its 'jti'): sign a new one for every request."
+            )
         return True

@@ -83,8 +83,9 @@ class _BudgetStream(httpcore.NetworkStream):
         self.inner.close()
 
     def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.NetworkStream:
-        return _BudgetStream(self.inner.start_tls(ssl_context, server_hostname, self.budget.timeout(timeout)),
-                             self.budget)
+        return _BudgetStream(
+            self.inner.start_tls(ssl_context, server_hostname, self.budget.timeout(timeout)), self.budget
+        )
 
     def get_extra_info(self, info: str):
         return self.inner.get_extra_info(info)
@@ -147,8 +148,15 @@ def is_metadata_url(client_id: str | None) -> bool:
 
 
 def _resolve(host: str, port: int, allow_private: bool, seconds: float = READ_SECONDS) -> str:
-    return resolve_checked(host, port, allow_private, what="the client's metadata URL",
-                           fetched="metadata documents", error=MetadataError, seconds=seconds)
+    return resolve_checked(
+        host,
+        port,
+        allow_private,
+        what="the client's metadata URL",
+        fetched="metadata documents",
+        error=MetadataError,
+        seconds=seconds,
+    )
 
 
 def _fresh_until(headers: httpx.Headers, now: dt.datetime) -> dt.datetime:
@@ -174,8 +182,9 @@ def remember_failure(url: str, reason: str) -> None:
     failures.put(url, reason)
 
 
-def fetch_json(url: str, allow_private: bool = False,
-               what: str = "the client's metadata document") -> tuple[dict, dt.datetime]:
+def fetch_json(
+    url: str, allow_private: bool = False, what: str = "the client's metadata document"
+) -> tuple[dict, dt.datetime]:
     """The JSON object at ``url`` (https, with a path), fetched as strictly as the module says, and
     until when it may be reused; :class:`MetadataError` naming ``what`` otherwise. Client ID
     Metadata Documents and the JWKS their clients publish (``jwks_uri``) are both fetched here. A URL
@@ -206,14 +215,20 @@ def _fetch(url: str, allow_private: bool, what: str) -> tuple[dict, dt.datetime]
     host, port = parts.hostname, parts.port or 443
     address = _resolve(host, port, allow_private, READ_SECONDS)
     target = f"https://{'[' + address + ']' if ':' in address else address}:{port}{parts.path}" + (
-        f"?{parts.query}" if parts.query else "")
+        f"?{parts.query}" if parts.query else ""
+    )
     budget = _Budget(DEADLINE_SECONDS, MAX_BYTES + MAX_HEADER_BYTES)
     timeouts = {"connect": READ_SECONDS, "read": READ_SECONDS, "write": READ_SECONDS, "pool": READ_SECONDS}
     try:
-        with httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), max_connections=1, retries=0,
-                                     network_backend=_BudgetBackend(budget)) as pool:
-            with pool.stream("GET", target, headers=[("Host", parts.netloc), ("Accept", "application/json")],
-                             extensions={"sni_hostname": host, "timeout": timeouts}) as response:
+        with httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(), max_connections=1, retries=0, network_backend=_BudgetBackend(budget)
+        ) as pool:
+            with pool.stream(
+                "GET",
+                target,
+                headers=[("Host", parts.netloc), ("Accept", "application/json")],
+                extensions={"sni_hostname": host, "timeout": timeouts},
+            ) as response:
                 if 300 <= response.status < 400:
                     raise MetadataError(f"the URL of {what} answered with a redirect, which is not followed")
                 if response.status != 200:
@@ -264,8 +279,12 @@ def _check_document(url: str, document: dict) -> None:
     method = document.get("token_endpoint_auth_method", "none")
     if method == "private_key_jwt":  # the client signs its token requests with a key it publishes
         if not (isinstance(document.get("jwks"), dict) or is_metadata_url(document.get("jwks_uri"))):
-            raise MetadataError("a metadata document client using private_key_jwt must publish its keys: "
-                                "'jwks_uri' (an https URL) or 'jwks'")
+            raise MetadataError(
+                "a metadata document client using private_key_jwt must publish its keys: "
+                "'jwks_uri' (an https URL) or 'jwks'"
+            )
     elif method != "none":
-        raise MetadataError("a metadata document client must be public (token_endpoint_auth_method 'none') "
-                            "or sign its requests (private_key_jwt)")
+        raise MetadataError(
+            "a metadata document client must be public (token_endpoint_auth_method 'none') "
+            "or sign its requests (private_key_jwt)"
+        )

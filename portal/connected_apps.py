@@ -42,8 +42,13 @@ def grant_status(grant, now=None) -> str:
 def _app_row(grant, series=None) -> dict:
     if series is None:
         series = daily([grant.id], usage=GrantUsage)[grant.id]
-    return {"g": grant, "status": grant_status(grant), "chart": activity_bars(series),
-            "packs": scopes.describe(scopes.parse(grant.packs)), "identity": app_access.identity(grant.client)}
+    return {
+        "g": grant,
+        "status": grant_status(grant),
+        "chart": activity_bars(series),
+        "packs": scopes.describe(scopes.parse(grant.packs)),
+        "identity": app_access.identity(grant.client),
+    }
 
 
 def apps_context(workspace) -> dict:
@@ -96,9 +101,13 @@ def create_client(workspace):
     issued = None
     if form.validate_on_submit():
         try:
-            issued = core()["oauth"].create_confidential(workspace, form.name.data or "", _actor(),
-                                                         packs=form.levels(),
-                                                         resource=core()["settings"].mcp_public_url)
+            issued = core()["oauth"].create_confidential(
+                workspace,
+                form.name.data or "",
+                _actor(),
+                packs=form.levels(),
+                resource=core()["settings"].mcp_public_url,
+            )
         except InvalidInput as exc:
             target = getattr(form, exc.field, form.name)
             target.errors = [*target.errors, exc.message]
@@ -112,7 +121,8 @@ def create_client(workspace):
     context = {"issued_client": issued, "token_endpoint": f"{core()['settings'].portal_public_url}/oauth/token"}
     if request.htmx:
         body = render_template("settings/_oauth_client_created.html", **context) + render_template(
-            "settings/_apps.html", **apps_context(workspace), client_form=client_form(), oob=True)
+            "settings/_apps.html", **apps_context(workspace), client_form=client_form(), oob=True
+        )
         return make_response(body, 201)
     from portal.mcp_settings import render_page
 

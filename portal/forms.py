@@ -20,8 +20,10 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from poggio import scopes
 from poggio.tokens import EXPIRY_CHOICES
 
-EXPIRY_OPTIONS = [(str(days), f"{days} days") for days in EXPIRY_CHOICES] + [("date", "On a date"),
-                                                                             ("never", "No expiry")]
+EXPIRY_OPTIONS = [(str(days), f"{days} days") for days in EXPIRY_CHOICES] + [
+    ("date", "On a date"),
+    ("never", "No expiry"),
+]
 
 
 class SignInForm(FlaskForm):
@@ -59,11 +61,16 @@ class TokenForm(PackScopes, FlaskForm):
     name = StringField("Name", validators=[Length(max=100)], description='e.g. "ACME Slack agent"')
     expiry = RadioField("Expires", choices=EXPIRY_OPTIONS, default="30")
     expiry_date = DateField("Expiry date", validators=[Optional()])
-    allowed_ips = TextAreaField("Allowed networks (optional)", validators=[Length(max=2000)],
-                                description="IP addresses or CIDR ranges, IPv4 or IPv6, comma- or line-separated; "
-                                            "empty: any")
-    rate_limit = StringField("Own rate limit (optional)", validators=[Length(max=40)],
-                             description="e.g. 10/minute; below the installation's limit; empty: that limit")
+    allowed_ips = TextAreaField(
+        "Allowed networks (optional)",
+        validators=[Length(max=2000)],
+        description="IP addresses or CIDR ranges, IPv4 or IPv6, comma- or line-separated; empty: any",
+    )
+    rate_limit = StringField(
+        "Own rate limit (optional)",
+        validators=[Length(max=40)],
+        description="e.g. 10/minute; below the installation's limit; empty: that limit",
+    )
 
     def expiry_value(self) -> str:
         if self.expiry.data == "date":
@@ -84,28 +91,50 @@ class EditTokenForm(PackScopes, FlaskForm):
 
 def limit_expiry_choices(form, rules) -> None:
     """Offer only the expiries the workspace's policy allows (a date is checked when submitted)."""
+
     def allowed(value: str) -> bool:
         if value == "never":
             return rules.allow_no_expiry
         return not value.isdigit() or rules.max_lifetime_days is None or int(value) <= rules.max_lifetime_days
+
     form.expiry.choices = [(v, label) for v, label in form.expiry.choices if allowed(v)]
     if rules.max_lifetime_days is not None and str(rules.max_lifetime_days) not in dict(form.expiry.choices):
         form.expiry.choices.insert(-1, (str(rules.max_lifetime_days), f"{rules.max_lifetime_days} days (maximum)"))
 
 
 class RotateForm(FlaskForm):
-    grace = RadioField("The old secret keeps working for", default="none",
-                       choices=[("none", "No time: it stops now"), ("1h", "1 hour"), ("24h", "24 hours"),
-                                ("7d", "7 days")])
+    grace = RadioField(
+        "The old secret keeps working for",
+        default="none",
+        choices=[("none", "No time: it stops now"), ("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days")],
+    )
 
 
 class PolicyForm(FlaskForm):
-    default_expiry = SelectField("Default expiry of a new token", choices=[
-        ("7", "7 days"), ("30", "30 days"), ("60", "60 days"), ("90", "90 days"), ("180", "180 days"),
-        ("365", "365 days"), ("none", "No expiry")])
-    max_lifetime = SelectField("Maximum lifetime of a token or connected app", choices=[
-        ("none", "No maximum"), ("7", "7 days"), ("30", "30 days"), ("60", "60 days"), ("90", "90 days"),
-        ("180", "180 days"), ("365", "365 days")])
+    default_expiry = SelectField(
+        "Default expiry of a new token",
+        choices=[
+            ("7", "7 days"),
+            ("30", "30 days"),
+            ("60", "60 days"),
+            ("90", "90 days"),
+            ("180", "180 days"),
+            ("365", "365 days"),
+            ("none", "No expiry"),
+        ],
+    )
+    max_lifetime = SelectField(
+        "Maximum lifetime of a token or connected app",
+        choices=[
+            ("none", "No maximum"),
+            ("7", "7 days"),
+            ("30", "30 days"),
+            ("60", "60 days"),
+            ("90", "90 days"),
+            ("180", "180 days"),
+            ("365", "365 days"),
+        ],
+    )
     allow_no_expiry = BooleanField("Allow tokens without expiry (only without a maximum lifetime)")
 
 
@@ -122,10 +151,20 @@ class OAuthClientForm(PackScopes, FlaskForm):
 class AppPolicyForm(FlaskForm):
     """Which apps may connect to the workspace, and who may connect them."""
 
-    apps = RadioField("Which apps may connect", default="any", choices=[
-        ("any", "Any app"), ("listed", "Only the apps listed below")])
-    allowed = TextAreaField("Listed apps, one a line", validators=[Length(max=50_000)],
-                            description="An app's client metadata URL (https://…; ending in / for every URL under "
-                                        "it) or, for an app that registered itself, its client id (pgc_…).")
-    access = RadioField("Who may connect apps", default="admins", choices=[
-        ("admins", "Administrators only"), ("members", "Members too: each request needs an administrator's approval")])
+    apps = RadioField(
+        "Which apps may connect", default="any", choices=[("any", "Any app"), ("listed", "Only the apps listed below")]
+    )
+    allowed = TextAreaField(
+        "Listed apps, one a line",
+        validators=[Length(max=50_000)],
+        description="An app's client metadata URL (https://…; ending in / for every URL under "
+        "it) or, for an app that registered itself, its client id (pgc_…).",
+    )
+    access = RadioField(
+        "Who may connect apps",
+        default="admins",
+        choices=[
+            ("admins", "Administrators only"),
+            ("members", "Members too: each request needs an administrator's approval"),
+        ],
+    )

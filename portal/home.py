@@ -40,8 +40,10 @@ def admin_context(workspace) -> dict:
     found = attention.for_admin(workspace)
     if not workspace.mcp_enabled:  # tokens and apps exist only with the MCP entitlement
         found = {k: v if k == "webhooks" else [] for k, v in found.items()}
-    sections = [{"key": key, "title": title, "items": [{"f": f, "href": link(f)} for f in found[key]]}
-                for key, title in SECTIONS]
+    sections = [
+        {"key": key, "title": title, "items": [{"f": f, "href": link(f)} for f in found[key]]}
+        for key, title in SECTIONS
+    ]
     return {"sections": sections, "all_clear": not any(s["items"] for s in sections)}
 
 

@@ -56,8 +56,10 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
     def validate_token_request(self):
         client = self.authenticate_token_endpoint_client()
         if client.row.kind != "confidential" or not client.check_grant_type(self.GRANT_TYPE):
-            raise UnauthorizedClientError("This client may not use the jwt-bearer grant: an admin creates clients "
-                                          "for it with `poggio oauth client create … --grant jwt-bearer`.")
+            raise UnauthorizedClientError(
+                "This client may not use the jwt-bearer grant: an admin creates clients "
+                "for it with `poggio oauth client create … --grant jwt-bearer`."
+            )
         self.request.client = client
         if not self.request.form.get("assertion"):
             raise InvalidRequestError("Send the ID-JAG as 'assertion'.")
@@ -69,8 +71,14 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         try:
             grant = self._grant(client, self.request.form["assertion"], resource_url())
         except id_jag.Refused as refused:
-            audit.record("oauth.id_jag_refused", Actor(label=client.name, ip=client_ip()), client.workspace_id,
-                         target=client.name, client_id=client.client_id, reason=refused.message)
+            audit.record(
+                "oauth.id_jag_refused",
+                Actor(label=client.name, ip=client_ip()),
+                client.workspace_id,
+                target=client.name,
+                client_id=client.client_id,
+                reason=refused.message,
+            )
             raise InvalidGrantError(refused.message) from None
         return 200, service().issue_tokens(grant, refresh=False), self.TOKEN_RESPONSE_HEADER
 
@@ -85,11 +93,14 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         if header.get("typ") != TYP:
             raise id_jag.Refused(f"The assertion is not an ID-JAG: its 'typ' header must be {TYP!r}.")
         issuer = _unverified_claim(assertion, "iss")
-        provider = SsoProvider.get_or_none((SsoProvider.workspace == client.workspace_id)
-                                           & (SsoProvider.trust_id_jag == True))  # noqa: E712
+        provider = SsoProvider.get_or_none(
+            (SsoProvider.workspace == client.workspace_id) & (SsoProvider.trust_id_jag == True)  # noqa: E712
+        )
         if provider is None or not isinstance(issuer, str) or issuer.rstrip("/") != provider.issuer.rstrip("/"):
-            raise id_jag.Refused(f"The assertion's issuer {issuer!r} is not trusted for ID-JAGs by this client's "
-                                 "workspace (an admin turns it on in Settings > Sign-in).")
+            raise id_jag.Refused(
+                f"The assertion's issuer {issuer!r} is not trusted for ID-JAGs by this client's "
+                "workspace (an admin turns it on in Settings > Sign-in)."
+            )
         from portal.sso import ALGORITHMS, discover, provider_keys
 
         try:
@@ -100,8 +111,9 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         try:
             claims = jwt.decode(assertion, keys, algorithms=ALGORITHMS).claims
         except (JoseError, ValueError):
-            raise id_jag.Refused("The assertion's signature does not verify with the identity provider's "
-                                 "published keys.") from None
+            raise id_jag.Refused(
+                "The assertion's signature does not verify with the identity provider's published keys."
+            ) from None
         now = time.time()
         if claims.get("iss") != document["issuer"]:
             raise id_jag.Refused("The assertion's issuer does not match the identity provider's discovery document.")
@@ -119,15 +131,18 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         if exp + LEEWAY < now:
             raise id_jag.Refused("The assertion has expired: ask the identity provider for a new one.")
         if exp > now + MAX_LIFETIME + LEEWAY:
-            raise id_jag.Refused(f"The assertion is valid for too long: its 'exp' may be at most {MAX_LIFETIME} "
-                                 "seconds ahead.")
+            raise id_jag.Refused(
+                f"The assertion is valid for too long: its 'exp' may be at most {MAX_LIFETIME} seconds ahead."
+            )
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 500:
             raise id_jag.Refused("The assertion must carry a 'jti', new for every assertion.")
         expires = dt.datetime.fromtimestamp(exp + LEEWAY, dt.UTC).replace(tzinfo=None)
         if not core()["oauth"].first_assertion(f"id-jag {provider.issuer}", jti, expires):
-            raise id_jag.Refused("This assertion was used before (its 'jti'): ask the identity provider for a new "
-                                 "one for every token request.")
+            raise id_jag.Refused(
+                "This assertion was used before (its 'jti'): ask the identity provider for a new "
+                "one for every token request."
+            )
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise id_jag.Refused("The assertion names no subject ('sub').")

@@ -54,24 +54,40 @@ def _row(token, series=None) -> dict:
     if series is None:
         series = daily([token.id])[token.id]
     now = utcnow()
-    overlap = (token.previous_expires_at if token.previous_expires_at and token.previous_expires_at > now
-               and token.revoked_at is None else None)
-    return {"t": token, "status": status(token, now), "chart": activity_bars(series), "old_until": overlap,
-            "capped": token.expiry_capped_at is not None and token.revoked_at is None}
+    overlap = (
+        token.previous_expires_at
+        if token.previous_expires_at and token.previous_expires_at > now and token.revoked_at is None
+        else None
+    )
+    return {
+        "t": token,
+        "status": status(token, now),
+        "chart": activity_bars(series),
+        "old_until": overlap,
+        "capped": token.expiry_capped_at is not None and token.revoked_at is None,
+    }
 
 
 def expiring_soon(workspace) -> int:
     """Active tokens of the workspace that expire within 7 days (the Settings pages flag them)."""
     now = utcnow()
-    return (ApiToken.select().where((ApiToken.workspace == workspace) & ApiToken.revoked_at.is_null()
-                                    & (ApiToken.expires_at > now) & (ApiToken.expires_at <= now + EXPIRING_SOON))
-            .count())
+    return (
+        ApiToken.select()
+        .where(
+            (ApiToken.workspace == workspace)
+            & ApiToken.revoked_at.is_null()
+            & (ApiToken.expires_at > now)
+            & (ApiToken.expires_at <= now + EXPIRING_SOON)
+        )
+        .count()
+    )
 
 
 def _listing(workspace, show: str, page: int = 1) -> dict:
     """The template context of one page of the token list."""
-    tokens = core()["tokens"].list(workspace, include_inactive=(show == "all"), limit=PAGE_SIZE + 1,
-                                   offset=(page - 1) * PAGE_SIZE)
+    tokens = core()["tokens"].list(
+        workspace, include_inactive=(show == "all"), limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE
+    )
     more, tokens = len(tokens) > PAGE_SIZE, tokens[:PAGE_SIZE]
     series = daily([t.id for t in tokens])  # one query for the whole page
     return {"rows": [_row(t, series[t.id]) for t in tokens], "show": show, "page": page, "more": more}
@@ -97,8 +113,10 @@ def _policy_form(workspace) -> PolicyForm:
         form.default_expiry.data = str(rules.default_expiry_days) if rules.default_expiry_days else "none"
         form.max_lifetime.data = str(rules.max_lifetime_days) if rules.max_lifetime_days else "none"
         form.allow_no_expiry.data = rules.allow_no_expiry
-    for field, days in ((form.default_expiry, workspace.default_expiry_days),
-                        (form.max_lifetime, workspace.max_lifetime_days)):
+    for field, days in (
+        (form.default_expiry, workspace.default_expiry_days),
+        (form.max_lifetime, workspace.max_lifetime_days),
+    ):
         if days and str(days) not in dict(field.choices):  # set from the command line to another number
             field.choices = [*field.choices, (str(days), f"{days} days")]
     return form
@@ -159,10 +177,15 @@ def create_token(workspace):
     issued = None
     if form.validate_on_submit():
         try:
-            issued = core()["tokens"].create(workspace, form.name.data or "", _actor(),
-                                             expires=form.expiry_value(), packs=form.levels(),
-                                             allowed_ips=form.allowed_ips.data or None,
-                                             rate_limit=form.rate_limit.data or None)
+            issued = core()["tokens"].create(
+                workspace,
+                form.name.data or "",
+                _actor(),
+                expires=form.expiry_value(),
+                packs=form.levels(),
+                allowed_ips=form.allowed_ips.data or None,
+                rate_limit=form.rate_limit.data or None,
+            )
         except InvalidInput as exc:
             missing_date = form.expiry_value() == "missing-date"
             _field_error(form, InvalidInput("expiry_date", "choose a date") if missing_date else exc)
@@ -173,7 +196,8 @@ def create_token(workspace):
     # The one and only response that ever carries the plaintext token.
     if request.htmx:
         body = render_template("settings/_token_created.html", issued=issued, rotated=False) + render_template(
-            "settings/_token_list.html", **_listing(workspace, "active"), oob=True)
+            "settings/_token_list.html", **_listing(workspace, "active"), oob=True
+        )
         return make_response(body, 201)
     return render_page(workspace, 201, issued=issued, rotated=False)
 
@@ -188,8 +212,9 @@ def token_row(workspace, token_id):
 @mcp_admin_required
 def edit_token(workspace, token_id):
     token = _token(workspace, token_id)
-    form = EditTokenForm(name=token.name, allowed_ips="\n".join(token.allowed_ip_list),
-                         rate_limit=token.rate_limit or "")
+    form = EditTokenForm(
+        name=token.name, allowed_ips="\n".join(token.allowed_ip_list), rate_limit=token.rate_limit or ""
+    )
     form.offer(pack_choices(), token.packs or "")
     limit_expiry_choices(form, policy.Policy.of(workspace))
     if request.htmx:
@@ -210,8 +235,9 @@ def update_token(workspace, token_id):
             service.rename(token, form.name.data or "", _actor())
             if request.form.get("pack_scopes"):  # the form showed the packs: what is ticked is the scope
                 service.set_packs(token, form.levels(), _actor())
-            service.set_limits(token, _actor(), allowed_ips=form.allowed_ips.data or None,
-                               rate_limit=form.rate_limit.data or None)
+            service.set_limits(
+                token, _actor(), allowed_ips=form.allowed_ips.data or None, rate_limit=form.rate_limit.data or None
+            )
             if form.expiry.data != "keep":
                 if form.expiry_value() == "missing-date":
                     raise InvalidInput("expiry_date", "choose a date")
@@ -261,8 +287,12 @@ def rotate_token(workspace, token_id):
         return render_template("error.html", code=409, message=exc.message), 409
     if request.htmx:
         # a <tr> swapped out of band must come in a <template>, or the HTML parser drops it outside a table
-        body = (render_template("settings/_token_created.html", issued=issued, rotated=True) + "<template>"
-                + render_template("settings/_token_row.html", row=_row(issued.token), oob=True) + "</template>")
+        body = (
+            render_template("settings/_token_created.html", issued=issued, rotated=True)
+            + "<template>"
+            + render_template("settings/_token_row.html", row=_row(issued.token), oob=True)
+            + "</template>"
+        )
         return make_response(body, 200)
     return render_page(workspace, 200, issued=issued, rotated=True)
 
@@ -275,10 +305,13 @@ def set_policy(workspace):
     if not form.validate_on_submit():
         return render_page(workspace, 422, policy_form=form)
     try:
-        _, capped = policy.set_policy(workspace, _actor(), default_expiry=form.default_expiry.data,
-                                      max_lifetime=form.max_lifetime.data,
-                                      allow_no_expiry=bool(form.allow_no_expiry.data)
-                                      if form.max_lifetime.data == "none" else None)
+        _, capped = policy.set_policy(
+            workspace,
+            _actor(),
+            default_expiry=form.default_expiry.data,
+            max_lifetime=form.max_lifetime.data,
+            allow_no_expiry=bool(form.allow_no_expiry.data) if form.max_lifetime.data == "none" else None,
+        )
     except InvalidInput as exc:
         getattr(form, exc.field, form.default_expiry).errors = [exc.message]
         return render_page(workspace, 422, policy_form=form)

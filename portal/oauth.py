@@ -190,8 +190,9 @@ def _check_resource(req) -> None:
     if wanted is None:
         wanted = request.values.get("resource")
     if wanted and normalise_resource(wanted) != resource_url():
-        raise InvalidTargetError(f"This authorization server issues tokens for {resource_url()} only, "
-                                 f"not for {wanted}.")
+        raise InvalidTargetError(
+            f"This authorization server issues tokens for {resource_url()} only, not for {wanted}."
+        )
 
 
 class S256CodeChallenge(CodeChallenge):
@@ -228,11 +229,19 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         approval: Approval = request.user
         payload = request.payload.data
         service().issue_code(
-            code=code, client=request.client.row, user=approval.user, workspace=approval.workspace,
-            packs=dict(approval.packs), redirect_uri=request.payload.redirect_uri or request.client.redirect_uris[0],
-            resource=payload.get("resource") or resource_url(), code_challenge=payload["code_challenge"],
-            code_challenge_method=payload["code_challenge_method"], grant_days=approval.days,
-            actor=Actor(approval.user, ip=client_ip()), adds_to=approval.adds_to, pending=approval.pending,
+            code=code,
+            client=request.client.row,
+            user=approval.user,
+            workspace=approval.workspace,
+            packs=dict(approval.packs),
+            redirect_uri=request.payload.redirect_uri or request.client.redirect_uris[0],
+            resource=payload.get("resource") or resource_url(),
+            code_challenge=payload["code_challenge"],
+            code_challenge_method=payload["code_challenge_method"],
+            grant_days=approval.days,
+            actor=Actor(approval.user, ip=client_ip()),
+            adds_to=approval.adds_to,
+            pending=approval.pending,
         )
 
     def query_authorization_code(self, code, client):
@@ -261,8 +270,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         try:
             super()._validate_token_scope(token)
         except InvalidScopeError:
-            raise InvalidScopeError(f"This app was granted '{token.get_scope()}'; a refresh may ask for no more. "
-                                    "To get more, send the person through authorization again.") from None
+            raise InvalidScopeError(
+                f"This app was granted '{token.get_scope()}'; a refresh may ask for no more. "
+                "To get more, send the person through authorization again."
+            ) from None
 
     def authenticate_user(self, refresh_token):
         return refresh_token.row.grant.user_id or True  # a grant outlives its approver's account
@@ -322,8 +333,9 @@ class Registration(ClientRegistrationEndpoint):
 
     def save_client(self, client_info, client_metadata, request):
         if "client_credentials" in (client_metadata.get("grant_types") or []):
-            raise InvalidClientMetadataError("client_credentials clients are created by a workspace admin in "
-                                             "Settings > MCP Server, not registered")
+            raise InvalidClientMetadataError(
+                "client_credentials clients are created by a workspace admin in Settings > MCP Server, not registered"
+            )
         method = client_metadata.get("token_endpoint_auth_method") or "client_secret_basic"
         if method not in ("none", "client_secret_basic", "client_secret_post"):
             raise InvalidClientMetadataError(f"token_endpoint_auth_method {method!r} is not supported")
@@ -337,8 +349,12 @@ class Registration(ClientRegistrationEndpoint):
         """The identifiers chosen when the client was saved (the secret, if any, shown this once), and
         the metadata as kept (``application_type`` as settled)."""
         kept = json.loads(client.client.metadata)
-        return {"client_id": client.client.client_id, "client_secret": client.secret,
-                "redirect_uris": kept["redirect_uris"], "application_type": kept["application_type"]}
+        return {
+            "client_id": client.client.client_id,
+            "client_secret": client.secret,
+            "redirect_uris": kept["redirect_uris"],
+            "application_type": kept["application_type"],
+        }
 
 
 def registration_error(exc: InvalidInput) -> OAuth2Error:
@@ -365,8 +381,10 @@ def _save_token(token: dict, req) -> None:
             raise InvalidTargetError("The code was issued for another resource.")
         grant = svc.grant_from_code(code)
         if grant is None:
-            raise InvalidGrantError("This code was already used, or the connected app it adds to was disconnected "
-                                    "meanwhile; authorize again.")
+            raise InvalidGrantError(
+                "This code was already used, or the connected app it adds to was disconnected "
+                "meanwhile; authorize again."
+            )
     elif req.payload.grant_type == "refresh_token":
         # spent only now, once every check passed: a refused refresh leaves the token usable
         try:
@@ -378,8 +396,10 @@ def _save_token(token: dict, req) -> None:
     else:  # client_credentials
         grant = svc.standing_grant(req.client.row)
         if grant is None:
-            raise InvalidGrantError("This client has no active grant: it was revoked, or it reached the maximum "
-                                    "lifetime its workspace's token policy sets. Create a new client.")
+            raise InvalidGrantError(
+                "This client has no active grant: it was revoked, or it reached the maximum "
+                "lifetime its workspace's token policy sets. Create a new client."
+            )
         if grant.resource != resource_url():  # created before the MCP URL changed: follow it
             grant.resource = resource_url()
             grant.save(only=["resource"])
@@ -389,9 +409,13 @@ def _save_token(token: dict, req) -> None:
 
 def _query_client(client_id):
     if untrusted(client_id):
-        raise InvalidClientError(status_code=401, description=(
-            "This app's metadata document is not among those this installation allows "
-            "(POGGIO_OAUTH_TRUSTED_CLIENT_METADATA)."))
+        raise InvalidClientError(
+            status_code=401,
+            description=(
+                "This app's metadata document is not among those this installation allows "
+                "(POGGIO_OAUTH_TRUSTED_CLIENT_METADATA)."
+            ),
+        )
     row = service().client(client_id)
     return Client(row) if row is not None else None
 
@@ -427,16 +451,19 @@ def init_app(app) -> None:
     authorization.register_endpoint(Registration)
     settings = app.extensions["poggio"]["settings"]
     storage = storage_from_string(settings.redis_url) if settings.redis_url else MemoryStorage()
-    app.extensions["poggio"]["registrations"] = (MovingWindowRateLimiter(storage),
-                                                 parse(settings.oauth_registration_limit))
+    app.extensions["poggio"]["registrations"] = (
+        MovingWindowRateLimiter(storage),
+        parse(settings.oauth_registration_limit),
+    )
     app.register_blueprint(bp)
 
 
 def metadata() -> dict:
     base = issuer()
     scopes = supported_oauth_scopes(core()["registry"].names)
-    registration = {"registration_endpoint": f"{base}/oauth/register"} \
-        if core()["settings"].oauth_dynamic_registration else {}
+    registration = (
+        {"registration_endpoint": f"{base}/oauth/register"} if core()["settings"].oauth_dynamic_registration else {}
+    )
     return {
         "issuer": base,
         "authorization_endpoint": f"{base}/oauth/authorize",
@@ -487,23 +514,32 @@ def revoke():
 @bp.post("/oauth/register")
 def register():
     if not core()["settings"].oauth_dynamic_registration:
-        return _json_error(404, "not_found", "This server does not take dynamic client registrations. Identify "
-                                             "the app by a Client ID Metadata Document instead: an https URL, "
-                                             "serving the app's metadata, as its client_id.")
+        return _json_error(
+            404,
+            "not_found",
+            "This server does not take dynamic client registrations. Identify "
+            "the app by a Client ID Metadata Document instead: an https URL, "
+            "serving the app's metadata, as its client_id.",
+        )
     limiter, limit = current_app.extensions["poggio"]["registrations"]
     if not limiter.hit(limit, f"oauth:register:{client_ip() or '-'}"):
         return _json_error(429, "too_many_requests", "Too many client registrations from this address; try later.")
     if not request.is_json:
-        return _json_error(400, "invalid_client_metadata", "Send the client metadata as a JSON object "
-                                                           "(Content-Type: application/json).")
+        return _json_error(
+            400,
+            "invalid_client_metadata",
+            "Send the client metadata as a JSON object (Content-Type: application/json).",
+        )
     if (request.content_length or 0) > MAX_BODY_BYTES or len(request.get_data()) > MAX_BODY_BYTES:
-        return _json_error(400, "invalid_client_metadata", f"The client metadata may be at most "
-                                                           f"{MAX_BODY_BYTES // 1024} KB of JSON.")
+        return _json_error(
+            400, "invalid_client_metadata", f"The client metadata may be at most {MAX_BODY_BYTES // 1024} KB of JSON."
+        )
     try:  # read here (and kept for Authlib): werkzeug lets a body nested too deep raise RecursionError
         body = request.get_json(silent=True, cache=True)
     except RecursionError:
-        return _json_error(400, "invalid_client_metadata", "The client metadata is not valid JSON (or is nested "
-                                                           "too deep to read).")
+        return _json_error(
+            400, "invalid_client_metadata", "The client metadata is not valid JSON (or is nested too deep to read)."
+        )
     try:
         service().clean_metadata(body)
     except InvalidInput as exc:
@@ -520,7 +556,8 @@ def register():
 def untrusted(client_id: str | None) -> bool:
     """A Client ID Metadata Document client that ``POGGIO_OAUTH_TRUSTED_CLIENT_METADATA`` does not allow."""
     return is_metadata_url(client_id) and not metadata_url_trusted(
-        client_id, core()["settings"].oauth_trusted_client_metadata)
+        client_id, core()["settings"].oauth_trusted_client_metadata
+    )
 
 
 def _load_client_for_authorize(client_id: str | None) -> str | None:
@@ -540,8 +577,9 @@ def _load_client_for_authorize(client_id: str | None) -> str | None:
     except InvalidInput as exc:
         reason = f"{exc.field}: {exc.message}"
         remember_failure(client_id, reason)  # not fetched, nor put on record, again for a while
-        service().refuse_registration(exc, document, label="client metadata document", ip=client_ip(),
-                                      client_id=client_id)
+        service().refuse_registration(
+            exc, document, label="client metadata document", ip=client_ip(), client_id=client_id
+        )
         return reason
     return None
 
@@ -550,9 +588,12 @@ def _consent_workspaces(user) -> list[Workspace]:
     """The MCP-entitled workspaces where ``user`` may approve an app (an admin) or request one (a member
     where the app policy lets members ask); each with ``.mode``, ``approve`` or ``request``."""
     found = []
-    for m in (Membership.select(Membership, Workspace).join(Workspace)
-              .where((Membership.user == user.id) & (Workspace.mcp_enabled == True))  # noqa: E712
-              .order_by(Workspace.name)):
+    for m in (
+        Membership.select(Membership, Workspace)
+        .join(Workspace)
+        .where((Membership.user == user.id) & (Workspace.mcp_enabled == True))  # noqa: E712
+        .order_by(Workspace.name)
+    ):
         mode = app_access.AppPolicy.of(m.workspace).may_connect(m.role)
         if mode is not None:
             m.workspace.mode = mode
@@ -595,7 +636,8 @@ def _consent_csp(response, redirect_uri: str | None):
         origin = f" {parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else f" {parts.scheme}:"
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        f"frame-ancestors 'none'; form-action 'self'{origin}; base-uri 'none'; object-src 'none'")
+        f"frame-ancestors 'none'; form-action 'self'{origin}; base-uri 'none'; object-src 'none'"
+    )
     return response
 
 
@@ -606,12 +648,21 @@ def authorize():
     client_id = request.args.get("client_id")
     if untrusted(client_id):  # refused before its document is fetched
         workspaces = _consent_workspaces(user)
-        audit.record("oauth.client_refused", Actor(user, ip=client_ip()), workspaces[0] if workspaces else None,
-                     target=client_id[:200], client_id=client_id, reason="not in POGGIO_OAUTH_TRUSTED_CLIENT_METADATA")
-        return _error_page(403, "This app is not allowed here",
-                           f"The app {client_id} is not among the apps this installation allows to connect by "
-                           "their metadata document. Ask the administrator of this server to add it to "
-                           "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA if it should.")
+        audit.record(
+            "oauth.client_refused",
+            Actor(user, ip=client_ip()),
+            workspaces[0] if workspaces else None,
+            target=client_id[:200],
+            client_id=client_id,
+            reason="not in POGGIO_OAUTH_TRUSTED_CLIENT_METADATA",
+        )
+        return _error_page(
+            403,
+            "This app is not allowed here",
+            f"The app {client_id} is not among the apps this installation allows to connect by "
+            "their metadata document. Ask the administrator of this server to add it to "
+            "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA if it should.",
+        )
     problem = _load_client_for_authorize(client_id)
     if problem:
         return _error_page(400, "This app could not be identified", problem)
@@ -641,17 +692,30 @@ def authorize():
 
     if request.method == "POST":
         if not form.validate_on_submit() or not _seal_matches(request.form.get("seal"), user.id):
-            return _error_page(400, "This approval form is no longer valid",
-                               "The approval did not match the request it was shown for, or it expired. "
-                               "Start again from the app.")
+            return _error_page(
+                400,
+                "This approval form is no longer valid",
+                "The approval did not match the request it was shown for, or it expired. Start again from the app.",
+            )
         actor = Actor(user, ip=client_ip())
         chosen = next((w for w in workspaces if str(w.id) == request.form.get("workspace")), None)
         if request.form.get("decision") != "approve" or not workspaces:
             # on record where the workspace's admins look: the one chosen, else the user's first
-            where = chosen or (workspaces[0] if workspaces else Membership.select(Membership.workspace)
-                               .where(Membership.user == user.id).order_by(Membership.id).first())
-            audit.record("oauth.denied", actor, getattr(where, "workspace_id", None) or where,
-                         target=client.row.name, client_id=client.row.client_id)
+            where = chosen or (
+                workspaces[0]
+                if workspaces
+                else Membership.select(Membership.workspace)
+                .where(Membership.user == user.id)
+                .order_by(Membership.id)
+                .first()
+            )
+            audit.record(
+                "oauth.denied",
+                actor,
+                getattr(where, "workspace_id", None) or where,
+                target=client.row.name,
+                client_id=client.row.client_id,
+            )
             return authorization.create_authorization_response(grant_user=None, grant=grant)
         writes = set(request.form.getlist("write")) & {p for p, level in asked.items() if level == WRITE}
         # write includes read: a ticked "may change" reads too
@@ -671,8 +735,13 @@ def authorize():
             except InvalidInput as exc:
                 error = exc.message
         if error:
-            return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked, error=error,
-                                                         chosen=chosen, packs=packs), status=422), redirect_uri)
+            return _consent_csp(
+                Response(
+                    _render_consent(client, redirect_uri, workspaces, asked, error=error, chosen=chosen, packs=packs),
+                    status=422,
+                ),
+                redirect_uri,
+            )
         approval = Approval(user, chosen, packs, days, adds_to, pending=requesting)
         return authorization.create_authorization_response(grant_user=approval, grant=grant)
 
@@ -705,24 +774,40 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
     granted = scopes.parse(existing.packs) or {} if existing is not None else {}
     return render_template(
         "oauth/consent.html",
-        client=client.row, kind=client.row.kind, redirect_host=_shown_destination(redirect_uri),
-        workspaces=workspaces, chosen=chosen or (workspaces[0] if workspaces else None),
-        packs=[{"name": name, "title": registry.packs[name].info.title,
+        client=client.row,
+        kind=client.row.kind,
+        redirect_host=_shown_destination(redirect_uri),
+        workspaces=workspaces,
+        chosen=chosen or (workspaces[0] if workspaces else None),
+        packs=[
+            {
+                "name": name,
+                "title": registry.packs[name].info.title,
                 "read": name in (packs if packs is not None else asked),
                 "write_asked": asked[name] == WRITE,
                 # write is never ticked for the admin: apps ask for every scope the metadata lists
                 "write": packs is not None and packs.get(name) == WRITE,
-                "granted": granted.get(name)}
-               for name in sorted(asked) if name in registry.packs
-               and not (granted.get(name) == WRITE or (granted.get(name) == READ and asked[name] == READ))],
-        already=[{"name": name, "title": registry.packs[name].info.title if name in registry.packs else name,
-                  "level": level} for name, level in sorted(granted.items())],
+                "granted": granted.get(name),
+            }
+            for name in sorted(asked)
+            if name in registry.packs
+            and not (granted.get(name) == WRITE or (granted.get(name) == READ and asked[name] == READ))
+        ],
+        already=[
+            {"name": name, "title": registry.packs[name].info.title if name in registry.packs else name, "level": level}
+            for name, level in sorted(granted.items())
+        ],
         existing=existing,
         lifetimes=lifetimes,
         default_lifetime="90" if "90" in dict(lifetimes) else (lifetimes[-1][0] if lifetimes else None),
-        policy_note=(f"{shown.name}'s token policy allows at most {shown.max_lifetime_days} days."
-                     if shown is not None and shown.max_lifetime_days else None),
-        seal=_seal(current_user.id), error=error, form=ActionForm(),
+        policy_note=(
+            f"{shown.name}'s token policy allows at most {shown.max_lifetime_days} days."
+            if shown is not None and shown.max_lifetime_days
+            else None
+        ),
+        seal=_seal(current_user.id),
+        error=error,
+        form=ActionForm(),
         product=core()["settings"].product_name,
         deny_only=not workspaces,
         identity=app_access.identity(client.row),

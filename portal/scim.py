@@ -92,9 +92,15 @@ def _authenticate():
 def _refused(exc: Refused):
     if exc.status >= 400 and exc.status != 404:
         token = g.get("scim_token")
-        audit.record("scim.request_refused", g.get("scim_actor") or scim.Actor(label="scim"),
-                     token.workspace_id if token is not None else None, target=request.path[:200],
-                     method=request.method, status=exc.status, reason=exc.detail[:300])
+        audit.record(
+            "scim.request_refused",
+            g.get("scim_actor") or scim.Actor(label="scim"),
+            token.workspace_id if token is not None else None,
+            target=request.path[:200],
+            method=request.method,
+            status=exc.status,
+            reason=exc.detail[:300],
+        )
     return _error(exc.status, exc.detail, exc.scim_type)
 
 
@@ -110,8 +116,9 @@ def _validate(model, data: dict, ctx: Context):
         return model.model_validate(data, scim_ctx=ctx)
     except ValidationError as exc:
         first = Error.from_validation_errors(exc)[0]
-        raise Refused(first.status or 400, first.detail or "Invalid SCIM payload", first.scim_type or "invalidValue") \
-            from None
+        raise Refused(
+            first.status or 400, first.detail or "Invalid SCIM payload", first.scim_type or "invalidValue"
+        ) from None
     except SCIMException as exc:
         raise Refused(exc.status, exc.detail, exc.scim_type) from None
 
@@ -124,11 +131,19 @@ def _stamp(at: dt.datetime) -> str:
 def _user_resource(row: ScimUser) -> User:
     document = json.loads(row.document or "{}")
     document.pop("meta", None)
-    document.update({"id": str(row.id), "schemas": [User.__schema__] if not document.get("schemas") else
-                     document["schemas"],
-                     "meta": {"resourceType": "User", "created": _stamp(row.created_at),
-                              "lastModified": _stamp(row.updated_at), "location": f"{_base()}/Users/{row.id}",
-                              "version": f'W/"{int(row.updated_at.timestamp() * 1000)}"'}})
+    document.update(
+        {
+            "id": str(row.id),
+            "schemas": [User.__schema__] if not document.get("schemas") else document["schemas"],
+            "meta": {
+                "resourceType": "User",
+                "created": _stamp(row.created_at),
+                "lastModified": _stamp(row.updated_at),
+                "location": f"{_base()}/Users/{row.id}",
+                "version": f'W/"{int(row.updated_at.timestamp() * 1000)}"',
+            },
+        }
+    )
     return User.model_validate(document)
 
 
@@ -137,8 +152,11 @@ def _dump(resource, ctx: Context) -> dict:
 
 
 def _user_row(scim_id: str) -> ScimUser:
-    row = (ScimUser.get_or_none((ScimUser.id == int(scim_id)) & (ScimUser.workspace == g.scim_token.workspace_id))
-           if scim_id.isdigit() and len(scim_id) < 10 else None)
+    row = (
+        ScimUser.get_or_none((ScimUser.id == int(scim_id)) & (ScimUser.workspace == g.scim_token.workspace_id))
+        if scim_id.isdigit() and len(scim_id) < 10
+        else None
+    )
     if row is None:
         raise Refused(404, f"No user {scim_id} in this workspace.")
     return row
@@ -193,9 +211,10 @@ def _list(model, rows, to_resource, search=None):
             resources = [r for r in resources if expression.match(r)]
         except (SCIMException, ValueError, TypeError) as exc:
             raise Refused(400, f"This filter cannot be applied: {exc}", "invalidFilter") from None
-    page = resources[start - 1:start - 1 + count]
-    body = ListResponse[model](total_results=len(resources), start_index=start, items_per_page=len(page),
-                               resources=page)
+    page = resources[start - 1 : start - 1 + count]
+    body = ListResponse[model](
+        total_results=len(resources), start_index=start, items_per_page=len(page), resources=page
+    )
     return _answer(body.model_dump(scim_ctx=Context.SEARCH_RESPONSE, response_parameters=parameters))
 
 
@@ -208,8 +227,8 @@ def list_users():
     rows = ScimUser.select().where(ScimUser.workspace == g.scim_token.workspace_id).order_by(ScimUser.id)
     raw = request.args.get("filter", "")
     # the filter every identity provider sends first, answered from the index
-    if raw.startswith("userName eq \"") and raw.endswith('"') and raw.count('"') == 2:
-        rows = rows.where(ScimUser.user_name == raw[len('userName eq "'):-1].lower())
+    if raw.startswith('userName eq "') and raw.endswith('"') and raw.count('"') == 2:
+        rows = rows.where(ScimUser.user_name == raw[len('userName eq "') : -1].lower())
     return _list(User, rows, _user_resource)
 
 
@@ -230,8 +249,11 @@ def create_user():
 
 @bp.get("/Users/<scim_id>")
 def get_user(scim_id):
-    return _answer(_user_resource(_user_row(scim_id)).model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
-                                                                 response_parameters=_parameters(User)))
+    return _answer(
+        _user_resource(_user_row(scim_id)).model_dump(
+            scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=_parameters(User)
+        )
+    )
 
 
 @bp.put("/Users/<scim_id>")
@@ -271,16 +293,29 @@ def _group_resource(row: ScimGroup) -> Group:
     for m in document.get("members") or []:
         if isinstance(m, dict) and m.get("value"):
             members.append({**m, "$ref": f"{_base()}/Users/{m['value']}", "type": m.get("type") or "User"})
-    document.update({"id": str(row.id), "members": members or None, "schemas": [Group.__schema__],
-                     "meta": {"resourceType": "Group", "created": _stamp(row.created_at),
-                              "lastModified": _stamp(row.updated_at), "location": f"{_base()}/Groups/{row.id}",
-                              "version": f'W/"{int(row.updated_at.timestamp() * 1000)}"'}})
+    document.update(
+        {
+            "id": str(row.id),
+            "members": members or None,
+            "schemas": [Group.__schema__],
+            "meta": {
+                "resourceType": "Group",
+                "created": _stamp(row.created_at),
+                "lastModified": _stamp(row.updated_at),
+                "location": f"{_base()}/Groups/{row.id}",
+                "version": f'W/"{int(row.updated_at.timestamp() * 1000)}"',
+            },
+        }
+    )
     return Group.model_validate({k: v for k, v in document.items() if v is not None})
 
 
 def _group_row(scim_id: str) -> ScimGroup:
-    row = (ScimGroup.get_or_none((ScimGroup.id == int(scim_id)) & (ScimGroup.workspace == g.scim_token.workspace_id))
-           if scim_id.isdigit() and len(scim_id) < 10 else None)
+    row = (
+        ScimGroup.get_or_none((ScimGroup.id == int(scim_id)) & (ScimGroup.workspace == g.scim_token.workspace_id))
+        if scim_id.isdigit() and len(scim_id) < 10
+        else None
+    )
     if row is None:
         raise Refused(404, f"No group {scim_id} in this workspace.")
     return row
@@ -288,8 +323,11 @@ def _group_row(scim_id: str) -> ScimGroup:
 
 def _group_document(resource) -> dict:
     data = _stored(resource)
-    data["members"] = [{"value": str(m.get("value")), **({"display": m["display"]} if m.get("display") else {})}
-                       for m in data.get("members") or [] if isinstance(m, dict) and m.get("value")]
+    data["members"] = [
+        {"value": str(m.get("value")), **({"display": m["display"]} if m.get("display") else {})}
+        for m in data.get("members") or []
+        if isinstance(m, dict) and m.get("value")
+    ]
     return data
 
 
@@ -316,8 +354,11 @@ def create_group():
 
 @bp.get("/Groups/<scim_id>")
 def get_group(scim_id):
-    return _answer(_group_resource(_group_row(scim_id)).model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
-                                                                   response_parameters=_parameters(Group)))
+    return _answer(
+        _group_resource(_group_row(scim_id)).model_dump(
+            scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=_parameters(Group)
+        )
+    )
 
 
 @bp.put("/Groups/<scim_id>")
@@ -352,22 +393,32 @@ def delete_group(scim_id):
 @bp.post("/.search")
 def search_all():
     """A search across every resource type at once is not offered: search /Users or /Groups."""
-    raise Refused(501, "Searching several resource types at once is not supported: POST /Users/.search or "
-                       "/Groups/.search.")
+    raise Refused(
+        501, "Searching several resource types at once is not supported: POST /Users/.search or /Groups/.search."
+    )
 
 
 # -- discovery --------------------------------------------------------------------------------
 @bp.get("/ServiceProviderConfig")
 def service_provider_config():
     config = ServiceProviderConfig(
-        documentation_uri=None, patch=Patch(supported=True), bulk=Bulk(supported=False, max_operations=0,
-                                                                       max_payload_size=0),
-        filter=Filter(supported=True, max_results=MAX_RESULTS), change_password=ChangePassword(supported=False),
-        sort=Sort(supported=False), etag=ETag(supported=False),
-        authentication_schemes=[AuthenticationScheme(type="oauthbearertoken", name="Bearer token",
-                                                     description="A SCIM token a workspace admin created",
-                                                     primary=True)],
-        meta={"resourceType": "ServiceProviderConfig", "location": f"{_base()}/ServiceProviderConfig"})
+        documentation_uri=None,
+        patch=Patch(supported=True),
+        bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
+        filter=Filter(supported=True, max_results=MAX_RESULTS),
+        change_password=ChangePassword(supported=False),
+        sort=Sort(supported=False),
+        etag=ETag(supported=False),
+        authentication_schemes=[
+            AuthenticationScheme(
+                type="oauthbearertoken",
+                name="Bearer token",
+                description="A SCIM token a workspace admin created",
+                primary=True,
+            )
+        ],
+        meta={"resourceType": "ServiceProviderConfig", "location": f"{_base()}/ServiceProviderConfig"},
+    )
     return _answer(config.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE))
 
 

@@ -62,20 +62,27 @@ def _get_json(url: str, what: str, issuer: str) -> dict:
     try:
         response = httpx.get(url, timeout=TIMEOUT, follow_redirects=False, headers={"Accept": "application/json"})
     except httpx.HTTPError as exc:
-        raise SsoError(f"The identity provider at {issuer} cannot be reached right now ({type(exc).__name__}). "
-                       "Try again later; if it goes on, tell your administrator.",
-                       f"{what} unreachable: {type(exc).__name__}") from None
+        raise SsoError(
+            f"The identity provider at {issuer} cannot be reached right now ({type(exc).__name__}). "
+            "Try again later; if it goes on, tell your administrator.",
+            f"{what} unreachable: {type(exc).__name__}",
+        ) from None
     if response.status_code != 200:
-        raise SsoError(f"The identity provider at {issuer} answered HTTP {response.status_code} for its {what} "
-                       f"({url}). Check the issuer URL in Settings > Sign-in.",
-                       f"{what}: HTTP {response.status_code}")
+        raise SsoError(
+            f"The identity provider at {issuer} answered HTTP {response.status_code} for its {what} "
+            f"({url}). Check the issuer URL in Settings > Sign-in.",
+            f"{what}: HTTP {response.status_code}",
+        )
     try:
         document = response.json()
     except ValueError:
         document = None
     if not isinstance(document, dict):
-        raise SsoError(f"The identity provider's {what} at {url} is not a JSON object: is {issuer} the issuer URL "
-                       "of an OpenID Connect provider?", f"{what} not JSON")
+        raise SsoError(
+            f"The identity provider's {what} at {url} is not a JSON object: is {issuer} the issuer URL "
+            "of an OpenID Connect provider?",
+            f"{what} not JSON",
+        )
     return document
 
 
@@ -102,12 +109,16 @@ def forget(issuer: str | None = None) -> None:
 def discover(issuer: str, fresh: bool = False) -> dict:
     """The provider's OpenID Connect discovery document, checked: it names this issuer and the
     endpoints the flow needs. SsoError with a reason a person understands otherwise."""
+
     def fetch():
         url = issuer.rstrip("/") + "/.well-known/openid-configuration"
         document = _get_json(url, "discovery document", issuer)
         if str(document.get("issuer", "")).rstrip("/") != issuer.rstrip("/"):
-            raise SsoError(f"The discovery document at {url} names another issuer ({document.get('issuer')!r}); "
-                           "enter the issuer exactly as the provider spells it.", "discovery names another issuer")
+            raise SsoError(
+                f"The discovery document at {url} names another issuer ({document.get('issuer')!r}); "
+                "enter the issuer exactly as the provider spells it.",
+                "discovery names another issuer",
+            )
         missing = [k for k in ("authorization_endpoint", "token_endpoint", "jwks_uri") if not document.get(k)]
         if missing:
             raise SsoError(f"The provider's discovery document lacks {', '.join(missing)}.", "discovery incomplete")
@@ -134,48 +145,55 @@ def provider_keys(document: dict, kid: str | None = None) -> KeySet:
     return keys
 
 
-def verify_id_token(id_token: str, document: dict, client_id: str, nonce: str, keys: KeySet | None = None,
-                    now: float | None = None) -> dict:
+def verify_id_token(
+    id_token: str, document: dict, client_id: str, nonce: str, keys: KeySet | None = None, now: float | None = None
+) -> dict:
     """The ID token's claims once its signature, issuer, audience, expiry and nonce hold; SsoError otherwise."""
     try:
         from joserfc.jws import extract_compact
 
         kid = extract_compact(id_token.encode()).protected.get("kid")
     except (JoseError, ValueError, AttributeError):
-        raise SsoError("The identity provider sent an ID token that is not a signed JWT.", "id token malformed") \
-            from None
+        raise SsoError(
+            "The identity provider sent an ID token that is not a signed JWT.", "id token malformed"
+        ) from None
     keys = keys if keys is not None else provider_keys(document, kid)
     algorithms = [a for a in document.get("id_token_signing_alg_values_supported") or ["RS256"] if a in ALGORITHMS]
     try:
         claims = jwt.decode(id_token, keys, algorithms=algorithms or ["RS256"]).claims
     except (JoseError, ValueError) as exc:
-        raise SsoError("The ID token's signature does not verify with the identity provider's published keys.",
-                       f"id token signature: {getattr(exc, 'error', type(exc).__name__)}") from None
+        raise SsoError(
+            "The ID token's signature does not verify with the identity provider's published keys.",
+            f"id token signature: {getattr(exc, 'error', type(exc).__name__)}",
+        ) from None
     now = time.time() if now is None else now
     audience = claims.get("aud")
     audiences = audience if isinstance(audience, list) else [audience]
     if claims.get("iss") != document["issuer"]:
-        raise SsoError("The ID token was issued by another provider than this workspace's.",
-                       f"id token iss {claims.get('iss')!r}")
+        raise SsoError(
+            "The ID token was issued by another provider than this workspace's.", f"id token iss {claims.get('iss')!r}"
+        )
     if client_id not in audiences or (len(audiences) > 1 and claims.get("azp") != client_id):
-        raise SsoError("The ID token was issued for another application than Poggio (its audience is not "
-                       "Poggio's client ID).", f"id token aud {audience!r}")
+        raise SsoError(
+            "The ID token was issued for another application than Poggio (its audience is not Poggio's client ID).",
+            f"id token aud {audience!r}",
+        )
     exp, iat = claims.get("exp"), claims.get("iat")
     if not isinstance(exp, (int, float)) or exp + LEEWAY < now:
         raise SsoError("The ID token has expired: sign in again (and check this server's clock).", "id token expired")
     if not isinstance(iat, (int, float)) or iat - LEEWAY > now:
         raise SsoError("The ID token was issued in the future: check this server's clock.", "id token iat")
     if not isinstance(claims.get("nonce"), str) or not secrets.compare_digest(claims["nonce"], nonce):
-        raise SsoError("The ID token does not belong to this sign-in (its nonce differs): start again.",
-                       "id token nonce mismatch")
+        raise SsoError(
+            "The ID token does not belong to this sign-in (its nonce differs): start again.", "id token nonce mismatch"
+        )
     return claims
 
 
 def exchange_code(provider: SsoProvider, document: dict, code: str, verifier: str) -> dict:
     """The provider's token response for ``code``, authenticating with the client secret."""
     secret = sso.client_secret(provider, core()["settings"].secret_key)
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri(),
-            "code_verifier": verifier}
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri(), "code_verifier": verifier}
     methods = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
     auth = None
     if "client_secret_basic" in methods:
@@ -183,11 +201,14 @@ def exchange_code(provider: SsoProvider, document: dict, code: str, verifier: st
     else:
         data.update(client_id=provider.client_id, client_secret=secret)
     try:
-        response = httpx.post(document["token_endpoint"], data=data, auth=auth, timeout=TIMEOUT,
-                              headers={"Accept": "application/json"})
+        response = httpx.post(
+            document["token_endpoint"], data=data, auth=auth, timeout=TIMEOUT, headers={"Accept": "application/json"}
+        )
     except httpx.HTTPError as exc:
-        raise SsoError("The identity provider cannot be reached right now to finish the sign-in. Try again later.",
-                       f"token endpoint unreachable: {type(exc).__name__}") from None
+        raise SsoError(
+            "The identity provider cannot be reached right now to finish the sign-in. Try again later.",
+            f"token endpoint unreachable: {type(exc).__name__}",
+        ) from None
     try:
         body = response.json()
     except ValueError:
@@ -195,14 +216,19 @@ def exchange_code(provider: SsoProvider, document: dict, code: str, verifier: st
     if response.status_code != 200 or not isinstance(body, dict):
         error = body.get("error") if isinstance(body, dict) else None
         if error == "invalid_client" or response.status_code == 401:
-            raise SsoError("The identity provider refused Poggio's client credentials (invalid_client): the client "
-                           "ID or client secret in Settings > Sign-in is wrong. Tell your administrator.",
-                           "token endpoint: invalid_client")
-        raise SsoError(f"The identity provider refused to finish the sign-in ({error or response.status_code}). "
-                       "Start again.", f"token endpoint: {error or response.status_code}")
+            raise SsoError(
+                "The identity provider refused Poggio's client credentials (invalid_client): the client "
+                "ID or client secret in Settings > Sign-in is wrong. Tell your administrator.",
+                "token endpoint: invalid_client",
+            )
+        raise SsoError(
+            f"The identity provider refused to finish the sign-in ({error or response.status_code}). Start again.",
+            f"token endpoint: {error or response.status_code}",
+        )
     if not isinstance(body.get("id_token"), str):
-        raise SsoError("The identity provider sent no ID token: is the 'openid' scope allowed for Poggio?",
-                       "no id_token")
+        raise SsoError(
+            "The identity provider sent no ID token: is the 'openid' scope allowed for Poggio?", "no id_token"
+        )
     return body
 
 
@@ -210,8 +236,11 @@ def userinfo(document: dict, access_token: str | None) -> dict:
     if not document.get("userinfo_endpoint") or not access_token:
         return {}
     try:
-        response = httpx.get(document["userinfo_endpoint"], timeout=TIMEOUT,
-                             headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"})
+        response = httpx.get(
+            document["userinfo_endpoint"],
+            timeout=TIMEOUT,
+            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        )
         body = response.json() if response.status_code == 200 else {}
     except (httpx.HTTPError, ValueError):
         return {}
@@ -220,8 +249,13 @@ def userinfo(document: dict, access_token: str | None) -> dict:
 
 # -- the sign-in ------------------------------------------------------------------------------
 def _failed(provider: SsoProvider | None, workspace, error: SsoError, status: int = 502):
-    audit.record("sso.sign_in_failed", Actor(label=f"sso: {provider.label}" if provider else "sso", ip=client_ip()),
-                 workspace, target=provider.issuer if provider else "", reason=error.reason)
+    audit.record(
+        "sso.sign_in_failed",
+        Actor(label=f"sso: {provider.label}" if provider else "sso", ip=client_ip()),
+        workspace,
+        target=provider.issuer if provider else "",
+        reason=error.reason,
+    )
     return render_template("sign_in.html", form=SignInForm(), error=error.message), status
 
 
@@ -232,19 +266,33 @@ def start(slug: str):
     workspace = Workspace.get_or_none(Workspace.slug == slug[:63])
     provider = sso.provider_of(workspace) if workspace is not None else None
     if provider is None:
-        return render_template("sign_in.html", form=SignInForm(),
-                               error=f"No single sign-on is set up for the workspace “{slug[:63]}”."), 404
+        return render_template(
+            "sign_in.html", form=SignInForm(), error=f"No single sign-on is set up for the workspace “{slug[:63]}”."
+        ), 404
     try:
         document = discover(provider.issuer)
         sso.client_secret(provider, core()["settings"].secret_key)  # misconfigured: say so before leaving
     except SsoError as error:
         return _failed(provider, workspace, error)
     state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
-    session["sso"] = {"slug": workspace.slug, "state": state, "nonce": nonce, "verifier": verifier,
-                      "next": _safe_next(request.args.get("next")), "at": int(time.time())}
-    params = {"response_type": "code", "client_id": provider.client_id, "redirect_uri": redirect_uri(),
-              "scope": provider.scopes or sso.DEFAULT_SCOPES, "state": state, "nonce": nonce,
-              "code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256"}
+    session["sso"] = {
+        "slug": workspace.slug,
+        "state": state,
+        "nonce": nonce,
+        "verifier": verifier,
+        "next": _safe_next(request.args.get("next")),
+        "at": int(time.time()),
+    }
+    params = {
+        "response_type": "code",
+        "client_id": provider.client_id,
+        "redirect_uri": redirect_uri(),
+        "scope": provider.scopes or sso.DEFAULT_SCOPES,
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": create_s256_code_challenge(verifier),
+        "code_challenge_method": "S256",
+    }
     endpoint = document["authorization_endpoint"]
     return redirect(endpoint + ("&" if "?" in endpoint else "?") + urlencode(params))
 
@@ -257,8 +305,9 @@ def by_email():
     choices = sso.providers_for_email(email) if "@" in email else []
     if not choices:
         domain = email.rpartition("@")[2] or "that address"
-        return render_template("sign_in.html", form=form, error=f"No single sign-on is set up for {domain}. "
-                                                                 "Sign in with your password."), 404
+        return render_template(
+            "sign_in.html", form=form, error=f"No single sign-on is set up for {domain}. Sign in with your password."
+        ), 404
     return render_template("sign_in.html", form=form, sso_choices=choices)
 
 
@@ -269,19 +318,34 @@ def callback():
 
     pending = session.pop("sso", None)
     state = request.args.get("state", "")
-    if (not isinstance(pending, dict) or not state or not secrets.compare_digest(str(pending.get("state")), state)
-            or time.time() - pending.get("at", 0) > PENDING_MAX_AGE):
-        return render_template("sign_in.html", form=SignInForm(), error="This sign-in did not start here or took too "
-                               "long. Start again from the sign-in page."), 400
+    if (
+        not isinstance(pending, dict)
+        or not state
+        or not secrets.compare_digest(str(pending.get("state")), state)
+        or time.time() - pending.get("at", 0) > PENDING_MAX_AGE
+    ):
+        return render_template(
+            "sign_in.html",
+            form=SignInForm(),
+            error="This sign-in did not start here or took too long. Start again from the sign-in page.",
+        ), 400
     workspace = Workspace.get_or_none(Workspace.slug == pending["slug"])
     provider = sso.provider_of(workspace) if workspace is not None else None
     if provider is None:
-        return render_template("sign_in.html", form=SignInForm(), error="Single sign-on was removed from this "
-                               "workspace meanwhile."), 400
+        return render_template(
+            "sign_in.html", form=SignInForm(), error="Single sign-on was removed from this workspace meanwhile."
+        ), 400
     if request.args.get("error"):
         described = request.args.get("error_description") or request.args["error"]
-        return _failed(provider, workspace, SsoError(f"The identity provider did not sign you in: {described[:300]}",
-                                                     f"provider error: {request.args['error'][:100]}"), 403)
+        return _failed(
+            provider,
+            workspace,
+            SsoError(
+                f"The identity provider did not sign you in: {described[:300]}",
+                f"provider error: {request.args['error'][:100]}",
+            ),
+            403,
+        )
     try:
         document = discover(provider.issuer)
         tokens = exchange_code(provider, document, request.args.get("code", ""), pending["verifier"])
@@ -292,30 +356,50 @@ def callback():
                 claims = {**extra, **claims}
         signed = sso.sign_in(provider, claims, client_ip())
     except SsoError as error:
-        return _failed(provider, workspace, error, 403 if error.reason.startswith(("domain", "no group", "user",
-                                                                                    "email")) else 502)
+        return _failed(
+            provider, workspace, error, 403 if error.reason.startswith(("domain", "no group", "user", "email")) else 502
+        )
     user = SessionUser.get_by_id(signed.user.id)
     _open_session(user)
     session["workspace_id"] = workspace.id
-    audit.record("user.signed_in", Actor(user, ip=client_ip()), workspace, target=user.email, method="sso",
-                 provider=provider.issuer, role=signed.role)
+    audit.record(
+        "user.signed_in",
+        Actor(user, ip=client_ip()),
+        workspace,
+        target=user.email,
+        method="sso",
+        provider=provider.issuer,
+        role=signed.role,
+    )
     return redirect(pending.get("next") or url_for("views.home"))
 
 
 # -- Settings > Sign-in -----------------------------------------------------------------------
 class SsoForm(FlaskForm):
-    issuer = StringField("Issuer URL", validators=[Length(max=500)],
-                         description="e.g. https://acme.okta.com or https://login.microsoftonline.com/TENANT/v2.0")
+    issuer = StringField(
+        "Issuer URL",
+        validators=[Length(max=500)],
+        description="e.g. https://acme.okta.com or https://login.microsoftonline.com/TENANT/v2.0",
+    )
     client_id = StringField("Client ID", validators=[Length(max=500)])
-    client_secret = PasswordField("Client secret", validators=[Length(max=1000)],
-                                  description="Stored encrypted. Leave empty to keep the current one.")
+    client_secret = PasswordField(
+        "Client secret",
+        validators=[Length(max=1000)],
+        description="Stored encrypted. Leave empty to keep the current one.",
+    )
     scopes = StringField("Scopes", validators=[Length(max=500)], default=sso.DEFAULT_SCOPES)
-    domains = TextAreaField("Allowed e-mail domains", validators=[Length(max=2000)],
-                            description="Comma- or line-separated, e.g. acme.example. Empty: any.")
+    domains = TextAreaField(
+        "Allowed e-mail domains",
+        validators=[Length(max=2000)],
+        description="Comma- or line-separated, e.g. acme.example. Empty: any.",
+    )
     role_claim = StringField("Role claim", validators=[Length(max=100)], default="groups")
     admin_group = StringField("Value that makes an admin", validators=[Length(max=200)])
-    member_group = StringField("Value that makes a member", validators=[Length(max=200)],
-                               description="Empty: everyone the provider signs in is at least a member.")
+    member_group = StringField(
+        "Value that makes a member",
+        validators=[Length(max=200)],
+        description="Empty: everyone the provider signs in is at least a member.",
+    )
     require = BooleanField("Require single sign-on (password sign-in off, except break-glass admins)")
     id_jag = BooleanField("Trust identity assertions (ID-JAG) from this provider for AI apps")
 
@@ -338,12 +422,20 @@ def settings_page(workspace):
             discover(issuer, fresh=True)
             field = None
             provider = sso.configure(
-                workspace, Actor(current_user._get_current_object(), ip=client_ip()), issuer=issuer,
-                client_id=form.client_id.data or "", secret_key=core()["settings"].secret_key,
-                client_secret=form.client_secret.data or None, domains=[form.domains.data or ""],
-                scopes=form.scopes.data or sso.DEFAULT_SCOPES, role_claim=form.role_claim.data or "groups",
-                admin_group=form.admin_group.data or "", member_group=form.member_group.data or "",
-                require=form.require.data, id_jag=form.id_jag.data)
+                workspace,
+                Actor(current_user._get_current_object(), ip=client_ip()),
+                issuer=issuer,
+                client_id=form.client_id.data or "",
+                secret_key=core()["settings"].secret_key,
+                client_secret=form.client_secret.data or None,
+                domains=[form.domains.data or ""],
+                scopes=form.scopes.data or sso.DEFAULT_SCOPES,
+                role_claim=form.role_claim.data or "groups",
+                admin_group=form.admin_group.data or "",
+                member_group=form.member_group.data or "",
+                require=form.require.data,
+                id_jag=form.id_jag.data,
+            )
             saved = True
         except InvalidInput as exc:
             getattr(form, exc.field if hasattr(form, exc.field) else "issuer").errors.append(exc.message)
@@ -369,13 +461,23 @@ def _fill(form, provider) -> None:
 def _settings(workspace, form, provider, **extra):
     from poggio.scim import ScimToken
 
-    tokens = list(ScimToken.select().where((ScimToken.workspace == workspace) & ScimToken.revoked_at.is_null())
-                  .order_by(ScimToken.id.desc()))
-    return render_template("settings/sign_in.html", form=form, provider=provider, redirect_uri=redirect_uri(),
-                           scim_url=core()["settings"].portal_public_url + "/scim/v2", scim_tokens=tokens,
-                           action_form=ActionForm(),
-                           start_url=core()["settings"].portal_public_url + url_for("sso.start", slug=workspace.slug),
-                           break_glass=core()["settings"].sso_break_glass, **extra)
+    tokens = list(
+        ScimToken.select()
+        .where((ScimToken.workspace == workspace) & ScimToken.revoked_at.is_null())
+        .order_by(ScimToken.id.desc())
+    )
+    return render_template(
+        "settings/sign_in.html",
+        form=form,
+        provider=provider,
+        redirect_uri=redirect_uri(),
+        scim_url=core()["settings"].portal_public_url + "/scim/v2",
+        scim_tokens=tokens,
+        action_form=ActionForm(),
+        start_url=core()["settings"].portal_public_url + url_for("sso.start", slug=workspace.slug),
+        break_glass=core()["settings"].sso_break_glass,
+        **extra,
+    )
 
 
 @bp.post("/settings/sign-in/scim-tokens")
@@ -390,8 +492,9 @@ def create_scim_token(workspace):
     if not form.validate_on_submit():
         return render_template("error.html", code=400, message="Your form expired. Reload the page."), 400
     name = (request.form.get("name") or "SCIM").strip()[:100] or "SCIM"
-    token = scim.create_token(workspace, Actor(current_user._get_current_object(), ip=client_ip()), name,
-                              core()["settings"].token_pepper)
+    token = scim.create_token(
+        workspace, Actor(current_user._get_current_object(), ip=client_ip()), name, core()["settings"].token_pepper
+    )
     provider = sso.provider_of(workspace)
     shown = SsoForm(formdata=None)
     _fill(shown, provider)
@@ -431,7 +534,8 @@ def token_reviewed(workspace, token_id: int):
     from poggio import scim
 
     form = ActionForm()
-    if form.validate_on_submit() and not scim.clear_review(workspace, token_id,
-                                                           Actor(current_user._get_current_object(), ip=client_ip())):
+    if form.validate_on_submit() and not scim.clear_review(
+        workspace, token_id, Actor(current_user._get_current_object(), ip=client_ip())
+    ):
         return render_template("error.html", code=404, message="This page does not exist."), 404
     return redirect(url_for("mcp_settings.page"))

@@ -61,9 +61,10 @@ class Throttle:
                 wait = wait_after(row.failures, keys[row.key])
                 row.blocked_until = now + wait if wait else None
                 row.save()
-            SignInThrottle.delete().where((SignInThrottle.last_failed_at < now - FORGET_AFTER)
-                                          & (SignInThrottle.blocked_until.is_null()
-                                             | (SignInThrottle.blocked_until < now))).execute()
+            SignInThrottle.delete().where(
+                (SignInThrottle.last_failed_at < now - FORGET_AFTER)
+                & (SignInThrottle.blocked_until.is_null() | (SignInThrottle.blocked_until < now))
+            ).execute()
         return None
 
     def succeeded(self, email: str, ip: str) -> None:

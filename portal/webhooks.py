@@ -25,14 +25,17 @@ def _actor() -> Actor:
 
 class EndpointForm(FlaskForm):
     url = StringField("Endpoint URL (https)", validators=[DataRequired(), Length(max=2000)])
-    events = MultiCheckbox("Events (none ticked: all but every write tool call)",
-                           choices=[(k, v) for k, v in webhooks.EVENTS.items() if k != "webhook.test"])
+    events = MultiCheckbox(
+        "Events (none ticked: all but every write tool call)",
+        choices=[(k, v) for k, v in webhooks.EVENTS.items() if k != "webhook.test"],
+    )
 
 
 def _page(workspace, form=None, secret=None, status=200):
     rows = [{"e": e, "pending": webhooks.pending_count(e)} for e in webhooks.endpoints(workspace)]
-    return render_template("settings/webhooks.html", rows=rows, form=form or EndpointForm(), secret=secret,
-                           events=webhooks.EVENTS), status
+    return render_template(
+        "settings/webhooks.html", rows=rows, form=form or EndpointForm(), secret=secret, events=webhooks.EVENTS
+    ), status
 
 
 def _endpoint(workspace, endpoint_id):
@@ -55,8 +58,9 @@ def add(workspace):
     if not form.validate_on_submit():
         return _page(workspace, form, status=422)
     try:
-        added = webhooks.add_endpoint(workspace, form.url.data, form.events.data, _actor(),
-                                      allow_private=core()["settings"].webhook_allow_private)
+        added = webhooks.add_endpoint(
+            workspace, form.url.data, form.events.data, _actor(), allow_private=core()["settings"].webhook_allow_private
+        )
     except webhooks.WebhookError as exc:
         form.url.errors = [str(exc)]
         return _page(workspace, form, status=422)
@@ -67,8 +71,12 @@ def add(workspace):
 @admin_required
 def detail(workspace, endpoint_id):
     endpoint = _endpoint(workspace, endpoint_id)
-    return render_template("settings/webhook.html", e=endpoint, attempts=webhooks.deliveries(endpoint),
-                           pending=webhooks.pending_count(endpoint))
+    return render_template(
+        "settings/webhook.html",
+        e=endpoint,
+        attempts=webhooks.deliveries(endpoint),
+        pending=webhooks.pending_count(endpoint),
+    )
 
 
 def _action(workspace, endpoint_id, do, message):
@@ -83,22 +91,31 @@ def _action(workspace, endpoint_id, do, message):
 @bp.post("/<int:endpoint_id>/test")
 @admin_required
 def test(workspace, endpoint_id):
-    return _action(workspace, endpoint_id, lambda e: webhooks.send_test(e, current_user.email),
-                   "A test event is on its way; it appears below once tried.")
+    return _action(
+        workspace,
+        endpoint_id,
+        lambda e: webhooks.send_test(e, current_user.email),
+        "A test event is on its way; it appears below once tried.",
+    )
 
 
 @bp.post("/<int:endpoint_id>/pause")
 @admin_required
 def pause(workspace, endpoint_id):
-    return _action(workspace, endpoint_id, lambda e: webhooks.set_paused(workspace, e.id, True, _actor()),
-                   "Endpoint paused.")
+    return _action(
+        workspace, endpoint_id, lambda e: webhooks.set_paused(workspace, e.id, True, _actor()), "Endpoint paused."
+    )
 
 
 @bp.post("/<int:endpoint_id>/resume")
 @admin_required
 def resume(workspace, endpoint_id):
-    return _action(workspace, endpoint_id, lambda e: webhooks.set_paused(workspace, e.id, False, _actor()),
-                   "Endpoint resumed: what failed in the last day is tried again.")
+    return _action(
+        workspace,
+        endpoint_id,
+        lambda e: webhooks.set_paused(workspace, e.id, False, _actor()),
+        "Endpoint resumed: what failed in the last day is tried again.",
+    )
 
 
 @bp.post("/<int:endpoint_id>/remove")

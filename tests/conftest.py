@@ -22,8 +22,7 @@ def no_process_left_behind() -> Iterator[None]:
     yield
     left = leftovers()
     if left:
-        pytest.fail("processes started by the tests were still running at the end:\n" + "\n".join(left),
-                    pytrace=False)
+        pytest.fail("processes started by the tests were still running at the end:\n" + "\n".join(left), pytrace=False)
 
 
 @pytest.fixture

@@ -14,8 +14,14 @@ from mcp.client.streamable_http import streamable_http_client
 
 
 @contextlib.asynccontextmanager
-async def mcp_client(url: str, token: str | None, mode: str = "auto", client_name: str = "poggio-tests",
-                     statuses: list[int] | None = None, headers: dict[str, str] | None = None):
+async def mcp_client(
+    url: str,
+    token: str | None,
+    mode: str = "auto",
+    client_name: str = "poggio-tests",
+    statuses: list[int] | None = None,
+    headers: dict[str, str] | None = None,
+):
     """The SDK client with a bearer header. The SDK reports an HTTP 401/403 only as a generic
     JSON-RPC error, so the HTTP statuses it met are collected in ``statuses`` for tests to read."""
     from mcp_types import Implementation
@@ -27,8 +33,11 @@ async def mcp_client(url: str, token: str | None, mode: str = "auto", client_nam
             statuses.append(response.status_code)
 
     async with httpx2.AsyncClient(headers=headers, timeout=30, event_hooks={"response": [keep_status]}) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode,
-                          client_info=Implementation(name=client_name, version="1.2.3")) as client:
+        async with Client(
+            streamable_http_client(url, http_client=http),
+            mode=mode,
+            client_info=Implementation(name=client_name, version="1.2.3"),
+        ) as client:
             yield client
 
 
@@ -57,9 +66,11 @@ class Mcp:
         self.statuses: list[int] = []
 
         async def main():
-            async with mcp_client(self.url, self.token, self.mode, statuses=self.statuses,
-                                  headers=self.headers) as client:
+            async with mcp_client(
+                self.url, self.token, self.mode, statuses=self.statuses, headers=self.headers
+            ) as client:
                 return await fn(client)
+
         # A thread of its own, so it also works where the caller's thread runs an event loop (Playwright).
         with ThreadPoolExecutor(1) as pool:
             return pool.submit(anyio.run, main).result()
@@ -67,21 +78,25 @@ class Mcp:
     def tool_names(self) -> list[str]:
         async def go(c):
             return [t.name for t in (await c.list_tools()).tools]
+
         return self._run(go)
 
     def tools(self):
         async def go(c):
             return (await c.list_tools()).tools
+
         return self._run(go)
 
     def call(self, name: str, arguments: dict[str, Any] | None = None):
         async def go(c):
             return await c.call_tool(name, arguments or {})
+
         return self._run(go)
 
     def calls(self, calls: list[tuple[str, dict[str, Any]]]):
         async def go(c):
             return [await c.call_tool(n, a) for n, a in calls]
+
         return self._run(go)
 
     def status_of_failure(self) -> int | None:
@@ -108,7 +123,8 @@ def install_pack(site: Path, dist: str, version: str, modules: dict[str, str], e
     info.mkdir(exist_ok=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(
-        "[poggio]\n" + "".join(f"{name} = {target}\n" for name, target in entry_points.items()))
+        "[poggio]\n" + "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    )
     (info / "RECORD").write_text("")
     return site
 
@@ -125,13 +141,23 @@ def revenue_day_totals(workspace_id: int) -> tuple[dict, dict]:
     from poggio_revenue.models import RevenueDay
 
     cents = Decimal("0.01")
-    computed = {(c, s, d): (n, Decimal(str(a)).quantize(cents)) for c, s, d, n, a in
-                Opportunity.select(Opportunity.currency, Opportunity.stage, Opportunity.close_date,
-                                   fn.COUNT(Opportunity.id), fn.SUM(Opportunity.amount))
-                .where(Opportunity.workspace == workspace_id)
-                .group_by(Opportunity.currency, Opportunity.stage, Opportunity.close_date).tuples()}
-    kept = {(r.currency, r.stage, r.close_date): (r.count, Decimal(str(r.amount)).quantize(cents))
-            for r in RevenueDay.select().where(RevenueDay.workspace == workspace_id)}
+    computed = {
+        (c, s, d): (n, Decimal(str(a)).quantize(cents))
+        for c, s, d, n, a in Opportunity.select(
+            Opportunity.currency,
+            Opportunity.stage,
+            Opportunity.close_date,
+            fn.COUNT(Opportunity.id),
+            fn.SUM(Opportunity.amount),
+        )
+        .where(Opportunity.workspace == workspace_id)
+        .group_by(Opportunity.currency, Opportunity.stage, Opportunity.close_date)
+        .tuples()
+    }
+    kept = {
+        (r.currency, r.stage, r.close_date): (r.count, Decimal(str(r.amount)).quantize(cents))
+        for r in RevenueDay.select().where(RevenueDay.workspace == workspace_id)
+    }
     return kept, computed
 
 

@@ -63,19 +63,26 @@ class IdJagProvider:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def discovery(self) -> dict:
-        return {"issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks", "token_endpoint": f"{self.issuer}/token",
-                "authorization_endpoint": f"{self.issuer}/authorize", "response_types_supported": ["code"],
-                "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"],
-                "grant_types_supported": [TOKEN_EXCHANGE],
-                "identity_chaining_requested_token_types_supported": [ID_JAG_TYPE]}
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": f"{self.issuer}/jwks",
+            "token_endpoint": f"{self.issuer}/token",
+            "authorization_endpoint": f"{self.issuer}/authorize",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "grant_types_supported": [TOKEN_EXCHANGE],
+            "identity_chaining_requested_token_types_supported": [ID_JAG_TYPE],
+        }
 
     def sign(self, claims: dict, typ: str = "JWT") -> str:
         return jwt.encode({"alg": "RS256", "kid": self.key.kid, "typ": typ}, claims, self.key)
 
     def login(self, sub: str, email: str, audience: str = "the-agent-at-the-idp") -> str:
         now = int(time.time())
-        return self.sign({"iss": self.issuer, "sub": sub, "email": email, "aud": audience, "iat": now,
-                          "exp": now + 600})
+        return self.sign(
+            {"iss": self.issuer, "sub": sub, "email": email, "aud": audience, "iat": now, "exp": now + 600}
+        )
 
     def mint(self, **claims) -> str:
         """An ID-JAG with ``claims`` over sensible defaults (a ``None`` value leaves a claim out)."""
@@ -96,11 +103,15 @@ class IdJagProvider:
         if claims.get("iss") != self.issuer or claims.get("exp", 0) < time.time():
             return 400, {"error": "invalid_grant"}
         self.exchanges += 1
-        id_jag = self.mint(sub=claims["sub"], email=claims.get("email"), aud=form.get("audience"),
-                           resource=form.get("resource"), client_id=form.get("client_id"),
-                           scope=form.get("scope"))
-        return 200, {"access_token": id_jag, "issued_token_type": ID_JAG_TYPE, "token_type": "N_A",
-                     "expires_in": 300}
+        id_jag = self.mint(
+            sub=claims["sub"],
+            email=claims.get("email"),
+            aud=form.get("audience"),
+            resource=form.get("resource"),
+            client_id=form.get("client_id"),
+            scope=form.get("scope"),
+        )
+        return 200, {"access_token": id_jag, "issued_token_type": ID_JAG_TYPE, "token_type": "N_A", "expires_in": 300}
 
     def close(self) -> None:
         self.server.shutdown()

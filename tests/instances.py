@@ -203,8 +203,9 @@ class ServerProcess(_ServiceProcess):
 
     what = "MCP server"
 
-    def __init__(self, instance: Instance, port: int | None = None, extra_env: dict[str, str] | None = None,
-                 workers: int = 1):
+    def __init__(
+        self, instance: Instance, port: int | None = None, extra_env: dict[str, str] | None = None, workers: int = 1
+    ):
         from poggio.cli import _mcp_argv
         from poggio.settings import load_settings
 
@@ -214,8 +215,12 @@ class ServerProcess(_ServiceProcess):
         self.mcp_url = f"{self.url}/mcp"
         env = {**os.environ, **instance.env, "POGGIO_MCP_PUBLIC_URL": self.mcp_url, **(extra_env or {})}
         argv = _mcp_argv(load_settings(env), "127.0.0.1", self.port, workers)
-        self._start([*argv, "--timeout-graceful-shutdown", "5", "--log-level", "info"],
-                    env, f"mcp-{self.port}.log", f"{self.url}/readyz")
+        self._start(
+            [*argv, "--timeout-graceful-shutdown", "5", "--log-level", "info"],
+            env,
+            f"mcp-{self.port}.log",
+            f"{self.url}/readyz",
+        )
 
 
 class PortalProcess(_ServiceProcess):
@@ -224,13 +229,39 @@ class PortalProcess(_ServiceProcess):
 
     what = "portal"
 
-    def __init__(self, instance: Instance, mcp_url: str | None = None, port: int | None = None,
-                 extra_env: dict[str, str] | None = None, workers: int = 1):
+    def __init__(
+        self,
+        instance: Instance,
+        mcp_url: str | None = None,
+        port: int | None = None,
+        extra_env: dict[str, str] | None = None,
+        workers: int = 1,
+    ):
         self.instance = instance
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **instance.env, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
-               "POGGIO_PORTAL_PUBLIC_URL": self.url,
-               **({"POGGIO_MCP_PUBLIC_URL": mcp_url} if mcp_url else {}), **(extra_env or {})}
-        self._start([sys.executable, "-m", "poggio", "portal", "--host", "127.0.0.1", "--port", str(self.port),
-                     "--workers", str(workers)], env, f"portal-{self.port}.log", f"{self.url}/healthz")
+        env = {
+            **os.environ,
+            **instance.env,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
+            "POGGIO_PORTAL_PUBLIC_URL": self.url,
+            **({"POGGIO_MCP_PUBLIC_URL": mcp_url} if mcp_url else {}),
+            **(extra_env or {}),
+        }
+        self._start(
+            [
+                sys.executable,
+                "-m",
+                "poggio",
+                "portal",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            env,
+            f"portal-{self.port}.log",
+            f"{self.url}/healthz",
+        )

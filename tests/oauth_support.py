@@ -33,10 +33,24 @@ from poggio.schema import upgrade
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ALL_TOOLS = {"search_accounts", "get_account", "search_contacts", "get_contact", "get_revenue_summary",
-             "list_opportunities"}
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ALL_TOOLS = {
+    "search_accounts",
+    "get_account",
+    "search_contacts",
+    "get_contact",
+    "get_revenue_summary",
+    "list_opportunities",
+}
 
 
 def mint(service, workspace, user, packs: set[str], resource: str):
@@ -46,11 +60,22 @@ def mint(service, workspace, user, packs: set[str], resource: str):
     from poggio.audit import Actor
     from poggio.models import OAuthCode
 
-    client = service.register({"client_name": "Test agent", "redirect_uris": ["http://127.0.0.1:9/cb"],
-                               "token_endpoint_auth_method": "none"}).client
-    service.issue_code(code="c" * 43 + str(time.monotonic_ns()), client=client, user=user, workspace=workspace,
-                       packs=packs, redirect_uri="http://127.0.0.1:9/cb", resource=resource,
-                       code_challenge="x" * 43, code_challenge_method="S256", grant_days=30, actor=Actor(user))
+    client = service.register(
+        {"client_name": "Test agent", "redirect_uris": ["http://127.0.0.1:9/cb"], "token_endpoint_auth_method": "none"}
+    ).client
+    service.issue_code(
+        code="c" * 43 + str(time.monotonic_ns()),
+        client=client,
+        user=user,
+        workspace=workspace,
+        packs=packs,
+        redirect_uri="http://127.0.0.1:9/cb",
+        resource=resource,
+        code_challenge="x" * 43,
+        code_challenge_method="S256",
+        grant_days=30,
+        actor=Actor(user),
+    )
     code = OAuthCode.select().order_by(OAuthCode.id.desc()).first()
     grant = service.grant_from_code(code)
     return grant, service.issue_tokens(grant)
@@ -84,18 +109,24 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     folder.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -113,11 +144,16 @@ def oauth_stack(tmp: Path, backend: str, access_token_seconds: int = 3600) -> It
     mcp = ServerProcess(inst, extra_env={"POGGIO_PORTAL_PUBLIC_URL": f"http://127.0.0.1:{portal_port}"})
     portal = None
     try:
-        portal = PortalProcess(inst, mcp.mcp_url, port=portal_port, extra_env={
-            "POGGIO_OAUTH_ACCESS_TOKEN_SECONDS": str(access_token_seconds),
-            "POGGIO_OAUTH_METADATA_ALLOW_PRIVATE": "true",
-            "SSL_CERT_FILE": str(cert),
-        })
+        portal = PortalProcess(
+            inst,
+            mcp.mcp_url,
+            port=portal_port,
+            extra_env={
+                "POGGIO_OAUTH_ACCESS_TOKEN_SECONDS": str(access_token_seconds),
+                "POGGIO_OAUTH_METADATA_ALLOW_PRIVATE": "true",
+                "SSL_CERT_FILE": str(cert),
+            },
+        )
         yield OAuthStack(inst, mcp, portal, result.admin_email, result.admin_password, cert, key)
     finally:
         if portal is not None:
@@ -130,8 +166,9 @@ def oauth_stack(tmp: Path, backend: str, access_token_seconds: int = 3600) -> It
         assert "Traceback" not in text, f"the {name} logged a traceback:\n{text[-6000:]}"
 
 
-def _send(handler: http.server.BaseHTTPRequestHandler, body: bytes, content_type: str,
-          headers: dict[str, str] | None = None) -> None:
+def _send(
+    handler: http.server.BaseHTTPRequestHandler, body: bytes, content_type: str, headers: dict[str, str] | None = None
+) -> None:
     handler.send_response(200)
     for name, value in {"Content-Type": content_type, "Content-Length": str(len(body)), **(headers or {})}.items():
         handler.send_header(name, value)
@@ -162,8 +199,14 @@ async def portal_page(browser, stack: OAuthStack):
     try:
         page = await context.new_page()
         errors: list[str] = []
-        page.on("console", lambda m: errors.append(f"{m.location.get('url')}: {m.text}")
-                if m.type == "error" and m.location.get("url", "").startswith(stack.portal.url) else None)
+        page.on(
+            "console",
+            lambda m: (
+                errors.append(f"{m.location.get('url')}: {m.text}")
+                if m.type == "error" and m.location.get("url", "").startswith(stack.portal.url)
+                else None
+            ),
+        )
         page.on("dialog", lambda d: d.accept())  # confirmations (disconnect, revoke)
         yield page
         assert not errors, f"browser console errors: {errors}"
@@ -233,7 +276,8 @@ class FormPerson:
     @staticmethod
     def _field(page: str, name: str) -> str:
         found = re.search(rf'name="{name}"[^>]*value="([^"]*)"', page) or re.search(
-            rf'value="([^"]*)"[^>]*name="{name}"', page)
+            rf'value="([^"]*)"[^>]*name="{name}"', page
+        )
         assert found, f"no {name} field on the page:\n{page[:3000]}"
         return html.unescape(found.group(1))
 
@@ -243,9 +287,14 @@ class FormPerson:
         page = self.http.get(url)
         if page.status_code == 302 and "/sign-in" in page.headers["location"]:
             form = self.http.get(urljoin(url, page.headers["location"]))
-            signed = self.http.post(str(form.url), data={
-                "csrf_token": self._field(form.text, "csrf_token"), "email": self.stack.email,
-                "password": self.stack.password})
+            signed = self.http.post(
+                str(form.url),
+                data={
+                    "csrf_token": self._field(form.text, "csrf_token"),
+                    "email": self.stack.email,
+                    "password": self.stack.password,
+                },
+            )
             assert signed.status_code == 302, signed.text[:2000]
             page = self.http.get(url)
         assert page.status_code == 200, page.text[:2000]
@@ -253,10 +302,18 @@ class FormPerson:
         self.consents.append(re.sub(r"<[^>]+>", " ", text))
         ticked = re.findall(r'name="packs" value="([^"]+)" checked', text)
         offered = set(re.findall(r'name="write" value="([^"]+)"', text))
-        answer = self.http.post(url, data={
-            "csrf_token": self._field(text, "csrf_token"), "seal": self._field(text, "seal"),
-            "workspace": re.search(r'name="workspace" value="(\d+)"', text).group(1), "decision": "approve",
-            "packs": ticked, "write": sorted(self.writes & offered), "lifetime": "90"})
+        answer = self.http.post(
+            url,
+            data={
+                "csrf_token": self._field(text, "csrf_token"),
+                "seal": self._field(text, "seal"),
+                "workspace": re.search(r'name="workspace" value="(\d+)"', text).group(1),
+                "decision": "approve",
+                "packs": ticked,
+                "write": sorted(self.writes & offered),
+                "lifetime": "90",
+            },
+        )
         assert answer.status_code == 302, answer.text[:2000]
         return answer.headers["location"]
 
@@ -301,8 +358,14 @@ class MetadataDocumentServer:
     """A Client ID Metadata Document served over https from 127.0.0.1; ``client_id`` is its URL.
     ``requests`` counts the GETs it answered."""
 
-    def __init__(self, cert: Path, key: Path, document: dict, path: str = "/oauth/client.json",
-                 files: dict[str, dict] | None = None):
+    def __init__(
+        self,
+        cert: Path,
+        key: Path,
+        document: dict,
+        path: str = "/oauth/client.json",
+        files: dict[str, dict] | None = None,
+    ):
         """``files``: other JSON documents served beside it (``{path: document}``, e.g. a JWKS),
         each GET of which is counted in ``fetched[path]``."""
         self.requests = 0
@@ -314,8 +377,12 @@ class MetadataDocumentServer:
             def do_GET(self):  # noqa: N802
                 if self.path in server.files:
                     server.fetched[self.path] = server.fetched.get(self.path, 0) + 1
-                    _send(self, json.dumps(server.files[self.path]).encode(), "application/json",
-                          {"Cache-Control": "max-age=300"})
+                    _send(
+                        self,
+                        json.dumps(server.files[self.path]).encode(),
+                        "application/json",
+                        {"Cache-Control": "max-age=300"},
+                    )
                     return
                 if self.path != path:
                     self.send_error(404)
@@ -345,8 +412,7 @@ class DribblingServer:
     byte every ``interval`` seconds, for as long as the client stays. ``connections`` counts the
     connections it accepted; ``url(path)`` is an https URL the portal trusts (``cert``)."""
 
-    ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
-              + b" " * 100000)
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n" + b" " * 100000
 
     def __init__(self, cert: Path, key: Path, interval: float = 0.5):
         import socket
@@ -379,7 +445,7 @@ class DribblingServer:
                 for i in range(len(self.ANSWER)):
                     if self.stopping.wait(self.interval):
                         return
-                    tls.sendall(self.ANSWER[i:i + 1])
+                    tls.sendall(self.ANSWER[i : i + 1])
         except OSError:
             return
 

@@ -49,13 +49,20 @@ def openid_provider(tmp: Path, clients: list[dict], accounts: dict[str, dict]) -
     port = free_port()
     accounts_file = tmp / "oidc-accounts.json"
     accounts_file.write_text(json.dumps(accounts))
-    env.update({"OIDC_PROVIDER_MODULE": str(NODE_DIR / "node_modules" / "oidc-provider" / "lib" / "index.js"),
-                "OIDC_PORT": str(port), "OIDC_CLIENTS": json.dumps(clients),
-                "OIDC_ACCOUNTS_FILE": str(accounts_file), "NODE_ENV": "development"})
+    env.update(
+        {
+            "OIDC_PROVIDER_MODULE": str(NODE_DIR / "node_modules" / "oidc-provider" / "lib" / "index.js"),
+            "OIDC_PORT": str(port),
+            "OIDC_CLIENTS": json.dumps(clients),
+            "OIDC_ACCOUNTS_FILE": str(accounts_file),
+            "NODE_ENV": "development",
+        }
+    )
     log = tmp / "oidc-provider.log"
     with open(log, "w") as out:
-        process = subprocess.Popen([node, str(SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, cwd=tmp)
+        process = subprocess.Popen(
+            [node, str(SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp
+        )
     provider = OpenIdProvider(f"http://127.0.0.1:{port}", accounts_file, log, process)
     try:
         deadline = time.monotonic() + 60

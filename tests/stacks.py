@@ -40,8 +40,9 @@ class Stack:
         return Mcp(self.url, self.tokens[key], mode)
 
 
-def acme_and_globex(tmp, backend: str, make_tokens: Callable, accounts: int, seed: int,
-                    extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+def acme_and_globex(
+    tmp, backend: str, make_tokens: Callable, accounts: int, seed: int, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
     """For a module fixture: build the stack, yield it, stop and drop it. ``make_tokens(service, cli,
     acme, globex)`` returns the module's tokens by name."""
     inst = make_instance(tmp, backend)
@@ -53,8 +54,11 @@ def acme_and_globex(tmp, backend: str, make_tokens: Callable, accounts: int, see
         upgrade(registry)
         acme = demo.build(registry, "acme", accounts=accounts, seed=seed).workspace
         globex = create_workspace("globex", "Globex", True, cli)
-        for kind, text in (("accounts", GLOBEX_ACCOUNTS), ("contacts", GLOBEX_CONTACTS),
-                           ("opportunities", GLOBEX_OPPS)):
+        for kind, text in (
+            ("accounts", GLOBEX_ACCOUNTS),
+            ("contacts", GLOBEX_CONTACTS),
+            ("opportunities", GLOBEX_OPPS),
+        ):
             report = import_csv(registry, globex, kind, text.encode(), cli)
             assert not report.errors, report.errors
         tokens = make_tokens(service, cli, acme, globex)

@@ -33,8 +33,13 @@ finally:
 
 def export(env: dict, *args: str) -> tuple[int, int, int]:
     """(lines written, bytes written, peak RSS in MB) of ``poggio activity export``, read as it streams."""
-    proc = subprocess.Popen([sys.executable, "-c", EXPORT, "activity", "export", "--workspace", "acme", *args],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EXPORT, "activity", "export", "--workspace", "acme", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     lines = size = 0
     for chunk in iter(lambda: proc.stdout.read(1 << 16), b""):
         lines += chunk.count(b"\n")
@@ -54,12 +59,27 @@ def test_a_million_records_export_in_bounded_memory(tmp_path):
     database.close()
     conn = sqlite3.connect(inst.path / "poggio.db")
     start = dt.datetime(2026, 1, 1)
-    rows = ((ws.id, "token", i % 50, (start + dt.timedelta(seconds=i)).isoformat(sep=" "), "search_accounts",
-             "ok" if i % 7 else "refused", 3.25, "claude-ai 1.0", "203.0.113.7") for i in range(ROWS))
+    rows = (
+        (
+            ws.id,
+            "token",
+            i % 50,
+            (start + dt.timedelta(seconds=i)).isoformat(sep=" "),
+            "search_accounts",
+            "ok" if i % 7 else "refused",
+            3.25,
+            "claude-ai 1.0",
+            "203.0.113.7",
+        )
+        for i in range(ROWS)
+    )
     with conn:
-        conn.executemany("INSERT INTO activity (workspace_id, kind, subject_id, at, tool, outcome, latency_ms, "
-                         "client, ip)"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO activity (workspace_id, kind, subject_id, at, tool, outcome, latency_ms, "
+            "client, ip)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
     conn.close()
     env = {**__import__("os").environ, **inst.env, "PYTHONPATH": str(ROOT)}
     _, _, baseline = export(env, "--since", "2030-01-01")  # nothing to export: the command's own footprint

@@ -34,17 +34,29 @@ def acme(instance):
     return ws
 
 
-def connect(ws: Workspace, email: str, name: str = "Claude", pending: bool = True,
-            client=None) -> tuple[OAuthGrant, str]:
+def connect(
+    ws: Workspace, email: str, name: str = "Claude", pending: bool = True, client=None
+) -> tuple[OAuthGrant, str]:
     """The consent and token exchange of ``email`` for a registered app: its grant and access token."""
     from poggio.models import User
 
     service = OAuthService()
     client = client or service.register({"client_name": name, "redirect_uris": ["http://127.0.0.1:5/cb"]}).client
     user = User.get(User.email == email)
-    service.issue_code(code=f"code-{client.id}-{email}", client=client, user=user, workspace=ws, packs=["accounts"],
-                       redirect_uri="http://127.0.0.1:5/cb", resource=MCP, code_challenge="x" * 43,
-                       code_challenge_method="S256", grant_days=30, actor=Actor(user), pending=pending)
+    service.issue_code(
+        code=f"code-{client.id}-{email}",
+        client=client,
+        user=user,
+        workspace=ws,
+        packs=["accounts"],
+        redirect_uri="http://127.0.0.1:5/cb",
+        resource=MCP,
+        code_challenge="x" * 43,
+        code_challenge_method="S256",
+        grant_days=30,
+        actor=Actor(user),
+        pending=pending,
+    )
     grant = service.grant_from_code(service.find_code(f"code-{client.id}-{email}", client))
     return grant, service.issue_tokens(grant)["access_token"]
 
@@ -64,8 +76,19 @@ def actions(ws) -> list[str]:
 def test_policy_is_shown_and_changed_from_the_command_line(run, acme):
     shown = run("workspace", "policy", "acme")
     assert shown.exit_code == 0 and "any app may connect; admins connect apps" in shown.output
-    changed = run("workspace", "policy", "acme", "--apps", "listed", "--allow-app", "https://claude.ai/",
-                  "--allow-app", "pgc_abcdefghijklmnop", "--app-access", "members")
+    changed = run(
+        "workspace",
+        "policy",
+        "acme",
+        "--apps",
+        "listed",
+        "--allow-app",
+        "https://claude.ai/",
+        "--allow-app",
+        "pgc_abcdefghijklmnop",
+        "--app-access",
+        "members",
+    )
     assert changed.exit_code == 0, changed.output
     assert "only listed apps may connect (2 listed); members may request apps, an admin approves" in changed.output
     assert "allowed: https://claude.ai/" in changed.output
@@ -74,14 +97,17 @@ def test_policy_is_shown_and_changed_from_the_command_line(run, acme):
     assert "workspace.app_policy_changed" in actions(acme)
 
 
-@pytest.mark.parametrize("args,says", [
-    (["--allow-app", "Claude"], "cannot be listed"),
-    (["--allow-app", "http://claude.ai/"], "neither an https URL"),
-    (["--allow-app", "https://claude.ai"], "add a path"),
-    (["--apps", "listed"], "list at least one app"),
-    (["--apps", "some"], "Invalid value for '--apps'"),
-    (["--app-access", "everyone"], "Invalid value for '--app-access'"),
-])
+@pytest.mark.parametrize(
+    "args,says",
+    [
+        (["--allow-app", "Claude"], "cannot be listed"),
+        (["--allow-app", "http://claude.ai/"], "neither an https URL"),
+        (["--allow-app", "https://claude.ai"], "add a path"),
+        (["--apps", "listed"], "list at least one app"),
+        (["--apps", "some"], "Invalid value for '--apps'"),
+        (["--app-access", "everyone"], "Invalid value for '--app-access'"),
+    ],
+)
 def test_bad_policy_input_is_refused_and_changes_nothing(run, acme, args, says):
     result = run("workspace", "policy", "acme", *args)
     assert result.exit_code != 0 and says in result.output and "Traceback" not in result.output
@@ -94,12 +120,16 @@ def test_listed_apps_admit_by_client_id_or_url_prefix(acme):
     dynamic = service.register({"client_name": "Claude", "redirect_uris": ["http://127.0.0.1:5/cb"]}).client
     from poggio.db import utcnow
 
-    claude = service.remember_metadata_client("https://claude.ai/oauth/client.json",
-                                              {"client_name": "Claude", "redirect_uris": ["https://claude.ai/cb"]},
-                                              utcnow())
-    evil = service.remember_metadata_client("https://claude.ai.evil.example/client.json",
-                                            {"client_name": "Claude", "redirect_uris": ["https://evil.example/cb"]},
-                                            utcnow())
+    claude = service.remember_metadata_client(
+        "https://claude.ai/oauth/client.json",
+        {"client_name": "Claude", "redirect_uris": ["https://claude.ai/cb"]},
+        utcnow(),
+    )
+    evil = service.remember_metadata_client(
+        "https://claude.ai.evil.example/client.json",
+        {"client_name": "Claude", "redirect_uris": ["https://evil.example/cb"]},
+        utcnow(),
+    )
     rules = app_access.AppPolicy("listed", ("https://claude.ai/", dynamic.client_id), "admins")
     assert rules.allows(claude) and rules.allows(dynamic) and not rules.allows(evil)
     assert not app_access.AppPolicy("listed", ("https://claude.ai/oauth/client.json",), "admins").allows(dynamic)

@@ -48,8 +48,10 @@ class Stack:
         """``email`` connects (or asks for) a newly registered app on the consent page: the access token."""
         browser = self.browser(email)
         if client_id is None:
-            r = browser.client.post("/oauth/register", json={"client_name": name, "redirect_uris": [REDIRECT],
-                                                             "token_endpoint_auth_method": "none"})
+            r = browser.client.post(
+                "/oauth/register",
+                json={"client_name": name, "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"},
+            )
             client_id = r.get_json()["client_id"]
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
@@ -57,21 +59,38 @@ class Stack:
         page = browser.get(url).get_data(as_text=True)
         seal = re.search(r'name="seal" value="([^"]+)"', page).group(1)
         workspace = re.search(r'name="workspace" value="(\d+)"', page).group(1)
-        r = browser.post(url, {"seal": seal, "workspace": workspace, "decision": "approve", "packs": ["accounts"],
-                               "lifetime": "30"})
+        r = browser.post(
+            url, {"seal": seal, "workspace": workspace, "decision": "approve", "packs": ["accounts"], "lifetime": "30"}
+        )
         code = parse_qs(urlsplit(r.headers["Location"]).query)["code"][0]
-        r = browser.client.post("/oauth/token", data={"grant_type": "authorization_code", "code": code,
-                                                      "client_id": client_id, "redirect_uri": REDIRECT,
-                                                      "code_verifier": verifier, "resource": self.url})
+        r = browser.client.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "client_id": client_id,
+                "redirect_uri": REDIRECT,
+                "code_verifier": verifier,
+                "resource": self.url,
+            },
+        )
         assert r.status_code == 200, r.get_json()
         return r.get_json()["access_token"]
 
 
 def authorize(client_id: str, challenge: str, resource: str) -> str:
-    return "/oauth/authorize?" + urlencode({
-        "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT, "state": "s",
-        "code_challenge": challenge, "code_challenge_method": "S256", "resource": resource,
-        "scope": "accounts:read"})
+    return "/oauth/authorize?" + urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": REDIRECT,
+            "state": "s",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "resource": resource,
+            "scope": "accounts:read",
+        }
+    )
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -111,10 +130,16 @@ def _bound(stack):
 
 
 def tools_list(http: httpx.Client, url: str, token: str) -> httpx.Response:
-    return http.post(url, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                                   "Accept": "application/json, text/event-stream",
-                                   "MCP-Protocol-Version": "2025-11-25"},
-                     json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    return http.post(
+        url,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-11-25",
+        },
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+    )
 
 
 def acme() -> Workspace:
@@ -122,8 +147,12 @@ def acme() -> Workspace:
 
 
 def pending_grant(email: str) -> OAuthGrant:
-    return (OAuthGrant.select().join(User, on=(OAuthGrant.user == User.id))
-            .where((User.email == email) & (OAuthGrant.approval == "pending")).get())
+    return (
+        OAuthGrant.select()
+        .join(User, on=(OAuthGrant.user == User.id))
+        .where((User.email == email) & (OAuthGrant.approval == "pending"))
+        .get()
+    )
 
 
 def test_a_request_is_refused_until_an_admin_approves_then_works_without_reconnecting(stack):
@@ -158,8 +187,11 @@ def test_deny_ends_the_grant(stack):
 
 @pytest.mark.parametrize("end", ["removed", "deactivated", "policy"])
 def test_the_members_grant_ends_with_the_member(stack, end):
-    email = {"removed": "member2@acme.example", "deactivated": "member3@acme.example",
-             "policy": "member4@acme.example"}[end]
+    email = {
+        "removed": "member2@acme.example",
+        "deactivated": "member3@acme.example",
+        "policy": "member4@acme.example",
+    }[end]
     token = stack.connect(email)
     app_access.decide(pending_grant(email), True, CLI)
     with httpx.Client(timeout=20) as http:
@@ -179,13 +211,16 @@ def test_the_members_grant_ends_with_the_member(stack, end):
 
 def test_the_listed_apps_policy_refuses_unlisted_apps_with_an_audit_line(stack):
     service = OAuthService()
-    listed = service.register({"client_name": "Listed", "redirect_uris": [REDIRECT],
-                               "token_endpoint_auth_method": "none"}).client
-    unlisted = service.register({"client_name": "Unlisted", "redirect_uris": [REDIRECT],
-                                 "token_endpoint_auth_method": "none"}).client
+    listed = service.register(
+        {"client_name": "Listed", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+    ).client
+    unlisted = service.register(
+        {"client_name": "Unlisted", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+    ).client
     document = "https://apps.example.org/mcp/client.json"  # known and fresh: the portal does not fetch it
-    service.remember_metadata_client(document, {"client_name": "Doc app", "redirect_uris": [REDIRECT]},
-                                     utcnow().replace(year=utcnow().year + 1))
+    service.remember_metadata_client(
+        document, {"client_name": "Doc app", "redirect_uris": [REDIRECT]}, utcnow().replace(year=utcnow().year + 1)
+    )
     app_access.set_app_policy(acme(), CLI, apps="listed", allowed=[listed.client_id, "https://claude.ai/"])
     try:
         browser = stack.browser("boss@acme.example")
@@ -195,8 +230,11 @@ def test_the_listed_apps_policy_refuses_unlisted_apps_with_an_audit_line(stack):
             query = parse_qs(urlsplit(r.headers["Location"]).query)
             assert r.status_code == 302 and query["error"] == ["access_denied"], client_id
             assert "listed" in query["error_description"][0]
-            assert AuditEvent.select().where((AuditEvent.action == "oauth.refused_by_policy")
-                                             & AuditEvent.detail.contains(client_id)).exists()
+            assert (
+                AuditEvent.select()
+                .where((AuditEvent.action == "oauth.refused_by_policy") & AuditEvent.detail.contains(client_id))
+                .exists()
+            )
         assert OAuthCode.select().count() == codes
         token = stack.connect("boss@acme.example", client_id=listed.client_id)
         with httpx.Client(timeout=20) as http:

@@ -36,8 +36,12 @@ def served(tmp_path_factory):
 
 def send(served, content: bytes | str, headers: dict | None = None) -> httpx.Response:
     server, token = served
-    base = {"Authorization": f"Bearer {token}", "Accept": ACCEPT, "Content-Type": "application/json",
-            "MCP-Protocol-Version": "2025-06-18"}
+    base = {
+        "Authorization": f"Bearer {token}",
+        "Accept": ACCEPT,
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": "2025-06-18",
+    }
     return httpx.post(server.mcp_url, content=content, headers={**base, **(headers or {})}, timeout=10)
 
 
@@ -55,16 +59,23 @@ CASES = [
     ("no method", json.dumps({"jsonrpc": "2.0", "id": 1}), {}, {400}),
     ("unknown method", rpc("tools/destroy"), {}, {200, 404}),
     ("unknown tool", rpc("tools/call", {"name": "drop_tables", "arguments": {}}), {}, {200}),
-    ("wrong argument type", rpc("tools/call", {"name": "search_accounts", "arguments": {"limit": {"$gt": 1}}}),
-     {}, {200}),
+    (
+        "wrong argument type",
+        rpc("tools/call", {"name": "search_accounts", "arguments": {"limit": {"$gt": 1}}}),
+        {},
+        {200},
+    ),
     ("arguments not an object", rpc("tools/call", {"name": "search_accounts", "arguments": "x"}), {}, {200, 400}),
-    ("huge integer", rpc("tools/call", {"name": "search_accounts", "arguments": {"min_employees": 10 ** 40}}),
-     {}, {200}),
+    ("huge integer", rpc("tools/call", {"name": "search_accounts", "arguments": {"min_employees": 10**40}}), {}, {200}),
     ("wrong content type", rpc("ping"), {"Content-Type": "text/plain"}, {400, 415}),
     ("wrong accept", rpc("ping"), {"Accept": "text/html"}, {406}),
     ("unsupported protocol version", rpc("ping"), {"MCP-Protocol-Version": "1999-01-01"}, {400}),
-    ("oversized body", rpc("tools/call", {"name": "search_accounts", "arguments": {"query": "x" * 100_000}}),
-     {}, {413}),
+    (
+        "oversized body",
+        rpc("tools/call", {"name": "search_accounts", "arguments": {"query": "x" * 100_000}}),
+        {},
+        {413},
+    ),
     ("invalid utf-8", b'{"jsonrpc": "2.0", "id": 1, "method": "\xff\xfe"}', {}, {400}),
 ]
 
@@ -82,9 +93,12 @@ def test_bad_requests_get_clear_answers(served, label, content, headers, expecte
 
 def test_missing_protocol_version_header_still_served_as_default(served):
     server, token = served
-    response = httpx.post(server.mcp_url, content=rpc("ping"), timeout=10,
-                          headers={"Authorization": f"Bearer {token}", "Accept": ACCEPT,
-                                   "Content-Type": "application/json"})
+    response = httpx.post(
+        server.mcp_url,
+        content=rpc("ping"),
+        timeout=10,
+        headers={"Authorization": f"Bearer {token}", "Accept": ACCEPT, "Content-Type": "application/json"},
+    )
     assert response.status_code in (200, 400) and "Traceback" not in response.text
 
 

@@ -50,8 +50,11 @@ def _import(registry, ws, kind: str, data: bytes):
 
 
 def _terms(workspace_id: int) -> set[tuple[str, str, int]]:
-    return set(SearchTerm.select(SearchTerm.kind, SearchTerm.term, SearchTerm.ref_id)
-               .where(SearchTerm.workspace == workspace_id).tuples())
+    return set(
+        SearchTerm.select(SearchTerm.kind, SearchTerm.term, SearchTerm.ref_id)
+        .where(SearchTerm.workspace == workspace_id)
+        .tuples()
+    )
 
 
 def test_a_bad_row_in_the_last_chunk_leaves_nothing_written(setup):
@@ -73,16 +76,20 @@ def test_every_row_and_search_term_written_over_chunks(setup):
     expected = {("account", w, a.id) for a in accounts for w in search.words(a.name) + search.words(a.domain)}
     assert _terms(ws.id) == expected
     contacts = "email,first_name,last_name,title,account_domain\n" + "".join(
-        f"p{n}.{i}@co{i}.example,Zoë{n},Person{i},Buyer,co{i}.example\n" for i in range(0, 203, 2) for n in range(2))
+        f"p{n}.{i}@co{i}.example,Zoë{n},Person{i},Buyer,co{i}.example\n" for i in range(0, 203, 2) for n in range(2)
+    )
     assert _import(registry, ws, "contacts", contacts.encode()).imported == 204
     people = list(Contact.select().where(Contact.workspace == ws.id))
-    expected |= {("contact", w, c.id) for c in people
-                 for w in search.words(c.first_name) + search.words(c.last_name) + search.words(c.email)
-                 + search.words(c.title)}
+    expected |= {
+        ("contact", w, c.id)
+        for c in people
+        for w in search.words(c.first_name) + search.words(c.last_name) + search.words(c.email) + search.words(c.title)
+    }
     assert _terms(ws.id) == expected
     elsewhere = Account.select().where(Account.workspace == other.id)
-    assert _terms(other.id) == {("account", w, a.id) for a in elsewhere
-                                for w in search.words(a.name) + search.words(a.domain)}
+    assert _terms(other.id) == {
+        ("account", w, a.id) for a in elsewhere for w in search.words(a.name) + search.words(a.domain)
+    }
 
 
 def test_day_totals_add_up_over_chunks_and_earlier_deals(setup):
@@ -90,7 +97,9 @@ def test_day_totals_add_up_over_chunks_and_earlier_deals(setup):
     _import(registry, ws, "accounts", _accounts_csv(30))
     deals = "account_domain,name,stage,amount,currency,close_date\n" + "".join(
         f"co{i % 30}.example,Deal {i},{('won', 'lost', 'proposal')[i % 3]},{1000 + i}.25,{('EUR', 'USD')[i % 2]},"
-        f"2026-0{1 + i % 4}-1{i % 5}\n" for i in range(170))
+        f"2026-0{1 + i % 4}-1{i % 5}\n"
+        for i in range(170)
+    )
     assert _import(registry, ws, "opportunities", deals.encode()).imported == 170
     assert _import(registry, ws, "opportunities", deals.encode()).imported == 170  # the same days again
     kept, expected = revenue_day_totals(ws.id)
@@ -137,8 +146,14 @@ def test_text_that_looks_like_copy_syntax_comes_back_as_written(setup, few, monk
     monkeypatch.setattr(bulk, "FEW", few)
     _, ws, _ = setup
     tricky = ["tab\there", "line\nbreak\r\nend", "back\\slash", "\\N", "\\", "", "naïve ☃ 𝄞"]
-    insert_accounts(ws.id, [{"domain": f"t{i}.example", "name": text or "x", "description": text,
-                             "employees": None if i % 2 else i} for i, text in enumerate(tricky)], utcnow())
+    insert_accounts(
+        ws.id,
+        [
+            {"domain": f"t{i}.example", "name": text or "x", "description": text, "employees": None if i % 2 else i}
+            for i, text in enumerate(tricky)
+        ],
+        utcnow(),
+    )
     rows = list(Account.select().where(Account.workspace == ws.id).order_by(Account.id))
     assert [r.description for r in rows] == tricky
     assert [r.employees for r in rows] == [None if i % 2 else i for i in range(len(tricky))]
@@ -149,8 +164,16 @@ def test_values_common_to_every_row_are_written_as_given(setup):
 
     _, ws, _ = setup
     kind = "it's a\ttab \\N"  # a quote for the SQL literal, a tab and a backslash for COPY
-    assert insert_rows(SearchTerm, [SearchTerm.term, SearchTerm.ref_id], [("one", 1), ("two", 2), ("a\\b", 3)],
-                       batch=2, same={SearchTerm.workspace: ws.id, SearchTerm.kind: kind}) == 3
+    assert (
+        insert_rows(
+            SearchTerm,
+            [SearchTerm.term, SearchTerm.ref_id],
+            [("one", 1), ("two", 2), ("a\\b", 3)],
+            batch=2,
+            same={SearchTerm.workspace: ws.id, SearchTerm.kind: kind},
+        )
+        == 3
+    )
     assert _terms(ws.id) == {(kind, "one", 1), (kind, "two", 2), (kind, "a\\b", 3)}
     with pytest.raises(TypeError):
         insert_rows(SearchTerm, [SearchTerm.term, SearchTerm.ref_id], [("x", 4)], same={SearchTerm.kind: 1.5})
@@ -172,8 +195,12 @@ def test_a_batch_is_written_while_another_thread_keeps_the_interpreter_busy(setu
         try:
             with database.connection_context(), writing():
                 start = time.perf_counter()
-                insert_rows(SearchTerm, [SearchTerm.term, SearchTerm.ref_id], [(f"t{i}", i) for i in range(2000)],
-                            same={SearchTerm.workspace: ws.id, SearchTerm.kind: "busy"})
+                insert_rows(
+                    SearchTerm,
+                    [SearchTerm.term, SearchTerm.ref_id],
+                    [(f"t{i}", i) for i in range(2000)],
+                    same={SearchTerm.workspace: ws.id, SearchTerm.kind: "busy"},
+                )
                 took.append(time.perf_counter() - start)
         finally:
             done.set()
@@ -205,8 +232,20 @@ def test_times_numbers_and_nulls_come_back_as_written(setup, few, monkeypatch):
     monkeypatch.setattr(bulk, "FEW", few)
     _, ws, _ = setup
     start = dt.datetime(2026, 12, 2, 6, 30)
-    rows = [(ws.id, "token", i, start + dt.timedelta(seconds=i, microseconds=0 if i % 3 else 123456), "get_account",
-             "ok", i / 7, None if i % 2 else "curl/8.5", None if i % 5 else "2001:db8::1") for i in range(20)]
+    rows = [
+        (
+            ws.id,
+            "token",
+            i,
+            start + dt.timedelta(seconds=i, microseconds=0 if i % 3 else 123456),
+            "get_account",
+            "ok",
+            i / 7,
+            None if i % 2 else "curl/8.5",
+            None if i % 5 else "2001:db8::1",
+        )
+        for i in range(20)
+    ]
     assert bulk.insert_rows(Activity, ACTIVITY_FIELDS, rows) == 20
     stored = Activity.select(*ACTIVITY_FIELDS).where(Activity.workspace == ws.id).order_by(Activity.subject_id).tuples()
     assert [tuple(r) for r in stored] == [(*r[:6], pytest.approx(r[6]), *r[7:]) for r in rows]
@@ -225,7 +264,15 @@ def test_rows_held_for_the_next_statement_come_back_as_written(setup, in_transac
     _, ws, _ = setup
     rows = [("100%", 1), ("%s", 2), ("50%%", 3), ("it's", 4)]
     with writing() if in_transaction else contextlib.nullcontext():
-        assert insert_rows(SearchTerm, [SearchTerm.term, SearchTerm.ref_id], rows, later=True,
-                           same={SearchTerm.workspace: ws.id, SearchTerm.kind: "k%"}) == 4
+        assert (
+            insert_rows(
+                SearchTerm,
+                [SearchTerm.term, SearchTerm.ref_id],
+                rows,
+                later=True,
+                same={SearchTerm.workspace: ws.id, SearchTerm.kind: "k%"},
+            )
+            == 4
+        )
         assert _terms(ws.id) == {("k%", term, ref) for term, ref in rows}  # the next statement sees them
     assert _terms(ws.id) == {("k%", term, ref) for term, ref in rows}

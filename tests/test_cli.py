@@ -44,8 +44,9 @@ def test_a_pack_migration_goes_down_and_up_again(run):
     assert run("demo", "--accounts", "30").exit_code == 0
     totals = "SELECT workspace_id, currency, stage, close_date, count, amount FROM revenue_day ORDER BY 1, 2, 3, 4"
     kept = database.execute_sql(totals).fetchall()
-    assert kept and sum(row[4] for row in kept) == database.execute_sql(
-        "SELECT COUNT(*) FROM opportunity").fetchone()[0]
+    assert (
+        kept and sum(row[4] for row in kept) == database.execute_sql("SELECT COUNT(*) FROM opportunity").fetchone()[0]
+    )
     revenue = dict(runners(PackRegistry.load()))["revenue"]
     assert revenue.down() == ["0003_updated_at"]
     assert "updated_at" not in {c.name for c in database.get_columns("opportunity")}
@@ -74,14 +75,23 @@ def test_workspace_create_and_entitle(run):
 def test_user_create_with_env_password_and_prompt(run, monkeypatch):
     monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
     run("workspace", "create", "acme", "--name", "Acme", "--mcp")
-    result = run("user", "create", "Ada@Acme.example", "--workspace", "acme", "--role", "admin",
-                 env={"POGGIO_PASSWORD": "a-long-password"})
+    result = run(
+        "user",
+        "create",
+        "Ada@Acme.example",
+        "--workspace",
+        "acme",
+        "--role",
+        "admin",
+        env={"POGGIO_PASSWORD": "a-long-password"},
+    )
     assert result.exit_code == 0, result.output
     user = User.get(email="ada@acme.example")
     assert user.password_hash.startswith("$2") and "a-long-password" not in user.password_hash
     assert Membership.get(user=user).role == "admin"
-    prompted = run("user", "create", "bob@acme.example", "--workspace", "acme",
-                   input="another-password\nanother-password\n")
+    prompted = run(
+        "user", "create", "bob@acme.example", "--workspace", "acme", input="another-password\nanother-password\n"
+    )
     assert prompted.exit_code == 0 and Membership.get(user=User.get(email="bob@acme.example")).role == "member"
     short = run("user", "create", "carl@acme.example", "--workspace", "acme", env={"POGGIO_PASSWORD": "short"})
     assert short.exit_code == 1 and "password" in short.output
@@ -138,15 +148,17 @@ def test_token_and_oauth_client_packs_take_read_or_write(run):
     from poggio.models import OAuthClient
 
     run("workspace", "create", "acme", "--name", "Acme", "--mcp")
-    made = run("token", "create", "--workspace", "acme", "--name", "Agent",
-               "--packs", "accounts:write,contacts,revenue:write")
+    made = run(
+        "token", "create", "--workspace", "acme", "--name", "Agent", "--packs", "accounts:write,contacts,revenue:write"
+    )
     assert made.exit_code == 0 and ApiToken.get(name="Agent").packs == "accounts:write,contacts,revenue:write"
     listed = run("token", "list", "--workspace", "acme").output
     assert "accounts (read and write), contacts (read), revenue (read and write)" in listed
     bad = run("token", "create", "--workspace", "acme", "--name", "Bad", "--packs", "accounts:admin")
     assert bad.exit_code == 1 and "read or write" in bad.output and ApiToken.get_or_none(name="Bad") is None
-    client = run("oauth", "client", "create", "--workspace", "acme", "--name", "Sync",
-                 "--packs", "accounts:write,revenue")
+    client = run(
+        "oauth", "client", "create", "--workspace", "acme", "--name", "Sync", "--packs", "accounts:write,revenue"
+    )
     assert client.exit_code == 0 and OAuthClient.get(name="Sync").packs == "accounts:write,revenue"
     assert "accounts (read and write), revenue (read)" in run("oauth", "list", "--workspace", "acme").output
 
@@ -154,16 +166,21 @@ def test_token_and_oauth_client_packs_take_read_or_write(run):
 def test_import_all_or_nothing_with_line_numbers(run, tmp_path):
     run("workspace", "create", "acme", "--name", "Acme", "--mcp")
     good = tmp_path / "accounts.csv"
-    good.write_text("domain,name,industry,employees,country,description\n"
-                    "example.com,Example Corp,Software,1200,US,First\n"
-                    "acme.io,Acme,Retail,,de,Second\n", encoding="utf-8")
+    good.write_text(
+        "domain,name,industry,employees,country,description\n"
+        "example.com,Example Corp,Software,1200,US,First\n"
+        "acme.io,Acme,Retail,,de,Second\n",
+        encoding="utf-8",
+    )
     result = run("import", "accounts", str(good), "--workspace", "acme")
     assert result.exit_code == 0 and "Imported 2 accounts" in result.output
     contacts = tmp_path / "contacts.csv"
-    contacts.write_text("email,first_name,last_name,title,account_domain\n"
-                        "ada@example.com,Ada,Lovelace,CTO,example.com\n"
-                        "not-an-email,Bad,Row,CEO,example.com\n"
-                        "bob@acme.io,Bob,Builder,CEO,unknown.example\n")
+    contacts.write_text(
+        "email,first_name,last_name,title,account_domain\n"
+        "ada@example.com,Ada,Lovelace,CTO,example.com\n"
+        "not-an-email,Bad,Row,CEO,example.com\n"
+        "bob@acme.io,Bob,Builder,CEO,unknown.example\n"
+    )
     bad = run("import", "contacts", str(contacts), "--workspace", "acme")
     assert bad.exit_code == 1
     assert "contacts.csv:3: email:" in bad.stderr and "contacts.csv:4: account_domain:" in bad.stderr
@@ -172,9 +189,11 @@ def test_import_all_or_nothing_with_line_numbers(run, tmp_path):
 
     assert Contact.select().count() == 0
     opps = tmp_path / "opps.csv"
-    opps.write_text("account_domain,name,stage,amount,currency,close_date\n"
-                    "example.com,Renewal,won,12500.00,USD,2026-03-01\n"
-                    "example.com,Upsell,maybe,1,USD,2026-03-01\n")
+    opps.write_text(
+        "account_domain,name,stage,amount,currency,close_date\n"
+        "example.com,Renewal,won,12500.00,USD,2026-03-01\n"
+        "example.com,Upsell,maybe,1,USD,2026-03-01\n"
+    )
     bad_opps = run("import", "opportunities", str(opps), "--workspace", "acme")
     assert bad_opps.exit_code == 1 and "opps.csv:3: stage:" in bad_opps.stderr
     header = tmp_path / "header.csv"
@@ -182,7 +201,9 @@ def test_import_all_or_nothing_with_line_numbers(run, tmp_path):
     wrong = run("import", "contacts", str(header), "--workspace", "acme")
     assert wrong.exit_code == 1 and "missing column" in wrong.output
     binary = tmp_path / "latin1.csv"
-    binary.write_bytes("domain,name,industry,employees,country,description\nm\xfcller.de,M\xfcller,,,,\n".encode("latin-1"))
+    binary.write_bytes(
+        "domain,name,industry,employees,country,description\nm\xfcller.de,M\xfcller,,,,\n".encode("latin-1")
+    )
     assert "not UTF-8" in run("import", "accounts", str(binary), "--workspace", "acme").output
 
 
@@ -213,8 +234,17 @@ def test_demo_is_deterministic_and_idempotent(run, instance):
 def test_packs_list(run):
     result = run("packs", "list")
     assert result.exit_code == 0
-    for name in ("accounts", "contacts", "revenue", "search_accounts", "get_account", "search_contacts",
-                 "get_contact", "get_revenue_summary", "list_opportunities"):
+    for name in (
+        "accounts",
+        "contacts",
+        "revenue",
+        "search_accounts",
+        "get_account",
+        "search_contacts",
+        "get_contact",
+        "get_revenue_summary",
+        "list_opportunities",
+    ):
         assert name in result.output
 
 
@@ -231,8 +261,14 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
 
 
 def _poggio(*args, env):
-    return subprocess.Popen([sys.executable, "-m", "poggio", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "poggio", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_mcp_and_portal_commands_serve(instance):
@@ -277,10 +313,17 @@ def test_up_runs_both_and_stops_them_within_3_s(instance, how):
 
     portal_port, mcp_port = free_port(), free_port()
     env = {**os.environ, **instance.env, "POGGIO_PORTAL_PORT": str(portal_port), "POGGIO_MCP_PORT": str(mcp_port)}
-    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if how == "sigint-ignored-at-start" \
-        else None
-    up = subprocess.Popen([sys.executable, "-m", "poggio", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, process_group=0, preexec_fn=ignore_sigint)
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if how == "sigint-ignored-at-start" else None
+    up = subprocess.Popen(
+        [sys.executable, "-m", "poggio", "up"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        process_group=0,
+        preexec_fn=ignore_sigint,
+    )
     servers: list[int] = []
     try:
         _wait_http(f"http://127.0.0.1:{mcp_port}/healthz", up)
@@ -323,14 +366,18 @@ def test_settings_errors_are_one_line(instance, monkeypatch):
     assert re.search(r"Traceback", result.output) is None
 
 
-@pytest.mark.parametrize("args,env_port,setting", [
-    (["up"], "POGGIO_PORTAL_PORT", "POGGIO_PORTAL_PORT"),
-    (["up"], "POGGIO_MCP_PORT", "POGGIO_MCP_PORT"),
-    (["mcp"], "POGGIO_MCP_PORT", "POGGIO_MCP_PORT or --port"),
-    (["mcp", "--port", "{port}"], None, "POGGIO_MCP_PORT or --port"),
-    (["portal", "--workers", "1"], "POGGIO_PORTAL_PORT", "POGGIO_PORTAL_PORT or --port"),
-    (["portal", "--port", "{port}"], None, "POGGIO_PORTAL_PORT or --port"),
-], ids=["up-portal", "up-mcp", "mcp-setting", "mcp-option", "portal-setting", "portal-option"])
+@pytest.mark.parametrize(
+    "args,env_port,setting",
+    [
+        (["up"], "POGGIO_PORTAL_PORT", "POGGIO_PORTAL_PORT"),
+        (["up"], "POGGIO_MCP_PORT", "POGGIO_MCP_PORT"),
+        (["mcp"], "POGGIO_MCP_PORT", "POGGIO_MCP_PORT or --port"),
+        (["mcp", "--port", "{port}"], None, "POGGIO_MCP_PORT or --port"),
+        (["portal", "--workers", "1"], "POGGIO_PORTAL_PORT", "POGGIO_PORTAL_PORT or --port"),
+        (["portal", "--port", "{port}"], None, "POGGIO_PORTAL_PORT or --port"),
+    ],
+    ids=["up-portal", "up-mcp", "mcp-setting", "mcp-option", "portal-setting", "portal-option"],
+)
 def test_a_busy_port_is_named_before_any_banner(instance, args, env_port, setting):
     """Another program listens on the port: one line names the port and what moves it, exit 1, no banner."""
     import socket
@@ -339,8 +386,12 @@ def test_a_busy_port_is_named_before_any_banner(instance, args, env_port, settin
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {**os.environ, **instance.env, "POGGIO_PORTAL_PORT": str(free_port()),
-               "POGGIO_MCP_PORT": str(free_port())}
+        env = {
+            **os.environ,
+            **instance.env,
+            "POGGIO_PORTAL_PORT": str(free_port()),
+            "POGGIO_MCP_PORT": str(free_port()),
+        }
         if env_port:
             env[env_port] = str(port)
         proc = _poggio(*[a.format(port=port) for a in args], env=env)
@@ -387,23 +438,39 @@ def test_commands_create_the_instance_folder_they_need(tmp_path):
     """With POGGIO_SECRET_KEY set (as a deployment sets it), nothing else creates the instance folder:
     the commands that open the default SQLite database create it."""
     env = _bare_env(POGGIO_SECRET_KEY="a-deployment-secret")
-    upgrade = subprocess.run([sys.executable, "-m", "poggio", "db", "upgrade"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=120)
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "poggio", "db", "upgrade"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert upgrade.returncode == 0, upgrade.stderr
     assert (tmp_path / "instance" / "poggio.db").exists()
     assert not (tmp_path / "instance" / "secret_key").exists()
     nested = tmp_path / "a" / "b"
-    created = subprocess.run([sys.executable, "-m", "poggio", "workspace", "create", "acme", "--name", "Acme"],
-                             cwd=tmp_path, env={**env, "POGGIO_INSTANCE_PATH": str(nested)},
-                             capture_output=True, text=True, timeout=120)
+    created = subprocess.run(
+        [sys.executable, "-m", "poggio", "workspace", "create", "acme", "--name", "Acme"],
+        cwd=tmp_path,
+        env={**env, "POGGIO_INSTANCE_PATH": str(nested)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert created.returncode == 1 and "Traceback" not in created.stderr  # no schema yet: said in one line
     assert (nested / "poggio.db").exists()
 
 
-@pytest.mark.parametrize("case", ["unwritable-instance", "instance-under-a-file", "sqlite-folder-unwritable",
-                                  "postgres-unreachable", "not-a-url"])
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["token", "list", "--workspace", "acme"], ["mcp"], ["up"]],
-                         ids=["db-upgrade", "token-list", "mcp", "up"])
+@pytest.mark.parametrize(
+    "case",
+    ["unwritable-instance", "instance-under-a-file", "sqlite-folder-unwritable", "postgres-unreachable", "not-a-url"],
+)
+@pytest.mark.parametrize(
+    "command",
+    [["db", "upgrade"], ["token", "list", "--workspace", "acme"], ["mcp"], ["up"]],
+    ids=["db-upgrade", "token-list", "mcp", "up"],
+)
 def test_a_database_that_cannot_be_opened_is_one_line(tmp_path, case, command):
     """A missing or read-only folder, or a database URL that cannot be opened: one line that says what
     and which setting to change, exit status 1, never a traceback."""
@@ -413,17 +480,31 @@ def test_a_database_that_cannot_be_opened_is_one_line(tmp_path, case, command):
     setting = {
         # /proc takes no new folders, even from root
         "unwritable-instance": ("POGGIO_INSTANCE_PATH", {"POGGIO_INSTANCE_PATH": "/proc/poggio-instance"}),
-        "instance-under-a-file": ("POGGIO_INSTANCE_PATH", {"POGGIO_INSTANCE_PATH": str(a_file / "instance"),
-                                                           "POGGIO_SECRET_KEY": "k"}),
-        "sqlite-folder-unwritable": ("POGGIO_DATABASE_URL", {"POGGIO_DATABASE_URL": "sqlite:////proc/poggio/p.db",
-                                                             "POGGIO_SECRET_KEY": "k"}),
-        "postgres-unreachable": ("POGGIO_DATABASE_URL", {
-            "POGGIO_DATABASE_URL": f"postgresql://poggio:hunter2@127.0.0.1:{free_port()}/poggio",
-            "POGGIO_SECRET_KEY": "k"}),
+        "instance-under-a-file": (
+            "POGGIO_INSTANCE_PATH",
+            {"POGGIO_INSTANCE_PATH": str(a_file / "instance"), "POGGIO_SECRET_KEY": "k"},
+        ),
+        "sqlite-folder-unwritable": (
+            "POGGIO_DATABASE_URL",
+            {"POGGIO_DATABASE_URL": "sqlite:////proc/poggio/p.db", "POGGIO_SECRET_KEY": "k"},
+        ),
+        "postgres-unreachable": (
+            "POGGIO_DATABASE_URL",
+            {
+                "POGGIO_DATABASE_URL": f"postgresql://poggio:hunter2@127.0.0.1:{free_port()}/poggio",
+                "POGGIO_SECRET_KEY": "k",
+            },
+        ),
         "not-a-url": ("POGGIO_DATABASE_URL", {"POGGIO_DATABASE_URL": "poggio.db", "POGGIO_SECRET_KEY": "k"}),
     }[case]
-    result = subprocess.run([sys.executable, "-m", "poggio", *command], cwd=tmp_path, env={**env, **setting[1]},
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "poggio", *command],
+        cwd=tmp_path,
+        env={**env, **setting[1]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "Traceback" not in output and setting[0] in output, output
@@ -431,12 +512,15 @@ def test_a_database_that_cannot_be_opened_is_one_line(tmp_path, case, command):
     assert "hunter2" not in output
 
 
-@pytest.mark.parametrize("typed,pack,folder", [
-    ("crm_notes", "crm_notes", "poggio-crm-notes"),
-    ("my-pack", "my_pack", "poggio-my-pack"),
-    ("poggio-forecast", "forecast", "poggio-forecast"),
-    ("Poggio-Sales.Weather", "sales_weather", "poggio-sales-weather"),
-])
+@pytest.mark.parametrize(
+    "typed,pack,folder",
+    [
+        ("crm_notes", "crm_notes", "poggio-crm-notes"),
+        ("my-pack", "my_pack", "poggio-my-pack"),
+        ("poggio-forecast", "forecast", "poggio-forecast"),
+        ("Poggio-Sales.Weather", "sales_weather", "poggio-sales-weather"),
+    ],
+)
 def test_pack_new_takes_the_pack_or_the_distribution_name(tmp_path, monkeypatch, typed, pack, folder):
     """A person types the distribution name as often as the pack name: both make the same pack, and
     the command says what it made."""
@@ -467,8 +551,9 @@ def _http_get(sock, path: str) -> bytes:
             return data  # closed by the server
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
     while len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
@@ -494,16 +579,18 @@ def test_both_servers_keep_an_idle_connection_longer_than_clients_pool_it(instan
             sockets.append(sock)
         time.sleep(6)  # the idle time is what is tested: longer than httpx keeps a connection in its pool
         for sock in sockets:
-            assert _http_get(sock, "/healthz").startswith(b"HTTP/1.1 200"), \
+            assert _http_get(sock, "/healthz").startswith(b"HTTP/1.1 200"), (
                 "the server closed an idle connection after <6 s"
+            )
             sock.close()
     finally:
         for server in servers:
             server.stop()
 
 
-@pytest.mark.parametrize("workers, redis, warned", [(4, None, True), (1, None, False),
-                                                    (4, "redis://127.0.0.1:6379/0", False)])
+@pytest.mark.parametrize(
+    "workers, redis, warned", [(4, None, True), (1, None, False), (4, "redis://127.0.0.1:6379/0", False)]
+)
 def test_portal_warns_when_its_registration_limit_is_per_worker(instance, monkeypatch, workers, redis, warned):
     """Without Redis each portal worker counts OAuth client registrations by itself: the limit holds
     once per worker, which the operator is told when the portal starts (as the MCP server does)."""
@@ -515,6 +602,8 @@ def test_portal_warns_when_its_registration_limit_is_per_worker(instance, monkey
         monkeypatch.setenv("POGGIO_REDIS_URL", redis)
     result = CliRunner().invoke(main, ["portal", "--workers", str(workers)])
     assert result.exit_code == 0 and started, result.output
-    message = ("POGGIO_OAUTH_REGISTRATION_LIMIT (20/hour per address) is counted per worker: 4 portal workers "
-               "without POGGIO_REDIS_URL let an address register up to 4 times as many apps.")
+    message = (
+        "POGGIO_OAUTH_REGISTRATION_LIMIT (20/hour per address) is counted per worker: 4 portal workers "
+        "without POGGIO_REDIS_URL let an address register up to 4 times as many apps."
+    )
     assert (message in " ".join(result.output.split())) is warned, result.output

@@ -52,8 +52,20 @@ def test_workspace_policy_shown_changed_and_obeyed(run):
 
 
 def test_token_create_with_networks_and_rate_limit(run):
-    result = run("token", "create", "--workspace", "acme", "--name", "office", "--allow-ip", "203.0.113.0/24",
-                 "--allow-ip", "2001:db8::/48", "--rate-limit", "10/minute")
+    result = run(
+        "token",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "office",
+        "--allow-ip",
+        "203.0.113.0/24",
+        "--allow-ip",
+        "2001:db8::/48",
+        "--rate-limit",
+        "10/minute",
+    )
     assert result.exit_code == 0 and TOKEN_PATTERN.fullmatch(result.stdout.strip())
     token = ApiToken.get(ApiToken.name == "office")
     assert token.allowed_ips == "203.0.113.0/24,2001:db8::/48" and token.rate_limit == "10/minute"
@@ -71,8 +83,9 @@ def test_token_rotate_with_grace(run):
     new = rotated.stdout.strip()
     assert TOKEN_PATTERN.fullmatch(new) and new != first and "works until" in rotated.stderr
     token = ApiToken.get(ApiToken.name == "rotating")
-    assert (token.previous_last_four == first[-4:]
-            and token.previous_expires_at - token.rotated_at == dt.timedelta(hours=24))
+    assert token.previous_last_four == first[-4:] and token.previous_expires_at - token.rotated_at == dt.timedelta(
+        hours=24
+    )
     assert "replaced by rotation" in run("token", "list", "--workspace", "acme").output
     again = run("token", "rotate", "--workspace", "acme", "rotating")
     assert again.exit_code == 0 and "no longer works" in again.stderr
@@ -82,13 +95,26 @@ def test_token_rotate_with_grace(run):
 
 def test_activity_export_jsonl_and_csv(run):
     ws = Workspace.get(slug="acme")
-    token = ApiToken.get_by_id(int(run("token", "create", "--workspace", "acme", "--name", "agent")
-                                   .stderr.split("(id ")[1].split(")")[0]))
+    token = ApiToken.get_by_id(
+        int(run("token", "create", "--workspace", "acme", "--name", "agent").stderr.split("(id ")[1].split(")")[0])
+    )
     now = utcnow()
-    Activity.insert_many([{"workspace": ws.id, "kind": "token", "subject_id": token.id,
-                           "at": now - dt.timedelta(days=d),
-                           "tool": "get_account", "outcome": "ok" if d else "refused", "latency_ms": 2.0,
-                           "client": "claude-ai 1.0", "ip": "203.0.113.5"} for d in range(5)]).execute()
+    Activity.insert_many(
+        [
+            {
+                "workspace": ws.id,
+                "kind": "token",
+                "subject_id": token.id,
+                "at": now - dt.timedelta(days=d),
+                "tool": "get_account",
+                "outcome": "ok" if d else "refused",
+                "latency_ms": 2.0,
+                "client": "claude-ai 1.0",
+                "ip": "203.0.113.5",
+            }
+            for d in range(5)
+        ]
+    ).execute()
     lines = run("activity", "export", "--workspace", "acme").stdout.splitlines()
     records = [json.loads(line) for line in lines]
     assert len(records) == 5 and records[0]["subject"] == "agent" and records[0]["outcome"] == "refused"

@@ -13,11 +13,14 @@ from poggio.db import open_database
 pytestmark = pytest.mark.postgres
 
 
-@pytest.mark.parametrize("options,search_path,cost", [
-    (None, '"$user", public', "1.1"),
-    ("-csearch_path=pg_catalog", "pg_catalog", "1.1"),
-    ("-c random_page_cost=3 -csearch_path=pg_catalog", "pg_catalog", "3"),  # the URL's own setting wins
-])
+@pytest.mark.parametrize(
+    "options,search_path,cost",
+    [
+        (None, '"$user", public', "1.1"),
+        ("-csearch_path=pg_catalog", "pg_catalog", "1.1"),
+        ("-c random_page_cost=3 -csearch_path=pg_catalog", "pg_catalog", "3"),  # the URL's own setting wins
+    ],
+)
 def test_postgres_sessions_plan_for_cached_data_and_keep_the_url_options(options, search_path, cost):
     sep = "&" if "?" in PG_URL else "?"
     url = PG_URL + (f"{sep}options={quote(options)}" if options else "")
@@ -60,8 +63,10 @@ def test_demo_and_import_leave_the_planner_statistics_of_what_they_wrote(tmp_pat
     inst = make_instance(tmp_path / "instance", "postgres")
     for key, value in inst.env.items():
         monkeypatch.setenv(key, value)
-    analysed = ("SELECT relname, last_analyze FROM pg_stat_user_tables "
-                "WHERE schemaname = current_schema() AND relname IN ('account', 'contact', 'opportunity')")
+    analysed = (
+        "SELECT relname, last_analyze FROM pg_stat_user_tables "
+        "WHERE schemaname = current_schema() AND relname IN ('account', 'contact', 'opportunity')"
+    )
     try:
         runner = CliRunner()
         assert runner.invoke(main, ["db", "upgrade"], catch_exceptions=False).exit_code == 0
@@ -69,10 +74,12 @@ def test_demo_and_import_leave_the_planner_statistics_of_what_they_wrote(tmp_pat
         assert runner.invoke(main, ["demo", "--accounts", "30"], catch_exceptions=False).exit_code == 0
         after_demo = dict(database.execute_sql(analysed).fetchall())
         assert None not in after_demo.values(), after_demo
-        (tmp_path / "more.csv").write_text("domain,name,industry,employees,country,description\n"
-                                           "more.example,More,,,,\n")
-        result = runner.invoke(main, ["import", "accounts", str(tmp_path / "more.csv"), "--workspace", "acme"],
-                               catch_exceptions=False)
+        (tmp_path / "more.csv").write_text(
+            "domain,name,industry,employees,country,description\nmore.example,More,,,,\n"
+        )
+        result = runner.invoke(
+            main, ["import", "accounts", str(tmp_path / "more.csv"), "--workspace", "acme"], catch_exceptions=False
+        )
         assert result.exit_code == 0, result.output
         assert dict(database.execute_sql(analysed).fetchall())["account"] > after_demo["account"]
     finally:

@@ -32,8 +32,14 @@ def example(url: str, token: str | None, *args: str):
     env["POGGIO_MCP_URL"] = url
     if token is not None:
         env["POGGIO_TOKEN"] = token
-    return subprocess.run([sys.executable, "examples/python_client.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "examples/python_client.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_lists_tools_and_prints_the_account(served):
@@ -68,8 +74,13 @@ def portal(instance):
 
     port = free_port()
     env = {**os.environ, **instance.env}
-    proc = subprocess.Popen([sys.executable, "-m", "poggio", "portal", "--port", str(port), "--workers", "1"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "poggio", "portal", "--port", str(port), "--workers", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(150):
             assert proc.poll() is None, "the portal exited"

@@ -33,8 +33,12 @@ CLI = Actor.cli()
 def rpc(url: str, token: str, method: str = "tools/call", params: dict | None = None, headers=None) -> httpx.Response:
     if params is None and method == "tools/call":
         params = {"name": "search_accounts", "arguments": {"limit": 2}}
-    return httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}},
-                      headers={**HEADERS, "Authorization": f"Bearer {token}", **(headers or {})}, timeout=20)
+    return httpx.post(
+        url,
+        json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}},
+        headers={**HEADERS, "Authorization": f"Bearer {token}", **(headers or {})},
+        timeout=20,
+    )
 
 
 def settle(instance, expected_rows: int, workspace_id: int, timeout: float = 10) -> list[Activity]:
@@ -61,8 +65,11 @@ class Stack:
         deadline = time.monotonic() + 10
         while True:
             with database.connection_context():
-                rows = list(Activity.select().where((Activity.kind == kind) & (Activity.subject_id == token_id))
-                            .order_by(Activity.at, Activity.id))
+                rows = list(
+                    Activity.select()
+                    .where((Activity.kind == kind) & (Activity.subject_id == token_id))
+                    .order_by(Activity.at, Activity.id)
+                )
             if len(rows) >= expected or time.monotonic() > deadline:
                 return rows
             time.sleep(0.1)
@@ -94,8 +101,9 @@ def test_every_call_is_on_record_and_adds_up_with_the_counters(stack):
     issued = stack.token("recorded", packs="accounts")
     token = issued.plaintext
     assert rpc(stack.url, token).status_code == 200  # ok
-    assert rpc(stack.url, token,
-               params={"name": "search_accounts", "arguments": {"nope": 1}}).json()["result"]["isError"]
+    assert rpc(stack.url, token, params={"name": "search_accounts", "arguments": {"nope": 1}}).json()["result"][
+        "isError"
+    ]
     assert rpc(stack.url, token, params={"name": "get_revenue_summary", "arguments": {}}).json()["result"]["isError"]
     assert rpc(stack.url, token, "tools/list").status_code == 200
     Mcp(stack.url, token).call("get_account", {"domain": "example.com"})  # through the official client
@@ -110,8 +118,9 @@ def test_every_call_is_on_record_and_adds_up_with_the_counters(stack):
     assert any(r.client and "poggio-tests" in r.client for r in rows if r.tool == "get_account")  # MCP clientInfo
     # the per-day counters are written in the same flush: they add up to the record, call for call
     with database.connection_context():
-        counted = {(u.tool): (u.calls, u.errors)
-                   for u in TokenUsage.select().where(TokenUsage.token == issued.token.id)}
+        counted = {
+            (u.tool): (u.calls, u.errors) for u in TokenUsage.select().where(TokenUsage.token == issued.token.id)
+        }
     recorded = Counter(r.tool for r in rows)
     failed = Counter(r.tool for r in rows if r.outcome != "ok")
     assert counted == {tool: (recorded[tool], failed[tool]) for tool in recorded}
@@ -276,8 +285,11 @@ def test_tightened_policy_shortens_tokens_and_grants(stack):
         grant = oauth.standing_grant(oauth.create_confidential(ws, "app", CLI, resource=stack.url).client)
         _, capped = set_policy(ws, CLI, max_lifetime="10d")
         assert capped == 2  # the token without expiry and the grant; the 5-day token is within it
-        forever, short, grant = (ApiToken.get_by_id(forever.id), ApiToken.get_by_id(short.id),
-                                 OAuthGrant.get_by_id(grant.id))
+        forever, short, grant = (
+            ApiToken.get_by_id(forever.id),
+            ApiToken.get_by_id(short.id),
+            OAuthGrant.get_by_id(grant.id),
+        )
         assert forever.expiry_capped_at and grant.expiry_capped_at and short.expiry_capped_at is None
         assert abs(forever.expires_at - (utcnow() + dt.timedelta(days=10))) < dt.timedelta(seconds=5)
         with pytest.raises(InvalidInput, match="requires an expiry"):
@@ -299,9 +311,19 @@ def test_pruning_keeps_the_retention(tmp_path):
         upgrade(PackRegistry.load())
         ws = Workspace.create(slug="acme", name="Acme", mcp_enabled=True)
         now = utcnow()
-        Activity.insert_many([
-            {"workspace": ws.id, "kind": "token", "subject_id": 1, "at": now - dt.timedelta(days=d, hours=1),
-             "tool": "ping", "outcome": "ok"} for d in (0, 1, 2, 5, 40)]).execute()
+        Activity.insert_many(
+            [
+                {
+                    "workspace": ws.id,
+                    "kind": "token",
+                    "subject_id": 1,
+                    "at": now - dt.timedelta(days=d, hours=1),
+                    "tool": "ping",
+                    "outcome": "ok",
+                }
+                for d in (0, 1, 2, 5, 40)
+            ]
+        ).execute()
         robot = OAuthService(known_packs={"accounts"}).create_confidential(ws, "Robot", Actor.cli()).client
         grant = OAuthGrant.get(OAuthGrant.client == robot)
         for age in (dt.timedelta(days=2), dt.timedelta(hours=1)):
@@ -326,10 +348,19 @@ def test_pruning_keeps_the_retention(tmp_path):
 def test_activity_filters_and_cursor_paging(instance):
     ws = Workspace.create(slug="acme", name="Acme", mcp_enabled=True)
     start = dt.datetime(2026, 11, 1)
-    Activity.insert_many([
-        {"workspace": ws.id, "kind": "token", "subject_id": i % 3, "at": start + dt.timedelta(hours=i),
-         "tool": ("ping", "get_account")[i % 2], "outcome": ("ok", "refused", "ok", "ok", "rate_limited")[i % 5]}
-        for i in range(120)]).execute()
+    Activity.insert_many(
+        [
+            {
+                "workspace": ws.id,
+                "kind": "token",
+                "subject_id": i % 3,
+                "at": start + dt.timedelta(hours=i),
+                "tool": ("ping", "get_account")[i % 2],
+                "outcome": ("ok", "refused", "ok", "ok", "rate_limited")[i % 5],
+            }
+            for i in range(120)
+        ]
+    ).execute()
     seen, cursor = [], None
     while True:
         page, cursor = activity.page(ws, activity.Filters(), cursor, limit=50)

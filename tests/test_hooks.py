@@ -18,7 +18,7 @@ from poggio.cli import main
 from poggio.plugins import PackRegistry
 from poggio.testing import tool_context, workspace
 
-NOTES = '''
+NOTES = """
 import datetime as dt
 from pathlib import Path
 from peewee import CharField, ForeignKeyField, TextField
@@ -74,9 +74,9 @@ def poggio_seed_demo(workspace_id, rng, accounts, progress):
         Note.create(workspace=workspace_id, account=account, text="Met at the trade fair.")
     progress(1, 1)
     return True
-'''
+"""
 
-NOTES_MIGRATION = '''
+NOTES_MIGRATION = """
 from peewee import *
 
 def up(migrator, db):
@@ -98,10 +98,10 @@ def up(migrator, db):
 
 def down(migrator, db):
     db.execute_sql("DROP TABLE notes_note")
-'''
+"""
 
 # raises in every hook it implements after declaring itself
-GREMLIN = '''
+GREMLIN = """
 from poggio import CsvKind, PackInfo, hookimpl
 
 @hookimpl
@@ -122,11 +122,11 @@ def validate(workspace_id, rows):
 @hookimpl
 def poggio_csv_importers():
     return [CsvKind(kind="gremlins", columns=("name",), validate=validate, write=lambda w, rows: 0)]
-'''
+"""
 
 # implements the accounts pack's hook without requiring the pack: loads only while accounts does,
 # unless the implementation is optional
-LOOSE = '''
+LOOSE = """
 from poggio import PackInfo, hookimpl
 
 @hookimpl
@@ -136,15 +136,15 @@ def poggio_pack():
 @hookimpl{marker}
 def poggio_account_profile(ctx, account):
     return None
-'''
+"""
 
-MISNAMED = '''
+MISNAMED = """
 from poggio import PackInfo, hookimpl
 
 @hookimpl
 def poggio_pack():
     return PackInfo(name="somebody_else", title="Misnamed", version="0.1")
-'''
+"""
 
 TOOLS = '''
 from pydantic import BaseModel
@@ -168,7 +168,7 @@ def poggio_tools():
 '''
 
 # links notes to the people of an outside CRM: the accounts pack's poggio_note_link, without the contacts pack
-LINKER = '''
+LINKER = """
 from poggio import PackInfo, ToolError, hookimpl
 
 @hookimpl
@@ -182,21 +182,43 @@ def poggio_note_link(ctx, account, argument, value):
     if value != f"pat@{account.domain}":
         raise ToolError("contact_email", f"the CRM knows nobody {value!r} at {account.domain}")
     return "Pat (from the CRM)"
-'''
+"""
 
-PACK_MODULES = ("poggio_notes", "poggio_gremlin", "poggio_loose", "poggio_optional", "poggio_misnamed", "poggio_echo",
-                "poggio_linker")
+PACK_MODULES = (
+    "poggio_notes",
+    "poggio_gremlin",
+    "poggio_loose",
+    "poggio_optional",
+    "poggio_misnamed",
+    "poggio_echo",
+    "poggio_linker",
+)
 
 
 @pytest.fixture
 def site(tmp_path, monkeypatch):
     """Third-party packs installed (a dist-info with entry points) in a folder on sys.path."""
-    site = install_pack(tmp_path / "site", "poggio-extras", "0.3", {
-        "poggio_notes": NOTES, "poggio_gremlin": GREMLIN, "poggio_misnamed": MISNAMED,
-        "poggio_loose": LOOSE.format(name="loose", marker=""),
-        "poggio_optional": LOOSE.format(name="optional", marker="(optionalhook=True)"), "poggio_linker": LINKER,
-    }, {"notes": "poggio_notes", "gremlin": "poggio_gremlin", "loose": "poggio_loose",
-        "optional": "poggio_optional", "misnamed": "poggio_misnamed", "linker": "poggio_linker"})
+    site = install_pack(
+        tmp_path / "site",
+        "poggio-extras",
+        "0.3",
+        {
+            "poggio_notes": NOTES,
+            "poggio_gremlin": GREMLIN,
+            "poggio_misnamed": MISNAMED,
+            "poggio_loose": LOOSE.format(name="loose", marker=""),
+            "poggio_optional": LOOSE.format(name="optional", marker="(optionalhook=True)"),
+            "poggio_linker": LINKER,
+        },
+        {
+            "notes": "poggio_notes",
+            "gremlin": "poggio_gremlin",
+            "loose": "poggio_loose",
+            "optional": "poggio_optional",
+            "misnamed": "poggio_misnamed",
+            "linker": "poggio_linker",
+        },
+    )
     (site / "notes_migrations").mkdir()
     (site / "notes_migrations" / "0001_notes.py").write_text(NOTES_MIGRATION)
     monkeypatch.syspath_prepend(str(site))
@@ -236,8 +258,10 @@ def test_hook_poggio_tools(tmp_path, monkeypatch):
     importlib.invalidate_caches()
     try:
         registry = PackRegistry.load()
-        assert ("'not a tool'" in registry.errors["echo"]
-                and "not a function decorated with @poggio.tool" in registry.errors["echo"])
+        assert (
+            "'not a tool'" in registry.errors["echo"]
+            and "not a function decorated with @poggio.tool" in registry.errors["echo"]
+        )
         module = importlib.import_module("poggio_echo")
         monkeypatch.setattr(module, "poggio_tools", module.hookimpl(lambda: [module.echo]))
         registry = PackRegistry.from_modules({"echo": module})
@@ -293,12 +317,14 @@ def test_hook_poggio_csv_importers(run, tmp_path):
     gremlins.write_text("name\nGizmo\n")
     failed = run("import", "gremlins", str(gremlins), "--workspace", "acme")
     assert failed.exit_code == 1 and "Traceback" not in failed.output
-    assert ("the gremlin pack failed while importing gremlins (RuntimeError: gremlin validate); "
-            "nothing was imported") in failed.output
+    assert (
+        "the gremlin pack failed while importing gremlins (RuntimeError: gremlin validate); nothing was imported"
+    ) in failed.output
     unknown = run("import", "widgets", str(gremlins), "--workspace", "acme")
     assert unknown.exit_code == 1
-    assert ("unknown kind 'widgets'; the loaded packs import accounts, contacts, gremlins, notes, "
-            "opportunities") in unknown.output
+    assert (
+        "unknown kind 'widgets'; the loaded packs import accounts, contacts, gremlins, notes, opportunities"
+    ) in unknown.output
     listing = run("packs", "list").output
     assert "poggio import notes" in listing and "poggio import accounts" in listing
 
@@ -353,7 +379,8 @@ def test_hooks_are_called_through_pluggy(site):
     registry = PackRegistry.load()
     seen: list[tuple[str, list[str]]] = []
     registry.pm.add_hookcall_monitoring(
-        lambda hook, impls, kwargs: seen.append((hook, [i.plugin_name for i in impls])), lambda *a: None)
+        lambda hook, impls, kwargs: seen.append((hook, [i.plugin_name for i in impls])), lambda *a: None
+    )
     registry.call_each("poggio_migrations")
     assert {hook for hook, _ in seen} == {"poggio_migrations"}
     assert all(len(plugins) <= 1 for _, plugins in seen)
@@ -364,8 +391,11 @@ def test_hooks_are_called_through_pluggy(site):
 def _hookspecs() -> dict[str, list[str]]:
     """Every hookspec of the loaded packs and the core: name -> argument names."""
     registry = PackRegistry.load()
-    return {name: list(caller.spec.argnames) for name, caller in vars(registry.pm.hook).items()
-            if not name.startswith("_") and caller.has_spec()}
+    return {
+        name: list(caller.spec.argnames)
+        for name, caller in vars(registry.pm.hook).items()
+        if not name.startswith("_") and caller.has_spec()
+    }
 
 
 HOOKS = _hookspecs()
@@ -388,5 +418,12 @@ def test_every_hook_has_a_test(hook):
 
 
 def test_the_meta_tests_see_every_hook():
-    assert set(HOOKS) == {"poggio_pack", "poggio_tools", "poggio_migrations", "poggio_seed_demo",
-                          "poggio_csv_importers", "poggio_account_profile", "poggio_note_link"}
+    assert set(HOOKS) == {
+        "poggio_pack",
+        "poggio_tools",
+        "poggio_migrations",
+        "poggio_seed_demo",
+        "poggio_csv_importers",
+        "poggio_account_profile",
+        "poggio_note_link",
+    }

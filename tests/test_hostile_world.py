@@ -38,15 +38,27 @@ def served(tmp_path_factory):
     server.stop()
 
 
-def rpc(served, method: str, params: dict | None = None, version: str = LEGACY, headers: dict | None = None,
-        token: str | None = None) -> httpx.Response:
+def rpc(
+    served,
+    method: str,
+    params: dict | None = None,
+    version: str = LEGACY,
+    headers: dict | None = None,
+    token: str | None = None,
+) -> httpx.Response:
     server, tokens, _ = served
     params = dict(params or {})
-    head = {"Authorization": f"Bearer {token or tokens[0]}", "Accept": ACCEPT, "Content-Type": "application/json",
-            "MCP-Protocol-Version": version}
+    head = {
+        "Authorization": f"Bearer {token or tokens[0]}",
+        "Accept": ACCEPT,
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": version,
+    }
     if version == MODERN:
-        params["_meta"] = {"io.modelcontextprotocol/protocolVersion": MODERN,
-                           "io.modelcontextprotocol/clientCapabilities": {}}
+        params["_meta"] = {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
         head["Mcp-Method"] = method
         if "name" in params:
             head["Mcp-Name"] = params["name"]
@@ -55,8 +67,11 @@ def rpc(served, method: str, params: dict | None = None, version: str = LEGACY, 
 
 
 def initialize(served) -> httpx.Response:
-    return rpc(served, "initialize", {"protocolVersion": LEGACY, "capabilities": {},
-                                      "clientInfo": {"name": "probe", "version": "1"}})
+    return rpc(
+        served,
+        "initialize",
+        {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}},
+    )
 
 
 def result_text(payload: dict) -> str:
@@ -96,8 +111,18 @@ def test_activity_breakdown_is_bounded(instance):
     ws = create_workspace("acme", "Acme", True, Actor.cli())
     issued = TokenService().create(ws, "busy", Actor.cli())
     today = utcnow().date()
-    TokenUsage.insert_many([{"token": issued.token.id, "day": today - dt.timedelta(days=i % 3), "tool": f"junk-{i}",
-                             "calls": 1 + i % 7, "errors": i % 2} for i in range(500)]).execute()
+    TokenUsage.insert_many(
+        [
+            {
+                "token": issued.token.id,
+                "day": today - dt.timedelta(days=i % 3),
+                "tool": f"junk-{i}",
+                "calls": 1 + i % 7,
+                "errors": i % 2,
+            }
+            for i in range(500)
+        ]
+    ).execute()
     rows = by_tool(issued.token.id)
     assert len(rows) == MAX_TOOLS + 1
     assert sum(r[1] for r in rows) == sum(1 + i % 7 for i in range(500))
@@ -143,11 +168,14 @@ def test_unknown_argument_is_a_tool_error_naming_it(served, mode):
 
 
 @pytest.mark.parametrize("version", [LEGACY, MODERN])
-@pytest.mark.parametrize("arguments,words", [
-    ({"limit": "x"}, ["limit", "integer"]),
-    ({"limit": 1000}, ["limit", "100"]),
-    ({"stage": "dreaming"}, ["stage", "prospecting", "won"]),
-])
+@pytest.mark.parametrize(
+    "arguments,words",
+    [
+        ({"limit": "x"}, ["limit", "integer"]),
+        ({"limit": 1000}, ["limit", "100"]),
+        ({"stage": "dreaming"}, ["stage", "prospecting", "won"]),
+    ],
+)
 def test_validation_errors_are_plain_words(served, version, arguments, words):
     tool = "list_opportunities" if "stage" in arguments else "search_accounts"
     payload = rpc(served, "tools/call", {"name": tool, "arguments": arguments}, version=version).json()
@@ -193,8 +221,11 @@ def test_unsupported_protocol_version_names_the_supported_ones(served):
 # -- item 15: a non-Bearer scheme is a challenge without an error code ----------------------------------------------
 def test_basic_auth_gets_a_bare_challenge(served):
     server, _, _ = served
-    response = httpx.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                          headers={"Authorization": "Basic dXNlcjpwYXNz", "Accept": ACCEPT})
+    response = httpx.post(
+        server.mcp_url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        headers={"Authorization": "Basic dXNlcjpwYXNz", "Accept": ACCEPT},
+    )
     assert response.status_code == 401
     challenge = response.headers["www-authenticate"]
     assert challenge.startswith("Bearer ") and "error=" not in challenge, challenge
@@ -214,11 +245,14 @@ def test_get_mcp_is_405_at_once(served, authorized):
 
 
 # -- item 17: CORS -----------------------------------------------------------------------------------------------------
-def preflight(served, origin: str,
-              headers: str = "authorization, content-type, mcp-protocol-version") -> httpx.Response:
+def preflight(
+    served, origin: str, headers: str = "authorization, content-type, mcp-protocol-version"
+) -> httpx.Response:
     server, _, _ = served
-    return httpx.options(server.mcp_url, headers={"Origin": origin, "Access-Control-Request-Method": "POST",
-                                                  "Access-Control-Request-Headers": headers})
+    return httpx.options(
+        server.mcp_url,
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": headers},
+    )
 
 
 def test_cors_preflight_from_an_allowed_origin(served):
@@ -233,17 +267,29 @@ def test_cors_preflight_from_an_allowed_origin(served):
 
 def test_cors_answer_exposes_the_challenge(served):
     server, _, _ = served
-    refused = httpx.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                         headers={"Origin": APP_ORIGIN, "Accept": ACCEPT})
+    refused = httpx.post(
+        server.mcp_url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        headers={"Origin": APP_ORIGIN, "Accept": ACCEPT},
+    )
     assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == APP_ORIGIN
     assert "www-authenticate" in refused.headers["access-control-expose-headers"].lower()
     ok = rpc(served, "ping", headers={"Origin": APP_ORIGIN})
     assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == APP_ORIGIN
 
 
-@pytest.mark.parametrize("origin", [APP_ORIGIN, "http://localhost:5173", "http://127.0.0.1:3000",
-                                    "https://evil.example", "http://app.example", "https://app.example.evil.example",
-                                    "http://localhost"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        APP_ORIGIN,
+        "http://localhost:5173",
+        "http://127.0.0.1:3000",
+        "https://evil.example",
+        "http://app.example",
+        "https://app.example.evil.example",
+        "http://localhost",
+    ],
+)
 def test_cors_and_the_origin_check_agree(served, origin):
     by_cors = preflight(served, origin).headers.get("access-control-allow-origin") == origin
     by_origin_check = rpc(served, "ping", headers={"Origin": origin}).status_code != 403
@@ -264,9 +310,14 @@ def test_cors_layer_serves_extra_routes_for_any_origin():
 
     app = Starlette(routes=[public_route("/.well-known/oauth-protected-resource", metadata)])
     with TestClient(app) as client:
-        pre = client.options("/.well-known/oauth-protected-resource",
-                             headers={"Origin": "https://anything.example", "Access-Control-Request-Method": "GET"})
-        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] in ("*", "https://anything.example")
+        pre = client.options(
+            "/.well-known/oauth-protected-resource",
+            headers={"Origin": "https://anything.example", "Access-Control-Request-Method": "GET"},
+        )
+        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] in (
+            "*",
+            "https://anything.example",
+        )
         got = client.get("/.well-known/oauth-protected-resource", headers={"Origin": "https://anything.example"})
         assert got.json() == {"resource": "x"} and got.headers["access-control-allow-origin"] == "*"
         assert isinstance(app.routes[0], Route)

@@ -44,9 +44,14 @@ def pair(tmp_path_factory):
         registry = PackRegistry.load()
         upgrade(registry)
         ws = demo.build(registry, "acme", accounts=20, seed=5).workspace
-        tokens = {name: TokenService().create(ws, name, Actor.cli(), packs=packs).plaintext
-                  for name, packs in {"full": None, "accounts": ["accounts"],
-                                      "writer": "accounts:write,contacts:write,revenue:write"}.items()}
+        tokens = {
+            name: TokenService().create(ws, name, Actor.cli(), packs=packs).plaintext
+            for name, packs in {
+                "full": None,
+                "accounts": ["accounts"],
+                "writer": "accounts:write,contacts:write,revenue:write",
+            }.items()
+        }
     lean = ServerProcess(inst, extra_env={"POGGIO_MAX_BODY_BYTES": "400000"})
     try:
         sdk = ServerProcess(inst, extra_env={"POGGIO_MCP_LEAN_PATH": "false", "POGGIO_MAX_BODY_BYTES": "400000"})
@@ -59,8 +64,13 @@ def pair(tmp_path_factory):
 
 
 def post(server: ServerProcess, token: str, content: bytes, version: str = LEGACY, headers: dict | None = None):
-    head = {"Authorization": f"Bearer {token}", "Accept": ACCEPT, "Content-Type": "application/json",
-            "MCP-Protocol-Version": version, **(headers or {})}
+    head = {
+        "Authorization": f"Bearer {token}",
+        "Accept": ACCEPT,
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": version,
+        **(headers or {}),
+    }
     return httpx.post(server.mcp_url, content=content, headers=head, timeout=30)
 
 
@@ -85,14 +95,17 @@ def activity(inst, token_name: str) -> list[tuple[str, str]]:
 
     with bind(inst.database_url).connection_context():
         token_id = ApiToken.get(ApiToken.name == token_name).id
-        return [(a.tool, a.outcome) for a in Activity.select().where(Activity.subject_id == token_id)
-                .order_by(Activity.id)]
+        return [
+            (a.tool, a.outcome) for a in Activity.select().where(Activity.subject_id == token_id).order_by(Activity.id)
+        ]
 
 
 # -- item 7: a body nested too deep is a parse error, on both paths, and on the record ---------------------------
 def nested(depth: int) -> bytes:
-    return (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"update_account","arguments":'
-            b'{"domain":' + b"[" * depth + b"]" * depth + b"}}}")
+    return (
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"update_account","arguments":'
+        b'{"domain":' + b"[" * depth + b"]" * depth + b"}}}"
+    )
 
 
 @pytest.mark.parametrize("version", [LEGACY, MODERN])
@@ -108,8 +121,9 @@ def test_deeply_nested_body_is_a_parse_error_not_a_500(pair, version):
             answers.setdefault(body, set()).add(response.content)
         assert "Traceback" not in server.log() and "RecursionError" not in server.log()
     assert all(len(a) == 1 for a in answers.values()), answers  # the same bytes from both paths
-    assert wait_for(lambda: activity(inst, "full").count(("other", "tool_error")) >= before + 4), \
-        activity(inst, "full")[-10:]
+    assert wait_for(lambda: activity(inst, "full").count(("other", "tool_error")) >= before + 4), activity(
+        inst, "full"
+    )[-10:]
 
 
 @pytest.mark.parametrize("version", [LEGACY, MODERN])
@@ -124,8 +138,10 @@ def test_deeply_nested_body_with_an_oauth_token_is_a_parse_error_not_a_500(pair,
     with bind(inst.database_url).connection_context():
         acme = Workspace.get(slug="acme")
         admin = Membership.get((Membership.workspace == acme) & (Membership.role == "admin")).user
-        tokens = {name: mint(OAuthService(), acme, admin, {"accounts"}, server.mcp_url)[1]["access_token"]
-                  for name, server in servers.items()}
+        tokens = {
+            name: mint(OAuthService(), acme, admin, {"accounts"}, server.mcp_url)[1]["access_token"]
+            for name, server in servers.items()
+        }
     answers = set()
     for name, server in servers.items():
         response = post(server, tokens[name], nested(100_000), version)
@@ -141,10 +157,13 @@ def test_deeply_nested_body_with_an_oauth_token_is_a_parse_error_not_a_500(pair,
 def test_nesting_near_the_parsers_limits_answers_alike(pair, version, depth):
     servers, tokens, _ = pair
     headers = {"Mcp-Method": "tools/call", "Mcp-Name": "get_account"} if version == MODERN else {}
-    answers = [post(server, tokens["full"], nested(depth).replace(b"update_account", b"get_account"), version,
-                    headers) for server in servers.values()]
-    assert answers[0].status_code == answers[1].status_code and answers[0].content == answers[1].content, \
-        [(a.status_code, a.text[:200]) for a in answers]
+    answers = [
+        post(server, tokens["full"], nested(depth).replace(b"update_account", b"get_account"), version, headers)
+        for server in servers.values()
+    ]
+    assert answers[0].status_code == answers[1].status_code and answers[0].content == answers[1].content, [
+        (a.status_code, a.text[:200]) for a in answers
+    ]
     assert answers[0].status_code in (200, 400)
 
 
@@ -171,15 +190,20 @@ class HealthyServer(ServerProcess):
         self.mcp_url = f"{self.url}/mcp"
         env = {**os.environ, **instance.env, "POGGIO_MCP_PUBLIC_URL": self.mcp_url, **extra_env}
         argv = _mcp_argv(load_settings(env), "127.0.0.1", self.port, 1)
-        self._start([*argv, "--timeout-graceful-shutdown", "5", "--log-level", "info"], env,
-                    f"mcp-{self.port}.log", f"{self.url}/healthz")
+        self._start(
+            [*argv, "--timeout-graceful-shutdown", "5", "--log-level", "info"],
+            env,
+            f"mcp-{self.port}.log",
+            f"{self.url}/healthz",
+        )
 
 
 @pytest.mark.parametrize("lean", ["true", "false"])
 def test_unreachable_redis_is_a_503_naming_redis(pair, lean):
     _, tokens, inst = pair
-    server = HealthyServer(inst, {"POGGIO_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-                                  "POGGIO_MCP_LEAN_PATH": lean})
+    server = HealthyServer(
+        inst, {"POGGIO_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "POGGIO_MCP_LEAN_PATH": lean}
+    )
     try:
         ready = httpx.get(f"{server.url}/readyz", timeout=10)
         assert ready.status_code == 503 and ready.json() == {"status": "unavailable"}
@@ -204,11 +228,32 @@ class GunicornServer(_ServiceProcess):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.mcp_url = f"{self.url}/mcp"
-        env = {**os.environ, **instance.env, "POGGIO_MCP_PUBLIC_URL": self.mcp_url,
-               "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]), **extra_env}
-        self._start([sys.executable, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "1",
-                     "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "5", "mcp_server.app:create_app()"],
-                    env, f"gunicorn-{self.port}.log", f"{self.url}/readyz")
+        env = {
+            **os.environ,
+            **instance.env,
+            "POGGIO_MCP_PUBLIC_URL": self.mcp_url,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
+            **extra_env,
+        }
+        self._start(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-k",
+                "uvicorn.workers.UvicornWorker",
+                "-w",
+                "1",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--graceful-timeout",
+                "5",
+                "mcp_server.app:create_app()",
+            ],
+            env,
+            f"gunicorn-{self.port}.log",
+            f"{self.url}/readyz",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -218,8 +263,9 @@ def fenced(pair):
     with bind(inst.database_url).connection_context():
         from poggio.workspaces import get_workspace
 
-        return TokenService().create(get_workspace("acme"), "fenced", Actor.cli(),
-                                     allowed_ips=["10.9.9.9/32"]).plaintext
+        return (
+            TokenService().create(get_workspace("acme"), "fenced", Actor.cli(), allowed_ips=["10.9.9.9/32"]).plaintext
+        )
 
 
 @pytest.mark.parametrize("runner", ["gunicorn", "poggio mcp"])
@@ -246,14 +292,25 @@ def test_forwarded_for_from_loopback_is_believed_only_from_a_trusted_proxy(pair,
 @pytest.fixture(scope="module", params=BACKENDS)
 def stack(request, tmp_path_factory):
     def tokens(service, cli, acme, globex):
-        return {"writer": service.create(acme, "writer", cli,
-                                         packs="accounts:write,contacts:write,revenue:write").plaintext,
-                "accounts": service.create(acme, "accounts only", cli, packs="accounts").plaintext,
-                "accounts_writer": service.create(acme, "accounts writer", cli, packs="accounts:write").plaintext,
-                "accounts_contacts": service.create(acme, "accounts and contacts", cli,
-                                                    packs="accounts,contacts").plaintext}
-    yield from acme_and_globex(tmp_path_factory.mktemp(f"hostile2-{request.param}"), request.param, tokens,
-                               accounts=10, seed=4, extra_env={"POGGIO_WRITE_RATE_LIMIT": "100000/minute"})
+        return {
+            "writer": service.create(
+                acme, "writer", cli, packs="accounts:write,contacts:write,revenue:write"
+            ).plaintext,
+            "accounts": service.create(acme, "accounts only", cli, packs="accounts").plaintext,
+            "accounts_writer": service.create(acme, "accounts writer", cli, packs="accounts:write").plaintext,
+            "accounts_contacts": service.create(
+                acme, "accounts and contacts", cli, packs="accounts,contacts"
+            ).plaintext,
+        }
+
+    yield from acme_and_globex(
+        tmp_path_factory.mktemp(f"hostile2-{request.param}"),
+        request.param,
+        tokens,
+        accounts=10,
+        seed=4,
+        extra_env={"POGGIO_WRITE_RATE_LIMIT": "100000/minute"},
+    )
 
 
 def tool_text(stack, token: str, name: str, arguments: dict, version: str = LEGACY) -> tuple[bool, str]:
@@ -302,12 +359,15 @@ def test_every_integer_argument_of_every_tool_is_bounded(pair):
 
 
 @pytest.mark.parametrize("version", [LEGACY, MODERN])
-@pytest.mark.parametrize("name,arguments,field", [
-    ("update_opportunity", {"id": 2**70, "stage": "won"}, "id"),
-    ("update_opportunity", {"id": 2**40, "stage": "won"}, "id"),
-    ("add_note", {"domain": "example.com", "text": "hi", "opportunity_id": 2**70}, "opportunity_id"),
-    ("add_note", {"domain": "example.com", "text": "hi", "opportunity_id": 2**33}, "opportunity_id"),
-])
+@pytest.mark.parametrize(
+    "name,arguments,field",
+    [
+        ("update_opportunity", {"id": 2**70, "stage": "won"}, "id"),
+        ("update_opportunity", {"id": 2**40, "stage": "won"}, "id"),
+        ("add_note", {"domain": "example.com", "text": "hi", "opportunity_id": 2**70}, "opportunity_id"),
+        ("add_note", {"domain": "example.com", "text": "hi", "opportunity_id": 2**33}, "opportunity_id"),
+    ],
+)
 def test_an_id_beyond_any_row_is_a_tool_error_naming_it(stack, version, name, arguments, field):
     error, text = tool_text(stack, "writer", name, arguments, version)
     assert error and f"'{field}'" in text and "less than or equal to 2147483647" in text, text
@@ -330,8 +390,11 @@ def test_looking_up_an_id_beyond_any_row_finds_nothing(stack, ident):
 
     with bind(stack.instance.database_url).connection_context():
         acme = get_workspace("acme")
-        for look_up in (lambda: TokenService().get(acme, ident), lambda: OAuthService("p").grant(acme, ident),
-                        lambda: OAuthService("p").workspace_client(acme, ident)):
+        for look_up in (
+            lambda: TokenService().get(acme, ident),
+            lambda: OAuthService("p").grant(acme, ident),
+            lambda: OAuthService("p").workspace_client(acme, ident),
+        ):
             with pytest.raises(NotFound):
                 look_up()
 
@@ -349,8 +412,7 @@ def test_a_write_while_another_holds_the_write_lock_says_the_database_is_busy(pa
     holder = sqlite3.connect(inst.path / "poggio.db", timeout=1)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        response = call(servers["lean"], tokens["writer"], "update_account",
-                        {"domain": "example.com", "employees": 7})
+        response = call(servers["lean"], tokens["writer"], "update_account", {"domain": "example.com", "employees": 7})
     finally:
         holder.rollback()
         holder.close()
@@ -401,9 +463,11 @@ def test_concurrent_creates_of_one_record_answer_already_exists(stack, tool):
     import concurrent.futures
 
     key = f"race{time.monotonic_ns()}"
-    arguments = ({"domain": f"{key}.example", "name": "Race Inc"} if tool == "create_account" else
-                 {"email": f"{key}@example.com", "first_name": "Ra", "last_name": "Ce",
-                  "account_domain": "example.com"})
+    arguments = (
+        {"domain": f"{key}.example", "name": "Race Inc"}
+        if tool == "create_account"
+        else {"email": f"{key}@example.com", "first_name": "Ra", "last_name": "Ce", "account_domain": "example.com"}
+    )
 
     def create(_):
         return tool_text(stack, "writer", tool, arguments)
@@ -443,10 +507,18 @@ def test_a_full_database_is_out_of_disk_space_for_a_tool(instance):
     from poggio_accounts.models import Account
 
     demo_domain = Account.select().where(Account.workspace == ws).first().domain
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "add_note", "arguments": {"domain": demo_domain, "text": "x" * 5000}}}
-    head = {"Authorization": f"Bearer {token}", "Accept": ACCEPT, "Content-Type": "application/json",
-            "MCP-Protocol-Version": LEGACY}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "add_note", "arguments": {"domain": demo_domain, "text": "x" * 5000}},
+    }
+    head = {
+        "Authorization": f"Bearer {token}",
+        "Accept": ACCEPT,
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": LEGACY,
+    }
 
     async def main():
         texts = []
@@ -472,8 +544,10 @@ def test_the_portal_answers_503_when_the_database_is_full(instance, monkeypatch)
     _fill_up(database.obj)
     statuses = []
     for i in range(40):
-        response = browser.post("/settings/mcp/tokens", {"name": f"token {i} " + "n" * 80, "expiry": "30",
-                                                         "allowed_ips": "\n".join(["10.0.0.1"] * 50)})
+        response = browser.post(
+            "/settings/mcp/tokens",
+            {"name": f"token {i} " + "n" * 80, "expiry": "30", "allowed_ips": "\n".join(["10.0.0.1"] * 50)},
+        )
         statuses.append(response.status_code)
         if response.status_code >= 500:
             break
@@ -515,12 +589,19 @@ def linked_note(stack):
 
     with bind(stack.instance.database_url).connection_context():
         acme = get_workspace("acme")
-        contact = next(c for c in Contact.select().where(Contact.workspace == acme).order_by(Contact.id)
-                       if Opportunity.select().where(Opportunity.account == c.account_id).exists())
+        contact = next(
+            c
+            for c in Contact.select().where(Contact.workspace == acme).order_by(Contact.id)
+            if Opportunity.select().where(Opportunity.account == c.account_id).exists()
+        )
         deal = Opportunity.select().where(Opportunity.account == contact.account_id).first()
         domain = contact.account.domain
-    error, text = tool_text(stack, "writer", "add_note", {
-        "domain": domain, "text": "Talked budget", "contact_email": contact.email, "opportunity_id": deal.id})
+    error, text = tool_text(
+        stack,
+        "writer",
+        "add_note",
+        {"domain": domain, "text": "Talked budget", "contact_email": contact.email, "opportunity_id": deal.id},
+    )
     assert not error, text
     return domain, contact.email, f"{contact.first_name} {contact.last_name}", deal.id, deal.name
 
@@ -562,8 +643,10 @@ def test_a_deeply_nested_registration_is_refused_like_any_other_non_json(instanc
     client = app.test_client()
     for body in ('{"redirect_uris":' + "[" * 100_000, '{"redirect_uris":' + "[" * 5000 + "]" * 5000 + "}"):
         response = client.post("/oauth/register", data=body, content_type="application/json")
-        assert response.status_code == 400 and response.get_json()["error"] == "invalid_client_metadata", \
-            (response.status_code, response.get_data(as_text=True)[:300])
+        assert response.status_code == 400 and response.get_json()["error"] == "invalid_client_metadata", (
+            response.status_code,
+            response.get_data(as_text=True)[:300],
+        )
 
 
 def test_a_deeply_nested_client_metadata_document_is_not_json(tmp_path, monkeypatch):

@@ -47,17 +47,42 @@ def two_workspaces(tmp_path_factory):
         assert not import_csv(registry, a, "accounts", A_ACCOUNTS.encode(), Actor.cli()).errors
         for kind, text in (("accounts", B_ACCOUNTS), ("contacts", B_CONTACTS), ("opportunities", B_OPPS)):
             assert not import_csv(registry, b, kind, text.encode(), Actor.cli()).errors
-        tokens = {"a": TokenService().create(a, "a", Actor.cli()).plaintext,
-                  "b": TokenService().create(b, "b", Actor.cli()).plaintext}
+        tokens = {
+            "a": TokenService().create(a, "a", Actor.cli()).plaintext,
+            "b": TokenService().create(b, "b", Actor.cli()).plaintext,
+        }
     server = ServerProcess(inst, extra_env={"POGGIO_RATE_LIMIT": "100000/minute"})
     yield server, tokens
     server.stop()
 
 
 nasty = st.one_of(
-    st.sampled_from(["", "qwxzv", "QWXZV", "qwxzv.example", "example.com", "%", "_", "*", "' OR 1=1 --",
-                     "\" OR \"\"=\"", "qwx*", "NEAR(qwxzv)", "qwxzv\x00", "1; DROP TABLE account", "\\", "%qwxzv%",
-                     "jqwxzv@qwxzv.example", "ｑｗｘｚｖ", "Qwxzv Holdings", "XQW", "bravo", "2"]),
+    st.sampled_from(
+        [
+            "",
+            "qwxzv",
+            "QWXZV",
+            "qwxzv.example",
+            "example.com",
+            "%",
+            "_",
+            "*",
+            "' OR 1=1 --",
+            '" OR ""="',
+            "qwx*",
+            "NEAR(qwxzv)",
+            "qwxzv\x00",
+            "1; DROP TABLE account",
+            "\\",
+            "%qwxzv%",
+            "jqwxzv@qwxzv.example",
+            "ｑｗｘｚｖ",
+            "Qwxzv Holdings",
+            "XQW",
+            "bravo",
+            "2",
+        ]
+    ),
     st.text(max_size=40),
     st.text(alphabet="qwxzv%_*'\"\\ .@-", max_size=20),
 )
@@ -66,15 +91,26 @@ numbers = st.one_of(st.none(), st.integers(min_value=-5, max_value=10**7))
 
 def tool_calls():
     return st.one_of(
-        st.builds(lambda q, i, c, n: ("search_accounts", {"query": q, "industry": i, "country": c, "min_employees": n}),
-                  nasty, st.one_of(st.none(), nasty), st.one_of(st.none(), st.sampled_from(["NO", "US", "no", "%%"])),
-                  numbers),
+        st.builds(
+            lambda q, i, c, n: ("search_accounts", {"query": q, "industry": i, "country": c, "min_employees": n}),
+            nasty,
+            st.one_of(st.none(), nasty),
+            st.one_of(st.none(), st.sampled_from(["NO", "US", "no", "%%"])),
+            numbers,
+        ),
         st.builds(lambda d: ("get_account", {"domain": d}), nasty),
-        st.builds(lambda q, d, t: ("search_contacts", {"query": q, "account_domain": d, "title": t}),
-                  nasty, st.one_of(st.none(), nasty), st.one_of(st.none(), nasty)),
+        st.builds(
+            lambda q, d, t: ("search_contacts", {"query": q, "account_domain": d, "title": t}),
+            nasty,
+            st.one_of(st.none(), nasty),
+            st.one_of(st.none(), nasty),
+        ),
         st.builds(lambda e: ("get_contact", {"email": e}), nasty),
-        st.builds(lambda d, s: ("list_opportunities", {"account_domain": d, "stage": s}),
-                  st.one_of(st.none(), nasty), st.one_of(st.none(), st.sampled_from(["proposal", "won", "x"]))),
+        st.builds(
+            lambda d, s: ("list_opportunities", {"account_domain": d, "stage": s}),
+            st.one_of(st.none(), nasty),
+            st.one_of(st.none(), st.sampled_from(["proposal", "won", "x"])),
+        ),
         st.builds(lambda d: ("get_revenue_summary", {"account_domain": d}), st.one_of(st.none(), nasty)),
     )
 

@@ -26,25 +26,40 @@ from poggio.audit import Actor
 
 ACCEPT = "application/json, text/event-stream"
 LEGACY, OLDER, MODERN = "2025-11-25", "2025-06-18", "2026-07-28"
-ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "differential", "version": "1"}}
-HEADERS_THAT_MATTER = ("content-type", "www-authenticate", "allow", "retry-after", "mcp-session-id",
-                       "access-control-allow-origin", "access-control-expose-headers")
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "differential", "version": "1"},
+}
+HEADERS_THAT_MATTER = (
+    "content-type",
+    "www-authenticate",
+    "allow",
+    "retry-after",
+    "mcp-session-id",
+    "access-control-allow-origin",
+    "access-control-expose-headers",
+)
 
 
 def demo_instance(folder, accounts: int, tokens: dict[str, list[str] | None]):
     """A SQLite instance with the (seeded) demo data, and a token of each ``name: packs`` in acme."""
     inst = make_instance(folder, "sqlite")
     db = inst.activate()
-    subprocess.run([sys.executable, "-m", "poggio", "demo", "--accounts", str(accounts)],
-                   env={**os.environ, **inst.env}, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "poggio", "demo", "--accounts", str(accounts)],
+        env={**os.environ, **inst.env},
+        check=True,
+        capture_output=True,
+    )
     with db.connection_context():
         from poggio.tokens import TokenService
         from poggio.workspaces import get_workspace
 
         ws = get_workspace("acme")
-        return inst, {name: TokenService().create(ws, name, Actor.cli(), packs=packs).plaintext
-                      for name, packs in tokens.items()}
+        return inst, {
+            name: TokenService().create(ws, name, Actor.cli(), packs=packs).plaintext for name, packs in tokens.items()
+        }
 
 
 def oauth_access_token(inst, mcp_url: str, packs: dict[str, str]) -> str:
@@ -59,12 +74,27 @@ def oauth_access_token(inst, mcp_url: str, packs: dict[str, str]) -> str:
 
     with inst.activate().connection_context():
         service = OAuthService()
-        client = service.register({"client_name": "Differential app", "redirect_uris": ["http://127.0.0.1:9/cb"],
-                                   "token_endpoint_auth_method": "none"}).client
+        client = service.register(
+            {
+                "client_name": "Differential app",
+                "redirect_uris": ["http://127.0.0.1:9/cb"],
+                "token_endpoint_auth_method": "none",
+            }
+        ).client
         user = User.get(User.email == demo.DEMO_ADMIN)
-        service.issue_code(code=secrets.token_urlsafe(32), client=client, user=user, workspace=get_workspace("acme"),
-                           packs=packs, redirect_uri="http://127.0.0.1:9/cb", resource=mcp_url,
-                           code_challenge="x" * 43, code_challenge_method="S256", grant_days=30, actor=Actor(user))
+        service.issue_code(
+            code=secrets.token_urlsafe(32),
+            client=client,
+            user=user,
+            workspace=get_workspace("acme"),
+            packs=packs,
+            redirect_uri="http://127.0.0.1:9/cb",
+            resource=mcp_url,
+            code_challenge="x" * 43,
+            code_challenge_method="S256",
+            grant_days=30,
+            actor=Actor(user),
+        )
         grant = service.grant_from_code(OAuthCode.select().order_by(OAuthCode.id.desc()).first())
         return service.issue_tokens(grant, refresh=False)["access_token"]
 
@@ -99,8 +129,7 @@ def agree(pair, content, headers: dict[str, str], token: str = "full"):
         content = content.encode()
     answers = []
     for server, presented in zip((lean, sdk), own, strict=True):
-        sent = {"Authorization": f"Bearer {presented}", "Content-Type": "application/json", "Accept": ACCEPT,
-                **headers}
+        sent = {"Authorization": f"Bearer {presented}", "Content-Type": "application/json", "Accept": ACCEPT, **headers}
         answers.append(exchange(server, content, {k: v for k, v in sent.items() if v is not None}))
     a, b = answers
     assert a == b, f"lean {a}\n  sdk {b}\nfor {content[:300]!r} {headers}"
@@ -140,7 +169,7 @@ CALLS = [
     ("search_accounts", {"limit": 101}),
     ("search_accounts", {"limit": "5"}),
     ("search_accounts", {"limit": {"$gt": 1}}),
-    ("search_accounts", {"min_employees": 10 ** 40}),
+    ("search_accounts", {"min_employees": 10**40}),
     ("search_accounts", {"industry": "Software", "country": "US"}),
     ("search_accounts", {"cursor": "not-a-cursor"}),
     ("search_accounts", {"query": "é ü ß 漢字", "limit": 3}),
@@ -178,8 +207,11 @@ def test_listing_and_scoped_calls_agree(pair, version, token):
     agree(pair, *request("tools/list", {"cursor": "abc"}, version), token=token)
     agree(pair, *request("tools/list", {"cursor": None}, version), token=token)
     agree(pair, *request("tools/call", {"name": "get_revenue_summary", "arguments": {}}, version), token=token)
-    agree(pair, *request("tools/call", {"name": "get_account", "arguments": {"domain": "example.com"}}, version),
-          token=token)
+    agree(
+        pair,
+        *request("tools/call", {"name": "get_account", "arguments": {"domain": "example.com"}}, version),
+        token=token,
+    )
 
 
 @pytest.mark.parametrize("version", [LEGACY, OLDER, None, MODERN])
@@ -187,24 +219,33 @@ def test_step_up_challenge_agrees(pair, version):
     """A call an OAuth token's scope does not cover (a pack not granted, a write under a read-only
     grant) is a 403 insufficient_scope naming the scope to ask for, on both paths; an API token's
     refusal stays a tool error (test_listing_and_scoped_calls_agree)."""
-    for name, arguments, needed in (("get_revenue_summary", {}, "revenue:read"),
-                                    ("update_account", {"domain": "example.com", "employees": 5}, "accounts:write"),
-                                    ("update_account", {"domain": 5}, "accounts:write")):  # bad arguments too
-        status, headers, body = agree(pair, *request("tools/call", {"name": name, "arguments": arguments}, version),
-                                      token="oauth")
+    for name, arguments, needed in (
+        ("get_revenue_summary", {}, "revenue:read"),
+        ("update_account", {"domain": "example.com", "employees": 5}, "accounts:write"),
+        ("update_account", {"domain": 5}, "accounts:write"),
+    ):  # bad arguments too
+        status, headers, body = agree(
+            pair, *request("tools/call", {"name": name, "arguments": arguments}, version), token="oauth"
+        )
         assert status == 403, body
         challenge = headers["www-authenticate"]
-        assert 'error="insufficient_scope"' in challenge and f'scope="{" ".join(sorted({"accounts:read", needed}))}"' \
-            in challenge
+        assert (
+            'error="insufficient_scope"' in challenge
+            and f'scope="{" ".join(sorted({"accounts:read", needed}))}"' in challenge
+        )
         assert 'resource_metadata="http://127.0.0.1:PORT/.well-known/oauth-protected-resource/mcp"' in challenge
         assert json.loads(body)["error"] == "insufficient_scope"
-    status, _, body = agree(pair, *request("tools/call", {"name": "get_account", "arguments": {
-        "domain": "example.com"}}, version), token="oauth")
+    status, _, body = agree(
+        pair,
+        *request("tools/call", {"name": "get_account", "arguments": {"domain": "example.com"}}, version),
+        token="oauth",
+    )
     assert status == 200 and b'"isError":false' in body
     agree(pair, *request("tools/list", None, version), token="oauth")
     # an API token cannot be re-authorized: its refusal stays the tool error naming the scope
-    status, headers, body = agree(pair, *request("tools/call", {"name": "get_revenue_summary", "arguments": {}},
-                                                 version), token="scoped")
+    status, headers, body = agree(
+        pair, *request("tools/call", {"name": "get_revenue_summary", "arguments": {}}, version), token="scoped"
+    )
     assert status == 200 and "www-authenticate" not in headers
     assert b'"isError":true' in body and b"restricted to the accounts tool pack" in body
 
@@ -214,48 +255,87 @@ ENVELOPES = [
     ("float id", *request("tools/list", None, LEGACY, id=1.5)),
     ("null id", *request("tools/list", None, LEGACY, id=None)),
     ("bool id", *request("tools/list", None, LEGACY, id=True)),
-    ("huge id", *request("tools/list", None, LEGACY, id=10 ** 30)),
+    ("huge id", *request("tools/list", None, LEGACY, id=10**30)),
     ("negative id", *request("tools/list", None, LEGACY, id=-7)),
     ("notification", {"jsonrpc": "2.0", "method": "notifications/initialized"}, {"MCP-Protocol-Version": LEGACY}),
-    ("tools/call as notification", {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "get_account"}},
-     {"MCP-Protocol-Version": LEGACY}),
-    ("modern notification", {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"_meta": ENVELOPE}},
-     {"MCP-Protocol-Version": MODERN, "Mcp-Method": "notifications/cancelled"}),
+    (
+        "tools/call as notification",
+        {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "get_account"}},
+        {"MCP-Protocol-Version": LEGACY},
+    ),
+    (
+        "modern notification",
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"_meta": ENVELOPE}},
+        {"MCP-Protocol-Version": MODERN, "Mcp-Method": "notifications/cancelled"},
+    ),
     ("batch", [request("tools/list")[0]], {"MCP-Protocol-Version": LEGACY}),
     ("wrong jsonrpc", {"jsonrpc": "1.0", "id": 1, "method": "tools/list"}, {"MCP-Protocol-Version": LEGACY}),
     ("extra member", {**request("tools/list")[0], "extra": 1}, {"MCP-Protocol-Version": LEGACY}),
     ("params not an object", {**request("tools/list")[0], "params": [1]}, {"MCP-Protocol-Version": LEGACY}),
-    ("legacy _meta", *request("tools/call", {"name": "get_account", "arguments": {"domain": "example.com"},
-                                             "_meta": {"progressToken": 3}})),
+    (
+        "legacy _meta",
+        *request(
+            "tools/call", {"name": "get_account", "arguments": {"domain": "example.com"}, "_meta": {"progressToken": 3}}
+        ),
+    ),
     ("requestState", *request("tools/call", {"name": "get_account", "arguments": {}, "requestState": "x"})),
     ("name not a string", *request("tools/call", {"name": 5, "arguments": {}})),
     ("no name", *request("tools/call", {"arguments": {}})),
     ("modern without envelope", *request("tools/list", None, MODERN, envelope=False)),
-    ("modern wrong Mcp-Method", request("tools/list", None, MODERN)[0],
-     {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call"}),
-    ("modern no Mcp-Name", request("tools/call", {"name": "get_account", "arguments": {}}, MODERN)[0],
-     {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call"}),
-    ("modern wrong Mcp-Name", request("tools/call", {"name": "get_account", "arguments": {}}, MODERN)[0],
-     {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "search_accounts"}),
-    ("modern Mcp-Param header", request("tools/call", {"name": "get_account", "arguments": {"domain": "a.com"}},
-                                        MODERN)[0],
-     {**request("tools/call", {"name": "get_account"}, MODERN)[1], "Mcp-Param-Domain": "a.com"}),
-    ("modern bad capabilities", {**request("tools/list", None, MODERN)[0], "params": {
-        "_meta": {**ENVELOPE, "io.modelcontextprotocol/clientCapabilities": 5}}},
-     request("tools/list", None, MODERN)[1]),
-    ("modern bad clientInfo", {**request("tools/list", None, MODERN)[0], "params": {
-        "_meta": {**ENVELOPE, "io.modelcontextprotocol/clientInfo": {"name": 1}}}},
-     request("tools/list", None, MODERN)[1]),
-    ("modern version mismatch", {**request("tools/list", None, MODERN)[0], "params": {
-        "_meta": {**ENVELOPE, "io.modelcontextprotocol/protocolVersion": LEGACY}}},
-     request("tools/list", None, MODERN)[1]),
+    (
+        "modern wrong Mcp-Method",
+        request("tools/list", None, MODERN)[0],
+        {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call"},
+    ),
+    (
+        "modern no Mcp-Name",
+        request("tools/call", {"name": "get_account", "arguments": {}}, MODERN)[0],
+        {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call"},
+    ),
+    (
+        "modern wrong Mcp-Name",
+        request("tools/call", {"name": "get_account", "arguments": {}}, MODERN)[0],
+        {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "search_accounts"},
+    ),
+    (
+        "modern Mcp-Param header",
+        request("tools/call", {"name": "get_account", "arguments": {"domain": "a.com"}}, MODERN)[0],
+        {**request("tools/call", {"name": "get_account"}, MODERN)[1], "Mcp-Param-Domain": "a.com"},
+    ),
+    (
+        "modern bad capabilities",
+        {
+            **request("tools/list", None, MODERN)[0],
+            "params": {"_meta": {**ENVELOPE, "io.modelcontextprotocol/clientCapabilities": 5}},
+        },
+        request("tools/list", None, MODERN)[1],
+    ),
+    (
+        "modern bad clientInfo",
+        {
+            **request("tools/list", None, MODERN)[0],
+            "params": {"_meta": {**ENVELOPE, "io.modelcontextprotocol/clientInfo": {"name": 1}}},
+        },
+        request("tools/list", None, MODERN)[1],
+    ),
+    (
+        "modern version mismatch",
+        {
+            **request("tools/list", None, MODERN)[0],
+            "params": {"_meta": {**ENVELOPE, "io.modelcontextprotocol/protocolVersion": LEGACY}},
+        },
+        request("tools/list", None, MODERN)[1],
+    ),
     ("unsupported version", request("tools/list")[0], {"MCP-Protocol-Version": "1999-01-01"}),
     ("malformed JSON", b'{"jsonrpc": "2.0", "id": 1, "method": ', {"MCP-Protocol-Version": LEGACY}),
     ("malformed JSON modern", b'{"jsonrpc": "2.0", "id": 1, ', {"MCP-Protocol-Version": MODERN}),
     ("invalid utf-8", b'{"jsonrpc": "2.0", "id": 1, "method": "\xff\xfe"}', {"MCP-Protocol-Version": LEGACY}),
     ("text content type", request("tools/list")[0], {"MCP-Protocol-Version": LEGACY, "Content-Type": "text/plain"}),
-    ("json with charset", request("tools/list")[0],
-     {"MCP-Protocol-Version": LEGACY, "Content-Type": "application/json; charset=utf-8"}),
+    (
+        "json with charset",
+        request("tools/list")[0],
+        {"MCP-Protocol-Version": LEGACY, "Content-Type": "application/json; charset=utf-8"},
+    ),
     ("accept html", request("tools/list")[0], {"MCP-Protocol-Version": LEGACY, "Accept": "text/html"}),
     ("accept json only", request("tools/list")[0], {"MCP-Protocol-Version": LEGACY, "Accept": "application/json"}),
     ("accept anything", request("tools/list")[0], {"MCP-Protocol-Version": LEGACY, "Accept": "*/*"}),
@@ -264,8 +344,12 @@ ENVELOPES = [
     ("unknown method", *request("tools/destroy")),
     ("ping", *request("ping")),
     ("prompts/get", *request("prompts/get", {"name": "x"})),
-    ("initialize", *request("initialize", {"protocolVersion": LEGACY, "capabilities": {},
-                                           "clientInfo": {"name": "d", "version": "1"}})),
+    (
+        "initialize",
+        *request(
+            "initialize", {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "d", "version": "1"}}
+        ),
+    ),
     ("server/discover", *request("server/discover", None, MODERN)),
     ("oversized", *request("tools/call", {"name": "search_accounts", "arguments": {"query": "x" * 1_200_000}})),
     ("no token", request("tools/list")[0], {"MCP-Protocol-Version": LEGACY, "Authorization": None}),
@@ -279,13 +363,21 @@ def test_envelopes_and_headers_agree(pair, label, body, headers):
 
 
 TOOL_ARGUMENTS = {
-    "get_account": ["domain"], "search_accounts": ["query", "industry", "country", "min_employees", "limit", "cursor"],
-    "search_contacts": ["query", "account_domain", "title", "limit", "cursor"], "get_contact": ["email"],
+    "get_account": ["domain"],
+    "search_accounts": ["query", "industry", "country", "min_employees", "limit", "cursor"],
+    "search_contacts": ["query", "account_domain", "title", "limit", "cursor"],
+    "get_contact": ["email"],
     "get_revenue_summary": ["account_domain", "closing_after", "closing_before"],
     "list_opportunities": ["account_domain", "stage", "closing_after", "closing_before", "min_amount", "limit"],
 }
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10 ** 6, 10 ** 6), st.floats(allow_nan=False),
-                    st.text(max_size=30), st.sampled_from(["example.com", "acme", "won", "2026-01-01", "US", "10"]))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False),
+    st.text(max_size=30),
+    st.sampled_from(["example.com", "acme", "won", "2026-01-01", "US", "10"]),
+)
 values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=2))
 
 
@@ -295,7 +387,7 @@ def tool_calls(draw):
     keys = TOOL_ARGUMENTS.get(name, []) + ["extra", "LIMIT"]
     arguments = draw(st.dictionaries(st.sampled_from(keys), values, max_size=4))
     version = draw(st.sampled_from([LEGACY, OLDER, None, MODERN]))
-    id = draw(st.one_of(st.integers(-10 ** 9, 10 ** 9), st.text(max_size=10)))
+    id = draw(st.one_of(st.integers(-(10**9), 10**9), st.text(max_size=10)))
     return request("tools/call", {"name": name, "arguments": arguments}, version, id=id)
 
 
@@ -307,8 +399,12 @@ def test_generated_tool_calls_agree(pair, call):
 
 def lean_counts(server: ServerProcess) -> dict[str, float]:
     text = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer metrics-secret"}).text
-    return {outcome: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            for outcome in ("served", "declined") if line.startswith(f'poggio_mcp_lean_total{{outcome="{outcome}"}}')}
+    return {
+        outcome: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        for outcome in ("served", "declined")
+        if line.startswith(f'poggio_mcp_lean_total{{outcome="{outcome}"}}')
+    }
 
 
 def test_lean_path_serves_the_hot_requests(pair):
@@ -318,8 +414,11 @@ def test_lean_path_serves_the_hot_requests(pair):
     headers = {"Authorization": f"Bearer {tokens['full']}", "Content-Type": "application/json", "Accept": ACCEPT}
     before = lean_counts(lean)
     for version in (LEGACY, MODERN):
-        for method, params in (("tools/list", None), ("tools/call", {"name": "get_account", "arguments": {}}),
-                               ("tools/call", {"name": "search_accounts", "arguments": {"limit": 2}})):
+        for method, params in (
+            ("tools/list", None),
+            ("tools/call", {"name": "get_account", "arguments": {}}),
+            ("tools/call", {"name": "search_accounts", "arguments": {"limit": 2}}),
+        ):
             body, extra = request(method, params, version)
             assert httpx.post(lean.mcp_url, json=body, headers={**headers, **extra}).status_code == 200
     middle = lean_counts(lean)
@@ -347,25 +446,44 @@ def test_an_app_awaiting_approval_is_refused_alike(pair):
         ws = get_workspace("acme")
         app_access.set_app_policy(ws, Actor.cli(), access="members")
         member = User.get_or_none(User.email == "asker@acme.example") or create_user(
-            "asker@acme.example", "correct horse battery", ws, "member", Actor.cli())
+            "asker@acme.example", "correct horse battery", ws, "member", Actor.cli()
+        )
         service = OAuthService()
         for server in (lean, sdk):
             client = service.register({"client_name": "Asker", "redirect_uris": ["http://127.0.0.1:9/cb"]}).client
             code = f"pending-{server.port}"
-            service.issue_code(code=code, client=client, user=member, workspace=ws, packs=["accounts"],
-                               redirect_uri="http://127.0.0.1:9/cb", resource=normalise_resource(server.mcp_url),
-                               code_challenge="x" * 43, code_challenge_method="S256", grant_days=7,
-                               actor=Actor(member), pending=True)
+            service.issue_code(
+                code=code,
+                client=client,
+                user=member,
+                workspace=ws,
+                packs=["accounts"],
+                redirect_uri="http://127.0.0.1:9/cb",
+                resource=normalise_resource(server.mcp_url),
+                code_challenge="x" * 43,
+                code_challenge_method="S256",
+                grant_days=7,
+                actor=Actor(member),
+                pending=True,
+            )
             grant = service.grant_from_code(service.find_code(code, client))
             tokens[server.port] = service.issue_tokens(grant)["access_token"]
-    cases = [request("tools/list"), request("tools/list", None, MODERN),
-             request("tools/call", {"name": "get_account", "arguments": {"domain": "example.com"}}),
-             request("tools/call", {"name": "search_accounts", "arguments": {"limit": 1}}, MODERN), request("ping")]
+    cases = [
+        request("tools/list"),
+        request("tools/list", None, MODERN),
+        request("tools/call", {"name": "get_account", "arguments": {"domain": "example.com"}}),
+        request("tools/call", {"name": "search_accounts", "arguments": {"limit": 1}}, MODERN),
+        request("ping"),
+    ]
     for body, extra in cases:
         answers = []
         for server in (lean, sdk):
-            headers = {"Authorization": f"Bearer {tokens[server.port]}", "Content-Type": "application/json",
-                       "Accept": ACCEPT, **extra}
+            headers = {
+                "Authorization": f"Bearer {tokens[server.port]}",
+                "Content-Type": "application/json",
+                "Accept": ACCEPT,
+                **extra,
+            }
             answers.append(exchange(server, json.dumps(body).encode(), headers))
         assert answers[0] == answers[1], f"lean {answers[0]}\n  sdk {answers[1]}\nfor {body}"
         status, _, content = answers[0]
@@ -414,25 +532,42 @@ def test_a_client_gone_mid_body_leaves_no_traceback(pair):
 
     lean, _, tokens = pair
     body = json.dumps(request("tools/list")[0]).encode()
-    head = (f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{lean.port}\r\nAuthorization: Bearer {tokens['full']}\r\n"
-            f"Content-Type: application/json\r\nAccept: {ACCEPT}\r\nContent-Length: {len(body) + 50}\r\n\r\n")
+    head = (
+        f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{lean.port}\r\nAuthorization: Bearer {tokens['full']}\r\n"
+        f"Content-Type: application/json\r\nAccept: {ACCEPT}\r\nContent-Length: {len(body) + 50}\r\n\r\n"
+    )
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", lean.port)) as conn:
             conn.sendall(head.encode() + body)
             time.sleep(0.1)
     time.sleep(0.5)
     assert "Traceback" not in lean.log() and " ERROR " not in lean.log()
-    assert httpx.post(lean.mcp_url, content=body, headers={
-        "Authorization": f"Bearer {tokens['full']}", "Content-Type": "application/json", "Accept": ACCEPT,
-        "MCP-Protocol-Version": LEGACY}).status_code == 200
+    assert (
+        httpx.post(
+            lean.mcp_url,
+            content=body,
+            headers={
+                "Authorization": f"Bearer {tokens['full']}",
+                "Content-Type": "application/json",
+                "Accept": ACCEPT,
+                "MCP-Protocol-Version": LEGACY,
+            },
+        ).status_code
+        == 200
+    )
 
 
 json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70),
-              st.floats(allow_nan=False, allow_infinity=False),
-              st.text()),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(),
+    ),
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
-    max_leaves=12)
+    max_leaves=12,
+)
 
 
 @given(json_values)
@@ -449,7 +584,7 @@ def test_fast_json_writes_what_the_sdk_writes(value):
 def test_fast_json_known_differences():
     from mcp_server.lean import _compact_json
 
-    for value in ("é ü ß 漢字 😀", "\x7f\x00\x1f", "\u2028", 5.371e-05, 1e16, 1e-07, 0.0001, 2 ** 64, [1.5e300, -0.0]):
+    for value in ("é ü ß 漢字 😀", "\x7f\x00\x1f", "\u2028", 5.371e-05, 1e16, 1e-07, 0.0001, 2**64, [1.5e300, -0.0]):
         assert _compact_json(value) == json.dumps(value, separators=(",", ":")).encode(), value
 
 
@@ -498,10 +633,28 @@ WRITE_CALLS = [
     ("create_account", {"domain": "not a domain", "name": "Bad"}),
     ("update_account", {"domain": "new-co.example", "employees": 13, "country": "DE"}),
     ("update_account", {"domain": "new-co.example", "country": "Germany"}),
-    ("create_opportunity", {"account_domain": "new-co.example", "name": "First deal", "stage": "proposal",
-                            "amount": "5000", "currency": "EUR", "close_date": "2026-12-31"}),
-    ("create_opportunity", {"account_domain": "new-co.example", "name": "Bad", "stage": "proposal",
-                            "amount": "5000", "currency": "EURO", "close_date": "2026-12-31"}),
+    (
+        "create_opportunity",
+        {
+            "account_domain": "new-co.example",
+            "name": "First deal",
+            "stage": "proposal",
+            "amount": "5000",
+            "currency": "EUR",
+            "close_date": "2026-12-31",
+        },
+    ),
+    (
+        "create_opportunity",
+        {
+            "account_domain": "new-co.example",
+            "name": "Bad",
+            "stage": "proposal",
+            "amount": "5000",
+            "currency": "EURO",
+            "close_date": "2026-12-31",
+        },
+    ),
     ("get_account", {"domain": "new-co.example"}),  # what the writes made, read back
     ("get_revenue_summary", {"account_domain": "new-co.example"}),  # (no cursors: each instance signs its own)
 ]
@@ -511,8 +664,11 @@ WRITE_CALLS = [
 def write_pair(tmp_path_factory):
     servers, tokens = [], []
     for lean in (True, False):
-        inst, issued = demo_instance(tmp_path_factory.mktemp("lean-writes"), 50, {
-            "writer": ["accounts:write", "contacts", "revenue:write"], "reader": None})
+        inst, issued = demo_instance(
+            tmp_path_factory.mktemp("lean-writes"),
+            50,
+            {"writer": ["accounts:write", "contacts", "revenue:write"], "reader": None},
+        )
         tokens.append(issued)
         extra = {"POGGIO_WRITE_RATE_LIMIT": f"{WRITE_LIMIT}/day", "POGGIO_METRICS_TOKEN": "metrics-secret"}
         if not lean:
@@ -527,8 +683,11 @@ def agree_on_write(write_pair, body, headers: dict[str, str], token: str = "writ
     servers, tokens = write_pair
     answers, waits = [], []
     for server, own in zip(servers, tokens, strict=True):
-        status, kept, content = exchange(server, json.dumps(body).encode(), {
-            "Authorization": f"Bearer {own[token]}", "Content-Type": "application/json", "Accept": ACCEPT, **headers})
+        status, kept, content = exchange(
+            server,
+            json.dumps(body).encode(),
+            {"Authorization": f"Bearer {own[token]}", "Content-Type": "application/json", "Accept": ACCEPT, **headers},
+        )
         # a 429's wait counts down: the second server may answer a second later (48563 s, then 48562 s)
         waits.append(int(kept.get("retry-after", 0)))
         kept = {**kept, "retry-after": "<wait>"} if "retry-after" in kept else kept
@@ -546,14 +705,17 @@ def test_write_calls_agree_and_the_lean_path_serves_them(write_pair):
     calls = 0
     for version in (LEGACY, MODERN):
         for name, arguments in WRITE_CALLS:
-            status, _, content = agree_on_write(write_pair, *request(
-                "tools/call", {"name": name, "arguments": arguments}, version))
+            status, _, content = agree_on_write(
+                write_pair, *request("tools/call", {"name": name, "arguments": arguments}, version)
+            )
             assert status == 200, content
             calls += name not in ("get_account", "get_revenue_summary")
-        status, _, content = agree_on_write(write_pair, *request(
-            "tools/call", {"name": "add_note", "arguments": {"domain": "example.com", "text": "x"}}, version),
-            token="reader")
-        assert b"isError\":true" in content and b"write" in content  # out of scope (counted for the reader)
+        status, _, content = agree_on_write(
+            write_pair,
+            *request("tools/call", {"name": "add_note", "arguments": {"domain": "example.com", "text": "x"}}, version),
+            token="reader",
+        )
+        assert b'isError":true' in content and b"write" in content  # out of scope (counted for the reader)
     after = lean_counts(lean)
     assert after["served"] - before.get("served", 0) == 2 * (len(WRITE_CALLS) + 1)  # every call above, none declined
     assert after.get("declined") == before.get("declined")
@@ -561,8 +723,9 @@ def test_write_calls_agree_and_the_lean_path_serves_them(write_pair):
     # WRITE_LIMIT + 1st) with a 429
     refused = None
     for n in range(calls, WRITE_LIMIT + 2):
-        body, headers = request("tools/call", {"name": "add_note", "arguments": {
-            "domain": "example.com", "text": f"n{n}"}}, MODERN)
+        body, headers = request(
+            "tools/call", {"name": "add_note", "arguments": {"domain": "example.com", "text": f"n{n}"}}, MODERN
+        )
         if n % 2:  # a browser's call goes through the whole stack (CORS) before the lean path answers it
             headers["Origin"] = "http://localhost:3000"
         status, kept, content = agree_on_write(write_pair, body, headers)

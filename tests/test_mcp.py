@@ -19,8 +19,14 @@ from poggio.models import ApiToken
 from poggio.tokens import TokenService
 from poggio.workspaces import create_workspace
 
-ALL_TOOLS = {"search_accounts", "get_account", "search_contacts", "get_contact", "get_revenue_summary",
-             "list_opportunities"}
+ALL_TOOLS = {
+    "search_accounts",
+    "get_account",
+    "search_contacts",
+    "get_contact",
+    "get_revenue_summary",
+    "list_opportunities",
+}
 
 METRICS_TOKEN = "metrics-token-of-the-tests"
 
@@ -35,8 +41,15 @@ def stack(request, tmp_path_factory):
             "globex": service.create(globex, "globex all", cli).plaintext,
             "initrode": service.create(initrode, "initrode", cli).plaintext,
         }
-    yield from acme_and_globex(tmp_path_factory.mktemp(f"mcp-{request.param}"), request.param, tokens,
-                               accounts=60, seed=7, extra_env={"POGGIO_METRICS_TOKEN": METRICS_TOKEN})
+
+    yield from acme_and_globex(
+        tmp_path_factory.mktemp(f"mcp-{request.param}"),
+        request.param,
+        tokens,
+        accounts=60,
+        seed=7,
+        extra_env={"POGGIO_METRICS_TOKEN": METRICS_TOKEN},
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -114,8 +127,10 @@ def test_search_and_pagination_walk_every_account_once(stack):
         if not cursor:
             break
     assert len(seen) == 60 == len(set(seen)) and pages == 9
-    names = [a["name"] for a in client.call("search_accounts", {"query": "acme", "limit": 100})
-             .structured_content["accounts"]]
+    names = [
+        a["name"]
+        for a in client.call("search_accounts", {"query": "acme", "limit": 100}).structured_content["accounts"]
+    ]
     assert names and all("acme" in n.lower() for n in names)
 
 
@@ -133,10 +148,16 @@ def test_contacts_and_revenue_tools(stack):
     assert summary["opportunities"] > 0 and summary["currencies"]
 
 
-@pytest.mark.parametrize("workspace,args", [
-    ("acme", {}), ("acme", {"closing_after": "2026-01-01"}), ("acme", {"closing_before": "2025-06-30"}),
-    ("acme", {"closing_after": "2025-03-01", "closing_before": "2026-03-01"}), ("globex", {}),
-])
+@pytest.mark.parametrize(
+    "workspace,args",
+    [
+        ("acme", {}),
+        ("acme", {"closing_after": "2026-01-01"}),
+        ("acme", {"closing_before": "2025-06-30"}),
+        ("acme", {"closing_after": "2025-03-01", "closing_before": "2026-03-01"}),
+        ("globex", {}),
+    ],
+)
 def test_workspace_revenue_summary_adds_up_its_opportunities(stack, workspace, args):
     """The workspace-wide summary reads the day totals kept as opportunities are written (demo and
     CSV import); it must give what adding up the opportunities themselves gives."""
@@ -154,23 +175,30 @@ def test_workspace_revenue_summary_adds_up_its_opportunities(stack, workspace, a
         count, amount = expected.get((o.currency, o.stage), (0, 0))
         expected[(o.currency, o.stage)] = (count + 1, amount + o.amount)
     summary = stack.mcp(workspace).call("get_revenue_summary", args).structured_content
-    got = {(c["currency"], stage): (t["count"], Decimal(t["amount"]))
-           for c in summary["currencies"] for stage, t in c["stages"].items() if t["count"]}
+    got = {
+        (c["currency"], stage): (t["count"], Decimal(t["amount"]))
+        for c in summary["currencies"]
+        for stage, t in c["stages"].items()
+        if t["count"]
+    }
     assert expected and got == expected and summary["opportunities"] == sum(n for n, _ in expected.values())
 
 
-@pytest.mark.parametrize("tool,args,field", [
-    ("search_accounts", {"limit": 0}, "limit"),
-    ("search_accounts", {"limit": "many"}, "limit"),
-    ("search_accounts", {"country": "Germany"}, "country"),
-    ("get_account", {}, "domain"),
-    ("get_account", {"domain": "nope.example"}, "domain"),
-    ("get_contact", {"email": "nobody@nowhere.example"}, "email"),
-    ("list_opportunities", {"stage": "dreaming"}, "stage"),
-    ("list_opportunities", {"closing_after": "2026-05-01", "closing_before": "2026-01-01"}, "closing_before"),
-    ("get_revenue_summary", {"closing_after": "yesterday"}, "closing_after"),
-    ("search_accounts", {"cursor": "garbage"}, "cursor"),
-])
+@pytest.mark.parametrize(
+    "tool,args,field",
+    [
+        ("search_accounts", {"limit": 0}, "limit"),
+        ("search_accounts", {"limit": "many"}, "limit"),
+        ("search_accounts", {"country": "Germany"}, "country"),
+        ("get_account", {}, "domain"),
+        ("get_account", {"domain": "nope.example"}, "domain"),
+        ("get_contact", {"email": "nobody@nowhere.example"}, "email"),
+        ("list_opportunities", {"stage": "dreaming"}, "stage"),
+        ("list_opportunities", {"closing_after": "2026-05-01", "closing_before": "2026-01-01"}, "closing_before"),
+        ("get_revenue_summary", {"closing_after": "yesterday"}, "closing_after"),
+        ("search_accounts", {"cursor": "garbage"}, "cursor"),
+    ],
+)
 def test_bad_arguments_are_tool_errors_naming_the_field(stack, tool, args, field):
     result = stack.mcp("acme").call(tool, args)
     assert result.is_error
@@ -229,17 +257,24 @@ def test_cursor_from_another_workspace_or_query_is_refused(stack):
 
 # -- authentication ------------------------------------------------------------------------------------
 def post(stack, headers: dict[str, str], body: dict | None = None) -> httpx.Response:
-    return httpx.post(stack.url, json=body or {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                      headers={"Accept": "application/json, text/event-stream", **headers}, timeout=10)
+    return httpx.post(
+        stack.url,
+        json=body or {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"Accept": "application/json, text/event-stream", **headers},
+        timeout=10,
+    )
 
 
-@pytest.mark.parametrize("header,reason", [
-    ({}, "missing"),
-    ({"Authorization": "Bearer"}, "missing"),
-    ({"Authorization": "Basic dXNlcjpwYXNz"}, "missing"),  # another scheme: no bearer token (RFC 6750 3.1)
-    ({"Authorization": "Bearer not-a-token"}, "malformed"),
-    ({"Authorization": "Bearer pgo_" + "A" * 33}, "malformed"),  # checksum does not match
-])
+@pytest.mark.parametrize(
+    "header,reason",
+    [
+        ({}, "missing"),
+        ({"Authorization": "Bearer"}, "missing"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "missing"),  # another scheme: no bearer token (RFC 6750 3.1)
+        ({"Authorization": "Bearer not-a-token"}, "malformed"),
+        ({"Authorization": "Bearer pgo_" + "A" * 33}, "malformed"),  # checksum does not match
+    ],
+)
 def test_missing_or_malformed_token_is_401_with_challenge(stack, header, reason):
     response = post(stack, header)
     assert response.status_code == 401
@@ -259,7 +294,7 @@ def test_unknown_revoked_and_expired_tokens_get_the_same_401(stack):
     bodies = []
     for token in (generate(), expired.plaintext, revoked.plaintext):
         response = post(stack, {"Authorization": f"Bearer {token}"})
-        assert response.status_code == 401 and "error=\"invalid_token\"" in response.headers["www-authenticate"]
+        assert response.status_code == 401 and 'error="invalid_token"' in response.headers["www-authenticate"]
         bodies.append(response.json())
     assert bodies[0] == bodies[1] == bodies[2]
 

@@ -64,12 +64,20 @@ def test_protected_resource_metadata(stack):
         meta = r.json()
         assert r.status_code == 200, path
         assert meta["resource"] == stack.url and meta["authorization_servers"] == ["http://127.0.0.1:8123"]
-        assert meta["scopes_supported"] == ["accounts:read", "accounts:write", "contacts:read", "contacts:write",
-                                      "revenue:read", "revenue:write"]
+        assert meta["scopes_supported"] == [
+            "accounts:read",
+            "accounts:write",
+            "contacts:read",
+            "contacts:write",
+            "revenue:read",
+            "revenue:write",
+        ]
         assert meta["bearer_methods_supported"] == ["header"]
         assert r.headers["access-control-allow-origin"] == "*"
-    preflight = httpx.options(stack.server.url + "/.well-known/oauth-protected-resource/mcp",
-                              headers={"Origin": "https://claude.ai", "Access-Control-Request-Method": "GET"})
+    preflight = httpx.options(
+        stack.server.url + "/.well-known/oauth-protected-resource/mcp",
+        headers={"Origin": "https://claude.ai", "Access-Control-Request-Method": "GET"},
+    )
     assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "*"
 
 
@@ -77,8 +85,7 @@ def _post(stack, token: str | None):
     headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx.post(stack.url, headers=headers,
-                      json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    return httpx.post(stack.url, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
 
 
 def test_challenge_names_the_resource_metadata(stack):

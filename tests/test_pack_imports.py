@@ -17,8 +17,11 @@ import poggio
 from poggio.plugins import ENTRY_POINT_GROUP, PackRegistry
 
 REGISTRY = PackRegistry.load()
-BUILT_IN = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-            if ep.dist is not None and ep.dist.name == "poggio"}
+BUILT_IN = {
+    ep.name: ep.value
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    if ep.dist is not None and ep.dist.name == "poggio"
+}
 PACK_OF_MODULE = {module: name for name, module in BUILT_IN.items()}
 
 
@@ -79,9 +82,11 @@ def test_the_check_sees_a_pack_reaching_into_the_core(tmp_path, monkeypatch):
     copy.mkdir()
     for path in source.glob("*.py"):
         (copy / path.name).write_text(path.read_text())
-    (copy / "extra.py").write_text("from poggio.db import database\nfrom poggio import CursorCodec\n"
-                                   "from poggio_revenue import Opportunity\n"
-                                   "from poggio_accounts.models import insert_accounts\n")
+    (copy / "extra.py").write_text(
+        "from poggio.db import database\nfrom poggio import CursorCodec\n"
+        "from poggio_revenue import Opportunity\n"
+        "from poggio_accounts.models import insert_accounts\n"
+    )
     monkeypatch.setattr(poggio_contacts, "__file__", str(copy / "__init__.py"))
     found = violations("contacts")
     assert len(found) == 4, found

@@ -13,13 +13,18 @@ from instances import ServerProcess
 
 from poggio.cli import main
 
-TOOLS = {"accounts": ["search_accounts", "get_account"], "contacts": ["search_contacts", "get_contact"],
-         "revenue": ["get_revenue_summary", "list_opportunities"]}
+TOOLS = {
+    "accounts": ["search_accounts", "get_account"],
+    "contacts": ["search_contacts", "get_contact"],
+    "revenue": ["get_revenue_summary", "list_opportunities"],
+}
 KINDS = {"accounts": "accounts", "contacts": "contacts", "revenue": "opportunities"}
-CSV = {"accounts": "domain,name,industry,employees,country,description\nnew.example,New Co,,,,\n",
-       "contacts": "email,first_name,last_name,title,account_domain\nnew@example.com,New,Person,CEO,example.com\n",
-       "opportunities": "account_domain,name,stage,amount,currency,close_date\n"
-                        "example.com,New deal,won,10,USD,2026-01-02\n"}
+CSV = {
+    "accounts": "domain,name,industry,employees,country,description\nnew.example,New Co,,,,\n",
+    "contacts": "email,first_name,last_name,title,account_domain\nnew@example.com,New,Person,CEO,example.com\n",
+    "opportunities": "account_domain,name,stage,amount,currency,close_date\n"
+    "example.com,New deal,won,10,USD,2026-01-02\n",
+}
 
 
 @pytest.mark.parametrize("disabled", ["accounts", "contacts", "revenue"])
@@ -78,8 +83,9 @@ def test_poggio_packs_without_a_built_in_pack(disabled, instance, tmp_path, monk
     page = browser.get("/sign-in")
     assert page.status_code == 200
     csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-    signed_in = browser.post("/sign-in", data={"email": "admin@acme.example", "password": "poggio-demo-admin",
-                                                "csrf_token": csrf})
+    signed_in = browser.post(
+        "/sign-in", data={"email": "admin@acme.example", "password": "poggio-demo-admin", "csrf_token": csrf}
+    )
     assert signed_in.status_code == 302
     settings = browser.get("/settings/mcp/")
     assert settings.status_code == 200

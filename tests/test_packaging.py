@@ -36,8 +36,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _run(*args, cwd: Path, **extra: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(a) for a in args], cwd=cwd, env=_env(**extra), capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=_env(**extra), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, f"{' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -55,8 +56,16 @@ def venv(tmp_path_factory, wheel) -> Path:
     """A fresh virtual environment outside the repository with the wheel and its dependencies."""
     where = tmp_path_factory.mktemp("venv") / "env"
     _run(sys.executable, "-m", "venv", where, cwd=where.parent)
-    _run(where / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel,
-         cwd=where.parent)
+    _run(
+        where / "bin" / "python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        wheel,
+        cwd=where.parent,
+    )
     return where / "bin"
 
 
@@ -64,16 +73,29 @@ def test_wheel_ships_templates_static_files_migrations_and_no_generic_names(whee
     names = set(zipfile.ZipFile(wheel).namelist())
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"poggio", "portal", "mcp_server", "poggio_accounts", "poggio_contacts", "poggio_revenue"}
-    for path in ("portal/templates/layout.html", "portal/templates/settings/mcp.html", "portal/static/portal.css",
-                 "portal/static/portal.js", "portal/static/vendor/htmx/htmx.min.js",
-                 "portal/static/vendor/htmx/LICENSE", "poggio/migrations/0001_core.py",
-                 "poggio_accounts/migrations/0001_accounts.py", "poggio_revenue/migrations/0002_revenue_days.py"):
+    for path in (
+        "portal/templates/layout.html",
+        "portal/templates/settings/mcp.html",
+        "portal/static/portal.css",
+        "portal/static/portal.js",
+        "portal/static/vendor/htmx/htmx.min.js",
+        "portal/static/vendor/htmx/LICENSE",
+        "poggio/migrations/0001_core.py",
+        "poggio_accounts/migrations/0001_accounts.py",
+        "poggio_revenue/migrations/0002_revenue_days.py",
+    ):
         assert path in names, path
     checkout = {p.relative_to(ROOT / "templates").as_posix() for p in (ROOT / "templates").rglob("*.html")}
     assert {n.removeprefix("portal/templates/") for n in names if n.startswith("portal/templates/")} == checkout
-    packages = {str(p.parent.relative_to(ROOT)) for p in ROOT.glob("*/**/__init__.py")
-                if not p.is_relative_to(ROOT / "tests") and not p.is_relative_to(ROOT / "examples")
-                and ".venv" not in p.parts and "build" not in p.parts and "benchmarks" not in p.parts}
+    packages = {
+        str(p.parent.relative_to(ROOT))
+        for p in ROOT.glob("*/**/__init__.py")
+        if not p.is_relative_to(ROOT / "tests")
+        and not p.is_relative_to(ROOT / "examples")
+        and ".venv" not in p.parts
+        and "build" not in p.parts
+        and "benchmarks" not in p.parts
+    }
     shipped = {p.removeprefix("plugins/") for p in packages}
     assert all(f"{p}/__init__.py" in names for p in shipped), "a package of the checkout is missing from the wheel"
 
@@ -94,15 +116,18 @@ def test_wheel_installs_and_runs_anywhere(venv, tmp_path):
     portal_port, mcp_port = free_port(), free_port()
     ports = {"POGGIO_PORTAL_PORT": str(portal_port), "POGGIO_MCP_PORT": str(mcp_port)}
     log = open(tmp_path / "up.log", "wb")
-    up = subprocess.Popen([str(venv / "poggio"), "up"], cwd=home, env=_env(**ports), stdout=log,
-                          stderr=subprocess.STDOUT)
+    up = subprocess.Popen(
+        [str(venv / "poggio"), "up"], cwd=home, env=_env(**ports), stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         portal = f"http://127.0.0.1:{portal_port}"
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{portal}/sign-in", timeout=1).status_code == 200 and \
-                        httpx.get(f"http://127.0.0.1:{mcp_port}/readyz", timeout=1).status_code == 200:
+                if (
+                    httpx.get(f"{portal}/sign-in", timeout=1).status_code == 200
+                    and httpx.get(f"http://127.0.0.1:{mcp_port}/readyz", timeout=1).status_code == 200
+                ):
                     break
             except httpx.HTTPError:
                 pass
@@ -115,8 +140,10 @@ def test_wheel_installs_and_runs_anywhere(venv, tmp_path):
         assert hashlib.sha256(httpx.get(f"{portal}/vendor/htmx.min.js").content).hexdigest() == HTMX_SHA256
         client = Mcp(f"http://127.0.0.1:{mcp_port}/mcp", token)
         assert "get_account" in client.tool_names()
-        assert (client.call("get_account", {"domain": "example.com"}).structured_content["account"]["name"]
-                == "Example Corp")
+        assert (
+            client.call("get_account", {"domain": "example.com"}).structured_content["account"]["name"]
+            == "Example Corp"
+        )
     finally:
         up.send_signal(signal.SIGINT)
         try:
@@ -136,8 +163,18 @@ def test_third_party_packs_install_from_their_folders_and_are_served(venv, tmp_p
     _run(venv / "poggio", "pack", "new", "crm_notes", cwd=home)
     scaffold = home / "poggio-crm-notes"
     assert (scaffold / "pyproject.toml").exists()
-    _run(venv / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         f"{weather}[test]", "-e", f"{scaffold}[test]", cwd=home)
+    _run(
+        venv / "python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        f"{weather}[test]",
+        "-e",
+        f"{scaffold}[test]",
+        cwd=home,
+    )
     for project in (weather, scaffold):
         tests = _run(venv / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
         assert " passed" in tests.stdout and "failed" not in tests.stdout
@@ -154,8 +191,9 @@ def test_third_party_packs_install_from_their_folders_and_are_served(venv, tmp_p
 
     port = free_port()
     log = open(tmp_path / "mcp.log", "wb")
-    server = subprocess.Popen([str(venv / "poggio"), "mcp", "--port", str(port)], cwd=home, env=_env(),
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [str(venv / "poggio"), "mcp", "--port", str(port)], cwd=home, env=_env(), stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

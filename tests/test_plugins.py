@@ -48,11 +48,11 @@ def poggio_tools():
     return [sales_weather]
 '''
 
-BROKEN = '''
+BROKEN = """
 raise RuntimeError("this pack cannot even be imported")
-'''
+"""
 
-BAD_HOOK = '''
+BAD_HOOK = """
 from poggio import PackInfo, hookimpl
 
 
@@ -64,9 +64,9 @@ def poggio_pack():
 @hookimpl
 def poggio_tools():
     raise ValueError("tools exploded")
-'''
+"""
 
-TYPO = '''
+TYPO = """
 from poggio import PackInfo, hookimpl
 
 
@@ -78,7 +78,7 @@ def poggio_pack():
 @hookimpl
 def poggio_toolz():
     return []
-'''
+"""
 
 
 FAULTY = '''
@@ -121,11 +121,13 @@ def poggio_tools():
 
 @pytest.fixture
 def site(tmp_path, monkeypatch):
-    site = install_pack(tmp_path / "site", "poggio-weather", "1.0.0",
-                        {"poggio_weather": WEATHER, "poggio_broken": BROKEN, "poggio_badhook": BAD_HOOK,
-                         "poggio_typo": TYPO},
-                        {"weather": "poggio_weather", "broken": "poggio_broken", "badhook": "poggio_badhook",
-                         "typo": "poggio_typo"})
+    site = install_pack(
+        tmp_path / "site",
+        "poggio-weather",
+        "1.0.0",
+        {"poggio_weather": WEATHER, "poggio_broken": BROKEN, "poggio_badhook": BAD_HOOK, "poggio_typo": TYPO},
+        {"weather": "poggio_weather", "broken": "poggio_broken", "badhook": "poggio_badhook", "typo": "poggio_typo"},
+    )
     monkeypatch.syspath_prepend(str(site))
     importlib.invalidate_caches()
     yield site
@@ -155,8 +157,13 @@ def test_registry_from_modules_builds_exactly_what_a_test_wants():
     import poggio_accounts
 
     registry = PackRegistry.from_modules({"accounts": poggio_accounts})
-    assert [t.name for t in registry.tools()] == ["search_accounts", "get_account", "create_account", "update_account",
-                                                    "add_note"]
+    assert [t.name for t in registry.tools()] == [
+        "search_accounts",
+        "get_account",
+        "create_account",
+        "update_account",
+        "add_note",
+    ]
 
 
 def _serve(tmp_path, site, *token_packs: str | None, env=None):
@@ -167,8 +174,10 @@ def _serve(tmp_path, site, *token_packs: str | None, env=None):
     with db.connection_context():
         upgrade(PackRegistry.load())
         ws = create_workspace("acme", "Acme", True, Actor.cli())
-        tokens = [TokenService().create(ws, f"token {i}", Actor.cli(), packs=packs).plaintext
-                  for i, packs in enumerate(token_packs)]
+        tokens = [
+            TokenService().create(ws, f"token {i}", Actor.cli(), packs=packs).plaintext
+            for i, packs in enumerate(token_packs)
+        ]
     return ServerProcess(inst, extra_env={"PYTHONPATH": str(site), **(env or {})}), ws, tokens
 
 
@@ -193,10 +202,16 @@ def test_tool_result_attachments_become_mcp_content_blocks():
     from mcp_server.binding import _content
     from poggio import Audio, Image, Resource, ToolResult
 
-    result = ToolResult(None, "see attached", (
-        Image(b"\x89PNG", "image/png"), Audio(b"RIFF", "audio/wav"),
-        Resource("test://notes", "text/plain", text="hello"),
-        Resource("test://raw", "application/octet-stream", blob=b"\x00\x01")))
+    result = ToolResult(
+        None,
+        "see attached",
+        (
+            Image(b"\x89PNG", "image/png"),
+            Audio(b"RIFF", "audio/wav"),
+            Resource("test://notes", "text/plain", text="hello"),
+            Resource("test://raw", "application/octet-stream", blob=b"\x00\x01"),
+        ),
+    )
     blocks = [b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in _content(result)]
     assert blocks == [
         {"type": "text", "text": "see attached"},
@@ -220,8 +235,9 @@ def test_faulty_tools_are_contained_and_slow_ones_cut(tmp_path):
     """A tool that raises gives an internal-error result; one that sleeps is cut by the per-call
     timeout while the server keeps answering others at once; one whose SQL would run for minutes is
     cut too, and its query stopped: the server goes idle instead of grinding on."""
-    site = install_pack(tmp_path / "site", "poggio-faulty", "0.1", {"poggio_faulty": FAULTY},
-                        {"faulty": "poggio_faulty"})
+    site = install_pack(
+        tmp_path / "site", "poggio-faulty", "0.1", {"poggio_faulty": FAULTY}, {"faulty": "poggio_faulty"}
+    )
     server, _, (token,) = _serve(tmp_path, site, None, env={"POGGIO_TOOL_TIMEOUT_SECONDS": "3"})
     try:
         client = Mcp(server.mcp_url, token)

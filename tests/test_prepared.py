@@ -18,23 +18,33 @@ from poggio_revenue.models import Opportunity
 
 def test_prepared_queries_match_their_peewee_query(instance):
     ws = demo.build(PackRegistry.load(), "acme", accounts=40).workspace
-    by_domain = Prepared(lambda: Account.select().where(
-        (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))))
+    by_domain = Prepared(
+        lambda: Account.select().where((Account.workspace == slot("workspace")) & (Account.domain == slot("domain")))
+    )
     for domain in ("example.com", "no-such.example"):
         plain = Account.select().where((Account.workspace == ws.id) & (Account.domain == domain)).first()
         prepared = by_domain.first(workspace=ws.id, domain=domain)
         assert (prepared and prepared.__data__) == (plain and plain.__data__)
     assert by_domain.first(workspace=ws.id + 1, domain="example.com") is None  # the slot, not the first value, decides
 
-    closing = Prepared(lambda: (
-        Opportunity.select(Opportunity.name, Opportunity.close_date, Opportunity.amount)
-        .where((Opportunity.workspace == slot("workspace"))
-               & (Opportunity.close_date >= slot("after", Opportunity.close_date)))
-        .order_by(Opportunity.close_date, Opportunity.id).tuples()))
+    closing = Prepared(
+        lambda: (
+            Opportunity.select(Opportunity.name, Opportunity.close_date, Opportunity.amount)
+            .where(
+                (Opportunity.workspace == slot("workspace"))
+                & (Opportunity.close_date >= slot("after", Opportunity.close_date))
+            )
+            .order_by(Opportunity.close_date, Opportunity.id)
+            .tuples()
+        )
+    )
     for after in (dt.date(2020, 1, 1), dt.date(2026, 6, 1), dt.date(2100, 1, 1)):
-        plain = list(Opportunity.select(Opportunity.name, Opportunity.close_date, Opportunity.amount)
-                     .where((Opportunity.workspace == ws.id) & (Opportunity.close_date >= after))
-                     .order_by(Opportunity.close_date, Opportunity.id).tuples())
+        plain = list(
+            Opportunity.select(Opportunity.name, Opportunity.close_date, Opportunity.amount)
+            .where((Opportunity.workspace == ws.id) & (Opportunity.close_date >= after))
+            .order_by(Opportunity.close_date, Opportunity.id)
+            .tuples()
+        )
         got = closing.all(workspace=ws.id, after=after)
         assert got == plain and [tuple(map(type, r)) for r in got] == [tuple(map(type, r)) for r in plain]
         assert all(isinstance(row[1], dt.date) for row in plain)
@@ -49,22 +59,45 @@ def test_flat_tuple_rows_are_what_peewee_makes_of_them(instance):
     from poggio_accounts.models import Note
 
     ws = demo.build(PackRegistry.load(), "acme", accounts=40).workspace
-    Note.create(workspace=ws.id, account=Account.get(Account.domain == "example.com").id, text="hi",
-                contact_email=None, opportunity_id=None, links="", author="")
+    Note.create(
+        workspace=ws.id,
+        account=Account.get(Account.domain == "example.com").id,
+        text="hi",
+        contact_email=None,
+        opportunity_id=None,
+        links="",
+        author="",
+    )
 
     def deals(workspace):
-        return (Opportunity.select(Opportunity.id, Opportunity.account, Opportunity.amount, Opportunity.close_date,
-                                   Opportunity.currency, fn.LOWER(Opportunity.stage), Value(3), Opportunity.name)
-                .where(Opportunity.workspace == workspace).order_by(Opportunity.id))
+        return (
+            Opportunity.select(
+                Opportunity.id,
+                Opportunity.account,
+                Opportunity.amount,
+                Opportunity.close_date,
+                Opportunity.currency,
+                fn.LOWER(Opportunity.stage),
+                Value(3),
+                Opportunity.name,
+            )
+            .where(Opportunity.workspace == workspace)
+            .order_by(Opportunity.id)
+        )
 
     def notes(workspace):
-        return (Note.select(Note.id, Note.account, Note.text, Note.contact_email, Note.created_at, Note.opportunity_id)
-                .where(Note.workspace == workspace).order_by(Note.id))
+        return (
+            Note.select(Note.id, Note.account, Note.text, Note.contact_email, Note.created_at, Note.opportunity_id)
+            .where(Note.workspace == workspace)
+            .order_by(Note.id)
+        )
 
     def union(workspace):
-        return (Note.select(Value(0), Note.created_at, Note.contact_email).where(Note.workspace == workspace)
-                + Opportunity.select(Value(1), Opportunity.close_date, Opportunity.name)
-                .where(Opportunity.workspace == workspace))
+        return Note.select(Value(0), Note.created_at, Note.contact_email).where(
+            Note.workspace == workspace
+        ) + Opportunity.select(Value(1), Opportunity.close_date, Opportunity.name).where(
+            Opportunity.workspace == workspace
+        )
 
     for build in (deals, notes, union):
         prepared = Prepared(lambda build=build: build(slot("workspace")).tuples())
@@ -83,7 +116,8 @@ def test_peewee_private_row_reader_is_there():
 
     for kind in (peewee.Select, peewee.ModelSelect):
         assert callable(getattr(kind, "_get_cursor_wrapper", None)), (
-            f"peewee.{kind.__name__}._get_cursor_wrapper is gone")
+            f"peewee.{kind.__name__}._get_cursor_wrapper is gone"
+        )
     # what the flat readers read off peewee's initialised wrappers (and the model data they write)
     import inspect
 
@@ -110,12 +144,24 @@ def _server_statements() -> list[str]:
 def test_plan_once_prepares_on_the_server_once_per_connection_and_matches_peewee(postgres):
     ws = postgres
     # a constant in the select list (PostgreSQL cannot type a bare parameter there) and one with a %
-    by_domain = Prepared(lambda: Account.select(Value(7).alias("seven"), Account.name).where(
-        (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))
-        & ~(Account.name ** "%no such name%")).tuples(), plan_once=True)
+    by_domain = Prepared(
+        lambda: (
+            Account.select(Value(7).alias("seven"), Account.name)
+            .where(
+                (Account.workspace == slot("workspace"))
+                & (Account.domain == slot("domain"))
+                & ~(Account.name ** "%no such name%")
+            )
+            .tuples()
+        ),
+        plan_once=True,
+    )
     for domain in ("example.com", "no-such.example", "example.com"):
-        plain = list(Account.select(Value(7).alias("seven"), Account.name).where(
-            (Account.workspace == ws.id) & (Account.domain == domain) & ~(Account.name ** "%no such name%")).tuples())
+        plain = list(
+            Account.select(Value(7).alias("seven"), Account.name)
+            .where((Account.workspace == ws.id) & (Account.domain == domain) & ~(Account.name ** "%no such name%"))
+            .tuples()
+        )
         assert by_domain.all(workspace=ws.id, domain=domain) == plain
     assert by_domain.first(workspace=ws.id, domain="example.com") == (7, "Example Corp")
     mine = [s for s in _server_statements() if "no such name" in s]
@@ -132,12 +178,15 @@ def test_hand_written_sql_is_prepared_once_too(postgres):
     again = execute(sql, (postgres.id,)).fetchone()
     assert first == again == database.execute_sql(sql, (postgres.id,)).fetchone()
     assert [s for s in _server_statements() if "Corp" in s] == [
-        "PREPARE poggio_%s AS SELECT COUNT(*) FROM account WHERE workspace_id = $1 AND name LIKE '%%Corp%%'"
-        .replace("%%", "%").replace("poggio_%s", _name(sql))]
+        "PREPARE poggio_%s AS SELECT COUNT(*) FROM account WHERE workspace_id = $1 AND name LIKE '%%Corp%%'".replace(
+            "%%", "%"
+        ).replace("poggio_%s", _name(sql))
+    ]
 
 
 def _name(sql: str) -> str:
     from poggio.prepared import _NAMES
+
     return _NAMES[sql]
 
 
@@ -149,10 +198,20 @@ def test_flat_model_rows_are_what_peewee_makes_of_them(instance):
     from poggio_accounts.models import Note
 
     ws = demo.build(PackRegistry.load(), "acme", accounts=40).workspace
-    matching = Prepared(lambda: Account.select(Account, Account.name.alias("also_name"))
-                        .where(Account.workspace == slot("workspace")).order_by(Account.id).objects())
-    plain = list(Account.select(Account, Account.name.alias("also_name")).where(Account.workspace == ws.id)
-                 .order_by(Account.id).objects())
+    matching = Prepared(
+        lambda: (
+            Account.select(Account, Account.name.alias("also_name"))
+            .where(Account.workspace == slot("workspace"))
+            .order_by(Account.id)
+            .objects()
+        )
+    )
+    plain = list(
+        Account.select(Account, Account.name.alias("also_name"))
+        .where(Account.workspace == ws.id)
+        .order_by(Account.id)
+        .objects()
+    )
     fast = matching.all(workspace=ws.id)
     assert next(iter(matching._flat.values())).__class__ is FlatModelReader  # the fast reader was used
     assert len(fast) == len(plain) == 40
@@ -176,9 +235,20 @@ def test_quick_datetime_reading_gives_what_peewee_gives():
 
     field = DateTimeField()
     quick = _fast(field, field.python_value)
-    for value in ("2026-11-25 15:08:53.123456", "2026-11-25 15:08:53", "2026-11-25T15:08:53Z", "2026-11-25",
-                  "2026-11-25 15:08:53.123456+02:00", "2026-11-25 15:08", "25/11/2026", "garbage", "", None,
-                  dt.datetime(2026, 1, 1), 1764083333):
+    for value in (
+        "2026-11-25 15:08:53.123456",
+        "2026-11-25 15:08:53",
+        "2026-11-25T15:08:53Z",
+        "2026-11-25",
+        "2026-11-25 15:08:53.123456+02:00",
+        "2026-11-25 15:08",
+        "25/11/2026",
+        "garbage",
+        "",
+        None,
+        dt.datetime(2026, 1, 1),
+        1764083333,
+    ):
         assert quick(value) == field.python_value(value), value
 
 
@@ -189,17 +259,33 @@ def _writes_match_peewee(ws_id: int) -> None:
     account = Account.get((Account.workspace == ws_id) & (Account.domain == "example.com"))
     insert = Prepared.insert_into(Note)
     when = dt.datetime(2026, 12, 2, 3, 4, 5, 678901)
-    values = {"workspace": ws_id, "account": account, "text": "it's 100% agreed", "contact_email": None,
-              "opportunity_id": 7, "links": "", "author": "agent", "created_at": when}
+    values = {
+        "workspace": ws_id,
+        "account": account,
+        "text": "it's 100% agreed",
+        "contact_email": None,
+        "opportunity_id": 7,
+        "links": "",
+        "author": "agent",
+        "created_at": when,
+    }
     with writing():
         first, second = insert.write(**values), insert.write(**{**values, "text": "again"})
     assert second == first + 1  # the new row's key, on either database
     row = Note.get_by_id(first)
     assert (row.account_id, row.text, row.contact_email, row.opportunity_id, row.created_at) == (
-        account.id, "it's 100% agreed", None, 7, when)
+        account.id,
+        "it's 100% agreed",
+        None,
+        7,
+        when,
+    )
 
-    rename = Prepared(lambda: Note.update({Note.text: slot("text", Note.text)}).where(
-        (Note.workspace == slot("workspace")) & (Note.id >= slot("id"))))
+    rename = Prepared(
+        lambda: Note.update({Note.text: slot("text", Note.text)}).where(
+            (Note.workspace == slot("workspace")) & (Note.id >= slot("id"))
+        )
+    )
     with writing():
         assert rename.write(workspace=ws_id, id=first, text="changed") == 2  # rows changed
         assert rename.write(workspace=ws_id + 1, id=first, text="not mine") == 0
@@ -209,7 +295,9 @@ def _writes_match_peewee(ws_id: int) -> None:
     with writing():
         assert update.write(id=first, text="only this one", created_at=when + dt.timedelta(days=1)) == 1
     assert [(n.text, n.created_at) for n in Note.select().where(Note.id >= first).order_by(Note.id)] == [
-        ("only this one", when + dt.timedelta(days=1)), ("changed", when)]
+        ("only this one", when + dt.timedelta(days=1)),
+        ("changed", when),
+    ]
     forget = Prepared(lambda: Note.delete().where(Note.id == slot("id")))
     with writing():
         assert forget.write(id=second) == 1

@@ -13,9 +13,16 @@ from poggio.workspaces import create_workspace
 
 
 def tools_list(server, token) -> httpx.Response:
-    return httpx.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                      headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
-                               "MCP-Protocol-Version": "2025-06-18"}, timeout=10)
+    return httpx.post(
+        server.mcp_url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-06-18",
+        },
+        timeout=10,
+    )
 
 
 @pytest.fixture

@@ -29,8 +29,12 @@ pytestmark = pytest.mark.slow
 SECONDS = float(os.environ.get("LOAD_SECONDS", "60" if os.environ.get("CI") else "10"))
 CLIENTS = int(os.environ.get("LOAD_CLIENTS", "32"))
 HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
-CALLS = [("search_accounts", {"limit": 5}), ("get_account", {"domain": "example.com"}),
-         ("get_revenue_summary", {}), ("search_contacts", {"query": "a", "limit": 5})]
+CALLS = [
+    ("search_accounts", {"limit": 5}),
+    ("get_account", {"domain": "example.com"}),
+    ("get_revenue_summary", {}),
+    ("search_contacts", {"query": "a", "limit": 5}),
+]
 
 
 STAGES = ("prospecting", "qualification", "proposal", "negotiation", "won", "lost")
@@ -45,25 +49,47 @@ def write_body(n: int, i: int, deals: list[int]) -> dict:
     """A writer's i-th call: move a deal (the same few deals for every writer), note, or a new deal."""
     rng = random.Random(n * 100_003 + i)
     name, args = [
-        ("update_opportunity", {"id": rng.choice(deals), "stage": rng.choice(STAGES),
-                                "amount": f"{rng.randint(0, 10**6)}.{rng.randint(0, 99):02d}",
-                                "close_date": f"2027-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}"}),
+        (
+            "update_opportunity",
+            {
+                "id": rng.choice(deals),
+                "stage": rng.choice(STAGES),
+                "amount": f"{rng.randint(0, 10**6)}.{rng.randint(0, 99):02d}",
+                "close_date": f"2027-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
+            },
+        ),
         ("add_note", {"domain": "example.com", "text": f"writer {n} call {i}"}),
-        ("create_opportunity", {"account_domain": "example.com", "name": f"Load {n}-{i}", "stage": rng.choice(STAGES),
-                                "amount": "100.10", "currency": rng.choice(["USD", "EUR"]), "close_date": "2027-01-01",
-                                "idempotency_key": f"load-{n}-{i}"}),
+        (
+            "create_opportunity",
+            {
+                "account_domain": "example.com",
+                "name": f"Load {n}-{i}",
+                "stage": rng.choice(STAGES),
+                "amount": "100.10",
+                "currency": rng.choice(["USD", "EUR"]),
+                "close_date": "2027-01-01",
+                "idempotency_key": f"load-{n}-{i}",
+            },
+        ),
     ][i % 3]
     return {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name, "arguments": args}}
 
 
 def day_totals_match_opportunities() -> None:
-    totals = ("SELECT workspace_id, currency, stage, close_date, {count}, {amount} FROM {table} {group} "
-              "ORDER BY 1, 2, 3, 4")
-    kept = database.execute_sql(totals.format(count="count", amount="ROUND(amount, 2)", table="revenue_day",
-                                              group="WHERE count > 0")).fetchall()
-    recomputed = database.execute_sql(totals.format(
-        count="COUNT(*)", amount="ROUND(SUM(amount), 2)", table="opportunity",
-        group="GROUP BY workspace_id, currency, stage, close_date")).fetchall()
+    totals = (
+        "SELECT workspace_id, currency, stage, close_date, {count}, {amount} FROM {table} {group} ORDER BY 1, 2, 3, 4"
+    )
+    kept = database.execute_sql(
+        totals.format(count="count", amount="ROUND(amount, 2)", table="revenue_day", group="WHERE count > 0")
+    ).fetchall()
+    recomputed = database.execute_sql(
+        totals.format(
+            count="COUNT(*)",
+            amount="ROUND(SUM(amount), 2)",
+            table="opportunity",
+            group="GROUP BY workspace_id, currency, stage, close_date",
+        )
+    ).fetchall()
     assert [tuple(map(str, r)) for r in kept] == [tuple(map(str, r)) for r in recomputed]
 
 
@@ -77,12 +103,18 @@ def test_load_with_revocations_and_two_server_processes(tmp_path, backend):
         upgrade(registry)
         ws = demo.build(registry, "acme", accounts=200).workspace
         # every fourth client writes: same few deals moved by all of them, notes, new deals
-        pool = [service.create(ws, f"load {i}", Actor.cli(),
-                               packs="accounts:write,contacts,revenue:write" if i % 4 == 1 else None)
-                for i in range(CLIENTS)]
+        pool = [
+            service.create(
+                ws, f"load {i}", Actor.cli(), packs="accounts:write,contacts,revenue:write" if i % 4 == 1 else None
+            )
+            for i in range(CLIENTS)
+        ]
         deals = [i for (i,) in database.execute_sql("SELECT id FROM opportunity ORDER BY id LIMIT 5").fetchall()]
-    env = {"POGGIO_RATE_LIMIT": "1000000/minute", "POGGIO_WRITE_RATE_LIMIT": "1000000/minute",
-           "POGGIO_USAGE_FLUSH_SECONDS": "0.5"}
+    env = {
+        "POGGIO_RATE_LIMIT": "1000000/minute",
+        "POGGIO_WRITE_RATE_LIMIT": "1000000/minute",
+        "POGGIO_USAGE_FLUSH_SECONDS": "0.5",
+    }
     servers = [ServerProcess(inst, extra_env=env), ServerProcess(inst, extra_env=env)]
     revoking: set[int] = set()  # token ids whose revocation has begun (a 401 from here on is right)
     revoked_at: dict[int, float] = {}  # token id -> monotonic time its revocation committed
@@ -97,7 +129,7 @@ def test_load_with_revocations_and_two_server_processes(tmp_path, backend):
         rng = random.Random(1)
         with database.connection_context():
             while not stop.is_set():
-                victim = rng.choice(pool[CLIENTS // 2:])
+                victim = rng.choice(pool[CLIENTS // 2 :])
                 token = ApiToken.get_by_id(victim.token.id)
                 if token.revoked_at is None and rng.random() < 0.3:
                     with lock:
@@ -119,8 +151,11 @@ def test_load_with_revocations_and_two_server_processes(tmp_path, backend):
             while time.monotonic() < deadline:
                 sent = time.monotonic()
                 writer = n % 4 == 1
-                r = await http.post(server.mcp_url, json=write_body(n, i, deals) if writer else body(i),
-                                    headers={**HEADERS, "Authorization": f"Bearer {issued.plaintext}"})
+                r = await http.post(
+                    server.mcp_url,
+                    json=write_body(n, i, deals) if writer else body(i),
+                    headers={**HEADERS, "Authorization": f"Bearer {issued.plaintext}"},
+                )
                 i += 1
                 with lock:
                     results[r.status_code] += 1
@@ -169,10 +204,15 @@ def test_load_with_revocations_and_two_server_processes(tmp_path, backend):
             per_token = Counter()
             for t, c in TokenUsage.select(TokenUsage.token, TokenUsage.calls).tuples():
                 per_token[t] += c
-            recorded = Counter(t for (t,) in Activity.select(Activity.subject_id)
-                               .where(Activity.kind == "token").tuples())
-            recorded_ok = Counter(t for (t,) in Activity.select(Activity.subject_id)
-                                  .where((Activity.kind == "token") & (Activity.outcome == "ok")).tuples())
+            recorded = Counter(
+                t for (t,) in Activity.select(Activity.subject_id).where(Activity.kind == "token").tuples()
+            )
+            recorded_ok = Counter(
+                t
+                for (t,) in Activity.select(Activity.subject_id)
+                .where((Activity.kind == "token") & (Activity.outcome == "ok"))
+                .tuples()
+            )
         assert counted is not None
         for token_id, n in ok_calls.items():
             assert per_token[token_id] == n, (token_id, per_token[token_id], n)
@@ -180,9 +220,11 @@ def test_load_with_revocations_and_two_server_processes(tmp_path, backend):
             assert recorded[token_id] == recorded_ok[token_id] == n, (token_id, recorded[token_id], n)
         assert sum(recorded.values()) == sum(per_token.values())
         assert all(c in (0, -signal.SIGTERM) for c in codes), codes  # uvicorn re-raises SIGTERM after a clean shutdown
-        print(f"\n{backend}: {sum(results.values())} requests in {SECONDS:.0f}s by {CLIENTS} clients over 2 processes: "
-              f"{dict(results)}; {len(revoked_at)} revocations; usage counted = activity recorded = calls made "
-              "for every token")
+        print(
+            f"\n{backend}: {sum(results.values())} requests in {SECONDS:.0f}s by {CLIENTS} clients over 2 processes: "
+            f"{dict(results)}; {len(revoked_at)} revocations; usage counted = activity recorded = calls made "
+            "for every token"
+        )
     finally:
         drop_instance(inst)
 
@@ -202,8 +244,12 @@ def test_kill_9_loses_nothing_committed(tmp_path):
     deadline = time.monotonic() + 3
     with httpx.Client(timeout=10) as http:
         while time.monotonic() < deadline:
-            assert http.post(server.mcp_url, json=body(sent),
-                             headers={**HEADERS, "Authorization": f"Bearer {issued.plaintext}"}).status_code == 200
+            assert (
+                http.post(
+                    server.mcp_url, json=body(sent), headers={**HEADERS, "Authorization": f"Bearer {issued.plaintext}"}
+                ).status_code
+                == 200
+            )
             sent += 1
     time.sleep(1)  # at least one flush after the last call
     server.proc.send_signal(signal.SIGKILL)
@@ -221,8 +267,9 @@ def test_kill_9_loses_nothing_committed(tmp_path):
     assert counted == sent == recorded, (counted, sent, recorded)
     restarted = ServerProcess(inst)
     try:
-        r = httpx.post(restarted.mcp_url, json=body(0),
-                       headers={**HEADERS, "Authorization": f"Bearer {issued.plaintext}"})
+        r = httpx.post(
+            restarted.mcp_url, json=body(0), headers={**HEADERS, "Authorization": f"Bearer {issued.plaintext}"}
+        )
         assert r.status_code == 200
     finally:
         restarted.stop()

@@ -22,16 +22,19 @@ from poggio.tokens import TokenService
 from poggio.workspaces import create_workspace
 
 
-@pytest.mark.parametrize("amount,currency,expected", [
-    (Decimal("482500"), "USD", "USD 482,500.00"),
-    (Decimal("81750.00"), "EUR", "EUR 81,750.00"),
-    (Decimal("0"), "GBP", "GBP 0.00"),
-    (Decimal("999.995"), "CHF", "CHF 1,000.00"),
-    (Decimal("1250000"), "JPY", "JPY 1,250,000"),  # no minor unit
-    (Decimal("12.5"), "jpy", "JPY 13"),
-    (Decimal("-1500.5"), "USD", "USD -1,500.50"),
-    (1234567, "USD", "USD 1,234,567.00"),
-])
+@pytest.mark.parametrize(
+    "amount,currency,expected",
+    [
+        (Decimal("482500"), "USD", "USD 482,500.00"),
+        (Decimal("81750.00"), "EUR", "EUR 81,750.00"),
+        (Decimal("0"), "GBP", "GBP 0.00"),
+        (Decimal("999.995"), "CHF", "CHF 1,000.00"),
+        (Decimal("1250000"), "JPY", "JPY 1,250,000"),  # no minor unit
+        (Decimal("12.5"), "jpy", "JPY 13"),
+        (Decimal("-1500.5"), "USD", "USD -1,500.50"),
+        (1234567, "USD", "USD 1,234,567.00"),
+    ],
+)
 def test_format_money(amount, currency, expected):
     from poggio import format_money  # the one helper every pack's text uses
 
@@ -39,10 +42,14 @@ def test_format_money(amount, currency, expected):
 
 
 @settings(max_examples=300, deadline=None)
-@given(amount=st.one_of(st.decimals(allow_nan=False, allow_infinity=False, places=4,
-                                    min_value=-10**12, max_value=10**12),
-                        st.integers(-10**12, 10**12), st.floats(-1e9, 1e9, allow_nan=False)),
-       currency=st.sampled_from(["USD", "jpy", " eur ", "KRW", "CHF"]))
+@given(
+    amount=st.one_of(
+        st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-(10**12), max_value=10**12),
+        st.integers(-(10**12), 10**12),
+        st.floats(-1e9, 1e9, allow_nan=False),
+    ),
+    currency=st.sampled_from(["USD", "jpy", " eur ", "KRW", "CHF"]),
+)
 def test_format_money_is_the_plain_rule(amount, currency):
     """Its quick path for Decimals gives what the plain rule gives: str, Decimal, quantize, format."""
     from decimal import ROUND_HALF_UP
@@ -67,12 +74,12 @@ def served(instance):
     rows = {
         "accounts": "domain,name,industry,employees,country,description\nexample.com,Example Corp,Software,120,US,\n",
         "opportunities": "account_domain,name,stage,amount,currency,close_date\n"
-                         f"example.com,Old Pilot,proposal,320500,USD,{_day(-20)}\n"
-                         f"example.com,Late Renewal,negotiation,81750.00,USD,{_day(-3)}\n"
-                         f"example.com,Expansion,qualification,482500,USD,{_day(30)}\n"
-                         f"example.com,Support plan,prospecting,1250000,JPY,{_day(60)}\n"
-                         f"example.com,Licence,won,12000,USD,{_day(-90)}\n"
-                         f"example.com,Lost deal,lost,5000,USD,{_day(-60)}\n",
+        f"example.com,Old Pilot,proposal,320500,USD,{_day(-20)}\n"
+        f"example.com,Late Renewal,negotiation,81750.00,USD,{_day(-3)}\n"
+        f"example.com,Expansion,qualification,482500,USD,{_day(30)}\n"
+        f"example.com,Support plan,prospecting,1250000,JPY,{_day(60)}\n"
+        f"example.com,Licence,won,12000,USD,{_day(-90)}\n"
+        f"example.com,Lost deal,lost,5000,USD,{_day(-60)}\n",
     }
     for kind, text in rows.items():
         report = import_csv(registry, ws, kind, text.encode(), Actor.cli())
@@ -92,7 +99,7 @@ RAW_AMOUNT = re.compile(r"(?<![\d,.])\d{4,}(?:\.\d+)?(?![\d-])")  # 482500, 8175
 
 def test_get_account_formats_money_and_splits_overdue_from_next_to_close(served):
     body = text(served.call("get_account", {"domain": "example.com"}))
-    revenue = body[body.index("## Revenue"):]
+    revenue = body[body.index("## Revenue") :]
     assert not RAW_AMOUNT.search(revenue.replace(_day(-20), "").replace(_day(-3), "")), revenue
     assert "open pipeline USD 884,750.00" in revenue and "won USD 12,000.00" in revenue, revenue
     overdue, upcoming = revenue.index("Overdue"), revenue.index("Next to close")
@@ -131,9 +138,13 @@ def test_demo_dates_move_with_today_and_stay_deterministic(instance):
     registry = PackRegistry.load()
     one = demo.build(registry, "one", accounts=80, seed=5).workspace
     two = demo.build(registry, "two", accounts=80, seed=5).workspace
-    rows = {ws.id: [(o.name, o.stage, o.amount, o.currency, o.close_date) for o in
-                    Opportunity.select().where(Opportunity.workspace == ws).order_by(Opportunity.id)]
-            for ws in (one, two)}
+    rows = {
+        ws.id: [
+            (o.name, o.stage, o.amount, o.currency, o.close_date)
+            for o in Opportunity.select().where(Opportunity.workspace == ws).order_by(Opportunity.id)
+        ]
+        for ws in (one, two)
+    }
     assert rows[one.id] == rows[two.id] and len(rows[one.id]) > 80
     today = utcnow().date()
     closed = [r for r in rows[one.id] if r[1] not in OPEN_STAGES]
@@ -149,12 +160,20 @@ def test_demo_dates_move_with_today_and_stay_deterministic(instance):
 
 
 @settings(max_examples=200, deadline=None)
-@given(rows=st.lists(st.tuples(
-    st.sampled_from(["USD", "EUR", "JPY"]),
-    st.sampled_from(["prospecting", "qualification", "proposal", "negotiation", "won", "lost"]),
-    st.integers(1, 10**6),
-    st.one_of(st.integers(0, 10**12), st.floats(0, 1e12, allow_nan=False), st.decimals(0, 10**12, places=3)),
-    st.integers(0, 10), st.integers(0, 10**9)), max_size=12, unique_by=lambda r: (r[0], r[1])))
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["USD", "EUR", "JPY"]),
+            st.sampled_from(["prospecting", "qualification", "proposal", "negotiation", "won", "lost"]),
+            st.integers(1, 10**6),
+            st.one_of(st.integers(0, 10**12), st.floats(0, 1e12, allow_nan=False), st.decimals(0, 10**12, places=3)),
+            st.integers(0, 10),
+            st.integers(0, 10**9),
+        ),
+        max_size=12,
+        unique_by=lambda r: (r[0], r[1]),
+    )
+)
 def test_profile_section_totals_are_the_summary_models_json(rows):
     """get_account's revenue section writes each currency's totals as plain JSON directly: it must be
     exactly what get_revenue_summary's CurrencySummary model dumps."""

@@ -33,13 +33,17 @@ def statements(registry, workspace, monkeypatch, tool: str, arguments: dict) -> 
     """What a call sends on a connection that served one before (on PostgreSQL its first call also
     prepares the statements planned once per connection)."""
     sent: list[str] = []
-    ctx = registry.tool_context(CursorCodec(b"k" * 16), workspace.id, 1, None, tool, writable=False, caller="test",
-                                token_kind="token")
+    ctx = registry.tool_context(
+        CursorCodec(b"k" * 16), workspace.id, 1, None, tool, writable=False, caller="test", token_kind="token"
+    )
     with database.connection_context():
         registry.tool(tool).run(ctx, arguments)
         execute = database.obj.execute_sql
-        monkeypatch.setattr(database.obj, "execute_sql",
-                            lambda sql, params=None, *a, **k: sent.append(sql) or execute(sql, params, *a, **k))
+        monkeypatch.setattr(
+            database.obj,
+            "execute_sql",
+            lambda sql, params=None, *a, **k: sent.append(sql) or execute(sql, params, *a, **k),
+        )
         result = registry.tool(tool).run(ctx, arguments)
     monkeypatch.undo()
     assert result.data is not None
@@ -70,11 +74,20 @@ def test_get_account_shows_the_newest_ten_notes_of_that_account_only(seeded, mon
         account = Account.get((Account.workspace == workspace.id) & (Account.domain == "example.com"))
         other = Account.select().where((Account.workspace == workspace.id) & (Account.id != account.id)).first()
         at = dt.datetime(2026, 11, 20, 10)
-        made = [Note.create(workspace=workspace.id, account=account.id, text=f"note {i}", author="test",
-                            created_at=at + dt.timedelta(hours=i // 3)) for i in range(14)]
+        made = [
+            Note.create(
+                workspace=workspace.id,
+                account=account.id,
+                text=f"note {i}",
+                author="test",
+                created_at=at + dt.timedelta(hours=i // 3),
+            )
+            for i in range(14)
+        ]
         Note.create(workspace=workspace.id, account=other.id, text="not this one", created_at=at + dt.timedelta(days=9))
-    ctx = registry.tool_context(CursorCodec(b"k" * 16), workspace.id, 1, None, "get_account", writable=False,
-                                caller="test", token_kind="token")
+    ctx = registry.tool_context(
+        CursorCodec(b"k" * 16), workspace.id, 1, None, "get_account", writable=False, caller="test", token_kind="token"
+    )
     with database.connection_context():
         shown = registry.tool("get_account").run(ctx, {"domain": "example.com"}).data.notes
     expected = sorted(made, key=lambda n: (n.created_at, n.id), reverse=True)[:10]
@@ -82,21 +95,42 @@ def test_get_account_shows_the_newest_ten_notes_of_that_account_only(seeded, mon
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("tool,arguments,trips", [
-    # the deal locked with its account (and the BEGIN); the change, the day totals, the audit row, the COMMIT
-    ("update_opportunity", lambda k, ws: {"id": 1, "amount": f"{k}.00"}, 2),
-    # the same for a contact, whose account comes in the statement that locks it
-    ("update_contact", lambda k, ws: {"email": _a_contact(ws), "title": f"CTO {k}"}, 2),
-    # the account (with the BEGIN); the new note, whose id the answer shows; the audit row and the COMMIT
-    ("add_note", lambda k, ws: {"domain": "example.com", "text": f"called back {k}"}, 3),
-    # the domain checked (with the BEGIN); an id reserved; the account read back (with the new row and its
-    # search terms); the audit row and the COMMIT
-    ("create_account", lambda k, ws: {"domain": f"new{k}.example", "name": f"New {k}"}, 4),
-    ("create_contact", lambda k, ws: {"email": f"new{k}@example.com", "first_name": "Ada", "last_name": "New",
-                                      "account_domain": "example.com"}, 5),
-    ("create_opportunity", lambda k, ws: {"account_domain": "example.com", "name": f"Deal {k}", "amount": "10.00",
-                                          "currency": "EUR", "stage": "proposal", "close_date": "2027-01-01"}, 4),
-])
+@pytest.mark.parametrize(
+    "tool,arguments,trips",
+    [
+        # the deal locked with its account (and the BEGIN); the change, the day totals, the audit row, the COMMIT
+        ("update_opportunity", lambda k, ws: {"id": 1, "amount": f"{k}.00"}, 2),
+        # the same for a contact, whose account comes in the statement that locks it
+        ("update_contact", lambda k, ws: {"email": _a_contact(ws), "title": f"CTO {k}"}, 2),
+        # the account (with the BEGIN); the new note, whose id the answer shows; the audit row and the COMMIT
+        ("add_note", lambda k, ws: {"domain": "example.com", "text": f"called back {k}"}, 3),
+        # the domain checked (with the BEGIN); an id reserved; the account read back (with the new row and its
+        # search terms); the audit row and the COMMIT
+        ("create_account", lambda k, ws: {"domain": f"new{k}.example", "name": f"New {k}"}, 4),
+        (
+            "create_contact",
+            lambda k, ws: {
+                "email": f"new{k}@example.com",
+                "first_name": "Ada",
+                "last_name": "New",
+                "account_domain": "example.com",
+            },
+            5,
+        ),
+        (
+            "create_opportunity",
+            lambda k, ws: {
+                "account_domain": "example.com",
+                "name": f"Deal {k}",
+                "amount": "10.00",
+                "currency": "EUR",
+                "stage": "proposal",
+                "close_date": "2027-01-01",
+            },
+            4,
+        ),
+    ],
+)
 def test_a_write_tool_holds_back_what_it_does_not_read(tmp_path, monkeypatch, tool, arguments, trips):
     """On PostgreSQL a write transaction's BEGIN goes with its first statement and the writes whose
     result it does not read with the next one or its COMMIT (poggio.db.HoldingConnection): while
@@ -106,8 +140,9 @@ def test_a_write_tool_holds_back_what_it_does_not_read(tmp_path, monkeypatch, to
 
     with postgres_demo(tmp_path / "instance", monkeypatch, accounts=5) as ws:
         registry = PackRegistry.load()
-        ctx = registry.tool_context(CursorCodec(b"k" * 16), ws.id, 1, None, tool, writable=True, caller="test",
-                                    token_kind="token")
+        ctx = registry.tool_context(
+            CursorCodec(b"k" * 16), ws.id, 1, None, tool, writable=True, caller="test", token_kind="token"
+        )
         registry.tool(tool).run(ctx, arguments(1, ws))  # the first call prepares the statements planned once
         again = arguments(2, ws)
         sent = round_trips(monkeypatch)

@@ -25,10 +25,10 @@ def deal(tmp_path, monkeypatch):
 
 def test_updates_of_one_deal_are_served_in_turn(deal):
     """Eight writers change one deal as fast as they can, as update_opportunity does. With the row
-    lock alone, a writer that had waited for the row waited on its old version, and the writer that
-    had just committed locked the new version at once, again and again: some waited most of a
-    second (here: the longest waits 7 to 16 times the median). Queued on the advisory lock first,
-none waits much longer than the others' turns (about twice the median)."""
+        lock alone, a writer that had waited for the row waited on its old version, and the writer that
+        had just committed locked the new version at once, again and again: some waited most of a
+        second (here: the longest waits 7 to 16 times the median). Queued on the advisory lock first,
+    none waits much longer than the others' turns (about twice the median)."""
     from poggio_revenue.models import move_opportunity
     from poggio_revenue.tools import _LOCKED_DEAL
 
@@ -46,8 +46,9 @@ none waits much longer than the others' turns (about twice the median)."""
                             asked = time.perf_counter()
                             row = _LOCKED_DEAL.first(workspace=workspace_id, id=deal_id)
                             waits.append(time.perf_counter() - asked)
-                            move_opportunity(row, {"amount": Decimal(n * 1000 + i),
-                                                   "updated_at": changed_at(row.updated_at)})
+                            move_opportunity(
+                                row, {"amount": Decimal(n * 1000 + i), "updated_at": changed_at(row.updated_at)}
+                            )
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 

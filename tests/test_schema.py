@@ -40,11 +40,16 @@ def test_migrations_create_exactly_the_indexes_the_models_declare(tmp_path, back
                 table = model._meta.table_name
                 if table not in tables:
                     continue  # an abstract base, or a test's own model
-                declared = {(tuple(f.column_name for f in index._expressions), bool(index._unique))
-                            for index in model._meta.fields_to_index()}
-                found = {(tuple(index.columns), bool(index.unique)) for index in db.get_indexes(table)
-                         if not index.name.endswith("_pkey")
-                         and (table, tuple(index.columns), bool(index.unique)) not in PARTIAL}
+                declared = {
+                    (tuple(f.column_name for f in index._expressions), bool(index._unique))
+                    for index in model._meta.fields_to_index()
+                }
+                found = {
+                    (tuple(index.columns), bool(index.unique))
+                    for index in db.get_indexes(table)
+                    if not index.name.endswith("_pkey")
+                    and (table, tuple(index.columns), bool(index.unique)) not in PARTIAL
+                }
                 assert found == declared, table
                 checked += 1
             assert checked >= 15

@@ -30,11 +30,13 @@ def test_scim2_tester_finds_nothing_wrong(tmp_path, backend):
             token = scim.create_token(ws, Actor.cli(), "scim2-tester")
             create_workspace("other", "Other", True, Actor.cli())
         portal = PortalProcess(inst)
-        with httpx2.Client(base_url=f"{portal.url}/scim/v2", headers={"Authorization": f"Bearer {token}"},
-                           timeout=30) as http:
+        with httpx2.Client(
+            base_url=f"{portal.url}/scim/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as http:
             results = check_server(SyncSCIMClient(http))
-        failed = [(r.status.name, r.title, r.reason) for r in results if r.status not in (Status.SUCCESS,
-                                                                                           Status.SKIPPED)]
+        failed = [
+            (r.status.name, r.title, r.reason) for r in results if r.status not in (Status.SUCCESS, Status.SKIPPED)
+        ]
         assert not failed, failed
         passed = sum(r.status == Status.SUCCESS for r in results)
         assert passed >= 100, passed

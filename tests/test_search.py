@@ -27,14 +27,29 @@ def workspace(request, tmp_path_factory):
     with db.connection_context():
         upgrade(registry)
         ws = demo.build(registry, "acme", accounts=150, seed=3).workspace
-        insert_accounts(ws.id, [
-            {"domain": "web.example", "name": "Web", "industry": "Media", "country": "DE"},
-            {"domain": "webber.example", "name": "Webber Webworks", "industry": "Media", "country": "DE"},
-            {"domain": "ada-adams.example", "name": "Ada Adams Advisory", "industry": "Software", "country": "GB"},
-        ], utcnow())
+        insert_accounts(
+            ws.id,
+            [
+                {"domain": "web.example", "name": "Web", "industry": "Media", "country": "DE"},
+                {"domain": "webber.example", "name": "Webber Webworks", "industry": "Media", "country": "DE"},
+                {"domain": "ada-adams.example", "name": "Ada Adams Advisory", "industry": "Software", "country": "GB"},
+            ],
+            utcnow(),
+        )
         other = demo.build(registry, "globex", accounts=30, seed=4).workspace
-        insert_contacts(other.id, [{"account": None, "email": "acme.spy@globex.example", "first_name": "Acme",
-                                    "last_name": "Spy", "title": "CEO"}], utcnow())
+        insert_contacts(
+            other.id,
+            [
+                {
+                    "account": None,
+                    "email": "acme.spy@globex.example",
+                    "first_name": "Acme",
+                    "last_name": "Spy",
+                    "title": "CEO",
+                }
+            ],
+            utcnow(),
+        )
     db.connect(reuse_if_open=True)
     yield registry, ws.id
     db.close()
@@ -63,8 +78,22 @@ def matches(query: str, *texts: str) -> bool:
     return all(any(t.startswith(w) for t in terms) for w in search.query_words(query))
 
 
-ACCOUNT_QUERIES = ["acme", "a", "ac la", "labs acme", "web", "webb", "ada adams", "ad ad", "1", "acme 1",
-                   "com example", "zzz", "ACMÉ", "e x a m p l e"]
+ACCOUNT_QUERIES = [
+    "acme",
+    "a",
+    "ac la",
+    "labs acme",
+    "web",
+    "webb",
+    "ada adams",
+    "ad ad",
+    "1",
+    "acme 1",
+    "com example",
+    "zzz",
+    "ACMÉ",
+    "e x a m p l e",
+]
 
 
 @pytest.mark.parametrize("query", ACCOUNT_QUERIES)
@@ -99,9 +128,11 @@ def test_contact_search_pages_give_every_match_once(workspace, query, at):
 @pytest.mark.parametrize("query", ["", "e", "elena"])
 def test_title_filter_pages_give_every_match_once(workspace, title, query):
     registry, ws = workspace
-    expected = {c.email for c in Contact.select().where(Contact.workspace == ws)
-                if title.lower() in c.title.lower()
-                and matches(f"{query} {title}", c.first_name, c.last_name, c.email, c.title)}
+    expected = {
+        c.email
+        for c in Contact.select().where(Contact.workspace == ws)
+        if title.lower() in c.title.lower() and matches(f"{query} {title}", c.first_name, c.last_name, c.email, c.title)
+    }
     pages = walk(registry, ws, "search_contacts", "contacts", query=query, title=title, limit=5)
     got = [c["email"] for page in pages for c in page]
     assert len(got) == len(set(got)) and set(got) == expected
@@ -118,7 +149,7 @@ def test_closest_words_come_first_then_oldest(workspace):
 
 
 def test_a_row_matching_one_word_twice_comes_once(workspace):
-    """"Ada Adams Advisory" has three words starting with "ad": one row, under "ada"."""
+    """ "Ada Adams Advisory" has three words starting with "ad": one row, under "ada"."""
     registry, ws = workspace
     found = [a.domain for a in call(registry, ws, "search_accounts", query="ad", limit=100).data.items]
     assert found.count("ada-adams.example") == 1
@@ -154,5 +185,7 @@ def test_each_word_check_is_one_seek_in_a_covering_index(workspace):
     plan = [row[-1] for row in database.execute_sql("EXPLAIN QUERY PLAN " + sql, bound)]
     checks = [step for step in plan if "earlier" in step or "also" in step]
     assert len(checks) == 2, plan
-    assert all("COVERING INDEX search_term_kind_ref_id_term (kind=? AND ref_id=? AND term>? AND term<?)" in step
-               for step in checks), plan
+    assert all(
+        "COVERING INDEX search_term_kind_ref_id_term (kind=? AND ref_id=? AND term>? AND term<?)" in step
+        for step in checks
+    ), plan

@@ -39,4 +39,5 @@ def test_uvicorn_still_wraps_apps_by_the_name_poggio_replaces():
     source = inspect.getsource(uvicorn.config.Config.load)
     assert "ProxyHeadersMiddleware(" in source, "uvicorn no longer wraps the app by this name"
     assert uvicorn.config.ProxyHeadersMiddleware is ProxyHeadersMiddleware or getattr(
-        uvicorn.config.ProxyHeadersMiddleware, "leaves_trusted_proxies_to_the_app", False)
+        uvicorn.config.ProxyHeadersMiddleware, "leaves_trusted_proxies_to_the_app", False
+    )

@@ -26,8 +26,16 @@ KEYS = KeySet([RSAKey.import_key(KEY.as_dict(private=False))])
 
 def _token(**changes) -> str:
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": "poggio", "sub": "u1", "exp": now + 300, "iat": now, "nonce": "n1",
-              "email": "ada@acme.example", **changes}
+    claims = {
+        "iss": ISSUER,
+        "aud": "poggio",
+        "sub": "u1",
+        "exp": now + 300,
+        "iat": now,
+        "nonce": "n1",
+        "email": "ada@acme.example",
+        **changes,
+    }
     claims = {k: v for k, v in claims.items() if v is not None}
     return jwt.encode({"alg": "RS256", "kid": "k1"}, claims, KEY)
 
@@ -36,15 +44,18 @@ def test_a_good_id_token_verifies():
     assert verify_id_token(_token(), DOCUMENT, "poggio", "n1", keys=KEYS)["email"] == "ada@acme.example"
 
 
-@pytest.mark.parametrize(("changes", "says"), [
-    ({"aud": "another-app"}, "another application"),
-    ({"aud": ["poggio", "other"], "azp": "other"}, "another application"),
-    ({"iss": "https://evil.example"}, "another provider"),
-    ({"exp": int(time.time()) - 3600}, "expired"),
-    ({"nonce": "replayed"}, "nonce"),
-    ({"nonce": None}, "nonce"),
-    ({"iat": int(time.time()) + 3600}, "future"),
-])
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"aud": "another-app"}, "another application"),
+        ({"aud": ["poggio", "other"], "azp": "other"}, "another application"),
+        ({"iss": "https://evil.example"}, "another provider"),
+        ({"exp": int(time.time()) - 3600}, "expired"),
+        ({"nonce": "replayed"}, "nonce"),
+        ({"nonce": None}, "nonce"),
+        ({"iat": int(time.time()) + 3600}, "future"),
+    ],
+)
 def test_an_id_token_is_refused_with_a_reason(changes, says):
     with pytest.raises(SsoError, match=says):
         verify_id_token(_token(**changes), DOCUMENT, "poggio", "n1", keys=KEYS)
@@ -79,8 +90,9 @@ def test_the_sealed_secret_needs_the_secret_key():
 
 def test_a_demotion_by_the_provider_ends_the_grants_the_admin_approved(instance):
     ws = Workspace.create(slug="acme", name="Acme", mcp_enabled=True)
-    provider = configure(ws, Actor.cli(), issuer=ISSUER, client_id="poggio", secret_key="k",
-                         client_secret="s", admin_group="admins")
+    provider = configure(
+        ws, Actor.cli(), issuer=ISSUER, client_id="poggio", secret_key="k", client_secret="s", admin_group="admins"
+    )
     claims = {"sub": "u1", "email": "ada@acme.example", "groups": ["admins"]}
     ada = sign_in(provider, claims).user
     oauth = OAuthService(known_packs={"accounts"})
@@ -100,8 +112,7 @@ def test_require_is_refused_until_an_admin_signed_in_through_the_provider(instan
     from poggio.errors import InvalidInput
 
     ws = Workspace.create(slug="acme", name="Acme", mcp_enabled=True)
-    kwargs = {"issuer": ISSUER, "client_id": "poggio", "secret_key": "k", "client_secret": "s",
-              "admin_group": "admins"}
+    kwargs = {"issuer": ISSUER, "client_id": "poggio", "secret_key": "k", "client_secret": "s", "admin_group": "admins"}
     provider = configure(ws, Actor.cli(), **kwargs)
     with pytest.raises(InvalidInput, match="cannot be required yet"):
         configure(ws, Actor.cli(), **kwargs, require=True)
@@ -117,13 +128,22 @@ def test_apps_acting_for_an_employee_follow_their_role_and_end_with_their_member
     from poggio.workspaces import remove_user
 
     ws = Workspace.create(slug="acme", name="Acme", mcp_enabled=True)
-    provider = configure(ws, Actor.cli(), issuer=ISSUER, client_id="poggio", secret_key="k",
-                         client_secret="s", admin_group="admins", id_jag=True)
+    provider = configure(
+        ws,
+        Actor.cli(),
+        issuer=ISSUER,
+        client_id="poggio",
+        secret_key="k",
+        client_secret="s",
+        admin_group="admins",
+        id_jag=True,
+    )
     claims = {"sub": "u1", "email": "ada@acme.example", "groups": ["admins"]}
     ada = sign_in(provider, claims).user
     oauth = OAuthService(known_packs={"accounts", "contacts"})
-    client = oauth.create_confidential(ws, "Agent", Actor.cli(), packs="accounts:write,contacts",
-                                       grant="jwt-bearer").client
+    client = oauth.create_confidential(
+        ws, "Agent", Actor.cli(), packs="accounts:write,contacts", grant="jwt-bearer"
+    ).client
     assert oauth.standing_grant(client) is None  # acts only for employees, by ID-JAG
     grant = id_jag.grant_for(client, ada, "admin", ISSUER, "http://mcp/mcp", None)
     access = oauth.issue_tokens(grant, refresh=False)["access_token"]

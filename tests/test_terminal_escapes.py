@@ -52,8 +52,16 @@ def seeded(instance):
     client.save()
     grant = OAuthGrant.create(workspace=ws, client=client, user=admin, packs="accounts", resource="http://x/mcp")
     TokenService().create(ws, "tok\x1b]0;t\x07", cli)
-    Activity.create(workspace=ws, kind="grant", subject_id=grant.id, at=utcnow() - dt.timedelta(minutes=1),
-                    tool="search_accounts", outcome="ok", client=HOSTILE[:200], ip="203.0.113.9")
+    Activity.create(
+        workspace=ws,
+        kind="grant",
+        subject_id=grant.id,
+        at=utcnow() - dt.timedelta(minutes=1),
+        tool="search_accounts",
+        outcome="ok",
+        client=HOSTILE[:200],
+        ip="203.0.113.9",
+    )
     return ws
 
 
@@ -67,8 +75,9 @@ def test_cli_listings_print_no_control_characters(seeded):
 
 
 def test_csv_export_holds_no_control_characters(seeded):
-    result = CliRunner().invoke(main, ["activity", "export", "--workspace", "acme", "--format", "csv"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, ["activity", "export", "--workspace", "acme", "--format", "csv"], catch_exceptions=False
+    )
     assert result.exit_code == 0
     assert not raw_controls(result.output), result.output
     (row,) = list(csv.DictReader(io.StringIO(result.output)))

@@ -60,8 +60,12 @@ def test_verify_reasons(ws, service):
     issued = service.create(ws, "a", CLI, packs="accounts,contacts")
     verified = service.verify(issued.plaintext)
     assert verified.workspace_id == ws.id and verified.packs == frozenset({"accounts", "contacts"})
-    for presented, reason in ((None, "missing"), ("", "missing"), ("pgo_short", "malformed"),
-                              (tokens.generate(), "invalid")):
+    for presented, reason in (
+        (None, "missing"),
+        ("", "missing"),
+        ("pgo_short", "malformed"),
+        (tokens.generate(), "invalid"),
+    ):
         with pytest.raises(TokenRejected) as err:
             service.verify(presented)
         assert err.value.reason == reason
@@ -187,8 +191,9 @@ def test_a_failing_prune_chore_leaves_the_others_to_run(ws, caplog):
     def broken():
         raise RuntimeError("database is locked")
 
-    recorder = UsageRecorder(interval=3600, retention_days=1,
-                             chores=[("broken rows", broken), ("other rows", lambda: ran.append(1) or 4)])
+    recorder = UsageRecorder(
+        interval=3600, retention_days=1, chores=[("broken rows", broken), ("other rows", lambda: ran.append(1) or 4)]
+    )
     assert recorder.prune() == 4 and ran == [1] and recorder.pruned == 4
     assert "pruning broken rows failed" in caplog.text
 
@@ -216,8 +221,9 @@ def test_redaction_masks_tokens_in_messages_and_tracebacks(caplog):
 
 def _expire(token):
     """Move ``token`` 31 days into the past: its 30 days ran out a day ago."""
-    ApiToken.update(created_at=token.created_at - dt.timedelta(days=31),
-                    expires_at=token.expires_at - dt.timedelta(days=31)).where(ApiToken.id == token.id).execute()
+    ApiToken.update(
+        created_at=token.created_at - dt.timedelta(days=31), expires_at=token.expires_at - dt.timedelta(days=31)
+    ).where(ApiToken.id == token.id).execute()
     return ApiToken.get_by_id(token.id)
 
 

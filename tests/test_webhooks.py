@@ -146,6 +146,7 @@ def deliver_until(deliverer: Deliverer, check, timeout=30.0, what="a delivery"):
         with database.connection_context():
             deliverer.run_once()
         return check()
+
     return wait_for(step, timeout, what)
 
 
@@ -184,7 +185,9 @@ def test_the_outbox_is_written_in_the_transaction_of_the_change(ws, receivers):
     token = tokens().create(ws, "kept", CLI).token
     tokens().revoke(token, CLI)
     assert [m.event_type for m in WebhookMessage.select().order_by(WebhookMessage.id)] == [
-        "token.created", "token.revoked"]
+        "token.created",
+        "token.revoked",
+    ]
 
 
 def test_an_endpoint_gets_only_the_events_it_chose_and_only_of_its_workspace(ws, receivers):
@@ -255,9 +258,14 @@ def test_an_endpoint_failing_for_the_whole_retry_window_is_paused_then_resumed(w
 
 
 def test_private_and_plain_http_endpoints_are_refused(ws, receivers):
-    for url, why in [("http://example.com/hook", "https"), ("https://127.0.0.1/hook", "private or loopback"),
-                     ("https://10.1.2.3/hook", "private or loopback"), ("ftp://example.com/x", "https"),
-                     ("https://user:pw@example.com/x", "credentials"), ("not a url", "https")]:
+    for url, why in [
+        ("http://example.com/hook", "https"),
+        ("https://127.0.0.1/hook", "private or loopback"),
+        ("https://10.1.2.3/hook", "private or loopback"),
+        ("ftp://example.com/x", "https"),
+        ("https://user:pw@example.com/x", "credentials"),
+        ("not a url", "https"),
+    ]:
         with pytest.raises(WebhookError, match=why):
             check_url(url, allow_private=False)
     with pytest.raises(WebhookError, match="unknown event"):
@@ -317,9 +325,11 @@ def test_cli_add_prints_the_secret_once_list_and_remove(ws, receivers):
     added = runner.invoke(main, ["webhook", "add", "--workspace", "acme", "https://10.0.0.1/x"])
     assert added.exit_code == 1 and "private or loopback" in added.output
     r = receivers()
-    added = runner.invoke(main, ["webhook", "add", "--workspace", "acme", r.url,
-                                 "--events", "token.created,app.connected"],
-                          env={"POGGIO_WEBHOOK_ALLOW_PRIVATE": "true"})
+    added = runner.invoke(
+        main,
+        ["webhook", "add", "--workspace", "acme", r.url, "--events", "token.created,app.connected"],
+        env={"POGGIO_WEBHOOK_ALLOW_PRIVATE": "true"},
+    )
     assert added.exit_code == 0, added.output
     secret = added.stdout.strip()
     assert secret.startswith("whsec_") and Webhook(secret)
@@ -337,8 +347,11 @@ def test_a_server_restarted_mid_retry_delivers_what_it_had_not(instance, receive
     ws = create_workspace("acme", "Acme", True, CLI)
     r = receivers("fail:1")
     subscribe(ws, r)
-    env = {"POGGIO_WEBHOOK_ALLOW_PRIVATE": "true", "POGGIO_WEBHOOK_FIRST_RETRY_SECONDS": "3",
-           "POGGIO_WEBHOOK_POLL_SECONDS": "0.1"}
+    env = {
+        "POGGIO_WEBHOOK_ALLOW_PRIVATE": "true",
+        "POGGIO_WEBHOOK_FIRST_RETRY_SECONDS": "3",
+        "POGGIO_WEBHOOK_POLL_SECONDS": "0.1",
+    }
     server = ServerProcess(instance, extra_env=env)
     try:
         tokens().create(ws, "ci", CLI)
@@ -361,8 +374,9 @@ def test_the_portal_delivers_too(instance, receivers):
     ws = create_workspace("acme", "Acme", True, CLI)
     r = receivers()
     subscribe(ws, r)
-    portal = PortalProcess(instance, extra_env={"POGGIO_WEBHOOK_ALLOW_PRIVATE": "true",
-                                                "POGGIO_WEBHOOK_POLL_SECONDS": "0.1"})
+    portal = PortalProcess(
+        instance, extra_env={"POGGIO_WEBHOOK_ALLOW_PRIVATE": "true", "POGGIO_WEBHOOK_POLL_SECONDS": "0.1"}
+    )
     try:
         tokens().create(ws, "ci", CLI)
         wait_for(lambda: r.verified, what="the portal's delivery")
@@ -397,10 +411,21 @@ def test_unusual_use_is_an_event_once_a_day(ws, receivers):
     subscribe(ws, r, "usage.unusual")
     token = tokens().create(ws, "ci", CLI).token
     now = utcnow()
-    row = {"workspace": ws.id, "kind": "token", "subject_id": token.id, "tool": "search", "outcome": "ok",
-           "latency_ms": 1, "client": "ci-bot"}
-    Activity.insert_many([{**row, "at": now - dt.timedelta(days=3), "ip": "10.0.0.5"},
-                          {**row, "at": now - dt.timedelta(minutes=3), "ip": "198.51.100.7"}]).execute()
+    row = {
+        "workspace": ws.id,
+        "kind": "token",
+        "subject_id": token.id,
+        "tool": "search",
+        "outcome": "ok",
+        "latency_ms": 1,
+        "client": "ci-bot",
+    }
+    Activity.insert_many(
+        [
+            {**row, "at": now - dt.timedelta(days=3), "ip": "10.0.0.5"},
+            {**row, "at": now - dt.timedelta(minutes=3), "ip": "198.51.100.7"},
+        ]
+    ).execute()
     deliverer = fast()
     deliverer.sweep()
     deliverer.sweep()
@@ -447,7 +472,9 @@ def test_on_postgresql_the_outbox_row_rides_with_the_change(tmp_path, receivers)
             tokens().revoke(token, CLI)
         deliver_until(fast(), lambda: len(r.verified) >= 2)
         assert [m["type"] for m in sorted(r.verified, key=lambda m: m["timestamp"] + m["type"])] in (
-            ["token.created", "token.revoked"], ["token.revoked", "token.created"])
+            ["token.created", "token.revoked"],
+            ["token.revoked", "token.created"],
+        )
         assert {m["data"]["target"] for m in r.verified} == {"kept"}
     finally:
         db.close()

@@ -22,15 +22,23 @@ METRICS_TOKEN = "metrics-secret-for-tests"
 def tools_list(server, token) -> httpx.Response:
     # a new connection per request, so the kernel spreads them over the workers
     with httpx.Client() as http:
-        return http.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                         headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
-                                  "MCP-Protocol-Version": "2025-11-25"}, timeout=10)
+        return http.post(
+            server.mcp_url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json, text/event-stream",
+                "MCP-Protocol-Version": "2025-11-25",
+            },
+            timeout=10,
+        )
 
 
 def scrape(server, token: str | None = METRICS_TOKEN) -> httpx.Response:
     with httpx.Client() as http:
-        return http.get(f"{server.url}/metrics", timeout=10,
-                        headers={"Authorization": f"Bearer {token}"} if token else {})
+        return http.get(
+            f"{server.url}/metrics", timeout=10, headers={"Authorization": f"Bearer {token}"} if token else {}
+        )
 
 
 def tools_list_count(text: str) -> float:
@@ -47,8 +55,9 @@ def token(instance):
 
 
 def test_metrics_need_the_metrics_token_and_cover_every_worker(instance, token):
-    server = ServerProcess(instance, workers=2, extra_env={
-        "POGGIO_METRICS_TOKEN": METRICS_TOKEN, "POGGIO_REDIS_URL": REDIS_URL})
+    server = ServerProcess(
+        instance, workers=2, extra_env={"POGGIO_METRICS_TOKEN": METRICS_TOKEN, "POGGIO_REDIS_URL": REDIS_URL}
+    )
     try:
         assert scrape(server, None).status_code == 401
         assert scrape(server, "wrong").status_code == 401
@@ -90,7 +99,12 @@ def test_workers_without_redis_warn_at_start_up(instance):
 def test_poggio_mcp_refuses_several_workers_without_redis(instance):
     env = {**os.environ, **instance.env, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.pop("POGGIO_REDIS_URL", None)
-    done = subprocess.run([sys.executable, "-m", "poggio", "mcp", "--workers", "3", "--port", str(free_port())],
-                          env=env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "poggio", "mcp", "--workers", "3", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode != 0
     assert "POGGIO_REDIS_URL" in done.stderr and "3" in done.stderr, done.stderr

@@ -50,8 +50,13 @@ def _database(tmp_path) -> str:
 
 def _writer(path: str, count: int, hold: float, start: float) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
-    return subprocess.Popen([sys.executable, "-c", WRITER, path, str(count), str(hold), str(start)],
-                            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, path, str(count), str(hold), str(start)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def test_writers_of_three_processes_are_handed_the_database_in_turn(tmp_path):

@@ -27,10 +27,23 @@ from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
 from poggio.tokens import TokenService
 
-READ_TOOLS = {"search_accounts", "get_account", "search_contacts", "get_contact", "get_revenue_summary",
-              "list_opportunities"}
-WRITE_TOOLS = {"create_account", "update_account", "add_note", "create_contact", "update_contact",
-               "create_opportunity", "update_opportunity"}
+READ_TOOLS = {
+    "search_accounts",
+    "get_account",
+    "search_contacts",
+    "get_contact",
+    "get_revenue_summary",
+    "list_opportunities",
+}
+WRITE_TOOLS = {
+    "create_account",
+    "update_account",
+    "add_note",
+    "create_contact",
+    "update_contact",
+    "create_opportunity",
+    "update_opportunity",
+}
 STAGES = ["prospecting", "qualification", "proposal", "negotiation", "won", "lost"]
 
 
@@ -39,16 +52,26 @@ def stack(request, tmp_path_factory):
     def tokens(service, cli, acme, globex):
         return {
             "read": service.create(acme, "acme read", cli).plaintext,
-            "writer": service.create(acme, "acme writer", cli,
-                                     packs="accounts:write,contacts:write,revenue:write").plaintext,
-            "accounts_writer": service.create(acme, "acme accounts writer", cli,
-                                              packs="accounts:write,contacts").plaintext,
+            "writer": service.create(
+                acme, "acme writer", cli, packs="accounts:write,contacts:write,revenue:write"
+            ).plaintext,
+            "accounts_writer": service.create(
+                acme, "acme accounts writer", cli, packs="accounts:write,contacts"
+            ).plaintext,
             "revenue_only": service.create(acme, "acme revenue", cli, packs="revenue").plaintext,
-            "globex": service.create(globex, "globex writer", cli,
-                                     packs="accounts:write,contacts:write,revenue:write").plaintext,
+            "globex": service.create(
+                globex, "globex writer", cli, packs="accounts:write,contacts:write,revenue:write"
+            ).plaintext,
         }
-    yield from acme_and_globex(tmp_path_factory.mktemp(f"writes-{request.param}"), request.param, tokens,
-                               accounts=20, seed=3, extra_env={"POGGIO_WRITE_RATE_LIMIT": "100000/minute"})
+
+    yield from acme_and_globex(
+        tmp_path_factory.mktemp(f"writes-{request.param}"),
+        request.param,
+        tokens,
+        accounts=20,
+        seed=3,
+        extra_env={"POGGIO_WRITE_RATE_LIMIT": "100000/minute"},
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -76,8 +99,16 @@ def test_tools_list_shows_write_tools_only_with_write_scope(stack):
     assert set(stack.mcp("read").tool_names()) == READ_TOOLS
     assert set(stack.mcp("writer").tool_names()) == READ_TOOLS | WRITE_TOOLS
     assert set(stack.mcp("accounts_writer").tool_names()) == (
-        {"search_accounts", "get_account", "search_contacts", "get_contact", "create_account", "update_account",
-         "add_note"})
+        {
+            "search_accounts",
+            "get_account",
+            "search_contacts",
+            "get_contact",
+            "create_account",
+            "update_account",
+            "add_note",
+        }
+    )
     # the answers are cached per scope: asking in turns never hands one scope's list to another
     for _ in range(2):
         assert set(stack.mcp("read", "legacy").tool_names()) == READ_TOOLS
@@ -101,11 +132,13 @@ def test_write_without_write_scope_is_refused_naming_the_scope(stack):
     assert refused.is_error
     assert text(refused) == "create_account needs the accounts:write scope; this token has accounts:read."
     refused = stack.mcp("accounts_writer").call("update_contact", {"email": "x@example.com", "title": "CEO"})
-    assert refused.is_error and ("update_contact needs the contacts:write scope; "
-                                 "this token has contacts:read") in text(refused)
+    assert refused.is_error and ("update_contact needs the contacts:write scope; this token has contacts:read") in text(
+        refused
+    )
     refused = stack.mcp("revenue_only").call("create_account", {"domain": "nope.example", "name": "Nope"})
-    assert refused.is_error and ("needs the accounts:write scope; "
-                                 "this token has no access to the accounts pack") in text(refused)
+    assert refused.is_error and (
+        "needs the accounts:write scope; this token has no access to the accounts pack"
+    ) in text(refused)
     assert not stack.mcp("read").call("get_account", {"domain": "nope.example"}).structured_content
 
 
@@ -119,8 +152,13 @@ def test_a_refused_write_is_on_the_activity_record_as_refused(stack):
     stack.mcp("read").call("update_contact", {"email": "x@example.com", "title": "CEO"})
     deadline = time.monotonic() + 10
     # this token's calls only: an earlier test's refused update_contact was made with another token
-    while not (rows := list(Activity.select().where((Activity.tool == "update_contact") & (Activity.kind == "token")
-                                                    & (Activity.subject_id == reader)))):
+    while not (
+        rows := list(
+            Activity.select().where(
+                (Activity.tool == "update_contact") & (Activity.kind == "token") & (Activity.subject_id == reader)
+            )
+        )
+    ):
         assert time.monotonic() < deadline, "the refused call never reached the activity record"
         time.sleep(0.2)
     assert [r.outcome for r in rows] == ["refused"]
@@ -129,20 +167,32 @@ def test_a_refused_write_is_on_the_activity_record_as_refused(stack):
 # -- each write tool -------------------------------------------------------------------------------------
 def test_create_and_update_account_and_the_search_index_follows(stack):
     client = stack.mcp("writer")
-    made = ok(client.call("create_account", {"domain": "https://www.QF-labs.example/", "name": "Quillfeather Labs",
-                                             "industry": "Software", "employees": 40, "country": "pt"}))
+    made = ok(
+        client.call(
+            "create_account",
+            {
+                "domain": "https://www.QF-labs.example/",
+                "name": "Quillfeather Labs",
+                "industry": "Software",
+                "employees": 40,
+                "country": "pt",
+            },
+        )
+    )
     assert made["domain"] == "qf-labs.example" and made["country"] == "PT" and made["updated_at"]
     found = ok(client.call("search_accounts", {"query": "quillfeather"}))["accounts"]
     assert [a["domain"] for a in found] == ["qf-labs.example"]
     again = client.call("create_account", {"domain": "qf-labs.example", "name": "Twice"})
     assert again.is_error and "already exists" in text(again)
 
-    renamed = ok(client.call("update_account", {"domain": "qf-labs.example", "name": "Inkwell Systems",
-                                                "employees": 45}))
+    renamed = ok(
+        client.call("update_account", {"domain": "qf-labs.example", "name": "Inkwell Systems", "employees": 45})
+    )
     assert renamed["name"] == "Inkwell Systems" and renamed["employees"] == 45 and renamed["industry"] == "Software"
     assert renamed["updated_at"] > made["updated_at"]
     assert [a["domain"] for a in ok(client.call("search_accounts", {"query": "inkwell"}))["accounts"]] == [
-        "qf-labs.example"]
+        "qf-labs.example"
+    ]
     assert ok(client.call("search_accounts", {"query": "quillfeather"}))["accounts"] == []  # the old name is gone
     profile = ok(client.call("get_account", {"domain": "qf-labs.example"}))
     assert profile["account"]["name"] == "Inkwell Systems" and profile["account"]["updated_at"] == renamed["updated_at"]
@@ -150,22 +200,36 @@ def test_create_and_update_account_and_the_search_index_follows(stack):
 
 def test_validation_is_the_csv_importers_and_names_field_and_allowed_values(stack):
     client = stack.mcp("writer")
-    bad_stage = client.call("create_opportunity", {"account_domain": "example.com", "name": "X", "stage": "closing",
-                                                   "amount": "10", "currency": "USD", "close_date": "2027-01-01"})
+    bad_stage = client.call(
+        "create_opportunity",
+        {
+            "account_domain": "example.com",
+            "name": "X",
+            "stage": "closing",
+            "amount": "10",
+            "currency": "USD",
+            "close_date": "2027-01-01",
+        },
+    )
     assert bad_stage.is_error
     message = text(bad_stage)
     assert "stage" in message and "prospecting, qualification, proposal, negotiation, won, lost" in message
     acme = create_workspace_lookup("acme")
-    report = import_csv(stack.registry, acme, "opportunities",
-                        b"account_domain,name,stage,amount,currency,close_date\nexample.com,X,closing,10,USD,2027-01-01\n",
-                        Actor.cli())
+    report = import_csv(
+        stack.registry,
+        acme,
+        "opportunities",
+        b"account_domain,name,stage,amount,currency,close_date\nexample.com,X,closing,10,USD,2027-01-01\n",
+        Actor.cli(),
+    )
     assert report.errors == [(2, "stage", message.split("stage: ", 1)[1])]  # the very same words
     bad = client.call("create_account", {"domain": "not a domain", "name": "X"})
     assert bad.is_error and "domain" in text(bad) and "example.com" in text(bad)
     bad = client.call("create_account", {"domain": "okay.example", "name": "X", "country": "P1"})
     assert bad.is_error and "country" in text(bad) and "two-letter" in text(bad)
-    bad = client.call("create_contact", {"email": "nobody", "first_name": "A", "last_name": "B",
-                                         "account_domain": "example.com"})
+    bad = client.call(
+        "create_contact", {"email": "nobody", "first_name": "A", "last_name": "B", "account_domain": "example.com"}
+    )
     assert bad.is_error and "email" in text(bad) and "e-mail address" in text(bad)
     bad = client.call("update_opportunity", {"id": 1})
     assert bad.is_error and "stage, amount, close_date, name" in text(bad)
@@ -173,25 +237,48 @@ def test_validation_is_the_csv_importers_and_names_field_and_allowed_values(stac
 
 def create_workspace_lookup(slug):
     from poggio.models import Workspace
+
     return Workspace.get(Workspace.slug == slug)
 
 
 def test_contacts_and_notes(stack):
     client = stack.mcp("writer")
-    made = ok(client.call("create_contact", {"email": "Mira.Okafor@Example.com", "first_name": "Mira",
-                                             "last_name": "Okafor", "title": "CTO", "account_domain": "example.com"}))
+    made = ok(
+        client.call(
+            "create_contact",
+            {
+                "email": "Mira.Okafor@Example.com",
+                "first_name": "Mira",
+                "last_name": "Okafor",
+                "title": "CTO",
+                "account_domain": "example.com",
+            },
+        )
+    )
     assert made["email"] == "mira.okafor@example.com" and made["account_domain"] == "example.com"
-    moved = ok(client.call("update_contact", {"email": "mira.okafor@example.com", "title": "Chief Scientist",
-                                              "last_name": "Okafor-Lund"}))
+    moved = ok(
+        client.call(
+            "update_contact",
+            {"email": "mira.okafor@example.com", "title": "Chief Scientist", "last_name": "Okafor-Lund"},
+        )
+    )
     assert moved["title"] == "Chief Scientist" and moved["last_name"] == "Okafor-Lund"
     found = ok(client.call("search_contacts", {"query": "scientist"}))["contacts"]
     assert [c["email"] for c in found] == ["mira.okafor@example.com"]
     assert not ok(client.call("search_contacts", {"query": "cto okafor"}))["contacts"]
     deal = ok(client.call("list_opportunities", {"account_domain": "example.com", "limit": 1}))["opportunities"][0]
     ok(client.call("add_note", {"domain": "example.com", "text": "First call: interested."}))
-    ok(client.call("add_note", {"domain": "example.com", "text": "Agreed on a pilot.",
-                                "contact_email": "mira.okafor@example.com",
-                                "opportunity_id": deal["id"]}))
+    ok(
+        client.call(
+            "add_note",
+            {
+                "domain": "example.com",
+                "text": "Agreed on a pilot.",
+                "contact_email": "mira.okafor@example.com",
+                "opportunity_id": deal["id"],
+            },
+        )
+    )
     profile = client.call("get_account", {"domain": "example.com"})
     notes = ok(profile)["notes"]
     assert [n["text"] for n in notes[:2]] == ["Agreed on a pilot.", "First call: interested."]  # newest first
@@ -200,22 +287,36 @@ def test_contacts_and_notes(stack):
     other = client.call("add_note", {"domain": "example.com", "text": "x", "contact_email": "nobody@nowhere.example"})
     assert other.is_error and "contact_email" in text(other)
     ok(client.call("create_account", {"domain": "okafor-lund.example", "name": "Okafor Lund Labs"}))
-    moved = ok(client.call("update_contact", {"email": "mira.okafor@example.com",
-                                              "account_domain": "okafor-lund.example",
-                                              "title": "Founder"}))
+    moved = ok(
+        client.call(
+            "update_contact",
+            {"email": "mira.okafor@example.com", "account_domain": "okafor-lund.example", "title": "Founder"},
+        )
+    )
     assert (moved["account_domain"], moved["title"], moved["last_name"]) == (
-        "okafor-lund.example", "Founder", "Okafor-Lund")
+        "okafor-lund.example",
+        "Founder",
+        "Okafor-Lund",
+    )
     again = ok(client.call("get_contact", {"email": "mira.okafor@example.com"}))
     assert (again["account_domain"], again["title"]) == ("okafor-lund.example", "Founder")
     assert [c["email"] for c in ok(client.call("search_contacts", {"query": "founder"}))["contacts"]] == [
-        "mira.okafor@example.com"]
+        "mira.okafor@example.com"
+    ]
 
 
 # -- retries and concurrency -----------------------------------------------------------------------------
 def test_idempotent_retry_writes_once_and_other_arguments_are_refused(stack):
     client = stack.mcp("writer")
-    args = {"account_domain": "example.com", "name": "Retry Deal", "stage": "proposal", "amount": "5000.00",
-            "currency": "CHF", "close_date": "2027-05-01", "idempotency_key": "retry-3f2a"}
+    args = {
+        "account_domain": "example.com",
+        "name": "Retry Deal",
+        "stage": "proposal",
+        "amount": "5000.00",
+        "currency": "CHF",
+        "close_date": "2027-05-01",
+        "idempotency_key": "retry-3f2a",
+    }
     first, second = client.calls([("create_opportunity", args), ("create_opportunity", args)])
     assert ok(first)["id"] == ok(second)["id"] and text(first) == text(second)
     listed = ok(client.call("list_opportunities", {"account_domain": "example.com", "limit": 100}))["opportunities"]
@@ -237,8 +338,15 @@ def test_stale_update_is_refused_with_the_current_record(stack):
     stale = client.call("update_opportunity", {"id": deal["id"], "amount": "999", "if_unmodified_since": seen})
     assert stale.is_error
     assert "if_unmodified_since" in text(stale) and '"amount":"1234.5' in text(stale).replace(" ", ""), text(stale)
-    assert ok(client.call("update_opportunity", {"id": deal["id"], "stage": "negotiation",
-                                                 "if_unmodified_since": first["updated_at"]}))["stage"] == "negotiation"
+    assert (
+        ok(
+            client.call(
+                "update_opportunity",
+                {"id": deal["id"], "stage": "negotiation", "if_unmodified_since": first["updated_at"]},
+            )
+        )["stage"]
+        == "negotiation"
+    )
 
 
 def _day_totals_match(workspace_slug: str) -> None:
@@ -248,9 +356,19 @@ def _day_totals_match(workspace_slug: str) -> None:
 
 def test_several_clients_updating_one_opportunity(stack):
     client = stack.mcp("writer")
-    deal = ok(client.call("create_opportunity", {"account_domain": "example.com", "name": "Contested",
-                                                 "stage": "prospecting",
-                                                 "amount": "100", "currency": "SEK", "close_date": "2027-02-02"}))
+    deal = ok(
+        client.call(
+            "create_opportunity",
+            {
+                "account_domain": "example.com",
+                "name": "Contested",
+                "stage": "prospecting",
+                "amount": "100",
+                "currency": "SEK",
+                "close_date": "2027-02-02",
+            },
+        )
+    )
     results: list = []
 
     def update(i: int, guarded: bool):
@@ -274,10 +392,20 @@ def test_several_clients_updating_one_opportunity(stack):
 
 # -- day totals: random writes against totals recomputed from the opportunities ----------------------------
 operation = st.one_of(
-    st.tuples(st.just("create"), st.sampled_from(STAGES), st.decimals(0, 10**6, places=2),
-              st.sampled_from(["USD", "EUR", "JPY"]), st.integers(0, 5)),
-    st.tuples(st.just("update"), st.integers(0, 50), st.one_of(st.none(), st.sampled_from(STAGES)),
-              st.one_of(st.none(), st.decimals(0, 10**6, places=2)), st.one_of(st.none(), st.integers(0, 5))),
+    st.tuples(
+        st.just("create"),
+        st.sampled_from(STAGES),
+        st.decimals(0, 10**6, places=2),
+        st.sampled_from(["USD", "EUR", "JPY"]),
+        st.integers(0, 5),
+    ),
+    st.tuples(
+        st.just("update"),
+        st.integers(0, 50),
+        st.one_of(st.none(), st.sampled_from(STAGES)),
+        st.one_of(st.none(), st.decimals(0, 10**6, places=2)),
+        st.one_of(st.none(), st.integers(0, 5)),
+    ),
 )
 
 
@@ -286,19 +414,35 @@ operation = st.one_of(
 def test_day_totals_stay_exact_under_random_writes(stack, ops):
     client = stack.mcp("writer")
     day = dt.date(2027, 6, 1)
-    ids = [o["id"] for o in ok(client.call("list_opportunities",
-                                           {"account_domain": "example.com", "limit": 50}))["opportunities"]]
+    ids = [
+        o["id"]
+        for o in ok(client.call("list_opportunities", {"account_domain": "example.com", "limit": 50}))["opportunities"]
+    ]
     calls = []
     for op in ops:
         if op[0] == "create":
             _, stage, amount, currency, shift = op
-            calls.append(("create_opportunity", {"account_domain": "example.com", "name": "Random", "stage": stage,
-                                                 "amount": str(amount), "currency": currency,
-                                                 "close_date": str(day + dt.timedelta(days=shift))}))
+            calls.append(
+                (
+                    "create_opportunity",
+                    {
+                        "account_domain": "example.com",
+                        "name": "Random",
+                        "stage": stage,
+                        "amount": str(amount),
+                        "currency": currency,
+                        "close_date": str(day + dt.timedelta(days=shift)),
+                    },
+                )
+            )
         else:
             _, pick, stage, amount, shift = op
-            args = {"id": ids[pick % len(ids)], "stage": stage, "amount": None if amount is None else str(amount),
-                    "close_date": None if shift is None else str(day + dt.timedelta(days=shift))}
+            args = {
+                "id": ids[pick % len(ids)],
+                "stage": stage,
+                "amount": None if amount is None else str(amount),
+                "close_date": None if shift is None else str(day + dt.timedelta(days=shift)),
+            }
             args = {k: v for k, v in args.items() if v is not None}
             if len(args) > 1:
                 calls.append(("update_opportunity", args))
@@ -330,20 +474,32 @@ def _globex_rows():
     from poggio_accounts.models import Note
     from poggio_contacts import Contact
     from poggio_revenue import Opportunity
+
     ws = create_workspace_lookup("globex")
-    return [sorted(tuple(r.values()) for r in model.select().where(model.workspace == ws.id).dicts())
-            for model in (Account, Contact, Opportunity, Note)]
+    return [
+        sorted(tuple(r.values()) for r in model.select().where(model.workspace == ws.id).dicts())
+        for model in (Account, Contact, Opportunity, Note)
+    ]
 
 
 def _globex_refs():
     from poggio_revenue import Opportunity
+
     ws = create_workspace_lookup("globex")
     return [o.id for o in Opportunity.select().where(Opportunity.workspace == ws.id)]
 
 
 GLOBEX_ONLY = ("Secret Holdings", "Chief Secret Officer", "987654.32", "111111.11", "Mining")
-globex_values = st.sampled_from(["zorblax.example", "ZORBLAX.example", "https://zorblax.example/x",
-                                 "quentin.zorblax@zorblax.example", "Zorblax Mega Deal", "example.com"])
+globex_values = st.sampled_from(
+    [
+        "zorblax.example",
+        "ZORBLAX.example",
+        "https://zorblax.example/x",
+        "quentin.zorblax@zorblax.example",
+        "Zorblax Mega Deal",
+        "example.com",
+    ]
+)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -356,13 +512,22 @@ def test_write_tool_arguments_never_reach_the_other_workspace(stack, data):
     args = {
         "create_account": lambda: {"domain": data.draw(globex_values), "name": "Mine"},
         "update_account": lambda: {"domain": data.draw(globex_values), "name": "Stolen"},
-        "add_note": lambda: {"domain": data.draw(globex_values), "text": "mine",
-                             "opportunity_id": data.draw(ident)},
-        "create_contact": lambda: {"email": data.draw(globex_values), "first_name": "A", "last_name": "B",
-                                   "account_domain": data.draw(globex_values)},
+        "add_note": lambda: {"domain": data.draw(globex_values), "text": "mine", "opportunity_id": data.draw(ident)},
+        "create_contact": lambda: {
+            "email": data.draw(globex_values),
+            "first_name": "A",
+            "last_name": "B",
+            "account_domain": data.draw(globex_values),
+        },
         "update_contact": lambda: {"email": data.draw(globex_values), "title": "Stolen"},
-        "create_opportunity": lambda: {"account_domain": data.draw(globex_values), "name": "Mine", "stage": "won",
-                                       "amount": "1", "currency": "NOK", "close_date": "2026-03-01"},
+        "create_opportunity": lambda: {
+            "account_domain": data.draw(globex_values),
+            "name": "Mine",
+            "stage": "won",
+            "amount": "1",
+            "currency": "NOK",
+            "close_date": "2026-03-01",
+        },
         "update_opportunity": lambda: {"id": data.draw(ident), "amount": "1", "stage": "lost"},
     }[tool]()
     result = stack.mcp("writer").call(tool, args)
@@ -376,10 +541,21 @@ def test_write_tool_arguments_never_reach_the_other_workspace(stack, data):
 def test_every_write_is_in_the_audit_log_without_secrets(stack):
     client = stack.mcp("writer")
     ok(client.call("create_account", {"domain": "audited.example", "name": "Audited Ltd"}))
-    ok(client.call("update_account", {"domain": "audited.example", "industry": "Retail",
-                                      "description": f"pasted {stack.tokens['globex']} by mistake"}))
-    events = list(AuditEvent.select().where((AuditEvent.action == "data.written")
-                                            & AuditEvent.target.contains("audited.example")).order_by(AuditEvent.id))
+    ok(
+        client.call(
+            "update_account",
+            {
+                "domain": "audited.example",
+                "industry": "Retail",
+                "description": f"pasted {stack.tokens['globex']} by mistake",
+            },
+        )
+    )
+    events = list(
+        AuditEvent.select()
+        .where((AuditEvent.action == "data.written") & AuditEvent.target.contains("audited.example"))
+        .order_by(AuditEvent.id)
+    )
     assert [json.loads(e.detail)["tool"] for e in events] == ["create_account", "update_account"]
     created, updated = (json.loads(e.detail) for e in events)
     assert created["before"] is None and created["after"]["name"] == "Audited Ltd"
@@ -396,8 +572,9 @@ def test_an_oauth_app_with_write_scope_writes_and_is_audited_as_the_app(stack):
     from poggio.oauth import OAuthService
 
     service = OAuthService(known_packs=set(stack.registry.names))
-    issued = service.create_confidential(create_workspace_lookup("acme"), "CRM sync", Actor.cli(),
-                                         packs="accounts:write,revenue", resource=stack.url)
+    issued = service.create_confidential(
+        create_workspace_lookup("acme"), "CRM sync", Actor.cli(), packs="accounts:write,revenue", resource=stack.url
+    )
     grant = service.standing_grant(issued.client)
     access = service.issue_tokens(grant, refresh=False)["access_token"]
     app = Mcp(stack.url, access)
@@ -405,16 +582,38 @@ def test_an_oauth_app_with_write_scope_writes_and_is_audited_as_the_app(stack):
     assert "create_opportunity" not in app.tool_names()
     ok(app.call("add_note", {"domain": "example.com", "text": "Synced from the CRM."}))
     # over OAuth a call out of scope is the scope challenge (403 insufficient_scope), naming what to ask for
-    refused = httpx.post(stack.url, headers={"Authorization": f"Bearer {access}", "Accept": "application/json, "
-                                             "text/event-stream", "MCP-Protocol-Version": "2025-11-25"},
-                         json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-                             "name": "create_opportunity", "arguments": {
-                                 "account_domain": "example.com", "name": "X", "stage": "won", "amount": "1",
-                                 "currency": "USD", "close_date": "2027-01-01"}}})
-    assert refused.status_code == 403 and 'scope="accounts:write revenue:read revenue:write"' in \
-        refused.headers["www-authenticate"]
-    assert "create_opportunity needs the revenue:write scope; this token has revenue:read." in \
-        refused.json()["error_description"]
+    refused = httpx.post(
+        stack.url,
+        headers={
+            "Authorization": f"Bearer {access}",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-11-25",
+        },
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {
+                "name": "create_opportunity",
+                "arguments": {
+                    "account_domain": "example.com",
+                    "name": "X",
+                    "stage": "won",
+                    "amount": "1",
+                    "currency": "USD",
+                    "close_date": "2027-01-01",
+                },
+            },
+        },
+    )
+    assert (
+        refused.status_code == 403
+        and 'scope="accounts:write revenue:read revenue:write"' in refused.headers["www-authenticate"]
+    )
+    assert (
+        "create_opportunity needs the revenue:write scope; this token has revenue:read."
+        in refused.json()["error_description"]
+    )
     event = AuditEvent.select().where(AuditEvent.action == "data.written").order_by(AuditEvent.id.desc()).first()
     assert event.actor_label == "app: CRM sync" and json.loads(event.detail)["grant_id"] == grant.id
 
@@ -439,8 +638,9 @@ def small_writer_server(folder, write_limit: str):
     with db.connection_context():
         upgrade(registry)
         ws = demo.build(registry, "acme", accounts=3, seed=1).workspace
-        token = TokenService(known_packs=set(registry.names)).create(ws, "w", Actor.cli(),
-                                                                     packs="accounts:write").plaintext
+        token = (
+            TokenService(known_packs=set(registry.names)).create(ws, "w", Actor.cli(), packs="accounts:write").plaintext
+        )
     return inst, ServerProcess(inst, extra_env={"POGGIO_WRITE_RATE_LIMIT": write_limit}), token
 
 
@@ -453,13 +653,22 @@ def test_write_rate_limit_is_separate_and_counts_only_writes(tmp_path):
             ok(client.call("add_note", {"domain": "example.com", "text": f"note {i}"}))
         for _ in range(5):  # reads are not counted against the writes' limit
             ok(client.call("get_account", {"domain": "example.com"}))
+
         def write(text: str) -> httpx.Response:
-            return httpx.post(server.mcp_url, headers={"Authorization": f"Bearer {token}",
-                                                       "Accept": "application/json, text/event-stream",
-                                                       "MCP-Protocol-Version": "2025-06-18"},
-                              json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                                    "params": {"name": "add_note",
-                                               "arguments": {"domain": "example.com", "text": text}}})
+            return httpx.post(
+                server.mcp_url,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Accept": "application/json, text/event-stream",
+                    "MCP-Protocol-Version": "2025-06-18",
+                },
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "tools/call",
+                    "params": {"name": "add_note", "arguments": {"domain": "example.com", "text": text}},
+                },
+            )
 
         response = write("4")
         assert response.status_code == 429
@@ -530,8 +739,10 @@ def test_updated_at_is_an_rfc3339_date_time_with_its_offset(stack):
     moment = dt.datetime.fromisoformat(account["updated_at"].replace("Z", "+00:00"))
     assert moment.utcoffset() == dt.timedelta(0), account["updated_at"]
     # and it is what if_unmodified_since takes back
-    updated = stack.mcp("writer").call("update_account", {"domain": "example.com", "industry": "Software",
-                                                          "if_unmodified_since": account["updated_at"]})
+    updated = stack.mcp("writer").call(
+        "update_account",
+        {"domain": "example.com", "industry": "Software", "if_unmodified_since": account["updated_at"]},
+    )
     assert not updated.is_error, updated.content[0].text
     noted = stack.mcp("writer").call("add_note", {"domain": "example.com", "text": "dated with its offset"})
     assert not noted.is_error, noted.content[0].text

@@ -22,18 +22,30 @@ from poggio_accounts.models import (
 )
 from poggio_accounts.tools import poggio_tools as poggio_tools
 
-__all__ = ["Account", "ProfileSection", "account_chunks", "account_id", "account_of", "find_account",
-           "normalise_domain"]
+__all__ = [
+    "Account",
+    "ProfileSection",
+    "account_chunks",
+    "account_id",
+    "account_of",
+    "find_account",
+    "normalise_domain",
+]
 
 
 @hookimpl
 def poggio_pack():
-    return PackInfo(name="accounts", title="Accounts", version=__version__, hookspecs=hookspecs,
-                    description="Search companies and read an account's full profile.",
-                    instructions="Start with search_accounts, or get_account(domain) for everything known "
-                                 "about one account. With write access: create_account, update_account (pass "
-                                 "the updated_at you read as if_unmodified_since) and add_note for what "
-                                 "happened; give each change an idempotency_key so a retry is safe.")
+    return PackInfo(
+        name="accounts",
+        title="Accounts",
+        version=__version__,
+        hookspecs=hookspecs,
+        description="Search companies and read an account's full profile.",
+        instructions="Start with search_accounts, or get_account(domain) for everything known "
+        "about one account. With write access: create_account, update_account (pass "
+        "the updated_at you read as if_unmodified_since) and add_note for what "
+        "happened; give each change an idempotency_key so a retry is safe.",
+    )
 
 
 @hookimpl

@@ -7,24 +7,102 @@ import random
 from poggio import hookimpl, utcnow, writing
 from poggio_accounts.models import Account, insert_accounts
 
-INDUSTRIES = ["Software", "Manufacturing", "Financial Services", "Healthcare", "Retail", "Logistics",
-              "Energy", "Media", "Education", "Telecommunications", "Biotech", "Construction"]
+INDUSTRIES = [
+    "Software",
+    "Manufacturing",
+    "Financial Services",
+    "Healthcare",
+    "Retail",
+    "Logistics",
+    "Energy",
+    "Media",
+    "Education",
+    "Telecommunications",
+    "Biotech",
+    "Construction",
+]
 COUNTRIES = ["US", "GB", "DE", "FR", "NL", "SE", "ES", "IT", "CA", "AU", "JP", "BR", "IN", "CH"]
-_FIRST = ["Acme", "Globex", "Initech", "Umbra", "Vertex", "Northwind", "Contoso", "Fabrikam", "Tailspin",
-          "Wide", "Blue", "Silver", "Bright", "Iron", "Nimbus", "Quantum", "Cobalt", "Summit", "Harbor",
-          "Aurora", "Pioneer", "Granite", "Lumen", "Evergreen", "Atlas", "Orbit", "Crimson", "Polar",
-          "Falcon", "Maple", "Cedar", "Redwood", "Sterling", "Beacon", "Horizon", "Keystone", "Meridian"]
-_SECOND = ["Industries", "Labs", "Systems", "Logistics", "Health", "Retail", "Energy", "Media", "Works",
-           "Dynamics", "Analytics", "Foods", "Capital", "Robotics", "Networks", "Bio", "Motors", "Studios",
-           "Partners", "Solutions", "Software", "Holdings", "Supply", "Telecom", "Learning", "Builders"]
+_FIRST = [
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbra",
+    "Vertex",
+    "Northwind",
+    "Contoso",
+    "Fabrikam",
+    "Tailspin",
+    "Wide",
+    "Blue",
+    "Silver",
+    "Bright",
+    "Iron",
+    "Nimbus",
+    "Quantum",
+    "Cobalt",
+    "Summit",
+    "Harbor",
+    "Aurora",
+    "Pioneer",
+    "Granite",
+    "Lumen",
+    "Evergreen",
+    "Atlas",
+    "Orbit",
+    "Crimson",
+    "Polar",
+    "Falcon",
+    "Maple",
+    "Cedar",
+    "Redwood",
+    "Sterling",
+    "Beacon",
+    "Horizon",
+    "Keystone",
+    "Meridian",
+]
+_SECOND = [
+    "Industries",
+    "Labs",
+    "Systems",
+    "Logistics",
+    "Health",
+    "Retail",
+    "Energy",
+    "Media",
+    "Works",
+    "Dynamics",
+    "Analytics",
+    "Foods",
+    "Capital",
+    "Robotics",
+    "Networks",
+    "Bio",
+    "Motors",
+    "Studios",
+    "Partners",
+    "Solutions",
+    "Software",
+    "Holdings",
+    "Supply",
+    "Telecom",
+    "Learning",
+    "Builders",
+]
 _TLDS = ["com", "io", "co", "net", "de", "co.uk", "fr", "ai"]
 BATCH = 2000
 
 
 def example_account() -> dict:
-    return {"domain": "example.com", "name": "Example Corp", "industry": "Software", "employees": 1200,
-            "country": "US", "description": "Example Corp builds the software behind example.com, a long-time "
-                                            "customer and the account every demo starts with."}
+    return {
+        "domain": "example.com",
+        "name": "Example Corp",
+        "industry": "Software",
+        "employees": 1200,
+        "country": "US",
+        "description": "Example Corp builds the software behind example.com, a long-time "
+        "customer and the account every demo starts with.",
+    }
 
 
 def generate(rng: random.Random, count: int):
@@ -43,8 +121,8 @@ def generate(rng: random.Random, count: int):
             "employees": int(rng.lognormvariate(4.5, 1.6)) + 1,
             "country": rng.choice(COUNTRIES),
             "description": f"{name} is a "
-                           f"{rng.choice(['fast-growing', 'established', 'family-owned', 'venture-backed'])} "
-                           f"{rng.choice(INDUSTRIES).lower()} company.",
+            f"{rng.choice(['fast-growing', 'established', 'family-owned', 'venture-backed'])} "
+            f"{rng.choice(INDUSTRIES).lower()} company.",
         }
 
 

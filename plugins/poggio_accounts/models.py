@@ -53,8 +53,10 @@ class Note(WorkspaceModel):
         indexes = ((("account", "created_at", "id"), False),)
 
 
-_BY_DOMAIN = Prepared(lambda: Account.select().where(
-    (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))), plan_once=True)
+_BY_DOMAIN = Prepared(
+    lambda: Account.select().where((Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))),
+    plan_once=True,
+)
 
 
 def find_account(workspace_id: int, domain: str) -> Account | None:
@@ -81,9 +83,13 @@ def account_chunks(workspace_id: int, *fields, size: int = 2000) -> Iterator[lis
     packs that add data to every account (demo data), without holding a million rows at once."""
     last_id = 0
     while True:
-        chunk = list(Account.select(Account.id, *fields)
-                     .where((Account.workspace == workspace_id) & (Account.id > last_id))
-                     .order_by(Account.id).limit(size).tuples())
+        chunk = list(
+            Account.select(Account.id, *fields)
+            .where((Account.workspace == workspace_id) & (Account.id > last_id))
+            .order_by(Account.id)
+            .limit(size)
+            .tuples()
+        )
         if not chunk:
             return
         yield chunk
@@ -103,10 +109,38 @@ def insert_accounts(workspace_id: int, rows: list[dict], now) -> None:
     the caller's write transaction."""
     ids = reserve_ids(Account, len(rows))
     later = len(rows) == 1  # a tool's write: on PostgreSQL sent with the transaction's next statement
-    columns = (Account.id, Account.workspace, Account.domain, Account.name, Account.industry, Account.employees,
-               Account.country, Account.description, Account.created_at, Account.updated_at)
-    bulk_insert(Account, columns, [
-        (i, workspace_id, r["domain"], r["name"], r.get("industry", ""), r.get("employees"), r.get("country", ""),
-         r.get("description", ""), now, now) for i, r in zip(ids, rows, strict=True)], later=later)
-    add_search_terms(SEARCH_KIND, workspace_id, ((i, (r["name"], r["domain"])) for i, r in zip(ids, rows, strict=True)),
-                     later=later)
+    columns = (
+        Account.id,
+        Account.workspace,
+        Account.domain,
+        Account.name,
+        Account.industry,
+        Account.employees,
+        Account.country,
+        Account.description,
+        Account.created_at,
+        Account.updated_at,
+    )
+    bulk_insert(
+        Account,
+        columns,
+        [
+            (
+                i,
+                workspace_id,
+                r["domain"],
+                r["name"],
+                r.get("industry", ""),
+                r.get("employees"),
+                r.get("country", ""),
+                r.get("description", ""),
+                now,
+                now,
+            )
+            for i, r in zip(ids, rows, strict=True)
+        ],
+        later=later,
+    )
+    add_search_terms(
+        SEARCH_KIND, workspace_id, ((i, (r["name"], r["domain"])) for i, r in zip(ids, rows, strict=True)), later=later
+    )

@@ -49,8 +49,9 @@ class AccountOut(BaseModel):
     employees: int | None
     country: str
     description: str
-    updated_at: Timestamp | None = Field(description="When the account last changed: pass it as "
-                                                       "if_unmodified_since to update_account.")
+    updated_at: Timestamp | None = Field(
+        description="When the account last changed: pass it as if_unmodified_since to update_account."
+    )
 
     @classmethod
     def of(cls, account: Account) -> AccountOut:
@@ -96,16 +97,24 @@ def _line(a: AccountOut) -> str:
 @tool(title="Search accounts")
 def search_accounts(
     ctx: ToolContext,
-    query: Annotated[str, Field(
-        max_length=200,
-        description="Words to find in the account's name or domain; each word matches the start of a word "
-                    "(\"acm ind\" finds \"Acme Industries\"). Empty lists all accounts.")] = "",
-    industry: Annotated[str | None, Field(
-        max_length=100, description="Only accounts in this industry (exact, case-insensitive).")] = None,
-    country: Annotated[str | None, Field(
-        min_length=2, max_length=2, description="Only accounts in this country (ISO 3166 two-letter code).")] = None,
-    min_employees: Annotated[int | None, Field(
-        ge=0, le=10_000_000, description="Only accounts with at least this many employees.")] = None,
+    query: Annotated[
+        str,
+        Field(
+            max_length=200,
+            description="Words to find in the account's name or domain; each word matches the start of a word "
+            '("acm ind" finds "Acme Industries"). Empty lists all accounts.',
+        ),
+    ] = "",
+    industry: Annotated[
+        str | None, Field(max_length=100, description="Only accounts in this industry (exact, case-insensitive).")
+    ] = None,
+    country: Annotated[
+        str | None,
+        Field(min_length=2, max_length=2, description="Only accounts in this country (ISO 3166 two-letter code)."),
+    ] = None,
+    min_employees: Annotated[
+        int | None, Field(ge=0, le=10_000_000, description="Only accounts with at least this many employees.")
+    ] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> AccountPage:
@@ -115,8 +124,12 @@ def search_accounts(
     filters = {"industry": (industry or "").strip().lower(), "country": (country or "").upper(), "min": min_employees}
     # with search words the query is built with slots: each shape (which filters apply) is compiled
     # to SQL once; without, it is a keyset page in name order, built as is
-    values = {"workspace": ctx.workspace_id, "industry": filters["industry"], "country": filters["country"],
-              "min": min_employees}
+    values = {
+        "workspace": ctx.workspace_id,
+        "industry": filters["industry"],
+        "country": filters["country"],
+        "min": min_employees,
+    }
     prepared = bool(query_words(query))
     value = slot if prepared else values.__getitem__
     q = Account.select().where(Account.workspace == value("workspace"))
@@ -127,8 +140,18 @@ def search_accounts(
     if min_employees is not None:
         q = q.where(Account.employees >= value("min"))
     shape = ("search_accounts", bool(industry), bool(country), min_employees is not None)
-    rows, next_cursor = search_page(ctx, q, Account.id, SEARCH_KIND, query, filters, cursor, limit,
-                                    order=[Account.name, Account.id], prepared=(shape, values) if prepared else None)
+    rows, next_cursor = search_page(
+        ctx,
+        q,
+        Account.id,
+        SEARCH_KIND,
+        query,
+        filters,
+        cursor,
+        limit,
+        order=[Account.name, Account.id],
+        prepared=(shape, values) if prepared else None,
+    )
     # validated as one page of the rows' values (AccountOut.of each, in one call)
     page = AccountPage.model_validate({"items": [a.__data__ for a in rows], "next_cursor": next_cursor})
     return ToolResult(page, page_text(page, _line, "account", first=cursor is None))
@@ -143,17 +166,21 @@ def _with_notes():
     """The account with this domain and its newest notes, in one statement (one round trip on
     PostgreSQL): the account's row first (part 0), then a row per note (part 1), each padded with
     NULLs where the other's columns are."""
-    account = (Account.select(Value(0), *_ACCOUNT_FIELDS, *_NULLS * len(_NOTE_FIELDS))
-               .where((Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))))
+    account = Account.select(Value(0), *_ACCOUNT_FIELDS, *_NULLS * len(_NOTE_FIELDS)).where(
+        (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))
+    )
     # the account's id as a scalar subquery, not a join: PostgreSQL then walks the notes' index of that
     # one account from the newest end, whatever it believes of the tables' sizes (with a join and
     # statistics from before the notes were written, it read every note of the workspace and sorted)
     found = Account.select(Account.id).where(
-        (Account.workspace == slot("workspace")) & (Account.domain == slot("domain")))
-    notes = (Note.select(Value(1), *_NULLS * len(_ACCOUNT_FIELDS), *_NOTE_FIELDS)
-             .where((Note.account == found) & (Note.workspace == slot("workspace")))
-             .order_by(Note.created_at.desc(), Note.id.desc())
-             .limit(PROFILE_NOTES))
+        (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))
+    )
+    notes = (
+        Note.select(Value(1), *_NULLS * len(_ACCOUNT_FIELDS), *_NOTE_FIELDS)
+        .where((Note.account == found) & (Note.workspace == slot("workspace")))
+        .order_by(Note.created_at.desc(), Note.id.desc())
+        .limit(PROFILE_NOTES)
+    )
     return (account + notes).tuples()
 
 
@@ -168,10 +195,15 @@ def _account_and_notes(workspace_id: int, domain: str) -> tuple[Account | None, 
     rows = _ACCOUNT_WITH_NOTES.run(workspace=workspace_id, domain=domain)
     width = len(_ACCOUNT_FIELDS)
     # the union's columns are read as its first part's (the account's fields): the notes' by hand
-    account = next((loaded(Account, dict(zip(_ACCOUNT_NAMES, row[1:width + 1], strict=True)))
-                    for row in rows if row[0] == 0), None)
-    notes = [loaded(Note, {name: read(v) for (name, read), v in zip(_NOTE_READERS, row[width + 1:], strict=True)})
-             for row in rows if row[0] == 1]
+    account = next(
+        (loaded(Account, dict(zip(_ACCOUNT_NAMES, row[1 : width + 1], strict=True))) for row in rows if row[0] == 0),
+        None,
+    )
+    notes = [
+        loaded(Note, {name: read(v) for (name, read), v in zip(_NOTE_READERS, row[width + 1 :], strict=True)})
+        for row in rows
+        if row[0] == 1
+    ]
     notes.sort(key=lambda n: (n.created_at, n.id), reverse=True)  # a union keeps no order
     return account, notes
 
@@ -179,8 +211,12 @@ def _account_and_notes(workspace_id: int, domain: str) -> tuple[Account | None, 
 @tool(title="Get an account's profile")
 def get_account(
     ctx: ToolContext,
-    domain: Annotated[str, Field(
-        min_length=1, max_length=253, description="The account's web domain, e.g. example.com (a URL works too).")],
+    domain: Annotated[
+        str,
+        Field(
+            min_length=1, max_length=253, description="The account's web domain, e.g. example.com (a URL works too)."
+        ),
+    ],
 ) -> AccountProfile:
     """Everything the workspace knows about one account, found by its domain: the account itself,
     and a section from every tool pack in scope (its contacts, its revenue and opportunities, ...)."""
@@ -189,8 +225,9 @@ def get_account(
         raise ToolError("domain", "give a domain such as example.com")
     account, notes = _account_and_notes(ctx.workspace_id, wanted)
     if account is None:
-        raise ToolError("domain", f"no account with domain {wanted!r} in this workspace; "
-                                  "search_accounts finds accounts by name")
+        raise ToolError(
+            "domain", f"no account with domain {wanted!r} in this workspace; search_accounts finds accounts by name"
+        )
     out = AccountOut.of(account)
     sections = []
     for pack, section in ctx.call_hook("poggio_account_profile", ctx=ctx, account=account):
@@ -260,8 +297,12 @@ def _fields(account: Account) -> dict[str, Any]:
 
 
 # the account a change is made to; callers queue for it in turn on PostgreSQL (see for_update)
-_LOCKED = Prepared(lambda: for_update(Account.select().where(
-    (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))), key=fn.hashtext(slot("domain"))))
+_LOCKED = Prepared(
+    lambda: for_update(
+        Account.select().where((Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))),
+        key=fn.hashtext(slot("domain")),
+    )
+)
 _INSERT_NOTE = Prepared.insert_into(Note)
 
 
@@ -269,8 +310,9 @@ def _locked_account(ctx: ToolContext, domain: str) -> Account:
     wanted = normalise_domain(domain)
     account = _LOCKED.first(workspace=ctx.workspace_id, domain=wanted)
     if account is None:
-        raise ToolError("domain", f"no account with domain {wanted!r} in this workspace; search_accounts finds "
-                                  "accounts by name")
+        raise ToolError(
+            "domain", f"no account with domain {wanted!r} in this workspace; search_accounts finds accounts by name"
+        )
     return account
 
 
@@ -287,8 +329,9 @@ def create_account(
     """Create an account (a company) with its web domain and name. The domain must be new in the
     workspace: use update_account to change an account that exists."""
     clean = clean_domain(domain)
-    fields = clean_fields({"name": name, "industry": industry, "employees": employees, "country": country,
-                           "description": description})
+    fields = clean_fields(
+        {"name": name, "industry": industry, "employees": employees, "country": country, "description": description}
+    )
     if find_account(ctx.workspace_id, clean) is not None:
         raise ToolError("domain", f"an account with domain {clean} already exists; update_account changes it")
     now = changed_at()
@@ -312,8 +355,17 @@ def update_account(
 ) -> AccountOut:
     """Change an account's fields, found by its domain; fields left out stay as they are. Overwrites
     what is there: pass if_unmodified_since (its updated_at) so a change made since is not lost."""
-    given = {k: v for k, v in {"name": name, "industry": industry, "employees": employees, "country": country,
-                               "description": description}.items() if v is not None}
+    given = {
+        k: v
+        for k, v in {
+            "name": name,
+            "industry": industry,
+            "employees": employees,
+            "country": country,
+            "description": description,
+        }.items()
+        if v is not None
+    }
     if not given:
         raise ToolError(None, f"give at least one field to change: {', '.join(_FIELDS)}")
     fields = clean_fields(given)
@@ -326,7 +378,8 @@ def update_account(
             setattr(account, k, v)
         account.updated_at = changed_at(account.updated_at)
         Prepared.update_of(Account, [*changes, "updated_at"]).write_later(
-            id=account.id, updated_at=account.updated_at, **changes)
+            id=account.id, updated_at=account.updated_at, **changes
+        )
         if "name" in changes:
             replace_search_terms(SEARCH_KIND, ctx.workspace_id, account.id, (account.name, account.domain))
         ctx.record_change(f"account {account.domain}", {k: before[k] for k in changes}, changes)
@@ -340,10 +393,13 @@ def add_note(
     ctx: ToolContext,
     domain: Domain,
     text: Annotated[str, Field(min_length=1, max_length=5000, description="The note: what happened, what was agreed.")],
-    contact_email: Annotated[str | None, Field(
-        max_length=254, description="Optional: the contact (at this account) it is about.")] = None,
-    opportunity_id: Annotated[int | None, Field(
-        ge=1, le=MAX_ID, description="Optional: the id of the opportunity (of this account) it is about.")] = None,
+    contact_email: Annotated[
+        str | None, Field(max_length=254, description="Optional: the contact (at this account) it is about.")
+    ] = None,
+    opportunity_id: Annotated[
+        int | None,
+        Field(ge=1, le=MAX_ID, description="Optional: the id of the opportunity (of this account) it is about."),
+    ] = None,
 ) -> NoteOut:
     """Write a note on an account (a call, a meeting, what was agreed), optionally about one of its
     contacts or opportunities. Notes show in get_account, newest first."""
@@ -355,19 +411,30 @@ def add_note(
     for argument, value in (("contact_email", contact_email), ("opportunity_id", opportunity_id)):
         if value is None or value == "":
             continue
-        answers = [label for _, label in ctx.call_hook("poggio_note_link", ctx=ctx, account=account,
-                                                       argument=argument, value=value)]
+        answers = [
+            label
+            for _, label in ctx.call_hook("poggio_note_link", ctx=ctx, account=account, argument=argument, value=value)
+        ]
         if not answers:
             raise ToolError(argument, "no tool pack in this token's scope knows it; leave it out")
         links.append(str(answers[0]))
-    values = {"workspace": ctx.workspace_id, "account": account.id, "text": body,
-              "contact_email": contact_email.strip().lower() if contact_email else None,
-              "opportunity_id": opportunity_id, "links": "; ".join(links), "author": ctx.caller[:254],
-              "created_at": changed_at()}
+    values = {
+        "workspace": ctx.workspace_id,
+        "account": account.id,
+        "text": body,
+        "contact_email": contact_email.strip().lower() if contact_email else None,
+        "opportunity_id": opportunity_id,
+        "links": "; ".join(links),
+        "author": ctx.caller[:254],
+        "created_at": changed_at(),
+    }
     note = loaded(Note, {"id": _INSERT_NOTE.write(**values), **values})
     out = NoteOut.of(note)
-    ctx.record_change(f"note on account {account.domain}", None,
-                      {"text": body, "contact_email": out.contact_email, "opportunity_id": opportunity_id})
+    ctx.record_change(
+        f"note on account {account.domain}",
+        None,
+        {"text": body, "contact_email": out.contact_email, "opportunity_id": opportunity_id},
+    )
     return ToolResult(out, f"Noted on {account.name} ({account.domain}): {body}")
 
 

@@ -68,8 +68,13 @@ def clean_description(value) -> str:
     return text
 
 
-FIELDS = {"name": clean_name, "industry": clean_industry, "employees": clean_employees,
-          "country": clean_country, "description": clean_description}
+FIELDS = {
+    "name": clean_name,
+    "industry": clean_industry,
+    "employees": clean_employees,
+    "country": clean_country,
+    "description": clean_description,
+}
 
 
 def clean_fields(values: dict) -> dict:

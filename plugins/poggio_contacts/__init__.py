@@ -15,10 +15,15 @@ __all__ = ["Contact"]
 
 @hookimpl
 def poggio_pack():
-    return PackInfo(name="contacts", title="Contacts", version=__version__, requires=("accounts",),
-                    description="Search the people at your accounts.",
-                    instructions="search_contacts finds people by name, e-mail or title, or at one account; "
-                                 "with write access, create_contact and update_contact change them.")
+    return PackInfo(
+        name="contacts",
+        title="Contacts",
+        version=__version__,
+        requires=("accounts",),
+        description="Search the people at your accounts.",
+        instructions="search_contacts finds people by name, e-mail or title, or at one account; "
+        "with write access, create_contact and update_contact change them.",
+    )
 
 
 @hookimpl

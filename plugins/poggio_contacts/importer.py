@@ -13,10 +13,20 @@ COLUMNS = ("email", "first_name", "last_name", "title", "account_domain")
 def validate(workspace_id: int, rows):
     """One chunk of the file; the earlier chunks are in the database already."""
     cleaned, errors = [], []
-    accounts = dict(existing_keys(Account.domain, {normalise_domain(row["account_domain"]) for _, row in rows},
-                                  Account.workspace, workspace_id))
-    existing = {e for e, _ in existing_keys(Contact.email, {row["email"].strip().lower() for _, row in rows},
-                                            Contact.workspace, workspace_id)}
+    accounts = dict(
+        existing_keys(
+            Account.domain,
+            {normalise_domain(row["account_domain"]) for _, row in rows},
+            Account.workspace,
+            workspace_id,
+        )
+    )
+    existing = {
+        e
+        for e, _ in existing_keys(
+            Contact.email, {row["email"].strip().lower() for _, row in rows}, Contact.workspace, workspace_id
+        )
+    }
     in_file: dict[str, int] = {}
     for line, row in rows:
         try:

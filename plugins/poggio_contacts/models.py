@@ -29,13 +29,39 @@ def insert_contacts(workspace_id: int, rows: list[dict], now=None) -> None:
     now = now or utcnow()
     ids = reserve_ids(Contact, len(rows))
     later = len(rows) == 1  # a tool's write: on PostgreSQL sent with the transaction's next statement
-    columns = (Contact.id, Contact.workspace, Contact.account, Contact.email, Contact.first_name, Contact.last_name,
-               Contact.title, Contact.created_at, Contact.updated_at)
-    bulk_insert(Contact, columns, [
-        (i, workspace_id, r.get("account"), r["email"], r.get("first_name", ""), r.get("last_name", ""),
-         r.get("title", ""), now, r.get("updated_at", now)) for i, r in zip(ids, rows, strict=True)], later=later)
-    add_search_terms(SEARCH_KIND, workspace_id, (
-        (i, search_texts(r)) for i, r in zip(ids, rows, strict=True)), later=later)
+    columns = (
+        Contact.id,
+        Contact.workspace,
+        Contact.account,
+        Contact.email,
+        Contact.first_name,
+        Contact.last_name,
+        Contact.title,
+        Contact.created_at,
+        Contact.updated_at,
+    )
+    bulk_insert(
+        Contact,
+        columns,
+        [
+            (
+                i,
+                workspace_id,
+                r.get("account"),
+                r["email"],
+                r.get("first_name", ""),
+                r.get("last_name", ""),
+                r.get("title", ""),
+                now,
+                r.get("updated_at", now),
+            )
+            for i, r in zip(ids, rows, strict=True)
+        ],
+        later=later,
+    )
+    add_search_terms(
+        SEARCH_KIND, workspace_id, ((i, search_texts(r)) for i, r in zip(ids, rows, strict=True)), later=later
+    )
 
 
 def search_texts(contact) -> tuple:

@@ -44,15 +44,23 @@ class ContactOut(BaseModel):
     title: str
     account_domain: str | None
     account_name: str | None
-    updated_at: Timestamp | None = Field(description="When the contact last changed: pass it as "
-                                                       "if_unmodified_since to update_contact.")
+    updated_at: Timestamp | None = Field(
+        description="When the contact last changed: pass it as if_unmodified_since to update_contact."
+    )
 
     @classmethod
     def of(cls, c: Contact, account: Account | None = None) -> ContactOut:
         account = account or (c.account if c.account_id else None)
-        return cls(id=c.id, email=c.email, first_name=c.first_name, last_name=c.last_name, title=c.title,
-                   account_domain=account.domain if account else None, account_name=account.name if account else None,
-                   updated_at=c.updated_at)
+        return cls(
+            id=c.id,
+            email=c.email,
+            first_name=c.first_name,
+            last_name=c.last_name,
+            title=c.title,
+            account_domain=account.domain if account else None,
+            account_name=account.name if account else None,
+            updated_at=c.updated_at,
+        )
 
 
 ContactPage = Page.of(ContactOut, "contacts")
@@ -71,16 +79,26 @@ def _with_account():
 @tool(title="Search contacts")
 def search_contacts(
     ctx: ToolContext,
-    query: Annotated[str, Field(
-        max_length=200,
-        description="Words to find in the contact's name, e-mail or title; each word matches the start of a word. "
-                    "Empty lists all contacts.")] = "",
-    account_domain: Annotated[str | None, Field(
-        max_length=253, description="Only contacts at the account with this domain, e.g. example.com.")] = None,
-    title: Annotated[str | None, Field(
-        max_length=150,
-        description="Only contacts whose job title contains this text, from the start of a word "
-                    "(case-insensitive): \"sales\" finds \"VP Sales\".")] = None,
+    query: Annotated[
+        str,
+        Field(
+            max_length=200,
+            description="Words to find in the contact's name, e-mail or title; each word matches the start of a word. "
+            "Empty lists all contacts.",
+        ),
+    ] = "",
+    account_domain: Annotated[
+        str | None,
+        Field(max_length=253, description="Only contacts at the account with this domain, e.g. example.com."),
+    ] = None,
+    title: Annotated[
+        str | None,
+        Field(
+            max_length=150,
+            description="Only contacts whose job title contains this text, from the start of a word "
+            '(case-insensitive): "sales" finds "VP Sales".',
+        ),
+    ] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> ContactPage:
@@ -92,9 +110,12 @@ def search_contacts(
     # to SQL once; without, it is a keyset page in name order, built as is
     prepared = bool(query_words(words))
     wanted_title = (title or "").strip().lower()
-    values = {"workspace": ctx.workspace_id, "account": account_id(ctx, account_domain) if account_domain else None,
-              "title": wanted_title,
-              "title_like": "%" + wanted_title.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"}
+    values = {
+        "workspace": ctx.workspace_id,
+        "account": account_id(ctx, account_domain) if account_domain else None,
+        "title": wanted_title,
+        "title_like": "%" + wanted_title.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%",
+    }
     value = slot if prepared else values.__getitem__
     q = _with_account().where(Contact.workspace == value("workspace"))
     if account_domain:
@@ -103,15 +124,30 @@ def search_contacts(
         # the title's words go through the word index too (``words``), so a title few contacts hold
         # is found without reading every contact; this check keeps the exact ones
         if prepared:  # what contains() writes for a str: the pattern escaped, with its ESCAPE clause
-            q = q.where(Expression(fn.LOWER(Contact.title), OP.ILIKE,
-                                   NodeList((slot("title_like"), SQL("ESCAPE"), Value("\\", converter=False)))))
+            q = q.where(
+                Expression(
+                    fn.LOWER(Contact.title),
+                    OP.ILIKE,
+                    NodeList((slot("title_like"), SQL("ESCAPE"), Value("\\", converter=False))),
+                )
+            )
         else:
             q = q.where(fn.LOWER(Contact.title).contains(values["title"]))
     filters = {"account": normalise_domain(account_domain or ""), "title": (title or "").strip().lower()}
     shape = ("search_contacts", bool(account_domain), bool(title))
-    rows, next_cursor = search_page(ctx, q, Contact.id, SEARCH_KIND, words, filters, cursor, limit,
-                                    order=[Contact.last_name, Contact.first_name, Contact.id],
-                                    narrow=bool(account_domain), prepared=(shape, values) if prepared else None)
+    rows, next_cursor = search_page(
+        ctx,
+        q,
+        Contact.id,
+        SEARCH_KIND,
+        words,
+        filters,
+        cursor,
+        limit,
+        order=[Contact.last_name, Contact.first_name, Contact.id],
+        narrow=bool(account_domain),
+        prepared=(shape, values) if prepared else None,
+    )
     page = ContactPage(items=[ContactOut.of(c) for c in rows], next_cursor=next_cursor)
     return ToolResult(page, page_text(page, _line, "contact", first=cursor is None))
 
@@ -125,22 +161,31 @@ def get_contact(
     wanted = email.strip().lower()
     contact = _with_account().where((Contact.workspace == ctx.workspace_id) & (Contact.email == wanted)).first()
     if contact is None:
-        raise ToolError("email", f"no contact with e-mail {wanted!r} in this workspace; "
-                                 "search_contacts finds contacts by name")
+        raise ToolError(
+            "email", f"no contact with e-mail {wanted!r} in this workspace; search_contacts finds contacts by name"
+        )
     out = ContactOut.of(contact)
     return ToolResult(out, _line(out)[2:])
 
 
 # The first contacts of an account, each row carrying the account's total (a window count, taken
 # before the LIMIT): one query for the profile section.
-_PROFILE_CONTACTS = Prepared(lambda: (
-    Contact.select(Contact.email, Contact.first_name, Contact.last_name, Contact.title,
-                   fn.COUNT(Contact.id).over().alias("total"))
-    .where((Contact.workspace == slot("workspace")) & (Contact.account == slot("account")))
-    .order_by(Contact.last_name, Contact.first_name, Contact.id)
-    .limit(PROFILE_CONTACTS)
-    .tuples()
-), plan_once=True)
+_PROFILE_CONTACTS = Prepared(
+    lambda: (
+        Contact.select(
+            Contact.email,
+            Contact.first_name,
+            Contact.last_name,
+            Contact.title,
+            fn.COUNT(Contact.id).over().alias("total"),
+        )
+        .where((Contact.workspace == slot("workspace")) & (Contact.account == slot("account")))
+        .order_by(Contact.last_name, Contact.first_name, Contact.id)
+        .limit(PROFILE_CONTACTS)
+        .tuples()
+    ),
+    plan_once=True,
+)
 
 
 @hookimpl
@@ -154,8 +199,12 @@ def poggio_account_profile(ctx: ToolContext, account: Account) -> ProfileSection
     lines = [f"- {p['first_name']} {p['last_name']}, {p['title'] or 'no title'} <{p['email']}>" for p in people]
     if total > len(shown):
         lines.append(f"… and {total - len(shown)} more (search_contacts with account_domain={account.domain}).")
-    return ProfileSection(key="contacts", title=f"Contacts ({total})",
-                          data={"total": total, "contacts": people}, text="\n".join(lines) or "No contacts.")
+    return ProfileSection(
+        key="contacts",
+        title=f"Contacts ({total})",
+        data={"total": total, "contacts": people},
+        text="\n".join(lines) or "No contacts.",
+    )
 
 
 @hookimpl
@@ -173,13 +222,19 @@ Email = Annotated[str, Field(min_length=3, max_length=254, description="The cont
 _FIELDS = ("first_name", "last_name", "title")
 
 
-_BY_EMAIL = Prepared(lambda: Contact.select().where(
-    (Contact.workspace == slot("workspace")) & (Contact.email == slot("email"))))
+_BY_EMAIL = Prepared(
+    lambda: Contact.select().where((Contact.workspace == slot("workspace")) & (Contact.email == slot("email")))
+)
 # the contact a change is made to; callers queue for it in turn on PostgreSQL (see for_update)
 # the contact locked, with its account (if any) read in the same statement, not locked
-_LOCKED = Prepared(lambda: for_update(Contact.select(Contact, Account).join(Account, JOIN.LEFT_OUTER).where(
-    (Contact.workspace == slot("workspace")) & (Contact.email == slot("email"))), key=fn.hashtext(slot("email"))))
-
+_LOCKED = Prepared(
+    lambda: for_update(
+        Contact.select(Contact, Account)
+        .join(Account, JOIN.LEFT_OUTER)
+        .where((Contact.workspace == slot("workspace")) & (Contact.email == slot("email"))),
+        key=fn.hashtext(slot("email")),
+    )
+)
 
 
 @tool(title="Create a contact", read_only=False, idempotent=False)
@@ -188,8 +243,10 @@ def create_contact(
     email: Email,
     first_name: Annotated[str, Field(max_length=100, description="Given name.")],
     last_name: Annotated[str, Field(max_length=100, description="Family name.")],
-    account_domain: Annotated[str, Field(
-        min_length=1, max_length=253, description="The domain of the account they work at, e.g. example.com.")],
+    account_domain: Annotated[
+        str,
+        Field(min_length=1, max_length=253, description="The domain of the account they work at, e.g. example.com."),
+    ],
     title: Annotated[str, Field(max_length=150, description="Job title, e.g. VP Sales.")] = "",
 ) -> ContactOut:
     """Add a person at an account, by e-mail address (new in the workspace: update_contact changes
@@ -214,14 +271,16 @@ def update_contact(
     first_name: Annotated[str | None, Field(max_length=100, description="A new given name.")] = None,
     last_name: Annotated[str | None, Field(max_length=100, description="A new family name.")] = None,
     title: Annotated[str | None, Field(max_length=150, description="A new job title (empty clears it).")] = None,
-    account_domain: Annotated[str | None, Field(
-        min_length=1, max_length=253, description="The domain of the account they now work at.")] = None,
+    account_domain: Annotated[
+        str | None, Field(min_length=1, max_length=253, description="The domain of the account they now work at.")
+    ] = None,
     if_unmodified_since: IfUnmodifiedSince = None,
 ) -> ContactOut:
     """Change a contact's name, title or account, found by e-mail; fields left out stay as they are.
     Overwrites what is there: pass if_unmodified_since (its updated_at) so a change made since is not lost."""
-    given = {k: v for k, v in {"first_name": first_name, "last_name": last_name, "title": title}.items()
-             if v is not None}
+    given = {
+        k: v for k, v in {"first_name": first_name, "last_name": last_name, "title": title}.items() if v is not None
+    }
     if not given and account_domain is None:
         raise ToolError(None, "give at least one field to change: first_name, last_name, title, account_domain")
     fields = clean_fields(given)
@@ -244,10 +303,14 @@ def update_contact(
             if k in changes:
                 setattr(contact, k, changes[k])
         contact.updated_at = changed_at(contact.updated_at)
-        fields_changed = [k for k in changes if k != "account_domain"] + (
-            ["account"] if "account_domain" in changes else []) + ["updated_at"]
-        Prepared.update_of(Contact, fields_changed).write_later(id=contact.id, **{
-            f: contact.account_id if f == "account" else getattr(contact, f) for f in fields_changed})
+        fields_changed = (
+            [k for k in changes if k != "account_domain"]
+            + (["account"] if "account_domain" in changes else [])
+            + ["updated_at"]
+        )
+        Prepared.update_of(Contact, fields_changed).write_later(
+            id=contact.id, **{f: contact.account_id if f == "account" else getattr(contact, f) for f in fields_changed}
+        )
         if set(changes) & set(_FIELDS):
             replace_search_terms(SEARCH_KIND, ctx.workspace_id, contact.id, search_texts(contact))
         ctx.record_change(f"contact {contact.email}", {k: before[k] for k in changes}, changes)

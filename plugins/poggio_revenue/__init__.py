@@ -16,12 +16,17 @@ __all__ = ["OPEN_STAGES", "STAGES", "Opportunity"]
 
 @hookimpl
 def poggio_pack():
-    return PackInfo(name="revenue", title="Revenue", version=__version__, requires=("accounts",),
-                    description="Pipeline, won revenue and opportunities.",
-                    instructions="get_revenue_summary totals won, open and lost deals per currency; "
-                                 "list_opportunities lists the deals themselves (with their ids); with write "
-                                 "access, create_opportunity and update_opportunity (stage, amount, close "
-                                 "date) change them.")
+    return PackInfo(
+        name="revenue",
+        title="Revenue",
+        version=__version__,
+        requires=("accounts",),
+        description="Pipeline, won revenue and opportunities.",
+        instructions="get_revenue_summary totals won, open and lost deals per currency; "
+        "list_opportunities lists the deals themselves (with their ids); with write "
+        "access, create_opportunity and update_opportunity (stage, amount, close "
+        "date) change them.",
+    )
 
 
 @hookimpl

@@ -45,14 +45,16 @@ def poggio_seed_demo(workspace_id: int, rng: random.Random, accounts: int, progr
                 stage = (STAGES[n] if n < 2 else "won") if example else rng.choice(STAGES)
                 product, amount = rng.choice(PRODUCTS), Decimal(rng.randrange(1_000, 500_000, 250))
                 day = close_date(rng, stage, today, overdue=(n == 1) if example else None)
-                rows.append({
-                    "account": account_id,
-                    "name": f"{product} {day.year}",
-                    "stage": stage,
-                    "amount": amount,
-                    "currency": CURRENCIES.get(country, "EUR"),
-                    "close_date": day,
-                })
+                rows.append(
+                    {
+                        "account": account_id,
+                        "name": f"{product} {day.year}",
+                        "stage": stage,
+                        "amount": amount,
+                        "currency": CURRENCIES.get(country, "EUR"),
+                        "close_date": day,
+                    }
+                )
         with writing():
             insert_opportunities(workspace_id, rows, now)
         done += len(chunk)

@@ -13,14 +13,21 @@ COLUMNS = ("account_domain", "name", "stage", "amount", "currency", "close_date"
 def validate(workspace_id: int, rows):
     """One chunk of the file (accounts looked up for its domains only)."""
     cleaned, errors = [], []
-    accounts = dict(existing_keys(Account.domain, {normalise_domain(row["account_domain"]) for _, row in rows},
-                                  Account.workspace, workspace_id))
+    accounts = dict(
+        existing_keys(
+            Account.domain,
+            {normalise_domain(row["account_domain"]) for _, row in rows},
+            Account.workspace,
+            workspace_id,
+        )
+    )
     for line, row in rows:
         try:
             domain = normalise_domain(row["account_domain"])
             if domain not in accounts:
-                raise ToolError("account_domain",
-                                f"no account with domain {domain or '(empty)'}; import accounts first")
+                raise ToolError(
+                    "account_domain", f"no account with domain {domain or '(empty)'}; import accounts first"
+                )
             fields = clean_fields({c: row[c] for c in COLUMNS if c != "account_domain"})
         except ToolError as exc:
             errors.append((line, exc.field, exc.message))

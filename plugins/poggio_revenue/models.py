@@ -47,13 +47,35 @@ class RevenueDay(WorkspaceModel):
 def insert_opportunities(workspace_id: int, rows: list[dict], now) -> None:
     """Insert opportunity dicts (no workspace key) and add them to the day totals, in the caller's
     transaction: the one way opportunities are written, so the totals always match them."""
-    columns = (Opportunity.workspace, Opportunity.account, Opportunity.name, Opportunity.stage, Opportunity.amount,
-               Opportunity.currency, Opportunity.close_date, Opportunity.created_at,
-               Opportunity.updated_at)
-    bulk_insert(Opportunity, columns, [
-        (workspace_id, r["account"], r["name"], r["stage"], r["amount"], r["currency"], r["close_date"], now,
-         r.get("updated_at", now))
-        for r in rows])
+    columns = (
+        Opportunity.workspace,
+        Opportunity.account,
+        Opportunity.name,
+        Opportunity.stage,
+        Opportunity.amount,
+        Opportunity.currency,
+        Opportunity.close_date,
+        Opportunity.created_at,
+        Opportunity.updated_at,
+    )
+    bulk_insert(
+        Opportunity,
+        columns,
+        [
+            (
+                workspace_id,
+                r["account"],
+                r["name"],
+                r["stage"],
+                r["amount"],
+                r["currency"],
+                r["close_date"],
+                now,
+                r.get("updated_at", now),
+            )
+            for r in rows
+        ],
+    )
     days: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
     for r in rows:
         total = days[(r["currency"], r["stage"], r["close_date"])]
@@ -80,8 +102,9 @@ def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
     old_amount = Decimal(opportunity.amount)
     for field, value in changes.items():
         setattr(opportunity, field, value)
-    Prepared.update_of(Opportunity, changes).write_later(id=opportunity.id,
-                                                         **{f: getattr(opportunity, f) for f in changes})
+    Prepared.update_of(Opportunity, changes).write_later(
+        id=opportunity.id, **{f: getattr(opportunity, f) for f in changes}
+    )
     new = (opportunity.currency, opportunity.stage, opportunity.close_date)
     new_amount = Decimal(opportunity.amount)
     if (old, old_amount) == (new, new_amount):
@@ -94,11 +117,19 @@ def move_opportunity(opportunity: Opportunity, changes: dict) -> None:
     add_to_days(opportunity.workspace_id, days)
 
 
-_DAY_COLUMNS = (RevenueDay.workspace, RevenueDay.currency, RevenueDay.stage, RevenueDay.close_date, RevenueDay.count,
-                RevenueDay.amount)
-_DAY_UPSERT = ('ON CONFLICT ("workspace_id", "currency", "stage", "close_date") DO UPDATE SET '
-               '"count" = "revenue_day"."count" + excluded."count", '
-               '"amount" = "revenue_day"."amount" + excluded."amount"')
+_DAY_COLUMNS = (
+    RevenueDay.workspace,
+    RevenueDay.currency,
+    RevenueDay.stage,
+    RevenueDay.close_date,
+    RevenueDay.count,
+    RevenueDay.amount,
+)
+_DAY_UPSERT = (
+    'ON CONFLICT ("workspace_id", "currency", "stage", "close_date") DO UPDATE SET '
+    '"count" = "revenue_day"."count" + excluded."count", '
+    '"amount" = "revenue_day"."amount" + excluded."amount"'
+)
 
 
 def add_to_days(workspace_id: int, days: dict[tuple, list]) -> None:
@@ -107,14 +138,23 @@ def add_to_days(workspace_id: int, days: dict[tuple, list]) -> None:
     # in one order everywhere: two writes moving deals between the same days lock them alike (no deadlock)
     keys = sorted(k for k, (count, amount) in days.items() if count or amount)
     # one upsert compiled once for all the days (an import or the demo adds thousands per chunk)
-    bulk_insert(RevenueDay, _DAY_COLUMNS,
-                ((workspace_id, currency, stage, day, *days[(currency, stage, day)]) for currency, stage, day in keys),
-                on_conflict=_DAY_UPSERT, later=len(keys) <= 4)  # a tool's write: sent with the next statement
+    bulk_insert(
+        RevenueDay,
+        _DAY_COLUMNS,
+        ((workspace_id, currency, stage, day, *days[(currency, stage, day)]) for currency, stage, day in keys),
+        on_conflict=_DAY_UPSERT,
+        later=len(keys) <= 4,
+    )  # a tool's write: sent with the next statement
     for currency, stage, day in (k for k, (count, _) in days.items() if count < 0):
         _EMPTIED_DAY.write_later(workspace=workspace_id, currency=currency, stage=stage, close_date=day)
 
 
-_EMPTIED_DAY = Prepared(lambda: RevenueDay.delete().where(
-    (RevenueDay.workspace == slot("workspace")) & (RevenueDay.currency == slot("currency"))
-    & (RevenueDay.stage == slot("stage")) & (RevenueDay.close_date == slot("close_date", RevenueDay.close_date))
-    & (RevenueDay.count <= 0)))
+_EMPTIED_DAY = Prepared(
+    lambda: RevenueDay.delete().where(
+        (RevenueDay.workspace == slot("workspace"))
+        & (RevenueDay.currency == slot("currency"))
+        & (RevenueDay.stage == slot("stage"))
+        & (RevenueDay.close_date == slot("close_date", RevenueDay.close_date))
+        & (RevenueDay.count <= 0)
+    )
+)

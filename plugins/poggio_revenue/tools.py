@@ -39,8 +39,9 @@ from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay, 
 from poggio_revenue.validation import clean_fields
 
 Stage = Literal["prospecting", "qualification", "proposal", "negotiation", "won", "lost"]
-AccountDomain = Annotated[str | None, Field(
-    max_length=253, description="Only the account with this domain, e.g. example.com.")]
+AccountDomain = Annotated[
+    str | None, Field(max_length=253, description="Only the account with this domain, e.g. example.com.")
+]
 After = Annotated[dt.date | None, Field(description="Only opportunities closing on or after this date (YYYY-MM-DD).")]
 Before = Annotated[dt.date | None, Field(description="Only opportunities closing on or before this date (YYYY-MM-DD).")]
 
@@ -77,13 +78,24 @@ class OpportunityOut(BaseModel):
     close_date: dt.date
     account_domain: str
     account_name: str
-    updated_at: Timestamp | None = Field(default=None, description="When the opportunity last changed: pass "
-                                                                     "it as if_unmodified_since to update_opportunity.")
+    updated_at: Timestamp | None = Field(
+        default=None,
+        description="When the opportunity last changed: pass it as if_unmodified_since to update_opportunity.",
+    )
 
     @classmethod
     def of(cls, o: Opportunity, account: Account) -> OpportunityOut:
-        return cls(id=o.id, name=o.name, stage=o.stage, amount=o.amount, currency=o.currency, close_date=o.close_date,
-                   account_domain=account.domain, account_name=account.name, updated_at=o.updated_at)
+        return cls(
+            id=o.id,
+            name=o.name,
+            stage=o.stage,
+            amount=o.amount,
+            currency=o.currency,
+            close_date=o.close_date,
+            account_domain=account.domain,
+            account_name=account.name,
+            updated_at=o.updated_at,
+        )
 
 
 OpportunityPage = Page.of(OpportunityOut, "opportunities")
@@ -113,8 +125,11 @@ def _totals(by_account: bool, after: bool, before: bool, padded: bool = False):
         columns = [fn.COUNT(SQL("*")), fn.SUM(Opportunity.amount), *_overdue_sums(Opportunity, 1, Opportunity.amount)]
     else:
         source = RevenueDay
-        columns = [fn.SUM(RevenueDay.count), fn.SUM(RevenueDay.amount),
-                   *_overdue_sums(RevenueDay, RevenueDay.count, RevenueDay.amount)]
+        columns = [
+            fn.SUM(RevenueDay.count),
+            fn.SUM(RevenueDay.amount),
+            *_overdue_sums(RevenueDay, RevenueDay.count, RevenueDay.amount),
+        ]
     columns = [source.currency, source.stage, *columns]
     if padded:
         columns = [Value(TOTALS), *columns, SQL("NULL"), SQL("NULL"), SQL("NULL")]
@@ -141,20 +156,45 @@ def _totals_query(by_account: bool, after: bool, before: bool) -> Prepared:
 def _open_deals(part: int, upcoming: bool):
     """An account's first five open deals by close date: from today on, or those already late; the
     columns padded to the totals' (part, currency, stage, -, amount, -, -, name, close date, id)."""
-    day = Opportunity.close_date >= slot("today", Opportunity.close_date) if upcoming else \
-        Opportunity.close_date < slot("today", Opportunity.close_date)
-    return (Opportunity.select(Value(part), Opportunity.currency, Opportunity.stage, SQL("NULL"), Opportunity.amount,
-                               SQL("NULL"), SQL("NULL"), Opportunity.name, Opportunity.close_date, Opportunity.id)
-            .where((Opportunity.workspace == slot("workspace")) & (Opportunity.account == slot("account"))
-                   & Opportunity.stage.in_(OPEN_STAGES) & day)
-            .order_by(Opportunity.close_date, Opportunity.id)
-            .limit(5))
+    day = (
+        Opportunity.close_date >= slot("today", Opportunity.close_date)
+        if upcoming
+        else Opportunity.close_date < slot("today", Opportunity.close_date)
+    )
+    return (
+        Opportunity.select(
+            Value(part),
+            Opportunity.currency,
+            Opportunity.stage,
+            SQL("NULL"),
+            Opportunity.amount,
+            SQL("NULL"),
+            SQL("NULL"),
+            Opportunity.name,
+            Opportunity.close_date,
+            Opportunity.id,
+        )
+        .where(
+            (Opportunity.workspace == slot("workspace"))
+            & (Opportunity.account == slot("account"))
+            & Opportunity.stage.in_(OPEN_STAGES)
+            & day
+        )
+        .order_by(Opportunity.close_date, Opportunity.id)
+        .limit(5)
+    )
 
 
 # An account's profile section in one statement (one round trip on PostgreSQL): its totals with the
 # overdue sums, its first overdue deals and its next deals to close, told apart by the first column.
-_PROFILE = Prepared(lambda: (_totals(True, False, False, padded=True) + _open_deals(OVERDUE, upcoming=False)
-                              + _open_deals(UPCOMING, upcoming=True)).tuples(), plan_once=True)
+_PROFILE = Prepared(
+    lambda: (
+        _totals(True, False, False, padded=True)
+        + _open_deals(OVERDUE, upcoming=False)
+        + _open_deals(UPCOMING, upcoming=True)
+    ).tuples(),
+    plan_once=True,
+)
 
 
 class Deal(NamedTuple):
@@ -175,6 +215,7 @@ def _cents(amount) -> Decimal:
 class Totals(NamedTuple):
     """One currency's totals as :func:`_fold` adds them up (the fields of :class:`CurrencySummary`,
     ``stages`` as ``{stage: (count, amount)}``); a model only where a tool answers with one."""
+
     currency: str
     won: Decimal
     lost: Decimal
@@ -184,22 +225,38 @@ class Totals(NamedTuple):
     stages: dict[str, tuple[int, Decimal]]
 
     def model(self) -> CurrencySummary:
-        return CurrencySummary(**self._replace(stages={s: StageTotal(count=c, amount=a)
-                                                       for s, (c, a) in self.stages.items()})._asdict())
+        return CurrencySummary(
+            **self._replace(stages={s: StageTotal(count=c, amount=a) for s, (c, a) in self.stages.items()})._asdict()
+        )
 
     def plain(self) -> dict[str, Any]:
         """``self.model().model_dump(mode="json")``, written directly (a profile section's data)."""
-        return {"currency": self.currency, "won": str(self.won), "lost": str(self.lost),
-                "open_pipeline": str(self.open_pipeline), "overdue_pipeline": str(self.overdue_pipeline),
-                "win_rate": self.win_rate,
-                "stages": {s: {"count": c, "amount": str(a)} for s, (c, a) in self.stages.items()}}
+        return {
+            "currency": self.currency,
+            "won": str(self.won),
+            "lost": str(self.lost),
+            "open_pipeline": str(self.open_pipeline),
+            "overdue_pipeline": str(self.overdue_pipeline),
+            "win_rate": self.win_rate,
+            "stages": {s: {"count": c, "amount": str(a)} for s, (c, a) in self.stages.items()},
+        }
 
 
-def summarise(workspace_id: int, account_id: int | None, after=None, before=None, today: dt.date | None = None,
-              ) -> tuple[int, list[Totals], int]:
+def summarise(
+    workspace_id: int,
+    account_id: int | None,
+    after=None,
+    before=None,
+    today: dt.date | None = None,
+) -> tuple[int, list[Totals], int]:
     """(opportunities, per-currency totals, how many open ones are overdue on ``today``)."""
-    args = {"workspace": workspace_id, "account": account_id, "after": after, "before": before,
-            "today": today or _today()}
+    args = {
+        "workspace": workspace_id,
+        "account": account_id,
+        "after": after,
+        "before": before,
+        "today": today or _today(),
+    }
     return _fold(_totals_query(account_id is not None, bool(after), bool(before)).run(**args))
 
 
@@ -220,12 +277,17 @@ def _fold(rows) -> tuple[int, list[Totals], int]:
         stages = {s: per[currency].get(s, zero) for s in STAGES}
         (won, won_amount), (lost, lost_amount) = stages["won"], stages["lost"]
         closed = won + lost
-        out.append(Totals(
-            currency=currency, won=won_amount, lost=lost_amount,
-            open_pipeline=sum((stages[s][1] for s in OPEN_STAGES), _ZERO),
-            overdue_pipeline=overdue.get(currency, _ZERO),
-            win_rate=round(won / closed, 3) if closed else None, stages=stages,
-        ))
+        out.append(
+            Totals(
+                currency=currency,
+                won=won_amount,
+                lost=lost_amount,
+                open_pipeline=sum((stages[s][1] for s in OPEN_STAGES), _ZERO),
+                overdue_pipeline=overdue.get(currency, _ZERO),
+                win_rate=round(won / closed, 3) if closed else None,
+                stages=stages,
+            )
+        )
     return total, out, late
 
 
@@ -244,16 +306,19 @@ def _summary_text(total: int, currencies: list[Totals]) -> str:
         money = functools.partial(format_money, currency=c.currency)
         rate = f", win rate {c.win_rate:.0%}" if c.win_rate is not None else ""
         late = f" ({money(c.overdue_pipeline)} overdue)" if c.overdue_pipeline else ""
-        lines.append(f"- {c.currency}: won {money(c.won)}, open pipeline {money(c.open_pipeline)}{late}, "
-                     f"lost {money(c.lost)}{rate}")
+        lines.append(
+            f"- {c.currency}: won {money(c.won)}, open pipeline {money(c.open_pipeline)}{late}, "
+            f"lost {money(c.lost)}{rate}"
+        )
     return "\n".join(lines)
 
 
 def _deal_line(o, note: str = "", account_name: str | None = None) -> str:
     """``- 2026-11-05 Old Pilot (Example Corp): proposal, USD 320,500.00, overdue``."""
     at = f" ({account_name})" if account_name else ""
-    return (f"- {o.close_date} {o.name}{at}: {o.stage}, {format_money(o.amount, o.currency)}"
-            + (f", {note}" if note else ""))
+    return f"- {o.close_date} {o.name}{at}: {o.stage}, {format_money(o.amount, o.currency)}" + (
+        f", {note}" if note else ""
+    )
 
 
 def _overdue(o, today: dt.date) -> bool:
@@ -275,9 +340,13 @@ def get_revenue_summary(
     whole workspace or one account, optionally for a range of close dates."""
     _check_range(closing_after, closing_before)
     total, currencies, _ = summarise(ctx.workspace_id, account_id(ctx, account_domain), closing_after, closing_before)
-    summary = RevenueSummary(account_domain=normalise_domain(account_domain) if account_domain else None,
-                             closing_after=closing_after, closing_before=closing_before,
-                             opportunities=total, currencies=[c.model() for c in currencies])
+    summary = RevenueSummary(
+        account_domain=normalise_domain(account_domain) if account_domain else None,
+        closing_after=closing_after,
+        closing_before=closing_before,
+        opportunities=total,
+        currencies=[c.model() for c in currencies],
+    )
     return ToolResult(summary, _summary_text(total, currencies))
 
 
@@ -288,8 +357,9 @@ def list_opportunities(
     stage: Annotated[Stage | None, Field(description="Only opportunities in this stage.")] = None,
     closing_after: After = None,
     closing_before: Before = None,
-    min_amount: Annotated[Decimal | None, Field(
-        ge=0, le=10**12, max_digits=15, description="Only opportunities of at least this amount.")] = None,
+    min_amount: Annotated[
+        Decimal | None, Field(ge=0, le=10**12, max_digits=15, description="Only opportunities of at least this amount.")
+    ] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> OpportunityPage:
@@ -297,8 +367,7 @@ def list_opportunities(
     An open deal whose close date has passed is marked overdue in the text."""
     _check_range(closing_after, closing_before)
     account = account_id(ctx, account_domain)
-    q = (Opportunity.select(Opportunity, Account).join(Account)
-         .where(Opportunity.workspace == ctx.workspace_id))
+    q = Opportunity.select(Opportunity, Account).join(Account).where(Opportunity.workspace == ctx.workspace_id)
     if account is not None:
         q = q.where(Opportunity.account == account)
     if stage:
@@ -314,8 +383,13 @@ def list_opportunities(
     items = [OpportunityOut.of(o, o.account) for o in rows]
     page = OpportunityPage(items=items, next_cursor=next_cursor)
     today = _today()
-    text = page_text(page, lambda o: _deal_line(o, "overdue" if _overdue(o, today) else "", o.account_name),
-                     "opportunity", "opportunities", first=cursor is None)
+    text = page_text(
+        page,
+        lambda o: _deal_line(o, "overdue" if _overdue(o, today) else "", o.account_name),
+        "opportunity",
+        "opportunities",
+        first=cursor is None,
+    )
     return ToolResult(page, text)
 
 
@@ -329,20 +403,36 @@ def poggio_account_profile(ctx: ToolContext, account: Account) -> ProfileSection
     if overdue:
         more = f", the first {len(overdue)}" if late > len(overdue) else ""
         text += f"\nOverdue: {late} open deal{'' if late == 1 else 's'} past the close date{more}:\n" + "\n".join(
-            _deal_line(o, f"{_days((today - o.close_date).days)} late") for o in overdue)
+            _deal_line(o, f"{_days((today - o.close_date).days)} late") for o in overdue
+        )
     if upcoming:
         text += "\nNext to close:\n" + "\n".join(
-            _deal_line(o, f"in {_days(n)}" if (n := (o.close_date - today).days) else "today") for o in upcoming)
+            _deal_line(o, f"in {_days(n)}" if (n := (o.close_date - today).days) else "today") for o in upcoming
+        )
 
     def out(rows):
-        return [{"name": o.name, "stage": o.stage, "amount": str(o.amount), "currency": o.currency,
-                 "close_date": o.close_date.isoformat()} for o in rows]
-    return ProfileSection(key="revenue", title="Revenue", text=text, data={
-        "opportunities": total,
-        "currencies": [c.plain() for c in currencies],
-        "open_opportunities": out(upcoming),
-        "overdue_opportunities": out(overdue),
-    })
+        return [
+            {
+                "name": o.name,
+                "stage": o.stage,
+                "amount": str(o.amount),
+                "currency": o.currency,
+                "close_date": o.close_date.isoformat(),
+            }
+            for o in rows
+        ]
+
+    return ProfileSection(
+        key="revenue",
+        title="Revenue",
+        text=text,
+        data={
+            "opportunities": total,
+            "currencies": [c.plain() for c in currencies],
+            "open_opportunities": out(upcoming),
+            "overdue_opportunities": out(overdue),
+        },
+    )
 
 
 @hookimpl
@@ -351,14 +441,17 @@ def poggio_note_link(ctx: ToolContext, account: Account, argument: str, value) -
         return None
     deal = Opportunity.get_or_none((Opportunity.workspace == ctx.workspace_id) & (Opportunity.id == value))
     if deal is None or deal.account_id != account.id:
-        raise ToolError("opportunity_id", f"no opportunity {value} of {account.domain} in this workspace; "
-                                          "list_opportunities shows their ids")
+        raise ToolError(
+            "opportunity_id",
+            f"no opportunity {value} of {account.domain} in this workspace; list_opportunities shows their ids",
+        )
     return f"opportunity {deal.id} {deal.name}"
 
 
 StageArgument = Annotated[str, Field(max_length=20, description=f"One of {', '.join(STAGES)}.")]
-AmountArgument = Annotated[Decimal, Field(
-    ge=0, lt=10**12, max_digits=15, description="The deal's value, e.g. 12500.00.")]
+AmountArgument = Annotated[
+    Decimal, Field(ge=0, lt=10**12, max_digits=15, description="The deal's value, e.g. 12500.00.")
+]
 CurrencyArgument = Annotated[str, Field(max_length=3, description="ISO 4217 three-letter code, e.g. USD.")]
 CloseDate = Annotated[dt.date, Field(description="When it closes (or closed), YYYY-MM-DD.")]
 
@@ -370,8 +463,9 @@ def _opportunity_text(verb: str, out: OpportunityOut) -> str:
 @tool(title="Create an opportunity", read_only=False, idempotent=False)
 def create_opportunity(
     ctx: ToolContext,
-    account_domain: Annotated[str, Field(
-        min_length=1, max_length=253, description="The account's domain, e.g. example.com.")],
+    account_domain: Annotated[
+        str, Field(min_length=1, max_length=253, description="The account's domain, e.g. example.com.")
+    ],
     name: Annotated[str, Field(max_length=200, description="The deal's name, e.g. 2027 renewal.")],
     stage: StageArgument,
     amount: AmountArgument,
@@ -380,8 +474,9 @@ def create_opportunity(
 ) -> OpportunityOut:
     """Create an opportunity (a deal) at an account. It counts in the revenue summary at once.
     Each call creates one: pass an idempotency_key to retry safely."""
-    fields = clean_fields({"name": name, "stage": stage, "amount": amount, "currency": currency,
-                           "close_date": close_date})
+    fields = clean_fields(
+        {"name": name, "stage": stage, "amount": amount, "currency": currency, "close_date": close_date}
+    )
     account = account_of(ctx, account_domain)
     now = changed_at()
     new_id = insert_opportunity(ctx.workspace_id, {"account": account.id, **fields}, now)
@@ -397,8 +492,14 @@ def _jsonable(fields: dict) -> dict:
 
 _DEAL = Prepared(lambda: Opportunity.select().where(Opportunity.id == slot("id")))
 # the deal locked, with its account read in the same statement (not locked: FOR UPDATE OF the deal)
-_LOCKED_DEAL = Prepared(lambda: for_update(Opportunity.select(Opportunity, Account).join(Account).where(
-    (Opportunity.workspace == slot("workspace")) & (Opportunity.id == slot("id"))), key=slot("id")))
+_LOCKED_DEAL = Prepared(
+    lambda: for_update(
+        Opportunity.select(Opportunity, Account)
+        .join(Account)
+        .where((Opportunity.workspace == slot("workspace")) & (Opportunity.id == slot("id"))),
+        key=slot("id"),
+    )
+)
 
 
 @tool(title="Update an opportunity", read_only=False, idempotent=True, destructive=True)
@@ -414,8 +515,11 @@ def update_opportunity(
     """Move an opportunity to another stage, or change its amount, close date or name; fields left
     out stay as they are. The revenue summary follows at once. Overwrites what is there: pass
     if_unmodified_since (its updated_at) so a change made since is not lost."""
-    given = {k: v for k, v in {"name": name, "stage": stage, "amount": amount, "close_date": close_date}.items()
-             if v is not None}
+    given = {
+        k: v
+        for k, v in {"name": name, "stage": stage, "amount": amount, "close_date": close_date}.items()
+        if v is not None
+    }
     if not given:
         raise ToolError(None, "give at least one field to change: stage, amount, close_date, name")
     fields = clean_fields(given)

@@ -36,8 +36,9 @@ def clean_amount(value) -> Decimal:
         if not amount.is_finite() or amount < 0 or amount >= MAX_AMOUNT:
             raise InvalidOperation
     except (InvalidOperation, ValueError):
-        raise ToolError("amount", f"{str(value)!r} is not an amount such as 12500.00 (0 or more, below "
-                                  "1,000,000,000,000)") from None
+        raise ToolError(
+            "amount", f"{str(value)!r} is not an amount such as 12500.00 (0 or more, below 1,000,000,000,000)"
+        ) from None
     return amount.quantize(Decimal("0.01"))
 
 
@@ -59,8 +60,13 @@ def clean_close_date(value) -> dt.date:
         raise ToolError("close_date", f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
-FIELDS = {"name": clean_name, "stage": clean_stage, "amount": clean_amount, "currency": clean_currency,
-          "close_date": clean_close_date}
+FIELDS = {
+    "name": clean_name,
+    "stage": clean_stage,
+    "amount": clean_amount,
+    "currency": clean_currency,
+    "close_date": clean_close_date,
+}
 
 
 def clean_fields(values: dict) -> dict:

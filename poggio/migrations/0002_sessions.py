@@ -2,6 +2,7 @@
 them) and the sign-in throttle's counters, shared by every portal process and host.
 
 Frozen copies of the models as they were when this migration was written (playhouse.migrations)."""
+
 from peewee import *
 
 

@@ -36,7 +36,6 @@ def up(migrator, db):
         class Meta:
             table_name = "oauth_client"
 
-
     class OAuthGrant(Base):
         workspace = ForeignKeyField(Workspace, on_delete="CASCADE")
         client = ForeignKeyField(OAuthClient, on_delete="CASCADE")
@@ -75,7 +74,6 @@ def up(migrator, db):
         class Meta:
             table_name = "oauth_code"
 
-
     class OAuthToken(Base):
         grant = ForeignKeyField(OAuthGrant, on_delete="CASCADE")
         access_digest = CharField(max_length=64, unique=True)
@@ -87,7 +85,6 @@ def up(migrator, db):
 
         class Meta:
             table_name = "oauth_token"
-
 
     class GrantUsage(Base):
         grant = ForeignKeyField(OAuthGrant, on_delete="CASCADE")

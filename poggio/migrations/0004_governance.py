@@ -3,6 +3,7 @@ rate limits per token.
 
 Frozen copies of the models as they were when this migration was written, as playhouse.migrations asks.
 """
+
 from peewee import *
 
 
@@ -56,9 +57,20 @@ def down(migrator, db):
     migrator.database.execute_sql('DROP TABLE IF EXISTS "activity"')
     migrator.migrate(
         migrator.drop_index("api_token", "api_token_previous_digest"),
-        *(migrator.drop_column("api_token", c) for c in ("previous_digest", "previous_last_four", "previous_expires_at",
-                                                         "allowed_ips", "rate_limit", "expiry_capped_at")),
+        *(
+            migrator.drop_column("api_token", c)
+            for c in (
+                "previous_digest",
+                "previous_last_four",
+                "previous_expires_at",
+                "allowed_ips",
+                "rate_limit",
+                "expiry_capped_at",
+            )
+        ),
         migrator.drop_column("oauth_grant", "expiry_capped_at"),
-        *(migrator.drop_column("workspace", c)
-          for c in ("default_expiry_days", "max_lifetime_days", "allow_no_expiry")),
+        *(
+            migrator.drop_column("workspace", c)
+            for c in ("default_expiry_days", "max_lifetime_days", "allow_no_expiry")
+        ),
     )

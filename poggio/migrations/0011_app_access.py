@@ -2,6 +2,7 @@
 members too) and a member's request for an app, pending until an admin approves or denies it.
 
 A frozen copy of the model referenced, as playhouse.migrations asks."""
+
 from peewee import CharField, DateTimeField, ForeignKeyField, Model, TextField
 
 
@@ -17,8 +18,9 @@ def up(migrator, db):
         migrator.add_column("workspace", "app_access", CharField(max_length=8, default="admins")),
         migrator.add_column("oauth_grant", "approval", CharField(max_length=8, null=True)),
         migrator.add_column("oauth_grant", "decided_at", DateTimeField(null=True)),
-        migrator.add_column("oauth_grant", "decided_by_id",
-                            ForeignKeyField(User, field=User.id, null=True, on_delete="SET NULL")),
+        migrator.add_column(
+            "oauth_grant", "decided_by_id", ForeignKeyField(User, field=User.id, null=True, on_delete="SET NULL")
+        ),
         migrator.add_column("oauth_code", "approval", CharField(max_length=8, null=True)),
     )
 

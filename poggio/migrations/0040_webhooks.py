@@ -3,6 +3,7 @@ transaction of the change that causes each), and the log of delivery attempts.
 
 Frozen copies of the models as they were when this migration was written, as playhouse.migrations asks.
 """
+
 from peewee import *
 
 

@@ -51,8 +51,13 @@ class NodeToolsError(RuntimeError):
 @functools.lru_cache(maxsize=1)
 def ensure_node_tools() -> Path:
     """Run ``ensure-node.sh`` once per process (idempotent, fast when cached); return Node 22's bin dir."""
-    proc = subprocess.run(["bash", str(ENSURE_SCRIPT)], capture_output=True, text=True,
-                          env={**os.environ, "POGGIO_NODE_DIR": str(NODE_DIR)}, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(ENSURE_SCRIPT)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "POGGIO_NODE_DIR": str(NODE_DIR)},
+        timeout=900,
+    )
     if proc.returncode != 0:
         raise NodeToolsError(f"{ENSURE_SCRIPT} failed (exit {proc.returncode}):\n{proc.stderr.strip()}")
     bin_dir = Path(proc.stdout.strip().splitlines()[-1])
@@ -81,19 +86,21 @@ def node_env(home: str | os.PathLike[str] | None = None) -> tuple[str, dict[str,
     home_dir = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="poggio-node-home-"))
     home_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("NODE_OPTIONS", "NODE_PATH")}
-    env.update({
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "HOME": str(home_dir),
-        "XDG_CONFIG_HOME": str(home_dir / ".config"),
-        "XDG_DATA_HOME": str(home_dir / ".local" / "share"),
-        "XDG_STATE_HOME": str(home_dir / ".local" / "state"),
-        "XDG_CACHE_HOME": str(home_dir / ".cache"),
-        "MCP_INSPECTOR_SECRET_STORE": "memory",
-        "MCP_REMOTE_CONFIG_DIR": str(home_dir / ".mcp-auth"),
-        "MCP_AUTO_OPEN_ENABLED": "false",  # never try to open a browser for OAuth
-        "NO_COLOR": "1",
-        "npm_config_update_notifier": "false",
-    })
+    env.update(
+        {
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "HOME": str(home_dir),
+            "XDG_CONFIG_HOME": str(home_dir / ".config"),
+            "XDG_DATA_HOME": str(home_dir / ".local" / "share"),
+            "XDG_STATE_HOME": str(home_dir / ".local" / "state"),
+            "XDG_CACHE_HOME": str(home_dir / ".cache"),
+            "MCP_INSPECTOR_SECRET_STORE": "memory",
+            "MCP_REMOTE_CONFIG_DIR": str(home_dir / ".mcp-auth"),
+            "MCP_AUTO_OPEN_ENABLED": "false",  # never try to open a browser for OAuth
+            "NO_COLOR": "1",
+            "npm_config_update_notifier": "false",
+        }
+    )
     return str(bin_dir / "node"), env
 
 
@@ -121,10 +128,18 @@ def documented_desktop_bridge(url: str, token: str) -> tuple[list[str], dict[str
     return args, env
 
 
-def run_inspector_cli(url: str, token: str | None, method: str, tool_name: str | None = None,
-                      tool_args: dict[str, Any] | None = None, *, extra_args: Sequence[str] = (),
-                      output_format: str = "json", timeout: float = 60,
-                      home: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_inspector_cli(
+    url: str,
+    token: str | None,
+    method: str,
+    tool_name: str | None = None,
+    tool_args: dict[str, Any] | None = None,
+    *,
+    extra_args: Sequence[str] = (),
+    output_format: str = "json",
+    timeout: float = 60,
+    home: str | os.PathLike[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """``mcp-inspector --cli <url> --transport http --method ... --header "Authorization: Bearer ..."``.
 
     With ``output_format="json"`` (default) stdout is one object ``{"result": ...}`` on success and
@@ -144,8 +159,9 @@ def run_inspector_cli(url: str, token: str | None, method: str, tool_name: str |
         cmd += ["--tool-args-json", json.dumps(tool_args)]
     cmd += list(extra_args)
     cmd += header
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
-                          stdin=subprocess.DEVNULL, cwd=env["HOME"])
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL, cwd=env["HOME"]
+    )
 
 
 # ---------------------------------------------------------------------------------------- conformance
@@ -167,18 +183,29 @@ def _scenario_result(checks: list[dict[str, Any]]) -> dict[str, Any]:
     count = lambda status: sum(1 for c in checks if c.get("status") == status)  # noqa: E731
     failed, warnings = count("FAILURE"), count("WARNING")
     return {
-        "passed": count("SUCCESS"), "failed": failed, "warnings": warnings,
+        "passed": count("SUCCESS"),
+        "failed": failed,
+        "warnings": warnings,
         "ok": failed == 0,  # the suite's exit-code rule: WARNINGs and INFOs do not fail a scenario
         "clean": failed == 0 and warnings == 0,  # the --expected-failures rule: a WARNING is a failure
-        "checks": [{k: c.get(k) for k in ("id", "status", "description", "errorMessage")} for c in checks
-                   if c.get("status") != "INFO"],
+        "checks": [
+            {k: c.get(k) for k in ("id", "status", "description", "errorMessage")}
+            for c in checks
+            if c.get("status") != "INFO"
+        ],
     }
 
 
-def run_conformance(url: str, token: str | None, scenarios: Iterable[str] | None = None, *,
-                    suite: str | None = None, expected_failures: str | os.PathLike[str] | None = None,
-                    timeout: float = 300, home: str | os.PathLike[str] | None = None,
-                    ) -> tuple[int, str, dict[str, Any]]:
+def run_conformance(
+    url: str,
+    token: str | None,
+    scenarios: Iterable[str] | None = None,
+    *,
+    suite: str | None = None,
+    expected_failures: str | os.PathLike[str] | None = None,
+    timeout: float = 300,
+    home: str | os.PathLike[str] | None = None,
+) -> tuple[int, str, dict[str, Any]]:
     """Run ``conformance server --url <url>`` with the bearer token injected; return (rc, output, summary).
 
     ``scenarios=None`` runs one suite (``suite``: "active" by default, or "all"/"pending"); otherwise
@@ -212,8 +239,15 @@ def run_conformance(url: str, token: str | None, scenarios: Iterable[str] | None
     out_dir = Path(tempfile.mkdtemp(prefix="results-", dir=work))
     deadline = time.monotonic() + timeout
     for cmd in runs:
-        proc = subprocess.run(cmd + ["-o", str(out_dir)], capture_output=True, text=True, env=env, cwd=work,
-                              stdin=subprocess.DEVNULL, timeout=max(1.0, deadline - time.monotonic()))
+        proc = subprocess.run(
+            cmd + ["-o", str(out_dir)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+            timeout=max(1.0, deadline - time.monotonic()),
+        )
         rc = max(rc, proc.returncode)
         outputs.append(_ANSI.sub("", proc.stdout + proc.stderr))
     output = "\n".join(outputs)
@@ -223,8 +257,14 @@ def run_conformance(url: str, token: str | None, scenarios: Iterable[str] | None
     for line in output.splitlines():
         m = _SUMMARY_LINE.match(line.strip())
         if m and m["name"] not in per:
-            per[m["name"]] = {"passed": int(m["passed"]), "failed": int(m["failed"]), "warnings": 0,
-                              "ok": m["failed"] == "0", "clean": m["failed"] == "0", "checks": []}
+            per[m["name"]] = {
+                "passed": int(m["passed"]),
+                "failed": int(m["failed"]),
+                "warnings": 0,
+                "ok": m["failed"] == "0",
+                "clean": m["failed"] == "0",
+                "checks": [],
+            }
     total = next((line.strip() for line in output.splitlines() if _TOTAL_LINE.match(line.strip())), None)
     summary = {
         "passed": sum(r["passed"] for r in per.values()),
@@ -260,9 +300,16 @@ class McpRemote:
     spaces in args; also keeps the token out of ``ps``).
     """
 
-    def __init__(self, url: str, token: str | None, *, header_via_env: bool = False,
-                 extra_args: Sequence[str] = (), home: str | os.PathLike[str] | None = None,
-                 default_timeout: float = 30):
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        header_via_env: bool = False,
+        extra_args: Sequence[str] = (),
+        home: str | os.PathLike[str] | None = None,
+        default_timeout: float = 30,
+    ):
         self.url, self.token = url, token
         self.header_via_env = header_via_env
         self.extra_args = list(extra_args)
@@ -288,8 +335,16 @@ class McpRemote:
             if self.token is not None:
                 cmd += ["--header", f"Authorization: Bearer {self.token}"]
             cmd += ["--transport", "http-only", *self.extra_args]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, bufsize=1, env=env, cwd=env["HOME"])
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=env,
+            cwd=env["HOME"],
+        )
         threading.Thread(target=self._pump_stdout, daemon=True).start()
         threading.Thread(target=self._pump_stderr, daemon=True).start()
         return self
@@ -355,7 +410,8 @@ class McpRemote:
                 self._stdout.put(None)  # stay at EOF for later callers
                 time.sleep(0.05)
                 raise McpRemoteError(
-                    f"mcp-remote exited (code {self.proc.poll() if self.proc else None}):\n{self.stderr[-4000:]}")
+                    f"mcp-remote exited (code {self.proc.poll() if self.proc else None}):\n{self.stderr[-4000:]}"
+                )
             line = line.strip()
             if not line:
                 continue
@@ -370,8 +426,9 @@ class McpRemote:
             msg["params"] = params
         self.send(msg)
 
-    def request(self, method: str, params: dict[str, Any] | None = None,
-                timeout: float | None = None) -> dict[str, Any]:
+    def request(
+        self, method: str, params: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
         """Send a request and wait for the response with its id (the whole JSON-RPC message)."""
         self._next_id += 1
         rid = self._next_id
@@ -384,28 +441,35 @@ class McpRemote:
             left = deadline - time.monotonic()
             got = self.recv(left) if left > 0 else None
             if got is None:
-                raise McpRemoteError(f"no response to {method} (id {rid}) within the timeout;"
-                                     f" stderr:\n{self.stderr[-4000:]}")
+                raise McpRemoteError(
+                    f"no response to {method} (id {rid}) within the timeout; stderr:\n{self.stderr[-4000:]}"
+                )
             if "id" in got and ("result" in got or "error" in got):
                 self._pending[got["id"]] = got
             else:
                 self.notifications.append(got)
         return self._pending.pop(rid)
 
-    def initialize(self, protocol_version: str = "2025-06-18", client_name: str = "poggio-tests",
-                   timeout: float | None = None) -> dict[str, Any]:
+    def initialize(
+        self, protocol_version: str = "2025-06-18", client_name: str = "poggio-tests", timeout: float | None = None
+    ) -> dict[str, Any]:
         """initialize + notifications/initialized; returns the initialize response message."""
-        resp = self.request("initialize", {
-            "protocolVersion": protocol_version,
-            "capabilities": {},
-            "clientInfo": {"name": client_name, "version": "0"},
-        }, timeout=timeout)
+        resp = self.request(
+            "initialize",
+            {
+                "protocolVersion": protocol_version,
+                "capabilities": {},
+                "clientInfo": {"name": client_name, "version": "0"},
+            },
+            timeout=timeout,
+        )
         self.notify("notifications/initialized")
         return resp
 
     def list_tools(self, timeout: float | None = None) -> dict[str, Any]:
         return self.request("tools/list", {}, timeout=timeout)
 
-    def call_tool(self, name: str, arguments: dict[str, Any] | None = None,
-                  timeout: float | None = None) -> dict[str, Any]:
+    def call_tool(
+        self, name: str, arguments: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
         return self.request("tools/call", {"name": name, "arguments": arguments or {}}, timeout=timeout)

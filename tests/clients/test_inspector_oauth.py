@@ -57,15 +57,30 @@ def _signed_in_run(stack, tmp_path: Path, *args: str) -> tuple[subprocess.Comple
     env.update({"BROWSER": str(browser), "MCP_AUTO_OPEN_ENABLED": "true"})
     callback = f"http://127.0.0.1:{free_port()}/oauth/callback"
     stderr = tmp_path / "stderr.txt"
-    cmd = [node, str(tool_script("mcp-inspector")), "--cli", stack.mcp_url, "--transport", "http",
-           "--format", "json", "--callback-url", callback, *args]
+    cmd = [
+        node,
+        str(tool_script("mcp-inspector")),
+        "--cli",
+        stack.mcp_url,
+        "--transport",
+        "http",
+        "--format",
+        "json",
+        "--callback-url",
+        callback,
+        *args,
+    ]
     person = FormPerson(stack)
     with stderr.open("w") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
-                                env=env, cwd=env["HOME"])
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=env["HOME"]
+        )
     try:
-        url = _wait_for(lambda: (m := NAVIGATE.search(stderr.read_text())) and m.group(1), 60,
-                        "the Inspector to print the authorization URL")
+        url = _wait_for(
+            lambda: (m := NAVIGATE.search(stderr.read_text())) and m.group(1),
+            60,
+            "the Inspector to print the authorization URL",
+        )
         assert url.startswith(f"{stack.portal.url}/oauth/authorize?")
         asked = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
         assert asked["redirect_uri"] == callback and asked["resource"] == stack.mcp_url
@@ -83,8 +98,11 @@ def _signed_in_run(stack, tmp_path: Path, *args: str) -> tuple[subprocess.Comple
             proc.kill()
             proc.wait()
     assert "Authorization complete." in stderr.read_text()
-    return (subprocess.CompletedProcess(cmd, proc.returncode, out, stderr.read_text()), asked,
-            opened.read_text().strip())
+    return (
+        subprocess.CompletedProcess(cmd, proc.returncode, out, stderr.read_text()),
+        asked,
+        opened.read_text().strip(),
+    )
 
 
 @pytest.mark.parametrize("era", ["legacy", "modern"])
@@ -99,9 +117,11 @@ def test_inspector_cli_signs_in_and_lists_tools(stack, tmp_path, era, report):
     assert row.name == "MCP Inspector" and row.kind == "dynamic" and row.application_type == "native"
     assert metadata["redirect_uris"] == [asked["redirect_uri"]] and metadata["token_endpoint_auth_method"] == "none"
     assert OAuthGrant.select().where(OAuthGrant.client == row).count() == 1
-    report(f"MCP Inspector CLI ({era} era, no header, MCP_AUTO_OPEN_ENABLED=true): registration as a native app, "
-           "authorization URL on stderr and through $BROWSER, sign-in + consent, code on its --callback-url "
-           f"listener, tools/list ({len(ALL_TOOLS)} tools)")
+    report(
+        f"MCP Inspector CLI ({era} era, no header, MCP_AUTO_OPEN_ENABLED=true): registration as a native app, "
+        "authorization URL on stderr and through $BROWSER, sign-in + consent, code on its --callback-url "
+        f"listener, tools/list ({len(ALL_TOOLS)} tools)"
+    )
 
 
 def test_inspector_cli_cannot_reach_a_write_tool_a_read_grant_hides(stack, tmp_path, report):
@@ -109,13 +129,23 @@ def test_inspector_cli_cannot_reach_a_write_tool_a_read_grant_hides(stack, tmp_p
     tools/call looks the tool up in tools/list before calling it, so it stops at "not found": the
     403 insufficient_scope that would let it step up is never asked for. (Clients that call by name,
     the SDKs and mcp-remote, do step up: test_ts_sdk_oauth, test_oauth_clients.)"""
-    done, _, _ = _signed_in_run(stack, tmp_path, "--method", "tools/call", "--tool-name", "update_account",
-                                "--tool-args-json", json.dumps({"domain": "example.com", "employees": 5}))
+    done, _, _ = _signed_in_run(
+        stack,
+        tmp_path,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "update_account",
+        "--tool-args-json",
+        json.dumps({"domain": "example.com", "employees": 5}),
+    )
     assert done.returncode == 5, (done.stdout, done.stderr)  # the Inspector's exit code for an unknown tool
     assert json.loads(done.stderr.strip().splitlines()[-1])["error"]["code"] == "tool_not_found"
     assert "Proceed with step-up" not in done.stderr
-    report("MCP Inspector CLI on a read grant, tools/call update_account: tool_not_found (write tools are not "
-           "listed to a read grant, so no step-up is offered)")
+    report(
+        "MCP Inspector CLI on a read grant, tools/call update_account: tool_not_found (write tools are not "
+        "listed to a read grant, so no step-up is offered)"
+    )
 
 
 def test_inspector_cli_without_a_tty_does_not_start_a_sign_in(stack, tmp_path):
@@ -124,11 +154,27 @@ def test_inspector_cli_without_a_tty_does_not_start_a_sign_in(stack, tmp_path):
     node, env = node_env(tmp_path / "home")
     env["MCP_AUTO_OPEN_ENABLED"] = "false"
     before = OAuthClient.select().count()
-    proc = subprocess.run([node, str(tool_script("mcp-inspector")), "--cli", stack.mcp_url, "--transport", "http",
-                           "--method", "tools/list", "--format", "json"], stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, env=env, cwd=env["HOME"], timeout=60)
+    proc = subprocess.run(
+        [
+            node,
+            str(tool_script("mcp-inspector")),
+            "--cli",
+            stack.mcp_url,
+            "--transport",
+            "http",
+            "--method",
+            "tools/list",
+            "--format",
+            "json",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=env["HOME"],
+        timeout=60,
+    )
     assert proc.returncode == 3, (proc.stdout, proc.stderr)
     assert json.loads(proc.stderr)["error"]["code"] == "auth_required"
     assert "Interactive OAuth requires a TTY" in proc.stderr
     assert OAuthClient.select().count() == before
-

@@ -82,8 +82,10 @@ def test_mcp_remote_signs_in_through_the_portal(stack, tmp_path, opened, report)
         assert again.initialize()["result"]["serverInfo"]["name"] == "Poggio"
         assert {t["name"] for t in again.list_tools()["result"]["tools"]} == ALL_TOOLS
     assert len(opened.read_text().split()) == 1  # no second sign-in
-    report("mcp-remote (no header): discovery, registration, sign-in and consent in Chromium, callback on its "
-           "own port, initialize + tools/list + tools/call; restarted, it reuses its stored tokens")
+    report(
+        "mcp-remote (no header): discovery, registration, sign-in and consent in Chromium, callback on its "
+        "own port, initialize + tools/list + tools/call; restarted, it reuses its stored tokens"
+    )
 
 
 def _unknown_api_token() -> str:
@@ -93,14 +95,18 @@ def _unknown_api_token() -> str:
 def test_the_challenge_for_an_invalid_api_token(stack):
     """What every header client gets: 401, ``error="invalid_token"`` with the reason, and the
     resource metadata (which is what sends an OAuth-capable client into a sign-in)."""
-    answer = httpx.post(stack.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                        headers={"Authorization": f"Bearer {_unknown_api_token()}",
-                                 "Accept": "application/json, text/event-stream"}, timeout=10)
+    answer = httpx.post(
+        stack.mcp_url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"Authorization": f"Bearer {_unknown_api_token()}", "Accept": "application/json, text/event-stream"},
+        timeout=10,
+    )
     message = TokenRejected.MESSAGES["invalid"]
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"] == (
         f'Bearer realm="Poggio", resource_metadata="{stack.mcp.url}/.well-known/oauth-protected-resource/mcp", '
-        f'error="invalid_token", error_description="{message}"')
+        f'error="invalid_token", error_description="{message}"'
+    )
     assert answer.json() == {"error": "invalid_token", "reason": "invalid", "error_description": message}
 
 
@@ -124,8 +130,18 @@ def test_mcp_remote_with_an_invalid_api_token_header_asks_for_a_sign_in(stack, t
     does not help: its fixed header still replaces the OAuth token, so it asks again.)"""
     before = OAuthClient.select().count()
     with McpRemote(stack.mcp_url, _unknown_api_token(), home=tmp_path / "home") as bridge:
-        bridge.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})
+        bridge.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "0"},
+                },
+            }
+        )
         url = _wait_for(lambda: opened.exists() and opened.read_text().strip(), 30, "mcp-remote to open a browser")
         _wait_for(lambda: "Waiting for authorization" in bridge.stderr, 10, "mcp-remote to wait for the sign-in")
         bridge.close(timeout=1)
@@ -136,8 +152,10 @@ def test_mcp_remote_with_an_invalid_api_token_header_asks_for_a_sign_in(stack, t
     assert "Dynamic Client Registration rejected" not in shown
     assert "invalid_token" not in shown and "not valid" not in shown  # the reason is not shown
     assert OAuthClient.select().count() == before + 1  # it registered itself
-    report("mcp-remote with an unknown API token in --header: starts an OAuth sign-in (registers, prints and "
-           "opens the authorization URL); it does not show that the token is invalid")
+    report(
+        "mcp-remote with an unknown API token in --header: starts an OAuth sign-in (registers, prints and "
+        "opens the authorization URL); it does not show that the token is invalid"
+    )
 
 
 def test_mcp_remote_signs_in_with_the_portal_forms_and_steps_up(stack, tmp_path, opened, report):
@@ -147,8 +165,10 @@ def test_mcp_remote_signs_in_with_the_portal_forms_and_steps_up(stack, tmp_path,
     accounts:write, the admin approves the addition, and the call it held is answered."""
     person = FormPerson(stack)  # approves reads only, the first time
     try:
-        with McpRemote(stack.mcp_url, None, home=tmp_path / "home", default_timeout=60) as bridge, \
-                ThreadPoolExecutor(1) as pool:
+        with (
+            McpRemote(stack.mcp_url, None, home=tmp_path / "home", default_timeout=60) as bridge,
+            ThreadPoolExecutor(1) as pool,
+        ):
             pending = pool.submit(bridge.initialize)
             url = _wait_for(lambda: opened.exists() and opened.read_text().strip(), 30, "mcp-remote to open a browser")
             asked = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
@@ -179,6 +199,8 @@ def test_mcp_remote_signs_in_with_the_portal_forms_and_steps_up(stack, tmp_path,
     assert urlsplit(asked["redirect_uri"]).path == "/oauth/callback"
     grants = list(OAuthGrant.select().where(OAuthGrant.client == row))
     assert len(grants) == 1 and "accounts:write" in grants[0].packs.split(",")
-    report("mcp-remote (no header, portal forms without a browser): registration as a native app "
-           f"({asked['redirect_uri']}), iss on the redirect, tools/list; a write steps up: second authorization, "
-           "addition approved, the held call answered")
+    report(
+        "mcp-remote (no header, portal forms without a browser): registration as a native app "
+        f"({asked['redirect_uri']}), iss on the redirect, tools/list; a write steps up: second authorization, "
+        "addition approved, the held call answered"
+    )

@@ -23,15 +23,41 @@ from poggio.schema import upgrade
 
 pytestmark = pytest.mark.clients
 CONFORMANCE = Path(__file__).resolve().parent / "conformance"
-TOOLS = {"search_accounts", "get_account", "search_contacts", "get_contact", "get_revenue_summary",
-         "list_opportunities"}
-FIXTURE_TOOLS = {"test_simple_text", "test_image_content", "test_audio_content", "test_embedded_resource",
-                 "test_multiple_content_types", "test_error_handling"}
+TOOLS = {
+    "search_accounts",
+    "get_account",
+    "search_contacts",
+    "get_contact",
+    "get_revenue_summary",
+    "list_opportunities",
+}
+FIXTURE_TOOLS = {
+    "test_simple_text",
+    "test_image_content",
+    "test_audio_content",
+    "test_embedded_resource",
+    "test_multiple_content_types",
+    "test_error_handling",
+}
 
 
 def _cli_token(env: dict[str, str], name: str, *args: str) -> str:
-    proc = subprocess.run([str(Path(sys.executable).with_name("poggio")), "token", "create", "--workspace", "acme",
-                           "--name", name, *args], env=env, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("poggio")),
+            "token",
+            "create",
+            "--workspace",
+            "acme",
+            "--name",
+            name,
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return proc.stdout.strip()
 
 
@@ -40,9 +66,13 @@ def poggio(tmp_path_factory):
     """A running Poggio with the demo workspace, the conformance pack installed beside the shipped
     ones, and two CLI-issued tokens: one for the shipped packs, one for every pack."""
     tmp = tmp_path_factory.mktemp("clients")
-    site = install_pack(tmp / "site", "poggio-conformance-fixtures", "1.0.0",
-                        {"poggio_conformance": (CONFORMANCE / "poggio_conformance.py").read_text()},
-                        {"conformance": "poggio_conformance"})
+    site = install_pack(
+        tmp / "site",
+        "poggio-conformance-fixtures",
+        "1.0.0",
+        {"poggio_conformance": (CONFORMANCE / "poggio_conformance.py").read_text()},
+        {"conformance": "poggio_conformance"},
+    )
     inst = make_instance(tmp / "instance", "sqlite")
     env = {**os.environ, **inst.env, "PYTHONPATH": str(site)}
     db = inst.activate()
@@ -61,12 +91,14 @@ def test_inspector_lists_and_calls_tools(poggio, tmp_path, report):
     listed = run_inspector_cli(server.mcp_url, token, "tools/list", home=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert {t["name"] for t in json.loads(listed.stdout)["result"]["tools"]} == TOOLS
-    called = run_inspector_cli(server.mcp_url, token, "tools/call", "get_account", {"domain": "example.com"},
-                               home=tmp_path)
+    called = run_inspector_cli(
+        server.mcp_url, token, "tools/call", "get_account", {"domain": "example.com"}, home=tmp_path
+    )
     assert called.returncode == 0, called.stderr
     assert "Example Corp" in called.stdout
-    missing = run_inspector_cli(server.mcp_url, token, "tools/call", "get_account", {"domain": "nowhere.example"},
-                                home=tmp_path)
+    missing = run_inspector_cli(
+        server.mcp_url, token, "tools/call", "get_account", {"domain": "nowhere.example"}, home=tmp_path
+    )
     assert missing.returncode == 5  # Inspector's exit code for a tool error (isError: true)
     assert "domain" in json.loads(missing.stdout)["result"]["content"][0]["text"]
     report(f"MCP Inspector CLI: tools/list ({len(TOOLS)} tools), tools/call get_account, tool error exit 5")
@@ -95,8 +127,10 @@ def test_mcp_remote_bridges_stdio_to_poggio(poggio, tmp_path, header_via_env, re
         assert refused["isError"] is True and "domain" in refused["content"][0]["text"]
     assert bridge.proc is not None and bridge.proc.returncode == 0  # stdin closed: a clean shutdown
     assert (tmp_path / ".mcp-auth" / "mcp-remote-v1").is_dir()  # its state went to the temp HOME
-    report(f"mcp-remote ({'env' if header_via_env else 'argv'} header): initialize, tools/list, "
-           "tools/call, a bad argument as a tool error")
+    report(
+        f"mcp-remote ({'env' if header_via_env else 'argv'} header): initialize, tools/list, "
+        "tools/call, a bad argument as a tool error"
+    )
 
 
 def test_mcp_remote_gives_up_on_a_wrong_token(poggio, tmp_path, report):
@@ -117,19 +151,23 @@ def conformance_verdict(per: dict, listed: set[str]) -> tuple[str, list[str]]:
     ``Total: N passed, M failed`` counts the expected failures as failures, which reads like a red run."""
     passing = sorted(name for name, r in per.items() if r["clean"])
     expected = sorted(name for name, r in per.items() if not r["clean"] and name in listed)
-    unexpected = sorted({name for name, r in per.items() if (not r["clean"]) != (name in listed)}
-                        | (listed - per.keys()))
-    line = (f"conformance: {len(passing)} scenarios passed, {len(expected)} expected failures "
-            f"(listed in expected-failures.yml), {len(unexpected)} unexpected"
-            + (f" ({', '.join(unexpected)})" if unexpected else ""))
+    unexpected = sorted(
+        {name for name, r in per.items() if (not r["clean"]) != (name in listed)} | (listed - per.keys())
+    )
+    line = (
+        f"conformance: {len(passing)} scenarios passed, {len(expected)} expected failures "
+        f"(listed in expected-failures.yml), {len(unexpected)} unexpected"
+        + (f" ({', '.join(unexpected)})" if unexpected else "")
+    )
     return line, unexpected
 
 
 def test_conformance_verdict_reads_unambiguously():
     per = {"ping": {"clean": True}, "tools-list": {"clean": True}, "prompts-get-simple": {"clean": False}}
     line, unexpected = conformance_verdict(per, {"prompts-get-simple"})
-    assert line == ("conformance: 2 scenarios passed, 1 expected failures (listed in expected-failures.yml), "
-                    "0 unexpected")
+    assert line == (
+        "conformance: 2 scenarios passed, 1 expected failures (listed in expected-failures.yml), 0 unexpected"
+    )
     assert unexpected == []
     line, unexpected = conformance_verdict(per, {"ping", "resources-read-text"})
     assert unexpected == ["ping", "prompts-get-simple", "resources-read-text"]
@@ -148,14 +186,28 @@ def test_conformance_suite(poggio, tmp_path, report):
     passing = sorted(name for name, r in per.items() if r["clean"])
     verdict, unexpected = conformance_verdict(per, set(yaml.safe_load(listed_file.read_text())["server"]))
     # The suite's own closing line counts expected failures as failures: never leave it alone on a line.
-    print(output.replace(summary["total_line"] or "\0", f"(the suite's count, expected failures included) "
-                                                          f"{summary['total_line']}"))
+    print(
+        output.replace(
+            summary["total_line"] or "\0", f"(the suite's count, expected failures included) {summary['total_line']}"
+        )
+    )
     assert summary["total_line"], output[-3000:]
     assert rc == 0 and "Baseline check passed" in output, output[-4000:]
     assert not unexpected, verdict
-    for name in ["server-initialize", "ping", "tools-list", "dns-rebinding-protection", "tools-call-simple-text",
-                 "tools-call-image", "tools-call-audio", "tools-call-embedded-resource", "tools-call-mixed-content",
-                 "tools-call-error", "resources-list", "prompts-list"]:
+    for name in [
+        "server-initialize",
+        "ping",
+        "tools-list",
+        "dns-rebinding-protection",
+        "tools-call-simple-text",
+        "tools-call-image",
+        "tools-call-audio",
+        "tools-call-embedded-resource",
+        "tools-call-mixed-content",
+        "tools-call-error",
+        "resources-list",
+        "prompts-list",
+    ]:
         assert name in passing, (name, per.get(name))
     assert per["dns-rebinding-protection"]["passed"] == 2  # a Host/Origin refusal, not a 401
     report(f"{verdict}; passing: {', '.join(passing)}")

@@ -41,9 +41,16 @@ class NodeApp:
     def __init__(self, url: str, package: str, era: str, home: Path, *extra: str):
         node, env = node_env(home)
         env["POGGIO_NODE_MODULES"] = str(NODE_DIR / "node_modules")
-        self.proc = subprocess.Popen([node, str(SCRIPT), url, "--package", package, "--era", era, *extra],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, bufsize=1, env=env, cwd=env["HOME"])
+        self.proc = subprocess.Popen(
+            [node, str(SCRIPT), url, "--package", package, "--era", era, *extra],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=env,
+            cwd=env["HOME"],
+        )
         self.events: list[dict[str, Any]] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: list[str] = []
@@ -63,12 +70,16 @@ class NodeApp:
             try:
                 line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"no {event!r} event within {timeout}s; events: {self.events}\n"
-                                     f"stderr: {''.join(self._stderr)[-4000:]}") from None
+                raise AssertionError(
+                    f"no {event!r} event within {timeout}s; events: {self.events}\n"
+                    f"stderr: {''.join(self._stderr)[-4000:]}"
+                ) from None
             if line is None:
                 self._lines.put(None)
-                raise AssertionError(f"the app exited ({self.proc.wait(5)}) before {event!r}; events: "
-                                     f"{self.events}\nstderr: {''.join(self._stderr)[-4000:]}")
+                raise AssertionError(
+                    f"the app exited ({self.proc.wait(5)}) before {event!r}; events: "
+                    f"{self.events}\nstderr: {''.join(self._stderr)[-4000:]}"
+                )
             try:
                 got = json.loads(line)
             except json.JSONDecodeError:
@@ -151,9 +162,11 @@ def test_typescript_sdk_signs_in_and_calls_a_tool(stack, tmp_path, package, era,
     assert row.kind == "dynamic" and row.application_type == "native"
     assert json.loads(row.metadata)["redirect_uris"] == [redirect_uri]
     assert OAuthGrant.select().where(OAuthGrant.client == row).count() == 1
-    report(f"TypeScript SDK ({package}, {era} era, protocol {connected['protocol_version']}): 401, discovery, "
-           "dynamic registration as a native app with a loopback redirect, sign-in + consent, iss on the "
-           "redirect, code redeemed, tools/list + tools/call get_account")
+    report(
+        f"TypeScript SDK ({package}, {era} era, protocol {connected['protocol_version']}): 401, discovery, "
+        "dynamic registration as a native app with a loopback redirect, sign-in + consent, iss on the "
+        "redirect, code redeemed, tools/list + tools/call get_account"
+    )
 
 
 @pytest.mark.parametrize("package", ["sdk", "client"], ids=["sdk-1.x", "client-2.x"])
@@ -161,10 +174,18 @@ def test_typescript_sdk_with_a_client_id_metadata_document(stack, tmp_path, pack
     """The app offers an https metadata URL as its client_id (the portal advertises
     ``client_id_metadata_document_supported``): no registration; the document lists a port-less
     loopback redirect URI, and the app's port, whatever it is, is accepted (RFC 8252 §7.3)."""
-    document = MetadataDocumentServer(stack.cert, stack.key, {
-        "client_name": "TypeScript CIMD app", "redirect_uris": ["http://127.0.0.1/callback"],
-        "application_type": "native", "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"], "token_endpoint_auth_method": "none"})
+    document = MetadataDocumentServer(
+        stack.cert,
+        stack.key,
+        {
+            "client_name": "TypeScript CIMD app",
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "application_type": "native",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        },
+    )
     app = NodeApp(stack.mcp_url, package, "legacy", tmp_path / "home", "--metadata-url", document.client_id)
     person = FormPerson(stack)
     try:
@@ -182,8 +203,10 @@ def test_typescript_sdk_with_a_client_id_metadata_document(stack, tmp_path, pack
     row = OAuthClient.get(OAuthClient.client_id == document.client_id)
     assert row.kind == "metadata" and row.application_type == "native" and document.requests >= 1
     assert "TypeScript CIMD app" in person.consents[0]
-    report(f"TypeScript SDK ({package}) with a Client ID Metadata Document listing a port-less loopback "
-           "redirect: no registration, sign-in on a random port, tools/list + tools/call")
+    report(
+        f"TypeScript SDK ({package}) with a Client ID Metadata Document listing a port-less loopback "
+        "redirect: no registration, sign-in on a random port, tools/list + tools/call"
+    )
 
 
 STEP_UP = [("client", "legacy"), ("client", "modern")]
@@ -213,8 +236,10 @@ def test_typescript_sdk_steps_up_when_a_call_needs_more_scope(stack, tmp_path, p
     assert "Already granted" in person.consents[1]
     grants = list(OAuthGrant.select().join(OAuthClient).where(OAuthClient.client_id == client_id))
     assert len(grants) == 1 and "accounts:write" in grants[0].packs.split(",")
-    report(f"TypeScript SDK ({package}, {era} era): 403 insufficient_scope on a write, re-authorization for "
-           "the challenge's scope, the addition approved, the call repeated and answered")
+    report(
+        f"TypeScript SDK ({package}, {era} era): 403 insufficient_scope on a write, re-authorization for "
+        "the challenge's scope, the addition approved, the call repeated and answered"
+    )
 
 
 def test_typescript_sdk_1x_refreshes_instead_of_stepping_up(stack, tmp_path, report):
@@ -240,5 +265,7 @@ def test_typescript_sdk_1x_refreshes_instead_of_stepping_up(stack, tmp_path, rep
     assert len(person.urls) == 1 and not [e for e in app.events if e["event"] == "authorize"][1:]
     grants = list(OAuthGrant.select().join(OAuthClient).where(OAuthClient.client_id == client_id))
     assert len(grants) == 1 and "accounts:write" not in grants[0].packs.split(",")
-    report("TypeScript SDK 1.32 on a 403 insufficient_scope: refreshes instead of asking again and gives up "
-           "(typescript-sdk#2255; 2.x steps up)")
+    report(
+        "TypeScript SDK 1.32 on a 403 insufficient_scope: refreshes instead of asking again and gives up "
+        "(typescript-sdk#2255; 2.x steps up)"
+    )

@@ -40,17 +40,25 @@ def stack(tmp_path_factory):
     portal = PortalProcess(inst, extra_env={"POGGIO_MCP_PUBLIC_URL": mcp.mcp_url})
     calls = [("search_accounts", {"limit": 2})] * 3 + [("get_revenue_summary", {})] * 2  # 3 ok, 2 refused
     for i, (name, args) in enumerate(calls):
-        httpx.post(mcp.mcp_url, json={"jsonrpc": "2.0", "id": i, "method": "tools/call",
-                                      "params": {"name": name, "arguments": args}},
-                   headers={**HEADERS, "Authorization": f"Bearer {issued.plaintext}"}, timeout=20).raise_for_status()
+        httpx.post(
+            mcp.mcp_url,
+            json={"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name, "arguments": args}},
+            headers={**HEADERS, "Authorization": f"Bearer {issued.plaintext}"},
+            timeout=20,
+        ).raise_for_status()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with database.connection_context():
             if Activity.select().count() >= len(calls):
                 break
         time.sleep(0.1)
-    yield {"portal": portal.url, "mcp": mcp, "email": result.admin_email, "password": result.admin_password,
-           "token": issued.token}
+    yield {
+        "portal": portal.url,
+        "mcp": mcp,
+        "email": result.admin_email,
+        "password": result.admin_password,
+        "token": issued.token,
+    }
     portal.stop()
     mcp.stop()
 
@@ -72,11 +80,13 @@ def test_activity_filter_and_csv_export_in_the_browser(stack, page):  # noqa: F8
     with page.expect_download() as info:
         page.click("#export-csv")
     download = info.value
-    assert (download.suggested_filename.startswith("poggio-activity-acme-")
-            and download.suggested_filename.endswith(".csv"))
+    assert download.suggested_filename.startswith("poggio-activity-acme-") and download.suggested_filename.endswith(
+        ".csv"
+    )
     exported = list(csv.DictReader(io.StringIO(open(download.path(), encoding="utf-8").read())))
     assert [(r["tool"], r["outcome"], r["subject"]) for r in exported] == [
-        ("get_revenue_summary", "refused", "audited agent")] * 2
+        ("get_revenue_summary", "refused", "audited agent")
+    ] * 2
     page.select_option("select[name=outcome]", "")
     expect(rows).to_have_count(5)
 
@@ -96,6 +106,10 @@ def test_rotation_with_a_grace_period_in_the_browser(stack, page):  # noqa: F811
     expect(dialog.locator(".overlap")).to_contain_text("keeps working until")
     row = page.locator(f"#token-{stack['token'].id}")
     expect(row.locator(".old-secret")).to_contain_text("until")
-    answer = httpx.post(stack["mcp"].mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                        headers={**HEADERS, "Authorization": f"Bearer {new_secret}"}, timeout=20)
+    answer = httpx.post(
+        stack["mcp"].mcp_url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={**HEADERS, "Authorization": f"Bearer {new_secret}"},
+        timeout=20,
+    )
     assert answer.status_code == 200

@@ -18,8 +18,16 @@ from poggio.schema import upgrade
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +108,15 @@ def test_token_life_cycle_in_the_browser(stack, page):
     assert token not in page.content()
 
     client = Mcp(mcp.mcp_url, token)
-    assert set(client.tool_names()) == {"search_accounts", "get_account", "create_account", "update_account",
-                                        "add_note", "search_contacts", "get_contact"}
+    assert set(client.tool_names()) == {
+        "search_accounts",
+        "get_account",
+        "create_account",
+        "update_account",
+        "add_note",
+        "search_contacts",
+        "get_contact",
+    }
     expect(page.locator("#token-list")).to_contain_text("accounts (read and write), contacts (read)")
     account = client.call("get_account", {"domain": "example.com"})
     assert not account.is_error and account.structured_content["account"]["name"] == "Example Corp"

@@ -44,15 +44,25 @@ def stack(tmp_path_factory):
         for _ in range(3000):
             at = now - dt.timedelta(seconds=rng.random() * 14 * 86400)
             outcome = rng.choice(["ok"] * 20 + ["tool_error", "refused", "rate_limited"])
-            rows.append({"workspace": ws.id, "kind": "token", "subject_id": agent.id, "at": at,
-                         "tool": rng.choice(["search_accounts", "get_account", "list_contacts"]), "outcome": outcome,
-                         "latency_ms": round(rng.lognormvariate(3, 0.6), 1), "client": "claude-code",
-                         "ip": "10.0.0.5"})
+            rows.append(
+                {
+                    "workspace": ws.id,
+                    "kind": "token",
+                    "subject_id": agent.id,
+                    "at": at,
+                    "tool": rng.choice(["search_accounts", "get_account", "list_contacts"]),
+                    "outcome": outcome,
+                    "latency_ms": round(rng.lognormvariate(3, 0.6), 1),
+                    "client": "claude-code",
+                    "ip": "10.0.0.5",
+                }
+            )
         rows.append({**rows[0], "at": now - dt.timedelta(minutes=5), "ip": "203.0.113.50", "client": "curl"})
         Activity.insert_many(rows).execute()
         for i in range(1, 31):
-            TokenUsage.insert(token=agent, day=now.date() - dt.timedelta(days=i), tool="search_accounts",
-                              calls=60).execute()
+            TokenUsage.insert(
+                token=agent, day=now.date() - dt.timedelta(days=i), tool="search_accounts", calls=60
+            ).execute()
         TokenUsage.insert(token=agent, day=now.date(), tool="search_accounts", calls=900).execute()
     portal = PortalProcess(inst)
     yield {"portal": portal.url, "email": result.admin_email, "password": result.admin_password, "agent": agent}
@@ -108,8 +118,11 @@ def test_the_chart_home_and_webhook_pages_are_axe_clean(stack, page):  # noqa: F
     from playwright.sync_api import expect
 
     _sign_in(page, stack)
-    for path, ready in (("/settings/mcp/activity", "#calls-chart .uplot"), ("/", "section.attention"),
-                        ("/settings/webhooks/", "form")):
+    for path, ready in (
+        ("/settings/mcp/activity", "#calls-chart .uplot"),
+        ("/", "section.attention"),
+        ("/settings/webhooks/", "form"),
+    ):
         page.goto(f"{stack['portal']}{path}")
         expect(page.locator(ready).first).to_be_visible()
         assert _axe_violations(page) == [], path

@@ -46,8 +46,9 @@ BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.p
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def stack(request, tmp_path_factory):
-    with oauth_stack(tmp_path_factory.mktemp(f"oauth-{request.param}"), request.param,
-                     access_token_seconds=ACCESS_SECONDS) as s:
+    with oauth_stack(
+        tmp_path_factory.mktemp(f"oauth-{request.param}"), request.param, access_token_seconds=ACCESS_SECONDS
+    ) as s:
         yield s
 
 
@@ -102,12 +103,20 @@ class Person:
         return AuthorizationCodeResult(code=got["code"], state=got.get("state"), iss=got.get("iss"))
 
 
-def _provider(stack: OAuthStack, person: Person, storage: MemoryStorage, listener: RedirectListener,
-              client_metadata_url: str | None = None, **metadata) -> OAuthClientProvider:
+def _provider(
+    stack: OAuthStack,
+    person: Person,
+    storage: MemoryStorage,
+    listener: RedirectListener,
+    client_metadata_url: str | None = None,
+    **metadata,
+) -> OAuthClientProvider:
     return OAuthClientProvider(
         stack.mcp_url,
         OAuthClientMetadata(redirect_uris=[listener.uri], client_name="Poggio e2e (Python SDK)", **metadata),
-        storage, redirect_handler=person.redirect_handler, callback_handler=person.callback_handler,
+        storage,
+        redirect_handler=person.redirect_handler,
+        callback_handler=person.callback_handler,
         client_metadata_url=client_metadata_url,
     )
 
@@ -120,8 +129,12 @@ async def _tools_and_account(http: httpx2.AsyncClient, url: str) -> tuple[set[st
         return names, account.structured_content
 
 
-def _token_request(stack: OAuthStack, data: dict, client: OAuthClientInformationFull | None = None,
-                   basic: tuple[str, str] | None = None) -> httpx.Response:
+def _token_request(
+    stack: OAuthStack,
+    data: dict,
+    client: OAuthClientInformationFull | None = None,
+    basic: tuple[str, str] | None = None,
+) -> httpx.Response:
     headers = {}
     if client is not None and client.client_secret:
         basic = (client.client_id, client.client_secret)
@@ -134,14 +147,22 @@ def _token_request(stack: OAuthStack, data: dict, client: OAuthClientInformation
 
 def _bearer_post(stack: OAuthStack, token: str) -> httpx.Response:
     """One raw MCP request with a bearer token (what any client's first request looks like)."""
-    return httpx.post(stack.mcp_url, headers={"Authorization": f"Bearer {token}", "Accept":
-                                              "application/json, text/event-stream"},
-                      json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}, timeout=10)
+    return httpx.post(
+        stack.mcp_url,
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
+        timeout=10,
+    )
 
 
 def _grant_of(client_id: str) -> OAuthGrant:
-    return (OAuthGrant.select().join(OAuthClient).where(OAuthClient.client_id == client_id)
-            .order_by(OAuthGrant.id.desc()).first())
+    return (
+        OAuthGrant.select()
+        .join(OAuthClient)
+        .where(OAuthClient.client_id == client_id)
+        .order_by(OAuthGrant.id.desc())
+        .first()
+    )
 
 
 # -- 1. the whole flow with the SDK ------------------------------------------------------------
@@ -179,8 +200,9 @@ def test_python_sdk_connects_through_oauth_and_loses_access_when_revoked(stack):
 
                 # The admin disconnects the app in Settings > MCP Server.
                 grant = _grant_of(storage.client.client_id)
-                row = await disconnect_in_settings(browser, stack, grant.id,
-                                                   screenshot=f"oauth-connected-apps-{stack.instance.backend}.png")
+                row = await disconnect_in_settings(
+                    browser, stack, grant.id, screenshot=f"oauth-connected-apps-{stack.instance.backend}.png"
+                )
                 assert "Poggio e2e (Python SDK)" in row and "revoked" in row
                 person.approving = False
                 with pytest.RaisesGroup(Reauthorization, allow_unwrapped=True, flatten_subgroups=True):
@@ -197,8 +219,13 @@ def test_python_sdk_connects_through_oauth_and_loses_access_when_revoked(stack):
     calls = [(m, u.split("?")[0], s) for m, u, s in seen]
     prm = ("GET", f"{stack.mcp.url}/.well-known/oauth-protected-resource/mcp", 200)
     asm = ("GET", f"{portal}/.well-known/oauth-authorization-server", 200)
-    assert calls[:5] == [("POST", mcp, 401), prm, asm, ("POST", f"{portal}/oauth/register", 201),
-                         ("POST", f"{portal}/oauth/token", 200)], calls
+    assert calls[:5] == [
+        ("POST", mcp, 401),
+        prm,
+        asm,
+        ("POST", f"{portal}/oauth/register", 201),
+        ("POST", f"{portal}/oauth/token", 200),
+    ], calls
     assert calls[-3:] == [("POST", mcp, 401), prm, asm], calls  # after the revocation: back to sign-in
     middle = calls[5:-3]
     assert ("POST", f"{portal}/oauth/token", 200) in middle  # the refresh, before any 401
@@ -216,8 +243,9 @@ def test_python_sdk_connects_through_oauth_and_loses_access_when_revoked(stack):
 
     # The tokens the SDK held are all dead now: revoked grant, spent refresh token.
     assert _bearer_post(stack, second.access_token).status_code == 401
-    refused = _token_request(stack, {"grant_type": "refresh_token", "refresh_token": second.refresh_token},
-                             storage.client)
+    refused = _token_request(
+        stack, {"grant_type": "refresh_token", "refresh_token": second.refresh_token}, storage.client
+    )
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
     answer = _bearer_post(stack, first.access_token)
     assert answer.status_code == 401 and answer.json()["error"] == "invalid_token"
@@ -247,29 +275,34 @@ def test_a_refresh_token_works_once_and_its_reuse_ends_the_grant(stack):
     assert storage.client.client_secret is None  # a public client: PKCE alone
     old = storage.tokens
     resource = {"resource": stack.mcp_url}
-    fresh = _token_request(stack, {"grant_type": "refresh_token", "refresh_token": old.refresh_token, **resource},
-                           storage.client)
+    fresh = _token_request(
+        stack, {"grant_type": "refresh_token", "refresh_token": old.refresh_token, **resource}, storage.client
+    )
     assert fresh.status_code == 200, fresh.text
     new = fresh.json()
     assert new["refresh_token"] != old.refresh_token and new["access_token"] != old.access_token
     assert new["scope"] == "accounts:read contacts:read revenue:read"
     assert _bearer_post(stack, new["access_token"]).status_code == 200
     # the answer may have been lost: within the refresh grace the same request gets the same pair
-    retried = _token_request(stack, {"grant_type": "refresh_token", "refresh_token": old.refresh_token, **resource},
-                             storage.client)
+    retried = _token_request(
+        stack, {"grant_type": "refresh_token", "refresh_token": old.refresh_token, **resource}, storage.client
+    )
     assert retried.status_code == 200 and retried.json()["refresh_token"] == new["refresh_token"]
     assert retried.json()["access_token"] == new["access_token"]
 
     # past the grace, it is reuse
     OAuthTokenRow.update(refreshed_at=utcnow() - dt.timedelta(seconds=11)).where(
-        OAuthTokenRow.refreshed_at.is_null(False)).execute()
-    reused = _token_request(stack, {"grant_type": "refresh_token", "refresh_token": old.refresh_token, **resource},
-                            storage.client)
+        OAuthTokenRow.refreshed_at.is_null(False)
+    ).execute()
+    reused = _token_request(
+        stack, {"grant_type": "refresh_token", "refresh_token": old.refresh_token, **resource}, storage.client
+    )
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant", reused.text
     assert "already used" in reused.json()["error_description"]
     assert _bearer_post(stack, new["access_token"]).status_code == 401  # the whole grant is gone
-    after = _token_request(stack, {"grant_type": "refresh_token", "refresh_token": new["refresh_token"]},
-                           storage.client)
+    after = _token_request(
+        stack, {"grant_type": "refresh_token", "refresh_token": new["refresh_token"]}, storage.client
+    )
     assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
     grant = _grant_of(storage.client.client_id)
     assert grant.revoked_at is not None and grant.revoked_reason == "refresh token reused"
@@ -300,9 +333,14 @@ def test_python_sdk_steps_up_when_a_call_needs_more_scope(stack):
 
     async def main():
         auth = OAuthClientProvider(
-            stack.mcp_url, OAuthClientMetadata(redirect_uris=[listener.uri], client_name="Step-up app",
-                                               token_endpoint_auth_method="none"),
-            storage, redirect_handler=redirect_handler, callback_handler=callback_handler)
+            stack.mcp_url,
+            OAuthClientMetadata(
+                redirect_uris=[listener.uri], client_name="Step-up app", token_endpoint_auth_method="none"
+            ),
+            storage,
+            redirect_handler=redirect_handler,
+            callback_handler=callback_handler,
+        )
         async with httpx2.AsyncClient(auth=auth, timeout=30, event_hooks={"response": [note]}) as http:
             async with Client(streamable_http_client(stack.mcp_url, http_client=http)) as client:
                 assert {t.name for t in (await client.list_tools()).tools} == ALL_TOOLS  # reads only
@@ -320,8 +358,8 @@ def test_python_sdk_steps_up_when_a_call_needs_more_scope(stack):
     mcp, portal = stack.mcp_url, stack.portal.url
     step = seen.index(("POST", mcp, 403))
     # the re-authorization's code exchanged, then the same call repeated, and answered
-    assert seen[step + 1:step + 3] == [("POST", f"{portal}/oauth/token", 200), ("POST", mcp, 200)], seen
-    assert all(status < 400 for _, _, status in seen[step + 1:]), seen
+    assert seen[step + 1 : step + 3] == [("POST", f"{portal}/oauth/token", 200), ("POST", mcp, 200)], seen
+    assert all(status < 400 for _, _, status in seen[step + 1 :]), seen
     assert len(person.urls) == 2
     assert "accounts:write" in parse_qs(urlsplit(person.urls[1]).query)["scope"][0].split()
     assert "Give Step-up app more access?" in person.consents[1] and "Already granted" in person.consents[1]
@@ -330,8 +368,10 @@ def test_python_sdk_steps_up_when_a_call_needs_more_scope(stack):
     # one connected app, which gained the scope; its first token has it too (it is the grant's)
     grants = list(OAuthGrant.select().join(OAuthClient).where(OAuthClient.client_id == storage.client.client_id))
     assert len(grants) == 1 and grants[0].packs == "accounts:write,contacts,revenue"
-    assert Mcp(mcp, first.access_token).call("update_account", {"domain": "example.com", "employees": 4322}) \
-        .is_error is False
+    assert (
+        Mcp(mcp, first.access_token).call("update_account", {"domain": "example.com", "employees": 4322}).is_error
+        is False
+    )
     added = AuditEvent.get((AuditEvent.action == "oauth.scope_added") & (AuditEvent.target == "Step-up app"))
     assert '"granted_now": "accounts:write,contacts,revenue"' in added.detail
 
@@ -343,11 +383,17 @@ def test_python_sdk_with_a_client_id_metadata_document(stack):
     from 127.0.0.1, allowed in this stack) and no dynamic registration takes place."""
     assert stack.oauth_metadata()["client_id_metadata_document_supported"] is True
     listener = RedirectListener()
-    document = MetadataDocumentServer(stack.cert, stack.key, {  # the certificate the portal trusts
-        "client_name": "Metadata Doc App", "redirect_uris": [listener.uri],
-        "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
-        "token_endpoint_auth_method": "none",
-    })
+    document = MetadataDocumentServer(
+        stack.cert,
+        stack.key,
+        {  # the certificate the portal trusts
+            "client_name": "Metadata Doc App",
+            "redirect_uris": [listener.uri],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        },
+    )
     storage = MemoryStorage()
     seen: list[tuple[str, str]] = []
     log_start = len(stack.portal.log())
@@ -357,10 +403,17 @@ def test_python_sdk_with_a_client_id_metadata_document(stack):
 
     async def main():
         async with chromium() as browser:
-            person = Person(stack, browser, listener,
-                            screenshot=f"oauth-consent-metadata-document-{stack.instance.backend}.png")
-            auth = _provider(stack, person, storage, listener, client_metadata_url=document.client_id,
-                             token_endpoint_auth_method="none")
+            person = Person(
+                stack, browser, listener, screenshot=f"oauth-consent-metadata-document-{stack.instance.backend}.png"
+            )
+            auth = _provider(
+                stack,
+                person,
+                storage,
+                listener,
+                client_metadata_url=document.client_id,
+                token_endpoint_auth_method="none",
+            )
             async with httpx2.AsyncClient(auth=auth, timeout=30, event_hooks={"response": [note]}) as http:
                 names, account = await _tools_and_account(http, stack.mcp_url)
             return person, names, account
@@ -385,10 +438,15 @@ def test_python_sdk_with_a_client_id_metadata_document(stack):
 # -- 3. client_credentials ---------------------------------------------------------------------
 def _poggio(stack: OAuthStack, *args: str) -> str:
     """The ``poggio`` command on the stack's instance, as an operator runs it; its standard output."""
-    env = {**os.environ, **stack.instance.env, "POGGIO_MCP_PUBLIC_URL": stack.mcp_url,
-           "POGGIO_PORTAL_PUBLIC_URL": stack.portal.url}
-    proc = subprocess.run([sys.executable, "-m", "poggio", *args], env=env, capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+    env = {
+        **os.environ,
+        **stack.instance.env,
+        "POGGIO_MCP_PUBLIC_URL": stack.mcp_url,
+        "POGGIO_PORTAL_PUBLIC_URL": stack.portal.url,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "poggio", *args], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -396,9 +454,12 @@ def _poggio(stack: OAuthStack, *args: str) -> str:
 def test_client_credentials_for_an_admins_client(stack):
     """``poggio oauth client create``'s client gets a token with HTTP Basic, sees only the packs it
     was created for, and is shut out on the next request once ``poggio oauth revoke`` ends it."""
-    printed = dict(line.split("=", 1) for line in
-                   _poggio(stack, "oauth", "client", "create", "--workspace", "acme", "--name", "Robot",
-                           "--packs", "accounts").split())
+    printed = dict(
+        line.split("=", 1)
+        for line in _poggio(
+            stack, "oauth", "client", "create", "--workspace", "acme", "--name", "Robot", "--packs", "accounts"
+        ).split()
+    )
     client_id, secret = printed["client_id"], printed["client_secret"]
 
     wrong = _token_request(stack, {"grant_type": "client_credentials"}, basic=(client_id, generate("pgos_")))

@@ -49,19 +49,36 @@ class Stack:
         self.redirect_uri = f"http://127.0.0.1:{self.portal_port}/sign-in/oidc/callback"
 
     def poggio(self, *args, env=None):
-        return subprocess.run([sys.executable, "-m", "poggio", *args], capture_output=True, text=True, timeout=60,
-                              env={**os.environ, **self.inst.env, **(env or {}),
-                                   "POGGIO_PORTAL_PUBLIC_URL": f"http://127.0.0.1:{self.portal_port}"})
+        return subprocess.run(
+            [sys.executable, "-m", "poggio", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                **os.environ,
+                **self.inst.env,
+                **(env or {}),
+                "POGGIO_PORTAL_PUBLIC_URL": f"http://127.0.0.1:{self.portal_port}",
+            },
+        )
 
     def audit(self, action):
         with self.db.connection_context():
-            return [(e.actor_label, e.target, json.loads(e.detail or "{}"))
-                    for e in AuditEvent.select().where(AuditEvent.action == action).order_by(AuditEvent.id)]
+            return [
+                (e.actor_label, e.target, json.loads(e.detail or "{}"))
+                for e in AuditEvent.select().where(AuditEvent.action == action).order_by(AuditEvent.id)
+            ]
 
     def role(self, email):
         with self.db.connection_context():
-            m = (Membership.select().join(User).switch(Membership).join(Workspace)
-                 .where((User.email == email) & (Workspace.slug == "acme")).first())
+            m = (
+                Membership.select()
+                .join(User)
+                .switch(Membership)
+                .join(Workspace)
+                .where((User.email == email) & (Workspace.slug == "acme"))
+                .first()
+            )
             return m.role if m else None
 
 
@@ -69,22 +86,50 @@ class Stack:
 def stack(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"sso-{request.param}")
     s = Stack(tmp, request.param)
-    clients = [{"client_id": "poggio", "client_secret": SECRET, "redirect_uris": [s.redirect_uri],
-                "grant_types": ["authorization_code"], "response_types": ["code"],
-                "token_endpoint_auth_method": "client_secret_basic"}]
+    clients = [
+        {
+            "client_id": "poggio",
+            "client_secret": SECRET,
+            "redirect_uris": [s.redirect_uri],
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }
+    ]
     portal = None
     try:
         with openid_provider(tmp, clients, ACCOUNTS) as idp:
             s.idp = idp
-            done = s.poggio("workspace", "sso", "acme", "--issuer", idp.issuer, "--client-id", "poggio",
-                            "--client-secret-env", "POGGIO_TEST_SSO_SECRET", "--domain", "acme.example",
-                            "--admin-group", "poggio-admins", "--member-group", "poggio-users",
-                            "--scopes", "openid email profile groups")
+            done = s.poggio(
+                "workspace",
+                "sso",
+                "acme",
+                "--issuer",
+                idp.issuer,
+                "--client-id",
+                "poggio",
+                "--client-secret-env",
+                "POGGIO_TEST_SSO_SECRET",
+                "--domain",
+                "acme.example",
+                "--admin-group",
+                "poggio-admins",
+                "--member-group",
+                "poggio-users",
+                "--scopes",
+                "openid email profile groups",
+            )
             assert done.returncode == 0, done.stderr
             assert s.redirect_uri in done.stdout
-            portal = PortalProcess(s.inst, port=s.portal_port, extra_env={
-                "POGGIO_TEST_SSO_SECRET": SECRET, "POGGIO_WRONG_SSO_SECRET": "not-the-secret",
-                "POGGIO_SSO_BREAK_GLASS": s.admin_email})
+            portal = PortalProcess(
+                s.inst,
+                port=s.portal_port,
+                extra_env={
+                    "POGGIO_TEST_SSO_SECRET": SECRET,
+                    "POGGIO_WRONG_SSO_SECRET": "not-the-secret",
+                    "POGGIO_SSO_BREAK_GLASS": s.admin_email,
+                },
+            )
             s.portal = portal
             yield s
     finally:
@@ -124,6 +169,7 @@ def _run(fn, *args, **kwargs):
     async def go():
         async with chromium() as browser:
             return await fn(browser, *args, **kwargs)
+
     return anyio.run(go)
 
 
@@ -170,8 +216,7 @@ def test_refused_sign_ins_say_why_and_create_nothing(stack):
 
 def test_require_sso_turns_passwords_off_but_not_for_break_glass(stack):
     _run(_sso_sign_in, stack, "ada")  # an admin has signed in through the provider: it may be required
-    done = stack.poggio("workspace", "sso", "acme", "--issuer", stack.idp.issuer, "--client-id", "poggio",
-                        "--require")
+    done = stack.poggio("workspace", "sso", "acme", "--issuer", stack.idp.issuer, "--client-id", "poggio", "--require")
     assert done.returncode == 0, done.stderr
     try:
         with stack.db.connection_context():
@@ -179,35 +224,63 @@ def test_require_sso_turns_passwords_off_but_not_for_break_glass(stack):
         with httpx.Client(base_url=stack.portal.url) as http:
             form = http.get("/sign-in").text
             csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form).group(1)
-            refused = http.post("/sign-in", data={"csrf_token": csrf, "email": "pat@acme.example",
-                                                  "password": "a-long-password-1"})
+            refused = http.post(
+                "/sign-in", data={"csrf_token": csrf, "email": "pat@acme.example", "password": "a-long-password-1"}
+            )
             assert refused.status_code == 403 and "requires single sign-on" in refused.text
         with httpx.Client(base_url=stack.portal.url) as http:
             form = http.get("/sign-in").text
             csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form).group(1)
-            allowed = http.post("/sign-in", data={"csrf_token": csrf, "email": stack.admin_email,
-                                                  "password": stack.admin_password})
+            allowed = http.post(
+                "/sign-in", data={"csrf_token": csrf, "email": stack.admin_email, "password": stack.admin_password}
+            )
             assert allowed.status_code == 302, allowed.text[:500]
     finally:
-        stack.poggio("workspace", "sso", "acme", "--issuer", stack.idp.issuer, "--client-id", "poggio",
-                     "--no-require")
+        stack.poggio("workspace", "sso", "acme", "--issuer", stack.idp.issuer, "--client-id", "poggio", "--no-require")
 
 
 def test_a_missing_or_wrong_client_secret(stack):
     with stack.db.connection_context():
         sessions_before = UserSession.select().count()
-    stack.poggio("workspace", "sso", "acme", "--issuer", stack.idp.issuer, "--client-id", "poggio",
-                 "--client-secret-env", "POGGIO_MISSING_SECRET")
+    stack.poggio(
+        "workspace",
+        "sso",
+        "acme",
+        "--issuer",
+        stack.idp.issuer,
+        "--client-id",
+        "poggio",
+        "--client-secret-env",
+        "POGGIO_MISSING_SECRET",
+    )
     try:
         _, text = _run(_start_only, stack)
         assert "POGGIO_MISSING_SECRET" in text  # the portal lacks that variable: said before leaving for the provider
-        stack.poggio("workspace", "sso", "acme", "--issuer", stack.idp.issuer, "--client-id", "poggio",
-                     "--client-secret-env", "POGGIO_WRONG_SSO_SECRET")
+        stack.poggio(
+            "workspace",
+            "sso",
+            "acme",
+            "--issuer",
+            stack.idp.issuer,
+            "--client-id",
+            "poggio",
+            "--client-secret-env",
+            "POGGIO_WRONG_SSO_SECRET",
+        )
         url, text = _run(_sso_sign_in, stack, "ada")  # through the provider's pages; the code exchange fails
         assert "/sign-in/oidc/callback" in url and "refused Poggio's client credentials" in text
     finally:
-        stack.poggio("workspace", "sso", "acme", "--issuer", stack.idp.issuer, "--client-id", "poggio",
-                     "--client-secret-env", "POGGIO_TEST_SSO_SECRET")
+        stack.poggio(
+            "workspace",
+            "sso",
+            "acme",
+            "--issuer",
+            stack.idp.issuer,
+            "--client-id",
+            "poggio",
+            "--client-secret-env",
+            "POGGIO_TEST_SSO_SECRET",
+        )
     with stack.db.connection_context():
         assert UserSession.select().count() == sessions_before
     reasons = [e[2]["reason"] for e in stack.audit("sso.sign_in_failed")]
@@ -234,8 +307,17 @@ def test_unknown_workspace_and_provider_down(stack, tmp_path):
         issuer = other.issuer
         with stack.db.connection_context():
             create_workspace("beta", "Beta", False, Actor.cli())
-        done = stack.poggio("workspace", "sso", "beta", "--issuer", issuer, "--client-id", "x",
-                            "--client-secret-env", "POGGIO_TEST_SSO_SECRET")
+        done = stack.poggio(
+            "workspace",
+            "sso",
+            "beta",
+            "--issuer",
+            issuer,
+            "--client-id",
+            "x",
+            "--client-secret-env",
+            "POGGIO_TEST_SSO_SECRET",
+        )
         assert done.returncode == 0, done.stderr
         stop(other)
         with httpx.Client(base_url=stack.portal.url) as http:

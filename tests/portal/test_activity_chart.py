@@ -25,12 +25,25 @@ def _seed():
     now = utcnow()
     rows = []
     for i in range(1, 21):  # token a, two hours ago: latencies 1..20 ms, 4 tool errors
-        rows.append((ws.id, "token", a.id, now - dt.timedelta(hours=2), "search_accounts" if i % 2 else "get_account",
-                     "tool_error" if i <= 4 else "ok", float(i)))
+        rows.append(
+            (
+                ws.id,
+                "token",
+                a.id,
+                now - dt.timedelta(hours=2),
+                "search_accounts" if i % 2 else "get_account",
+                "tool_error" if i <= 4 else "ok",
+                float(i),
+            )
+        )
     rows.append((ws.id, "token", b.id, now - dt.timedelta(days=3), "search_accounts", "refused", 1.0))
     rows.append((other.workspace_id, "token", other.id, now - dt.timedelta(hours=1), "search", "ok", 1.0))
-    Activity.insert_many([{"workspace": w, "kind": k, "subject_id": s, "at": at, "tool": t, "outcome": o,
-                           "latency_ms": ms} for w, k, s, at, t, o, ms in rows]).execute()
+    Activity.insert_many(
+        [
+            {"workspace": w, "kind": k, "subject_id": s, "at": at, "tool": t, "outcome": o, "latency_ms": ms}
+            for w, k, s, at, t, o, ms in rows
+        ]
+    ).execute()
     return ws, a, b, other
 
 
@@ -60,7 +73,7 @@ def test_the_activity_page_has_the_chart_and_its_table(admin):
     page = admin.get("/settings/mcp/activity?outcome=tool_error").get_data(as_text=True)
     assert 'data-chart-url="/settings/mcp/activity/chart.json?outcome=tool_error"' in page
     assert "The chart&#39;s figures as a table" in page or "The chart's figures as a table" in page
-    assert "vendor/uplot/uPlot.iife.min.js" in page and "<th scope=\"row\">" in page
+    assert "vendor/uplot/uPlot.iife.min.js" in page and '<th scope="row">' in page
 
 
 def test_buckets_are_whole_hours_or_days_and_bounded(app):

@@ -133,13 +133,17 @@ def test_app_policy_form(admin):
     text = bad.get_data(as_text=True)
     assert bad.status_code == 422 and "cannot be listed" in text and 'class="field-error"' in text
     assert app_access.AppPolicy.of(acme()) == app_access.AppPolicy("any", (), "admins")
-    assert admin.post("/settings/mcp/app-policy", {"apps": "listed", "allowed": "", "access": "admins"}
-                      ).status_code == 422
-    ok = admin.post("/settings/mcp/app-policy", {"apps": "listed", "allowed": "https://claude.ai/\r\npgc_abcdefghijkl",
-                                                 "access": "members"})
+    assert (
+        admin.post("/settings/mcp/app-policy", {"apps": "listed", "allowed": "", "access": "admins"}).status_code == 422
+    )
+    ok = admin.post(
+        "/settings/mcp/app-policy",
+        {"apps": "listed", "allowed": "https://claude.ai/\r\npgc_abcdefghijkl", "access": "members"},
+    )
     assert ok.status_code == 200 and "App policy saved." in ok.get_data(as_text=True)
-    assert app_access.AppPolicy.of(acme()) == app_access.AppPolicy("listed", ("https://claude.ai/",
-                                                                              "pgc_abcdefghijkl"), "members")
+    assert app_access.AppPolicy.of(acme()) == app_access.AppPolicy(
+        "listed", ("https://claude.ai/", "pgc_abcdefghijkl"), "members"
+    )
     assert admin.post("/settings/mcp/app-policy", {"apps": "any", "access": "admins"}, csrf=False).status_code == 400
 
 
@@ -160,9 +164,11 @@ def test_connected_apps_show_how_each_app_is_identified(admin):
 
     service = OAuthService()
     boss = User.get(User.email == "admin@acme.example")
-    document = service.remember_metadata_client("https://claude.ai/oauth/mcp.json",
-                                                 {"client_name": "Claude", "redirect_uris": ["https://claude.ai/cb"]},
-                                                 utcnow())
+    document = service.remember_metadata_client(
+        "https://claude.ai/oauth/mcp.json",
+        {"client_name": "Claude", "redirect_uris": ["https://claude.ai/cb"]},
+        utcnow(),
+    )
     dynamic = service.register({"client_name": "Cursor", "redirect_uris": ["http://127.0.0.1:5/cb"]}).client
     for client in (document, dynamic):
         OAuthGrant.create(workspace=acme(), client=client, user=boss, packs="accounts", resource="http://x/mcp")

@@ -61,8 +61,11 @@ def test_a_dribbling_server_is_given_up_on_at_the_deadline(tls, monkeypatch):
 
 def test_a_failure_is_forgotten_after_a_while(tls, monkeypatch):
     cert, key = tls
-    document = MetadataDocumentServer(cert, key, {"client_name": "App", "redirect_uris": ["https://app.example/cb"],
-                                                  "token_endpoint_auth_method": "none"})
+    document = MetadataDocumentServer(
+        cert,
+        key,
+        {"client_name": "App", "redirect_uris": ["https://app.example/cb"], "token_endpoint_auth_method": "none"},
+    )
     try:
         real = document.client_id
         monkeypatch.setattr(client_metadata, "FAILURE_SECONDS", 0.2)
@@ -103,8 +106,9 @@ def test_fetches_at_once_are_capped_and_the_next_is_told_to_wait(tls, monkeypatc
 
 def test_an_oversized_document_is_refused(tls, monkeypatch):
     cert, key = tls
-    document = MetadataDocumentServer(cert, key, {"redirect_uris": ["https://app.example/cb"],
-                                                  "padding": "x" * (client_metadata.MAX_BYTES + 10)})
+    document = MetadataDocumentServer(
+        cert, key, {"redirect_uris": ["https://app.example/cb"], "padding": "x" * (client_metadata.MAX_BYTES + 10)}
+    )
     try:
         with pytest.raises(MetadataError, match="larger than 16 KB"):
             fetch_client_metadata(document.client_id, allow_private=True)
@@ -126,15 +130,17 @@ def test_slow_metadata_urls_do_not_freeze_the_portal(tmp_path):
             with httpx.Client(base_url=stack.portal.url, timeout=60) as person:
                 page = person.get("/sign-in").text
                 token = next(g for g in CSRF.search(page).groups() if g)
-                signed = person.post("/sign-in", data={"email": stack.email, "password": stack.password,
-                                                       "csrf_token": token})
+                signed = person.post(
+                    "/sign-in", data={"email": stack.email, "password": stack.password, "csrf_token": token}
+                )
                 assert signed.status_code == 302, signed.text
                 answers: list[tuple[int, str, float]] = []
 
                 def authorize(i):
                     started = time.monotonic()
-                    r = person.get("/oauth/authorize", params={"client_id": slow.url(f"/slow{i}.json"),
-                                                               "response_type": "code"})
+                    r = person.get(
+                        "/oauth/authorize", params={"client_id": slow.url(f"/slow{i}.json"), "response_type": "code"}
+                    )
                     answers.append((r.status_code, r.text, time.monotonic() - started))
 
                 threads = [threading.Thread(target=authorize, args=(i,), daemon=True) for i in range(4)]
@@ -160,29 +166,32 @@ def test_slow_metadata_urls_do_not_freeze_the_portal(tmp_path):
             slow.close()
 
 
-@pytest.mark.parametrize("address, public", [
-    ("8.8.8.8", True),
-    ("10.0.0.1", False),
-    ("2606:4700::1111", True),
-    ("::ffff:127.0.0.1", False),  # IPv4-mapped: the IPv4 address decides
-    ("::ffff:8.8.8.8", True),
-    ("64:ff9b::10.0.0.1", False),  # NAT64 (RFC 6052): the embedded IPv4 address decides
-    ("64:ff9b::8.8.8.8", True),
-    ("64:ff9b::127.0.0.1", False),
-    ("64:ff9b:1::8.8.8.8", False),  # local-use NAT64 (RFC 8215): a private translator
-    ("2002:0a00:0001::", False),  # 6to4 of 10.0.0.1
-    ("2002:7f00:0001::1", False),  # 6to4 of 127.0.0.1
-    ("2002:0808:0808::1", True),  # 6to4 of 8.8.8.8
-    ("::10.0.0.1", False),  # IPv4-compatible, deprecated (RFC 4291): refused whatever it embeds
-    ("::8.8.8.8", False),
-    ("fec0::1", False),  # site-local, deprecated (RFC 3879)
-    ("fc00::1", False),
-    ("fe80::1", False),
-    ("::1", False),
-    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo
-    ("[2606:4700::1111]", True),
-    ("not an address", False),
-])
+@pytest.mark.parametrize(
+    "address, public",
+    [
+        ("8.8.8.8", True),
+        ("10.0.0.1", False),
+        ("2606:4700::1111", True),
+        ("::ffff:127.0.0.1", False),  # IPv4-mapped: the IPv4 address decides
+        ("::ffff:8.8.8.8", True),
+        ("64:ff9b::10.0.0.1", False),  # NAT64 (RFC 6052): the embedded IPv4 address decides
+        ("64:ff9b::8.8.8.8", True),
+        ("64:ff9b::127.0.0.1", False),
+        ("64:ff9b:1::8.8.8.8", False),  # local-use NAT64 (RFC 8215): a private translator
+        ("2002:0a00:0001::", False),  # 6to4 of 10.0.0.1
+        ("2002:7f00:0001::1", False),  # 6to4 of 127.0.0.1
+        ("2002:0808:0808::1", True),  # 6to4 of 8.8.8.8
+        ("::10.0.0.1", False),  # IPv4-compatible, deprecated (RFC 4291): refused whatever it embeds
+        ("::8.8.8.8", False),
+        ("fec0::1", False),  # site-local, deprecated (RFC 3879)
+        ("fc00::1", False),
+        ("fe80::1", False),
+        ("::1", False),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo
+        ("[2606:4700::1111]", True),
+        ("not an address", False),
+    ],
+)
 def test_only_addresses_on_the_internet_are_public(address, public):
     from poggio.oauth import is_public_address
 

@@ -24,8 +24,22 @@ EXAMPLES = 60  # per route, method and role
 
 PARAM_READ = re.compile(r"""request\.(?:args|form|values)(?:\.get|\.getlist)?[(\[]\s*["']([\w-]+)["']""")
 # OAuth 2.1 parameters, read through dictionaries rather than by name
-OAUTH = {"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method",
-         "resource", "grant_type", "code", "code_verifier", "refresh_token", "client_secret", "token"}
+OAUTH = {
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "resource",
+    "grant_type",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "client_secret",
+    "token",
+}
 
 
 def _parameter_names() -> set[str]:
@@ -46,15 +60,44 @@ def _parameter_names() -> set[str]:
 KEYS = st.one_of(st.sampled_from(sorted(_parameter_names())), st.text(min_size=1, max_size=12))
 NUMBERS = st.integers(min_value=-(2**80), max_value=2**80).map(str)
 VALUES = st.one_of(
-    st.text(max_size=40), NUMBERS,
-    st.sampled_from(["", "all", "active", "keep", "date", "never", "7", "30", "1", "0", "-1", "2001-01-01",
-                     "9999-12-31", "99999999999999999999999", "accounts", "//evil.example/", "https://evil.example/",
-                     "\x00", "\x1f", "\r\n", "%", "admin@acme.example", "code", "authorization_code", "S256",
-                     "accounts:read", "http://127.0.0.1:9/cb"]),
+    st.text(max_size=40),
+    NUMBERS,
+    st.sampled_from(
+        [
+            "",
+            "all",
+            "active",
+            "keep",
+            "date",
+            "never",
+            "7",
+            "30",
+            "1",
+            "0",
+            "-1",
+            "2001-01-01",
+            "9999-12-31",
+            "99999999999999999999999",
+            "accounts",
+            "//evil.example/",
+            "https://evil.example/",
+            "\x00",
+            "\x1f",
+            "\r\n",
+            "%",
+            "admin@acme.example",
+            "code",
+            "authorization_code",
+            "S256",
+            "accounts:read",
+            "http://127.0.0.1:9/cb",
+        ]
+    ),
 )
 PATH_INT = st.one_of(st.integers(min_value=0, max_value=2**80), st.sampled_from([1, 2, 3]))
-PATH_TEXT = st.text(alphabet=st.characters(blacklist_characters="/?#", blacklist_categories=("Cs",)),
-                    min_size=1, max_size=20)
+PATH_TEXT = st.text(
+    alphabet=st.characters(blacklist_characters="/?#", blacklist_categories=("Cs",)), min_size=1, max_size=20
+)
 REQUESTS = st.tuples(
     st.lists(st.tuples(KEYS, VALUES), max_size=6),
     st.lists(st.tuples(KEYS, VALUES), max_size=6),
@@ -89,8 +132,12 @@ def _fuzz(app, client_factory, make_tokens=None):
 
     for rule, method in rules:
         # `one` runs within this iteration, so it sees this rule and method (ruff's B023 cannot tell)
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        )
         @given(REQUESTS)
         def one(request):
             nonlocal client
@@ -98,8 +145,11 @@ def _fuzz(app, client_factory, make_tokens=None):
             url = _build(app, rule, data)  # noqa: B023
             if url is None:
                 return
-            headers = ({"HX-Request": "true",
-                        "HX-Target": data.draw(st.sampled_from(["token-list", "dialog-body", ""]))} if htmx else {})
+            headers = (
+                {"HX-Request": "true", "HX-Target": data.draw(st.sampled_from(["token-list", "dialog-body", ""]))}
+                if htmx
+                else {}
+            )
             if method == "GET":  # noqa: B023
                 r = client.client.get(url, query_string=MultiDict(query), headers=headers)
             else:
@@ -138,6 +188,7 @@ def test_every_route_as_admin(app):
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_control_character_in_an_oauth_parameter_is_a_400(admin, method):
     """Found by the fuzzing above: authlib raised ValueError building an error that quoted it."""
-    r = admin.client.open("/oauth/authorize", method=method, query_string={"response_type": "\x1f"},
-                          data={"csrf_token": admin.csrf})
+    r = admin.client.open(
+        "/oauth/authorize", method=method, query_string={"response_type": "\x1f"}, data={"csrf_token": admin.csrf}
+    )
     assert r.status_code == 400 and "not valid" in r.get_data(as_text=True)

@@ -22,8 +22,22 @@ def _tokens():
 
 
 def _activity(ws, token, at, ip="10.0.0.5", client="ci-bot", outcome="ok", n=1):
-    Activity.insert_many([{"workspace": ws.id, "kind": "token", "subject_id": token.id, "at": at, "tool": "search",
-                           "outcome": outcome, "latency_ms": 5, "client": client, "ip": ip}] * n).execute()
+    Activity.insert_many(
+        [
+            {
+                "workspace": ws.id,
+                "kind": "token",
+                "subject_id": token.id,
+                "at": at,
+                "tool": "search",
+                "outcome": outcome,
+                "latency_ms": 5,
+                "client": client,
+                "ip": ip,
+            }
+        ]
+        * n
+    ).execute()
 
 
 def _usage(token, day, calls, errors=0):
@@ -51,7 +65,8 @@ def _seed():
     _activity(ws, failing, now - dt.timedelta(minutes=5), outcome="rate_limited", n=2)
     endpoint = add_endpoint(ws, "http://127.0.0.1:9/x", None, CLI, allow_private=True).endpoint
     WebhookEndpoint.update(paused_at=now, failing_since=now - dt.timedelta(days=1)).where(
-        WebhookEndpoint.id == endpoint.id).execute()
+        WebhookEndpoint.id == endpoint.id
+    ).execute()
     other = Workspace.get(Workspace.slug == "initrode")
     _tokens().create(other, "theirs-soon", CLI, expires="2d")
     return {"soon": soon, "stale": stale, "busy": busy, "failing": failing, "endpoint": endpoint}
@@ -113,10 +128,12 @@ def test_a_members_request_is_on_the_admins_home_and_on_the_members(admin, brows
     acme = Workspace.get(Workspace.slug == "acme")
     set_app_policy(acme, Actor.cli(), access="members")
     member = Membership.get((Membership.workspace == acme) & (Membership.role == "member")).user
-    client = OAuthService().register({"client_name": "Member's agent",
-                                      "redirect_uris": ["http://127.0.0.1:9/cb"]}).client
-    OAuthGrant.create(workspace=acme, client=client, user=member, packs="accounts", resource="http://x/mcp",
-                      approval="pending")
+    client = (
+        OAuthService().register({"client_name": "Member's agent", "redirect_uris": ["http://127.0.0.1:9/cb"]}).client
+    )
+    OAuthGrant.create(
+        workspace=acme, client=client, user=member, packs="accounts", resource="http://x/mcp", approval="pending"
+    )
     found = attention.pending_app_requests(acme)
     assert [f.kind for f in found] == ["request"] and "Member's agent" in found[0].text
     page = admin.get("/").get_data(as_text=True)

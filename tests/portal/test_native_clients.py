@@ -35,35 +35,80 @@ class RealClient:
 
 
 CLIENTS = [
-    RealClient("Claude.ai", ["https://claude.ai/api/mcp/auth_callback"],
-               "https://claude.ai/api/mcp/auth_callback", None, "web"),
+    RealClient(
+        "Claude.ai", ["https://claude.ai/api/mcp/auth_callback"], "https://claude.ai/api/mcp/auth_callback", None, "web"
+    ),
     RealClient("Claude Code", ["http://localhost/callback"], "http://localhost:54121/callback", "native", "native"),
-    RealClient("ChatGPT", ["https://chatgpt.com/connector/oauth/a1b2c3d4"],
-               "https://chatgpt.com/connector/oauth/a1b2c3d4", "web", "web"),
-    RealClient("VS Code", ["https://vscode.dev/redirect", "http://127.0.0.1:33418/", "http://127.0.0.1/"],
-               "http://127.0.0.1:33418/", "native", "native"),
-    RealClient("VS Code, port 33418 busy", ["https://vscode.dev/redirect", "http://127.0.0.1:33418/",
-                                            "http://127.0.0.1/"], "http://127.0.0.1:49152/", "native", "native"),
-    RealClient("VS Code for the web", ["https://vscode.dev/redirect", "http://127.0.0.1:33418/"],
-               "https://vscode.dev/redirect", "native", "native"),
-    RealClient("Cursor", ["cursor://anysphere.cursor-mcp/oauth/callback"],
-               "cursor://anysphere.cursor-mcp/oauth/callback", "web", "native"),  # sends web: corrected
+    RealClient(
+        "ChatGPT",
+        ["https://chatgpt.com/connector/oauth/a1b2c3d4"],
+        "https://chatgpt.com/connector/oauth/a1b2c3d4",
+        "web",
+        "web",
+    ),
+    RealClient(
+        "VS Code",
+        ["https://vscode.dev/redirect", "http://127.0.0.1:33418/", "http://127.0.0.1/"],
+        "http://127.0.0.1:33418/",
+        "native",
+        "native",
+    ),
+    RealClient(
+        "VS Code, port 33418 busy",
+        ["https://vscode.dev/redirect", "http://127.0.0.1:33418/", "http://127.0.0.1/"],
+        "http://127.0.0.1:49152/",
+        "native",
+        "native",
+    ),
+    RealClient(
+        "VS Code for the web",
+        ["https://vscode.dev/redirect", "http://127.0.0.1:33418/"],
+        "https://vscode.dev/redirect",
+        "native",
+        "native",
+    ),
+    RealClient(
+        "Cursor",
+        ["cursor://anysphere.cursor-mcp/oauth/callback"],
+        "cursor://anysphere.cursor-mcp/oauth/callback",
+        "web",
+        "native",
+    ),  # sends web: corrected
     RealClient("Cursor, older", ["http://localhost:8787/callback"], "http://localhost:8787/callback", None, "native"),
-    RealClient("Goose", ["http://127.0.0.1:41213/oauth_callback"], "http://127.0.0.1:60001/oauth_callback",
-               None, "native"),
+    RealClient(
+        "Goose", ["http://127.0.0.1:41213/oauth_callback"], "http://127.0.0.1:60001/oauth_callback", None, "native"
+    ),
     RealClient("Zed", ["http://127.0.0.1:27523/callback"], "http://127.0.0.1:27523/callback", None, "native"),
-    RealClient("Zed, port-less loopback", ["http://127.0.0.1/callback"], "http://127.0.0.1:27523/callback",
-               "native", "native"),
-    RealClient("MCP Inspector", ["http://127.0.0.1:6276/oauth/callback"], "http://127.0.0.1:6276/oauth/callback",
-               "native", "native"),  # BaseOAuthClientProvider.clientMetadata in Inspector 2.12 sends native
-    RealClient("mcp-remote", ["http://localhost:3334/oauth/callback"], "http://localhost:5173/oauth/callback",
-               "native", "native"),  # 0.15.1: its bundled client 2.x derives native (resolveClientMetadata)
-    RealClient("Python SDK", ["http://[::1]:8765/callback"], "http://[::1]:9876/callback", "native",
-               "native"),  # mcp 2.3: OAuthClientMetadata.application_type defaults to native
-    RealClient("TypeScript SDK", ["http://127.0.0.1:49500/callback"], "http://127.0.0.1:49500/callback", "native",
-               "native"),  # the app's own metadata, as tests/clients/ts_sdk_oauth.mjs sends it
-    RealClient("A native app's private-use scheme", ["com.example.app:/callback"], "com.example.app:/callback",
-               "native", "native"),
+    RealClient(
+        "Zed, port-less loopback", ["http://127.0.0.1/callback"], "http://127.0.0.1:27523/callback", "native", "native"
+    ),
+    RealClient(
+        "MCP Inspector",
+        ["http://127.0.0.1:6276/oauth/callback"],
+        "http://127.0.0.1:6276/oauth/callback",
+        "native",
+        "native",
+    ),  # BaseOAuthClientProvider.clientMetadata in Inspector 2.12 sends native
+    RealClient(
+        "mcp-remote",
+        ["http://localhost:3334/oauth/callback"],
+        "http://localhost:5173/oauth/callback",
+        "native",
+        "native",
+    ),  # 0.15.1: its bundled client 2.x derives native (resolveClientMetadata)
+    RealClient(
+        "Python SDK", ["http://[::1]:8765/callback"], "http://[::1]:9876/callback", "native", "native"
+    ),  # mcp 2.3: OAuthClientMetadata.application_type defaults to native
+    RealClient(
+        "TypeScript SDK", ["http://127.0.0.1:49500/callback"], "http://127.0.0.1:49500/callback", "native", "native"
+    ),  # the app's own metadata, as tests/clients/ts_sdk_oauth.mjs sends it
+    RealClient(
+        "A native app's private-use scheme",
+        ["com.example.app:/callback"],
+        "com.example.app:/callback",
+        "native",
+        "native",
+    ),
 ]
 
 
@@ -85,29 +130,53 @@ def pkce() -> tuple[str, str]:
 
 
 def authorize_url(client_id: str, redirect_uri: str, challenge: str) -> str:
-    return "/oauth/authorize?" + urlencode({
-        "response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "state": "st4te",
-        "code_challenge": challenge, "code_challenge_method": "S256", "resource": MCP, "scope": "accounts:read"})
+    return "/oauth/authorize?" + urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "state": "st4te",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "resource": MCP,
+            "scope": "accounts:read",
+        }
+    )
 
 
 def approve(admin, url: str):
     page = admin.get(url)
     assert page.status_code == 200, page.get_data(as_text=True)
     text = page.get_data(as_text=True)
-    fields = {"seal": re.search(r'name="seal" value="([^"]+)"', text).group(1),
-              "workspace": re.search(r'name="workspace" value="(\d+)"', text).group(1)}
+    fields = {
+        "seal": re.search(r'name="seal" value="([^"]+)"', text).group(1),
+        "workspace": re.search(r'name="workspace" value="(\d+)"', text).group(1),
+    }
     return page, admin.post(url, {**fields, "decision": "approve", "packs": ["accounts"], "lifetime": "90"})
 
 
 def exchange(admin, client_id: str, code: str, verifier: str, redirect_uri: str):
-    return admin.client.post("/oauth/token", data={
-        "grant_type": "authorization_code", "code": code, "client_id": client_id, "redirect_uri": redirect_uri,
-        "code_verifier": verifier, "resource": MCP})
+    return admin.client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+            "resource": MCP,
+        },
+    )
 
 
 def registration(real: RealClient) -> dict:
-    body = {"client_name": real.name, "redirect_uris": real.registers, "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"]}
+    body = {
+        "client_name": real.name,
+        "redirect_uris": real.registers,
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+    }
     if real.application_type:
         body["application_type"] = real.application_type
     return body
@@ -179,13 +248,18 @@ def _elsewhere(uri: str) -> list[str]:
     """Redirect URIs that differ from ``uri`` in something other than a loopback port: refused."""
     parts = urlsplit(uri)
     path = parts.path or "/"
-    variants = [parts._replace(path=path.rstrip("/") + "/other").geturl(),
-                parts._replace(query="next=elsewhere").geturl(),
-                uri + "#fragment"]
+    variants = [
+        parts._replace(path=path.rstrip("/") + "/other").geturl(),
+        parts._replace(query="next=elsewhere").geturl(),
+        uri + "#fragment",
+    ]
     if parts.scheme == "http":
         other_host = "localhost" if parts.hostname != "localhost" else "127.0.0.1"
-        variants += [uri.replace(parts.hostname, other_host, 1), uri.replace("http://", "https://", 1),
-                     uri.replace(parts.netloc, f"user@{parts.netloc}", 1)]
+        variants += [
+            uri.replace(parts.hostname, other_host, 1),
+            uri.replace("http://", "https://", 1),
+            uri.replace(parts.netloc, f"user@{parts.netloc}", 1),
+        ]
     elif parts.scheme == "https":
         variants += [uri.replace(parts.hostname, "evil.example", 1), uri.replace("https://", "http://", 1)]
     else:
@@ -229,8 +303,9 @@ REFUSED = [
 @pytest.mark.parametrize("uri, says", REFUSED, ids=[u for u, _ in REFUSED])
 def test_unsafe_redirect_uris_are_refused_at_registration(client, uri, says):
     before = OAuthClient.select().count()
-    r = client.post("/oauth/register", json={"client_name": "Probe", "redirect_uris": [uri],
-                                             "token_endpoint_auth_method": "none"})
+    r = client.post(
+        "/oauth/register", json={"client_name": "Probe", "redirect_uris": [uri], "token_endpoint_auth_method": "none"}
+    )
     body = r.get_json()
     assert r.status_code == 400 and body["error"] == "invalid_redirect_uri", body
     assert body["error_description"].startswith("redirect_uris: ") and says in body["error_description"], body
@@ -254,21 +329,24 @@ def test_a_scheme_the_installation_denies_is_refused(instance, monkeypatch):
         assert r.status_code == 400 and r.get_json()["error"] == "invalid_redirect_uri"
         assert "POGGIO_OAUTH_DENIED_REDIRECT_SCHEMES" in r.get_json()["error_description"]
     assert OAuthClient.select().count() == 0
-    allowed = test_client.post("/oauth/register", json={"redirect_uris": ["com.example.app:/cb"],
-                                                        "token_endpoint_auth_method": "none"})
+    allowed = test_client.post(
+        "/oauth/register", json={"redirect_uris": ["com.example.app:/cb"], "token_endpoint_auth_method": "none"}
+    )
     assert allowed.status_code == 201
 
 
-@pytest.mark.parametrize("sent, uris, settled", [
-    (None, ["https://app.example/cb"], "web"),  # RFC 7591's default
-    (None, ["http://127.0.0.1/cb"], "native"),
-    ("web", ["cursor://anysphere.cursor-mcp/oauth/callback"], "native"),  # Cursor: corrected, not refused
-    ("web", ["https://app.example/cb", "http://localhost:8000/cb"], "native"),
-    ("native", ["https://vscode.dev/redirect"], "native"),  # a claimed https URL of a native app
-])
+@pytest.mark.parametrize(
+    "sent, uris, settled",
+    [
+        (None, ["https://app.example/cb"], "web"),  # RFC 7591's default
+        (None, ["http://127.0.0.1/cb"], "native"),
+        ("web", ["cursor://anysphere.cursor-mcp/oauth/callback"], "native"),  # Cursor: corrected, not refused
+        ("web", ["https://app.example/cb", "http://localhost:8000/cb"], "native"),
+        ("native", ["https://vscode.dev/redirect"], "native"),  # a claimed https URL of a native app
+    ],
+)
 def test_application_type_agrees_with_the_redirect_uris(client, sent, uris, settled):
-    body = {"redirect_uris": uris, "token_endpoint_auth_method": "none",
-            **({"application_type": sent} if sent else {})}
+    body = {"redirect_uris": uris, "token_endpoint_auth_method": "none", **({"application_type": sent} if sent else {})}
     r = client.post("/oauth/register", json=body)
     assert r.status_code == 201 and r.get_json()["application_type"] == settled
     row = OAuthClient.get(OAuthClient.client_id == r.get_json()["client_id"])
@@ -278,8 +356,9 @@ def test_application_type_agrees_with_the_redirect_uris(client, sent, uris, sett
 
 
 def test_a_metadata_document_with_an_unsafe_redirect_uri_is_refused_once(admin, trusted_tls):
-    document = MetadataDocumentServer(*trusted_tls, {"client_name": "Sneaky", "redirect_uris": ["javascript:x"],
-                                                     "token_endpoint_auth_method": "none"})
+    document = MetadataDocumentServer(
+        *trusted_tls, {"client_name": "Sneaky", "redirect_uris": ["javascript:x"], "token_endpoint_auth_method": "none"}
+    )
     try:
         _, challenge = pkce()
         for _ in range(2):
@@ -296,8 +375,9 @@ def test_a_metadata_document_with_an_unsafe_redirect_uri_is_refused_once(admin, 
 
 
 def test_a_metadata_url_longer_than_a_client_id_may_be_is_refused_before_any_fetch(admin, trusted_tls):
-    document = MetadataDocumentServer(*trusted_tls, {"redirect_uris": ["http://127.0.0.1/callback"]},
-                                      path="/" + "x" * 600 + ".json")
+    document = MetadataDocumentServer(
+        *trusted_tls, {"redirect_uris": ["http://127.0.0.1/callback"]}, path="/" + "x" * 600 + ".json"
+    )
     try:
         _, challenge = pkce()
         r = admin.get(authorize_url(document.client_id, "http://127.0.0.1:5000/callback", challenge))
@@ -321,10 +401,18 @@ def test_chatgpt_by_metadata_document_with_private_key_jwt(admin, trusted_tls):
     published.clear()  # key sets kept by an earlier test's server on a port now reused
     key = RSAKey.generate_key(2048, parameters={"kid": "chatgpt-1", "use": "sig"})
     callback = "https://chatgpt.com/connector/oauth/a1b2c3d4"
-    server = MetadataDocumentServer(*trusted_tls, {
-        "client_name": "ChatGPT", "redirect_uris": [callback], "application_type": "web",
-        "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
-        "token_endpoint_auth_method": "private_key_jwt"}, files={"/jwks.json": KeySet([key]).as_dict(private=False)})
+    server = MetadataDocumentServer(
+        *trusted_tls,
+        {
+            "client_name": "ChatGPT",
+            "redirect_uris": [callback],
+            "application_type": "web",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "private_key_jwt",
+        },
+        files={"/jwks.json": KeySet([key]).as_dict(private=False)},
+    )
     server.document["jwks_uri"] = f"{server.origin}/jwks.json"
     try:
         verifier, challenge = pkce()
@@ -339,14 +427,28 @@ def test_chatgpt_by_metadata_document_with_private_key_jwt(admin, trusted_tls):
         unsigned = exchange(admin, server.client_id, params["code"], verifier, callback)
         assert unsigned.status_code == 401 and unsigned.get_json()["error"] == "invalid_client"
         now = int(time.time())
-        claims = {"iss": server.client_id, "sub": server.client_id, "aud": f"{params['iss']}/oauth/token",
-                  "iat": now, "exp": now + 60, "jti": secrets.token_urlsafe(16)}
+        claims = {
+            "iss": server.client_id,
+            "sub": server.client_id,
+            "aud": f"{params['iss']}/oauth/token",
+            "iat": now,
+            "exp": now + 60,
+            "jti": secrets.token_urlsafe(16),
+        }
         signed = jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
-        tokens = admin.client.post("/oauth/token", data={
-            "grant_type": "authorization_code", "code": params["code"], "client_id": server.client_id,
-            "redirect_uri": callback, "code_verifier": verifier, "resource": MCP,
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": signed})
+        tokens = admin.client.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": params["code"],
+                "client_id": server.client_id,
+                "redirect_uri": callback,
+                "code_verifier": verifier,
+                "resource": MCP,
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": signed,
+            },
+        )
         assert tokens.status_code == 200, tokens.get_json()
         assert tokens.get_json()["access_token"].startswith("pgoa_")
     finally:

@@ -35,23 +35,39 @@ def pkce() -> tuple[str, str]:
 
 
 def register(client, **extra) -> dict:
-    body = {"client_name": "Claude", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], **extra}
+    body = {
+        "client_name": "Claude",
+        "redirect_uris": [REDIRECT],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        **extra,
+    }
     r = client.post("/oauth/register", json=body)
     assert r.status_code == 201, r.get_json()
     return r.get_json()
 
 
 def authorize_url(client_id: str, challenge: str, **extra) -> str:
-    params = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT, "state": "st4te",
-              "code_challenge": challenge, "code_challenge_method": "S256", "resource": MCP,
-              "scope": "accounts:read contacts:read revenue:read", **extra}
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "state": "st4te",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "resource": MCP,
+        "scope": "accounts:read contacts:read revenue:read",
+        **extra,
+    }
     return "/oauth/authorize?" + urlencode({k: v for k, v in params.items() if v is not None})
 
 
 def consent_fields(page: str) -> dict:
-    return {"seal": re.search(r'name="seal" value="([^"]+)"', page).group(1),
-            "workspace": re.search(r'name="workspace" value="(\d+)"', page).group(1)}
+    return {
+        "seal": re.search(r'name="seal" value="([^"]+)"', page).group(1),
+        "workspace": re.search(r'name="workspace" value="(\d+)"', page).group(1),
+    }
 
 
 def approve(browser, url: str, packs=("accounts", "contacts", "revenue"), lifetime="90"):
@@ -69,9 +85,18 @@ def redirected(response) -> dict:
 
 
 def exchange(client, client_id: str, code: str, verifier: str, **extra):
-    return client.post("/oauth/token", data={"grant_type": "authorization_code", "code": code, "client_id": client_id,
-                                             "redirect_uri": REDIRECT, "code_verifier": verifier, "resource": MCP,
-                                             **extra})
+    return client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": client_id,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+            "resource": MCP,
+            **extra,
+        },
+    )
 
 
 @pytest.fixture
@@ -93,25 +118,46 @@ def test_authorization_server_metadata(client):
     r = client.get("/.well-known/oauth-authorization-server", headers={"Origin": "https://claude.ai"})
     meta = r.get_json()
     assert r.status_code == 200 and meta["issuer"] == "http://127.0.0.1:8000"
-    for key, path in (("authorization_endpoint", "/oauth/authorize"), ("token_endpoint", "/oauth/token"),
-                      ("registration_endpoint", "/oauth/register"), ("revocation_endpoint", "/oauth/revoke")):
+    for key, path in (
+        ("authorization_endpoint", "/oauth/authorize"),
+        ("token_endpoint", "/oauth/token"),
+        ("registration_endpoint", "/oauth/register"),
+        ("revocation_endpoint", "/oauth/revoke"),
+    ):
         assert meta[key] == "http://127.0.0.1:8000" + path
     assert meta["code_challenge_methods_supported"] == ["S256"]
     assert meta["client_id_metadata_document_supported"] is True
     assert meta["authorization_response_iss_parameter_supported"] is True  # RFC 9207
-    assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials",
-                                                  "urn:ietf:params:oauth:grant-type:jwt-bearer"}
+    assert set(meta["grant_types_supported"]) == {
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+    }
     assert meta["authorization_grant_profiles_supported"] == ["urn:ietf:params:oauth:grant-profile:id-jag"]
-    assert meta["scopes_supported"] == ["accounts:read", "accounts:write", "contacts:read", "contacts:write",
-                                      "revenue:read", "revenue:write"]
+    assert meta["scopes_supported"] == [
+        "accounts:read",
+        "accounts:write",
+        "contacts:read",
+        "contacts:write",
+        "revenue:read",
+        "revenue:write",
+    ]
     assert r.headers["Access-Control-Allow-Origin"] == "*"
 
 
-@pytest.mark.parametrize("path", ["/.well-known/oauth-authorization-server", "/oauth/token", "/oauth/register",
-                                  "/oauth/revoke"])
+@pytest.mark.parametrize(
+    "path", ["/.well-known/oauth-authorization-server", "/oauth/token", "/oauth/register", "/oauth/revoke"]
+)
 def test_cors_preflight_for_browser_clients(client, path):
-    r = client.options(path, headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-                                      "Access-Control-Request-Headers": "content-type"})
+    r = client.options(
+        path,
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
     assert "content-type" in r.headers["Access-Control-Allow-Headers"].lower()
     assert "Access-Control-Allow-Credentials" not in r.headers
@@ -133,41 +179,61 @@ def test_dynamic_registration_public_and_confidential(client):
     assert confidential["client_secret"] not in row.metadata
 
 
-@pytest.mark.parametrize("uris, error", [
-    (["http://evil.example/cb"], "invalid_redirect_uri"),
-    (["https://app.example/cb#frag"], "invalid_redirect_uri"),
-    (["javascript:alert(1)"], "invalid_redirect_uri"),
-    ([], "invalid_redirect_uri"),
-])
+@pytest.mark.parametrize(
+    "uris, error",
+    [
+        (["http://evil.example/cb"], "invalid_redirect_uri"),
+        (["https://app.example/cb#frag"], "invalid_redirect_uri"),
+        (["javascript:alert(1)"], "invalid_redirect_uri"),
+        ([], "invalid_redirect_uri"),
+    ],
+)
 def test_registration_refuses_unsafe_redirect_uris(client, uris, error):
     before = OAuthClient.select().count()
-    r = client.post("/oauth/register", json={"client_name": "x", "redirect_uris": uris,
-                                             "token_endpoint_auth_method": "none"})
+    r = client.post(
+        "/oauth/register", json={"client_name": "x", "redirect_uris": uris, "token_endpoint_auth_method": "none"}
+    )
     assert r.status_code == 400 and r.get_json()["error"] in (error, "invalid_client_metadata")
     assert OAuthClient.select().count() == before
 
 
-@pytest.mark.parametrize("extra, error, says", [
-    ({"contacts": [f"c{i}@example.com" for i in range(60_000)]}, "invalid_client_metadata", "at most 16 KB"),
-    ({"contacts": [f"c{i}@example.com" for i in range(6)]}, "invalid_client_metadata",
-     "contacts: at most 5 entries (6 sent)"),
-    ({"contacts": ["x" * 321]}, "invalid_client_metadata", "contacts: at most 320 characters (321 sent)"),
-    ({"client_name": "x" * 201}, "invalid_client_metadata", "client_name: at most 200 characters (201 sent)"),
-    ({"client_name": "Claude\nAdmin approved"}, "invalid_client_metadata", "client_name: holds a control character"),
-    ({"logo_uri": "https://app.example/" + "x" * 2000}, "invalid_client_metadata", "logo_uri: at most 2,000"),
-    ({"software_version": 3}, "invalid_client_metadata", "software_version: must be a string"),
-    ({"grant_types": "authorization_code"}, "invalid_client_metadata", "grant_types: must be a list"),
-    ({"scope": "accounts:read " * 100}, "invalid_client_metadata", "scope: at most 1,000 characters"),
-    ({"application_type": "desktop"}, "invalid_client_metadata", "application_type: must be 'web' or 'native'"),
-    ({"jwks": {"keys": [{"kty": "oct", "k": "x" * 9000}]}}, "invalid_client_metadata", "jwks: at most 8 KB"),
-    ({"jwks": {"keys": [{"kty": "oct", "k": "x"}] * 11}}, "invalid_client_metadata", "jwks: at most 10 keys"),
-    ({"redirect_uris": ["http://127.0.0.1:9999/call\tback"]}, "invalid_redirect_uri", "control character"),
-    ({"redirect_uris": ["http://127.0.0.1:9999/callback\r\nSet-Cookie: x=1"]}, "invalid_redirect_uri",
-     "control character"),
-    ({"redirect_uris": [f"http://127.0.0.1:{9000 + i}/cb" for i in range(11)]}, "invalid_redirect_uri",
-     "redirect_uris: at most 10 entries (11 sent)"),
-    ({"redirect_uris": ["https://app.example/" + "x" * 2000]}, "invalid_redirect_uri", "at most 2,000 characters"),
-])
+@pytest.mark.parametrize(
+    "extra, error, says",
+    [
+        ({"contacts": [f"c{i}@example.com" for i in range(60_000)]}, "invalid_client_metadata", "at most 16 KB"),
+        (
+            {"contacts": [f"c{i}@example.com" for i in range(6)]},
+            "invalid_client_metadata",
+            "contacts: at most 5 entries (6 sent)",
+        ),
+        ({"contacts": ["x" * 321]}, "invalid_client_metadata", "contacts: at most 320 characters (321 sent)"),
+        ({"client_name": "x" * 201}, "invalid_client_metadata", "client_name: at most 200 characters (201 sent)"),
+        (
+            {"client_name": "Claude\nAdmin approved"},
+            "invalid_client_metadata",
+            "client_name: holds a control character",
+        ),
+        ({"logo_uri": "https://app.example/" + "x" * 2000}, "invalid_client_metadata", "logo_uri: at most 2,000"),
+        ({"software_version": 3}, "invalid_client_metadata", "software_version: must be a string"),
+        ({"grant_types": "authorization_code"}, "invalid_client_metadata", "grant_types: must be a list"),
+        ({"scope": "accounts:read " * 100}, "invalid_client_metadata", "scope: at most 1,000 characters"),
+        ({"application_type": "desktop"}, "invalid_client_metadata", "application_type: must be 'web' or 'native'"),
+        ({"jwks": {"keys": [{"kty": "oct", "k": "x" * 9000}]}}, "invalid_client_metadata", "jwks: at most 8 KB"),
+        ({"jwks": {"keys": [{"kty": "oct", "k": "x"}] * 11}}, "invalid_client_metadata", "jwks: at most 10 keys"),
+        ({"redirect_uris": ["http://127.0.0.1:9999/call\tback"]}, "invalid_redirect_uri", "control character"),
+        (
+            {"redirect_uris": ["http://127.0.0.1:9999/callback\r\nSet-Cookie: x=1"]},
+            "invalid_redirect_uri",
+            "control character",
+        ),
+        (
+            {"redirect_uris": [f"http://127.0.0.1:{9000 + i}/cb" for i in range(11)]},
+            "invalid_redirect_uri",
+            "redirect_uris: at most 10 entries (11 sent)",
+        ),
+        ({"redirect_uris": ["https://app.example/" + "x" * 2000]}, "invalid_redirect_uri", "at most 2,000 characters"),
+    ],
+)
 def test_registration_bounds_every_field(client, extra, error, says):
     """Registration is open to anyone: every field has a bound, named in the refusal; nothing is
     stored, and the refusal is on record for the installation's admins."""
@@ -276,8 +342,15 @@ def test_approve_exchange_refresh_rotate(app_client):
     # nothing of the secrets is stored
     row = OAuthToken.get()
     assert tokens["access_token"] not in (row.access_digest, row.refresh_digest)
-    r = admin.client.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-                                                "client_id": reg["client_id"], "resource": MCP})
+    r = admin.client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": reg["client_id"],
+            "resource": MCP,
+        },
+    )
     fresh = r.get_json()
     assert r.status_code == 200 and fresh["refresh_token"] != tokens["refresh_token"]
     verified = OAuthService().verify_access(fresh["access_token"], MCP)
@@ -288,7 +361,8 @@ def test_approve_exchange_refresh_rotate(app_client):
 def past_the_grace(seconds: int = 11) -> None:
     """The spent refresh tokens as if spent ``seconds`` ago: past POGGIO_OAUTH_REFRESH_GRACE_SECONDS."""
     OAuthToken.update(refreshed_at=utcnow() - dt.timedelta(seconds=seconds)).where(
-        OAuthToken.refreshed_at.is_null(False)).execute()
+        OAuthToken.refreshed_at.is_null(False)
+    ).execute()
 
 
 def test_refresh_reuse_revokes_the_grant(app_client):
@@ -308,14 +382,19 @@ def test_refresh_reuse_revokes_the_grant(app_client):
 
 
 def refresh(client, client_id: str, refresh_token: str, **extra):
-    return client.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token,
-                                             "client_id": client_id, **extra})
+    return client.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id, **extra},
+    )
 
 
-@pytest.mark.parametrize("extra, error, said", [
-    ({"scope": "accounts:write"}, "invalid_scope", "was granted 'accounts:read'"),  # more than was granted
-    ({"resource": "https://other.example/mcp"}, "invalid_target", "not for https://other.example/mcp"),
-])
+@pytest.mark.parametrize(
+    "extra, error, said",
+    [
+        ({"scope": "accounts:write"}, "invalid_scope", "was granted 'accounts:read'"),  # more than was granted
+        ({"resource": "https://other.example/mcp"}, "invalid_target", "not for https://other.example/mcp"),
+    ],
+)
 def test_a_refused_refresh_does_not_spend_the_refresh_token(app_client, extra, error, said):
     """A refresh refused for its scope or its resource issues nothing and spends nothing: the app
     retries correctly and gets its new pair, not a revoked grant and a false refresh_reused."""
@@ -348,12 +427,19 @@ def test_rows_no_longer_of_use_are_pruned(app, app_client):
     idle = register(admin.client)["client_id"]  # approved, but the app never came for its code
     _, challenge = pkce()
     _code(admin, idle, challenge)
-    robot = app.extensions["poggio"]["oauth"].create_confidential(Workspace.get(slug="acme"), "Robot", Actor.cli(),
-                                                                 packs="accounts", resource=MCP)
+    robot = app.extensions["poggio"]["oauth"].create_confidential(
+        Workspace.get(slug="acme"), "Robot", Actor.cli(), packs="accounts", resource=MCP
+    )
     basic = base64.b64encode(f"{robot.client.client_id}:{robot.secret}".encode()).decode()
     for _ in range(3):
-        assert admin.client.post("/oauth/token", data={"grant_type": "client_credentials", "resource": MCP},
-                                 headers={"Authorization": f"Basic {basic}"}).status_code == 200
+        assert (
+            admin.client.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials", "resource": MCP},
+                headers={"Authorization": f"Basic {basic}"},
+            ).status_code
+            == 200
+        )
     assert (OAuthToken.select().count(), OAuthCode.select().count()) == (3 + 1 + 3, 3)
     service = OAuthService(spent_refresh_days=30)
 
@@ -436,13 +522,16 @@ def test_unknown_client(app_client):
     assert r.status_code in (400, 401) and r.get_json()["error"] == "invalid_client"
 
 
-@pytest.mark.parametrize("extra, error", [
-    ({"resource": "https://other.example/mcp"}, "invalid_target"),
-    ({"code_challenge": None}, "invalid_request"),
-    ({"code_challenge_method": "plain"}, "invalid_request"),
-    ({"scope": "accounts:delete"}, "invalid_scope"),
-    ({"response_type": "token"}, "unsupported_response_type"),
-])
+@pytest.mark.parametrize(
+    "extra, error",
+    [
+        ({"resource": "https://other.example/mcp"}, "invalid_target"),
+        ({"code_challenge": None}, "invalid_request"),
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"scope": "accounts:delete"}, "invalid_scope"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+    ],
+)
 def test_bad_authorization_requests_go_back_to_the_app_with_an_error(app_client, extra, error):
     admin, reg = app_client
     _, challenge = pkce()
@@ -452,14 +541,17 @@ def test_bad_authorization_requests_go_back_to_the_app_with_an_error(app_client,
     assert OAuthCode.select().count() == 0
 
 
-@pytest.mark.parametrize("extra, error", [
-    ({}, None),  # approved: the code
-    ({"decision": "deny"}, "access_denied"),
-    ({"resource": "https://other.example/mcp"}, "invalid_target"),
-    ({"code_challenge": None}, "invalid_request"),
-    ({"scope": "accounts:delete"}, "invalid_scope"),
-    ({"response_type": "token"}, "unsupported_response_type"),
-])
+@pytest.mark.parametrize(
+    "extra, error",
+    [
+        ({}, None),  # approved: the code
+        ({"decision": "deny"}, "access_denied"),
+        ({"resource": "https://other.example/mcp"}, "invalid_target"),
+        ({"code_challenge": None}, "invalid_request"),
+        ({"scope": "accounts:delete"}, "invalid_scope"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+    ],
+)
 def test_every_authorization_response_names_the_issuer(app_client, extra, error):
     """RFC 9207: every redirect back to the app, the code and each error alike, carries ``iss`` (an
     app talking to several servers tells whose answer it holds: mix-up attacks)."""
@@ -496,9 +588,12 @@ def test_deny_redirects_access_denied_and_grants_nothing(app_client):
     url = authorize_url(reg["client_id"], challenge)
     fields = consent_fields(admin.get(url).get_data(as_text=True))
     params = redirected(admin.post(url, {**fields, "decision": "deny"}))
-    assert params == {"error": "access_denied", "state": "st4te", "iss": ISSUER,
-                      **({"error_description": params["error_description"]}
-                                                                     if "error_description" in params else {})}
+    assert params == {
+        "error": "access_denied",
+        "state": "st4te",
+        "iss": ISSUER,
+        **({"error_description": params["error_description"]} if "error_description" in params else {}),
+    }
     assert OAuthCode.select().count() == 0 and OAuthGrant.select().count() == 0
     denied = AuditEvent.get(AuditEvent.action == "oauth.denied")
     assert denied.workspace.slug == "acme" and denied.target == "Claude"  # where acme's admins see it
@@ -516,8 +611,11 @@ def test_members_and_non_entitled_workspaces_cannot_approve(browser, email, clie
     assert 'value="approve"' not in text
     seal = re.search(r'name="seal" value="([^"]+)"', text).group(1)
     # a forged approval (with any workspace id) is a denial, and grants nothing
-    params = redirected(browser.post(url, {"seal": seal, "decision": "approve", "workspace": "1",
-                                           "packs": ["accounts"], "lifetime": "90"}))
+    params = redirected(
+        browser.post(
+            url, {"seal": seal, "decision": "approve", "workspace": "1", "packs": ["accounts"], "lifetime": "90"}
+        )
+    )
     assert params["error"] == "access_denied"
     assert OAuthCode.select().count() == 0 and OAuthGrant.select().count() == 0
     assert AuditEvent.get(AuditEvent.action == "oauth.denied").workspace is not None
@@ -533,8 +631,16 @@ def test_forged_state_or_tampered_request_is_refused(app_client):
     forged = url.replace("state=st4te", "state=forged")
     r = admin.post(forged, {**fields, "decision": "approve", "packs": ["accounts"], "lifetime": "90"})
     assert r.status_code == 400 and "no longer valid" in r.get_data(as_text=True)
-    r = admin.post(url, {"seal": "garbage", "workspace": fields["workspace"], "decision": "approve",
-                         "packs": ["accounts"], "lifetime": "90"})
+    r = admin.post(
+        url,
+        {
+            "seal": "garbage",
+            "workspace": fields["workspace"],
+            "decision": "approve",
+            "packs": ["accounts"],
+            "lifetime": "90",
+        },
+    )
     assert r.status_code == 400
     assert OAuthCode.select().count() == 0
 
@@ -569,16 +675,21 @@ def test_client_credentials_for_an_admin_made_client(app, client):
     from poggio.models import Workspace
 
     issued = app.extensions["poggio"]["oauth"].create_confidential(
-        Workspace.get(slug="acme"), "Robot", Actor.cli(), packs="accounts", resource=MCP)
+        Workspace.get(slug="acme"), "Robot", Actor.cli(), packs="accounts", resource=MCP
+    )
     basic = base64.b64encode(f"{issued.client.client_id}:{issued.secret}".encode()).decode()
-    r = client.post("/oauth/token", data={"grant_type": "client_credentials", "resource": MCP},
-                    headers={"Authorization": f"Basic {basic}"})
+    r = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "resource": MCP},
+        headers={"Authorization": f"Basic {basic}"},
+    )
     body = r.get_json()
     assert r.status_code == 200 and body["scope"] == "accounts:read" and "refresh_token" not in body
     assert OAuthService().verify_access(body["access_token"], MCP).packs == {"accounts"}
     wrong = base64.b64encode(f"{issued.client.client_id}:pgos_wrong".encode()).decode()
-    r = client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                    headers={"Authorization": f"Basic {wrong}"})
+    r = client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {wrong}"}
+    )
     assert r.status_code == 401 and r.get_json()["error"] == "invalid_client"
     # a confidential client cannot use the browser flow
     _, challenge = pkce()
@@ -629,8 +740,18 @@ def test_consent_offers_write_only_where_asked_with_a_warning(app_client):
     assert 'name="write" value="contacts"' not in page
     assert "This app asks to change data." in page and "(accounts:write)" in page
     fields = consent_fields(page)
-    params = redirected(admin.post(url, {**fields, "decision": "approve", "packs": ["accounts", "contacts"],
-                                         "write": ["accounts"], "lifetime": "90"}))
+    params = redirected(
+        admin.post(
+            url,
+            {
+                **fields,
+                "decision": "approve",
+                "packs": ["accounts", "contacts"],
+                "write": ["accounts"],
+                "lifetime": "90",
+            },
+        )
+    )
     tokens = exchange(admin.client, reg["client_id"], params["code"], verifier).get_json()
     assert tokens["scope"] == "accounts:write contacts:read"
     assert OAuthGrant.select().order_by(OAuthGrant.id.desc()).first().packs == "accounts:write,contacts"
@@ -653,8 +774,18 @@ def test_consent_may_narrow_write_to_read_and_never_widen_read_to_write(app_clie
     url = authorize_url(reg["client_id"], challenge, scope="contacts:read")
     page = admin.get(url).get_data(as_text=True)
     assert 'name="write"' not in page and "not change them" in page
-    params = redirected(admin.post(url, {**consent_fields(page), "decision": "approve", "packs": ["contacts"],
-                                         "write": ["contacts"], "lifetime": "90"}))
+    params = redirected(
+        admin.post(
+            url,
+            {
+                **consent_fields(page),
+                "decision": "approve",
+                "packs": ["contacts"],
+                "write": ["contacts"],
+                "lifetime": "90",
+            },
+        )
+    )
     assert exchange(admin.client, reg["client_id"], params["code"], verifier).get_json()["scope"] == "contacts:read"
     refused = admin.get(authorize_url(reg["client_id"], challenge, scope="accounts:delete"))
     assert refused.status_code == 302 and "invalid_scope" in refused.headers["Location"]
@@ -665,11 +796,15 @@ def test_client_credentials_with_write_scope(app, client):
     from poggio.models import Workspace
 
     issued = app.extensions["poggio"]["oauth"].create_confidential(
-        Workspace.get(slug="acme"), "Writer robot", Actor.cli(), packs="accounts:write,revenue", resource=MCP)
+        Workspace.get(slug="acme"), "Writer robot", Actor.cli(), packs="accounts:write,revenue", resource=MCP
+    )
     assert issued.client.packs == "accounts:write,revenue"
     basic = base64.b64encode(f"{issued.client.client_id}:{issued.secret}".encode()).decode()
-    body = client.post("/oauth/token", data={"grant_type": "client_credentials", "resource": MCP},
-                       headers={"Authorization": f"Basic {basic}"}).get_json()
+    body = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "resource": MCP},
+        headers={"Authorization": f"Basic {basic}"},
+    ).get_json()
     assert body["scope"] == "accounts:write revenue:read"
     verified = OAuthService().verify_access(body["access_token"], MCP)
     assert verified.packs == {"accounts", "revenue"} and verified.writable == {"accounts"}
@@ -691,8 +826,9 @@ def test_step_up_adds_the_scope_to_the_same_connected_app(app_client):
     assert 'name="packs" value="accounts"' not in page  # granted: nothing to tick
     assert 'name="write" value="accounts"' in page and 'name="packs" value="revenue" checked' in page
     assert 'name="lifetime"' not in page  # the connection keeps its expiry
-    params = redirected(admin.post(url, {**consent_fields(page), "decision": "approve", "write": ["accounts"],
-                                         "packs": ["revenue"]}))
+    params = redirected(
+        admin.post(url, {**consent_fields(page), "decision": "approve", "write": ["accounts"], "packs": ["revenue"]})
+    )
     tokens = exchange(admin.client, reg["client_id"], params["code"], verifier).get_json()
     assert tokens["scope"] == "accounts:write revenue:read"
     assert OAuthGrant.select().count() == 1
@@ -719,8 +855,11 @@ def test_step_up_denied_or_overtaken_grants_nothing(app_client):
     # approved, then the app is disconnected before it exchanges the code: nothing is granted
     verifier, challenge = pkce()
     url = authorize_url(reg["client_id"], challenge, scope="accounts:write")
-    params = redirected(admin.post(url, {**consent_fields(admin.get(url).get_data(as_text=True)),
-                                         "decision": "approve", "write": ["accounts"]}))
+    params = redirected(
+        admin.post(
+            url, {**consent_fields(admin.get(url).get_data(as_text=True)), "decision": "approve", "write": ["accounts"]}
+        )
+    )
     OAuthService().revoke_grant(grant, Actor.cli())
     r = exchange(admin.client, reg["client_id"], params["code"], verifier)
     assert r.status_code == 400 and r.get_json()["error"] == "invalid_grant"
@@ -748,8 +887,12 @@ def documents(app, tmp_path, monkeypatch):
     servers = []
 
     def serve(name="Doc App", files=None, **document):
-        server = MetadataDocumentServer(cert, key, {"client_name": name, "redirect_uris": [REDIRECT],
-                                                    "token_endpoint_auth_method": "none", **document}, files=files)
+        server = MetadataDocumentServer(
+            cert,
+            key,
+            {"client_name": name, "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", **document},
+            files=files,
+        )
         servers.append(server)
         return server
 
@@ -776,12 +919,20 @@ def test_dynamic_registration_can_be_turned_off(app, admin, documents):
 
 def test_dynamic_registration_setting_is_read_from_the_environment(instance):
     assert load_settings({**instance.env}).oauth_dynamic_registration is True
-    assert load_settings({**instance.env, "POGGIO_OAUTH_DYNAMIC_REGISTRATION": "false"}).oauth_dynamic_registration \
+    assert (
+        load_settings({**instance.env, "POGGIO_OAUTH_DYNAMIC_REGISTRATION": "false"}).oauth_dynamic_registration
         is False
-    trusted = load_settings({**instance.env, "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA":
-                             "https://claude.ai/oauth/claude-code-client-metadata, https://chatgpt.com/"})
-    assert trusted.oauth_trusted_client_metadata == ("https://claude.ai/oauth/claude-code-client-metadata",
-                                                     "https://chatgpt.com/")
+    )
+    trusted = load_settings(
+        {
+            **instance.env,
+            "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA": "https://claude.ai/oauth/claude-code-client-metadata, https://chatgpt.com/",
+        }
+    )
+    assert trusted.oauth_trusted_client_metadata == (
+        "https://claude.ai/oauth/claude-code-client-metadata",
+        "https://chatgpt.com/",
+    )
     for wrong in ("http://chatgpt.com/", "https://chatgpt.com", "chatgpt.com"):
         with pytest.raises(SettingsError, match="POGGIO_OAUTH_TRUSTED_CLIENT_METADATA"):
             load_settings({**instance.env, "POGGIO_OAUTH_TRUSTED_CLIENT_METADATA": wrong})
@@ -829,8 +980,15 @@ def assertion(key, client_id: str, **claims) -> str:
     from joserfc import jwt
 
     now = int(time.time())
-    body = {"iss": client_id, "sub": client_id, "aud": f"{ISSUER}/oauth/token", "iat": now, "exp": now + 60,
-            "jti": secrets.token_urlsafe(16), **claims}
+    body = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": f"{ISSUER}/oauth/token",
+        "iat": now,
+        "exp": now + 60,
+        "jti": secrets.token_urlsafe(16),
+        **claims,
+    }
     alg = "RS256" if key.key_type == "RSA" else "ES256"
     return jwt.encode({"alg": alg, "kid": key.kid}, {k: v for k, v in body.items() if v is not None}, key)
 
@@ -860,13 +1018,17 @@ def test_private_key_jwt_for_a_metadata_document_client(admin, documents, key_pa
     server.document["jwks_uri"] = f"{server.origin}/jwks.json"
     cid = server.client_id
     meta = admin.client.get("/.well-known/oauth-authorization-server").get_json()
-    assert "private_key_jwt" in meta["token_endpoint_auth_methods_supported"] and "none" in \
-        meta["token_endpoint_auth_methods_supported"]
+    assert (
+        "private_key_jwt" in meta["token_endpoint_auth_methods_supported"]
+        and "none" in meta["token_endpoint_auth_methods_supported"]
+    )
     assert "RS256" in meta["token_endpoint_auth_signing_alg_values_supported"]
     verifier, challenge = pkce()
     code = redirected(approve(admin, authorize_url(cid, challenge), packs=("accounts",)))["code"]
-    assert json.loads(OAuthClient.get(OAuthClient.client_id == cid).metadata)["token_endpoint_auth_method"] \
+    assert (
+        json.loads(OAuthClient.get(OAuthClient.client_id == cid).metadata)["token_endpoint_auth_method"]
         == "private_key_jwt"
+    )
 
     def refused(data, said):
         r = exchange(admin.client, cid, code, verifier, **data)
@@ -880,10 +1042,17 @@ def test_private_key_jwt_for_a_metadata_document_client(admin, documents, key_pa
     refused(signed(rsa, cid, exp=int(__import__("time").time()) + 3600), "valid for too long")
     refused(signed(rsa, cid, exp=int(__import__("time").time()) - 120), "exp")
     refused(signed(rsa, cid, jti=None), "Missing JWT ID")
-    mixed = admin.client.post("/oauth/token", data={"grant_type": "authorization_code", "code": code,
-                                                    "client_id": "https://other.example/client.json",
-                                                    "redirect_uri": REDIRECT, "code_verifier": verifier,
-                                                    **signed(rsa, cid)})
+    mixed = admin.client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": "https://other.example/client.json",
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+            **signed(rsa, cid),
+        },
+    )
     assert mixed.get_json()["error"] == "invalid_client" and "another client" in mixed.get_json()["error_description"]
     once = signed(rsa, cid, jti="the-one")
     assert exchange(admin.client, cid, code, verifier, **once).status_code == 200  # the issuer as audience works too
@@ -1032,7 +1201,15 @@ def test_a_client_assertion_nested_too_deep_is_invalid_client_not_a_500(admin, p
     header = b'{"alg":"RS256","x":' + deep + b"}" if part == "header" else b'{"alg":"RS256"}'
     claims = b'{"sub":"x","x":' + deep + b"}" if part == "claims" else b'{"sub":"x"}'
     forged = f"{b64(header)}.{b64(claims)}.{b64(b'sig')}"
-    r = admin.client.post("/oauth/token", data={"grant_type": "authorization_code", "code": "c", "client_id": "x",
-                                                "client_assertion_type": ASSERTION, "client_assertion": forged})
+    r = admin.client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": "c",
+            "client_id": "x",
+            "client_assertion_type": ASSERTION,
+            "client_assertion": forged,
+        },
+    )
     assert r.status_code in (400, 401), r.status_code
     assert r.get_json()["error"] == "invalid_client", r.get_json()

@@ -48,7 +48,8 @@ def test_entitled_admin_sees_menu_and_url(admin):
     mcp = admin.get("/settings/mcp/")
     assert mcp.status_code == 200
     assert "http://127.0.0.1:8001/mcp" in body(mcp) and "acme" not in re.search(
-        r'<code id="server-url">([^<]*)', body(mcp)).group(1)
+        r'<code id="server-url">([^<]*)', body(mcp)
+    ).group(1)
 
 
 def test_switching_workspace_changes_what_the_menu_offers(browser):
@@ -76,8 +77,9 @@ def test_sign_in_failures_are_inline_and_throttled(browser):
 
 def test_sign_in_redirects_only_to_local_paths(browser):
     browser.get("/sign-in")
-    r = browser.post("/sign-in?next=https://evil.example/",
-                     {"email": "admin@acme.example", "password": "correct horse battery"})
+    r = browser.post(
+        "/sign-in?next=https://evil.example/", {"email": "admin@acme.example", "password": "correct horse battery"}
+    )
     assert r.headers["Location"] == "/"
 
 
@@ -97,8 +99,13 @@ def test_session_cookie_flags(browser):
 def test_every_state_change_needs_a_csrf_token(admin):
     create(admin)
     token = ApiToken.get()
-    for url in ("/settings/mcp/tokens", f"/settings/mcp/tokens/{token.id}", f"/settings/mcp/tokens/{token.id}/revoke",
-                f"/settings/mcp/tokens/{token.id}/rotate", "/workspace"):
+    for url in (
+        "/settings/mcp/tokens",
+        f"/settings/mcp/tokens/{token.id}",
+        f"/settings/mcp/tokens/{token.id}/revoke",
+        f"/settings/mcp/tokens/{token.id}/rotate",
+        "/workspace",
+    ):
         assert admin.post(url, {"name": "x", "expiry": "30"}, csrf=False).status_code == 400, url
         assert admin.post(url, {"name": "x", "expiry": "30"}, htmx=True, csrf=False).status_code == 400, url
     assert ApiToken.get().revoked_at is None and ApiToken.select().count() == 1
@@ -126,8 +133,12 @@ def test_generate_shows_the_token_exactly_once(admin):
     plaintext = shown[0]
     assert "will not be shown again" in body(r)
     assert 'id="token-list" hx-swap-oob="true"' in body(r) and "Slack agent" in body(r)
-    for url in ("/settings/mcp/", "/settings/mcp/?show=all", "/settings/audit/",
-                f"/settings/mcp/tokens/{ApiToken.get().id}"):
+    for url in (
+        "/settings/mcp/",
+        "/settings/mcp/?show=all",
+        "/settings/audit/",
+        f"/settings/mcp/tokens/{ApiToken.get().id}",
+    ):
         page = body(admin.get(url))
         assert plaintext not in page and plaintext[4:-4] not in page
     assert f"pgo_…{plaintext[-4:]}" in body(admin.get("/settings/mcp/"))
@@ -140,13 +151,16 @@ def test_generate_without_javascript_renders_the_full_page_once(admin):
     assert len(TOKEN_PATTERN.findall(body(r))) == 1 and "never expires" in body(r)
 
 
-@pytest.mark.parametrize("data,message", [
-    ({"name": "", "expiry": "30"}, "a name is required"),
-    ({"name": "x" * 101, "expiry": "30"}, "100"),
-    ({"name": "ok", "expiry": "date", "expiry_date": "2001-01-01"}, "in the future"),
-    ({"name": "ok", "expiry": "date"}, "choose a date"),
-    ({"name": "ok", "expiry": "30", "packs": "nonexistent"}, "not a valid choice"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"name": "", "expiry": "30"}, "a name is required"),
+        ({"name": "x" * 101, "expiry": "30"}, "100"),
+        ({"name": "ok", "expiry": "date", "expiry_date": "2001-01-01"}, "in the future"),
+        ({"name": "ok", "expiry": "date"}, "choose a date"),
+        ({"name": "ok", "expiry": "30", "packs": "nonexistent"}, "not a valid choice"),
+    ],
+)
 def test_validation_errors_show_inline_in_the_dialog(admin, data, message):
     r = admin.post("/settings/mcp/tokens", data, htmx=True)
     assert r.status_code == 422 and message in body(r)
@@ -212,8 +226,11 @@ def test_another_workspaces_token_is_404(admin, app):
     from poggio.tokens import TokenService
 
     foreign = TokenService().create(Workspace.get(slug="initrode"), "theirs", Actor.cli()).token
-    for url in (f"/settings/mcp/tokens/{foreign.id}", f"/settings/mcp/tokens/{foreign.id}/edit",
-                f"/settings/mcp/tokens/{foreign.id}/activity"):
+    for url in (
+        f"/settings/mcp/tokens/{foreign.id}",
+        f"/settings/mcp/tokens/{foreign.id}/edit",
+        f"/settings/mcp/tokens/{foreign.id}/activity",
+    ):
         assert admin.get(url, htmx=True).status_code == 404
     assert admin.post(f"/settings/mcp/tokens/{foreign.id}/revoke", htmx=True).status_code == 404
     assert ApiToken.get_by_id(foreign.id).revoked_at is None
@@ -266,8 +283,13 @@ def test_audit_log_lists_token_events(admin):
 def test_connect_panel_has_the_url_and_no_secret(admin):
     create(admin)
     page = body(admin.get("/settings/mcp/"))
-    for snippet in ("streamable_http_client(\"http://127.0.0.1:8001/mcp\"", "@modelcontextprotocol/inspector",
-                    "mcp-remote", "mcpServers", "&lt;YOUR_TOKEN&gt;"):
+    for snippet in (
+        'streamable_http_client("http://127.0.0.1:8001/mcp"',
+        "@modelcontextprotocol/inspector",
+        "mcp-remote",
+        "mcpServers",
+        "&lt;YOUR_TOKEN&gt;",
+    ):
         assert snippet in page
     assert not TOKEN_PATTERN.search(page)
 
@@ -285,8 +307,9 @@ def test_an_expired_token_can_only_be_rotated_back(admin):
 
     first = TOKEN_PATTERN.findall(body(create(admin, "Old bot", expiry="30")))[0]
     token = ApiToken.get()
-    ApiToken.update(created_at=token.created_at - dt.timedelta(days=31),
-                    expires_at=token.expires_at - dt.timedelta(days=31)).execute()
+    ApiToken.update(
+        created_at=token.created_at - dt.timedelta(days=31), expires_at=token.expires_at - dt.timedelta(days=31)
+    ).execute()
     form = body(admin.get(f"/settings/mcp/tokens/{token.id}/edit", htmx=True))
     assert 'name="expiry"' not in form and "Rotate it to get a new secret" in form
     r = admin.post(f"/settings/mcp/tokens/{token.id}", {"name": "Old bot", "expiry": "30"}, htmx=True)
@@ -331,9 +354,17 @@ def test_edit_changes_a_tokens_packs_and_is_audited(admin):
     token = ApiToken.get()
     form = body(admin.get(f"/settings/mcp/tokens/{token.id}/edit", htmx=True))
     assert 'name="packs" value="accounts" checked' in form and 'name="write" value="accounts" checked' not in form
-    r = admin.post(f"/settings/mcp/tokens/{token.id}", {"name": token.name, "expiry": "keep", "pack_scopes": "shown",
-                                                         "packs": ["accounts", "revenue"], "write": ["revenue"]},
-                   htmx=True)
+    r = admin.post(
+        f"/settings/mcp/tokens/{token.id}",
+        {
+            "name": token.name,
+            "expiry": "keep",
+            "pack_scopes": "shown",
+            "packs": ["accounts", "revenue"],
+            "write": ["revenue"],
+        },
+        htmx=True,
+    )
     assert r.status_code == 200 and ApiToken.get().packs == "accounts,revenue:write"
     assert "Token packs changed" in body(admin.get("/settings/audit/"))
     # a post that did not show the packs (rename only) leaves them as they are
@@ -346,9 +377,16 @@ def test_audit_log_filters_writes_only(admin):
     from poggio.models import Workspace
 
     create(admin)
-    audit.record("data.written", audit.Actor(label="token: Slack agent"), Workspace.get(slug="acme"),
-                 target="account example.com", tool="update_account", token_id=ApiToken.get().id,
-                 before={"name": "Example Corp"}, after={"name": "Example Group"})
+    audit.record(
+        "data.written",
+        audit.Actor(label="token: Slack agent"),
+        Workspace.get(slug="acme"),
+        target="account example.com",
+        tool="update_account",
+        token_id=ApiToken.get().id,
+        before={"name": "Example Corp"},
+        after={"name": "Example Group"},
+    )
     everything = body(admin.get("/settings/audit/"))
     assert "Token created" in everything and "Changed by a tool" in everything
     writes = body(admin.get("/settings/audit/?writes=1"))

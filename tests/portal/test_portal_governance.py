@@ -28,11 +28,22 @@ def acme() -> Workspace:
 
 def seed(token_id: int, n: int, kind: str = "token", workspace=None, start=None) -> None:
     start = start or dt.datetime(2026, 11, 1)
-    Activity.insert_many([
-        {"workspace": (workspace or acme()).id, "kind": kind, "subject_id": token_id,
-         "at": start + dt.timedelta(minutes=i), "tool": ("get_account", "search_accounts")[i % 2],
-         "outcome": ("ok", "ok", "refused")[i % 3], "latency_ms": 1.5, "client": "=cmd|evil", "ip": "127.0.0.1"}
-        for i in range(n)]).execute()
+    Activity.insert_many(
+        [
+            {
+                "workspace": (workspace or acme()).id,
+                "kind": kind,
+                "subject_id": token_id,
+                "at": start + dt.timedelta(minutes=i),
+                "tool": ("get_account", "search_accounts")[i % 2],
+                "outcome": ("ok", "ok", "refused")[i % 3],
+                "latency_ms": 1.5,
+                "client": "=cmd|evil",
+                "ip": "127.0.0.1",
+            }
+            for i in range(n)
+        ]
+    ).execute()
 
 
 def test_token_activity_page_filters_and_pages(admin):
@@ -49,8 +60,10 @@ def test_token_activity_page_filters_and_pages(admin):
     part = second.get_data(as_text=True)
     assert part.startswith('<div id="activity-results">') and "<html" not in part
     assert "2026-11-01 01:09:00" in part and "2026-11-01 01:59:00" not in part
-    refused = admin.get(f"/settings/mcp/tokens/{token.id}/activity?outcome=refused&tool=get_account",
-                        headers={"HX-Request": "true", "HX-Target": "activity-results"}).get_data(as_text=True)
+    refused = admin.get(
+        f"/settings/mcp/tokens/{token.id}/activity?outcome=refused&tool=get_account",
+        headers={"HX-Request": "true", "HX-Target": "activity-results"},
+    ).get_data(as_text=True)
     assert refused.count('class="outcome-refused"') == 20 and "outcome-ok" not in refused
     dated = admin.get(f"/settings/mcp/tokens/{token.id}/activity?since=2026-11-02").get_data(as_text=True)
     assert "No requests on record match these filters" in dated
@@ -74,6 +87,7 @@ def test_activity_of_another_workspace_is_not_found_and_members_are_refused(admi
     assert "theirs" not in admin.get("/settings/mcp/activity").get_data(as_text=True)
     member = app.test_client()
     from conftest import Browser
+
     m = Browser(member)
     m.sign_in("member@acme.example")
     assert m.get("/settings/mcp/activity").status_code == 403
@@ -110,18 +124,22 @@ def test_policy_form_limits_the_dialog_and_shortens_tokens(admin):
     assert re.search(r'value="7"[^>]*checked|checked[^>]*value="7"', dialog)  # the default is the policy's
     r = admin.post("/settings/mcp/tokens", {"name": "sneaky", "expiry": "never"}, htmx=True)
     assert r.status_code == 422
-    r = admin.post("/settings/mcp/tokens", {"name": "dated", "expiry": "date",
-                                            "expiry_date": (utcnow() + dt.timedelta(days=200)).date().isoformat()},
-                   htmx=True)
+    r = admin.post(
+        "/settings/mcp/tokens",
+        {"name": "dated", "expiry": "date", "expiry_date": (utcnow() + dt.timedelta(days=200)).date().isoformat()},
+        htmx=True,
+    )
     assert r.status_code == 422 and "at most 30 days" in r.get_data(as_text=True)
     r = admin.post("/settings/mcp/policy", {"default_expiry": "none", "max_lifetime": "30"})
     assert r.status_code == 422 and "not allowed by this policy" in r.get_data(as_text=True)
 
 
 def test_token_dialog_sets_network_and_rate_limits(admin):
-    r = admin.post("/settings/mcp/tokens", {"name": "limited", "expiry": "30",
-                                            "allowed_ips": "10.0.0.0/8\n2001:db8::/32",
-                                            "rate_limit": "10/minute"}, htmx=True)
+    r = admin.post(
+        "/settings/mcp/tokens",
+        {"name": "limited", "expiry": "30", "allowed_ips": "10.0.0.0/8\n2001:db8::/32", "rate_limit": "10/minute"},
+        htmx=True,
+    )
     assert r.status_code == 201
     token = ApiToken.get(ApiToken.name == "limited")
     assert token.allowed_ips == "10.0.0.0/8,2001:db8::/32" and token.rate_limit == "10/minute"
@@ -132,8 +150,11 @@ def test_token_dialog_sets_network_and_rate_limits(admin):
     assert r.status_code == 422 and "below the installation" in r.get_data(as_text=True)
     # inline edit changes them
     admin.get(f"/settings/mcp/tokens/{token.id}/edit", htmx=True)
-    r = admin.post(f"/settings/mcp/tokens/{token.id}", {"name": "limited", "expiry": "keep", "allowed_ips": "",
-                                                         "rate_limit": "5/minute"}, htmx=True)
+    r = admin.post(
+        f"/settings/mcp/tokens/{token.id}",
+        {"name": "limited", "expiry": "keep", "allowed_ips": "", "rate_limit": "5/minute"},
+        htmx=True,
+    )
     assert r.status_code == 200
     token = ApiToken.get_by_id(token.id)
     assert token.allowed_ips is None and token.rate_limit == "5/minute"
@@ -157,8 +178,9 @@ def test_rotation_with_grace_shows_both_windows(admin):
     token = ApiToken.get_by_id(token.id)
     assert r.status_code == 200 and "pgo_" in html and "keeps working until" in html
     assert token.previous_expires_at - token.rotated_at == dt.timedelta(hours=24)
-    assert f"and the old <code>pgo_…{token.previous_last_four}</code> until" in admin.get(
-        "/settings/mcp/").get_data(as_text=True)
+    assert f"and the old <code>pgo_…{token.previous_last_four}</code> until" in admin.get("/settings/mcp/").get_data(
+        as_text=True
+    )
     detail = json.loads(AuditEvent.select().where(AuditEvent.action == "token.rotated").get().detail)
     assert detail["old_secret_until"].startswith(token.previous_expires_at.isoformat(sep=" ")[:16])
     assert admin.post(f"/settings/mcp/tokens/{token.id}/rotate", {"grace": "forever"}, htmx=True).status_code == 400
@@ -185,11 +207,15 @@ def test_client_credentials_end_at_the_maximum_lifetime(app):
     set_policy(acme(), CLI, max_lifetime="30d")
     issued = app.extensions["poggio"]["oauth"].create_confidential(acme(), "Robot", CLI, packs="accounts", resource=MCP)
     basic = base64.b64encode(f"{issued.client.client_id}:{issued.secret}".encode()).decode()
-    ask = lambda: client.post("/oauth/token", data={"grant_type": "client_credentials", "resource": MCP},  # noqa: E731
-                              headers={"Authorization": f"Basic {basic}"})
+    ask = lambda: client.post(  # noqa: E731
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "resource": MCP},
+        headers={"Authorization": f"Basic {basic}"},
+    )
     assert ask().status_code == 200
     OAuthGrant.update(expires_at=utcnow() - dt.timedelta(seconds=1)).where(
-        OAuthGrant.client == issued.client.id).execute()
+        OAuthGrant.client == issued.client.id
+    ).execute()
     r = ask()
     assert r.status_code == 400 and "maximum lifetime" in r.get_json()["error_description"]
 
@@ -200,16 +226,21 @@ def test_connected_app_activity_page(app, admin):
     seed(grant.id, 4, kind="grant")
     html = admin.get(f"/settings/mcp/apps/{grant.id}/activity").get_data(as_text=True)
     assert "Activity of Robot" in html and "Connected app" in html and html.count('class="outcome-') == 4
-    tools = admin.get(f"/settings/mcp/apps/{grant.id}/activity",
-                      headers={"HX-Request": "true", "HX-Target": f"app-tools-{grant.id}"})
+    tools = admin.get(
+        f"/settings/mcp/apps/{grant.id}/activity", headers={"HX-Request": "true", "HX-Target": f"app-tools-{grant.id}"}
+    )
     assert "Calls per tool" in tools.get_data(as_text=True)
     exported = admin.get(f"/settings/mcp/activity/export.jsonl?kind=grant&subject={grant.id}").get_data(as_text=True)
     assert [json.loads(line)["subject"] for line in exported.splitlines()] == ["Robot"] * 4
 
 
 def test_extreme_filter_values_are_answered_not_overflowed(admin):
-    for query in ("since=99999999999d", "until=9999-12-31", "since=0001-01-01T00:00:00%2B05:00",
-                  "cursor=2026-01-01T00:00:00~99999999999999999999999"):
+    for query in (
+        "since=99999999999d",
+        "until=9999-12-31",
+        "since=0001-01-01T00:00:00%2B05:00",
+        "cursor=2026-01-01T00:00:00~99999999999999999999999",
+    ):
         r = admin.get(f"/settings/mcp/activity?{query}")
         assert r.status_code == 200, (query, r.status_code)
         assert admin.get(f"/settings/mcp/activity/export.csv?{query}").status_code in (200, 400)

@@ -47,8 +47,9 @@ def test_the_mcp_server_believes_forwarded_for_only_from_a_trusted_proxy(instanc
 def _sign_in(base: str, password: str, forwarded_for: str) -> int:
     with httpx.Client(base_url=base, timeout=30, headers={"X-Forwarded-For": forwarded_for}) as client:
         csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', client.get("/sign-in").text).group(1)
-        return client.post("/sign-in", data={"csrf_token": csrf, "email": "admin@acme.example",
-                                             "password": password}).status_code
+        return client.post(
+            "/sign-in", data={"csrf_token": csrf, "email": "admin@acme.example", "password": password}
+        ).status_code
 
 
 @pytest.mark.parametrize("trusted", ["", "127.0.0.1"])

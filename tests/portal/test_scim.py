@@ -26,8 +26,9 @@ class Scim:
 
     def __call__(self, method, path, body=None, **kw):
         data = json.dumps(body) if body is not None and not isinstance(body, str) else body
-        return self.client.open(f"/scim/v2{path}", method=method, data=data, headers=self.headers,
-                                content_type=SCIM_TYPE, **kw)
+        return self.client.open(
+            f"/scim/v2{path}", method=method, data=data, headers=self.headers, content_type=SCIM_TYPE, **kw
+        )
 
 
 @pytest.fixture
@@ -36,8 +37,13 @@ def okta(app):
 
 
 def _user(email, active=True):
-    return {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": email, "active": active,
-            "name": {"givenName": "Both", "familyName": "Ways"}, "emails": [{"value": email, "primary": True}]}
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": email,
+        "active": active,
+        "name": {"givenName": "Both", "familyName": "Ways"},
+        "emails": [{"value": email, "primary": True}],
+    }
 
 
 def test_deprovisioning_ends_sessions_and_grants_and_flags_tokens(app, okta):
@@ -55,14 +61,22 @@ def test_deprovisioning_ends_sessions_and_grants_and_flags_tokens(app, okta):
     assert person.get("/").status_code == 200
     oauth = OAuthService(known_packs={"accounts"})
     client = OAuthClient.create(client_id="pgc_app", kind="dynamic", name="App", metadata="{}")
-    grants = {ws.slug: OAuthGrant.create(workspace=ws, client=client, user=both, packs="accounts", resource=MCP)
-              for ws in (acme, initrode)}
+    grants = {
+        ws.slug: OAuthGrant.create(workspace=ws, client=client, user=both, packs="accounts", resource=MCP)
+        for ws in (acme, initrode)
+    }
     access = {slug: oauth.issue_tokens(g, refresh=False)["access_token"] for slug, g in grants.items()}
     tokens = TokenService(known_packs={"accounts"})
     api_token = tokens.create(acme, "Both's agent", Actor(both), expires="never")
 
-    patched = okta("PATCH", f"/Users/{scim_id}", {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                                                  "Operations": [{"op": "replace", "path": "active", "value": False}]})
+    patched = okta(
+        "PATCH",
+        f"/Users/{scim_id}",
+        {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": False}],
+        },
+    )
     assert patched.status_code == 200 and patched.get_json()["active"] is False
 
     # the very next request: signed out; the acme grant refused; initrode's untouched; the API token works
@@ -88,8 +102,14 @@ def test_deprovisioning_ends_sessions_and_grants_and_flags_tokens(app, okta):
     assert AuditEvent.select().where(AuditEvent.action == "token.review_cleared").exists()
 
     # reactivated: back in the workspace as a member
-    okta("PATCH", f"/Users/{scim_id}", {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                                        "Operations": [{"op": "replace", "path": "active", "value": True}]})
+    okta(
+        "PATCH",
+        f"/Users/{scim_id}",
+        {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": True}],
+        },
+    )
     assert Membership.get((Membership.user == both) & (Membership.workspace == acme)).role == "member"
 
 
@@ -106,26 +126,41 @@ def test_delete_deprovisions_a_user_of_one_workspace_entirely(app, okta):
 
 def test_the_admins_group_makes_admins(app, okta):
     ada = okta("POST", "/Users", _user("ada@acme.example")).get_json()
-    group = okta("POST", "/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                                     "displayName": "admins", "members": [{"value": ada["id"]}]})
+    group = okta(
+        "POST",
+        "/Groups",
+        {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "admins",
+            "members": [{"value": ada["id"]}],
+        },
+    )
     assert group.status_code == 201, group.get_data(as_text=True)
     ada_user = User.get(email="ada@acme.example")
     assert Membership.get(Membership.user == ada_user).role == "admin"
-    removed = okta("PATCH", f"/Groups/{group.get_json()['id']}", {
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "remove", "path": f'members[value eq "{ada["id"]}"]'}]})
+    removed = okta(
+        "PATCH",
+        f"/Groups/{group.get_json()['id']}",
+        {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "remove", "path": f'members[value eq "{ada["id"]}"]'}],
+        },
+    )
     assert removed.status_code == 200, removed.get_data(as_text=True)
     assert Membership.get(Membership.user == ada_user).role == "member"
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "scim_type"), [
-    ("POST", "/Users", "not json at all", 400, "invalidSyntax"),
-    ("POST", "/Users", [1, 2], 400, "invalidSyntax"),
-    ("POST", "/Users", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}, 400, None),
-    ("PATCH", "/Users/1", {"Operations": "nope"}, 404, None),
-    ("GET", '/Users?filter=userName eq', None, 400, "invalidFilter"),
-    ("GET", "/Nothing", None, 404, None),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "scim_type"),
+    [
+        ("POST", "/Users", "not json at all", 400, "invalidSyntax"),
+        ("POST", "/Users", [1, 2], 400, "invalidSyntax"),
+        ("POST", "/Users", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}, 400, None),
+        ("PATCH", "/Users/1", {"Operations": "nope"}, 404, None),
+        ("GET", "/Users?filter=userName eq", None, 400, "invalidFilter"),
+        ("GET", "/Nothing", None, 404, None),
+    ],
+)
 def test_bad_requests_get_scim_errors(okta, method, path, body, status, scim_type):
     answer = okta(method, path, body)
     error = answer.get_json()

@@ -11,8 +11,10 @@ from portal.charts import HEIGHT, activity_bars
 
 def test_the_sparkline_carries_its_scale_and_a_hover_value_per_day():
     start = dt.date(2026, 3, 1)
-    series = [(start + dt.timedelta(days=i), calls, errors)
-              for i, (calls, errors) in enumerate([(0, 0)] * 28 + [(12, 0), (40, 3)])]
+    series = [
+        (start + dt.timedelta(days=i), calls, errors)
+        for i, (calls, errors) in enumerate([(0, 0)] * 28 + [(12, 0), (40, 3)])
+    ]
     svg = str(activity_bars(series)["svg"])
     assert '<text class="scale"' in svg and ">40/d</text>" in svg and ">0</text>" in svg
     hits = re.findall(r'<g><title>([^<]+)</title><rect class="hit" x="\d+" y="0" width="\d+" height="(\d+)"', svg)

@@ -24,8 +24,15 @@ def test_members_cannot_open_it(browser):
 def test_an_unreachable_provider_is_an_inline_error_and_saves_nothing(admin):
     page = admin.get("/settings/sign-in").get_data(as_text=True)
     assert "http://127.0.0.1:8000/sign-in/oidc/callback" in page or "/sign-in/oidc/callback" in page
-    answer = admin.post("/settings/sign-in", {"issuer": f"http://127.0.0.1:{free_port()}", "client_id": "poggio",
-                                              "client_secret": "s3cret", "role_claim": "groups"})
+    answer = admin.post(
+        "/settings/sign-in",
+        {
+            "issuer": f"http://127.0.0.1:{free_port()}",
+            "client_id": "poggio",
+            "client_secret": "s3cret",
+            "role_claim": "groups",
+        },
+    )
     assert answer.status_code == 422
     assert "cannot be reached" in answer.get_data(as_text=True)
     assert SsoProvider.select().count() == 0
@@ -40,10 +47,18 @@ def test_a_malformed_issuer_is_an_inline_error(admin, issuer):
 
 def test_saved_against_a_real_provider_with_the_secret_sealed(admin, app, tmp_path):
     with openid_provider(tmp_path, [], {}) as idp:
-        answer = admin.post("/settings/sign-in", {
-            "issuer": idp.issuer, "client_id": "poggio", "client_secret": "the-provider-secret",
-            "domains": "acme.example, @Acme.Example\nexample.org", "role_claim": "groups",
-            "admin_group": "poggio-admins", "scopes": "email profile groups"})
+        answer = admin.post(
+            "/settings/sign-in",
+            {
+                "issuer": idp.issuer,
+                "client_id": "poggio",
+                "client_secret": "the-provider-secret",
+                "domains": "acme.example, @Acme.Example\nexample.org",
+                "role_claim": "groups",
+                "admin_group": "poggio-admins",
+                "scopes": "email profile groups",
+            },
+        )
         text = answer.get_data(as_text=True)
         assert answer.status_code == 200, text
         assert "Sign-in settings saved" in text and "/sign-in/sso/acme" in text
@@ -56,8 +71,9 @@ def test_saved_against_a_real_provider_with_the_secret_sealed(admin, app, tmp_pa
         assert "the-provider-secret" not in detail and "sealed" in detail
 
         # required: refused while no admin has signed in through the provider
-        refused = admin.post("/settings/sign-in", {"issuer": idp.issuer, "client_id": "poggio",
-                                                   "role_claim": "groups", "require": "y"})
+        refused = admin.post(
+            "/settings/sign-in", {"issuer": idp.issuer, "client_id": "poggio", "role_claim": "groups", "require": "y"}
+        )
         assert refused.status_code == 422 and "cannot be required yet" in refused.get_data(as_text=True)
         assert SsoProvider.get().require_sso is False
         assert client_secret(SsoProvider.get(), app.config["SECRET_KEY"]) == "the-provider-secret"  # kept
@@ -70,7 +86,8 @@ def test_saved_against_a_real_provider_with_the_secret_sealed(admin, app, tmp_pa
         assert 'href="/sign-in/sso/acme"' in offered.get_data(as_text=True)
         none = admin.post("/sign-in/sso", {"email": "someone@nowhere.example"})
         assert none.status_code == 404 and "No single sign-on is set up for nowhere.example" in none.get_data(
-            as_text=True)
+            as_text=True
+        )
         # an app's authorization request that sent the person to sign in is where single sign-on returns
         back = "/oauth/authorize?client_id=x&state=y"
         page = admin.get(f"/sign-in?next={quote(back)}").get_data(as_text=True)

@@ -69,8 +69,13 @@ def portal_server(request, tmp_path, monkeypatch):
     try:
         with db.connection_context():
             upgrade(PackRegistry.load())
-            create_user("admin@acme.example", PASSWORD, create_workspace("acme", "Acme", True, Actor.cli()),
-                        "admin", Actor.cli())
+            create_user(
+                "admin@acme.example",
+                PASSWORD,
+                create_workspace("acme", "Acme", True, Actor.cli()),
+                "admin",
+                Actor.cli(),
+            )
         portal = PortalProcess(inst, workers=4)
         time.sleep(1)  # every worker up
         yield portal.url
@@ -83,8 +88,9 @@ def _attempt(base: str, password: str) -> int:
     with httpx.Client(base_url=base, timeout=60) as client:
         page = client.get("/sign-in").text
         csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-        return client.post("/sign-in", data={"csrf_token": csrf, "email": "admin@acme.example",
-                                             "password": password}).status_code
+        return client.post(
+            "/sign-in", data={"csrf_token": csrf, "email": "admin@acme.example", "password": password}
+        ).status_code
 
 
 def test_a_burst_against_several_workers_tries_five_passwords(portal_server):

@@ -26,8 +26,10 @@ def test_portal_serves_the_vendored_htmx(app):
 
 UPLOT_DIR = HTMX_DIR.parent / "uplot"
 UPLOT_VERSION = "1.6.32"  # npm uplot, dist/uPlot.iife.min.js and dist/uPlot.min.css
-UPLOT_SHA256 = {"uPlot.iife.min.js": "19c8d4c6ad88929a79f4ae49d6f7161566dfd0ba3d15cc495e974f787eb78f1f",
-                "uPlot.min.css": "df630c6a8d6f8eeaff264b50f73ce5b114f646ffd9a0bb74f049b0a00135fa04"}
+UPLOT_SHA256 = {
+    "uPlot.iife.min.js": "19c8d4c6ad88929a79f4ae49d6f7161566dfd0ba3d15cc495e974f787eb78f1f",
+    "uPlot.min.css": "df630c6a8d6f8eeaff264b50f73ce5b114f646ffd9a0bb74f049b0a00135fa04",
+}
 
 
 def test_vendored_uplot_is_the_pinned_release_with_its_licence():

@@ -83,9 +83,12 @@ def test_endpoint_changes_are_on_the_audit_log(admin, private_ok):
     admin.post(f"/settings/webhooks/{endpoint.id}/pause")
     admin.post(f"/settings/webhooks/{endpoint.id}/resume")
     admin.post(f"/settings/webhooks/{endpoint.id}/remove")
-    actions = [e.action for e in AuditEvent.select().where(AuditEvent.action.startswith("webhook."))
-               .order_by(AuditEvent.id)]
+    actions = [
+        e.action for e in AuditEvent.select().where(AuditEvent.action.startswith("webhook.")).order_by(AuditEvent.id)
+    ]
     assert actions == ["webhook.added", "webhook.paused", "webhook.resumed", "webhook.removed"]
-    assert all(e.actor_label == "admin@acme.example" for e in AuditEvent.select().where(
-        AuditEvent.action.startswith("webhook.")))
+    assert all(
+        e.actor_label == "admin@acme.example"
+        for e in AuditEvent.select().where(AuditEvent.action.startswith("webhook."))
+    )
     assert "whsec_" not in "".join(e.detail for e in AuditEvent.select())

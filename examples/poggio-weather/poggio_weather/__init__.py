@@ -49,8 +49,9 @@ def sales_weather(
 ) -> Forecast:
     """How the sales weather looks in a city, as the team last recorded it."""
     # a plain peewee query, scoped to the caller's workspace
-    row = CityForecast.get_or_none((CityForecast.workspace == ctx.workspace_id)
-                                   & (CityForecast.city == city.strip().title()))
+    row = CityForecast.get_or_none(
+        (CityForecast.workspace == ctx.workspace_id) & (CityForecast.city == city.strip().title())
+    )
     if row is None:
         raise ToolError("city", f"no forecast for {city.strip()!r} in this workspace")
     data = Forecast(city=row.city, forecast=row.forecast, workspace_id=ctx.workspace_id)
@@ -65,8 +66,9 @@ def _write(workspace_id: int, rows: list[dict]) -> int:
 
 def _validate(workspace_id: int, rows):
     cleaned, errors, seen = [], [], {}
-    known = {c for (c,) in CityForecast.select(CityForecast.city)
-             .where(CityForecast.workspace == workspace_id).tuples()}
+    known = {
+        c for (c,) in CityForecast.select(CityForecast.city).where(CityForecast.workspace == workspace_id).tuples()
+    }
     for line, row in rows:
         city, forecast = row["city"].strip().title(), row["forecast"].strip()
         if not city or len(city) > 80:
@@ -83,9 +85,13 @@ def _validate(workspace_id: int, rows):
 
 @hookimpl
 def poggio_pack():
-    return PackInfo(name="weather", title="Sales weather", version=__version__,
-                    description="The sales weather per city.",
-                    instructions="sales_weather(city) tells how sales look there.")
+    return PackInfo(
+        name="weather",
+        title="Sales weather",
+        version=__version__,
+        description="The sales weather per city.",
+        instructions="sales_weather(city) tells how sales look there.",
+    )
 
 
 @hookimpl

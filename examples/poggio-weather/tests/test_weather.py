@@ -18,8 +18,9 @@ def test_pack_loads_through_its_entry_point():
 def test_forecasts_import_seed_and_answer(tmp_path):
     with workspace(tmp_path) as (registry, workspace_id):
         kind = registry.importer("forecasts")
-        cleaned, errors = kind.validate(workspace_id, [(2, {"city": "lisbon", "forecast": "sunny"}),
-                                                       (3, {"city": "Lisbon", "forecast": "rainy"})])
+        cleaned, errors = kind.validate(
+            workspace_id, [(2, {"city": "lisbon", "forecast": "sunny"}), (3, {"city": "Lisbon", "forecast": "rainy"})]
+        )
         assert errors == [(3, "city", "Lisbon already has a forecast")]
         assert kind.write(workspace_id, cleaned) == 1
         result = poggio_weather.sales_weather(tool_context(workspace_id), city="LISBON")

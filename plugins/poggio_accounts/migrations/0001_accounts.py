@@ -1,4 +1,5 @@
 """The account table (a frozen copy of poggio_accounts.models.Account at this version)."""
+
 from peewee import *
 
 

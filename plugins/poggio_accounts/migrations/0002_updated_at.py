@@ -1,4 +1,5 @@
 """account.updated_at: when an account last changed (its creation for those already there)."""
+
 from peewee import DateTimeField
 from playhouse.migrate import migrate
 

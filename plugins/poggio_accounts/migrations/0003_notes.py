@@ -1,4 +1,5 @@
 """Notes on accounts (a frozen copy of poggio_accounts.models.Note at this version)."""
+
 from peewee import *
 
 

@@ -1,4 +1,5 @@
 """The contact table (a frozen copy of poggio_contacts.models.Contact at this version)."""
+
 from peewee import *
 
 

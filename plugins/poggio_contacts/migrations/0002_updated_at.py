@@ -1,4 +1,5 @@
 """contact.updated_at: when a contact last changed (its creation for those already there)."""
+
 from peewee import DateTimeField
 from playhouse.migrate import migrate
 

@@ -1,4 +1,5 @@
 """The opportunity table (a frozen copy of poggio_revenue.models.Opportunity at this version)."""
+
 from peewee import *
 
 

@@ -2,6 +2,7 @@
 as opportunities are written (poggio_revenue.models.insert_opportunities), so the workspace's
 revenue summary reads a few thousand totals instead of every opportunity. Filled here from the
 opportunities already in the database. A frozen copy of the model, as playhouse.migrations asks."""
+
 from peewee import *
 
 
@@ -29,7 +30,8 @@ def up(migrator, db):
     db.execute_sql(
         "INSERT INTO revenue_day (workspace_id, currency, stage, close_date, count, amount) "
         "SELECT workspace_id, currency, stage, close_date, COUNT(*), SUM(amount) FROM opportunity "
-        "GROUP BY workspace_id, currency, stage, close_date")
+        "GROUP BY workspace_id, currency, stage, close_date"
+    )
 
 
 def down(migrator, db):

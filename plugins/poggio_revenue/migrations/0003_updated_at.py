@@ -1,4 +1,5 @@
 """opportunity.updated_at: when an opportunity last changed (its creation for those already there)."""
+
 from peewee import DateTimeField
 from playhouse.migrate import migrate
 

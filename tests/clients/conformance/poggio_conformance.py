@@ -19,8 +19,10 @@ from poggio import Audio, Image, PackInfo, Resource, ToolError, ToolResult, hook
 
 def _png() -> bytes:
     """A valid 1x1 red PNG."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)  # 1x1, 8-bit RGB
     pixels = zlib.compress(b"\x00\xff\x00\x00")  # filter byte + one red pixel
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
@@ -61,17 +63,26 @@ def test_audio_content(ctx) -> ToolResult:
 @tool(title="Embedded resource")
 def test_embedded_resource(ctx) -> ToolResult:
     """Returns an embedded text resource (conformance fixture)."""
-    return ToolResult(None, "An embedded resource follows.", (
-        Resource("test://embedded-resource", "text/plain", text="This is an embedded resource content."),))
+    return ToolResult(
+        None,
+        "An embedded resource follows.",
+        (Resource("test://embedded-resource", "text/plain", text="This is an embedded resource content."),),
+    )
 
 
 @tool(title="Mixed content")
 def test_multiple_content_types(ctx) -> ToolResult:
     """Returns text, an image and an embedded JSON resource (conformance fixture)."""
-    return ToolResult(None, "Multiple content types test:", (
-        Image(PNG, "image/png"),
-        Resource("test://mixed-content-resource", "application/json", text=json.dumps({"test": "data", "value": 123})),
-    ))
+    return ToolResult(
+        None,
+        "Multiple content types test:",
+        (
+            Image(PNG, "image/png"),
+            Resource(
+                "test://mixed-content-resource", "application/json", text=json.dumps({"test": "data", "value": 123})
+            ),
+        ),
+    )
 
 
 @tool(title="Error handling")
@@ -82,11 +93,21 @@ def test_error_handling(ctx) -> ToolResult:
 
 @hookimpl
 def poggio_pack():
-    return PackInfo(name="conformance", title="MCP conformance fixtures", version="1.0.0",
-                    description="Test-only tools the MCP conformance suite calls.")
+    return PackInfo(
+        name="conformance",
+        title="MCP conformance fixtures",
+        version="1.0.0",
+        description="Test-only tools the MCP conformance suite calls.",
+    )
 
 
 @hookimpl
 def poggio_tools():
-    return [test_simple_text, test_image_content, test_audio_content, test_embedded_resource,
-            test_multiple_content_types, test_error_handling]
+    return [
+        test_simple_text,
+        test_image_content,
+        test_audio_content,
+        test_embedded_resource,
+        test_multiple_content_types,
+        test_error_handling,
+    ]

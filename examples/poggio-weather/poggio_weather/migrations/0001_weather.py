@@ -1,4 +1,5 @@
 """The weather_forecast table (a frozen copy of poggio_weather.CityForecast at this version)."""
+
 from peewee import *
 
 
