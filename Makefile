@@ -33,9 +33,10 @@ system-deps: install
 node-tools:
 	bash scripts/node/ensure-node.sh
 
-## The linter (ruff, configured in pyproject.toml).
+## The linter and the formatter's check (ruff, configured in pyproject.toml; `ruff format .` fixes the latter).
 lint: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 ## The documentation site (docs/, MkDocs) into build/site; --strict fails on a broken link or snippet.
 docs: install
