@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Test processes side by side (pytest-xdist); a test file stays in one process, with its module fixtures.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: run test test-fast lint docs install system-deps node-tools clean
