@@ -1007,7 +1007,12 @@ def webhook_add(app: App, slug: str, url: str, events: str | None) -> None:
     from poggio import webhooks
 
     added = webhooks.add_endpoint(
-        app.workspace(slug), url, events, Actor.cli(), allow_private=app.settings.webhook_allow_private
+        app.workspace(slug),
+        url,
+        events,
+        Actor.cli(),
+        allow_private=app.settings.webhook_allow_private,
+        secret_key=app.settings.secret_key,
     )
     click.echo(
         f"Added webhook endpoint {added.endpoint.id} for {', '.join(added.endpoint.event_list)}. "

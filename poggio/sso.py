@@ -11,19 +11,14 @@ time from the environment variable the admin named (``--client-secret-env``), or
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from joserfc import jwe
-from joserfc.errors import JoseError
-from joserfc.jwk import OctKey
 from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, TextField
 
-from poggio import audit
+from poggio import audit, sealing
 from poggio.audit import Actor
 from poggio.db import BaseModel, utcnow, writing
 from poggio.errors import InvalidInput
@@ -89,12 +84,11 @@ class SsoError(Exception):
 
 
 # -- configuration ---------------------------------------------------------------------------
-def _seal_key(secret_key: str) -> OctKey:
-    return OctKey.import_key(hmac.new(b"poggio sso client secret", secret_key.encode(), hashlib.sha256).digest())
+SEALED_FOR = b"poggio sso client secret"  # the sealing purpose of a provider's client secret
 
 
 def seal_secret(secret: str, secret_key: str) -> str:
-    return jwe.encrypt_compact({"alg": "dir", "enc": "A256GCM"}, secret.encode(), _seal_key(secret_key))
+    return sealing.seal(secret, secret_key, SEALED_FOR)
 
 
 def client_secret(provider: SsoProvider, secret_key: str, env: dict | None = None) -> str:
@@ -111,8 +105,8 @@ def client_secret(provider: SsoProvider, secret_key: str, env: dict | None = Non
         return value
     if provider.client_secret_sealed:
         try:
-            return jwe.decrypt_compact(provider.client_secret_sealed, _seal_key(secret_key)).plaintext.decode()
-        except (JoseError, ValueError):
+            return sealing.unseal(provider.client_secret_sealed, secret_key, SEALED_FOR)
+        except sealing.Unsealable:
             raise SsoError(
                 "Single sign-on is not set up completely: the stored client secret cannot be read "
                 "(POGGIO_SECRET_KEY changed since it was saved). An admin must enter it again.",

@@ -30,7 +30,8 @@ from standardwebhooks import Webhook
 from poggio.addresses import AddressRefused, resolve_checked
 from poggio.db import database, utcnow, writing
 from poggio.models import ApiToken, Workspace
-from poggio.webhooks import WebhookAttempt, WebhookEndpoint, WebhookMessage, enqueue
+from poggio.sealing import Unsealable
+from poggio.webhooks import WebhookAttempt, WebhookEndpoint, WebhookMessage, enqueue, signing_secret
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ class Deliverer:
         retry_for: float = 86400.0,
         poll: float = 1.0,
         workers: int = 4,
+        secret_key: str,
     ):
+        self.secret_key = secret_key  # what the endpoints' signing secrets are sealed under
         self.allow_private = allow_private
         self.timeout = timeout
         self.first_retry = first_retry
@@ -74,6 +77,7 @@ class Deliverer:
     @classmethod
     def from_settings(cls, settings) -> Deliverer:
         return cls(
+            secret_key=settings.secret_key,
             allow_private=settings.webhook_allow_private,
             timeout=settings.webhook_timeout_seconds,
             first_retry=settings.webhook_first_retry_seconds,
@@ -121,6 +125,13 @@ class Deliverer:
             )
         except AddressRefused as exc:
             return None, str(exc)
+        try:
+            secret = signing_secret(endpoint, self.secret_key)
+        except Unsealable:
+            return None, (
+                "the endpoint's signing secret cannot be read: POGGIO_SECRET_KEY changed since it was "
+                "added; remove the endpoint and add it again"
+            )
         host = f"[{address}]" if ":" in address else address
         target = f"{parts.scheme}://{host}:{port}{parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
         now = dt.datetime.now(dt.UTC)
@@ -130,7 +141,7 @@ class Deliverer:
             "User-Agent": "Poggio-Webhooks/1",
             "webhook-id": msg_id,
             "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": Webhook(endpoint.secret).sign(msg_id, now, body),
+            "webhook-signature": Webhook(secret).sign(msg_id, now, body),
         }
         extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
         deadline = time.monotonic() + self.timeout

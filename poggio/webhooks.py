@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from peewee import CharField, DateTimeField, FloatField, ForeignKeyField, IntegerField, TextField
 
+from poggio import sealing
 from poggio.addresses import AddressRefused, resolve_checked
 from poggio.db import BaseModel, database, utcnow, writing
 from poggio.errors import PoggioError
@@ -74,7 +75,8 @@ class WebhookError(PoggioError, ValueError):
 class WebhookEndpoint(BaseModel):
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
     url = CharField(max_length=2000)
-    secret = CharField(max_length=100)  # kept to sign with; shown once, when the endpoint is added
+    # the signing secret, sealed (poggio.sealing): read back to sign each delivery; shown once, when added
+    secret = TextField()
     events = TextField()  # ",token.created,app.connected," (commas around each, for one LIKE)
     created_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
     created_at = DateTimeField(default=utcnow)
@@ -184,7 +186,20 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def add_endpoint(workspace: Workspace, url: str, events=None, actor=None, allow_private: bool = False) -> AddedEndpoint:
+SEALED_FOR = b"poggio webhook signing secret"  # the sealing purpose of an endpoint's secret
+
+
+def signing_secret(endpoint: WebhookEndpoint, secret_key: str) -> str:
+    """The endpoint's ``whsec_…`` secret, unsealed; :class:`poggio.sealing.Unsealable` when it was sealed
+    under another ``POGGIO_SECRET_KEY``."""
+    return sealing.unseal(endpoint.secret, secret_key, SEALED_FOR)
+
+
+def add_endpoint(
+    workspace: Workspace, url: str, events=None, actor=None, allow_private: bool = False, *, secret_key: str
+) -> AddedEndpoint:
+    """Add an endpoint; its signing secret is returned (to be shown once) and stored sealed under
+    ``secret_key`` (the installation's ``POGGIO_SECRET_KEY``)."""
     url = check_url(url, allow_private)
     chosen = parse_events(events)
     secret = new_secret()
@@ -193,7 +208,11 @@ def add_endpoint(workspace: Workspace, url: str, events=None, actor=None, allow_
     actor = actor or audit.Actor(label="system")
     with writing():
         endpoint = WebhookEndpoint.create(
-            workspace=workspace, url=url, secret=secret, events="," + ",".join(chosen) + ",", created_by=actor.user
+            workspace=workspace,
+            url=url,
+            secret=sealing.seal(secret, secret_key, SEALED_FOR),
+            events="," + ",".join(chosen) + ",",
+            created_by=actor.user,
         )
         audit.record("webhook.added", actor, workspace, target=url[:254], endpoint_id=endpoint.id, events=chosen)
     return AddedEndpoint(endpoint, secret)

@@ -59,7 +59,12 @@ def add(workspace):
         return _page(workspace, form, status=422)
     try:
         added = webhooks.add_endpoint(
-            workspace, form.url.data, form.events.data, _actor(), allow_private=core()["settings"].webhook_allow_private
+            workspace,
+            form.url.data,
+            form.events.data,
+            _actor(),
+            allow_private=core()["settings"].webhook_allow_private,
+            secret_key=core()["settings"].secret_key,
         )
     except webhooks.WebhookError as exc:
         form.url.errors = [str(exc)]

@@ -5,6 +5,7 @@ server restarted mid-retry."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -131,12 +132,19 @@ def wait_for(check, timeout=30.0, what="the condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def key() -> str:
+    """The installation's secret key: the test instance's, which its servers use too."""
+    return os.environ["POGGIO_SECRET_KEY"]
+
+
 def fast(**kwargs) -> Deliverer:
-    return Deliverer(**{"allow_private": True, "timeout": 2.0, "first_retry": 0.2, "poll": 0.05, **kwargs})
+    return Deliverer(
+        **{"allow_private": True, "timeout": 2.0, "first_retry": 0.2, "poll": 0.05, "secret_key": key(), **kwargs}
+    )
 
 
 def subscribe(ws, receiver: Receiver, events=None):
-    added = add_endpoint(ws, receiver.url, events, CLI, allow_private=True)
+    added = add_endpoint(ws, receiver.url, events, CLI, allow_private=True, secret_key=key())
     receiver.secret = added.secret
     return added.endpoint
 
@@ -269,7 +277,7 @@ def test_private_and_plain_http_endpoints_are_refused(ws, receivers):
         with pytest.raises(WebhookError, match=why):
             check_url(url, allow_private=False)
     with pytest.raises(WebhookError, match="unknown event"):
-        add_endpoint(ws, "http://127.0.0.1:9/x", "token.created,nope", CLI, allow_private=True)
+        add_endpoint(ws, "http://127.0.0.1:9/x", "token.created,nope", CLI, allow_private=True, secret_key=key())
     # an endpoint added while private addresses were allowed is refused at delivery once they are not
     r = receivers()
     subscribe(ws, r)
@@ -502,3 +510,24 @@ def test_an_idle_poll_takes_no_write_lock(ws):
     finally:
         release.set()
         thread.join()
+
+
+def test_the_signing_secret_is_stored_sealed(ws, receivers):
+    """The database holds the endpoint's signing secret sealed under POGGIO_SECRET_KEY: a copy of the
+    database alone gives no one the means to forge deliveries. Deliveries are still signed with it; under
+    another secret key the endpoint's attempts fail, saying why."""
+    r = receivers()
+    endpoint = subscribe(ws, r, "token.created")
+    stored = WebhookEndpoint.get_by_id(endpoint.id).secret
+    assert r.secret.startswith("whsec_") and r.secret not in stored and "whsec_" not in stored
+    TokenService().create(ws, "sealed", CLI)
+    deliver_until(fast(), lambda: r.verified, what="a delivery signed with the unsealed secret")
+    assert r.verified[0]["type"] == "token.created"
+    r2 = receivers()
+    subscribe(ws, r2, "token.created")
+    TokenService().create(ws, "other key", CLI)
+    fast(secret_key="another installation's key").run_once()
+    from poggio.webhooks import WebhookAttempt
+
+    assert not r2.verified
+    assert any("POGGIO_SECRET_KEY changed" in (a.error or "") for a in WebhookAttempt.select())

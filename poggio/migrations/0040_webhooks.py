@@ -22,7 +22,7 @@ def up(migrator, db):
     class WebhookEndpoint(Base):
         workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
         url = CharField(max_length=2000)
-        secret = CharField(max_length=100)
+        secret = TextField()  # sealed (poggio.sealing)
         events = TextField()
         created_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
         created_at = DateTimeField()

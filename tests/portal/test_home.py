@@ -63,7 +63,7 @@ def _seed():
     _usage(failing, today - dt.timedelta(days=1), 20, 5)
     _activity(ws, failing, now - dt.timedelta(minutes=5), outcome="refused", n=3)
     _activity(ws, failing, now - dt.timedelta(minutes=5), outcome="rate_limited", n=2)
-    endpoint = add_endpoint(ws, "http://127.0.0.1:9/x", None, CLI, allow_private=True).endpoint
+    endpoint = add_endpoint(ws, "http://127.0.0.1:9/x", None, CLI, allow_private=True, secret_key="k").endpoint
     WebhookEndpoint.update(paused_at=now, failing_since=now - dt.timedelta(days=1)).where(
         WebhookEndpoint.id == endpoint.id
     ).execute()
