@@ -222,9 +222,14 @@ def _search(model):
     return _validate(SearchRequest[model], _body(), Context.SEARCH_REQUEST)
 
 
+def _of_workspace(model):
+    """The rows of ``model`` (ScimUser or ScimGroup) of the SCIM token's workspace, in a stable order."""
+    return model.select().where(model.workspace == g.scim_token.workspace_id).order_by(model.id)
+
+
 @bp.get("/Users")
 def list_users():
-    rows = ScimUser.select().where(ScimUser.workspace == g.scim_token.workspace_id).order_by(ScimUser.id)
+    rows = _of_workspace(ScimUser)
     raw = request.args.get("filter", "")
     # the filter every identity provider sends first, answered from the index
     if raw.startswith('userName eq "') and raw.endswith('"') and raw.count('"') == 2:
@@ -235,7 +240,7 @@ def list_users():
 @bp.post("/Users/.search")
 def search_users():
     search = _search(User)
-    rows = ScimUser.select().where(ScimUser.workspace == g.scim_token.workspace_id).order_by(ScimUser.id)
+    rows = _of_workspace(ScimUser)
     return _list(User, rows, _user_resource, search)
 
 
@@ -333,14 +338,14 @@ def _group_document(resource) -> dict:
 
 @bp.get("/Groups")
 def list_groups():
-    rows = ScimGroup.select().where(ScimGroup.workspace == g.scim_token.workspace_id).order_by(ScimGroup.id)
+    rows = _of_workspace(ScimGroup)
     return _list(Group, rows, _group_resource)
 
 
 @bp.post("/Groups/.search")
 def search_groups():
     search = _search(Group)
-    rows = ScimGroup.select().where(ScimGroup.workspace == g.scim_token.workspace_id).order_by(ScimGroup.id)
+    rows = _of_workspace(ScimGroup)
     return _list(Group, rows, _group_resource, search)
 
 
