@@ -44,7 +44,8 @@ docs: install
 
 ## The whole suite: lint, unit, MCP end to end on SQLite and PostgreSQL, portal in Chromium, real MCP clients, reliability.
 test: install system-deps node-tools lint docs
-	$(PYTEST)
+	$(PYTEST) -m "not serial"
+	$(PY) -m pytest -m serial
 
 ## Quick loop while developing: no browser, no Node clients, no long reliability runs, no PostgreSQL or Redis.
 test-fast: install lint

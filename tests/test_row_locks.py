@@ -23,6 +23,7 @@ def deal(tmp_path, monkeypatch):
         yield ws.id, Opportunity.select(Opportunity.id).where(Opportunity.workspace == ws.id).first().id
 
 
+@pytest.mark.serial
 def test_updates_of_one_deal_are_served_in_turn(deal):
     """Eight writers change one deal as fast as they can, as update_opportunity does. With the row
         lock alone, a writer that had waited for the row waited on its old version, and the writer that
