@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,31 +19,41 @@ from poggio.display import visible
 from poggio.errors import InvalidInput, NotFound, PoggioError
 from poggio.settings import Settings, SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from poggio.oauth import OAuthService
+    from poggio.plugins import PackRegistry
+    from poggio.services import Services
+    from poggio.tokens import TokenService
+
 
 class App:
     """What every command needs, built on first use: settings, the bound database, the packs."""
 
     def __init__(self) -> None:
-        self._settings: Settings | None = None
-        self._registry = None
+        self._services: Services | None = None
         self._db = None
 
     @property
-    def settings(self) -> Settings:
-        if self._settings is None:
+    def services(self) -> Services:
+        """The composition root every process builds (poggio.services), made on first use."""
+        if self._services is None:
+            # here, not at the top: `poggio --help` and the commands that need no service start without
+            # loading the token and OAuth services (a third of the command's start-up)
+            from poggio.services import Services
+
             try:
-                self._settings = load_settings()
+                self._services = Services(load_settings())
             except SettingsError as exc:
                 raise click.ClickException(str(exc)) from None
-        return self._settings
+        return self._services
 
     @property
-    def registry(self):
-        if self._registry is None:
-            from poggio.plugins import PackRegistry
+    def settings(self) -> Settings:
+        return self.services.settings
 
-            self._registry = PackRegistry.load(self.settings.packs)
-        return self._registry
+    @property
+    def registry(self) -> PackRegistry:
+        return self.services.registry
 
     def db(self):
         if self._db is None:
@@ -65,16 +76,12 @@ class App:
             db.close_all()
         self._db = None
 
-    def tokens(self):
-        from poggio.tokens import TokenService
+    def tokens(self) -> TokenService:
+        return self.services.tokens
 
-        return TokenService.from_settings(self.settings, set(self.registry.names))
-
-    def oauth(self):
-        from poggio.oauth import OAuthService
-
+    def oauth(self) -> OAuthService:
         self.db()
-        return OAuthService.from_settings(self.settings, set(self.registry.names))
+        return self.services.oauth
 
     def workspace(self, slug: str):
         from poggio.workspaces import get_workspace

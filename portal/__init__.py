@@ -18,10 +18,9 @@ from poggio import redaction, scopes, sessions
 from poggio.db import MAX_ID, bind, database, parse_id
 from poggio.errors import database_trouble
 from poggio.models import User
-from poggio.oauth import OAuthService
 from poggio.plugins import PackRegistry
+from poggio.services import Services
 from poggio.settings import Settings, load_settings
-from poggio.tokens import TokenService
 
 HTMX_DIR = Path(__file__).parent / "static" / "vendor" / "htmx"  # htmx.org 2.0.3, see its README.md
 # The portal's Jinja templates: the top-level templates/ folder of a checkout, shipped inside the
@@ -89,7 +88,7 @@ def load_user(user_id: str):
     alone, or flask-login's remember cookie, opens nothing)."""
     if parse_id(user_id) is None:
         return None
-    settings = current_app.extensions["poggio"]["settings"]
+    settings = current_app.extensions["poggio"].settings
     if not sessions.alive(session.get("sid"), int(user_id), *sessions.lifetimes(settings)):
         session.clear()
         return None
@@ -113,13 +112,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
     bind(settings.database_url)
-    registry = registry if registry is not None else PackRegistry.load(settings.packs)
-    app.extensions["poggio"] = {
-        "settings": settings,
-        "registry": registry,
-        "tokens": TokenService.from_settings(settings, set(registry.names)),
-        "oauth": OAuthService.from_settings(settings, set(registry.names)),
-    }
+    app.extensions["poggio"] = Services(settings, registry)
     csrf.init_app(app)
     login_manager.init_app(app)
     Htmx(app)
@@ -141,7 +134,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     )
     from portal.throttle import Throttle
 
-    app.extensions["poggio"]["throttle"] = Throttle()
+    app.extensions["poggio.throttle"] = Throttle()
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(mcp_settings.bp)

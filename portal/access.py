@@ -8,10 +8,18 @@ from flask import abort, current_app, g, session
 from flask_login import current_user, login_required
 
 from poggio.models import Membership, Workspace
+from poggio.services import Services
+from portal.throttle import Throttle
 
 
-def core():
+def core() -> Services:
+    """The application's :class:`~poggio.services.Services` (settings, packs, token and OAuth services)."""
     return current_app.extensions["poggio"]
+
+
+def throttle() -> Throttle:
+    """The sign-in throttle of this application (failed attempts per e-mail and per address)."""
+    return current_app.extensions["poggio.throttle"]
 
 
 def client_ip() -> str | None:

@@ -32,8 +32,8 @@ def _subject(workspace, kind: str | None, subject_id: int | None):
         return None
     try:
         if kind == "token":
-            return core()["tokens"].get(workspace, subject_id)
-        return core()["oauth"].grant(workspace, subject_id)
+            return core().tokens.get(workspace, subject_id)
+        return core().oauth.grant(workspace, subject_id)
     except NotFound:
         abort(404)
 
@@ -55,7 +55,7 @@ def _filters(kind=None, subject_id=None) -> tuple[record.Filters, str | None]:
 
 def _tool_choices(workspace, filters: record.Filters) -> list[str]:
     """The installed tools and the method names (and the one filtered by, if it is neither)."""
-    installed = [t.name for t in core()["registry"].tools()]
+    installed = [t.name for t in core().registry.tools()]
     return sorted(set(installed) | set(record.METHOD_LABELS) | ({filters.tool} if filters.tool else set()))
 
 
@@ -92,7 +92,7 @@ def render_activity(workspace, kind=None, subject_id=None, endpoint="activity.wo
         "tools": _tool_choices(workspace, filters),
         "kind": kind,
         "subject": subject,
-        "retention": core()["settings"].activity_retention_days,
+        "retention": core().settings.activity_retention_days,
     }
     context.update(chart_context(workspace, filters, kind, subject_id))
     if request.htmx and request.htmx.target == "activity-results":

@@ -16,7 +16,7 @@ def _tools() -> list[str]:
     from poggio.activity import METHOD_LABELS
     from portal.access import core
 
-    return sorted({t.name for t in core()["registry"].tools()} | set(METHOD_LABELS))
+    return sorted({t.name for t in core().registry.tools()} | set(METHOD_LABELS))
 
 
 def chart_url(kind, subject_id, query: dict) -> str:

@@ -158,5 +158,5 @@ def disconnect(grant_id):
     if grant is None:
         abort(404)
     if ActionForm().validate_on_submit():
-        core()["oauth"].revoke_grant(grant, _actor(), "disconnected by its requester")
+        core().oauth.revoke_grant(grant, _actor(), "disconnected by its requester")
     return redirect(url_for(".page"))

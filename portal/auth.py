@@ -13,6 +13,7 @@ from poggio.db import parse_id
 from poggio.models import Membership
 from poggio.workspaces import check_password, find_user, memberships
 from portal.access import client_ip, core, current_membership
+from portal.access import throttle as access_throttle
 from portal.forms import ActionForm, SignInForm
 
 bp = Blueprint("auth", __name__)
@@ -36,7 +37,7 @@ def _workspace_of(user) -> int | None:
 def _open_session(user) -> None:
     """Sign ``user`` in: a new server-side session (poggio.sessions) named by the cookie."""
     session.clear()
-    sessions.purge(*sessions.lifetimes(core()["settings"]))
+    sessions.purge(*sessions.lifetimes(core().settings))
     session["sid"] = sessions.start(user, client_ip())
     login_user(user)  # never remember=True: sessions live on the server (poggio.sessions)
 
@@ -50,7 +51,7 @@ def sign_in():
     status = 200
     if form.validate_on_submit():
         email, ip = form.email.data.strip().lower(), client_ip() or "-"
-        throttle = core()["throttle"]
+        throttle = access_throttle()
         wait = throttle.attempt(email, ip)
         if wait:
             later = f"{wait} seconds" if wait < 120 else f"{wait // 60} minutes"

@@ -98,7 +98,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         super().__init__(validate_jti=True, leeway=LEEWAY)
 
     def get_audiences(self):
-        issuer = core()["settings"].portal_public_url
+        issuer = core().settings.portal_public_url
         return [f"{issuer}/oauth/token", issuer]
 
     def __call__(self, query_client, request):
@@ -143,9 +143,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         uri = meta.get("jwks_uri")
         if not isinstance(uri, str):
             raise InvalidClientError(description="The app publishes no keys ('jwks_uri' or 'jwks').")
-        return published.get(
-            uri, kid if isinstance(kid, str) else None, core()["settings"].oauth_metadata_allow_private
-        )
+        return published.get(uri, kid if isinstance(kid, str) else None, core().settings.oauth_metadata_allow_private)
 
     def verify_claims(self, claims):
         exp = claims.get("exp")
@@ -165,7 +163,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
                 "characters, new for every request."
             )
         expires = dt.datetime.fromtimestamp(claims["exp"] + self.leeway, dt.UTC).replace(tzinfo=None)
-        if not core()["oauth"].first_assertion(claims["sub"], jti, expires):
+        if not core().oauth.first_assertion(claims["sub"], jti, expires):
             raise InvalidClientError(
                 description="This client assertion was used before (its 'jti'): sign a new one for every request."
             )

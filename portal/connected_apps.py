@@ -53,7 +53,7 @@ def _app_row(grant, series=None) -> dict:
 
 def apps_context(workspace) -> dict:
     """The template context of the connected apps and OAuth clients sections."""
-    service = core()["oauth"]
+    service = core().oauth
     grants = service.grants(workspace)
     series = daily([g.id for g in grants], usage=GrantUsage)
     return {"apps": [_app_row(g, series[g.id]) for g in grants], "clients": service.clients(workspace)}
@@ -69,7 +69,7 @@ def client_form() -> OAuthClientForm:
 
 def _grant(workspace, grant_id: int):
     try:
-        return core()["oauth"].grant(workspace, grant_id)
+        return core().oauth.grant(workspace, grant_id)
     except NotFound:
         abort(404)
 
@@ -79,7 +79,7 @@ def _grant(workspace, grant_id: int):
 def revoke_app(workspace, grant_id):
     grant = _grant(workspace, grant_id)
     if ActionForm().validate_on_submit():
-        core()["oauth"].revoke_grant(grant, _actor(), "revoked by an admin")
+        core().oauth.revoke_grant(grant, _actor(), "revoked by an admin")
     if request.htmx:
         return render_template("settings/_app_row.html", row=_app_row(_grant(workspace, grant_id)))
     return redirect(url_for("mcp_settings.page"))
@@ -101,12 +101,12 @@ def create_client(workspace):
     issued = None
     if form.validate_on_submit():
         try:
-            issued = core()["oauth"].create_confidential(
+            issued = core().oauth.create_confidential(
                 workspace,
                 form.name.data or "",
                 _actor(),
                 packs=form.levels(),
-                resource=core()["settings"].mcp_public_url,
+                resource=core().settings.mcp_public_url,
             )
         except InvalidInput as exc:
             target = getattr(form, exc.field, form.name)
@@ -118,7 +118,7 @@ def create_client(workspace):
 
         return render_page(workspace, 422, client_form=form)
     # The one and only response that ever carries the client secret.
-    context = {"issued_client": issued, "token_endpoint": f"{core()['settings'].portal_public_url}/oauth/token"}
+    context = {"issued_client": issued, "token_endpoint": f"{core().settings.portal_public_url}/oauth/token"}
     if request.htmx:
         body = render_template("settings/_oauth_client_created.html", **context) + render_template(
             "settings/_apps.html", **apps_context(workspace), client_form=client_form(), oob=True
@@ -133,11 +133,11 @@ def create_client(workspace):
 @mcp_admin_required
 def revoke_client(workspace, client_id):
     try:
-        client = core()["oauth"].workspace_client(workspace, client_id)
+        client = core().oauth.workspace_client(workspace, client_id)
     except NotFound:
         abort(404)
     if ActionForm().validate_on_submit():
-        core()["oauth"].revoke_client(client, _actor())
+        core().oauth.revoke_client(client, _actor())
     if request.htmx:
         return render_template("settings/_apps.html", **apps_context(workspace), client_form=client_form())
     return redirect(url_for("mcp_settings.page"))

@@ -118,7 +118,7 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         if claims.get("iss") != document["issuer"]:
             raise id_jag.Refused("The assertion's issuer does not match the identity provider's discovery document.")
         audience = claims.get("aud")
-        poggio = core()["settings"].portal_public_url
+        poggio = core().settings.portal_public_url
         if poggio not in (audience if isinstance(audience, list) else [audience]):
             raise id_jag.Refused(f"The assertion is for another authorization server: its 'aud' must be {poggio}.")
         if not isinstance(claims.get("resource"), str) or normalise_resource(claims["resource"]) != mcp_url:
@@ -138,7 +138,7 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         if not isinstance(jti, str) or not jti or len(jti) > 500:
             raise id_jag.Refused("The assertion must carry a 'jti', new for every assertion.")
         expires = dt.datetime.fromtimestamp(exp + LEEWAY, dt.UTC).replace(tzinfo=None)
-        if not core()["oauth"].first_assertion(f"id-jag {provider.issuer}", jti, expires):
+        if not core().oauth.first_assertion(f"id-jag {provider.issuer}", jti, expires):
             raise id_jag.Refused(
                 "This assertion was used before (its 'jti'): ask the identity provider for a new "
                 "one for every token request."

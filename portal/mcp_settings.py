@@ -45,7 +45,7 @@ def _show() -> str:
 
 def _token(workspace, token_id: int):
     try:
-        return core()["tokens"].get(workspace, token_id)
+        return core().tokens.get(workspace, token_id)
     except NotFound:
         abort(404)
 
@@ -85,7 +85,7 @@ def expiring_soon(workspace) -> int:
 
 def _listing(workspace, show: str, page: int = 1) -> dict:
     """The template context of one page of the token list."""
-    tokens = core()["tokens"].list(
+    tokens = core().tokens.list(
         workspace, include_inactive=(show == "all"), limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE
     )
     more, tokens = len(tokens) > PAGE_SIZE, tokens[:PAGE_SIZE]
@@ -123,7 +123,7 @@ def _policy_form(workspace) -> PolicyForm:
 
 
 def pack_choices() -> list[tuple[str, str]]:
-    return [(name, pack.info.title) for name, pack in core()["registry"].packs.items()]
+    return [(name, pack.info.title) for name, pack in core().registry.packs.items()]
 
 
 def render_page(workspace, status_code=200, **extra):
@@ -133,8 +133,8 @@ def render_page(workspace, status_code=200, **extra):
         **_listing(workspace, show, page_number()),
         **apps_context(workspace),
         "client_form": extra.pop("client_form", None) or client_form(),
-        "server_url": core()["settings"].mcp_public_url,
-        "product": core()["settings"].product_name,
+        "server_url": core().settings.mcp_public_url,
+        "product": core().settings.product_name,
         "form": extra.pop("form", None) or _token_form(workspace),
         "dialog_open": extra.pop("dialog_open", False),
         "policy_form": extra.pop("policy_form", None) or _policy_form(workspace),
@@ -177,7 +177,7 @@ def create_token(workspace):
     issued = None
     if form.validate_on_submit():
         try:
-            issued = core()["tokens"].create(
+            issued = core().tokens.create(
                 workspace,
                 form.name.data or "",
                 _actor(),
@@ -230,7 +230,7 @@ def update_token(workspace, token_id):
     form.offer(pack_choices())
     limit_expiry_choices(form, policy.Policy.of(workspace))
     if form.validate_on_submit():
-        service = core()["tokens"]
+        service = core().tokens
         try:
             service.rename(token, form.name.data or "", _actor())
             if request.form.get("pack_scopes"):  # the form showed the packs: what is ticked is the scope
@@ -258,7 +258,7 @@ def update_token(workspace, token_id):
 def revoke_token(workspace, token_id):
     token = _token(workspace, token_id)
     if ActionForm().validate_on_submit():
-        token = core()["tokens"].revoke(token, _actor())
+        token = core().tokens.revoke(token, _actor())
     if request.htmx:
         return render_template("settings/_token_row.html", row=_row(token))
     return redirect(url_for(".page"))
@@ -282,7 +282,7 @@ def rotate_token(workspace, token_id):
     if not form.validate_on_submit():
         abort(400)
     try:
-        issued = core()["tokens"].rotate(token, _actor(), grace=form.grace.data)
+        issued = core().tokens.rotate(token, _actor(), grace=form.grace.data)
     except InvalidInput as exc:
         return render_template("error.html", code=409, message=exc.message), 409
     if request.htmx:

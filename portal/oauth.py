@@ -83,15 +83,15 @@ class InvalidRedirectURIError(OAuth2Error):
 
 
 def service() -> OAuthService:
-    return core()["oauth"]
+    return core().oauth
 
 
 def resource_url() -> str:
-    return normalise_resource(core()["settings"].mcp_public_url)
+    return normalise_resource(core().settings.mcp_public_url)
 
 
 def issuer() -> str:
-    return core()["settings"].portal_public_url
+    return core().settings.portal_public_url
 
 
 # -- Authlib's view of our rows ---------------------------------------------------------------
@@ -117,7 +117,7 @@ class Client(ClientMixin):
         return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
 
     def get_allowed_scope(self, scope):
-        known = core()["registry"].names
+        known = core().registry.names
         if not scope:
             return scope_of(self.row.packs if self.row.packs else known)
         return " ".join(s for s in scope.split() if s.partition(":")[0] in known or s == "offline_access")
@@ -449,9 +449,9 @@ def init_app(app) -> None:
     authorization.register_grant(IdJagGrant)
     authorization.register_endpoint(Revocation)
     authorization.register_endpoint(Registration)
-    settings = app.extensions["poggio"]["settings"]
+    settings = app.extensions["poggio"].settings
     storage = storage_from_string(settings.redis_url) if settings.redis_url else MemoryStorage()
-    app.extensions["poggio"]["registrations"] = (
+    app.extensions["poggio.registrations"] = (
         MovingWindowRateLimiter(storage),
         parse(settings.oauth_registration_limit),
     )
@@ -460,9 +460,9 @@ def init_app(app) -> None:
 
 def metadata() -> dict:
     base = issuer()
-    scopes = supported_oauth_scopes(core()["registry"].names)
+    scopes = supported_oauth_scopes(core().registry.names)
     registration = (
-        {"registration_endpoint": f"{base}/oauth/register"} if core()["settings"].oauth_dynamic_registration else {}
+        {"registration_endpoint": f"{base}/oauth/register"} if core().settings.oauth_dynamic_registration else {}
     )
     return {
         "issuer": base,
@@ -513,7 +513,7 @@ def revoke():
 
 @bp.post("/oauth/register")
 def register():
-    if not core()["settings"].oauth_dynamic_registration:
+    if not core().settings.oauth_dynamic_registration:
         return _json_error(
             404,
             "not_found",
@@ -521,7 +521,7 @@ def register():
             "the app by a Client ID Metadata Document instead: an https URL, "
             "serving the app's metadata, as its client_id.",
         )
-    limiter, limit = current_app.extensions["poggio"]["registrations"]
+    limiter, limit = current_app.extensions["poggio.registrations"]
     if not limiter.hit(limit, f"oauth:register:{client_ip() or '-'}"):
         return _json_error(429, "too_many_requests", "Too many client registrations from this address; try later.")
     if not request.is_json:
@@ -556,7 +556,7 @@ def register():
 def untrusted(client_id: str | None) -> bool:
     """A Client ID Metadata Document client that ``POGGIO_OAUTH_TRUSTED_CLIENT_METADATA`` does not allow."""
     return is_metadata_url(client_id) and not metadata_url_trusted(
-        client_id, core()["settings"].oauth_trusted_client_metadata
+        client_id, core().settings.oauth_trusted_client_metadata
     )
 
 
@@ -564,7 +564,7 @@ def _load_client_for_authorize(client_id: str | None) -> str | None:
     """Make sure a Client ID Metadata Document client is known and fresh; returns an error message."""
     if not is_metadata_url(client_id):
         return None
-    settings = core()["settings"]
+    settings = core().settings
     row = OAuthClient.get_or_none(OAuthClient.client_id == client_id)
     if row is not None and row.metadata_expires_at and row.metadata_expires_at > utcnow():
         return None
@@ -676,7 +676,7 @@ def authorize():
         return _error_page(400, "This sign-in link is not valid", error.description or error.error)
     client: Client = grant.client
     redirect_uri = grant.request.payload.redirect_uri or client.get_default_redirect_uri()
-    known = set(core()["registry"].names)
+    known = set(core().registry.names)
     try:
         asked = packs_of_scope(grant.request.payload.scope, known)
     except InvalidInput as exc:
@@ -765,7 +765,7 @@ def _shown_destination(redirect_uri: str | None) -> str:
 
 
 def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None, chosen=None, packs=None) -> str:
-    registry = core()["registry"]
+    registry = core().registry
     shown = chosen or (workspaces[0] if workspaces else None)
     lifetimes = lifetime_choices(shown)
     # the app is connected to this workspace already: what it has is shown as granted, what it asks
@@ -808,7 +808,7 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
         seal=_seal(current_user.id),
         error=error,
         form=ActionForm(),
-        product=core()["settings"].product_name,
+        product=core().settings.product_name,
         deny_only=not workspaces,
         identity=app_access.identity(client.row),
         request_only=bool(workspaces) and all(w.mode == "request" for w in workspaces),

@@ -72,14 +72,14 @@ def _error(status: int, detail: str, scim_type: str | None = None) -> Response:
 
 
 def _base() -> str:
-    return core()["settings"].portal_public_url + "/scim/v2"
+    return core().settings.portal_public_url + "/scim/v2"
 
 
 @bp.before_request
 def _authenticate():
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
-    pepper = core()["settings"].token_pepper
+    pepper = core().settings.token_pepper
     token = scim.verify_token(presented.strip(), pepper) if scheme.lower() == "bearer" else None
     if token is None:
         return _error(401, "A valid SCIM bearer token is required (Settings > Sign-in, or `poggio scim token create`).")

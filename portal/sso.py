@@ -50,7 +50,7 @@ PENDING_MAX_AGE = 15 * 60  # seconds a sign-in may take at the provider
 
 def redirect_uri() -> str:
     """The one redirect URI to register at the provider."""
-    return core()["settings"].portal_public_url + CALLBACK
+    return core().settings.portal_public_url + CALLBACK
 
 
 # -- talking to the provider ------------------------------------------------------------------
@@ -192,7 +192,7 @@ def verify_id_token(
 
 def exchange_code(provider: SsoProvider, document: dict, code: str, verifier: str) -> dict:
     """The provider's token response for ``code``, authenticating with the client secret."""
-    secret = sso.client_secret(provider, core()["settings"].secret_key)
+    secret = sso.client_secret(provider, core().settings.secret_key)
     data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri(), "code_verifier": verifier}
     methods = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
     auth = None
@@ -271,7 +271,7 @@ def start(slug: str):
         ), 404
     try:
         document = discover(provider.issuer)
-        sso.client_secret(provider, core()["settings"].secret_key)  # misconfigured: say so before leaving
+        sso.client_secret(provider, core().settings.secret_key)  # misconfigured: say so before leaving
     except SsoError as error:
         return _failed(provider, workspace, error)
     state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
@@ -426,7 +426,7 @@ def settings_page(workspace):
                 Actor(current_user._get_current_object(), ip=client_ip()),
                 issuer=issuer,
                 client_id=form.client_id.data or "",
-                secret_key=core()["settings"].secret_key,
+                secret_key=core().settings.secret_key,
                 client_secret=form.client_secret.data or None,
                 domains=[form.domains.data or ""],
                 scopes=form.scopes.data or sso.DEFAULT_SCOPES,
@@ -471,11 +471,11 @@ def _settings(workspace, form, provider, **extra):
         form=form,
         provider=provider,
         redirect_uri=redirect_uri(),
-        scim_url=core()["settings"].portal_public_url + "/scim/v2",
+        scim_url=core().settings.portal_public_url + "/scim/v2",
         scim_tokens=tokens,
         action_form=ActionForm(),
-        start_url=core()["settings"].portal_public_url + url_for("sso.start", slug=workspace.slug),
-        break_glass=core()["settings"].sso_break_glass,
+        start_url=core().settings.portal_public_url + url_for("sso.start", slug=workspace.slug),
+        break_glass=core().settings.sso_break_glass,
         **extra,
     )
 
@@ -493,7 +493,7 @@ def create_scim_token(workspace):
         return render_template("error.html", code=400, message="Your form expired. Reload the page."), 400
     name = (request.form.get("name") or "SCIM").strip()[:100] or "SCIM"
     token = scim.create_token(
-        workspace, Actor(current_user._get_current_object(), ip=client_ip()), name, core()["settings"].token_pepper
+        workspace, Actor(current_user._get_current_object(), ip=client_ip()), name, core().settings.token_pepper
     )
     provider = sso.provider_of(workspace)
     shown = SsoForm(formdata=None)
@@ -520,7 +520,7 @@ def revoke_scim_token(workspace, token_id: int):
 # kept here so portal/auth.py only needs a one-line hook
 def password_refused(user) -> str | None:
     """The message for a correct password that may not be used (single sign-on required), or None."""
-    if sso.password_allowed(user, core()["settings"].sso_break_glass):
+    if sso.password_allowed(user, core().settings.sso_break_glass):
         return None
     return "Your workspace requires single sign-on: use “Sign in with single sign-on” below."
 

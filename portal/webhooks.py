@@ -63,8 +63,8 @@ def add(workspace):
             form.url.data,
             form.events.data,
             _actor(),
-            allow_private=core()["settings"].webhook_allow_private,
-            secret_key=core()["settings"].secret_key,
+            allow_private=core().settings.webhook_allow_private,
+            secret_key=core().settings.secret_key,
         )
     except webhooks.WebhookError as exc:
         form.url.errors = [str(exc)]

@@ -427,7 +427,7 @@ def test_rows_no_longer_of_use_are_pruned(app, app_client):
     idle = register(admin.client)["client_id"]  # approved, but the app never came for its code
     _, challenge = pkce()
     _code(admin, idle, challenge)
-    robot = app.extensions["poggio"]["oauth"].create_confidential(
+    robot = app.extensions["poggio"].oauth.create_confidential(
         Workspace.get(slug="acme"), "Robot", Actor.cli(), packs="accounts", resource=MCP
     )
     basic = base64.b64encode(f"{robot.client.client_id}:{robot.secret}".encode()).decode()
@@ -674,7 +674,7 @@ def test_client_credentials_for_an_admin_made_client(app, client):
     from poggio.audit import Actor
     from poggio.models import Workspace
 
-    issued = app.extensions["poggio"]["oauth"].create_confidential(
+    issued = app.extensions["poggio"].oauth.create_confidential(
         Workspace.get(slug="acme"), "Robot", Actor.cli(), packs="accounts", resource=MCP
     )
     basic = base64.b64encode(f"{issued.client.client_id}:{issued.secret}".encode()).decode()
@@ -795,7 +795,7 @@ def test_client_credentials_with_write_scope(app, client):
     from poggio.audit import Actor
     from poggio.models import Workspace
 
-    issued = app.extensions["poggio"]["oauth"].create_confidential(
+    issued = app.extensions["poggio"].oauth.create_confidential(
         Workspace.get(slug="acme"), "Writer robot", Actor.cli(), packs="accounts:write,revenue", resource=MCP
     )
     assert issued.client.packs == "accounts:write,revenue"
@@ -872,7 +872,7 @@ def test_step_up_denied_or_overtaken_grants_nothing(app_client):
 # -- Client ID Metadata Documents first ---------------------------------------------------------------
 def configure(app, **changes):
     """Change the portal's settings in place (as a restart with other POGGIO_* values would)."""
-    app.extensions["poggio"]["settings"] = dataclasses.replace(app.extensions["poggio"]["settings"], **changes)
+    app.extensions["poggio"].settings = dataclasses.replace(app.extensions["poggio"].settings, **changes)
 
 
 @pytest.fixture
@@ -1169,7 +1169,7 @@ def test_a_refresh_retried_within_the_grace_by_another_client_fails(app_client):
 def test_the_refresh_grace_is_a_setting(app, app_client):
     """POGGIO_OAUTH_REFRESH_GRACE_SECONDS=0: no grace, every second presentation is reuse."""
     admin, reg = app_client
-    app.extensions["poggio"]["oauth"].refresh_grace_seconds = 0
+    app.extensions["poggio"].oauth.refresh_grace_seconds = 0
     tokens = full_flow(admin, reg["client_id"])
     assert refresh(admin.client, reg["client_id"], tokens["refresh_token"]).status_code == 200
     again = refresh(admin.client, reg["client_id"], tokens["refresh_token"])
@@ -1181,7 +1181,7 @@ def test_two_refreshes_racing_with_one_token_get_one_pair(app, app_client):
     once): the first spends it, the second finds it spent within the grace and answers its pair."""
     admin, reg = app_client
     tokens = full_flow(admin, reg["client_id"])
-    service, client = app.extensions["poggio"]["oauth"], OAuthClient.get(OAuthClient.client_id == reg["client_id"])
+    service, client = app.extensions["poggio"].oauth, OAuthClient.get(OAuthClient.client_id == reg["client_id"])
     one, two = (service.find_refresh(tokens["refresh_token"], client) for _ in range(2))
     first, second = service.rotate(one, client), service.rotate(two, client)
     assert (first["access_token"], first["refresh_token"]) == (second["access_token"], second["refresh_token"])

@@ -205,7 +205,7 @@ def test_consent_page_offers_no_longer_than_the_policy(admin):
 def test_client_credentials_end_at_the_maximum_lifetime(app):
     client = app.test_client()
     set_policy(acme(), CLI, max_lifetime="30d")
-    issued = app.extensions["poggio"]["oauth"].create_confidential(acme(), "Robot", CLI, packs="accounts", resource=MCP)
+    issued = app.extensions["poggio"].oauth.create_confidential(acme(), "Robot", CLI, packs="accounts", resource=MCP)
     basic = base64.b64encode(f"{issued.client.client_id}:{issued.secret}".encode()).decode()
     ask = lambda: client.post(  # noqa: E731
         "/oauth/token",
@@ -221,7 +221,7 @@ def test_client_credentials_end_at_the_maximum_lifetime(app):
 
 
 def test_connected_app_activity_page(app, admin):
-    issued = app.extensions["poggio"]["oauth"].create_confidential(acme(), "Robot", CLI, packs="accounts", resource=MCP)
+    issued = app.extensions["poggio"].oauth.create_confidential(acme(), "Robot", CLI, packs="accounts", resource=MCP)
     grant = OAuthGrant.get(OAuthGrant.client == issued.client.id)
     seed(grant.id, 4, kind="grant")
     html = admin.get(f"/settings/mcp/apps/{grant.id}/activity").get_data(as_text=True)

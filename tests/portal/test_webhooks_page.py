@@ -17,7 +17,7 @@ from poggio.webhooks import WebhookEndpoint, WebhookMessage
 @pytest.fixture
 def private_ok(app):
     core = app.extensions["poggio"]
-    core["settings"] = dataclasses.replace(core["settings"], webhook_allow_private=True)
+    core.settings = dataclasses.replace(core.settings, webhook_allow_private=True)
     return app
 
 
