@@ -25,7 +25,8 @@ from poggio.models import OAuthCode, User
 from poggio.oauth import OAuthService
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
-from poggio.tokens import TokenService, digest, well_formed
+from poggio.token_format import digest, well_formed
+from poggio.tokens import TokenService
 from poggio.workspaces import create_user, create_workspace
 
 RESOURCE = "http://127.0.0.1:8001/mcp"

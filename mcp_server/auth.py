@@ -34,15 +34,8 @@ from starlette.responses import Response
 from mcp_server.ratelimit import StoreUnavailable
 from poggio.db import CommitWatcher, database
 from poggio.oauth import OAuthService
-from poggio.tokens import (
-    ACCESS_PREFIX,
-    TokenRejected,
-    TokenService,
-    VerifiedToken,
-    ip_allowed,
-    utcnow,
-    well_formed,
-)
+from poggio.token_format import ACCESS_PREFIX, well_formed
+from poggio.tokens import TokenRejected, TokenService, VerifiedToken, ip_allowed, utcnow
 from poggio.usage import UsageRecorder
 
 # the key of the expiry warning in a result's _meta

@@ -5,10 +5,36 @@ post to such a URL: client metadata documents (portal) and webhook deliveries (b
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 
-from poggio.oauth import is_public_address
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the last 32 bits are the IPv4 address reached
+_REFUSED_V6 = (
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215): a private translator
+    ipaddress.ip_network("fec0::/10"),  # site-local (RFC 3879), deprecated but still routed by some
+    ipaddress.ip_network("::/96"),
+)  # IPv4-compatible (RFC 4291), deprecated: nothing public uses it
+
+
+def is_public_address(host: str) -> bool:
+    """False for loopback, private, link-local and other addresses that are not on the internet. An
+    IPv6 address that carries an IPv4 address (IPv4-mapped, NAT64, 6to4) is as public as that IPv4
+    address; other IPv6 forms that reach a private network are refused."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped.is_global
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF).is_global
+        if address.sixtofour is not None:
+            return address.sixtofour.is_global
+        if address.teredo is not None or any(address in net for net in _REFUSED_V6):
+            return False
+    return address.is_global
 
 
 class AddressRefused(Exception):

@@ -316,7 +316,7 @@ def unusual_use(workspace, now: dt.datetime | None = None) -> list[Finding]:
 
 
 def webhook_trouble(workspace) -> list[Finding]:
-    from poggio.webhooks import WebhookEndpoint
+    from poggio.webhook_outbox import WebhookEndpoint
 
     rows = WebhookEndpoint.select().where(
         (WebhookEndpoint.workspace == _wid(workspace))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from poggio import webhook_outbox
 from poggio.db import utcnow
 from poggio.models import AuditEvent, User, Workspace
 from poggio.prepared import Prepared
@@ -127,10 +128,8 @@ def record(action: str, actor: Actor, workspace: Workspace | int | None = None, 
         created_at=utcnow(),
     )
     if workspace is not None:
-        from poggio import webhooks
-
-        if action in webhooks.FROM_AUDIT:  # its webhook message, in the same transaction
-            webhooks.from_audit(action, workspace, actor.label, target, detail)
+        if action in webhook_outbox.FROM_AUDIT:  # its webhook message, in the same transaction
+            webhook_outbox.from_audit(action, workspace, actor.label, target, detail)
 
 
 EXPORT_CHUNK = 2000

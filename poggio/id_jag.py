@@ -12,7 +12,7 @@ as *managed by your identity provider*, revocable and on the activity record lik
 The grant has no approver (``OAuthGrant.user`` is empty, as a client_credentials grant's): the
 employee it acts for is kept here, so deprovisioning them (SCIM) revokes it at once.
 The assertion's checks (signature, issuer, audience, resource, client, expiry, replay, subject)
-are :mod:`portal.id_jag`'s.
+are :mod:`portal.id_jag`'s; the employee it names is found by :func:`poggio.sso.user_for_assertion`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from peewee import CharField, DateTimeField, ForeignKeyField
 from poggio import audit, policy, scopes
 from poggio.audit import Actor
 from poggio.db import BaseModel, utcnow, writing
-from poggio.models import Membership, OAuthClient, OAuthGrant, User, Workspace
+from poggio.models import OAuthClient, OAuthGrant, User, Workspace
 
 MANAGED_REASON = "managed by your identity provider"
 
@@ -53,33 +53,6 @@ def packs_for(client: OAuthClient, role: str) -> str:
     if role != "admin":
         levels = {p: scopes.READ for p in levels}
     return scopes.format_levels(levels) or ""
-
-
-def user_for(workspace: Workspace, subject: str, email: str | None, domains: list[str]) -> tuple[User, str]:
-    """The active member of ``workspace`` the assertion's subject names, and their role: by the
-    provider's ``sub`` (as single sign-on recorded it), else by its ``email`` claim within the
-    provider's allowed domains. Refused otherwise."""
-    from poggio.sso import SsoIdentity
-
-    user = None
-    identity = SsoIdentity.get_or_none((SsoIdentity.workspace == workspace) & (SsoIdentity.subject == subject))
-    if identity is not None:
-        user = User.get_by_id(identity.user_id)
-    elif email:
-        email = email.strip().lower()
-        if not domains or email.rpartition("@")[2] in domains:
-            user = User.get_or_none(User.email == email)
-    membership = (
-        Membership.get_or_none((Membership.user == user) & (Membership.workspace == workspace))
-        if user is not None
-        else None
-    )
-    if user is None or membership is None or not user.is_active:
-        raise Refused(
-            "The assertion's subject is not an active user of this workspace: sign them in through "
-            "single sign-on once, or provision them by SCIM."
-        )
-    return user, membership.role
 
 
 def grant_for(client: OAuthClient, user: User, role: str, issuer: str, resource: str, ip: str | None) -> OAuthGrant:

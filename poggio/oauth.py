@@ -15,7 +15,6 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
 from dataclasses import dataclass
@@ -42,16 +41,8 @@ from poggio.models import (
     Workspace,
 )
 from poggio.prepared import execute
-from poggio.tokens import (
-    ACCESS_PREFIX,
-    CLIENT_SECRET_PREFIX,
-    REFRESH_PREFIX,
-    TokenRejected,
-    VerifiedToken,
-    digest,
-    generate,
-    well_formed,
-)
+from poggio.token_format import ACCESS_PREFIX, CLIENT_SECRET_PREFIX, REFRESH_PREFIX, digest, generate, well_formed
+from poggio.tokens import TokenRejected, VerifiedToken
 
 READ = scopes.READ
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523; with an ID-JAG (poggio.id_jag)
@@ -141,34 +132,6 @@ def metadata_url_trusted(url: str, trusted: tuple[str, ...] | list[str]) -> bool
 def pack_set(text: str | None) -> frozenset[str]:
     """The packs a stored scope text names, whatever their level."""
     return frozenset(scopes.parse(text) or ())
-
-
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the last 32 bits are the IPv4 address reached
-_REFUSED_V6 = (
-    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215): a private translator
-    ipaddress.ip_network("fec0::/10"),  # site-local (RFC 3879), deprecated but still routed by some
-    ipaddress.ip_network("::/96"),
-)  # IPv4-compatible (RFC 4291), deprecated: nothing public uses it
-
-
-def is_public_address(host: str) -> bool:
-    """False for loopback, private, link-local and other addresses that are not on the internet. An
-    IPv6 address that carries an IPv4 address (IPv4-mapped, NAT64, 6to4) is as public as that IPv4
-    address; other IPv6 forms that reach a private network are refused."""
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped.is_global
-        if address in _NAT64:
-            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF).is_global
-        if address.sixtofour is not None:
-            return address.sixtofour.is_global
-        if address.teredo is not None or any(address in net for net in _REFUSED_V6):
-            return False
-    return address.is_global
 
 
 def _may_hold(role: str | None, approval: str | None, app_access: str | None) -> bool:

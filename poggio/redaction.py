@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from poggio.tokens import TOKEN_PATTERN
+from poggio.token_format import TOKEN_PATTERN
 
 
 def redact(text: str) -> str:

@@ -28,7 +28,7 @@ from poggio.audit import Actor
 from poggio.db import BaseModel, utcnow, writing
 from poggio.errors import InvalidInput
 from poggio.models import ApiToken, Membership, OAuthGrant, User, Workspace
-from poggio.tokens import digest, generate, well_formed
+from poggio.token_format import digest, generate, well_formed
 
 PREFIX = "pgsc_"
 DEFAULT_ADMIN_GROUP = "admins"

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, TextField
 
-from poggio import audit, sealing
+from poggio import audit, id_jag, sealing
 from poggio.audit import Actor
 from poggio.db import BaseModel, utcnow, writing
 from poggio.errors import InvalidInput
@@ -360,8 +360,6 @@ def sign_in(provider: SsoProvider, claims: dict, ip: str | None = None) -> Signe
                 after=role,
                 reason=f"identity provider claim {provider.role_claim!r}",
             )
-            from poggio import id_jag
-
             id_jag.follow_role(workspace, user, role)  # apps acting for them by ID-JAG, as they are now
         else:
             role = before
@@ -371,3 +369,28 @@ def sign_in(provider: SsoProvider, claims: dict, ip: str | None = None) -> Signe
         else:
             SsoIdentity.update(last_signed_in_at=utcnow()).where(SsoIdentity.id == identity.id).execute()
     return SignedIn(user, role, created, before)
+
+
+def user_for_assertion(workspace: Workspace, subject: str, email: str | None, domains: list[str]) -> tuple[User, str]:
+    """The active member of ``workspace`` the assertion's subject names, and their role: by the
+    provider's ``sub`` (as single sign-on recorded it), else by its ``email`` claim within the
+    provider's allowed domains. Refused otherwise."""
+    user = None
+    identity = SsoIdentity.get_or_none((SsoIdentity.workspace == workspace) & (SsoIdentity.subject == subject))
+    if identity is not None:
+        user = User.get_by_id(identity.user_id)
+    elif email:
+        email = email.strip().lower()
+        if not domains or email.rpartition("@")[2] in domains:
+            user = User.get_or_none(User.email == email)
+    membership = (
+        Membership.get_or_none((Membership.user == user) & (Membership.workspace == workspace))
+        if user is not None
+        else None
+    )
+    if user is None or membership is None or not user.is_active:
+        raise id_jag.Refused(
+            "The assertion's subject is not an active user of this workspace: sign them in through "
+            "single sign-on once, or provision them by SCIM."
+        )
+    return user, membership.role

@@ -1,22 +1,15 @@
-"""API tokens: their format, their digests, and their whole life cycle.
+"""API tokens: their whole life cycle. Their format and digest are :mod:`poggio.token_format`'s.
 
-A token is ``pgo_`` + 27 random base62 characters (160.7 bits) + a 6-character base62 CRC32 of them,
-so secret scanners can match ``pgo_[A-Za-z0-9]{30,}`` and a mistyped token is refused before any
-database work. Only a SHA-256 digest (HMAC-SHA-256 when a pepper is configured) and the last four
-characters are stored. Verification reads the database on every request, so a revocation or an
-expiry holds on the very next request in every process: there is no cache to outlive it.
+Only a digest and the last four characters are stored. Verification reads the database on every
+request, so a revocation or an expiry holds on the very next request in every process: there is no cache to outlive it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
-import hmac
 import ipaddress
 import re
-import secrets
-import zlib
 from dataclasses import dataclass
 
 from limits import parse as parse_limit
@@ -28,53 +21,11 @@ from poggio.db import database, parse_id, utcnow, writing
 from poggio.errors import InvalidInput, NotFound
 from poggio.models import ApiToken, User, Workspace
 from poggio.prepared import execute
+from poggio.token_format import digest, generate, well_formed
 
-PREFIX = "pgo_"
-# The other secrets Poggio hands out share the format under prefixes of their own, so a leaked one says
-# what it is: OAuth access tokens, OAuth refresh tokens, OAuth client secrets.
-ACCESS_PREFIX, REFRESH_PREFIX, CLIENT_SECRET_PREFIX = "pgoa_", "pgor_", "pgos_"
-BODY_LENGTH = 27
-CHECKSUM_LENGTH = 6
-TOKEN_LENGTH = len(PREFIX) + BODY_LENGTH + CHECKSUM_LENGTH
-TOKEN_PATTERN = re.compile(r"pgo[ars]?_[A-Za-z0-9]{30,}")
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_BODY = re.compile(rf"[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}")
 MAX_NAME = 100
 EXPIRY_CHOICES = (7, 30, 60, 90)
 EXPIRING_SOON = dt.timedelta(days=7)
-
-
-def _base62(number: int, width: int) -> str:
-    out = []
-    while number:
-        number, rem = divmod(number, 62)
-        out.append(_ALPHABET[rem])
-    return "".join(reversed(out)).rjust(width, "0")
-
-
-def _checksum(body: str) -> str:
-    return _base62(zlib.crc32(body.encode()), CHECKSUM_LENGTH)
-
-
-def generate(prefix: str = PREFIX) -> str:
-    body = "".join(secrets.choice(_ALPHABET) for _ in range(BODY_LENGTH))
-    return f"{prefix}{body}{_checksum(body)}"
-
-
-def well_formed(token: str, prefix: str = PREFIX) -> bool:
-    """Shape and checksum; costs no database work."""
-    if not token.startswith(prefix) or len(token) != len(prefix) + BODY_LENGTH + CHECKSUM_LENGTH:
-        return False
-    rest = token[len(prefix) :]
-    if not _BODY.fullmatch(rest):
-        return False
-    return hmac.compare_digest(_checksum(rest[:BODY_LENGTH]), rest[BODY_LENGTH:])
-
-
-def digest(token: str, pepper: str | None = None) -> str:
-    if pepper:
-        return hmac.new(pepper.encode(), token.encode(), hashlib.sha256).hexdigest()
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def parse_expiry(value: str | int | dt.date | None, now: dt.datetime | None = None) -> dt.datetime | None:

@@ -31,7 +31,8 @@ from poggio.addresses import AddressRefused, resolve_checked
 from poggio.db import database, utcnow, writing
 from poggio.models import ApiToken, Workspace
 from poggio.sealing import Unsealable
-from poggio.webhooks import WebhookAttempt, WebhookEndpoint, WebhookMessage, enqueue, signing_secret
+from poggio.webhook_outbox import WebhookAttempt, WebhookEndpoint, WebhookMessage, enqueue
+from poggio.webhooks import signing_secret
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class Deliverer:
 
     def deliver(self, message: WebhookMessage) -> bool:
         """One attempt at ``message``, its outcome written; True when delivered."""
-        from poggio.webhooks import payload
+        from poggio.webhook_outbox import payload
 
         with database.connection_context():
             endpoint = WebhookEndpoint.get_or_none(WebhookEndpoint.id == message.endpoint_id)

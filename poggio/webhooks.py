@@ -1,4 +1,5 @@
-"""Webhooks: a workspace's endpoints and the outbox of messages for them.
+"""Webhooks: a workspace's endpoints, added, paused and removed by its admins (the outbox of messages for
+them, and the event types, are :mod:`poggio.webhook_outbox`'s).
 
 An admin adds an endpoint (a URL, the events it wants); it gets a signing secret (``whsec_…``, shown
 once) with which every delivery is signed as the Standard Webhooks specification says. A change that
@@ -18,112 +19,22 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from peewee import CharField, DateTimeField, FloatField, ForeignKeyField, IntegerField, TextField
-
-from poggio import sealing
+from poggio import audit, sealing
 from poggio.addresses import AddressRefused, resolve_checked
-from poggio.db import BaseModel, database, utcnow, writing
+from poggio.db import utcnow, writing
 from poggio.errors import PoggioError
-from poggio.models import User, Workspace
-
-# event types an endpoint may choose, with what a person reads for each
-EVENTS = {
-    "token.created": "Token created",
-    "token.rotated": "Token rotated",
-    "token.revoked": "Token revoked",
-    "token.expiring": "Token expiring within 7 days",
-    "app.connected": "App connected",
-    "app.disconnected": "App disconnected",
-    "app.requested": "App requested by a member",
-    "app.approved": "App request approved",
-    "app.denied": "App denied",
-    "policy.changed": "Workspace policy changed",
-    "usage.unusual": "Unusual use of a token or app",
-    "tool.write": "Every write tool call",
-    "webhook.test": "Test event (the Send test event button)",
-}
-# what an endpoint gets when it names no events: everything but every write tool call (the busy one)
-DEFAULT_EVENTS = tuple(e for e in EVENTS if e not in ("tool.write", "webhook.test"))
-
-# the audit log's actions that are webhook events (the one place a new event is wired in)
-FROM_AUDIT = {
-    "token.created": "token.created",
-    "token.rotated": "token.rotated",
-    "token.revoked": "token.revoked",
-    "oauth.approved": "app.connected",
-    "oauth.client_created": "app.connected",  # a machine client: connected by the admin who created it
-    "oauth.client_revoked": "app.disconnected",
-    "oauth.grant_revoked": "app.disconnected",
-    "oauth.refresh_reused": "app.disconnected",
-    "oauth.denied": "app.denied",
-    "oauth.requested": "app.requested",  # a member asked (poggio.app_access)
-    "oauth.request_approved": "app.approved",
-    "oauth.request_denied": "app.denied",
-    "workspace.policy_changed": "policy.changed",
-    "workspace.app_policy_changed": "policy.changed",
-    "oauth.id_jag_accepted": "app.connected",  # connected by the identity provider
-    "data.written": "tool.write",
-}
-# detail keys never sent, whatever an audit event holds
-NEVER_SENT = {"secret", "token", "password", "client_secret", "code", "refresh_token"}
+from poggio.models import Workspace
+from poggio.webhook_outbox import (
+    DEFAULT_EVENTS,
+    EVENTS,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookMessage,
+)
 
 
 class WebhookError(PoggioError, ValueError):
     """An endpoint cannot be added as asked; the message says why, for a person."""
-
-
-class WebhookEndpoint(BaseModel):
-    workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
-    url = CharField(max_length=2000)
-    # the signing secret, sealed (poggio.sealing): read back to sign each delivery; shown once, when added
-    secret = TextField()
-    events = TextField()  # ",token.created,app.connected," (commas around each, for one LIKE)
-    created_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
-    created_at = DateTimeField(default=utcnow)
-    paused_at = DateTimeField(null=True)  # no more messages until an admin resumes it
-    failing_since = DateTimeField(null=True)  # the first failed attempt since the last delivered one
-
-    @property
-    def event_list(self) -> list[str]:
-        return [e for e in self.events.split(",") if e]
-
-
-class WebhookMessage(BaseModel):
-    """One event for one endpoint: the outbox row, until delivered or given up."""
-
-    workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+", index=False)
-    endpoint = ForeignKeyField(WebhookEndpoint, on_delete="CASCADE", backref="+", index=False)
-    msg_id = CharField(max_length=40)  # the webhook-id header: one per event, the same for every endpoint
-    event_type = CharField(max_length=40)
-    data = TextField()  # JSON
-    dedupe = CharField(max_length=120, null=True)  # one message per endpoint and key (e.g. one expiry notice)
-    created_at = DateTimeField(default=utcnow)
-    status = CharField(max_length=12, default="pending")  # pending, delivered, failed
-    attempts = IntegerField(default=0)
-    next_attempt_at = DateTimeField(default=utcnow)
-    last_status = IntegerField(null=True)
-    last_error = CharField(max_length=300, null=True)
-
-    class Meta:
-        indexes = (
-            (("status", "next_attempt_at"), False),
-            (("endpoint", "created_at"), False),
-            (("endpoint", "dedupe"), True),
-        )
-
-
-class WebhookAttempt(BaseModel):
-    """One try at delivering a message: the delivery log of an endpoint."""
-
-    message = ForeignKeyField(WebhookMessage, on_delete="CASCADE", backref="+")
-    endpoint = ForeignKeyField(WebhookEndpoint, on_delete="CASCADE", backref="+", index=False)
-    at = DateTimeField(default=utcnow)
-    status_code = IntegerField(null=True)
-    error = CharField(max_length=300, null=True)
-    duration_ms = FloatField(default=0)
-
-    class Meta:
-        indexes = ((("endpoint", "at"), False),)
 
 
 @dataclass(frozen=True)
@@ -203,8 +114,6 @@ def add_endpoint(
     url = check_url(url, allow_private)
     chosen = parse_events(events)
     secret = new_secret()
-    from poggio import audit
-
     actor = actor or audit.Actor(label="system")
     with writing():
         endpoint = WebhookEndpoint.create(
@@ -229,8 +138,6 @@ def get_endpoint(workspace: Workspace | int, endpoint_id: int) -> WebhookEndpoin
 
 
 def remove_endpoint(workspace: Workspace | int, endpoint_id: int, actor=None) -> bool:
-    from poggio import audit
-
     wid = workspace if isinstance(workspace, int) else workspace.id
     with writing():
         endpoint = get_endpoint(wid, endpoint_id)
@@ -249,8 +156,6 @@ def remove_endpoint(workspace: Workspace | int, endpoint_id: int, actor=None) ->
 
 def set_paused(workspace: Workspace | int, endpoint_id: int, paused: bool, actor=None) -> bool:
     """Pause an endpoint, or resume it (its failed messages of the last day are tried again)."""
-    from poggio import audit
-
     wid = workspace if isinstance(workspace, int) else workspace.id
     now = utcnow()
     with writing():
@@ -297,46 +202,6 @@ def pending_count(endpoint: WebhookEndpoint) -> int:
     )
 
 
-def _clean(detail: dict) -> dict:
-    return {k: v for k, v in detail.items() if k not in NEVER_SENT}
-
-
-def _enqueue_sql(dedupe: bool) -> str:
-    p = database.param
-    conflict = " ON CONFLICT DO NOTHING" if dedupe else ""
-    return (
-        "INSERT INTO webhook_message (workspace_id, endpoint_id, msg_id, event_type, data, dedupe, created_at, "
-        "status, attempts, next_attempt_at) "
-        f"SELECT workspace_id, id, {p}, {p}, {p}, {p}, {p}, 'pending', 0, {p} FROM webhook_endpoint "
-        f"WHERE workspace_id = {p} AND paused_at IS NULL AND events LIKE {p}" + conflict
-    )
-
-
-def enqueue(event_type: str, workspace_id: int, data: dict, dedupe: str | None = None) -> None:
-    """Put ``event_type`` in the outbox of each of the workspace's endpoints that wants it, in the
-    caller's transaction (one statement; on PostgreSQL sent with the transaction's next one)."""
-    if event_type not in EVENTS:
-        raise ValueError(f"unknown webhook event {event_type!r}")
-    from poggio.db import write_later
-
-    now = utcnow()
-    body = json.dumps(_clean(data), sort_keys=True, default=str, separators=(",", ":"))
-    msg_id = "msg_" + secrets.token_urlsafe(18)
-    write_later(
-        _enqueue_sql(dedupe is not None),
-        (msg_id, event_type, body, dedupe, now, now, workspace_id, f"%,{event_type},%"),
-    )
-
-
-def from_audit(action: str, workspace, actor_label: str, target: str, detail: dict) -> None:
-    """The webhook event of an audit action, if it is one (called by :func:`poggio.audit.record`)."""
-    event = FROM_AUDIT.get(action)
-    if event is None or workspace is None:
-        return
-    wid = workspace if isinstance(workspace, int) else workspace.id
-    enqueue(event, wid, {"actor": actor_label, "target": target, **detail})
-
-
 def send_test(endpoint: WebhookEndpoint, actor_label: str) -> None:
     """A ``webhook.test`` message for this endpoint alone (whatever events it chose)."""
     now = utcnow()
@@ -350,13 +215,3 @@ def send_test(endpoint: WebhookEndpoint, actor_label: str) -> None:
             created_at=now,
             next_attempt_at=now,
         )
-
-
-def payload(message: WebhookMessage, workspace_slug: str) -> bytes:
-    """The body delivered for ``message``: the same bytes at every attempt (what is signed)."""
-    data = {"workspace": workspace_slug, **json.loads(message.data)}
-    return json.dumps(
-        {"type": message.event_type, "timestamp": message.created_at.isoformat(timespec="seconds") + "Z", "data": data},
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()

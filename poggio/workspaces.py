@@ -9,7 +9,7 @@ import re
 import bcrypt
 from peewee import IntegrityError
 
-from poggio import audit, sessions
+from poggio import audit, id_jag, sessions
 from poggio.audit import Actor
 from poggio.db import utcnow, writing
 from poggio.errors import InvalidInput, NotFound
@@ -140,8 +140,6 @@ def deactivate_user(user: User, actor: Actor) -> User:
         OAuthGrant.update(revoked_at=utcnow(), revoked_reason="approver deactivated").where(
             (OAuthGrant.user == user.id) & OAuthGrant.revoked_at.is_null()
         ).execute()
-        from poggio import id_jag
-
         for membership in Membership.select().where(Membership.user == user.id):
             id_jag.revoke_for_user(membership.workspace_id, user, "employee deactivated")
     return user
@@ -155,8 +153,6 @@ def remove_user(user: User, workspace: Workspace, actor: Actor) -> User:
         if not removed:
             raise NotFound(f"{user.email} is not a member of workspace {workspace.slug}")
         ended = sessions.end_all(user)
-        from poggio import id_jag
-
         id_jag.revoke_for_user(workspace, user, "employee removed")  # apps acting for them by ID-JAG
         # the apps they connected or asked for here end with their membership (refused from the next request)
         disconnected = (

@@ -5,22 +5,21 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from flask import Flask, current_app, jsonify, send_from_directory, session
+from flask import Flask, jsonify, send_from_directory
 from flask_cors import CORS
-from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from htmx_flask import Htmx
 from peewee import DatabaseError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from poggio import redaction, scopes, sessions
-from poggio.db import MAX_ID, bind, database, parse_id
+from poggio import redaction, scopes
+from poggio.db import MAX_ID, bind, database
 from poggio.errors import database_trouble
-from poggio.models import User
 from poggio.plugins import PackRegistry
 from poggio.services import Services
 from poggio.settings import Settings, load_settings
+from portal.signin import login_manager
 
 HTMX_DIR = Path(__file__).parent / "static" / "vendor" / "htmx"  # htmx.org 2.0.3, see its README.md
 # The portal's Jinja templates: the top-level templates/ folder of a checkout, shipped inside the
@@ -30,10 +29,6 @@ TEMPLATES = next(
 )
 
 csrf = CSRFProtect()
-login_manager = LoginManager()
-login_manager.login_view = "auth.sign_in"
-login_manager.login_message = "Sign in to continue."
-
 
 PAGE_MESSAGES = {  # the database refused for a reason a person can wait out or an administrator fix
     "busy": "The database is busy with other writes; nothing was saved. Try again shortly.",
@@ -70,30 +65,6 @@ class TrustedProxies:
     def __call__(self, environ, start_response):
         app = self.fixed if self.networks and self._trusted(environ.get("REMOTE_ADDR")) else self.plain
         return app(environ, start_response)
-
-
-class SessionUser(UserMixin, User):
-    """The core's user with what flask-login asks of a user (the data layer knows nothing of Flask)."""
-
-    class Meta:
-        table_name = "user"
-
-    def get_id(self) -> str:
-        return str(self.id)
-
-
-@login_manager.user_loader
-def load_user(user_id: str):
-    """The signed-in user, only while the session the cookie names is alive on the server (a cookie
-    alone, or flask-login's remember cookie, opens nothing)."""
-    if parse_id(user_id) is None:
-        return None
-    settings = current_app.extensions["poggio"].settings
-    if not sessions.alive(session.get("sid"), int(user_id), *sessions.lifetimes(settings)):
-        session.clear()
-        return None
-    user = SessionUser.get_or_none(SessionUser.id == int(user_id))
-    return user if user is not None and user.is_active else None
 
 
 def create_app(settings: Settings | None = None, registry: PackRegistry | None = None) -> Flask:

@@ -8,6 +8,7 @@ from flask import abort, current_app, g, session
 from flask_login import current_user, login_required
 
 from poggio.models import Membership, Workspace
+from poggio.oauth import normalise_resource
 from poggio.services import Services
 from portal.throttle import Throttle
 
@@ -20,6 +21,11 @@ def core() -> Services:
 def throttle() -> Throttle:
     """The sign-in throttle of this application (failed attempts per e-mail and per address)."""
     return current_app.extensions["poggio.throttle"]
+
+
+def mcp_resource() -> str:
+    """The MCP server's resource URL (RFC 8707) as tokens are bound to it."""
+    return normalise_resource(core().settings.mcp_public_url)
 
 
 def client_ip() -> str | None:

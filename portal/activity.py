@@ -9,11 +9,12 @@ from flask import Blueprint, Response, abort, render_template, request, stream_w
 
 from poggio import activity as record
 from poggio.db import parse_id, utcnow
-from poggio.errors import InvalidInput, NotFound
+from poggio.errors import InvalidInput
 from poggio.models import GrantUsage
 from poggio.usage_report import by_tool
 from portal.access import core, mcp_admin_required
 from portal.activity_chart import chart_context
+from portal.activity_subject import filters_of, subject_of
 
 bp = Blueprint("activity", __name__, url_prefix="/settings/mcp")
 
@@ -26,33 +27,6 @@ OUTCOME_LABELS = {
 }
 
 
-def _subject(workspace, kind: str | None, subject_id: int | None):
-    """The token or connected app a page is about (404 if not the workspace's), or None."""
-    if kind is None:
-        return None
-    try:
-        if kind == "token":
-            return core().tokens.get(workspace, subject_id)
-        return core().oauth.grant(workspace, subject_id)
-    except NotFound:
-        abort(404)
-
-
-def _filters(kind=None, subject_id=None) -> tuple[record.Filters, str | None]:
-    """The filters of the request, and a message for a bad one (then the unfiltered record is shown)."""
-    try:
-        return record.Filters.parse(
-            kind=kind,
-            subject_id=subject_id,
-            tool=request.args.get("tool"),
-            outcome=request.args.get("outcome"),
-            since=request.args.get("since"),
-            until=request.args.get("until"),
-        ), None
-    except InvalidInput as exc:
-        return record.Filters(kind=kind, subject_id=subject_id), f"{exc.field}: {exc.message}"
-
-
 def _tool_choices(workspace, filters: record.Filters) -> list[str]:
     """The installed tools and the method names (and the one filtered by, if it is neither)."""
     installed = [t.name for t in core().registry.tools()]
@@ -60,8 +34,8 @@ def _tool_choices(workspace, filters: record.Filters) -> list[str]:
 
 
 def render_activity(workspace, kind=None, subject_id=None, endpoint="activity.workspace_activity", **args):
-    filters, problem = _filters(kind, subject_id)
-    subject = _subject(workspace, kind, subject_id)
+    filters, problem = filters_of(kind, subject_id)
+    subject = subject_of(workspace, kind, subject_id)
     try:
         rows, next_cursor = record.page(workspace, filters, request.args.get("cursor"))
     except InvalidInput as exc:
@@ -114,7 +88,7 @@ def workspace_activity(workspace):
 def token_activity(workspace, token_id):
     if request.htmx and request.htmx.target and request.htmx.target.startswith("tools-"):
         # the row's "N calls" link: the per-tool breakdown only
-        token = _subject(workspace, "token", token_id)
+        token = subject_of(workspace, "token", token_id)
         return render_template("settings/_tool_breakdown.html", token=token, tools=by_tool(token.id), now=utcnow())
     return render_activity(workspace, "token", token_id, "activity.token_activity", token_id=token_id)
 
@@ -131,7 +105,7 @@ def export(workspace, fmt):
             return Response(
                 "kind and subject: a token or connected app of this workspace\n", 400, mimetype="text/plain"
             )
-        _subject(workspace, kind, subject)
+        subject_of(workspace, kind, subject)
     try:
         filters = record.Filters.parse(
             kind=kind,

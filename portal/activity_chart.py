@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify, url_for
 
 from poggio.activity_chart import chart
 from portal.access import mcp_admin_required
+from portal.activity_subject import filters_of, subject_of
 
 bp = Blueprint("activity_chart", __name__, url_prefix="/settings/mcp")
 
@@ -42,10 +43,8 @@ def chart_context(workspace, filters, kind, subject_id) -> dict:
 
 
 def _answer(workspace, kind=None, subject_id=None):
-    from portal.activity import _filters, _subject
-
-    _subject(workspace, kind, subject_id)  # 404 unless the workspace's
-    filters, problem = _filters(kind, subject_id)
+    subject_of(workspace, kind, subject_id)  # 404 unless the workspace's
+    filters, problem = filters_of(kind, subject_id)
     if problem:
         return jsonify(error=problem), 400
     data = chart(workspace.id, filters, tools=_tools())

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, logout_user
 
 from poggio import audit, sessions
 from poggio.audit import Actor
 from poggio.db import parse_id
 from poggio.models import Membership
 from poggio.workspaces import check_password, find_user, memberships
-from portal.access import client_ip, core, current_membership
+from portal.access import client_ip, current_membership
 from portal.access import throttle as access_throttle
 from portal.forms import ActionForm, SignInForm
+from portal.signin import SessionUser, open_session, safe_next
+from portal.sso import password_refused
 
 bp = Blueprint("auth", __name__)
-
-
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
-        return target
-    return url_for("views.home")
 
 
 def _workspace_of(user) -> int | None:
@@ -32,14 +26,6 @@ def _workspace_of(user) -> int | None:
         return None
     first = Membership.select(Membership.workspace).where(Membership.user == user).order_by(Membership.id).first()
     return first.workspace_id if first else None
-
-
-def _open_session(user) -> None:
-    """Sign ``user`` in: a new server-side session (poggio.sessions) named by the cookie."""
-    session.clear()
-    sessions.purge(*sessions.lifetimes(core().settings))
-    session["sid"] = sessions.start(user, client_ip())
-    login_user(user)  # never remember=True: sessions live on the server (poggio.sessions)
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
@@ -61,16 +47,13 @@ def sign_in():
             user = find_user(email)
             refused = None
             if check_password(user, form.password.data):
-                from portal import SessionUser
-                from portal.sso import password_refused
-
                 refused = password_refused(user)
                 if refused is None:
                     user = SessionUser.get_by_id(user.id)
                     throttle.succeeded(email, ip)
-                    _open_session(user)
+                    open_session(user)
                     audit.record("user.signed_in", Actor(user, ip=ip), _workspace_of(user), target=email)
-                    return redirect(_safe_next(request.args.get("next")))
+                    return redirect(safe_next(request.args.get("next")))
             audit.record(
                 "user.sign_in_failed",
                 Actor(label=email, ip=ip),

@@ -11,7 +11,7 @@ workspace's identity provider signed. It is honoured when:
 - ``aud`` is Poggio's issuer, ``resource`` the MCP server's URL, ``client_id`` the authenticated client;
 - ``exp`` is present, not past, and at most :data:`MAX_LIFETIME` ahead; ``jti`` was never seen
   (kept until the assertion expires, in the database: every portal worker agrees);
-- the subject is an active user of the workspace (:func:`poggio.id_jag.user_for`).
+- the subject is an active user of the workspace (:func:`poggio.sso.user_for_assertion`).
 
 Anything else is ``invalid_grant`` with a reason a person understands, and an audit line. The
 answer is an access token bound to the MCP server, and no refresh token: the app presents a fresh
@@ -30,11 +30,12 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jws import extract_compact
 
-from poggio import audit, id_jag
+from poggio import audit, id_jag, sso
 from poggio.audit import Actor
 from poggio.oauth import JWT_BEARER, normalise_resource
 from poggio.sso import SsoError, SsoProvider
-from portal.access import client_ip, core
+from portal.access import client_ip, core, mcp_resource
+from portal.sso import ALGORITHMS, discover, provider_keys
 
 bp = Blueprint("id_jag", __name__)
 ID_JAG_PROFILE = "urn:ietf:params:oauth:grant-profile:id-jag"
@@ -65,11 +66,9 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
             raise InvalidRequestError("Send the ID-JAG as 'assertion'.")
 
     def create_token_response(self):
-        from portal.oauth import resource_url, service
-
         client = self.request.client.row
         try:
-            grant = self._grant(client, self.request.form["assertion"], resource_url())
+            grant = self._grant(client, self.request.form["assertion"], mcp_resource())
         except id_jag.Refused as refused:
             audit.record(
                 "oauth.id_jag_refused",
@@ -80,7 +79,7 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
                 reason=refused.message,
             )
             raise InvalidGrantError(refused.message) from None
-        return 200, service().issue_tokens(grant, refresh=False), self.TOKEN_RESPONSE_HEADER
+        return 200, core().oauth.issue_tokens(grant, refresh=False), self.TOKEN_RESPONSE_HEADER
 
     def _grant(self, client, assertion: str, mcp_url: str):
         wanted = self.request.form.get("resource")
@@ -101,8 +100,6 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
                 f"The assertion's issuer {issuer!r} is not trusted for ID-JAGs by this client's "
                 "workspace (an admin turns it on in Settings > Sign-in)."
             )
-        from portal.sso import ALGORITHMS, discover, provider_keys
-
         try:
             document = discover(provider.issuer)
             keys = provider_keys(document, header.get("kid"))
@@ -149,7 +146,7 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         workspace = provider.workspace
         if not workspace.mcp_enabled:
             raise id_jag.Refused("This workspace does not have the MCP server entitlement.")
-        user, role = id_jag.user_for(workspace, subject, claims.get("email"), provider.domain_list)
+        user, role = sso.user_for_assertion(workspace, subject, claims.get("email"), provider.domain_list)
         return id_jag.grant_for(client, user, role, provider.issuer, mcp_url, client_ip())
 
 

@@ -59,7 +59,7 @@ from poggio.oauth import (
 )
 from poggio.scopes import READ, WRITE, supported_oauth_scopes
 from portal import client_auth
-from portal.access import client_ip, core
+from portal.access import client_ip, core, mcp_resource
 from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url, remember_failure
 from portal.forms import ActionForm
 from portal.id_jag import ID_JAG_PROFILE
@@ -84,10 +84,6 @@ class InvalidRedirectURIError(OAuth2Error):
 
 def service() -> OAuthService:
     return core().oauth
-
-
-def resource_url() -> str:
-    return normalise_resource(core().settings.mcp_public_url)
 
 
 def issuer() -> str:
@@ -189,9 +185,9 @@ def _check_resource(req) -> None:
     wanted = req.payload.data.get("resource") if hasattr(req, "payload") else None
     if wanted is None:
         wanted = request.values.get("resource")
-    if wanted and normalise_resource(wanted) != resource_url():
+    if wanted and normalise_resource(wanted) != mcp_resource():
         raise InvalidTargetError(
-            f"This authorization server issues tokens for {resource_url()} only, not for {wanted}."
+            f"This authorization server issues tokens for {mcp_resource()} only, not for {wanted}."
         )
 
 
@@ -235,7 +231,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             workspace=approval.workspace,
             packs=dict(approval.packs),
             redirect_uri=request.payload.redirect_uri or request.client.redirect_uris[0],
-            resource=payload.get("resource") or resource_url(),
+            resource=payload.get("resource") or mcp_resource(),
             code_challenge=payload["code_challenge"],
             code_challenge_method=payload["code_challenge_method"],
             grant_days=approval.days,
@@ -377,7 +373,7 @@ def _save_token(token: dict, req) -> None:
     svc = service()
     if req.payload.grant_type == "authorization_code":
         code = req.authorization_code.row
-        if code.resource != resource_url() and req.payload.data.get("resource") is None:
+        if code.resource != mcp_resource() and req.payload.data.get("resource") is None:
             raise InvalidTargetError("The code was issued for another resource.")
         grant = svc.grant_from_code(code)
         if grant is None:
@@ -400,8 +396,8 @@ def _save_token(token: dict, req) -> None:
                 "This client has no active grant: it was revoked, or it reached the maximum "
                 "lifetime its workspace's token policy sets. Create a new client."
             )
-        if grant.resource != resource_url():  # created before the MCP URL changed: follow it
-            grant.resource = resource_url()
+        if grant.resource != mcp_resource():  # created before the MCP URL changed: follow it
+            grant.resource = mcp_resource()
             grant.save(only=["resource"])
     refresh = token.pop("_refresh", False)
     token.update(svc.issue_tokens(grant, refresh=refresh))

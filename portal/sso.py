@@ -38,6 +38,7 @@ from poggio.models import Workspace
 from poggio.sso import SsoError, SsoProvider
 from portal.access import admin_required, client_ip, core
 from portal.forms import ActionForm, SignInForm
+from portal.signin import SessionUser, open_session, safe_next
 
 bp = Blueprint("sso", __name__)
 CALLBACK = "/sign-in/oidc/callback"
@@ -261,8 +262,6 @@ def _failed(provider: SsoProvider | None, workspace, error: SsoError, status: in
 
 @bp.get("/sign-in/sso/<slug>")
 def start(slug: str):
-    from portal.auth import _safe_next
-
     workspace = Workspace.get_or_none(Workspace.slug == slug[:63])
     provider = sso.provider_of(workspace) if workspace is not None else None
     if provider is None:
@@ -280,7 +279,7 @@ def start(slug: str):
         "state": state,
         "nonce": nonce,
         "verifier": verifier,
-        "next": _safe_next(request.args.get("next")),
+        "next": safe_next(request.args.get("next")),
         "at": int(time.time()),
     }
     params = {
@@ -313,9 +312,6 @@ def by_email():
 
 @bp.get(CALLBACK)
 def callback():
-    from portal import SessionUser
-    from portal.auth import _open_session
-
     pending = session.pop("sso", None)
     state = request.args.get("state", "")
     if (
@@ -360,7 +356,7 @@ def callback():
             provider, workspace, error, 403 if error.reason.startswith(("domain", "no group", "user", "email")) else 502
         )
     user = SessionUser.get_by_id(signed.user.id)
-    _open_session(user)
+    open_session(user)
     session["workspace_id"] = workspace.id
     audit.record(
         "user.signed_in",

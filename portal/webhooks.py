@@ -11,7 +11,7 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from poggio import webhooks
+from poggio import webhook_outbox, webhooks
 from poggio.audit import Actor
 from portal.access import admin_required, client_ip, core
 from portal.forms import ActionForm, MultiCheckbox
@@ -27,14 +27,14 @@ class EndpointForm(FlaskForm):
     url = StringField("Endpoint URL (https)", validators=[DataRequired(), Length(max=2000)])
     events = MultiCheckbox(
         "Events (none ticked: all but every write tool call)",
-        choices=[(k, v) for k, v in webhooks.EVENTS.items() if k != "webhook.test"],
+        choices=[(k, v) for k, v in webhook_outbox.EVENTS.items() if k != "webhook.test"],
     )
 
 
 def _page(workspace, form=None, secret=None, status=200):
     rows = [{"e": e, "pending": webhooks.pending_count(e)} for e in webhooks.endpoints(workspace)]
     return render_template(
-        "settings/webhooks.html", rows=rows, form=form or EndpointForm(), secret=secret, events=webhooks.EVENTS
+        "settings/webhooks.html", rows=rows, form=form or EndpointForm(), secret=secret, events=webhook_outbox.EVENTS
     ), status
 
 

@@ -16,7 +16,7 @@ from instances import ROOT, free_port
 
 from poggio.cli import main
 from poggio.models import ApiToken, AuditEvent, Membership, User, Workspace
-from poggio.tokens import TOKEN_PATTERN
+from poggio.token_format import TOKEN_PATTERN
 
 
 @pytest.fixture

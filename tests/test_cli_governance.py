@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from poggio.cli import main
 from poggio.db import utcnow
 from poggio.models import Activity, ApiToken, AuditEvent, Workspace
-from poggio.tokens import TOKEN_PATTERN
+from poggio.token_format import TOKEN_PATTERN
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from poggio.audit import Actor
 from poggio.db import bind
 from poggio.plugins import PackRegistry
 from poggio.schema import upgrade
-from poggio.tokens import TokenService, generate
+from poggio.token_format import generate
+from poggio.tokens import TokenService
 
 ACCEPT = "application/json, text/event-stream"
 MODERN, LEGACY = "2026-07-28", "2025-11-25"

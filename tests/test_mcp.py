@@ -283,7 +283,7 @@ def test_missing_or_malformed_token_is_401_with_challenge(stack, header, reason)
 
 
 def test_unknown_revoked_and_expired_tokens_get_the_same_401(stack):
-    from poggio.tokens import generate
+    from poggio.token_format import generate
 
     inst_tokens = TokenService()
     acme = ApiToken.select().where(ApiToken.name == "acme all").get().workspace

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from poggio import tokens
+from poggio import token_format, tokens
 from poggio.audit import Actor
 from poggio.db import database, utcnow
 from poggio.errors import InvalidInput
@@ -32,16 +32,16 @@ def service():
 
 
 def test_format_entropy_and_checksum():
-    issued = {tokens.generate() for _ in range(200)}
+    issued = {token_format.generate() for _ in range(200)}
     assert len(issued) == 200
     for t in issued:
-        assert re.fullmatch(r"pgo_[A-Za-z0-9]{33}", t) and tokens.TOKEN_PATTERN.fullmatch(t)
-        assert tokens.well_formed(t)
+        assert re.fullmatch(r"pgo_[A-Za-z0-9]{33}", t) and token_format.TOKEN_PATTERN.fullmatch(t)
+        assert token_format.well_formed(t)
     t = next(iter(issued))
     flipped = t[:10] + ("a" if t[10] != "a" else "b") + t[11:]
-    assert not tokens.well_formed(flipped)
-    assert not tokens.well_formed(t + "x") and not tokens.well_formed("ghp_" + t[4:])
-    assert tokens.BODY_LENGTH * 5.954 >= 160  # log2(62) bits per character
+    assert not token_format.well_formed(flipped)
+    assert not token_format.well_formed(t + "x") and not token_format.well_formed("ghp_" + t[4:])
+    assert token_format.BODY_LENGTH * 5.954 >= 160  # log2(62) bits per character
 
 
 def test_only_the_digest_is_stored(ws, service):
@@ -49,9 +49,9 @@ def test_only_the_digest_is_stored(ws, service):
     raw = database.execute_sql("SELECT * FROM api_token").fetchall()
     assert issued.plaintext not in repr(raw)
     row = ApiToken.get_by_id(issued.token.id)
-    assert row.digest == tokens.digest(issued.plaintext) and row.last_four == issued.plaintext[-4:]
+    assert row.digest == token_format.digest(issued.plaintext) and row.last_four == issued.plaintext[-4:]
     peppered = TokenService(pepper="pepper")
-    assert tokens.digest(issued.plaintext, "pepper") != row.digest
+    assert token_format.digest(issued.plaintext, "pepper") != row.digest
     with pytest.raises(TokenRejected):
         peppered.verify(issued.plaintext)  # a different pepper: a different digest
 
@@ -64,7 +64,7 @@ def test_verify_reasons(ws, service):
         (None, "missing"),
         ("", "missing"),
         ("pgo_short", "malformed"),
-        (tokens.generate(), "invalid"),
+        (token_format.generate(), "invalid"),
     ):
         with pytest.raises(TokenRejected) as err:
             service.verify(presented)
@@ -199,7 +199,7 @@ def test_a_failing_prune_chore_leaves_the_others_to_run(ws, caplog):
 
 
 def test_redaction_masks_tokens_in_messages_and_tracebacks(caplog):
-    secret = tokens.generate()
+    secret = token_format.generate()
     assert secret not in redact(f"Authorization: Bearer {secret}")
     log = logging.getLogger("poggio.test")
     handler = logging.StreamHandler()

@@ -21,16 +21,8 @@ from poggio.db import database, writing
 from poggio.schema import upgrade
 from poggio.tokens import TokenService
 from poggio.webhook_delivery import Deliverer, backoff
-from poggio.webhooks import (
-    WebhookAttempt,
-    WebhookEndpoint,
-    WebhookError,
-    WebhookMessage,
-    add_endpoint,
-    check_url,
-    send_test,
-    set_paused,
-)
+from poggio.webhook_outbox import WebhookAttempt, WebhookEndpoint, WebhookMessage
+from poggio.webhooks import WebhookError, add_endpoint, check_url, send_test, set_paused
 from poggio.workspaces import create_workspace
 
 CLI = Actor.cli()
@@ -527,7 +519,7 @@ def test_the_signing_secret_is_stored_sealed(ws, receivers):
     subscribe(ws, r2, "token.created")
     TokenService().create(ws, "other key", CLI)
     fast(secret_key="another installation's key").run_once()
-    from poggio.webhooks import WebhookAttempt
+    from poggio.webhook_outbox import WebhookAttempt
 
     assert not r2.verified
     assert any("POGGIO_SECRET_KEY changed" in (a.error or "") for a in WebhookAttempt.select())

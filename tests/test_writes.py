@@ -146,7 +146,7 @@ def test_a_refused_write_is_on_the_activity_record_as_refused(stack):
     import time
 
     from poggio.models import Activity, ApiToken
-    from poggio.tokens import digest
+    from poggio.token_format import digest
 
     reader = ApiToken.get(ApiToken.digest == digest(stack.tokens["read"])).id
     stack.mcp("read").call("update_contact", {"email": "x@example.com", "title": "CEO"})

@@ -17,7 +17,8 @@ from node_tools import McpRemote, run_inspector_cli
 from oauth_support import ALL_TOOLS, FormPerson, chromium, oauth_stack, sign_in_and_approve
 
 from poggio.models import OAuthClient, OAuthGrant
-from poggio.tokens import TokenRejected, generate
+from poggio.token_format import generate
+from poggio.tokens import TokenRejected
 
 pytestmark = pytest.mark.clients
 AUTHORIZE_PROMPT = "Please authorize this client by visiting:"

@@ -38,7 +38,7 @@ from oauth_support import (
 from poggio.db import utcnow
 from poggio.models import AuditEvent, OAuthClient, OAuthGrant
 from poggio.models import OAuthToken as OAuthTokenRow
-from poggio.tokens import generate
+from poggio.token_format import generate
 
 ACCESS_SECONDS = 6  # short, so the SDK's own refresh is seen within the test
 BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]

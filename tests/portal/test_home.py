@@ -12,7 +12,8 @@ from poggio.audit import Actor
 from poggio.db import utcnow
 from poggio.models import Activity, ApiToken, TokenUsage, Workspace
 from poggio.tokens import TokenService
-from poggio.webhooks import WebhookEndpoint, add_endpoint
+from poggio.webhook_outbox import WebhookEndpoint
+from poggio.webhooks import add_endpoint
 
 CLI = Actor.cli()
 

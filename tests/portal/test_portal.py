@@ -8,7 +8,7 @@ import re
 import pytest
 
 from poggio.models import ApiToken, AuditEvent, TokenUsage
-from poggio.tokens import TOKEN_PATTERN
+from poggio.token_format import TOKEN_PATTERN
 from poggio.usage import UsageRecorder
 
 

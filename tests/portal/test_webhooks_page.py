@@ -11,7 +11,7 @@ import pytest
 
 from poggio.db import database
 from poggio.webhook_delivery import Deliverer
-from poggio.webhooks import WebhookEndpoint, WebhookMessage
+from poggio.webhook_outbox import WebhookEndpoint, WebhookMessage
 
 
 @pytest.fixture
