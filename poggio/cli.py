@@ -2,110 +2,21 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from poggio import __version__, scopes
+from poggio import __version__, identity_cli, scopes
 from poggio.audit import Actor
+from poggio.cli_base import App, friendly_errors, pass_app
 from poggio.db import parse_id, refresh_statistics
 from poggio.display import visible
-from poggio.errors import InvalidInput, NotFound, PoggioError
-from poggio.settings import Settings, SettingsError, load_settings
-
-if TYPE_CHECKING:
-    from poggio.oauth import OAuthService
-    from poggio.plugins import PackRegistry
-    from poggio.services import Services
-    from poggio.tokens import TokenService
-
-
-class App:
-    """What every command needs, built on first use: settings, the bound database, the packs."""
-
-    def __init__(self) -> None:
-        self._services: Services | None = None
-        self._db = None
-
-    @property
-    def services(self) -> Services:
-        """The composition root every process builds (poggio.services), made on first use."""
-        if self._services is None:
-            # here, not at the top: `poggio --help` and the commands that need no service start without
-            # loading the token and OAuth services (a third of the command's start-up)
-            from poggio.services import Services
-
-            try:
-                self._services = Services(load_settings())
-            except SettingsError as exc:
-                raise click.ClickException(str(exc)) from None
-        return self._services
-
-    @property
-    def settings(self) -> Settings:
-        return self.services.settings
-
-    @property
-    def registry(self) -> PackRegistry:
-        return self.services.registry
-
-    def db(self):
-        if self._db is None:
-            from poggio.db import DatabaseUnavailable, connect
-
-            try:
-                self._db = connect(self.settings.database_url)
-            except DatabaseUnavailable as exc:
-                raise click.ClickException(str(exc)) from None
-        return self._db
-
-    def check_database(self) -> None:
-        """Open the database once and close it again: a server about to start fails here in one line,
-        not in a traceback of its own."""
-        from playhouse.pool import PooledDatabase
-
-        db = self.db()
-        db.close()
-        if isinstance(db, PooledDatabase):
-            db.close_all()
-        self._db = None
-
-    def tokens(self) -> TokenService:
-        return self.services.tokens
-
-    def oauth(self) -> OAuthService:
-        self.db()
-        return self.services.oauth
-
-    def workspace(self, slug: str):
-        from poggio.workspaces import get_workspace
-
-        self.db()
-        return get_workspace(slug)
-
-
-pass_app = click.make_pass_decorator(App, ensure=True)
-
-
-def friendly_errors(fn):
-    """Turn the core's input errors into a one-line message and exit status 1, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except InvalidInput as exc:
-            raise click.ClickException(f"{exc.field}: {exc.message}") from None
-        except (NotFound, PoggioError) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
+from poggio.errors import NotFound
+from poggio.settings import Settings
 
 
 class PoggioGroup(click.Group):
@@ -1063,4 +974,5 @@ def webhook_remove(app: App, slug: str, endpoint_id: int) -> None:
     click.echo(f"Removed webhook endpoint {endpoint_id}.")
 
 
-from poggio import identity_cli  # noqa: E402,F401  (workspace sso, scim token)
+workspace.add_command(identity_cli.workspace_sso)
+main.add_command(identity_cli.scim)

@@ -1,15 +1,15 @@
 """The ``poggio`` commands of company identity: ``workspace sso`` and ``scim token create``
-(attached to the command groups of :mod:`poggio.cli`)."""
+(attached to the command groups by :mod:`poggio.cli`)."""
 
 from __future__ import annotations
 
 import click
 
 from poggio.audit import Actor
-from poggio.cli import App, friendly_errors, main, pass_app, workspace
+from poggio.cli_base import App, friendly_errors, pass_app
 
 
-@workspace.command("sso")
+@click.command("sso")
 @click.argument("slug")
 @click.option("--issuer", required=True, help="The OpenID Connect provider's issuer URL (discovery is read from it).")
 @click.option("--client-id", required=True, help="The client ID the provider gave Poggio.")
@@ -81,7 +81,7 @@ def workspace_sso(
     click.echo(f"Sign-in link: {app.settings.portal_public_url}/sign-in/sso/{ws.slug}")
 
 
-@main.group()
+@click.group()
 def scim() -> None:
     """SCIM provisioning tokens."""
 
