@@ -98,6 +98,12 @@ def with_meta(result, meta: dict | None):
     return result
 
 
+def unknown_tool(name: str) -> str:
+    """What the SDK answers a call of a tool it does not know (``ToolManager.call_tool``): also the
+    answer to a tool switched off or outside the caller's narrowing, which must not tell them apart."""
+    return f"Unknown tool: {name}"
+
+
 class ToolTimeout(MCPToolError):
     pass
 
@@ -200,6 +206,8 @@ def _bind(
             raise MCPToolError("not authenticated")
         token = principal.token
         refusal = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
+        if scopes.switched_away(spec.name, token.scope):
+            refusal = unknown_tool(spec.name)
         if refusal is not None:  # the middleware refused it already; never run a tool out of scope
             raise MCPToolError(refusal)
         ctx = registry.tool_context(
@@ -283,7 +291,8 @@ class ScopeMiddleware:
         self.recorder = recorder
         self.metrics = metrics
         # tools/list answers, already filtered and shaped for the wire, per (protocol version, pack
-        # scope with its writable packs): the tools are fixed for the life of the process, and
+        # scope with its writable packs, its narrowing to named tools and the workspace's switched-off
+        # tools, read with the credential on every request): the tools are fixed for the life of the process, and
         # building and validating the list was most of the cost of answering it.
         self._tool_lists: dict[tuple[str, scopes.PackScope], dict[str, Any]] = {}
         self._arguments = {spec.name: Arguments(spec) for spec in registry.tools()}
@@ -305,7 +314,10 @@ class ScopeMiddleware:
     def refusal(self, token, spec: ToolSpec, arguments: Any) -> tuple[str, str] | None:
         """Why ``token`` may not call ``spec`` with ``arguments`` (a tool error's text) and how the
         activity record calls it (``refused``: out of the token's scope; ``tool_error``: bad
-        arguments), or None. Both MCP paths ask this."""
+        arguments), or None. Both MCP paths ask this. A tool switched off in the workspace, or outside
+        the token's narrowing to named tools, gets the words an unknown tool gets."""
+        if scopes.switched_away(spec.name, token.scope):
+            return unknown_tool(spec.name), "refused"
         refused = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
         if refused is not None:
             return refused, "refused"
@@ -359,7 +371,9 @@ class ScopeMiddleware:
             raise
         if listing:
             result = self._shape_list(result, token.scope)
-            if isinstance(result, dict) and len(self._tool_lists) < 256:
+            if isinstance(result, dict):
+                if len(self._tool_lists) >= 256:  # switches and narrowings make more scopes: start again
+                    self._tool_lists.clear()
                 self._tool_lists[cache_key] = result
         if ctx.method in ("initialize", "server/discover"):
             result = _tools_only(result)
@@ -373,7 +387,7 @@ class ScopeMiddleware:
         """The tools the caller may call only (write tools only with write access to their pack),
         each input schema closed (``additionalProperties: false``): the arguments it does not name
         are refused."""
-        allowed = {t.name for t in self.registry.tools() if scopes.may_see(t.pack, t.read_only, scope)}
+        allowed = {t.name for t in self.registry.tools() if scopes.may_see(t.pack, t.read_only, scope, t.name)}
 
         def shape(tool: dict[str, Any]) -> dict[str, Any]:
             key = "inputSchema" if "inputSchema" in tool else "input_schema"

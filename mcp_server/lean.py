@@ -361,15 +361,16 @@ class LeanPath:
     def _listing(self, version: str, principal, params: dict, modern: bool, client: str | None) -> bytes:
         if params.get("cursor") is not None:
             raise Decline  # the SDK words the refusal (and counts it)
-        scope = principal.token.scope  # the packs and their read or write level
+        scope = principal.token.scope  # packs, read or write level, narrowing, the workspace's switches
         cached = self._lists.get((version, scope))
         if cached is None:
             shaped = self.scope_rules.cached_list(version, scope)
             if shaped is None:
                 raise Decline  # the first listing per version and scope goes through the SDK, which keeps it
             cached = _compact_json(shaped) if modern else pydantic_core.to_json(shaped)
-            if len(self._lists) < 256:
-                self._lists[(version, scope)] = cached
+            if len(self._lists) >= 256:  # the scope holds the workspace's switches: keys come and go
+                self._lists.clear()
+            self._lists[(version, scope)] = cached
         self.scope_rules.count(principal, "tools/list", True, client)
         return cached
 

@@ -74,6 +74,7 @@ class ApiToken(BaseModel):
     digest = CharField(max_length=64, unique=True)
     last_four = CharField(max_length=4)
     packs = TextField(null=True)  # comma-separated pack names; NULL means every pack
+    tools = TextField(null=True)  # comma-separated tool names it is narrowed to; NULL: every tool of its packs
     created_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField(null=True)
@@ -171,6 +172,7 @@ class OAuthGrant(BaseModel):
     client = ForeignKeyField(OAuthClient, backref="grants", on_delete="CASCADE")
     user = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")  # who approved it
     packs = TextField()  # comma-separated pack names
+    tools = TextField(null=True)  # comma-separated tool names it is narrowed to; NULL: every tool of its packs
     resource = CharField(max_length=500)  # the MCP server URL its tokens are bound to (RFC 8707)
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField(null=True)
@@ -200,6 +202,7 @@ class OAuthCode(BaseModel):
     user = ForeignKeyField(User, on_delete="CASCADE", backref="+")
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
     packs = TextField()
+    tools = TextField(null=True)  # the consent's narrowing to named tools, copied to its grant
     redirect_uri = TextField()
     resource = CharField(max_length=500)
     code_challenge = CharField(max_length=128)

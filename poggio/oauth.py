@@ -25,7 +25,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 from peewee import JOIN, SQL, IntegrityError, fn
 
-from poggio import audit, policy, scopes
+from poggio import audit, policy, scopes, switches
 from poggio.audit import Actor
 from poggio.client_metadata import clean_client_metadata
 from poggio.db import database, delete_in_batches, parse_id, utcnow, writing
@@ -185,6 +185,8 @@ def _verify_sql(param: str) -> str:
             Workspace.name,
             Workspace.mcp_enabled,
             Workspace.app_access,
+            OAuthGrant.tools,
+            switches.off_tools_sql(Workspace.id),
         )
         .join(OAuthGrant)
         .join(OAuthClient)
@@ -470,13 +472,15 @@ class OAuthService:
         actor: Actor,
         adds_to: OAuthGrant | None = None,
         pending: bool = False,
+        tools: str | None = None,
     ) -> None:
         """Store the digest of ``code``, the approval it carries (``packs``: ``{pack: level}``, or pack
         names to read) and its PKCE challenge. ``adds_to``: the app's connected grant in this
         workspace, which the code widens (step-up) rather than creating another: it carries the
         grant's scope with the approved one added, and the grant's own expiry. ``pending``: a member's
         request, which an admin approves or denies later (:mod:`poggio.app_access`); a request never
-        widens a grant that is already live."""
+        widens a grant that is already live. ``tools``: the consent's narrowing to named tools, as
+        :func:`poggio.switches.clean_narrowing` stored it (None: every tool of the packs)."""
         if pending:
             adds_to = None
         now = utcnow()
@@ -502,6 +506,7 @@ class OAuthService:
                 expires_at=now + dt.timedelta(seconds=self.code_seconds),
                 grant=adds_to,
                 approval="pending" if pending else None,
+                tools=tools,
             )
             audit.record(
                 "oauth.requested" if pending else "oauth.approved",
@@ -511,6 +516,7 @@ class OAuthService:
                 client_id=client.client_id,
                 packs=packs,
                 **detail,
+                **({"tools": tools} if tools else {}),
             )
 
     def connected_grant(self, client: OAuthClient, workspace: Workspace | None) -> OAuthGrant | None:
@@ -575,6 +581,7 @@ class OAuthService:
                 client=code.client_id,
                 user=code.user_id,
                 packs=code.packs,
+                tools=code.tools,
                 resource=code.resource,
                 expires_at=expires_at,
                 approval=code.approval,
@@ -591,6 +598,13 @@ class OAuthService:
             return None
         before = grant.packs
         after = widened(before, code.packs)
+        # narrowed both times: the tools of both; else every tool of the packs
+        tools = None
+        if grant.tools is not None and code.tools is not None:
+            tools = ",".join(sorted(switches.names_of(grant.tools) | switches.names_of(code.tools)))
+        if tools != grant.tools:
+            OAuthGrant.update(tools=tools).where(OAuthGrant.id == grant.id).execute()
+            grant.tools = tools
         if after != before:
             OAuthGrant.update(packs=after).where(OAuthGrant.id == grant.id).execute()
             grant.packs = after
@@ -890,6 +904,8 @@ class OAuthService:
             ws_name,
             mcp_enabled,
             app_access,
+            tools,
+            off,
         ) = row
         expires_at = OAuthToken.access_expires_at.python_value(expires_at)
         grant_expires = OAuthGrant.expires_at.python_value(grant_expires)
@@ -919,6 +935,8 @@ class OAuthService:
             kind="grant",
             writable=scope.writable,
             ends_at=grant_expires,
+            tools=switches.names_of(tools),
+            off=switches.off_of(off),
         )
 
     # -- reads -----------------------------------------------------------------------------
