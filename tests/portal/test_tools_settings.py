@@ -71,3 +71,28 @@ def test_token_dialog_narrows_to_named_tools(admin):
     r = admin.post("/settings/mcp/tokens", {"name": "bogus", "expiry": "30", "tools": ["drop_tables"]}, htmx=True)
     assert r.status_code == 422  # not a choice offered: refused by the form
     assert not ApiToken.select().where(ApiToken.name.in_(["outside", "bogus"])).exists()
+
+
+def test_consent_page_customise_narrows_the_grant_to_tools(admin):
+    from test_oauth import authorize_url, consent_fields, exchange, pkce, redirected, register
+
+    from poggio.models import OAuthGrant
+
+    reg = register(admin.client)
+    verifier, challenge = pkce()
+    url = authorize_url(reg["client_id"], challenge)
+    page = admin.get(url).get_data(as_text=True)
+    assert "Customise: only some tools" in page and 'name="tools" value="get_account"' in page
+    fields = consent_fields(page)
+    chosen = {**fields, "decision": "approve", "packs": ["accounts"], "lifetime": "90"}
+    r = admin.post(url, {**chosen, "tools": ["get_account", "get_contact"]})  # contacts not ticked
+    html = r.get_data(as_text=True)
+    assert r.status_code == 422 and "outside the chosen packs: get_contact" in html
+    assert '<details class="customise" open' in html and 'value="get_account" checked' in html
+    r = admin.post(url, {**chosen, "tools": ["no_such_tool"]})
+    assert r.status_code == 422 and "unknown tool(s): no_such_tool" in r.get_data(as_text=True)
+    params = redirected(admin.post(url, {**chosen, "tools": ["get_account", "search_accounts"]}))
+    assert exchange(admin.client, reg["client_id"], params["code"], verifier).status_code == 200
+    grant = OAuthGrant.select().order_by(OAuthGrant.id.desc()).first()
+    assert grant.packs == "accounts" and grant.tools == "get_account,search_accounts"
+    assert "only the tools get_account, search_accounts" in admin.get("/settings/mcp/").get_data(as_text=True)
