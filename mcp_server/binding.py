@@ -33,6 +33,7 @@ from mcp_types import (
     CallToolResult,
     ContentBlock,
     EmbeddedResource,
+    Icon,
     ImageContent,
     ListToolsResult,
     Result,
@@ -454,6 +455,10 @@ def build_server(
                 open_world_hint=spec.open_world,
             ),
             meta={"io.poggio/pack": spec.pack},
+            icons=[
+                Icon(src=i.src, mime_type=i.mime_type, sizes=list(i.sizes) or None, theme=i.theme) for i in spec.icons
+            ]
+            or None,
         )
         server.add_tool(fn, **options)
         if tools is not None:

@@ -19,6 +19,7 @@ from poggio.money import format_money  # noqa: E402
 from poggio.packs import (  # noqa: E402
     Audio,
     CsvKind,
+    Icon,
     Image,
     PackInfo,
     Resource,
@@ -46,6 +47,7 @@ __all__ = [
     "Image",
     "Audio",
     "Resource",
+    "Icon",
     "format_money",
     # paged list tools
     "Limit",

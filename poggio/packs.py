@@ -77,6 +77,27 @@ class Resource:
             raise ValueError("a Resource carries exactly one of text or blob")
 
 
+ICON_SCHEMES = ("https:", "http:", "data:")
+
+
+@dataclass(frozen=True)
+class Icon:
+    """An icon a client may show beside a tool (MCP ``icons``): ``src`` an ``https:`` URL or a
+    ``data:`` URI (a self-contained image is best: a client need not fetch it); ``sizes`` such as
+    ``("48x48",)`` or ``("any",)``; ``theme`` ``"light"`` or ``"dark"`` when drawn for one."""
+
+    src: str
+    mime_type: str | None = None
+    sizes: tuple[str, ...] = ()
+    theme: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.src, str) or not self.src.lower().startswith(ICON_SCHEMES):
+            raise ValueError(f"an icon's src is an https:, http: or data: URI, not {str(self.src)[:40]!r}")
+        if self.theme not in (None, "light", "dark"):
+            raise ValueError(f"an icon's theme is 'light' or 'dark', not {self.theme!r}")
+
+
 @dataclass
 class ToolResult:
     """What a tool returns: ``data`` (its output model, for programs; ``None`` for a tool without
@@ -101,6 +122,7 @@ class ToolSpec:
     pack: str = ""
     thread: bool = False  # run in a worker thread, never on the MCP server's event loop
     destructive: bool = False
+    icons: tuple[Icon, ...] = ()
 
     def with_pack(self, pack: str) -> ToolSpec:
         return ToolSpec(**{**self.__dict__, "pack": pack})
@@ -138,6 +160,7 @@ def tool(
     name: str | None = None,
     destructive: bool = False,
     thread: bool | None = None,
+    icons: list[Icon] | tuple[Icon, ...] = (),
 ) -> Callable[[Callable[..., ToolResult]], ToolSpec]:
     """Mark a function as a tool. Its docstring is the description the client (and the LLM) reads.
     ``read_only=False`` makes it a write tool: listed and callable only with write access to its pack,
@@ -147,7 +170,8 @@ def tool(
     On SQLite the MCP server runs a read tool's database work on its event loop (cheaper than the hop
     to a thread; the per-call timeout stops its SQL). A tool that may block otherwise (a network call,
     a long computation) must say ``thread=True``; ``open_world=True`` (it reaches outside Poggio) and
-    write tools (they may wait for the write lock) imply it unless ``thread=False`` is given."""
+    write tools (they may wait for the write lock) imply it unless ``thread=False`` is given.
+    ``icons``: :class:`Icon` objects (or mappings of their fields) a client may show beside the tool."""
 
     def decorate(fn: Callable[..., ToolResult]) -> ToolSpec:
         hints = typing.get_type_hints(fn)
@@ -166,6 +190,7 @@ def tool(
             destructive=destructive and not read_only,
             output_model=output if isinstance(output, type) and issubclass(output, BaseModel) else None,
             thread=(open_world or not read_only) if thread is None else thread,
+            icons=tuple(i if isinstance(i, Icon) else Icon(**i) for i in icons),
         )
 
     return decorate
