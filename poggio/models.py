@@ -38,6 +38,9 @@ class Workspace(BaseModel):
     app_policy = CharField(max_length=8, default="any")
     allowed_apps = TextField(null=True)
     app_access = CharField(max_length=8, default="admins")
+    # the tools switched off, comma-separated (NULL: none): a copy of the workspace's tool_switch rows
+    # of kind "tool" written with them (poggio.switches), read with every credential check for free
+    tools_off = TextField(null=True)
 
 
 class WorkspaceModel(BaseModel):

@@ -186,7 +186,7 @@ def _verify_sql(param: str) -> str:
             Workspace.mcp_enabled,
             Workspace.app_access,
             OAuthGrant.tools,
-            switches.off_tools_sql(Workspace.id),
+            Workspace.tools_off,
         )
         .join(OAuthGrant)
         .join(OAuthClient)

@@ -3,9 +3,11 @@ token or a connected app to named tools within its packs.
 
 A row of :class:`ToolSwitch` is one thing a workspace switched off, named by ``(pack, kind, name)``:
 ``kind`` is ``tool`` today; prompts and resources can be switched the same way later. Switching on
-deletes the row. The MCP server reads a workspace's switched-off tools in the very statement that
-verifies the caller's credential (:func:`off_tools_sql`), so a switch takes effect from the next
-request in every process, as a revocation does, and costs no extra round trip.
+deletes the row. The names of the tools off are also written, in the same transaction, to the
+workspace row (``Workspace.tools_off``), which the statement that verifies every MCP request's
+credential reads already: a switch takes effect from the next request in every process, as a
+revocation does, at no extra cost (a subquery of ``tool_switch`` there cost 4 µs on SQLite and
+30-80 µs on PostgreSQL per request).
 
 :func:`visible_tools` is the one decision "which tools may this caller see and call": its pack scope
 (read or write per pack, :mod:`poggio.scopes`), its narrowing to named tools, and its workspace's
@@ -16,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from peewee import SQL, CharField, DateTimeField, ForeignKeyField, PostgresqlDatabase, fn
+from peewee import CharField, DateTimeField, ForeignKeyField
 
 from poggio import audit, scopes
-from poggio.db import BaseModel, database, utcnow, writing
+from poggio.db import BaseModel, for_update, utcnow, writing
 from poggio.errors import InvalidInput
 from poggio.models import User, Workspace
 
@@ -41,23 +43,6 @@ class ToolSwitch(BaseModel):
     class Meta:
         table_name = "tool_switch"
         indexes = ((("workspace", "kind", "name", "pack"), True),)
-
-
-def off_tools_sql(workspace_id_column):
-    """A scalar subquery: the names of the tools switched off in the workspace of
-    ``workspace_id_column``, joined by commas (NULL for none). For the credential checks' statements,
-    whose SQL is built once and run with the credential's digest as their only parameter: the
-    constants here are written into the SQL, not bound."""
-    separator, kind = SQL(f"'{SEPARATOR}'"), SQL(f"'{TOOL}'")
-    if isinstance(database.obj, PostgresqlDatabase):
-        joined = fn.string_agg(ToolSwitch.name, separator)
-    else:
-        joined = fn.group_concat(ToolSwitch.name, separator)
-    return (
-        ToolSwitch.select(joined)
-        .where((ToolSwitch.workspace == workspace_id_column) & (ToolSwitch.kind == kind))
-        .alias("off")
-    )
 
 
 def names_of(text: str | None) -> frozenset[str] | None:
@@ -147,6 +132,9 @@ class SwitchService:
         specs_on = [self._spec(n) for n in on]
         changed: list[tuple[str, bool]] = []
         with writing():
+            # one switch of a workspace at a time (PostgreSQL: the row lock), so the copy on the
+            # workspace row is always what its tool_switch rows say
+            for_update(Workspace.select(Workspace.id).where(Workspace.id == workspace.id)).first()
             already = {name for _, name in self.off(workspace)}
             for spec in specs_off:
                 if spec.name in already:
@@ -162,6 +150,11 @@ class SwitchService:
                 ).execute()
                 audit.record("workspace.tool_switched", actor, workspace, target=spec.name, pack=spec.pack, on=True)
                 changed.append((spec.name, True))
+            if changed:
+                off_now = sorted(name for _, name in self.off(workspace))
+                Workspace.update(tools_off=SEPARATOR.join(off_now) or None).where(
+                    Workspace.id == workspace.id
+                ).execute()
         return changed
 
 

@@ -236,7 +236,7 @@ def _verify_sql(param: str, previous: bool = False) -> str:
             ApiToken.allowed_ips,
             ApiToken.rate_limit,
             ApiToken.tools,
-            switches.off_tools_sql(Workspace.id),
+            Workspace.tools_off,
         )
         .join(Workspace)
         .where(column == "")  # unique: at most one row

@@ -69,6 +69,7 @@ def test_workspace_tools_listed_switched_and_refused(run):
     assert rows["get_account"][2] == "off" and rows["add_note"][2] == "off" and rows["search_accounts"][2] == "on"
     back = run("workspace", "tools", "acme", "--on", "get_account")
     assert back.exit_code == 0 and "get_account: switched on." in back.output
+    assert Workspace.get(Workspace.slug == "acme").tools_off == "add_note"  # the copy the MCP server reads
     bad = run("workspace", "tools", "acme", "--off", "get_acount")
     assert bad.exit_code == 1 and "unknown tool 'get_acount'" in bad.output and "Traceback" not in bad.output
     both = run("workspace", "tools", "acme", "--off", "add_note", "--on", "add_note")
@@ -181,6 +182,7 @@ def test_governance_migration_goes_down_and_up(run):
     assert core.down() == ["0050_tool_switches"]  # tools switched off per workspace, narrowing to named tools
     assert "tool_switch" not in database.get_tables()
     assert "tools" not in {c.name for c in database.get_columns("api_token")}
+    assert "tools_off" not in {c.name for c in database.get_columns("workspace")}
     assert core.down() == ["0040_webhooks"]  # webhook endpoints, their outbox and delivery log
     assert not {"webhook_endpoint", "webhook_message", "webhook_attempt"} & set(database.get_tables())
     assert core.down() == ["0032_id_jag"]  # the connected apps an identity provider made (ID-JAG)

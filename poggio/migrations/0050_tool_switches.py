@@ -1,5 +1,6 @@
 """Admins pick tools one by one (issue 30 §2): what a workspace switched off, by (pack, kind, name) so
-prompts and resources can be switched the same way; and the narrowing of a token, a connected app
+prompts and resources can be switched the same way, with the names of the tools off copied onto the
+workspace row (read with every credential check); and the narrowing of a token, a connected app
 (grant) and the authorization code between consent and grant to named tools.
 
 Frozen copies of the models as they were when this migration was written, as playhouse.migrations asks.
@@ -33,6 +34,7 @@ def up(migrator, db):
 
     db.create_tables([ToolSwitch])
     migrator.migrate(
+        migrator.add_column("workspace", "tools_off", TextField(null=True)),
         migrator.add_column("api_token", "tools", TextField(null=True)),
         migrator.add_column("oauth_grant", "tools", TextField(null=True)),
         migrator.add_column("oauth_code", "tools", TextField(null=True)),
@@ -44,5 +46,6 @@ def down(migrator, db):
         migrator.drop_column("oauth_code", "tools"),
         migrator.drop_column("oauth_grant", "tools"),
         migrator.drop_column("api_token", "tools"),
+        migrator.drop_column("workspace", "tools_off"),
     )
     migrator.database.execute_sql('DROP TABLE IF EXISTS "tool_switch"')
