@@ -518,6 +518,7 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
                 f"{'g' + str(g.id):>6}  {visible(g.client.name)[:30]:30}  {who[:25]:25}  {state:8}  "
                 f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  "
                 f"{scopes.describe(scopes.parse(g.packs))}"
+                + (f"; only the tools {g.tools.replace(',', ', ')}" if g.tools else "")
             )
             known = identity(g.client)
             if known.how != "workspace":

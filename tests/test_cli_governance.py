@@ -97,6 +97,35 @@ def test_token_create_narrowed_to_tools(run):
     assert not ApiToken.select().where(ApiToken.name.in_(["x", "y", "z"])).exists()
 
 
+def test_oauth_list_shows_a_grant_narrowed_to_tools(run):
+    from poggio.audit import Actor
+    from poggio.models import OAuthCode
+    from poggio.oauth import OAuthService
+    from poggio.workspaces import create_user, get_workspace
+
+    acme = get_workspace("acme")
+    admin = create_user("admin@acme.example", "correct horse battery", acme, "admin", Actor.cli())
+    service = OAuthService()
+    client = service.register({"client_name": "Narrow app", "redirect_uris": ["http://127.0.0.1:9/cb"]}).client
+    service.issue_code(
+        code="n" * 43,
+        client=client,
+        user=admin,
+        workspace=acme,
+        packs={"accounts": "read"},
+        redirect_uri="http://127.0.0.1:9/cb",
+        resource="http://127.0.0.1:8001/mcp",
+        code_challenge="x" * 43,
+        code_challenge_method="S256",
+        grant_days=30,
+        actor=Actor(admin),
+        tools="get_account",
+    )
+    assert service.grant_from_code(OAuthCode.get()).tools == "get_account"
+    listed = run("oauth", "list", "--workspace", "acme").output
+    assert "accounts (read); only the tools get_account" in listed
+
+
 def test_token_create_with_networks_and_rate_limit(run):
     result = run(
         "token",
