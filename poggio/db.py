@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import parse_qs, urlsplit
 
-from peewee import DatabaseError, DatabaseProxy, Model, OperationalError, SqliteDatabase, fn
+from peewee import AutoField, DatabaseError, DatabaseProxy, Model, OperationalError, SqliteDatabase, fn
 from playhouse import db_url
 from playhouse.pool import PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
@@ -184,6 +184,8 @@ def utcnow() -> dt.datetime:
 
 
 class BaseModel(Model):
+    id: AutoField[int]  # for the type checker: the primary key peewee adds to every model
+
     class Meta:
         database = database
         legacy_table_names = False

@@ -31,6 +31,7 @@ class ManagedGrant(BaseModel):
     """A connected app the workspace's identity provider made (by ID-JAG) for one employee."""
 
     grant = ForeignKeyField(OAuthGrant, unique=True, on_delete="CASCADE", backref="+")
+    grant_id: ForeignKeyField[int]
     user = ForeignKeyField(User, on_delete="CASCADE", backref="+")
     issuer = CharField(max_length=500)
     created_at = DateTimeField(default=utcnow)

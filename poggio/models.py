@@ -46,6 +46,8 @@ class WorkspaceModel(BaseModel):
     created by the pack's migrations."""
 
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+    # for the type checker: the raw id peewee adds beside each foreign key (a row's int, the class's field)
+    workspace_id: ForeignKeyField[int]
 
 
 class User(BaseModel):
@@ -59,6 +61,7 @@ class User(BaseModel):
 class Membership(BaseModel):
     user = ForeignKeyField(User, backref="memberships", on_delete="CASCADE")
     workspace = ForeignKeyField(Workspace, backref="memberships", on_delete="CASCADE")
+    workspace_id: ForeignKeyField[int]
     role = CharField(max_length=16, default="member")
     created_at = DateTimeField(default=utcnow)
 
@@ -70,6 +73,7 @@ class ApiToken(BaseModel):
     """An API token's metadata. The secret itself is never stored: only its digest."""
 
     workspace = ForeignKeyField(Workspace, backref="tokens", on_delete="CASCADE")
+    workspace_id: ForeignKeyField[int]
     name = CharField(max_length=100)
     digest = CharField(max_length=64, unique=True)
     last_four = CharField(max_length=4)
@@ -149,6 +153,7 @@ class OAuthClient(BaseModel):
     secret_digest = CharField(max_length=64, null=True)
     secret_last_four = CharField(max_length=4, null=True)
     workspace = ForeignKeyField(Workspace, null=True, backref="oauth_clients", on_delete="CASCADE")
+    workspace_id: ForeignKeyField[int | None]  # the raw id (peewee adds it)
     packs = TextField(null=True)
     created_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
     created_at = DateTimeField(default=utcnow)
@@ -168,8 +173,11 @@ class OAuthGrant(BaseModel):
     revoking the grant ends them all."""
 
     workspace = ForeignKeyField(Workspace, backref="oauth_grants", on_delete="CASCADE")
+    workspace_id: ForeignKeyField[int]
     client = ForeignKeyField(OAuthClient, backref="grants", on_delete="CASCADE")
+    client_id: ForeignKeyField[int]
     user = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")  # who approved it
+    user_id: ForeignKeyField[int | None]  # the raw id (peewee adds it)
     packs = TextField()  # comma-separated pack names
     resource = CharField(max_length=500)  # the MCP server URL its tokens are bound to (RFC 8707)
     created_at = DateTimeField(default=utcnow)
@@ -197,8 +205,11 @@ class OAuthCode(BaseModel):
 
     digest = CharField(max_length=64, unique=True)
     client = ForeignKeyField(OAuthClient, on_delete="CASCADE", backref="+")
+    client_id: ForeignKeyField[int]
     user = ForeignKeyField(User, on_delete="CASCADE", backref="+")
+    user_id: ForeignKeyField[int]
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+    workspace_id: ForeignKeyField[int]
     packs = TextField()
     redirect_uri = TextField()
     resource = CharField(max_length=500)
@@ -210,6 +221,7 @@ class OAuthCode(BaseModel):
     expires_at = DateTimeField()
     used_at = DateTimeField(null=True)
     grant = ForeignKeyField(OAuthGrant, null=True, on_delete="CASCADE", backref="+")  # set when exchanged
+    grant_id: ForeignKeyField[int | None]  # the raw id (peewee adds it)
 
     class Meta:
         table_name = "oauth_code"
@@ -223,6 +235,7 @@ class OAuthToken(BaseModel):
     answered again)."""
 
     grant = ForeignKeyField(OAuthGrant, backref="tokens", on_delete="CASCADE")
+    grant_id: ForeignKeyField[int]
     access_digest = CharField(max_length=64, unique=True)
     refresh_digest = CharField(max_length=64, unique=True, null=True)
     created_at = DateTimeField(default=utcnow)

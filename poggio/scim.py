@@ -38,6 +38,7 @@ class ScimToken(BaseModel):
     """A SCIM client's bearer token (its digest), for one workspace."""
 
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+    workspace_id: ForeignKeyField[int]
     name = CharField(max_length=100)
     digest = CharField(max_length=64, unique=True)
     last_four = CharField(max_length=4)
@@ -54,7 +55,9 @@ class ScimUser(BaseModel):
     """A user as the workspace's SCIM client provisioned them."""
 
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+    workspace_id: ForeignKeyField[int]
     user = ForeignKeyField(User, on_delete="CASCADE", backref="+")
+    user_id: ForeignKeyField[int]
     user_name = CharField(max_length=254)  # lower case: SCIM's userName is not case-exact
     external_id = CharField(max_length=254, null=True)
     active = BooleanField(default=True)
@@ -69,6 +72,7 @@ class ScimUser(BaseModel):
 
 class ScimGroup(BaseModel):
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+    workspace_id: ForeignKeyField[int]
     display_name = CharField(max_length=254)
     external_id = CharField(max_length=254, null=True)
     document = TextField(default="{}")
@@ -84,6 +88,7 @@ class TokenReview(BaseModel):
     """An API token whose creator was deprovisioned: it keeps working, and an admin should look at it."""
 
     token = ForeignKeyField(ApiToken, unique=True, on_delete="CASCADE", backref="+")
+    token_id: ForeignKeyField[int]
     reason = CharField(max_length=254)
     created_at = DateTimeField(default=utcnow)
 

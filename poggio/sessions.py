@@ -23,6 +23,7 @@ SEEN_EVERY = dt.timedelta(minutes=1)  # last_seen_at is written at most this oft
 
 class UserSession(BaseModel):
     user = ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
+    user_id: ForeignKeyField[int]
     digest = CharField(max_length=64, unique=True)
     created_at = DateTimeField(default=utcnow)
     last_seen_at = DateTimeField(default=utcnow, index=True)

@@ -65,6 +65,7 @@ class SsoIdentity(BaseModel):
 
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
     user = ForeignKeyField(User, on_delete="CASCADE", backref="+")
+    user_id: ForeignKeyField[int]
     subject = CharField(max_length=255)
     created_at = DateTimeField(default=utcnow)
     last_signed_in_at = DateTimeField(default=utcnow)

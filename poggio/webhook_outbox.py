@@ -60,6 +60,7 @@ NEVER_SENT = {"secret", "token", "password", "client_secret", "code", "refresh_t
 
 class WebhookEndpoint(BaseModel):
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+    workspace_id: ForeignKeyField[int]
     url = CharField(max_length=2000)
     # the signing secret, sealed (poggio.sealing): read back to sign each delivery; shown once, when added
     secret = TextField()
@@ -78,7 +79,9 @@ class WebhookMessage(BaseModel):
     """One event for one endpoint: the outbox row, until delivered or given up."""
 
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+", index=False)
+    workspace_id: ForeignKeyField[int]
     endpoint = ForeignKeyField(WebhookEndpoint, on_delete="CASCADE", backref="+", index=False)
+    endpoint_id: ForeignKeyField[int]
     msg_id = CharField(max_length=40)  # the webhook-id header: one per event, the same for every endpoint
     event_type = CharField(max_length=40)
     data = TextField()  # JSON
