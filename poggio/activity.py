@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from peewee import Tuple
 
-from poggio.db import database, delete_in_batches, utcnow
+from poggio.db import database, delete_in_batches, tuple_rows, utcnow
 from poggio.display import cell
 from poggio.errors import InvalidInput
 from poggio.models import Activity, ApiToken, OAuthClient, OAuthGrant, Workspace
@@ -140,7 +140,8 @@ def page(
     workspace: Workspace | int, filters: Filters, cursor: str | None = None, limit: int = PAGE_SIZE
 ) -> tuple[list[Activity], str | None]:
     """One page, newest first, and the cursor of the next page (None on the last)."""
-    rows = list(_newest_first(int(getattr(workspace, "id", workspace)), filters, decode_cursor(cursor), limit + 1))
+    workspace_id = workspace if isinstance(workspace, int) else workspace.id
+    rows = list(_newest_first(workspace_id, filters, decode_cursor(cursor), limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (encode_cursor(rows[-1]) if more and rows else None)
@@ -150,13 +151,10 @@ def subject_names(workspace_id: int) -> dict[tuple[str, int], str]:
     """(kind, id) -> a name an admin recognises, for every token and connected app of the workspace."""
     names = {
         ("token", i): n
-        for i, n in ApiToken.select(ApiToken.id, ApiToken.name).where(ApiToken.workspace == workspace_id).tuples()
+        for i, n in tuple_rows(ApiToken.select(ApiToken.id, ApiToken.name).where(ApiToken.workspace == workspace_id))
     }
-    grants = (
-        OAuthGrant.select(OAuthGrant.id, OAuthClient.name)
-        .join(OAuthClient)
-        .where(OAuthGrant.workspace == workspace_id)
-        .tuples()
+    grants = tuple_rows(
+        OAuthGrant.select(OAuthGrant.id, OAuthClient.name).join(OAuthClient).where(OAuthGrant.workspace == workspace_id)
     )
     names.update({("grant", i): n for i, n in grants})
     return names
@@ -232,5 +230,5 @@ def prune(retention_days: int, now: dt.datetime | None = None, batch: int = 5000
     cutoff = (now or utcnow()) - dt.timedelta(days=retention_days)
     return sum(
         delete_in_batches(Activity, (Activity.workspace == workspace_id) & (Activity.at < cutoff), batch)
-        for (workspace_id,) in Workspace.select(Workspace.id).tuples()
+        for (workspace_id,) in tuple_rows(Workspace.select(Workspace.id))
     )

@@ -17,7 +17,7 @@ from collections import Counter
 from peewee import fn
 
 from poggio.activity import OUTCOMES, Filters
-from poggio.db import utcnow
+from poggio.db import tuple_rows, utcnow
 from poggio.models import Activity
 
 HOURLY_UP_TO = dt.timedelta(hours=48)
@@ -77,7 +77,9 @@ def _latencies(cond) -> tuple[float | None, float | None]:
     """Median and p95 of the latest ``SAMPLE`` calls matching ``cond`` (all of them when fewer)."""
     values = sorted(
         v
-        for (v,) in Activity.select(Activity.latency_ms).where(cond).order_by(Activity.at.desc()).limit(SAMPLE).tuples()
+        for (v,) in tuple_rows(
+            Activity.select(Activity.latency_ms).where(cond).order_by(Activity.at.desc()).limit(SAMPLE)
+        )
     )
     if not values:
         return None, None
@@ -104,10 +106,10 @@ def chart(workspace_id: int, filters: Filters, now: dt.datetime | None = None, t
         medians.append(median)
         p95s.append(p95)
     span = base & (Activity.at >= start) & (Activity.at < end)
-    counted = Counter()
+    counted: Counter[str] = Counter()
     if filters.outcome and not filters.tool:  # one pass over the outcome's index range beats a count per tool
         counted.update(
-            dict(Activity.select(Activity.tool, fn.COUNT(Activity.id)).where(span).group_by(Activity.tool).tuples())
+            dict(tuple_rows(Activity.select(Activity.tool, fn.COUNT(Activity.id)).where(span).group_by(Activity.tool)))
         )
     else:
         for tool in [filters.tool] if filters.tool else (tools or []):

@@ -266,7 +266,7 @@ def decide(grant: OAuthGrant, approve: bool, actor: Actor) -> OAuthGrant:
             target=grant.client.name[:254],
             grant_id=grant.id,
             client_id=grant.client.client_id,
-            requester=grant.user.email if grant.user_id else None,
+            requester=grant.user.email if grant.user is not None else None,
             packs=grant.packs,
         )
     return OAuthGrant.select(OAuthGrant, OAuthClient).join(OAuthClient).where(OAuthGrant.id == grant.id).get()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from peewee import fn
 
 from poggio import app_access
-from poggio.db import utcnow
+from poggio.db import tuple_rows, utcnow
 from poggio.models import Activity, ApiToken, GrantUsage, OAuthClient, OAuthGrant, TokenUsage, User, Workspace
 
 EXPIRING_WITHIN = dt.timedelta(days=7)
@@ -55,7 +55,7 @@ def pending_app_requests(workspace: Workspace | int) -> list[Finding]:
     return [
         Finding(
             "request",
-            f"{g.user.email if g.user_id else 'Someone'} asks to connect {g.client.name} "
+            f"{g.user.email if g.user is not None else 'Someone'} asks to connect {g.client.name} "
             f"({g.packs}) since {g.created_at:%Y-%m-%d %H:%M} UTC",
             "request",
             g.id,
@@ -239,10 +239,9 @@ def unusual_use(workspace, now: dt.datetime | None = None) -> list[Finding]:
         .where((Activity.workspace == wid) & (Activity.at >= day_ago))
         .group_by(Activity.kind, Activity.subject_id, Activity.ip, Activity.client)
         .limit(500)
-        .tuples()
     )
     by_subject: dict[tuple[str, int], tuple[set, set]] = {}
-    for kind, subject, ip, client in recent:
+    for kind, subject, ip, client in tuple_rows(recent):
         nets, clients = by_subject.setdefault((kind, subject), (set(), set()))
         if network_of(ip):
             nets.add(network_of(ip))
@@ -264,7 +263,7 @@ def unusual_use(workspace, now: dt.datetime | None = None) -> list[Finding]:
         )
         seen_nets, seen_clients = set(), set()
         any_history = False
-        for row in history.tuples():
+        for row in tuple_rows(history):
             any_history = True
             if network_of(row[0]):
                 seen_nets.add(network_of(row[0]))
@@ -299,8 +298,8 @@ def unusual_use(workspace, now: dt.datetime | None = None) -> list[Finding]:
             calls_today = days.get(today, (0, 0))[0]
             if calls_today < VOLUME_FLOOR:
                 continue
-            history = [days.get(today - dt.timedelta(days=i), (0, 0))[0] for i in range(1, HISTORY_DAYS + 1)]
-            usual = statistics.median(history) or statistics.mean(history)
+            past = [days.get(today - dt.timedelta(days=i), (0, 0))[0] for i in range(1, HISTORY_DAYS + 1)]
+            usual = statistics.median(past) or statistics.mean(past)
             if usual and calls_today > VOLUME_FACTOR * usual:
                 found.append(
                     Finding(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from poggio import webhook_outbox
-from poggio.db import utcnow
+from poggio.db import tuple_rows, utcnow
 from poggio.models import AuditEvent, User, Workspace
 from poggio.prepared import Prepared
 
@@ -155,7 +155,7 @@ def write_events(workspace_id: int, since=None, until=None, chunk: int = EXPORT_
             AuditEvent.id, AuditEvent.created_at, AuditEvent.actor_label, AuditEvent.target, AuditEvent.detail
         ).where(cond if last is None else cond & (AuditEvent.id < last))
         with database.connection_context():
-            rows = list(query.order_by(AuditEvent.id.desc()).limit(chunk).tuples())
+            rows = list(tuple_rows(query.order_by(AuditEvent.id.desc()).limit(chunk)))
         for _, at, actor, target, detail in rows:
             data = json.loads(detail) if detail else {}
             kind, subject_id = (

@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +18,9 @@ from poggio.db import parse_id, refresh_statistics
 from poggio.display import visible
 from poggio.errors import NotFound
 from poggio.settings import Settings
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
 
 class PoggioGroup(click.Group):
@@ -541,7 +545,7 @@ def oauth_requests(app: App, slug: str) -> None:
         known = identity(g.client)
         app_name = visible(g.client.name)[:30]
         click.echo(
-            f"{'g' + str(g.id):>6}  {app_name:30}  {visible(g.user.email if g.user_id else '-')[:30]:30}  "
+            f"{'g' + str(g.id):>6}  {app_name:30}  {visible(g.user.email if g.user is not None else '-')[:30]:30}  "
             f"{g.created_at.strftime('%Y-%m-%d %H:%M'):16}  {scopes.describe(scopes.parse(g.packs))}"
         )
         click.echo(f"{'':>6}  {visible(g.client.client_id)}: {known.label}")
@@ -554,7 +558,7 @@ def _decide(app: App, slug: str, ident: str, approve: bool) -> None:
 
     ws = app.workspace(slug)
     grant = decide(request_of(ws, ident), approve, Actor.cli())
-    who = visible(grant.user.email) if grant.user_id else "its requester"
+    who = visible(grant.user.email) if grant.user is not None else "its requester"
     if approve:
         click.echo(f"Approved {visible(grant.client.name)!s} (g{grant.id}) for {who}: its next call works.")
     else:
@@ -666,7 +670,7 @@ def demo_command(app: App, slug: str, accounts: int, seed: int) -> None:
 
     app.db()
     upgrade(app.registry)
-    bars: dict[str, object] = {}
+    bars: dict[str, ProgressBar[int]] = {}
     closed: set[str] = set()
     started = time.monotonic()
 

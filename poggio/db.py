@@ -19,11 +19,13 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from peewee import AutoField, DatabaseError, DatabaseProxy, Model, OperationalError, SqliteDatabase, fn
+from peewee import AutoField, BaseQuery, DatabaseError, DatabaseProxy, Model, OperationalError, SqliteDatabase, fn
 from playhouse import db_url
 from playhouse.pool import PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
@@ -35,7 +37,7 @@ from poggio.errors import PoggioError
 database = DatabaseProxy()
 log = logging.getLogger(__name__)
 
-SQLITE_PRAGMAS = {
+SQLITE_PRAGMAS: dict[str, str | int] = {
     "journal_mode": "wal",
     "busy_timeout": 10_000,
     "synchronous": "normal",
@@ -74,6 +76,8 @@ class HoldingConnection(PgConnection):
 
 class HoldingCursor(PgCursor):
     """Sends its connection's held statements ahead of what it executes (see :class:`HoldingConnection`)."""
+
+    connection: HoldingConnection
 
     def execute(self, query, vars=None):
         if not self.connection.held:
@@ -335,6 +339,16 @@ def for_update(query, key=None):
     return query.for_update(of=query.model)  # the rows of the model asked for, not of what it joins
 
 
+def tuple_rows(query: BaseQuery) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``query.tuples()``, typed as tuples (peewee's stubs type them as the query's model)."""
+    return iter(query.tuples())
+
+
+def dict_rows(query: BaseQuery) -> Iterator[dict[str, Any]]:
+    """The rows of ``query.dicts()``, typed as dicts (peewee's stubs type them as the query's model)."""
+    return iter(query.dicts())
+
+
 def delete_in_batches(model, where, batch: int = 5000) -> int:
     """Delete ``model``'s rows matching ``where``, ``batch`` at a time, each batch its own short write
     transaction (a prune must not hold the write lock for long); returns how many went."""
@@ -446,7 +460,7 @@ class WriterLock:
             # a file: URI is left to SQLite's lock alone (its path is not the name as written)
             path = None if _in_memory(name) or name.startswith("file:") else os.path.abspath(name)
             with cls._all_lock:
-                lock = cls._all.setdefault(db, cls(path, SQLITE_PRAGMAS["busy_timeout"] / 1000))
+                lock = cls._all.setdefault(db, cls(path, int(SQLITE_PRAGMAS["busy_timeout"]) / 1000))
         return lock
 
     @classmethod

@@ -41,14 +41,16 @@ def build(
         ws = workspaces.create_workspace(slug, "Acme Inc." if slug == "acme" else slug.title(), True, actor)
     email = DEMO_ADMIN if slug == "acme" else f"admin@{slug}.example"
     login = password or DEMO_PASSWORD
+    shown: str | None = login
     if (
         User.get_or_none(User.email == email) is None
         or not Membership.select().join(User).where((User.email == email) & (Membership.workspace == ws)).exists()
     ):
         workspaces.create_user(email, login, ws, "admin", actor, name="Demo Admin")
     elif not workspaces.check_password(workspaces.find_user(email), login):
-        login = None  # someone changed it since: it is theirs, not ours to print
-    seeded, failures = False, {}
+        shown = None  # someone changed it since: it is theirs, not ours to print
+    seeded = False
+    failures: dict[str, str] = {}
     for name in registry.packs:  # dependency order: accounts before the packs that add to them
         rng = random.Random(seed * 1_000_003 + zlib.crc32(name.encode()))
         results = registry.call_each(
@@ -61,4 +63,4 @@ def build(
             on_error=lambda pack, exc: failures.__setitem__(pack, f"{type(exc).__name__}: {exc}"),
         )
         seeded = seeded or any(result is True for _, result in results)
-    return DemoResult(ws, email, login, seeded, failures)
+    return DemoResult(ws, email, shown, seeded, failures)

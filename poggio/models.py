@@ -14,6 +14,7 @@ from peewee import (
     FloatField,
     ForeignKeyField,
     IntegerField,
+    ModelSelect,
     TextField,
 )
 
@@ -56,6 +57,7 @@ class User(BaseModel):
     password_hash = CharField(max_length=100)
     is_active = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
+    memberships: ModelSelect[Membership]  # for the type checker: the backref of Membership.user
 
 
 class Membership(BaseModel):

@@ -18,6 +18,7 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from joserfc import jwe
@@ -729,7 +730,7 @@ class OAuthService:
         ):
             return None
         try:
-            pair = json.loads(jwe.decrypt_compact(row.grace_sealed, self._grace_key(presented)).plaintext)
+            pair = json.loads(jwe.decrypt_compact(row.grace_sealed, self._grace_key(presented)).plaintext or b"")
         except (JoseError, ValueError):
             return None
         successor = OAuthToken.get_or_none(OAuthToken.refresh_digest == self._digest(pair["refresh_token"]))
@@ -752,7 +753,7 @@ class OAuthService:
             "refresh_token": pair["refresh_token"],
         }
 
-    def _refresh_reused(self, grant: OAuthGrant, client: OAuthClient):
+    def _refresh_reused(self, grant: OAuthGrant, client: OAuthClient) -> NoReturn:
         self.revoke_grant(grant, Actor(label="system"), "refresh token reused")
         audit.record(
             "oauth.refresh_reused",

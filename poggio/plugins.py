@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import pluggy
 
@@ -53,7 +53,7 @@ class PackRegistry:
         self.packs: dict[str, Pack] = {}
         self.errors: dict[str, str] = {}
         self._tools: dict[str, ToolSpec] = {}
-        self._callers: dict[tuple[str, str], Any] = {}
+        self._callers: dict[tuple[str, str], pluggy.HookCaller | Literal[False]] = {}
         self._loaded = False
 
     # -- building ----------------------------------------------------------------------------
@@ -212,7 +212,7 @@ class PackRegistry:
     def call_pack(self, pack: str, hook: str, **kwargs: Any) -> Any:
         """``pack``'s implementation of ``hook`` called through pluggy; ``None`` when the pack does not
         implement it (or nobody declares the hook). Exceptions propagate."""
-        caller = self._callers.get((pack, hook))
+        caller: pluggy.HookCaller | Literal[False] | None = self._callers.get((pack, hook))
         if caller is None:
             if not hasattr(self.pm.hook, hook):
                 return None

@@ -30,7 +30,7 @@ class TokenRedactingFilter(logging.Filter):
             elif isinstance(record.args, tuple):
                 record.args = tuple(_redacted(v) for v in record.args)
             try:
-                still = "pgo" in record.getMessage() and TOKEN_PATTERN.search(record.getMessage())
+                still = "pgo" in record.getMessage() and TOKEN_PATTERN.search(record.getMessage()) is not None
             except Exception:
                 still = True
             if still:  # a token only an argument's formatting revealed: keep the line, as plain text

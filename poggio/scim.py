@@ -25,7 +25,7 @@ from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, Inte
 
 from poggio import audit, id_jag, sessions
 from poggio.audit import Actor
-from poggio.db import BaseModel, utcnow, writing
+from poggio.db import BaseModel, tuple_rows, utcnow, writing
 from poggio.errors import InvalidInput
 from poggio.models import ApiToken, Membership, OAuthGrant, User, Workspace
 from poggio.token_format import digest, generate, well_formed
@@ -174,7 +174,7 @@ def _role(workspace: Workspace, user: User) -> str:
 
 
 def _display_name(document: dict) -> str:
-    name = document.get("name") if isinstance(document.get("name"), dict) else {}
+    name = document["name"] if isinstance(document.get("name"), dict) else {}
     return str(
         document.get("displayName")
         or name.get("formatted")
@@ -377,7 +377,7 @@ def save_group(workspace: Workspace, document: dict, actor: Actor, row: ScimGrou
     name = str(document.get("displayName") or "").strip()[:254]
     if not name:
         raise InvalidInput("displayName", "a group needs a displayName")
-    known = {str(i) for (i,) in ScimUser.select(ScimUser.id).where(ScimUser.workspace == workspace).tuples()}
+    known = {str(i) for (i,) in tuple_rows(ScimUser.select(ScimUser.id).where(ScimUser.workspace == workspace))}
     unknown = [m for m in _member_ids(document) if m not in known]
     if unknown:
         raise InvalidInput("members", f"no user {unknown[0]!r} in this workspace")

@@ -27,6 +27,6 @@ def seal(plaintext: str, secret_key: str, purpose: bytes) -> str:
 
 def unseal(sealed: str, secret_key: str, purpose: bytes) -> str:
     try:
-        return jwe.decrypt_compact(sealed, _key(secret_key, purpose)).plaintext.decode()
+        return (jwe.decrypt_compact(sealed, _key(secret_key, purpose)).plaintext or b"").decode()
     except (JoseError, ValueError) as exc:
         raise Unsealable(str(exc)) from None

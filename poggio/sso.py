@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -92,7 +93,7 @@ def seal_secret(secret: str, secret_key: str) -> str:
     return sealing.seal(secret, secret_key, SEALED_FOR)
 
 
-def client_secret(provider: SsoProvider, secret_key: str, env: dict | None = None) -> str:
+def client_secret(provider: SsoProvider, secret_key: str, env: Mapping[str, str] | None = None) -> str:
     """The provider's client secret: from its environment variable, or unsealed; SsoError if neither."""
     env = os.environ if env is None else env
     if provider.client_secret_env:

@@ -73,11 +73,11 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.running():
+        if self.proc is not None and self.running():
             self.proc.send_signal(self.stop_signal)
 
     def kill(self) -> None:
-        if self.running():
+        if self.proc is not None and self.running():
             self.proc.kill()
 
 
@@ -104,7 +104,7 @@ class Supervisor:
                     child.start()
             while self.stop_asked is None and all(c.running() for c in self.children):
                 time.sleep(0.1)
-            died = [c for c in self.children if c.proc is not None and c.proc.poll() is not None]
+            died = [(c, c.proc) for c in self.children if c.proc is not None and c.proc.poll() is not None]
             for child in self.children:
                 child.stop()
             killed = self._wait_or_kill()
@@ -112,8 +112,8 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if self.stop_asked is None:
-            for child in died:
-                self.echo(f"The {child.name} exited with status {child.proc.returncode}; stopped the others.")
+            for child, proc in died:
+                self.echo(f"The {child.name} exited with status {proc.returncode}; stopped the others.")
             return 1
         return 1 if killed else 0
 

@@ -7,13 +7,15 @@ request, so a revocation or an expiry holds on the very next request in every pr
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import functools
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from limits import parse as parse_limit
-from peewee import JOIN, IntegrityError, fn
+from peewee import JOIN, Field, IntegrityError, fn
 
 from poggio import audit, policy, scopes
 from poggio.audit import Actor
@@ -247,7 +249,11 @@ class IssuedToken:
     plaintext: str
 
 
-DEFAULT = object()  # "the workspace policy's default expiry"
+class _Default(enum.Enum):
+    DEFAULT = "default"
+
+
+DEFAULT = _Default.DEFAULT  # "the workspace policy's default expiry"
 GRACE_CHOICES = (("none", "None: the old secret stops now"), ("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"))
 
 
@@ -393,7 +399,7 @@ class TokenService:
         workspace: Workspace,
         name: str,
         actor: Actor,
-        expires: str | dt.datetime | dt.date | None = DEFAULT,
+        expires: str | dt.datetime | dt.date | None | Literal[_Default.DEFAULT] = DEFAULT,
         packs=None,
         allowed_ips=None,
         rate_limit: str | None = None,
@@ -462,6 +468,7 @@ class TokenService:
         with writing():
             expired = status(token, now) == "expired"
             if expired:
+                assert token.expires_at is not None  # expired: it has an expiry
                 lifetime = token.expires_at - (token.rotated_at or token.created_at)
                 days = min(3650, max(1, round(lifetime / dt.timedelta(days=1))))
                 token.expires_at = policy.cap(token.workspace, now + dt.timedelta(days=days), now)
@@ -568,7 +575,7 @@ class TokenService:
         """Change the token's networks and its own rate limit (``...``: keep; empty: none)."""
         if token.revoked_at is not None:
             raise InvalidInput("token", "a revoked token stays revoked")
-        changes = {}
+        changes: dict[Field, str | None] = {}
         if allowed_ips is not ...:
             changes[ApiToken.allowed_ips] = clean_networks(allowed_ips)
         if rate_limit is not ...:

@@ -19,8 +19,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from peewee import EXCLUDED
+from peewee import EXCLUDED, Field, ForeignKeyField
 
 from poggio import activity, bulk
 from poggio.db import database, writing
@@ -38,7 +39,10 @@ ACTIVITY_FIELDS = (
     Activity.ip,
 )
 # What a call is counted against: an API token ("token") or an OAuth grant, a connected app ("grant").
-SUBJECTS = {"token": (TokenUsage, TokenUsage.token, ApiToken), "grant": (GrantUsage, GrantUsage.grant, OAuthGrant)}
+SUBJECTS: dict[str, tuple[type[TokenUsage | GrantUsage], ForeignKeyField[Any], type[ApiToken | OAuthGrant]]] = {
+    "token": (TokenUsage, TokenUsage.token, ApiToken),
+    "grant": (GrantUsage, GrantUsage.grant, OAuthGrant),
+}
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +165,7 @@ class UsageRecorder:
                         )
                 for (kind, subject_id), use in sorted(last.items()):
                     model = SUBJECTS[kind][2]
-                    fields = {model.last_used_at: use.at}
+                    fields: dict[Field, object] = {model.last_used_at: use.at}
                     if use.ip:
                         fields[model.last_used_ip] = use.ip[:45]
                     if use.client:
@@ -192,10 +196,8 @@ class UsageRecorder:
         """Delete activity older than the retention, then run the other chores; done by the flush
         thread every hour. A chore that fails is logged and tried again an hour later."""
         work = list(self.chores)
-        if self.retention_days is not None:
-            work.insert(
-                0, (f"activity rows older than {self.retention_days} days", lambda: activity.prune(self.retention_days))
-            )
+        if (days := self.retention_days) is not None:
+            work.insert(0, (f"activity rows older than {days} days", lambda: activity.prune(days)))
         total = 0
         for what, chore in work:
             try:

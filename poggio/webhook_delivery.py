@@ -28,7 +28,7 @@ from peewee import SqliteDatabase
 from standardwebhooks import Webhook
 
 from poggio.addresses import AddressRefused, resolve_checked
-from poggio.db import database, utcnow, writing
+from poggio.db import database, tuple_rows, utcnow, writing
 from poggio.models import ApiToken, Workspace
 from poggio.sealing import Unsealable
 from poggio.webhook_outbox import WebhookAttempt, WebhookEndpoint, WebhookMessage, enqueue
@@ -122,7 +122,7 @@ class Deliverer:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             address = resolve_checked(
-                parts.hostname, port, self.allow_private, what="the endpoint URL", fetched="webhooks"
+                parts.hostname or "", port, self.allow_private, what="the endpoint URL", fetched="webhooks"
             )
         except AddressRefused as exc:
             return None, str(exc)
@@ -254,6 +254,7 @@ class Deliverer:
                 )
             )
             for token in expiring:
+                assert token.expires_at is not None  # the query's `soon`
                 with writing():
                     enqueue(
                         "token.expiring",
@@ -283,7 +284,7 @@ class Deliverer:
             .distinct()
             .where(WebhookEndpoint.events.contains(",usage.unusual,") & WebhookEndpoint.paused_at.is_null())
         )
-        for (workspace_id,) in wanted.tuples():
+        for (workspace_id,) in tuple_rows(wanted):
             for finding in unusual_use(workspace_id, now):
                 key = finding.detail.get("network") or finding.detail.get("client") or "volume"
                 with writing():

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from poggio import audit, sealing
 from poggio.addresses import AddressRefused, resolve_checked
-from poggio.db import utcnow, writing
+from poggio.db import dict_rows, utcnow, writing
 from poggio.errors import PoggioError
 from poggio.models import Workspace
 from poggio.webhook_outbox import (
@@ -189,9 +189,8 @@ def deliveries(endpoint: WebhookEndpoint, limit: int = 50) -> list[dict]:
         .where(WebhookAttempt.endpoint == endpoint.id)
         .order_by(WebhookAttempt.id.desc())
         .limit(limit)
-        .dicts()
     )
-    return list(rows)
+    return list(dict_rows(rows))
 
 
 def pending_count(endpoint: WebhookEndpoint) -> int:

@@ -18,9 +18,7 @@ def up(migrator, db):
         migrator.add_column("workspace", "app_access", CharField(max_length=8, default="admins")),
         migrator.add_column("oauth_grant", "approval", CharField(max_length=8, null=True)),
         migrator.add_column("oauth_grant", "decided_at", DateTimeField(null=True)),
-        migrator.add_column(
-            "oauth_grant", "decided_by_id", ForeignKeyField(User, field=User.id, null=True, on_delete="SET NULL")
-        ),
+        migrator.add_column("oauth_grant", "decided_by_id", ForeignKeyField(User, null=True, on_delete="SET NULL")),
         migrator.add_column("oauth_code", "approval", CharField(max_length=8, null=True)),
     )
 
