@@ -168,7 +168,7 @@ def _check_jwks(value) -> dict:
     return value
 
 
-def clean_client_metadata(metadata: dict, denied_schemes=()) -> tuple[dict, str | None]:
+def clean_client_metadata(metadata: object, denied_schemes=()) -> tuple[dict, str | None]:
     """The fields Poggio keeps of a client's metadata, each within its bounds, with
     ``application_type`` settled; and the value the client sent for it when that was corrected
     (None otherwise). :class:`InvalidInput` names the first field out of bounds."""

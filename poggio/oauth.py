@@ -253,7 +253,7 @@ class OAuthService:
             return False
         return secrets.compare_digest(client.secret_digest, self._digest(secret))
 
-    def clean_metadata(self, metadata: dict) -> tuple[dict, str | None]:
+    def clean_metadata(self, metadata: object) -> tuple[dict, str | None]:
         """:func:`poggio.client_metadata.clean_client_metadata` under this installation's deny list."""
         return clean_client_metadata(metadata, self.denied_redirect_schemes)
 

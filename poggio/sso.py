@@ -144,7 +144,7 @@ def _clean_domains(domains) -> str:
     return ",".join(found)
 
 
-def check_issuer(issuer: str) -> str:
+def check_issuer(issuer: str | None) -> str:
     issuer = (issuer or "").strip().rstrip("/")
     parts = urlsplit(issuer)
     local = parts.hostname in ("127.0.0.1", "localhost", "::1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TypeGuard
 
 import bcrypt
 from peewee import IntegrityError
@@ -74,8 +75,9 @@ def unusable_password_hash() -> str:
     return bcrypt.hashpw(secrets.token_urlsafe(32).encode(), bcrypt.gensalt(4)).decode()
 
 
-def check_password(user: User | None, password: str) -> bool:
-    """Constant-effort check: an unknown user costs the same bcrypt work as a wrong password."""
+def check_password(user: User | None, password: str | None) -> TypeGuard[User]:
+    """Constant-effort check: an unknown user costs the same bcrypt work as a wrong password. True: ``user``
+    is a user (active), and ``password`` theirs."""
     candidate = (password or "").encode()[:72]
     if user is None or not user.is_active:
         bcrypt.checkpw(candidate, _dummy_hash())

@@ -36,7 +36,7 @@ def sign_in():
     error = None
     status = 200
     if form.validate_on_submit():
-        email, ip = form.email.data.strip().lower(), client_ip() or "-"
+        email, ip = (form.email.data or "").strip().lower(), client_ip() or "-"
         throttle = access_throttle()
         wait = throttle.attempt(email, ip)
         if wait:

@@ -92,7 +92,7 @@ def _key_set(document) -> KeySet:
 class PrivateKeyJWT(JWTBearerClientAssertion):
     """Authlib's client assertion as the ``private_key_jwt`` method of :mod:`portal.oauth`."""
 
-    CLIENT_AUTH_METHOD = METHOD
+    CLIENT_AUTH_METHOD = METHOD  # type: ignore[misc]  # Final in types-Authlib; Authlib asks subclasses to set it
 
     def __init__(self):
         super().__init__(validate_jti=True, leeway=LEEWAY)

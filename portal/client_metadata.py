@@ -23,6 +23,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 import httpcore
@@ -140,7 +141,7 @@ failures = _Failures()
 _slots = threading.BoundedSemaphore(MAX_CONCURRENT)
 
 
-def is_metadata_url(client_id: str | None) -> bool:
+def is_metadata_url(client_id: str | None) -> TypeGuard[str]:
     if not client_id or not client_id.startswith("https://"):
         return False
     parts = urlsplit(client_id)
@@ -213,7 +214,7 @@ def _fetch(url: str, allow_private: bool, what: str) -> tuple[dict, dt.datetime]
     if parts.username or parts.password or parts.fragment:
         raise MetadataError(f"the URL of {what} must not carry credentials or a fragment")
     host, port = parts.hostname, parts.port or 443
-    address = _resolve(host, port, allow_private, READ_SECONDS)
+    address = _resolve(host or "", port, allow_private, READ_SECONDS)
     target = f"https://{'[' + address + ']' if ':' in address else address}:{port}{parts.path}" + (
         f"?{parts.query}" if parts.query else ""
     )

@@ -6,7 +6,7 @@ partials make up the full page (:mod:`portal.mcp_settings`), which a browser wit
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, url_for
 from flask_login import current_user
 from htmx_flask import make_response
 
@@ -20,6 +20,7 @@ from portal.access import client_ip, core, mcp_admin_required
 from portal.activity import render_activity
 from portal.charts import activity_bars
 from portal.forms import ActionForm, OAuthClientForm
+from portal.htmx import request
 
 bp = Blueprint("connected_apps", __name__, url_prefix="/settings/mcp")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -41,6 +43,7 @@ class PackScopes:
 
     packs = MultiCheckbox("Tool packs (none ticked: every pack, read only)", choices=[])
     write = MultiCheckbox("May change (write)", choices=[])
+    is_submitted: Callable[[], bool]  # FlaskForm's: the forms put this mixin before it
 
     def offer(self, choices: list[tuple[str, str]], current: str | None = None) -> None:
         """The packs to choose from; ``current`` (a stored scope) ticks the boxes on a fresh form."""
@@ -83,8 +86,9 @@ class EditTokenForm(PackScopes, FlaskForm):
     expiry = RadioField("Expires", choices=[("keep", "Keep")] + EXPIRY_OPTIONS, default="keep")
     expiry_date = DateField("Expiry date", validators=[Optional()])
 
-    allowed_ips = TokenForm.allowed_ips
-    rate_limit = TokenForm.rate_limit
+    # TokenForm's unbound fields, bound on each form like the fields above
+    allowed_ips: TextAreaField = TokenForm.allowed_ips  # type: ignore[assignment]
+    rate_limit: StringField = TokenForm.rate_limit  # type: ignore[assignment]
 
     expiry_value = TokenForm.expiry_value
 

@@ -7,7 +7,9 @@ renders again)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from typing import cast
+
+from flask import Blueprint, abort, redirect, render_template, url_for
 from flask_login import current_user
 from htmx_flask import make_response
 
@@ -23,6 +25,7 @@ from portal.app_requests import app_policy_form, policy_context, requests_contex
 from portal.charts import activity_bars, ago
 from portal.connected_apps import apps_context, client_form
 from portal.forms import ActionForm, EditTokenForm, PolicyForm, RotateForm, TokenForm, limit_expiry_choices
+from portal.htmx import request
 
 bp = Blueprint("mcp_settings", __name__, url_prefix="/settings/mcp")
 
@@ -101,8 +104,9 @@ def _token_form(workspace) -> TokenForm:
     if not form.is_submitted():
         default = rules.default_expiry
         form.expiry.data = "never" if default == "never" else default.removesuffix("d")
-        if form.expiry.data not in dict(form.expiry.choices):
-            form.expiry.data = form.expiry.choices[0][0]
+        choices = cast(list[tuple[str, str]], form.expiry.choices)  # the pairs limit_expiry_choices left
+        if form.expiry.data not in dict(choices):
+            form.expiry.data = choices[0][0]
     return form
 
 
@@ -117,8 +121,9 @@ def _policy_form(workspace) -> PolicyForm:
         (form.default_expiry, workspace.default_expiry_days),
         (form.max_lifetime, workspace.max_lifetime_days),
     ):
-        if days and str(days) not in dict(field.choices):  # set from the command line to another number
-            field.choices = [*field.choices, (str(days), f"{days} days")]
+        choices = cast(list[tuple[str, str]], field.choices)  # PolicyForm's pairs
+        if days and str(days) not in dict(choices):  # set from the command line to another number
+            field.choices = [*choices, (str(days), f"{days} days")]
     return form
 
 

@@ -135,7 +135,7 @@ def provider_keys(document: dict, kid: str | None = None) -> KeySet:
 
     def fetch():
         try:
-            return KeySet.import_key_set(_get_json(uri, "key set (jwks_uri)", document["issuer"]))
+            return KeySet.import_key_set(_get_json(uri, "key set (jwks_uri)", document["issuer"]))  # type: ignore[arg-type]  # checked by joserfc: errors below
         except (JoseError, ValueError, TypeError, KeyError):
             raise SsoError("The identity provider's published keys are not a JSON Web Key Set.", "bad jwks") from None
 
@@ -264,7 +264,7 @@ def _failed(provider: SsoProvider | None, workspace, error: SsoError, status: in
 def start(slug: str):
     workspace = Workspace.get_or_none(Workspace.slug == slug[:63])
     provider = sso.provider_of(workspace) if workspace is not None else None
-    if provider is None:
+    if provider is None or workspace is None:
         return render_template(
             "sign_in.html", form=SignInForm(), error=f"No single sign-on is set up for the workspace “{slug[:63]}”."
         ), 404
@@ -327,7 +327,7 @@ def callback():
         ), 400
     workspace = Workspace.get_or_none(Workspace.slug == pending["slug"])
     provider = sso.provider_of(workspace) if workspace is not None else None
-    if provider is None:
+    if provider is None or workspace is None:
         return render_template(
             "sign_in.html", form=SignInForm(), error="Single sign-on was removed from this workspace meanwhile."
         ), 400

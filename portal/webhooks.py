@@ -60,7 +60,7 @@ def add(workspace):
     try:
         added = webhooks.add_endpoint(
             workspace,
-            form.url.data,
+            form.url.data or "",
             form.events.data,
             _actor(),
             allow_private=core().settings.webhook_allow_private,
