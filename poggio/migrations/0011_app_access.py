@@ -3,11 +3,13 @@ members too) and a member's request for an app, pending until an admin approves 
 
 A frozen copy of the model referenced, as playhouse.migrations asks."""
 
-from peewee import CharField, DateTimeField, ForeignKeyField, Model, TextField
+from peewee import AutoField, CharField, DateTimeField, ForeignKeyField, Model, TextField
 
 
 def up(migrator, db):
     class User(Model):  # referenced only
+        id = AutoField()  # as peewee adds it, declared for the type checker
+
         class Meta:
             database = db
             table_name = "user"
@@ -18,7 +20,9 @@ def up(migrator, db):
         migrator.add_column("workspace", "app_access", CharField(max_length=8, default="admins")),
         migrator.add_column("oauth_grant", "approval", CharField(max_length=8, null=True)),
         migrator.add_column("oauth_grant", "decided_at", DateTimeField(null=True)),
-        migrator.add_column("oauth_grant", "decided_by_id", ForeignKeyField(User, null=True, on_delete="SET NULL")),
+        migrator.add_column(
+            "oauth_grant", "decided_by_id", ForeignKeyField(User, field=User.id, null=True, on_delete="SET NULL")
+        ),
         migrator.add_column("oauth_code", "approval", CharField(max_length=8, null=True)),
     )
 
