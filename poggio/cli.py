@@ -483,7 +483,7 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
                 if g.approval == "pending"
                 else "active"
             )
-            who = visible(g.user.email) if g.user_id else "-"
+            who = visible(g.user.email) if g.user is not None else "-"
             click.echo(
                 f"{'g' + str(g.id):>6}  {visible(g.client.name)[:30]:30}  {who[:25]:25}  {state:8}  "
                 f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  "

@@ -13,7 +13,7 @@ from portal.access import core
 
 def subject_of(workspace, kind: str | None, subject_id: int | None):
     """The token or connected app a page is about (404 if not the workspace's), or None."""
-    if kind is None:
+    if kind is None or subject_id is None:
         return None
     try:
         if kind == "token":
