@@ -86,9 +86,8 @@ class EditTokenForm(PackScopes, FlaskForm):
     expiry = RadioField("Expires", choices=[("keep", "Keep")] + EXPIRY_OPTIONS, default="keep")
     expiry_date = DateField("Expiry date", validators=[Optional()])
 
-    # TokenForm's unbound fields, bound on each form like the fields above
-    allowed_ips: TextAreaField = TokenForm.allowed_ips  # type: ignore[assignment]
-    rate_limit: StringField = TokenForm.rate_limit  # type: ignore[assignment]
+    allowed_ips: TextAreaField = TokenForm.allowed_ips  # type: ignore[assignment]  # unbound: bound per form
+    rate_limit: StringField = TokenForm.rate_limit  # type: ignore[assignment]  # as above
 
     expiry_value = TokenForm.expiry_value
 
