@@ -27,6 +27,9 @@ def seal(plaintext: str, secret_key: str, purpose: bytes) -> str:
 
 def unseal(sealed: str, secret_key: str, purpose: bytes) -> str:
     try:
-        return (jwe.decrypt_compact(sealed, _key(secret_key, purpose)).plaintext or b"").decode()
+        opened = jwe.decrypt_compact(sealed, _key(secret_key, purpose)).plaintext
+        if opened is None:  # never after a decryption that succeeded; not an empty secret either
+            raise ValueError("nothing was sealed")
+        return opened.decode()
     except (JoseError, ValueError) as exc:
         raise Unsealable(str(exc)) from None
