@@ -45,14 +45,15 @@ from pydantic import ConfigDict, ValidationError, create_model
 
 from mcp_server.auth import Principal, current_principal
 from mcp_server.metrics import Metrics
-from poggio import __version__, scopes
-from poggio.activity import METHOD_LABELS
-from poggio.db import LockWait, database, lock_wait, statement_deadline
+from poggio import __version__
 from poggio.errors import TOOL_MESSAGES, database_trouble
-from poggio.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
-from poggio.plugins import PackRegistry
+from poggio.identity import scopes
+from poggio.records.activity import METHOD_LABELS
+from poggio.records.usage import UsageRecorder
+from poggio.runtime.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
+from poggio.runtime.plugins import PackRegistry
 from poggio.settings import Settings
-from poggio.usage import UsageRecorder
+from poggio.storage.db import LockWait, database, lock_wait, statement_deadline
 
 log = logging.getLogger(__name__)
 

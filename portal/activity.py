@@ -9,11 +9,11 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, stream_with_context, url_for
 
-from poggio import activity as record
-from poggio.db import parse_id, utcnow
 from poggio.errors import InvalidInput
-from poggio.models import GrantUsage
-from poggio.usage_report import by_tool
+from poggio.records import activity as record
+from poggio.records.usage_report import by_tool
+from poggio.storage.db import parse_id, utcnow
+from poggio.storage.models import GrantUsage
 from portal.access import core, mcp_admin_required
 from portal.activity_chart import chart_context
 from portal.activity_subject import filters_of, subject_of

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from flask import abort, request
 
-from poggio import activity as record
 from poggio.errors import InvalidInput, NotFound
+from poggio.records import activity as record
 from portal.access import core
 
 

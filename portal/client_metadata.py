@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from poggio.addresses import resolve_checked
-from poggio.db import utcnow
+from poggio.security.addresses import resolve_checked
+from poggio.storage.db import utcnow
 
 DEADLINE_SECONDS = 8.0  # the whole fetch, from connecting to the body's last byte
 READ_SECONDS = 3.0  # any one connect, TLS step or read of the socket
@@ -39,7 +39,7 @@ MAX_HEADER_BYTES = 16 * 1024  # the status line and headers, besides the body
 MAX_CONCURRENT = 2  # fetches at once in one portal process (a gunicorn worker runs four threads)
 FAILURE_SECONDS = 60.0  # a URL that failed is not fetched again for this long
 MAX_FAILURES_KEPT = 1000
-MAX_URL = 500  # an OAuth client_id's length (poggio.models.OAuthClient)
+MAX_URL = 500  # an OAuth client_id's length (poggio.storage.models.OAuthClient)
 MIN_CACHE = dt.timedelta(minutes=1)
 MAX_CACHE = dt.timedelta(days=1)
 DEFAULT_CACHE = dt.timedelta(hours=1)

@@ -19,8 +19,8 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from poggio import scopes
-from poggio.tokens import EXPIRY_CHOICES
+from poggio.identity import scopes
+from poggio.identity.tokens import EXPIRY_CHOICES
 
 EXPIRY_OPTIONS = [(str(days), f"{days} days") for days in EXPIRY_CHOICES] + [
     ("date", "On a date"),

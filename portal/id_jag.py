@@ -11,7 +11,7 @@ workspace's identity provider signed. It is honoured when:
 - ``aud`` is Poggio's issuer, ``resource`` the MCP server's URL, ``client_id`` the authenticated client;
 - ``exp`` is present, not past, and at most :data:`MAX_LIFETIME` ahead; ``jti`` was never seen
   (kept until the assertion expires, in the database: every portal worker agrees);
-- the subject is an active user of the workspace (:func:`poggio.sso.user_for_assertion`).
+- the subject is an active user of the workspace (:func:`poggio.identity.sso.user_for_assertion`).
 
 Anything else is ``invalid_grant`` with a reason a person understands, and an audit line. The
 answer is an access token bound to the MCP server, and no refresh token: the app presents a fresh
@@ -31,10 +31,11 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jws import extract_compact
 
-from poggio import audit, id_jag, sso
-from poggio.audit import Actor
-from poggio.oauth import JWT_BEARER, normalise_resource
-from poggio.sso import SsoError, SsoProvider
+from poggio.identity import id_jag, sso
+from poggio.identity.oauth import JWT_BEARER, normalise_resource
+from poggio.identity.sso import SsoError, SsoProvider
+from poggio.records import audit
+from poggio.records.audit import Actor
 from portal.access import client_ip, core, mcp_resource
 from portal.sso import ALGORITHMS, discover, provider_keys
 

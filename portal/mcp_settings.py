@@ -13,13 +13,13 @@ from flask import Blueprint, abort, redirect, render_template, url_for
 from flask_login import current_user
 from htmx_flask import make_response
 
-from poggio import policy
-from poggio.audit import Actor
-from poggio.db import utcnow
 from poggio.errors import InvalidInput, NotFound
-from poggio.models import ApiToken
-from poggio.tokens import EXPIRING_SOON, status
-from poggio.usage_report import daily
+from poggio.identity import policy
+from poggio.identity.tokens import EXPIRING_SOON, status
+from poggio.records.audit import Actor
+from poggio.records.usage_report import daily
+from poggio.storage.db import utcnow
+from poggio.storage.models import ApiToken
 from portal.access import client_ip, core, mcp_admin_required, page_number
 from portal.app_requests import app_policy_form, policy_context, requests_context
 from portal.charts import activity_bars, ago

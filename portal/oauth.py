@@ -6,7 +6,7 @@ HTML form); ``/oauth/token`` (authorization_code, refresh_token with rotation, c
 ``/oauth/register`` (RFC 7591, open and rate-limited); ``/oauth/revoke`` (RFC 7009). A ``client_id``
 that is an https URL is a Client ID Metadata Document, fetched by :mod:`portal.client_metadata`.
 
-What is stored and checked lives in :mod:`poggio.oauth`; this module adapts it to Authlib's grants.
+What is stored and checked lives in :mod:`poggio.identity.oauth`; this module adapts it to Authlib's grants.
 Tokens are bound to the MCP server's URL (RFC 8707 ``resource``): a ``resource`` naming anything else
 is refused with ``invalid_target``.
 """
@@ -40,13 +40,10 @@ from limits import parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from poggio import app_access, audit, scopes
-from poggio.audit import Actor
-from poggio.client_metadata import MAX_BODY_BYTES, redirect_uri_matches
-from poggio.db import utcnow
 from poggio.errors import InvalidInput
-from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, User, Workspace
-from poggio.oauth import (
+from poggio.identity import app_access, scopes
+from poggio.identity.client_metadata import MAX_BODY_BYTES, redirect_uri_matches
+from poggio.identity.oauth import (
     JWT_BEARER,
     OAuthService,
     PresentedRefresh,
@@ -58,7 +55,11 @@ from poggio.oauth import (
     packs_of_scope,
     scope_of,
 )
-from poggio.scopes import READ, WRITE, supported_oauth_scopes
+from poggio.identity.scopes import READ, WRITE, supported_oauth_scopes
+from poggio.records import audit
+from poggio.records.audit import Actor
+from poggio.storage.db import utcnow
+from poggio.storage.models import Membership, OAuthClient, OAuthCode, OAuthGrant, User, Workspace
 from portal import client_auth
 from portal.access import client_ip, core, mcp_resource
 from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url, remember_failure
@@ -300,14 +301,14 @@ class Revocation(RevocationEndpoint):
 
 
 class ClientClaims(ClientMetadataClaims):
-    """Authlib's checks of RFC 7591 metadata, but for redirect URIs, which :mod:`poggio.client_metadata`
+    """Authlib's checks of RFC 7591 metadata, but for redirect URIs, which :mod:`poggio.identity.client_metadata`
     checks (Authlib's want a host, refusing a native app's ``com.example.app:/callback``); and
     ``application_type`` (OpenID Connect registration, which MCP clients send) is kept."""
 
     REGISTERED_CLAIMS = [*ClientMetadataClaims.REGISTERED_CLAIMS, "application_type"]
 
     def validate_redirect_uris(self):
-        """Checked by poggio.client_metadata before Authlib sees the request."""
+        """Checked by poggio.identity.client_metadata before Authlib sees the request."""
 
 
 class Registration(ClientRegistrationEndpoint):
@@ -323,7 +324,7 @@ class Registration(ClientRegistrationEndpoint):
         return metadata()
 
     def generate_client_id(self, request):
-        return None  # chosen by poggio.oauth when the client is saved
+        return None  # chosen by poggio.identity.oauth when the client is saved
 
     def generate_client_secret(self, request):
         return None

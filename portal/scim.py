@@ -1,7 +1,7 @@
 """SCIM 2.0 on the portal (RFC 7643, 7644): ``/scim/v2/Users`` and ``/scim/v2/Groups`` of the
 workspace whose SCIM token is presented, with the discovery endpoints (``ServiceProviderConfig``,
 ``ResourceTypes``, ``Schemas``). Resources, messages and errors are ``scim2-models``'; what
-provisioning does to Poggio's users is :mod:`poggio.scim`'s.
+provisioning does to Poggio's users is :mod:`poggio.identity.scim`'s.
 
 Every request needs ``Authorization: Bearer pgsc_…``; every answer is ``application/scim+json``;
 every refusal is a SCIM Error (status, ``scimType``, detail) and leaves nothing half-done."""
@@ -38,9 +38,10 @@ from scim2_models import (
     User,
 )
 
-from poggio import audit, scim
 from poggio.errors import InvalidInput
-from poggio.scim import Conflict, ScimGroup, ScimUser
+from poggio.identity import scim
+from poggio.identity.scim import Conflict, ScimGroup, ScimUser
+from poggio.records import audit
 from portal.access import client_ip, core
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")

@@ -11,7 +11,7 @@
   several audiences), ``exp`` and ``iat``, and the ``nonce`` this sign-in sent.
 
 What is stored and decided (users created just in time, the role mapping, "require single sign-on")
-is :mod:`poggio.sso`'s.
+is :mod:`poggio.identity.sso`'s.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from joserfc.jwk import KeySet
 from wtforms import BooleanField, PasswordField, StringField, TextAreaField
 from wtforms.validators import Length
 
-from poggio import audit, sso
-from poggio.audit import Actor
 from poggio.errors import InvalidInput
-from poggio.models import Workspace
-from poggio.sso import SsoError, SsoProvider
+from poggio.identity import sso
+from poggio.identity.sso import SsoError, SsoProvider
+from poggio.records import audit
+from poggio.records.audit import Actor
+from poggio.storage.models import Workspace
 from portal.access import admin_required, client_ip, core
 from portal.forms import ActionForm, SignInForm
 from portal.signin import SessionUser, open_session, safe_next
@@ -455,7 +456,7 @@ def _fill(form, provider) -> None:
 
 
 def _settings(workspace, form, provider, **extra):
-    from poggio.scim import ScimToken
+    from poggio.identity.scim import ScimToken
 
     tokens = list(
         ScimToken.select()
@@ -482,7 +483,7 @@ def create_scim_token(workspace):
     """A new SCIM token, shown once on the page."""
     from flask_login import current_user
 
-    from poggio import scim
+    from poggio.identity import scim
 
     form = ActionForm()
     if not form.validate_on_submit():
@@ -502,7 +503,7 @@ def create_scim_token(workspace):
 def revoke_scim_token(workspace, token_id: int):
     from flask_login import current_user
 
-    from poggio import scim
+    from poggio.identity import scim
 
     form = ActionForm()
     row = scim.ScimToken.get_or_none((scim.ScimToken.id == token_id) & (scim.ScimToken.workspace == workspace))
@@ -527,7 +528,7 @@ def token_reviewed(workspace, token_id: int):
     """An admin looked at an API token whose creator was deprovisioned: the flag goes."""
     from flask_login import current_user
 
-    from poggio import scim
+    from poggio.identity import scim
 
     form = ActionForm()
     if form.validate_on_submit() and not scim.clear_review(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from flask_login import current_user, login_required
 
-from poggio.workspaces import memberships
+from poggio.identity.workspaces import memberships
 from portal.access import current_membership
 from portal.forms import ActionForm
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from helpers import install_pack
 from instances import ROOT
 
-from poggio.cli import main
-from poggio.plugins import PackRegistry
+from poggio.commands.cli import main
+from poggio.runtime.plugins import PackRegistry
 from poggio.testing import tool_context, workspace
 
 NOTES = """
@@ -274,7 +274,7 @@ def test_hook_poggio_tools(tmp_path, monkeypatch):
 
 
 def test_hook_poggio_migrations(run):
-    from poggio.db import database
+    from poggio.storage.db import database
 
     assert run("db", "upgrade").exit_code == 0
     assert "notes_note" in database.get_tables() and "poggio_migration_notes" in database.get_tables()
@@ -284,7 +284,7 @@ def test_hook_poggio_migrations(run):
 def test_hook_poggio_seed_demo(run):
     """Each pack seeds its own data, the one that raises is reported and skipped, the rest still seed;
     a second run leaves the workspace as it is."""
-    from poggio.db import database
+    from poggio.storage.db import database
     from poggio_accounts import Account
 
     first = run("demo", "--accounts", "20")
@@ -299,7 +299,7 @@ def test_hook_poggio_seed_demo(run):
 def test_hook_poggio_csv_importers(run, tmp_path):
     """`poggio import` takes a third-party pack's kind; a pack whose importer raises is reported in one
     line, writes nothing, and the other kinds import as before."""
-    from poggio.db import database
+    from poggio.storage.db import database
 
     assert run("workspace", "create", "acme", "--name", "Acme").exit_code == 0
     accounts = tmp_path / "accounts.csv"
