@@ -29,6 +29,13 @@ from poggio.packs import (  # noqa: E402
 )
 from poggio.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
 from poggio.prepared import Prepared, loaded, slot  # noqa: E402
+from poggio.resources import (  # noqa: E402
+    APP_MIME_TYPE,
+    ResourceEntry,
+    ResourceNotFound,
+    app_view,
+    resource,
+)
 from poggio.search import add_search_terms, query_words, replace_search_terms, search_page  # noqa: E402
 from poggio.writes import IfUnmodifiedSince, Timestamp, refuse_if_modified  # noqa: E402
 
@@ -47,6 +54,12 @@ __all__ = [
     "Audio",
     "Resource",
     "format_money",
+    # resources, resource templates and MCP App views
+    "resource",
+    "ResourceNotFound",
+    "ResourceEntry",
+    "app_view",
+    "APP_MIME_TYPE",
     # paged list tools
     "Limit",
     "Cursor",
