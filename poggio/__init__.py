@@ -24,6 +24,13 @@ from poggio.runtime.packs import (  # noqa: E402
     tool,
 )
 from poggio.runtime.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
+from poggio.runtime.resources import (  # noqa: E402
+    APP_MIME_TYPE,
+    ResourceEntry,
+    ResourceNotFound,
+    app_view,
+    resource,
+)
 from poggio.runtime.search import add_search_terms, query_words, replace_search_terms, search_page  # noqa: E402
 from poggio.runtime.writes import IfUnmodifiedSince, Timestamp, refuse_if_modified  # noqa: E402
 from poggio.storage.bulk import existing_keys, reserve_ids  # noqa: E402
@@ -47,6 +54,12 @@ __all__ = [
     "Audio",
     "Resource",
     "format_money",
+    # resources, resource templates and MCP App views
+    "resource",
+    "ResourceNotFound",
+    "ResourceEntry",
+    "app_view",
+    "APP_MIME_TYPE",
     # paged list tools
     "Limit",
     "Cursor",

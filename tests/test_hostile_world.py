@@ -193,7 +193,9 @@ def test_capabilities_advertise_only_tools(served):
     legacy = initialize(served).json()["result"]["capabilities"]
     modern = rpc(served, "server/discover", version=MODERN).json()["result"]["capabilities"]
     for caps in (legacy, modern):
-        assert "prompts" not in caps and "resources" not in caps, caps
+        assert "prompts" not in caps, caps
+        # resources are served; their updates cannot reach a client of a stateless server
+        assert caps["resources"] == {"subscribe": False, "listChanged": False}, caps
         assert caps["tools"].get("listChanged") in (None, False), caps
 
 

@@ -101,6 +101,7 @@ class ToolSpec:
     pack: str = ""
     thread: bool = False  # run in a worker thread, never on the MCP server's event loop
     destructive: bool = False
+    app: str | None = None  # the ui:// resource of the tool's MCP App view, if it has one
 
     def with_pack(self, pack: str) -> ToolSpec:
         return ToolSpec(**{**self.__dict__, "pack": pack})
@@ -138,6 +139,7 @@ def tool(
     name: str | None = None,
     destructive: bool = False,
     thread: bool | None = None,
+    app: str | None = None,
 ) -> Callable[[Callable[..., ToolResult]], ToolSpec]:
     """Mark a function as a tool. Its docstring is the description the client (and the LLM) reads.
     ``read_only=False`` makes it a write tool: listed and callable only with write access to its pack,
@@ -147,7 +149,11 @@ def tool(
     On SQLite the MCP server runs a read tool's database work on its event loop (cheaper than the hop
     to a thread; the per-call timeout stops its SQL). A tool that may block otherwise (a network call,
     a long computation) must say ``thread=True``; ``open_world=True`` (it reaches outside Poggio) and
-    write tools (they may wait for the write lock) imply it unless ``thread=False`` is given."""
+    write tools (they may wait for the write lock) imply it unless ``thread=False`` is given.
+    ``app``: the ``ui://`` URI of an MCP App view (:func:`poggio.app_view`) a host may show with the
+    tool's result (``_meta.ui.resourceUri``); the pack serves it from ``poggio_resources``."""
+    if app is not None and not (isinstance(app, str) and app.startswith("ui://")):
+        raise ValueError(f"a tool's app is the ui:// URI of an app view, not {app!r}")
 
     def decorate(fn: Callable[..., ToolResult]) -> ToolSpec:
         hints = typing.get_type_hints(fn)
@@ -166,6 +172,7 @@ def tool(
             destructive=destructive and not read_only,
             output_model=output if isinstance(output, type) and issubclass(output, BaseModel) else None,
             thread=(open_world or not read_only) if thread is None else thread,
+            app=app,
         )
 
     return decorate
@@ -241,6 +248,14 @@ class ToolContext:
     writable: frozenset[str] = frozenset()
     caller: str = ""  # who calls, for the audit log: the token's or the connected app's name
     token_kind: str = "token"  # "token" (token_id is an API token's id) or "grant" (an OAuth grant's)
+    changes: list[str] | None = field(default=None, repr=False, compare=False)
+
+    def changed(self, *uris: str) -> None:
+        """Say that this write changed the records behind resource ``uris``
+        (``ctx.changed("poggio://accounts/acme.com")``): a client subscribed to one of them is sent
+        ``notifications/resources/updated`` where the server can reach it (docs/pack-authors/resources.md)."""
+        if self.changes is not None:
+            self.changes.extend(u for u in uris if isinstance(u, str) and u not in self.changes)
 
     def record_change(self, target: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
         """Put a write on record in the audit log (in the write's own transaction): the record

@@ -23,6 +23,7 @@ import pluggy
 
 from poggio import hookspecs
 from poggio.runtime.packs import CsvKind, CursorCodec, PackInfo, ToolContext, ToolError, ToolSpec
+from poggio.runtime.resources import ResourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Pack:
     module: ModuleType
     tools: list[ToolSpec] = field(default_factory=list)
     importers: list[CsvKind] = field(default_factory=list)
+    resources: list[ResourceSpec] = field(default_factory=list)
     migrations: Path | None = None
     distribution: str | None = None
 
@@ -164,6 +166,11 @@ class PackRegistry:
                 bad = [i for i in pack.importers if not isinstance(i, CsvKind)]
                 if bad:
                     raise TypeError(f"poggio_csv_importers() returned {bad[0]!r}, not a poggio.CsvKind")
+                pack.resources = [self._check_resource(t) for t in (self.call_pack(name, "poggio_resources") or [])]
+                pack.resources = [r.with_pack(name) for r in pack.resources]
+                taken_uris = [r.uri for r in pack.resources if self.resource(r.uri) is not None]
+                if taken_uris or len({r.uri for r in pack.resources}) != len(pack.resources):
+                    raise ValueError(f"resource URI(s) already taken: {', '.join(taken_uris) or 'twice in this pack'}")
                 migrations = self.call_pack(name, "poggio_migrations")
                 pack.migrations = Path(migrations) if migrations else None
                 clash = [t.name for t in pack.tools if t.name in self._tools]
@@ -207,6 +214,12 @@ class PackRegistry:
         if not spec.name or set(spec.name) - _TOOL_NAME_CHARS or len(spec.name) > 64:
             raise ValueError(f"tool name {spec.name!r} must be 1-64 characters of a-z, 0-9 and _")
         return spec.with_pack(pack)
+
+    @staticmethod
+    def _check_resource(spec: Any) -> ResourceSpec:
+        if not isinstance(spec, ResourceSpec):
+            raise TypeError(f"poggio_resources() returned {spec!r}, not a function decorated with @poggio.resource")
+        return spec
 
     # -- calling hooks, through pluggy, one pack at a time ----------------------------------------
     def call_pack(self, pack: str, hook: str, **kwargs: Any) -> Any:
@@ -267,6 +280,7 @@ class PackRegistry:
         writable: frozenset[str] = frozenset(),
         caller: str = "",
         token_kind: str = "token",
+        changes: list[str] | None = None,
     ) -> ToolContext:
         """The context of one tool call: it may call hooks on the packs in ``packs``, and nothing else
         of the registry."""
@@ -280,6 +294,7 @@ class PackRegistry:
             writable=writable,
             caller=caller,
             token_kind=token_kind,
+            changes=changes,
         )
 
     def _scoped_call(self, hook: str, packs: frozenset[str] | None, **kwargs: Any) -> list[tuple[str, Any]]:
@@ -295,6 +310,24 @@ class PackRegistry:
 
     def tool(self, name: str) -> ToolSpec | None:
         return self._tools.get(name)
+
+    def resources(self, packs: frozenset[str] | None = None) -> list[ResourceSpec]:
+        """Every loaded pack's resources and templates (only those of ``packs`` if given)."""
+        return [r for p in self.packs.values() if packs is None or p.info.name in packs for r in p.resources]
+
+    def resource(self, uri: str) -> ResourceSpec | None:
+        """The resource or template declared with exactly this URI (template)."""
+        return next((r for p in self.packs.values() for r in p.resources if r.uri == uri), None)
+
+    def resolve(self, uri: str) -> tuple[ResourceSpec, dict[str, str]] | None:
+        """The resource that serves ``uri`` and its template's values: a static resource first,
+        then the first template (in pack order) that matches."""
+        specs = self.resources()
+        for spec in sorted(specs, key=lambda r: r.template):
+            values = spec.match(uri)
+            if values is not None:
+                return spec, values
+        return None
 
     @property
     def kinds(self) -> list[str]:
