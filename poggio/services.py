@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import functools
 
-from poggio.oauth import OAuthService
-from poggio.plugins import PackRegistry
+from poggio.identity.oauth import OAuthService
+from poggio.identity.switches import SwitchService
+from poggio.identity.tokens import TokenService
+from poggio.runtime.plugins import PackRegistry
 from poggio.settings import Settings, load_settings
-from poggio.switches import SwitchService
-from poggio.tokens import TokenService
 
 
 class Services:

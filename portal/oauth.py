@@ -6,7 +6,7 @@ HTML form); ``/oauth/token`` (authorization_code, refresh_token with rotation, c
 ``/oauth/register`` (RFC 7591, open and rate-limited); ``/oauth/revoke`` (RFC 7009). A ``client_id``
 that is an https URL is a Client ID Metadata Document, fetched by :mod:`portal.client_metadata`.
 
-What is stored and checked lives in :mod:`poggio.oauth`; this module adapts it to Authlib's grants.
+What is stored and checked lives in :mod:`poggio.identity.oauth`; this module adapts it to Authlib's grants.
 Tokens are bound to the MCP server's URL (RFC 8707 ``resource``): a ``resource`` naming anything else
 is refused with ``invalid_target``.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from typing import TypeGuard, cast
 from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
@@ -39,13 +40,10 @@ from limits import parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from poggio import app_access, audit, scopes
-from poggio.audit import Actor
-from poggio.client_metadata import MAX_BODY_BYTES, redirect_uri_matches
-from poggio.db import utcnow
 from poggio.errors import InvalidInput
-from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, User, Workspace
-from poggio.oauth import (
+from poggio.identity import app_access, scopes
+from poggio.identity.client_metadata import MAX_BODY_BYTES, redirect_uri_matches
+from poggio.identity.oauth import (
     JWT_BEARER,
     OAuthService,
     PresentedRefresh,
@@ -58,8 +56,12 @@ from poggio.oauth import (
     scope_of,
     widened,
 )
-from poggio.scopes import READ, WRITE, supported_oauth_scopes
-from poggio.switches import clean_narrowing
+from poggio.identity.scopes import READ, WRITE, supported_oauth_scopes
+from poggio.identity.switches import clean_narrowing
+from poggio.records import audit
+from poggio.records.audit import Actor
+from poggio.storage.db import utcnow
+from poggio.storage.models import Membership, OAuthClient, OAuthCode, OAuthGrant, User, Workspace
 from portal import client_auth
 from portal.access import client_ip, core, mcp_resource
 from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url, remember_failure
@@ -180,7 +182,7 @@ class Approval:
     days: int | None
     adds_to: OAuthGrant | None = None  # the app's connected grant in the workspace, which gains ``packs``
     pending: bool = False  # a member's request: an admin approves or denies it later
-    tools: str | None = None  # "customise": narrowed to these tools of its packs (poggio.switches)
+    tools: str | None = None  # "customise": narrowed to these tools of its packs (poggio.identity.switches)
 
 
 def _check_resource(req) -> None:
@@ -261,14 +263,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token):
         try:
-            found = service().find_refresh(refresh_token, self.request.client.row)
+            found = service().find_refresh(refresh_token, cast(Client, self.request.client).row)
         except RefreshReused:
             raise InvalidGrantError(REUSED) from None
         return Refresh(found) if found is not None else None
 
     def _validate_token_scope(self, token):
         try:
-            super()._validate_token_scope(token)
+            super()._validate_token_scope(token)  # type: ignore[misc]  # Authlib's, left out of its stubs
         except InvalidScopeError:
             raise InvalidScopeError(
                 f"This app was granted '{token.get_scope()}'; a refresh may ask for no more. "
@@ -303,14 +305,14 @@ class Revocation(RevocationEndpoint):
 
 
 class ClientClaims(ClientMetadataClaims):
-    """Authlib's checks of RFC 7591 metadata, but for redirect URIs, which :mod:`poggio.client_metadata`
+    """Authlib's checks of RFC 7591 metadata, but for redirect URIs, which :mod:`poggio.identity.client_metadata`
     checks (Authlib's want a host, refusing a native app's ``com.example.app:/callback``); and
     ``application_type`` (OpenID Connect registration, which MCP clients send) is kept."""
 
     REGISTERED_CLAIMS = [*ClientMetadataClaims.REGISTERED_CLAIMS, "application_type"]
 
     def validate_redirect_uris(self):
-        """Checked by poggio.client_metadata before Authlib sees the request."""
+        """Checked by poggio.identity.client_metadata before Authlib sees the request."""
 
 
 class Registration(ClientRegistrationEndpoint):
@@ -326,7 +328,7 @@ class Registration(ClientRegistrationEndpoint):
         return metadata()
 
     def generate_client_id(self, request):
-        return None  # chosen by poggio.oauth when the client is saved
+        return None  # chosen by poggio.identity.oauth when the client is saved
 
     def generate_client_secret(self, request):
         return None
@@ -357,7 +359,7 @@ class Registration(ClientRegistrationEndpoint):
         }
 
 
-def registration_error(exc: InvalidInput) -> OAuth2Error:
+def registration_error(exc: InvalidInput) -> InvalidRedirectURIError | InvalidClientMetadataError:
     """RFC 7591 §3.2.2: ``invalid_redirect_uri`` for a redirect URI, ``invalid_client_metadata`` else;
     the description names the field and the rule."""
     error = InvalidRedirectURIError if exc.field == "redirect_uris" else InvalidClientMetadataError
@@ -439,7 +441,7 @@ authorization = PoggioAuthorizationServer()
 
 def init_app(app) -> None:
     authorization.init_app(app, query_client=_query_client, save_token=_save_token)
-    authorization.register_token_generator("default", _bearer_placeholder)
+    authorization.register_token_generator("default", _bearer_placeholder)  # type: ignore[arg-type]  # any callable (Authlib's docs)
     authorization.register_client_auth_method(client_auth.METHOD, client_auth.PrivateKeyJWT())
     authorization.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     authorization.register_grant(RefreshTokenGrant)
@@ -448,7 +450,7 @@ def init_app(app) -> None:
 
     authorization.register_grant(IdJagGrant)
     authorization.register_endpoint(Revocation)
-    authorization.register_endpoint(Registration)
+    authorization.register_endpoint(Registration)  # type: ignore[arg-type]  # an endpoint, not one in types-Authlib
     settings = app.extensions["poggio"].settings
     storage = storage_from_string(settings.redis_url) if settings.redis_url else MemoryStorage()
     app.extensions["poggio.registrations"] = (
@@ -553,7 +555,7 @@ def register():
     return response
 
 
-def untrusted(client_id: str | None) -> bool:
+def untrusted(client_id: str | None) -> TypeGuard[str]:
     """A Client ID Metadata Document client that ``POGGIO_OAUTH_TRUSTED_CLIENT_METADATA`` does not allow."""
     return is_metadata_url(client_id) and not metadata_url_trusted(
         client_id, core().settings.oauth_trusted_client_metadata
@@ -596,7 +598,7 @@ def _consent_workspaces(user) -> list[Workspace]:
     ):
         mode = app_access.AppPolicy.of(m.workspace).may_connect(m.role)
         if mode is not None:
-            m.workspace.mode = mode
+            m.workspace.mode = mode  # type: ignore[attr-defined]  # the consent page's, on these rows only
             found.append(m.workspace)
     return found
 
@@ -607,7 +609,7 @@ def _sealed_request(user_id: int) -> list:
 
 
 def _sealer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt="oauth-consent")
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="oauth-consent")
 
 
 def _seal(user_id: int) -> str:
@@ -670,24 +672,24 @@ def authorize():
         grant = authorization.get_consent_grant(end_user=user)
     except ValueError:  # authlib refuses to build an error whose description quotes a control character
         return _error_page(400, "This sign-in link is not valid", "A parameter holds characters OAuth does not allow.")
-    except OAuth2Error as error:
-        if error.redirect_uri:  # a known client and a checked redirect URI: the app hears of it
-            return authorization.handle_error_response(None, error)
-        return _error_page(400, "This sign-in link is not valid", error.description or error.error)
+    except OAuth2Error as refused:
+        if refused.redirect_uri:  # a known client and a checked redirect URI: the app hears of it
+            return authorization.handle_error_response(None, refused)  # type: ignore[arg-type]  # Authlib takes None
+        return _error_page(400, "This sign-in link is not valid", refused.description or refused.error or "")
     client: Client = grant.client
     redirect_uri = grant.request.payload.redirect_uri or client.get_default_redirect_uri()
     known = set(core().registry.names)
     try:
         asked = packs_of_scope(grant.request.payload.scope, known)
     except InvalidInput as exc:
-        return authorization.handle_error_response(None, _redirect_error("invalid_scope", exc.message, redirect_uri))
+        return authorization.handle_error_response(None, _redirect_error("invalid_scope", exc.message, redirect_uri))  # type: ignore[arg-type]  # as above
     eligible = _consent_workspaces(user)
     # the app policy decides which apps: a workspace that does not list this app is not offered
     workspaces = [w for w in eligible if app_access.AppPolicy.of(w).allows(client.row)]
     if eligible and not workspaces:  # nowhere to connect it: the app hears why, the admins see it
         actor = Actor(user, ip=client_ip())
         message = [app_access.refuse(w, client.row, actor) for w in eligible][0]
-        return authorization.handle_error_response(None, _redirect_error("access_denied", message, redirect_uri))
+        return authorization.handle_error_response(None, _redirect_error("access_denied", message, redirect_uri))  # type: ignore[arg-type]  # as above
     form = ActionForm()
 
     if request.method == "POST":
@@ -722,7 +724,7 @@ def authorize():
         packs = {p: WRITE if p in writes else READ for p in (set(request.form.getlist("packs")) | writes) & set(asked)}
         # the app connected to this workspace already: the approval adds to that grant (step-up); a
         # member's request never widens a live grant, it waits for an admin as a grant of its own
-        requesting = chosen is not None and chosen.mode == "request"
+        requesting = chosen is not None and chosen.mode == "request"  # type: ignore[attr-defined]  # as above
         adds_to = None if requesting else service().connected_grant(client.row, chosen)
         days, error = None, None
         if chosen is None:
@@ -735,13 +737,13 @@ def authorize():
             except InvalidInput as exc:
                 error = exc.message
         tools = None
-        if not error and request.form.getlist("tools"):  # "customise": only the tools ticked
+        if not error and chosen is not None and request.form.getlist("tools"):  # "customise": only the tools ticked
             within = packs if adds_to is None else scopes.parse(widened(adds_to.packs, scopes.format_levels(packs)))
             try:
                 tools = clean_narrowing(request.form.getlist("tools"), core().registry, within)
             except InvalidInput as exc:
                 error = exc.message
-        if error:
+        if error or chosen is None:  # (chosen is None: an error)
             return _consent_csp(
                 Response(
                     _render_consent(client, redirect_uri, workspaces, asked, error=error, chosen=chosen, packs=packs),

@@ -11,10 +11,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from poggio.cli import main
-from poggio.db import utcnow
-from poggio.models import Activity, ApiToken, AuditEvent, Workspace
-from poggio.token_format import TOKEN_PATTERN
+from poggio.commands.cli import main
+from poggio.security.token_format import TOKEN_PATTERN
+from poggio.storage.db import utcnow
+from poggio.storage.models import Activity, ApiToken, AuditEvent, Workspace
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_workspace_policy_shown_changed_and_obeyed(run):
 
 
 def test_workspace_tools_listed_switched_and_refused(run):
-    from poggio.models import AuditEvent
+    from poggio.storage.models import AuditEvent
 
     listed = run("workspace", "tools", "acme")
     assert listed.exit_code == 0
@@ -98,10 +98,10 @@ def test_token_create_narrowed_to_tools(run):
 
 
 def test_oauth_list_shows_a_grant_narrowed_to_tools(run):
-    from poggio.audit import Actor
-    from poggio.models import OAuthCode
-    from poggio.oauth import OAuthService
-    from poggio.workspaces import create_user, get_workspace
+    from poggio.identity.oauth import OAuthService
+    from poggio.identity.workspaces import create_user, get_workspace
+    from poggio.records.audit import Actor
+    from poggio.storage.models import OAuthCode
 
     acme = get_workspace("acme")
     admin = create_user("admin@acme.example", "correct horse battery", acme, "admin", Actor.cli())
@@ -203,9 +203,9 @@ def test_activity_export_jsonl_and_csv(run):
 
 
 def test_governance_migration_goes_down_and_up(run):
-    from poggio.db import database
-    from poggio.plugins import PackRegistry
-    from poggio.schema import runners
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.runtime.schema import runners
+    from poggio.storage.db import database
 
     core = dict(runners(PackRegistry.load()))["core"]
     assert core.down() == ["0050_tool_switches"]  # tools switched off per workspace, narrowing to named tools

@@ -13,16 +13,16 @@ from helpers import Mcp
 from instances import BACKENDS
 from stacks import acme_and_globex
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.db import bind
+from poggio.commands import demo
 from poggio.errors import InvalidInput
-from poggio.models import AuditEvent, OAuthCode, User
-from poggio.oauth import OAuthService
-from poggio.plugins import PackRegistry
-from poggio.switches import SwitchService, clean_narrowing, visible_tools
-from poggio.tokens import TokenService
-from poggio.workspaces import get_workspace
+from poggio.identity.oauth import OAuthService
+from poggio.identity.switches import SwitchService, clean_narrowing, visible_tools
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import get_workspace
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.storage.db import bind
+from poggio.storage.models import AuditEvent, OAuthCode, User
 
 READ_TOOLS = {
     "search_accounts",
@@ -197,7 +197,7 @@ def test_switches_and_narrowing_refuse_bad_names(stack, db):
 
 
 def test_visible_tools_is_the_one_decision(stack):
-    from poggio.scopes import PackScope
+    from poggio.identity.scopes import PackScope
 
     names = {t.name for t in visible_tools(stack.registry, PackScope(None))}
     assert names == READ_TOOLS

@@ -9,12 +9,12 @@ from helpers import Mcp
 from instances import PortalProcess, ServerProcess, make_instance
 from test_browser import ARTIFACTS, CHROMIUM, _sign_in, page  # noqa: F401  (the page fixture)
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.plugins import PackRegistry
+from poggio.commands import demo
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import get_workspace
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
 from poggio.schema import upgrade
-from poggio.tokens import TokenService
-from poggio.workspaces import get_workspace
 
 pytestmark = pytest.mark.browser
 

@@ -8,8 +8,8 @@ import re
 
 from portal_client import Browser
 
-from poggio.models import ApiToken, AuditEvent
-from poggio.switches import ToolSwitch
+from poggio.identity.switches import ToolSwitch
+from poggio.storage.models import ApiToken, AuditEvent
 
 
 def test_tools_section_lists_every_tool_with_its_annotations(admin):
@@ -76,7 +76,7 @@ def test_token_dialog_narrows_to_named_tools(admin):
 def test_consent_page_customise_narrows_the_grant_to_tools(admin):
     from test_oauth import authorize_url, consent_fields, exchange, pkce, redirected, register
 
-    from poggio.models import OAuthGrant
+    from poggio.storage.models import OAuthGrant
 
     reg = register(admin.client)
     verifier, challenge = pkce()
