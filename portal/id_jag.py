@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, UnauthorizedClientError
@@ -37,10 +37,8 @@ from poggio.identity.sso import SsoError, SsoProvider
 from poggio.records import audit
 from poggio.records.audit import Actor
 from portal.access import client_ip, core, mcp_resource
+from portal.oauth_client import Client
 from portal.sso import ALGORITHMS, discover, provider_keys
-
-if TYPE_CHECKING:
-    from portal.oauth import Client  # portal.oauth imports this module: for the type checker only
 
 bp = Blueprint("id_jag", __name__)
 ID_JAG_PROFILE = "urn:ietf:params:oauth:grant-profile:id-jag"
@@ -60,7 +58,7 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     def validate_token_request(self):
-        client = cast("Client", self.authenticate_token_endpoint_client())
+        client = cast(Client, self.authenticate_token_endpoint_client())
         if client.row.kind != "confidential" or not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError(
                 "This client may not use the jwt-bearer grant: an admin creates clients "
@@ -71,7 +69,7 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
             raise InvalidRequestError("Send the ID-JAG as 'assertion'.")
 
     def create_token_response(self):
-        client = cast("Client", self.request.client).row
+        client = cast(Client, self.request.client).row
         try:
             grant = self._grant(client, self.request.form["assertion"], mcp_resource())
         except id_jag.Refused as refused:

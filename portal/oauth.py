@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import ClientMixin, grants
+from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidGrantError,
@@ -42,7 +42,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from poggio.errors import InvalidInput
 from poggio.identity import app_access, scopes
-from poggio.identity.client_metadata import MAX_BODY_BYTES, redirect_uri_matches
+from poggio.identity.client_metadata import MAX_BODY_BYTES
 from poggio.identity.oauth import (
     JWT_BEARER,
     OAuthService,
@@ -66,7 +66,8 @@ from portal import client_auth
 from portal.access import client_ip, core, mcp_resource
 from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url, remember_failure
 from portal.forms import ActionForm
-from portal.id_jag import ID_JAG_PROFILE
+from portal.id_jag import ID_JAG_PROFILE, IdJagGrant
+from portal.oauth_client import Client
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oauth", __name__)
@@ -95,54 +96,6 @@ def issuer() -> str:
 
 
 # -- Authlib's view of our rows ---------------------------------------------------------------
-class Client(ClientMixin):
-    """An :class:`OAuthClient` row as Authlib's client."""
-
-    def __init__(self, row: OAuthClient):
-        self.row = row
-        self.meta = json.loads(row.metadata or "{}")
-
-    @property
-    def redirect_uris(self) -> list[str]:
-        return list(self.meta.get("redirect_uris") or [])
-
-    @property
-    def auth_method(self) -> str:
-        return self.meta.get("token_endpoint_auth_method") or "client_secret_basic"
-
-    def get_client_id(self):
-        return self.row.client_id
-
-    def get_default_redirect_uri(self):
-        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
-
-    def get_allowed_scope(self, scope):
-        known = core().registry.names
-        if not scope:
-            return scope_of(self.row.packs if self.row.packs else known)
-        return " ".join(s for s in scope.split() if s.partition(":")[0] in known or s == "offline_access")
-
-    def check_redirect_uri(self, redirect_uri):
-        # exact match, as OAuth 2.1 asks; a loopback listener's port aside (RFC 8252 §7.3)
-        return any(redirect_uri_matches(registered, redirect_uri) for registered in self.redirect_uris)
-
-    def check_client_secret(self, client_secret):
-        return service().check_secret(self.row, client_secret)
-
-    def check_endpoint_auth_method(self, method, endpoint):
-        if self.row.kind == "confidential" and method in ("client_secret_basic", "client_secret_post"):
-            return True  # a client an admin created holds a secret: either way of sending it
-        return method == self.auth_method
-
-    def check_response_type(self, response_type):
-        return response_type == "code" and self.row.kind != "confidential"
-
-    def check_grant_type(self, grant_type):
-        if self.row.kind == "confidential":
-            return grant_type in (self.meta.get("grant_types") or ["client_credentials"])
-        return grant_type in ("authorization_code", "refresh_token")
-
-
 class Code:
     """An :class:`OAuthCode` row as Authlib's authorization code."""
 
@@ -446,8 +399,6 @@ def init_app(app) -> None:
     authorization.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     authorization.register_grant(RefreshTokenGrant)
     authorization.register_grant(ClientCredentialsGrant)
-    from portal.id_jag import IdJagGrant
-
     authorization.register_grant(IdJagGrant)
     authorization.register_endpoint(Revocation)
     authorization.register_endpoint(Registration)  # type: ignore[arg-type]  # an endpoint, not one in types-Authlib
