@@ -610,7 +610,7 @@ class OAuthService:
         # narrowed both times: the tools of both; else every tool of the packs
         tools = None
         if grant.tools is not None and code.tools is not None:
-            tools = ",".join(sorted(switches.names_of(grant.tools) | switches.names_of(code.tools)))
+            tools = ",".join(sorted(switches.off_of(grant.tools) | switches.off_of(code.tools)))
         if tools != grant.tools:
             OAuthGrant.update(tools=tools).where(OAuthGrant.id == grant.id).execute()
             grant.tools = tools

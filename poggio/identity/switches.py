@@ -17,6 +17,7 @@ switches.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from peewee import CharField, DateTimeField, ForeignKeyField
 
@@ -25,6 +26,9 @@ from poggio.identity import scopes
 from poggio.records import audit
 from poggio.storage.db import BaseModel, for_update, utcnow, writing
 from poggio.storage.models import User, Workspace
+
+if TYPE_CHECKING:
+    from poggio.runtime.packs import ToolSpec
 
 TOOL = "tool"
 KINDS = (TOOL,)  # prompts and resources come later, switched the same way
@@ -54,6 +58,7 @@ def names_of(text: str | None) -> frozenset[str] | None:
 
 
 def off_of(text: str | None) -> frozenset[str]:
+    """The stored comma-separated names as a set; empty for NULL."""
     return names_of(text) or frozenset()
 
 
@@ -108,7 +113,7 @@ class SwitchService:
         )
         return {(row.pack, row.name) for row in query}
 
-    def tools(self, workspace: Workspace) -> list[tuple[object, bool]]:
+    def tools(self, workspace: Workspace) -> list[tuple[ToolSpec, bool]]:
         """Every loaded tool with whether it is on in ``workspace``, by pack then name."""
         off = {name for _, name in self.off(workspace)}
         return [(t, t.name not in off) for t in sorted(self.registry.tools(), key=lambda t: (t.pack, t.name))]
