@@ -14,7 +14,7 @@ from poggio.identity.tokens import TokenService
 from poggio.identity.workspaces import get_workspace
 from poggio.records.audit import Actor
 from poggio.runtime.plugins import PackRegistry
-from poggio.schema import upgrade
+from poggio.runtime.schema import upgrade
 
 pytestmark = pytest.mark.browser
 
