@@ -205,3 +205,41 @@ def test_visible_tools_is_the_one_decision(stack):
     assert {t.name for t in visible_tools(stack.registry, scope)} == {"get_account", "add_note"}
     off = PackScope(frozenset({"accounts"}), off=frozenset({"get_account"}))
     assert {t.name for t in visible_tools(stack.registry, off)} == {"search_accounts"}
+
+
+def rpc(stack, token: str, method: str, params: dict) -> dict:
+    response = httpx.post(
+        stack.url,
+        json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-11-25",
+        },
+        timeout=20,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_the_app_view_of_a_tool_switched_off_is_not_found(stack, db):
+    """issue 30: "an app resource for a tool that is off: the protocol's error". The account card is
+    get_account's MCP App view: with get_account off (or narrowed away) it is neither listed nor read."""
+    card = "ui://accounts/account-card.html"
+    token = stack.tokens["acme"]
+    assert card in {r["uri"] for r in rpc(stack, token, "resources/list", {})["result"]["resources"]}
+    assert "result" in rpc(stack, token, "resources/read", {"uri": card})
+    narrowed = rpc(stack, stack.tokens["acme_two"], "resources/read", {"uri": card})  # get_account is in
+    assert "result" in narrowed
+    switches = SwitchService(stack.registry)
+    try:
+        switches.switch(get_workspace("acme"), Actor.cli(), off=["get_account"])
+        listed = {r["uri"] for r in rpc(stack, token, "resources/list", {})["result"]["resources"]}
+        assert card not in listed and "ui://revenue/pipeline.html" in listed
+        refused = rpc(stack, token, "resources/read", {"uri": card})
+        assert refused["error"]["code"] == -32002 and refused["error"]["message"] == f"Resource not found: {card}"
+    finally:
+        switches.switch(get_workspace("acme"), Actor.cli(), on=["get_account"])
+    assert "result" in rpc(stack, token, "resources/read", {"uri": card})
+    pipeline = rpc(stack, stack.tokens["acme_two"], "resources/read", {"uri": "ui://revenue/pipeline.html"})
+    assert pipeline["error"]["code"] == -32002  # acme_two may not call get_revenue_summary: no view of it
