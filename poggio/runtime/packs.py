@@ -101,6 +101,8 @@ class ToolSpec:
     pack: str = ""
     thread: bool = False  # run in a worker thread, never on the MCP server's event loop
     destructive: bool = False
+    progress: bool = False  # reports progress (ctx.progress): streamed when the caller sent a progressToken
+    logs: bool = False  # sends log notices (ctx.log): streamed when the caller asked for them
 
     def with_pack(self, pack: str) -> ToolSpec:
         return ToolSpec(**{**self.__dict__, "pack": pack})
@@ -138,6 +140,8 @@ def tool(
     name: str | None = None,
     destructive: bool = False,
     thread: bool | None = None,
+    progress: bool = False,
+    logs: bool = False,
 ) -> Callable[[Callable[..., ToolResult]], ToolSpec]:
     """Mark a function as a tool. Its docstring is the description the client (and the LLM) reads.
     ``read_only=False`` makes it a write tool: listed and callable only with write access to its pack,
@@ -147,7 +151,11 @@ def tool(
     On SQLite the MCP server runs a read tool's database work on its event loop (cheaper than the hop
     to a thread; the per-call timeout stops its SQL). A tool that may block otherwise (a network call,
     a long computation) must say ``thread=True``; ``open_world=True`` (it reaches outside Poggio) and
-    write tools (they may wait for the write lock) imply it unless ``thread=False`` is given."""
+    write tools (they may wait for the write lock) imply it unless ``thread=False`` is given.
+
+    ``progress=True``: the tool reports progress (``ctx.progress``); ``logs=True``: it sends log
+    notices (``ctx.log``). A call that asks for them is answered as an event stream and runs in a
+    worker thread; every other call is answered as before, and the notices go nowhere."""
 
     def decorate(fn: Callable[..., ToolResult]) -> ToolSpec:
         hints = typing.get_type_hints(fn)
@@ -166,6 +174,8 @@ def tool(
             destructive=destructive and not read_only,
             output_model=output if isinstance(output, type) and issubclass(output, BaseModel) else None,
             thread=(open_world or not read_only) if thread is None else thread,
+            progress=progress,
+            logs=logs,
         )
 
     return decorate
@@ -241,6 +251,23 @@ class ToolContext:
     writable: frozenset[str] = frozenset()
     caller: str = ""  # who calls, for the audit log: the token's or the connected app's name
     token_kind: str = "token"  # "token" (token_id is an API token's id) or "grant" (an OAuth grant's)
+    reporter: Any = field(default=None, repr=False, compare=False)  # progress and log notices of this call
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Tell the client how far the call is (``done`` of ``total``, non-decreasing). Delivered
+        while the call runs when the tool says ``@tool(..., progress=True)`` and the client asked
+        for progress (a ``progressToken``); otherwise it costs nothing and goes nowhere."""
+        if self.reporter is not None:
+            self.reporter.progress(done, total, message)
+
+    def log(self, level: str, message: str, data: Any = None) -> None:
+        """Send the client a log notice (``debug``, ``info``, ``notice``, ``warning``, ``error``,
+        ...) about this call, with optional JSON ``data``. Delivered while the call runs when the
+        tool says ``@tool(..., logs=True)`` and the client asked for notices at that level (see
+        docs/pack-authors/prompts.md, "Progress and logging"); otherwise it goes nowhere. Never put
+        secrets in it."""
+        if self.reporter is not None:
+            self.reporter.log(level, message, data)
 
     def record_change(self, target: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
         """Put a write on record in the audit log (in the write's own transaction): the record
