@@ -34,9 +34,12 @@ from mcp_types import (
     LOG_LEVEL_META_KEY,
     BlobResourceContents,
     CompleteRequestParams,
+    CompleteResult,
     EmbeddedResource,
     EmptyResult,
     GetPromptRequestParams,
+    GetPromptResult,
+    ListPromptsResult,
     PaginatedRequestParams,
     SetLevelRequestParams,
     TextResourceContents,
@@ -129,7 +132,7 @@ class Prompts:
 
         return await anyio.to_thread.run_sync(run, limiter=self.limiter)
 
-    async def list_prompts(self, ctx, params) -> dict[str, Any]:
+    async def list_prompts(self, ctx, params) -> ListPromptsResult:
         if params is not None and getattr(params, "cursor", None) is not None:
             raise MCPError(INVALID_PARAMS, "Invalid cursor: prompts/list answers on one page and issues no cursor")
         principal = current_principal()
@@ -140,9 +143,9 @@ class Prompts:
             entry: dict[str, Any] = {"name": spec.name, "title": spec.title, "description": spec.description}
             entry["arguments"] = [{k: v for k, v in a.items() if v is not None} for a in spec.arguments()]
             listed.append(entry)
-        return {"prompts": listed}
+        return ListPromptsResult.model_validate({"prompts": listed})  # private, stale at once (the defaults)
 
-    async def get_prompt(self, ctx, params: GetPromptRequestParams) -> dict[str, Any]:
+    async def get_prompt(self, ctx, params: GetPromptRequestParams) -> GetPromptResult:
         principal = current_principal()
         spec = self.registry.prompt(params.name)
         if spec is None or not may_use_pack(principal, spec.pack):
@@ -158,7 +161,9 @@ class Prompts:
             log.exception("prompt %s (pack %s) raised", spec.name, spec.pack)
             failed = f"prompt {spec.name} failed because of an internal error; it has been logged"
             raise MCPError(INTERNAL_ERROR, failed) from None
-        return {"description": spec.description, "messages": [_message(m) for m in messages]}
+        return GetPromptResult.model_validate(
+            {"description": spec.description, "messages": [_message(m) for m in messages]}
+        )
 
     def completer(self, principal, ref) -> Any:
         """The completer for ``ref``'s argument table (``{argument: completer}``) and its pack, if
@@ -172,7 +177,7 @@ class Prompts:
             return None
         return getattr(spec, "complete", None) or {}
 
-    async def complete(self, ctx, params: CompleteRequestParams) -> dict[str, Any]:
+    async def complete(self, ctx, params: CompleteRequestParams) -> CompleteResult:
         principal = current_principal()
         table = self.completer(principal, params.ref)
         if table is None:
@@ -181,7 +186,7 @@ class Prompts:
             raise MCPError(INVALID_PARAMS, f"Unknown {what}: nothing to complete")
         completer = table.get(params.argument.name)
         if completer is None:
-            return {"completion": {"values": [], "total": 0, "hasMore": False}}
+            return CompleteResult.model_validate({"completion": {"values": [], "total": 0, "hasMore": False}})
         context = self._context(principal, getattr(params.ref, "name", None) or "completion")
         given = params.context.arguments if params.context is not None else None
         try:
@@ -189,7 +194,7 @@ class Prompts:
         except Exception:
             log.exception("completer for %s raised", params.argument.name)
             raise MCPError(INTERNAL_ERROR, f"completing {params.argument.name!r} failed; it has been logged") from None
-        return {"completion": answer}
+        return CompleteResult.model_validate({"completion": answer})
 
     async def set_level(self, ctx, params: SetLevelRequestParams) -> EmptyResult:
         # accepted, not kept: see the module's docstring (no session; any replica serves the next request)

@@ -24,7 +24,7 @@ from poggio.runtime.packs import (  # noqa: E402
     tool,
 )
 from poggio.runtime.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
-from poggio.runtime.prompts import Completer, Message, prefix_range, prompt  # noqa: E402
+from poggio.runtime.prompts import Completer, Message, prefix_values, prompt  # noqa: E402
 from poggio.runtime.search import add_search_terms, query_words, replace_search_terms, search_page  # noqa: E402
 from poggio.runtime.writes import IfUnmodifiedSince, Timestamp, refuse_if_modified  # noqa: E402
 from poggio.storage.bulk import existing_keys, reserve_ids  # noqa: E402
@@ -52,7 +52,7 @@ __all__ = [
     "prompt",
     "Message",
     "Completer",
-    "prefix_range",
+    "prefix_values",
     # paged list tools
     "Limit",
     "Cursor",

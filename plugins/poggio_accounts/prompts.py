@@ -8,8 +8,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from poggio import Message, Resource, ToolContext, ToolError, prefix_range, prompt, utcnow
-from poggio.prompts import SCAN
+from poggio import Message, Resource, ToolContext, ToolError, prefix_values, prompt, utcnow
 from poggio_accounts.models import Account, Note, find_account, normalise_domain
 from poggio_accounts.tools import get_account
 
@@ -21,9 +20,7 @@ def complete_domain(ctx: ToolContext, value: str, arguments: dict[str, str]) -> 
     index, a bounded number of rows)."""
     prefix = normalise_domain(value) if value else ""
     query = Account.select(Account.domain).where(Account.workspace == ctx.workspace_id)
-    if (within := prefix_range(Account.domain, prefix)) is not None:
-        query = query.where(within)
-    return [d for (d,) in query.order_by(Account.domain).limit(SCAN).tuples() if d.startswith(prefix)]
+    return prefix_values(query, Account.domain, prefix)
 
 
 def _account(ctx: ToolContext, domain: str) -> Account:

@@ -7,8 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from poggio import Message, ToolContext, prefix_range, prompt
-from poggio.prompts import SCAN
+from poggio import Message, ToolContext, prefix_values, prompt
 from poggio_contacts.models import Contact
 from poggio_contacts.tools import get_contact
 
@@ -18,9 +17,7 @@ def complete_email(ctx: ToolContext, value: str, arguments: dict[str, str]) -> l
     (workspace, email) index, a bounded number of rows)."""
     prefix = value.strip().lower()
     query = Contact.select(Contact.email).where(Contact.workspace == ctx.workspace_id)
-    if (within := prefix_range(Contact.email, prefix)) is not None:
-        query = query.where(within)
-    return [e for (e,) in query.order_by(Contact.email).limit(SCAN).tuples() if e.startswith(prefix)]
+    return prefix_values(query, Contact.email, prefix)
 
 
 @prompt(title="Draft a follow-up", complete={"email": complete_email})

@@ -8,8 +8,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from poggio import Message, ToolContext, ToolError, prefix_range, prompt, utcnow
-from poggio.prompts import SCAN
+from poggio import Message, ToolContext, ToolError, prefix_values, prompt, utcnow
 from poggio_accounts import Account
 from poggio_revenue.models import Opportunity
 from poggio_revenue.tools import get_revenue_summary, list_opportunities
@@ -40,10 +39,7 @@ def complete_opportunity(ctx: ToolContext, value: str, arguments: dict[str, str]
     """The names of the workspace's opportunities starting with ``value`` (a range on the
     (workspace, name) index, a bounded number of rows)."""
     query = Opportunity.select(Opportunity.name).where(Opportunity.workspace == ctx.workspace_id)
-    if (within := prefix_range(Opportunity.name, value)) is not None:
-        query = query.where(within)
-    names = (n for (n,) in query.order_by(Opportunity.name).limit(SCAN).tuples())
-    return [n for n in names if n.casefold().startswith(value.casefold())]
+    return prefix_values(query, Opportunity.name, value)  # as written: "Zor" finds "Zorblax Mega Deal"
 
 
 @prompt(title="Review a deal", complete={"opportunity": complete_opportunity})

@@ -160,6 +160,19 @@ def prefix_range(column, value: str):
     return (column >= head) & (column < head + "\U0010ffff")
 
 
+def prefix_values(query, column, value: str) -> list[str]:
+    """The values of ``column`` in ``query``'s rows that start with ``value``, in the column's order:
+    for a completer. Reads a range of the column's index (:func:`prefix_range`), :data:`SCAN` rows
+    at most; ``query`` selects from the model already scoped to the workspace, e.g.
+    ``Account.select(Account.domain).where(Account.workspace == ctx.workspace_id)`` (an index on
+    (workspace, column) serves it). Case matters: store the column folded (domains, e-mail
+    addresses) and fold ``value`` the same way where it should not."""
+    if (within := prefix_range(column, value)) is not None:
+        query = query.where(within)
+    found = (v for (v,) in query.order_by(column).limit(SCAN).tuples())
+    return [v for v in found if v.startswith(value)]
+
+
 def completions(completer: Completer, ctx: ToolContext, value: str, arguments: dict[str, str] | None) -> dict[str, Any]:
     """What ``completion/complete`` answers for ``completer``: ``{values, hasMore, total?}``, at
     most :data:`MAX_COMPLETIONS` values, each a string starting with ``value`` (case-insensitively)."""
