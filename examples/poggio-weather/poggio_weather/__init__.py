@@ -18,6 +18,8 @@ from poggio import (
     ToolResult,
     WorkspaceModel,
     hookimpl,
+    prefix_values,
+    prompt,
     tool,
     utcnow,
     writing,
@@ -56,6 +58,22 @@ def sales_weather(
         raise ToolError("city", f"no forecast for {city.strip()!r} in this workspace")
     data = Forecast(city=row.city, forecast=row.forecast, workspace_id=ctx.workspace_id)
     return ToolResult(data, f"{data.city}: {data.forecast}")
+
+
+def complete_city(ctx: ToolContext, value: str, arguments: dict[str, str]) -> list[str]:
+    """The workspace's cities starting with what the user typed (the (workspace, city) index)."""
+    query = CityForecast.select(CityForecast.city).where(CityForecast.workspace == ctx.workspace_id)
+    return prefix_values(query, CityForecast.city, value.strip().title())
+
+
+@prompt(title="Plan a sales trip", complete={"city": complete_city})
+def plan_trip(
+    ctx: ToolContext,
+    city: Annotated[str, Field(min_length=1, max_length=80, description="The city to visit, e.g. Lisbon.")],
+):
+    """Plan a sales trip to a city, from the sales weather recorded there."""
+    weather = sales_weather(ctx, city=city).text  # a tool is a function: the prompt reuses it
+    return f"The sales weather in {weather}. Plan a two-day sales trip there: whom to visit and what to bring."
 
 
 def _write(workspace_id: int, rows: list[dict]) -> int:
@@ -97,6 +115,11 @@ def poggio_pack():
 @hookimpl
 def poggio_tools():
     return [sales_weather]
+
+
+@hookimpl
+def poggio_prompts():
+    return [plan_trip]
 
 
 @hookimpl
