@@ -191,7 +191,7 @@ def _prompt_answers(server, token: str, asks: list) -> list[str]:
 )
 def test_prompts_and_completions_never_reach_the_other_workspace(two_workspaces, asks):
     server, tokens = two_workspaces
-    for (kind, prompt, argument, value), answer in zip(asks, _prompt_answers(server, tokens["a"], asks), strict=True):
+    for (kind, prompt, _argument, value), answer in zip(asks, _prompt_answers(server, tokens["a"], asks), strict=True):
         blob = answer.lower()
         asked = value.lower()
         if MARKER not in asked and "qwx" not in asked:

@@ -268,3 +268,23 @@ def test_set_level_is_accepted_on_2025_era_protocol(stack):
         return await c.set_logging_level("warning")
 
     assert run(stack, "acme", "legacy", go) is not None
+
+
+def test_every_built_in_prompt_renders_from_the_workspace(stack):
+    async def go(c):
+        return [
+            await c.get_prompt("review_deal", {"opportunity": "Zorblax Mega Deal"}),
+            await c.get_prompt("follow_up", {"email": "Quentin.Zorblax@zorblax.example", "topic": "the renewal"}),
+            await c.get_prompt("account_week", {"domain": "https://www.zorblax.example/"}),
+            await c.get_prompt("quarter_pipeline", {}),
+        ]
+
+    deal, follow_up, week, quarter = (json.dumps(r.model_dump(mode="json")) for r in run(stack, "globex", "legacy", go))
+    assert "Zorblax Mega Deal with Zorblax Secret Holdings (zorblax.example): negotiation, 987654.32 NOK" in deal
+    assert "Quentin" in follow_up and "about the renewal" in follow_up
+    assert (
+        "Changes on Zorblax Secret Holdings (zorblax.example)" in week and "poggio://accounts/zorblax.example" in week
+    )
+    assert "Review the pipeline closing this quarter" in quarter
+    for text in (deal, follow_up, week, quarter):
+        assert "Example Corp" not in text  # Acme's
