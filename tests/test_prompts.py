@@ -176,7 +176,7 @@ def test_completion_answers_from_the_callers_workspace_only(stack, mode):
 
 
 def test_completion_is_bounded_with_has_more(stack):
-    from poggio.db import bind
+    from poggio.storage.db import bind
     from poggio_accounts import Account
 
     every = _complete(stack, "acme", "auto", "prepare_call", "domain", "")
