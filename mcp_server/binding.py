@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import dataclasses
 import inspect
 import logging
 import time
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.shared.exceptions import MCPError
@@ -45,6 +46,7 @@ from pydantic import ConfigDict, ValidationError, create_model
 
 from mcp_server.auth import Principal, current_principal
 from mcp_server.metrics import Metrics
+from mcp_server.prompting import STREAMED, Prompts, Reporter
 from mcp_server.resources import ResourceHandlers
 from poggio import __version__
 from poggio.errors import TOOL_MESSAGES, database_trouble
@@ -65,9 +67,7 @@ STATEMENT_GRACE = 1.0
 # counted as "other", so junk method names cannot add rows to the usage table.
 COUNTED_METHODS = frozenset(METHOD_LABELS[:4])
 OTHER = "other"
-NO_SUCH_THING = {
-    "prompts/get": (INVALID_PARAMS, "Unknown prompt: this server offers tools only, no prompts"),
-}
+NO_SUCH_THING = {}
 UNKNOWN_TOOL = METHOD_LABELS[5]
 
 # Set by ScopeMiddleware for each request: a tool call that times out says so here, so the request is
@@ -202,6 +202,7 @@ def _bind(
     seconds = metrics.tool_seconds.labels(spec.name)
 
     async def call(**arguments: Any) -> CallToolResult:
+        sdk_context = arguments.pop(REPORTS, None)  # tools that report: the SDK's Context of the call
         principal = current_principal()
         if principal is None:  # unreachable behind the auth middleware; refuse rather than guess
             raise MCPToolError("not authenticated")
@@ -222,6 +223,9 @@ def _bind(
             token_kind=token.kind,
             changes=[] if changed is not None else None,
         )
+        streamed = sdk_context is not None and _streamed(sdk_context)
+        if streamed:  # notices go out from the event loop while the tool runs in a worker thread
+            ctx = dataclasses.replace(ctx, reporter=Reporter(sdk_context, spec))
 
         def run(deadline: float) -> ToolResult:
             with database.connection_context(), statement_deadline(deadline):
@@ -244,7 +248,7 @@ def _bind(
             wait = LockWait()
             lock_wait.set(wait)  # a write waiting for the write lock at the timeout was held up by others
             try:
-                if inline:
+                if inline and not streamed:
                     # on the event loop: its SQL is stopped at the timeout itself ("interrupted")
                     result = run(timeout)
                     if time.monotonic() - started > timeout:
@@ -283,8 +287,24 @@ def _bind(
 
     call.__name__ = spec.name
     call.__doc__ = spec.description
+    if spec.progress or spec.logs:  # the SDK passes its Context to a parameter annotated so
+        params = [*params, inspect.Parameter(REPORTS, inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+        call.__annotations__ = {REPORTS: Context}
     call.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
     return call
+
+
+REPORTS = "poggio_reports"  # the parameter that receives the SDK's Context (never in the input schema)
+
+
+def _streamed(sdk_context) -> bool:
+    """Whether this call's answer is an event stream that can carry notices (else they go nowhere)."""
+    try:
+        request = sdk_context.request_context
+    except ValueError:  # no request context: the lean path runs the tool without one
+        return False
+    http = getattr(request, "request", None)
+    return bool(getattr(http, "scope", {}).get(STREAMED))
 
 
 class ScopeMiddleware:
@@ -380,7 +400,9 @@ class ScopeMiddleware:
                     self._tool_lists.clear()
                 self._tool_lists[cache_key] = result
         if ctx.method in ("initialize", "server/discover"):
-            result = _tools_only(result, resources=bool(self.registry.resources()))
+            result = _tools_only(
+                result, prompts=bool(self.registry.prompts()), resources=bool(self.registry.resources())
+            )
         failed = (isinstance(result, CallToolResult) and result.is_error) or (
             isinstance(result, dict) and bool(result.get("isError") or result.get("is_error"))
         )
@@ -412,15 +434,17 @@ class ScopeMiddleware:
         self.metrics.request(label, ok).inc()
 
 
-def _tools_only(result, resources: bool = False):
+def _tools_only(result, prompts: bool = False, resources: bool = False):
     """An ``initialize`` or ``server/discover`` answer that advertises what is served: tools, whose
     list never changes while the process runs. MCPServer always registers prompt and resource
     handlers, so the SDK would advertise both (and, on 2026-07-28, change notifications)."""
     if not isinstance(result, dict) or not isinstance(result.get("capabilities"), dict):
         return result
-    capabilities = {k: v for k, v in result["capabilities"].items() if k not in ("prompts", "resources")}
-    if isinstance(capabilities.get("tools"), dict):
-        capabilities["tools"] = {**capabilities["tools"], "listChanged": False}
+    hidden = ("resources",) if prompts else ("prompts", "resources")
+    capabilities = {k: v for k, v in result["capabilities"].items() if k not in hidden}
+    for kind in ("tools", "prompts"):  # fixed for the life of the process
+        if isinstance(capabilities.get(kind), dict):
+            capabilities[kind] = {**capabilities[kind], "listChanged": False}
     if resources:  # served by mcp_server.resources; updates cannot be delivered (stateless)
         capabilities["resources"] = {"subscribe": False, "listChanged": False}
     return {**result, "capabilities": capabilities}
@@ -449,6 +473,7 @@ def build_server(
     resources = ResourceHandlers(registry, cursors, limiter, settings.tool_timeout_seconds)
     if registry.resources():
         resources.install(server._lowlevel_server)
+    Prompts(registry, cursors, limiter).install(server._lowlevel_server)  # prompts, completion, setLevel
     for spec in registry.tools():
         fn = _bind(spec, registry, cursors, limiter, settings.tool_timeout_seconds, metrics, resources.changed)
         options = dict(

@@ -25,6 +25,7 @@ from poggio.runtime.packs import (  # noqa: E402
     tool,
 )
 from poggio.runtime.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
+from poggio.runtime.prompts import Completer, Message, prefix_values, prompt  # noqa: E402
 from poggio.runtime.resources import (  # noqa: E402
     APP_MIME_TYPE,
     ResourceEntry,
@@ -62,6 +63,11 @@ __all__ = [
     "ResourceEntry",
     "app_view",
     "APP_MIME_TYPE",
+    # prompts and argument completion
+    "prompt",
+    "Message",
+    "Completer",
+    "prefix_values",
     # paged list tools
     "Limit",
     "Cursor",
