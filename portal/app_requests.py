@@ -16,8 +16,15 @@ from poggio.identity import app_access, scopes
 from poggio.records.audit import Actor
 from poggio.storage.models import OAuthClient, OAuthGrant
 from portal.access import client_ip, core, mcp_admin_required
-from portal.forms import ActionForm, AppPolicyForm
+from portal.forms import ActionForm
 from portal.htmx import request
+from portal.mcp_sections import (
+    app_policy_form,
+    apps_context,
+    client_form,
+    render_page,
+    requests_context,
+)
 
 bp = Blueprint("app_requests", __name__, url_prefix="/settings/mcp")
 mine = Blueprint("my_apps", __name__, url_prefix="/my/apps")
@@ -35,32 +42,6 @@ def _actor() -> Actor:
     return Actor(current_user._get_current_object(), ip=client_ip())
 
 
-def _request_row(grant) -> dict:
-    return {
-        "g": grant,
-        "identity": app_access.identity(grant.client),
-        "packs": scopes.describe(scopes.parse(grant.packs)),
-    }
-
-
-def requests_context(workspace) -> dict:
-    """The template context of the Requests section."""
-    return {"requests": [_request_row(g) for g in app_access.requests(workspace)]}
-
-
-def app_policy_form(workspace) -> AppPolicyForm:
-    form = AppPolicyForm()
-    if not form.is_submitted():
-        rules = app_access.AppPolicy.of(workspace)
-        form.apps.data, form.access.data = rules.apps, rules.access
-        form.allowed.data = "\n".join(rules.allowed)
-    return form
-
-
-def policy_context(workspace) -> dict:
-    return {"app_policy": app_access.AppPolicy.of(workspace)}
-
-
 def _decide(workspace, grant_id: int, approve: bool):
     try:
         grant = app_access.request_of(workspace, grant_id)
@@ -73,15 +54,11 @@ def _decide(workspace, grant_id: int, approve: bool):
         except InvalidInput as exc:
             message = exc.message
     if request.htmx:
-        from portal.connected_apps import apps_context, client_form
-
         body = render_template(
             "settings/_requests.html", **requests_context(workspace), request_error=message
         ) + render_template("settings/_apps.html", **apps_context(workspace), client_form=client_form(), oob=True)
         return make_response(body, 409 if message else 200)
     if message:
-        from portal.mcp_settings import render_page
-
         return render_page(workspace, 409, request_error=message)
     return redirect(url_for("mcp_settings.page") + "#app-requests")
 
@@ -103,8 +80,6 @@ def deny(workspace, grant_id):
 def set_app_policy(workspace):
     """Which apps may connect, and whether members may ask for them. Apps the new policy no longer
     admits are disconnected (said on the page)."""
-    from portal.mcp_settings import render_page
-
     form = app_policy_form(workspace)
     if not form.validate_on_submit():
         return render_page(workspace, 422, app_policy_form=form)

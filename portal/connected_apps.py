@@ -11,61 +11,25 @@ from flask_login import current_user
 from htmx_flask import make_response
 
 from poggio.errors import InvalidInput, NotFound
-from poggio.identity import app_access, scopes
 from poggio.records.audit import Actor
-from poggio.records.usage_report import by_tool, daily
-from poggio.storage.db import utcnow
+from poggio.records.usage_report import by_tool
 from poggio.storage.models import GrantUsage
 from portal.access import client_ip, core, mcp_admin_required
 from portal.activity import render_activity
-from portal.charts import activity_bars
-from portal.forms import ActionForm, OAuthClientForm
+from portal.forms import ActionForm
 from portal.htmx import request
+from portal.mcp_sections import (
+    _app_row,
+    apps_context,
+    client_form,
+    render_page,
+)
 
 bp = Blueprint("connected_apps", __name__, url_prefix="/settings/mcp")
 
 
 def _actor() -> Actor:
     return Actor(current_user._get_current_object(), ip=client_ip())
-
-
-def grant_status(grant, now=None) -> str:
-    now = now or utcnow()
-    if grant.approval == "denied":
-        return "denied"
-    if grant.revoked_at is not None:
-        return "revoked"
-    if grant.expires_at is not None and grant.expires_at <= now:
-        return "expired"
-    return "pending" if grant.approval == "pending" else "active"
-
-
-def _app_row(grant, series=None) -> dict:
-    if series is None:
-        series = daily([grant.id], usage=GrantUsage)[grant.id]
-    return {
-        "g": grant,
-        "status": grant_status(grant),
-        "chart": activity_bars(series),
-        "packs": scopes.describe(scopes.parse(grant.packs)),
-        "identity": app_access.identity(grant.client),
-    }
-
-
-def apps_context(workspace) -> dict:
-    """The template context of the connected apps and OAuth clients sections."""
-    service = core().oauth
-    grants = service.grants(workspace)
-    series = daily([g.id for g in grants], usage=GrantUsage)
-    return {"apps": [_app_row(g, series[g.id]) for g in grants], "clients": service.clients(workspace)}
-
-
-def client_form() -> OAuthClientForm:
-    from portal.mcp_settings import pack_choices
-
-    form = OAuthClientForm()
-    form.offer(pack_choices())
-    return form
 
 
 def _grant(workspace, grant_id: int):
@@ -115,8 +79,6 @@ def create_client(workspace):
     if issued is None:
         if request.htmx:
             return render_template("settings/_oauth_client_form.html", client_form=form), 422
-        from portal.mcp_settings import render_page
-
         return render_page(workspace, 422, client_form=form)
     # The one and only response that ever carries the client secret.
     context = {"issued_client": issued, "token_endpoint": f"{core().settings.portal_public_url}/oauth/token"}
@@ -125,8 +87,6 @@ def create_client(workspace):
             "settings/_apps.html", **apps_context(workspace), client_form=client_form(), oob=True
         )
         return make_response(body, 201)
-    from portal.mcp_settings import render_page
-
     return render_page(workspace, 201, **context)
 
 

@@ -7,25 +7,27 @@ renders again)."""
 
 from __future__ import annotations
 
-from typing import cast
-
 from flask import Blueprint, abort, redirect, render_template, url_for
 from flask_login import current_user
 from htmx_flask import make_response
 
 from poggio.errors import InvalidInput, NotFound
 from poggio.identity import policy
-from poggio.identity.tokens import EXPIRING_SOON, status
 from poggio.records.audit import Actor
-from poggio.records.usage_report import daily
-from poggio.storage.db import utcnow
-from poggio.storage.models import ApiToken
 from portal.access import client_ip, core, mcp_admin_required, page_number
-from portal.app_requests import app_policy_form, policy_context, requests_context
-from portal.charts import activity_bars, ago
-from portal.connected_apps import apps_context, client_form
-from portal.forms import ActionForm, EditTokenForm, PolicyForm, RotateForm, TokenForm, limit_expiry_choices
+from portal.charts import ago
+from portal.forms import ActionForm, EditTokenForm, RotateForm, limit_expiry_choices
 from portal.htmx import request
+from portal.mcp_sections import (
+    _listing,
+    _policy_form,
+    _row,
+    _show,
+    _token_form,
+    pack_choices,
+    render_page,
+    tools_context,
+)
 
 bp = Blueprint("mcp_settings", __name__, url_prefix="/settings/mcp")
 
@@ -39,139 +41,11 @@ def _actor() -> Actor:
     return Actor(current_user._get_current_object(), ip=client_ip())
 
 
-PAGE_SIZE = 50  # tokens per page of the list: the page costs the same with 50 tokens or 5,000
-
-
-def _show() -> str:
-    return "all" if request.values.get("show") == "all" else "active"
-
-
 def _token(workspace, token_id: int):
     try:
         return core().tokens.get(workspace, token_id)
     except NotFound:
         abort(404)
-
-
-def _row(token, series=None) -> dict:
-    if series is None:
-        series = daily([token.id])[token.id]
-    now = utcnow()
-    overlap = (
-        token.previous_expires_at
-        if token.previous_expires_at and token.previous_expires_at > now and token.revoked_at is None
-        else None
-    )
-    return {
-        "t": token,
-        "status": status(token, now),
-        "chart": activity_bars(series),
-        "old_until": overlap,
-        "capped": token.expiry_capped_at is not None and token.revoked_at is None,
-    }
-
-
-def expiring_soon(workspace) -> int:
-    """Active tokens of the workspace that expire within 7 days (the Settings pages flag them)."""
-    now = utcnow()
-    return (
-        ApiToken.select()
-        .where(
-            (ApiToken.workspace == workspace)
-            & ApiToken.revoked_at.is_null()
-            & (ApiToken.expires_at > now)
-            & (ApiToken.expires_at <= now + EXPIRING_SOON)
-        )
-        .count()
-    )
-
-
-def _listing(workspace, show: str, page: int = 1) -> dict:
-    """The template context of one page of the token list."""
-    tokens = core().tokens.list(
-        workspace, include_inactive=(show == "all"), limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE
-    )
-    more, tokens = len(tokens) > PAGE_SIZE, tokens[:PAGE_SIZE]
-    series = daily([t.id for t in tokens])  # one query for the whole page
-    return {"rows": [_row(t, series[t.id]) for t in tokens], "show": show, "page": page, "more": more}
-
-
-def _token_form(workspace) -> TokenForm:
-    rules = policy.Policy.of(workspace)
-    form = TokenForm()
-    form.offer(pack_choices())
-    form.tools.choices = tool_choices()
-    limit_expiry_choices(form, rules)
-    if not form.is_submitted():
-        default = rules.default_expiry
-        form.expiry.data = "never" if default == "never" else default.removesuffix("d")
-        choices = cast(list[tuple[str, str]], form.expiry.choices)  # the pairs limit_expiry_choices left
-        if form.expiry.data not in dict(choices):
-            form.expiry.data = choices[0][0]
-    return form
-
-
-def _policy_form(workspace) -> PolicyForm:
-    form = PolicyForm()
-    if not form.is_submitted():
-        rules = policy.Policy.of(workspace)
-        form.default_expiry.data = str(rules.default_expiry_days) if rules.default_expiry_days else "none"
-        form.max_lifetime.data = str(rules.max_lifetime_days) if rules.max_lifetime_days else "none"
-        form.allow_no_expiry.data = rules.allow_no_expiry
-    for field, days in (
-        (form.default_expiry, workspace.default_expiry_days),
-        (form.max_lifetime, workspace.max_lifetime_days),
-    ):
-        choices = cast(list[tuple[str, str]], field.choices)  # PolicyForm's pairs
-        if days and str(days) not in dict(choices):  # set from the command line to another number
-            field.choices = [*choices, (str(days), f"{days} days")]
-    return form
-
-
-def pack_choices() -> list[tuple[str, str]]:
-    return [(name, pack.info.title) for name, pack in core().registry.packs.items()]
-
-
-def tool_choices() -> list[tuple[str, str]]:
-    """Every loaded tool, by pack: ``(name, "Pack: Title (name)")``."""
-    packs = core().registry.packs
-    return [
-        (t.name, f"{packs[t.pack].info.title if t.pack in packs else t.pack}: {t.title} ({t.name})")
-        for t in sorted(core().registry.tools(), key=lambda t: (t.pack, t.name))
-    ]
-
-
-def tools_context(workspace) -> dict:
-    """The Tools section: every pack's tools with their annotations and whether they are on."""
-    packs = core().registry.packs
-    rows = [
-        {"spec": spec, "on": on, "pack_title": packs[spec.pack].info.title if spec.pack in packs else spec.pack}
-        for spec, on in core().switches.tools(workspace)
-    ]
-    return {"tool_rows": rows}
-
-
-def render_page(workspace, status_code=200, **extra):
-    """The whole Settings > MCP Server page: server URL, API tokens, connected apps, OAuth clients."""
-    show = _show()
-    context = {
-        **_listing(workspace, show, page_number()),
-        **apps_context(workspace),
-        "client_form": extra.pop("client_form", None) or client_form(),
-        "server_url": core().settings.mcp_public_url,
-        "product": core().settings.product_name,
-        "form": extra.pop("form", None) or _token_form(workspace),
-        "dialog_open": extra.pop("dialog_open", False),
-        "policy_form": extra.pop("policy_form", None) or _policy_form(workspace),
-        "policy": policy.Policy.of(workspace),
-        **requests_context(workspace),
-        **policy_context(workspace),
-        "app_policy_form": extra.pop("app_policy_form", None) or app_policy_form(workspace),
-        "expiring": expiring_soon(workspace),
-        **tools_context(workspace),
-        **extra,
-    }
-    return render_template("settings/mcp.html", **context), status_code
 
 
 def _field_error(form, exc: InvalidInput) -> None:

@@ -8,6 +8,9 @@ from flask_login import current_user, login_required
 from poggio.identity.workspaces import memberships
 from portal.access import current_membership
 from portal.forms import ActionForm
+from portal.mcp_sections import (
+    expiring_soon,
+)
 
 bp = Blueprint("views", __name__)
 
@@ -45,8 +48,6 @@ def home():
 @bp.get("/settings")
 @login_required
 def settings_index():
-    from portal.mcp_settings import expiring_soon
-
     membership = current_membership()
     shown = membership is not None and membership.role == "admin" and membership.workspace.mcp_enabled
     return render_template(

@@ -3,7 +3,8 @@
 
 The core (``poggio/``) is grouped by concern. From the ground up: ``storage`` (the database), ``security``
 (token format, sealing, address checks), ``records`` (audit log, activity, usage, webhook outbox),
-``identity`` and ``runtime`` (who may do what; the tool-pack runtime), ``notices`` (attention, webhooks),
+``runtime`` (the tool-pack runtime), ``identity`` (who may do what, which tools included), ``notices``
+(attention, webhooks),
 ``commands`` (the ``poggio`` command). A room may import the rooms below it and the leaves at the top
 level (``settings``, ``errors``, ``display``), never one above it. Imports inside functions count: a
 circle is not opened by hiding one of its imports in a function.
@@ -17,9 +18,8 @@ from pathlib import Path
 import pytest
 from instances import ROOT
 
-ROOMS = ["storage", "security", "records", "identity", "runtime", "notices", "commands"]
-# rooms of one floor do not import each other
-FLOOR = {"storage": 0, "security": 1, "records": 2, "identity": 3, "runtime": 3, "notices": 4, "commands": 5}
+ROOMS = ["storage", "security", "records", "runtime", "identity", "notices", "commands"]
+FLOOR = {room: floor for floor, room in enumerate(ROOMS)}
 LEAVES = {"poggio.settings", "poggio.errors", "poggio.display"}
 PACKAGES = ["poggio", "portal", "mcp_server", "plugins"]
 

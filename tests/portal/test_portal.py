@@ -255,7 +255,7 @@ def test_long_token_lists_come_in_pages(admin):
     from poggio.identity.tokens import TokenService
     from poggio.records.audit import Actor
     from poggio.storage.models import Workspace
-    from portal.mcp_settings import PAGE_SIZE
+    from portal.mcp_sections import PAGE_SIZE
 
     acme = Workspace.get(Workspace.slug == "acme")
     for i in range(PAGE_SIZE + 3):
