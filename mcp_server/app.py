@@ -32,16 +32,16 @@ from mcp_server.proxies import TrustedProxies, leave_forwarded_headers_to_the_ap
 from mcp_server.ratelimit import TokenRateLimit, WriteLimit
 from mcp_server.tracing import Tracing
 from mcp_server.unreadable import RecordUnreadable
-from poggio import redaction
-from poggio.db import CommitWatcher, bind, database
-from poggio.oauth import OAuthService, normalise_resource
-from poggio.packs import CursorCodec
-from poggio.plugins import PackRegistry
-from poggio.scopes import supported_oauth_scopes
+from poggio.identity.oauth import OAuthService, normalise_resource
+from poggio.identity.scopes import supported_oauth_scopes
+from poggio.identity.tokens import TokenService
+from poggio.notices.webhook_delivery import Deliverer
+from poggio.records import redaction
+from poggio.records.usage import UsageRecorder
+from poggio.runtime.packs import CursorCodec
+from poggio.runtime.plugins import PackRegistry
 from poggio.settings import Settings, load_settings
-from poggio.tokens import TokenService
-from poggio.usage import UsageRecorder
-from poggio.webhook_delivery import Deliverer
+from poggio.storage.db import CommitWatcher, bind, database
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import dataclasses
 import inspect
 import logging
 import time
@@ -27,7 +28,6 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import (
     CLIENT_INFO_META_KEY,
     INVALID_PARAMS,
-    METHOD_NOT_FOUND,
     AudioContent,
     BlobResourceContents,
     CallToolResult,
@@ -45,14 +45,15 @@ from pydantic import ConfigDict, ValidationError, create_model
 
 from mcp_server.auth import Principal, current_principal
 from mcp_server.metrics import Metrics
+from mcp_server.resources import ResourceHandlers
 from poggio import __version__
-from poggio.activity import METHOD_LABELS
-from poggio.db import LockWait, database, lock_wait, statement_deadline
 from poggio.errors import TOOL_MESSAGES, database_trouble
-from poggio.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
-from poggio.plugins import PackRegistry
+from poggio.records.activity import METHOD_LABELS
+from poggio.records.usage import UsageRecorder
+from poggio.runtime.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
+from poggio.runtime.plugins import PackRegistry
 from poggio.settings import Settings
-from poggio.usage import UsageRecorder
+from poggio.storage.db import LockWait, database, lock_wait, statement_deadline
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ COUNTED_METHODS = frozenset(METHOD_LABELS[:4])
 OTHER = "other"
 NO_SUCH_THING = {
     "prompts/get": (INVALID_PARAMS, "Unknown prompt: this server offers tools only, no prompts"),
-    "resources/subscribe": (METHOD_NOT_FOUND, "Method not found: this server offers no resources to subscribe to"),
-    "resources/unsubscribe": (METHOD_NOT_FOUND, "Method not found: this server offers no resources to subscribe to"),
 }
 UNKNOWN_TOOL = METHOD_LABELS[5]
 
@@ -189,6 +188,7 @@ def _bind(
     limiter: anyio.CapacityLimiter,
     timeout: float,
     metrics: Metrics,
+    changed=None,
 ):
     """An async MCP tool function for ``spec`` with the signature of its arguments (no context)."""
     params = spec.parameters()  # without the ToolContext; a write tool's idempotency_key
@@ -205,6 +205,8 @@ def _bind(
         if ctx is None or ctx.tool_name != spec.name:  # unreachable: the gate admits every call it lets run
             raise MCPToolError(f"{spec.name} was not admitted for this request")
         admitted.set(None)  # one admission, one run
+        if changed is not None:  # the resources this call changes, for their subscribers
+            ctx = dataclasses.replace(ctx, changes=[])
 
         def run(deadline: float) -> ToolResult:
             with database.connection_context(), statement_deadline(deadline):
@@ -260,6 +262,8 @@ def _bind(
                     raise timed_out() from None
                 log.exception("tool %s (pack %s) raised", spec.name, spec.pack)
                 raise MCPToolError(f"{spec.name} failed because of an internal error; it has been logged") from None
+        if ctx.changes:
+            changed(ctx.workspace_id, ctx.changes)
         return CallToolResult(
             content=_content(result),
             structured_content=None if result.data is None else result.data.model_dump(mode="json", by_alias=True),
@@ -358,7 +362,7 @@ class ScopeMiddleware:
             if isinstance(result, dict) and len(self._tool_lists) < 256:
                 self._tool_lists[cache_key] = result
         if ctx.method in ("initialize", "server/discover"):
-            result = _tools_only(result)
+            result = _tools_only(result, resources=bool(self.registry.resources()))
         failed = (isinstance(result, CallToolResult) and result.is_error) or (
             isinstance(result, dict) and bool(result.get("isError") or result.get("is_error"))
         )
@@ -386,7 +390,7 @@ class ScopeMiddleware:
         self.gate.count(principal, label, ok, client, outcome)
 
 
-def _tools_only(result):
+def _tools_only(result, resources: bool = False):
     """An ``initialize`` or ``server/discover`` answer that advertises what is served: tools, whose
     list never changes while the process runs. MCPServer always registers prompt and resource
     handlers, so the SDK would advertise both (and, on 2026-07-28, change notifications)."""
@@ -395,6 +399,8 @@ def _tools_only(result):
     capabilities = {k: v for k, v in result["capabilities"].items() if k not in ("prompts", "resources")}
     if isinstance(capabilities.get("tools"), dict):
         capabilities["tools"] = {**capabilities["tools"], "listChanged": False}
+    if resources:  # served by mcp_server.resources; updates cannot be delivered (stateless)
+        capabilities["resources"] = {"subscribe": False, "listChanged": False}
     return {**result, "capabilities": capabilities}
 
 
@@ -424,8 +430,11 @@ def build_server(
         log_level="WARNING",
         subscriptions=False,  # no subscriptions/listen: nothing here ever changes or notifies
     )
+    resources = ResourceHandlers(registry, cursors, limiter, settings.tool_timeout_seconds)
+    if registry.resources():
+        resources.install(server._lowlevel_server)
     for spec in registry.tools():
-        fn = _bind(spec, registry, cursors, limiter, settings.tool_timeout_seconds, metrics)
+        fn = _bind(spec, registry, cursors, limiter, settings.tool_timeout_seconds, metrics, resources.changed)
         options = dict(
             name=spec.name,
             title=spec.title,
@@ -437,7 +446,7 @@ def build_server(
                 idempotent_hint=spec.idempotent,
                 open_world_hint=spec.open_world,
             ),
-            meta={"io.poggio/pack": spec.pack},
+            meta={"io.poggio/pack": spec.pack, **({"ui": {"resourceUri": spec.app}} if spec.app else {})},
         )
         server.add_tool(fn, **options)
         if tools is not None:

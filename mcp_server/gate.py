@@ -35,8 +35,8 @@ from mcp_server.asgi import read_body, replay
 from mcp_server.auth import VERDICT, Principal, principal_of
 from mcp_server.binding import Arguments, admitted, client_name
 from mcp_server.stepup import ScopeChallenge
-from poggio import scopes
-from poggio.packs import ToolSpec
+from poggio.identity import scopes
+from poggio.runtime.packs import ToolSpec
 
 GATE = "poggio.gate"  # scope key: this request's Passage, once the gate has read it
 

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from poggio.audit import Actor
+from poggio.records.audit import Actor
 
 ACCEPT = "application/json, text/event-stream"
 LEGACY, MODERN = "2025-11-25", "2026-07-28"
@@ -77,8 +77,8 @@ def world(tmp_path_factory):
         check=True,
         capture_output=True,
     )
-    from poggio.tokens import TokenService
-    from poggio.workspaces import get_workspace
+    from poggio.identity.tokens import TokenService
+    from poggio.identity.workspaces import get_workspace
 
     with db.connection_context():
         ws = get_workspace("acme")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import poggio
-from poggio.plugins import ENTRY_POINT_GROUP, PackRegistry
+from poggio.runtime.plugins import ENTRY_POINT_GROUP, PackRegistry
 
 REGISTRY = PackRegistry.load()
 BUILT_IN = {
@@ -74,7 +74,7 @@ def test_built_in_pack_imports_only_the_pack_api(pack):
 
 
 def test_the_check_sees_a_pack_reaching_into_the_core(tmp_path, monkeypatch):
-    """The checker itself: an import of poggio.db, of a pack not required, of a private name."""
+    """The checker itself: an import of poggio.storage.db, of a pack not required, of a private name."""
     import poggio_contacts
 
     source = Path(poggio_contacts.__file__).parent
@@ -83,14 +83,14 @@ def test_the_check_sees_a_pack_reaching_into_the_core(tmp_path, monkeypatch):
     for path in source.glob("*.py"):
         (copy / path.name).write_text(path.read_text())
     (copy / "extra.py").write_text(
-        "from poggio.db import database\nfrom poggio import CursorCodec\n"
+        "from poggio.storage.db import database\nfrom poggio import CursorCodec\n"
         "from poggio_revenue import Opportunity\n"
         "from poggio_accounts.models import insert_accounts\n"
     )
     monkeypatch.setattr(poggio_contacts, "__file__", str(copy / "__init__.py"))
     found = violations("contacts")
     assert len(found) == 4, found
-    assert "imports poggio.db" in found[0] and "CursorCodec is not in poggio.__all__" in found[1]
+    assert "imports poggio.storage.db" in found[0] and "CursorCodec is not in poggio.__all__" in found[1]
     assert "does not require" in found[2] and "poggio_accounts.models" in found[3]
 
 
