@@ -69,6 +69,7 @@ def world(tmp_path_factory):
     """A demo instance (SQLite, 30 accounts) with tokens: every pack ("full"), accounts only, a
     writer, and a writer whose token expires within days (the lean path leaves its calls to the
     SDK, which adds the expiry warning), served in this process with an in-memory span exporter."""
+    saved = dict(os.environ)  # the instance's and the server's settings: for this module only
     inst = make_instance(tmp_path_factory.mktemp("gate"), "sqlite")
     db = inst.activate()
     subprocess.run(
@@ -103,6 +104,8 @@ def world(tmp_path_factory):
     )
     yield server, tokens, exporter, workspace_id
     server.stop()
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def post(server, token: str, body, headers: dict[str, str] | None = None, raw: bytes | None = None):
