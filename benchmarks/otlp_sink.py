@@ -8,6 +8,7 @@ bytes received when stopped.
 from __future__ import annotations
 
 import argparse
+import signal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 received = {"batches": 0, "bytes": 0}
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=4318)
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Sink)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped by kill too: print the counts
     try:
         server.serve_forever()
     except KeyboardInterrupt:
