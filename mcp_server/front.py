@@ -55,6 +55,8 @@ class Front:
         if not self._mine(scope):
             return await self.app(scope, receive, send)
         principal = await self.gate.authenticate(scope)  # a refusal is the stack's to render
+        if principal is None and self.gate.tracing is not None:
+            return await self.gate.tracing.unauthenticated(scope, self.app, receive, send)
         if principal is None or not self.lean.may_answer(scope):
             scope[DECLINED] = True
             self.lean.declined.inc()

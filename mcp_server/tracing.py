@@ -159,6 +159,33 @@ class Tracing:
 
         return watched
 
+    async def unauthenticated(self, scope, app, receive, send) -> None:
+        """``app`` answering a request whose credentials were refused (401, 403, 429 before any
+        principal), inside a span of its own: the method from the ``Mcp-Method`` header (the body
+        is not read), the outcome, the status."""
+        carrier, method = {}, None
+        for key, value in scope["headers"]:
+            if key in (b"traceparent", b"tracestate") and key.decode() not in carrier:
+                carrier[key.decode()] = value.decode("latin-1")
+            elif key == b"mcp-method" and method is None:
+                method = value.decode("latin-1")[:100]
+        span = self.tracer.start_span(
+            SPAN_NAME.format(method=method or "request"),
+            context=self.propagator.extract(carrier) if carrier else None,
+            kind=self._kind.SERVER,
+            attributes={"mcp.method.name": method or "unknown", "poggio.outcome": "refused"},
+        )
+
+        class Refused:  # what watch() needs of a passage
+            pass
+
+        passage = Refused()
+        passage.span = (span, None, None)
+        try:
+            await app(scope, receive, self.watch(passage, send))
+        finally:
+            span.end()
+
     def end(self, passage) -> None:
         if passage.span is None:
             return

@@ -276,6 +276,25 @@ def test_a_refusal_before_any_tool_is_on_the_span(world):
     assert last.attributes["poggio.outcome"] == "rate_limited"
 
 
+def test_a_refused_credential_is_on_a_span_without_it(world):
+    """A token that is no token: 401, on a span of its own (outcome refused), the token nowhere."""
+    server, tokens, exporter, _ = world
+    trace_id = os.urandom(16).hex()
+    bogus = "pgo_" + "x" * 40
+    response = post(
+        server,
+        bogus,
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"traceparent": f"00-{trace_id}-{PARENT_ID}-01", "Mcp-Method": "tools/list"},
+    )
+    assert response.status_code == 401
+    (span,) = wait_for_spans(exporter, trace_id, 1)
+    assert span.name == "mcp tools/list"
+    assert span.attributes["http.response.status_code"] == 401
+    assert span.attributes["poggio.outcome"] == "refused"
+    no_token_anywhere([span], {**tokens, "bogus": bogus})
+
+
 def test_tracing_is_off_unless_configured():
     from mcp_server.tracing import Tracing, wanted
 
