@@ -151,8 +151,8 @@ def install_stages() -> Stages:
     from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 
     import mcp_server.auth as auth
-    import mcp_server.binding as binding
     import mcp_server.front as front
+    import mcp_server.gate as gate
     import mcp_server.lean as lean
     from poggio.runtime.packs import ToolSpec
 
@@ -160,16 +160,17 @@ def install_stages() -> Stages:
     for owner, name, label in [
         (front.Front, "__call__", "the whole request (front door)"),
         (auth.TokenAuthBackend, "authenticate", "  authentication (cached verdict, rate limit)"),
+        (gate.Gate, "enter", "  the gate: the body read and parsed, write limit, scope challenge"),
         (lean.LeanPath, "answer", "  lean path"),
         (lean.surfaces, "validate_client_request", "    the SDK's request validation"),
         (lean, "classify_inbound_request", "    the SDK's 2026-07-28 envelope check"),
         (lean.LeanPath, "_call", "    tools/call"),
-        (binding.ScopeMiddleware, "refusal", "      scope and argument check"),
+        (gate.Gate, "admit_call", "      scope and argument check, the ToolContext"),
         (Tool, "run", "      the SDK's Tool.run"),
         (FuncMetadata, "validate_arguments", "        its argument validation"),
         (FuncMetadata, "convert_result", "        its output validation"),
         (ToolSpec, "run", "        the tool itself"),
-        (binding.ScopeMiddleware, "count", "      usage, activity record, metrics"),
+        (gate.Gate, "count", "      usage, activity record, metrics"),
         (lean, "_modern_bytes", "    writing the answer (2026-07-28)"),
         (lean, "_legacy_bytes", "    writing the answer (legacy)"),
     ]:
@@ -249,7 +250,10 @@ async def run(args, token: str) -> None:
             for case, tool, arguments in writes
         ]
     inner = reference.__closure__[0].cell_contents  # reference_server._guarded(app): the app it guards
-    async with getattr(app, "app", app).router.lifespan_context(app), inner.router.lifespan_context(inner):
+    starlette = app
+    while not hasattr(starlette, "router"):  # inside the app's outer layers (TrustedProxies, Front)
+        starlette = starlette.app
+    async with starlette.router.lifespan_context(app), inner.router.lifespan_context(inner):
         if args.interleaved:
             return await interleaved(cases, args)
         print(f"{'case':28} {'best':>8} {'mean':>8}  us per request (of {args.batches} batches)")

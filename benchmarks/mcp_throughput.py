@@ -18,6 +18,8 @@ Both protocol generations are measured: the legacy stateless POST (``MCP-Protoco
 the ``MCP-Protocol-Version``, ``Mcp-Method`` and ``Mcp-Name`` headers). ``--before DIR`` also starts
 Poggio from another checkout (e.g. ``git worktree add /tmp/before main``) on the same database, so
 before and after are measured in one run; ``--only`` keeps the cases whose name has one of the words.
+``--trace-to URL`` turns OpenTelemetry traces on in Poggio's server (not in ``--before``'s), sent
+over OTLP/HTTP to URL: ``benchmarks/otlp_sink.py`` answers as a collector would and keeps nothing.
 """
 
 from __future__ import annotations
@@ -165,6 +167,11 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="a checkout of the code to compare with (same database)")
     parser.add_argument("--only", default="", help="comma-separated words: only the cases whose name has one")
     parser.add_argument(
+        "--trace-to",
+        default="",
+        help="an OTLP/HTTP endpoint (e.g. a collector, or otlp_sink.py): Poggio's server (not --before's) traces to it",
+    )
+    parser.add_argument(
         "--paired",
         action="store_true",
         help="run each case's reference again just before it, and take ratios pair by pair",
@@ -217,6 +224,7 @@ def main() -> None:
     ).stdout.strip()
     p_port, r_port, s_port, b_port = free_port(), free_port(), free_port(), free_port()
     env["POGGIO_MCP_PUBLIC_URL"] = f"http://127.0.0.1:{p_port}/mcp"
+    traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": args.trace_to} if args.trace_to else {}
     access = subprocess.run(
         [sys.executable, "-c", MINT_OAUTH], env=env, check=True, capture_output=True, text=True
     ).stdout.strip()
@@ -239,7 +247,7 @@ def main() -> None:
                 "--no-access-log",
             ],
             cwd=ROOT,
-            env=env,
+            env={**env, **traced},
             stdout=poggio_log,
             stderr=subprocess.STDOUT,
         ),

@@ -22,23 +22,25 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, principal_of, protect
-from mcp_server.binding import STATEMENT_GRACE, ScopeMiddleware, build_server, label_of
+from mcp_server.binding import STATEMENT_GRACE, build_server, label_of
 from mcp_server.cors import cors_route, public_route
 from mcp_server.front import Front
+from mcp_server.gate import Gate, GateMiddleware
 from mcp_server.lean import LeanPath
 from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
 from mcp_server.prompting import StreamRouter
 from mcp_server.proxies import TrustedProxies, leave_forwarded_headers_to_the_app
-from mcp_server.ratelimit import TokenRateLimit, WriteLimit, WriteRateLimit
-from mcp_server.stepup import ScopeChallenge, ScopeChallengeMiddleware
+from mcp_server.ratelimit import TokenRateLimit, WriteLimit
+from mcp_server.tracing import Tracing
 from mcp_server.unreadable import RecordUnreadable
-from poggio.identity.oauth import OAuthService, normalise_resource
+from poggio.identity.oauth import normalise_resource
 from poggio.identity.scopes import supported_oauth_scopes
-from poggio.identity.tokens import TokenService
 from poggio.notices.webhook_delivery import Deliverer
 from poggio.records import redaction
 from poggio.records.usage import UsageRecorder
+from poggio.runtime.packs import CursorCodec
 from poggio.runtime.plugins import PackRegistry
+from poggio.services import Services
 from poggio.settings import Settings, load_settings
 from poggio.storage.db import CommitWatcher, bind, database
 
@@ -104,14 +106,17 @@ def _warn_about_rate_limits_per_worker(settings: Settings) -> None:
         )
 
 
-def create_app(settings: Settings | None = None, registry: PackRegistry | None = None):
+def create_app(settings: Settings | None = None, registry: PackRegistry | None = None, tracer_provider=None):
+    """``tracer_provider``: an OpenTelemetry ``TracerProvider`` for the request spans (else one
+    made from the ``OTEL_*`` environment variables, if they configure an exporter: off otherwise)."""
     settings = settings or load_settings()
     redaction.configure_logging()
-    registry = registry if registry is not None else PackRegistry.load(settings.packs)
+    services = Services(settings, registry)  # the composition root the portal and the command build too
+    registry = services.registry
     # a statement outlives its tool call's timeout by STATEMENT_GRACE at most (PostgreSQL; SQLite per call)
     bind(settings.database_url, statement_timeout=settings.tool_timeout_seconds + STATEMENT_GRACE)
     limiter = anyio.CapacityLimiter(16)  # worker threads for database work: bounded, like the pool
-    oauth = OAuthService.from_settings(settings, set(registry.names))
+    oauth = services.oauth
     recorder = UsageRecorder(
         settings.usage_flush_seconds,
         retention_days=settings.activity_retention_days,
@@ -119,13 +124,43 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     )
     metrics = Metrics([t.name for t in registry.tools()], multiprocess_dir(settings.instance_path))
     _warn_about_rate_limits_per_worker(settings)
-    tools: dict = {}
-    server = build_server(settings, registry, recorder, metrics, limiter, tools)
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=settings.mcp_allowed_hosts,
         allowed_origins=settings.mcp_allowed_origins,
     )
+    resource = normalise_resource(settings.mcp_public_url)
+    watcher = CommitWatcher.of(database.obj)
+    rate_limit = TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings))
+    backend = TokenAuthBackend(
+        services.tokens,
+        limiter,
+        rate_limit,
+        inline=isinstance(database.obj, SqliteDatabase),
+        oauth=oauth,
+        resource=resource,
+        recorder=recorder,
+        label=label_of(registry),
+        watcher=watcher,
+    )
+    metadata_paths = protected_resource_paths(settings.mcp_public_url)
+    resource_metadata = f"{_origin(settings.mcp_public_url)}{metadata_paths[-1]}"
+    write_limit = WriteLimit(
+        TokenRateLimit(settings.write_rate_limit, settings.redis_url, namespace=_installation(settings)),
+        {t.name for t in registry.tools() if not t.read_only},
+    )
+    gate = Gate(  # what every MCP request passes once, whichever path answers it
+        registry,
+        metrics,
+        CursorCodec(settings.secret_key.encode()),
+        backend=backend,
+        write_limit=write_limit,
+        resource_metadata=resource_metadata,
+        max_body=settings.max_body_bytes,
+        tracing=Tracing.configured(tracer_provider),
+    )
+    tools: dict = {}
+    server = build_server(settings, registry, recorder, metrics, limiter, tools, gate)
     sessions = StreamableHTTPSessionManager(
         app=server._lowlevel_server,  # the documented way to mount MCPServer in an app of our own
         stateless=True,  # any replica answers any request: no session state to share
@@ -142,22 +177,6 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         security_settings=security,
         max_request_body_size=settings.max_body_bytes,
     )
-    resource = normalise_resource(settings.mcp_public_url)
-    watcher = CommitWatcher.of(database.obj)
-    rate_limit = TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings))
-    backend = TokenAuthBackend(
-        TokenService.from_settings(settings, set(registry.names)),
-        limiter,
-        rate_limit,
-        inline=isinstance(database.obj, SqliteDatabase),
-        oauth=oauth,
-        resource=resource,
-        recorder=recorder,
-        label=label_of(registry),
-        watcher=watcher,
-    )
-    metadata_paths = protected_resource_paths(settings.mcp_public_url)
-    resource_metadata = f"{_origin(settings.mcp_public_url)}{metadata_paths[-1]}"
 
     def counted_error(conn, exc):
         metrics.auth_failures.labels(exc.reason if isinstance(exc, Rejected) else "invalid").inc()
@@ -183,20 +202,10 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         ),
         principal_of,
     )
-    write_limit = WriteLimit(
-        TokenRateLimit(settings.write_rate_limit, settings.redis_url, namespace=_installation(settings)),
-        {t.name for t in registry.tools() if not t.read_only},
-    )
-    rules = next(m for m in server._lowlevel_server.middleware if isinstance(m, ScopeMiddleware))
-    challenge = ScopeChallenge(rules, resource_metadata)  # a call out of an OAuth token's scope: 403
     lean = None
     if settings.mcp_lean_path:  # the hot requests without the SDK's per-request machinery (same answers)
-        mcp_app = lean = LeanPath(
-            mcp_app, server, security, settings.max_body_bytes, metrics, tools, write_limit, challenge
-        )
-    stepup = ScopeChallengeMiddleware(mcp_app, challenge, principal_of, settings.max_body_bytes)
-    writes = WriteRateLimit(stepup, write_limit, principal_of, settings.max_body_bytes)
-    endpoint = KnownProtocolVersion(protect(writes, backend, on_error=counted_error))
+        mcp_app = lean = LeanPath(mcp_app, server, security, settings.max_body_bytes, metrics, tools, gate)
+    endpoint = KnownProtocolVersion(protect(GateMiddleware(mcp_app, gate), backend, on_error=counted_error))
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -263,6 +272,8 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             await anyio.to_thread.run_sync(deliverer.close)
             await anyio.to_thread.run_sync(recorder.close)
             metrics.close()
+            if gate.tracing is not None:
+                gate.tracing.close()
             if watcher is not None:
                 watcher.close()
             log.info("usage flushed on shutdown")
@@ -280,7 +291,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         lifespan=lifespan,
     )
     if lean is not None:  # the hot POSTs answered before the Starlette stack (same answers)
-        app = Front(app, lean, backend, MCP_PATH, SUPPORTED_VERSIONS)
+        app = Front(app, lean, gate, MCP_PATH, SUPPORTED_VERSIONS)
     # the client's address as POGGIO_TRUSTED_PROXIES says, whatever server runs this app
     leave_forwarded_headers_to_the_app()
     return TrustedProxies(app, settings.trusted_proxies)

@@ -50,7 +50,6 @@ from mcp_server.prompting import STREAMED, Prompts, Reporter
 from mcp_server.resources import ResourceHandlers
 from poggio import __version__
 from poggio.errors import TOOL_MESSAGES, database_trouble
-from poggio.identity import scopes
 from poggio.records.activity import METHOD_LABELS
 from poggio.records.usage import UsageRecorder
 from poggio.runtime.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
@@ -73,6 +72,11 @@ UNKNOWN_TOOL = METHOD_LABELS[5]
 # Set by ScopeMiddleware for each request: a tool call that times out says so here, so the request is
 # recorded as timed_out rather than as any tool error (the SDK turns both into the same result).
 _timed_out: contextvars.ContextVar[list | None] = contextvars.ContextVar("poggio_timed_out", default=None)
+# Set by the gate (mcp_server.gate.Gate.admit_call) when it admits a tool call: the call's ToolContext.
+# The tool wrapper runs nothing without it, so no path can run a tool the gate did not admit.
+admitted: contextvars.ContextVar[Any] = contextvars.ContextVar("poggio_admitted", default=None)
+# Set by mcp_server.tracing for a traced request: the tool's database work gets a span of its own.
+tool_tracer: contextvars.ContextVar[Any] = contextvars.ContextVar("poggio_tool_tracer", default=None)
 
 
 def label_of(registry: PackRegistry):
@@ -198,31 +202,18 @@ def _bind(
     # SQLite is an in-process library: a call costs less on the event loop than the hop to a worker
     # thread, and the statement deadline stops runaway SQL. PostgreSQL is a network round trip, and
     # a tool that may block otherwise says so (ToolSpec.thread): those run in a worker thread.
-    inline = isinstance(database.obj, SqliteDatabase) and not spec.thread
+    is_sqlite = isinstance(database.obj, SqliteDatabase)
+    inline = is_sqlite and not spec.thread
     seconds = metrics.tool_seconds.labels(spec.name)
 
     async def call(**arguments: Any) -> CallToolResult:
         sdk_context = arguments.pop(REPORTS, None)  # tools that report: the SDK's Context of the call
-        principal = current_principal()
-        if principal is None:  # unreachable behind the auth middleware; refuse rather than guess
-            raise MCPToolError("not authenticated")
-        token = principal.token
-        refusal = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
-        if scopes.switched_away(spec.name, token.scope):
-            refusal = unknown_tool(spec.name)
-        if refusal is not None:  # the middleware refused it already; never run a tool out of scope
-            raise MCPToolError(refusal)
-        ctx = registry.tool_context(
-            cursors,
-            token.workspace_id,
-            token.token_id,
-            token.packs,
-            spec.name,
-            writable=token.writable,
-            caller=token.name,
-            token_kind=token.kind,
-            changes=[] if changed is not None else None,
-        )
+        ctx = admitted.get()
+        if ctx is None or ctx.tool_name != spec.name:  # unreachable: the gate admits every call it lets run
+            raise MCPToolError(f"{spec.name} was not admitted for this request")
+        admitted.set(None)  # one admission, one run
+        if changed is not None:  # the resources this call changes, for their subscribers
+            ctx = dataclasses.replace(ctx, changes=[])
         streamed = sdk_context is not None and _streamed(sdk_context)
         if streamed:  # notices go out from the event loop while the tool runs in a worker thread
             ctx = dataclasses.replace(ctx, reporter=Reporter(sdk_context, spec))
@@ -233,6 +224,9 @@ def _bind(
             if not isinstance(result, ToolResult):
                 raise TypeError(f"returned {type(result).__name__}, not a ToolResult")
             return result
+
+        if (tracer := tool_tracer.get()) is not None:
+            run = tracer.traced(run, spec.name, "sqlite" if inline or spec.thread and is_sqlite else "postgresql")
 
         def timed_out() -> ToolTimeout:
             log.warning("tool %s timed out after %ss", spec.name, timeout)
@@ -307,19 +301,30 @@ def _streamed(sdk_context) -> bool:
     return bool(getattr(http, "scope", {}).get(STREAMED))
 
 
-class ScopeMiddleware:
-    """SDK middleware: per-token tool visibility, and usage counting for every request."""
+def client_name(info: Any) -> str | None:
+    """``clientInfo`` (of ``initialize`` or of a 2026-07-28 ``_meta``) as usage records name a client."""
+    if isinstance(info, dict) and info.get("name"):
+        return f"{info.get('name')} {info.get('version') or ''}".strip()[:200]
+    return None
 
-    def __init__(self, registry: PackRegistry, recorder: UsageRecorder, metrics: Metrics):
+
+class ScopeMiddleware:
+    """SDK middleware: the SDK path's side of the gate (:class:`mcp_server.gate.Gate`): tool
+    visibility, call admission and usage counting for every request the SDK answers."""
+
+    def __init__(self, registry: PackRegistry, recorder: UsageRecorder, metrics: Metrics, gate=None):
+        if gate is None:  # a server built without an app around it (tests, benchmarks)
+            from mcp_server.gate import Gate
+
+            gate = Gate(registry, metrics, None)
+        self.gate = gate
         self.registry = registry
         self.recorder = recorder
         self.metrics = metrics
-        # tools/list answers, already filtered and shaped for the wire, per (protocol version, pack
-        # scope with its writable packs, its narrowing to named tools and the workspace's switched-off
-        # tools, read with the credential on every request): the tools are fixed for the life of the process, and
-        # building and validating the list was most of the cost of answering it.
-        self._tool_lists: dict[tuple[str, scopes.PackScope], dict[str, Any]] = {}
-        self._arguments = {spec.name: Arguments(spec) for spec in registry.tools()}
+        # tools/list answers, already filtered and shaped for the wire, per (protocol version, the
+        # set of tools the caller may see: Gate.visible_tools): the tools are fixed for the life of
+        # the process, and building and validating the list was most of the cost of answering it.
+        self._tool_lists: dict[tuple[str, frozenset[str]], dict[str, Any]] = {}
 
     @staticmethod
     def _client(ctx) -> str | None:
@@ -331,27 +336,12 @@ class ScopeMiddleware:
         elif ctx.session is not None and ctx.session.client_params is not None:
             ci = ctx.session.client_params.client_info
             info = {"name": ci.name, "version": ci.version}
-        if isinstance(info, dict) and info.get("name"):
-            return f"{info.get('name')} {info.get('version') or ''}".strip()[:200]
-        return None
+        return client_name(info)
 
-    def refusal(self, token, spec: ToolSpec, arguments: Any) -> tuple[str, str] | None:
-        """Why ``token`` may not call ``spec`` with ``arguments`` (a tool error's text) and how the
-        activity record calls it (``refused``: out of the token's scope; ``tool_error``: bad
-        arguments), or None. Both MCP paths ask this. A tool switched off in the workspace, or outside
-        the token's narrowing to named tools, gets the words an unknown tool gets."""
-        if scopes.switched_away(spec.name, token.scope):
-            return unknown_tool(spec.name), "refused"
-        refused = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
-        if refused is not None:
-            return refused, "refused"
-        problem = self._arguments[spec.name].problem(arguments)
-        return None if problem is None else (problem, "tool_error")
-
-    def cached_list(self, protocol_version: str, scope) -> dict[str, Any] | None:
-        """The ``tools/list`` result already shaped for this protocol version and pack scope (read
-        and write levels), if any."""
-        return self._tool_lists.get((protocol_version, scope))
+    def cached_list(self, protocol_version: str, visible: frozenset[str]) -> dict[str, Any] | None:
+        """The ``tools/list`` result already shaped for this protocol version and set of visible
+        tools, if any."""
+        return self._tool_lists.get((protocol_version, visible))
 
     async def __call__(self, ctx, call_next):
         principal = current_principal()
@@ -361,7 +351,6 @@ class ScopeMiddleware:
         return with_meta(await self._handle(ctx, call_next, principal, box), principal.expiry_meta())
 
     async def _handle(self, ctx, call_next, principal: Principal, box: list):
-        token = principal.token
         label = ctx.method if ctx.method in COUNTED_METHODS else OTHER
         if ctx.method in NO_SUCH_THING:
             # tools only, as the capabilities say; the list methods still answer their empty lists for
@@ -378,13 +367,14 @@ class ScopeMiddleware:
             name = ctx.params.get("name")
             spec = self.registry.tool(name) if isinstance(name, str) else None
             label = spec.name if spec else UNKNOWN_TOOL
-            found = None if spec is None else self.refusal(token, spec, ctx.params.get("arguments"))
+            found = None if spec is None else self.gate.admit_call(principal, spec, ctx.params.get("arguments"))
             if found is not None:
                 refusal, outcome = found
                 self._count(principal, ctx, label, ok=False, outcome=outcome)
                 return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
         listing = ctx.method == "tools/list"
-        cache_key = (ctx.protocol_version, token.scope)
+        visible = self.gate.visible_tools(principal) if listing else None
+        cache_key = (ctx.protocol_version, visible)
         if listing and (cached := self._tool_lists.get(cache_key)) is not None:
             self._count(principal, ctx, label, ok=True)
             return cached
@@ -394,9 +384,9 @@ class ScopeMiddleware:
             self._count(principal, ctx, label, ok=False)
             raise
         if listing:
-            result = self._shape_list(result, token.scope)
+            result = self._shape_list(result, visible)
             if isinstance(result, dict):
-                if len(self._tool_lists) >= 256:  # switches and narrowings make more scopes: start again
+                if len(self._tool_lists) >= 256:  # switches and narrowings make more visible sets: start again
                     self._tool_lists.clear()
                 self._tool_lists[cache_key] = result
         if ctx.method in ("initialize", "server/discover"):
@@ -409,11 +399,9 @@ class ScopeMiddleware:
         self._count(principal, ctx, label, ok=not failed, outcome="timed_out" if failed and box else None)
         return result
 
-    def _shape_list(self, result, scope: scopes.PackScope):
-        """The tools the caller may call only (write tools only with write access to their pack),
-        each input schema closed (``additionalProperties: false``): the arguments it does not name
-        are refused."""
-        allowed = {t.name for t in self.registry.tools() if scopes.may_see(t.pack, t.read_only, scope, t.name)}
+    def _shape_list(self, result, allowed: frozenset[str]):
+        """The tools the caller may call only (``allowed``: :meth:`Gate.visible_tools`), each input
+        schema closed (``additionalProperties: false``): the arguments it does not name are refused."""
 
         def shape(tool: dict[str, Any]) -> dict[str, Any]:
             key = "inputSchema" if "inputSchema" in tool else "input_schema"
@@ -429,9 +417,7 @@ class ScopeMiddleware:
         self.count(principal, label, ok, self._client(ctx), outcome)
 
     def count(self, principal: Principal, label: str, ok: bool, client: str | None, outcome: str | None = None) -> None:
-        """Count one request of ``principal`` (usage, the activity record, metrics) under ``label``."""
-        principal.record(label, outcome or ("ok" if ok else "tool_error"), client)
-        self.metrics.request(label, ok).inc()
+        self.gate.count(principal, label, ok, client, outcome)
 
 
 def _tools_only(result, prompts: bool = False, resources: bool = False):
@@ -457,19 +443,25 @@ def build_server(
     metrics: Metrics,
     limiter: anyio.CapacityLimiter,
     tools: dict[str, Tool] | None = None,
+    gate=None,
 ) -> MCPServer:
     """The MCP server with every pack's tools. ``tools``, when given, receives each tool as the SDK's
-    ``Tool`` (built by ``Tool.from_function`` with what ``add_tool`` gets), for the lean path to run."""
+    ``Tool`` (built by ``Tool.from_function`` with what ``add_tool`` gets), for the lean path to run.
+    ``gate``: the app's :class:`mcp_server.gate.Gate` (else one of its own, for a server alone)."""
+    cursors = CursorCodec(settings.secret_key.encode())
+    if gate is None:
+        from mcp_server.gate import Gate  # (the gate builds on this module)
+
+        gate = Gate(registry, metrics, cursors)
     server = MCPServer(
         name=settings.product_name,
         title=settings.product_name,
         version=__version__,
         instructions=registry.instructions(settings.product_name),
-        middleware=[ScopeMiddleware(registry, recorder, metrics)],
+        middleware=[ScopeMiddleware(registry, recorder, metrics, gate)],
         log_level="WARNING",
         subscriptions=False,  # no subscriptions/listen: nothing here ever changes or notifies
     )
-    cursors = CursorCodec(settings.secret_key.encode())
     resources = ResourceHandlers(registry, cursors, limiter, settings.tool_timeout_seconds)
     if registry.resources():
         resources.install(server._lowlevel_server)

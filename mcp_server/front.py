@@ -3,11 +3,12 @@
 Starlette's error and exception middleware, its router, CORS, the protocol-version check and the
 three authentication layers cost more per request than a lean ``tools/list`` does, and none of
 them changes the answer to an ordinary authenticated POST without an ``Origin``. :class:`Front`
-takes such a POST, authenticates it once with the same :class:`~mcp_server.auth.TokenAuthBackend`,
-and lets :class:`~mcp_server.lean.LeanPath` answer it. Everything else, every refusal included,
-goes through the whole stack as before, carrying the verdict so that the token is checked (and
-counted against its rate limit) only once: the stack's backend returns or raises the verdict
-found in the scope (:data:`mcp_server.auth.VERDICT`). ``tests/test_lean_path.py`` compares the
+takes such a POST, passes it through the gate (:class:`~mcp_server.gate.Gate`: the credentials,
+the body read and parsed once, the write limit and the scope challenge) and lets
+:class:`~mcp_server.lean.LeanPath` answer it. Everything else goes through the whole stack as
+before, carrying what the gate found so that nothing is done twice: the stack's backend returns or
+raises the verdict found in the scope (:data:`mcp_server.auth.VERDICT`), and the stack's
+:class:`~mcp_server.gate.GateMiddleware` finds the request's passage. ``tests/test_lean_path.py`` compares the
 answers with a server that has neither this front nor the lean path.
 """
 
@@ -17,10 +18,10 @@ import json
 import logging
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
-from starlette.requests import HTTPConnection
 
-from mcp_server.asgi import first_headers, read_body, replay, send_answer
-from mcp_server.auth import VERDICT, TokenAuthBackend
+from mcp_server.asgi import first_headers, send_answer
+from mcp_server.auth import VERDICT
+from mcp_server.gate import Gate, Passage
 from mcp_server.lean import DECLINED, LeanPath
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,10 @@ INTERNAL_ERROR = json.dumps(
 class Front:
     """ASGI app around the whole server application (``app``)."""
 
-    def __init__(self, app, lean: LeanPath, backend: TokenAuthBackend, path: str, versions: tuple[str, ...]):
+    def __init__(self, app, lean: LeanPath, gate: Gate, path: str, versions: tuple[str, ...]):
         self.app = app
         self.lean = lean
-        self.backend = backend
+        self.gate = gate
         self.path = path
         self.versions = frozenset(v.encode("latin-1") for v in versions)
 
@@ -53,26 +54,35 @@ class Front:
     async def __call__(self, scope, receive, send):
         if not self._mine(scope):
             return await self.app(scope, receive, send)
-        try:
-            verdict = await self.backend.authenticate(HTTPConnection(scope))
-        except Exception as exc:  # a refusal (or a failure) that the stack renders as it always has
-            scope[VERDICT] = exc
-            return await self.app(scope, receive, send)
-        scope[VERDICT] = verdict
-        if not self.lean.may_answer(scope):
+        principal = await self.gate.authenticate(scope)  # a refusal is the stack's to render
+        if principal is None and self.gate.tracing is not None:
+            return await self.gate.tracing.unauthenticated(scope, self.app, receive, send)
+        if principal is None or not self.lean.may_answer(scope):
             scope[DECLINED] = True
             self.lean.declined.inc()
-            return await self.app(scope, receive, send)
-        read = await read_body(receive, self.lean.max_body)
-        if read is None:
+            return await self.app(scope, receive, send)  # the gate's middleware in the stack reads it
+        passage = await self.gate.enter(scope, receive, principal)
+        if passage is None:
             return  # the client went away
-        body, trailing, whole = read
+        tracing = self.gate.tracing
+        if tracing is not None:
+            send = tracing.watch(passage, send)
+        try:
+            await self._answer(scope, receive, send, passage)
+        finally:
+            if tracing is not None:
+                tracing.end(passage)
+
+    async def _answer(self, scope, receive, send, passage: Passage):
+        if passage.refused is not None:  # over the write limit, or out of an OAuth token's scope
+            return await passage.refused(scope, receive, send)
         answer = None
-        if whole:
+        if passage.whole:
+            verdict = scope[VERDICT]
             scope["user"], scope["auth"] = verdict[1], verdict[0]
             reset = auth_context_var.set(verdict[1])  # what the SDK's AuthContextMiddleware sets
             try:
-                answer = await self.lean.answer(scope, first_headers(scope), body)
+                answer = await self.lean.answer(scope, first_headers(scope), passage)
             except Exception:
                 log.exception("the lean MCP path failed on a request")
                 await send_answer(
@@ -92,5 +102,5 @@ class Front:
         if answer is None:
             scope[DECLINED] = True
             self.lean.declined.inc()
-            return await self.app(scope, replay(body, trailing, whole, receive), send)
+            return await self.app(scope, passage.receive(receive), send)
         await send_answer(send, answer)

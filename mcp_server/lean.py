@@ -10,10 +10,11 @@ path is not sure about (an odd envelope, a header to check, an error the SDK wor
 untouched: it *declines* and the SDK answers. ``tests/test_lean_path.py`` sends a corpus of
 requests to both paths and requires the same answers.
 
-Calls of write tools are answered here too (their idempotency and write transaction are the tool's
-own, on either path). Their write limit (:class:`~mcp_server.ratelimit.WriteLimit`) is counted here
-for a request that came straight from the front door, and not again for one that came through the
-whole stack, where ``WriteRateLimit`` counted it.
+What Poggio decides about a request (who calls, the write limit, the scope challenge, the tools a
+caller may see and call, the record) is the gate's (:class:`~mcp_server.gate.Gate`), asked once per
+request on either path: this path gets the body read and parsed by the gate (a
+:class:`~mcp_server.gate.Passage`), and is parse → gate → run → serialise. Calls of write tools are
+answered here too (their idempotency and write transaction are the tool's own, on either path).
 
 The SDK's objects this reads are in :class:`SdkAdapter`, checked at start-up and by
 ``tests/test_lean_path.py::test_sdk_adapter_matches_the_installed_sdk``.
@@ -51,17 +52,13 @@ from mcp_types import (
 from mcp_types import methods as surfaces
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
-from starlette.responses import Response
 
-from mcp_server.asgi import first_headers, read_body, replay, send_answer
-from mcp_server.auth import current_principal
-from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware
+from mcp_server.asgi import first_headers, send_answer
+from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware, client_name
 from mcp_server.binding import _timed_out as timed_out
+from mcp_server.gate import GATE, Gate, Passage
 from mcp_server.metrics import Metrics
 from mcp_server.prompting import accepts_sse, wants_stream
-from mcp_server.ratelimit import COUNTED as WRITES_COUNTED
-from mcp_server.ratelimit import WriteLimit
-from mcp_server.stepup import ScopeChallenge
 
 log = logging.getLogger(__name__)
 
@@ -127,28 +124,6 @@ class SdkAdapter:
         return self.lowlevel.get_tool_input_schema(name)
 
 
-LONG_NUMBER = b"0" * 19  # 19 digits and more may be an integer beyond 64 bits
-# the nesting the SDK's parsers read (pydantic-core's for the legacy generation; json.loads for
-# 2026-07-28, short of the interpreter's recursion limit); orjson reads deeper, so a body that may
-# nest deeper (more brackets than that, wherever they are) goes to the SDK, which words the refusal
-MAX_OPENERS = 200
-
-
-def _loads(body: bytes) -> Any:
-    """The request body as ``json.loads`` reads it, by orjson where the two agree: orjson reads an
-    integer beyond 64 bits as a float, so a body with a run of 19 digits anywhere is read by the
-    standard library. A body either refuses (orjson is stricter: NaN, lone surrogates), or that may
-    nest deeper than the SDK reads, goes to the SDK."""
-    if body.count(b"[") + body.count(b"{") > MAX_OPENERS:
-        raise Decline
-    try:
-        if LONG_NUMBER in body.translate(DIGITS_AS_ZERO):
-            return json.loads(body)
-        return orjson.loads(body)
-    except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
-        raise Decline from None
-
-
 def _legacy_bytes(request_id: Any, result: dict[str, Any]) -> bytes:
     # what the legacy transport sends: JSONRPCResponse.model_dump_json(by_alias=True, exclude_unset=True)
     return (
@@ -204,8 +179,7 @@ class LeanPath:
         max_body: int,
         metrics: Metrics,
         tools: dict[str, Tool],
-        write_limit: WriteLimit,
-        challenge: ScopeChallenge | None = None,
+        gate: Gate,
     ):
         self.sdk_app = sdk_app
         self.served, self.declined = metrics.lean.labels("served"), metrics.lean.labels("declined")
@@ -216,9 +190,8 @@ class LeanPath:
         self.max_body = max_body
         # the SDK's Tool objects, built by Tool.from_function exactly as MCPServer.add_tool builds its own
         self.tools = tools
-        self.write_limit = write_limit  # counted here for the write calls this path answers
-        self.challenge = challenge  # a call out of an OAuth token's scope: 403 insufficient_scope
-        self._lists: dict[tuple[str, frozenset[str] | None], bytes] = {}
+        self.gate = gate
+        self._lists: dict[tuple[str, frozenset[str]], bytes] = {}  # tools/list answers as bytes
         # tools that report progress or log: a call that asks for their notices goes to the SDK
         self._reporting = {t.name: t for t in self.scope_rules.registry.tools() if t.progress or t.logs}
         # tools whose input schema asks for Mcp-Param headers: the SDK checks those, so their calls go there
@@ -239,32 +212,30 @@ class LeanPath:
         return True
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or scope.get(DECLINED):
+        """In the stack, behind :class:`~mcp_server.gate.GateMiddleware`: the request's passage is
+        in its scope, and ``receive`` replays the body it read."""
+        passage = scope.get(GATE)
+        if scope["type"] != "http" or scope["method"] != "POST" or scope.get(DECLINED) or passage is None:
             return await self.sdk_app(scope, receive, send)
-        if not self.may_answer(scope):
-            self.declined.inc()
-            return await self.sdk_app(scope, receive, send)
-        read = await read_body(receive, self.max_body)
-        if read is None:
-            return
-        body, trailing, whole = read
-        answer = await self.answer(scope, first_headers(scope), body) if whole else None
+        answer = None
+        if passage.whole and self.may_answer(scope):
+            answer = await self.answer(scope, first_headers(scope), passage)
         if answer is None:
             self.declined.inc()
-            return await self.sdk_app(scope, replay(body, trailing, whole, receive), send)
+            return await self.sdk_app(scope, receive, send)
         await send_answer(send, answer)
 
-    async def answer(self, scope, headers: dict[bytes, bytes], body: bytes):
+    async def answer(self, scope, headers: dict[bytes, bytes], passage: Passage):
         """``(status, headers, payload)`` for a hot request this path is sure of, else None (the
         SDK's to answer). Counts what it serves."""
         try:
-            answer = await self._answer(scope, headers, body)
+            answer = await self._answer(scope, headers, passage)
         except Decline:
             return None
         self.served.inc()
         return answer
 
-    async def _answer(self, scope, headers: dict[bytes, bytes], body: bytes):
+    async def _answer(self, scope, headers: dict[bytes, bytes], passage: Passage):
         content_type = headers.get(b"content-type", b"").decode("latin-1")
         if content_type.split(";")[0].strip() != "application/json":
             raise Decline  # the SDK's two checks disagree on odd spellings: let it answer them
@@ -285,7 +256,9 @@ class LeanPath:
         modern = version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS
         if modern and version not in MODERN_PROTOCOL_VERSIONS:
             raise Decline
-        decoded = _loads(body)
+        if not passage.exact:
+            raise Decline  # no JSON, or what the SDK reads its own way: it words the answer
+        decoded = passage.message
         if not isinstance(decoded, dict) or not decoded.keys() <= ENVELOPE_KEYS or decoded.get("jsonrpc") != "2.0":
             raise Decline
         request_id, method, params = decoded.get("id"), decoded.get("method"), decoded.get("params")
@@ -309,10 +282,10 @@ class LeanPath:
             if isinstance(verdict, InboundLadderRejection):
                 raise Decline
             version = verdict.protocol_version
-            client = _client(verdict.client_info)
+            client = client_name(verdict.client_info)
         else:
             version = version or DEFAULT_NEGOTIATED_VERSION
-        principal = current_principal()
+        principal = passage.principal
         if principal is None or principal.expiry_meta() is not None:
             raise Decline  # a credential about to expire gets its warning in _meta: the SDK path adds it
         try:
@@ -325,9 +298,7 @@ class LeanPath:
         if method == "tools/list":
             result = self._listing(version, principal, params, modern, client)
         else:
-            result = await self._call(version, principal, params, modern, client, not scope.get(WRITES_COUNTED))
-        if isinstance(result, Response):  # over the write limit, or out of an OAuth token's scope
-            return result.status_code, result.raw_headers, result.body
+            result = await self._call(version, principal, params, modern, client)
         if isinstance(result, MCPError):
             error = result.error.model_dump(mode="json", by_alias=True, exclude_none=True)
             if modern:
@@ -367,45 +338,38 @@ class LeanPath:
     def _listing(self, version: str, principal, params: dict, modern: bool, client: str | None) -> bytes:
         if params.get("cursor") is not None:
             raise Decline  # the SDK words the refusal (and counts it)
-        scope = principal.token.scope  # packs, read or write level, narrowing, the workspace's switches
-        cached = self._lists.get((version, scope))
+        visible = self.gate.visible_tools(principal)  # packs, levels, narrowing, the workspace's switches
+        cached = self._lists.get((version, visible))
         if cached is None:
-            shaped = self.scope_rules.cached_list(version, scope)
+            shaped = self.scope_rules.cached_list(version, visible)
             if shaped is None:
                 raise Decline  # the first listing per version and scope goes through the SDK, which keeps it
             cached = _compact_json(shaped) if modern else pydantic_core.to_json(shaped)
-            if len(self._lists) >= 256:  # the scope holds the workspace's switches: keys come and go
+            if len(self._lists) >= 256:  # switches and narrowings make more visible sets: start again
                 self._lists.clear()
-            self._lists[(version, scope)] = cached
-        self.scope_rules.count(principal, "tools/list", True, client)
+            self._lists[(version, visible)] = cached
+        self.gate.count(principal, "tools/list", True, client)
         return cached
 
-    async def _call(self, version: str, principal, params: dict, modern: bool, client: str | None, count_writes: bool):
+    async def _call(self, version: str, principal, params: dict, modern: bool, client: str | None):
         name = params.get("name")
         spec = self.scope_rules.registry.tool(name) if isinstance(name, str) else None
         tool = self.tools.get(name) if spec is not None else None
         if tool is None or name in self._param_headers:
             raise Decline  # unknown tools: the SDK words the error
-        if not spec.read_only and count_writes:
-            # the write limit comes first, as WriteRateLimit stands in front of the SDK path: a call
-            # out of the token's scope counts too. (Idempotency and the write transaction are the tool's.)
-            refused = await self.write_limit.refusal(principal, [spec.name])
-            if refused is not None:
-                return refused
-        if self.challenge is not None and (refused := self.challenge.refusal(principal, spec, client)) is not None:
-            return refused  # as ScopeChallengeMiddleware answers it in front of the SDK
+        # (the write limit and the scope challenge were the gate's, before this path was asked)
         arguments = params.get("arguments")
-        found = self.scope_rules.refusal(principal.token, spec, arguments)
+        found = self.gate.admit_call(principal, spec, arguments)
         if found is not None:
             refusal, outcome = found
-            self.scope_rules.count(principal, spec.name, False, client, outcome)
+            self.gate.count(principal, spec.name, False, client, outcome)
             return _plain(CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True))
         timed_out.set(box := [])  # the tool wrapper notes a timeout here, for the activity record
         try:
             # what MCPServer.call_tool runs for a tool without a Context argument or resolvers
             result = await tool.run(arguments or {}, None, convert_result=True)
         except MCPError as exc:
-            self.scope_rules.count(principal, spec.name, False, client)
+            self.gate.count(principal, spec.name, False, client)
             return exc
         except Exception as exc:  # what MCPServer's tools/call handler makes of a failed call
             if isinstance(exc, SdkToolError) and not isinstance(exc, UnexpectedToolError):
@@ -419,7 +383,7 @@ class LeanPath:
                 dumped = surfaces.serialize_server_result("tools/call", version, _plain(result))
         except ValidationError:
             log.exception("tool %r returned an invalid result", spec.name)
-            self.scope_rules.count(principal, spec.name, False, client)
+            self.gate.count(principal, spec.name, False, client)
             return MCPError(code=-32603, message="Handler returned an invalid result")
         if modern:
             if dumped.get("resultType") is None:
@@ -430,7 +394,7 @@ class LeanPath:
             elif isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
                 dumped["_meta"] = {**meta, SERVER_INFO_META_KEY: self.sdk.server_info_stamp()}
         failed = bool(result.is_error)
-        self.scope_rules.count(principal, spec.name, not failed, client, "timed_out" if failed and box else None)
+        self.gate.count(principal, spec.name, not failed, client, "timed_out" if failed and box else None)
         return dumped
 
 
@@ -485,13 +449,6 @@ def _direct_versions() -> dict[str, bool]:
 
 def _plain(result: CallToolResult) -> dict[str, Any]:
     return result.model_dump(by_alias=True, mode="json", exclude_none=True)
-
-
-def _client(info: Any) -> str | None:
-    """The client named in a 2026-07-28 envelope, as ScopeMiddleware reads it."""
-    if isinstance(info, dict) and info.get("name"):
-        return f"{info.get('name')} {info.get('version') or ''}".strip()[:200]
-    return None
 
 
 DIRECT = _direct_versions()

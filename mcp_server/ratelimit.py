@@ -24,8 +24,6 @@ from limits.storage import storage_from_string
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
-from mcp_server.asgi import read_body, replay
-
 
 class LocalWindows:
     """Sliding window counters of one process (see the module's docstring): per key, the number of
@@ -130,33 +128,11 @@ def _parsed(limit: str):
     return parse(limit)
 
 
-def tools_called(body: bytes) -> list[str]:
-    """The tool names a JSON-RPC request body (one message or a batch) calls with ``tools/call``."""
-    if b"tools/call" not in body:
-        return []
-    try:
-        message = json.loads(body)
-    except (ValueError, RecursionError):  # not JSON, or nested too deep: the SDK answers it (-32700)
-        return []
-    messages = message if isinstance(message, list) else [message]
-    return [
-        m["params"]["name"]
-        for m in messages
-        if isinstance(m, dict)
-        and m.get("method") == "tools/call"
-        and isinstance(m.get("params"), dict)
-        and isinstance(m["params"].get("name"), str)
-    ]
-
-
-COUNTED = "poggio.writes_counted"  # scope key: WriteRateLimit has counted this request's write calls
-
-
 class WriteLimit:
     """Each call of a write tool counts against its token's write limit (``POGGIO_WRITE_RATE_LIMIT``),
     besides its limit of all requests; over it, the answer is 429 with ``Retry-After``. Only calls of
-    write tools count, so reads never use up the writes' allowance. Asked by :class:`WriteRateLimit`
-    for what reaches the SDK and by the lean path for what it answers itself: a call is counted once."""
+    write tools count, so reads never use up the writes' allowance. Asked by the gate
+    (:class:`mcp_server.gate.Gate`), once per request whichever path answers it."""
 
     def __init__(self, limit: TokenRateLimit, write_tools: set[str]):
         self.limit = limit
@@ -186,33 +162,3 @@ class WriteLimit:
                     headers={"Retry-After": str(wait)},
                 )
         return None
-
-
-class WriteRateLimit:
-    """ASGI middleware behind authentication: the :class:`WriteLimit` of the write tools a request
-    calls (one message or a batch)."""
-
-    def __init__(self, app, guard: WriteLimit, principal_of, max_body: int):
-        self.app = app
-        self.guard = guard
-        self.principal_of = principal_of
-        self.max_body = max_body
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("method") != "POST" or not self.guard.write_tools:
-            return await self.app(scope, receive, send)
-        read = await read_body(receive, self.max_body)
-        if read is None:
-            return  # the client went away
-        body, trailing, whole = read
-        if not whole:  # larger than the SDK accepts: it refuses it (413) unread, and nothing runs
-            return await self.app(scope, replay(body, trailing, whole, receive), send)
-        scope[COUNTED] = True  # the lean path behind must not count them again
-        names = tools_called(body)
-        principal = self.principal_of(scope) if any(n in self.guard.write_tools for n in names) else None
-        if principal is not None:
-            refused = await self.guard.refusal(principal, names)
-            if refused is not None:
-                await refused(scope, receive, send)
-                return
-        await self.app(scope, replay(body, None, True, receive), send)
