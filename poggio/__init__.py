@@ -1,8 +1,12 @@
 """Poggio's core: settings, database, models, tokens, and the API that tool packs build on.
 
-Everything a tool pack may use is importable from here (``__all__``); a pack imports nothing else of
-the core. docs/pack-authors/api.md documents each name, docs/pack-authors/hooks.md every hook.
+Everything a tool pack may use is importable from here (``__all__``), and the fast primitives a
+benchmark may call for from :mod:`poggio.advanced` (its ``__all__``); a pack imports nothing else of
+the core. docs/pack-authors/api.md documents each name, docs/pack-authors/advanced.md the advanced
+ones, docs/pack-authors/hooks.md every hook.
 """
+
+from typing import Any
 
 import pluggy
 
@@ -11,8 +15,7 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("poggio")
 hookspec = pluggy.HookspecMarker("poggio")
 
-from poggio.bulk import existing_keys, reserve_ids  # noqa: E402
-from poggio.bulk import insert_rows as bulk_insert  # noqa: E402
+from poggio.bulk import existing_keys  # noqa: E402
 from poggio.db import MAX_ID, changed_at, for_update, utcnow, writing  # noqa: E402  (hookimpl and hookspec first: the modules below import them)
 from poggio.models import WorkspaceModel  # noqa: E402
 from poggio.money import format_money  # noqa: E402
@@ -28,7 +31,6 @@ from poggio.packs import (  # noqa: E402
     tool,
 )
 from poggio.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
-from poggio.prepared import Prepared, loaded, slot  # noqa: E402
 from poggio.search import add_search_terms, query_words, replace_search_terms, search_page  # noqa: E402
 from poggio.writes import IfUnmodifiedSince, Timestamp, refuse_if_modified  # noqa: E402
 
@@ -58,15 +60,10 @@ __all__ = [
     "MAX_ID",
     "utcnow",
     "writing",
-    "Prepared",
-    "slot",
-    "loaded",
     "add_search_terms",
     "search_page",
     "query_words",
     "CsvKind",
-    "bulk_insert",
-    "reserve_ids",
     "existing_keys",
     # write tools
     "changed_at",
@@ -76,3 +73,17 @@ __all__ = [
     "refuse_if_modified",
     "Timestamp",
 ]
+
+# the fast primitives live in poggio.advanced; packs written before it import them from here still
+_MOVED = frozenset({"Prepared", "slot", "loaded", "bulk_insert", "reserve_ids"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import warnings
+
+        from poggio import advanced
+
+        warnings.warn(f"import {name} from poggio.advanced", DeprecationWarning, stacklevel=2)
+        return getattr(advanced, name)
+    raise AttributeError(f"module 'poggio' has no attribute {name!r}")

@@ -50,6 +50,7 @@ from peewee import (
     Value,
 )
 
+from poggio.adapters.peewee import cursor_reader, loaded
 from poggio.db import database, write_later
 
 
@@ -133,15 +134,6 @@ def _row_reader(columns: list[tuple[Any, type | None]], shape: str, keys: list[t
     source = f"def read(row):\n    {unpack}= row\n    {body}\n"
     exec(compile(source, f"<poggio.prepared row reader {shape}>", "exec"), names)  # noqa: S102 (our source)
     return names["read"]
-
-
-def loaded(model: type, data: dict[str, Any]) -> Any:
-    """A ``model`` object as peewee makes one of a row it read: ``data`` (the values by field name,
-    already the fields' Python values) as its data, nothing dirty; without setting each value
-    through the field descriptors, which costs more than reading the row."""
-    obj = model.__new__(model)
-    obj.__data__, obj._dirty, obj.__rel__ = data, set(), {}
-    return obj
 
 
 class FlatModelReader:
@@ -316,7 +308,7 @@ class Prepared:
         flat = self._flat.get(kind)
         if flat is not None:
             return flat.read(raw)
-        reader = query._get_cursor_wrapper(cursor)
+        reader = cursor_reader(query, cursor)
         state = self._readers.get(kind)
         if state is None:
             reader.initialize()

@@ -4,17 +4,8 @@ from collections.abc import Iterator
 
 from peewee import CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
 
-from poggio import (
-    Prepared,
-    ToolContext,
-    ToolError,
-    WorkspaceModel,
-    add_search_terms,
-    bulk_insert,
-    reserve_ids,
-    slot,
-    utcnow,
-)
+from poggio import ToolContext, ToolError, WorkspaceModel, add_search_terms, utcnow
+from poggio.advanced import Prepared, bulk_insert, reserve_ids, slot
 
 SEARCH_KIND = "account"
 
@@ -53,6 +44,8 @@ class Note(WorkspaceModel):
         indexes = ((("account", "created_at", "id"), False),)
 
 
+# Advanced API: get_revenue_summary(account_domain) and every write tool find their account here; see
+# benchmarks/README.md, "MCP throughput against the bare SDK, SQLite" (get_revenue_summary)
 _BY_DOMAIN = Prepared(
     lambda: Account.select().where((Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))),
     plan_once=True,
@@ -106,7 +99,8 @@ def normalise_domain(value: str) -> str:
 
 def insert_accounts(workspace_id: int, rows: list[dict], now) -> None:
     """Bulk-insert account dicts (no workspace key) and index their names and domains for search, in
-    the caller's write transaction."""
+    the caller's write transaction. Advanced API: imports and the demo write millions (benchmarks/README.md,
+    "Bulk import and the demo"); create_account's one row goes later (see "Write tools")."""
     ids = reserve_ids(Account, len(rows))
     later = len(rows) == 1  # a tool's write: on PostgreSQL sent with the transaction's next statement
     columns = (

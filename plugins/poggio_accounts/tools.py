@@ -15,7 +15,6 @@ from poggio import (
     IfUnmodifiedSince,
     Limit,
     Page,
-    Prepared,
     Timestamp,
     ToolContext,
     ToolError,
@@ -23,15 +22,14 @@ from poggio import (
     changed_at,
     for_update,
     hookimpl,
-    loaded,
     page_text,
     query_words,
     refuse_if_modified,
     replace_search_terms,
     search_page,
-    slot,
     tool,
 )
+from poggio.advanced import Prepared, loaded, row_values, slot
 from poggio_accounts.hookspecs import ProfileSection
 from poggio_accounts.models import SEARCH_KIND, Account, Note, find_account, insert_accounts, normalise_domain
 from poggio_accounts.validation import clean_domain, clean_fields
@@ -55,9 +53,9 @@ class AccountOut(BaseModel):
 
     @classmethod
     def of(cls, account: Account) -> AccountOut:
-        # from the row's values by field name (peewee's __data__, what playhouse's model_to_dict reads):
-        # reading them one by one through the field descriptors cost more than validating them
-        return cls.model_validate(account.__data__)
+        # from the row's values by field name: reading them one by one through the field descriptors
+        # cost more than validating them (see benchmarks/README.md, "MCP in process: where a request's time goes")
+        return cls.model_validate(row_values(account))
 
 
 AccountPage = Page.of(AccountOut, "accounts")
@@ -80,7 +78,7 @@ class NoteOut(BaseModel):
 
     @classmethod
     def of(cls, note: Note) -> NoteOut:
-        return cls.model_validate(note.__data__)  # as AccountOut.of
+        return cls.model_validate(row_values(note))  # as AccountOut.of
 
 
 class AccountProfile(BaseModel):
@@ -123,7 +121,9 @@ def search_accounts(
     words); without one, accounts are ordered by name. Use next_cursor to page."""
     filters = {"industry": (industry or "").strip().lower(), "country": (country or "").upper(), "min": min_employees}
     # with search words the query is built with slots: each shape (which filters apply) is compiled
-    # to SQL once; without, it is a keyset page in name order, built as is
+    # to SQL once; without, it is a keyset page in name order, built as is. Advanced API: see
+    # benchmarks/README.md, "MCP throughput against the bare SDK, SQLite" (search_accounts) and
+    # "Scale: queries at 1M accounts"
     values = {
         "workspace": ctx.workspace_id,
         "industry": filters["industry"],
@@ -153,7 +153,7 @@ def search_accounts(
         prepared=(shape, values) if prepared else None,
     )
     # validated as one page of the rows' values (AccountOut.of each, in one call)
-    page = AccountPage.model_validate({"items": [a.__data__ for a in rows], "next_cursor": next_cursor})
+    page = AccountPage.model_validate({"items": [row_values(a) for a in rows], "next_cursor": next_cursor})
     return ToolResult(page, page_text(page, _line, "account", first=cursor is None))
 
 
@@ -165,7 +165,12 @@ _NULLS = (SQL("NULL"),)
 def _with_notes():
     """The account with this domain and its newest notes, in one statement (one round trip on
     PostgreSQL): the account's row first (part 0), then a row per note (part 1), each padded with
-    NULLs where the other's columns are."""
+    NULLs where the other's columns are.
+
+    Advanced API (a UNION read by hand, compiled once, planned once on PostgreSQL): get_account is
+    the hottest read; see benchmarks/README.md, "MCP throughput against the bare SDK, SQLite" and
+    "The figures behind design decisions" (get_account's round trips on PostgreSQL, ten became four).
+    A plain version is two queries: ``Account.get_or_none(...)`` and ``Note.select().where(...)``."""
     account = Account.select(Value(0), *_ACCOUNT_FIELDS, *_NULLS * len(_NOTE_FIELDS)).where(
         (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))
     )
@@ -296,7 +301,9 @@ def _fields(account: Account) -> dict[str, Any]:
     return {f: getattr(account, f) for f in _FIELDS}
 
 
-# the account a change is made to; callers queue for it in turn on PostgreSQL (see for_update)
+# the account a change is made to; callers queue for it in turn on PostgreSQL (see for_update).
+# Advanced API in the write tools: see benchmarks/README.md, "Write tools" (add_note, update_account;
+# tests/test_round_trips.py holds their round trips)
 _LOCKED = Prepared(
     lambda: for_update(
         Account.select().where((Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))),

@@ -18,7 +18,6 @@ from poggio import (
     IfUnmodifiedSince,
     Limit,
     Page,
-    Prepared,
     Timestamp,
     ToolContext,
     ToolError,
@@ -30,10 +29,10 @@ from poggio import (
     keyset_page,
     page_text,
     refuse_if_modified,
-    slot,
     tool,
     utcnow,
 )
+from poggio.advanced import Prepared, slot
 from poggio_accounts import Account, ProfileSection, account_id, account_of, normalise_domain
 from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay, insert_opportunity, move_opportunity
 from poggio_revenue.validation import clean_fields
@@ -114,6 +113,9 @@ def _today() -> dt.date:
 TOTALS, OVERDUE, UPCOMING = 0, 1, 2  # the parts of _PROFILE's rows
 
 
+# Advanced API in the totals and the profile section below: get_revenue_summary and get_account run
+# them; see benchmarks/README.md, "MCP throughput against the bare SDK, SQLite" (get_revenue_summary,
+# get_account) and "The figures behind design decisions" (get_account's round trips on PostgreSQL).
 def _totals(by_account: bool, after: bool, before: bool, padded: bool = False):
     """Count and amount per currency and stage, for one combination of filters, and of them the open
     ones closing before ``today`` (overdue: two conditional sums, so one statement answers both): one
@@ -480,7 +482,7 @@ def create_opportunity(
     account = account_of(ctx, account_domain)
     now = changed_at()
     new_id = insert_opportunity(ctx.workspace_id, {"account": account.id, **fields}, now)
-    deal = _DEAL.first(id=new_id)  # as stored (the amount to its two decimals)
+    deal = Opportunity.get_by_id(new_id)  # as stored (the amount to its two decimals)
     out = OpportunityOut.of(deal, account)
     ctx.record_change(f"opportunity {deal.id}", None, {"account_domain": account.domain, **_jsonable(fields)})
     return ToolResult(out, _opportunity_text("Created", out))
@@ -490,8 +492,8 @@ def _jsonable(fields: dict) -> dict:
     return {k: str(v) if isinstance(v, (Decimal, dt.date)) else v for k, v in fields.items()}
 
 
-_DEAL = Prepared(lambda: Opportunity.select().where(Opportunity.id == slot("id")))
-# the deal locked, with its account read in the same statement (not locked: FOR UPDATE OF the deal)
+# the deal locked, with its account read in the same statement (not locked: FOR UPDATE OF the deal).
+# Advanced API: see benchmarks/README.md, "Write tools" (update_opportunity)
 _LOCKED_DEAL = Prepared(
     lambda: for_update(
         Opportunity.select(Opportunity, Account)
