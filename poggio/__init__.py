@@ -31,7 +31,7 @@ from poggio.packs import (  # noqa: E402
     tool,
 )
 from poggio.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
-from poggio.search import add_search_terms, query_words, replace_search_terms, search_page  # noqa: E402
+from poggio.search import SearchQuery, add_search_terms, query_words, replace_search_terms, search_page  # noqa: E402
 from poggio.writes import IfUnmodifiedSince, Timestamp, refuse_if_modified  # noqa: E402
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "writing",
     "add_search_terms",
     "search_page",
+    "SearchQuery",
     "query_words",
     "CsvKind",
     "existing_keys",

@@ -29,14 +29,17 @@ class Account(WorkspaceModel):
 
 
 class Note(WorkspaceModel):
-    """What someone (an agent, through ``add_note``) wrote down about an account, optionally about one
-    of its contacts or opportunities (``link``: what the pack that knows it called it)."""
+    """What someone (an agent, through ``add_note``) wrote down about an account, optionally about
+    records of other packs (one of its contacts, its opportunities, ...).
+
+    ``links``: a JSON list of ``{"kind": ..., "value": ..., "label": ...}``, one per record the note is
+    about: the kind is the link argument of the pack that holds the record (``poggio_note_link``), the
+    value what names the record there, the label what that pack called it for the note's writer.
+    The accounts pack knows no kind: any pack can attach notes to its records."""
 
     account = ForeignKeyField(Account, on_delete="CASCADE", backref="+")
     text = TextField()
-    contact_email = CharField(max_length=254, null=True)
-    opportunity_id = IntegerField(null=True)
-    links = TextField(default="")
+    links = TextField(default="[]")
     author = CharField(max_length=254, default="")
     created_at = DateTimeField(default=utcnow)
 

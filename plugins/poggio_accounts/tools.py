@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from poggio import (
     IfUnmodifiedSince,
     Limit,
     Page,
+    SearchQuery,
     Timestamp,
     ToolContext,
     ToolError,
@@ -67,18 +69,42 @@ class Section(BaseModel):
     data: dict[str, Any]
 
 
+# add_note's two link arguments from before links were generic, and NoteOut's fields of the same
+# names: the contacts and revenue packs' link kinds, kept because clients call and read them so
+LEGACY_LINKS = ("contact_email", "opportunity_id")
+
+
 class NoteOut(BaseModel):
     id: int
     text: str
-    contact_email: str | None
-    opportunity_id: int | None
-    links: str
+    contact_email: str | None = Field(description="about's contact_email (the contacts pack's link), if any.")
+    opportunity_id: int | None = Field(description="about's opportunity_id (the revenue pack's link), if any.")
+    links: str = Field(description="What the note is about, as the reader's tool packs word it.")
     author: str
     created_at: Timestamp
+    about: dict[str, str | int | None] = Field(
+        default_factory=dict,
+        description="The records the note is about, by link kind (e.g. contact_email, opportunity_id): null "
+        "where the reader's tool packs may not read that record.",
+    )
 
     @classmethod
-    def of(cls, note: Note) -> NoteOut:
-        return cls.model_validate(row_values(note))  # as AccountOut.of
+    def of(cls, note: Note, about: dict[str, Any], labels: list[str]) -> NoteOut:
+        legacy = {k: about.get(k) for k in LEGACY_LINKS}
+        return cls(
+            id=note.id,
+            text=note.text,
+            links="; ".join(labels),
+            author=note.author,
+            created_at=note.created_at,
+            about=about,
+            **legacy,
+        )
+
+
+def note_links(note: Note) -> list[dict[str, Any]]:
+    """A note's links, ``{"kind", "value", "label"}`` each (``Note.links``)."""
+    return json.loads(note.links) if note.links else []
 
 
 class AccountProfile(BaseModel):
@@ -140,25 +166,17 @@ def search_accounts(
     if min_employees is not None:
         q = q.where(Account.employees >= value("min"))
     shape = ("search_accounts", bool(industry), bool(country), min_employees is not None)
-    rows, next_cursor = search_page(
-        ctx,
-        q,
-        Account.id,
-        SEARCH_KIND,
-        query,
-        filters,
-        cursor,
-        limit,
-        order=[Account.name, Account.id],
-        prepared=(shape, values) if prepared else None,
+    search = SearchQuery(
+        q, Account.id, SEARCH_KIND, order=[Account.name, Account.id], prepared=(shape, values) if prepared else None
     )
+    rows, next_cursor = search_page(ctx, search, query, filters, cursor, limit)
     # validated as one page of the rows' values (AccountOut.of each, in one call)
     page = AccountPage.model_validate({"items": [row_values(a) for a in rows], "next_cursor": next_cursor})
     return ToolResult(page, page_text(page, _line, "account", first=cursor is None))
 
 
 _ACCOUNT_FIELDS = Account._meta.sorted_fields
-_NOTE_FIELDS = [Note.id, Note.text, Note.contact_email, Note.opportunity_id, Note.links, Note.author, Note.created_at]
+_NOTE_FIELDS = [Note.id, Note.text, Note.links, Note.author, Note.created_at]
 _NULLS = (SQL("NULL"),)
 
 
@@ -256,7 +274,6 @@ def get_account(
     return ToolResult(profile, "\n".join(lines))
 
 
-NOTE_LINKS = ("contact_email", "opportunity_id")  # add_note's link arguments, as Note keeps them
 OUT_OF_SCOPE = "a record outside this token's tool packs"
 
 
@@ -265,25 +282,22 @@ def _notes_as_seen(ctx: ToolContext, account: Account, notes: list[Note]) -> lis
     to a record of a pack outside the reader's scope shows as an opaque reference and its value
     not at all, so a note never reveals what its reader may not read through that pack. (The
     label stored with a note is what its writer could read.)"""
+    parsed = [(note, note_links(note)) for note in notes]
     labels: dict[tuple[str, Any], str | None] = {}
-    for link in dict.fromkeys((a, getattr(n, a)) for n in notes for a in NOTE_LINKS if getattr(n, a) is not None):
+    for kind, value in dict.fromkeys((link["kind"], link["value"]) for _, links in parsed for link in links):
         try:
-            answers = ctx.call_hook("poggio_note_link", ctx=ctx, account=account, argument=link[0], value=link[1])
+            answers = ctx.call_hook("poggio_note_link", ctx=ctx, account=account, argument=kind, value=value)
         except ToolError:  # its pack no longer finds the record
             answers = []
-        labels[link] = str(answers[0][1]) if answers else None
+        labels[(kind, value)] = str(answers[0][1]) if answers else None
     shown = []
-    for note in notes:
-        out = NoteOut.of(note)
-        links, values = [], {}
-        for argument in NOTE_LINKS:
-            value = getattr(note, argument)
-            if value is None:
-                continue
-            label = labels.get((argument, value))
-            links.append(label or OUT_OF_SCOPE)
-            values[argument] = value if label else None
-        shown.append(out.model_copy(update={"links": "; ".join(links), **values}))
+    for note, links in parsed:
+        words, about = [], {}
+        for link in links:
+            label = labels.get((link["kind"], link["value"]))
+            words.append(label or OUT_OF_SCOPE)
+            about[link["kind"]] = link["value"] if label else None
+        shown.append(NoteOut.of(note, about, words))
     return shown
 
 
@@ -407,41 +421,52 @@ def add_note(
         int | None,
         Field(ge=1, le=MAX_ID, description="Optional: the id of the opportunity (of this account) it is about."),
     ] = None,
+    about: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=64)],
+            Annotated[str, Field(min_length=1, max_length=254)] | Annotated[int, Field(ge=1, le=MAX_ID)],
+        ]
+        | None,
+        Field(
+            max_length=8,
+            description="Optional: other records (of this account) it is about, by link kind, e.g. "
+            '{"contact_email": "ada@example.com", "opportunity_id": 12}; the tool packs in scope each know '
+            "their own kinds.",
+        ),
+    ] = None,
 ) -> NoteOut:
     """Write a note on an account (a call, a meeting, what was agreed), optionally about one of its
-    contacts or opportunities. Notes show in get_account, newest first."""
+    contacts or opportunities, or another pack's records (about). Notes show in get_account, newest first."""
     body = text.strip()
     if not body:
         raise ToolError("text", "write something: the note is empty")
-    account = _locked_account(ctx, domain)
-    links = []
-    for argument, value in (("contact_email", contact_email), ("opportunity_id", opportunity_id)):
+    wanted: dict[str, str | int] = {k: v.strip() if isinstance(v, str) else v for k, v in (about or {}).items()}
+    legacy = (contact_email and contact_email.strip().lower(), opportunity_id)
+    for kind, value in zip(LEGACY_LINKS, legacy, strict=True):
         if value is None or value == "":
             continue
-        answers = [
-            label
-            for _, label in ctx.call_hook("poggio_note_link", ctx=ctx, account=account, argument=argument, value=value)
-        ]
+        if wanted.get(kind, value) != value:
+            raise ToolError(kind, f"given twice, differently: as {kind} and in about")
+        wanted[kind] = value
+    account = _locked_account(ctx, domain)
+    links = []
+    for kind, value in wanted.items():
+        asked = ctx.call_hook("poggio_note_link", ctx=ctx, account=account, argument=kind, value=value)
+        answers = [label for _, label in asked]
         if not answers:
-            raise ToolError(argument, "no tool pack in this token's scope knows it; leave it out")
-        links.append(str(answers[0]))
+            raise ToolError(kind, "no tool pack in this token's scope knows it; leave it out")
+        links.append({"kind": kind, "value": value, "label": str(answers[0])})
     values = {
         "workspace": ctx.workspace_id,
         "account": account.id,
         "text": body,
-        "contact_email": contact_email.strip().lower() if contact_email else None,
-        "opportunity_id": opportunity_id,
-        "links": "; ".join(links),
+        "links": json.dumps(links),
         "author": ctx.caller[:254],
         "created_at": changed_at(),
     }
     note = loaded(Note, {"id": _INSERT_NOTE.write(**values), **values})
-    out = NoteOut.of(note)
-    ctx.record_change(
-        f"note on account {account.domain}",
-        None,
-        {"text": body, "contact_email": out.contact_email, "opportunity_id": opportunity_id},
-    )
+    out = NoteOut.of(note, dict(wanted), [link["label"] for link in links])
+    ctx.record_change(f"note on account {account.domain}", None, {"text": body, "about": wanted})
     return ToolResult(out, f"Noted on {account.name} ({account.domain}): {body}")
 
 

@@ -13,6 +13,7 @@ from poggio import (
     IfUnmodifiedSince,
     Limit,
     Page,
+    SearchQuery,
     Timestamp,
     ToolContext,
     ToolError,
@@ -114,18 +115,14 @@ def search_contacts(
         # is found without reading every contact; this check keeps the exact ones
         q = q.where(fn.LOWER(Contact.title).contains(title.strip().lower()))
     filters = {"account": normalise_domain(account_domain or ""), "title": (title or "").strip().lower()}
-    rows, next_cursor = search_page(
-        ctx,
+    search = SearchQuery(
         q,
         Contact.id,
         SEARCH_KIND,
-        words,
-        filters,
-        cursor,
-        limit,
         order=[Contact.last_name, Contact.first_name, Contact.id],
         narrow=bool(account_domain),
     )
+    rows, next_cursor = search_page(ctx, search, words, filters, cursor, limit)
     page = ContactPage(items=[ContactOut.of(c) for c in rows], next_cursor=next_cursor)
     return ToolResult(page, page_text(page, _line, "contact", first=cursor is None))
 
