@@ -7,6 +7,7 @@ Tool packs own their own models (accounts, contacts, opportunities); every one o
 from __future__ import annotations
 
 from peewee import (
+    AutoField,
     BooleanField,
     CharField,
     DateField,
@@ -45,7 +46,9 @@ class WorkspaceModel(BaseModel):
     query a tool makes is scoped by ``Model.workspace == ctx.workspace_id``. The table itself is
     created by the pack's migrations."""
 
+    id = AutoField()  # what peewee adds by itself, written out so that an editor and mypy know it
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
+    workspace_id: int  # the foreign key's id, without reading the workspace
 
 
 class User(BaseModel):

@@ -13,7 +13,7 @@ import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -77,21 +77,32 @@ class Resource:
             raise ValueError("a Resource carries exactly one of text or blob")
 
 
+D = TypeVar("D", bound=BaseModel | None)
+
+
 @dataclass
-class ToolResult:
+class ToolResult(Generic[D]):
     """What a tool returns: ``data`` (its output model, for programs; ``None`` for a tool without
     one), ``text`` (the same for people and LLMs) and optional ``attachments`` that follow the text
-    in the answer's content."""
+    in the answer's content. A tool says its output model as ``-> ToolResult[AccountOut]`` (or, as
+    before, ``-> AccountOut``), and ``-> ToolResult[None]`` when it has none."""
 
-    data: BaseModel | None
+    data: D
     text: str
     attachments: tuple[Image | Audio | Resource, ...] = ()
+
+
+def output_model(annotation: Any) -> type[BaseModel] | None:
+    """The output model a tool's return annotation names: ``X`` of ``ToolResult[X]`` or ``X`` itself."""
+    if typing.get_origin(annotation) is ToolResult:
+        annotation = typing.get_args(annotation)[0]
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 @dataclass(frozen=True)
 class ToolSpec:
     name: str
-    fn: Callable[..., ToolResult]
+    fn: Callable[..., ToolResult[Any]]
     title: str
     description: str
     read_only: bool
@@ -115,7 +126,7 @@ class ToolSpec:
             params.append(IDEMPOTENCY_PARAMETER)
         return params
 
-    def run(self, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    def run(self, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult[Any]:
         """Run the tool with checked arguments; a write tool in one write transaction, answered once
         per idempotency key (:func:`poggio.writes.run_write`)."""
         if self.read_only:
@@ -124,7 +135,7 @@ class ToolSpec:
 
         return run_write(self, ctx, arguments)
 
-    def __call__(self, ctx: ToolContext, **arguments: Any) -> ToolResult:
+    def __call__(self, ctx: ToolContext, **arguments: Any) -> ToolResult[Any]:
         """Run the tool as the MCP server does, without its argument checks (for tests)."""
         return self.run(ctx, arguments)
 
@@ -138,7 +149,7 @@ def tool(
     name: str | None = None,
     destructive: bool = False,
     thread: bool | None = None,
-) -> Callable[[Callable[..., ToolResult]], ToolSpec]:
+) -> Callable[[Callable[..., ToolResult[Any]]], ToolSpec]:
     """Mark a function as a tool. Its docstring is the description the client (and the LLM) reads.
     ``read_only=False`` makes it a write tool: listed and callable only with write access to its pack,
     run in one write transaction, with an ``idempotency_key`` argument. ``destructive``: it may change
@@ -149,7 +160,7 @@ def tool(
     a long computation) must say ``thread=True``; ``open_world=True`` (it reaches outside Poggio) and
     write tools (they may wait for the write lock) imply it unless ``thread=False`` is given."""
 
-    def decorate(fn: Callable[..., ToolResult]) -> ToolSpec:
+    def decorate(fn: Callable[..., ToolResult[Any]]) -> ToolSpec:
         hints = typing.get_type_hints(fn)
         output = hints.get("return")
         description = inspect.getdoc(fn)
@@ -164,7 +175,7 @@ def tool(
             idempotent=idempotent,
             open_world=open_world,
             destructive=destructive and not read_only,
-            output_model=output if isinstance(output, type) and issubclass(output, BaseModel) else None,
+            output_model=output_model(output),
             thread=(open_world or not read_only) if thread is None else thread,
         )
 

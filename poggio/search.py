@@ -274,22 +274,23 @@ def search_page(
         # the join graph of every row otherwise, which cost more than the search
         return q.objects() if flat else q
 
-    values = {"_workspace": ctx.workspace_id, "_limit": limit + 1}
+    values: dict[str, Any] = {"_workspace": ctx.workspace_id, "_limit": limit + 1}
     for i, w in enumerate(wanted):
         values.update(_word_values(f"_w{i}", w))
     if position is not None:
         values.update(_after_term=position[1], _after_id=position[2])
     if prepared is None:
-        search = Prepared(build)
+        compiled = Prepared(build)
     else:
         shape = (prepared[0], kind, id_field, narrow, len(wanted), lead, position is not None, flat)
-        search = _PREPARED.get(shape)
-        if search is None:
-            search = Prepared(build)
+        found = _PREPARED.get(shape)
+        if found is None:
+            found = Prepared(build)
             if len(_PREPARED) < 4096:
-                _PREPARED[shape] = search
+                _PREPARED[shape] = found
+        compiled = found
         values.update(prepared[1])
-    rows = search.all(**values)
+    rows = compiled.all(**values)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from peewee import CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
+from peewee import CharField, DateTimeField, Field, ForeignKeyField, IntegerField, TextField
 
 from poggio import ToolContext, ToolError, WorkspaceModel, add_search_terms, utcnow
 from poggio.advanced import Prepared, bulk_insert, reserve_ids, slot
@@ -74,13 +75,13 @@ def account_id(ctx: ToolContext, domain: str | None, argument: str = "account_do
     return account_of(ctx, domain, argument).id if domain else None
 
 
-def account_chunks(workspace_id: int, *fields, size: int = 2000) -> Iterator[list[tuple]]:
+def account_chunks(workspace_id: int, *fields: Field, size: int = 2000) -> Iterator[list[tuple[Any, ...]]]:
     """The workspace's accounts in id order, ``size`` at a time, as tuples of ``(id, *fields)``: for
     packs that add data to every account (demo data), without holding a million rows at once."""
     last_id = 0
     while True:
-        chunk = list(
-            Account.select(Account.id, *fields)
+        chunk: list[tuple[Any, ...]] = list(
+            Account.select(Account.id, *fields)  # type: ignore[arg-type]  # .tuples(): rows are tuples
             .where((Account.workspace == workspace_id) & (Account.id > last_id))
             .order_by(Account.id)
             .limit(size)

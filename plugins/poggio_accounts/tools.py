@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Annotated, Any
 
+import peewee
 from peewee import SQL, Value, fn
 from pydantic import BaseModel, Field
 
@@ -60,7 +61,8 @@ class AccountOut(BaseModel):
         return cls.model_validate(row_values(account))
 
 
-AccountPage = Page.of(AccountOut, "accounts")
+class AccountPage(Page[AccountOut]):
+    model_config = Page.items_as("accounts")
 
 
 class Section(BaseModel):
@@ -141,7 +143,7 @@ def search_accounts(
     ] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> AccountPage:
+) -> ToolResult[AccountPage]:
     """Search the workspace's accounts (companies) by name or domain, with optional filters.
     With a query, the closest matches come first (a word equal to a query word before longer
     words); without one, accounts are ordered by name. Use next_cursor to page."""
@@ -176,7 +178,7 @@ def search_accounts(
 
 
 _ACCOUNT_FIELDS = Account._meta.sorted_fields
-_NOTE_FIELDS = [Note.id, Note.text, Note.links, Note.author, Note.created_at]
+_NOTE_FIELDS: list[peewee.Field] = [Note.id, Note.text, Note.links, Note.author, Note.created_at]
 _NULLS = (SQL("NULL"),)
 
 
@@ -240,7 +242,7 @@ def get_account(
             min_length=1, max_length=253, description="The account's web domain, e.g. example.com (a URL works too)."
         ),
     ],
-) -> AccountProfile:
+) -> ToolResult[AccountProfile]:
     """Everything the workspace knows about one account, found by its domain: the account itself,
     and a section from every tool pack in scope (its contacts, its revenue and opportunities, ...)."""
     wanted = normalise_domain(domain)
@@ -258,17 +260,17 @@ def get_account(
             sections.append(section)
         else:
             log.error("tool pack %r returned %r from poggio_account_profile, not a ProfileSection", pack, section)
-    notes = _notes_as_seen(ctx, account, notes)
+    shown = _notes_as_seen(ctx, account, notes)
     profile = AccountProfile(
         account=out,
-        notes=notes,
+        notes=shown,
         sections={s.key: Section(title=s.title, pack=s.key, data=s.data) for s in sections},
     )
     lines = [f"# {out.name} ({out.domain})", _line(out)[2:]]
     if out.description:
         lines.append(out.description)
-    if notes:
-        lines += ["", "## Notes"] + [_note_line(n) for n in notes]
+    if shown:
+        lines += ["", "## Notes"] + [_note_line(n) for n in shown]
     for s in sections:
         lines += ["", f"## {s.title}", s.text]
     return ToolResult(profile, "\n".join(lines))
@@ -346,7 +348,7 @@ def create_account(
     employees: Annotated[int | None, Field(ge=0, le=10_000_000, description="How many people work there.")] = None,
     country: Annotated[str, Field(max_length=2, description="ISO 3166 two-letter country code, e.g. US.")] = "",
     description: Annotated[str, Field(max_length=5000, description="What the company does.")] = "",
-) -> AccountOut:
+) -> ToolResult[AccountOut]:
     """Create an account (a company) with its web domain and name. The domain must be new in the
     workspace: use update_account to change an account that exists."""
     clean = clean_domain(domain)
@@ -358,6 +360,7 @@ def create_account(
     now = changed_at()
     insert_accounts(ctx.workspace_id, [{"domain": clean, **fields}], now)
     account = find_account(ctx.workspace_id, clean)
+    assert account is not None, "the account just inserted"
     out = AccountOut.of(account)
     ctx.record_change(f"account {clean}", None, {"domain": clean, **fields})
     return ToolResult(out, f"Created {_line(out)[2:]}")
@@ -373,7 +376,7 @@ def update_account(
     country: Annotated[str | None, Field(max_length=2, description="A new ISO 3166 two-letter country code.")] = None,
     description: Annotated[str | None, Field(max_length=5000, description="A new description.")] = None,
     if_unmodified_since: IfUnmodifiedSince = None,
-) -> AccountOut:
+) -> ToolResult[AccountOut]:
     """Change an account's fields, found by its domain; fields left out stay as they are. Overwrites
     what is there: pass if_unmodified_since (its updated_at) so a change made since is not lost."""
     given = {
@@ -434,7 +437,7 @@ def add_note(
             "their own kinds.",
         ),
     ] = None,
-) -> NoteOut:
+) -> ToolResult[NoteOut]:
     """Write a note on an account (a call, a meeting, what was agreed), optionally about one of its
     contacts or opportunities, or another pack's records (about). Notes show in get_account, newest first."""
     body = text.strip()
@@ -465,7 +468,7 @@ def add_note(
         "created_at": changed_at(),
     }
     note = loaded(Note, {"id": _INSERT_NOTE.write(**values), **values})
-    out = NoteOut.of(note, dict(wanted), [link["label"] for link in links])
+    out = NoteOut.of(note, dict(wanted), [str(link["label"]) for link in links])
     ctx.record_change(f"note on account {account.domain}", None, {"text": body, "about": wanted})
     return ToolResult(out, f"Noted on {account.name} ({account.domain}): {body}")
 

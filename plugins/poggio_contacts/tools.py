@@ -62,7 +62,8 @@ class ContactOut(BaseModel):
         )
 
 
-ContactPage = Page.of(ContactOut, "contacts")
+class ContactPage(Page[ContactOut]):
+    model_config = Page.items_as("contacts")
 
 
 def _line(c: ContactOut) -> str:
@@ -100,7 +101,7 @@ def search_contacts(
     ] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> ContactPage:
+) -> ToolResult[ContactPage]:
     """Search the workspace's contacts (people at accounts) by name, e-mail or title, optionally at
     one account. With a query, the closest matches come first (a word equal to a query word before
     longer words); without one, contacts are ordered by last name. Use next_cursor to page."""
@@ -131,7 +132,7 @@ def search_contacts(
 def get_contact(
     ctx: ToolContext,
     email: Annotated[str, Field(min_length=3, max_length=254, description="The contact's e-mail address.")],
-) -> ContactOut:
+) -> ToolResult[ContactOut]:
     """One contact, found by e-mail address, with the account they work at."""
     wanted = email.strip().lower()
     contact = _with_account().where((Contact.workspace == ctx.workspace_id) & (Contact.email == wanted)).first()
@@ -223,7 +224,7 @@ def create_contact(
         Field(min_length=1, max_length=253, description="The domain of the account they work at, e.g. example.com."),
     ],
     title: Annotated[str, Field(max_length=150, description="Job title, e.g. VP Sales.")] = "",
-) -> ContactOut:
+) -> ToolResult[ContactOut]:
     """Add a person at an account, by e-mail address (new in the workspace: update_contact changes
     one that exists)."""
     clean = clean_email(email)
@@ -251,7 +252,7 @@ def update_contact(
         str | None, Field(min_length=1, max_length=253, description="The domain of the account they now work at.")
     ] = None,
     if_unmodified_since: IfUnmodifiedSince = None,
-) -> ContactOut:
+) -> ToolResult[ContactOut]:
     """Change a contact's name, title or account, found by e-mail; fields left out stay as they are.
     Overwrites what is there: pass if_unmodified_since (its updated_at) so a change made since is not lost."""
     given = {

@@ -34,7 +34,7 @@ def row_values(obj: peewee.Model) -> dict[str, Any]:
 def loaded(model: type[M], data: dict[str, Any]) -> M:
     """A ``model`` object as peewee makes one of a row it read: ``data`` (the values by field name,
     already the fields' Python values) as its data, nothing dirty."""
-    obj = model.__new__(model)
+    obj: Any = model.__new__(model)
     obj.__data__, obj._dirty, obj.__rel__ = data, set(), {}
     return obj
 
