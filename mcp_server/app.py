@@ -29,6 +29,7 @@ from mcp_server.lean import LeanPath
 from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
 from mcp_server.proxies import TrustedProxies, leave_forwarded_headers_to_the_app
 from mcp_server.ratelimit import TokenRateLimit, WriteLimit, WriteRateLimit
+from mcp_server.sdk import lowlevel_server
 from mcp_server.stepup import ScopeChallenge, ScopeChallengeMiddleware
 from mcp_server.unreadable import RecordUnreadable
 from poggio import redaction
@@ -126,7 +127,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         allowed_origins=settings.mcp_allowed_origins,
     )
     sessions = StreamableHTTPSessionManager(
-        app=server._lowlevel_server,  # the documented way to mount MCPServer in an app of our own
+        app=lowlevel_server(server),  # the documented way to mount MCPServer in an app of our own
         stateless=True,  # any replica answers any request: no session state to share
         json_response=True,
         security_settings=security,
@@ -172,7 +173,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         TokenRateLimit(settings.write_rate_limit, settings.redis_url, namespace=_installation(settings)),
         {t.name for t in registry.tools() if not t.read_only},
     )
-    rules = next(m for m in server._lowlevel_server.middleware if isinstance(m, ScopeMiddleware))
+    rules = next(m for m in lowlevel_server(server).middleware if isinstance(m, ScopeMiddleware))
     challenge = ScopeChallenge(rules, resource_metadata)  # a call out of an OAuth token's scope: 403
     lean = None
     if settings.mcp_lean_path:  # the hot requests without the SDK's per-request machinery (same answers)

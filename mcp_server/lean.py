@@ -60,6 +60,7 @@ from mcp_server.binding import _timed_out as timed_out
 from mcp_server.metrics import Metrics
 from mcp_server.ratelimit import COUNTED as WRITES_COUNTED
 from mcp_server.ratelimit import WriteLimit
+from mcp_server.sdk import lowlevel_server
 from mcp_server.stepup import ScopeChallenge
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class SdkAdapter:
     KNOWN_MIDDLEWARE = frozenset({"OpenTelemetryMiddleware", "RequestStateBoundary", "ScopeMiddleware"})
 
     def __init__(self, server: MCPServer):
-        self.lowlevel = server._lowlevel_server
+        self.lowlevel = lowlevel_server(server)
         self.server = server
         names = {type(m).__name__ for m in self.lowlevel.middleware}
         unknown = names - self.KNOWN_MIDDLEWARE
