@@ -6,7 +6,7 @@ the core. docs/pack-authors/api.md documents each name, docs/pack-authors/advanc
 ones, docs/pack-authors/hooks.md every hook.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -79,12 +79,14 @@ __all__ = [
 _MOVED = frozenset({"Prepared", "slot", "loaded", "bulk_insert", "reserve_ids"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import warnings
+if not TYPE_CHECKING:  # hidden from type checkers, which would take any name of poggio for this
 
-        from poggio import advanced
+    def __getattr__(name: str) -> Any:
+        if name in _MOVED:
+            import warnings
 
-        warnings.warn(f"import {name} from poggio.advanced", DeprecationWarning, stacklevel=2)
-        return getattr(advanced, name)
-    raise AttributeError(f"module 'poggio' has no attribute {name!r}")
+            from poggio import advanced
+
+            warnings.warn(f"import {name} from poggio.advanced", DeprecationWarning, stacklevel=2)
+            return getattr(advanced, name)
+        raise AttributeError(f"module 'poggio' has no attribute {name!r}")
