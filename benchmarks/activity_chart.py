@@ -4,7 +4,7 @@
 
 Builds a temp instance (SQLite, or a fresh schema in PostgreSQL at 127.0.0.1:5432/test) with one
 workspace, N tokens and ROWS activity rows spread over the last 30 days (outcomes and latencies drawn
-at random), then times :func:`poggio.activity_chart.chart` for: the workspace over 30 days (daily
+at random), then times :func:`poggio.records.activity_chart.chart` for: the workspace over 30 days (daily
 buckets), the workspace over the last 24 hours (hourly), one token over 30 days, and the workspace
 filtered by outcome. Prints median and max in ms and the query plan of one bucket's aggregate.
 """
@@ -40,15 +40,15 @@ def main() -> None:
     import psycopg2
     from peewee import fn
 
-    from poggio.activity import Filters
-    from poggio.activity_chart import chart
-    from poggio.audit import Actor
-    from poggio.db import bind, database, refresh_statistics, utcnow
-    from poggio.models import Activity
-    from poggio.plugins import PackRegistry
-    from poggio.schema import upgrade
-    from poggio.tokens import TokenService
-    from poggio.workspaces import create_workspace
+    from poggio.identity.tokens import TokenService
+    from poggio.identity.workspaces import create_workspace
+    from poggio.records.activity import Filters
+    from poggio.records.activity_chart import chart
+    from poggio.records.audit import Actor
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.runtime.schema import upgrade
+    from poggio.storage.db import bind, database, refresh_statistics, utcnow
+    from poggio.storage.models import Activity
 
     schema = None
     if args.postgres:
@@ -66,7 +66,7 @@ def main() -> None:
         with db.connection_context():
             upgrade(PackRegistry.load())
             if args.reuse:
-                from poggio.models import ApiToken, Workspace
+                from poggio.storage.models import ApiToken, Workspace
 
                 ws = Workspace.get(Workspace.slug == "bench")
                 tokens = [

@@ -19,15 +19,15 @@ import time
 
 import bcrypt
 
-from poggio.audit import Actor
-from poggio.db import bind
-from poggio.models import OAuthCode, User
-from poggio.oauth import OAuthService
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.token_format import digest, well_formed
-from poggio.tokens import TokenService
-from poggio.workspaces import create_user, create_workspace
+from poggio.identity.oauth import OAuthService
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import create_user, create_workspace
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.security.token_format import digest, well_formed
+from poggio.storage.db import bind
+from poggio.storage.models import OAuthCode, User
 
 RESOURCE = "http://127.0.0.1:8001/mcp"
 

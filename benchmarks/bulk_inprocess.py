@@ -63,12 +63,13 @@ def child(step: str, rows: int, postgres: bool) -> None:
     """Run in the checkout under test (its PYTHONPATH): time ``step``, print 'wall cpu'."""
     folder = Path(tempfile.mkdtemp(prefix="bulk-inprocess-"))
     os.environ["POGGIO_INSTANCE_PATH"] = str(folder)
-    from poggio import demo, workspaces
-    from poggio.audit import Actor
-    from poggio.csv_import import import_csv
-    from poggio.db import bind, database
-    from poggio.plugins import PackRegistry
-    from poggio.schema import upgrade
+    from poggio.commands import demo
+    from poggio.commands.csv_import import import_csv
+    from poggio.identity import workspaces
+    from poggio.records.audit import Actor
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.runtime.schema import upgrade
+    from poggio.storage.db import bind, database
 
     url, admin, schema = f"sqlite:///{folder / 'poggio.db'}", None, None
     if postgres:

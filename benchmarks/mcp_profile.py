@@ -154,7 +154,7 @@ def install_stages() -> Stages:
     import mcp_server.binding as binding
     import mcp_server.front as front
     import mcp_server.lean as lean
-    from poggio.packs import ToolSpec
+    from poggio.runtime.packs import ToolSpec
 
     stages = Stages()
     for owner, name, label in [

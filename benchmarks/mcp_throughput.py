@@ -63,11 +63,11 @@ def request(method: str, params: dict | None, version: str) -> tuple[dict, dict]
 
 # An OAuth access token as the client_credentials grant issues it, made through the core (no portal).
 MINT_OAUTH = """
-from poggio.audit import Actor
-from poggio.db import bind
-from poggio.oauth import OAuthService
+from poggio.records.audit import Actor
+from poggio.storage.db import bind
+from poggio.identity.oauth import OAuthService
 from poggio.settings import load_settings
-from poggio.workspaces import get_workspace
+from poggio.identity.workspaces import get_workspace
 settings = load_settings()
 with bind(settings.database_url).connection_context():
     service = OAuthService.from_settings(settings, {"accounts", "contacts", "revenue"})

@@ -32,11 +32,11 @@ def child(calls: int, backend: str) -> None:
     """Run in the checkout under test (its PYTHONPATH): one line per tool."""
     from instances import drop_instance, make_instance
 
-    from poggio import demo
-    from poggio.db import database
-    from poggio.packs import CursorCodec
-    from poggio.plugins import PackRegistry
-    from poggio.schema import upgrade
+    from poggio.commands import demo
+    from poggio.runtime.packs import CursorCodec
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.runtime.schema import upgrade
+    from poggio.storage.db import database
 
     inst = make_instance(Path(tempfile.mkdtemp(prefix="pg-writes-")), backend)
     inst.activate()

@@ -71,17 +71,17 @@ def main() -> None:
     )
 
     # imported after the environment is set: the portal reads its settings at create_app()
-    import poggio.workspaces
-    from poggio.audit import Actor
-    from poggio.db import bind, database, utcnow, writing
-    from poggio.models import Activity, TokenUsage
-    from poggio.plugins import PackRegistry
-    from poggio.schema import upgrade
-    from poggio.tokens import TokenService
-    from poggio.workspaces import create_user, create_workspace
+    import poggio.identity.workspaces
+    from poggio.identity.tokens import TokenService
+    from poggio.identity.workspaces import create_user, create_workspace
+    from poggio.records.audit import Actor
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.runtime.schema import upgrade
+    from poggio.storage.db import bind, database, utcnow, writing
+    from poggio.storage.models import Activity, TokenUsage
     from portal import create_app
 
-    poggio.workspaces.BCRYPT_ROUNDS = 4  # sign-in speed is not what is measured here
+    poggio.identity.workspaces.BCRYPT_ROUNDS = 4  # sign-in speed is not what is measured here
     password = secrets.token_urlsafe(12)
     db = bind(url)
     try:
@@ -190,7 +190,7 @@ def main() -> None:
         results = {"HX-Request": "true", "HX-Target": "activity-results"}
         since = (utcnow() - dt.timedelta(days=args.days // 2)).date().isoformat()
         with db.connection_context():
-            from poggio import activity as record
+            from poggio.records import activity as record
 
             cursor = None
             for _ in range(20):  # the 21st page of the workspace's record
@@ -206,7 +206,7 @@ def main() -> None:
         ]
         if not args.postgres:
             with db.connection_context():
-                from poggio import activity as record
+                from poggio.records import activity as record
 
                 for label, filters in (
                     ("workspace", record.Filters()),

@@ -62,11 +62,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    from poggio import demo
     from poggio.advanced import Prepared, slot
-    from poggio.db import bind
-    from poggio.plugins import PackRegistry
-    from poggio.schema import upgrade
+    from poggio.commands import demo
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.runtime.schema import upgrade
+    from poggio.storage.db import bind
     from poggio_accounts import Account
 
     bind(f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}")

@@ -16,7 +16,7 @@ import inspect
 from mcp.server.mcpserver import MCPServer
 from starlette.responses import JSONResponse
 
-from poggio.plugins import PackRegistry
+from poggio.runtime.plugins import PackRegistry
 
 TOKEN = "Bearer reference-token"
 

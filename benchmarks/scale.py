@@ -66,7 +66,7 @@ def cases(rng: random.Random, workspace_id: int) -> list[tuple[str, str, list[di
     """(label, tool, argument sets) drawn from the data."""
     from peewee import fn
 
-    from poggio.search import SearchTerm
+    from poggio.runtime.search import SearchTerm
     from poggio_accounts.models import Account
     from poggio_contacts.models import Contact
 
@@ -130,10 +130,10 @@ def cases(rng: random.Random, workspace_id: int) -> list[tuple[str, str, list[di
 
 
 def measure(size: int, url: str, key: str, calls: int) -> dict[str, tuple[float, float, float]]:
-    from poggio.db import bind, database
-    from poggio.models import Workspace
-    from poggio.packs import CursorCodec, ToolError
-    from poggio.plugins import PackRegistry
+    from poggio.runtime.packs import CursorCodec, ToolError
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.storage.db import bind, database
+    from poggio.storage.models import Workspace
 
     db = bind(url)
     registry = PackRegistry.load()

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/search_index.py [--accounts 50000] [--runs 3] [--postgres]
 
 Writes the search words of ``--accounts`` generated accounts (their name and domain, split by
-:func:`poggio.search.words`, as an import does) into a fresh table, in one transaction, and prints
+:func:`poggio.runtime.search.words`, as an import does) into a fresh table, in one transaction, and prints
 the best of ``--runs``:
 
 - ``search_term`` as Poggio keeps it: one row per word, with its two B-tree indexes.
@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bulk_inprocess import account_domains  # noqa: E402
-from poggio.search import words  # noqa: E402
+from poggio.runtime.search import words  # noqa: E402
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -27,7 +27,7 @@ def _markdown(doc: str) -> str:
 def hookspecs() -> list[tuple[str, str, list[str], str]]:
     """(owner module, hook name, argument names, docstring) of every hookspec Poggio loads, the
     core's first and then by module."""
-    from poggio.plugins import PackRegistry
+    from poggio.runtime.plugins import PackRegistry
 
     registry = PackRegistry.load()
     found = []

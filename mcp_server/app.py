@@ -32,15 +32,15 @@ from mcp_server.ratelimit import TokenRateLimit, WriteLimit, WriteRateLimit
 from mcp_server.sdk import lowlevel_server
 from mcp_server.stepup import ScopeChallenge, ScopeChallengeMiddleware
 from mcp_server.unreadable import RecordUnreadable
-from poggio import redaction
-from poggio.db import CommitWatcher, bind, database
-from poggio.oauth import OAuthService, normalise_resource
-from poggio.plugins import PackRegistry
-from poggio.scopes import supported_oauth_scopes
+from poggio.identity.oauth import OAuthService, normalise_resource
+from poggio.identity.scopes import supported_oauth_scopes
+from poggio.identity.tokens import TokenService
+from poggio.notices.webhook_delivery import Deliverer
+from poggio.records import redaction
+from poggio.records.usage import UsageRecorder
+from poggio.runtime.plugins import PackRegistry
 from poggio.settings import Settings, load_settings
-from poggio.tokens import TokenService
-from poggio.usage import UsageRecorder
-from poggio.webhook_delivery import Deliverer
+from poggio.storage.db import CommitWatcher, bind, database
 
 log = logging.getLogger(__name__)
 

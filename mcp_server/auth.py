@@ -1,6 +1,6 @@
 """Bearer-token authentication on the SDK's auth layer.
 
-The token is checked by :class:`poggio.tokens.TokenService` (digest look-up, expiry, revocation,
+The token is checked by :class:`poggio.identity.tokens.TokenService` (digest look-up, expiry, revocation,
 entitlement), in a worker thread unless the database is SQLite; on success the SDK's
 ``AuthenticatedUser``/``AccessToken`` land in
 the request scope and the SDK's ``AuthContextMiddleware`` puts them in the context variable that
@@ -32,11 +32,11 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from mcp_server.ratelimit import StoreUnavailable
-from poggio.db import CommitWatcher, database
-from poggio.oauth import OAuthService
-from poggio.token_format import ACCESS_PREFIX, well_formed
-from poggio.tokens import TokenRejected, TokenService, VerifiedToken, ip_allowed, utcnow
-from poggio.usage import UsageRecorder
+from poggio.identity.oauth import OAuthService
+from poggio.identity.tokens import TokenRejected, TokenService, VerifiedToken, ip_allowed, utcnow
+from poggio.records.usage import UsageRecorder
+from poggio.security.token_format import ACCESS_PREFIX, well_formed
+from poggio.storage.db import CommitWatcher, database
 
 # the key of the expiry warning in a result's _meta
 EXPIRY_META_KEY = "io.poggio/token-expiry"
@@ -113,7 +113,7 @@ class VerifiedCache:
     """Verified credentials, kept while the database has not changed: every verdict the database
     could give differently after a change (revoked, expired early, the workspace's entitlement, the
     token's limits, an approver's role) is a commit, and any commit by anyone empties the cache
-    (:class:`poggio.db.CommitWatcher`), so a revocation still takes effect on the next request. What
+    (:class:`poggio.storage.db.CommitWatcher`), so a revocation still takes effect on the next request. What
     changes with the clock is checked at every use: the credential's expiry and, after a rotation,
     the end of the old secret's overlap (as a deadline on the monotonic clock: the cache is emptied
     at every flush of the usage counters anyway, long before the two clocks could drift apart).

@@ -27,7 +27,6 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import (
     CLIENT_INFO_META_KEY,
     INVALID_PARAMS,
-    METHOD_NOT_FOUND,
     AudioContent,
     BlobResourceContents,
     CallToolResult,
@@ -45,14 +44,16 @@ from pydantic import ConfigDict, ValidationError, create_model
 
 from mcp_server.auth import Principal, current_principal
 from mcp_server.metrics import Metrics
-from poggio import __version__, scopes
-from poggio.activity import METHOD_LABELS
-from poggio.db import LockWait, database, lock_wait, statement_deadline
+from mcp_server.resources import ResourceHandlers
+from poggio import __version__
 from poggio.errors import TOOL_MESSAGES, database_trouble
-from poggio.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
-from poggio.plugins import PackRegistry
+from poggio.identity import scopes
+from poggio.records.activity import METHOD_LABELS
+from poggio.records.usage import UsageRecorder
+from poggio.runtime.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
+from poggio.runtime.plugins import PackRegistry
 from poggio.settings import Settings
-from poggio.usage import UsageRecorder
+from poggio.storage.db import LockWait, database, lock_wait, statement_deadline
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ COUNTED_METHODS = frozenset(METHOD_LABELS[:4])
 OTHER = "other"
 NO_SUCH_THING = {
     "prompts/get": (INVALID_PARAMS, "Unknown prompt: this server offers tools only, no prompts"),
-    "resources/subscribe": (METHOD_NOT_FOUND, "Method not found: this server offers no resources to subscribe to"),
-    "resources/unsubscribe": (METHOD_NOT_FOUND, "Method not found: this server offers no resources to subscribe to"),
 }
 UNKNOWN_TOOL = METHOD_LABELS[5]
 
@@ -184,6 +183,7 @@ def _bind(
     limiter: anyio.CapacityLimiter,
     timeout: float,
     metrics: Metrics,
+    changed=None,
 ):
     """An async MCP tool function for ``spec`` with the signature of its arguments (no context)."""
     params = spec.parameters()  # without the ToolContext; a write tool's idempotency_key
@@ -211,6 +211,7 @@ def _bind(
             writable=token.writable,
             caller=token.name,
             token_kind=token.kind,
+            changes=[] if changed is not None else None,
         )
 
         def run(deadline: float) -> ToolResult:
@@ -264,6 +265,8 @@ def _bind(
                     raise timed_out() from None
                 log.exception("tool %s (pack %s) raised", spec.name, spec.pack)
                 raise MCPToolError(f"{spec.name} failed because of an internal error; it has been logged") from None
+        if ctx.changes:
+            changed(ctx.workspace_id, ctx.changes)
         return CallToolResult(
             content=_content(result),
             structured_content=None if result.data is None else result.data.model_dump(mode="json", by_alias=True),
@@ -362,7 +365,7 @@ class ScopeMiddleware:
             if isinstance(result, dict) and len(self._tool_lists) < 256:
                 self._tool_lists[cache_key] = result
         if ctx.method in ("initialize", "server/discover"):
-            result = _tools_only(result)
+            result = _tools_only(result, resources=bool(self.registry.resources()))
         failed = (isinstance(result, CallToolResult) and result.is_error) or (
             isinstance(result, dict) and bool(result.get("isError") or result.get("is_error"))
         )
@@ -394,7 +397,7 @@ class ScopeMiddleware:
         self.metrics.request(label, ok).inc()
 
 
-def _tools_only(result):
+def _tools_only(result, resources: bool = False):
     """An ``initialize`` or ``server/discover`` answer that advertises what is served: tools, whose
     list never changes while the process runs. MCPServer always registers prompt and resource
     handlers, so the SDK would advertise both (and, on 2026-07-28, change notifications)."""
@@ -403,6 +406,8 @@ def _tools_only(result):
     capabilities = {k: v for k, v in result["capabilities"].items() if k not in ("prompts", "resources")}
     if isinstance(capabilities.get("tools"), dict):
         capabilities["tools"] = {**capabilities["tools"], "listChanged": False}
+    if resources:  # served by mcp_server.resources; updates cannot be delivered (stateless)
+        capabilities["resources"] = {"subscribe": False, "listChanged": False}
     return {**result, "capabilities": capabilities}
 
 
@@ -426,8 +431,11 @@ def build_server(
         subscriptions=False,  # no subscriptions/listen: nothing here ever changes or notifies
     )
     cursors = CursorCodec(settings.secret_key.encode())
+    resources = ResourceHandlers(registry, cursors, limiter, settings.tool_timeout_seconds)
+    if registry.resources():
+        resources.install(server._lowlevel_server)
     for spec in registry.tools():
-        fn = _bind(spec, registry, cursors, limiter, settings.tool_timeout_seconds, metrics)
+        fn = _bind(spec, registry, cursors, limiter, settings.tool_timeout_seconds, metrics, resources.changed)
         options = dict(
             name=spec.name,
             title=spec.title,
@@ -439,7 +447,7 @@ def build_server(
                 idempotent_hint=spec.idempotent,
                 open_world_hint=spec.open_world,
             ),
-            meta={"io.poggio/pack": spec.pack},
+            meta={"io.poggio/pack": spec.pack, **({"ui": {"resourceUri": spec.app}} if spec.app else {})},
         )
         server.add_tool(fn, **options)
         if tools is not None:

@@ -21,8 +21,8 @@ from starlette.responses import Response
 
 from mcp_server.asgi import read_body, replay
 from mcp_server.auth import REALM, Principal
-from poggio import scopes
-from poggio.packs import ToolSpec
+from poggio.identity import scopes
+from poggio.runtime.packs import ToolSpec
 
 ERROR = "insufficient_scope"
 

@@ -15,11 +15,8 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("poggio")
 hookspec = pluggy.HookspecMarker("poggio")
 
-from poggio.bulk import existing_keys  # noqa: E402
-from poggio.db import MAX_ID, changed_at, for_update, utcnow, writing  # noqa: E402  (hookimpl and hookspec first: the modules below import them)
-from poggio.models import WorkspaceModel  # noqa: E402
-from poggio.money import format_money  # noqa: E402
-from poggio.packs import (  # noqa: E402
+from poggio.runtime.money import format_money  # noqa: E402
+from poggio.runtime.packs import (  # noqa: E402
     Audio,
     CsvKind,
     Image,
@@ -30,9 +27,25 @@ from poggio.packs import (  # noqa: E402
     ToolResult,
     tool,
 )
-from poggio.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
-from poggio.search import SearchQuery, add_search_terms, query_words, replace_search_terms, search_page  # noqa: E402
-from poggio.writes import IfUnmodifiedSince, Timestamp, refuse_if_modified  # noqa: E402
+from poggio.runtime.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
+from poggio.runtime.resources import (  # noqa: E402
+    APP_MIME_TYPE,
+    ResourceEntry,
+    ResourceNotFound,
+    app_view,
+    resource,
+)
+from poggio.runtime.search import (  # noqa: E402
+    SearchQuery,
+    add_search_terms,
+    query_words,
+    replace_search_terms,
+    search_page,
+)
+from poggio.runtime.writes import IfUnmodifiedSince, Timestamp, refuse_if_modified  # noqa: E402
+from poggio.storage.bulk import existing_keys  # noqa: E402
+from poggio.storage.db import MAX_ID, changed_at, for_update, utcnow, writing  # noqa: E402  (hookimpl and hookspec first: the modules below import them)
+from poggio.storage.models import WorkspaceModel  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -49,6 +62,12 @@ __all__ = [
     "Audio",
     "Resource",
     "format_money",
+    # resources, resource templates and MCP App views
+    "resource",
+    "ResourceNotFound",
+    "ResourceEntry",
+    "app_view",
+    "APP_MIME_TYPE",
     # paged list tools
     "Limit",
     "Cursor",

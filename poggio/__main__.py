@@ -1,3 +1,3 @@
-from poggio.cli import main
+from poggio.commands.cli import main
 
 main()

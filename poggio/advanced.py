@@ -26,9 +26,9 @@ caller's transaction); docs/pack-authors/advanced.md shows each in use.
 """
 
 from poggio.adapters.peewee import loaded, row_values
-from poggio.bulk import insert_rows as bulk_insert
-from poggio.bulk import reserve_ids
-from poggio.db import write_later
-from poggio.prepared import Prepared, slot
+from poggio.storage.bulk import insert_rows as bulk_insert
+from poggio.storage.bulk import reserve_ids
+from poggio.storage.db import write_later
+from poggio.storage.prepared import Prepared, slot
 
 __all__ = ["Prepared", "slot", "loaded", "row_values", "write_later", "bulk_insert", "reserve_ids"]

@@ -37,7 +37,7 @@ def database_trouble(exc: BaseException) -> str | None:
     """``"busy"`` when ``exc`` (or what it wraps: peewee re-raises the driver's errors) is the
     database busy with other writes, ``"full"`` when it is out of disk space; None for anything else."""
     seen: set[int] = set()
-    pending = [exc]
+    pending: list[BaseException | None] = [exc]
     while pending:
         current = pending.pop()
         if current is None or id(current) in seen:
@@ -46,8 +46,8 @@ def database_trouble(exc: BaseException) -> str | None:
         code = getattr(current, "sqlite_errorcode", None)
         if code is not None and code & 0xFF in _SQLITE:
             return _SQLITE[code & 0xFF]
-        if getattr(current, "pgcode", None) in _POSTGRES:
-            return _POSTGRES[current.pgcode]
+        if (pgcode := getattr(current, "pgcode", None)) in _POSTGRES:
+            return _POSTGRES[pgcode]
         if type(current).__module__.startswith("psycopg2") and type(current).__name__ in _POSTGRES_CLASSES:
             return _POSTGRES_CLASSES[type(current).__name__]
         text = str(current).strip().lower()

@@ -61,3 +61,17 @@ def poggio_csv_importers():
     columns, a validator that checks every row and a writer that inserts the validated rows).
     ``poggio import KIND`` takes every kind the loaded packs register; it validates the whole file
     first and writes all rows or none."""
+
+
+@hookspec
+def poggio_resources():
+    """Return the pack's resources and resource templates: a list of functions decorated with
+    :func:`poggio.resource` (and :func:`poggio.app_view` views of tools).
+
+    The MCP server serves them as ``resources/list``, ``resources/templates/list`` and
+    ``resources/read``, to a caller whose token or grant may read the pack (like its tools). A resource
+    function gets the read's :class:`poggio.ToolContext` (its workspace and pack scope) and the
+    template's variables, and returns text, bytes, JSON (a model, dict or list) or a
+    :class:`poggio.ToolResult` (JSON and text); it raises :class:`poggio.ResourceNotFound` for a value
+    that names nothing in the caller's workspace. A template may list its resources for
+    ``resources/list`` (``@spec.list``, paged with a cursor). URIs are unique across packs."""

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import functools
 
-from poggio.oauth import OAuthService
-from poggio.plugins import PackRegistry
+from poggio.identity.oauth import OAuthService
+from poggio.identity.tokens import TokenService
+from poggio.runtime.plugins import PackRegistry
 from poggio.settings import Settings, load_settings
-from poggio.tokens import TokenService
 
 
 class Services:

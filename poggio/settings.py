@@ -168,7 +168,7 @@ def load_settings(env: dict[str, str] | None = None, instance_path: Path | str |
             continue
         if kind in (int, float):
             try:
-                values[key] = kind(values[key])  # type: ignore[arg-type]
+                values[key] = kind(values[key])  # type: ignore[call-overload, arg-type]  # any value: a wrong one raises below
             except (TypeError, ValueError):
                 raise SettingsError(f"POGGIO_{key.upper()} must be a number, got {values[key]!r}") from None
         elif kind is bool and not isinstance(values[key], bool):
@@ -180,7 +180,7 @@ def load_settings(env: dict[str, str] | None = None, instance_path: Path | str |
             if isinstance(values[key], str):
                 values[key] = tuple(p.strip() for p in str(values[key]).split(",") if p.strip())
             elif isinstance(values[key], list):
-                values[key] = tuple(values[key])  # type: ignore[arg-type]
+                values[key] = tuple(values[key])  # type: ignore[arg-type]  # a list, checked above
 
     values.setdefault("database_url", f"sqlite:///{instance / 'poggio.db'}")
     if not values.get("secret_key"):
@@ -193,12 +193,12 @@ def load_settings(env: dict[str, str] | None = None, instance_path: Path | str |
         public = urlsplit(str(values[key]))
         if public.scheme not in ("http", "https") or not public.netloc:
             raise SettingsError(f"POGGIO_{key.upper()} must be an http(s) URL, got {values[key]!r}")
-    for proxy in values.get("trusted_proxies", ()):  # type: ignore[union-attr]
+    for proxy in values.get("trusted_proxies", ()):  # type: ignore[attr-defined]  # a tuple, made above
         try:
             ipaddress.ip_network(proxy, strict=False)
         except ValueError:
             raise SettingsError(f"POGGIO_TRUSTED_PROXIES: {proxy!r} is not an IP address or network (CIDR)") from None
-    for entry in values.get("oauth_trusted_client_metadata", ()):  # type: ignore[union-attr]
+    for entry in values.get("oauth_trusted_client_metadata", ()):  # type: ignore[attr-defined]  # a tuple, made above
         parts = urlsplit(str(entry))
         if parts.scheme != "https" or not parts.hostname or not parts.path or parts.fragment:
             raise SettingsError(

@@ -11,8 +11,8 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from poggio.packs import CursorCodec, ToolContext
-from poggio.plugins import Pack, PackRegistry
+from poggio.runtime.packs import CursorCodec, ToolContext
+from poggio.runtime.plugins import Pack, PackRegistry
 
 
 def load_pack(name: str) -> Pack:
@@ -46,10 +46,10 @@ def tool_context(
 def workspace(folder: Path, slug: str = "test") -> Iterator[tuple[PackRegistry, int]]:
     """A SQLite database in ``folder`` with the schema of every installed pack and one workspace:
     ``(registry, workspace_id)``, bound for the duration (models and tools use it)."""
-    from poggio import workspaces
-    from poggio.audit import Actor
-    from poggio.db import bind
-    from poggio.schema import upgrade
+    from poggio.identity import workspaces
+    from poggio.records.audit import Actor
+    from poggio.runtime.schema import upgrade
+    from poggio.storage.db import bind
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     db = bind(f"sqlite:///{Path(folder) / 'poggio.db'}")

@@ -13,12 +13,13 @@ from peewee import DatabaseError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from poggio import redaction, scopes
-from poggio.db import MAX_ID, bind, database
 from poggio.errors import database_trouble
-from poggio.plugins import PackRegistry
+from poggio.identity import scopes
+from poggio.records import redaction
+from poggio.runtime.plugins import PackRegistry
 from poggio.services import Services
 from poggio.settings import Settings, load_settings
+from poggio.storage.db import MAX_ID, bind, database
 from portal.signin import login_manager
 
 HTMX_DIR = Path(__file__).parent / "static" / "vendor" / "htmx"  # htmx.org 2.0.3, see its README.md

@@ -7,9 +7,9 @@ import functools
 from flask import abort, current_app, g, session
 from flask_login import current_user, login_required
 
-from poggio.models import Membership, Workspace
-from poggio.oauth import normalise_resource
+from poggio.identity.oauth import normalise_resource
 from poggio.services import Services
+from poggio.storage.models import Membership, Workspace
 from portal.throttle import Throttle
 
 

@@ -5,16 +5,19 @@ streamed whatever its size."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
+from typing import Any
 
-from poggio import activity as record
-from poggio.db import parse_id, utcnow
+from flask import Blueprint, Response, abort, render_template, stream_with_context, url_for
+
 from poggio.errors import InvalidInput
-from poggio.models import GrantUsage
-from poggio.usage_report import by_tool
+from poggio.records import activity as record
+from poggio.records.usage_report import by_tool
+from poggio.storage.db import parse_id, utcnow
+from poggio.storage.models import GrantUsage
 from portal.access import core, mcp_admin_required
 from portal.activity_chart import chart_context
 from portal.activity_subject import filters_of, subject_of
+from portal.htmx import request
 
 bp = Blueprint("activity", __name__, url_prefix="/settings/mcp")
 
@@ -46,7 +49,8 @@ def render_activity(workspace, kind=None, subject_id=None, endpoint="activity.wo
         if kind is None
         else {(kind, subject_id): subject.name if kind == "token" else subject.client.name}
     )
-    query = {k: v for k, v in request.args.items() if k in ("tool", "outcome", "since", "until") and v}
+    # Any: url_for's keywords include _external (a bool), which a dict[str, str] of arguments could be taken for
+    query: dict[str, Any] = {k: v for k, v in request.args.items() if k in ("tool", "outcome", "since", "until") and v}
     context = {
         "rows": rows,
         "names": names,

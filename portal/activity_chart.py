@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, url_for
 
-from poggio.activity_chart import chart
+from poggio.records.activity_chart import chart
 from portal.access import mcp_admin_required
 from portal.activity_subject import filters_of, subject_of
 
@@ -14,7 +14,7 @@ bp = Blueprint("activity_chart", __name__, url_prefix="/settings/mcp")
 
 def _tools() -> list[str]:
     """The names a call's ``tool`` takes: the installed tools and the MCP method labels."""
-    from poggio.activity import METHOD_LABELS
+    from poggio.records.activity import METHOD_LABELS
     from portal.access import core
 
     return sorted({t.name for t in core().registry.tools()} | set(METHOD_LABELS))
@@ -33,7 +33,7 @@ def chart_context(workspace, filters, kind, subject_id) -> dict:
     from flask import request
 
     query = {k: v for k, v in request.args.items() if k in ("tool", "outcome", "since", "until") and v}
-    from poggio.activity_chart import SAMPLE
+    from poggio.records.activity_chart import SAMPLE
 
     return {
         "chart": chart(workspace.id, filters, tools=_tools()),

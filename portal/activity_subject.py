@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from flask import abort, request
 
-from poggio import activity as record
 from poggio.errors import InvalidInput, NotFound
+from poggio.records import activity as record
 from portal.access import core
 
 
 def subject_of(workspace, kind: str | None, subject_id: int | None):
     """The token or connected app a page is about (404 if not the workspace's), or None."""
-    if kind is None:
+    if kind is None or subject_id is None:
         return None
     try:
         if kind == "token":

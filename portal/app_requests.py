@@ -7,16 +7,17 @@ partials make up the full page that a browser without JavaScript gets."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from htmx_flask import make_response
 
-from poggio import app_access, scopes
-from poggio.audit import Actor
 from poggio.errors import InvalidInput, NotFound
-from poggio.models import OAuthClient, OAuthGrant
+from poggio.identity import app_access, scopes
+from poggio.records.audit import Actor
+from poggio.storage.models import OAuthClient, OAuthGrant
 from portal.access import client_ip, core, mcp_admin_required
 from portal.forms import ActionForm, AppPolicyForm
+from portal.htmx import request
 
 bp = Blueprint("app_requests", __name__, url_prefix="/settings/mcp")
 mine = Blueprint("my_apps", __name__, url_prefix="/my/apps")

@@ -6,8 +6,8 @@ import json
 
 from flask import Blueprint, render_template, request
 
-from poggio.audit import ACTIONS, WRITE_ACTIONS
-from poggio.models import AuditEvent
+from poggio.records.audit import ACTIONS, WRITE_ACTIONS
+from poggio.storage.models import AuditEvent
 from portal.access import admin_required, page_number
 
 bp = Blueprint("audit_log", __name__, url_prefix="/settings/audit")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, logout_user
 
-from poggio import audit, sessions
-from poggio.audit import Actor
-from poggio.db import parse_id
-from poggio.models import Membership
-from poggio.workspaces import check_password, find_user, memberships
+from poggio.identity import sessions
+from poggio.identity.workspaces import check_password, find_user, memberships
+from poggio.records import audit
+from poggio.records.audit import Actor
+from poggio.storage.db import parse_id
+from poggio.storage.models import Membership
 from portal.access import client_ip, current_membership
 from portal.access import throttle as access_throttle
 from portal.forms import ActionForm, SignInForm
@@ -36,7 +37,7 @@ def sign_in():
     error = None
     status = 200
     if form.validate_on_submit():
-        email, ip = form.email.data.strip().lower(), client_ip() or "-"
+        email, ip = (form.email.data or "").strip().lower(), client_ip() or "-"
         throttle = access_throttle()
         wait = throttle.attempt(email, ip)
         if wait:

@@ -6,7 +6,7 @@ import datetime as dt
 
 from markupsafe import Markup, escape
 
-from poggio.db import utcnow
+from poggio.storage.db import utcnow
 
 BAR, GAP, HEIGHT = 4, 1, 28
 

@@ -14,7 +14,7 @@ module adds is where the keys come from, what is accepted, and where replays are
 - ``iss`` = ``sub`` = the client_id; ``aud`` the token endpoint or the issuer; ``exp`` required
   and at most :data:`MAX_LIFETIME` ahead;
 - ``jti`` required, and kept in the database until the assertion expires
-  (:meth:`poggio.oauth.OAuthService.first_assertion`), so a replay is refused by every worker.
+  (:meth:`poggio.identity.oauth.OAuthService.first_assertion`), so a replay is refused by every worker.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from poggio.db import utcnow
+from poggio.storage.db import utcnow
 from portal.access import core
 from portal.client_metadata import MetadataError, fetch_json
 
@@ -92,7 +92,7 @@ def _key_set(document) -> KeySet:
 class PrivateKeyJWT(JWTBearerClientAssertion):
     """Authlib's client assertion as the ``private_key_jwt`` method of :mod:`portal.oauth`."""
 
-    CLIENT_AUTH_METHOD = METHOD
+    CLIENT_AUTH_METHOD = METHOD  # type: ignore[misc]  # Final in types-Authlib; Authlib asks subclasses to set it
 
     def __init__(self):
         super().__init__(validate_jti=True, leeway=LEEWAY)

@@ -23,13 +23,14 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 
-from poggio.addresses import resolve_checked
-from poggio.db import utcnow
+from poggio.security.addresses import resolve_checked
+from poggio.storage.db import utcnow
 
 DEADLINE_SECONDS = 8.0  # the whole fetch, from connecting to the body's last byte
 READ_SECONDS = 3.0  # any one connect, TLS step or read of the socket
@@ -38,7 +39,7 @@ MAX_HEADER_BYTES = 16 * 1024  # the status line and headers, besides the body
 MAX_CONCURRENT = 2  # fetches at once in one portal process (a gunicorn worker runs four threads)
 FAILURE_SECONDS = 60.0  # a URL that failed is not fetched again for this long
 MAX_FAILURES_KEPT = 1000
-MAX_URL = 500  # an OAuth client_id's length (poggio.models.OAuthClient)
+MAX_URL = 500  # an OAuth client_id's length (poggio.storage.models.OAuthClient)
 MIN_CACHE = dt.timedelta(minutes=1)
 MAX_CACHE = dt.timedelta(days=1)
 DEFAULT_CACHE = dt.timedelta(hours=1)
@@ -140,7 +141,7 @@ failures = _Failures()
 _slots = threading.BoundedSemaphore(MAX_CONCURRENT)
 
 
-def is_metadata_url(client_id: str | None) -> bool:
+def is_metadata_url(client_id: str | None) -> TypeGuard[str]:
     if not client_id or not client_id.startswith("https://"):
         return False
     parts = urlsplit(client_id)
@@ -213,7 +214,7 @@ def _fetch(url: str, allow_private: bool, what: str) -> tuple[dict, dt.datetime]
     if parts.username or parts.password or parts.fragment:
         raise MetadataError(f"the URL of {what} must not carry credentials or a fragment")
     host, port = parts.hostname, parts.port or 443
-    address = _resolve(host, port, allow_private, READ_SECONDS)
+    address = _resolve(host or "", port, allow_private, READ_SECONDS)
     target = f"https://{'[' + address + ']' if ':' in address else address}:{port}{parts.path}" + (
         f"?{parts.query}" if parts.query else ""
     )

@@ -6,20 +6,21 @@ partials make up the full page (:mod:`portal.mcp_settings`), which a browser wit
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, url_for
 from flask_login import current_user
 from htmx_flask import make_response
 
-from poggio import app_access, scopes
-from poggio.audit import Actor
-from poggio.db import utcnow
 from poggio.errors import InvalidInput, NotFound
-from poggio.models import GrantUsage
-from poggio.usage_report import by_tool, daily
+from poggio.identity import app_access, scopes
+from poggio.records.audit import Actor
+from poggio.records.usage_report import by_tool, daily
+from poggio.storage.db import utcnow
+from poggio.storage.models import GrantUsage
 from portal.access import client_ip, core, mcp_admin_required
 from portal.activity import render_activity
 from portal.charts import activity_bars
 from portal.forms import ActionForm, OAuthClientForm
+from portal.htmx import request
 
 bp = Blueprint("connected_apps", __name__, url_prefix="/settings/mcp")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -17,8 +19,8 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from poggio import scopes
-from poggio.tokens import EXPIRY_CHOICES
+from poggio.identity import scopes
+from poggio.identity.tokens import EXPIRY_CHOICES
 
 EXPIRY_OPTIONS = [(str(days), f"{days} days") for days in EXPIRY_CHOICES] + [
     ("date", "On a date"),
@@ -41,6 +43,7 @@ class PackScopes:
 
     packs = MultiCheckbox("Tool packs (none ticked: every pack, read only)", choices=[])
     write = MultiCheckbox("May change (write)", choices=[])
+    is_submitted: Callable[[], bool]  # FlaskForm's: the forms put this mixin before it
 
     def offer(self, choices: list[tuple[str, str]], current: str | None = None) -> None:
         """The packs to choose from; ``current`` (a stored scope) ticks the boxes on a fresh form."""
@@ -83,8 +86,8 @@ class EditTokenForm(PackScopes, FlaskForm):
     expiry = RadioField("Expires", choices=[("keep", "Keep")] + EXPIRY_OPTIONS, default="keep")
     expiry_date = DateField("Expiry date", validators=[Optional()])
 
-    allowed_ips = TokenForm.allowed_ips
-    rate_limit = TokenForm.rate_limit
+    allowed_ips: TextAreaField = TokenForm.allowed_ips  # type: ignore[assignment]  # unbound: bound per form
+    rate_limit: StringField = TokenForm.rate_limit  # type: ignore[assignment]  # as above
 
     expiry_value = TokenForm.expiry_value
 

@@ -20,7 +20,7 @@ def worker_int(worker) -> None:
 def post_worker_init(worker) -> None:
     """Each worker delivers the webhook outbox too, as the MCP server does (a portal-only installation
     still delivers); the outbox is claimed message by message, so none goes out twice."""
+    from poggio.notices.webhook_delivery import Deliverer
     from poggio.settings import load_settings
-    from poggio.webhook_delivery import Deliverer
 
     Deliverer.from_settings(load_settings()).start()

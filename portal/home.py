@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import url_for
 
-from poggio import attention
+from poggio.notices import attention
 
 SECTIONS = (
     ("expiring", "Expiring within 7 days"),

@@ -11,7 +11,7 @@ workspace's identity provider signed. It is honoured when:
 - ``aud`` is Poggio's issuer, ``resource`` the MCP server's URL, ``client_id`` the authenticated client;
 - ``exp`` is present, not past, and at most :data:`MAX_LIFETIME` ahead; ``jti`` was never seen
   (kept until the assertion expires, in the database: every portal worker agrees);
-- the subject is an active user of the workspace (:func:`poggio.sso.user_for_assertion`).
+- the subject is an active user of the workspace (:func:`poggio.identity.sso.user_for_assertion`).
 
 Anything else is ``invalid_grant`` with a reason a person understands, and an audit line. The
 answer is an access token bound to the MCP server, and no refresh token: the app presents a fresh
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import cast
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, UnauthorizedClientError
@@ -30,11 +31,13 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jws import extract_compact
 
-from poggio import audit, id_jag, sso
-from poggio.audit import Actor
-from poggio.oauth import JWT_BEARER, normalise_resource
-from poggio.sso import SsoError, SsoProvider
+from poggio.identity import id_jag, sso
+from poggio.identity.oauth import JWT_BEARER, normalise_resource
+from poggio.identity.sso import SsoError, SsoProvider
+from poggio.records import audit
+from poggio.records.audit import Actor
 from portal.access import client_ip, core, mcp_resource
+from portal.oauth_client import Client
 from portal.sso import ALGORITHMS, discover, provider_keys
 
 bp = Blueprint("id_jag", __name__)
@@ -55,7 +58,7 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     def validate_token_request(self):
-        client = self.authenticate_token_endpoint_client()
+        client = cast(Client, self.authenticate_token_endpoint_client())
         if client.row.kind != "confidential" or not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError(
                 "This client may not use the jwt-bearer grant: an admin creates clients "
@@ -66,7 +69,7 @@ class IdJagGrant(grants.BaseGrant, grants.TokenEndpointMixin):
             raise InvalidRequestError("Send the ID-JAG as 'assertion'.")
 
     def create_token_response(self):
-        client = self.request.client.row
+        client = cast(Client, self.request.client).row
         try:
             grant = self._grant(client, self.request.form["assertion"], mcp_resource())
         except id_jag.Refused as refused:

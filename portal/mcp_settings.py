@@ -7,22 +7,25 @@ renders again)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from typing import cast
+
+from flask import Blueprint, abort, redirect, render_template, url_for
 from flask_login import current_user
 from htmx_flask import make_response
 
-from poggio import policy
-from poggio.audit import Actor
-from poggio.db import utcnow
 from poggio.errors import InvalidInput, NotFound
-from poggio.models import ApiToken
-from poggio.tokens import EXPIRING_SOON, status
-from poggio.usage_report import daily
+from poggio.identity import policy
+from poggio.identity.tokens import EXPIRING_SOON, status
+from poggio.records.audit import Actor
+from poggio.records.usage_report import daily
+from poggio.storage.db import utcnow
+from poggio.storage.models import ApiToken
 from portal.access import client_ip, core, mcp_admin_required, page_number
 from portal.app_requests import app_policy_form, policy_context, requests_context
 from portal.charts import activity_bars, ago
 from portal.connected_apps import apps_context, client_form
 from portal.forms import ActionForm, EditTokenForm, PolicyForm, RotateForm, TokenForm, limit_expiry_choices
+from portal.htmx import request
 
 bp = Blueprint("mcp_settings", __name__, url_prefix="/settings/mcp")
 
@@ -101,8 +104,9 @@ def _token_form(workspace) -> TokenForm:
     if not form.is_submitted():
         default = rules.default_expiry
         form.expiry.data = "never" if default == "never" else default.removesuffix("d")
-        if form.expiry.data not in dict(form.expiry.choices):
-            form.expiry.data = form.expiry.choices[0][0]
+        choices = cast(list[tuple[str, str]], form.expiry.choices)  # the pairs limit_expiry_choices left
+        if form.expiry.data not in dict(choices):
+            form.expiry.data = choices[0][0]
     return form
 
 
@@ -117,8 +121,9 @@ def _policy_form(workspace) -> PolicyForm:
         (form.default_expiry, workspace.default_expiry_days),
         (form.max_lifetime, workspace.max_lifetime_days),
     ):
-        if days and str(days) not in dict(field.choices):  # set from the command line to another number
-            field.choices = [*field.choices, (str(days), f"{days} days")]
+        choices = cast(list[tuple[str, str]], field.choices)  # PolicyForm's pairs
+        if days and str(days) not in dict(choices):  # set from the command line to another number
+            field.choices = [*choices, (str(days), f"{days} days")]
     return form
 
 

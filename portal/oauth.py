@@ -6,7 +6,7 @@ HTML form); ``/oauth/token`` (authorization_code, refresh_token with rotation, c
 ``/oauth/register`` (RFC 7591, open and rate-limited); ``/oauth/revoke`` (RFC 7009). A ``client_id``
 that is an https URL is a Client ID Metadata Document, fetched by :mod:`portal.client_metadata`.
 
-What is stored and checked lives in :mod:`poggio.oauth`; this module adapts it to Authlib's grants.
+What is stored and checked lives in :mod:`poggio.identity.oauth`; this module adapts it to Authlib's grants.
 Tokens are bound to the MCP server's URL (RFC 8707 ``resource``): a ``resource`` naming anything else
 is refused with ``invalid_target``.
 """
@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from typing import TypeGuard, cast
 from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import ClientMixin, grants
+from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidGrantError,
@@ -39,13 +40,10 @@ from limits import parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from poggio import app_access, audit, scopes
-from poggio.audit import Actor
-from poggio.client_metadata import MAX_BODY_BYTES, redirect_uri_matches
-from poggio.db import utcnow
 from poggio.errors import InvalidInput
-from poggio.models import Membership, OAuthClient, OAuthCode, OAuthGrant, User, Workspace
-from poggio.oauth import (
+from poggio.identity import app_access, scopes
+from poggio.identity.client_metadata import MAX_BODY_BYTES
+from poggio.identity.oauth import (
     JWT_BEARER,
     OAuthService,
     PresentedRefresh,
@@ -57,12 +55,17 @@ from poggio.oauth import (
     packs_of_scope,
     scope_of,
 )
-from poggio.scopes import READ, WRITE, supported_oauth_scopes
+from poggio.identity.scopes import READ, WRITE, supported_oauth_scopes
+from poggio.records import audit
+from poggio.records.audit import Actor
+from poggio.storage.db import utcnow
+from poggio.storage.models import Membership, OAuthClient, OAuthCode, OAuthGrant, User, Workspace
 from portal import client_auth
 from portal.access import client_ip, core, mcp_resource
 from portal.client_metadata import MetadataError, fetch_client_metadata, is_metadata_url, remember_failure
 from portal.forms import ActionForm
-from portal.id_jag import ID_JAG_PROFILE
+from portal.id_jag import ID_JAG_PROFILE, IdJagGrant
+from portal.oauth_client import Client
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oauth", __name__)
@@ -91,54 +94,6 @@ def issuer() -> str:
 
 
 # -- Authlib's view of our rows ---------------------------------------------------------------
-class Client(ClientMixin):
-    """An :class:`OAuthClient` row as Authlib's client."""
-
-    def __init__(self, row: OAuthClient):
-        self.row = row
-        self.meta = json.loads(row.metadata or "{}")
-
-    @property
-    def redirect_uris(self) -> list[str]:
-        return list(self.meta.get("redirect_uris") or [])
-
-    @property
-    def auth_method(self) -> str:
-        return self.meta.get("token_endpoint_auth_method") or "client_secret_basic"
-
-    def get_client_id(self):
-        return self.row.client_id
-
-    def get_default_redirect_uri(self):
-        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
-
-    def get_allowed_scope(self, scope):
-        known = core().registry.names
-        if not scope:
-            return scope_of(self.row.packs if self.row.packs else known)
-        return " ".join(s for s in scope.split() if s.partition(":")[0] in known or s == "offline_access")
-
-    def check_redirect_uri(self, redirect_uri):
-        # exact match, as OAuth 2.1 asks; a loopback listener's port aside (RFC 8252 §7.3)
-        return any(redirect_uri_matches(registered, redirect_uri) for registered in self.redirect_uris)
-
-    def check_client_secret(self, client_secret):
-        return service().check_secret(self.row, client_secret)
-
-    def check_endpoint_auth_method(self, method, endpoint):
-        if self.row.kind == "confidential" and method in ("client_secret_basic", "client_secret_post"):
-            return True  # a client an admin created holds a secret: either way of sending it
-        return method == self.auth_method
-
-    def check_response_type(self, response_type):
-        return response_type == "code" and self.row.kind != "confidential"
-
-    def check_grant_type(self, grant_type):
-        if self.row.kind == "confidential":
-            return grant_type in (self.meta.get("grant_types") or ["client_credentials"])
-        return grant_type in ("authorization_code", "refresh_token")
-
-
 class Code:
     """An :class:`OAuthCode` row as Authlib's authorization code."""
 
@@ -257,14 +212,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token):
         try:
-            found = service().find_refresh(refresh_token, self.request.client.row)
+            found = service().find_refresh(refresh_token, cast(Client, self.request.client).row)
         except RefreshReused:
             raise InvalidGrantError(REUSED) from None
         return Refresh(found) if found is not None else None
 
     def _validate_token_scope(self, token):
         try:
-            super()._validate_token_scope(token)
+            super()._validate_token_scope(token)  # type: ignore[misc]  # Authlib's, left out of its stubs
         except InvalidScopeError:
             raise InvalidScopeError(
                 f"This app was granted '{token.get_scope()}'; a refresh may ask for no more. "
@@ -299,14 +254,14 @@ class Revocation(RevocationEndpoint):
 
 
 class ClientClaims(ClientMetadataClaims):
-    """Authlib's checks of RFC 7591 metadata, but for redirect URIs, which :mod:`poggio.client_metadata`
+    """Authlib's checks of RFC 7591 metadata, but for redirect URIs, which :mod:`poggio.identity.client_metadata`
     checks (Authlib's want a host, refusing a native app's ``com.example.app:/callback``); and
     ``application_type`` (OpenID Connect registration, which MCP clients send) is kept."""
 
     REGISTERED_CLAIMS = [*ClientMetadataClaims.REGISTERED_CLAIMS, "application_type"]
 
     def validate_redirect_uris(self):
-        """Checked by poggio.client_metadata before Authlib sees the request."""
+        """Checked by poggio.identity.client_metadata before Authlib sees the request."""
 
 
 class Registration(ClientRegistrationEndpoint):
@@ -322,7 +277,7 @@ class Registration(ClientRegistrationEndpoint):
         return metadata()
 
     def generate_client_id(self, request):
-        return None  # chosen by poggio.oauth when the client is saved
+        return None  # chosen by poggio.identity.oauth when the client is saved
 
     def generate_client_secret(self, request):
         return None
@@ -353,7 +308,7 @@ class Registration(ClientRegistrationEndpoint):
         }
 
 
-def registration_error(exc: InvalidInput) -> OAuth2Error:
+def registration_error(exc: InvalidInput) -> InvalidRedirectURIError | InvalidClientMetadataError:
     """RFC 7591 §3.2.2: ``invalid_redirect_uri`` for a redirect URI, ``invalid_client_metadata`` else;
     the description names the field and the rule."""
     error = InvalidRedirectURIError if exc.field == "redirect_uris" else InvalidClientMetadataError
@@ -435,16 +390,14 @@ authorization = PoggioAuthorizationServer()
 
 def init_app(app) -> None:
     authorization.init_app(app, query_client=_query_client, save_token=_save_token)
-    authorization.register_token_generator("default", _bearer_placeholder)
+    authorization.register_token_generator("default", _bearer_placeholder)  # type: ignore[arg-type]  # any callable (Authlib's docs)
     authorization.register_client_auth_method(client_auth.METHOD, client_auth.PrivateKeyJWT())
     authorization.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     authorization.register_grant(RefreshTokenGrant)
     authorization.register_grant(ClientCredentialsGrant)
-    from portal.id_jag import IdJagGrant
-
     authorization.register_grant(IdJagGrant)
     authorization.register_endpoint(Revocation)
-    authorization.register_endpoint(Registration)
+    authorization.register_endpoint(Registration)  # type: ignore[arg-type]  # an endpoint, not one in types-Authlib
     settings = app.extensions["poggio"].settings
     storage = storage_from_string(settings.redis_url) if settings.redis_url else MemoryStorage()
     app.extensions["poggio.registrations"] = (
@@ -549,7 +502,7 @@ def register():
     return response
 
 
-def untrusted(client_id: str | None) -> bool:
+def untrusted(client_id: str | None) -> TypeGuard[str]:
     """A Client ID Metadata Document client that ``POGGIO_OAUTH_TRUSTED_CLIENT_METADATA`` does not allow."""
     return is_metadata_url(client_id) and not metadata_url_trusted(
         client_id, core().settings.oauth_trusted_client_metadata
@@ -592,7 +545,7 @@ def _consent_workspaces(user) -> list[Workspace]:
     ):
         mode = app_access.AppPolicy.of(m.workspace).may_connect(m.role)
         if mode is not None:
-            m.workspace.mode = mode
+            m.workspace.mode = mode  # type: ignore[attr-defined]  # the consent page's, on these rows only
             found.append(m.workspace)
     return found
 
@@ -603,7 +556,7 @@ def _sealed_request(user_id: int) -> list:
 
 
 def _sealer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt="oauth-consent")
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="oauth-consent")
 
 
 def _seal(user_id: int) -> str:
@@ -666,24 +619,24 @@ def authorize():
         grant = authorization.get_consent_grant(end_user=user)
     except ValueError:  # authlib refuses to build an error whose description quotes a control character
         return _error_page(400, "This sign-in link is not valid", "A parameter holds characters OAuth does not allow.")
-    except OAuth2Error as error:
-        if error.redirect_uri:  # a known client and a checked redirect URI: the app hears of it
-            return authorization.handle_error_response(None, error)
-        return _error_page(400, "This sign-in link is not valid", error.description or error.error)
+    except OAuth2Error as refused:
+        if refused.redirect_uri:  # a known client and a checked redirect URI: the app hears of it
+            return authorization.handle_error_response(None, refused)  # type: ignore[arg-type]  # Authlib takes None
+        return _error_page(400, "This sign-in link is not valid", refused.description or refused.error or "")
     client: Client = grant.client
     redirect_uri = grant.request.payload.redirect_uri or client.get_default_redirect_uri()
     known = set(core().registry.names)
     try:
         asked = packs_of_scope(grant.request.payload.scope, known)
     except InvalidInput as exc:
-        return authorization.handle_error_response(None, _redirect_error("invalid_scope", exc.message, redirect_uri))
+        return authorization.handle_error_response(None, _redirect_error("invalid_scope", exc.message, redirect_uri))  # type: ignore[arg-type]  # as above
     eligible = _consent_workspaces(user)
     # the app policy decides which apps: a workspace that does not list this app is not offered
     workspaces = [w for w in eligible if app_access.AppPolicy.of(w).allows(client.row)]
     if eligible and not workspaces:  # nowhere to connect it: the app hears why, the admins see it
         actor = Actor(user, ip=client_ip())
         message = [app_access.refuse(w, client.row, actor) for w in eligible][0]
-        return authorization.handle_error_response(None, _redirect_error("access_denied", message, redirect_uri))
+        return authorization.handle_error_response(None, _redirect_error("access_denied", message, redirect_uri))  # type: ignore[arg-type]  # as above
     form = ActionForm()
 
     if request.method == "POST":
@@ -718,7 +671,7 @@ def authorize():
         packs = {p: WRITE if p in writes else READ for p in (set(request.form.getlist("packs")) | writes) & set(asked)}
         # the app connected to this workspace already: the approval adds to that grant (step-up); a
         # member's request never widens a live grant, it waits for an admin as a grant of its own
-        requesting = chosen is not None and chosen.mode == "request"
+        requesting = chosen is not None and chosen.mode == "request"  # type: ignore[attr-defined]  # as above
         adds_to = None if requesting else service().connected_grant(client.row, chosen)
         days, error = None, None
         if chosen is None:
@@ -730,7 +683,7 @@ def authorize():
                 days = lifetime_days(request.form.get("lifetime", "90"), chosen)
             except InvalidInput as exc:
                 error = exc.message
-        if error:
+        if error or chosen is None:  # (chosen is None: an error)
             return _consent_csp(
                 Response(
                     _render_consent(client, redirect_uri, workspaces, asked, error=error, chosen=chosen, packs=packs),

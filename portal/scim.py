@@ -1,7 +1,7 @@
 """SCIM 2.0 on the portal (RFC 7643, 7644): ``/scim/v2/Users`` and ``/scim/v2/Groups`` of the
 workspace whose SCIM token is presented, with the discovery endpoints (``ServiceProviderConfig``,
 ``ResourceTypes``, ``Schemas``). Resources, messages and errors are ``scim2-models``'; what
-provisioning does to Poggio's users is :mod:`poggio.scim`'s.
+provisioning does to Poggio's users is :mod:`poggio.identity.scim`'s.
 
 Every request needs ``Authorization: Bearer pgsc_…``; every answer is ``application/scim+json``;
 every refusal is a SCIM Error (status, ``scimType``, detail) and leaves nothing half-done."""
@@ -14,6 +14,7 @@ import json
 from flask import Blueprint, Response, g, request
 from pydantic import ValidationError
 from scim2_models import (
+    URI,
     AuthenticationScheme,
     Bulk,
     ChangePassword,
@@ -23,8 +24,10 @@ from scim2_models import (
     Filter,
     Group,
     ListResponse,
+    Meta,
     Patch,
     PatchOp,
+    Reference,
     ResourceType,
     ResponseParameters,
     SCIMException,
@@ -35,9 +38,10 @@ from scim2_models import (
     User,
 )
 
-from poggio import audit, scim
 from poggio.errors import InvalidInput
-from poggio.scim import Conflict, ScimGroup, ScimUser
+from poggio.identity import scim
+from poggio.identity.scim import Conflict, ScimGroup, ScimUser
+from poggio.records import audit
 from portal.access import client_ip, core
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
@@ -184,7 +188,7 @@ def _parameters(model):
     wanted = {k: request.args[k] for k in ("attributes", "excludedAttributes") if request.args.get(k)}
     if not wanted:
         return None
-    return _validate(ResponseParameters[model], wanted, Context.RESOURCE_QUERY_REQUEST)
+    return _validate(ResponseParameters[model], wanted, Context.RESOURCE_QUERY_REQUEST)  # type: ignore[valid-type]  # generic, parametrised at run time
 
 
 def _list(model, rows, to_resource, search=None):
@@ -192,14 +196,14 @@ def _list(model, rows, to_resource, search=None):
     if search is not None:
         expression, start, count, parameters = search.filter, search.start_index or 1, search.count, search
     else:
-        raw_filter = request.args.get("filter")
+        raw_filter = request.args.get("filter", "")
         try:
             start = int(request.args.get("startIndex", "1"))
             count = int(request.args["count"]) if request.args.get("count") else None
         except ValueError:
             raise Refused(400, "startIndex and count must be numbers.", "invalidValue") from None
         try:
-            expression = ScimFilter[model](raw_filter) if raw_filter else None
+            expression = ScimFilter[model](raw_filter) if raw_filter else None  # type: ignore[valid-type]  # as above
         except (SCIMException, ValueError, TypeError) as exc:
             raise Refused(400, f"This filter cannot be read: {raw_filter[:200]} ({exc})", "invalidFilter") from None
         parameters = _parameters(model)
@@ -212,14 +216,14 @@ def _list(model, rows, to_resource, search=None):
         except (SCIMException, ValueError, TypeError) as exc:
             raise Refused(400, f"This filter cannot be applied: {exc}", "invalidFilter") from None
     page = resources[start - 1 : start - 1 + count]
-    body = ListResponse[model](
+    body = ListResponse[model](  # type: ignore[valid-type]  # generic, parametrised at run time
         total_results=len(resources), start_index=start, items_per_page=len(page), resources=page
     )
     return _answer(body.model_dump(scim_ctx=Context.SEARCH_RESPONSE, response_parameters=parameters))
 
 
 def _search(model):
-    return _validate(SearchRequest[model], _body(), Context.SEARCH_REQUEST)
+    return _validate(SearchRequest[model], _body(), Context.SEARCH_REQUEST)  # type: ignore[valid-type]  # as above
 
 
 def _of_workspace(model):
@@ -249,6 +253,7 @@ def create_user():
     resource = _validate(User, _body(), Context.RESOURCE_CREATION_REQUEST)
     row = _core_errors(scim.provision, g.scim_token.workspace, _stored(resource), g.scim_actor)
     created = _user_resource(row)
+    assert created.meta is not None  # _user_resource sets it
     return _answer(_dump(created, Context.RESOURCE_CREATION_RESPONSE), 201, {"Location": created.meta.location})
 
 
@@ -354,6 +359,7 @@ def create_group():
     resource = _validate(Group, _body(), Context.RESOURCE_CREATION_REQUEST)
     row = _core_errors(scim.save_group, g.scim_token.workspace, _group_document(resource), g.scim_actor)
     created = _group_resource(row)
+    assert created.meta is not None  # _group_resource sets it
     return _answer(_dump(created, Context.RESOURCE_CREATION_RESPONSE), 201, {"Location": created.meta.location})
 
 
@@ -431,8 +437,8 @@ def _resource_types() -> list[ResourceType]:
     found = []
     for model, endpoint in ((User, "/Users"), (Group, "/Groups")):
         rt = ResourceType.from_resource(model)
-        rt.endpoint = endpoint
-        rt.meta = {"resourceType": "ResourceType", "location": f"{_base()}/ResourceTypes/{rt.id}"}
+        rt.endpoint = Reference[URI](endpoint)
+        rt.meta = Meta(resource_type="ResourceType", location=f"{_base()}/ResourceTypes/{rt.id}")
         found.append(rt)
     return found
 
@@ -441,13 +447,15 @@ def _schemas():
     found = []
     for model in (User, Group):
         schema = model.to_schema()
-        schema.meta = {"resourceType": "Schema", "location": f"{_base()}/Schemas/{schema.id}"}
+        schema.meta = Meta(resource_type="Schema", location=f"{_base()}/Schemas/{schema.id}")
         found.append(schema)
     return found
 
 
 def _listed(items, model):
-    body = ListResponse[model](total_results=len(items), start_index=1, items_per_page=len(items), resources=items)
+    body = ListResponse[model](  # type: ignore[valid-type]  # generic, parametrised at run time
+        total_results=len(items), start_index=1, items_per_page=len(items), resources=items
+    )
     return _answer(body.model_dump(scim_ctx=Context.SEARCH_RESPONSE))
 
 

@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 from flask import session, url_for
 from flask_login import LoginManager, UserMixin, login_user
 
-from poggio import sessions
-from poggio.db import parse_id
-from poggio.models import User
+from poggio.identity import sessions
+from poggio.storage.db import parse_id
+from poggio.storage.models import User
 from portal.access import client_ip, core
 
 login_manager = LoginManager()
@@ -50,8 +50,8 @@ def safe_next(target: str | None) -> str:
 
 
 def open_session(user) -> None:
-    """Sign ``user`` in: a new server-side session (poggio.sessions) named by the cookie."""
+    """Sign ``user`` in: a new server-side session (poggio.identity.sessions) named by the cookie."""
     session.clear()
     sessions.purge(*sessions.lifetimes(core().settings))
     session["sid"] = sessions.start(user, client_ip())
-    login_user(user)  # never remember=True: sessions live on the server (poggio.sessions)
+    login_user(user)  # never remember=True: sessions live on the server (poggio.identity.sessions)

@@ -11,7 +11,7 @@
   several audiences), ``exp`` and ``iat``, and the ``nonce`` this sign-in sent.
 
 What is stored and decided (users created just in time, the role mapping, "require single sign-on")
-is :mod:`poggio.sso`'s.
+is :mod:`poggio.identity.sso`'s.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from joserfc.jwk import KeySet
 from wtforms import BooleanField, PasswordField, StringField, TextAreaField
 from wtforms.validators import Length
 
-from poggio import audit, sso
-from poggio.audit import Actor
 from poggio.errors import InvalidInput
-from poggio.models import Workspace
-from poggio.sso import SsoError, SsoProvider
+from poggio.identity import sso
+from poggio.identity.sso import SsoError, SsoProvider
+from poggio.records import audit
+from poggio.records.audit import Actor
+from poggio.storage.models import Workspace
 from portal.access import admin_required, client_ip, core
 from portal.forms import ActionForm, SignInForm
 from portal.signin import SessionUser, open_session, safe_next
@@ -135,7 +136,7 @@ def provider_keys(document: dict, kid: str | None = None) -> KeySet:
 
     def fetch():
         try:
-            return KeySet.import_key_set(_get_json(uri, "key set (jwks_uri)", document["issuer"]))
+            return KeySet.import_key_set(_get_json(uri, "key set (jwks_uri)", document["issuer"]))  # type: ignore[arg-type]  # checked by joserfc: errors below
         except (JoseError, ValueError, TypeError, KeyError):
             raise SsoError("The identity provider's published keys are not a JSON Web Key Set.", "bad jwks") from None
 
@@ -264,7 +265,7 @@ def _failed(provider: SsoProvider | None, workspace, error: SsoError, status: in
 def start(slug: str):
     workspace = Workspace.get_or_none(Workspace.slug == slug[:63])
     provider = sso.provider_of(workspace) if workspace is not None else None
-    if provider is None:
+    if provider is None or workspace is None:
         return render_template(
             "sign_in.html", form=SignInForm(), error=f"No single sign-on is set up for the workspace “{slug[:63]}”."
         ), 404
@@ -327,7 +328,7 @@ def callback():
         ), 400
     workspace = Workspace.get_or_none(Workspace.slug == pending["slug"])
     provider = sso.provider_of(workspace) if workspace is not None else None
-    if provider is None:
+    if provider is None or workspace is None:
         return render_template(
             "sign_in.html", form=SignInForm(), error="Single sign-on was removed from this workspace meanwhile."
         ), 400
@@ -455,7 +456,7 @@ def _fill(form, provider) -> None:
 
 
 def _settings(workspace, form, provider, **extra):
-    from poggio.scim import ScimToken
+    from poggio.identity.scim import ScimToken
 
     tokens = list(
         ScimToken.select()
@@ -482,7 +483,7 @@ def create_scim_token(workspace):
     """A new SCIM token, shown once on the page."""
     from flask_login import current_user
 
-    from poggio import scim
+    from poggio.identity import scim
 
     form = ActionForm()
     if not form.validate_on_submit():
@@ -502,7 +503,7 @@ def create_scim_token(workspace):
 def revoke_scim_token(workspace, token_id: int):
     from flask_login import current_user
 
-    from poggio import scim
+    from poggio.identity import scim
 
     form = ActionForm()
     row = scim.ScimToken.get_or_none((scim.ScimToken.id == token_id) & (scim.ScimToken.workspace == workspace))
@@ -527,7 +528,7 @@ def token_reviewed(workspace, token_id: int):
     """An admin looked at an API token whose creator was deprovisioned: the flag goes."""
     from flask_login import current_user
 
-    from poggio import scim
+    from poggio.identity import scim
 
     form = ActionForm()
     if form.validate_on_submit() and not scim.clear_review(

@@ -15,8 +15,8 @@ import datetime as dt
 
 from peewee import SqliteDatabase
 
-from poggio.db import database, utcnow, writing
-from poggio.sessions import SignInThrottle
+from poggio.identity.sessions import SignInThrottle
+from poggio.storage.db import database, utcnow, writing
 
 FREE = {"pair": 5, "client": 20}  # failures a key may have before it waits
 FIRST_WAIT = dt.timedelta(seconds=15)

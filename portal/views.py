@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from flask_login import current_user, login_required
 
-from poggio.workspaces import memberships
+from poggio.identity.workspaces import memberships
 from portal.access import current_membership
 from portal.forms import ActionForm
 
@@ -49,4 +49,6 @@ def settings_index():
 
     membership = current_membership()
     shown = membership is not None and membership.role == "admin" and membership.workspace.mcp_enabled
-    return render_template("settings/index.html", expiring=expiring_soon(membership.workspace) if shown else 0)
+    return render_template(
+        "settings/index.html", expiring=expiring_soon(membership.workspace) if shown and membership is not None else 0
+    )

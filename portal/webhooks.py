@@ -11,8 +11,9 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from poggio import webhook_outbox, webhooks
-from poggio.audit import Actor
+from poggio.notices import webhooks
+from poggio.records import webhook_outbox
+from poggio.records.audit import Actor
 from portal.access import admin_required, client_ip, core
 from portal.forms import ActionForm, MultiCheckbox
 
@@ -60,7 +61,7 @@ def add(workspace):
     try:
         added = webhooks.add_endpoint(
             workspace,
-            form.url.data,
+            form.url.data or "",
             form.events.data,
             _actor(),
             allow_private=core().settings.webhook_allow_private,

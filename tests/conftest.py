@@ -9,9 +9,9 @@ import pytest
 from instances import Instance, make_instance
 from processes import become_subreaper, leftovers
 
-from poggio.db import bind
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import bind
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -25,7 +25,7 @@ import psycopg2
 import pytest
 from playhouse.pool import PooledDatabase
 
-from poggio.db import bind, database
+from poggio.storage.db import bind, database
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("POGGIO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -95,9 +95,9 @@ def make_instance(tmp: Path, backend: str, extra_env: dict[str, str] | None = No
 def postgres_demo(tmp: Path, monkeypatch, accounts: int):
     """A PostgreSQL instance with the schema and a demo workspace of ``accounts`` accounts, bound in
     this process and its environment: yields the workspace, inside a connection."""
-    from poggio import demo
-    from poggio.plugins import PackRegistry
-    from poggio.schema import upgrade
+    from poggio.commands import demo
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.runtime.schema import upgrade
 
     inst = make_instance(tmp, "postgres")
     for key, value in inst.env.items():
@@ -114,10 +114,10 @@ def postgres_demo(tmp: Path, monkeypatch, accounts: int):
 
 
 def round_trips(monkeypatch) -> list:
-    """What each PostgreSQL round trip sends from now on, one entry per trip (:class:`poggio.db.HoldingCursor`):
+    """What each PostgreSQL round trip sends from now on, one entry per trip (:class:`poggio.storage.db.HoldingCursor`):
     a statement (with whatever was held ahead of it), held statements sent alone (ahead of
     ``executemany`` or ``COPY``), a ``COPY``."""
-    from poggio.db import HoldingCursor
+    from poggio.storage.db import HoldingCursor
 
     sent: list = []
     execute, send_held, copy = HoldingCursor.execute, HoldingCursor._send_held, HoldingCursor.copy_expert
@@ -206,7 +206,7 @@ class ServerProcess(_ServiceProcess):
     def __init__(
         self, instance: Instance, port: int | None = None, extra_env: dict[str, str] | None = None, workers: int = 1
     ):
-        from poggio.cli import _mcp_argv
+        from poggio.commands.cli import _mcp_argv
         from poggio.settings import load_settings
 
         self.instance = instance

@@ -27,9 +27,9 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 from instances import ROOT, Instance, PortalProcess, ServerProcess, drop_instance, free_port, make_instance
 
-from poggio import demo
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
+from poggio.commands import demo
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -57,8 +57,8 @@ def mint(service, workspace, user, packs: set[str], resource: str):
     """A grant approved by ``user`` and its first tokens, the way the authorization code flow ends."""
     import time
 
-    from poggio.audit import Actor
-    from poggio.models import OAuthCode
+    from poggio.records.audit import Actor
+    from poggio.storage.models import OAuthCode
 
     client = service.register(
         {"client_name": "Test agent", "redirect_uris": ["http://127.0.0.1:9/cb"], "token_endpoint_auth_method": "none"}

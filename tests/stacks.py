@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterator
 from helpers import Mcp
 from instances import ServerProcess, drop_instance, make_instance
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.csv_import import import_csv
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.tokens import TokenService
-from poggio.workspaces import create_workspace
+from poggio.commands import demo
+from poggio.commands.csv_import import import_csv
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import create_workspace
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
 
 GLOBEX_ACCOUNTS = """domain,name,industry,employees,country,description
 example.com,Globex Example Division,Aerospace,77,DE,Globex's own example.com: must never show to Acme

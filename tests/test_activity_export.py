@@ -11,10 +11,10 @@ import time
 import pytest
 from instances import ROOT, make_instance
 
-from poggio.db import database
-from poggio.models import Workspace
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import database
+from poggio.storage.models import Workspace
 
 pytestmark = pytest.mark.slow
 ROWS = 1_000_000
@@ -22,7 +22,7 @@ ROWS = 1_000_000
 # the CLI in a process of its own, which says how much memory it ever held
 EXPORT = """
 import resource, sys
-from poggio.cli import main
+from poggio.commands.cli import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from poggio import app_access
-from poggio.audit import Actor
-from poggio.cli import main
-from poggio.models import AuditEvent, OAuthGrant, Workspace
-from poggio.oauth import OAuthService
-from poggio.tokens import TokenRejected
-from poggio.workspaces import create_user, create_workspace, deactivate_user, remove_user
+from poggio.commands.cli import main
+from poggio.identity import app_access
+from poggio.identity.oauth import OAuthService
+from poggio.identity.tokens import TokenRejected
+from poggio.identity.workspaces import create_user, create_workspace, deactivate_user, remove_user
+from poggio.records.audit import Actor
+from poggio.storage.models import AuditEvent, OAuthGrant, Workspace
 
 MCP = "http://127.0.0.1:8001/mcp"
 CLI = Actor.cli()
@@ -38,7 +38,7 @@ def connect(
     ws: Workspace, email: str, name: str = "Claude", pending: bool = True, client=None
 ) -> tuple[OAuthGrant, str]:
     """The consent and token exchange of ``email`` for a registered app: its grant and access token."""
-    from poggio.models import User
+    from poggio.storage.models import User
 
     service = OAuthService()
     client = client or service.register({"client_name": name, "redirect_uris": ["http://127.0.0.1:5/cb"]}).client
@@ -118,7 +118,7 @@ def test_bad_policy_input_is_refused_and_changes_nothing(run, acme, args, says):
 def test_listed_apps_admit_by_client_id_or_url_prefix(acme):
     service = OAuthService()
     dynamic = service.register({"client_name": "Claude", "redirect_uris": ["http://127.0.0.1:5/cb"]}).client
-    from poggio.db import utcnow
+    from poggio.storage.db import utcnow
 
     claude = service.remember_metadata_client(
         "https://claude.ai/oauth/client.json",
@@ -179,7 +179,7 @@ def test_requests_are_scoped_by_workspace(run, acme):
 
 @pytest.mark.parametrize("end", ["removed", "deactivated", "policy", "demoted_admin"])
 def test_a_members_grant_lives_no_longer_than_the_member(acme, end):
-    from poggio.models import User
+    from poggio.storage.models import User
 
     app_access.set_app_policy(acme, CLI, access="members")
     grant, token = connect(acme, "member@acme.example")

@@ -21,14 +21,15 @@ from helpers import Mcp
 from instances import BACKENDS, ServerProcess, drop_instance, make_instance
 from portal_client import PASSWORD, Browser
 
-from poggio import app_access, demo
-from poggio.audit import Actor
-from poggio.db import bind, utcnow
-from poggio.models import AuditEvent, OAuthCode, OAuthGrant, User, Workspace
-from poggio.oauth import OAuthService
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.workspaces import create_user, deactivate_user, remove_user
+from poggio.commands import demo
+from poggio.identity import app_access
+from poggio.identity.oauth import OAuthService
+from poggio.identity.workspaces import create_user, deactivate_user, remove_user
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import bind, utcnow
+from poggio.storage.models import AuditEvent, OAuthCode, OAuthGrant, User, Workspace
 
 CLI = Actor.cli()
 REDIRECT = "http://127.0.0.1:9999/callback"

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from instances import ServerProcess
 
-from poggio.audit import Actor
-from poggio.tokens import TokenService
-from poggio.workspaces import create_workspace
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import create_workspace
+from poggio.records.audit import Actor
 
 ACCEPT = "application/json, text/event-stream"
 
@@ -20,8 +20,8 @@ ACCEPT = "application/json, text/event-stream"
 def served(tmp_path_factory):
     from instances import make_instance
 
-    from poggio.plugins import PackRegistry
-    from poggio.schema import upgrade
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.runtime.schema import upgrade
 
     inst = make_instance(tmp_path_factory.mktemp("bad-input"), "sqlite")
     db = inst.activate()

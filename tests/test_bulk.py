@@ -13,12 +13,13 @@ import pytest
 from helpers import revenue_day_totals
 from instances import BACKENDS, ROOT, drop_instance, make_instance
 
-from poggio import csv_import, search
-from poggio.audit import Actor
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.search import SearchTerm
-from poggio.workspaces import create_workspace
+from poggio.commands import csv_import
+from poggio.identity.workspaces import create_workspace
+from poggio.records.audit import Actor
+from poggio.runtime import search
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.runtime.search import SearchTerm
 from poggio_accounts.models import Account
 from poggio_contacts.models import Contact
 
@@ -109,7 +110,7 @@ def test_day_totals_add_up_over_chunks_and_earlier_deals(setup):
 # the CLI in a process of its own, which says how much memory it ever held
 IMPORT = """
 import resource, sys
-from poggio.cli import main
+from poggio.commands.cli import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:
@@ -139,8 +140,8 @@ def test_import_memory_does_not_grow_with_the_file(tmp_path):
 @pytest.mark.parametrize("few", [0, 16], ids=["as-json", "row-by-row"])
 def test_text_that_looks_like_copy_syntax_comes_back_as_written(setup, few, monkeypatch):
     """Both ways SQLite is given a batch: a long one as JSON, a short one row by row."""
-    from poggio import bulk
-    from poggio.db import utcnow
+    from poggio.storage import bulk
+    from poggio.storage.db import utcnow
     from poggio_accounts.models import insert_accounts
 
     monkeypatch.setattr(bulk, "FEW", few)
@@ -160,7 +161,7 @@ def test_text_that_looks_like_copy_syntax_comes_back_as_written(setup, few, monk
 
 
 def test_values_common_to_every_row_are_written_as_given(setup):
-    from poggio.bulk import insert_rows
+    from poggio.storage.bulk import insert_rows
 
     _, ws, _ = setup
     kind = "it's a\ttab \\N"  # a quote for the SQL literal, a tab and a backslash for COPY
@@ -185,8 +186,8 @@ def test_a_batch_is_written_while_another_thread_keeps_the_interpreter_busy(setu
     row (``executemany``), the writing thread took the lock back after every row and waited up to a
     switch interval (5 ms) for the busy thread each time: 2,000 rows took seconds, and the flush held
     SQLite's write lock all that while."""
-    from poggio.bulk import insert_rows
-    from poggio.db import database, writing
+    from poggio.storage.bulk import insert_rows
+    from poggio.storage.db import database, writing
 
     _, ws, _ = setup
     done, took = threading.Event(), []
@@ -225,9 +226,9 @@ def test_times_numbers_and_nulls_come_back_as_written(setup, few, monkeypatch):
     """The activity rows of a usage flush: datetimes with and without microseconds, floats, NULLs."""
     import datetime as dt
 
-    from poggio import bulk
-    from poggio.models import Activity
-    from poggio.usage import ACTIVITY_FIELDS
+    from poggio.records.usage import ACTIVITY_FIELDS
+    from poggio.storage import bulk
+    from poggio.storage.models import Activity
 
     monkeypatch.setattr(bulk, "FEW", few)
     _, ws, _ = setup
@@ -258,8 +259,8 @@ def test_rows_held_for_the_next_statement_come_back_as_written(setup, in_transac
     placeholder."""
     import contextlib
 
-    from poggio.bulk import insert_rows
-    from poggio.db import writing
+    from poggio.storage.bulk import insert_rows
+    from poggio.storage.db import writing
 
     _, ws, _ = setup
     rows = [("100%", 1), ("%s", 2), ("50%%", 3), ("it's", 4)]

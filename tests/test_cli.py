@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from instances import ROOT, free_port
 
-from poggio.cli import main
-from poggio.models import ApiToken, AuditEvent, Membership, User, Workspace
-from poggio.token_format import TOKEN_PATTERN
+from poggio.commands.cli import main
+from poggio.security.token_format import TOKEN_PATTERN
+from poggio.storage.models import ApiToken, AuditEvent, Membership, User, Workspace
 
 
 @pytest.fixture
@@ -37,9 +37,9 @@ def test_db_upgrade_is_idempotent(run):
 
 def test_a_pack_migration_goes_down_and_up_again(run):
     """The revenue pack's day totals (0002) can be reverted, and re-applied filled from the opportunities."""
-    from poggio.db import database
-    from poggio.plugins import PackRegistry
-    from poggio.schema import runners
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.runtime.schema import runners
+    from poggio.storage.db import database
 
     assert run("demo", "--accounts", "30").exit_code == 0
     totals = "SELECT workspace_id, currency, stage, close_date, count, amount FROM revenue_day ORDER BY 1, 2, 3, 4"
@@ -73,7 +73,7 @@ def test_workspace_create_and_entitle(run):
 
 
 def test_user_create_with_env_password_and_prompt(run, monkeypatch):
-    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
+    monkeypatch.setattr("poggio.identity.workspaces.BCRYPT_ROUNDS", 4)
     run("workspace", "create", "acme", "--name", "Acme", "--mcp")
     result = run(
         "user",
@@ -98,11 +98,11 @@ def test_user_create_with_env_password_and_prompt(run, monkeypatch):
 
 
 def test_user_password_and_remove_end_sessions(run, monkeypatch):
-    from poggio import sessions
-    from poggio.sessions import UserSession
-    from poggio.workspaces import check_password
+    from poggio.identity import sessions
+    from poggio.identity.sessions import UserSession
+    from poggio.identity.workspaces import check_password
 
-    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
+    monkeypatch.setattr("poggio.identity.workspaces.BCRYPT_ROUNDS", 4)
     run("workspace", "create", "acme", "--name", "Acme", "--mcp")
     run("user", "create", "ada@acme.example", "--workspace", "acme", env={"POGGIO_PASSWORD": "a-long-password"})
     ada = User.get(email="ada@acme.example")
@@ -145,7 +145,7 @@ def test_token_create_list_revoke(run):
 def test_token_and_oauth_client_packs_take_read_or_write(run):
     """--packs accounts:write,contacts,revenue:write: a pack without a suffix is read; a bad level is
     refused naming what is allowed, and nothing is created."""
-    from poggio.models import OAuthClient
+    from poggio.storage.models import OAuthClient
 
     run("workspace", "create", "acme", "--name", "Acme", "--mcp")
     made = run(
@@ -411,7 +411,7 @@ def test_activity_export_writes_lists_the_changes_of_write_tools(run):
     """The audit log's write rows, in the activity export: who, which tool, before and after."""
     import json
 
-    from poggio.plugins import PackRegistry
+    from poggio.runtime.plugins import PackRegistry
     from poggio.testing import tool_context
 
     assert run("demo", "--accounts", "3").exit_code == 0

@@ -11,10 +11,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from poggio.cli import main
-from poggio.db import utcnow
-from poggio.models import Activity, ApiToken, AuditEvent, Workspace
-from poggio.token_format import TOKEN_PATTERN
+from poggio.commands.cli import main
+from poggio.security.token_format import TOKEN_PATTERN
+from poggio.storage.db import utcnow
+from poggio.storage.models import Activity, ApiToken, AuditEvent, Workspace
 
 
 @pytest.fixture
@@ -128,9 +128,9 @@ def test_activity_export_jsonl_and_csv(run):
 
 
 def test_governance_migration_goes_down_and_up(run):
-    from poggio.db import database
-    from poggio.plugins import PackRegistry
-    from poggio.schema import runners
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.runtime.schema import runners
+    from poggio.storage.db import database
 
     core = dict(runners(PackRegistry.load()))["core"]
     assert core.down() == ["0040_webhooks"]  # webhook endpoints, their outbox and delivery log

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from poggio import scim
-from poggio.cli import main
-from poggio.models import AuditEvent, OAuthClient, OAuthGrant
-from poggio.sso import SsoProvider
+from poggio.commands.cli import main
+from poggio.identity import scim
+from poggio.identity.sso import SsoProvider
+from poggio.storage.models import AuditEvent, OAuthClient, OAuthGrant
 
 
 @pytest.fixture

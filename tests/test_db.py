@@ -8,7 +8,7 @@ import pytest
 from instances import PG_URL, round_trips
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
-from poggio.db import open_database
+from poggio.storage.db import open_database
 
 pytestmark = pytest.mark.postgres
 
@@ -57,8 +57,8 @@ def test_demo_and_import_leave_the_planner_statistics_of_what_they_wrote(tmp_pat
     from click.testing import CliRunner
     from instances import drop_instance, make_instance
 
-    from poggio.cli import main
-    from poggio.db import database
+    from poggio.commands.cli import main
+    from poggio.storage.db import database
 
     inst = make_instance(tmp_path / "instance", "postgres")
     for key, value in inst.env.items():
@@ -117,7 +117,7 @@ def test_a_connection_back_from_a_request_is_handed_out_without_a_round_trip():
 def test_a_connection_idle_in_the_pool_is_checked_and_replaced_when_the_server_cut_it(monkeypatch):
     import psycopg2
 
-    from poggio import db as poggio_db
+    from poggio.storage import db as poggio_db
 
     db = open_database(PG_URL)
     try:
@@ -140,7 +140,7 @@ def _bound(monkeypatch):
     """A PostgreSQL database, bound as the one the code uses (for this test)."""
     from peewee import DatabaseProxy
 
-    from poggio import db as poggio_db
+    from poggio.storage import db as poggio_db
 
     db = open_database(PG_URL)
     proxy = DatabaseProxy()
@@ -171,7 +171,7 @@ def _notes(db) -> list:
 def test_a_write_transaction_sends_begin_and_held_writes_with_its_statements(held_db):
     """BEGIN goes with the transaction's first statement, a held write with the next one (which sees
     it) or with the COMMIT: three statements and a COMMIT in two round trips."""
-    from poggio.db import write_later
+    from poggio.storage.db import write_later
 
     db, trips = held_db
     pid = db.connection().get_backend_pid()
@@ -187,7 +187,7 @@ def test_a_write_transaction_sends_begin_and_held_writes_with_its_statements(hel
 
 
 def test_held_writes_of_a_rolled_back_transaction_are_never_sent(held_db):
-    from poggio.db import write_later
+    from poggio.storage.db import write_later
 
     db, trips = held_db
     with pytest.raises(RuntimeError), db.atomic():
@@ -206,7 +206,7 @@ def test_held_writes_of_a_rolled_back_transaction_are_never_sent(held_db):
 def test_a_failing_held_write_fails_the_commit_and_the_whole_transaction(held_db):
     from peewee import IntegrityError
 
-    from poggio.db import write_later
+    from poggio.storage.db import write_later
 
     db, _ = held_db
     with pytest.raises(IntegrityError), db.atomic():
@@ -221,7 +221,7 @@ def test_a_failing_held_write_fails_the_commit_and_the_whole_transaction(held_db
 def test_held_writes_go_ahead_of_copy_and_executemany_and_run_at_once_outside_a_transaction(held_db):
     import io
 
-    from poggio.db import write_later
+    from poggio.storage.db import write_later
 
     db, _ = held_db
     write_later("INSERT INTO held VALUES (%s, %s)", (1, "at once"))
@@ -235,7 +235,7 @@ def test_held_writes_go_ahead_of_copy_and_executemany_and_run_at_once_outside_a_
 
 
 def test_a_transaction_left_open_leaves_nothing_held_to_the_next_user_of_its_connection(monkeypatch):
-    from poggio.db import write_later
+    from poggio.storage.db import write_later
 
     db = _bound(monkeypatch)
     try:

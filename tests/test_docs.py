@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from instances import ROOT
 
-from poggio.plugins import PackRegistry
+from poggio.runtime.plugins import PackRegistry
 
 CONFIGURATION = ROOT / "docs" / "operators" / "configuration.md"
 

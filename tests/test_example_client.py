@@ -10,11 +10,11 @@ import time
 import pytest
 from instances import ROOT, ServerProcess, free_port
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.plugins import PackRegistry
-from poggio.tokens import TokenService
-from poggio.workspaces import get_workspace, set_entitlement
+from poggio.commands import demo
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import get_workspace, set_entitlement
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
 
 
 @pytest.fixture

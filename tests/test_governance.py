@@ -14,16 +14,17 @@ import pytest
 from helpers import Mcp, clear_of_the_minute_turn
 from instances import BACKENDS, ServerProcess, drop_instance, make_instance
 
-from poggio import activity, demo
-from poggio.audit import Actor
-from poggio.db import database, utcnow
+from poggio.commands import demo
 from poggio.errors import InvalidInput
-from poggio.models import Activity, ApiToken, GrantUsage, OAuthGrant, OAuthToken, TokenUsage, Workspace
-from poggio.oauth import OAuthService
-from poggio.plugins import PackRegistry
-from poggio.policy import set_policy
-from poggio.schema import upgrade
-from poggio.tokens import TokenRejected, TokenService, ip_allowed, networks
+from poggio.identity.oauth import OAuthService
+from poggio.identity.policy import set_policy
+from poggio.identity.tokens import TokenRejected, TokenService, ip_allowed, networks
+from poggio.records import activity
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import database, utcnow
+from poggio.storage.models import Activity, ApiToken, GrantUsage, OAuthGrant, OAuthToken, TokenUsage, Workspace
 
 HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
 META = "io.poggio/token-expiry"

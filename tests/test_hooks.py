@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from helpers import install_pack
 from instances import ROOT
 
-from poggio.cli import main
-from poggio.plugins import PackRegistry
+from poggio.commands.cli import main
+from poggio.runtime.plugins import PackRegistry
 from poggio.testing import tool_context, workspace
 
 NOTES = """
@@ -274,7 +274,7 @@ def test_hook_poggio_tools(tmp_path, monkeypatch):
 
 
 def test_hook_poggio_migrations(run):
-    from poggio.db import database
+    from poggio.storage.db import database
 
     assert run("db", "upgrade").exit_code == 0
     assert "notes_note" in database.get_tables() and "poggio_migration_notes" in database.get_tables()
@@ -284,7 +284,7 @@ def test_hook_poggio_migrations(run):
 def test_hook_poggio_seed_demo(run):
     """Each pack seeds its own data, the one that raises is reported and skipped, the rest still seed;
     a second run leaves the workspace as it is."""
-    from poggio.db import database
+    from poggio.storage.db import database
     from poggio_accounts import Account
 
     first = run("demo", "--accounts", "20")
@@ -299,7 +299,7 @@ def test_hook_poggio_seed_demo(run):
 def test_hook_poggio_csv_importers(run, tmp_path):
     """`poggio import` takes a third-party pack's kind; a pack whose importer raises is reported in one
     line, writes nothing, and the other kinds import as before."""
-    from poggio.db import database
+    from poggio.storage.db import database
 
     assert run("workspace", "create", "acme", "--name", "Acme").exit_code == 0
     accounts = tmp_path / "accounts.csv"
@@ -387,6 +387,118 @@ def test_hooks_are_called_through_pluggy(site):
     assert sorted(p for _, plugins in seen for p in plugins) == ["accounts", "contacts", "notes", "revenue"]
 
 
+SHELF = """
+from poggio import PackInfo, ResourceEntry, ResourceNotFound, app_view, hookimpl, resource
+
+BOOKS = {1: {"w": "Dune"}, 2: {"w": "Emma"}}
+
+@resource("shelf://about", name="about", mime_type="text/plain")
+def about(ctx):
+    \"\"\"What the shelf is.\"\"\"
+    return f"A shelf of workspace {ctx.workspace_id}"
+
+@resource("shelf://books/{book_id}", name="book", title="A book")
+def book(ctx, book_id):
+    \"\"\"One book.\"\"\"
+    if not book_id.isdigit() or int(book_id) not in BOOKS:
+        raise ResourceNotFound(f"no book {book_id}")
+    return BOOKS[int(book_id)]
+
+@book.list
+def books(ctx, cursor, limit):
+    return [ResourceEntry(uri=f"shelf://books/{i}", name=b["w"]) for i, b in BOOKS.items()], None
+
+view = app_view("ui://shelf/view.html", "<p>shelf</p>", name="view")
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="shelf", title="Shelf", version="1.0")
+
+@hookimpl
+def poggio_resources():
+    return [about, book, view]
+"""
+CLASH = """
+from poggio import PackInfo, hookimpl, resource
+
+@resource("poggio://revenue/summary", name="mine")
+def mine(ctx):
+    return "mine"
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="clash", title="Clash", version="1.0")
+
+@hookimpl
+def poggio_resources():
+    return [mine, "not a resource"]
+"""
+
+
+def test_hook_poggio_resources(tmp_path, monkeypatch):
+    """A third party's resources: static, a template with its lister, an app view; served as the
+    registry resolves them; a pack returning something else, or a URI another pack serves, is left out."""
+    site = install_pack(
+        tmp_path / "site",
+        "poggio-shelf",
+        "1.0",
+        {"poggio_shelf": SHELF, "poggio_clash": CLASH},
+        {"shelf": "poggio_shelf", "clash": "poggio_clash"},
+    )
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    try:
+        registry = PackRegistry.load()
+        assert "not a function decorated with @poggio.resource" in registry.errors["clash"]
+        assert {r.uri for r in registry.resources(frozenset({"shelf"}))} == {
+            "shelf://about",
+            "shelf://books/{book_id}",
+            "ui://shelf/view.html",
+        }
+        spec, values = registry.resolve("shelf://books/2")
+        assert spec.pack == "shelf" and values == {"book_id": "2"} and spec.title == "A book"
+        ctx = tool_context(7)
+        (content,) = spec.read(ctx, "shelf://books/2", values)
+        assert content.mime_type == "application/json" and content.text == '{"w": "Emma"}'
+        with pytest.raises(Exception, match="no book 9"):
+            spec.read(ctx, "shelf://books/9", {"book_id": "9"})
+        entries, cursor = spec.lister(ctx, None, 100)
+        assert [e.uri for e in entries] == ["shelf://books/1", "shelf://books/2"] and cursor is None
+        about, _ = registry.resolve("shelf://about")
+        assert about.read(ctx, "shelf://about", {})[0].text == "A shelf of workspace 7"
+        view, _ = registry.resolve("ui://shelf/view.html")
+        (html,) = view.read(ctx, "ui://shelf/view.html", {})
+        assert html.mime_type == "text/html;profile=mcp-app" and html.meta["ui"]["csp"]["connectDomains"] == []
+        assert registry.resolve("shelf://books/1/pages") is None and registry.resolve("shelf://nothing") is None
+        # a URI another pack serves: the pack that loads later (in dependency, then name order) is left out
+        module = importlib.import_module("poggio_clash")
+        monkeypatch.setattr(module, "poggio_resources", module.hookimpl(lambda: [module.mine]))
+        modules = {name: importlib.import_module(f"poggio_{name}") for name in ("accounts", "revenue")}
+        clash = PackRegistry.from_modules({**modules, "clash": module})
+        assert clash.resolve("poggio://revenue/summary")[0].pack == "clash"
+        assert "already taken: poggio://revenue/summary" in clash.errors["revenue"]
+    finally:
+        sys.modules.pop("poggio_shelf", None)
+        sys.modules.pop("poggio_clash", None)
+
+
+def test_write_tools_say_which_resources_they_changed(tmp_path):
+    """``ctx.changed(uri)``: what a write tool changed, gathered for the server (which cannot deliver
+    it while stateless, see docs/pack-authors/resources.md)."""
+    from poggio.runtime.packs import CursorCodec
+    from poggio_accounts.tools import create_account, update_account
+
+    with workspace(tmp_path / "db") as (registry, workspace_id):
+        changes: list[str] = []
+        ctx = registry.tool_context(CursorCodec(b"k" * 16), workspace_id, None, None, "create_account", changes=changes)
+        create_account(ctx, domain="acme.example", name="Acme")
+        update_account(ctx, domain="acme.example", name="Acme Inc")
+        assert changes == ["poggio://accounts/acme.example"]
+        quiet = tool_context(workspace_id, registry=registry)  # no one listening: nothing gathered
+        update_account(quiet, domain="acme.example", name="Acme Ltd")
+        assert quiet.changes is None
+
+
 # -- the meta-tests ------------------------------------------------------------------------------------------
 def _hookspecs() -> dict[str, list[str]]:
     """Every hookspec of the loaded packs and the core: name -> argument names."""
@@ -426,6 +538,7 @@ def test_the_meta_tests_see_every_hook():
         "poggio_csv_importers",
         "poggio_account_profile",
         "poggio_note_link",
+        "poggio_resources",
     }
 
 
@@ -491,7 +604,7 @@ def test_a_fourth_pack_attaches_notes_to_its_own_records(tmp_path, monkeypatch, 
     ``about`` takes its link kind, the note keeps the link, get_account words it through the pack's
     ``poggio_note_link``, and a reader whose scope lacks the pack sees an opaque reference, no id."""
     from poggio import ToolError
-    from poggio.db import writing
+    from poggio.storage.db import writing
     from poggio_accounts import Account
     from poggio_accounts.tools import OUT_OF_SCOPE
 

@@ -12,13 +12,13 @@ import pytest
 from helpers import Mcp
 from instances import ServerProcess, make_instance
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.db import bind
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.token_format import generate
-from poggio.tokens import TokenService
+from poggio.commands import demo
+from poggio.identity.tokens import TokenService
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.security.token_format import generate
+from poggio.storage.db import bind
 
 ACCEPT = "application/json, text/event-stream"
 MODERN, LEGACY = "2026-07-28", "2025-11-25"
@@ -81,7 +81,7 @@ def result_text(payload: dict) -> str:
 
 # -- item 2: junk method names do not grow the database ----------------------------------------------------
 def test_unknown_methods_are_counted_under_one_bucket(served):
-    from poggio.models import ApiToken, TokenUsage
+    from poggio.storage.models import ApiToken, TokenUsage
 
     server, tokens, inst = served
     token = tokens[1]
@@ -104,10 +104,10 @@ def test_activity_breakdown_is_bounded(instance):
     """Rows already stored (from before the bucket) still render as a bounded list."""
     import datetime as dt
 
-    from poggio.db import utcnow
-    from poggio.models import TokenUsage
-    from poggio.usage_report import MAX_TOOLS, by_tool
-    from poggio.workspaces import create_workspace
+    from poggio.identity.workspaces import create_workspace
+    from poggio.records.usage_report import MAX_TOOLS, by_tool
+    from poggio.storage.db import utcnow
+    from poggio.storage.models import TokenUsage
 
     ws = create_workspace("acme", "Acme", True, Actor.cli())
     issued = TokenService().create(ws, "busy", Actor.cli())
@@ -193,7 +193,9 @@ def test_capabilities_advertise_only_tools(served):
     legacy = initialize(served).json()["result"]["capabilities"]
     modern = rpc(served, "server/discover", version=MODERN).json()["result"]["capabilities"]
     for caps in (legacy, modern):
-        assert "prompts" not in caps and "resources" not in caps, caps
+        assert "prompts" not in caps, caps
+        # resources are served; their updates cannot reach a client of a stateless server
+        assert caps["resources"] == {"subscribe": False, "listChanged": False}, caps
         assert caps["tools"].get("listChanged") in (None, False), caps
 
 

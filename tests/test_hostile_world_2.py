@@ -14,12 +14,12 @@ import pytest
 from instances import BACKENDS, ROOT, ServerProcess, _ServiceProcess, free_port, make_instance
 from stacks import acme_and_globex
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.db import bind
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.tokens import TokenService
+from poggio.commands import demo
+from poggio.identity.tokens import TokenService
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import bind
 
 ACCEPT = "application/json, text/event-stream"
 MODERN, LEGACY = "2026-07-28", "2025-11-25"
@@ -91,7 +91,7 @@ def text_of(response: httpx.Response) -> str:
 
 
 def activity(inst, token_name: str) -> list[tuple[str, str]]:
-    from poggio.models import Activity, ApiToken
+    from poggio.storage.models import Activity, ApiToken
 
     with bind(inst.database_url).connection_context():
         token_id = ApiToken.get(ApiToken.name == token_name).id
@@ -131,8 +131,8 @@ def test_deeply_nested_body_with_an_oauth_token_is_a_parse_error_not_a_500(pair,
     """An OAuth access token's calls pass the scope challenge, which reads the body too."""
     from oauth_support import mint
 
-    from poggio.models import Membership, Workspace
-    from poggio.oauth import OAuthService
+    from poggio.identity.oauth import OAuthService
+    from poggio.storage.models import Membership, Workspace
 
     servers, _, inst = pair
     with bind(inst.database_url).connection_context():
@@ -181,7 +181,7 @@ class HealthyServer(ServerProcess):
     """An MCP server process ready once /healthz answers (its /readyz may rightly say no)."""
 
     def __init__(self, instance, extra_env: dict[str, str]):
-        from poggio.cli import _mcp_argv
+        from poggio.commands.cli import _mcp_argv
         from poggio.settings import load_settings
 
         self.instance = instance
@@ -261,7 +261,7 @@ def fenced(pair):
     """A token of acme usable only from 10.9.9.9."""
     _, _, inst = pair
     with bind(inst.database_url).connection_context():
-        from poggio.workspaces import get_workspace
+        from poggio.identity.workspaces import get_workspace
 
         return (
             TokenService().create(get_workspace("acme"), "fenced", Actor.cli(), allowed_ips=["10.9.9.9/32"]).plaintext
@@ -385,8 +385,8 @@ def test_an_export_of_an_id_beyond_any_row_is_a_400(stack, subject):
 @pytest.mark.parametrize("ident", ["99999999999999999999", "2147483648", "²"])
 def test_looking_up_an_id_beyond_any_row_finds_nothing(stack, ident):
     from poggio.errors import NotFound
-    from poggio.oauth import OAuthService
-    from poggio.workspaces import get_workspace
+    from poggio.identity.oauth import OAuthService
+    from poggio.identity.workspaces import get_workspace
 
     with bind(stack.instance.database_url).connection_context():
         acme = get_workspace("acme")
@@ -425,10 +425,10 @@ def signed_in_portal(monkeypatch):
     """The portal in this process on the ``instance`` fixture's SQLite database, an admin signed in."""
     from portal_client import Browser
 
-    from poggio.workspaces import create_user, create_workspace
+    from poggio.identity.workspaces import create_user, create_workspace
     from portal import create_app
 
-    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
+    monkeypatch.setattr("poggio.identity.workspaces.BCRYPT_ROUNDS", 4)
     acme = create_workspace("acme", "Acme", True, Actor.cli())
     create_user("admin@acme.example", "correct horse battery", acme, "admin", Actor.cli())
     app = create_app()
@@ -496,7 +496,7 @@ def test_a_full_database_is_out_of_disk_space_for_a_tool(instance):
     import asyncio
 
     from mcp_server.app import create_app
-    from poggio.db import database
+    from poggio.storage.db import database
 
     ws = demo.build(PackRegistry.load(), "acme", accounts=5, seed=2).workspace
     token = TokenService().create(ws, "filler", Actor.cli(), packs="accounts:write").plaintext
@@ -538,7 +538,7 @@ def test_a_full_database_is_out_of_disk_space_for_a_tool(instance):
 
 
 def test_the_portal_answers_503_when_the_database_is_full(instance, monkeypatch):
-    from poggio.db import database
+    from poggio.storage.db import database
 
     browser = signed_in_portal(monkeypatch)
     _fill_up(database.obj)
@@ -583,7 +583,7 @@ def test_postgresql_out_of_disk_and_lock_not_available_are_recognised():
 def linked_note(stack):
     """A note on an acme account about one of its contacts and one of its opportunities: (domain,
     the contact's e-mail and name, the opportunity's id and name)."""
-    from poggio.workspaces import get_workspace
+    from poggio.identity.workspaces import get_workspace
     from poggio_contacts.models import Contact
     from poggio_revenue.models import Opportunity
 

@@ -24,13 +24,13 @@ from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuth
 from mcp.client.streamable_http import streamable_http_client
 from oauth_support import oauth_stack
 
-from poggio import sso
-from poggio.audit import Actor
-from poggio.db import database
-from poggio.id_jag import ManagedGrant
-from poggio.models import AuditEvent, OAuthGrant, Workspace
-from poggio.oauth import OAuthService
-from poggio.workspaces import create_user
+from poggio.identity import sso
+from poggio.identity.id_jag import ManagedGrant
+from poggio.identity.oauth import OAuthService
+from poggio.identity.workspaces import create_user
+from poggio.records.audit import Actor
+from poggio.storage.db import database
+from poggio.storage.models import AuditEvent, OAuthGrant, Workspace
 
 WRITE_TOOLS = {"create_account", "update_account", "add_note"}
 

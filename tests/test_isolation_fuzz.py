@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from instances import ServerProcess, make_instance
 
-from poggio.audit import Actor
-from poggio.csv_import import import_csv
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.tokens import TokenService
-from poggio.workspaces import create_workspace
+from poggio.commands.csv_import import import_csv
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import create_workspace
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
 
 B_ACCOUNTS = """domain,name,industry,employees,country,description
 example.com,Qwxzv Example,Qwxzvology,4242,NO,qwxzv secret example

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from instances import ServerProcess, make_instance
 
-from poggio.audit import Actor
+from poggio.records.audit import Actor
 
 ACCEPT = "application/json, text/event-stream"
 LEGACY, OLDER, MODERN = "2025-11-25", "2025-06-18", "2026-07-28"
@@ -53,8 +53,8 @@ def demo_instance(folder, accounts: int, tokens: dict[str, list[str] | None]):
         capture_output=True,
     )
     with db.connection_context():
-        from poggio.tokens import TokenService
-        from poggio.workspaces import get_workspace
+        from poggio.identity.tokens import TokenService
+        from poggio.identity.workspaces import get_workspace
 
         ws = get_workspace("acme")
         return inst, {
@@ -67,10 +67,10 @@ def oauth_access_token(inst, mcp_url: str, packs: dict[str, str]) -> str:
     (each server its own: a token names the MCP server it was issued for)."""
     import secrets
 
-    from poggio import demo
-    from poggio.models import OAuthCode, User
-    from poggio.oauth import OAuthService
-    from poggio.workspaces import get_workspace
+    from poggio.commands import demo
+    from poggio.identity.oauth import OAuthService
+    from poggio.identity.workspaces import get_workspace
+    from poggio.storage.models import OAuthCode, User
 
     with inst.activate().connection_context():
         service = OAuthService()
@@ -433,11 +433,11 @@ def test_an_app_awaiting_approval_is_refused_alike(pair):
     """A member's app whose request no admin has decided: both paths answer 403 approval_pending, for
     every kind of request, with the same headers and body. Each server is its own OAuth resource, so
     each gets a token of its own, from one pending request each."""
-    from poggio import app_access
-    from poggio.db import bind
-    from poggio.models import User
-    from poggio.oauth import OAuthService, normalise_resource
-    from poggio.workspaces import create_user, get_workspace
+    from poggio.identity import app_access
+    from poggio.identity.oauth import OAuthService, normalise_resource
+    from poggio.identity.workspaces import create_user, get_workspace
+    from poggio.storage.db import bind
+    from poggio.storage.models import User
 
     lean, sdk, _ = pair
     db = bind(lean.instance.database_url)
@@ -502,9 +502,9 @@ def test_sdk_adapter_matches_the_installed_sdk(instance):
     from mcp_server.binding import ScopeMiddleware, build_server
     from mcp_server.lean import SdkAdapter
     from mcp_server.metrics import Metrics
-    from poggio.plugins import PackRegistry
+    from poggio.records.usage import UsageRecorder
+    from poggio.runtime.plugins import PackRegistry
     from poggio.settings import load_settings
-    from poggio.usage import UsageRecorder
 
     assert version("mcp").startswith("2.3."), f"mcp {version('mcp')}: check the lean path against it"
     registry = PackRegistry.load()

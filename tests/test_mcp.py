@@ -13,11 +13,11 @@ from helpers import Mcp
 from instances import BACKENDS
 from stacks import acme_and_globex
 
-from poggio.audit import Actor
-from poggio.db import bind
-from poggio.models import ApiToken
-from poggio.tokens import TokenService
-from poggio.workspaces import create_workspace
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import create_workspace
+from poggio.records.audit import Actor
+from poggio.storage.db import bind
+from poggio.storage.models import ApiToken
 
 ALL_TOOLS = {
     "search_accounts",
@@ -161,7 +161,7 @@ def test_contacts_and_revenue_tools(stack):
 def test_workspace_revenue_summary_adds_up_its_opportunities(stack, workspace, args):
     """The workspace-wide summary reads the day totals kept as opportunities are written (demo and
     CSV import); it must give what adding up the opportunities themselves gives."""
-    from poggio.models import Workspace
+    from poggio.storage.models import Workspace
     from poggio_revenue.models import Opportunity
 
     ws = Workspace.get(Workspace.slug == workspace)
@@ -283,7 +283,7 @@ def test_missing_or_malformed_token_is_401_with_challenge(stack, header, reason)
 
 
 def test_unknown_revoked_and_expired_tokens_get_the_same_401(stack):
-    from poggio.token_format import generate
+    from poggio.security.token_format import generate
 
     inst_tokens = TokenService()
     acme = ApiToken.select().where(ApiToken.name == "acme all").get().workspace
@@ -322,7 +322,7 @@ def test_revocation_holds_on_the_very_next_call(stack):
 
 
 def test_entitlement_withdrawn_holds_on_the_very_next_call(stack):
-    from poggio.workspaces import get_workspace, set_entitlement
+    from poggio.identity.workspaces import get_workspace, set_entitlement
 
     ws = create_workspace(f"temp-{stack.instance.backend}", "Temp", True, Actor.cli())
     client = Mcp(stack.url, TokenService().create(ws, "t", Actor.cli()).plaintext)
@@ -337,7 +337,7 @@ def test_usage_and_last_use_are_recorded(stack):
     issued = service.create(acme, "usage counter", Actor.cli())
     client = Mcp(stack.url, issued.plaintext)
     client.calls([("search_accounts", {"limit": 1})] * 3 + [("get_account", {"domain": "missing.example"})])
-    from poggio.models import TokenUsage
+    from poggio.storage.models import TokenUsage
 
     deadline = dt.datetime.now() + dt.timedelta(seconds=10)
     while dt.datetime.now() < deadline:

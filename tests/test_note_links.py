@@ -9,10 +9,10 @@ import json
 import pytest
 from instances import postgres_demo
 
-from poggio import demo
-from poggio.db import database, writing
-from poggio.plugins import PackRegistry
-from poggio.schema import runners
+from poggio.commands import demo
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import runners
+from poggio.storage.db import database, writing
 from poggio.testing import tool_context
 
 

@@ -15,14 +15,14 @@ from helpers import Mcp
 from instances import BACKENDS, ServerProcess, drop_instance, make_instance
 from oauth_support import mint
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.db import bind
-from poggio.models import GrantUsage, OAuthGrant, User
-from poggio.oauth import OAuthService, normalise_resource
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.workspaces import create_user, create_workspace, set_entitlement
+from poggio.commands import demo
+from poggio.identity.oauth import OAuthService, normalise_resource
+from poggio.identity.workspaces import create_user, create_workspace, set_entitlement
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import bind
+from poggio.storage.models import GrantUsage, OAuthGrant, User
 
 
 class Stack:
@@ -135,8 +135,8 @@ def test_revoking_the_client_holds_on_the_next_request(stack):
 
 
 def test_expired_access_token_is_refused(stack):
-    from poggio.db import utcnow
-    from poggio.models import OAuthToken
+    from poggio.storage.db import utcnow
+    from poggio.storage.models import OAuthToken
 
     grant, tokens = stack.mint()
     OAuthToken.update(access_expires_at=utcnow()).where(OAuthToken.grant == grant.id).execute()
@@ -178,7 +178,7 @@ def test_a_grant_ends_when_its_approver_is_no_longer_an_admin(stack):
 
 
 def test_apps_end_when_their_approver_is_deactivated_or_removed(stack):
-    from poggio.workspaces import deactivate_user, remove_user
+    from poggio.identity.workspaces import deactivate_user, remove_user
 
     cli = Actor.cli()
     other = create_workspace(f"soylent-{time.monotonic_ns()}", "Soylent", True, cli)

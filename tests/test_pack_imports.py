@@ -16,7 +16,7 @@ import pytest
 
 import poggio
 import poggio.advanced
-from poggio.plugins import ENTRY_POINT_GROUP, PackRegistry
+from poggio.runtime.plugins import ENTRY_POINT_GROUP, PackRegistry
 
 REGISTRY = PackRegistry.load()
 BUILT_IN = {
@@ -82,7 +82,7 @@ def test_built_in_pack_imports_only_the_pack_api(pack):
 
 
 def test_the_check_sees_a_pack_reaching_into_the_core(tmp_path, monkeypatch):
-    """The checker itself: an import of poggio.db, of a pack not required, of a private name."""
+    """The checker itself: an import of poggio.storage.db, of a pack not required, of a private name."""
     import poggio_contacts
 
     source = Path(poggio_contacts.__file__).parent
@@ -91,14 +91,14 @@ def test_the_check_sees_a_pack_reaching_into_the_core(tmp_path, monkeypatch):
     for path in source.glob("*.py"):
         (copy / path.name).write_text(path.read_text())
     (copy / "extra.py").write_text(
-        "from poggio.db import database\nfrom poggio import CursorCodec\nfrom poggio.advanced import database\n"
+        "from poggio.storage.db import database\nfrom poggio import CursorCodec\nfrom poggio.advanced import database\n"
         "from poggio_revenue import Opportunity\n"
         "from poggio_accounts.models import insert_accounts\n"
     )
     monkeypatch.setattr(poggio_contacts, "__file__", str(copy / "__init__.py"))
     found = violations("contacts")
     assert len(found) == 5, found
-    assert "imports poggio.db" in found[0] and "CursorCodec is not in poggio.__all__" in found[1]
+    assert "imports poggio.storage.db" in found[0] and "CursorCodec is not in poggio.__all__" in found[1]
     assert "poggio.advanced.database is not in poggio.advanced.__all__" in found[2]
     assert "does not require" in found[3] and "poggio_accounts.models" in found[4]
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from helpers import Mcp
 from instances import ServerProcess
 
-from poggio.cli import main
+from poggio.commands.cli import main
 
 TOOLS = {
     "accounts": ["search_accounts", "get_account"],

@@ -13,11 +13,11 @@ import pytest
 from helpers import Mcp, install_pack
 from instances import ServerProcess, make_instance
 
-from poggio.audit import Actor
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.tokens import TokenService
-from poggio.workspaces import create_workspace
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import create_workspace
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
 
 WEATHER = '''
 from typing import Annotated
@@ -86,7 +86,7 @@ import time
 from typing import Annotated
 from pydantic import Field
 from poggio import PackInfo, hookimpl, tool
-from poggio.db import database
+from poggio.storage.db import database
 
 
 @tool(title="Explode")

@@ -8,10 +8,10 @@ import pytest
 from instances import postgres_demo
 from peewee import Value
 
-from poggio import demo
-from poggio.db import database
-from poggio.plugins import PackRegistry
-from poggio.prepared import Prepared, execute, slot
+from poggio.commands import demo
+from poggio.runtime.plugins import PackRegistry
+from poggio.storage.db import database
+from poggio.storage.prepared import Prepared, execute, slot
 from poggio_accounts.models import Account
 from poggio_revenue.models import Opportunity
 
@@ -55,7 +55,7 @@ def test_flat_tuple_rows_are_what_peewee_makes_of_them(instance):
     same types as peewee's (dates, decimals, datetimes, foreign keys, nulls, expressions, a union)."""
     from peewee import fn
 
-    from poggio.prepared import FlatTupleReader
+    from poggio.storage.prepared import FlatTupleReader
     from poggio_accounts.models import Note
 
     ws = demo.build(PackRegistry.load(), "acme", accounts=40).workspace
@@ -183,7 +183,7 @@ def test_hand_written_sql_is_prepared_once_too(postgres):
 
 
 def _name(sql: str) -> str:
-    from poggio.prepared import _NAMES
+    from poggio.storage.prepared import _NAMES
 
     return _NAMES[sql]
 
@@ -192,7 +192,7 @@ def test_flat_model_rows_are_what_peewee_makes_of_them(instance):
     """One-model rows are read by Prepared's own reader (FlatModelReader), not through peewee's
     field descriptors: the objects must be the same, field for field (foreign keys, datetimes,
     nulls), with extra columns as attributes, nothing dirty, and writable as peewee's are."""
-    from poggio.prepared import FlatModelReader
+    from poggio.storage.prepared import FlatModelReader
     from poggio_accounts.models import Note
 
     ws = demo.build(PackRegistry.load(), "acme", accounts=40).workspace
@@ -229,7 +229,7 @@ def test_flat_model_rows_are_what_peewee_makes_of_them(instance):
 def test_quick_datetime_reading_gives_what_peewee_gives():
     from peewee import DateTimeField
 
-    from poggio.prepared import _fast
+    from poggio.storage.prepared import _fast
 
     field = DateTimeField()
     quick = _fast(field, field.python_value)
@@ -251,7 +251,7 @@ def test_quick_datetime_reading_gives_what_peewee_gives():
 
 
 def _writes_match_peewee(ws_id: int) -> None:
-    from poggio.db import writing
+    from poggio.storage.db import writing
     from poggio_accounts.models import Note
 
     account = Account.get((Account.workspace == ws_id) & (Account.domain == "example.com"))
@@ -311,7 +311,7 @@ def test_prepared_writes_on_postgres(postgres):
 def test_a_prepared_insert_refuses_a_value_compiled_in(instance):
     """A column left to its default, or given a plain value, would be written the same into every row
     the compiled statement ever inserts (a creation time frozen at the first call): refused loudly."""
-    from poggio.models import AuditEvent
+    from poggio.storage.models import AuditEvent
 
     frozen = Prepared(lambda: AuditEvent.insert({AuditEvent.action: slot("action"), AuditEvent.actor_label: "cli"}))
     with pytest.raises(TypeError, match="every column's value as a slot"):

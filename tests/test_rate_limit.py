@@ -7,9 +7,9 @@ import pytest
 from helpers import clear_of_the_minute_turn
 from instances import REDIS_URL, ServerProcess
 
-from poggio.audit import Actor
-from poggio.tokens import TokenService
-from poggio.workspaces import create_workspace
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import create_workspace
+from poggio.records.audit import Actor
 
 
 def tools_list(server, token) -> httpx.Response:

@@ -17,13 +17,13 @@ import httpx
 import pytest
 from instances import BACKENDS, ServerProcess, drop_instance, make_instance
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.db import database, utcnow
-from poggio.models import Activity, ApiToken, AuditEvent, TokenUsage
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.tokens import TokenService
+from poggio.commands import demo
+from poggio.identity.tokens import TokenService
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import database, utcnow
+from poggio.storage.models import Activity, ApiToken, AuditEvent, TokenUsage
 
 pytestmark = pytest.mark.slow
 SECONDS = float(os.environ.get("LOAD_SECONDS", "60" if os.environ.get("CI") else "10"))

@@ -13,13 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from instances import ServerProcess
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.csv_import import import_csv
-from poggio.db import utcnow
-from poggio.plugins import PackRegistry
-from poggio.tokens import TokenService
-from poggio.workspaces import create_workspace
+from poggio.commands import demo
+from poggio.commands.csv_import import import_csv
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import create_workspace
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.storage.db import utcnow
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_format_money_is_the_plain_rule(amount, currency):
     from decimal import ROUND_HALF_UP
 
     from poggio import format_money
-    from poggio.money import ZERO_DECIMAL
+    from poggio.runtime.money import ZERO_DECIMAL
 
     code = currency.strip().upper()
     places = 0 if code in ZERO_DECIMAL else 2

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from instances import drop_instance, make_instance
 
-from poggio import demo
-from poggio.db import database
-from poggio.packs import CursorCodec
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
+from poggio.commands import demo
+from poggio.runtime.packs import CursorCodec
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -133,7 +133,7 @@ def test_get_account_shows_the_newest_ten_notes_of_that_account_only(seeded, mon
 )
 def test_a_write_tool_holds_back_what_it_does_not_read(tmp_path, monkeypatch, tool, arguments, trips):
     """On PostgreSQL a write transaction's BEGIN goes with its first statement and the writes whose
-    result it does not read with the next one or its COMMIT (poggio.db.HoldingConnection): while
+    result it does not read with the next one or its COMMIT (poggio.storage.db.HoldingConnection): while
     update_opportunity holds the deal's row lock, every other writer of that deal waits out its round
     trips. Before: 8, 6, 5, 8, 9 and 7 round trips."""
     from instances import postgres_demo, round_trips

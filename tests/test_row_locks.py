@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from instances import postgres_demo
 
-from poggio.db import changed_at, database, writing
+from poggio.storage.db import changed_at, database, writing
 
 pytestmark = pytest.mark.postgres
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from instances import BACKENDS, drop_instance, make_instance
 
-from poggio import id_jag, scim, sso  # noqa: F401  (their models are checked too)
-from poggio.models import BaseModel
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
+from poggio.identity import id_jag, scim, sso  # noqa: F401  (their models are checked too)
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.models import BaseModel
 
 # indexes a migration writes in SQL because a model's Meta cannot say them: (table, columns, unique)
 PARTIAL = {

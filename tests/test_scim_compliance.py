@@ -11,11 +11,11 @@ from instances import BACKENDS, PortalProcess, drop_instance, make_instance
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_tester import Status, check_server
 
-from poggio import scim
-from poggio.audit import Actor
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.workspaces import create_workspace
+from poggio.identity import scim
+from poggio.identity.workspaces import create_workspace
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

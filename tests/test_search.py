@@ -10,11 +10,12 @@ from __future__ import annotations
 import pytest
 from instances import BACKENDS, drop_instance, make_instance
 
-from poggio import demo, search
-from poggio.db import utcnow
-from poggio.packs import CursorCodec, ToolError
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
+from poggio.commands import demo
+from poggio.runtime import search
+from poggio.runtime.packs import CursorCodec, ToolError
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import utcnow
 from poggio_accounts.models import Account, insert_accounts
 from poggio_contacts.models import Contact, insert_contacts
 
@@ -173,8 +174,8 @@ def test_each_word_check_is_one_seek_in_a_covering_index(workspace):
     """A search checks every row it walks for its other words, and for an earlier word in the range,
     by the row's id: on SQLite each such check must read the (kind, ref_id, term) index alone, not
     every word row of that id (which made the check a read per word of the row)."""
-    from poggio.db import database
-    from poggio.prepared import Slot
+    from poggio.storage.db import database
+    from poggio.storage.prepared import Slot
 
     registry, ws = workspace
     search._PREPARED.clear()

@@ -11,11 +11,11 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from poggio.audit import Actor
-from poggio.models import OAuthClient, OAuthGrant, Workspace
-from poggio.oauth import OAuthService
-from poggio.sso import SsoError, SsoProvider, client_secret, configure, mapped_role, seal_secret, sign_in
-from poggio.tokens import TokenRejected
+from poggio.identity.oauth import OAuthService
+from poggio.identity.sso import SsoError, SsoProvider, client_secret, configure, mapped_role, seal_secret, sign_in
+from poggio.identity.tokens import TokenRejected
+from poggio.records.audit import Actor
+from poggio.storage.models import OAuthClient, OAuthGrant, Workspace
 from portal.sso import verify_id_token
 
 ISSUER = "https://idp.example"
@@ -124,8 +124,8 @@ def test_require_is_refused_until_an_admin_signed_in_through_the_provider(instan
 
 
 def test_apps_acting_for_an_employee_follow_their_role_and_end_with_their_membership(instance):
-    from poggio import id_jag
-    from poggio.workspaces import remove_user
+    from poggio.identity import id_jag
+    from poggio.identity.workspaces import remove_user
 
     ws = Workspace.create(slug="acme", name="Acme", mcp_enabled=True)
     provider = configure(
@@ -157,7 +157,7 @@ def test_apps_acting_for_an_employee_follow_their_role_and_end_with_their_member
 
 
 def test_a_workspaces_provider_cannot_sign_in_as_another_workspaces_account(instance):
-    from poggio.workspaces import create_user, create_workspace
+    from poggio.identity.workspaces import create_user, create_workspace
 
     other = create_workspace("other", "Other", True, Actor.cli())
     create_user("victim@acme.example", "a-long-password-1", other, "admin", Actor.cli())

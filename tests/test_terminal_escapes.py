@@ -13,14 +13,14 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from poggio.audit import Actor
-from poggio.cli import main
-from poggio.db import utcnow
+from poggio.commands.cli import main
 from poggio.display import cell, visible
-from poggio.models import Activity, OAuthGrant, Workspace
-from poggio.oauth import OAuthService
-from poggio.tokens import TokenService
-from poggio.workspaces import create_user, create_workspace
+from poggio.identity.oauth import OAuthService
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import create_user, create_workspace
+from poggio.records.audit import Actor
+from poggio.storage.db import utcnow
+from poggio.storage.models import Activity, OAuthGrant, Workspace
 
 # a window title change, a clipboard write (OSC 52), a C1 CSI and a bidi override
 HOSTILE = "Evil\x1b]0;pwned\x07App\x1b]52;c;cm0gLXJmIH4=\x07\x9b31m\u202e\r\n\tend"
@@ -89,7 +89,7 @@ def test_portal_csv_export_holds_no_control_characters(seeded, monkeypatch):
 
     from portal import create_app
 
-    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
+    monkeypatch.setattr("poggio.identity.workspaces.BCRYPT_ROUNDS", 4)
     create_user("second@acme.example", PASSWORD, Workspace.get(slug="acme"), "admin", Actor.cli())
     app = create_app()
     app.config["TESTING"] = True

@@ -8,15 +8,16 @@ import re
 
 import pytest
 
-from poggio import token_format, tokens
-from poggio.audit import Actor
-from poggio.db import database, utcnow
 from poggio.errors import InvalidInput
-from poggio.models import ApiToken, AuditEvent, TokenUsage
-from poggio.redaction import TokenRedactingFilter, redact
-from poggio.tokens import TokenRejected, TokenService
-from poggio.usage import UsageRecorder
-from poggio.workspaces import create_workspace, set_entitlement
+from poggio.identity import tokens
+from poggio.identity.tokens import TokenRejected, TokenService
+from poggio.identity.workspaces import create_workspace, set_entitlement
+from poggio.records.audit import Actor
+from poggio.records.redaction import TokenRedactingFilter, redact
+from poggio.records.usage import UsageRecorder
+from poggio.security import token_format
+from poggio.storage.db import database, utcnow
+from poggio.storage.models import ApiToken, AuditEvent, TokenUsage
 
 CLI = Actor.cli()
 
@@ -164,7 +165,7 @@ def test_usage_recorder_batches_and_adds_up(ws, service):
 def test_a_failed_flush_keeps_the_activity_rows_for_the_next(ws, service, monkeypatch):
     """A flush that fails after writing the activity rows (its transaction rolled back) keeps those
     rows, not the counters it was about to write in their place, and the next flush writes them."""
-    from poggio.models import Activity
+    from poggio.storage.models import Activity
 
     issued = service.create(ws, "counted", CLI)
     recorder = UsageRecorder(interval=3600)

@@ -10,10 +10,10 @@ import pytest
 
 import mcp_server.auth as auth
 from mcp_server.auth import VerifiedCache
-from poggio.audit import Actor
-from poggio.db import CommitWatcher, database, utcnow
-from poggio.tokens import TokenRejected, TokenService
-from poggio.workspaces import create_workspace, set_entitlement
+from poggio.identity.tokens import TokenRejected, TokenService
+from poggio.identity.workspaces import create_workspace, set_entitlement
+from poggio.records.audit import Actor
+from poggio.storage.db import CommitWatcher, database, utcnow
 
 CLI = Actor.cli()
 

@@ -15,15 +15,15 @@ from click.testing import CliRunner
 from instances import BACKENDS, ServerProcess, drop_instance, make_instance
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from poggio.audit import Actor
-from poggio.cli import main
-from poggio.db import database, writing
-from poggio.schema import upgrade
-from poggio.tokens import TokenService
-from poggio.webhook_delivery import Deliverer, backoff
-from poggio.webhook_outbox import WebhookAttempt, WebhookEndpoint, WebhookMessage
-from poggio.webhooks import WebhookError, add_endpoint, check_url, send_test, set_paused
-from poggio.workspaces import create_workspace
+from poggio.commands.cli import main
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import create_workspace
+from poggio.notices.webhook_delivery import Deliverer, backoff
+from poggio.notices.webhooks import WebhookError, add_endpoint, check_url, send_test, set_paused
+from poggio.records.audit import Actor
+from poggio.records.webhook_outbox import WebhookAttempt, WebhookEndpoint, WebhookMessage
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import database, writing
 
 CLI = Actor.cli()
 
@@ -292,7 +292,7 @@ def test_two_deliverers_never_deliver_one_message_twice(tmp_path, receivers, bac
     inst = make_instance(tmp_path, backend)
     db = inst.activate()
     try:
-        from poggio.plugins import PackRegistry
+        from poggio.runtime.plugins import PackRegistry
 
         with db.connection_context():
             upgrade(PackRegistry.load())
@@ -386,7 +386,7 @@ def test_the_portal_delivers_too(instance, receivers):
 
 
 def test_expiring_tokens_and_policy_changes_are_events(ws, receivers):
-    from poggio.policy import set_policy
+    from poggio.identity.policy import set_policy
 
     r = receivers()
     subscribe(ws, r, "token.expiring,policy.changed")
@@ -404,8 +404,8 @@ def test_expiring_tokens_and_policy_changes_are_events(ws, receivers):
 def test_unusual_use_is_an_event_once_a_day(ws, receivers):
     import datetime as dt
 
-    from poggio.db import utcnow
-    from poggio.models import Activity
+    from poggio.storage.db import utcnow
+    from poggio.storage.models import Activity
 
     r = receivers()
     subscribe(ws, r, "usage.unusual")
@@ -436,8 +436,8 @@ def test_unusual_use_is_an_event_once_a_day(ws, receivers):
 
 
 def test_apps_connected_and_disconnected_are_events_without_their_secret(ws, receivers):
-    from poggio.models import OAuthGrant
-    from poggio.oauth import OAuthService
+    from poggio.identity.oauth import OAuthService
+    from poggio.storage.models import OAuthGrant
 
     r = receivers()
     subscribe(ws, r, "app.connected,app.disconnected")
@@ -452,8 +452,8 @@ def test_apps_connected_and_disconnected_are_events_without_their_secret(ws, rec
 @pytest.mark.postgres
 def test_on_postgresql_the_outbox_row_rides_with_the_change(tmp_path, receivers):
     """On PostgreSQL the outbox INSERT is held back and sent with the transaction's next statement
-    (poggio.db.write_later): committed with the change, rolled back with it."""
-    from poggio.plugins import PackRegistry
+    (poggio.storage.db.write_later): committed with the change, rolled back with it."""
+    from poggio.runtime.plugins import PackRegistry
 
     inst = make_instance(tmp_path, "postgres")
     db = inst.activate()
@@ -519,7 +519,7 @@ def test_the_signing_secret_is_stored_sealed(ws, receivers):
     subscribe(ws, r2, "token.created")
     TokenService().create(ws, "other key", CLI)
     fast(secret_key="another installation's key").run_once()
-    from poggio.webhook_outbox import WebhookAttempt
+    from poggio.records.webhook_outbox import WebhookAttempt
 
     assert not r2.verified
     assert any("POGGIO_SECRET_KEY changed" in (a.error or "") for a in WebhookAttempt.select())

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from instances import ROOT, ServerProcess, free_port
 
-from poggio.audit import Actor
-from poggio.tokens import TokenService
-from poggio.workspaces import create_workspace
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import create_workspace
+from poggio.records.audit import Actor
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 METRICS_TOKEN = "metrics-secret-for-tests"

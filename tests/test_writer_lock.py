@@ -1,4 +1,4 @@
-"""SQLite writers of several processes take turns through :class:`poggio.db.WriterLock`."""
+"""SQLite writers of several processes take turns through :class:`poggio.storage.db.WriterLock`."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import pytest
 from instances import ROOT
 from peewee import OperationalError
 
-from poggio.db import bind, database, writing
+from poggio.storage.db import bind, database, writing
 
 # A process writing in a loop, as an MCP server's worker threads do under load: each write holds the
 # lock for a millisecond, then a short pause. Prints when each write asked for its turn and when it got
 # it, on the machine's monotonic clock (one clock for all processes).
 WRITER = """
 import json, random, sys, time
-from poggio.db import bind, database, writing
+from poggio.storage.db import bind, database, writing
 path, count, hold, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 bind(f"sqlite:///{path}")
 rng, turns = random.Random(), []
@@ -98,7 +98,7 @@ def test_a_writer_that_waits_too_long_fails_as_sqlite_would_and_the_next_gets_in
     """Past SQLite's busy timeout a writer gives up with "database is locked", as SQLite's own wait
     did; the turn it was still waiting for is let go when granted, so the writers after it are not
     locked out. Nested transactions in one thread take the lock once."""
-    from poggio.db import WriterLock
+    from poggio.storage.db import WriterLock
 
     path = _database(tmp_path)
     db = bind(f"sqlite:///{path}")
@@ -129,7 +129,7 @@ def test_a_forked_child_takes_its_own_turn(tmp_path):
     would share the parent's flock instead of waiting for it."""
     import threading
 
-    from poggio.db import WriterLock
+    from poggio.storage.db import WriterLock
 
     db = bind(f"sqlite:///{_database(tmp_path)}")
     try:

@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 from instances import BACKENDS, ServerProcess, make_instance
 from stacks import acme_and_globex
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.csv_import import import_csv
-from poggio.db import bind
-from poggio.models import AuditEvent
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.tokens import TokenService
+from poggio.commands import demo
+from poggio.commands.csv_import import import_csv
+from poggio.identity.tokens import TokenService
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import bind
+from poggio.storage.models import AuditEvent
 
 READ_TOOLS = {
     "search_accounts",
@@ -145,8 +145,8 @@ def test_write_without_write_scope_is_refused_naming_the_scope(stack):
 def test_a_refused_write_is_on_the_activity_record_as_refused(stack):
     import time
 
-    from poggio.models import Activity, ApiToken
-    from poggio.token_format import digest
+    from poggio.security.token_format import digest
+    from poggio.storage.models import Activity, ApiToken
 
     reader = ApiToken.get(ApiToken.digest == digest(stack.tokens["read"])).id
     stack.mcp("read").call("update_contact", {"email": "x@example.com", "title": "CEO"})
@@ -236,7 +236,7 @@ def test_validation_is_the_csv_importers_and_names_field_and_allowed_values(stac
 
 
 def create_workspace_lookup(slug):
-    from poggio.models import Workspace
+    from poggio.storage.models import Workspace
 
     return Workspace.get(Workspace.slug == slug)
 
@@ -569,7 +569,7 @@ def test_every_write_is_in_the_audit_log_without_secrets(stack):
 
 
 def test_an_oauth_app_with_write_scope_writes_and_is_audited_as_the_app(stack):
-    from poggio.oauth import OAuthService
+    from poggio.identity.oauth import OAuthService
 
     service = OAuthService(known_packs=set(stack.registry.names))
     issued = service.create_confidential(
@@ -711,10 +711,10 @@ def test_a_write_waits_for_the_lock_in_a_thread_while_the_server_answers(tmp_pat
 
 def test_idempotency_keys_are_kept_48_hours_then_forgotten(instance):
     """In process: a key past its time is a new key (the write happens again) and old keys go."""
-    from poggio.db import utcnow
-    from poggio.models import IdempotencyKey
+    from poggio.runtime.writes import KEEP_HOURS, forget_old_keys
+    from poggio.storage.db import utcnow
+    from poggio.storage.models import IdempotencyKey
     from poggio.testing import tool_context
-    from poggio.writes import KEEP_HOURS, forget_old_keys
 
     registry = PackRegistry.load()
     ws = demo.build(registry, "acme", accounts=2, seed=1).workspace

@@ -233,7 +233,7 @@ def _account_and_notes(workspace_id: int, domain: str) -> tuple[Account | None, 
     return account, notes
 
 
-@tool(title="Get an account's profile")
+@tool(title="Get an account's profile", app="ui://accounts/account-card.html")
 def get_account(
     ctx: ToolContext,
     domain: Annotated[
@@ -363,6 +363,7 @@ def create_account(
     assert account is not None, "the account just inserted"
     out = AccountOut.of(account)
     ctx.record_change(f"account {clean}", None, {"domain": clean, **fields})
+    ctx.changed(f"poggio://accounts/{clean}")
     return ToolResult(out, f"Created {_line(out)[2:]}")
 
 
@@ -407,6 +408,7 @@ def update_account(
         if "name" in changes:
             replace_search_terms(SEARCH_KIND, ctx.workspace_id, account.id, (account.name, account.domain))
         ctx.record_change(f"account {account.domain}", {k: before[k] for k in changes}, changes)
+        ctx.changed(f"poggio://accounts/{account.domain}")
     out = AccountOut.of(account)
     what = ", ".join(changes) if changes else "nothing (the values were already so)"
     return ToolResult(out, f"Updated {what}: {_line(out)[2:]}")
@@ -469,6 +471,7 @@ def add_note(
     }
     note = loaded(Note, {"id": _INSERT_NOTE.write(**values), **values})
     out = NoteOut.of(note, dict(wanted), [str(link["label"]) for link in links])
+    ctx.changed(f"poggio://accounts/{account.domain}")
     ctx.record_change(f"note on account {account.domain}", None, {"text": body, "about": wanted})
     return ToolResult(out, f"Noted on {account.name} ({account.domain}): {body}")
 

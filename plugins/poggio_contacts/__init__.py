@@ -6,6 +6,7 @@ from poggio import PackInfo, __version__, hookimpl
 from poggio_contacts.demo import poggio_seed_demo as poggio_seed_demo
 from poggio_contacts.importer import poggio_csv_importers as poggio_csv_importers
 from poggio_contacts.models import Contact
+from poggio_contacts.resources import poggio_resources as poggio_resources
 from poggio_contacts.tools import poggio_account_profile as poggio_account_profile
 from poggio_contacts.tools import poggio_note_link as poggio_note_link
 from poggio_contacts.tools import poggio_tools as poggio_tools

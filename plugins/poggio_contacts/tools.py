@@ -238,6 +238,7 @@ def create_contact(
     contact = Contact.get(by_email)
     out = ContactOut.of(contact, account)
     ctx.record_change(f"contact {clean}", None, {"email": clean, **fields, "account_domain": account.domain})
+    ctx.changed(f"poggio://accounts/{account.domain}", f"poggio://accounts/{account.domain}/contacts")
     return ToolResult(out, f"Created {_line(out)[2:]}")
 
 
@@ -291,6 +292,8 @@ def update_contact(
         if set(changes) & set(_FIELDS):
             replace_search_terms(SEARCH_KIND, ctx.workspace_id, contact.id, search_texts(contact))
         ctx.record_change(f"contact {contact.email}", {k: before[k] for k in changes}, changes)
+        for moved in {d for d in (before.get("account_domain"), account.domain if account else None) if d}:
+            ctx.changed(f"poggio://accounts/{moved}", f"poggio://accounts/{moved}/contacts")
     out = ContactOut.of(contact, account)
     what = ", ".join(changes) if changes else "nothing (the values were already so)"
     return ToolResult(out, f"Updated {what}: {_line(out)[2:]}")

@@ -7,6 +7,7 @@ from poggio import PackInfo, __version__, hookimpl
 from poggio_revenue.demo import poggio_seed_demo as poggio_seed_demo
 from poggio_revenue.importer import poggio_csv_importers as poggio_csv_importers
 from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity
+from poggio_revenue.resources import poggio_resources as poggio_resources
 from poggio_revenue.tools import poggio_account_profile as poggio_account_profile
 from poggio_revenue.tools import poggio_note_link as poggio_note_link
 from poggio_revenue.tools import poggio_tools as poggio_tools

@@ -14,7 +14,7 @@ OPEN_STAGES = STAGES[:4]
 class Opportunity(WorkspaceModel):
     """A deal. Written only through :func:`insert_opportunities`, which keeps :class:`RevenueDay`."""
 
-    account_id: int  # the foreign key's id, without reading the account
+    account_id: ForeignKeyField[int]  # for the type checker: the raw id peewee adds (a row's int)
     account = ForeignKeyField(Account, on_delete="CASCADE", backref="+")
     name = CharField(max_length=200)
     stage = CharField(max_length=20)

@@ -332,7 +332,7 @@ def _days(n: int) -> str:
     return f"{n} day{'' if n == 1 else 's'}"
 
 
-@tool(title="Revenue summary")
+@tool(title="Revenue summary", app="ui://revenue/pipeline.html")
 def get_revenue_summary(
     ctx: ToolContext,
     account_domain: AccountDomain = None,
@@ -486,6 +486,7 @@ def create_opportunity(
     deal = Opportunity.get_by_id(new_id)  # as stored (the amount to its two decimals)
     out = OpportunityOut.of(deal, account)
     ctx.record_change(f"opportunity {deal.id}", None, {"account_domain": account.domain, **_jsonable(fields)})
+    ctx.changed("poggio://revenue/summary", f"poggio://accounts/{account.domain}")
     return ToolResult(out, _opportunity_text("Created", out))
 
 
@@ -536,6 +537,7 @@ def update_opportunity(
     if changes:
         move_opportunity(deal, {**changes, "updated_at": changed_at(deal.updated_at)})
         ctx.record_change(f"opportunity {deal.id}", _jsonable({k: before[k] for k in changes}), _jsonable(changes))
+        ctx.changed("poggio://revenue/summary", f"poggio://accounts/{account.domain}")
     out = OpportunityOut.of(deal, account)
     what = ", ".join(changes) if changes else "nothing (the values were already so)"
     return ToolResult(out, _opportunity_text(f"Updated {what} of", out))

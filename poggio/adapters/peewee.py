@@ -5,9 +5,9 @@
   ``__rel__``, as ``Model.__init__`` sets them): setting each value through the field descriptors
   cost more than reading the row (benchmarks/README.md, "The figures behind design decisions").
 - A query's row reader for a cursor of its compiled SQL, run by hand (``_get_cursor_wrapper``):
-  :class:`poggio.prepared.Prepared` reads its rows as peewee would.
+  :class:`poggio.storage.prepared.Prepared` reads its rows as peewee would.
 - The pool's check-out, check-in and discard steps (``_is_closed``, ``_close``, ``_close_raw``),
-  which :class:`poggio.db.PooledPostgres` overrides.
+  which :class:`poggio.storage.db.PooledPostgres` overrides.
 
 :func:`check` raises, naming the attribute, when a peewee release changes one of them.
 """

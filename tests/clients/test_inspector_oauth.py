@@ -22,7 +22,7 @@ from instances import free_port
 from node_tools import node_env, tool_script
 from oauth_support import ALL_TOOLS, FormPerson, oauth_stack
 
-from poggio.models import OAuthClient, OAuthGrant
+from poggio.storage.models import OAuthClient, OAuthGrant
 
 pytestmark = pytest.mark.clients
 NAVIGATE = re.compile(r"Please navigate to: (\S+)")

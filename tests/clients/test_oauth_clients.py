@@ -16,9 +16,9 @@ import pytest
 from node_tools import McpRemote, run_inspector_cli
 from oauth_support import ALL_TOOLS, FormPerson, chromium, oauth_stack, sign_in_and_approve
 
-from poggio.models import OAuthClient, OAuthGrant
-from poggio.token_format import generate
-from poggio.tokens import TokenRejected
+from poggio.identity.tokens import TokenRejected
+from poggio.security.token_format import generate
+from poggio.storage.models import OAuthClient, OAuthGrant
 
 pytestmark = pytest.mark.clients
 AUTHORIZE_PROMPT = "Please authorize this client by visiting:"

@@ -17,9 +17,9 @@ from helpers import install_pack
 from instances import ServerProcess, make_instance
 from node_tools import McpRemote, McpRemoteError, run_conformance, run_inspector_cli
 
-from poggio import demo
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
+from poggio.commands import demo
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
 
 pytestmark = pytest.mark.clients
 CONFORMANCE = Path(__file__).resolve().parent / "conformance"
@@ -206,6 +206,11 @@ def test_conformance_suite(poggio, tmp_path, report):
         "tools-call-mixed-content",
         "tools-call-error",
         "resources-list",
+        "resources-read-text",
+        "resources-read-binary",
+        "resources-templates-read",
+        "resources-subscribe",
+        "resources-unsubscribe",
         "prompts-list",
     ]:
         assert name in passing, (name, per.get(name))

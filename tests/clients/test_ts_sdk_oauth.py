@@ -23,7 +23,7 @@ import pytest
 from node_tools import NODE_DIR, node_env
 from oauth_support import ALL_TOOLS, FormPerson, MetadataDocumentServer, oauth_stack
 
-from poggio.models import OAuthClient, OAuthGrant
+from poggio.storage.models import OAuthClient, OAuthGrant
 
 pytestmark = pytest.mark.clients
 SCRIPT = Path(__file__).resolve().parent / "ts_sdk_oauth.mjs"

@@ -12,13 +12,13 @@ import pytest
 from instances import PortalProcess, ServerProcess, make_instance
 from test_browser import ARTIFACTS, CHROMIUM, _sign_in, page  # noqa: F401  (the page fixture)
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.db import database
-from poggio.models import Activity, Workspace
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.tokens import TokenService
+from poggio.commands import demo
+from poggio.identity.tokens import TokenService
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import database
+from poggio.storage.models import Activity, Workspace
 
 pytestmark = pytest.mark.browser
 HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}

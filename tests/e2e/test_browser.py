@@ -11,9 +11,9 @@ import pytest
 from helpers import Mcp
 from instances import ROOT, PortalProcess, ServerProcess, make_instance
 
-from poggio import demo
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
+from poggio.commands import demo
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"

@@ -11,13 +11,13 @@ import pytest
 from instances import PortalProcess, make_instance
 from test_browser import ARTIFACTS, CHROMIUM, _sign_in, page  # noqa: F401  (the page fixture)
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.db import utcnow
-from poggio.models import Activity, ApiToken, TokenUsage, Workspace
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.tokens import TokenService
+from poggio.commands import demo
+from poggio.identity.tokens import TokenService
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.db import utcnow
+from poggio.storage.models import Activity, ApiToken, TokenUsage, Workspace
 
 pytestmark = pytest.mark.browser
 

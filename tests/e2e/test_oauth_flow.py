@@ -35,10 +35,10 @@ from oauth_support import (
     sign_in_and_approve,
 )
 
-from poggio.db import utcnow
-from poggio.models import AuditEvent, OAuthClient, OAuthGrant
-from poggio.models import OAuthToken as OAuthTokenRow
-from poggio.token_format import generate
+from poggio.security.token_format import generate
+from poggio.storage.db import utcnow
+from poggio.storage.models import AuditEvent, OAuthClient, OAuthGrant
+from poggio.storage.models import OAuthToken as OAuthTokenRow
 
 ACCESS_SECONDS = 6  # short, so the SDK's own refresh is seen within the test
 BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -17,14 +17,14 @@ from instances import BACKENDS, PortalProcess, drop_instance, free_port, make_in
 from oauth_support import chromium
 from sso_support import openid_provider, stop
 
-from poggio import demo
-from poggio.audit import Actor
-from poggio.models import AuditEvent, Membership, User, Workspace
-from poggio.plugins import PackRegistry
-from poggio.schema import upgrade
-from poggio.sessions import UserSession
-from poggio.sso import SsoIdentity
-from poggio.workspaces import create_user, create_workspace
+from poggio.commands import demo
+from poggio.identity.sessions import UserSession
+from poggio.identity.sso import SsoIdentity
+from poggio.identity.workspaces import create_user, create_workspace
+from poggio.records.audit import Actor
+from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.schema import upgrade
+from poggio.storage.models import AuditEvent, Membership, User, Workspace
 
 pytestmark = pytest.mark.browser
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 from portal_client import PASSWORD, Browser
 
-from poggio.audit import Actor
-from poggio.workspaces import create_user, create_workspace
+from poggio.identity.workspaces import create_user, create_workspace
+from poggio.records.audit import Actor
 from portal import create_app
 
 
 @pytest.fixture
 def app(instance, monkeypatch):
-    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
+    monkeypatch.setattr("poggio.identity.workspaces.BCRYPT_ROUNDS", 4)
     cli = Actor.cli()
     acme = create_workspace("acme", "Acme Inc.", True, cli)
     initrode = create_workspace("initrode", "Initrode", False, cli)

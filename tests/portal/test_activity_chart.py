@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from poggio.activity import Filters
-from poggio.activity_chart import buckets, chart
-from poggio.audit import Actor
-from poggio.db import utcnow
-from poggio.models import Activity, Workspace
-from poggio.tokens import TokenService
+from poggio.identity.tokens import TokenService
+from poggio.records.activity import Filters
+from poggio.records.activity_chart import buckets, chart
+from poggio.records.audit import Actor
+from poggio.storage.db import utcnow
+from poggio.storage.models import Activity, Workspace
 
 CLI = Actor.cli()
 

@@ -8,10 +8,10 @@ import re
 
 from test_oauth import approve, authorize_url, exchange, pkce, redirected, register
 
-from poggio import app_access
-from poggio.audit import Actor
-from poggio.models import AuditEvent, OAuthCode, OAuthGrant, Workspace
-from poggio.oauth import OAuthService
+from poggio.identity import app_access
+from poggio.identity.oauth import OAuthService
+from poggio.records.audit import Actor
+from poggio.storage.models import AuditEvent, OAuthCode, OAuthGrant, Workspace
 
 CLI = Actor.cli()
 
@@ -39,7 +39,7 @@ def request_as(browser, email: str, name: str = "Claude") -> tuple[dict, dict]:
 
 
 def verdict(token: str) -> str | None:
-    from poggio.tokens import TokenRejected
+    from poggio.identity.tokens import TokenRejected
 
     try:
         OAuthService().verify_access(token, "http://127.0.0.1:8001/mcp")
@@ -159,8 +159,8 @@ def test_consent_shows_how_the_app_is_identified(admin):
 
 
 def test_connected_apps_show_how_each_app_is_identified(admin):
-    from poggio.db import utcnow
-    from poggio.models import User
+    from poggio.storage.db import utcnow
+    from poggio.storage.models import User
 
     service = OAuthService()
     boss = User.get(User.email == "admin@acme.example")

@@ -193,7 +193,7 @@ def test_slow_metadata_urls_do_not_freeze_the_portal(tmp_path):
     ],
 )
 def test_only_addresses_on_the_internet_are_public(address, public):
-    from poggio.addresses import is_public_address
+    from poggio.security.addresses import is_public_address
 
     assert is_public_address(address) is public
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from poggio import attention
-from poggio.audit import Actor
-from poggio.db import utcnow
-from poggio.models import Activity, ApiToken, TokenUsage, Workspace
-from poggio.tokens import TokenService
-from poggio.webhook_outbox import WebhookEndpoint
-from poggio.webhooks import add_endpoint
+from poggio.identity.tokens import TokenService
+from poggio.notices import attention
+from poggio.notices.webhooks import add_endpoint
+from poggio.records.audit import Actor
+from poggio.records.webhook_outbox import WebhookEndpoint
+from poggio.storage.db import utcnow
+from poggio.storage.models import Activity, ApiToken, TokenUsage, Workspace
 
 CLI = Actor.cli()
 
@@ -120,10 +120,10 @@ def test_a_busy_day_within_the_factor_or_below_the_floor_is_not_unusual(app):
 def test_a_members_request_is_on_the_admins_home_and_on_the_members(admin, browser):
     """A member's app request waits for an admin: it is a home-page item linked to Settings > MCP Server,
     and the member sees it on their own home."""
-    from poggio.app_access import set_app_policy
-    from poggio.audit import Actor
-    from poggio.models import Membership, OAuthGrant
-    from poggio.oauth import OAuthService
+    from poggio.identity.app_access import set_app_policy
+    from poggio.identity.oauth import OAuthService
+    from poggio.records.audit import Actor
+    from poggio.storage.models import Membership, OAuthGrant
 
     _seed()
     acme = Workspace.get(Workspace.slug == "acme")

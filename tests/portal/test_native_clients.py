@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from oauth_support import MetadataDocumentServer, self_signed_certificate
 
-from poggio.models import AuditEvent, OAuthClient, OAuthCode, OAuthGrant, OAuthToken
+from poggio.storage.models import AuditEvent, OAuthClient, OAuthCode, OAuthGrant, OAuthToken
 from portal import client_metadata
 
 MCP = "http://127.0.0.1:8001/mcp"

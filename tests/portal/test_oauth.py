@@ -17,11 +17,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from poggio.audit import Actor
-from poggio.db import utcnow
-from poggio.models import AuditEvent, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, Workspace
-from poggio.oauth import OAuthService
+from poggio.identity.oauth import OAuthService
+from poggio.records.audit import Actor
 from poggio.settings import SettingsError, load_settings
+from poggio.storage.db import utcnow
+from poggio.storage.models import AuditEvent, OAuthClient, OAuthCode, OAuthGrant, OAuthToken, Workspace
 
 MCP = "http://127.0.0.1:8001/mcp"
 ISSUER = "http://127.0.0.1:8000"
@@ -671,8 +671,8 @@ def test_narrowing_packs_and_lifetime_on_the_consent_page(app_client):
 
 # -- client credentials and revocation --------------------------------------------------------------
 def test_client_credentials_for_an_admin_made_client(app, client):
-    from poggio.audit import Actor
-    from poggio.models import Workspace
+    from poggio.records.audit import Actor
+    from poggio.storage.models import Workspace
 
     issued = app.extensions["poggio"].oauth.create_confidential(
         Workspace.get(slug="acme"), "Robot", Actor.cli(), packs="accounts", resource=MCP
@@ -792,8 +792,8 @@ def test_consent_may_narrow_write_to_read_and_never_widen_read_to_write(app_clie
 
 
 def test_client_credentials_with_write_scope(app, client):
-    from poggio.audit import Actor
-    from poggio.models import Workspace
+    from poggio.records.audit import Actor
+    from poggio.storage.models import Workspace
 
     issued = app.extensions["poggio"].oauth.create_confidential(
         Workspace.get(slug="acme"), "Writer robot", Actor.cli(), packs="accounts:write,revenue", resource=MCP
@@ -1064,7 +1064,7 @@ def test_private_key_jwt_for_a_metadata_document_client(admin, documents, key_pa
     r = refresh(admin.client, cid, "pgor_unknown", **once)
     assert r.get_json()["error"] == "invalid_client" and "used before" in r.get_json()["error_description"]
     assert server.fetched["/jwks.json"] == 1  # kept by its caching headers
-    from poggio.models import OAuthAssertion
+    from poggio.storage.models import OAuthAssertion
 
     assert OAuthAssertion.select().count() == 2  # the jti seen, in the database: every worker agrees
     OAuthService().prune(utcnow() + dt.timedelta(minutes=10))

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from poggio.models import ApiToken, AuditEvent, TokenUsage
-from poggio.token_format import TOKEN_PATTERN
-from poggio.usage import UsageRecorder
+from poggio.records.usage import UsageRecorder
+from poggio.security.token_format import TOKEN_PATTERN
+from poggio.storage.models import ApiToken, AuditEvent, TokenUsage
 
 
 def body(r) -> str:
@@ -55,7 +55,7 @@ def test_entitled_admin_sees_menu_and_url(admin):
 def test_switching_workspace_changes_what_the_menu_offers(browser):
     browser.sign_in("both@example.com")
     assert browser.get("/settings/mcp/").status_code == 200
-    from poggio.models import Workspace
+    from poggio.storage.models import Workspace
 
     initrode = Workspace.get(slug="initrode")
     browser.post("/workspace", {"workspace_id": initrode.id})
@@ -221,9 +221,9 @@ def test_rotate_shows_the_new_secret_once(admin):
 
 
 def test_another_workspaces_token_is_404(admin, app):
-    from poggio.audit import Actor
-    from poggio.models import Workspace
-    from poggio.tokens import TokenService
+    from poggio.identity.tokens import TokenService
+    from poggio.records.audit import Actor
+    from poggio.storage.models import Workspace
 
     foreign = TokenService().create(Workspace.get(slug="initrode"), "theirs", Actor.cli()).token
     for url in (
@@ -252,9 +252,9 @@ def test_activity_chart_and_breakdown(admin):
 
 
 def test_long_token_lists_come_in_pages(admin):
-    from poggio.audit import Actor
-    from poggio.models import Workspace
-    from poggio.tokens import TokenService
+    from poggio.identity.tokens import TokenService
+    from poggio.records.audit import Actor
+    from poggio.storage.models import Workspace
     from portal.mcp_settings import PAGE_SIZE
 
     acme = Workspace.get(Workspace.slug == "acme")
@@ -302,8 +302,8 @@ def test_errors_are_pages_not_tracebacks(admin):
 def test_an_expired_token_can_only_be_rotated_back(admin):
     import datetime as dt
 
-    from poggio.db import utcnow
-    from poggio.tokens import status
+    from poggio.identity.tokens import status
+    from poggio.storage.db import utcnow
 
     first = TOKEN_PATTERN.findall(body(create(admin, "Old bot", expiry="30")))[0]
     token = ApiToken.get()
@@ -373,8 +373,8 @@ def test_edit_changes_a_tokens_packs_and_is_audited(admin):
 
 
 def test_audit_log_filters_writes_only(admin):
-    from poggio import audit
-    from poggio.models import Workspace
+    from poggio.records import audit
+    from poggio.storage.models import Workspace
 
     create(admin)
     audit.record(

@@ -13,11 +13,11 @@ import re
 
 from test_oauth import MCP, authorize_url, consent_fields, exchange, pkce, redirected, register
 
-from poggio.audit import Actor
-from poggio.db import utcnow
-from poggio.models import Activity, ApiToken, AuditEvent, OAuthGrant, Workspace
-from poggio.policy import set_policy
-from poggio.tokens import TokenService
+from poggio.identity.policy import set_policy
+from poggio.identity.tokens import TokenService
+from poggio.records.audit import Actor
+from poggio.storage.db import utcnow
+from poggio.storage.models import Activity, ApiToken, AuditEvent, OAuthGrant, Workspace
 
 CLI = Actor.cli()
 

@@ -12,19 +12,19 @@ import pytest
 from helpers import Mcp
 from instances import PortalProcess, ServerProcess
 
-from poggio.audit import Actor
-from poggio.db import database
-from poggio.models import ApiToken, AuditEvent
-from poggio.sessions import SignInThrottle
-from poggio.tokens import TokenService
-from poggio.workspaces import create_user, create_workspace
+from poggio.identity.sessions import SignInThrottle
+from poggio.identity.tokens import TokenService
+from poggio.identity.workspaces import create_user, create_workspace
+from poggio.records.audit import Actor
+from poggio.storage.db import database
+from poggio.storage.models import ApiToken, AuditEvent
 
 FAKE = "203.0.113.77"
 
 
 @pytest.fixture
 def acme(instance, monkeypatch):
-    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
+    monkeypatch.setattr("poggio.identity.workspaces.BCRYPT_ROUNDS", 4)
     ws = create_workspace("acme", "Acme", True, Actor.cli())
     create_user("admin@acme.example", "correct horse battery", ws, "admin", Actor.cli())
     return ws
@@ -85,7 +85,7 @@ def test_a_bad_trusted_proxy_setting_is_a_clear_error(instance, monkeypatch):
 
 
 def test_the_servers_argv_trusts_no_forwarded_header_by_default(instance):
-    from poggio.cli import _mcp_argv, _portal_argv
+    from poggio.commands.cli import _mcp_argv, _portal_argv
     from poggio.settings import load_settings
 
     plain = load_settings({})

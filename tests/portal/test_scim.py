@@ -10,11 +10,11 @@ import json
 import pytest
 from portal_client import PASSWORD, Browser
 
-from poggio import scim
-from poggio.audit import Actor
-from poggio.models import AuditEvent, Membership, OAuthClient, OAuthGrant, User, Workspace
-from poggio.oauth import OAuthService
-from poggio.tokens import TokenRejected, TokenService
+from poggio.identity import scim
+from poggio.identity.oauth import OAuthService
+from poggio.identity.tokens import TokenRejected, TokenService
+from poggio.records.audit import Actor
+from poggio.storage.models import AuditEvent, Membership, OAuthClient, OAuthGrant, User, Workspace
 
 MCP = "http://127.0.0.1:8001/mcp"
 SCIM_TYPE = "application/scim+json"

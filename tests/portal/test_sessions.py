@@ -8,10 +8,10 @@ import datetime as dt
 import pytest
 from portal_client import PASSWORD, Browser
 
-from poggio.audit import Actor
-from poggio.models import ApiToken, AuditEvent, Membership, User, Workspace
-from poggio.sessions import UserSession
-from poggio.workspaces import change_password, deactivate_user, remove_user
+from poggio.identity.sessions import UserSession
+from poggio.identity.workspaces import change_password, deactivate_user, remove_user
+from poggio.records.audit import Actor
+from poggio.storage.models import ApiToken, AuditEvent, Membership, User, Workspace
 
 
 def _copy(browser: Browser, app) -> Browser:
@@ -101,8 +101,8 @@ def test_session_lifetimes_are_settings(instance, monkeypatch):
 
     monkeypatch.setenv("POGGIO_SESSION_IDLE_HOURS", "1")
     monkeypatch.setenv("POGGIO_SESSION_MAX_DAYS", "2")
-    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
-    from poggio.workspaces import create_user, create_workspace
+    monkeypatch.setattr("poggio.identity.workspaces.BCRYPT_ROUNDS", 4)
+    from poggio.identity.workspaces import create_user, create_workspace
 
     acme = create_workspace("acme", "Acme", True, Actor.cli())
     create_user("admin@acme.example", PASSWORD, acme, "admin", Actor.cli())

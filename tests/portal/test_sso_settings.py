@@ -12,8 +12,8 @@ import pytest
 from instances import free_port
 from sso_support import openid_provider
 
-from poggio.models import AuditEvent, Workspace
-from poggio.sso import SsoProvider, client_secret
+from poggio.identity.sso import SsoProvider, client_secret
+from poggio.storage.models import AuditEvent, Workspace
 
 
 def test_members_cannot_open_it(browser):

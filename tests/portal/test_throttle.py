@@ -14,9 +14,9 @@ import pytest
 from instances import BACKENDS, PortalProcess, drop_instance, make_instance
 from portal_client import PASSWORD, Browser
 
-from poggio.db import database
-from poggio.models import AuditEvent
-from poggio.sessions import SignInThrottle
+from poggio.identity.sessions import SignInThrottle
+from poggio.storage.db import database
+from poggio.storage.models import AuditEvent
 
 
 def _from(app, ip: str) -> Browser:
@@ -58,12 +58,12 @@ def test_one_client_guessing_many_accounts_is_slowed(app):
 # -- a real portal with several gunicorn workers -----------------------------------------------------
 @pytest.fixture(params=BACKENDS)
 def portal_server(request, tmp_path, monkeypatch):
-    from poggio.audit import Actor
-    from poggio.plugins import PackRegistry
-    from poggio.schema import upgrade
-    from poggio.workspaces import create_user, create_workspace
+    from poggio.identity.workspaces import create_user, create_workspace
+    from poggio.records.audit import Actor
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.runtime.schema import upgrade
 
-    monkeypatch.setattr("poggio.workspaces.BCRYPT_ROUNDS", 4)
+    monkeypatch.setattr("poggio.identity.workspaces.BCRYPT_ROUNDS", 4)
     inst = make_instance(tmp_path / request.param, request.param)
     db = inst.activate()
     try:

@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from poggio.db import database
-from poggio.webhook_delivery import Deliverer
-from poggio.webhook_outbox import WebhookEndpoint, WebhookMessage
+from poggio.notices.webhook_delivery import Deliverer
+from poggio.records.webhook_outbox import WebhookEndpoint, WebhookMessage
+from poggio.storage.db import database
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_an_admin_adds_an_endpoint_and_sees_its_secret_once(admin, private_ok):
     page = _add(admin, "http://127.0.0.1:9/hooks", ["token.created", "app.connected"])
     assert page.status_code == 200
     secret = re.search(r"whsec_[A-Za-z0-9+/=]+", page.get_data(as_text=True)).group(0)
-    from poggio.webhooks import signing_secret
+    from poggio.notices.webhooks import signing_secret
 
     stored = WebhookEndpoint.get()
     assert signing_secret(stored, os.environ["POGGIO_SECRET_KEY"]) == secret and secret not in stored.secret
@@ -79,7 +79,7 @@ def test_members_and_other_workspaces_cannot(browser, admin, private_ok):
 
 
 def test_endpoint_changes_are_on_the_audit_log(admin, private_ok):
-    from poggio.models import AuditEvent
+    from poggio.storage.models import AuditEvent
 
     _add(admin, "http://127.0.0.1:9/hooks")
     endpoint = WebhookEndpoint.get()

@@ -13,11 +13,13 @@ from pydantic import BaseModel, Field
 from poggio import (
     CsvKind,
     PackInfo,
+    ResourceNotFound,
     ToolContext,
     ToolError,
     ToolResult,
     WorkspaceModel,
     hookimpl,
+    resource,
     tool,
     utcnow,
     writing,
@@ -58,6 +60,23 @@ def sales_weather(
     return ToolResult(data, f"{data.city}: {data.forecast}")
 
 
+@resource(
+    "weather://forecasts/{city}",
+    name="city_forecast",
+    title="A city's sales weather",
+    description="The sales weather of one city, as text.",
+    mime_type="text/plain",
+)
+def city_forecast(ctx: ToolContext, city: str) -> str:
+    # the same query as the tool; a city without a forecast in this workspace is not found
+    row = CityForecast.get_or_none(
+        (CityForecast.workspace == ctx.workspace_id) & (CityForecast.city == city.strip().title())
+    )
+    if row is None:
+        raise ResourceNotFound(f"no forecast for {city.strip()!r} in this workspace")
+    return f"{row.city}: {row.forecast}"
+
+
 def _write(workspace_id: int, rows: list[dict]) -> int:
     now = utcnow()
     CityForecast.insert_many([{**r, "workspace": workspace_id, "updated_at": now} for r in rows]).execute()
@@ -95,6 +114,11 @@ def poggio_pack():
 @hookimpl
 def poggio_tools():
     return [sales_weather]
+
+
+@hookimpl
+def poggio_resources():
+    return [city_forecast]
 
 
 @hookimpl

@@ -5,7 +5,7 @@ import random
 import poggio_weather
 import pytest
 
-from poggio import ToolError
+from poggio import ResourceNotFound, ToolError
 from poggio.testing import load_pack, tool_context, workspace
 
 
@@ -13,6 +13,7 @@ def test_pack_loads_through_its_entry_point():
     pack = load_pack("weather")
     assert [t.name for t in pack.tools] == ["sales_weather"]
     assert [i.kind for i in pack.importers] == ["forecasts"]
+    assert [r.uri for r in pack.resources] == ["weather://forecasts/{city}"]
 
 
 def test_forecasts_import_seed_and_answer(tmp_path):
@@ -28,4 +29,9 @@ def test_forecasts_import_seed_and_answer(tmp_path):
         assert result.text == "Lisbon: sunny" and result.data.workspace_id == workspace_id
         with pytest.raises(ToolError):
             poggio_weather.sales_weather(tool_context(workspace_id + 1), city="Lisbon")  # another workspace
+        spec, values = registry.resolve("weather://forecasts/lisbon")
+        (content,) = spec.read(tool_context(workspace_id), "weather://forecasts/lisbon", values)
+        assert content.text == "Lisbon: sunny" and content.mime_type == "text/plain"
+        with pytest.raises(ResourceNotFound):  # another workspace's city is not found
+            spec.read(tool_context(workspace_id + 1), "weather://forecasts/lisbon", values)
         assert poggio_weather.poggio_seed_demo(workspace_id, random.Random(1), 10, lambda *_: None) is False

@@ -14,7 +14,7 @@ import struct
 import wave
 import zlib
 
-from poggio import Audio, Image, PackInfo, Resource, ToolError, ToolResult, hookimpl, tool
+from poggio import Audio, Image, PackInfo, Resource, ToolError, ToolResult, hookimpl, resource, tool
 
 
 def _png() -> bytes:
@@ -91,6 +91,30 @@ def test_error_handling(ctx) -> ToolResult:
     raise ToolError(None, "This tool intentionally returns an error for testing")
 
 
+@resource("test://static-text", name="static_text", title="Static text", mime_type="text/plain")
+def static_text(ctx) -> str:
+    """A static text resource (conformance fixture)."""
+    return "This is the content of the static text resource."
+
+
+@resource("test://static-binary", name="static_binary", title="Static binary", mime_type="image/png")
+def static_binary(ctx) -> bytes:
+    """A static binary resource, a PNG (conformance fixture)."""
+    return PNG
+
+
+@resource("test://template/{id}/data", name="template_data", title="Template data")
+def template_data(ctx, id: str) -> dict:
+    """A resource template: the data of one id (conformance fixture)."""
+    return {"id": id, "templateTest": True, "data": f"Data for ID: {id}"}
+
+
+@resource("test://watched-resource", name="watched_resource", title="Watched", mime_type="text/plain")
+def watched_resource(ctx) -> str:
+    """The resource the subscribe scenarios subscribe to (conformance fixture)."""
+    return "Watched resource content."
+
+
 @hookimpl
 def poggio_pack():
     return PackInfo(
@@ -111,3 +135,8 @@ def poggio_tools():
         test_multiple_content_types,
         test_error_handling,
     ]
+
+
+@hookimpl
+def poggio_resources():
+    return [static_text, static_binary, template_data, watched_resource]
