@@ -45,6 +45,7 @@ from pydantic import ConfigDict, ValidationError, create_model
 from mcp_server.auth import Principal, current_principal
 from mcp_server.metrics import Metrics
 from mcp_server.resources import ResourceHandlers
+from mcp_server.sdk import lowlevel_server
 from poggio import __version__
 from poggio.errors import TOOL_MESSAGES, database_trouble
 from poggio.identity import scopes
@@ -433,7 +434,7 @@ def build_server(
     cursors = CursorCodec(settings.secret_key.encode())
     resources = ResourceHandlers(registry, cursors, limiter, settings.tool_timeout_seconds)
     if registry.resources():
-        resources.install(server._lowlevel_server)
+        resources.install(lowlevel_server(server))
     for spec in registry.tools():
         fn = _bind(spec, registry, cursors, limiter, settings.tool_timeout_seconds, metrics, resources.changed)
         options = dict(

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from peewee import CharField, DateTimeField, ForeignKeyField
 
 from poggio import WorkspaceModel, add_search_terms, utcnow
