@@ -27,6 +27,7 @@ from mcp_server.cors import cors_route, public_route
 from mcp_server.front import Front
 from mcp_server.lean import LeanPath
 from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
+from mcp_server.prompting import StreamRouter
 from mcp_server.proxies import TrustedProxies, leave_forwarded_headers_to_the_app
 from mcp_server.ratelimit import TokenRateLimit, WriteLimit, WriteRateLimit
 from mcp_server.sdk import lowlevel_server
@@ -133,6 +134,15 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         security_settings=security,
         max_request_body_size=settings.max_body_bytes,
     )
+    # the calls that report progress or log are answered as an event stream, by a twin of the above
+    # (stateless too: the stream is the request's own response); see mcp_server/prompting.py
+    streams = StreamableHTTPSessionManager(
+        app=server._lowlevel_server,
+        stateless=True,
+        json_response=False,
+        security_settings=security,
+        max_request_body_size=settings.max_body_bytes,
+    )
     resource = normalise_resource(settings.mcp_public_url)
     watcher = CommitWatcher.of(database.obj)
     rate_limit = TokenRateLimit(settings.rate_limit, settings.redis_url, namespace=_installation(settings))
@@ -168,7 +178,12 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             headers={"Cache-Control": "public, max-age=300"},
         )
 
-    mcp_app = RecordUnreadable(StreamableHTTPASGIApp(sessions), principal_of)
+    mcp_app = RecordUnreadable(
+        StreamRouter(
+            StreamableHTTPASGIApp(sessions), StreamableHTTPASGIApp(streams), registry, settings.max_body_bytes
+        ),
+        principal_of,
+    )
     write_limit = WriteLimit(
         TokenRateLimit(settings.write_rate_limit, settings.redis_url, namespace=_installation(settings)),
         {t.name for t in registry.tools() if not t.read_only},
@@ -241,7 +256,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         if held is not None:
             held.__enter__()
         try:
-            async with sessions.run():
+            async with sessions.run(), streams.run():
                 yield
         finally:
             if held is not None:

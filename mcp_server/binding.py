@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import dataclasses
 import inspect
 import logging
 import time
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.shared.exceptions import MCPError
@@ -32,6 +33,7 @@ from mcp_types import (
     CallToolResult,
     ContentBlock,
     EmbeddedResource,
+    Icon,
     ImageContent,
     ListToolsResult,
     Result,
@@ -44,6 +46,7 @@ from pydantic import ConfigDict, ValidationError, create_model
 
 from mcp_server.auth import Principal, current_principal
 from mcp_server.metrics import Metrics
+from mcp_server.prompting import STREAMED, Prompts, Reporter
 from mcp_server.resources import ResourceHandlers
 from mcp_server.sdk import lowlevel_server
 from poggio import __version__
@@ -65,9 +68,7 @@ STATEMENT_GRACE = 1.0
 # counted as "other", so junk method names cannot add rows to the usage table.
 COUNTED_METHODS = frozenset(METHOD_LABELS[:4])
 OTHER = "other"
-NO_SUCH_THING = {
-    "prompts/get": (INVALID_PARAMS, "Unknown prompt: this server offers tools only, no prompts"),
-}
+NO_SUCH_THING = {}
 UNKNOWN_TOOL = METHOD_LABELS[5]
 
 # Set by ScopeMiddleware for each request: a tool call that times out says so here, so the request is
@@ -96,6 +97,12 @@ def with_meta(result, meta: dict | None):
     if isinstance(result, dict):
         return {**result, "_meta": {**(result.get("_meta") or {}), **meta}}
     return result
+
+
+def unknown_tool(name: str) -> str:
+    """What the SDK answers a call of a tool it does not know (``ToolManager.call_tool``): also the
+    answer to a tool switched off or outside the caller's narrowing, which must not tell them apart."""
+    return f"Unknown tool: {name}"
 
 
 class ToolTimeout(MCPToolError):
@@ -196,11 +203,14 @@ def _bind(
     seconds = metrics.tool_seconds.labels(spec.name)
 
     async def call(**arguments: Any) -> CallToolResult:
+        sdk_context = arguments.pop(REPORTS, None)  # tools that report: the SDK's Context of the call
         principal = current_principal()
         if principal is None:  # unreachable behind the auth middleware; refuse rather than guess
             raise MCPToolError("not authenticated")
         token = principal.token
         refusal = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
+        if scopes.switched_away(spec.name, token.scope):
+            refusal = unknown_tool(spec.name)
         if refusal is not None:  # the middleware refused it already; never run a tool out of scope
             raise MCPToolError(refusal)
         ctx = registry.tool_context(
@@ -214,6 +224,9 @@ def _bind(
             token_kind=token.kind,
             changes=[] if changed is not None else None,
         )
+        streamed = sdk_context is not None and _streamed(sdk_context)
+        if streamed:  # notices go out from the event loop while the tool runs in a worker thread
+            ctx = dataclasses.replace(ctx, reporter=Reporter(sdk_context, spec))
 
         def run(deadline: float) -> ToolResult:
             with database.connection_context(), statement_deadline(deadline):
@@ -236,7 +249,7 @@ def _bind(
             wait = LockWait()
             lock_wait.set(wait)  # a write waiting for the write lock at the timeout was held up by others
             try:
-                if inline:
+                if inline and not streamed:
                     # on the event loop: its SQL is stopped at the timeout itself ("interrupted")
                     result = run(timeout)
                     if time.monotonic() - started > timeout:
@@ -275,8 +288,24 @@ def _bind(
 
     call.__name__ = spec.name
     call.__doc__ = spec.description
+    if spec.progress or spec.logs:  # the SDK passes its Context to a parameter annotated so
+        params = [*params, inspect.Parameter(REPORTS, inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+        call.__annotations__ = {REPORTS: Context}
     call.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
     return call
+
+
+REPORTS = "poggio_reports"  # the parameter that receives the SDK's Context (never in the input schema)
+
+
+def _streamed(sdk_context) -> bool:
+    """Whether this call's answer is an event stream that can carry notices (else they go nowhere)."""
+    try:
+        request = sdk_context.request_context
+    except ValueError:  # no request context: the lean path runs the tool without one
+        return False
+    http = getattr(request, "request", None)
+    return bool(getattr(http, "scope", {}).get(STREAMED))
 
 
 class ScopeMiddleware:
@@ -287,7 +316,8 @@ class ScopeMiddleware:
         self.recorder = recorder
         self.metrics = metrics
         # tools/list answers, already filtered and shaped for the wire, per (protocol version, pack
-        # scope with its writable packs): the tools are fixed for the life of the process, and
+        # scope with its writable packs, its narrowing to named tools and the workspace's switched-off
+        # tools, read with the credential on every request): the tools are fixed for the life of the process, and
         # building and validating the list was most of the cost of answering it.
         self._tool_lists: dict[tuple[str, scopes.PackScope], dict[str, Any]] = {}
         self._arguments = {spec.name: Arguments(spec) for spec in registry.tools()}
@@ -309,7 +339,10 @@ class ScopeMiddleware:
     def refusal(self, token, spec: ToolSpec, arguments: Any) -> tuple[str, str] | None:
         """Why ``token`` may not call ``spec`` with ``arguments`` (a tool error's text) and how the
         activity record calls it (``refused``: out of the token's scope; ``tool_error``: bad
-        arguments), or None. Both MCP paths ask this."""
+        arguments), or None. Both MCP paths ask this. A tool switched off in the workspace, or outside
+        the token's narrowing to named tools, gets the words an unknown tool gets."""
+        if scopes.switched_away(spec.name, token.scope):
+            return unknown_tool(spec.name), "refused"
         refused = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
         if refused is not None:
             return refused, "refused"
@@ -363,10 +396,14 @@ class ScopeMiddleware:
             raise
         if listing:
             result = self._shape_list(result, token.scope)
-            if isinstance(result, dict) and len(self._tool_lists) < 256:
+            if isinstance(result, dict):
+                if len(self._tool_lists) >= 256:  # switches and narrowings make more scopes: start again
+                    self._tool_lists.clear()
                 self._tool_lists[cache_key] = result
         if ctx.method in ("initialize", "server/discover"):
-            result = _tools_only(result, resources=bool(self.registry.resources()))
+            result = _tools_only(
+                result, prompts=bool(self.registry.prompts()), resources=bool(self.registry.resources())
+            )
         failed = (isinstance(result, CallToolResult) and result.is_error) or (
             isinstance(result, dict) and bool(result.get("isError") or result.get("is_error"))
         )
@@ -377,7 +414,7 @@ class ScopeMiddleware:
         """The tools the caller may call only (write tools only with write access to their pack),
         each input schema closed (``additionalProperties: false``): the arguments it does not name
         are refused."""
-        allowed = {t.name for t in self.registry.tools() if scopes.may_see(t.pack, t.read_only, scope)}
+        allowed = {t.name for t in self.registry.tools() if scopes.may_see(t.pack, t.read_only, scope, t.name)}
 
         def shape(tool: dict[str, Any]) -> dict[str, Any]:
             key = "inputSchema" if "inputSchema" in tool else "input_schema"
@@ -398,15 +435,17 @@ class ScopeMiddleware:
         self.metrics.request(label, ok).inc()
 
 
-def _tools_only(result, resources: bool = False):
+def _tools_only(result, prompts: bool = False, resources: bool = False):
     """An ``initialize`` or ``server/discover`` answer that advertises what is served: tools, whose
     list never changes while the process runs. MCPServer always registers prompt and resource
     handlers, so the SDK would advertise both (and, on 2026-07-28, change notifications)."""
     if not isinstance(result, dict) or not isinstance(result.get("capabilities"), dict):
         return result
-    capabilities = {k: v for k, v in result["capabilities"].items() if k not in ("prompts", "resources")}
-    if isinstance(capabilities.get("tools"), dict):
-        capabilities["tools"] = {**capabilities["tools"], "listChanged": False}
+    hidden = ("resources",) if prompts else ("prompts", "resources")
+    capabilities = {k: v for k, v in result["capabilities"].items() if k not in hidden}
+    for kind in ("tools", "prompts"):  # fixed for the life of the process
+        if isinstance(capabilities.get(kind), dict):
+            capabilities[kind] = {**capabilities[kind], "listChanged": False}
     if resources:  # served by mcp_server.resources; updates cannot be delivered (stateless)
         capabilities["resources"] = {"subscribe": False, "listChanged": False}
     return {**result, "capabilities": capabilities}
@@ -435,6 +474,7 @@ def build_server(
     resources = ResourceHandlers(registry, cursors, limiter, settings.tool_timeout_seconds)
     if registry.resources():
         resources.install(lowlevel_server(server))
+    Prompts(registry, cursors, limiter).install(lowlevel_server(server))  # prompts, completion, setLevel
     for spec in registry.tools():
         fn = _bind(spec, registry, cursors, limiter, settings.tool_timeout_seconds, metrics, resources.changed)
         options = dict(
@@ -449,6 +489,10 @@ def build_server(
                 open_world_hint=spec.open_world,
             ),
             meta={"io.poggio/pack": spec.pack, **({"ui": {"resourceUri": spec.app}} if spec.app else {})},
+            icons=[
+                Icon(src=i.src, mime_type=i.mime_type, sizes=list(i.sizes) or None, theme=i.theme) for i in spec.icons
+            ]
+            or None,
         )
         server.add_tool(fn, **options)
         if tools is not None:

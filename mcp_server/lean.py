@@ -58,6 +58,7 @@ from mcp_server.auth import current_principal
 from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware
 from mcp_server.binding import _timed_out as timed_out
 from mcp_server.metrics import Metrics
+from mcp_server.prompting import accepts_sse, wants_stream
 from mcp_server.ratelimit import COUNTED as WRITES_COUNTED
 from mcp_server.ratelimit import WriteLimit
 from mcp_server.sdk import lowlevel_server
@@ -219,6 +220,8 @@ class LeanPath:
         self.write_limit = write_limit  # counted here for the write calls this path answers
         self.challenge = challenge  # a call out of an OAuth token's scope: 403 insufficient_scope
         self._lists: dict[tuple[str, frozenset[str] | None], bytes] = {}
+        # tools that report progress or log: a call that asks for their notices goes to the SDK
+        self._reporting = {t.name: t for t in self.scope_rules.registry.tools() if t.progress or t.logs}
         # tools whose input schema asks for Mcp-Param headers: the SDK checks those, so their calls go there
         self._param_headers = {
             spec.name
@@ -317,6 +320,9 @@ class LeanPath:
             surfaces.validate_client_request(method, version, decoded.get("params"))
         except (ValidationError, KeyError, ValueError):
             raise Decline from None
+        reporting = self._reporting.get(params.get("name")) if method == "tools/call" else None
+        if reporting is not None and wants_stream(reporting, params, modern, accepts_sse(headers)):
+            raise Decline  # its notices ride an event stream: the SDK's streaming endpoint answers
         if method == "tools/list":
             result = self._listing(version, principal, params, modern, client)
         else:
@@ -362,15 +368,16 @@ class LeanPath:
     def _listing(self, version: str, principal, params: dict, modern: bool, client: str | None) -> bytes:
         if params.get("cursor") is not None:
             raise Decline  # the SDK words the refusal (and counts it)
-        scope = principal.token.scope  # the packs and their read or write level
+        scope = principal.token.scope  # packs, read or write level, narrowing, the workspace's switches
         cached = self._lists.get((version, scope))
         if cached is None:
             shaped = self.scope_rules.cached_list(version, scope)
             if shaped is None:
                 raise Decline  # the first listing per version and scope goes through the SDK, which keeps it
             cached = _compact_json(shaped) if modern else pydantic_core.to_json(shaped)
-            if len(self._lists) < 256:
-                self._lists[(version, scope)] = cached
+            if len(self._lists) >= 256:  # the scope holds the workspace's switches: keys come and go
+                self._lists.clear()
+            self._lists[(version, scope)] = cached
         self.scope_rules.count(principal, "tools/list", True, client)
         return cached
 

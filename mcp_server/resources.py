@@ -77,6 +77,18 @@ class ResourceHandlers:
         self.cursors = cursors
         self.limiter = limiter
         self.timeout = timeout
+        # an MCP App view is there for the tools that show it: the tools of each ui:// URI
+        self._app_tools: dict[str, list] = {}
+        for tool in registry.tools():
+            if tool.app:
+                self._app_tools.setdefault(tool.app, []).append(tool)
+
+    def _app_hidden(self, principal, spec: ResourceSpec) -> bool:
+        """Whether ``spec`` is the app view of tools none of which the caller may see (switched off in
+        its workspace, narrowed away, or out of its scope): then it is not found, as they are unknown."""
+        tools = self._app_tools.get(spec.uri)
+        scope = principal.token.scope
+        return tools is not None and not any(scopes.may_see(t.pack, t.read_only, scope, t.name) for t in tools)
 
     def install(self, lowlevel) -> None:
         """Serve the resource methods on the SDK's low-level server."""
@@ -108,7 +120,9 @@ class ResourceHandlers:
         )
 
     def _visible(self, principal) -> list[ResourceSpec]:
-        return [r for r in self.registry.resources() if may_read(principal, r.pack)]
+        return [
+            r for r in self.registry.resources() if may_read(principal, r.pack) and not self._app_hidden(principal, r)
+        ]
 
     async def _run(self, spec: ResourceSpec, fn, *args: Any) -> Any:
         """``fn(*args)`` with a database connection and the tool timeout; on SQLite inline (as a
@@ -221,7 +235,7 @@ class ResourceHandlers:
     # -- reading -----------------------------------------------------------------------------------
     def _resolve(self, principal, uri: str, protocol_version: str | None) -> tuple[ResourceSpec, dict[str, str]]:
         found = self.registry.resolve(uri) if isinstance(uri, str) and len(uri) <= 2000 else None
-        if found is None or not may_read(principal, found[0].pack):
+        if found is None or not may_read(principal, found[0].pack) or self._app_hidden(principal, found[0]):
             raise not_found(str(uri)[:200], protocol_version)
         return found
 

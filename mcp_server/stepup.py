@@ -41,6 +41,8 @@ class ScopeChallenge:
         token = principal.token
         if token.kind != "grant":  # an API token: the tool error, in the SDK's answer
             return None
+        if scopes.switched_away(spec.name, token.scope):  # answered as an unknown tool, by the SDK path
+            return None
         refused = scopes.refusal(spec.name, spec.pack, spec.read_only, token.scope)
         if refused is None:
             return None

@@ -19,6 +19,7 @@ from poggio.runtime.money import format_money  # noqa: E402
 from poggio.runtime.packs import (  # noqa: E402
     Audio,
     CsvKind,
+    Icon,
     Image,
     PackInfo,
     Resource,
@@ -28,6 +29,7 @@ from poggio.runtime.packs import (  # noqa: E402
     tool,
 )
 from poggio.runtime.paging import Cursor, Limit, Page, keyset_page, page_text  # noqa: E402
+from poggio.runtime.prompts import Completer, Message, prefix_values, prompt  # noqa: E402
 from poggio.runtime.resources import (  # noqa: E402
     APP_MIME_TYPE,
     ResourceEntry,
@@ -61,6 +63,7 @@ __all__ = [
     "Image",
     "Audio",
     "Resource",
+    "Icon",
     "format_money",
     # resources, resource templates and MCP App views
     "resource",
@@ -68,6 +71,11 @@ __all__ = [
     "ResourceEntry",
     "app_view",
     "APP_MIME_TYPE",
+    # prompts and argument completion
+    "prompt",
+    "Message",
+    "Completer",
+    "prefix_values",
     # paged list tools
     "Limit",
     "Cursor",

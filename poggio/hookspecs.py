@@ -75,3 +75,20 @@ def poggio_resources():
     :class:`poggio.ToolResult` (JSON and text); it raises :class:`poggio.ResourceNotFound` for a value
     that names nothing in the caller's workspace. A template may list its resources for
     ``resources/list`` (``@spec.list``, paged with a cursor). URIs are unique across packs."""
+
+
+@hookspec
+def poggio_prompts():
+    """Return the pack's prompts: a list of functions decorated with :func:`poggio.prompt`, served
+    as MCP ``prompts/list`` and ``prompts/get`` to the tokens and connected apps whose pack scope
+    includes this pack (to the others a prompt of this pack does not exist).
+
+    A prompt's first parameter is the :class:`poggio.ToolContext` of the request (its workspace and
+    pack scope); the others are its arguments (strings; ``Annotated`` with a pydantic
+    ``Field(description=...)``; a default makes one optional). It returns the prompt's messages: a
+    string, a :class:`poggio.Message` (text, :class:`poggio.Image`, :class:`poggio.Audio` or an
+    embedded :class:`poggio.Resource`, from the user or the assistant) or a list of them. It runs in
+    a worker thread with a database connection open; every query must be scoped by
+    ``ctx.workspace_id``. ``@prompt(..., complete={"domain": complete_domain})`` names a
+    :data:`poggio.Completer` per argument, which answers ``completion/complete`` from the
+    workspace's own data."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 
 from poggio.identity.oauth import OAuthService
+from poggio.identity.switches import SwitchService
 from poggio.identity.tokens import TokenService
 from poggio.runtime.plugins import PackRegistry
 from poggio.settings import Settings, load_settings
@@ -42,9 +43,14 @@ class Services:
     @functools.cached_property
     def tokens(self) -> TokenService:
         """API tokens: creation, verification (the MCP hot path), rotation, revocation."""
-        return TokenService.from_settings(self.settings, self.known_packs)
+        return TokenService.from_settings(self.settings, self.known_packs, self.registry)
 
     @functools.cached_property
     def oauth(self) -> OAuthService:
         """The OAuth authorization server's state: clients, grants, codes, access and refresh tokens."""
         return OAuthService.from_settings(self.settings, self.known_packs)
+
+    @functools.cached_property
+    def switches(self) -> SwitchService:
+        """The workspace's tools switched on and off (issue 30 §2)."""
+        return SwitchService(self.registry)

@@ -74,6 +74,7 @@ class TokenForm(PackScopes, FlaskForm):
         validators=[Length(max=40)],
         description="e.g. 10/minute; below the installation's limit; empty: that limit",
     )
+    tools = MultiCheckbox("Only these tools (none ticked: every tool of the packs chosen)", choices=[])
 
     def expiry_value(self) -> str:
         if self.expiry.data == "date":

@@ -100,6 +100,7 @@ def _token_form(workspace) -> TokenForm:
     rules = policy.Policy.of(workspace)
     form = TokenForm()
     form.offer(pack_choices())
+    form.tools.choices = tool_choices()
     limit_expiry_choices(form, rules)
     if not form.is_submitted():
         default = rules.default_expiry
@@ -131,6 +132,25 @@ def pack_choices() -> list[tuple[str, str]]:
     return [(name, pack.info.title) for name, pack in core().registry.packs.items()]
 
 
+def tool_choices() -> list[tuple[str, str]]:
+    """Every loaded tool, by pack: ``(name, "Pack: Title (name)")``."""
+    packs = core().registry.packs
+    return [
+        (t.name, f"{packs[t.pack].info.title if t.pack in packs else t.pack}: {t.title} ({t.name})")
+        for t in sorted(core().registry.tools(), key=lambda t: (t.pack, t.name))
+    ]
+
+
+def tools_context(workspace) -> dict:
+    """The Tools section: every pack's tools with their annotations and whether they are on."""
+    packs = core().registry.packs
+    rows = [
+        {"spec": spec, "on": on, "pack_title": packs[spec.pack].info.title if spec.pack in packs else spec.pack}
+        for spec, on in core().switches.tools(workspace)
+    ]
+    return {"tool_rows": rows}
+
+
 def render_page(workspace, status_code=200, **extra):
     """The whole Settings > MCP Server page: server URL, API tokens, connected apps, OAuth clients."""
     show = _show()
@@ -148,6 +168,7 @@ def render_page(workspace, status_code=200, **extra):
         **policy_context(workspace),
         "app_policy_form": extra.pop("app_policy_form", None) or app_policy_form(workspace),
         "expiring": expiring_soon(workspace),
+        **tools_context(workspace),
         **extra,
     }
     return render_template("settings/mcp.html", **context), status_code
@@ -190,6 +211,7 @@ def create_token(workspace):
                 packs=form.levels(),
                 allowed_ips=form.allowed_ips.data or None,
                 rate_limit=form.rate_limit.data or None,
+                tools=form.tools.data or None,
             )
         except InvalidInput as exc:
             missing_date = form.expiry_value() == "missing-date"
@@ -321,3 +343,22 @@ def set_policy(workspace):
         getattr(form, exc.field, form.default_expiry).errors = [exc.message]
         return render_page(workspace, 422, policy_form=form)
     return render_page(workspace, 200, policy_saved=True, capped=capped)
+
+
+@bp.post("/tools/<name>")
+@mcp_admin_required
+def switch_tool(workspace, name):
+    """Switch one tool on or off (``on`` = "1" or "0"); answers the tool's row (HTMX) or the page."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    wanted = request.form.get("on")
+    if wanted not in ("0", "1"):
+        abort(400)
+    try:
+        core().switches.switch(workspace, _actor(), **({"on": [name]} if wanted == "1" else {"off": [name]}))
+    except InvalidInput:
+        abort(404)
+    if request.htmx:
+        row = next(r for r in tools_context(workspace)["tool_rows"] if r["spec"].name == name)
+        return render_template("settings/_tool_row.html", row=row)
+    return redirect(url_for(".page") + "#tools")

@@ -54,8 +54,10 @@ from poggio.identity.oauth import (
     normalise_resource,
     packs_of_scope,
     scope_of,
+    widened,
 )
 from poggio.identity.scopes import READ, WRITE, supported_oauth_scopes
+from poggio.identity.switches import clean_narrowing
 from poggio.records import audit
 from poggio.records.audit import Actor
 from poggio.storage.db import utcnow
@@ -133,6 +135,7 @@ class Approval:
     days: int | None
     adds_to: OAuthGrant | None = None  # the app's connected grant in the workspace, which gains ``packs``
     pending: bool = False  # a member's request: an admin approves or denies it later
+    tools: str | None = None  # "customise": narrowed to these tools of its packs (poggio.identity.switches)
 
 
 def _check_resource(req) -> None:
@@ -193,6 +196,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             actor=Actor(approval.user, ip=client_ip()),
             adds_to=approval.adds_to,
             pending=approval.pending,
+            tools=approval.tools,
         )
 
     def query_authorization_code(self, code, client):
@@ -683,6 +687,13 @@ def authorize():
                 days = lifetime_days(request.form.get("lifetime", "90"), chosen)
             except InvalidInput as exc:
                 error = exc.message
+        tools = None
+        if not error and chosen is not None and request.form.getlist("tools"):  # "customise": only the tools ticked
+            within = packs if adds_to is None else scopes.parse(widened(adds_to.packs, scopes.format_levels(packs)))
+            try:
+                tools = clean_narrowing(request.form.getlist("tools"), core().registry, within)
+            except InvalidInput as exc:
+                error = exc.message
         if error or chosen is None:  # (chosen is None: an error)
             return _consent_csp(
                 Response(
@@ -691,7 +702,7 @@ def authorize():
                 ),
                 redirect_uri,
             )
-        approval = Approval(user, chosen, packs, days, adds_to, pending=requesting)
+        approval = Approval(user, chosen, packs, days, adds_to, pending=requesting, tools=tools)
         return authorization.create_authorization_response(grant_user=approval, grant=grant)
 
     return _consent_csp(Response(_render_consent(client, redirect_uri, workspaces, asked)), redirect_uri)
@@ -747,6 +758,12 @@ def _render_consent(client: Client, redirect_uri, workspaces, asked, error=None,
             for name, level in sorted(granted.items())
         ],
         existing=existing,
+        tool_choices=[
+            {"name": t.name, "title": t.title, "pack": t.pack, "read_only": t.read_only}
+            for t in sorted(registry.tools(), key=lambda t: (t.pack, t.name))
+            if t.pack in asked or t.pack in granted
+        ],
+        tools_ticked=set(request.form.getlist("tools")) if request.method == "POST" else set(),
         lifetimes=lifetimes,
         default_lifetime="90" if "90" in dict(lifetimes) else (lifetimes[-1][0] if lifetimes else None),
         policy_note=(

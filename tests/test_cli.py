@@ -48,12 +48,15 @@ def test_a_pack_migration_goes_down_and_up_again(run):
         kept and sum(row[4] for row in kept) == database.execute_sql("SELECT COUNT(*) FROM opportunity").fetchone()[0]
     )
     revenue = dict(runners(PackRegistry.load()))["revenue"]
+    assert revenue.down() == ["0004_opportunity_names"]
+    assert "opportunity_workspace_id_name" not in {i.name for i in database.get_indexes("opportunity")}
     assert revenue.down() == ["0003_updated_at"]
     assert "updated_at" not in {c.name for c in database.get_columns("opportunity")}
     assert revenue.down() == ["0002_revenue_days"]
     assert "revenue_day" not in database.get_tables()
     result = run("db", "upgrade")
     assert result.exit_code == 0 and "0002_revenue_days" in result.output and "0003_updated_at" in result.output
+    assert "opportunity_workspace_id_name" in {i.name for i in database.get_indexes("opportunity")}
     assert database.execute_sql(totals).fetchall() == kept
     assert database.execute_sql("SELECT COUNT(*) FROM opportunity WHERE updated_at IS NULL").fetchone()[0] == 0
 

@@ -51,6 +51,81 @@ def test_workspace_policy_shown_changed_and_obeyed(run):
     assert AuditEvent.select().where(AuditEvent.action == "workspace.policy_changed").count() == 1
 
 
+def test_workspace_tools_listed_switched_and_refused(run):
+    from poggio.storage.models import AuditEvent
+
+    listed = run("workspace", "tools", "acme")
+    assert listed.exit_code == 0
+    rows = {line.split()[1]: line.split() for line in listed.output.splitlines()[1:]}
+    assert rows["get_account"][:3] == ["accounts", "get_account", "on"]
+    assert "read-only" in rows["get_account"][3] and "idempotent" in listed.output
+    assert rows["update_account"][3:] == ["write,", "destructive,", "idempotent"]
+    switched = run("workspace", "tools", "acme", "--off", "get_account", "--off", "add_note")
+    assert switched.exit_code == 0 and "get_account: switched off." in switched.output
+    assert "add_note: switched off." in switched.output
+    again = run("workspace", "tools", "acme", "--off", "get_account")
+    assert again.exit_code == 0 and "Nothing changed" in again.output
+    rows = {line.split()[1]: line.split() for line in run("workspace", "tools", "acme").output.splitlines()[1:]}
+    assert rows["get_account"][2] == "off" and rows["add_note"][2] == "off" and rows["search_accounts"][2] == "on"
+    back = run("workspace", "tools", "acme", "--on", "get_account")
+    assert back.exit_code == 0 and "get_account: switched on." in back.output
+    assert Workspace.get(Workspace.slug == "acme").tools_off == "add_note"  # the copy the MCP server reads
+    bad = run("workspace", "tools", "acme", "--off", "get_acount")
+    assert bad.exit_code == 1 and "unknown tool 'get_acount'" in bad.output and "Traceback" not in bad.output
+    both = run("workspace", "tools", "acme", "--off", "add_note", "--on", "add_note")
+    assert both.exit_code == 1 and "both off and on" in both.output
+    assert run("workspace", "tools", "nope").exit_code == 1
+    assert AuditEvent.select().where(AuditEvent.action == "workspace.tool_switched").count() == 3
+
+
+def test_token_create_narrowed_to_tools(run):
+    made = run(
+        "token", "create", "--workspace", "acme", "--name", "two", "--packs", "accounts,revenue",
+        "--tools", "get_account,list_opportunities",
+    )  # fmt: skip
+    assert made.exit_code == 0 and TOKEN_PATTERN.fullmatch(made.stdout.strip())
+    assert ApiToken.get(ApiToken.name == "two").tools == "get_account,list_opportunities"
+    assert "only the tools get_account, list_opportunities" in run("token", "list", "--workspace", "acme").output
+    outside = run(
+        "token", "create", "--workspace", "acme", "--name", "x", "--packs", "accounts", "--tools", "get_contact"
+    )
+    assert outside.exit_code == 1 and "outside the chosen packs: get_contact" in outside.output
+    unknown = run("token", "create", "--workspace", "acme", "--name", "y", "--tools", "get_acount")
+    assert unknown.exit_code == 1 and "unknown tool(s): get_acount" in unknown.output
+    write = run("token", "create", "--workspace", "acme", "--name", "z", "--tools", "update_account")
+    assert write.exit_code == 1 and "write tool needs write access" in write.output
+    assert not ApiToken.select().where(ApiToken.name.in_(["x", "y", "z"])).exists()
+
+
+def test_oauth_list_shows_a_grant_narrowed_to_tools(run):
+    from poggio.identity.oauth import OAuthService
+    from poggio.identity.workspaces import create_user, get_workspace
+    from poggio.records.audit import Actor
+    from poggio.storage.models import OAuthCode
+
+    acme = get_workspace("acme")
+    admin = create_user("admin@acme.example", "correct horse battery", acme, "admin", Actor.cli())
+    service = OAuthService()
+    client = service.register({"client_name": "Narrow app", "redirect_uris": ["http://127.0.0.1:9/cb"]}).client
+    service.issue_code(
+        code="n" * 43,
+        client=client,
+        user=admin,
+        workspace=acme,
+        packs={"accounts": "read"},
+        redirect_uri="http://127.0.0.1:9/cb",
+        resource="http://127.0.0.1:8001/mcp",
+        code_challenge="x" * 43,
+        code_challenge_method="S256",
+        grant_days=30,
+        actor=Actor(admin),
+        tools="get_account",
+    )
+    assert service.grant_from_code(OAuthCode.get()).tools == "get_account"
+    listed = run("oauth", "list", "--workspace", "acme").output
+    assert "accounts (read); only the tools get_account" in listed
+
+
 def test_token_create_with_networks_and_rate_limit(run):
     result = run(
         "token",
@@ -133,6 +208,10 @@ def test_governance_migration_goes_down_and_up(run):
     from poggio.storage.db import database
 
     core = dict(runners(PackRegistry.load()))["core"]
+    assert core.down() == ["0050_tool_switches"]  # tools switched off per workspace, narrowing to named tools
+    assert "tool_switch" not in database.get_tables()
+    assert "tools" not in {c.name for c in database.get_columns("api_token")}
+    assert "tools_off" not in {c.name for c in database.get_columns("workspace")}
     assert core.down() == ["0040_webhooks"]  # webhook endpoints, their outbox and delivery log
     assert not {"webhook_endpoint", "webhook_message", "webhook_attempt"} & set(database.get_tables())
     assert core.down() == ["0032_id_jag"]  # the connected apps an identity provider made (ID-JAG)

@@ -273,6 +273,78 @@ def test_hook_poggio_tools(tmp_path, monkeypatch):
         sys.modules.pop("poggio_echo", None)
 
 
+GREETER = """
+from typing import Annotated
+from pydantic import Field
+from poggio import Message, PackInfo, Resource, hookimpl, prompt
+
+NAMES = ["ada", "adele", "bob"]
+
+
+def complete_name(ctx, value, arguments):
+    return [n for n in NAMES if n.startswith(value)] + ["not a match"]
+
+
+@prompt(title="Greet", complete={"name": complete_name})
+def greet(ctx, name: Annotated[str, Field(description="Whom to greet.")], mood: str = "glad"):
+    \"\"\"Greets someone.\"\"\"
+    return [
+        Message(Resource(f"greeter://{name}", "text/plain", text=f"workspace {ctx.workspace_id}")),
+        Message(f"Greet {name}, {mood}.", role="assistant"),
+    ]
+
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="greeter", title="Greeter", version="1.0")
+
+
+@hookimpl
+def poggio_prompts():
+    return [greet, "not a prompt"]
+"""
+
+
+def test_hook_poggio_prompts(tmp_path, monkeypatch):
+    from poggio.runtime.prompts import PromptArgumentError, completions
+
+    site = install_pack(
+        tmp_path / "site", "poggio-greeter", "1.0", {"poggio_greeter": GREETER}, {"greeter": "poggio_greeter"}
+    )
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    try:
+        registry = PackRegistry.load()
+        assert "not a function decorated with @poggio.prompt" in registry.errors["greeter"]
+        module = importlib.import_module("poggio_greeter")
+        monkeypatch.setattr(module, "poggio_prompts", module.hookimpl(lambda: [module.greet]))
+        registry = PackRegistry.from_modules({"greeter": module})
+        spec = registry.prompt("greet")
+        assert spec.pack == "greeter" and registry.prompts(frozenset({"accounts"})) == []
+        assert spec.arguments() == [
+            {"name": "name", "description": "Whom to greet.", "required": True},
+            {"name": "mood", "description": None, "required": False},
+        ]
+        ctx = tool_context(7)
+        first, second = spec.render(ctx, {"name": "ada"})
+        assert first.content.text == "workspace 7" and (second.role, second.content) == (
+            "assistant",
+            "Greet ada, glad.",
+        )
+        with pytest.raises(PromptArgumentError, match="argument 'name' is required"):
+            spec.render(ctx, {})
+        with pytest.raises(PromptArgumentError, match="unknown argument 'nmae'"):
+            spec.render(ctx, {"name": "ada", "nmae": "x"})
+        # completion keeps the values that start with what was typed, and says how many
+        assert completions(spec.complete["name"], ctx, "ad", {}) == {
+            "values": ["ada", "adele"],
+            "hasMore": False,
+            "total": 2,
+        }
+    finally:
+        sys.modules.pop("poggio_greeter", None)
+
+
 def test_hook_poggio_migrations(run):
     from poggio.storage.db import database
 
@@ -539,6 +611,7 @@ def test_the_meta_tests_see_every_hook():
         "poggio_account_profile",
         "poggio_note_link",
         "poggio_resources",
+        "poggio_prompts",
     }
 
 

@@ -189,14 +189,18 @@ def test_validation_errors_are_plain_words(served, version, arguments, words):
 
 
 # -- item 13: capabilities are honest ------------------------------------------------------------------------------
-def test_capabilities_advertise_only_tools(served):
+def test_capabilities_advertise_what_is_served(served):
+    """Tools and the packs' prompts (neither list changes while the process runs), completion, and
+    (2025-era) logging/setLevel; resources, whose updates a stateless server cannot send."""
     legacy = initialize(served).json()["result"]["capabilities"]
     modern = rpc(served, "server/discover", version=MODERN).json()["result"]["capabilities"]
     for caps in (legacy, modern):
-        assert "prompts" not in caps, caps
         # resources are served; their updates cannot reach a client of a stateless server
         assert caps["resources"] == {"subscribe": False, "listChanged": False}, caps
+        assert "completions" in caps, caps
         assert caps["tools"].get("listChanged") in (None, False), caps
+        assert caps["prompts"].get("listChanged") in (None, False), caps
+    assert "logging" in legacy, legacy
 
 
 @pytest.mark.parametrize("version", [LEGACY, MODERN])

@@ -145,3 +145,57 @@ def test_cursors_of_the_other_workspace_are_refused(two_workspaces):
             assert stolen.is_error and "cursor" in stolen.content[0].text
     cursor = b.call("search_accounts", {"limit": 1}).structured_content["next_cursor"]
     assert cursor and b.call("search_accounts", {"limit": 1, "cursor": cursor}).structured_content["accounts"]
+
+
+COMPLETABLE = [
+    ("prepare_call", "domain"),
+    ("account_week", "domain"),
+    ("follow_up", "email"),
+    ("review_deal", "opportunity"),
+]
+
+
+def _prompt_answers(server, token: str, asks: list) -> list[str]:
+    """Each completion's values, or each prompt's messages, or the protocol error, as text."""
+    import anyio
+    from helpers import mcp_client
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import PromptReference
+
+    async def main():
+        out = []
+        async with mcp_client(server.mcp_url, token) as client:
+            for kind, prompt, argument, value in asks:
+                try:
+                    if kind == "complete":
+                        answer = await client.complete(PromptReference(name=prompt), {"name": argument, "value": value})
+                    else:
+                        answer = await client.get_prompt(prompt, {argument: value})
+                    out.append(answer.model_dump_json())
+                except MCPError as exc:
+                    out.append(exc.error.message)
+        return out
+
+    return anyio.run(main)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    asks=st.lists(
+        st.tuples(st.sampled_from(["complete", "get"]), st.sampled_from(COMPLETABLE), nasty).map(
+            lambda t: (t[0], t[1][0], t[1][1], t[2])
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_prompts_and_completions_never_reach_the_other_workspace(two_workspaces, asks):
+    server, tokens = two_workspaces
+    for (kind, prompt, _argument, value), answer in zip(asks, _prompt_answers(server, tokens["a"], asks), strict=True):
+        blob = answer.lower()
+        asked = value.lower()
+        if MARKER not in asked and "qwx" not in asked:
+            assert MARKER not in blob, (kind, prompt, value, blob[:500])
+        if "4242" not in asked + repr(value).lower():
+            assert "424242" not in blob, (kind, prompt, value, blob[:500])
+        assert "traceback" not in blob

@@ -429,6 +429,54 @@ def test_lean_path_serves_the_hot_requests(pair):
     assert after["served"] == middle["served"] and after["declined"] - middle.get("declined", 0) == 1
 
 
+@pytest.mark.parametrize("version", [LEGACY, None, MODERN])
+def test_switched_off_and_narrowed_tools_agree(pair, version):
+    """A tool switched off in the workspace, and a token narrowed to named tools: both paths list the
+    same tools and answer a call of a hidden tool alike (the unknown tool's words), before the switch
+    (lists cached per scope), while it is off, and after it is on again. On the lean server the
+    second listing of each state is served from its cache, which must not outlive the switch."""
+    from poggio.identity.switches import SwitchService
+    from poggio.identity.tokens import TokenService
+    from poggio.identity.workspaces import get_workspace
+    from poggio.runtime.plugins import PackRegistry
+    from poggio.storage.db import bind
+
+    lean, sdk, tokens = pair
+    with bind(lean.instance.database_url).connection_context():
+        registry = PackRegistry.load()
+        ws = get_workspace("acme")
+        if "narrowed" not in tokens:
+            narrowing = TokenService(known_packs=set(registry.names), registry=registry)
+            tokens["narrowed"] = narrowing.create(
+                ws, "narrowed", Actor.cli(), packs="accounts,revenue", tools="get_account,list_opportunities"
+            ).plaintext
+    switches = SwitchService(registry)
+
+    def listed(token: str) -> set[str]:
+        for _ in range(2):
+            _, _, body = agree(pair, *request("tools/list", None, version), token=token)
+        return {t["name"] for t in json.loads(body)["result"]["tools"]}
+
+    def called(token: str, name: str) -> bytes:
+        arguments = {"domain": "example.com"} if name == "get_account" else {}
+        return agree(pair, *request("tools/call", {"name": name, "arguments": arguments}, version), token=token)[2]
+
+    assert "get_account" in listed("full") and listed("narrowed") == {"get_account", "list_opportunities"}
+    assert b'"isError":false' in called("full", "get_account").replace(b" ", b"")
+    assert b"Unknown tool: search_accounts" in called("narrowed", "search_accounts")
+    try:
+        with bind(lean.instance.database_url).connection_context():
+            switches.switch(ws, Actor.cli(), off=["get_account"])
+        assert "get_account" not in listed("full") and listed("narrowed") == {"list_opportunities"}
+        for token in ("full", "narrowed", "oauth"):
+            assert b"Unknown tool: get_account" in called(token, "get_account")
+        assert b"Unknown tool: get_account" not in called("full", "search_accounts")
+    finally:
+        with bind(lean.instance.database_url).connection_context():
+            switches.switch(ws, Actor.cli(), on=["get_account"])
+    assert "get_account" in listed("full") and b'"isError":false' in called("full", "get_account").replace(b" ", b"")
+
+
 def test_an_app_awaiting_approval_is_refused_alike(pair):
     """A member's app whose request no admin has decided: both paths answer 403 approval_pending, for
     every kind of request, with the same headers and body. Each server is its own OAuth resource, so

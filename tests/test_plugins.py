@@ -31,7 +31,10 @@ class Forecast(BaseModel):
     workspace_id: int
 
 
-@tool(title="Sales weather")
+ICON = {"src": "data:image/svg+xml;base64,PHN2Zy8+", "mime_type": "image/svg+xml", "sizes": ["any"]}
+
+
+@tool(title="Sales weather", icons=[ICON])
 def sales_weather(ctx, city: Annotated[str, Field(min_length=1, max_length=50, description="A city.")]) -> Forecast:
     """How the sales weather looks in a city (a third-party pack)."""
     data = Forecast(city=city, forecast="sunny with a chance of renewals", workspace_id=ctx.workspace_id)
@@ -185,8 +188,15 @@ def test_third_party_pack_served_over_mcp_while_broken_ones_stay_out(site, tmp_p
     server, ws, (token, weather_only) = _serve(tmp_path, site, None, "weather")
     try:
         client = Mcp(server.mcp_url, token)
-        names = client.tool_names()
-        assert "sales_weather" in names and "search_accounts" in names
+        tools = {t.name: t for t in client.tools()}
+        assert "sales_weather" in tools and "search_accounts" in tools
+        icon = tools["sales_weather"].icons[0]  # a pack's icons reach the client
+        assert (icon.src, icon.mime_type, icon.sizes) == (
+            "data:image/svg+xml;base64,PHN2Zy8+",
+            "image/svg+xml",
+            ["any"],
+        )
+        assert tools["search_accounts"].icons is None
         result = client.call("sales_weather", {"city": "Lisbon"})
         assert not result.is_error
         assert result.structured_content["forecast"].startswith("sunny")
@@ -224,6 +234,21 @@ def test_tool_result_attachments_become_mcp_content_blocks():
         Resource("test://both", "text/plain", text="a", blob=b"b")
     with pytest.raises(ValueError):
         Resource("test://neither", "text/plain")
+
+
+def test_an_icon_must_be_a_uri_a_client_can_show():
+    from poggio import Icon, tool
+
+    assert Icon("https://example.com/i.png", sizes=("48x48",)).sizes == ("48x48",)
+    with pytest.raises(ValueError, match="https:, http: or data:"):
+        Icon("javascript:alert(1)")
+    with pytest.raises(ValueError, match="'light' or 'dark'"):
+        Icon("https://example.com/i.png", theme="sepia")
+    with pytest.raises(TypeError):
+
+        @tool(title="x", icons=[{"href": "https://example.com/i.png"}])
+        def x(ctx):
+            """x"""
 
 
 def _cpu_seconds(pid: int) -> float:

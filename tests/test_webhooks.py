@@ -399,6 +399,14 @@ def test_expiring_tokens_and_policy_changes_are_events(ws, receivers):
     deliver_until(deliverer, lambda: len(r.verified) >= 2)
     kinds = sorted((m["type"], m["data"].get("target")) for m in r.verified)
     assert kinds == [("policy.changed", "acme"), ("token.expiring", "soon")]
+    from poggio.identity.switches import SwitchService
+    from poggio.runtime.plugins import PackRegistry
+
+    SwitchService(PackRegistry.load()).switch(ws, CLI, off=["get_account"])
+    deliver_until(deliverer, lambda: len(r.verified) >= 3)
+    switched = r.verified[-1]
+    assert switched["type"] == "policy.changed" and switched["data"]["target"] == "get_account"
+    assert switched["data"]["on"] is False and switched["data"]["pack"] == "accounts"
 
 
 def test_unusual_use_is_an_event_once_a_day(ws, receivers):

@@ -52,3 +52,10 @@ def poggio_pack():
 @hookimpl
 def poggio_migrations():
     return Path(__file__).parent / "migrations"
+
+
+@hookimpl
+def poggio_prompts():
+    from poggio_accounts.prompts import PROMPTS
+
+    return PROMPTS

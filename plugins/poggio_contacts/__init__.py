@@ -30,3 +30,10 @@ def poggio_pack():
 @hookimpl
 def poggio_migrations():
     return Path(__file__).parent / "migrations"
+
+
+@hookimpl
+def poggio_prompts():
+    from poggio_contacts.prompts import PROMPTS
+
+    return PROMPTS

@@ -33,3 +33,10 @@ def poggio_pack():
 @hookimpl
 def poggio_migrations():
     return Path(__file__).parent / "migrations"
+
+
+@hookimpl
+def poggio_prompts():
+    from poggio_revenue.prompts import PROMPTS
+
+    return PROMPTS

@@ -31,6 +31,7 @@ class Opportunity(WorkspaceModel):
             (("workspace", "close_date", "id"), False),
             (("account", "close_date", "id"), False),
             (("workspace", "stage", "close_date"), False),
+            (("workspace", "name"), False),  # completing names (migration 0004)
         )
 
 

@@ -103,6 +103,31 @@ def workspace_entitle(app: App, slug: str, mcp: bool) -> None:
     click.echo(f"Workspace {ws.slug}: MCP {'enabled' if ws.mcp_enabled else 'disabled'}.")
 
 
+@workspace.command("tools")
+@click.argument("slug")
+@click.option("--off", "off", multiple=True, metavar="TOOL", help="Switch this tool off; repeat for more.")
+@click.option("--on", "on", multiple=True, metavar="TOOL", help="Switch this tool back on; repeat for more.")
+@pass_app
+@friendly_errors
+def workspace_tools(app: App, slug: str, off: tuple[str, ...], on: tuple[str, ...]) -> None:
+    """List every pack's tools with on/off, or switch tools off and on in workspace SLUG. An off tool is
+    hidden from every token and connected app of the workspace, and refused, from the next request."""
+    from poggio.identity.switches import annotations_of
+
+    ws = app.workspace(slug)
+    service = app.services.switches
+    if off or on:
+        changed = service.switch(ws, Actor.cli(), off=off, on=on)
+        for name, now_on in changed:
+            click.echo(f"{name}: switched {'on' if now_on else 'off'}.")
+        if not changed:
+            click.echo("Nothing changed: those tools were already so.")
+        return
+    click.echo(f"{'PACK':12}  {'TOOL':24}  {'STATE':5}  ANNOTATIONS")
+    for spec, is_on in service.tools(ws):
+        click.echo(f"{spec.pack:12}  {spec.name:24}  {'on' if is_on else 'off':5}  {', '.join(annotations_of(spec))}")
+
+
 # -- user ----------------------------------------------------------------------------------------------
 @main.group()
 def user() -> None:
@@ -212,6 +237,12 @@ def token() -> None:
     metavar="N/PERIOD",
     help="The token's own request limit (10/minute), below the installation's POGGIO_RATE_LIMIT.",
 )
+@click.option(
+    "--tools",
+    default=None,
+    metavar="a,b",
+    help="Narrow the token to these tools of its packs (get_account,list_opportunities). Default: every tool.",
+)
 @pass_app
 @friendly_errors
 def token_create(
@@ -222,6 +253,7 @@ def token_create(
     packs: str | None,
     allow_ips: tuple[str, ...],
     rate_limit: str | None,
+    tools: str | None,
 ) -> None:
     """Create a token and print it, once, on standard output (everything else goes to stderr)."""
     from poggio.identity.tokens import DEFAULT
@@ -235,6 +267,7 @@ def token_create(
         packs=packs,
         allowed_ips=list(allow_ips) or None,
         rate_limit=rate_limit,
+        tools=tools,
     )
     if issued.token.expires_at is None:
         click.echo("Warning: this token never expires. Revoke it when it is no longer needed.", err=True)
@@ -275,6 +308,7 @@ def token_list(app: App, slug: str) -> None:
             )
         limits = [f"from {', '.join(t.allowed_ip_list)}"] if t.allowed_ips else []
         limits += [f"limit {t.rate_limit}"] if t.rate_limit else []
+        limits += [f"only the tools {t.tools.replace(',', ', ')}"] if t.tools else []
         if limits:
             click.echo(f"{'':>5}  {'; '.join(limits)}")
 
@@ -490,6 +524,7 @@ def oauth_list(app: App, slug: str, show_all: bool) -> None:
                 f"{'g' + str(g.id):>6}  {visible(g.client.name)[:30]:30}  {who[:25]:25}  {state:8}  "
                 f"{stamp(g.created_at):16}  {stamp(g.last_used_at):16}  "
                 f"{scopes.describe(scopes.parse(g.packs))}"
+                + (f"; only the tools {g.tools.replace(',', ', ')}" if g.tools else "")
             )
             known = identity(g.client)
             if known.how != "workspace":

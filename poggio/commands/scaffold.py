@@ -44,7 +44,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from poggio import PackInfo, ToolContext, ToolResult, hookimpl, tool
+from poggio import PackInfo, ToolContext, ToolResult, hookimpl, prompt, tool
 
 __version__ = "0.1.0"
 
@@ -65,6 +65,15 @@ def {name}_hello(
     return ToolResult(data, data.message)
 
 
+@prompt(title="Welcome someone")
+def {name}_welcome(
+    ctx: ToolContext,
+    who: Annotated[str, Field(min_length=1, max_length=100, description="Whom to welcome.")],
+):
+    """Ask the assistant to welcome someone. Replace this prompt with your own, or delete it."""
+    return f"Write a short, warm welcome note for {{who}}."
+
+
 @hookimpl
 def poggio_pack():
     return PackInfo(name="{name}", title="{title}", version=__version__,
@@ -75,6 +84,11 @@ def poggio_pack():
 @hookimpl
 def poggio_tools():
     return [{name}_hello]
+
+
+@hookimpl
+def poggio_prompts():
+    return [{name}_welcome]
 '''
 
 TEST = '''\
@@ -87,12 +101,18 @@ from poggio.testing import load_pack, tool_context
 def test_pack_loads_through_its_entry_point():
     pack = load_pack("{name}")
     assert [t.name for t in pack.tools] == ["{name}_hello"]
+    assert [p.name for p in pack.prompts] == ["{name}_welcome"]
 
 
 def test_hello():
     result = {module}.{name}_hello(tool_context(workspace_id=7), who="Ada")
     assert result.text == "Hello, Ada!"
     assert result.data.workspace_id == 7
+
+
+def test_welcome_prompt():
+    (message,) = {module}.{name}_welcome.render(tool_context(workspace_id=7), {{"who": "Ada"}})
+    assert "Ada" in message.content
 '''
 
 README = """\

@@ -27,7 +27,7 @@ from joserfc.jwk import OctKey
 from peewee import JOIN, SQL, IntegrityError, fn
 
 from poggio.errors import InvalidInput, NotFound
-from poggio.identity import policy, scopes
+from poggio.identity import policy, scopes, switches
 from poggio.identity.client_metadata import clean_client_metadata
 from poggio.identity.tokens import TokenRejected, VerifiedToken
 from poggio.records import audit
@@ -194,6 +194,8 @@ def _verify_sql(param: str) -> str:
             Workspace.name,
             Workspace.mcp_enabled,
             Workspace.app_access,
+            OAuthGrant.tools,
+            Workspace.tools_off,
         )
         .join(OAuthGrant)
         .join(OAuthClient)
@@ -479,13 +481,15 @@ class OAuthService:
         actor: Actor,
         adds_to: OAuthGrant | None = None,
         pending: bool = False,
+        tools: str | None = None,
     ) -> None:
         """Store the digest of ``code``, the approval it carries (``packs``: ``{pack: level}``, or pack
         names to read) and its PKCE challenge. ``adds_to``: the app's connected grant in this
         workspace, which the code widens (step-up) rather than creating another: it carries the
         grant's scope with the approved one added, and the grant's own expiry. ``pending``: a member's
         request, which an admin approves or denies later (:mod:`poggio.identity.app_access`); a request never
-        widens a grant that is already live."""
+        widens a grant that is already live. ``tools``: the consent's narrowing to named tools, as
+        :func:`poggio.identity.switches.clean_narrowing` stored it (None: every tool of the packs)."""
         if pending:
             adds_to = None
         now = utcnow()
@@ -511,6 +515,7 @@ class OAuthService:
                 expires_at=now + dt.timedelta(seconds=self.code_seconds),
                 grant=adds_to,
                 approval="pending" if pending else None,
+                tools=tools,
             )
             audit.record(
                 "oauth.requested" if pending else "oauth.approved",
@@ -520,6 +525,7 @@ class OAuthService:
                 client_id=client.client_id,
                 packs=packs,
                 **detail,
+                **({"tools": tools} if tools else {}),
             )
 
     def connected_grant(self, client: OAuthClient, workspace: Workspace | None) -> OAuthGrant | None:
@@ -584,6 +590,7 @@ class OAuthService:
                 client=code.client_id,
                 user=code.user_id,
                 packs=code.packs,
+                tools=code.tools,
                 resource=code.resource,
                 expires_at=expires_at,
                 approval=code.approval,
@@ -600,6 +607,13 @@ class OAuthService:
             return None
         before = grant.packs
         after = widened(before, code.packs)
+        # narrowed both times: the tools of both; else every tool of the packs
+        tools = None
+        if grant.tools is not None and code.tools is not None:
+            tools = ",".join(sorted(switches.off_of(grant.tools) | switches.off_of(code.tools)))
+        if tools != grant.tools:
+            OAuthGrant.update(tools=tools).where(OAuthGrant.id == grant.id).execute()
+            grant.tools = tools
         if after != before:
             OAuthGrant.update(packs=after).where(OAuthGrant.id == grant.id).execute()
             grant.packs = after
@@ -899,6 +913,8 @@ class OAuthService:
             ws_name,
             mcp_enabled,
             app_access,
+            tools,
+            off,
         ) = row
         expires_at = OAuthToken.access_expires_at.python_value(expires_at)
         grant_expires = OAuthGrant.expires_at.python_value(grant_expires)
@@ -928,6 +944,8 @@ class OAuthService:
             kind="grant",
             writable=scope.writable,
             ends_at=grant_expires,
+            tools=switches.names_of(tools),
+            off=switches.off_of(off),
         )
 
     # -- reads -----------------------------------------------------------------------------

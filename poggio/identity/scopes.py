@@ -20,10 +20,14 @@ LEVELS = (READ, WRITE)
 
 @dataclass(frozen=True)
 class PackScope:
-    """What one caller may do: ``packs`` it may read (``None``: every pack) and ``writable`` packs."""
+    """What one caller may do: ``packs`` it may read (``None``: every pack) and ``writable`` packs;
+    ``tools``: the named tools it is narrowed to within those packs (``None``: every tool of them);
+    ``off``: the tools its workspace's admins switched off (:mod:`poggio.identity.switches`), for every caller."""
 
     packs: frozenset[str] | None
     writable: frozenset[str] = frozenset()
+    tools: frozenset[str] | None = None
+    off: frozenset[str] = frozenset()
 
     @property
     def levels(self) -> dict[str, str]:
@@ -117,8 +121,18 @@ def of_oauth_scope(scope: str | None, known: Iterable[str]) -> dict[str, str]:
 
 
 # -- the MCP server's decisions (the SDK path and any other path call these) -----------------------------
-def may_see(tool_pack: str, read_only: bool, scope: PackScope) -> bool:
-    """Whether ``tools/list`` shows the tool to this caller."""
+def switched_away(tool_name: str, scope: PackScope) -> bool:
+    """Whether the tool is hidden from this caller by name: switched off in its workspace, or outside
+    the tools its token or grant is narrowed to. Such a tool is absent from ``tools/list`` and a call
+    of it gets the answer an unknown tool gets."""
+    return tool_name in scope.off or (scope.tools is not None and tool_name not in scope.tools)
+
+
+def may_see(tool_pack: str, read_only: bool, scope: PackScope, tool_name: str | None = None) -> bool:
+    """Whether ``tools/list`` shows the tool to this caller (``tool_name`` given: also whether it is
+    switched off or outside the caller's narrowing, :func:`switched_away`)."""
+    if tool_name is not None and switched_away(tool_name, scope):
+        return False
     if scope.packs is not None and tool_pack not in scope.packs:
         return False
     return read_only or tool_pack in scope.writable

@@ -18,7 +18,7 @@ from limits import parse as parse_limit
 from peewee import JOIN, Field, IntegrityError, fn
 
 from poggio.errors import InvalidInput, NotFound
-from poggio.identity import policy, scopes
+from poggio.identity import policy, scopes, switches
 from poggio.records import audit
 from poggio.records.audit import Actor
 from poggio.security.token_format import digest, generate, well_formed
@@ -107,10 +107,12 @@ class VerifiedToken:
     expires_at: dt.datetime | None
     kind: str = "token"  # "token": an API token (token_id is its id); "grant": an OAuth grant (its id)
     writable: frozenset[str] = frozenset()  # the packs it may also write (poggio.identity.scopes)
+    tools: frozenset[str] | None = None  # the named tools it is narrowed to (poggio.identity.switches); None: all
+    off: frozenset[str] = frozenset()  # the tools its workspace switched off, read with the credential
 
     @property
     def scope(self) -> scopes.PackScope:
-        return scopes.PackScope(self.packs, self.writable)
+        return scopes.PackScope(self.packs, self.writable, self.tools, self.off)
 
     # when the presented credential stops working for good: the token's expiry, the end of an old
     # secret's overlap window after a rotation, or an OAuth grant's expiry (its access tokens are short)
@@ -236,6 +238,8 @@ def _verify_sql(param: str, previous: bool = False) -> str:
             ApiToken.previous_expires_at,
             ApiToken.allowed_ips,
             ApiToken.rate_limit,
+            ApiToken.tools,
+            Workspace.tools_off,
         )
         .join(Workspace)
         .where(column == "")  # unique: at most one row
@@ -267,15 +271,17 @@ class TokenService:
         max_active_tokens: int = 100,
         known_packs: set[str] | None = None,
         rate_limit: str | None = None,
+        registry=None,
     ):
+        self.registry = registry  # the loaded tool packs: a narrowing to named tools is checked against them
         self.pepper = pepper
         self.max_active_tokens = max_active_tokens
         self.known_packs = known_packs
         self.rate_limit = rate_limit  # the installation's per-token limit: a token's own must be below it
 
     @classmethod
-    def from_settings(cls, settings, known_packs: set[str] | None = None) -> TokenService:
-        return cls(settings.token_pepper, settings.max_active_tokens, known_packs, settings.rate_limit)
+    def from_settings(cls, settings, known_packs: set[str] | None = None, registry=None) -> TokenService:
+        return cls(settings.token_pepper, settings.max_active_tokens, known_packs, settings.rate_limit, registry)
 
     # -- verification: the hot path of every MCP request ------------------------------------
     def verify(self, presented: str | None, now: dt.datetime | None = None) -> VerifiedToken:
@@ -308,6 +314,8 @@ class TokenService:
             previous_expires_at,
             allowed_ips,
             rate_limit,
+            tools,
+            off,
         ) = row
         expires_at = ApiToken.expires_at.python_value(expires_at)
         if revoked_at is not None or (expires_at is not None and expires_at <= now):
@@ -334,6 +342,8 @@ class TokenService:
             allowed_ips=networks(allowed_ips),
             rate_limit=rate_limit,
             old_secret=old_secret,
+            tools=switches.names_of(tools),
+            off=switches.off_of(off),
         )
 
     # -- reads -----------------------------------------------------------------------------
@@ -395,6 +405,13 @@ class TokenService:
         items or a ``{pack: level}`` mapping); ``None``: every pack, read only."""
         return scopes.format_levels(scopes.parse(packs, self.known_packs))
 
+    def _clean_tools(self, tools, pack_text: str | None) -> str | None:
+        if tools is None or tools == "" or tools == []:
+            return None
+        if self.registry is None:
+            raise InvalidInput("tools", "no tool packs are loaded here to check the tool names against")
+        return switches.clean_narrowing(tools, self.registry, scopes.parse(pack_text) if pack_text else None)
+
     def create(
         self,
         workspace: Workspace,
@@ -404,13 +421,16 @@ class TokenService:
         packs=None,
         allowed_ips=None,
         rate_limit: str | None = None,
+        tools=None,
     ) -> IssuedToken:
         """A new token. ``expires`` left out: the workspace policy's default; whatever is given must
-        obey the policy (:mod:`poggio.identity.policy`)."""
+        obey the policy (:mod:`poggio.identity.policy`). ``tools``: named tools within its packs it is narrowed
+        to (``a,b`` or a list; checked against the loaded packs)."""
         if expires is DEFAULT:
             expires = policy.Policy.of(workspace).default_expiry
         expires_at = policy.check(workspace, parse_expiry(expires))
         pack_text = self._clean_packs(packs)
+        tools_text = self._clean_tools(tools, pack_text)
         networks_text = clean_networks(allowed_ips)
         limit_text = clean_rate_limit(rate_limit, self.rate_limit)
         with writing():
@@ -432,6 +452,7 @@ class TokenService:
                     expires_at=expires_at,
                     allowed_ips=networks_text,
                     rate_limit=limit_text,
+                    tools=tools_text,
                 )
             except IntegrityError:
                 raise InvalidInput("name", f"an active token is already named {clean!r}") from None
@@ -445,6 +466,7 @@ class TokenService:
                 packs=pack_text,
                 **({"allowed_ips": networks_text} if networks_text else {}),
                 **({"rate_limit": limit_text} if limit_text else {}),
+                **({"tools": tools_text} if tools_text else {}),
             )
         return IssuedToken(token, plaintext)
 

@@ -28,6 +28,7 @@ ACTIONS = {
     "workspace.entitlement_changed": "MCP entitlement changed",
     "workspace.policy_changed": "Token policy changed",
     "workspace.app_policy_changed": "App policy changed",
+    "workspace.tool_switched": "Tool switched on or off",
     "data.imported": "Data imported",
     "oauth.client_registered": "OAuth app registered",
     "oauth.client_refused": "OAuth app refused (its registration, or the installation's trust policy)",

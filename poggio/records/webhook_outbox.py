@@ -51,6 +51,7 @@ FROM_AUDIT = {
     "oauth.request_denied": "app.denied",
     "workspace.policy_changed": "policy.changed",
     "workspace.app_policy_changed": "policy.changed",
+    "workspace.tool_switched": "policy.changed",  # a tool switched on or off (poggio.identity.switches)
     "oauth.id_jag_accepted": "app.connected",  # connected by the identity provider
     "data.written": "tool.write",
 }

@@ -77,6 +77,27 @@ class Resource:
             raise ValueError("a Resource carries exactly one of text or blob")
 
 
+ICON_SCHEMES = ("https:", "http:", "data:")
+
+
+@dataclass(frozen=True)
+class Icon:
+    """An icon a client may show beside a tool (MCP ``icons``): ``src`` an ``https:`` URL or a
+    ``data:`` URI (a self-contained image is best: a client need not fetch it); ``sizes`` such as
+    ``("48x48",)`` or ``("any",)``; ``theme`` ``"light"`` or ``"dark"`` when drawn for one."""
+
+    src: str
+    mime_type: str | None = None
+    sizes: tuple[str, ...] = ()
+    theme: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.src, str) or not self.src.lower().startswith(ICON_SCHEMES):
+            raise ValueError(f"an icon's src is an https:, http: or data: URI, not {str(self.src)[:40]!r}")
+        if self.theme not in (None, "light", "dark"):
+            raise ValueError(f"an icon's theme is 'light' or 'dark', not {self.theme!r}")
+
+
 D = TypeVar("D", bound=BaseModel | None)
 
 
@@ -112,7 +133,10 @@ class ToolSpec:
     pack: str = ""
     thread: bool = False  # run in a worker thread, never on the MCP server's event loop
     destructive: bool = False
+    icons: tuple[Icon, ...] = ()
     app: str | None = None  # the ui:// resource of the tool's MCP App view, if it has one
+    progress: bool = False  # reports progress (ctx.progress): streamed when the caller sent a progressToken
+    logs: bool = False  # sends log notices (ctx.log): streamed when the caller asked for them
 
     def with_pack(self, pack: str) -> ToolSpec:
         return ToolSpec(**{**self.__dict__, "pack": pack})
@@ -150,7 +174,10 @@ def tool(
     name: str | None = None,
     destructive: bool = False,
     thread: bool | None = None,
+    icons: list[Icon] | tuple[Icon, ...] = (),
     app: str | None = None,
+    progress: bool = False,
+    logs: bool = False,
 ) -> Callable[[Callable[..., ToolResult[Any]]], ToolSpec]:
     """Mark a function as a tool. Its docstring is the description the client (and the LLM) reads.
     ``read_only=False`` makes it a write tool: listed and callable only with write access to its pack,
@@ -162,7 +189,12 @@ def tool(
     a long computation) must say ``thread=True``; ``open_world=True`` (it reaches outside Poggio) and
     write tools (they may wait for the write lock) imply it unless ``thread=False`` is given.
     ``app``: the ``ui://`` URI of an MCP App view (:func:`poggio.app_view`) a host may show with the
-    tool's result (``_meta.ui.resourceUri``); the pack serves it from ``poggio_resources``."""
+    tool's result (``_meta.ui.resourceUri``); the pack serves it from ``poggio_resources``.
+
+    ``progress=True``: the tool reports progress (``ctx.progress``); ``logs=True``: it sends log
+    notices (``ctx.log``). A call that asks for them is answered as an event stream and runs in a
+    worker thread; every other call is answered as before, and the notices go nowhere.
+    ``icons``: :class:`Icon` objects (or mappings of their fields) a client may show beside the tool."""
     if app is not None and not (isinstance(app, str) and app.startswith("ui://")):
         raise ValueError(f"a tool's app is the ui:// URI of an app view, not {app!r}")
 
@@ -183,7 +215,10 @@ def tool(
             destructive=destructive and not read_only,
             output_model=output_model(output),
             thread=(open_world or not read_only) if thread is None else thread,
+            icons=tuple(i if isinstance(i, Icon) else Icon(**i) for i in icons),
             app=app,
+            progress=progress,
+            logs=logs,
         )
 
     return decorate
@@ -267,6 +302,24 @@ class ToolContext:
         ``notifications/resources/updated`` where the server can reach it (docs/pack-authors/resources.md)."""
         if self.changes is not None:
             self.changes.extend(u for u in uris if isinstance(u, str) and u not in self.changes)
+
+    reporter: Any = field(default=None, repr=False, compare=False)  # progress and log notices of this call
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Tell the client how far the call is (``done`` of ``total``, non-decreasing). Delivered
+        while the call runs when the tool says ``@tool(..., progress=True)`` and the client asked
+        for progress (a ``progressToken``); otherwise it costs nothing and goes nowhere."""
+        if self.reporter is not None:
+            self.reporter.progress(done, total, message)
+
+    def log(self, level: str, message: str, data: Any = None) -> None:
+        """Send the client a log notice (``debug``, ``info``, ``notice``, ``warning``, ``error``,
+        ...) about this call, with optional JSON ``data``. Delivered while the call runs when the
+        tool says ``@tool(..., logs=True)`` and the client asked for notices at that level (see
+        docs/pack-authors/prompts.md, "Progress and logging"); otherwise it goes nowhere. Never put
+        secrets in it."""
+        if self.reporter is not None:
+            self.reporter.log(level, message, data)
 
     def record_change(self, target: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
         """Put a write on record in the audit log (in the write's own transaction): the record

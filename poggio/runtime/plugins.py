@@ -23,6 +23,7 @@ import pluggy
 
 from poggio import hookspecs
 from poggio.runtime.packs import CsvKind, CursorCodec, PackInfo, ToolContext, ToolError, ToolSpec
+from poggio.runtime.prompts import PromptSpec
 from poggio.runtime.resources import ResourceSpec
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Pack:
     info: PackInfo
     module: ModuleType
     tools: list[ToolSpec] = field(default_factory=list)
+    prompts: list[PromptSpec] = field(default_factory=list)
     importers: list[CsvKind] = field(default_factory=list)
     resources: list[ResourceSpec] = field(default_factory=list)
     migrations: Path | None = None
@@ -55,6 +57,7 @@ class PackRegistry:
         self.packs: dict[str, Pack] = {}
         self.errors: dict[str, str] = {}
         self._tools: dict[str, ToolSpec] = {}
+        self._prompts: dict[str, PromptSpec] = {}
         self._callers: dict[tuple[str, str], pluggy.HookCaller | Literal[False]] = {}
         self._loaded = False
 
@@ -162,6 +165,7 @@ class PackRegistry:
             try:
                 pack = Pack(info=info, module=module, distribution=dist)
                 pack.tools = [self._check_tool(name, t) for t in (self.call_pack(name, "poggio_tools") or [])]
+                pack.prompts = [self._check_prompt(name, p) for p in (self.call_pack(name, "poggio_prompts") or [])]
                 pack.importers = list(self.call_pack(name, "poggio_csv_importers") or [])
                 bad = [i for i in pack.importers if not isinstance(i, CsvKind)]
                 if bad:
@@ -176,6 +180,9 @@ class PackRegistry:
                 clash = [t.name for t in pack.tools if t.name in self._tools]
                 if clash:
                     raise ValueError(f"tool name(s) already taken by another pack: {', '.join(clash)}")
+                clash = [p.name for p in pack.prompts if p.name in self._prompts]
+                if clash:
+                    raise ValueError(f"prompt name(s) already taken by another pack: {', '.join(clash)}")
                 taken = [i.kind for i in pack.importers if self.importer(i.kind) is not None]
                 if taken:
                     raise ValueError(f"CSV kind(s) already taken by another pack: {', '.join(taken)}")
@@ -186,6 +193,8 @@ class PackRegistry:
             self.packs[name] = pack
             for t in pack.tools:
                 self._tools[t.name] = t
+            for p in pack.prompts:
+                self._prompts[p.name] = p
         self._callers.clear()  # built while packs were still registering
         self._loaded = True
 
@@ -220,6 +229,13 @@ class PackRegistry:
         if not isinstance(spec, ResourceSpec):
             raise TypeError(f"poggio_resources() returned {spec!r}, not a function decorated with @poggio.resource")
         return spec
+
+    def _check_prompt(self, pack: str, spec: Any) -> PromptSpec:
+        if not isinstance(spec, PromptSpec):
+            raise TypeError(f"poggio_prompts() returned {spec!r}, not a function decorated with @poggio.prompt")
+        if not spec.name or set(spec.name) - _TOOL_NAME_CHARS or len(spec.name) > 64:
+            raise ValueError(f"prompt name {spec.name!r} must be 1-64 characters of a-z, 0-9 and _")
+        return spec.with_pack(pack)
 
     # -- calling hooks, through pluggy, one pack at a time ----------------------------------------
     def call_pack(self, pack: str, hook: str, **kwargs: Any) -> Any:
@@ -328,6 +344,12 @@ class PackRegistry:
             if values is not None:
                 return spec, values
         return None
+
+    def prompts(self, packs: frozenset[str] | None = None) -> list[PromptSpec]:
+        return [p for p in self._prompts.values() if packs is None or p.pack in packs]
+
+    def prompt(self, name: str) -> PromptSpec | None:
+        return self._prompts.get(name)
 
     @property
     def kinds(self) -> list[str]:

@@ -39,6 +39,9 @@ class Workspace(BaseModel):
     app_policy = CharField(max_length=8, default="any")
     allowed_apps = TextField(null=True)
     app_access = CharField(max_length=8, default="admins")
+    # the tools switched off, comma-separated (NULL: none): a copy of the workspace's tool_switch rows
+    # of kind "tool" written with them (poggio.identity.switches), read with every credential check for free
+    tools_off = TextField(null=True)
 
 
 class WorkspaceModel(BaseModel):
@@ -80,6 +83,7 @@ class ApiToken(BaseModel):
     digest = CharField(max_length=64, unique=True)
     last_four = CharField(max_length=4)
     packs = TextField(null=True)  # comma-separated pack names; NULL means every pack
+    tools = TextField(null=True)  # comma-separated tool names it is narrowed to; NULL: every tool of its packs
     created_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField(null=True)
@@ -181,6 +185,7 @@ class OAuthGrant(BaseModel):
     user = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")  # who approved it
     user_id: ForeignKeyField[int | None]  # the raw id (peewee adds it)
     packs = TextField()  # comma-separated pack names
+    tools = TextField(null=True)  # comma-separated tool names it is narrowed to; NULL: every tool of its packs
     resource = CharField(max_length=500)  # the MCP server URL its tokens are bound to (RFC 8707)
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField(null=True)
@@ -213,6 +218,7 @@ class OAuthCode(BaseModel):
     workspace = ForeignKeyField(Workspace, on_delete="CASCADE", backref="+")
     workspace_id: ForeignKeyField[int]
     packs = TextField()
+    tools = TextField(null=True)  # the consent's narrowing to named tools, copied to its grant
     redirect_uri = TextField()
     resource = CharField(max_length=500)
     code_challenge = CharField(max_length=128)

@@ -38,6 +38,8 @@ FIXTURE_TOOLS = {
     "test_embedded_resource",
     "test_multiple_content_types",
     "test_error_handling",
+    "test_tool_with_logging",
+    "test_tool_with_progress",
 }
 
 
@@ -212,6 +214,14 @@ def test_conformance_suite(poggio, tmp_path, report):
         "resources-subscribe",
         "resources-unsubscribe",
         "prompts-list",
+        "prompts-get-simple",
+        "prompts-get-with-args",
+        "prompts-get-embedded-resource",
+        "prompts-get-with-image",
+        "completion-complete",
+        "logging-set-level",
+        "tools-call-with-logging",
+        "tools-call-with-progress",
     ]:
         assert name in passing, (name, per.get(name))
     assert per["dns-rebinding-protection"]["passed"] == 2  # a Host/Origin refusal, not a 401

@@ -19,6 +19,8 @@ from poggio import (
     ToolResult,
     WorkspaceModel,
     hookimpl,
+    prefix_values,
+    prompt,
     resource,
     tool,
     utcnow,
@@ -77,6 +79,22 @@ def city_forecast(ctx: ToolContext, city: str) -> str:
     return f"{row.city}: {row.forecast}"
 
 
+def complete_city(ctx: ToolContext, value: str, arguments: dict[str, str]) -> list[str]:
+    """The workspace's cities starting with what the user typed (the (workspace, city) index)."""
+    query = CityForecast.select(CityForecast.city).where(CityForecast.workspace == ctx.workspace_id)
+    return prefix_values(query, CityForecast.city, value.strip().title())
+
+
+@prompt(title="Plan a sales trip", complete={"city": complete_city})
+def plan_trip(
+    ctx: ToolContext,
+    city: Annotated[str, Field(min_length=1, max_length=80, description="The city to visit, e.g. Lisbon.")],
+):
+    """Plan a sales trip to a city, from the sales weather recorded there."""
+    weather = sales_weather(ctx, city=city).text  # a tool is a function: the prompt reuses it
+    return f"The sales weather in {weather}. Plan a two-day sales trip there: whom to visit and what to bring."
+
+
 def _write(workspace_id: int, rows: list[dict]) -> int:
     now = utcnow()
     CityForecast.insert_many([{**r, "workspace": workspace_id, "updated_at": now} for r in rows]).execute()
@@ -119,6 +137,11 @@ def poggio_tools():
 @hookimpl
 def poggio_resources():
     return [city_forecast]
+
+
+@hookimpl
+def poggio_prompts():
+    return [plan_trip]
 
 
 @hookimpl

@@ -14,6 +14,18 @@ def test_pack_loads_through_its_entry_point():
     assert [t.name for t in pack.tools] == ["sales_weather"]
     assert [i.kind for i in pack.importers] == ["forecasts"]
     assert [r.uri for r in pack.resources] == ["weather://forecasts/{city}"]
+    assert [p.name for p in pack.prompts] == ["plan_trip"]
+
+
+def test_prompt_and_its_completion(tmp_path):
+    with workspace(tmp_path) as (registry, workspace_id):
+        kind = registry.importer("forecasts")
+        kind.write(workspace_id, [{"city": "Lisbon", "forecast": "sunny"}, {"city": "Linz", "forecast": "mild"}])
+        ctx = tool_context(workspace_id)
+        assert poggio_weather.complete_city(ctx, "li", {}) == ["Linz", "Lisbon"]
+        assert poggio_weather.complete_city(tool_context(workspace_id + 1), "li", {}) == []  # another workspace
+        (message,) = registry.prompt("plan_trip").render(ctx, {"city": "lisbon"})
+        assert message.content.startswith("The sales weather in Lisbon: sunny.")
 
 
 def test_forecasts_import_seed_and_answer(tmp_path):

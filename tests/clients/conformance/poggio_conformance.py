@@ -11,10 +11,14 @@ from __future__ import annotations
 import io
 import json
 import struct
+import time
 import wave
 import zlib
+from typing import Annotated
 
-from poggio import Audio, Image, PackInfo, Resource, ToolError, ToolResult, hookimpl, resource, tool
+from pydantic import Field
+
+from poggio import Audio, Image, Message, PackInfo, Resource, ToolError, ToolResult, hookimpl, prompt, resource, tool
 
 
 def _png() -> bytes:
@@ -115,6 +119,69 @@ def watched_resource(ctx) -> str:
     return "Watched resource content."
 
 
+@tool(title="Logging", logs=True)
+def test_tool_with_logging(ctx) -> ToolResult:
+    """Sends three log notices while it runs, 50 ms apart (conformance fixture)."""
+    ctx.log("info", "Tool execution started")
+    time.sleep(0.05)
+    ctx.log("info", "Tool processing data")
+    time.sleep(0.05)
+    ctx.log("info", "Tool execution completed")
+    return ToolResult(None, "Logged three notices.")
+
+
+@tool(title="Progress", progress=True)
+def test_tool_with_progress(ctx) -> ToolResult:
+    """Reports progress 0, 50 and 100 of 100, 50 ms apart (conformance fixture)."""
+    for done in (0, 50, 100):
+        ctx.progress(done, 100, f"{done} of 100")
+        if done < 100:
+            time.sleep(0.05)
+    return ToolResult(None, "Progress reported.")
+
+
+@prompt(title="Simple prompt")
+def test_simple_prompt(ctx):
+    """A prompt without arguments (conformance fixture)."""
+    return "This is a simple prompt for testing."
+
+
+def _complete_arg1(ctx, value, arguments):
+    return [v for v in ("test", "testing", "tested", "other") if v.startswith(value)]
+
+
+@prompt(title="Prompt with arguments", complete={"arg1": _complete_arg1})
+def test_prompt_with_arguments(
+    ctx,
+    arg1: Annotated[str, Field(description="First test argument")],
+    arg2: Annotated[str, Field(description="Second test argument")],
+):
+    """A prompt with two required arguments (conformance fixture)."""
+    return f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
+
+
+@prompt(title="Prompt with an embedded resource")
+def test_prompt_with_embedded_resource(
+    ctx, resourceUri: Annotated[str, Field(description="URI of the resource to embed")]
+):
+    """A prompt whose first message embeds a resource (conformance fixture)."""
+    return [
+        Message(Resource(resourceUri, "text/plain", text="Embedded resource content for testing.")),
+        Message("Please process the embedded resource above."),
+    ]
+
+
+@prompt(title="Prompt with an image")
+def test_prompt_with_image(ctx):
+    """A prompt whose first message is an image (conformance fixture)."""
+    return [Message(Image(PNG, "image/png")), Message("Please analyze the image above.")]
+
+
+@hookimpl
+def poggio_prompts():
+    return [test_simple_prompt, test_prompt_with_arguments, test_prompt_with_embedded_resource, test_prompt_with_image]
+
+
 @hookimpl
 def poggio_pack():
     return PackInfo(
@@ -134,6 +201,8 @@ def poggio_tools():
         test_embedded_resource,
         test_multiple_content_types,
         test_error_handling,
+        test_tool_with_logging,
+        test_tool_with_progress,
     ]
 
 
