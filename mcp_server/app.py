@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     # the calls that report progress or log are answered as an event stream, by a twin of the above
     # (stateless too: the stream is the request's own response); see mcp_server/prompting.py
     streams = StreamableHTTPSessionManager(
-        app=server._lowlevel_server,
+        app=lowlevel_server(server),
         stateless=True,
         json_response=False,
         security_settings=security,
