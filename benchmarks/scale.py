@@ -130,8 +130,9 @@ def cases(rng: random.Random, workspace_id: int) -> list[tuple[str, str, list[di
 
 
 def measure(size: int, url: str, key: str, calls: int) -> dict[str, tuple[float, float, float]]:
-    from poggio.runtime.packs import CursorCodec, ToolError
+    from poggio.runtime.packs import CursorCodec
     from poggio.runtime.plugins import PackRegistry
+    from poggio.runtime.results import ToolError
     from poggio.storage.db import bind, database
     from poggio.storage.models import Workspace
 

@@ -31,6 +31,7 @@ from mcp_server.metrics import Metrics, multiprocess_dir, server_pid
 from mcp_server.prompting import StreamRouter
 from mcp_server.proxies import TrustedProxies, leave_forwarded_headers_to_the_app
 from mcp_server.ratelimit import TokenRateLimit, WriteLimit
+from mcp_server.sdk import lowlevel_server
 from mcp_server.tracing import Tracing
 from mcp_server.unreadable import RecordUnreadable
 from poggio.identity.oauth import normalise_resource
@@ -162,7 +163,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     tools: dict = {}
     server = build_server(settings, registry, recorder, metrics, limiter, tools, gate)
     sessions = StreamableHTTPSessionManager(
-        app=server._lowlevel_server,  # the documented way to mount MCPServer in an app of our own
+        app=lowlevel_server(server),  # the documented way to mount MCPServer in an app of our own
         stateless=True,  # any replica answers any request: no session state to share
         json_response=True,
         security_settings=security,
@@ -171,7 +172,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
     # the calls that report progress or log are answered as an event stream, by a twin of the above
     # (stateless too: the stream is the request's own response); see mcp_server/prompting.py
     streams = StreamableHTTPSessionManager(
-        app=server._lowlevel_server,
+        app=lowlevel_server(server),
         stateless=True,
         json_response=False,
         security_settings=security,

@@ -42,18 +42,21 @@ from mcp_types import (
     ToolAnnotations,
 )
 from peewee import SqliteDatabase
-from pydantic import ConfigDict, ValidationError, create_model
 
+from mcp_server.admission import admitted, client_name
 from mcp_server.auth import Principal, current_principal
+from mcp_server.gate import Gate
 from mcp_server.metrics import Metrics
 from mcp_server.prompting import STREAMED, Prompts, Reporter
 from mcp_server.resources import ResourceHandlers
+from mcp_server.sdk import lowlevel_server
 from poggio import __version__
 from poggio.errors import TOOL_MESSAGES, database_trouble
 from poggio.records.activity import METHOD_LABELS
 from poggio.records.usage import UsageRecorder
-from poggio.runtime.packs import Audio, CursorCodec, Image, ToolError, ToolResult, ToolSpec
+from poggio.runtime.packs import CursorCodec, ToolSpec
 from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.results import Audio, Image, ToolError, ToolResult
 from poggio.settings import Settings
 from poggio.storage.db import LockWait, database, lock_wait, statement_deadline
 
@@ -72,9 +75,6 @@ UNKNOWN_TOOL = METHOD_LABELS[5]
 # Set by ScopeMiddleware for each request: a tool call that times out says so here, so the request is
 # recorded as timed_out rather than as any tool error (the SDK turns both into the same result).
 _timed_out: contextvars.ContextVar[list | None] = contextvars.ContextVar("poggio_timed_out", default=None)
-# Set by the gate (mcp_server.gate.Gate.admit_call) when it admits a tool call: the call's ToolContext.
-# The tool wrapper runs nothing without it, so no path can run a tool the gate did not admit.
-admitted: contextvars.ContextVar[Any] = contextvars.ContextVar("poggio_admitted", default=None)
 # Set by mcp_server.tracing for a traced request: the tool's database work gets a span of its own.
 tool_tracer: contextvars.ContextVar[Any] = contextvars.ContextVar("poggio_tool_tracer", default=None)
 
@@ -102,60 +102,8 @@ def with_meta(result, meta: dict | None):
     return result
 
 
-def unknown_tool(name: str) -> str:
-    """What the SDK answers a call of a tool it does not know (``ToolManager.call_tool``): also the
-    answer to a tool switched off or outside the caller's narrowing, which must not tell them apart."""
-    return f"Unknown tool: {name}"
-
-
 class ToolTimeout(MCPToolError):
     pass
-
-
-class Arguments:
-    """A tool's arguments checked before the SDK sees them: unknown names refused (the SDK drops them
-    silently, so a misspelt filter would return unfiltered data), and every problem in plain words
-    that name the argument and the allowed values rather than pydantic's model names and URLs."""
-
-    def __init__(self, spec: ToolSpec):
-        self.tool = spec.name
-        params = spec.parameters()
-        self.names = [p.name for p in params]
-        self.model = create_model(
-            f"{spec.name}_arguments",
-            __config__=ConfigDict(extra="forbid"),
-            **{p.name: (p.annotation, ... if p.default is inspect.Parameter.empty else p.default) for p in params},
-        )
-
-    def problem(self, arguments: Any) -> str | None:
-        """None when the arguments are acceptable; else a message for the caller."""
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, dict):
-            return f"The arguments of {self.tool} must be an object (name: value), not {type(arguments).__name__}."
-        try:
-            self.model.model_validate(arguments)
-        except ValidationError as exc:
-            parts = [self._describe(e) for e in exc.errors(include_url=False)]
-            takes = ", ".join(self.names) or "no arguments"
-            return f"Invalid arguments for {self.tool}: {'; '.join(parts)}. {self.tool} takes: {takes}."
-        return None
-
-    @staticmethod
-    def _describe(error: dict[str, Any]) -> str:
-        name = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
-        if error["type"] == "extra_forbidden":
-            return f"unknown argument '{name}'"
-        if error["type"] == "missing":
-            return f"'{name}' is required"
-        shown = repr(error.get("input"))
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        message = error["msg"].replace("Input should be", "should be").replace("Value error, ", "")
-        return (
-            f"'{name}' {message} (got {shown})"
-            if message.startswith("should")
-            else f"'{name}': {message} (got {shown})"
-        )
 
 
 def _b64(data: bytes) -> str:
@@ -301,21 +249,12 @@ def _streamed(sdk_context) -> bool:
     return bool(getattr(http, "scope", {}).get(STREAMED))
 
 
-def client_name(info: Any) -> str | None:
-    """``clientInfo`` (of ``initialize`` or of a 2026-07-28 ``_meta``) as usage records name a client."""
-    if isinstance(info, dict) and info.get("name"):
-        return f"{info.get('name')} {info.get('version') or ''}".strip()[:200]
-    return None
-
-
 class ScopeMiddleware:
     """SDK middleware: the SDK path's side of the gate (:class:`mcp_server.gate.Gate`): tool
     visibility, call admission and usage counting for every request the SDK answers."""
 
     def __init__(self, registry: PackRegistry, recorder: UsageRecorder, metrics: Metrics, gate=None):
         if gate is None:  # a server built without an app around it (tests, benchmarks)
-            from mcp_server.gate import Gate
-
             gate = Gate(registry, metrics, None)
         self.gate = gate
         self.registry = registry
@@ -450,8 +389,6 @@ def build_server(
     ``gate``: the app's :class:`mcp_server.gate.Gate` (else one of its own, for a server alone)."""
     cursors = CursorCodec(settings.secret_key.encode())
     if gate is None:
-        from mcp_server.gate import Gate  # (the gate builds on this module)
-
         gate = Gate(registry, metrics, cursors)
     server = MCPServer(
         name=settings.product_name,
@@ -464,8 +401,8 @@ def build_server(
     )
     resources = ResourceHandlers(registry, cursors, limiter, settings.tool_timeout_seconds)
     if registry.resources():
-        resources.install(server._lowlevel_server)
-    Prompts(registry, cursors, limiter).install(server._lowlevel_server)  # prompts, completion, setLevel
+        resources.install(lowlevel_server(server))
+    Prompts(registry, cursors, limiter).install(lowlevel_server(server))  # prompts, completion, setLevel
     for spec in registry.tools():
         fn = _bind(spec, registry, cursors, limiter, settings.tool_timeout_seconds, metrics, resources.changed)
         options = dict(

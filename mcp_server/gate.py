@@ -31,9 +31,9 @@ import orjson
 from mcp_types import CLIENT_INFO_META_KEY
 from starlette.requests import HTTPConnection
 
+from mcp_server.admission import Arguments, admitted, client_name, unknown_tool
 from mcp_server.asgi import read_body, replay
 from mcp_server.auth import VERDICT, Principal, principal_of
-from mcp_server.binding import Arguments, admitted, client_name, unknown_tool
 from mcp_server.stepup import ScopeChallenge
 from poggio.identity import scopes
 from poggio.runtime.packs import ToolSpec

@@ -53,12 +53,14 @@ from mcp_types import methods as surfaces
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+from mcp_server.admission import client_name
 from mcp_server.asgi import first_headers, send_answer
-from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware, client_name
+from mcp_server.binding import UNKNOWN_TOOL, ScopeMiddleware
 from mcp_server.binding import _timed_out as timed_out
 from mcp_server.gate import GATE, Gate, Passage
 from mcp_server.metrics import Metrics
 from mcp_server.prompting import accepts_sse, wants_stream
+from mcp_server.sdk import lowlevel_server
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ class SdkAdapter:
     KNOWN_MIDDLEWARE = frozenset({"OpenTelemetryMiddleware", "RequestStateBoundary", "ScopeMiddleware"})
 
     def __init__(self, server: MCPServer):
-        self.lowlevel = server._lowlevel_server
+        self.lowlevel = lowlevel_server(server)
         self.server = server
         names = {type(m).__name__ for m in self.lowlevel.middleware}
         unknown = names - self.KNOWN_MIDDLEWARE

@@ -14,9 +14,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from poggio.adapters.prometheus import use_multiprocess_values
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,7 @@ class Metrics:
             os.environ[ENV] = multiprocess
             # prometheus_client picks its value class once, at import, from the environment; the
             # folder is known only now. tests/test_workers.py fails if this stops taking effect.
-            if not getattr(values.ValueClass, "_multiprocess", False):
-                values.ValueClass = values.MultiProcessValue()
+            use_multiprocess_values()
         self.registry = CollectorRegistry()
         self.known_labels = set(tool_names) | {
             "initialize",

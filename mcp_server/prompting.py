@@ -49,9 +49,10 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from mcp_server.asgi import first_headers, read_body, replay
 from mcp_server.auth import current_principal
 from poggio.identity import scopes
-from poggio.runtime.packs import Audio, CursorCodec, Image, Resource, ToolError, ToolSpec
+from poggio.runtime.packs import CursorCodec, ToolSpec
 from poggio.runtime.plugins import PackRegistry
 from poggio.runtime.prompts import Message, PromptArgumentError, completions
+from poggio.runtime.results import Audio, Image, Resource, ToolError
 from poggio.storage.db import database
 
 log = logging.getLogger(__name__)

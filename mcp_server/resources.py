@@ -47,9 +47,10 @@ from peewee import SqliteDatabase
 from mcp_server.auth import current_principal
 from poggio.errors import database_trouble
 from poggio.identity import scopes
-from poggio.runtime.packs import CursorCodec, ToolContext, ToolError
+from poggio.runtime.packs import CursorCodec, ToolContext
 from poggio.runtime.plugins import PackRegistry
 from poggio.runtime.resources import ResourceNotFound, ResourceSpec
+from poggio.runtime.results import ToolError
 from poggio.storage.db import database, statement_deadline
 
 log = logging.getLogger(__name__)

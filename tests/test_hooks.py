@@ -613,3 +613,112 @@ def test_the_meta_tests_see_every_hook():
         "poggio_resources",
         "poggio_prompts",
     }
+
+
+# a fourth pack that attaches notes to its own records (tickets), through the accounts pack's hook alone
+TICKETS = """
+from pathlib import Path
+from peewee import CharField, ForeignKeyField
+from poggio import PackInfo, ToolError, WorkspaceModel, hookimpl
+from poggio_accounts import Account
+
+class Ticket(WorkspaceModel):
+    account = ForeignKeyField(Account, on_delete="CASCADE", backref="+")
+    subject = CharField(max_length=200)
+
+    class Meta:
+        table_name = "tickets_ticket"
+
+@hookimpl
+def poggio_pack():
+    return PackInfo(name="tickets", title="Tickets", version="0.1", requires=("accounts",))
+
+@hookimpl
+def poggio_migrations():
+    return Path(__file__).parent / "tickets_migrations"
+
+@hookimpl
+def poggio_note_link(ctx, account, argument, value):
+    if argument != "ticket_id":
+        return None
+    ticket = Ticket.get_or_none((Ticket.workspace == ctx.workspace_id) & (Ticket.id == value))
+    if ticket is None or ticket.account_id != account.id:
+        raise ToolError("ticket_id", f"no ticket {value} of {account.domain}")
+    return f"ticket #{ticket.id}: {ticket.subject}"
+"""
+
+TICKETS_MIGRATION = """
+from peewee import *
+
+def up(migrator, db):
+    class Base(Model):
+        class Meta:
+            database = db
+            legacy_table_names = False
+    class Workspace(Base):
+        pass
+    class Account(Base):
+        pass
+    class Ticket(Base):
+        workspace = ForeignKeyField(Workspace, on_delete="CASCADE")
+        account = ForeignKeyField(Account, on_delete="CASCADE")
+        subject = CharField(max_length=200)
+        class Meta:
+            table_name = "tickets_ticket"
+    db.create_tables([Ticket])
+
+def down(migrator, db):
+    db.execute_sql("DROP TABLE tickets_ticket")
+"""
+
+
+def test_a_fourth_pack_attaches_notes_to_its_own_records(tmp_path, monkeypatch, instance):
+    """A pack the accounts pack has never heard of (tickets) links notes to its own records: add_note's
+    ``about`` takes its link kind, the note keeps the link, get_account words it through the pack's
+    ``poggio_note_link``, and a reader whose scope lacks the pack sees an opaque reference, no id."""
+    from poggio import ToolError
+    from poggio.storage.db import writing
+    from poggio_accounts import Account
+    from poggio_accounts.tools import OUT_OF_SCOPE
+
+    site = install_pack(
+        tmp_path / "site", "poggio-tickets", "0.1", {"poggio_tickets": TICKETS}, {"tickets": "poggio_tickets"}
+    )
+    (site / "tickets_migrations").mkdir()
+    (site / "tickets_migrations" / "0001_tickets.py").write_text(TICKETS_MIGRATION)
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    try:
+        runner = CliRunner()
+        assert runner.invoke(main, ["db", "upgrade"], catch_exceptions=False).exit_code == 0  # the tickets table
+        assert runner.invoke(main, ["demo", "--accounts", "3"], catch_exceptions=False).exit_code == 0
+        registry = PackRegistry.load(["accounts", "tickets"])
+        from poggio_tickets import Ticket
+
+        account = Account.get(Account.domain == "example.com")
+        ws = account.workspace_id
+        with writing():
+            ticket = Ticket.create(workspace=ws, account=account.id, subject="Printer on fire")
+        ctx = tool_context(ws, "add_note", registry=registry)
+        note = registry.tool("add_note")(
+            ctx, domain="example.com", text="Sent a technician.", about={"ticket_id": ticket.id}
+        )
+        assert note.data.links == f"ticket #{ticket.id}: Printer on fire"
+        assert note.data.about == {"ticket_id": ticket.id} and note.data.contact_email is None
+        with pytest.raises(ToolError, match=f"ticket_id: no ticket {ticket.id + 1} of example.com"):
+            registry.tool("add_note")(ctx, domain="example.com", text="x", about={"ticket_id": ticket.id + 1})
+        with pytest.raises(ToolError, match="widget_id: no tool pack in this token's scope knows it"):
+            registry.tool("add_note")(ctx, domain="example.com", text="x", about={"widget_id": 3})
+
+        reader = tool_context(ws, "get_account", registry=registry)
+        shown = registry.tool("get_account")(reader, domain="example.com")
+        mine = [n for n in shown.data.notes if n.text == "Sent a technician."]
+        assert len(mine) == 1 and mine[0].about == {"ticket_id": ticket.id}
+        assert f"(about ticket #{ticket.id}: Printer on fire): Sent a technician." in shown.text
+        outside = tool_context(ws, "get_account", packs=frozenset({"accounts"}), registry=registry)
+        hidden = [
+            n for n in registry.tool("get_account")(outside, domain="example.com").data.notes if n.id == mine[0].id
+        ]
+        assert hidden[0].about == {"ticket_id": None} and hidden[0].links == OUT_OF_SCOPE
+    finally:
+        sys.modules.pop("poggio_tickets", None)

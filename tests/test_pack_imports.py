@@ -1,6 +1,7 @@
 """The built-in packs use the pack API and nothing else of the core: read off their imports.
 
-A pack imports from the core only ``from poggio import <names in poggio.__all__>``, and from another
+A pack imports from the core only ``from poggio import <names in poggio.__all__>`` (and
+``from poggio.advanced import <names in its __all__>``, the fast primitives), and from another
 pack only ``from poggio_other import <names in its __all__>`` when it requires that pack; it never
 imports the portal or the MCP server."""
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import poggio
+import poggio.advanced
 from poggio.runtime.plugins import ENTRY_POINT_GROUP, PackRegistry
 
 REGISTRY = PackRegistry.load()
@@ -50,10 +52,16 @@ def violations(pack: str) -> list[str]:
             if top == module_name:
                 continue
             if top == "poggio":
-                if module != "poggio" or names is None:
-                    found.append(f"{where}: imports {module} (only `from poggio import ...` is the pack API)")
+                api = {"poggio": poggio, "poggio.advanced": poggio.advanced}.get(module)
+                if api is None or names is None:
+                    found.append(
+                        f"{where}: imports {module} (only `from poggio import ...` and "
+                        "`from poggio.advanced import ...` are the pack API)"
+                    )
                 else:
-                    found += [f"{where}: poggio.{n} is not in poggio.__all__" for n in names if n not in poggio.__all__]
+                    found += [
+                        f"{where}: {module}.{n} is not in {module}.__all__" for n in names if n not in api.__all__
+                    ]
             elif top in PACK_OF_MODULE:
                 other = PACK_OF_MODULE[top]
                 public = getattr(importlib.import_module(top), "__all__", [])
@@ -83,17 +91,30 @@ def test_the_check_sees_a_pack_reaching_into_the_core(tmp_path, monkeypatch):
     for path in source.glob("*.py"):
         (copy / path.name).write_text(path.read_text())
     (copy / "extra.py").write_text(
-        "from poggio.storage.db import database\nfrom poggio import CursorCodec\n"
+        "from poggio.storage.db import database\nfrom poggio import CursorCodec\nfrom poggio.advanced import database\n"
         "from poggio_revenue import Opportunity\n"
         "from poggio_accounts.models import insert_accounts\n"
     )
     monkeypatch.setattr(poggio_contacts, "__file__", str(copy / "__init__.py"))
     found = violations("contacts")
-    assert len(found) == 4, found
+    assert len(found) == 5, found
     assert "imports poggio.storage.db" in found[0] and "CursorCodec is not in poggio.__all__" in found[1]
-    assert "does not require" in found[2] and "poggio_accounts.models" in found[3]
+    assert "poggio.advanced.database is not in poggio.advanced.__all__" in found[2]
+    assert "does not require" in found[3] and "poggio_accounts.models" in found[4]
 
 
 def test_poggio_exports_every_name_in_its_all():
     missing = [name for name in poggio.__all__ if not hasattr(poggio, name)]
+    missing += [f"advanced.{name}" for name in poggio.advanced.__all__ if not hasattr(poggio.advanced, name)]
     assert missing == []
+
+
+def test_the_fast_primitives_are_not_the_simple_api():
+    """``from poggio import ...`` is the simple API; the fast primitives are in poggio.advanced only. A pack
+    written before they moved still imports them from ``poggio``, with a warning that says where they went."""
+    assert not set(poggio.__all__) & set(poggio.advanced.__all__)
+    with pytest.warns(DeprecationWarning, match="import Prepared from poggio.advanced"):
+        from poggio import Prepared
+    assert Prepared is poggio.advanced.Prepared
+    with pytest.raises(ImportError):
+        from poggio import database  # noqa: F401

@@ -63,9 +63,7 @@ def test_flat_tuple_rows_are_what_peewee_makes_of_them(instance):
         workspace=ws.id,
         account=Account.get(Account.domain == "example.com").id,
         text="hi",
-        contact_email=None,
-        opportunity_id=None,
-        links="",
+        links="[]",
         author="",
     )
 
@@ -87,13 +85,13 @@ def test_flat_tuple_rows_are_what_peewee_makes_of_them(instance):
 
     def notes(workspace):
         return (
-            Note.select(Note.id, Note.account, Note.text, Note.contact_email, Note.created_at, Note.opportunity_id)
+            Note.select(Note.id, Note.account, Note.text, Note.links, Note.created_at, Note.author)
             .where(Note.workspace == workspace)
             .order_by(Note.id)
         )
 
     def union(workspace):
-        return Note.select(Value(0), Note.created_at, Note.contact_email).where(
+        return Note.select(Value(0), Note.created_at, Note.links).where(
             Note.workspace == workspace
         ) + Opportunity.select(Value(1), Opportunity.close_date, Opportunity.name).where(
             Opportunity.workspace == workspace
@@ -263,9 +261,7 @@ def _writes_match_peewee(ws_id: int) -> None:
         "workspace": ws_id,
         "account": account,
         "text": "it's 100% agreed",
-        "contact_email": None,
-        "opportunity_id": 7,
-        "links": "",
+        "links": '[{"kind": "opportunity_id", "value": 7}]',
         "author": "agent",
         "created_at": when,
     }
@@ -273,11 +269,10 @@ def _writes_match_peewee(ws_id: int) -> None:
         first, second = insert.write(**values), insert.write(**{**values, "text": "again"})
     assert second == first + 1  # the new row's key, on either database
     row = Note.get_by_id(first)
-    assert (row.account_id, row.text, row.contact_email, row.opportunity_id, row.created_at) == (
+    assert (row.account_id, row.text, row.links, row.created_at) == (
         account.id,
         "it's 100% agreed",
-        None,
-        7,
+        '[{"kind": "opportunity_id", "value": 7}]',
         when,
     )
 

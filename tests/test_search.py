@@ -12,8 +12,9 @@ from instances import BACKENDS, drop_instance, make_instance
 
 from poggio.commands import demo
 from poggio.runtime import search
-from poggio.runtime.packs import CursorCodec, ToolError
+from poggio.runtime.packs import CursorCodec
 from poggio.runtime.plugins import PackRegistry
+from poggio.runtime.results import ToolError
 from poggio.runtime.schema import upgrade
 from poggio.storage.db import utcnow
 from poggio_accounts.models import Account, insert_accounts

@@ -34,9 +34,14 @@ def poggio_note_link(ctx, account, argument, value):
     """Check what an ``add_note`` call links its note to, when ``argument`` is yours; and word the
     link for the reader of the note.
 
-    ``add_note(domain, text, contact_email=..., opportunity_id=...)`` asks every pack in the caller's
-    scope about each link argument given. Return a short label for the record ``value`` names (e.g.
-    ``"Ada Adams <ada@example.com>"``) when ``argument`` is one your pack knows and the record is
+    ``argument`` is a link kind: a key of ``add_note``'s ``about`` (``about={"ticket_id": 42}``), or
+    one of its two named link arguments, ``contact_email`` (the contacts pack's kind) and
+    ``opportunity_id`` (the revenue pack's). Any pack can attach notes to its own records by
+    answering for a kind of its own; the note keeps the link (``Note.links``), not a column of the
+    accounts pack. ``add_note`` asks every pack in the caller's scope about each link given.
+
+    Return a short label for the record ``value`` names (e.g. ``"Ada Adams <ada@example.com>"``)
+    when ``argument`` is one your pack knows and the record is
     ``ctx.workspace_id``'s and at ``account``; raise :class:`poggio.ToolError` ``(argument, why)``
     when it is yours but names no such record; return ``None`` for an argument that is not yours.
     An argument no pack answers for is refused. ``get_account`` asks the same of the packs in its

@@ -1,20 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from peewee import CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
+from peewee import CharField, DateTimeField, Field, ForeignKeyField, IntegerField, TextField
 
-from poggio import (
-    Prepared,
-    ToolContext,
-    ToolError,
-    WorkspaceModel,
-    add_search_terms,
-    bulk_insert,
-    reserve_ids,
-    slot,
-    utcnow,
-)
+from poggio import ToolContext, ToolError, WorkspaceModel, add_search_terms, utcnow
+from poggio.advanced import Prepared, bulk_insert, reserve_ids, slot
 
 SEARCH_KIND = "account"
 
@@ -38,14 +30,17 @@ class Account(WorkspaceModel):
 
 
 class Note(WorkspaceModel):
-    """What someone (an agent, through ``add_note``) wrote down about an account, optionally about one
-    of its contacts or opportunities (``link``: what the pack that knows it called it)."""
+    """What someone (an agent, through ``add_note``) wrote down about an account, optionally about
+    records of other packs (one of its contacts, its opportunities, ...).
+
+    ``links``: a JSON list of ``{"kind": ..., "value": ..., "label": ...}``, one per record the note is
+    about: the kind is the link argument of the pack that holds the record (``poggio_note_link``), the
+    value what names the record there, the label what that pack called it for the note's writer.
+    The accounts pack knows no kind: any pack can attach notes to its records."""
 
     account = ForeignKeyField(Account, on_delete="CASCADE", backref="+")
     text = TextField()
-    contact_email = CharField(max_length=254, null=True)
-    opportunity_id = IntegerField(null=True)
-    links = TextField(default="")
+    links = TextField(default="[]")
     author = CharField(max_length=254, default="")
     created_at = DateTimeField(default=utcnow)
 
@@ -53,6 +48,8 @@ class Note(WorkspaceModel):
         indexes = ((("account", "created_at", "id"), False),)
 
 
+# Advanced API: get_revenue_summary(account_domain) and every write tool find their account here; see
+# benchmarks/README.md, "MCP throughput against the bare SDK, SQLite" (get_revenue_summary)
 _BY_DOMAIN = Prepared(
     lambda: Account.select().where((Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))),
     plan_once=True,
@@ -78,13 +75,13 @@ def account_id(ctx: ToolContext, domain: str | None, argument: str = "account_do
     return account_of(ctx, domain, argument).id if domain else None
 
 
-def account_chunks(workspace_id: int, *fields, size: int = 2000) -> Iterator[list[tuple]]:
+def account_chunks(workspace_id: int, *fields: Field, size: int = 2000) -> Iterator[list[tuple[Any, ...]]]:
     """The workspace's accounts in id order, ``size`` at a time, as tuples of ``(id, *fields)``: for
     packs that add data to every account (demo data), without holding a million rows at once."""
     last_id = 0
     while True:
-        chunk = list(
-            Account.select(Account.id, *fields)
+        chunk: list[tuple[Any, ...]] = list(
+            Account.select(Account.id, *fields)  # type: ignore[arg-type]  # .tuples(): rows are tuples
             .where((Account.workspace == workspace_id) & (Account.id > last_id))
             .order_by(Account.id)
             .limit(size)
@@ -106,7 +103,8 @@ def normalise_domain(value: str) -> str:
 
 def insert_accounts(workspace_id: int, rows: list[dict], now) -> None:
     """Bulk-insert account dicts (no workspace key) and index their names and domains for search, in
-    the caller's write transaction."""
+    the caller's write transaction. Advanced API: imports and the demo write millions (benchmarks/README.md,
+    "Bulk import and the demo"); create_account's one row goes later (see "Write tools")."""
     ids = reserve_ids(Account, len(rows))
     later = len(rows) == 1  # a tool's write: on PostgreSQL sent with the transaction's next statement
     columns = (

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Any
 
+import peewee
 from peewee import SQL, Value, fn
 from pydantic import BaseModel, Field
 
@@ -15,7 +17,7 @@ from poggio import (
     IfUnmodifiedSince,
     Limit,
     Page,
-    Prepared,
+    SearchQuery,
     Timestamp,
     ToolContext,
     ToolError,
@@ -23,15 +25,14 @@ from poggio import (
     changed_at,
     for_update,
     hookimpl,
-    loaded,
     page_text,
     query_words,
     refuse_if_modified,
     replace_search_terms,
     search_page,
-    slot,
     tool,
 )
+from poggio.advanced import Prepared, loaded, row_values, slot
 from poggio_accounts.hookspecs import ProfileSection
 from poggio_accounts.models import SEARCH_KIND, Account, Note, find_account, insert_accounts, normalise_domain
 from poggio_accounts.validation import clean_domain, clean_fields
@@ -55,12 +56,13 @@ class AccountOut(BaseModel):
 
     @classmethod
     def of(cls, account: Account) -> AccountOut:
-        # from the row's values by field name (peewee's __data__, what playhouse's model_to_dict reads):
-        # reading them one by one through the field descriptors cost more than validating them
-        return cls.model_validate(account.__data__)
+        # from the row's values by field name: reading them one by one through the field descriptors
+        # cost more than validating them (see benchmarks/README.md, "MCP in process: where a request's time goes")
+        return cls.model_validate(row_values(account))
 
 
-AccountPage = Page.of(AccountOut, "accounts")
+class AccountPage(Page[AccountOut]):
+    model_config = Page.items_as("accounts")
 
 
 class Section(BaseModel):
@@ -69,18 +71,42 @@ class Section(BaseModel):
     data: dict[str, Any]
 
 
+# add_note's two link arguments from before links were generic, and NoteOut's fields of the same
+# names: the contacts and revenue packs' link kinds, kept because clients call and read them so
+LEGACY_LINKS = ("contact_email", "opportunity_id")
+
+
 class NoteOut(BaseModel):
     id: int
     text: str
-    contact_email: str | None
-    opportunity_id: int | None
-    links: str
+    contact_email: str | None = Field(description="about's contact_email (the contacts pack's link), if any.")
+    opportunity_id: int | None = Field(description="about's opportunity_id (the revenue pack's link), if any.")
+    links: str = Field(description="What the note is about, as the reader's tool packs word it.")
     author: str
     created_at: Timestamp
+    about: dict[str, str | int | None] = Field(
+        default_factory=dict,
+        description="The records the note is about, by link kind (e.g. contact_email, opportunity_id): null "
+        "where the reader's tool packs may not read that record.",
+    )
 
     @classmethod
-    def of(cls, note: Note) -> NoteOut:
-        return cls.model_validate(note.__data__)  # as AccountOut.of
+    def of(cls, note: Note, about: dict[str, Any], labels: list[str]) -> NoteOut:
+        legacy = {k: about.get(k) for k in LEGACY_LINKS}
+        return cls(
+            id=note.id,
+            text=note.text,
+            links="; ".join(labels),
+            author=note.author,
+            created_at=note.created_at,
+            about=about,
+            **legacy,
+        )
+
+
+def note_links(note: Note) -> list[dict[str, Any]]:
+    """A note's links, ``{"kind", "value", "label"}`` each (``Note.links``)."""
+    return json.loads(note.links) if note.links else []
 
 
 class AccountProfile(BaseModel):
@@ -117,13 +143,15 @@ def search_accounts(
     ] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> AccountPage:
+) -> ToolResult[AccountPage]:
     """Search the workspace's accounts (companies) by name or domain, with optional filters.
     With a query, the closest matches come first (a word equal to a query word before longer
     words); without one, accounts are ordered by name. Use next_cursor to page."""
     filters = {"industry": (industry or "").strip().lower(), "country": (country or "").upper(), "min": min_employees}
     # with search words the query is built with slots: each shape (which filters apply) is compiled
-    # to SQL once; without, it is a keyset page in name order, built as is
+    # to SQL once; without, it is a keyset page in name order, built as is. Advanced API: see
+    # benchmarks/README.md, "MCP throughput against the bare SDK, SQLite" (search_accounts) and
+    # "Scale: queries at 1M accounts"
     values = {
         "workspace": ctx.workspace_id,
         "industry": filters["industry"],
@@ -140,32 +168,29 @@ def search_accounts(
     if min_employees is not None:
         q = q.where(Account.employees >= value("min"))
     shape = ("search_accounts", bool(industry), bool(country), min_employees is not None)
-    rows, next_cursor = search_page(
-        ctx,
-        q,
-        Account.id,
-        SEARCH_KIND,
-        query,
-        filters,
-        cursor,
-        limit,
-        order=[Account.name, Account.id],
-        prepared=(shape, values) if prepared else None,
+    search = SearchQuery(
+        q, Account.id, SEARCH_KIND, order=[Account.name, Account.id], prepared=(shape, values) if prepared else None
     )
+    rows, next_cursor = search_page(ctx, search, query, filters, cursor, limit)
     # validated as one page of the rows' values (AccountOut.of each, in one call)
-    page = AccountPage.model_validate({"items": [a.__data__ for a in rows], "next_cursor": next_cursor})
+    page = AccountPage.model_validate({"items": [row_values(a) for a in rows], "next_cursor": next_cursor})
     return ToolResult(page, page_text(page, _line, "account", first=cursor is None))
 
 
 _ACCOUNT_FIELDS = Account._meta.sorted_fields
-_NOTE_FIELDS = [Note.id, Note.text, Note.contact_email, Note.opportunity_id, Note.links, Note.author, Note.created_at]
+_NOTE_FIELDS: list[peewee.Field] = [Note.id, Note.text, Note.links, Note.author, Note.created_at]
 _NULLS = (SQL("NULL"),)
 
 
 def _with_notes():
     """The account with this domain and its newest notes, in one statement (one round trip on
     PostgreSQL): the account's row first (part 0), then a row per note (part 1), each padded with
-    NULLs where the other's columns are."""
+    NULLs where the other's columns are.
+
+    Advanced API (a UNION read by hand, compiled once, planned once on PostgreSQL): get_account is
+    the hottest read; see benchmarks/README.md, "MCP throughput against the bare SDK, SQLite" and
+    "The figures behind design decisions" (get_account's round trips on PostgreSQL, ten became four).
+    A plain version is two queries: ``Account.get_or_none(...)`` and ``Note.select().where(...)``."""
     account = Account.select(Value(0), *_ACCOUNT_FIELDS, *_NULLS * len(_NOTE_FIELDS)).where(
         (Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))
     )
@@ -217,7 +242,7 @@ def get_account(
             min_length=1, max_length=253, description="The account's web domain, e.g. example.com (a URL works too)."
         ),
     ],
-) -> AccountProfile:
+) -> ToolResult[AccountProfile]:
     """Everything the workspace knows about one account, found by its domain: the account itself,
     and a section from every tool pack in scope (its contacts, its revenue and opportunities, ...)."""
     wanted = normalise_domain(domain)
@@ -235,23 +260,22 @@ def get_account(
             sections.append(section)
         else:
             log.error("tool pack %r returned %r from poggio_account_profile, not a ProfileSection", pack, section)
-    notes = _notes_as_seen(ctx, account, notes)
+    shown = _notes_as_seen(ctx, account, notes)
     profile = AccountProfile(
         account=out,
-        notes=notes,
+        notes=shown,
         sections={s.key: Section(title=s.title, pack=s.key, data=s.data) for s in sections},
     )
     lines = [f"# {out.name} ({out.domain})", _line(out)[2:]]
     if out.description:
         lines.append(out.description)
-    if notes:
-        lines += ["", "## Notes"] + [_note_line(n) for n in notes]
+    if shown:
+        lines += ["", "## Notes"] + [_note_line(n) for n in shown]
     for s in sections:
         lines += ["", f"## {s.title}", s.text]
     return ToolResult(profile, "\n".join(lines))
 
 
-NOTE_LINKS = ("contact_email", "opportunity_id")  # add_note's link arguments, as Note keeps them
 OUT_OF_SCOPE = "a record outside this token's tool packs"
 
 
@@ -260,25 +284,22 @@ def _notes_as_seen(ctx: ToolContext, account: Account, notes: list[Note]) -> lis
     to a record of a pack outside the reader's scope shows as an opaque reference and its value
     not at all, so a note never reveals what its reader may not read through that pack. (The
     label stored with a note is what its writer could read.)"""
+    parsed = [(note, note_links(note)) for note in notes]
     labels: dict[tuple[str, Any], str | None] = {}
-    for link in dict.fromkeys((a, getattr(n, a)) for n in notes for a in NOTE_LINKS if getattr(n, a) is not None):
+    for kind, value in dict.fromkeys((link["kind"], link["value"]) for _, links in parsed for link in links):
         try:
-            answers = ctx.call_hook("poggio_note_link", ctx=ctx, account=account, argument=link[0], value=link[1])
+            answers = ctx.call_hook("poggio_note_link", ctx=ctx, account=account, argument=kind, value=value)
         except ToolError:  # its pack no longer finds the record
             answers = []
-        labels[link] = str(answers[0][1]) if answers else None
+        labels[(kind, value)] = str(answers[0][1]) if answers else None
     shown = []
-    for note in notes:
-        out = NoteOut.of(note)
-        links, values = [], {}
-        for argument in NOTE_LINKS:
-            value = getattr(note, argument)
-            if value is None:
-                continue
-            label = labels.get((argument, value))
-            links.append(label or OUT_OF_SCOPE)
-            values[argument] = value if label else None
-        shown.append(out.model_copy(update={"links": "; ".join(links), **values}))
+    for note, links in parsed:
+        words, about = [], {}
+        for link in links:
+            label = labels.get((link["kind"], link["value"]))
+            words.append(label or OUT_OF_SCOPE)
+            about[link["kind"]] = link["value"] if label else None
+        shown.append(NoteOut.of(note, about, words))
     return shown
 
 
@@ -296,7 +317,9 @@ def _fields(account: Account) -> dict[str, Any]:
     return {f: getattr(account, f) for f in _FIELDS}
 
 
-# the account a change is made to; callers queue for it in turn on PostgreSQL (see for_update)
+# the account a change is made to; callers queue for it in turn on PostgreSQL (see for_update).
+# Advanced API in the write tools: see benchmarks/README.md, "Write tools" (add_note, update_account;
+# tests/test_round_trips.py holds their round trips)
 _LOCKED = Prepared(
     lambda: for_update(
         Account.select().where((Account.workspace == slot("workspace")) & (Account.domain == slot("domain"))),
@@ -325,7 +348,7 @@ def create_account(
     employees: Annotated[int | None, Field(ge=0, le=10_000_000, description="How many people work there.")] = None,
     country: Annotated[str, Field(max_length=2, description="ISO 3166 two-letter country code, e.g. US.")] = "",
     description: Annotated[str, Field(max_length=5000, description="What the company does.")] = "",
-) -> AccountOut:
+) -> ToolResult[AccountOut]:
     """Create an account (a company) with its web domain and name. The domain must be new in the
     workspace: use update_account to change an account that exists."""
     clean = clean_domain(domain)
@@ -337,6 +360,7 @@ def create_account(
     now = changed_at()
     insert_accounts(ctx.workspace_id, [{"domain": clean, **fields}], now)
     account = find_account(ctx.workspace_id, clean)
+    assert account is not None, "the account just inserted"
     out = AccountOut.of(account)
     ctx.record_change(f"account {clean}", None, {"domain": clean, **fields})
     ctx.changed(f"poggio://accounts/{clean}")
@@ -353,7 +377,7 @@ def update_account(
     country: Annotated[str | None, Field(max_length=2, description="A new ISO 3166 two-letter country code.")] = None,
     description: Annotated[str | None, Field(max_length=5000, description="A new description.")] = None,
     if_unmodified_since: IfUnmodifiedSince = None,
-) -> AccountOut:
+) -> ToolResult[AccountOut]:
     """Change an account's fields, found by its domain; fields left out stay as they are. Overwrites
     what is there: pass if_unmodified_since (its updated_at) so a change made since is not lost."""
     given = {
@@ -402,42 +426,53 @@ def add_note(
         int | None,
         Field(ge=1, le=MAX_ID, description="Optional: the id of the opportunity (of this account) it is about."),
     ] = None,
-) -> NoteOut:
+    about: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=64)],
+            Annotated[str, Field(min_length=1, max_length=254)] | Annotated[int, Field(ge=1, le=MAX_ID)],
+        ]
+        | None,
+        Field(
+            max_length=8,
+            description="Optional: other records (of this account) it is about, by link kind, e.g. "
+            '{"contact_email": "ada@example.com", "opportunity_id": 12}; the tool packs in scope each know '
+            "their own kinds.",
+        ),
+    ] = None,
+) -> ToolResult[NoteOut]:
     """Write a note on an account (a call, a meeting, what was agreed), optionally about one of its
-    contacts or opportunities. Notes show in get_account, newest first."""
+    contacts or opportunities, or another pack's records (about). Notes show in get_account, newest first."""
     body = text.strip()
     if not body:
         raise ToolError("text", "write something: the note is empty")
-    account = _locked_account(ctx, domain)
-    links = []
-    for argument, value in (("contact_email", contact_email), ("opportunity_id", opportunity_id)):
+    wanted: dict[str, str | int] = {k: v.strip() if isinstance(v, str) else v for k, v in (about or {}).items()}
+    legacy = (contact_email and contact_email.strip().lower(), opportunity_id)
+    for kind, value in zip(LEGACY_LINKS, legacy, strict=True):
         if value is None or value == "":
             continue
-        answers = [
-            label
-            for _, label in ctx.call_hook("poggio_note_link", ctx=ctx, account=account, argument=argument, value=value)
-        ]
+        if wanted.get(kind, value) != value:
+            raise ToolError(kind, f"given twice, differently: as {kind} and in about")
+        wanted[kind] = value
+    account = _locked_account(ctx, domain)
+    links = []
+    for kind, value in wanted.items():
+        asked = ctx.call_hook("poggio_note_link", ctx=ctx, account=account, argument=kind, value=value)
+        answers = [label for _, label in asked]
         if not answers:
-            raise ToolError(argument, "no tool pack in this token's scope knows it; leave it out")
-        links.append(str(answers[0]))
+            raise ToolError(kind, "no tool pack in this token's scope knows it; leave it out")
+        links.append({"kind": kind, "value": value, "label": str(answers[0])})
     values = {
         "workspace": ctx.workspace_id,
         "account": account.id,
         "text": body,
-        "contact_email": contact_email.strip().lower() if contact_email else None,
-        "opportunity_id": opportunity_id,
-        "links": "; ".join(links),
+        "links": json.dumps(links),
         "author": ctx.caller[:254],
         "created_at": changed_at(),
     }
     note = loaded(Note, {"id": _INSERT_NOTE.write(**values), **values})
-    out = NoteOut.of(note)
+    out = NoteOut.of(note, dict(wanted), [str(link["label"]) for link in links])
     ctx.changed(f"poggio://accounts/{account.domain}")
-    ctx.record_change(
-        f"note on account {account.domain}",
-        None,
-        {"text": body, "contact_email": out.contact_email, "opportunity_id": opportunity_id},
-    )
+    ctx.record_change(f"note on account {account.domain}", None, {"text": body, "about": wanted})
     return ToolResult(out, f"Noted on {account.name} ({account.domain}): {body}")
 
 

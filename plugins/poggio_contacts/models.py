@@ -1,6 +1,9 @@
+from __future__ import annotations
+
 from peewee import CharField, DateTimeField, ForeignKeyField
 
-from poggio import WorkspaceModel, add_search_terms, bulk_insert, reserve_ids, utcnow
+from poggio import WorkspaceModel, add_search_terms, utcnow
+from poggio.advanced import bulk_insert, reserve_ids
 from poggio_accounts import Account
 
 SEARCH_KIND = "contact"
@@ -8,6 +11,7 @@ SEARCH_KIND = "contact"
 
 class Contact(WorkspaceModel):
     account = ForeignKeyField(Account, null=True, on_delete="SET NULL", backref="+")
+    account_id: ForeignKeyField[int | None]  # for the type checker: the raw id peewee adds (a row's int)
     email = CharField(max_length=254)
     first_name = CharField(max_length=100, default="")
     last_name = CharField(max_length=100, default="")
@@ -25,7 +29,8 @@ class Contact(WorkspaceModel):
 
 def insert_contacts(workspace_id: int, rows: list[dict], now=None) -> None:
     """Bulk-insert contact dicts (``account`` is an id or None) and index them for search, in the
-    caller's write transaction."""
+    caller's write transaction. Advanced API: imports and the demo write millions (benchmarks/README.md,
+    "Bulk import and the demo")."""
     now = now or utcnow()
     ids = reserve_ids(Contact, len(rows))
     later = len(rows) == 1  # a tool's write: on PostgreSQL sent with the transaction's next statement

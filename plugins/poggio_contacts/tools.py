@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from peewee import JOIN, OP, SQL, Expression, NodeList, Value, fn
+from peewee import JOIN, fn
 from pydantic import BaseModel, Field
 
 from poggio import (
@@ -13,7 +13,7 @@ from poggio import (
     IfUnmodifiedSince,
     Limit,
     Page,
-    Prepared,
+    SearchQuery,
     Timestamp,
     ToolContext,
     ToolError,
@@ -22,13 +22,12 @@ from poggio import (
     for_update,
     hookimpl,
     page_text,
-    query_words,
     refuse_if_modified,
     replace_search_terms,
     search_page,
-    slot,
     tool,
 )
+from poggio.advanced import Prepared, slot
 from poggio_accounts import Account, ProfileSection, account_id, account_of, normalise_domain
 from poggio_contacts.models import SEARCH_KIND, Contact, insert_contacts, search_texts
 from poggio_contacts.validation import clean_email, clean_fields
@@ -63,7 +62,8 @@ class ContactOut(BaseModel):
         )
 
 
-ContactPage = Page.of(ContactOut, "contacts")
+class ContactPage(Page[ContactOut]):
+    model_config = Page.items_as("contacts")
 
 
 def _line(c: ContactOut) -> str:
@@ -101,53 +101,29 @@ def search_contacts(
     ] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> ContactPage:
+) -> ToolResult[ContactPage]:
     """Search the workspace's contacts (people at accounts) by name, e-mail or title, optionally at
     one account. With a query, the closest matches come first (a word equal to a query word before
     longer words); without one, contacts are ordered by last name. Use next_cursor to page."""
     words = f"{query} {title}" if title else query
-    # with search words the query is built with slots: each shape (which filters apply) is compiled
-    # to SQL once; without, it is a keyset page in name order, built as is
-    prepared = bool(query_words(words))
-    wanted_title = (title or "").strip().lower()
-    values = {
-        "workspace": ctx.workspace_id,
-        "account": account_id(ctx, account_domain) if account_domain else None,
-        "title": wanted_title,
-        "title_like": "%" + wanted_title.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%",
-    }
-    value = slot if prepared else values.__getitem__
-    q = _with_account().where(Contact.workspace == value("workspace"))
+    # a plain peewee query (the simple API): search_page compiles it per call, which no benchmark
+    # of this tool calls for (search_accounts shows the compiled-once way)
+    q = _with_account().where(Contact.workspace == ctx.workspace_id)
     if account_domain:
-        q = q.where(Contact.account == value("account"))
+        q = q.where(Contact.account == account_id(ctx, account_domain))
     if title:
         # the title's words go through the word index too (``words``), so a title few contacts hold
         # is found without reading every contact; this check keeps the exact ones
-        if prepared:  # what contains() writes for a str: the pattern escaped, with its ESCAPE clause
-            q = q.where(
-                Expression(
-                    fn.LOWER(Contact.title),
-                    OP.ILIKE,
-                    NodeList((slot("title_like"), SQL("ESCAPE"), Value("\\", converter=False))),
-                )
-            )
-        else:
-            q = q.where(fn.LOWER(Contact.title).contains(values["title"]))
+        q = q.where(fn.LOWER(Contact.title).contains(title.strip().lower()))
     filters = {"account": normalise_domain(account_domain or ""), "title": (title or "").strip().lower()}
-    shape = ("search_contacts", bool(account_domain), bool(title))
-    rows, next_cursor = search_page(
-        ctx,
+    search = SearchQuery(
         q,
         Contact.id,
         SEARCH_KIND,
-        words,
-        filters,
-        cursor,
-        limit,
         order=[Contact.last_name, Contact.first_name, Contact.id],
         narrow=bool(account_domain),
-        prepared=(shape, values) if prepared else None,
     )
+    rows, next_cursor = search_page(ctx, search, words, filters, cursor, limit)
     page = ContactPage(items=[ContactOut.of(c) for c in rows], next_cursor=next_cursor)
     return ToolResult(page, page_text(page, _line, "contact", first=cursor is None))
 
@@ -156,7 +132,7 @@ def search_contacts(
 def get_contact(
     ctx: ToolContext,
     email: Annotated[str, Field(min_length=3, max_length=254, description="The contact's e-mail address.")],
-) -> ContactOut:
+) -> ToolResult[ContactOut]:
     """One contact, found by e-mail address, with the account they work at."""
     wanted = email.strip().lower()
     contact = _with_account().where((Contact.workspace == ctx.workspace_id) & (Contact.email == wanted)).first()
@@ -169,7 +145,8 @@ def get_contact(
 
 
 # The first contacts of an account, each row carrying the account's total (a window count, taken
-# before the LIMIT): one query for the profile section.
+# before the LIMIT): one query for the profile section. Advanced API: every get_account runs it; see
+# benchmarks/README.md, "MCP throughput against the bare SDK, SQLite" (get_account).
 _PROFILE_CONTACTS = Prepared(
     lambda: (
         Contact.select(
@@ -212,7 +189,7 @@ def poggio_note_link(ctx: ToolContext, account: Account, argument: str, value) -
     if argument != "contact_email":
         return None
     email = str(value).strip().lower()
-    contact = _BY_EMAIL.first(workspace=ctx.workspace_id, email=email)
+    contact = Contact.get_or_none((Contact.workspace == ctx.workspace_id) & (Contact.email == email))
     if contact is None or contact.account_id != account.id:
         raise ToolError("contact_email", f"no contact with e-mail {email!r} at {account.domain} in this workspace")
     return f"{contact.first_name} {contact.last_name}".strip() + f" <{contact.email}>"
@@ -222,10 +199,9 @@ Email = Annotated[str, Field(min_length=3, max_length=254, description="The cont
 _FIELDS = ("first_name", "last_name", "title")
 
 
-_BY_EMAIL = Prepared(
-    lambda: Contact.select().where((Contact.workspace == slot("workspace")) & (Contact.email == slot("email")))
-)
-# the contact a change is made to; callers queue for it in turn on PostgreSQL (see for_update)
+# the contact a change is made to; callers queue for it in turn on PostgreSQL (see for_update).
+# Advanced API in update_contact: see benchmarks/README.md, "Write tools" (round trips per call,
+# held by tests/test_round_trips.py)
 # the contact locked, with its account (if any) read in the same statement, not locked
 _LOCKED = Prepared(
     lambda: for_update(
@@ -248,17 +224,18 @@ def create_contact(
         Field(min_length=1, max_length=253, description="The domain of the account they work at, e.g. example.com."),
     ],
     title: Annotated[str, Field(max_length=150, description="Job title, e.g. VP Sales.")] = "",
-) -> ContactOut:
+) -> ToolResult[ContactOut]:
     """Add a person at an account, by e-mail address (new in the workspace: update_contact changes
     one that exists)."""
     clean = clean_email(email)
     fields = clean_fields({"first_name": first_name, "last_name": last_name, "title": title})
     account = account_of(ctx, account_domain)
-    if _BY_EMAIL.first(workspace=ctx.workspace_id, email=clean) is not None:
+    by_email = (Contact.workspace == ctx.workspace_id) & (Contact.email == clean)
+    if Contact.select().where(by_email).exists():
         raise ToolError("email", f"a contact with e-mail {clean} already exists; update_contact changes it")
     now = changed_at()
     insert_contacts(ctx.workspace_id, [{"email": clean, **fields, "account": account.id, "updated_at": now}], now)
-    contact = _BY_EMAIL.first(workspace=ctx.workspace_id, email=clean)
+    contact = Contact.get(by_email)
     out = ContactOut.of(contact, account)
     ctx.record_change(f"contact {clean}", None, {"email": clean, **fields, "account_domain": account.domain})
     ctx.changed(f"poggio://accounts/{account.domain}", f"poggio://accounts/{account.domain}/contacts")
@@ -276,7 +253,7 @@ def update_contact(
         str | None, Field(min_length=1, max_length=253, description="The domain of the account they now work at.")
     ] = None,
     if_unmodified_since: IfUnmodifiedSince = None,
-) -> ContactOut:
+) -> ToolResult[ContactOut]:
     """Change a contact's name, title or account, found by e-mail; fields left out stay as they are.
     Overwrites what is there: pass if_unmodified_since (its updated_at) so a change made since is not lost."""
     given = {

@@ -18,7 +18,6 @@ from poggio import (
     IfUnmodifiedSince,
     Limit,
     Page,
-    Prepared,
     Timestamp,
     ToolContext,
     ToolError,
@@ -30,10 +29,10 @@ from poggio import (
     keyset_page,
     page_text,
     refuse_if_modified,
-    slot,
     tool,
     utcnow,
 )
+from poggio.advanced import Prepared, slot
 from poggio_accounts import Account, ProfileSection, account_id, account_of, normalise_domain
 from poggio_revenue.models import OPEN_STAGES, STAGES, Opportunity, RevenueDay, insert_opportunity, move_opportunity
 from poggio_revenue.validation import clean_fields
@@ -98,7 +97,8 @@ class OpportunityOut(BaseModel):
         )
 
 
-OpportunityPage = Page.of(OpportunityOut, "opportunities")
+class OpportunityPage(Page[OpportunityOut]):
+    model_config = Page.items_as("opportunities")
 
 
 def _check_range(after: dt.date | None, before: dt.date | None) -> None:
@@ -114,12 +114,16 @@ def _today() -> dt.date:
 TOTALS, OVERDUE, UPCOMING = 0, 1, 2  # the parts of _PROFILE's rows
 
 
+# Advanced API in the totals and the profile section below: get_revenue_summary and get_account run
+# them; see benchmarks/README.md, "MCP throughput against the bare SDK, SQLite" (get_revenue_summary,
+# get_account) and "The figures behind design decisions" (get_account's round trips on PostgreSQL).
 def _totals(by_account: bool, after: bool, before: bool, padded: bool = False):
     """Count and amount per currency and stage, for one combination of filters, and of them the open
     ones closing before ``today`` (overdue: two conditional sums, so one statement answers both): one
     account's from its opportunities, the workspace's from the day totals (a few thousand rows at any
     size). Rows: (currency, stage, count, amount, overdue count, overdue amount); ``padded``: as
     :data:`_PROFILE` unites them with deals, (TOTALS, those six, NULL, NULL, NULL)."""
+    source: type[Opportunity] | type[RevenueDay]
     if by_account:
         source = Opportunity
         columns = [fn.COUNT(SQL("*")), fn.SUM(Opportunity.amount), *_overdue_sums(Opportunity, 1, Opportunity.amount)]
@@ -135,7 +139,7 @@ def _totals(by_account: bool, after: bool, before: bool, padded: bool = False):
         columns = [Value(TOTALS), *columns, SQL("NULL"), SQL("NULL"), SQL("NULL")]
     q = source.select(*columns).where(source.workspace == slot("workspace"))
     if by_account:
-        q = q.where(source.account == slot("account"))
+        q = q.where(Opportunity.account == slot("account"))  # by_account: source is Opportunity
     if after:
         q = q.where(source.close_date >= slot("after", source.close_date))
     if before:
@@ -225,9 +229,8 @@ class Totals(NamedTuple):
     stages: dict[str, tuple[int, Decimal]]
 
     def model(self) -> CurrencySummary:
-        return CurrencySummary(
-            **self._replace(stages={s: StageTotal(count=c, amount=a) for s, (c, a) in self.stages.items()})._asdict()
-        )
+        stages = {s: StageTotal(count=c, amount=a) for s, (c, a) in self.stages.items()}
+        return CurrencySummary(**{**self._asdict(), "stages": stages})
 
     def plain(self) -> dict[str, Any]:
         """``self.model().model_dump(mode="json")``, written directly (a profile section's data)."""
@@ -295,7 +298,7 @@ def _deals(rows, part: int) -> list[Deal]:
     """The deals of one part of :data:`_PROFILE`'s rows, by close date (a union keeps no order)."""
     amount, close_date = Opportunity.amount.python_value, Opportunity.close_date.python_value
     found = sorted((close_date(r[8]), r[9], r) for r in rows if r[0] == part)
-    return [Deal(r[7], r[2], amount(r[4]), r[1], day) for day, _, r in found]
+    return [Deal(r[7], r[2], amount(r[4]) or Decimal(0), r[1], day) for day, _, r in found]
 
 
 def _summary_text(total: int, currencies: list[Totals]) -> str:
@@ -335,7 +338,7 @@ def get_revenue_summary(
     account_domain: AccountDomain = None,
     closing_after: After = None,
     closing_before: Before = None,
-) -> RevenueSummary:
+) -> ToolResult[RevenueSummary]:
     """Won revenue, open pipeline, lost amounts and win rate, per currency and per stage, for the
     whole workspace or one account, optionally for a range of close dates."""
     _check_range(closing_after, closing_before)
@@ -362,7 +365,7 @@ def list_opportunities(
     ] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> OpportunityPage:
+) -> ToolResult[OpportunityPage]:
     """Opportunities (deals) ordered by close date, filtered by account, stage, close dates or amount.
     An open deal whose close date has passed is marked overdue in the text."""
     _check_range(closing_after, closing_before)
@@ -471,7 +474,7 @@ def create_opportunity(
     amount: AmountArgument,
     currency: CurrencyArgument,
     close_date: CloseDate,
-) -> OpportunityOut:
+) -> ToolResult[OpportunityOut]:
     """Create an opportunity (a deal) at an account. It counts in the revenue summary at once.
     Each call creates one: pass an idempotency_key to retry safely."""
     fields = clean_fields(
@@ -480,7 +483,7 @@ def create_opportunity(
     account = account_of(ctx, account_domain)
     now = changed_at()
     new_id = insert_opportunity(ctx.workspace_id, {"account": account.id, **fields}, now)
-    deal = _DEAL.first(id=new_id)  # as stored (the amount to its two decimals)
+    deal = Opportunity.get_by_id(new_id)  # as stored (the amount to its two decimals)
     out = OpportunityOut.of(deal, account)
     ctx.record_change(f"opportunity {deal.id}", None, {"account_domain": account.domain, **_jsonable(fields)})
     ctx.changed("poggio://revenue/summary", f"poggio://accounts/{account.domain}")
@@ -491,8 +494,8 @@ def _jsonable(fields: dict) -> dict:
     return {k: str(v) if isinstance(v, (Decimal, dt.date)) else v for k, v in fields.items()}
 
 
-_DEAL = Prepared(lambda: Opportunity.select().where(Opportunity.id == slot("id")))
-# the deal locked, with its account read in the same statement (not locked: FOR UPDATE OF the deal)
+# the deal locked, with its account read in the same statement (not locked: FOR UPDATE OF the deal).
+# Advanced API: see benchmarks/README.md, "Write tools" (update_opportunity)
 _LOCKED_DEAL = Prepared(
     lambda: for_update(
         Opportunity.select(Opportunity, Account)
@@ -512,7 +515,7 @@ def update_opportunity(
     close_date: Annotated[dt.date | None, Field(description="A new close date, YYYY-MM-DD.")] = None,
     name: Annotated[str | None, Field(max_length=200, description="A new name.")] = None,
     if_unmodified_since: IfUnmodifiedSince = None,
-) -> OpportunityOut:
+) -> ToolResult[OpportunityOut]:
     """Move an opportunity to another stage, or change its amount, close date or name; fields left
     out stay as they are. The revenue summary follows at once. Overwrites what is there: pass
     if_unmodified_since (its updated_at) so a change made since is not lost."""

@@ -59,7 +59,7 @@ class Greeting(BaseModel):
 def {name}_hello(
     ctx: ToolContext,
     who: Annotated[str, Field(min_length=1, max_length=100, description="Whom to greet.")],
-) -> Greeting:
+) -> ToolResult[Greeting]:
     """Greet someone from this workspace. Replace this tool with your own."""
     data = Greeting(who=who, message=f"Hello, {{who}}!", workspace_id=ctx.workspace_id)
     return ToolResult(data, data.message)

@@ -17,6 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from poggio.runtime.results import Icon, ToolError, ToolResult, output_model
+from poggio.runtime.writes import IDEMPOTENCY_PARAMETER, run_write
+
 
 @dataclass(frozen=True)
 class PackInfo:
@@ -37,82 +40,10 @@ class PackInfo:
     hookspecs: object | None = field(default=None, compare=False, repr=False)
 
 
-class ToolError(Exception):
-    """A tool's answer to bad input or a missing object; the message reaches the caller as a tool
-    error. Name the argument: ``ToolError("domain", "no account with this domain")``."""
-
-    def __init__(self, field: str | None, message: str):
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Image:
-    """An image a tool returns beside its text (``data`` is the raw bytes, e.g. a PNG)."""
-
-    data: bytes
-    mime_type: str
-
-
-@dataclass(frozen=True)
-class Audio:
-    """A sound a tool returns beside its text (``data`` is the raw bytes, e.g. ``audio/wav``)."""
-
-    data: bytes
-    mime_type: str
-
-
-@dataclass(frozen=True)
-class Resource:
-    """A document a tool returns embedded in its answer, named by ``uri``: ``text`` or ``blob``."""
-
-    uri: str
-    mime_type: str
-    text: str | None = None
-    blob: bytes | None = None
-
-    def __post_init__(self) -> None:
-        if (self.text is None) == (self.blob is None):
-            raise ValueError("a Resource carries exactly one of text or blob")
-
-
-ICON_SCHEMES = ("https:", "http:", "data:")
-
-
-@dataclass(frozen=True)
-class Icon:
-    """An icon a client may show beside a tool (MCP ``icons``): ``src`` an ``https:`` URL or a
-    ``data:`` URI (a self-contained image is best: a client need not fetch it); ``sizes`` such as
-    ``("48x48",)`` or ``("any",)``; ``theme`` ``"light"`` or ``"dark"`` when drawn for one."""
-
-    src: str
-    mime_type: str | None = None
-    sizes: tuple[str, ...] = ()
-    theme: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.src, str) or not self.src.lower().startswith(ICON_SCHEMES):
-            raise ValueError(f"an icon's src is an https:, http: or data: URI, not {str(self.src)[:40]!r}")
-        if self.theme not in (None, "light", "dark"):
-            raise ValueError(f"an icon's theme is 'light' or 'dark', not {self.theme!r}")
-
-
-@dataclass
-class ToolResult:
-    """What a tool returns: ``data`` (its output model, for programs; ``None`` for a tool without
-    one), ``text`` (the same for people and LLMs) and optional ``attachments`` that follow the text
-    in the answer's content."""
-
-    data: BaseModel | None
-    text: str
-    attachments: tuple[Image | Audio | Resource, ...] = ()
-
-
 @dataclass(frozen=True)
 class ToolSpec:
     name: str
-    fn: Callable[..., ToolResult]
+    fn: Callable[..., ToolResult[Any]]
     title: str
     description: str
     read_only: bool
@@ -135,21 +66,17 @@ class ToolSpec:
         tool, the ``idempotency_key`` every write tool takes (:mod:`poggio.runtime.writes` handles it)."""
         params = list(inspect.signature(self.fn, eval_str=True).parameters.values())[1:]
         if not self.read_only and "idempotency_key" not in {p.name for p in params}:
-            from poggio.runtime.writes import IDEMPOTENCY_PARAMETER
-
             params.append(IDEMPOTENCY_PARAMETER)
         return params
 
-    def run(self, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+    def run(self, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult[Any]:
         """Run the tool with checked arguments; a write tool in one write transaction, answered once
         per idempotency key (:func:`poggio.runtime.writes.run_write`)."""
         if self.read_only:
             return self.fn(ctx, **arguments)
-        from poggio.runtime.writes import run_write
-
         return run_write(self, ctx, arguments)
 
-    def __call__(self, ctx: ToolContext, **arguments: Any) -> ToolResult:
+    def __call__(self, ctx: ToolContext, **arguments: Any) -> ToolResult[Any]:
         """Run the tool as the MCP server does, without its argument checks (for tests)."""
         return self.run(ctx, arguments)
 
@@ -167,7 +94,7 @@ def tool(
     app: str | None = None,
     progress: bool = False,
     logs: bool = False,
-) -> Callable[[Callable[..., ToolResult]], ToolSpec]:
+) -> Callable[[Callable[..., ToolResult[Any]]], ToolSpec]:
     """Mark a function as a tool. Its docstring is the description the client (and the LLM) reads.
     ``read_only=False`` makes it a write tool: listed and callable only with write access to its pack,
     run in one write transaction, with an ``idempotency_key`` argument. ``destructive``: it may change
@@ -187,7 +114,7 @@ def tool(
     if app is not None and not (isinstance(app, str) and app.startswith("ui://")):
         raise ValueError(f"a tool's app is the ui:// URI of an app view, not {app!r}")
 
-    def decorate(fn: Callable[..., ToolResult]) -> ToolSpec:
+    def decorate(fn: Callable[..., ToolResult[Any]]) -> ToolSpec:
         hints = typing.get_type_hints(fn)
         output = hints.get("return")
         description = inspect.getdoc(fn)
@@ -202,7 +129,7 @@ def tool(
             idempotent=idempotent,
             open_world=open_world,
             destructive=destructive and not read_only,
-            output_model=output if isinstance(output, type) and issubclass(output, BaseModel) else None,
+            output_model=output_model(output),
             thread=(open_world or not read_only) if thread is None else thread,
             icons=tuple(i if isinstance(i, Icon) else Icon(**i) for i in icons),
             app=app,

@@ -29,22 +29,31 @@ Cursor = Annotated[
 
 
 class Page(BaseModel, Generic[T]):
-    """One page of a list tool's results. ``Page.of(AccountOut, "accounts")`` is the output model of a
-    tool that lists accounts: ``{"accounts": [...], "next_cursor": ...}`` on the wire, ``page.items``
-    in Python."""
+    """One page of a list tool's results. The output model of a tool that lists accounts, with
+    ``{"accounts": [...], "next_cursor": ...}`` on the wire and ``page.items`` in Python::
+
+        class AccountPage(Page[AccountOut]):
+            model_config = Page.items_as("accounts")
+
+    (``Page.of(AccountOut, "accounts")`` makes the same class, untyped for an editor.)"""
 
     model_config = ConfigDict(populate_by_name=True)
 
     items: list[T]
     next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
 
+    @staticmethod
+    def items_as(key: str) -> ConfigDict:
+        """The ``model_config`` of a page whose list is named ``key`` in the tool's output."""
+        return ConfigDict(populate_by_name=True, alias_generator=lambda name: key if name == "items" else name)
+
     @classmethod
     def of(cls, item: type[T], key: str) -> type[Page[T]]:
         """The page model of ``item``, whose list is named ``key`` in the tool's output."""
         return type(
             f"{item.__name__}Page",
-            (cls[item],),
-            {  # type: ignore[index]
+            (cls[item],),  # type: ignore[index]  # a generic model's class, made at run time
+            {
                 "__module__": item.__module__,
                 "model_config": ConfigDict(
                     populate_by_name=True, alias_generator=lambda name: key if name == "items" else name
@@ -74,14 +83,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def keyset_page(ctx: ToolContext, query, keys: Sequence, filters: dict[str, Any], cursor: str | None, limit: int):
+def keyset_page(
+    ctx: ToolContext, query: Any, keys: Sequence[Any], filters: dict[str, Any], cursor: str | None, limit: int
+) -> tuple[list[Any], str | None]:
     """Rows of ``query`` ordered by ``keys`` (fields whose values together are unique, the last
     usually the id) after the cursor's position; returns ``(rows, next_cursor)``. ``filters`` are the
     call's other arguments: a cursor is refused by a call with other filters."""
     position = ctx.decode_cursor(cursor, filters)
     if position is not None:
         if len(position) != len(keys):
-            position = ctx.decode_cursor("x.y", filters)  # raises the standard cursor error
+            ctx.decode_cursor("x.y", filters)  # raises the standard cursor error
         query = query.where(Tuple(*keys) > Tuple(*position))
     rows = list(query.order_by(*keys).limit(limit + 1))
     more = len(rows) > limit

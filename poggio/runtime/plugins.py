@@ -22,9 +22,10 @@ from typing import Any, Literal
 import pluggy
 
 from poggio import hookspecs
-from poggio.runtime.packs import CsvKind, CursorCodec, PackInfo, ToolContext, ToolError, ToolSpec
+from poggio.runtime.packs import CsvKind, CursorCodec, PackInfo, ToolContext, ToolSpec
 from poggio.runtime.prompts import PromptSpec
 from poggio.runtime.resources import ResourceSpec
+from poggio.runtime.results import ToolError
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, ValidationError, create_model
 
-from poggio.runtime.packs import Audio, Image, Resource
+from poggio.runtime.results import Audio, Image, Resource
 
 if TYPE_CHECKING:
     from poggio.runtime.packs import ToolContext

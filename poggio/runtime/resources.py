@@ -25,7 +25,8 @@ from urllib.parse import parse_qs, quote, unquote
 
 from pydantic import BaseModel
 
-from poggio.runtime.packs import Resource, ToolContext, ToolResult
+from poggio.runtime.packs import ToolContext
+from poggio.runtime.results import Resource, ToolResult
 
 # the MCP Apps extension (io.modelcontextprotocol/ui): the MIME type of a ui:// app resource
 APP_MIME_TYPE = "text/html;profile=mcp-app"

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from peewee import SQL, CharField, IntegerField, Tuple, fn
+from peewee import SQL, CharField, Field, IntegerField, Tuple, fn
 
 from poggio.runtime.packs import ToolContext
 from poggio.runtime.paging import keyset_page
@@ -153,22 +154,43 @@ def _lead(kind: str, workspace_id: int, query: list[str]) -> int:
     return min(range(len(query)), key=lambda i: (counts[i], -len(query[i]), i))
 
 
+@dataclass(frozen=True)
+class SearchQuery:
+    """What a search tool searches, for :func:`search_page`.
+
+    ``query``: a select of ``id_field``'s model (e.g. ``Account.select()``), already scoped to
+    ``ctx.workspace_id`` and narrowed by the call's filters; ``id_field`` its key (``Account.id``);
+    ``kind`` the name its rows' words were indexed under (:func:`add_search_terms`); ``order`` the
+    page's order when the call has no search words (keyset pagination, the key last).
+
+    ``narrow``: ``query``'s own filters already leave few rows (e.g. the contacts of one account), so
+    those rows are each checked for the words, instead of walking the words' index.
+
+    ``prepared`` (advanced, see docs/pack-authors/advanced.md): ``(shape, values)`` when ``query`` is
+    built with :func:`poggio.advanced.slot` placeholders for ``values``, and ``shape`` (hashable, unique
+    to the tool) names everything else that changes its SQL (which filters apply). A search of that
+    shape is then compiled to SQL once and run with new values; without it, every search is compiled
+    anew, which costs tens of microseconds and matters only to a tool a benchmark shows busy."""
+
+    query: Any
+    id_field: Field
+    kind: str
+    order: Sequence[Any]
+    narrow: bool = False
+    prepared: tuple[Hashable, dict[str, Any]] | None = None
+
+
 def search_page(
     ctx: ToolContext,
-    query,
-    id_field,
-    kind: str,
+    search: SearchQuery,
     text: str | None,
     filters: dict[str, Any],
     cursor: str | None,
     limit: int,
-    order: list,
-    narrow: bool = False,
-    prepared: tuple[Hashable, dict[str, Any]] | None = None,
-):
-    """One page of ``query`` (a select of ``id_field``'s model, already scoped to ``ctx.workspace_id``)
-    for the search words in ``text``: ``(rows, next_cursor)``. ``filters`` are the call's other
-    arguments (a cursor is refused by a call with other filters or other words).
+) -> tuple[list[Any], str | None]:
+    """One page of ``search`` for the search words in ``text``: ``(rows, next_cursor)``. ``filters``
+    are the call's other arguments (a cursor is refused by a call with other filters or other words);
+    ``cursor`` and ``limit`` the call's own (:data:`poggio.Cursor`, :data:`poggio.Limit`).
 
     Without searchable words in ``text``, the rows ordered by ``order`` (keyset pagination).
     With words, the rows of ``kind`` that have a word starting with each of them, best match first:
@@ -182,16 +204,12 @@ def search_page(
     When ``query``'s own filters already leave few rows (``narrow``, e.g. the contacts of one
     account), it goes the other way: those rows, each checked for the words. A cursor carries the
     word walked, so the next page walks the same one even if the counts changed meanwhile.
-
-    ``prepared``: ``(shape, values)`` when ``query`` is built with :func:`poggio.slot` placeholders
-    for ``values``, and ``shape`` (hashable, unique to the tool) names everything else that changes
-    its SQL (which filters apply). A search of that shape is then compiled to SQL once and run with
-    new values (compiling was most of a search's cost); without it, every search is compiled anew.
     """
+    query, id_field, kind, narrow, prepared = search.query, search.id_field, search.kind, search.narrow, search.prepared
     wanted = query_words(text)
     filters = {**filters, "search words": wanted}
     if not wanted:
-        return keyset_page(ctx, query, order, filters, cursor, limit)
+        return keyset_page(ctx, query, search.order, filters, cursor, limit)
     position = ctx.decode_cursor(cursor, filters)
     if position is None:
         lead = _lead(kind, ctx.workspace_id, wanted)
@@ -256,22 +274,23 @@ def search_page(
         # the join graph of every row otherwise, which cost more than the search
         return q.objects() if flat else q
 
-    values = {"_workspace": ctx.workspace_id, "_limit": limit + 1}
+    values: dict[str, Any] = {"_workspace": ctx.workspace_id, "_limit": limit + 1}
     for i, w in enumerate(wanted):
         values.update(_word_values(f"_w{i}", w))
     if position is not None:
         values.update(_after_term=position[1], _after_id=position[2])
     if prepared is None:
-        search = Prepared(build)
+        compiled = Prepared(build)
     else:
         shape = (prepared[0], kind, id_field, narrow, len(wanted), lead, position is not None, flat)
-        search = _PREPARED.get(shape)
-        if search is None:
-            search = Prepared(build)
+        found = _PREPARED.get(shape)
+        if found is None:
+            found = Prepared(build)
             if len(_PREPARED) < 4096:
-                _PREPARED[shape] = search
+                _PREPARED[shape] = found
+        compiled = found
         values.update(prepared[1])
-    rows = search.all(**values)
+    rows = compiled.all(**values)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from peewee import IntegrityError
 from pydantic import AfterValidator, Field
 
-from poggio.runtime.packs import ToolError, ToolResult
+from poggio.runtime.results import ToolError, ToolResult
 from poggio.storage.db import utcnow, writing
 from poggio.storage.models import IdempotencyKey
 from poggio.storage.prepared import Prepared, slot
@@ -51,12 +51,12 @@ def fingerprint(tool: str, arguments: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _stored(result: ToolResult) -> str:
+def _stored(result: ToolResult[Any]) -> str:
     data = None if result.data is None else result.data.model_dump(mode="json", by_alias=True)
     return json.dumps({"text": result.text, "data": data}, separators=(",", ":"))
 
 
-def _replay(spec: ToolSpec, row: IdempotencyKey, wanted: str) -> ToolResult:
+def _replay(spec: ToolSpec, row: IdempotencyKey, wanted: str | None) -> ToolResult[Any]:
     if row.fingerprint != wanted:
         raise ToolError(
             "idempotency_key",
@@ -74,12 +74,12 @@ _KEY = Prepared(
         (IdempotencyKey.workspace == slot("workspace")) & (IdempotencyKey.key == slot("key"))
     )
 )
-_FORGET_KEY = Prepared(lambda: IdempotencyKey.delete().where(IdempotencyKey.id == slot("id")))
+_FORGET_KEY = Prepared(lambda: IdempotencyKey.delete().where(IdempotencyKey._meta.primary_key == slot("id")))
 _NEW_KEY = Prepared.insert_into(IdempotencyKey)
 _KEY_RESULT = Prepared.update_of(IdempotencyKey, ["result"])
 
 
-def run_write(spec: ToolSpec, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+def run_write(spec: ToolSpec, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult[Any]:
     """Run the write tool ``spec`` with ``arguments`` (``idempotency_key`` among them, or not)."""
     arguments = dict(arguments)
     key = arguments.pop("idempotency_key", None)
@@ -151,7 +151,7 @@ IfUnmodifiedSince = Annotated[
 ]
 
 
-def refuse_if_modified(updated_at: dt.datetime | None, since: dt.datetime | None, what: str, current) -> None:
+def refuse_if_modified(updated_at: dt.datetime | None, since: dt.datetime | None, what: str, current: Any) -> None:
     """For an update's ``if_unmodified_since``: refuse (a :class:`ToolError` carrying ``current``, the
     record as the read tools show it) when the record changed after ``since``."""
     if since is None or updated_at is None:

@@ -31,6 +31,7 @@ from peewee import (
     Field,
     ForeignKeyField,
     IntegerField,
+    Model,
     SqliteDatabase,
     TextField,
 )
@@ -49,7 +50,7 @@ def _converter(field: Field):
 
 
 def insert_rows(
-    model,
+    model: type[Model],
     fields: Sequence[Field],
     rows: Iterable[Sequence[Any]],
     batch: int = BATCH,
@@ -169,11 +170,13 @@ def _copy_text(rows: list[Sequence[Any]], prefix: str = "") -> str:
     return "".join([prefix + line + "\n" for line in lines])
 
 
-def reserve_ids(model, count: int) -> list[int]:
+def reserve_ids(model: type[Model], count: int) -> list[int]:
     """``count`` new primary keys of ``model`` for rows the caller is about to insert with them."""
     if count <= 0:
         return []
-    table, pk = model._meta.table_name, model._meta.primary_key.column_name
+    key = model._meta.primary_key
+    assert key, f"{model.__name__} has a primary key"
+    table, pk = model._meta.table_name, key.column_name
     if isinstance(database.obj, SqliteDatabase):
         (top,) = database.execute_sql(f'SELECT COALESCE(MAX("{pk}"), 0) FROM "{table}"').fetchone()
         return list(range(top + 1, top + 1 + count))

@@ -19,13 +19,23 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from peewee import AutoField, BaseQuery, DatabaseError, DatabaseProxy, Model, OperationalError, SqliteDatabase, fn
+from peewee import (
+    AutoField,
+    BaseQuery,
+    DatabaseError,
+    DatabaseProxy,
+    Model,
+    ModelSelect,
+    OperationalError,
+    SqliteDatabase,
+    fn,
+)
 from playhouse import db_url
 from playhouse.pool import PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
@@ -322,7 +332,10 @@ def changed_at(previous: dt.datetime | None = None) -> dt.datetime:
     return now
 
 
-def for_update(query, key=None):
+Q = TypeVar("Q", bound="ModelSelect[Any]")
+
+
+def for_update(query: Q, key: Any = None) -> Q:
     """``query`` locking the rows it reads of its model (not those of a table it joins) until the
     write transaction ends: ``SELECT ... FOR UPDATE OF`` on PostgreSQL; on SQLite :func:`writing`
     already holds the database's write lock.
@@ -362,7 +375,7 @@ def delete_in_batches(model, where, batch: int = 5000) -> int:
             return deleted
 
 
-def write_later(sql: str, params) -> None:
+def write_later(sql: str, params: Sequence[Any]) -> None:
     """Run a write whose result the caller does not need (no new id, no row count), in the caller's
     transaction. On PostgreSQL it is held back and sent with the transaction's next statement or
     its COMMIT, in the same round trip (:class:`HoldingConnection`); an error it raises then comes
@@ -376,7 +389,7 @@ def write_later(sql: str, params) -> None:
     database.execute_sql(sql, params)
 
 
-def writing():
+def writing() -> contextlib.AbstractContextManager[Any]:
     """A transaction that will write. On SQLite it takes the write lock up front (BEGIN IMMEDIATE),
     so it waits out the busy timeout instead of failing with "database is locked" when a read
     transaction would have to be upgraded while another process writes; and before that it waits

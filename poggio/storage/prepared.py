@@ -30,7 +30,7 @@ import itertools
 import re
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from peewee import (
@@ -43,6 +43,7 @@ from peewee import (
     ForeignKeyField,
     Insert,
     IntegerField,
+    Model,
     ModelObjectCursorWrapper,
     ModelTupleCursorWrapper,
     SqliteDatabase,
@@ -50,6 +51,7 @@ from peewee import (
     Value,
 )
 
+from poggio.adapters.peewee import cursor_reader, loaded
 from poggio.storage.db import database, write_later
 
 
@@ -127,21 +129,13 @@ def _row_reader(columns: list[tuple[Any, type | None]], shape: str, keys: list[t
     if shape == "tuple":
         body = f"return ({''.join(v + ', ' for v in values)})"
     else:
+        assert keys is not None, "a dicts reader names its columns"
         data = ", ".join(f"{k[0]!r}: {v}" for k, v in zip(keys, values, strict=True) if k[1])
         extra = ", ".join(f"{k[0]!r}: {v}" for k, v in zip(keys, values, strict=True) if not k[1])
         body = f"return {{{data}}}, {{{extra}}}"
     source = f"def read(row):\n    {unpack}= row\n    {body}\n"
     exec(compile(source, f"<poggio.storage.prepared row reader {shape}>", "exec"), names)  # noqa: S102 (our source)
     return names["read"]
-
-
-def loaded(model: type, data: dict[str, Any]) -> Any:
-    """A ``model`` object as peewee makes one of a row it read: ``data`` (the values by field name,
-    already the fields' Python values) as its data, nothing dirty; without setting each value
-    through the field descriptors, which costs more than reading the row."""
-    obj = model.__new__(model)
-    obj.__data__, obj._dirty, obj.__rel__ = data, set(), {}
-    return obj
 
 
 class FlatModelReader:
@@ -209,7 +203,7 @@ _PLACEHOLDER = re.compile(r"%%|%s")
 UNKNOWN_STATEMENT = "26000"  # PostgreSQL's invalid_sql_statement_name: the session lost its statements
 
 
-def execute(sql: str, values: Sequence[Any]):
+def execute(sql: str, values: Sequence[Any]) -> Any:
     """``database.execute_sql(sql, values)``, where on PostgreSQL ``sql`` (each ``%s`` one of ``values``)
     is prepared on the server once per connection and run with ``EXECUTE``: parsed and planned once.
     Only for SQL whose best plan does not depend on the values (see the module's docstring)."""
@@ -316,7 +310,7 @@ class Prepared:
         flat = self._flat.get(kind)
         if flat is not None:
             return flat.read(raw)
-        reader = query._get_cursor_wrapper(cursor)
+        reader = cursor_reader(query, cursor)
         state = self._readers.get(kind)
         if state is None:
             reader.initialize()
@@ -336,19 +330,20 @@ class Prepared:
     def all(self, **values: Any) -> list[Any]:
         return self._rows(values)
 
-    def first(self, **values: Any) -> Any | None:
+    def first(self, **values: Any) -> Any:
+        """The first row, or None."""
         rows = self._rows(values, limit=1)
         return rows[0] if rows else None
 
     @classmethod
-    def insert_into(cls, model: type) -> Prepared:
+    def insert_into(cls, model: type[Model]) -> Prepared:
         """The INSERT of one ``model`` row, every column but its key a slot named after its field
         (defaults included: give each value at every ``write``)."""
         key = model._meta.primary_key
         return cls(lambda: model.insert({f: slot(f.name, f) for f in model._meta.sorted_fields if f is not key}))
 
     @classmethod
-    def update_of(cls, model: type, fields) -> Prepared:
+    def update_of(cls, model: type[Model], fields: Iterable[str]) -> Prepared:
         """The UPDATE of these ``fields`` (names) of the ``model`` row whose key is the slot ``id``,
         each field a slot named after it; compiled once per model and set of fields."""
         return _update_of(model, frozenset(fields))
@@ -374,7 +369,7 @@ class Prepared:
 
 
 @functools.cache
-def _update_of(model: type, fields: frozenset[str]) -> Prepared:
+def _update_of(model: type[Model], fields: frozenset[str]) -> Prepared:
     key = model._meta.primary_key
     return Prepared(
         lambda: model.update({getattr(model, f): slot(f, getattr(model, f)) for f in sorted(fields)}).where(

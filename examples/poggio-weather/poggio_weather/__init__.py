@@ -50,7 +50,7 @@ class Forecast(BaseModel):
 def sales_weather(
     ctx: ToolContext,
     city: Annotated[str, Field(min_length=1, max_length=80, description="A city, e.g. Lisbon.")],
-) -> Forecast:
+) -> ToolResult[Forecast]:
     """How the sales weather looks in a city, as the team last recorded it."""
     # a plain peewee query, scoped to the caller's workspace
     row = CityForecast.get_or_none(
@@ -103,9 +103,7 @@ def _write(workspace_id: int, rows: list[dict]) -> int:
 
 def _validate(workspace_id: int, rows):
     cleaned, errors, seen = [], [], {}
-    known = {
-        c for (c,) in CityForecast.select(CityForecast.city).where(CityForecast.workspace == workspace_id).tuples()
-    }
+    known = {f.city for f in CityForecast.select(CityForecast.city).where(CityForecast.workspace == workspace_id)}
     for line, row in rows:
         city, forecast = row["city"].strip().title(), row["forecast"].strip()
         if not city or len(city) > 80:

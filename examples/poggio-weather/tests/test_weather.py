@@ -31,6 +31,7 @@ def test_prompt_and_its_completion(tmp_path):
 def test_forecasts_import_seed_and_answer(tmp_path):
     with workspace(tmp_path) as (registry, workspace_id):
         kind = registry.importer("forecasts")
+        assert kind is not None
         cleaned, errors = kind.validate(
             workspace_id, [(2, {"city": "lisbon", "forecast": "sunny"}), (3, {"city": "Lisbon", "forecast": "rainy"})]
         )
