@@ -37,6 +37,7 @@ node-tools:
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy poggio portal mcp_server plugins
 
 ## The documentation site (docs/, MkDocs) into build/site; --strict fails on a broken link or snippet.
 docs: install

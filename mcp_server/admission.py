@@ -10,6 +10,7 @@ import inspect
 from typing import Any
 
 from pydantic import ConfigDict, ValidationError, create_model
+from pydantic_core import ErrorDetails
 
 from poggio.runtime.packs import ToolSpec
 
@@ -40,11 +41,10 @@ class Arguments:
         self.tool = spec.name
         params = spec.parameters()
         self.names = [p.name for p in params]
-        self.model = create_model(
-            f"{spec.name}_arguments",
-            __config__=ConfigDict(extra="forbid"),
-            **{p.name: (p.annotation, ... if p.default is inspect.Parameter.empty else p.default) for p in params},
-        )
+        fields: dict[str, Any] = {
+            p.name: (p.annotation, ... if p.default is inspect.Parameter.empty else p.default) for p in params
+        }
+        self.model = create_model(f"{spec.name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
 
     def problem(self, arguments: Any) -> str | None:
         """None when the arguments are acceptable; else a message for the caller."""
@@ -61,7 +61,7 @@ class Arguments:
         return None
 
     @staticmethod
-    def _describe(error: dict[str, Any]) -> str:
+    def _describe(error: ErrorDetails) -> str:
         name = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
         if error["type"] == "extra_forbidden":
             return f"unknown argument '{name}'"

@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, principal_of, protect
 from mcp_server.binding import STATEMENT_GRACE, build_server, label_of
@@ -197,7 +198,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
             headers={"Cache-Control": "public, max-age=300"},
         )
 
-    mcp_app = RecordUnreadable(
+    mcp_app: ASGIApp = RecordUnreadable(
         StreamRouter(
             StreamableHTTPASGIApp(sessions), StreamableHTTPASGIApp(streams), registry, settings.max_body_bytes
         ),
@@ -279,7 +280,7 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
                 watcher.close()
             log.info("usage flushed on shutdown")
 
-    app = Starlette(
+    app: ASGIApp = Starlette(
         routes=[
             # no GET: a stateless server has no stream to offer, so an idle one is not held open
             # (405, as the transport specification allows); CORS for the origins the Origin check accepts

@@ -11,7 +11,8 @@ async def read_body(receive, max_body: int):
     """The request body, read whole: ``(body, trailing, whole)``. ``trailing`` is a message that
     came instead of more body (to replay after it), ``whole`` is False when the body outgrew
     ``max_body`` (the rest is left unread for the SDK to refuse); None if the client went away."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":

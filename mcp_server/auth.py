@@ -250,19 +250,20 @@ def auth_error(conn: HTTPConnection, exc: Exception, resource_metadata: str | No
     metadata (RFC 9728 §5.1; the MCP authorization spec), so an OAuth client can find the portal and
     sign in; it carries ``error="invalid_token"`` only when a token was presented (RFC 6750 §3.1),
     so a client configured with a fixed header can tell its person that the token is the problem."""
-    reason = exc.reason if isinstance(exc, Rejected) else "invalid"
+    rejected = exc if isinstance(exc, Rejected) else Rejected("invalid")
+    reason = rejected.reason
     message = TokenRejected.MESSAGES.get(reason, TokenRejected.MESSAGES["invalid"])
     if reason == "rate_limited":
         body = {
             "error": "rate_limited",
             "error_description": "Too many requests with this token; slow down.",
-            "retry_after": exc.retry_after,
+            "retry_after": rejected.retry_after,
         }
         return Response(
             json.dumps(body),
             status_code=429,
             media_type="application/json",
-            headers={"Retry-After": str(exc.retry_after)},
+            headers={"Retry-After": str(rejected.retry_after)},
         )
     if reason == "unavailable":  # the rate limits' store (Redis) is unreachable: refused, not let through
         return StoreUnavailable().response()
@@ -270,7 +271,7 @@ def auth_error(conn: HTTPConnection, exc: Exception, resource_metadata: str | No
         body = {"error": reason, "error_description": message}
         return Response(json.dumps(body), status_code=403, media_type="application/json")
     if reason in REFUSALS:  # a valid token, used where its limits do not allow
-        body = {"error": "forbidden", "reason": reason, "error_description": exc.detail}
+        body = {"error": "forbidden", "reason": reason, "error_description": rejected.detail}
         return Response(json.dumps(body), status_code=403, media_type="application/json")
     error = "invalid_request" if reason == "missing" else "invalid_token"
     challenge = f'Bearer realm="{REALM}"'

@@ -69,12 +69,12 @@ STATEMENT_GRACE = 1.0
 # counted as "other", so junk method names cannot add rows to the usage table.
 COUNTED_METHODS = frozenset(METHOD_LABELS[:4])
 OTHER = "other"
-NO_SUCH_THING = {}
+NO_SUCH_THING: dict[str, tuple[int, str]] = {}  # method -> MCPError(code, message)
 UNKNOWN_TOOL = METHOD_LABELS[5]
 
 # Set by ScopeMiddleware for each request: a tool call that times out says so here, so the request is
 # recorded as timed_out rather than as any tool error (the SDK turns both into the same result).
-_timed_out: contextvars.ContextVar[list | None] = contextvars.ContextVar("poggio_timed_out", default=None)
+_timed_out: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("poggio_timed_out", default=None)
 # Set by mcp_server.tracing for a traced request: the tool's database work gets a span of its own.
 tool_tracer: contextvars.ContextVar[Any] = contextvars.ContextVar("poggio_tool_tracer", default=None)
 
@@ -286,7 +286,8 @@ class ScopeMiddleware:
         principal = current_principal()
         if ctx.request_id is None or principal is None:
             return await call_next(ctx)
-        _timed_out.set(box := [])
+        box: list[str] = []  # the tools that timed out in this request
+        _timed_out.set(box)
         return with_meta(await self._handle(ctx, call_next, principal, box), principal.expiry_meta())
 
     async def _handle(self, ctx, call_next, principal: Principal, box: list):
@@ -312,7 +313,7 @@ class ScopeMiddleware:
                 self._count(principal, ctx, label, ok=False, outcome=outcome)
                 return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
         listing = ctx.method == "tools/list"
-        visible = self.gate.visible_tools(principal) if listing else None
+        visible: frozenset[str] = self.gate.visible_tools(principal) if listing else frozenset()  # read when listing
         cache_key = (ctx.protocol_version, visible)
         if listing and (cached := self._tool_lists.get(cache_key)) is not None:
             self._count(principal, ctx, label, ok=True)
@@ -405,7 +406,7 @@ def build_server(
     Prompts(registry, cursors, limiter).install(lowlevel_server(server))  # prompts, completion, setLevel
     for spec in registry.tools():
         fn = _bind(spec, registry, cursors, limiter, settings.tool_timeout_seconds, metrics, resources.changed)
-        options = dict(
+        options: dict[str, Any] = dict(
             name=spec.name,
             title=spec.title,
             description=spec.description,

@@ -11,9 +11,12 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeGuard
 
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp
 
@@ -79,7 +82,7 @@ def public_route(path: str, endpoint: Callable | ASGIApp, methods: Sequence[str]
     return cors_route(path, endpoint, None, methods)
 
 
-def _is_request_function(endpoint) -> bool:
+def _is_request_function(endpoint: object) -> TypeGuard[Callable[[Request], Awaitable[Response] | Response]]:
     """What Starlette's Route takes for a request -> response function (not an ASGI app)."""
     while isinstance(endpoint, functools.partial):
         endpoint = endpoint.func

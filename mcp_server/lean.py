@@ -123,7 +123,10 @@ class SdkAdapter:
         return self._stamp
 
     def input_schema(self, name: str) -> Any:
-        return self.lowlevel.get_tool_input_schema(name)
+        lookup = self.lowlevel.get_tool_input_schema
+        if lookup is None:  # MCPServer sets it; without it the Mcp-Param headers could not be told
+            raise RuntimeError("the SDK's server no longer has get_tool_input_schema: the lean path cannot run")
+        return lookup(name)
 
 
 def _legacy_bytes(request_id: Any, result: dict[str, Any]) -> bytes:
@@ -253,8 +256,8 @@ class LeanPath:
         ]
         if not ("*/*" in accepted or "application/json" in accepted or "application/*" in accepted):
             raise Decline  # the SDK's check_accept_headers, its JSON half
-        version = headers.get(b"mcp-protocol-version")
-        version = None if version is None else version.decode("latin-1")
+        header_version = headers.get(b"mcp-protocol-version")
+        version = None if header_version is None else header_version.decode("latin-1")
         modern = version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS
         if modern and version not in MODERN_PROTOCOL_VERSIONS:
             raise Decline
@@ -294,7 +297,8 @@ class LeanPath:
             surfaces.validate_client_request(method, version, decoded.get("params"))
         except (ValidationError, KeyError, ValueError):
             raise Decline from None
-        reporting = self._reporting.get(params.get("name")) if method == "tools/call" else None
+        name = params.get("name")  # a string here: validate_client_request checked the params
+        reporting = self._reporting.get(name) if method == "tools/call" and isinstance(name, str) else None
         if reporting is not None and wants_stream(reporting, params, modern, accepts_sse(headers)):
             raise Decline  # its notices ride an event stream: the SDK's streaming endpoint answers
         if method == "tools/list":
@@ -356,8 +360,8 @@ class LeanPath:
     async def _call(self, version: str, principal, params: dict, modern: bool, client: str | None):
         name = params.get("name")
         spec = self.scope_rules.registry.tool(name) if isinstance(name, str) else None
-        tool = self.tools.get(name) if spec is not None else None
-        if tool is None or name in self._param_headers:
+        tool = self.tools.get(name) if isinstance(name, str) and spec is not None else None
+        if spec is None or tool is None or name in self._param_headers:
             raise Decline  # unknown tools: the SDK words the error
         # (the write limit and the scope challenge were the gate's, before this path was asked)
         arguments = params.get("arguments")
@@ -366,10 +370,12 @@ class LeanPath:
             refusal, outcome = found
             self.gate.count(principal, spec.name, False, client, outcome)
             return _plain(CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True))
-        timed_out.set(box := [])  # the tool wrapper notes a timeout here, for the activity record
+        box: list[str] = []  # the tool wrapper notes a timeout here, for the activity record
+        timed_out.set(box)
         try:
             # what MCPServer.call_tool runs for a tool without a Context argument or resolvers
-            result = await tool.run(arguments or {}, None, convert_result=True)
+            # the SDK types context as required; it is read only for a Context argument or resolvers
+            result = await tool.run(arguments or {}, None, convert_result=True)  # type: ignore[arg-type]  # none here
         except MCPError as exc:
             self.gate.count(principal, spec.name, False, client)
             return exc

@@ -81,6 +81,7 @@ def _content(item: str | Image | Audio | Resource) -> dict[str, Any]:
         return {"type": "image", "data": _b64(item.data), "mimeType": item.mime_type}
     if isinstance(item, Audio):
         return {"type": "audio", "data": _b64(item.data), "mimeType": item.mime_type}
+    resource: TextResourceContents | BlobResourceContents
     if item.text is not None:
         resource = TextResourceContents(uri=item.uri, mime_type=item.mime_type, text=item.text)
     else:

@@ -53,4 +53,4 @@ def leave_forwarded_headers_to_the_app() -> None:
         return server_side(app, *args, **kwargs)
 
     wrap.leaves_trusted_proxies_to_the_app = True  # type: ignore[attr-defined]
-    config.ProxyHeadersMiddleware = wrap  # type: ignore[assignment]
+    config.ProxyHeadersMiddleware = wrap  # type: ignore[misc,assignment]  # uvicorn names a class; a wrapping function stands in

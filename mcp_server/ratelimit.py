@@ -17,8 +17,10 @@ import functools
 import json
 import time
 from math import floor, inf
+from typing import cast
 
 from limits import parse
+from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 from redis.exceptions import RedisError
@@ -93,7 +95,8 @@ class TokenRateLimit:
         self.namespace = namespace
         self.local = None if redis_url else LocalWindows()
         if redis_url:
-            self.storage = storage_from_string(f"async+{redis_url}", implementation="redispy")
+            # an "async+" URL gives an asynchronous storage; the factory is typed for either kind
+            self.storage = cast(AsyncStorage, storage_from_string(f"async+{redis_url}", implementation="redispy"))
             self.limiter = SlidingWindowCounterRateLimiter(self.storage)
 
     async def reachable(self) -> bool:

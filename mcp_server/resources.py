@@ -170,7 +170,10 @@ class ResourceHandlers:
         source, inner = 0, None
         if params.cursor is not None:
             try:
-                source, inner = codec_ctx.decode_cursor(params.cursor, scope_key)
+                decoded = codec_ctx.decode_cursor(params.cursor, scope_key)
+                if decoded is None:  # an empty cursor: refused as before, not taken for the first page
+                    raise ValueError("empty cursor")
+                source, inner = decoded
             except Exception:
                 raise MCPError(
                     INVALID_PARAMS, "Invalid cursor: pass the nextCursor of the previous resources/list"

@@ -92,7 +92,8 @@ class Tracing:
         """Open the request's span (begun at ``started``, before its body was read) as the passage's,
         the child of the client's trace, and make it current."""
         message = passage.message if isinstance(passage.message, dict) else {}
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        params = message.get("params")
+        params = params if isinstance(params, dict) else {}
         carrier: dict[str, str] = {}
         for key, value in scope["headers"]:
             if key in (b"traceparent", b"tracestate") and key.decode() not in carrier:
@@ -177,7 +178,7 @@ class Tracing:
         )
 
         class Refused:  # what watch() needs of a passage
-            pass
+            span: tuple[Any, None, None] | None = None
 
         passage = Refused()
         passage.span = (span, None, None)

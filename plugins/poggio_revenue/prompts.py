@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 from pydantic import Field
 
@@ -48,7 +48,7 @@ def review_deal(
     opportunity: Annotated[str, Field(min_length=1, max_length=200, description="The opportunity's name.")],
 ):
     """Review one opportunity: its stage, amount and close date, and what would move it forward."""
-    found = list(
+    rows = (
         Opportunity.select(Opportunity, Account.domain, Account.name.alias("account_name"))
         .join(Account, on=(Opportunity.account == Account.id))
         .where((Opportunity.workspace == ctx.workspace_id) & (Opportunity.name == opportunity))
@@ -56,6 +56,7 @@ def review_deal(
         .limit(5)
         .dicts()
     )
+    found = cast(list[dict[str, Any]], list(rows))  # peewee's stubs type the rows of .dicts() as the model
     if not found:
         raise ToolError("opportunity", f"no opportunity named {opportunity!r} in this workspace")
     lines = [

@@ -13,6 +13,7 @@ import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel
@@ -37,7 +38,7 @@ class PackInfo:
     description: str = ""
     requires: tuple[str, ...] = ()
     instructions: str = ""
-    hookspecs: object | None = field(default=None, compare=False, repr=False)
+    hookspecs: ModuleType | type | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

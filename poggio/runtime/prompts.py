@@ -83,11 +83,10 @@ class PromptSpec:
 
     def _model(self):
         params = self.parameters()
-        return create_model(
-            f"{self.name}_arguments",
-            __config__=ConfigDict(extra="forbid"),
-            **{p.name: (p.annotation, ... if p.default is inspect.Parameter.empty else p.default) for p in params},
-        )
+        fields: dict[str, Any] = {
+            p.name: (p.annotation, ... if p.default is inspect.Parameter.empty else p.default) for p in params
+        }
+        return create_model(f"{self.name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
 
     def checked(self, arguments: dict[str, Any] | None) -> dict[str, Any]:
         """The arguments validated; :class:`PromptArgumentError` naming the argument otherwise."""

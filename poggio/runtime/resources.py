@@ -15,6 +15,7 @@ nothing of other workspaces.
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import json
 import re
@@ -122,7 +123,7 @@ class ResourceSpec:
         query = [(k, values[k]) for k in self.query if values.get(k) not in (None, "")]
         return uri + ("?" + "&".join(f"{k}={quote(str(v), safe='')}" for k, v in query) if query else "")
 
-    def read(self, ctx: ToolContext, uri: str, values: dict[str, str]) -> list[Contents]:
+    def read(self, ctx: ToolContext, uri: str, values: dict[str, str]) -> builtins.list[Contents]:
         """Run the resource function and turn what it returns into the read's contents (each with
         the resource's ``meta``, where an app view's CSP travels)."""
         contents = as_contents(self.fn(ctx, **values), self.mime_type)
