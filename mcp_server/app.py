@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import hmac
 import json
 import logging
 from urllib.parse import urlsplit
@@ -17,14 +16,14 @@ from mcp_types import UNSUPPORTED_PROTOCOL_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from peewee import SqliteDatabase
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from mcp_server.auth import Rejected, TokenAuthBackend, auth_error, principal_of, protect
 from mcp_server.binding import STATEMENT_GRACE, build_server, label_of
 from mcp_server.cors import cors_route, public_route
+from mcp_server.endpoints import healthz_and_readyz, metrics_endpoint, protected_resource
 from mcp_server.front import Front
 from mcp_server.gate import Gate, GateMiddleware
 from mcp_server.lean import LeanPath
@@ -36,7 +35,6 @@ from mcp_server.sdk import lowlevel_server
 from mcp_server.tracing import Tracing
 from mcp_server.unreadable import RecordUnreadable
 from poggio.identity.oauth import normalise_resource
-from poggio.identity.scopes import supported_oauth_scopes
 from poggio.notices.webhook_delivery import Deliverer
 from poggio.records import redaction
 from poggio.records.usage import UsageRecorder
@@ -106,6 +104,44 @@ def _warn_about_rate_limits_per_worker(settings: Settings) -> None:
             "them. Set POGGIO_REDIS_URL to share the counters, or run one worker per process.",
             settings.rate_limit,
         )
+
+
+def _lifespan(settings: Settings, recorder: UsageRecorder, metrics: Metrics, gate: Gate, watcher, managers):
+    """Start-up and shutdown of the server's workers: the usage recorder, the webhook deliverer, the SDK's
+    session managers (``managers``), the SQLite connection held by the event loop's thread."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        recorder.start()
+        deliverer = Deliverer.from_settings(settings).start()
+        # What start-up built (modules, schemas, compiled validators) lives as long as the process:
+        # frozen out of the collector's way, a full collection no longer walks it, a pause that the
+        # requests waiting behind it added to their time (benchmarks/README.md has the figures)
+        gc.collect()
+        gc.freeze()
+        # SQLite work runs on the event loop's thread (tools, token checks): it keeps one pooled
+        # connection for the life of the server instead of taking and returning one per use
+        held = database.connection_context() if isinstance(database.obj, SqliteDatabase) else None
+        if held is not None:
+            held.__enter__()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for manager in managers:
+                    await stack.enter_async_context(manager.run())
+                yield
+        finally:
+            if held is not None:
+                held.__exit__(None, None, None)
+            await anyio.to_thread.run_sync(deliverer.close)
+            await anyio.to_thread.run_sync(recorder.close)
+            metrics.close()
+            if gate.tracing is not None:
+                gate.tracing.close()
+            if watcher is not None:
+                watcher.close()
+            log.info("usage flushed on shutdown")
+
+    return lifespan
 
 
 def create_app(settings: Settings | None = None, registry: PackRegistry | None = None, tracer_provider=None):
@@ -184,20 +220,6 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         metrics.auth_failures.labels(exc.reason if isinstance(exc, Rejected) else "invalid").inc()
         return auth_error(conn, exc, resource_metadata)
 
-    async def protected_resource(request: Request) -> Response:
-        """RFC 9728: this resource, the authorization server that issues its tokens, its scopes."""
-        return JSONResponse(
-            {
-                "resource": settings.mcp_public_url,
-                "authorization_servers": [settings.portal_public_url],
-                "scopes_supported": supported_oauth_scopes(registry.names),
-                "bearer_methods_supported": ["header"],
-                "resource_name": settings.product_name,
-                "resource_documentation": f"{settings.portal_public_url}/settings/mcp/",
-            },
-            headers={"Cache-Control": "public, max-age=300"},
-        )
-
     mcp_app: ASGIApp = RecordUnreadable(
         StreamRouter(
             StreamableHTTPASGIApp(sessions), StreamableHTTPASGIApp(streams), registry, settings.max_body_bytes
@@ -209,88 +231,18 @@ def create_app(settings: Settings | None = None, registry: PackRegistry | None =
         mcp_app = lean = LeanPath(mcp_app, server, security, settings.max_body_bytes, metrics, tools, gate)
     endpoint = KnownProtocolVersion(protect(GateMiddleware(mcp_app, gate), backend, on_error=counted_error))
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    def _ping_db() -> None:
-        with database.connection_context():
-            database.execute_sql("SELECT 1")
-
-    async def readyz(request: Request) -> Response:
-        """For load balancers, which anyone may be: the status and nothing else (pack load errors
-        are in the log and ``poggio packs list``)."""
-        try:
-            with anyio.fail_after(3):
-                await anyio.to_thread.run_sync(_ping_db, limiter=limiter)
-        except Exception as exc:  # the reason goes to the log, not to the caller
-            log.warning("readiness check failed: %s", exc)
-            return JSONResponse({"status": "unavailable"}, status_code=503)
-        with anyio.move_on_after(3):
-            if await rate_limit.reachable():  # without its counters every request is refused
-                return JSONResponse({"status": "ready"})
-        log.warning("readiness check failed: Redis (POGGIO_REDIS_URL) does not answer")
-        return JSONResponse({"status": "unavailable"}, status_code=503)
-
-    expected = f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
-
-    async def metrics_endpoint(request: Request) -> Response:
-        """Every workspace's tool usage: only for the holder of ``POGGIO_METRICS_TOKEN``; without
-        one configured, there is no metrics endpoint."""
-        if expected is None:
-            return JSONResponse({"error": "not_found"}, status_code=404)
-        presented = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(presented, expected):
-            return JSONResponse(
-                {
-                    "error": "invalid_token",
-                    "error_description": "/metrics needs the bearer token set in POGGIO_METRICS_TOKEN.",
-                },
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="Poggio metrics"'},
-            )
-        metrics.usage_pending.set(recorder.pending())
-        return Response(metrics.render(), media_type=metrics.content_type)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        recorder.start()
-        deliverer = Deliverer.from_settings(settings).start()
-        # What start-up built (modules, schemas, compiled validators) lives as long as the process:
-        # frozen out of the collector's way, a full collection no longer walks it, a pause that the
-        # requests waiting behind it added to their time (benchmarks/README.md has the figures)
-        gc.collect()
-        gc.freeze()
-        # SQLite work runs on the event loop's thread (tools, token checks): it keeps one pooled
-        # connection for the life of the server instead of taking and returning one per use
-        held = database.connection_context() if isinstance(database.obj, SqliteDatabase) else None
-        if held is not None:
-            held.__enter__()
-        try:
-            async with sessions.run(), streams.run():
-                yield
-        finally:
-            if held is not None:
-                held.__exit__(None, None, None)
-            await anyio.to_thread.run_sync(deliverer.close)
-            await anyio.to_thread.run_sync(recorder.close)
-            metrics.close()
-            if gate.tracing is not None:
-                gate.tracing.close()
-            if watcher is not None:
-                watcher.close()
-            log.info("usage flushed on shutdown")
-
+    healthz, readyz = healthz_and_readyz(limiter, rate_limit)
     app: ASGIApp = Starlette(
         routes=[
             # no GET: a stateless server has no stream to offer, so an idle one is not held open
             # (405, as the transport specification allows); CORS for the origins the Origin check accepts
             cors_route(MCP_PATH, endpoint, settings.mcp_allowed_origins, methods=["POST", "DELETE"]),
-            *(public_route(path, protected_resource) for path in metadata_paths),
+            *(public_route(path, protected_resource(settings, registry)) for path in metadata_paths),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/metrics", metrics_endpoint(settings, metrics, recorder), methods=["GET"]),
         ],
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, recorder, metrics, gate, watcher, (sessions, streams)),
     )
     if lean is not None:  # the hot POSTs answered before the Starlette stack (same answers)
         app = Front(app, lean, gate, MCP_PATH, SUPPORTED_VERSIONS)
