@@ -51,7 +51,8 @@ from mcp_server.auth import current_principal
 from poggio.identity import scopes
 from poggio.runtime.packs import CursorCodec, ToolSpec
 from poggio.runtime.plugins import PackRegistry
-from poggio.runtime.prompts import Message, PromptArgumentError, completions
+from poggio.runtime.prompts import Message, PromptArgumentError, PromptSpec, completions
+from poggio.runtime.resources import ResourceSpec
 from poggio.runtime.results import Audio, Image, Resource, ToolError
 from poggio.storage.db import database
 
@@ -170,11 +171,11 @@ class Prompts:
     def completer(self, principal, ref) -> Any:
         """The completer for ``ref``'s argument table (``{argument: completer}``) and its pack, if
         the caller may use that pack; ``None`` otherwise (an unknown reference or one out of scope)."""
+        spec: PromptSpec | ResourceSpec | None
         if getattr(ref, "type", None) == "ref/prompt":
             spec = self.registry.prompt(ref.name)
-        else:  # a resource template: the registry's templates, where a pack registers them
-            find = getattr(self.registry, "resource_template", None)
-            spec = find(ref.uri) if find is not None else None
+        else:  # a resource template (its variables complete like a prompt's arguments)
+            spec = self.registry.resource_template(ref.uri)
         if spec is None or not may_use_pack(principal, spec.pack):
             return None
         return getattr(spec, "complete", None) or {}

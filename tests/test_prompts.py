@@ -16,7 +16,7 @@ from instances import BACKENDS
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, Implementation, PromptReference
+from mcp_types import INVALID_PARAMS, Implementation, PromptReference, ResourceTemplateReference
 from stacks import acme_and_globex
 
 REPORTER = '''
@@ -173,6 +173,35 @@ def test_completion_answers_from_the_callers_workspace_only(stack, mode):
     # an argument without a completer, and a prefix nothing starts with
     assert _complete(stack, "globex", mode, "follow_up", "topic", "a").values == []
     assert _complete(stack, "acme", mode, "prepare_call", "domain", "-nothing").values == []
+
+
+def _complete_template(stack, token, mode, uri, argument, value):
+    async def go(c):
+        return (await c.complete(ResourceTemplateReference(uri=uri), {"name": argument, "value": value})).completion
+
+    return run(stack, token, mode, go)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_resource_template_variables_complete_from_the_callers_workspace(stack, mode):
+    """``poggio://accounts/{domain}``'s domain completes as the prompts' domain argument does: the
+    caller's own accounts only; the template of a pack out of scope has nothing to complete."""
+    acme = _complete_template(stack, "acme", mode, "poggio://accounts/{domain}", "domain", "exa")
+    assert "example.com" in acme.values and all(v.startswith("exa") for v in acme.values)
+    assert _complete_template(stack, "acme", mode, "poggio://accounts/{domain}", "domain", "zorb").values == []
+    globex = _complete_template(stack, "globex", mode, "poggio://accounts/{domain}", "domain", "zorb")
+    assert globex.values == ["zorblax.example"]
+    contacts = "poggio://accounts/{domain}/contacts{?cursor}"
+    assert _complete_template(stack, "globex", mode, contacts, "domain", "zorb").values == ["zorblax.example"]
+    refused = _error(
+        stack,
+        "acme_revenue",
+        mode,
+        lambda c: c.complete(
+            ResourceTemplateReference(uri="poggio://accounts/{domain}"), {"name": "domain", "value": "e"}
+        ),
+    )
+    assert refused.error.code == INVALID_PARAMS and "example" not in refused.error.message
 
 
 def test_completion_is_bounded_with_has_more(stack):

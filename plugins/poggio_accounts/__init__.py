@@ -20,6 +20,7 @@ from poggio_accounts.models import (
     find_account,
     normalise_domain,
 )
+from poggio_accounts.prompts import complete_domain
 from poggio_accounts.resources import poggio_resources as poggio_resources
 from poggio_accounts.tools import poggio_tools as poggio_tools
 
@@ -29,6 +30,7 @@ __all__ = [
     "account_chunks",
     "account_id",
     "account_of",
+    "complete_domain",
     "find_account",
     "normalise_domain",
 ]

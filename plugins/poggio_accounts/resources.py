@@ -8,6 +8,7 @@ from pathlib import Path
 
 from poggio import ResourceEntry, ResourceNotFound, ToolContext, ToolError, app_view, hookimpl, keyset_page, resource
 from poggio_accounts.models import Account, find_account, normalise_domain
+from poggio_accounts.prompts import complete_domain
 from poggio_accounts.tools import get_account
 
 ACCOUNT_CARD = "ui://accounts/account-card.html"
@@ -16,6 +17,7 @@ ACCOUNT_CARD = "ui://accounts/account-card.html"
 @resource(
     "poggio://accounts/{domain}",
     name="account",
+    complete={"domain": complete_domain},
     title="Account profile",
     description="Everything the workspace knows about one account (its profile, and a section from "
     "every pack in scope: contacts, revenue): JSON, then the same as text.",

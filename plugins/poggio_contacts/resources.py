@@ -5,7 +5,7 @@ page's URI)."""
 from __future__ import annotations
 
 from poggio import ResourceNotFound, ToolContext, hookimpl, resource
-from poggio_accounts import find_account, normalise_domain
+from poggio_accounts import complete_domain, find_account, normalise_domain
 from poggio_contacts.tools import search_contacts
 
 PAGE = 100
@@ -14,6 +14,7 @@ PAGE = 100
 @resource(
     "poggio://accounts/{domain}/contacts{?cursor}",
     name="account_contacts",
+    complete={"domain": complete_domain},
     title="Contacts at an account",
     description="The people at one account, by last name, 100 a page: JSON (contacts, next_cursor and "
     "the next page's URI), then the same as text.",

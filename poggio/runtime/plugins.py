@@ -336,6 +336,12 @@ class PackRegistry:
         """The resource or template declared with exactly this URI (template)."""
         return next((r for p in self.packs.values() for r in p.resources if r.uri == uri), None)
 
+    def resource_template(self, uri: str) -> ResourceSpec | None:
+        """The resource template declared with exactly this URI template (what ``completion/complete``
+        names in a ``ref/resource``), or None."""
+        spec = self.resource(uri)
+        return spec if spec is not None and spec.template else None
+
     def resolve(self, uri: str) -> tuple[ResourceSpec, dict[str, str]] | None:
         """The resource that serves ``uri`` and its template's values: a static resource first,
         then the first template (in pack order) that matches."""

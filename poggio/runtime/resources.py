@@ -19,7 +19,7 @@ import builtins
 import inspect
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, quote, unquote
 from pydantic import BaseModel
 
 from poggio.runtime.packs import ToolContext
+from poggio.runtime.prompts import Completer
 from poggio.runtime.results import Resource, ToolResult
 
 # the MCP Apps extension (io.modelcontextprotocol/ui): the MIME type of a ui:// app resource
@@ -81,6 +82,8 @@ class ResourceSpec:
     variables: tuple[str, ...] = ()
     query: tuple[str, ...] = ()
     pattern: re.Pattern | None = field(default=None, compare=False, repr=False)
+    # a completer per template variable, answering completion/complete (as a prompt's arguments do)
+    complete: Mapping[str, Completer] | None = field(default=None, compare=False, repr=False)
 
     @property
     def template(self) -> bool:
@@ -180,6 +183,7 @@ def resource(
     mime_type: str = "application/json",
     meta: dict[str, Any] | None = None,
     thread: bool = False,
+    complete: Mapping[str, Completer] | None = None,
 ) -> Callable[[Callable[..., Any]], ResourceSpec]:
     """Declare a resource (``uri``) or a resource template (``poggio://accounts/{domain}``, with an
     optional query part ``{?cursor}``). The function's first parameter is the read's
@@ -187,10 +191,15 @@ def resource(
     absent from the URI gets the parameter's default). ``name`` defaults to the function's name,
     ``description`` to its docstring; ``mime_type`` is what a text or bytes answer is served as; a
     ``ui://`` resource of :data:`APP_MIME_TYPE` is an MCP App view (``meta`` carries its ``ui`` CSP,
-    see :func:`poggio.app_view`). ``thread=True``: the function may block (see :func:`poggio.tool`)."""
+    see :func:`poggio.app_view`). ``thread=True``: the function may block (see :func:`poggio.tool`).
+    ``complete={"domain": complete_domain}``: a :data:`poggio.Completer` per template variable, which
+    answers ``completion/complete`` for this template from the caller's workspace (as a prompt's do)."""
     if not isinstance(uri, str) or not _URI.match(uri) or len(uri) > 1000:
         raise ValueError(f"resource URI {uri!r} must be scheme://... without spaces")
     pattern, variables, query = _compile(uri)
+    unknown = sorted(set(complete or ()) - set(variables + query))
+    if unknown:
+        raise ValueError(f"resource {uri!r}: complete names {', '.join(unknown)}, not variables of the template")
 
     def decorate(fn: Callable[..., Any]) -> ResourceSpec:
         params = list(inspect.signature(fn).parameters.values())[1:]
@@ -216,6 +225,7 @@ def resource(
             variables=variables,
             query=query,
             pattern=pattern,
+            complete=dict(complete) if complete else None,
         )
 
     return decorate
