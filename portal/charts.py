@@ -80,7 +80,9 @@ def ago(moment: dt.datetime | None, now: dt.datetime | None = None) -> str:
     seconds = abs(seconds)
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
-            n = seconds // size
+            # ahead: the nearest whole unit ("in 30 days" a second after a 30-day expiry was set);
+            # gone by: the whole units passed ("1 minute ago" until two have)
+            n = (seconds + size // 2) // size if future else seconds // size
             text = f"{n} {unit}{'s' if n != 1 else ''}"
             return f"in {text}" if future else f"{text} ago"
     return "just now"
