@@ -52,5 +52,5 @@ class Services:
 
     @functools.cached_property
     def switches(self) -> SwitchService:
-        """The workspace's tools switched on and off (issue 30 §2)."""
+        """Which tools each workspace has switched off, and switching them (Settings > MCP Server > Tools)."""
         return SwitchService(self.registry)

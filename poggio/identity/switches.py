@@ -1,4 +1,4 @@
-"""Admins pick tools one by one (issue 30 §2): a workspace's switched-off tools, and the narrowing of a
+"""Admins pick tools one by one: a workspace's switched-off tools, and the narrowing of a
 token or a connected app to named tools within its packs.
 
 A row of :class:`ToolSwitch` is one thing a workspace switched off, named by ``(pack, kind, name)``:

@@ -1,4 +1,4 @@
-"""Admins pick tools one by one (issue 30 §2): what a workspace switched off, by (pack, kind, name) so
+"""Admins pick tools one by one: what a workspace switched off, by (pack, kind, name) so
 prompts and resources can be switched the same way, with the names of the tools off copied onto the
 workspace row (read with every credential check); and the narrowing of a token, a connected app
 (grant) and the authorization code between consent and grant to named tools.
